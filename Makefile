@@ -1,0 +1,92 @@
+# edgetune — see README.md.  `make` builds libedgetune.a, edgetune and edgerun.
+# Targets: all test check bench fuzz demo cross clean deps.
+CC      ?= gcc
+BUILD   ?= build
+OPT     ?= -O2
+SAN     ?=
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -fno-strict-aliasing $(SAN)
+PKGCFG  := $(shell pkg-config --cflags hdf5-serial openblas libcjson cmocka 2>/dev/null)
+PKGLIBS := $(shell pkg-config --libs hdf5-serial openblas libcjson 2>/dev/null)
+ifeq ($(strip $(PKGLIBS)),)
+PKGCFG  := -I/usr/include/hdf5/serial -I/usr/include/x86_64-linux-gnu/openblas-pthread -I/usr/include/cjson
+PKGLIBS := -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5 -lopenblas -lcjson
+endif
+CFLAGS  ?=
+ALL_CFLAGS = $(CFLAGS_BASE) -fopenmp $(PKGCFG) $(CFLAGS)
+LDLIBS  = $(PKGLIBS) -fopenmp -lm -lpthread
+# The runtime: C11 + libm + pthreads only (DESIGN §1).
+RT_CFLAGS = $(CFLAGS_BASE) $(CFLAGS)
+
+LIB_DIRS = common export datasets train lora distill prune quant engine
+LIB_SRC  = $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
+LIB_OBJ  = $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
+RT_SRC   = $(wildcard common/*.c engine/*.c quant/*.c export/gguf*.c datasets/tokenizer*.c)
+RT_OBJ   = $(patsubst %.c,$(BUILD)/rt/%.o,$(RT_SRC))
+CLI_SRC  = $(filter-out cli/edgerun.c,$(wildcard cli/*.c))
+CLI_OBJ  = $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRC))
+TEST_SRC = $(wildcard tests/test_*.c)
+TEST_BIN = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+BENCH_SRC = $(wildcard bench/bench_*.c)
+BENCH_BIN = $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+.PHONY: all test check bench fuzz demo cross clean deps tests-build
+all: $(BUILD)/libedgetune.a edgetune edgerun
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/rt/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(RT_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libedgetune.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+edgetune: $(CLI_OBJ) $(BUILD)/libedgetune.a
+	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libedgetune.a $(LDLIBS)
+
+edgerun: cli/edgerun.c $(RT_OBJ)
+	$(CC) $(RT_CFLAGS) -o $@ cli/edgerun.c $(RT_OBJ) -lm -lpthread
+
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libedgetune.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libedgetune.a $(LDLIBS) -lcmocka
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libedgetune.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libedgetune.a $(LDLIBS)
+
+tests-build: all $(TEST_BIN)
+
+# Test binaries run from the project root, so ../shared is the shared data.
+test: deps
+	@$(MAKE) --no-print-directory tests-build
+	@scripts/runtests.sh $(TEST_BIN)
+
+check: deps
+	@$(MAKE) --no-print-directory BUILD=build-san OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" tests-build
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ET_SANITIZED=1 scripts/runtests.sh $(patsubst $(BUILD)/%,build-san/%,$(TEST_BIN))
+
+bench: deps all $(BENCH_BIN)
+	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
+
+FUZZ_SECONDS ?= 60
+FUZZ_SRC = $(wildcard fuzz/fuzz_*.c)
+fuzz: deps
+	@ET_WANT_FUZZ=1 scripts/deps.sh
+	@scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_SRC)
+
+demo: deps all
+	@scripts/demo.sh
+
+clean:
+	rm -rf build build-san build-fuzz build-cross edgetune edgerun
+
+-include $(LIB_OBJ:.o=.d) $(RT_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

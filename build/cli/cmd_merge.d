@@ -1,0 +1,3 @@
+build/cli/cmd_merge.o: cli/cmd_merge.c cli/cli.h cli/../common/et.h
+cli/cli.h:
+cli/../common/et.h:

@@ -1,0 +1,174 @@
+/* cli/args.c — flag parsing, recipes (cJSON), error reporting. See cli.h. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+#include "cli.h"
+
+static int add_flag(cli_args *a, const char *name, const char *value, int override) {
+    for (int i = 0; i < a->n; i++) {
+        if (!strcmp(a->names[i], name)) {
+            if (!override) return 0;
+            char *v = strdup(value);
+            if (!v) return -1;
+            free(a->values[i]);
+            a->values[i] = v;
+            return 0;
+        }
+    }
+    char **nn = realloc(a->names, sizeof(char *) * (size_t)(a->n + 1));
+    if (!nn) return -1;
+    a->names = nn;
+    char **nv = realloc(a->values, sizeof(char *) * (size_t)(a->n + 1));
+    if (!nv) return -1;
+    a->values = nv;
+    a->names[a->n] = strdup(name);
+    a->values[a->n] = strdup(value);
+    if (!a->names[a->n] || !a->values[a->n]) return -1;
+    a->n++;
+    return 0;
+}
+
+static int load_recipe(cli_args *a, const char *path, et_err *e) {
+    et_map m;
+    int rc = et_map_open(&m, path, e);
+    if (rc) return rc;
+    cJSON *root = cJSON_ParseWithLength((const char *)m.data, m.size);
+    et_map_close(&m);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return et_fail(e, ET_EINPUT, "%s: recipe is not a JSON object", path);
+    }
+    for (cJSON *it = root->child; it; it = it->next) {
+        char buf[64];
+        const char *v = NULL;
+        char *printed = NULL;
+        if (cJSON_IsString(it)) v = it->valuestring;
+        else if (cJSON_IsBool(it)) v = cJSON_IsTrue(it) ? "1" : "0";
+        else if (cJSON_IsNumber(it)) {
+            snprintf(buf, sizeof buf, "%.17g", it->valuedouble);
+            v = buf;
+        } else {
+            printed = cJSON_PrintUnformatted(it);
+            v = printed;
+        }
+        if (!v || add_flag(a, it->string, v, 0)) {
+            free(printed);
+            cJSON_Delete(root);
+            return et_fail(e, ET_ERUN, "%s: out of memory", path);
+        }
+        free(printed);
+    }
+    cJSON_Delete(root);
+    return 0;
+}
+
+int cli_parse(cli_args *a, int argc, char **argv, const char *const *bool_flags, et_err *e) {
+    memset(a, 0, sizeof *a);
+    a->pos = calloc((size_t)argc + 1, sizeof(char *));
+    if (!a->pos) return et_fail(e, ET_ERUN, "out of memory");
+    const char *config = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (s[0] == '-' && s[1] == '-' && s[2]) {
+            char name[128];
+            const char *eq = strchr(s + 2, '=');
+            size_t len = eq ? (size_t)(eq - (s + 2)) : strlen(s + 2);
+            if (len >= sizeof name) return et_fail(e, ET_EUSAGE, "flag too long: %s", s);
+            memcpy(name, s + 2, len);
+            name[len] = 0;
+            for (char *p = name; *p; p++) if (*p == '-') *p = '_';
+            const char *value;
+            int is_bool = 0;
+            for (const char *const *b = bool_flags; b && *b; b++) if (!strcmp(*b, name)) is_bool = 1;
+            if (eq) value = eq + 1;
+            else if (is_bool) value = "1";
+            else if (i + 1 < argc) value = argv[++i];
+            else return et_fail(e, ET_EUSAGE, "flag --%s needs a value", name);
+            if (!strcmp(name, "config")) { config = value; continue; }
+            if (add_flag(a, name, value, 1)) return et_fail(e, ET_ERUN, "out of memory");
+        } else if (!strcmp(s, "-o") && i + 1 < argc) {
+            if (add_flag(a, "output", argv[++i], 1)) return et_fail(e, ET_ERUN, "out of memory");
+        } else {
+            a->pos[a->npos++] = argv[i];
+        }
+    }
+    if (config) return load_recipe(a, config, e);
+    return 0;
+}
+
+void cli_free(cli_args *a) {
+    for (int i = 0; i < a->n; i++) { free(a->names[i]); free(a->values[i]); }
+    free(a->names);
+    free(a->values);
+    free(a->pos);
+    memset(a, 0, sizeof *a);
+}
+
+const char *cli_str(const cli_args *a, const char *name, const char *def) {
+    for (int i = 0; i < a->n; i++) if (!strcmp(a->names[i], name)) return a->values[i];
+    return def;
+}
+
+int cli_int(const cli_args *a, const char *name, long def, long *out, et_err *e) {
+    const char *s = cli_str(a, name, NULL);
+    if (!s) { *out = def; return 0; }
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end) return et_fail(e, ET_EUSAGE, "--%s: expected an integer, got '%s'", name, s);
+    *out = v;
+    return 0;
+}
+
+int cli_float(const cli_args *a, const char *name, double def, double *out, et_err *e) {
+    const char *s = cli_str(a, name, NULL);
+    if (!s) { *out = def; return 0; }
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v))
+        return et_fail(e, ET_EUSAGE, "--%s: expected a number, got '%s'", name, s);
+    *out = v;
+    return 0;
+}
+
+int cli_check_known(const cli_args *a, const char *const *known, et_err *e) {
+    for (int i = 0; i < a->n; i++) {
+        int ok = 0;
+        for (const char *const *k = known; *k; k++) if (!strcmp(*k, a->names[i])) ok = 1;
+        if (!ok) return et_fail(e, ET_EUSAGE, "unknown flag --%s", a->names[i]);
+    }
+    return 0;
+}
+
+int cli_save_recipe(const cli_args *a, const char *path, et_err *e) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return et_fail(e, ET_ERUN, "%s: out of memory", path);
+    for (int i = 0; i < a->n; i++) {
+        char *end;
+        double v = strtod(a->values[i], &end);
+        if (*a->values[i] && !*end && isfinite(v)) cJSON_AddNumberToObject(o, a->names[i], v);
+        else cJSON_AddStringToObject(o, a->names[i], a->values[i]);
+    }
+    char *txt = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!txt) return et_fail(e, ET_ERUN, "%s: out of memory", path);
+    et_afile f;
+    int rc = et_afile_open(&f, path, e);
+    if (!rc) {
+        fputs(txt, f.f);
+        fputc('\n', f.f);
+        rc = et_afile_commit(&f, e);
+    }
+    free(txt);
+    return rc;
+}
+
+int cli_report(const et_err *e) {
+    fprintf(stderr, "edgetune: %s\n", e->msg[0] ? e->msg : "unknown error");
+    return e->code ? e->code : ET_ERUN;
+}

@@ -1,0 +1,56 @@
+/* cli/cli.h — the command table and a small flag parser shared by commands.
+ * cli/ is the only place that parses argv and prints for people (DESIGN §5).
+ * Exit codes: 0 success, 1 usage, 2 bad input, 3 failure during the run. */
+#ifndef ET_CLI_H
+#define ET_CLI_H
+#include "../common/et.h"
+
+typedef struct cli_cmd {
+    const char *name;
+    const char *summary;                    /* one line for `edgetune help` */
+    const char *usage;                      /* full text for `edgetune help NAME` */
+    int (*run)(int argc, char **argv);      /* argv[0] is the command name */
+} cli_cmd;
+
+/* Parsed flags: `--name value`, `--name=value`, bare `--flag` (value "1"),
+ * and positionals.  `--config recipe.json` loads every key of the JSON
+ * object as a flag of the same name (flags given on the command line win). */
+typedef struct cli_args {
+    int n;                 /* flags */
+    char **names, **values;
+    int npos;              /* positional arguments */
+    char **pos;
+} cli_args;
+
+/* Parse argv[1..argc-1]. `bool_flags` is a NULL-terminated list of flags
+ * that take no value. Returns 0, or ET_EUSAGE / ET_EINPUT with e filled. */
+int cli_parse(cli_args *a, int argc, char **argv, const char *const *bool_flags, et_err *e);
+void cli_free(cli_args *a);
+/* Value of --name, or def when absent. */
+const char *cli_str(const cli_args *a, const char *name, const char *def);
+/* Numeric values; ET_EUSAGE with a message if present but malformed. */
+int cli_int(const cli_args *a, const char *name, long def, long *out, et_err *e);
+int cli_float(const cli_args *a, const char *name, double def, double *out, et_err *e);
+/* ET_EUSAGE naming the first flag not in the NULL-terminated `known`. */
+int cli_check_known(const cli_args *a, const char *const *known, et_err *e);
+/* Write every flag as a JSON object (the effective recipe) to path,
+ * atomically. 0 or ET_ERUN. */
+int cli_save_recipe(const cli_args *a, const char *path, et_err *e);
+
+/* Print "edgetune: <msg>" to stderr and return e->code (or 3 if unset). */
+int cli_report(const et_err *e);
+
+/* Commands, one file each: cli/cmd_<name>.c */
+int cmd_inspect(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_lora(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+
+extern const cli_cmd cli_commands[];
+#endif

@@ -1,0 +1,49 @@
+/* cli/main.c — `edgetune <command> [--flag value]...` */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+const cli_cmd cli_commands[] = {
+    {"inspect", "print the metadata and tensor table of a GGUF, safetensors or llama2.c file",
+     "edgetune inspect FILE [--kv-max N]\n"
+     "  FILE: .gguf, .safetensors (or an HF directory), or llama2.c .bin", cmd_inspect},
+    {"convert", "import a model (GGUF, HF directory, llama2.c .bin) and write GGUF F32/F16",
+     "edgetune convert IN -o OUT.gguf [--type F32|F16] [--tokenizer tok.bin]", cmd_convert},
+    {"tokenize", "encode text with a model's tokenizer and print the ids",
+     "edgetune tokenize MODEL|TOKENIZER (--text STR | --file F) [--bos] [--decode]", cmd_tokenize},
+    {"data", "turn text, JSON/JSONL instructions or TSV into tokens.h5",
+     "edgetune data --tokenizer MODEL --input FILE -o tokens.h5 [options]", cmd_data},
+    {"train", "train or continue training a llama-family model", "edgetune train [options]", cmd_train},
+    {"lora", "train a LoRA adapter on a frozen base", "edgetune lora [options]", cmd_lora},
+    {"merge", "fold LoRA adapters into a base model", "edgetune merge BASE.gguf ADAPTER.gguf[:SCALE]... -o OUT.gguf", cmd_merge},
+    {"quantize", "quantize a GGUF model", "edgetune quantize IN.gguf OUT.gguf --type TYPE", cmd_quantize},
+    {"run", "generate text with the reference engine", "edgetune run MODEL.gguf [options]", cmd_run},
+    {"perplexity", "perplexity of a model over text or tokens.h5", "edgetune perplexity MODEL.gguf FILE", cmd_perplexity},
+    {NULL, NULL, NULL, NULL},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: edgetune <command> [--flag value]... | edgetune help <command>\n\ncommands:\n");
+    for (const cli_cmd *c = cli_commands; c->name; c++) fprintf(f, "  %-11s %s\n", c->name, c->summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return ET_EUSAGE; }
+    const char *name = argv[1];
+    if (!strcmp(name, "help") || !strcmp(name, "--help") || !strcmp(name, "-h")) {
+        if (argc >= 3) {
+            for (const cli_cmd *c = cli_commands; c->name; c++)
+                if (!strcmp(c->name, argv[2])) { printf("%s\n\n%s\n", c->summary, c->usage); return 0; }
+            fprintf(stderr, "edgetune: unknown command '%s'\n", argv[2]);
+            return ET_EUSAGE;
+        }
+        usage(stdout);
+        return 0;
+    }
+    for (const cli_cmd *c = cli_commands; c->name; c++)
+        if (!strcmp(c->name, name)) return c->run(argc - 1, argv + 1);
+    fprintf(stderr, "edgetune: unknown command '%s'\n", name);
+    usage(stderr);
+    return ET_EUSAGE;
+}

@@ -1,0 +1,81 @@
+/* common/et.h — errors, atomic output files, read-only file mapping, half floats.
+ *
+ * Every edgetune function that can fail returns 0 on success or one of the
+ * ET_E* codes below, and fills an et_err (which may be NULL) with a message
+ * that names the file and what is wrong.  The library never calls exit().
+ *
+ *   et_err e = {0};
+ *   et_map m;
+ *   if (et_map_open(&m, "model.gguf", &e)) { fprintf(stderr, "%s\n", e.msg); return e.code; }
+ *
+ * The codes double as the command-line exit codes (DESIGN §5):
+ * 1 usage, 2 bad input, 3 failure during the run (I/O, NaN, out of memory).
+ * This folder is C11 + libc only, so the dependency-free runtime may use it.
+ */
+#ifndef ET_COMMON_H
+#define ET_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum { ET_OK = 0, ET_EUSAGE = 1, ET_EINPUT = 2, ET_ERUN = 3 };
+
+typedef struct et_err {
+    int code;        /* ET_E*, 0 when no error was recorded */
+    char msg[1024];  /* human-readable, names the file and the problem */
+} et_err;
+
+/* Record an error (printf-style) in e (may be NULL); returns code, so that
+ * callers can write `return et_fail(e, ET_EINPUT, "%s: truncated", path);`. */
+int et_fail(et_err *e, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- read-only whole-file mapping (mmap; falls back to read for pipes) ---- */
+typedef struct et_map {
+    const uint8_t *data; /* NULL for an empty file */
+    size_t size;         /* bytes */
+    int is_mmap;         /* internal: 1 if data came from mmap, 0 if malloc */
+} et_map;
+
+/* Map `path` read-only. Returns 0 or ET_EINPUT (cannot open/stat/map). */
+int et_map_open(et_map *m, const char *path, et_err *e);
+void et_map_close(et_map *m);
+
+/* ---- atomic output: write to "<path>.tmp.<pid>", fsync, rename ---- */
+typedef struct et_afile {
+    FILE *f;            /* write through this */
+    char *path;         /* final path */
+    char *tmp;          /* temporary path in the same directory */
+} et_afile;
+
+/* Open a temporary file beside `path`. Returns 0 or ET_ERUN. */
+int et_afile_open(et_afile *a, const char *path, et_err *e);
+/* Flush, fsync and rename into place; frees `a`. Returns 0 or ET_ERUN
+ * (the temporary file is removed and `path` is left untouched). */
+int et_afile_commit(et_afile *a, et_err *e);
+/* Remove the temporary file; `path` is left untouched. Safe to call twice. */
+void et_afile_abort(et_afile *a);
+/* fsync+rename an already-written temporary file `tmp` onto `path`
+ * (for writers such as HDF5 that open files by name). 0 or ET_ERUN. */
+int et_commit_tmp(const char *tmp, const char *path, et_err *e);
+
+/* ---- IEEE half and bfloat16 (bit-exact with ggml's reference conversions) ---- */
+/* fp32 -> fp16, round to nearest even; NaN stays NaN, overflow -> inf. */
+uint16_t et_fp32_to_fp16(float f);
+float et_fp16_to_fp32(uint16_t h);
+/* fp32 -> bf16, round to nearest even (ggml_compute_fp32_to_bf16); NaN quieted. */
+uint16_t et_fp32_to_bf16(float f);
+float et_bf16_to_fp32(uint16_t h);
+
+/* ---- SHA-256 (FIPS 180-4), for tokenizer fingerprints ---- */
+typedef struct et_sha256 { uint32_t h[8]; uint64_t len; uint8_t buf[64]; size_t nbuf; } et_sha256;
+void et_sha256_init(et_sha256 *s);
+void et_sha256_update(et_sha256 *s, const void *data, size_t n);
+/* Writes 64 lowercase hex digits and a NUL into hex[65]. */
+void et_sha256_final_hex(et_sha256 *s, char hex[65]);
+
+/* Path of the shared data folder: $ET_SHARED if set, else "../shared". */
+const char *et_shared_dir(void);
+
+#endif

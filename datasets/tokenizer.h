@@ -1,0 +1,80 @@
+/* datasets/tokenizer.h — SentencePiece-style BPE ("llama") and GPT-2
+ * byte-level BPE ("gpt2") tokenizers, as llama.cpp implements them
+ * (src/llama-vocab.cpp: llm_tokenizer_spm, llm_tokenizer_bpe and the
+ * pre-tokenizer regexes chosen by tokenizer.ggml.pre).
+ *
+ *   et_tokenizer *tok; et_err e = {0};
+ *   gguf_file g; gguf_open(&g, "stories260K.gguf", &e);
+ *   et_tok_from_gguf(&tok, &g, &e);            // copies what it needs; g may be closed
+ *   int32_t *ids; size_t n;
+ *   et_tok_encode(tok, "Once upon a time", 16, ET_TOK_ADD_BOS, &ids, &n, &e);
+ *   char *text; size_t len; et_tok_decode(tok, ids, n, 0, &text, &len, &e);
+ *   free(ids); free(text); et_tok_free(tok);
+ *
+ * Dependency rule: C11 + libc only (the runtime uses it).  Loading an HF
+ * tokenizer.json needs cJSON and lives in datasets/hf_tokenizer.h.
+ */
+#ifndef ET_TOKENIZER_H
+#define ET_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/et.h"
+#include "../export/gguf.h"
+
+typedef struct et_tokenizer et_tokenizer;
+
+enum et_tok_model { ET_TOK_SPM = 1 /* GGUF "llama" */, ET_TOK_BPE = 2 /* GGUF "gpt2" */ };
+
+/* Token attribute, numbered as GGUF tokenizer.ggml.token_type. */
+enum et_tok_attr {
+    ET_TOKT_NORMAL = 1, ET_TOKT_UNKNOWN = 2, ET_TOKT_CONTROL = 3,
+    ET_TOKT_USER_DEFINED = 4, ET_TOKT_UNUSED = 5, ET_TOKT_BYTE = 6
+};
+
+/* Encode flags. */
+enum { ET_TOK_ADD_BOS = 1, ET_TOK_ADD_EOS = 2, ET_TOK_PARSE_SPECIAL = 4,
+       ET_TOK_DEFAULT_BOS = 8 /* add BOS iff the vocab says add_bos_token (tokenizer.ggml.add_bos_token) */ };
+
+/* Load from GGUF tokenizer.ggml.* keys (model, tokens, scores, token_type,
+ * merges, pre, bos/eos/unk/pad ids, add_bos/add_eos).  0 or ET_EINPUT
+ * naming the file and key. */
+int et_tok_from_gguf(et_tokenizer **out, const gguf_file *g, et_err *e);
+/* Load a llama2.c tokenizer.bin (i32 max_token_length, then per token:
+ * f32 score, i32 len, len bytes) with n_vocab entries (from the model
+ * header). Treated as SPM with byte fallback <0xXX>, BOS 1, EOS 2. */
+int et_tok_from_llama2c(et_tokenizer **out, const char *path, int n_vocab, et_err *e);
+void et_tok_free(et_tokenizer *t);
+
+int et_tok_model(const et_tokenizer *t);      /* ET_TOK_SPM or ET_TOK_BPE */
+int et_tok_n_vocab(const et_tokenizer *t);
+int et_tok_bos(const et_tokenizer *t);        /* -1 when none */
+int et_tok_eos(const et_tokenizer *t);
+int et_tok_pad(const et_tokenizer *t);
+/* Piece text of id (raw vocab string, e.g. "▁the" or "Ġthe"), length in *len. NULL if out of range. */
+const char *et_tok_piece(const et_tokenizer *t, int id, size_t *len);
+/* Id of an exact piece, or -1. */
+int et_tok_find(const et_tokenizer *t, const char *piece, size_t len);
+
+/* Encode len bytes of UTF-8 text.  *ids is malloc'd (caller frees), *n_ids
+ * its count.  Returns 0, or ET_EINPUT for invalid UTF-8 (message gives the
+ * byte offset). */
+int et_tok_encode(const et_tokenizer *t, const char *text, size_t len, int flags,
+                  int32_t **ids, size_t *n_ids, et_err *e);
+/* Decode ids to text (malloc'd, NUL-terminated; *len without the NUL).
+ * flags: ET_TOK_PARSE_SPECIAL renders control tokens, otherwise they are
+ * skipped.  SPM: "▁" -> " ", <0xXX> -> byte, and the leading space added
+ * by encoding is removed.  ET_EINPUT for an id out of range. */
+int et_tok_decode(const et_tokenizer *t, const int32_t *ids, size_t n_ids, int flags,
+                  char **text, size_t *len, et_err *e);
+
+/* Write the tokenizer.ggml.* keys into a GGUF being built, as llama.cpp's
+ * converters do. 0 or ET_ERUN. */
+int et_tok_write_gguf(const et_tokenizer *t, gguf_writer *w, et_err *e);
+/* SHA-256 over the vocabulary (model kind, pieces, scores, types, merges,
+ * special ids): hex[65]. Equal vocabularies give equal hashes whatever
+ * file they came from. */
+void et_tok_sha256(const et_tokenizer *t, char hex[65]);
+
+#endif

@@ -1,0 +1,104 @@
+/* export/model.h — the in-memory llama-family model.
+ *
+ * One struct for every llama-family import: GGUF arch "llama" and "deci"
+ * (per-layer widths), llama2.c .bin v0, Hugging Face directories
+ * (config.json + safetensors).  All weights are F32 in ONE contiguous block
+ * (karpathy/llm.c train_gpt2.c ParameterTensors): zero-grad is a memset,
+ * AdamW one loop, a checkpoint one write.  Layout is GGUF's: row-major
+ * [out, in] (ne[0] = in), RoPE on interleaved pairs (x[2i], x[2i+1]), so
+ * HF Q/K rows are permuted on import (llama.cpp convert_hf_to_gguf.py
+ * LlamaModel.permute).
+ *
+ *   et_model m; et_err e = {0};
+ *   if (et_model_load(&m, "stories260K.gguf", NULL, &e)) { puts(e.msg); return; }
+ *   // m.hp.n_layer, m.layers[0].wq [n_head*head_dim, n_embd] ...
+ *   et_model_save_gguf(&m, "out.gguf", GGML_TYPE_F16, &e);
+ *   et_model_free(&m);
+ */
+#ifndef ET_MODEL_H
+#define ET_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/et.h"
+#include "../datasets/tokenizer.h"
+
+typedef struct et_hparams {
+    char arch[16];          /* "llama" (uniform) or "deci" (per-layer widths) */
+    int n_vocab, n_embd, n_layer;
+    int n_ctx;              /* training context length (llama.context_length) */
+    int n_head, n_head_kv;  /* of layer 0; per layer in layer_* below */
+    int n_ff;               /* of layer 0 */
+    int head_dim;           /* key_length == value_length; n_embd/n_head by default */
+    float rms_eps;          /* attention.layer_norm_rms_epsilon */
+    float rope_theta;       /* rope.freq_base */
+    int tied_output;        /* 1: output weight is tok_embd (no output tensor) */
+    int qkv_bias;           /* 1: attn_q/k/v carry biases (Qwen2-style) */
+    int *layer_n_head;      /* [n_layer] */
+    int *layer_n_head_kv;   /* [n_layer] */
+    int *layer_n_ff;        /* [n_layer] */
+} et_hparams;
+
+typedef struct et_layer {
+    float *attn_norm;       /* [n_embd]                                 blk.N.attn_norm.weight */
+    float *wq;              /* [n_head*head_dim, n_embd]                blk.N.attn_q.weight */
+    float *wk;              /* [n_head_kv*head_dim, n_embd]             blk.N.attn_k.weight */
+    float *wv;              /* [n_head_kv*head_dim, n_embd]             blk.N.attn_v.weight */
+    float *bq, *bk, *bv;    /* [out] biases or NULL                     blk.N.attn_q.bias ... */
+    float *wo;              /* [n_embd, n_head*head_dim]                blk.N.attn_output.weight */
+    float *ffn_norm;        /* [n_embd]                                 blk.N.ffn_norm.weight */
+    float *w_gate;          /* [n_ff, n_embd]                           blk.N.ffn_gate.weight */
+    float *w_up;            /* [n_ff, n_embd]                           blk.N.ffn_up.weight */
+    float *w_down;          /* [n_embd, n_ff]                           blk.N.ffn_down.weight */
+} et_layer;
+
+typedef struct et_model {
+    et_hparams hp;
+    float *params;          /* the one block */
+    size_t n_params;        /* floats in the block */
+    float *tok_embd;        /* [n_vocab, n_embd]   token_embd.weight */
+    float *output_norm;     /* [n_embd]            output_norm.weight */
+    float *output;          /* [n_vocab, n_embd]   output.weight, == tok_embd when tied */
+    et_layer *layers;       /* [n_layer] */
+    et_tokenizer *tok;      /* owned; may be NULL */
+} et_model;
+
+/* A named view of one parameter tensor, GGUF naming and shape order. */
+typedef struct et_named {
+    char name[64];          /* e.g. "blk.0.attn_q.weight" */
+    float *data;            /* into m->params */
+    int n_dims;             /* 1 or 2 */
+    int64_t ne[2];          /* ne[0] = row length (in), ne[1] = rows (out) */
+    size_t n;               /* elements */
+} et_named;
+
+/* Fill in layer_* arrays (uniform from n_head/n_head_kv/n_ff when NULL),
+ * allocate the block and set every pointer; weights are zero.
+ * Copies hp (the caller keeps its arrays).  0 or ET_EINPUT (bad sizes) / ET_ERUN. */
+int et_model_alloc(et_model *m, const et_hparams *hp, et_err *e);
+void et_model_free(et_model *m);
+/* Parameter tensors in GGUF order (token_embd, output_norm, output unless
+ * tied, then per layer attn_norm, attn_q, [bias], attn_k, attn_v, attn_output,
+ * ffn_norm, ffn_gate, ffn_up, ffn_down).  Returns the count; writes at most
+ * cap entries into out (out may be NULL to count). */
+int et_model_tensors(const et_model *m, et_named *out, int cap);
+/* 1 if every layer has the same n_head, n_head_kv and n_ff. */
+int et_model_is_uniform(const et_model *m);
+
+/* Load any supported model: a directory (HF: config.json + *.safetensors +
+ * tokenizer.json), a file starting with "GGUF", else a llama2.c .bin
+ * (tokenizer_path = its tokenizer.bin, or NULL to look for tokenizer.bin /
+ * tok<vocab>.bin beside it).  0 or ET_EINPUT naming the file and problem. */
+int et_model_load(et_model *m, const char *path, const char *tokenizer_path, et_err *e);
+int et_model_load_gguf(et_model *m, const char *path, et_err *e);
+int et_model_load_llama2c(et_model *m, const char *path, const char *tokenizer_path, et_err *e);
+int et_model_load_hf(et_model *m, const char *dir, et_err *e);
+
+/* Export to GGUF (type GGML_TYPE_F32 or GGML_TYPE_F16; 1-D tensors stay
+ * F32 as llama.cpp does) with complete metadata for arch "llama" (or
+ * "deci" when widths differ per layer) and the tokenizer.  Atomic.
+ * 0 or ET_EINPUT / ET_ERUN. */
+int et_model_save_gguf(const et_model *m, const char *path, uint32_t type, et_err *e);
+
+#endif
