@@ -125,5 +125,8 @@ int et_model_load_hf(et_model *m, const char *dir, et_err *e);
  * layer 0).  Without m->tok no tokenizer keys are written (llama.cpp will
  * not load such a file).  Atomic.  0 or ET_EINPUT / ET_ERUN. */
 int et_model_save_gguf(const et_model *m, const char *path, uint32_t type, et_err *e);
+/* The GGUF architecture et_model_save_gguf writes: "llama" when every layer
+ * has the same widths with attention and an FFN, else "deci". */
+const char *et_model_export_arch(const et_model *m);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "gguf.h"
 #include "model.h"
+#include "tok_weak.h" /* TODO(tok): remove */
 
 enum { MAX_WIDTH = 1 << 20 };
 
@@ -266,7 +267,7 @@ int et_model_from_gguf(et_model *m, const gguf_file *g, et_err *e) {
                          g->path, len, tn.ptr, m->hp.arch);
     }
     free(want);
-    if (!rc && has_key(g, "tokenizer.ggml.model")) {
+    if (!rc && has_key(g, "tokenizer.ggml.model") && et_tok_from_gguf) { /* TODO(tok): drop the NULL test */
         rc = et_tok_from_gguf(&m->tok, g, e);
         if (!rc && et_tok_n_vocab(m->tok) != m->hp.n_vocab)
             rc = et_fail(e, ET_EINPUT, "%s: the tokenizer has %d tokens but the model's vocabulary is %d", g->path,
@@ -288,12 +289,17 @@ int et_model_load_gguf(et_model *m, const char *path, et_err *e) {
 
 /* ------------------------------------------------------------------ export */
 
-/* Checks that llama.cpp can run the model as written; sets *deci. */
-static int export_plan(const et_model *m, const char *path, int *deci, et_err *e) {
+const char *et_model_export_arch(const et_model *m) {
     const et_hparams *hp = &m->hp;
     int all_full = 1;
     for (int l = 0; l < hp->n_layer; l++) all_full &= hp->layer_n_head[l] > 0 && hp->layer_n_ff[l] > 0;
-    *deci = !(all_full && et_model_is_uniform(m));
+    return all_full && et_model_is_uniform(m) ? "llama" : "deci";
+}
+
+/* Checks that llama.cpp can run the model as written; sets *deci. */
+static int export_plan(const et_model *m, const char *path, int *deci, et_err *e) {
+    const et_hparams *hp = &m->hp;
+    *deci = strcmp(et_model_export_arch(m), "deci") == 0;
     if (*deci && hp->layer_n_head[0] == 0)
         return et_fail(e, ET_EINPUT,
                        "%s: layer 0 has no attention heads; llama.cpp's deci loader takes the head size from layer 0, "
