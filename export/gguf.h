@@ -53,7 +53,14 @@ void ggml_type_block(uint32_t type, uint64_t *block_elems, uint64_t *block_bytes
  * size or the type is unknown. */
 uint64_t ggml_row_bytes(uint32_t type, uint64_t n);
 
+/* Bytes of one value of a fixed-size KV type (UINT8 1 ... FLOAT64 8,
+ * BOOL 1); 0 for STRING, ARRAY and unknown types. */
+uint64_t gguf_type_size(uint32_t type);
+/* "UINT8", "STRING", ... or NULL for an unknown KV type. */
+const char *gguf_type_name(uint32_t type);
+
 #define GGUF_DEFAULT_ALIGNMENT 32
+#define GGUF_MAX_STRING (64u << 20) /* longest string value the reader accepts (bytes) */
 #define GGUF_MAX_DIMS 4
 #define GGUF_MAX_NAME 64   /* tensor names are < 64 bytes (llama.cpp GGML_MAX_NAME) */
 
@@ -70,6 +77,8 @@ typedef struct gguf_kv {
     const uint8_t *data; /* scalar value, or first array element, in the mapping */
     gguf_str *strs;      /* for STRING and ARRAY-of-STRING: n strings (owned by gguf_file) */
     uint64_t file_offset;/* byte offset of this KV's key in the file (for messages) */
+    const uint8_t *raw;  /* the value exactly as stored (after the u32 type), in the mapping */
+    uint64_t raw_len;    /* bytes of raw */
 } gguf_kv;
 
 typedef struct gguf_tensor {
@@ -92,6 +101,7 @@ typedef struct gguf_file {
     gguf_tensor *tensors;   /* [n_tensors], in file order */
     uint64_t alignment;     /* general.alignment or 32 */
     uint64_t data_offset;   /* absolute byte offset of the data section */
+    int owns_map;           /* internal: 1 if gguf_close unmaps `map` */
 } gguf_file;
 
 /* Open and validate: every count, string length, array size, tensor
@@ -159,7 +169,13 @@ void gguf_remove_key(gguf_writer *w, const char *key);
  * added, each at a multiple of the alignment (zero padding). */
 int gguf_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
                     const int64_t *ne, const void *data, et_err *e);
+/* Add tensor i of an open file (name, type, shape; data points into g's
+ * mapping, so g must stay open until gguf_writer_write returns). */
+int gguf_add_tensor_from(gguf_writer *w, const gguf_file *g, uint64_t i, et_err *e);
 /* Write the file atomically (temp + fsync + rename). Version 3.
+ * The alignment is general.alignment if set (UINT32, a power of two),
+ * else 32.  With no tensors nothing follows the last KV (as gguf-py writes
+ * vocab-only files; llama.cpp reads both forms).
  * Returns 0 or ET_ERUN/ET_EINPUT with the path in the message. */
 int gguf_writer_write(gguf_writer *w, const char *path, et_err *e);
 
