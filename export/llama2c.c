@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #include "model.h"
-#include "tok_weak.h" /* TODO(tok): remove */
 
 static int32_t rd_i32(const uint8_t *p) {
     uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -136,7 +135,7 @@ int et_model_load_llama2c(et_model *m, const char *path, const char *tokenizer_p
     char found[4096];
     const char *tp = tokenizer_path;
     if (!tp && find_tokenizer(path, (int)V, found, sizeof found) == 0) tp = found;
-    if (tp && et_tok_from_llama2c) { /* TODO(tok): drop the NULL test */
+    if (tp) {
         rc = et_tok_from_llama2c(&m->tok, tp, (int)V, e);
         if (rc) {
             et_model_free(m);

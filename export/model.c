@@ -2,7 +2,6 @@
  * named views, and the format-sniffing loader.  Imports live in
  * model_gguf.c, llama2c.c and hf.c; export in model_gguf.c. */
 #include "model.h"
-#include "tok_weak.h" /* TODO(tok): remove */
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -11,7 +11,6 @@
 
 #include "gguf.h"
 #include "model.h"
-#include "tok_weak.h" /* TODO(tok): remove */
 
 enum { MAX_WIDTH = 1 << 20 };
 
@@ -267,7 +266,7 @@ int et_model_from_gguf(et_model *m, const gguf_file *g, et_err *e) {
                          g->path, len, tn.ptr, m->hp.arch);
     }
     free(want);
-    if (!rc && has_key(g, "tokenizer.ggml.model") && et_tok_from_gguf) { /* TODO(tok): drop the NULL test */
+    if (!rc && has_key(g, "tokenizer.ggml.model")) {
         rc = et_tok_from_gguf(&m->tok, g, e);
         if (!rc && et_tok_n_vocab(m->tok) != m->hp.n_vocab)
             rc = et_fail(e, ET_EINPUT, "%s: the tokenizer has %d tokens but the model's vocabulary is %d", g->path,

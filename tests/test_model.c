@@ -17,7 +17,6 @@
 #include "../export/gguf.h"
 #include "../export/model.h"
 #include "../export/safetensors.h"
-#include "../export/tok_weak.h" /* TODO(tok): remove once the tokenizer is on main */
 
 /* ------------------------------------------------------------ helpers */
 
@@ -205,20 +204,25 @@ static void test_llama2c_equals_gguf(void **state) {
     }
     assert_int_equal(n, et_model_tensors(&a, NULL, 0) + 1);
     free(tb);
-    if (a.tok && b.tok) {
+    assert_non_null(a.tok);
+    assert_non_null(b.tok);
+    {
         assert_int_equal(et_tok_n_vocab(a.tok), et_tok_n_vocab(b.tok));
         for (int i = 0; i < 512; i++) {
             size_t la, lb;
             const char *pa = et_tok_piece(a.tok, i, &la), *pb = et_tok_piece(b.tok, i, &lb);
             assert_int_equal(la, lb);
             assert_memory_equal(pa, pb, la);
+            assert_true(et_tok_score(a.tok, i) == et_tok_score(b.tok, i));
+            assert_int_equal(et_tok_type(a.tok, i), et_tok_type(b.tok, i));
         }
+        assert_int_equal(et_tok_bos(a.tok), et_tok_bos(b.tok));
+        assert_int_equal(et_tok_eos(a.tok), et_tok_eos(b.tok));
+        assert_int_equal(et_tok_unk(a.tok), et_tok_unk(b.tok));
         char ha[65], hb[65];
         et_tok_sha256(a.tok, ha);
         et_tok_sha256(b.tok, hb);
         assert_string_equal(ha, hb); /* pieces, scores, types, special ids */
-    } else {
-        fprintf(stderr, "NOTE: tokenizer not linked yet; tokenizer comparison skipped\n");
     }
     et_model_free(&a);
     et_model_free(&b);
