@@ -16,7 +16,10 @@
 static const char *USAGE =
     "usage: edgetune convert IN -o OUT.gguf [--type F32|F16] [--tokenizer tok.bin] [--name NAME]\n"
     "  IN: a GGUF (llama/deci, F32/F16/BF16), an HF directory (config.json + safetensors)\n"
-    "      or a llama2.c .bin (its tokenizer.bin / tok<vocab>.bin is found beside it)";
+    "      or a llama2.c .bin (its tokenizer.bin / tok<vocab>.bin is found beside it)\n"
+    "  --tokenizer: replaces the model's tokenizer: a llama2.c tokenizer.bin, a GGUF with\n"
+    "      tokenizer.ggml.* keys (e.g. a vocab-only file) or an HF tokenizer.json\n"
+    "  --name: general.name (default: the model's, or the file/directory name)";
 
 int cmd_convert(int argc, char **argv) {
     static const char *const known[] = {"output", "type", "tokenizer", "name", NULL};

@@ -343,6 +343,10 @@ static int check_unused(const et_model *m, const shards *s, const et_named *ts, 
 }
 
 int et_model_load_hf(et_model *m, const char *dir, et_err *e) {
+    return et_model_load_hf_with_tokenizer(m, dir, NULL, e);
+}
+
+int et_model_load_hf_with_tokenizer(et_model *m, const char *dir, const char *tokenizer_path, et_err *e) {
     memset(m, 0, sizeof *m);
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
@@ -377,8 +381,12 @@ int et_model_load_hf(et_model *m, const char *dir, et_err *e) {
     if (!rc) rc = check_unused(m, &s, ts, n, e);
     free(ts);
     shards_close(&s);
-    /* TODO(tok): load tokenizer.json through datasets/hf_tokenizer.h once it
-     * lands; until then m->tok stays NULL for HF directories. */
+    if (!rc && tokenizer_path) {
+        rc = et_model_set_tokenizer(m, tokenizer_path, e);
+    } else if (!rc) {
+        /* TODO(hf_tokenizer): load dir/tokenizer.json with et_model_set_tokenizer
+         * once datasets/hf_tokenizer.h lands; until then m->tok stays NULL. */
+    }
     if (rc) et_model_free(m);
     return rc;
 }

@@ -135,12 +135,9 @@ int et_model_load_llama2c(et_model *m, const char *path, const char *tokenizer_p
     char found[4096];
     const char *tp = tokenizer_path;
     if (!tp && find_tokenizer(path, (int)V, found, sizeof found) == 0) tp = found;
-    if (tp) {
-        rc = et_tok_from_llama2c(&m->tok, tp, (int)V, e);
-        if (rc) {
-            et_model_free(m);
-            return rc;
-        }
+    if (tp && (rc = et_model_set_tokenizer(m, tp, e))) {
+        et_model_free(m);
+        return rc;
     }
     return 0;
 }

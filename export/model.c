@@ -3,6 +3,8 @@
  * model_gguf.c, llama2c.c and hf.c; export in model_gguf.c. */
 #include "model.h"
 
+#include "gguf.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,16 +206,53 @@ int et_model_is_uniform(const et_model *m) {
     return 1;
 }
 
+/* 1 if the file starts with "GGUF". */
+static int is_gguf(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char magic[4] = {0};
+    size_t got = fread(magic, 1, 4, f);
+    fclose(f);
+    return got == 4 && memcmp(magic, "GGUF", 4) == 0;
+}
+
+int et_model_set_tokenizer(et_model *m, const char *path, et_err *e) {
+    et_tokenizer *t = NULL;
+    int rc;
+    size_t n = strlen(path);
+    if (is_gguf(path)) {
+        gguf_file g;
+        rc = gguf_open(&g, path, e);
+        if (rc) return rc;
+        rc = et_tok_from_gguf(&t, &g, e);
+        gguf_close(&g);
+    } else if (n >= 5 && strcmp(path + n - 5, ".json") == 0) {
+        /* TODO(hf_tokenizer): et_tok_from_hf_json once datasets/hf_tokenizer.h lands */
+        rc = et_fail(e, ET_EINPUT, "%s: HF tokenizer.json files cannot be loaded yet", path);
+    } else {
+        rc = et_tok_from_llama2c(&t, path, m->hp.n_vocab, e);
+    }
+    if (rc) return rc;
+    if (et_tok_n_vocab(t) != m->hp.n_vocab) {
+        rc = et_fail(e, ET_EINPUT, "%s: the tokenizer has %d tokens but the model's vocabulary is %d", path,
+                     et_tok_n_vocab(t), m->hp.n_vocab);
+        et_tok_free(t);
+        return rc;
+    }
+    if (m->tok) et_tok_free(m->tok);
+    m->tok = t;
+    return 0;
+}
+
 int et_model_load(et_model *m, const char *path, const char *tokenizer_path, et_err *e) {
     memset(m, 0, sizeof *m);
     struct stat st;
     if (stat(path, &st) != 0) return et_fail(e, ET_EINPUT, "%s: no such file or directory", path);
-    if (S_ISDIR(st.st_mode)) return et_model_load_hf(m, path, e);
-    FILE *f = fopen(path, "rb");
-    if (!f) return et_fail(e, ET_EINPUT, "%s: cannot open", path);
-    char magic[4] = {0};
-    size_t got = fread(magic, 1, 4, f);
-    fclose(f);
-    if (got == 4 && memcmp(magic, "GGUF", 4) == 0) return et_model_load_gguf(m, path, e);
-    return et_model_load_llama2c(m, path, tokenizer_path, e);
+    int rc;
+    if (S_ISDIR(st.st_mode)) rc = et_model_load_hf_with_tokenizer(m, path, tokenizer_path, e);
+    else if (is_gguf(path)) rc = et_model_load_gguf(m, path, e);
+    else return et_model_load_llama2c(m, path, tokenizer_path, e);
+    if (!rc && tokenizer_path && !S_ISDIR(st.st_mode) && (rc = et_model_set_tokenizer(m, tokenizer_path, e)))
+        et_model_free(m);
+    return rc;
 }

@@ -103,8 +103,15 @@ int et_model_find(const et_model *m, const char *name, et_named *out);
 /* Load any supported model: a directory (HF: config.json + *.safetensors +
  * tokenizer.json), a file starting with "GGUF", else a llama2.c .bin
  * (tokenizer_path = its tokenizer.bin, or NULL to look for tokenizer.bin /
- * tok<vocab>.bin beside it).  0 or ET_EINPUT naming the file and problem. */
+ * tok<vocab>.bin beside it).  For a GGUF or HF model a tokenizer_path
+ * replaces the model's own tokenizer (et_model_set_tokenizer).
+ * 0 or ET_EINPUT naming the file and problem. */
 int et_model_load(et_model *m, const char *path, const char *tokenizer_path, et_err *e);
+/* Replace m->tok by the tokenizer in `path`: a GGUF (tokenizer.ggml.* keys,
+ * e.g. a vocab-only file), an HF tokenizer.json (*.json), or else a
+ * llama2.c tokenizer.bin read with m->hp.n_vocab entries.  Its size must
+ * equal m->hp.n_vocab.  0 or ET_EINPUT naming the file (m unchanged). */
+int et_model_set_tokenizer(et_model *m, const char *path, et_err *e);
 int et_model_load_gguf(et_model *m, const char *path, et_err *e);
 /* The same from an open GGUF (arch "llama" or "deci"): every tensor's type
  * (F32/F16/BF16, converted to F32; quantized types refused naming the
@@ -113,6 +120,9 @@ int et_model_load_gguf(et_model *m, const char *path, et_err *e);
 int et_model_from_gguf(et_model *m, const gguf_file *g, et_err *e);
 int et_model_load_llama2c(et_model *m, const char *path, const char *tokenizer_path, et_err *e);
 int et_model_load_hf(et_model *m, const char *dir, et_err *e);
+/* The same with the tokenizer from tokenizer_path (et_model_set_tokenizer)
+ * instead of dir/tokenizer.json; NULL = et_model_load_hf. */
+int et_model_load_hf_with_tokenizer(et_model *m, const char *dir, const char *tokenizer_path, et_err *e);
 
 /* Export to GGUF (type GGML_TYPE_F32 or GGML_TYPE_F16; 1-D tensors stay
  * F32 as llama.cpp does) with complete metadata for arch "llama" (or

@@ -228,6 +228,31 @@ static void test_llama2c_equals_gguf(void **state) {
     et_model_free(&b);
 }
 
+/* A tokenizer given beside the model replaces its own, from any format. */
+static void test_tokenizer_override(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(bin, "models/stories260K/stories260K.bin");
+    SHARED_OR_SKIP(tok, "models/stories260K/tok512.bin");
+    SHARED_OR_SKIP(gg, "models/stories260K/stories260K.gguf");
+    SHARED_OR_SKIP(spm, "tokenizers/llamacpp-vocab/ggml-vocab-llama-spm.gguf");
+    et_model a, b;
+    et_err e = {0};
+    /* GGUF model, llama2.c tokenizer */
+    if (et_model_load(&a, gg, tok, &e)) fail_msg("%s", e.msg);
+    /* llama2.c model, tokenizer from a GGUF */
+    if (et_model_load(&b, bin, gg, &e)) fail_msg("%s", e.msg);
+    char ha[65], hb[65];
+    et_tok_sha256(a.tok, ha);
+    et_tok_sha256(b.tok, hb);
+    assert_string_equal(ha, hb);
+    et_model_free(&b);
+    /* a 32000-piece vocabulary does not fit a 512-token model */
+    expect_msg(et_model_load(&b, bin, spm, &e), &e, ET_EINPUT, "ggml-vocab-llama-spm.gguf", "32000 tokens");
+    expect_msg(et_model_set_tokenizer(&a, spm, &e), &e, ET_EINPUT, "32000 tokens", "vocabulary is 512");
+    assert_non_null(a.tok); /* unchanged */
+    et_model_free(&a);
+}
+
 /* ------------------------------------------------------------ GGUF round trips */
 
 static void test_gguf_f32_roundtrip(void **state) {
@@ -859,12 +884,27 @@ static void test_hf_hostile(void **state) {
     st_writer_free(w);
     for (size_t i = 0; i < nt; i++) free(data[i]);
     expect_msg(et_model_load_hf(&m, d3, &e), &e, ET_EINPUT, "model.safetensors", "'model.layers.1.self_attn.o_proj.bias'");
+    /* SmolLM2-135M's real config.json is accepted: the import gets as far as the weights */
+    const char *smol = shared_path("tokenizers/smollm2-135m/config.json");
+    if (smol) {
+        const char *d4 = tmp("hf_smol");
+        mkdir(d4, 0755);
+        FILE *in = fopen(smol, "rb");
+        char cfg[4096];
+        size_t n = fread(cfg, 1, sizeof cfg - 1, in);
+        fclose(in);
+        cfg[n] = 0;
+        snprintf(p, sizeof p, "%s/config.json", d4);
+        write_text(p, cfg);
+        expect_msg(et_model_load_hf(&m, d4, &e), &e, ET_EINPUT, "hf_smol/model.safetensors", "cannot open");
+    }
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout),
         cmocka_unit_test(test_llama2c_equals_gguf),
+        cmocka_unit_test(test_tokenizer_override),
         cmocka_unit_test(test_gguf_f32_roundtrip),
         cmocka_unit_test(test_gguf_f16_export),
         cmocka_unit_test(test_llamacpp_f16_import),
