@@ -273,15 +273,24 @@ static int hf_name(const et_model *m, const char *gg, char *out, size_t cap, int
     return -1;
 }
 
-/* Rows of src [n_head*head_dim, row_len] into dst, halves -> interleaved pairs. */
-static void permute_rows(float *dst, const float *src, int n_head, int head_dim, size_t row_len) {
+/* Copy row `from` of src to row `to` of dst for every (head, i, j); see model.h. */
+static void rope_rows(float *dst, const float *src, int n_head, int head_dim, size_t row_len, int to_gguf) {
     int half = head_dim / 2;
     for (int h = 0; h < n_head; h++)
         for (int i = 0; i < half; i++)
             for (int j = 0; j < 2; j++) {
-                size_t to = (size_t)h * head_dim + 2 * i + j, from = (size_t)h * head_dim + j * half + i;
+                size_t gg = (size_t)h * head_dim + 2 * i + j, hf = (size_t)h * head_dim + j * half + i;
+                size_t to = to_gguf ? gg : hf, from = to_gguf ? hf : gg;
                 memcpy(dst + to * row_len, src + from * row_len, row_len * sizeof(float));
             }
+}
+
+void et_rope_rows_hf_to_gguf(float *dst, const float *src, int n_head, int head_dim, size_t row_len) {
+    rope_rows(dst, src, n_head, head_dim, row_len, 1);
+}
+
+void et_rope_rows_gguf_to_hf(float *dst, const float *src, int n_head, int head_dim, size_t row_len) {
+    rope_rows(dst, src, n_head, head_dim, row_len, 0);
 }
 
 static int load_one(const et_model *m, const shards *s, const char *dir, const et_named *t, et_err *e) {
@@ -313,7 +322,7 @@ static int load_one(const et_model *m, const shards *s, const char *dir, const e
     float *tmp = malloc(t->n * sizeof *tmp);
     if (!tmp) return et_fail(e, ET_ERUN, "%s: out of memory", dir);
     int rc = st_tensor_to_f32(f, st, tmp, e);
-    if (!rc) permute_rows(t->data, tmp, perm, m->hp.head_dim, t->n_dims == 2 ? (size_t)t->ne[0] : 1);
+    if (!rc) et_rope_rows_hf_to_gguf(t->data, tmp, perm, m->hp.head_dim, t->n_dims == 2 ? (size_t)t->ne[0] : 1);
     free(tmp);
     return rc;
 }
