@@ -86,6 +86,11 @@ typedef struct et_named {
  * hp.n_head/n_head_kv/n_ff are set to layer 0's.  0 or ET_EINPUT (bad
  * sizes, message names the field) / ET_ERUN (out of memory). */
 int et_model_alloc(et_model *m, const et_hparams *hp, et_err *e);
+/* et_model_alloc in two steps, so that an importer can check a file's
+ * tensors against et_model_tensors (names and shapes; data NULL) before
+ * allocating anything large.  Both free m on error. */
+int et_model_plan(et_model *m, const et_hparams *hp, et_err *e);
+int et_model_alloc_params(et_model *m, et_err *e);
 void et_model_free(et_model *m);
 /* Parameter tensors in GGUF order, which is also their order in the block:
  * token_embd, output_norm, output unless tied, then per layer attn_norm,
