@@ -643,7 +643,7 @@ static int tsv_rows(const char *s, size_t n, const char *name, const et_ingest_o
 static int infer_labels(const tsv_row *rows, size_t nr, label_set *ls, const char *name, et_err *e) {
     tsv_row *tmp = malloc((nr ? nr : 1) * sizeof *tmp);
     if (!tmp) return et_fail(e, ET_ERUN, "%s: out of memory", name);
-    memcpy(tmp, rows, nr * sizeof *tmp);
+    if (nr) memcpy(tmp, rows, nr * sizeof *tmp);
     qsort(tmp, nr, sizeof *tmp, cmp_row_label);
     size_t distinct = 0;
     for (size_t i = 0; i < nr; i++) distinct += i == 0 || cmp_row_label(&tmp[i], &tmp[i - 1]) != 0;

@@ -297,6 +297,7 @@ static void test_bad_inputs(void **state) {
     const char *esc = "{\"text\": \"\\ud800\"}\n";
     expect_bad_input("i.jsonl", esc, strlen(esc), &o, "line 1: malformed JSON (column 11)");
     expect_bad_input("j.json", "[]", 2, &o, "no records");
+    expect_bad_input("hd.tsv", "sentence\tlabel\n", 15, &o, "no records"); /* a header only */
     const char *tsv = "text\tlabel\nfine\tpos\nbad\tmeh\n";
     o.labels = "neg,pos";
     expect_bad_input("l.tsv", tsv, strlen(tsv), &o, "line 3: unknown label 'meh' (labels: neg,pos)");
