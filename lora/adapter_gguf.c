@@ -216,6 +216,13 @@ int lora_adapter_load_gguf(lora_adapter *ad, const char *path, et_err *e) {
         rc = et_fail(e, ET_ERUN, "%s: out of memory", path);
         goto done;
     }
+    /* names first, as llama.cpp does before pairing */
+    for (uint64_t i = 0; i < nt; i++) {
+        const gguf_tensor *t = &g.tensors[i];
+        if (!ends_with(t->name, "_norm.weight") && !ends_with(t->name, ".lora_a") && !ends_with(t->name, ".lora_b"))
+            FAIL("%s: tensor '%.*s' has an unexpected suffix (expected .lora_a or .lora_b)", path,
+                 (int)t->name.len, t->name.ptr);
+    }
     int n = 0, max_layer = -1;
     for (uint64_t i = 0; i < nt; i++) {
         const gguf_tensor *t = &g.tensors[i];
@@ -227,9 +234,6 @@ int lora_adapter_load_gguf(lora_adapter *ad, const char *path, et_err *e) {
                 FAIL("%s: tensor '%.*s' has no matching '%s'", path, (int)t->name.len, t->name.ptr, nm);
             continue;
         }
-        if (!ends_with(t->name, ".lora_a"))
-            FAIL("%s: tensor '%.*s' has an unexpected suffix (expected .lora_a or .lora_b)", path,
-                 (int)t->name.len, t->name.ptr);
         size_t blen = (size_t)t->name.len - 7;
         int layer, target;
         if (lora_parse_base_name(t->name.ptr, blen, &layer, &target))
