@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "ops.h"
+#include "vexp.h"
 
 /* ---- SwiGLU: out = silu(g) * u, g and u [M, F] ----
  * With s = sigmoid(g): silu(g) = g s, silu'(g) = s (1 + g (1 - s)).
@@ -12,11 +13,19 @@ static void swiglu_backward(et_tape *t, const et_node *nd) {
     float *dg = et_grad(t, g), *du = et_grad(t, u);
     if (t->code) return;
     const long n = (long)g->n;
-    #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) {
-        const float gi = g->data[i], s = 1.0f / (1.0f + expf(-gi));
-        if (dg) dg[i] += dout[i] * u->data[i] * s * (1.0f + gi * (1.0f - s));
-        if (du) du[i] += dout[i] * gi * s;
+    if (dg) {
+        #pragma omp parallel for simd schedule(static)
+        for (long i = 0; i < n; i++) {
+            const float gi = g->data[i], s = 1.0f / (1.0f + et_vexpf(-gi));
+            dg[i] += dout[i] * u->data[i] * s * (1.0f + gi * (1.0f - s));
+        }
+    }
+    if (du) {
+        #pragma omp parallel for simd schedule(static)
+        for (long i = 0; i < n; i++) {
+            const float gi = g->data[i];
+            du[i] += dout[i] * gi / (1.0f + et_vexpf(-gi));
+        }
     }
 }
 
@@ -31,10 +40,10 @@ et_tensor *et_swiglu(et_tape *t, const char *name, et_tensor *g, et_tensor *u) {
     et_tensor *out = et_tensor_new(t, name, g->ndim, g->shape, wants);
     if (!out) return NULL;
     const long n = (long)g->n;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for simd schedule(static)
     for (long i = 0; i < n; i++) {
         const float gi = g->data[i];
-        out->data[i] = gi / (1.0f + expf(-gi)) * u->data[i];
+        out->data[i] = gi / (1.0f + et_vexpf(-gi)) * u->data[i];
     }
     if (wants && !et_tape_push(t, "swiglu", swiglu_backward, out, in, 2, NULL)) return NULL;
     return out;
