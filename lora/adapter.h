@@ -184,12 +184,17 @@ int lora_adapter_check_model(lora_adapter *ad, const char *adapter_name, const e
  * adapter_model.safetensors with keys
  *   base_model.model.model.layers.N.<hf module>.lora_A.weight [rank, n_in]
  *   base_model.model.model.layers.N.<hf module>.lora_B.weight [n_out, rank]
- * (dtype ST_F32 or ST_F16; lora_B rows of q_proj/k_proj un-permuted to HF's
+ * (st_dtype ST_F32, ST_F16 or ST_BF16 from export/safetensors.h; lora_B
+ * rows of q_proj/k_proj un-permuted to HF's
  * half-split RoPE order) and adapter_config.json (peft_type "LORA", r,
  * lora_alpha, target_modules, use_rslora, use_dora false, lora_dropout,
- * bias "none", task_type "CAUSAL_LM", base_model_name_or_path,
- * fan_in_fan_out false, init_lora_weights true, layers_to_transform when
- * not every layer is adapted, ...).  Both files atomic.
+ * bias "none", task_type "CAUSAL_LM", base_model_name_or_path (NULL ->
+ * null), fan_in_fan_out false, init_lora_weights true, ...).  target_modules
+ * is the list of module names ("q_proj", ...) with layers_to_transform
+ * when not every layer is adapted; if the layers differ in their targets it
+ * is a regular expression over module paths, which PEFT full-matches.
+ * Numbers are written as the shortest decimal of the float (0.05, not
+ * 0.0500000007).  Both files atomic; PEFT needs one rank for all tensors.
  * Needs n_head_rope on q/k tensors (set by create, or by a check against a
  * base).  0, ET_EUSAGE, ET_EINPUT or ET_ERUN. */
 int lora_adapter_save_peft(const lora_adapter *ad, const char *dir, const char *base_model_name_or_path,

@@ -11,12 +11,19 @@
  *   lora_adapter_gguf_bytes; lora_adapter_load_gguf restores everything;
  * - an adapter checked against a base GGUF: accepted when it fits, refused
  *   naming the key or tensor when the architecture, a tensor or a shape differs;
- * - hostile adapter files refused with the tensor named. */
+ * - hostile adapter files refused with the tensor named;
+ * - PEFT export: keys and shapes, lora_A as is, lora_B of q/k un-permuted
+ *   (checked against a permutation built in the test as the 3-D transpose
+ *   of convert_hf_to_gguf.py's reshape/swapaxes), adapter_config.json fields
+ *   parsed with cJSON, read back exactly; bad PEFT inputs refused. */
 #include "testutil.h"
 
 #include <math.h>
 
+#include <cjson/cJSON.h>
+
 #include "../export/gguf.h"
+#include "../export/safetensors.h"
 #include "../lora/adapter.h"
 #include "lora_fixtures.h"
 
@@ -398,6 +405,228 @@ static void test_rope_rows(void **state) {
     assert_int_equal(lora_rope_hf_row(8, 8, 2), -1);
 }
 
+
+/* GGUF row order of HF rows, built as numpy would: hf rows numbered
+ * 0..n-1 viewed as [n_head, 2, hd/2], swapaxes(1, 2) -> [n_head, hd/2, 2],
+ * flattened; gguf_to_hf[g] = the HF row that lands at GGUF row g. */
+static void permute_like_numpy(int64_t *gguf_to_hf, int n_out, int n_head) {
+    int hd = n_out / n_head, half = hd / 2;
+    int g = 0;
+    for (int h = 0; h < n_head; h++)         /* axis 0 */
+        for (int i = 0; i < half; i++)       /* axis 1 after the swap (was axis 2) */
+            for (int p = 0; p < 2; p++)      /* axis 2 after the swap (was axis 1) */
+                gguf_to_hf[g++] = (int64_t)h * hd + (int64_t)p * half + i;
+}
+
+static const char *json_str(const cJSON *c, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static cJSON *read_json(const char *path) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cJSON *c = cJSON_Parse(buf);
+    assert_non_null(c);
+    return c;
+}
+
+static void test_peft_export(void **state) {
+    (void)state;
+    float *wb;
+    const char *base = fx_tmp("peft-base.gguf");
+    fx_write_base(base, &DIMS, 2, "llama", &wb);
+    et_model m = fx_model(&DIMS);
+    lora_config c = {.targets = (1u << LORA_T_Q) | (1u << LORA_T_K) | (1u << LORA_T_V) | (1u << LORA_T_UP),
+                     .layers = "0,2", .rank = 4, .alpha = 16, .dropout = 0.05f, .seed = 5};
+    lora_adapter ad, back;
+    et_err e = {0};
+    assert_int_equal(lora_adapter_create(&ad, &m, &c, &e), 0);
+    fx_randomize_b(&ad, 77, 1.0f);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", fx_tmp("peft"));
+    if (lora_adapter_save_peft(&ad, dir, "HuggingFaceTB/SmolLM2-135M", ST_F32, &e)) fail_msg("%s", e.msg);
+
+    char path[600];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    st_file f;
+    if (st_open(&f, path, &e)) fail_msg("%s", e.msg);
+    assert_int_equal(f.n_tensors, (size_t)(2 * ad.n_tensors));
+    const char *hf[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                         "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+    for (int i = 0; i < ad.n_tensors; i++) {
+        const lora_tensor *t = &ad.tensors[i];
+        char ka[160], kb[160];
+        snprintf(ka, sizeof ka, "base_model.model.model.layers.%d.%s.lora_A.weight", t->layer, hf[t->target]);
+        snprintf(kb, sizeof kb, "base_model.model.model.layers.%d.%s.lora_B.weight", t->layer, hf[t->target]);
+        const st_tensor *a = st_find(&f, ka), *b = st_find(&f, kb);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_int_equal(a->dtype, ST_F32);
+        assert_int_equal(a->n_dims, 2);
+        assert_int_equal(a->shape[0], 4);
+        assert_int_equal(a->shape[1], t->n_in);
+        assert_int_equal(b->shape[0], t->n_out);
+        assert_int_equal(b->shape[1], 4);
+        assert_memory_equal(a->data, t->lora_a, a->nbytes);
+        const float *bd = b->data; /* F32, 8-byte aligned header: aligned here */
+        int64_t perm[64];
+        int rope = t->target == LORA_T_Q || t->target == LORA_T_K;
+        if (rope) permute_like_numpy(perm, t->n_out, t->target == LORA_T_Q ? DIMS.n_head : DIMS.n_head_kv);
+        for (int g = 0; g < t->n_out; g++) {
+            int64_t h = rope ? perm[g] : g;
+            assert_memory_equal(bd + h * 4, t->lora_b + g * 4, 4 * sizeof(float));
+        }
+        if (rope) assert_memory_not_equal(b->data, t->lora_b, b->nbytes); /* really permuted */
+    }
+    assert_string_equal(st_get_meta(&f, "format"), "pt");
+    st_close(&f);
+
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    cJSON *cfg = read_json(path);
+    assert_string_equal(json_str(cfg, "peft_type"), "LORA");
+    assert_string_equal(json_str(cfg, "task_type"), "CAUSAL_LM");
+    assert_string_equal(json_str(cfg, "bias"), "none");
+    assert_string_equal(json_str(cfg, "base_model_name_or_path"), "HuggingFaceTB/SmolLM2-135M");
+    assert_true(cJSON_GetObjectItemCaseSensitive(cfg, "r")->valuedouble == 4);
+    assert_true(cJSON_GetObjectItemCaseSensitive(cfg, "lora_alpha")->valuedouble == 16);
+    assert_true(cJSON_GetObjectItemCaseSensitive(cfg, "lora_dropout")->valuedouble == 0.05);
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(cfg, "use_rslora")));
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(cfg, "use_dora")));
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(cfg, "fan_in_fan_out")));
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, "init_lora_weights")));
+    const cJSON *tm = cJSON_GetObjectItemCaseSensitive(cfg, "target_modules");
+    assert_int_equal(cJSON_GetArraySize(tm), 4);
+    const char *want_tm[4] = {"q_proj", "k_proj", "v_proj", "up_proj"};
+    for (int k = 0; k < 4; k++) assert_string_equal(cJSON_GetArrayItem(tm, k)->valuestring, want_tm[k]);
+    const cJSON *lt = cJSON_GetObjectItemCaseSensitive(cfg, "layers_to_transform");
+    assert_int_equal(cJSON_GetArraySize(lt), 2);
+    assert_int_equal(cJSON_GetArrayItem(lt, 0)->valueint, 0);
+    assert_int_equal(cJSON_GetArrayItem(lt, 1)->valueint, 2);
+    cJSON_Delete(cfg);
+
+    /* read back against the base: identical to the original */
+    gguf_file g;
+    assert_int_equal(gguf_open(&g, base, &e), 0);
+    if (lora_adapter_load_peft(&back, dir, &g, &e)) fail_msg("%s", e.msg);
+    assert_int_equal(back.n_params, ad.n_params);
+    assert_memory_equal(back.params, ad.params, ad.n_params * sizeof(float));
+    assert_true(back.alpha == 16.0f && back.rank == 4 && back.dropout == 0.05f && !back.use_rslora);
+    for (int i = 0; i < ad.n_tensors; i++) {
+        assert_string_equal(back.tensors[i].base_name, ad.tensors[i].base_name);
+        assert_int_equal(back.tensors[i].n_head_rope, ad.tensors[i].n_head_rope);
+    }
+    lora_adapter_free(&back);
+
+    /* rsLoRA and F16, every layer: use_rslora true, layers_to_transform null */
+    lora_adapter_free(&ad);
+    c.layers = NULL;
+    c.use_rslora = 1;
+    assert_int_equal(lora_adapter_create(&ad, &m, &c, &e), 0);
+    fx_randomize_b(&ad, 78, 1.0f);
+    assert_int_equal(lora_adapter_save_peft(&ad, dir, NULL, ST_F16, &e), 0);
+    cfg = read_json(path);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, "use_rslora")));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cfg, "layers_to_transform")));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cfg, "base_model_name_or_path")));
+    cJSON_Delete(cfg);
+    assert_int_equal(lora_adapter_load_peft(&back, dir, &g, &e), 0);
+    assert_int_equal(back.use_rslora, 1);
+    for (size_t j = 0; j < ad.n_params; j++)
+        assert_true(back.params[j] == et_fp16_to_fp32(et_fp32_to_fp16(ad.params[j])));
+    lora_adapter_free(&back);
+
+    /* layers with different targets: target_modules becomes a regex */
+    ad.n_tensors = 3; /* layer 0: q, k, v (not up) while others have q, k, v, up */
+    ad.targets = (1u << LORA_T_Q) | (1u << LORA_T_K) | (1u << LORA_T_V) | (1u << LORA_T_UP);
+    lora_tensor keep = ad.tensors[3];
+    ad.tensors[3] = ad.tensors[ad.n_tensors + 4]; /* layer 1 up */
+    ad.n_tensors = 4;
+    assert_int_equal(lora_adapter_save_peft(&ad, dir, NULL, ST_F32, &e), 0);
+    cfg = read_json(path);
+    assert_string_equal(json_str(cfg, "target_modules"),
+                        "(model\\.layers\\.0\\.self_attn\\.q_proj|model\\.layers\\.0\\.self_attn\\.k_proj|"
+                        "model\\.layers\\.0\\.self_attn\\.v_proj|model\\.layers\\.1\\.mlp\\.up_proj)");
+    cJSON_Delete(cfg);
+    ad.tensors[3] = keep;
+    ad.n_tensors = 12;
+
+    /* q/k without a head count cannot be un-permuted */
+    ad.tensors[0].n_head_rope = 0;
+    assert_int_equal(lora_adapter_save_peft(&ad, dir, NULL, ST_F32, &e), ET_EUSAGE);
+    assert_non_null(strstr(e.msg, "blk.0.attn_q.weight"));
+    gguf_close(&g);
+    lora_adapter_free(&ad);
+    free(wb);
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_peft_refused(void **state) {
+    (void)state;
+    float *wb, *wb2;
+    const char *base = fx_tmp("pr-base.gguf"), *base2 = fx_tmp("pr-base2.gguf");
+    fx_write_base(base, &DIMS, 2, "llama", &wb);
+    fx_dims other = DIMS;
+    other.n_embd = 20;
+    fx_write_base(base2, &other, 2, "llama", &wb2);
+    et_model m = fx_model(&DIMS);
+    lora_config c = {.rank = 2, .alpha = 4, .seed = 1};
+    lora_adapter ad, back;
+    et_err e = {0};
+    assert_int_equal(lora_adapter_create(&ad, &m, &c, &e), 0);
+    char dir[512], cfgp[600];
+    snprintf(dir, sizeof dir, "%s", fx_tmp("pr"));
+    snprintf(cfgp, sizeof cfgp, "%s/adapter_config.json", dir);
+    assert_int_equal(lora_adapter_save_peft(&ad, dir, NULL, ST_F32, &e), 0);
+    gguf_file g, g2;
+    assert_int_equal(gguf_open(&g, base, &e), 0);
+    assert_int_equal(gguf_open(&g2, base2, &e), 0);
+    /* another base: the first differing tensor named */
+    assert_int_equal(lora_adapter_load_peft(&back, dir, &g2, &e), ET_EINPUT);
+    assert_non_null(strstr(e.msg, "blk.0.attn_q.weight"));
+    const char *bad[][2] = {
+        {"{\"peft_type\":\"LORA\",\"r\":2,\"lora_alpha\":4,\"use_dora\":true}", "'use_dora'"},
+        {"{\"peft_type\":\"IA3\",\"r\":2,\"lora_alpha\":4}", "'peft_type'"},
+        {"{\"peft_type\":\"LORA\",\"r\":3,\"lora_alpha\":4}", "r = 3"},
+        {"{\"peft_type\":\"LORA\",\"r\":2,\"lora_alpha\":4,\"bias\":\"all\"}", "'bias'"},
+        {"{\"peft_type\":\"LORA\",\"r\":2,\"lora_alpha\":4,\"rank_pattern\":{\"q_proj\":8}}", "'rank_pattern'"},
+        {"{\"peft_type\":\"LORA\",\"r\":2,\n\"lora_alpha\":}", "line 2"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        write_text(cfgp, bad[k][0]);
+        assert_int_equal(lora_adapter_load_peft(&back, dir, &g, &e), ET_EINPUT);
+        if (!strstr(e.msg, bad[k][1])) fail_msg("'%s' lacks '%s'", e.msg, bad[k][1]);
+    }
+    write_text(cfgp, "{\"peft_type\":\"LORA\",\"r\":2,\"lora_alpha\":4,\"use_dora\":false}");
+    assert_int_equal(lora_adapter_load_peft(&back, dir, &g, &e), 0);
+    lora_adapter_free(&back);
+    /* an unknown tensor key is named */
+    char stp[600];
+    snprintf(stp, sizeof stp, "%s/adapter_model.safetensors", dir);
+    st_writer *w = st_writer_new();
+    float x[8] = {0};
+    assert_int_equal(st_writer_add(w, "base_model.model.lm_head.lora_A.weight", ST_F32, 2, (int64_t[]){2, 4}, x, &e), 0);
+    assert_int_equal(st_writer_write(w, stp, &e), 0);
+    st_writer_free(w);
+    assert_int_equal(lora_adapter_load_peft(&back, dir, &g, &e), ET_EINPUT);
+    assert_non_null(strstr(e.msg, "'base_model.model.lm_head.lora_A.weight'"));
+    gguf_close(&g);
+    gguf_close(&g2);
+    lora_adapter_free(&ad);
+    free(wb);
+    free(wb2);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_targets),
@@ -406,6 +635,8 @@ int main(void) {
         cmocka_unit_test(test_check_against_base),
         cmocka_unit_test(test_hostile_adapters),
         cmocka_unit_test(test_rope_rows),
+        cmocka_unit_test(test_peft_export),
+        cmocka_unit_test(test_peft_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
