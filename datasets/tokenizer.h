@@ -35,7 +35,9 @@ enum et_tok_attr {
 
 /* Encode flags. */
 enum { ET_TOK_ADD_BOS = 1, ET_TOK_ADD_EOS = 2, ET_TOK_PARSE_SPECIAL = 4,
-       ET_TOK_DEFAULT_BOS = 8 /* add BOS iff the vocab says add_bos_token (tokenizer.ggml.add_bos_token) */ };
+       ET_TOK_DEFAULT_BOS = 8 /* add BOS iff the vocab says add_bos_token (tokenizer.ggml.add_bos_token) */,
+       ET_TOK_REFERENCE = 16  /* slow reference path: no word cache, SPM merges over each whole
+                                 fragment at once (for tests: the fast path must give the same ids) */ };
 
 /* Load from GGUF tokenizer.ggml.* keys (model, tokens, scores, token_type,
  * merges, pre, bos/eos/unk/pad ids, add_bos/add_eos).  0 or ET_EINPUT
