@@ -251,6 +251,9 @@ static int load(et_tokenizer **out, const char *json, size_t len, const char *na
         if (id > max_id) max_id = id;
     }
     if (max_id < 0) BAD("%s: empty vocabulary", name);
+    size_t n_entries = (size_t)cJSON_GetArraySize(vocab) + (added ? (size_t)cJSON_GetArraySize(added) : 0);
+    if ((size_t)max_id >= 2 * n_entries + 1024) /* refuse absurd ids before allocating for them */
+        BAD("%s: token id %d is far beyond the %zu tokens given", name, max_id, n_entries);
     v.n = max_id + 1;
     v.pieces = calloc((size_t)v.n, sizeof *v.pieces);
     v.lens = calloc((size_t)v.n, sizeof *v.lens);
@@ -404,6 +407,27 @@ int et_tok_from_hf_json(et_tokenizer **out, const char *path, et_err *e) {
     int rc = et_map_open(&m, path, e);
     if (rc) return rc;
     rc = load(out, (const char *)m.data, m.size, path, path, e);
+    et_map_close(&m);
+    return rc;
+}
+
+int et_tok_load(et_tokenizer **out, const char *path, et_err *e) {
+    et_map m;
+    *out = NULL;
+    int rc = et_map_open(&m, path, e);
+    if (rc) return rc;
+    size_t i = 0;
+    while (i < m.size && (m.data[i] == ' ' || m.data[i] == '\t' || m.data[i] == '\n' || m.data[i] == '\r')) i++;
+    if (m.size >= 4 && !memcmp(m.data, "GGUF", 4)) {
+        et_map_close(&m);
+        gguf_file g;
+        if ((rc = gguf_open(&g, path, e))) return rc;
+        rc = et_tok_from_gguf(out, &g, e);
+        gguf_close(&g);
+        return rc;
+    }
+    if (i < m.size && m.data[i] == '{') rc = load(out, (const char *)m.data, m.size, path, path, e);
+    else rc = et_tok_from_llama2c_mem(out, m.data, m.size, 0, path, e);
     et_map_close(&m);
     return rc;
 }

@@ -42,4 +42,9 @@ int et_tok_from_hf_json(et_tokenizer **out, const char *path, et_err *e);
  * `name` is used in messages. */
 int et_tok_from_hf_json_mem(et_tokenizer **out, const char *json, size_t len, const char *name, et_err *e);
 
+/* Load whatever tokenizer `path` is: a GGUF (by its magic; tokenizer.ggml.*
+ * keys), a tokenizer.json (first non-blank byte '{'), else a llama2.c
+ * tokenizer.bin (vocabulary size from the file).  Errors as the loaders. */
+int et_tok_load(et_tokenizer **out, const char *path, et_err *e);
+
 #endif

@@ -963,7 +963,7 @@ static int bpe_word_cached(const et_tokenizer *t, bpe_state *st, wcache *c, cons
     if (hit) return hit < 0 ? -1 : 0;
     size_t before = out->n;
     if (bpe_word(t, st, (const uint8_t *)w, n, out)) return -1;
-    return wcache_put(c, slot, h, w, n, out->v + before, out->n - before);
+    return wcache_put(c, slot, h, w, n, out->n > before ? out->v + before : NULL, out->n - before);
 }
 
 /* SPM over escaped text s, cut into chunks that no merge can cross: a
@@ -993,7 +993,7 @@ static int spm_chunks(const et_tokenizer *t, spm_state *st, wcache *c, const cha
         if (hit) continue;
         size_t before = out->n;
         if (spm_tokenize(t, st, w, len, out)) return -1;
-        if (wcache_put(c, slot, h, w, len, out->v + before, out->n - before)) return -1;
+        if (wcache_put(c, slot, h, w, len, out->n > before ? out->v + before : NULL, out->n - before)) return -1;
     }
     return 0;
 }
@@ -1217,9 +1217,22 @@ int et_tok_from_llama2c_mem(et_tokenizer **out, const void *data, size_t size, i
                             const char *name, et_err *e) {
     *out = NULL;
     const uint8_t *d = data;
+    if (size < 4) return et_fail(e, ET_EINPUT, "%s: byte 0: truncated header (need 4 bytes, have %zu)", name, size);
+    if (n_vocab == 0) { /* count the entries: they must end exactly at the end of the file */
+        size_t off = 4;
+        while (off < size && n_vocab < (1 << 24)) {
+            if (size - off < 8) break;
+            uint32_t n = rd_u32(d + off + 4);
+            if (n > size - off - 8) break;
+            off += 8 + (size_t)n;
+            n_vocab++;
+        }
+        if (off != size || n_vocab == 0)
+            return et_fail(e, ET_EINPUT, "%s: byte %zu: not a llama2.c tokenizer.bin (entries do not end at the "
+                           "end of the file)", name, off);
+    }
     if (n_vocab <= 0 || n_vocab > (1 << 24))
         return et_fail(e, ET_EINPUT, "%s: vocabulary size %d out of range", name, n_vocab);
-    if (size < 4) return et_fail(e, ET_EINPUT, "%s: byte 0: truncated header (need 4 bytes, have %zu)", name, size);
     /* d[0..3] is max_token_length: only a buffer-size hint for llama2.c. */
     char **pieces = calloc((size_t)n_vocab, sizeof *pieces);
     size_t *lens = calloc((size_t)n_vocab, sizeof *lens);

@@ -222,7 +222,7 @@ static void test_smollm_pre(void **state) {
     assert_int_equal(et_tok_encode(t, "2024", 4, 0, &ids, &n, &e), 0);
     assert_int_equal(n, 4);
     for (int k = 0; k < 4; k++) {
-        assert_int_equal(et_tok_encode(ref, "2024" + k, 1, 0, &one, &n1, &e), 0);
+        assert_int_equal(et_tok_encode(ref, &"2024"[k], 1, 0, &one, &n1, &e), 0);
         assert_int_equal(n1, 1);
         assert_int_equal(ids[k], one[0]);
         free(one);
