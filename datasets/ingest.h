@@ -31,6 +31,8 @@
 
 enum { ET_FMT_AUTO = 0, ET_FMT_TEXT, ET_FMT_JSONL, ET_FMT_JSON, ET_FMT_TSV };
 
+#define ET_MAX_LABELS 65536 /* classes in TSV data (= ET_DS_MAX_LABELS) */
+
 /* "text", "jsonl", "json", "tsv" (and "auto"); NULL for an unknown number. */
 const char *et_format_name(int format);
 /* Format from its name; -1 if unknown. */

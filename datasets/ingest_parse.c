@@ -484,34 +484,92 @@ static int parse_json(const char *s, size_t n, const char *name, et_docs *d, et_
 
 /* -------------------------------------------------------------------- TSV */
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+/* Byte-wise order of (p, n) strings: memcmp, then the shorter first (the
+ * order strcmp gives, as labels hold no NUL). */
+static int span_cmp(const char *a, size_t na, const char *b, size_t nb) {
+    int c = memcmp(a, b, na < nb ? na : nb);
+    if (c) return c;
+    return na < nb ? -1 : na > nb;
+}
 
-static int find_label(char **names, int n, const char *s, size_t len) {
-    for (int i = 0; i < n; i++)
-        if (strlen(names[i]) == len && memcmp(names[i], s, len) == 0) return i;
+typedef struct tsv_row {
+    const char *text, *label;
+    size_t text_len, label_len;
+    int64_t line;
+} tsv_row;
+
+static int cmp_row_label(const void *x, const void *y) {
+    const tsv_row *a = x, *b = y;
+    return span_cmp(a->label, a->label_len, b->label, b->label_len);
+}
+
+/* Label names with an index sorted by name, for binary search. */
+typedef struct label_set {
+    char **names; /* [n], in class order */
+    int *order;   /* [n], class indices sorted by name */
+    int n;
+} label_set;
+
+static const label_set *g_sort_set; /* qsort has no context argument */
+static int cmp_order(const void *x, const void *y) {
+    const char *a = g_sort_set->names[*(const int *)x], *b = g_sort_set->names[*(const int *)y];
+    return strcmp(a, b);
+}
+
+static int build_order(label_set *ls) {
+    ls->order = malloc((size_t)(ls->n ? ls->n : 1) * sizeof(int));
+    if (!ls->order) return -1;
+    for (int i = 0; i < ls->n; i++) ls->order[i] = i;
+    g_sort_set = ls;
+    qsort(ls->order, (size_t)ls->n, sizeof(int), cmp_order);
+    return 0;
+}
+
+/* Class index of label (s, len), or -1. */
+static int lookup_label(const label_set *ls, const char *s, size_t len) {
+    int lo = 0, hi = ls->n - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        const char *nm = ls->names[ls->order[mid]];
+        int c = span_cmp(s, len, nm, strlen(nm));
+        if (c == 0) return ls->order[mid];
+        if (c < 0) hi = mid - 1;
+        else lo = mid + 1;
+    }
     return -1;
 }
 
-static int add_label(et_docs *d, const char *s, size_t len) {
-    if (d->n_labels % 16 == 0) {
-        char **q = realloc(d->label_names, (size_t)(d->n_labels + 16) * sizeof(char *));
-        if (!q) return -1;
-        d->label_names = q;
-    }
+static char *dup_span(const char *s, size_t len) {
     char *c = malloc(len + 1);
-    if (!c) return -1;
+    if (!c) return NULL;
     memcpy(c, s, len);
     c[len] = 0;
-    d->label_names[d->n_labels++] = c;
+    return c;
+}
+
+/* --labels "a,b,c" -> ls->names in that order. */
+static int parse_labels_opt(label_set *ls, const char *list, const char *name, et_err *e) {
+    int cap = 1;
+    for (const char *q = list; *q; q++) cap += *q == ',';
+    if (cap > ET_MAX_LABELS) return et_fail(e, ET_EUSAGE, "%s: --labels names more than %d classes", name, ET_MAX_LABELS);
+    ls->names = calloc((size_t)cap, sizeof(char *));
+    if (!ls->names) return et_fail(e, ET_ERUN, "%s: out of memory", name);
+    for (const char *p = list;;) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        if (len == 0) return et_fail(e, ET_EUSAGE, "%s: --labels '%s' has an empty name", name, list);
+        if (!(ls->names[ls->n++] = dup_span(p, len))) return et_fail(e, ET_ERUN, "%s: out of memory", name);
+        if (!c) break;
+        p = c + 1;
+    }
+    if (build_order(ls)) return et_fail(e, ET_ERUN, "%s: out of memory", name);
+    for (int i = 1; i < ls->n; i++)
+        if (!strcmp(ls->names[ls->order[i]], ls->names[ls->order[i - 1]]))
+            return et_fail(e, ET_EUSAGE, "%s: --labels '%s' names '%s' twice", name, list, ls->names[ls->order[i]]);
     return 0;
 }
 
 /* Split line [a, b) into text and label at the first/last TAB, trimmed. */
-typedef struct tsv_row {
-    const char *text, *label;
-    size_t text_len, label_len;
-} tsv_row;
-
 static int split_row(const char *s, size_t a, size_t b, int label_first, tsv_row *r) {
     size_t t = (size_t)-1;
     for (size_t i = a; i < b; i++)
@@ -533,67 +591,96 @@ static int split_row(const char *s, size_t a, size_t b, int label_first, tsv_row
     return 0;
 }
 
-static int parse_labels_opt(et_docs *d, const char *list, const char *name, et_err *e) {
-    const char *p = list;
-    for (;;) {
-        const char *c = strchr(p, ',');
-        size_t len = c ? (size_t)(c - p) : strlen(p);
-        if (len == 0) return et_fail(e, ET_EUSAGE, "%s: --labels '%s' has an empty name", name, list);
-        if (find_label(d->label_names, d->n_labels, p, len) >= 0)
-            return et_fail(e, ET_EUSAGE, "%s: --labels '%s' names '%.*s' twice", name, list, (int)len, p);
-        if (d->n_labels >= 65536) return et_fail(e, ET_EUSAGE, "%s: too many labels", name);
-        if (add_label(d, p, len)) return et_fail(e, ET_ERUN, "%s: out of memory", name);
-        if (!c) break;
-        p = c + 1;
+/* Rows of text<TAB>label (or label<TAB>text).  The first row is a header when
+ * its label column reads "label" (inferred labels) or is not one of --labels. */
+static int tsv_rows(const char *s, size_t n, const char *name, const et_ingest_opts *o, const label_set *fixed,
+                    tsv_row **out, size_t *n_out, et_err *e) {
+    size_t cap = 0, nr = 0;
+    tsv_row *rows = NULL;
+    int first = 1;
+    int64_t line = 1;
+    for (size_t i = 0; i < n; line++) {
+        size_t j = i;
+        while (j < n && s[j] != '\n') j++;
+        size_t a = i, b = j;
+        i = j < n ? j + 1 : n;
+        if (blank_line(s, a, b)) continue;
+        tsv_row r;
+        if (split_row(s, a, b, o->label_first, &r)) {
+            free(rows);
+            return fail_at(e, ET_EINPUT, name, line, "no TAB: expected %s", o->label_first ? "label<TAB>text" : "text<TAB>label");
+        }
+        r.line = line;
+        if (first) {
+            first = 0;
+            int header = fixed ? lookup_label(fixed, r.label, r.label_len) < 0
+                               : (r.label_len == 5 && strncasecmp(r.label, "label", 5) == 0);
+            if (header) continue;
+        }
+        const char *why = r.label_len == 0 ? "empty label" : memchr(r.label, 0, r.label_len) ? "label holds a NUL byte"
+                        : r.text_len == 0 ? "empty text" : NULL;
+        if (why) {
+            free(rows);
+            return fail_at(e, ET_EINPUT, name, line, "%s", why);
+        }
+        if (nr == cap) {
+            cap = cap ? cap * 2 : 256;
+            tsv_row *q = realloc(rows, cap * sizeof *q);
+            if (!q) {
+                free(rows);
+                return et_fail(e, ET_ERUN, "%s: out of memory", name);
+            }
+            rows = q;
+        }
+        rows[nr++] = r;
     }
+    *out = rows;
+    *n_out = nr;
     return 0;
 }
 
+/* The distinct labels of rows, sorted bytewise. */
+static int infer_labels(const tsv_row *rows, size_t nr, label_set *ls, const char *name, et_err *e) {
+    tsv_row *tmp = malloc((nr ? nr : 1) * sizeof *tmp);
+    if (!tmp) return et_fail(e, ET_ERUN, "%s: out of memory", name);
+    if (nr) memcpy(tmp, rows, nr * sizeof *tmp);
+    qsort(tmp, nr, sizeof *tmp, cmp_row_label);
+    size_t distinct = 0;
+    for (size_t i = 0; i < nr; i++) distinct += i == 0 || cmp_row_label(&tmp[i], &tmp[i - 1]) != 0;
+    int rc = 0;
+    if (distinct > ET_MAX_LABELS) rc = et_fail(e, ET_EINPUT, "%s: more than %d distinct labels", name, ET_MAX_LABELS);
+    else if (!(ls->names = calloc(distinct ? distinct : 1, sizeof(char *)))) rc = et_fail(e, ET_ERUN, "%s: out of memory", name);
+    for (size_t i = 0; !rc && i < nr; i++)
+        if ((i == 0 || cmp_row_label(&tmp[i], &tmp[i - 1]) != 0) &&
+            !(ls->names[ls->n++] = dup_span(tmp[i].label, tmp[i].label_len)))
+            rc = et_fail(e, ET_ERUN, "%s: out of memory", name);
+    free(tmp);
+    if (!rc && build_order(ls)) rc = et_fail(e, ET_ERUN, "%s: out of memory", name);
+    return rc;
+}
+
 static int parse_tsv(const char *s, size_t n, const char *name, const et_ingest_opts *o, et_docs *d, et_err *e) {
-    int fixed = o->labels != NULL;
-    int rc;
-    if (fixed && (rc = parse_labels_opt(d, o->labels, name, e))) return rc;
-    /* pass 1 (inferred labels): collect the label set; pass 2: documents */
-    for (int pass = fixed ? 2 : 1; pass <= 2; pass++) {
-        int64_t line = 1;
-        int first = 1;
-        for (size_t i = 0; i < n; line++) {
-            size_t j = i;
-            while (j < n && s[j] != '\n') j++;
-            size_t a = i, b = j;
-            i = j < n ? j + 1 : n;
-            if (blank_line(s, a, b)) continue;
-            if (b > a && s[b - 1] == '\r') b--;
-            tsv_row r;
-            if (split_row(s, a, b, o->label_first, &r))
-                return fail_at(e, ET_EINPUT, name, line, "no TAB: expected %s", o->label_first ? "label<TAB>text" : "text<TAB>label");
-            int is_first = first;
-            first = 0;
-            /* a header row: its label column is "label" (inferred labels), or
-             * not one of the given labels */
-            if (is_first) {
-                int header = fixed ? find_label(d->label_names, d->n_labels, r.label, r.label_len) < 0
-                                   : (r.label_len == 5 && strncasecmp(r.label, "label", 5) == 0);
-                if (header) continue;
-            }
-            if (r.label_len == 0) return fail_at(e, ET_EINPUT, name, line, "empty label");
-            int k = find_label(d->label_names, d->n_labels, r.label, r.label_len);
-            if (pass == 1) {
-                if (k < 0) {
-                    if (d->n_labels >= 65536) return fail_at(e, ET_EINPUT, name, line, "more than 65536 labels");
-                    if (add_label(d, r.label, r.label_len)) return et_fail(e, ET_ERUN, "%s: out of memory", name);
-                }
-                continue;
-            }
-            if (k < 0)
-                return fail_at(e, ET_EINPUT, name, line, "unknown label '%.*s' (labels: %s)", (int)(r.label_len > 64 ? 64 : r.label_len),
-                               r.label, o->labels ? o->labels : "inferred");
-            if (r.text_len == 0) return fail_at(e, ET_EINPUT, name, line, "empty text");
-            if (push_plain(d, r.text, r.text_len, k, line)) return et_fail(e, ET_ERUN, "%s: out of memory", name);
-        }
-        if (pass == 1 && d->n_labels > 0) qsort(d->label_names, (size_t)d->n_labels, sizeof(char *), cmp_str);
+    label_set ls = {0};
+    tsv_row *rows = NULL;
+    size_t nr = 0;
+    int rc = 0;
+    if (o->labels) rc = parse_labels_opt(&ls, o->labels, name, e);
+    if (!rc) rc = tsv_rows(s, n, name, o, o->labels ? &ls : NULL, &rows, &nr, e);
+    if (!rc && !o->labels) rc = infer_labels(rows, nr, &ls, name, e);
+    for (size_t i = 0; !rc && i < nr; i++) {
+        int k = lookup_label(&ls, rows[i].label, rows[i].label_len);
+        if (k < 0)
+            rc = fail_at(e, ET_EINPUT, name, rows[i].line, "unknown label '%.*s' (labels: %s)",
+                         (int)(rows[i].label_len > 64 ? 64 : rows[i].label_len), rows[i].label, o->labels);
+        else if (push_plain(d, rows[i].text, rows[i].text_len, k, rows[i].line))
+            rc = et_fail(e, ET_ERUN, "%s: out of memory", name);
     }
-    return 0;
+    free(rows);
+    free(ls.order);
+    /* the names pass to the documents (freed by et_docs_free) */
+    d->label_names = ls.names;
+    d->n_labels = ls.n;
+    return rc;
 }
 
 /* --------------------------------------------------------------- dispatch */

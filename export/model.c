@@ -109,7 +109,7 @@ void et_model_free(et_model *m) {
     memset(m, 0, sizeof *m);
 }
 
-int et_model_alloc(et_model *m, const et_hparams *hp_in, et_err *e) {
+int et_model_plan(et_model *m, const et_hparams *hp_in, et_err *e) {
     memset(m, 0, sizeof *m);
     et_hparams hp = *hp_in;
     if (hp.n_layer <= 0 || hp.n_layer > MAX_LAYER)
@@ -140,10 +140,11 @@ int et_model_alloc(et_model *m, const et_hparams *hp_in, et_err *e) {
     if (!hp.arch[0]) snprintf(hp.arch, sizeof hp.arch, "llama");
     m->hp = hp;
     int rc = check_hparams(&m->hp, e);
-    if (rc) {
-        et_model_free(m);
-        return rc;
-    }
+    if (rc) et_model_free(m);
+    return rc;
+}
+
+int et_model_alloc_params(et_model *m, et_err *e) {
     int n = layout(m, NULL, 0);
     spec *s = malloc((size_t)n * sizeof *s);
     if (!s) {
@@ -168,6 +169,11 @@ int et_model_alloc(et_model *m, const et_hparams *hp_in, et_err *e) {
     if (m->hp.tied_output) m->output = m->tok_embd;
     free(s);
     return 0;
+}
+
+int et_model_alloc(et_model *m, const et_hparams *hp, et_err *e) {
+    int rc = et_model_plan(m, hp, e);
+    return rc ? rc : et_model_alloc_params(m, e);
 }
 
 int et_model_tensors(const et_model *m, et_named *out, int cap) {

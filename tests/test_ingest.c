@@ -221,6 +221,25 @@ static void test_tsv(void **state) {
     assert_string_equal(e.msg, "sms: line 3: unknown label 'eggs' (labels: spam,ham)");
     o.labels = "a,,b";
     assert_int_equal(parse("a\tx\n", "sms", &o, &d, &e), ET_EUSAGE);
+    o.labels = "a,b,a";
+    assert_int_equal(parse("a\tx\n", "sms", &o, &d, &e), ET_EUSAGE);
+    assert_non_null(strstr(e.msg, "names 'a' twice"));
+    /* many distinct inferred labels: sorted bytewise, each row gets its own */
+    o = et_ingest_defaults();
+    o.format = ET_FMT_TSV;
+    char *big = malloc(3000 * 16);
+    size_t len = 0;
+    for (int i = 2999; i >= 0; i--) len += (size_t)sprintf(big + len, "t%d\tL%05d\n", i, i);
+    assert_int_equal(et_parse_input(big, len, "big.tsv", &o, &d, &e), 0);
+    assert_int_equal(d.n_labels, 3000);
+    for (int i = 0; i < 3000; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "L%05d", i);
+        assert_string_equal(d.label_names[i], want);
+        assert_int_equal(d.doc[i].label, 2999 - i);
+    }
+    et_docs_free(&d);
+    free(big);
 }
 
 /* ------------------------------------------------------------- bad input */
@@ -278,6 +297,7 @@ static void test_bad_inputs(void **state) {
     const char *esc = "{\"text\": \"\\ud800\"}\n";
     expect_bad_input("i.jsonl", esc, strlen(esc), &o, "line 1: malformed JSON (column 11)");
     expect_bad_input("j.json", "[]", 2, &o, "no records");
+    expect_bad_input("hd.tsv", "sentence\tlabel\n", 15, &o, "no records"); /* a header only */
     const char *tsv = "text\tlabel\nfine\tpos\nbad\tmeh\n";
     o.labels = "neg,pos";
     expect_bad_input("l.tsv", tsv, strlen(tsv), &o, "line 3: unknown label 'meh' (labels: neg,pos)");

@@ -775,6 +775,22 @@ static void test_hf_permutation_rope(void **state) {
     et_model_free(&m);
 }
 
+/* The public row maps: hand-written order for head_dim 6, and inverse. */
+static void test_rope_rows(void **state) {
+    (void)state;
+    /* HF rows (0 1 2 | 3 4 5) -> GGUF (0 3 1 4 2 5) per head */
+    const int want[12] = {0, 3, 1, 4, 2, 5, 6, 9, 7, 10, 8, 11};
+    float src[24], dst[24], back[24];
+    for (int i = 0; i < 24; i++) src[i] = (float)i; /* row r = {2r, 2r+1} */
+    et_rope_rows_hf_to_gguf(dst, src, 2, 6, 2);
+    for (int r = 0; r < 12; r++) {
+        assert_true(dst[2 * r] == (float)(2 * want[r]));
+        assert_true(dst[2 * r + 1] == (float)(2 * want[r] + 1));
+    }
+    et_rope_rows_gguf_to_hf(back, dst, 2, 6, 2);
+    assert_memory_equal(back, src, sizeof src);
+}
+
 static void test_hf_import(void **state) {
     (void)state;
     et_model m;
@@ -912,6 +928,7 @@ int main(void) {
         cmocka_unit_test(test_gguf_hostile),
         cmocka_unit_test(test_llama2c_hostile),
         cmocka_unit_test(test_hf_permutation_rope),
+        cmocka_unit_test(test_rope_rows),
         cmocka_unit_test(test_hf_import),
         cmocka_unit_test(test_hf_hostile),
     };
