@@ -166,7 +166,6 @@ et_tensor *et_attention(et_tape *t, const char *name, et_tensor *q, et_tensor *k
                 float *p = scratch + (size_t)omp_get_thread_num() * T;
                 row_times(q->data + ri * Cq + (size_t)h * D, ktb, D, T, n, p);
                 float m = -INFINITY;
-                #pragma omp simd reduction(max : m)
                 for (int j = 0; j < n; j++) {
                     p[j] *= scale;
                     m = p[j] > m ? p[j] : m;

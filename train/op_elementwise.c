@@ -4,6 +4,10 @@
 #include "ops.h"
 #include "vexp.h"
 
+/* Element-wise loops run as OpenMP blocks of BLOCK elements, each an
+ * `omp simd` loop (both GCC and clang vectorize that shape at -O2). */
+enum { BLOCK = 4096 };
+
 /* ---- SwiGLU: out = silu(g) * u, g and u [M, F] ----
  * With s = sigmoid(g): silu(g) = g s, silu'(g) = s (1 + g (1 - s)).
  *   dg += dout * u * s (1 + g (1 - s));   du += dout * g s */
@@ -13,18 +17,19 @@ static void swiglu_backward(et_tape *t, const et_node *nd) {
     float *dg = et_grad(t, g), *du = et_grad(t, u);
     if (t->code) return;
     const long n = (long)g->n;
-    if (dg) {
-        #pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++) {
-            const float gi = g->data[i], s = 1.0f / (1.0f + et_vexpf(-gi));
-            dg[i] += dout[i] * u->data[i] * s * (1.0f + gi * (1.0f - s));
+    #pragma omp parallel for schedule(static)
+    for (long b0 = 0; b0 < n; b0 += BLOCK) {
+        const long e = n < b0 + BLOCK ? n : b0 + BLOCK;
+        if (dg) {
+            #pragma omp simd
+            for (long i = b0; i < e; i++) {
+                const float gi = g->data[i], s = 1.0f / (1.0f + et_vexpf(-gi));
+                dg[i] += dout[i] * u->data[i] * s * (1.0f + gi * (1.0f - s));
+            }
         }
-    }
-    if (du) {
-        #pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++) {
-            const float gi = g->data[i];
-            du[i] += dout[i] * gi / (1.0f + et_vexpf(-gi));
+        if (du) {
+            #pragma omp simd
+            for (long i = b0; i < e; i++) du[i] += dout[i] * g->data[i] / (1.0f + et_vexpf(-g->data[i]));
         }
     }
 }
@@ -40,10 +45,11 @@ et_tensor *et_swiglu(et_tape *t, const char *name, et_tensor *g, et_tensor *u) {
     et_tensor *out = et_tensor_new(t, name, g->ndim, g->shape, wants);
     if (!out) return NULL;
     const long n = (long)g->n;
-    #pragma omp parallel for simd schedule(static)
-    for (long i = 0; i < n; i++) {
-        const float gi = g->data[i];
-        out->data[i] = gi / (1.0f + et_vexpf(-gi)) * u->data[i];
+    #pragma omp parallel for schedule(static)
+    for (long b0 = 0; b0 < n; b0 += BLOCK) {
+        const long e = n < b0 + BLOCK ? n : b0 + BLOCK;
+        #pragma omp simd
+        for (long i = b0; i < e; i++) out->data[i] = g->data[i] / (1.0f + et_vexpf(-g->data[i])) * u->data[i];
     }
     if (wants && !et_tape_push(t, "swiglu", swiglu_backward, out, in, 2, NULL)) return NULL;
     return out;

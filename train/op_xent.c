@@ -116,7 +116,6 @@ et_tensor *et_cross_entropy(et_tape *t, const char *name, et_tensor *x, et_tenso
         for (int i = 0; i < nr; i++) {
             const float *zi = z + (size_t)i * V;
             float m = zi[0];
-            #pragma omp simd reduction(max : m)
             for (int v = 1; v < V; v++) m = zi[v] > m ? zi[v] : m;
             double se = 0.0;
             #pragma omp simd reduction(+ : se)
