@@ -1,0 +1,278 @@
+/* engine/kernels.c — kernel selection, activation conversion and
+ * quantization (the same scalar code on every path), row dequantization. */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/et.h"
+#include "../export/gguf.h"
+#include "kernels.h"
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+float et_f16_table[65536];
+
+static void init_once(void) {
+    for (uint32_t h = 0; h < 65536; h++) et_f16_table[h] = et_fp16_to_fp32((uint16_t)h);
+}
+
+void et_kernels_init(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, init_once);
+}
+
+/* ------------------------------------------------------------ selection */
+
+static int cpu_has(const char *name) {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (!strcmp(name, "avx2"))
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    if (!strcmp(name, "avx512"))
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") &&
+               __builtin_cpu_supports("f16c");
+    return 0;
+#elif defined(__aarch64__)
+    return !strcmp(name, "neon");
+#else
+    (void)name;
+    return 0;
+#endif
+}
+
+const et_kernels *et_kernels_get(const char *name) {
+    et_kernels_init();
+    if (!name || !strcmp(name, "scalar")) return &et_kernels_scalar;
+#if defined(__x86_64__) || defined(__i386__)
+    if (!strcmp(name, "avx2")) return cpu_has("avx2") ? &et_kernels_avx2 : NULL;
+    if (!strcmp(name, "avx512")) return cpu_has("avx512") ? &et_kernels_avx512 : NULL;
+#endif
+#if defined(__aarch64__)
+    if (!strcmp(name, "neon")) return &et_kernels_neon;
+#endif
+    return NULL;
+}
+
+const et_kernels *et_kernels_best(void) {
+    const char *env = getenv("ET_ISA");
+    if (env && *env) {
+        const et_kernels *k = et_kernels_get(env);
+        if (k) return k;
+    }
+    static const char *const order[] = {"avx512", "avx2", "neon", "scalar"};
+    for (int i = 0; i < 4; i++) {
+        const et_kernels *k = et_kernels_get(order[i]);
+        if (k) return k;
+    }
+    return &et_kernels_scalar;
+}
+
+et_dot_fn et_kernels_dot(const et_kernels *k, uint32_t t) {
+    switch (t) {
+    case GGML_TYPE_F32: return k->dot_f32;
+    case GGML_TYPE_F16: return k->dot_f16;
+    case GGML_TYPE_BF16: return k->dot_bf16;
+    case GGML_TYPE_Q8_0: return k->dot_q8_0;
+    case GGML_TYPE_Q4_0: return k->dot_q4_0;
+    case GGML_TYPE_Q5_0: return k->dot_q5_0;
+    case GGML_TYPE_Q4_K: return k->dot_q4_K;
+    case GGML_TYPE_Q6_K: return k->dot_q6_K;
+    default: return NULL;
+    }
+}
+
+uint32_t et_vec_dot_type(uint32_t t) {
+    switch (t) {
+    case GGML_TYPE_F32: case GGML_TYPE_F16: case GGML_TYPE_BF16: return t;
+    case GGML_TYPE_Q8_0: case GGML_TYPE_Q4_0: case GGML_TYPE_Q5_0: return GGML_TYPE_Q8_0;
+    case GGML_TYPE_Q4_K: case GGML_TYPE_Q6_K: return GGML_TYPE_Q8_K;
+    default: return (uint32_t)-1;
+    }
+}
+
+size_t et_act_bytes(uint32_t weight_type, int n) {
+    switch (et_vec_dot_type(weight_type)) {
+    case GGML_TYPE_F32: return (size_t)n * 4;
+    case GGML_TYPE_F16: case GGML_TYPE_BF16: return (size_t)n * 2;
+    case GGML_TYPE_Q8_0: return (size_t)(n / ET_QK) * sizeof(et_blk_q8_0);
+    case GGML_TYPE_Q8_K: return (size_t)(n / ET_QK_K) * sizeof(et_blk_q8_K);
+    default: return 0;
+    }
+}
+
+void et_act_convert(uint32_t weight_type, const float *x, void *dst, int n) {
+    switch (et_vec_dot_type(weight_type)) {
+    case GGML_TYPE_F32: memcpy(dst, x, (size_t)n * 4); break;
+    case GGML_TYPE_F16: {
+        uint16_t *y = dst;
+        for (int i = 0; i < n; i++) y[i] = et_fp32_to_fp16(x[i]);
+        break;
+    }
+    case GGML_TYPE_BF16: {
+        uint16_t *y = dst;
+        for (int i = 0; i < n; i++) y[i] = et_fp32_to_bf16(x[i]);
+        break;
+    }
+    case GGML_TYPE_Q8_0: et_quantize_q8_0(x, dst, n); break;
+    case GGML_TYPE_Q8_K: et_quantize_q8_K(x, dst, n); break;
+    default: break;
+    }
+}
+
+/* ------------------------------------------------------------ activation quantizers */
+
+void et_quantize_q8_0(const float *x, et_blk_q8_0 *y, int n) {
+    for (int b = 0; b < n / ET_QK; b++, x += ET_QK) {
+        float amax = 0;
+        for (int j = 0; j < ET_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127.f;
+        float id = amax != 0.0f ? 127.f / amax : 0.0f;
+        y[b].d = et_fp32_to_fp16(d);
+        for (int j = 0; j < ET_QK; j++) y[b].qs[j] = (int8_t)nearbyintf(x[j] * id);
+    }
+}
+
+/* ggml nearest_int: round half to even through the float mantissa. */
+static inline int nearest_int(float f) {
+    float v = f + 12582912.f;
+    int32_t i;
+    memcpy(&i, &v, 4);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+void et_quantize_q8_K(const float *x, et_blk_q8_K *y, int n) {
+    for (int b = 0; b < n / ET_QK_K; b++, x += ET_QK_K) {
+        float max = 0, amax = 0;
+        for (int j = 0; j < ET_QK_K; j++) {
+            float ax = fabsf(x[j]);
+            if (ax > amax) {
+                amax = ax;
+                max = x[j];
+            }
+        }
+        if (amax == 0) {
+            memset(&y[b], 0, sizeof y[b]);
+            continue;
+        }
+        float iscale = -127.f / max;
+        for (int j = 0; j < ET_QK_K; j++) {
+            int v = nearest_int(iscale * x[j]);
+            y[b].qs[j] = (int8_t)(v < 127 ? v : 127);
+        }
+        for (int j = 0; j < ET_QK_K / 16; j++) {
+            int s = 0;
+            for (int i = 0; i < 16; i++) s += y[b].qs[16 * j + i];
+            y[b].bsums[j] = (int16_t)s;
+        }
+        y[b].d = 1 / iscale;
+    }
+}
+
+/* ------------------------------------------------------------ dequantization */
+
+static void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+int et_dequant_row(uint32_t type, const void *row, float *y, int n) {
+    et_kernels_init();
+    switch (type) {
+    case GGML_TYPE_F32: memcpy(y, row, (size_t)n * 4); return 0;
+    case GGML_TYPE_F16: {
+        const uint16_t *h = row;
+        for (int i = 0; i < n; i++) y[i] = et_f16_table[h[i]];
+        return 0;
+    }
+    case GGML_TYPE_BF16: {
+        const uint16_t *h = row;
+        for (int i = 0; i < n; i++) y[i] = et_bf16_to_fp32(h[i]);
+        return 0;
+    }
+    case GGML_TYPE_Q8_0: {
+        const et_blk_q8_0 *b = row;
+        for (int i = 0; i < n / ET_QK; i++) {
+            float d = et_f16_table[b[i].d];
+            for (int j = 0; j < ET_QK; j++) y[i * ET_QK + j] = b[i].qs[j] * d;
+        }
+        return 0;
+    }
+    case GGML_TYPE_Q4_0: {
+        const et_blk_q4_0 *b = row;
+        for (int i = 0; i < n / ET_QK; i++) {
+            float d = et_f16_table[b[i].d];
+            for (int j = 0; j < 16; j++) {
+                y[i * ET_QK + j] = ((b[i].qs[j] & 0x0F) - 8) * d;
+                y[i * ET_QK + j + 16] = ((b[i].qs[j] >> 4) - 8) * d;
+            }
+        }
+        return 0;
+    }
+    case GGML_TYPE_Q5_0: {
+        const et_blk_q5_0 *b = row;
+        for (int i = 0; i < n / ET_QK; i++) {
+            float d = et_f16_table[b[i].d];
+            uint32_t qh;
+            memcpy(&qh, b[i].qh, 4);
+            for (int j = 0; j < 16; j++) {
+                int x0 = (b[i].qs[j] & 0x0F) | (((qh >> j) & 1) << 4);
+                int x1 = (b[i].qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
+                y[i * ET_QK + j] = (x0 - 16) * d;
+                y[i * ET_QK + j + 16] = (x1 - 16) * d;
+            }
+        }
+        return 0;
+    }
+    case GGML_TYPE_Q4_K: {
+        const et_blk_q4_K *b = row;
+        for (int i = 0; i < n / ET_QK_K; i++) {
+            float d = et_f16_table[b[i].d], dmin = et_f16_table[b[i].dmin];
+            float *o = y + i * ET_QK_K;
+            for (int j = 0; j < 8; j++) {
+                int sc, m;
+                scale_min_k4(j, b[i].scales, &sc, &m);
+                float d1 = d * sc, m1 = dmin * m;
+                const uint8_t *q = b[i].qs + 32 * (j / 2);
+                for (int l = 0; l < 32; l++) {
+                    int v = (j & 1) ? (q[l] >> 4) : (q[l] & 0x0F);
+                    o[32 * j + l] = d1 * v - m1;
+                }
+            }
+        }
+        return 0;
+    }
+    case GGML_TYPE_Q6_K: {
+        const et_blk_q6_K *b = row;
+        for (int i = 0; i < n / ET_QK_K; i++) {
+            float d = et_f16_table[b[i].d];
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *ql = b[i].ql + 64 * h, *qh = b[i].qh + 32 * h;
+                const int8_t *sc = b[i].scales + 8 * h;
+                float *o = y + i * ET_QK_K + 128 * h;
+                for (int l = 0; l < 32; l++) {
+                    int is = l / 16;
+                    int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                    int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                    int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                    int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                    o[l] = d * sc[is + 0] * q1;
+                    o[l + 32] = d * sc[is + 2] * q2;
+                    o[l + 64] = d * sc[is + 4] * q3;
+                    o[l + 96] = d * sc[is + 6] * q4;
+                }
+            }
+        }
+        return 0;
+    }
+    default: return -1;
+    }
+}
