@@ -34,13 +34,19 @@ enum gguf_type {
     GGUF_TYPE_FLOAT64 = 12, GGUF_TYPE_COUNT
 };
 
-/* Tensor element types, numbered as ggml.h `enum ggml_type`. */
+/* Tensor element types, numbered as ggml.h `enum ggml_type` (4, 5 and
+ * 31..33, 36..38 are removed or repacked-only types: unknown here).  The
+ * reader knows the block sizes of all of these; what the engine can
+ * compute with is a smaller set (engine/). */
 enum ggml_type {
     GGML_TYPE_F32 = 0, GGML_TYPE_F16 = 1, GGML_TYPE_Q4_0 = 2, GGML_TYPE_Q4_1 = 3,
     GGML_TYPE_Q5_0 = 6, GGML_TYPE_Q5_1 = 7, GGML_TYPE_Q8_0 = 8, GGML_TYPE_Q8_1 = 9,
     GGML_TYPE_Q2_K = 10, GGML_TYPE_Q3_K = 11, GGML_TYPE_Q4_K = 12, GGML_TYPE_Q5_K = 13,
-    GGML_TYPE_Q6_K = 14, GGML_TYPE_Q8_K = 15, GGML_TYPE_I8 = 24, GGML_TYPE_I16 = 25,
-    GGML_TYPE_I32 = 26, GGML_TYPE_I64 = 27, GGML_TYPE_F64 = 28, GGML_TYPE_BF16 = 30,
+    GGML_TYPE_Q6_K = 14, GGML_TYPE_Q8_K = 15, GGML_TYPE_IQ2_XXS = 16, GGML_TYPE_IQ2_XS = 17,
+    GGML_TYPE_IQ3_XXS = 18, GGML_TYPE_IQ1_S = 19, GGML_TYPE_IQ4_NL = 20, GGML_TYPE_IQ3_S = 21,
+    GGML_TYPE_IQ2_S = 22, GGML_TYPE_IQ4_XS = 23, GGML_TYPE_I8 = 24, GGML_TYPE_I16 = 25,
+    GGML_TYPE_I32 = 26, GGML_TYPE_I64 = 27, GGML_TYPE_F64 = 28, GGML_TYPE_IQ1_M = 29,
+    GGML_TYPE_BF16 = 30, GGML_TYPE_TQ1_0 = 34, GGML_TYPE_TQ2_0 = 35, GGML_TYPE_MXFP4 = 39,
     GGML_TYPE_COUNT = 40
 };
 
@@ -53,7 +59,14 @@ void ggml_type_block(uint32_t type, uint64_t *block_elems, uint64_t *block_bytes
  * size or the type is unknown. */
 uint64_t ggml_row_bytes(uint32_t type, uint64_t n);
 
+/* Bytes of one value of a fixed-size KV type (UINT8 1 ... FLOAT64 8,
+ * BOOL 1); 0 for STRING, ARRAY and unknown types. */
+uint64_t gguf_type_size(uint32_t type);
+/* "UINT8", "STRING", ... or NULL for an unknown KV type. */
+const char *gguf_type_name(uint32_t type);
+
 #define GGUF_DEFAULT_ALIGNMENT 32
+#define GGUF_MAX_STRING (64u << 20) /* longest string value the reader accepts (bytes) */
 #define GGUF_MAX_DIMS 4
 #define GGUF_MAX_NAME 64   /* tensor names are < 64 bytes (llama.cpp GGML_MAX_NAME) */
 
@@ -67,9 +80,13 @@ typedef struct gguf_kv {
     uint32_t type;       /* enum gguf_type */
     uint32_t arr_type;   /* element type when type == GGUF_TYPE_ARRAY */
     uint64_t n;          /* element count (1 for scalars) */
-    const uint8_t *data; /* scalar value, or first array element, in the mapping */
+    const uint8_t *data; /* scalar value, or first array element, in the mapping
+                          * (little-endian, unaligned: decode with memcpy or the
+                          * getters; for strings use strs) */
     gguf_str *strs;      /* for STRING and ARRAY-of-STRING: n strings (owned by gguf_file) */
     uint64_t file_offset;/* byte offset of this KV's key in the file (for messages) */
+    const uint8_t *raw;  /* the value exactly as stored (after the u32 type), in the mapping */
+    uint64_t raw_len;    /* bytes of raw */
 } gguf_kv;
 
 typedef struct gguf_tensor {
@@ -92,6 +109,7 @@ typedef struct gguf_file {
     gguf_tensor *tensors;   /* [n_tensors], in file order */
     uint64_t alignment;     /* general.alignment or 32 */
     uint64_t data_offset;   /* absolute byte offset of the data section */
+    int owns_map;           /* internal: 1 if gguf_close unmaps `map` */
 } gguf_file;
 
 /* Open and validate: every count, string length, array size, tensor
@@ -159,7 +177,13 @@ void gguf_remove_key(gguf_writer *w, const char *key);
  * added, each at a multiple of the alignment (zero padding). */
 int gguf_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
                     const int64_t *ne, const void *data, et_err *e);
+/* Add tensor i of an open file (name, type, shape; data points into g's
+ * mapping, so g must stay open until gguf_writer_write returns). */
+int gguf_add_tensor_from(gguf_writer *w, const gguf_file *g, uint64_t i, et_err *e);
 /* Write the file atomically (temp + fsync + rename). Version 3.
+ * The alignment is general.alignment if set (UINT32, a power of two),
+ * else 32.  With no tensors nothing follows the last KV (as gguf-py writes
+ * vocab-only files; llama.cpp reads both forms).
  * Returns 0 or ET_ERUN/ET_EINPUT with the path in the message. */
 int gguf_writer_write(gguf_writer *w, const char *path, et_err *e);
 

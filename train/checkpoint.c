@@ -1,0 +1,360 @@
+/* train/checkpoint.c — HDF5 run state. See checkpoint.h. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+
+#include "checkpoint.h"
+
+#define CKPT_FORMAT "edgetune-checkpoint"
+#define CKPT_VERSION 1
+#define CKPT_CHUNK ((size_t)1 << 20) /* floats per chunk (4 MiB) */
+#define NAME_LEN 64
+
+/* The library never prints: silence HDF5's automatic error stack printing
+ * for the duration of one call and restore the caller's setting after. */
+typedef struct quiet { H5E_auto2_t func; void *data; } quiet;
+static void quiet_on(quiet *q) {
+    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+static void quiet_off(const quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
+
+/* ------------------------------------------------------------------ write */
+
+static int write_attr(hid_t obj, const char *name, hid_t type, hid_t mem, const void *v, hsize_t n) {
+    hid_t sp = n ? H5Screate_simple(1, &n, NULL) : H5Screate(H5S_SCALAR);
+    hid_t a = sp < 0 ? -1 : H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int ok = a >= 0 && H5Awrite(a, mem, v) >= 0;
+    if (a >= 0) H5Aclose(a);
+    if (sp >= 0) H5Sclose(sp);
+    return ok ? 0 : -1;
+}
+
+static int write_attr_str(hid_t obj, const char *name, const char *s) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    size_t len = strlen(s);
+    int rc = t >= 0 && H5Tset_size(t, len ? len : 1) >= 0 && H5Tset_strpad(t, H5T_STR_NULLPAD) >= 0
+                 ? write_attr(obj, name, t, t, len ? s : "", 0)
+                 : -1;
+    if (t >= 0) H5Tclose(t);
+    return rc;
+}
+
+/* A 1-D or 2-D dataset; chunked with Fletcher-32 when `checksum`. */
+static int write_ds(hid_t f, const char *name, hid_t ftype, hid_t mtype, const void *x, int rank,
+                    const hsize_t *dims, int checksum) {
+    hid_t sp = H5Screate_simple(rank, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    int ok = sp >= 0 && dcpl >= 0;
+    if (ok && checksum) {
+        hsize_t chunk[2] = {dims[0] < CKPT_CHUNK ? dims[0] : CKPT_CHUNK, rank > 1 ? dims[1] : 1};
+        ok = H5Pset_chunk(dcpl, rank, chunk) >= 0 && H5Pset_fletcher32(dcpl) >= 0;
+    }
+    hid_t d = ok ? H5Dcreate2(f, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT) : -1;
+    ok = d >= 0 && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0;
+    if (d >= 0) H5Dclose(d);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (sp >= 0) H5Sclose(sp);
+    return ok ? 0 : -1;
+}
+
+static int write_table(hid_t f, const et_param_block *b) {
+    size_t k = (size_t)b->n_t;
+    char (*names)[NAME_LEN] = calloc(k, NAME_LEN);
+    int64_t *off = malloc(k * sizeof *off), *ne = malloc(2 * k * sizeof *ne);
+    int rc = -1;
+    hid_t st = H5Tcopy(H5T_C_S1);
+    hid_t g = H5Gcreate2(f, "tensors", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (!names || !off || !ne || st < 0 || g < 0) goto done;
+    if (H5Tset_size(st, NAME_LEN) < 0 || H5Tset_strpad(st, H5T_STR_NULLTERM) < 0) goto done;
+    for (size_t i = 0; i < k; i++) {
+        snprintf(names[i], NAME_LEN, "%s", b->t[i].name);
+        off[i] = (int64_t)(b->t[i].data - b->data);
+        ne[2 * i] = b->t[i].ne[0];
+        ne[2 * i + 1] = b->t[i].n_dims > 1 ? b->t[i].ne[1] : 1;
+    }
+    hsize_t d1[1] = {k}, d2[2] = {k, 2};
+    if (write_ds(g, "name", st, st, names, 1, d1, 0) || write_ds(g, "offset", H5T_STD_I64LE, H5T_NATIVE_INT64, off, 1, d1, 0) ||
+        write_ds(g, "ne", H5T_STD_I64LE, H5T_NATIVE_INT64, ne, 2, d2, 0))
+        goto done;
+    rc = 0;
+done:
+    if (g >= 0) H5Gclose(g);
+    if (st >= 0) H5Tclose(st);
+    free(names);
+    free(off);
+    free(ne);
+    return rc;
+}
+
+static int check_block(const char *path, const et_param_block *b, const et_adamw *o, et_err *e) {
+    if (!b->data || b->n == 0) return et_fail(e, ET_EINPUT, "%s: empty parameter block", path);
+    if (o->n != b->n)
+        return et_fail(e, ET_EINPUT, "%s: optimizer holds %zu floats but the parameter block %zu", path, o->n, b->n);
+    if (b->n_t <= 0) return et_fail(e, ET_EINPUT, "%s: parameter block has no tensor table", path);
+    for (int i = 0; i < b->n_t; i++) {
+        const et_named *t = &b->t[i];
+        if (t->data < b->data || (size_t)(t->data - b->data) > b->n || t->n > b->n - (size_t)(t->data - b->data))
+            return et_fail(e, ET_EINPUT, "%s: tensor %s lies outside the parameter block", path, t->name);
+    }
+    return 0;
+}
+
+int et_ckpt_save(const char *path, const et_param_block *b, const et_adamw *o, const et_ckpt *st, et_err *e) {
+    int rc = check_block(path, b, o, e);
+    if (rc) return rc;
+    size_t tl = strlen(path) + 32;
+    char *tmp = malloc(tl);
+    if (!tmp) return et_fail(e, ET_ERUN, "%s: out of memory", path);
+    snprintf(tmp, tl, "%s.tmp.%ld", path, (long)getpid());
+    quiet q;
+    quiet_on(&q);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0) H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_LATEST);
+    hid_t f = fapl >= 0 ? H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : -1;
+    if (fapl >= 0) H5Pclose(fapl);
+    if (f < 0) {
+        quiet_off(&q);
+        rc = et_fail(e, ET_ERUN, "%s: cannot create temporary checkpoint %s", path, tmp);
+        free(tmp);
+        return rc;
+    }
+    hsize_t n = b->n;
+    int32_t version = CKPT_VERSION;
+    int64_t n_params = (int64_t)b->n;
+    const float hp[4] = {o->hp.beta1, o->hp.beta2, o->hp.eps, o->hp.weight_decay};
+    const char *hp_names[4] = {"adamw_beta1", "adamw_beta2", "adamw_eps", "adamw_weight_decay"};
+    int bad = write_ds(f, "params", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, b->data, 1, &n, 1) ||
+              write_ds(f, "adamw_m", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, o->m, 1, &n, 1) ||
+              write_ds(f, "adamw_v", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, o->v, 1, &n, 1) || write_table(f, b) ||
+              write_attr_str(f, "format", CKPT_FORMAT) ||
+              write_attr(f, "version", H5T_STD_I32LE, H5T_NATIVE_INT32, &version, 0) ||
+              write_attr(f, "n_params", H5T_STD_I64LE, H5T_NATIVE_INT64, &n_params, 0) ||
+              write_attr(f, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &st->step, 0) ||
+              write_attr(f, "tokens", H5T_STD_I64LE, H5T_NATIVE_INT64, &st->tokens, 0) ||
+              write_attr(f, "rng", H5T_STD_U64LE, H5T_NATIVE_UINT64, st->rng, 4) ||
+              write_attr_str(f, "config", st->config ? st->config : "");
+    for (int i = 0; i < 4 && !bad; i++) bad = write_attr(f, hp_names[i], H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &hp[i], 0);
+    if (!bad && st->cursor_len) {
+        hsize_t c = st->cursor_len;
+        bad = write_ds(f, "data_cursor", H5T_STD_U8LE, H5T_NATIVE_UINT8, st->cursor, 1, &c, 0);
+    }
+    if (H5Fclose(f) < 0) bad = 1;
+    quiet_off(&q);
+    if (bad) {
+        unlink(tmp);
+        free(tmp);
+        return et_fail(e, ET_ERUN, "%s: writing the checkpoint failed (disk full?); the previous file is untouched", path);
+    }
+    rc = et_commit_tmp(tmp, path, e);
+    free(tmp);
+    return rc;
+}
+
+/* ------------------------------------------------------------------- read */
+
+static int read_attr(hid_t obj, const char *name, H5T_class_t cls, hid_t mem, void *v, hssize_t n) {
+    if (H5Aexists(obj, name) <= 0) return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t t = a >= 0 ? H5Aget_type(a) : -1;
+    hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
+    int ok = t >= 0 && sp >= 0 && H5Tget_class(t) == cls && H5Sget_simple_extent_npoints(sp) == n &&
+             H5Aread(a, mem, v) >= 0;
+    if (sp >= 0) H5Sclose(sp);
+    if (t >= 0) H5Tclose(t);
+    if (a >= 0) H5Aclose(a);
+    return ok ? 0 : -1;
+}
+
+/* A string attribute (fixed or variable length) as a malloc'd C string. */
+static char *read_attr_str(hid_t obj, const char *name) {
+    if (H5Aexists(obj, name) <= 0) return NULL;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t t = a >= 0 ? H5Aget_type(a) : -1;
+    char *out = NULL;
+    if (t >= 0 && H5Tget_class(t) == H5T_STRING) {
+        if (H5Tis_variable_str(t) > 0) {
+            hid_t mt = H5Tcopy(H5T_C_S1);
+            char *s = NULL;
+            if (mt >= 0 && H5Tset_size(mt, H5T_VARIABLE) >= 0 && H5Aread(a, mt, &s) >= 0 && s) {
+                out = strdup(s);
+                H5free_memory(s);
+            }
+            if (mt >= 0) H5Tclose(mt);
+        } else {
+            size_t len = H5Tget_size(t);
+            hid_t mt = H5Tcopy(t);
+            out = len && len < ((size_t)1 << 30) ? calloc(len + 1, 1) : NULL;
+            if (out && (mt < 0 || H5Aread(a, mt, out) < 0)) {
+                free(out);
+                out = NULL;
+            }
+            if (mt >= 0) H5Tclose(mt);
+        }
+    }
+    if (t >= 0) H5Tclose(t);
+    if (a >= 0) H5Aclose(a);
+    return out;
+}
+
+/* Dimensions of dataset `name` (rank must be `rank`); 0 or -1. */
+static int ds_dims(hid_t f, const char *name, int rank, hsize_t *dims) {
+    if (H5Lexists(f, name, H5P_DEFAULT) <= 0) return -1;
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
+    int ok = sp >= 0 && H5Sget_simple_extent_ndims(sp) == rank && H5Sget_simple_extent_dims(sp, dims, NULL) == rank;
+    if (sp >= 0) H5Sclose(sp);
+    if (d >= 0) H5Dclose(d);
+    return ok ? 0 : -1;
+}
+
+static int read_ds(hid_t f, const char *name, hid_t mtype, void *x) {
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    int ok = d >= 0 && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0;
+    if (d >= 0) H5Dclose(d);
+    return ok ? 0 : -1;
+}
+
+static hid_t open_ckpt(const char *path, et_err *e) {
+    if (access(path, R_OK) != 0) {
+        et_fail(e, ET_EINPUT, "%s: no such checkpoint (or not readable)", path);
+        return -1;
+    }
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        et_fail(e, ET_EINPUT, "%s: not a readable HDF5 checkpoint (truncated or corrupt)", path);
+        return -1;
+    }
+    char *fmt = read_attr_str(f, "format");
+    int32_t version = 0;
+    int ok = fmt && !strcmp(fmt, CKPT_FORMAT);
+    free(fmt);
+    if (!ok) {
+        H5Fclose(f);
+        et_fail(e, ET_EINPUT, "%s: not an edgetune checkpoint (attribute format != \"%s\")", path, CKPT_FORMAT);
+        return -1;
+    }
+    if (read_attr(f, "version", H5T_INTEGER, H5T_NATIVE_INT32, &version, 1) || version != CKPT_VERSION) {
+        H5Fclose(f);
+        et_fail(e, ET_EINPUT, "%s: checkpoint version %d, this build reads %d", path, (int)version, CKPT_VERSION);
+        return -1;
+    }
+    return f;
+}
+
+static int peek_open(hid_t f, const char *path, et_ckpt *st, et_err *e) {
+    memset(st, 0, sizeof *st);
+    if (read_attr(f, "step", H5T_INTEGER, H5T_NATIVE_INT64, &st->step, 1) || st->step < 0 ||
+        read_attr(f, "tokens", H5T_INTEGER, H5T_NATIVE_INT64, &st->tokens, 1) || st->tokens < 0 ||
+        read_attr(f, "rng", H5T_INTEGER, H5T_NATIVE_UINT64, st->rng, 4))
+        return et_fail(e, ET_EINPUT, "%s: attribute step, tokens or rng missing or malformed", path);
+    st->config = read_attr_str(f, "config");
+    if (!st->config) return et_fail(e, ET_EINPUT, "%s: attribute config missing or not a string", path);
+    if (H5Lexists(f, "data_cursor", H5P_DEFAULT) > 0) {
+        hsize_t c;
+        if (ds_dims(f, "data_cursor", 1, &c) || c > ((hsize_t)1 << 24))
+            return et_fail(e, ET_EINPUT, "%s: /data_cursor malformed", path);
+        st->cursor = malloc(c ? (size_t)c : 1);
+        if (!st->cursor) return et_fail(e, ET_ERUN, "%s: out of memory", path);
+        st->cursor_len = (size_t)c;
+        if (c && read_ds(f, "data_cursor", H5T_NATIVE_UINT8, st->cursor))
+            return et_fail(e, ET_EINPUT, "%s: /data_cursor unreadable", path);
+    }
+    return 0;
+}
+
+int et_ckpt_peek(const char *path, et_ckpt *st, et_err *e) {
+    memset(st, 0, sizeof *st);
+    quiet q;
+    quiet_on(&q);
+    hid_t f = open_ckpt(path, e);
+    int rc = f < 0 ? ET_EINPUT : peek_open(f, path, st, e);
+    if (f >= 0) H5Fclose(f);
+    quiet_off(&q);
+    if (rc) et_ckpt_free(st);
+    return rc;
+}
+
+/* Compare the stored tensor table with b's; 0 or ET_EINPUT naming the first difference. */
+static int check_table(hid_t f, const char *path, const et_param_block *b, et_err *e) {
+    hsize_t k, d2[2];
+    if (ds_dims(f, "tensors/name", 1, &k) || ds_dims(f, "tensors/offset", 1, d2) || d2[0] != k ||
+        ds_dims(f, "tensors/ne", 2, d2) || d2[0] != k || d2[1] != 2)
+        return et_fail(e, ET_EINPUT, "%s: tensor table /tensors missing or malformed", path);
+    if (k != (hsize_t)b->n_t)
+        return et_fail(e, ET_EINPUT, "%s: checkpoint has %llu tensors, the model %d", path, (unsigned long long)k, b->n_t);
+    char (*names)[NAME_LEN] = calloc((size_t)k, NAME_LEN);
+    int64_t *off = malloc((size_t)k * sizeof *off), *ne = malloc(2 * (size_t)k * sizeof *ne);
+    hid_t st = H5Tcopy(H5T_C_S1);
+    int rc = 0;
+    if (!names || !off || !ne || st < 0 || H5Tset_size(st, NAME_LEN) < 0 || H5Tset_strpad(st, H5T_STR_NULLTERM) < 0) {
+        rc = et_fail(e, ET_ERUN, "%s: out of memory", path);
+    } else if (read_ds(f, "tensors/name", st, names) || read_ds(f, "tensors/offset", H5T_NATIVE_INT64, off) ||
+               read_ds(f, "tensors/ne", H5T_NATIVE_INT64, ne)) {
+        rc = et_fail(e, ET_EINPUT, "%s: tensor table /tensors unreadable", path);
+    } else {
+        for (size_t i = 0; i < (size_t)k && !rc; i++) {
+            const et_named *t = &b->t[i];
+            names[i][NAME_LEN - 1] = 0;
+            int64_t want_off = (int64_t)(t->data - b->data), want_rows = t->n_dims > 1 ? t->ne[1] : 1;
+            if (strcmp(names[i], t->name))
+                rc = et_fail(e, ET_EINPUT, "%s: tensor %zu is %s in the checkpoint but %s in the model", path, i,
+                             names[i], t->name);
+            else if (ne[2 * i] != t->ne[0] || ne[2 * i + 1] != want_rows)
+                rc = et_fail(e, ET_EINPUT, "%s: tensor %s has shape [%lld, %lld] in the checkpoint, [%lld, %lld] in the model",
+                             path, t->name, (long long)ne[2 * i + 1], (long long)ne[2 * i], (long long)want_rows,
+                             (long long)t->ne[0]);
+            else if (off[i] != want_off)
+                rc = et_fail(e, ET_EINPUT, "%s: tensor %s at offset %lld in the checkpoint, %lld in the model", path,
+                             t->name, (long long)off[i], (long long)want_off);
+        }
+    }
+    if (st >= 0) H5Tclose(st);
+    free(names);
+    free(off);
+    free(ne);
+    return rc;
+}
+
+int et_ckpt_load(const char *path, et_param_block *b, et_adamw *o, et_ckpt *st, et_err *e) {
+    memset(st, 0, sizeof *st);
+    int rc = check_block(path, b, o, e);
+    if (rc) return rc;
+    quiet q;
+    quiet_on(&q);
+    hid_t f = open_ckpt(path, e);
+    if (f < 0) {
+        quiet_off(&q);
+        return ET_EINPUT;
+    }
+    rc = peek_open(f, path, st, e);
+    int64_t n_params = -1;
+    hsize_t dims[3][1];
+    const char *ds[3] = {"params", "adamw_m", "adamw_v"};
+    if (!rc && (read_attr(f, "n_params", H5T_INTEGER, H5T_NATIVE_INT64, &n_params, 1) || n_params != (int64_t)b->n))
+        rc = et_fail(e, ET_EINPUT, "%s: checkpoint has %lld parameters, the model %zu", path, (long long)n_params, b->n);
+    for (int i = 0; i < 3 && !rc; i++)
+        if (ds_dims(f, ds[i], 1, dims[i]) || dims[i][0] != (hsize_t)b->n)
+            rc = et_fail(e, ET_EINPUT, "%s: dataset /%s missing or not of length %zu", path, ds[i], b->n);
+    if (!rc) rc = check_table(f, path, b, e);
+    float *dst[3] = {b->data, o->m, o->v};
+    for (int i = 0; i < 3 && !rc; i++)
+        if (read_ds(f, ds[i], H5T_NATIVE_FLOAT, dst[i]))
+            rc = et_fail(e, ET_EINPUT, "%s: dataset /%s is corrupt (checksum or read error)", path, ds[i]);
+    H5Fclose(f);
+    quiet_off(&q);
+    if (rc) {
+        et_ckpt_free(st);
+        return rc;
+    }
+    o->step = st->step;
+    return 0;
+}
+
+void et_ckpt_free(et_ckpt *st) {
+    free(st->cursor);
+    free(st->config);
+    memset(st, 0, sizeof *st);
+}
