@@ -221,7 +221,7 @@ static int forward_chunk(et_state *s, const int32_t *tok, int n, float *logits, 
     int d = hp->n_embd, hd = hp->head_dim, pos0 = s->n_past, rc;
     for (int t = 0; t < n; t++) {
         const et_wmat *te = &m->tok_embd;
-        et_dequant_row(te->type, (const uint8_t *)te->data + (size_t)tok[t] * te->row_bytes, s->x + (size_t)t * d, d);
+        et_dequantize_row(te->type, (const uint8_t *)te->data + (size_t)tok[t] * te->row_bytes, s->x + (size_t)t * d, d);
     }
     for (int t = 0; t < n; t++)
         rope_table(s->rope + (size_t)t * (m->n_rot + 1), pos0 + t, m->n_rot, hp->rope_theta, m->rope_freq_scale,

@@ -98,8 +98,8 @@ size_t et_act_bytes(uint32_t weight_type, int n) {
     switch (et_vec_dot_type(weight_type)) {
     case GGML_TYPE_F32: return (size_t)n * 4;
     case GGML_TYPE_F16: case GGML_TYPE_BF16: return (size_t)n * 2;
-    case GGML_TYPE_Q8_0: return (size_t)(n / ET_QK) * sizeof(et_blk_q8_0);
-    case GGML_TYPE_Q8_K: return (size_t)(n / ET_QK_K) * sizeof(et_blk_q8_K);
+    case GGML_TYPE_Q8_0: return (size_t)(n / ET_QK) * sizeof(et_block_q8_0);
+    case GGML_TYPE_Q8_K: return (size_t)(n / ET_QK_K) * sizeof(et_block_q8_K);
     default: return 0;
     }
 }
@@ -125,7 +125,7 @@ void et_act_convert(uint32_t weight_type, const float *x, void *dst, int n) {
 
 /* ------------------------------------------------------------ activation quantizers */
 
-void et_quantize_q8_0(const float *x, et_blk_q8_0 *y, int n) {
+void et_quantize_q8_0(const float *x, et_block_q8_0 *y, int n) {
     for (int b = 0; b < n / ET_QK; b++, x += ET_QK) {
         float amax = 0;
         for (int j = 0; j < ET_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
@@ -144,7 +144,7 @@ static inline int nearest_int(float f) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
-void et_quantize_q8_K(const float *x, et_blk_q8_K *y, int n) {
+void et_quantize_q8_K(const float *x, et_block_q8_K *y, int n) {
     for (int b = 0; b < n / ET_QK_K; b++, x += ET_QK_K) {
         float max = 0, amax = 0;
         for (int j = 0; j < ET_QK_K; j++) {
@@ -169,110 +169,5 @@ void et_quantize_q8_K(const float *x, et_blk_q8_K *y, int n) {
             y[b].bsums[j] = (int16_t)s;
         }
         y[b].d = 1 / iscale;
-    }
-}
-
-/* ------------------------------------------------------------ dequantization */
-
-static void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
-int et_dequant_row(uint32_t type, const void *row, float *y, int n) {
-    et_kernels_init();
-    switch (type) {
-    case GGML_TYPE_F32: memcpy(y, row, (size_t)n * 4); return 0;
-    case GGML_TYPE_F16: {
-        const uint16_t *h = row;
-        for (int i = 0; i < n; i++) y[i] = et_f16_table[h[i]];
-        return 0;
-    }
-    case GGML_TYPE_BF16: {
-        const uint16_t *h = row;
-        for (int i = 0; i < n; i++) y[i] = et_bf16_to_fp32(h[i]);
-        return 0;
-    }
-    case GGML_TYPE_Q8_0: {
-        const et_blk_q8_0 *b = row;
-        for (int i = 0; i < n / ET_QK; i++) {
-            float d = et_f16_table[b[i].d];
-            for (int j = 0; j < ET_QK; j++) y[i * ET_QK + j] = b[i].qs[j] * d;
-        }
-        return 0;
-    }
-    case GGML_TYPE_Q4_0: {
-        const et_blk_q4_0 *b = row;
-        for (int i = 0; i < n / ET_QK; i++) {
-            float d = et_f16_table[b[i].d];
-            for (int j = 0; j < 16; j++) {
-                y[i * ET_QK + j] = ((b[i].qs[j] & 0x0F) - 8) * d;
-                y[i * ET_QK + j + 16] = ((b[i].qs[j] >> 4) - 8) * d;
-            }
-        }
-        return 0;
-    }
-    case GGML_TYPE_Q5_0: {
-        const et_blk_q5_0 *b = row;
-        for (int i = 0; i < n / ET_QK; i++) {
-            float d = et_f16_table[b[i].d];
-            uint32_t qh;
-            memcpy(&qh, b[i].qh, 4);
-            for (int j = 0; j < 16; j++) {
-                int x0 = (b[i].qs[j] & 0x0F) | (((qh >> j) & 1) << 4);
-                int x1 = (b[i].qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
-                y[i * ET_QK + j] = (x0 - 16) * d;
-                y[i * ET_QK + j + 16] = (x1 - 16) * d;
-            }
-        }
-        return 0;
-    }
-    case GGML_TYPE_Q4_K: {
-        const et_blk_q4_K *b = row;
-        for (int i = 0; i < n / ET_QK_K; i++) {
-            float d = et_f16_table[b[i].d], dmin = et_f16_table[b[i].dmin];
-            float *o = y + i * ET_QK_K;
-            for (int j = 0; j < 8; j++) {
-                int sc, m;
-                scale_min_k4(j, b[i].scales, &sc, &m);
-                float d1 = d * sc, m1 = dmin * m;
-                const uint8_t *q = b[i].qs + 32 * (j / 2);
-                for (int l = 0; l < 32; l++) {
-                    int v = (j & 1) ? (q[l] >> 4) : (q[l] & 0x0F);
-                    o[32 * j + l] = d1 * v - m1;
-                }
-            }
-        }
-        return 0;
-    }
-    case GGML_TYPE_Q6_K: {
-        const et_blk_q6_K *b = row;
-        for (int i = 0; i < n / ET_QK_K; i++) {
-            float d = et_f16_table[b[i].d];
-            for (int h = 0; h < 2; h++) {
-                const uint8_t *ql = b[i].ql + 64 * h, *qh = b[i].qh + 32 * h;
-                const int8_t *sc = b[i].scales + 8 * h;
-                float *o = y + i * ET_QK_K + 128 * h;
-                for (int l = 0; l < 32; l++) {
-                    int is = l / 16;
-                    int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-                    int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                    int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                    int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                    o[l] = d * sc[is + 0] * q1;
-                    o[l + 32] = d * sc[is + 2] * q2;
-                    o[l + 64] = d * sc[is + 4] * q3;
-                    o[l + 96] = d * sc[is + 6] * q4;
-                }
-            }
-        }
-        return 0;
-    }
-    default: return -1;
     }
 }

@@ -44,15 +44,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ET_QK 32      /* elements per Q8_0/Q4_0/Q5_0 block */
-#define ET_QK_K 256   /* elements per K-quant super-block */
+#include "../quant/quant.h"
 
-typedef struct { uint16_t d; int8_t qs[32]; } et_blk_q8_0;                      /* 34 bytes */
-typedef struct { uint16_t d; uint8_t qs[16]; } et_blk_q4_0;                     /* 18 bytes */
-typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; } et_blk_q5_0;      /* 22 bytes */
-typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; } et_blk_q4_K; /* 144 */
-typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; } et_blk_q6_K; /* 210 */
-typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } et_blk_q8_K;     /* 292 bytes */
+/* Weight blocks: quant/quant.h (et_block_q8_0 ... et_block_q6_K, ggml's layouts). */
+#define ET_QK 32      /* elements per Q8_0/Q4_0/Q5_0 block */
+
+/* Q8_K, used only for activations (ggml block_q8_K): 292 bytes / 256. */
+typedef struct et_block_q8_K {
+    float d;               /* scale (fp32) */
+    int8_t qs[ET_QK_K];    /* quants, -127..127 */
+    int16_t bsums[16];     /* sums of qs over groups of 16 */
+} et_block_q8_K;
+_Static_assert(sizeof(et_block_q8_K) == 292, "Q8_K block is 292 bytes");
 
 /* A dot product of n elements: w is a weight row, x an activation row
  * already converted to the weight's vec_dot_type.  n is a multiple of the
@@ -80,12 +83,8 @@ size_t et_act_bytes(uint32_t weight_type, int n);
 void et_act_convert(uint32_t weight_type, const float *x, void *dst, int n);
 
 /* Activation quantizers (see the header comment); n a multiple of 32 / 256. */
-void et_quantize_q8_0(const float *x, et_blk_q8_0 *y, int n);
-void et_quantize_q8_K(const float *x, et_blk_q8_K *y, int n);
-
-/* Dequantize one row of n elements of any supported weight type into y.
- * Returns 0, or -1 for an unsupported type. */
-int et_dequant_row(uint32_t type, const void *row, float *y, int n);
+void et_quantize_q8_0(const float *x, et_block_q8_0 *y, int n);
+void et_quantize_q8_K(const float *x, et_block_q8_K *y, int n);
 
 /* fp16 -> fp32 by table (exact; et_fp16_to_fp32 builds it once). */
 extern float et_f16_table[65536];

@@ -92,7 +92,7 @@ static inline void add_groups(float *acc, int b, const int32_t *q, float d) {
 }
 
 float et_dot_q8_0_scalar(int n, const void *wv, const void *xv) {
-    const et_blk_q8_0 *w = wv, *x = xv;
+    const et_block_q8_0 *w = wv, *x = xv;
     float acc[16] = {0};
     for (int b = 0; b < n / ET_QK; b++) {
         int32_t q[8];
@@ -107,8 +107,8 @@ float et_dot_q8_0_scalar(int n, const void *wv, const void *xv) {
 }
 
 float et_dot_q4_0_scalar(int n, const void *wv, const void *xv) {
-    const et_blk_q4_0 *w = wv;
-    const et_blk_q8_0 *x = xv;
+    const et_block_q4_0 *w = wv;
+    const et_block_q8_0 *x = xv;
     float acc[16] = {0};
     for (int b = 0; b < n / ET_QK; b++) {
         int8_t v[32];   /* element j: low nibble of qs[j] (j < 16), high nibble of qs[j-16] */
@@ -128,8 +128,8 @@ float et_dot_q4_0_scalar(int n, const void *wv, const void *xv) {
 }
 
 float et_dot_q5_0_scalar(int n, const void *wv, const void *xv) {
-    const et_blk_q5_0 *w = wv;
-    const et_blk_q8_0 *x = xv;
+    const et_block_q5_0 *w = wv;
+    const et_block_q8_0 *x = xv;
     float acc[16] = {0};
     for (int b = 0; b < n / ET_QK; b++) {
         uint32_t qh;
@@ -164,8 +164,8 @@ static inline void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
 }
 
 float et_dot_q4_K_scalar(int n, const void *wv, const void *xv) {
-    const et_blk_q4_K *w = wv;
-    const et_blk_q8_K *x = xv;
+    const et_block_q4_K *w = wv;
+    const et_block_q8_K *x = xv;
     float acc = 0;
     for (int b = 0; b < n / ET_QK_K; b++) {
         int32_t sumi = 0, summ = 0;
@@ -190,8 +190,8 @@ float et_dot_q4_K_scalar(int n, const void *wv, const void *xv) {
 }
 
 float et_dot_q6_K_scalar(int n, const void *wv, const void *xv) {
-    const et_blk_q6_K *w = wv;
-    const et_blk_q8_K *x = xv;
+    const et_block_q6_K *w = wv;
+    const et_block_q8_K *x = xv;
     float acc = 0;
     for (int b = 0; b < n / ET_QK_K; b++) {
         int8_t v[256];

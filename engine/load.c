@@ -155,7 +155,7 @@ static int bind_vec(loader *L, float **out, const char *name, int n, int require
         return et_fail(e, ET_EINPUT, "%s: tensor '%s': wrong data size", L->path, name);
     *out = malloc(sizeof(float) * (size_t)n);
     if (!*out) return et_fail(e, ET_ERUN, "%s: out of memory", L->path);
-    et_dequant_row(t->type, t->data, *out, n);
+    et_dequantize_row(t->type, t->data, *out, n);
     return 0;
 }
 

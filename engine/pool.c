@@ -35,7 +35,8 @@ static void *worker(void *v) {
     et_pool *p = wa->p;
     int ith = wa->ith;
     free(wa);
-    unsigned seen = atomic_load(&p->gen);
+    unsigned seen = 0;   /* jobs started so far: the pool starts at generation 0, even if
+                          * this thread starts after the first job was posted */
     for (;;) {
         int spins = 0;
         while (atomic_load_explicit(&p->gen, memory_order_acquire) == seen && !atomic_load(&p->quit)) {
@@ -48,7 +49,7 @@ static void *worker(void *v) {
             pthread_mutex_unlock(&p->mu);
         }
         if (atomic_load(&p->quit)) return NULL;
-        seen = atomic_load(&p->gen);
+        seen++;   /* exactly one new job: et_pool_run waits for every worker before the next */
         p->fn(p->arg, ith, p->n);
         atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
     }
