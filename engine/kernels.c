@@ -26,15 +26,33 @@ void et_kernels_init(void) {
 
 /* ------------------------------------------------------------ selection */
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+/* CPUID feature bits and the OS's XSAVE state (XCR0) for the AVX registers. */
+static int x86_features(int *avx2, int *avx512) {
+    unsigned a, b, c, d;
+    *avx2 = *avx512 = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
+    if (!osxsave || !avx) return 0;
+    unsigned xlo, xhi;
+    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+    int ymm = (xlo & 6) == 6, zmm = (xlo & 0xe6) == 0xe6;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    int avx2_bit = (b >> 5) & 1, f = (b >> 16) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+    *avx2 = ymm && avx2_bit && fma && f16c;
+    *avx512 = *avx2 && zmm && f && bw && vl;
+    return 1;
+}
+#endif
+
 static int cpu_has(const char *name) {
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-    __builtin_cpu_init();
-    if (!strcmp(name, "avx2"))
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-    if (!strcmp(name, "avx512"))
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") &&
-               __builtin_cpu_supports("f16c");
+#if defined(__x86_64__) || defined(__i386__)
+    int avx2, avx512;
+    x86_features(&avx2, &avx512);
+    if (!strcmp(name, "avx2")) return avx2;
+    if (!strcmp(name, "avx512")) return avx512;
     return 0;
 #elif defined(__aarch64__)
     return !strcmp(name, "neon");

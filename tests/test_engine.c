@@ -20,6 +20,7 @@
 #include "../engine/engine.h"
 #include "../engine/internal.h"
 #include "../engine/kernels.h"
+#include "../export/model.h"
 #include "../quant/quant.h"
 
 #define STORIES "models/stories260K/stories260K.gguf"
@@ -832,6 +833,196 @@ static void test_nll_plumbing(void **state) {
     et_engine_free(m);
 }
 
+/* ------------------------------------------------------------ golden NLL, and the .bin import */
+
+/* golden_nll.json: teacher-forced NLL of one sentence (35 tokens with BOS)
+ * under stories260K.bin with tok512.bin: 54.404121. */
+static void nll_golden(et_engine *m, const et_tokenizer *tok, const char *what) {
+    SHARED_OR_SKIP(gp, "models/stories260K/golden_nll.json");
+    char *txt = read_text(gp);
+    cJSON *j = cJSON_Parse(txt);
+    assert_non_null(j);
+    const char *sentence = cJSON_GetObjectItem(j, "sentence")->valuestring;
+    int n_want = cJSON_GetObjectItem(j, "n_tokens")->valueint;
+    double nll_want = cJSON_GetObjectItem(j, "nll")->valuedouble;
+    int32_t *ids;
+    size_t n;
+    et_err e = {0};
+    if (et_tok_encode(tok, sentence, strlen(sentence), ET_TOK_ADD_BOS, &ids, &n, &e)) fail_msg("%s", e.msg);
+    assert_int_equal((int)n, n_want);
+    for (int kv = 1; kv >= 0; kv--) {
+        et_state *s = state_or_fail(m, 64, 1, NULL, kv ? GGML_TYPE_F32 : GGML_TYPE_F16);
+        et_ppl r = {0};
+        if (et_nll(s, ids, (int)n, &r, &e)) fail_msg("%s", e.msg);
+        fprintf(stderr, "  %s, KV %s: NLL %.6f over %ld tokens (golden %.6f), perplexity %.6f\n", what,
+                kv ? "F32" : "F16", r.nll, r.n_scored, nll_want, r.ppl);
+        assert_int_equal(r.n_scored, n_want - 1);
+        /* the golden is an F32 computation: 1e-3 with an F32 cache; the F16 cache
+         * (llama.cpp's default) rounds K and V to 11 bits: the JSON's own tolerance */
+        double tol = kv ? 1e-3 : cJSON_GetObjectItem(j, "tolerance")->valuedouble;
+        if (fabs(r.nll - nll_want) > tol)
+            fail_msg("%s: NLL %.6f differs from %.6f by more than %g", what, r.nll, nll_want, tol);
+        et_state_free(s);
+    }
+    free(ids);
+    cJSON_Delete(j);
+    free(txt);
+}
+
+static void test_nll_golden(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(mp, STORIES);
+    et_engine *m = load_or_fail(mp);
+    assert_non_null(m->tok);
+    nll_golden(m, m->tok, "stories260K.gguf");
+    et_engine_free(m);
+}
+
+/* stories260K.bin (llama2.c) through export/ and et_engine_from_model: the
+ * same greedy tokens and NLL. */
+static void test_llama2c_bin(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(bp, "models/stories260K/stories260K.bin");
+    SHARED_OR_SKIP(tp, "models/stories260K/tok512.bin");
+    et_model mm;
+    et_err e = {0};
+    if (et_model_load_llama2c(&mm, bp, tp, &e)) fail_msg("%s", e.msg);
+    et_engine *m;
+    if (et_engine_from_model(&m, &mm, &e)) fail_msg("%s", e.msg);
+    assert_non_null(m->tok);
+    greedy_matches_golden(m, NULL, 1, GGML_TYPE_F16);
+    nll_golden(m, mm.tok, "stories260K.bin");
+    et_engine_free(m);
+    et_model_free(&mm);
+}
+
+/* ------------------------------------------------------------ deci: per-layer widths */
+
+/* A deci model whose layers keep a subset of heads / FFN channels (or none)
+ * must compute what the llama model computes when the dropped parts are
+ * zeroed out of attn_output / ffn_down (their contribution is then 0). */
+static void test_deci_widths(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(mp, STORIES);
+    gguf_file g;
+    et_err e = {0};
+    if (gguf_open(&g, mp, &e)) fail_msg("%s", e.msg);
+    enum { L = 5, D = 64, HD = 8, NH = 8, NKV = 4, FF = 172 };
+    /* per layer: heads kept (a prefix of whole GQA groups), kv heads, FFN channels kept */
+    const int nh[L] = {8, 4, 0, 6, 8}, nkv[L] = {4, 2, 0, 3, 4}, nff[L] = {172, 100, 64, 0, 172};
+    char zp[512], dp[512];
+    snprintf(zp, sizeof zp, "%s/zeroed.gguf", test_tmpdir());
+    snprintf(dp, sizeof dp, "%s/deci.gguf", test_tmpdir());
+    gguf_writer *wz = gguf_writer_new(), *wd = gguf_writer_new();
+    for (uint64_t i = 0; i < g.n_kv; i++) {
+        assert_int_equal(gguf_set_kv_from(wz, &g, i), 0);
+        const gguf_str k = g.kv[i].key;
+        if (k.len > 6 && !memcmp(k.ptr, "llama.", 6)) {
+            char nk[128];
+            snprintf(nk, sizeof nk, "deci.%.*s", (int)k.len - 6, k.ptr + 6);
+            if (!strcmp(nk, "deci.attention.head_count") || !strcmp(nk, "deci.attention.head_count_kv") ||
+                !strcmp(nk, "deci.feed_forward_length"))
+                continue;
+            int64_t v;
+            if (g.kv[i].type == GGUF_TYPE_UINT32 && !gguf_arr_i64(&g.kv[i], 0, &v)) gguf_set_u32(wd, nk, (uint32_t)v);
+            else if (g.kv[i].type == GGUF_TYPE_FLOAT32) {
+                float f;
+                memcpy(&f, g.kv[i].data, 4);
+                gguf_set_f32(wd, nk, f);
+            }
+        } else if (gguf_str_eq(k, "general.architecture")) {
+            gguf_set_str(wd, "general.architecture", "deci");
+        } else {
+            assert_int_equal(gguf_set_kv_from(wd, &g, i), 0);
+        }
+    }
+    int32_t a_nh[L], a_nkv[L], a_nff[L];
+    for (int l = 0; l < L; l++) { a_nh[l] = nh[l]; a_nkv[l] = nkv[l]; a_nff[l] = nff[l]; }
+    gguf_set_arr(wd, "deci.attention.head_count", GGUF_TYPE_INT32, a_nh, L);
+    gguf_set_arr(wd, "deci.attention.head_count_kv", GGUF_TYPE_INT32, a_nkv, L);
+    gguf_set_arr(wd, "deci.feed_forward_length", GGUF_TYPE_INT32, a_nff, L);
+    gguf_set_u32(wd, "deci.attention.key_length", HD);
+    gguf_set_u32(wd, "deci.attention.value_length", HD);
+    /* buffers that must live until the writers are done */
+    float *bufs[64];
+    int nb = 0;
+    for (uint64_t i = 0; i < g.n_tensors; i++) {
+        const gguf_tensor *t = &g.tensors[i];
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        int l = -1;
+        char what[48] = "";
+        sscanf(name, "blk.%d.%47s", &l, what);
+        const float *src = t->data;
+        if (l < 0) {
+            assert_int_equal(gguf_add_tensor_from(wz, &g, i, &e), 0);
+            assert_int_equal(gguf_add_tensor_from(wd, &g, i, &e), 0);
+            continue;
+        }
+        int64_t ne[2] = {t->ne[0], t->ne[1]};
+        if (!strcmp(what, "attn_output.weight") || !strcmp(what, "ffn_down.weight")) {
+            /* zeroed copy: columns (inputs) beyond what the deci layer keeps are 0 */
+            int keep = !strcmp(what, "ffn_down.weight") ? nff[l] : nh[l] * HD;
+            float *z = bufs[nb++] = dup_floats(src, (size_t)ne[0] * ne[1]);
+            for (int o = 0; o < ne[1]; o++)
+                for (int c = keep; c < ne[0]; c++) z[o * ne[0] + c] = 0;
+            assert_int_equal(gguf_add_tensor(wz, name, GGML_TYPE_F32, 2, ne, z, &e), 0);
+            if (keep == 0) continue;
+            float *s2 = bufs[nb++] = malloc(sizeof(float) * (size_t)keep * ne[1]);
+            for (int o = 0; o < ne[1]; o++) memcpy(s2 + o * keep, src + o * ne[0], sizeof(float) * keep);
+            int64_t ne2[2] = {keep, ne[1]};
+            assert_int_equal(gguf_add_tensor(wd, name, GGML_TYPE_F32, 2, ne2, s2, &e), 0);
+            continue;
+        }
+        assert_int_equal(gguf_add_tensor_from(wz, &g, i, &e), 0);
+        int rows = -1;   /* rows kept in the deci file (-1: all) */
+        if (!strcmp(what, "attn_q.weight")) rows = nh[l] * HD;
+        if (!strcmp(what, "attn_k.weight") || !strcmp(what, "attn_v.weight")) rows = nkv[l] * HD;
+        if (!strcmp(what, "ffn_gate.weight") || !strcmp(what, "ffn_up.weight")) rows = nff[l];
+        if (!strcmp(what, "attn_norm.weight") && nh[l] == 0) continue;
+        if (!strcmp(what, "ffn_norm.weight") && nff[l] == 0) continue;
+        if (rows == 0) continue;
+        if (rows < 0) {
+            assert_int_equal(gguf_add_tensor_from(wd, &g, i, &e), 0);
+        } else {
+            int64_t ne2[2] = {ne[0], rows};
+            assert_int_equal(gguf_add_tensor(wd, name, GGML_TYPE_F32, 2, ne2, src, &e), 0);  /* a row prefix */
+        }
+    }
+    if (gguf_writer_write(wz, zp, &e)) fail_msg("%s", e.msg);
+    if (gguf_writer_write(wd, dp, &e)) fail_msg("%s", e.msg);
+    gguf_writer_free(wz);
+    gguf_writer_free(wd);
+    for (int i = 0; i < nb; i++) free(bufs[i]);
+    gguf_close(&g);
+
+    et_engine *mz = load_or_fail(zp), *md = load_or_fail(dp);
+    assert_string_equal(md->hp.arch, "deci");
+    for (int l = 0; l < L; l++) {
+        assert_int_equal(md->layers[l].n_head, nh[l]);
+        assert_int_equal(md->layers[l].n_head_kv, nkv[l]);
+        assert_int_equal(md->layers[l].n_ff, nff[l]);
+    }
+    int32_t tok[30];
+    for (int i = 0; i < 30; i++) tok[i] = (int32_t)((i * 71 + 5) % 512);
+    tok[0] = 1;
+    et_state *sz = state_or_fail(mz, 32, 1, NULL, GGML_TYPE_F32), *sd = state_or_fail(md, 32, 2, NULL, GGML_TYPE_F32);
+    float *lz = all_logits(sz, tok, 30, 30), *ld = all_logits(sd, tok, 30, 9);
+    double maxd = 0, maxv = 0;
+    for (size_t i = 0; i < (size_t)30 * 512; i++) {
+        maxd = fmax(maxd, fabs(lz[i] - ld[i]));
+        maxv = fmax(maxv, fabs(lz[i]));
+    }
+    fprintf(stderr, "  deci (heads 8,4,0,6,8; ffn 172,100,64,0,172) vs zeroed llama: max |diff| %.2e of %.2f\n", maxd, maxv);
+    assert_true(maxd < 1e-4 * maxv);
+    free(lz);
+    free(ld);
+    et_state_free(sz);
+    et_state_free(sd);
+    et_engine_free(mz);
+    et_engine_free(md);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_stories260K),
@@ -845,6 +1036,9 @@ int main(void) {
         cmocka_unit_test(test_bad_models),
         cmocka_unit_test(test_lora),
         cmocka_unit_test(test_nll_plumbing),
+        cmocka_unit_test(test_nll_golden),
+        cmocka_unit_test(test_llama2c_bin),
+        cmocka_unit_test(test_deci_widths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
