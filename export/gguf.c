@@ -19,7 +19,7 @@
 
 /* ------------------------------------------------------------------ types */
 
-/* Block sizes from ggml.c type_traits (blck_size, type_size). */
+/* Block sizes from ggml.c type_traits (blck_size, type_size): elements and bytes per block. */
 typedef struct type_info { uint32_t type; const char *name; uint32_t blck; uint32_t bytes; } type_info;
 static const type_info TYPES[] = {
     {GGML_TYPE_F32, "F32", 1, 4},       {GGML_TYPE_F16, "F16", 1, 2},
@@ -32,6 +32,13 @@ static const type_info TYPES[] = {
     {GGML_TYPE_I8, "I8", 1, 1},         {GGML_TYPE_I16, "I16", 1, 2},
     {GGML_TYPE_I32, "I32", 1, 4},       {GGML_TYPE_I64, "I64", 1, 8},
     {GGML_TYPE_F64, "F64", 1, 8},       {GGML_TYPE_BF16, "BF16", 1, 2},
+    /* i-quants, ternary and MXFP4: sizes as gguf-py constants.py GGML_QUANT_SIZES */
+    {GGML_TYPE_IQ2_XXS, "IQ2_XXS", 256, 66}, {GGML_TYPE_IQ2_XS, "IQ2_XS", 256, 74},
+    {GGML_TYPE_IQ3_XXS, "IQ3_XXS", 256, 98}, {GGML_TYPE_IQ1_S, "IQ1_S", 256, 50},
+    {GGML_TYPE_IQ4_NL, "IQ4_NL", 32, 18},    {GGML_TYPE_IQ3_S, "IQ3_S", 256, 110},
+    {GGML_TYPE_IQ2_S, "IQ2_S", 256, 82},     {GGML_TYPE_IQ4_XS, "IQ4_XS", 256, 136},
+    {GGML_TYPE_IQ1_M, "IQ1_M", 256, 56},     {GGML_TYPE_TQ1_0, "TQ1_0", 256, 54},
+    {GGML_TYPE_TQ2_0, "TQ2_0", 256, 66},     {GGML_TYPE_MXFP4, "MXFP4", 32, 17},
 };
 
 static const type_info *type_lookup(uint32_t type) {

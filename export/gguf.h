@@ -34,13 +34,19 @@ enum gguf_type {
     GGUF_TYPE_FLOAT64 = 12, GGUF_TYPE_COUNT
 };
 
-/* Tensor element types, numbered as ggml.h `enum ggml_type`. */
+/* Tensor element types, numbered as ggml.h `enum ggml_type` (4, 5 and
+ * 31..33, 36..38 are removed or repacked-only types: unknown here).  The
+ * reader knows the block sizes of all of these; what the engine can
+ * compute with is a smaller set (engine/). */
 enum ggml_type {
     GGML_TYPE_F32 = 0, GGML_TYPE_F16 = 1, GGML_TYPE_Q4_0 = 2, GGML_TYPE_Q4_1 = 3,
     GGML_TYPE_Q5_0 = 6, GGML_TYPE_Q5_1 = 7, GGML_TYPE_Q8_0 = 8, GGML_TYPE_Q8_1 = 9,
     GGML_TYPE_Q2_K = 10, GGML_TYPE_Q3_K = 11, GGML_TYPE_Q4_K = 12, GGML_TYPE_Q5_K = 13,
-    GGML_TYPE_Q6_K = 14, GGML_TYPE_Q8_K = 15, GGML_TYPE_I8 = 24, GGML_TYPE_I16 = 25,
-    GGML_TYPE_I32 = 26, GGML_TYPE_I64 = 27, GGML_TYPE_F64 = 28, GGML_TYPE_BF16 = 30,
+    GGML_TYPE_Q6_K = 14, GGML_TYPE_Q8_K = 15, GGML_TYPE_IQ2_XXS = 16, GGML_TYPE_IQ2_XS = 17,
+    GGML_TYPE_IQ3_XXS = 18, GGML_TYPE_IQ1_S = 19, GGML_TYPE_IQ4_NL = 20, GGML_TYPE_IQ3_S = 21,
+    GGML_TYPE_IQ2_S = 22, GGML_TYPE_IQ4_XS = 23, GGML_TYPE_I8 = 24, GGML_TYPE_I16 = 25,
+    GGML_TYPE_I32 = 26, GGML_TYPE_I64 = 27, GGML_TYPE_F64 = 28, GGML_TYPE_IQ1_M = 29,
+    GGML_TYPE_BF16 = 30, GGML_TYPE_TQ1_0 = 34, GGML_TYPE_TQ2_0 = 35, GGML_TYPE_MXFP4 = 39,
     GGML_TYPE_COUNT = 40
 };
 
@@ -74,7 +80,9 @@ typedef struct gguf_kv {
     uint32_t type;       /* enum gguf_type */
     uint32_t arr_type;   /* element type when type == GGUF_TYPE_ARRAY */
     uint64_t n;          /* element count (1 for scalars) */
-    const uint8_t *data; /* scalar value, or first array element, in the mapping */
+    const uint8_t *data; /* scalar value, or first array element, in the mapping
+                          * (little-endian, unaligned: decode with memcpy or the
+                          * getters; for strings use strs) */
     gguf_str *strs;      /* for STRING and ARRAY-of-STRING: n strings (owned by gguf_file) */
     uint64_t file_offset;/* byte offset of this KV's key in the file (for messages) */
     const uint8_t *raw;  /* the value exactly as stored (after the u32 type), in the mapping */

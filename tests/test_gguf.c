@@ -155,6 +155,9 @@ typedef struct spec {
     uint32_t type1;       /* ggml type of tensor 1 (default Q8_0) */
     uint64_t offset1;     /* offset of tensor 1 (default 32) */
     uint64_t ne1;         /* ne[0] of tensor 1 (default 64) */
+    const char *name1;    /* name of tensor 1 (default "t1") */
+    uint32_t u32_type;    /* value type written for x.u32 (default UINT32) */
+    uint32_t arr_type;    /* element type written for x.arr (default INT32) */
     int alignment;        /* if nonzero: general.alignment (UINT32) */
     int dup_key;
     uint64_t n_kv_override;
@@ -177,11 +180,11 @@ static buf build(spec s, size_t *data_end) {
     if (s.str_len) { put_u64(&b, s.str_len); put(&b, "tiny", 4); }
     else put_str(&b, "tiny");
     put_str(&b, "x.u32");
-    put_u32(&b, GGUF_TYPE_UINT32);
+    put_u32(&b, s.u32_type ? s.u32_type : GGUF_TYPE_UINT32);
     put_u32(&b, 7);
     put_str(&b, "x.arr");
     put_u32(&b, GGUF_TYPE_ARRAY);
-    put_u32(&b, GGUF_TYPE_INT32);
+    put_u32(&b, s.arr_type ? s.arr_type : GGUF_TYPE_INT32);
     put_u64(&b, s.arr_count ? s.arr_count : 3);
     put_u32(&b, 1); put_u32(&b, (uint32_t)-2); put_u32(&b, 3);
     if (s.alignment) {
@@ -198,7 +201,7 @@ static buf build(spec s, size_t *data_end) {
     put_u32(&b, 2); put_u64(&b, 4); put_u64(&b, 2);
     put_u32(&b, GGML_TYPE_F32);
     put_u64(&b, 0);
-    put_str(&b, "t1");
+    put_str(&b, s.name1 ? s.name1 : "t1");
     put_u32(&b, n_dims1);
     for (uint32_t d = 0; d < n_dims1 && d < 8; d++) put_u64(&b, d == 0 ? ne1 : 1);
     put_u32(&b, type1);
@@ -273,6 +276,20 @@ static void test_small_valid(void **state) {
     free(b.p);
 }
 
+/* GGUF v2 has the same layout as v3 (u64 counts): accepted. */
+static void test_version2(void **state) {
+    (void)state;
+    size_t end;
+    buf b = build((spec){.version = 2}, &end);
+    gguf_file g;
+    et_err e = {0};
+    if (gguf_open_mem(&g, b.p, b.n, "v2.gguf", &e)) fail_msg("%s", e.msg);
+    assert_int_equal(g.version, 2);
+    assert_int_equal(g.n_tensors, 2);
+    gguf_close(&g);
+    free(b.p);
+}
+
 static void test_hostile(void **state) {
     (void)state;
     expect_refused((spec){.magic = "GGML"}, "bad magic");
@@ -283,7 +300,8 @@ static void test_hostile(void **state) {
     expect_refused((spec){.arr_count = 1ull << 61}, "does not fit");
     expect_refused((spec){.arr_count = 100000}, "does not fit");
     expect_refused((spec){.n_dims1 = 5}, "n_dims = 5");
-    expect_refused((spec){.type1 = 17}, "unknown ggml type 17");
+    expect_refused((spec){.type1 = 4}, "unknown ggml type 4"); /* removed Q4_2 */
+    expect_refused((spec){.type1 = 31}, "unknown ggml type 31");
     expect_refused((spec){.type1 = 1000}, "unknown ggml type");
     expect_refused((spec){.offset1 = 4096}, "past end of file");
     expect_refused((spec){.offset1 = 1ull << 63}, "past end of file");
@@ -292,6 +310,11 @@ static void test_hostile(void **state) {
     expect_refused((spec){.n_kv_override = 1ull << 60}, "n_kv");
     expect_refused((spec){.alignment = 48}, "not a power of two");
     expect_refused((spec){.dup_key = 1}, "duplicate key 'x.u32'");
+    expect_refused((spec){.name1 = "t0"}, "duplicate tensor name 't0'");
+    expect_refused((spec){.name1 = "a_name_of_sixty_four_bytes_is_one_too_long_for_ggml_max_name_xxx"}, "must be < 64");
+    expect_refused((spec){.u32_type = 13}, "unknown value type 13");
+    expect_refused((spec){.arr_type = GGUF_TYPE_ARRAY}, "nested");
+    expect_refused((spec){.arr_type = 99}, "unknown array element type 99");
     /* overlap: t0 is 32 bytes at 0, so t1 at 0 overlaps it (alignment 16 keeps offsets aligned) */
     expect_refused((spec){.alignment = 16, .offset1 = 16}, "overlap");
 }
@@ -469,7 +492,9 @@ static void test_type_table(void **state) {
         {GGML_TYPE_Q4_1, 32, 20}, {GGML_TYPE_Q5_0, 32, 22}, {GGML_TYPE_Q5_1, 32, 24}, {GGML_TYPE_Q8_0, 32, 34},
         {GGML_TYPE_Q8_1, 32, 36}, {GGML_TYPE_Q2_K, 256, 84}, {GGML_TYPE_Q3_K, 256, 110}, {GGML_TYPE_Q4_K, 256, 144},
         {GGML_TYPE_Q5_K, 256, 176}, {GGML_TYPE_Q6_K, 256, 210}, {GGML_TYPE_Q8_K, 256, 292},
-        {GGML_TYPE_I8, 1, 1}, {GGML_TYPE_I16, 1, 2}, {GGML_TYPE_I32, 1, 4}, {GGML_TYPE_I64, 1, 8}, {GGML_TYPE_F64, 1, 8}};
+        {GGML_TYPE_I8, 1, 1}, {GGML_TYPE_I16, 1, 2}, {GGML_TYPE_I32, 1, 4}, {GGML_TYPE_I64, 1, 8}, {GGML_TYPE_F64, 1, 8},
+        /* block_iq2_xxs: d + qs[QK_K/8] u16; block_iq4_nl: d + qs[16]; block_iq4_xs: d, scales_h, scales_l[4], qs[128] */
+        {GGML_TYPE_IQ2_XXS, 256, 2 + 64}, {GGML_TYPE_IQ4_NL, 32, 18}, {GGML_TYPE_IQ4_XS, 256, 2 + 2 + 4 + 128}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         uint64_t be, bb;
         ggml_type_block(want[i].t, &be, &bb);
@@ -488,6 +513,7 @@ int main(void) {
         cmocka_unit_test(test_round_trip_shared),
         cmocka_unit_test(test_read_stories),
         cmocka_unit_test(test_small_valid),
+        cmocka_unit_test(test_version2),
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_truncation_small),
         cmocka_unit_test(test_truncation_real),

@@ -1,2 +1,0 @@
-build/rt/common/et.o: common/et.c common/et.h
-common/et.h:

@@ -1,0 +1,186 @@
+/* quant/q4_k.c — Q4_K: super-blocks of 256 weights = 8 sub-blocks of 32,
+ * each sub-block with its own scale and min (6 bits each), 4-bit quants.
+ *
+ * Bit-exact with ggml-quants.c quantize_row_q4_K_ref (what llama-quantize
+ * uses without an importance matrix), make_qkx2_quants, get_scale_min_k4
+ * and dequantize_row_q4_K.  Every float expression below keeps ggml's
+ * operation order; do not "simplify" it. */
+#include "quant_impl.h"
+
+/* Fit x[0..n) ~ scale * L + min with L in 0..nmax, min <= 0, minimising
+ * the weighted squared (use_mad: absolute) error; tries nstep+1 trial
+ * inverse scales (rmin + rdelta*is + nmax) / (max - min).  Returns the
+ * scale and stores -min in *the_min.  ggml-quants.c make_qkx2_quants. */
+static float make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L,
+                              float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
+                              int use_mad) {
+    float min = x[0];
+    float max = x[0];
+    float sum_w = weights[0];
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < n; ++i) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        float w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+        for (int i = 0; i < n; ++i) L[i] = 0;
+        *the_min = -min;
+        return 0.f;
+    }
+    float iscale = nmax / (max - min);
+    float scale = 1 / iscale;
+    float best_error = 0;
+    for (int i = 0; i < n; ++i) {
+        int l = et_nearest_int(iscale * (x[i] - min));
+        L[i] = (uint8_t)et_imax(0, et_imin(nmax, l));
+        float diff = scale * L[i] + min - x[i];
+        diff = use_mad ? fabsf(diff) : diff * diff;
+        float w = weights[i];
+        best_error += w * diff;
+    }
+    if (nstep < 1) {
+        *the_min = -min;
+        return scale;
+    }
+    for (int is = 0; is <= nstep; ++is) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; ++i) {
+            int l = et_nearest_int(iscale * (x[i] - min));
+            l = et_imax(0, et_imin(nmax, l));
+            Laux[i] = (uint8_t)l;
+            float w = weights[i];
+            sum_l += w * l;
+            sum_l2 += w * l * l;
+            sum_xl += w * l * x[i];
+        }
+        float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float cur_error = 0;
+            for (int i = 0; i < n; ++i) {
+                float diff = this_scale * Laux[i] + this_min - x[i];
+                diff = use_mad ? fabsf(diff) : diff * diff;
+                float w = weights[i];
+                cur_error += w * diff;
+            }
+            if (cur_error < best_error) {
+                for (int i = 0; i < n; ++i) L[i] = Laux[i];
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+/* Scale and min (6 bits each) of sub-block j from the 12 packed bytes:
+ * j < 4: low 6 bits of q[j] and q[j+4]; j >= 4: a nibble of q[j+4] plus
+ * the top 2 bits of q[j-4] (scale) and q[j] (min).  ggml get_scale_min_k4. */
+static void get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
+    }
+}
+
+void et_quantize_row_q4_K(const float *x, void *vy, int64_t k) {
+    et_block_q4_K *y = vy;
+    const int64_t nb = k / ET_QK_K;
+    uint8_t L[ET_QK_K];
+    uint8_t Laux[32];
+    float weights[32];
+    float mins[ET_QK_K / 32];
+    float scales[ET_QK_K / 32];
+
+    for (int64_t i = 0; i < nb; i++) {
+        float max_scale = 0;  /* scales are positive once the min is taken out */
+        float max_min = 0;
+        for (int j = 0; j < ET_QK_K / 32; ++j) {
+            float sum_x2 = 0;
+            for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+            float av_x = sqrtf(sum_x2 / 32);
+            for (int l = 0; l < 32; ++l) weights[l] = av_x + fabsf(x[32 * j + l]);
+            scales[j] = make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
+                                         -1.f, 0.1f, 20, 0);
+            float scale = scales[j];
+            if (scale > max_scale) max_scale = scale;
+            float min = mins[j];
+            if (min > max_min) max_min = min;
+        }
+
+        float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+        float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+        for (int j = 0; j < ET_QK_K / 32; ++j) {
+            uint8_t ls = (uint8_t)et_nearest_int(inv_scale * scales[j]);
+            uint8_t lm = (uint8_t)et_nearest_int(inv_min * mins[j]);
+            ls = ls < 63 ? ls : 63;
+            lm = lm < 63 ? lm : 63;
+            if (j < 4) {
+                y[i].scales[j] = ls;
+                y[i].scales[j + 4] = lm;
+            } else {
+                y[i].scales[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+                y[i].scales[j - 4] |= (uint8_t)((ls >> 4) << 6);
+                y[i].scales[j - 0] |= (uint8_t)((lm >> 4) << 6);
+            }
+        }
+        y[i].d = et_fp32_to_fp16(max_scale / 63.f);
+        y[i].dmin = et_fp32_to_fp16(max_min / 63.f);
+
+        uint8_t sc, m;
+        for (int j = 0; j < ET_QK_K / 32; ++j) {
+            get_scale_min_k4(j, y[i].scales, &sc, &m);
+            const float d = et_fp16_to_fp32(y[i].d) * sc;
+            if (!(d != 0.0f)) continue;  /* ggml: if (!d) continue; */
+            const float dm = et_fp16_to_fp32(y[i].dmin) * m;
+            for (int ii = 0; ii < 32; ++ii) {
+                int l = et_nearest_int((x[32 * j + ii] + dm) / d);
+                L[32 * j + ii] = (uint8_t)et_imax(0, et_imin(15, l));
+            }
+        }
+
+        uint8_t *q = y[i].qs;
+        for (int j = 0; j < ET_QK_K; j += 64) {
+            for (int l = 0; l < 32; ++l) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+            q += 32;
+        }
+        x += ET_QK_K;
+    }
+}
+
+void et_dequantize_row_q4_K(const void *vx, float *y, int64_t k) {
+    const et_block_q4_K *x = vx;
+    const int64_t nb = k / ET_QK_K;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *q = x[i].qs;
+        const float d = et_fp16_to_fp32(x[i].d);
+        const float min = et_fp16_to_fp32(x[i].dmin);
+        int is = 0;
+        uint8_t sc, m;
+        for (int j = 0; j < ET_QK_K; j += 64) {
+            get_scale_min_k4(is + 0, x[i].scales, &sc, &m);
+            const float d1 = d * sc, m1 = min * m;
+            get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
+            const float d2 = d * sc, m2 = min * m;
+            for (int l = 0; l < 32; ++l) *y++ = d1 * (q[l] & 0xF) - m1;
+            for (int l = 0; l < 32; ++l) *y++ = d2 * (q[l] >> 4) - m2;
+            q += 32;
+            is += 2;
+        }
+    }
+}

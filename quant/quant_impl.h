@@ -1,0 +1,46 @@
+/* quant/quant_impl.h — helpers shared by the quant/ row functions (internal).
+ *
+ * Bit-exactness with ggml needs the same float operations in the same order
+ * with no fused multiply-add: the project builds with -std=c11, for which
+ * GCC does not contract a*b+c; clang contracts within an expression unless
+ * told not to, hence the pragma. */
+#ifndef ET_QUANT_IMPL_H
+#define ET_QUANT_IMPL_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../common/et.h"
+#include "quant.h"
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+static inline int et_imin(int a, int b) { return a < b ? a : b; }
+static inline int et_imax(int a, int b) { return a > b ? a : b; }
+
+/* Round to nearest (ties to even) by the 1.5*2^23 trick; ggml-quants.c
+ * nearest_int.  Valid for |fval| <= 4194303; beyond that the result is
+ * garbage but defined (no undefined behaviour for inf/NaN). */
+static inline int et_nearest_int(float fval) {
+    float val = fval + 12582912.f;
+    int32_t i;
+    memcpy(&i, &val, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+/* (int)v truncating toward zero, as a C cast, for v in (-2^31, 2^31);
+ * NaN and out-of-range values give INT32_MIN (what x86 cvttss2si returns)
+ * instead of undefined behaviour. */
+static inline int32_t et_trunc_i32(float v) {
+    if (v > -2147483648.f && v < 2147483648.f) return (int32_t)v;
+    return INT32_MIN;
+}
+
+/* The low byte of an int, as a conversion to int8_t does on every target
+ * edgetune supports (two's complement). */
+static inline int8_t et_low_i8(int32_t v) { return (int8_t)(uint8_t)((uint32_t)v & 0xffu); }
+
+#endif

@@ -1,0 +1,578 @@
+/* tests/test_autograd_ops.c — every op of train/ops.h against an independent
+ * double-precision reference: the float forward must match the reference,
+ * and the float backward must match central finite differences of the
+ * reference (in double, so the differences themselves are accurate to ~1e-10).
+ *
+ * Objective for an op with output y: J = sum_k R_k y_k with fixed random R;
+ * backward is seeded with dJ/dy = R, and for every input element
+ * dJ/dx ~ (J(x + h) - J(x - h)) / 2h on the double reference.
+ * Error measure per input: max_i |g_i - fd_i| / max_i |fd_i|; must be < 1e-5.
+ * The measure is shown to fail on a perturbed gradient and on an op with a
+ * deliberately wrong backward (test_fd_catches_*). */
+#include "testutil.h"
+
+#include <math.h>
+#include <omp.h>
+
+#include "../train/ops.h"
+
+#define MAX_IN 6
+#define GRAD_TOL 1e-5
+#define FWD_TOL 2e-5
+
+/* ---- deterministic random numbers ---- */
+static uint64_t rng_state = 88172645463325252ull;
+static double urand(void) { /* uniform in [-1, 1) */
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+}
+
+/* ---- one op case ---- */
+typedef struct opcase opcase;
+struct opcase {
+    const char *name;
+    int n_in;
+    int ndim[MAX_IN];
+    int64_t shape[MAX_IN][ET_MAX_DIMS];
+    int needs_grad[MAX_IN];      /* 0: input stays constant (e.g. frozen) */
+    double lo[MAX_IN], hi[MAX_IN]; /* init range (default [-1, 1]) */
+    size_t n_out;
+    /* the float op under test */
+    et_tensor *(*build)(et_tape *t, et_tensor **in, const opcase *c);
+    /* double reference: out[n_out] from x[i][n_i] */
+    void (*ref)(const double *const *x, double *out, const opcase *c);
+    /* op parameters */
+    int B, T, H, G, D, N, C, V, chunk;
+    float eps, theta, s;
+    const int32_t *ids, *pos;
+    const uint8_t *mask;
+    double norm;
+};
+
+static size_t numel(const opcase *c, int i) {
+    size_t n = 1;
+    for (int d = 0; d < c->ndim[i]; d++) n *= (size_t)c->shape[i][d];
+    return n;
+}
+
+typedef struct {
+    double fwd_err;              /* max |y - y_ref| / max(1, max |y_ref|) */
+    double grad_err[MAX_IN];     /* per input, see the file comment */
+    double worst;                /* max of grad_err */
+} result;
+
+/* corrupt: 0 = none; 1 = add 1% of max|g| to one element of input 0's grad */
+static result run_case(opcase *c, int corrupt) {
+    result r = {0};
+    double *xd[MAX_IN];
+    float *xf[MAX_IN], *gf[MAX_IN];
+    et_tensor wrap[MAX_IN], *in[MAX_IN];
+    for (int i = 0; i < c->n_in; i++) {
+        size_t n = numel(c, i);
+        xd[i] = malloc(n * sizeof(double));
+        xf[i] = malloc(n * sizeof(float));
+        gf[i] = calloc(n, sizeof(float));
+        double lo = c->lo[i], hi = c->hi[i];
+        if (lo == 0 && hi == 0) lo = -1, hi = 1;
+        for (size_t k = 0; k < n; k++) {
+            xf[i][k] = (float)(lo + (hi - lo) * (urand() + 1) / 2);
+            xd[i][k] = xf[i][k]; /* the reference sees exactly the float inputs */
+        }
+        et_tensor_wrap(&wrap[i], "in", xf[i], c->needs_grad[i] ? gf[i] : NULL, c->ndim[i], c->shape[i]);
+        in[i] = &wrap[i];
+    }
+    double *R = malloc(c->n_out * sizeof(double));
+    float *Rf = malloc(c->n_out * sizeof(float));
+    for (size_t k = 0; k < c->n_out; k++) Rf[k] = (float)urand(), R[k] = Rf[k];
+
+    et_tape t;
+    assert_int_equal(et_tape_init(&t, 0, NULL), 0);
+    et_tensor *y = c->build(&t, in, c);
+    et_err e = {0};
+    if (et_tape_status(&t, &e)) fail_msg("%s: %s", c->name, e.msg);
+    assert_non_null(y);
+    assert_int_equal(y->n, c->n_out);
+
+    double *yref = malloc(c->n_out * sizeof(double));
+    c->ref((const double *const *)xd, yref, c);
+    double ymax = 1.0, dmax = 0.0;
+    for (size_t k = 0; k < c->n_out; k++) ymax = fmax(ymax, fabs(yref[k]));
+    for (size_t k = 0; k < c->n_out; k++) dmax = fmax(dmax, fabs(y->data[k] - yref[k]));
+    r.fwd_err = dmax / ymax;
+
+    assert_int_equal(et_tape_backward_seed(&t, y, Rf), 0);
+
+    for (int i = 0; i < c->n_in; i++) {
+        if (!c->needs_grad[i]) continue;
+        size_t n = numel(c, i);
+        double *fd = malloc(n * sizeof(double));
+        for (size_t k = 0; k < n; k++) {
+            const double x0 = xd[i][k], h = 1e-5 * fmax(1.0, fabs(x0));
+            double jp = 0, jm = 0;
+            xd[i][k] = x0 + h;
+            c->ref((const double *const *)xd, yref, c);
+            for (size_t o = 0; o < c->n_out; o++) jp += R[o] * yref[o];
+            xd[i][k] = x0 - h;
+            c->ref((const double *const *)xd, yref, c);
+            for (size_t o = 0; o < c->n_out; o++) jm += R[o] * yref[o];
+            xd[i][k] = x0;
+            fd[k] = (jp - jm) / (2 * h);
+        }
+        double fmaxv = 0, emax = 0;
+        for (size_t k = 0; k < n; k++) fmaxv = fmax(fmaxv, fabs(fd[k]));
+        if (corrupt == 1 && i == 0) gf[i][n / 2] += (float)(0.01 * fmaxv);
+        for (size_t k = 0; k < n; k++) emax = fmax(emax, fabs(gf[i][k] - fd[k]));
+        r.grad_err[i] = fmaxv > 0 ? emax / fmaxv : emax;
+        if (fmaxv == 0) r.grad_err[i] = emax > 1e-12 ? 1.0 : 0.0;
+        r.worst = fmax(r.worst, r.grad_err[i]);
+        free(fd);
+    }
+    et_tape_free(&t);
+    for (int i = 0; i < c->n_in; i++) free(xd[i]), free(xf[i]), free(gf[i]);
+    free(R), free(Rf), free(yref);
+    return r;
+}
+
+static void expect_ok(opcase *c) {
+    result r = run_case(c, 0);
+    printf("  %-22s forward err %.2e   grad err", c->name, r.fwd_err);
+    for (int i = 0; i < c->n_in; i++)
+        if (c->needs_grad[i]) printf(" %.2e", r.grad_err[i]);
+    printf("\n");
+    if (r.fwd_err > FWD_TOL) fail_msg("%s: forward differs from the double reference by %.3e", c->name, r.fwd_err);
+    if (r.worst > GRAD_TOL) fail_msg("%s: gradient differs from finite differences by %.3e", c->name, r.worst);
+}
+
+/* ================= embedding ================= */
+static et_tensor *b_embedding(et_tape *t, et_tensor **in, const opcase *c) {
+    return et_embedding(t, "emb", in[0], c->ids, c->N);
+}
+static void r_embedding(const double *const *x, double *out, const opcase *c) {
+    for (int i = 0; i < c->N; i++)
+        for (int j = 0; j < c->C; j++) out[i * c->C + j] = x[0][c->ids[i] * c->C + j];
+}
+static void test_embedding(void **state) {
+    (void)state;
+    static const int32_t ids[7] = {3, 0, 5, 3, 3, 1, 5}; /* repeats: grads add up */
+    opcase c = {.name = "embedding", .n_in = 1, .ndim = {2}, .shape = {{6, 5}}, .needs_grad = {1},
+                .build = b_embedding, .ref = r_embedding, .N = 7, .C = 5, .ids = ids};
+    c.n_out = 7 * 5;
+    expect_ok(&c);
+}
+
+/* ================= matmul ================= */
+static et_tensor *b_matmul(et_tape *t, et_tensor **in, const opcase *c) {
+    return et_matmul(t, "y", in[0], in[1], c->n_in > 2 ? in[2] : NULL);
+}
+static void r_matmul(const double *const *x, double *out, const opcase *c) {
+    const int M = c->N, K = c->C, N = c->V;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = c->n_in > 2 ? x[2][j] : 0.0;
+            for (int k = 0; k < K; k++) s += x[0][i * K + k] * x[1][j * K + k];
+            out[i * N + j] = s;
+        }
+}
+static void test_matmul(void **state) {
+    (void)state;
+    /* x as a 3-d [2, 3, 7] tensor (rows = 6), w [5, 7], b [5] */
+    opcase c = {.name = "matmul+bias", .n_in = 3, .ndim = {3, 2, 1},
+                .shape = {{2, 3, 7}, {5, 7}, {5}}, .needs_grad = {1, 1, 1},
+                .build = b_matmul, .ref = r_matmul, .N = 6, .C = 7, .V = 5};
+    c.n_out = 6 * 5;
+    expect_ok(&c);
+    /* frozen weight (LoRA base): only dx flows */
+    opcase f = {.name = "matmul frozen w", .n_in = 2, .ndim = {2, 2}, .shape = {{4, 9}, {3, 9}},
+                .needs_grad = {1, 0}, .build = b_matmul, .ref = r_matmul, .N = 4, .C = 9, .V = 3};
+    f.n_out = 4 * 3;
+    expect_ok(&f);
+}
+
+/* ================= rmsnorm ================= */
+static et_tensor *b_rmsnorm(et_tape *t, et_tensor **in, const opcase *c) {
+    return et_rmsnorm(t, "n", in[0], in[1], c->eps);
+}
+static void r_rmsnorm(const double *const *x, double *out, const opcase *c) {
+    for (int i = 0; i < c->N; i++) {
+        double ss = 0;
+        for (int j = 0; j < c->C; j++) ss += x[0][i * c->C + j] * x[0][i * c->C + j];
+        double r = 1.0 / sqrt(ss / c->C + (double)c->eps);
+        for (int j = 0; j < c->C; j++) out[i * c->C + j] = x[0][i * c->C + j] * r * x[1][j];
+    }
+}
+static void test_rmsnorm(void **state) {
+    (void)state;
+    opcase c = {.name = "rmsnorm", .n_in = 2, .ndim = {2, 1}, .shape = {{5, 12}, {12}},
+                .needs_grad = {1, 1}, .lo = {-1, 0.5}, .hi = {1, 1.5},
+                .build = b_rmsnorm, .ref = r_rmsnorm, .N = 5, .C = 12, .eps = 1e-5f};
+    c.n_out = 5 * 12;
+    expect_ok(&c);
+}
+
+/* ================= rope ================= */
+static et_tensor *b_rope(et_tape *t, et_tensor **in, const opcase *c) {
+    return et_rope(t, "r", in[0], c->T, c->H, c->D, c->pos, c->theta);
+}
+static void r_rope(const double *const *x, double *out, const opcase *c) {
+    const int C = c->H * c->D;
+    for (int r = 0; r < c->B * c->T; r++) {
+        double p = c->pos ? c->pos[r] : r % c->T;
+        for (int h = 0; h < c->H; h++)
+            for (int i = 0; i < c->D / 2; i++) {
+                double a = p / pow((double)c->theta, 2.0 * i / c->D);
+                const double *xi = x[0] + r * C + h * c->D + 2 * i;
+                out[r * C + h * c->D + 2 * i] = xi[0] * cos(a) - xi[1] * sin(a);
+                out[r * C + h * c->D + 2 * i + 1] = xi[0] * sin(a) + xi[1] * cos(a);
+            }
+    }
+}
+static void test_rope(void **state) {
+    (void)state;
+    opcase c = {.name = "rope", .n_in = 1, .ndim = {2}, .shape = {{2 * 5, 3 * 8}}, .needs_grad = {1},
+                .build = b_rope, .ref = r_rope, .B = 2, .T = 5, .H = 3, .D = 8, .theta = 10000.0f};
+    c.n_out = 10 * 24;
+    expect_ok(&c);
+    /* explicit positions (packed documents restart at 0) and another theta */
+    static const int32_t pos[8] = {0, 1, 2, 0, 1, 7, 100, 3};
+    opcase p = {.name = "rope positions", .n_in = 1, .ndim = {2}, .shape = {{8, 2 * 6}}, .needs_grad = {1},
+                .build = b_rope, .ref = r_rope, .B = 2, .T = 4, .H = 2, .D = 6, .theta = 500000.0f, .pos = pos};
+    p.n_out = 8 * 12;
+    expect_ok(&p);
+}
+
+/* ================= attention ================= */
+static et_tensor *b_attention(et_tape *t, et_tensor **in, const opcase *c) {
+    return et_attention(t, "att", in[0], in[1], in[2], c->T, c->H, c->G, c->D);
+}
+/* Plain softmax over the masked score matrix, one (b, h) at a time. */
+static void r_attention(const double *const *x, double *out, const opcase *c) {
+    const int T = c->T, H = c->H, G = c->G, D = c->D, Cq = H * D, Ck = G * D;
+    double sc[64];
+    for (int b = 0; b < c->B; b++)
+        for (int h = 0; h < H; h++) {
+            const int g = h / (H / G);
+            for (int i = 0; i < T; i++) {
+                double m = -1e300, z = 0;
+                for (int j = 0; j <= i; j++) {
+                    double s = 0;
+                    for (int d = 0; d < D; d++)
+                        s += x[0][(b * T + i) * Cq + h * D + d] * x[1][(b * T + j) * Ck + g * D + d];
+                    sc[j] = s / sqrt((double)D);
+                    m = fmax(m, sc[j]);
+                }
+                for (int j = 0; j <= i; j++) z += (sc[j] = exp(sc[j] - m));
+                for (int d = 0; d < D; d++) {
+                    double o = 0;
+                    for (int j = 0; j <= i; j++) o += sc[j] / z * x[2][(b * T + j) * Ck + g * D + d];
+                    out[(b * T + i) * Cq + h * D + d] = o;
+                }
+            }
+        }
+}
+static void test_attention(void **state) {
+    (void)state;
+    /* GQA: 4 query heads on 2 kv heads; scores of size ~ +-6 so softmax is peaked */
+    opcase c = {.name = "attention gqa", .n_in = 3, .ndim = {2, 2, 2},
+                .shape = {{2 * 6, 4 * 4}, {2 * 6, 2 * 4}, {2 * 6, 2 * 4}}, .needs_grad = {1, 1, 1},
+                .lo = {-2, -2, -1}, .hi = {2, 2, 1},
+                .build = b_attention, .ref = r_attention, .B = 2, .T = 6, .H = 4, .G = 2, .D = 4};
+    c.n_out = 12 * 16;
+    expect_ok(&c);
+    /* multi-head (G = H) and multi-query (G = 1) */
+    opcase m = c;
+    m.name = "attention mha";
+    m.G = 3, m.H = 3, m.D = 2, m.T = 5, m.B = 1;
+    m.shape[0][0] = m.shape[1][0] = m.shape[2][0] = 5;
+    m.shape[0][1] = m.shape[1][1] = m.shape[2][1] = 6;
+    m.n_out = 5 * 6;
+    expect_ok(&m);
+    opcase q = c;
+    q.name = "attention mqa";
+    q.G = 1;
+    q.shape[1][1] = q.shape[2][1] = 4;
+    expect_ok(&q);
+}
+
+/* ================= swiglu, add, scale ================= */
+static et_tensor *b_swiglu(et_tape *t, et_tensor **in, const opcase *c) {
+    (void)c;
+    return et_swiglu(t, "sw", in[0], in[1]);
+}
+static void r_swiglu(const double *const *x, double *out, const opcase *c) {
+    for (size_t i = 0; i < c->n_out; i++) out[i] = x[0][i] / (1 + exp(-x[0][i])) * x[1][i];
+}
+static opcase swiglu_case(void) {
+    opcase c = {.name = "swiglu", .n_in = 2, .ndim = {2, 2}, .shape = {{4, 9}, {4, 9}}, .needs_grad = {1, 1},
+                .lo = {-4, -1}, .hi = {4, 1}, .build = b_swiglu, .ref = r_swiglu};
+    c.n_out = 36;
+    return c;
+}
+static void test_swiglu(void **state) {
+    (void)state;
+    opcase c = swiglu_case();
+    expect_ok(&c);
+}
+
+static et_tensor *b_add_scale(et_tape *t, et_tensor **in, const opcase *c) {
+    /* a + s*a + b: a used twice, so its gradient must accumulate */
+    return et_add(t, "sum", et_add(t, "ab", in[0], in[1]), et_scale(t, "sa", in[0], c->s));
+}
+static void r_add_scale(const double *const *x, double *out, const opcase *c) {
+    for (size_t i = 0; i < c->n_out; i++) out[i] = x[0][i] + x[1][i] + (double)c->s * x[0][i];
+}
+static void test_add_scale(void **state) {
+    (void)state;
+    opcase c = {.name = "add+scale (reuse)", .n_in = 2, .ndim = {2, 2}, .shape = {{3, 5}, {3, 5}},
+                .needs_grad = {1, 1}, .build = b_add_scale, .ref = r_add_scale, .s = -0.75f};
+    c.n_out = 15;
+    expect_ok(&c);
+}
+
+/* ================= cross-entropy ================= */
+static et_tensor *b_xent(et_tape *t, et_tensor **in, const opcase *c) {
+    et_xent_opts o = {.mask = c->mask, .norm = c->norm, .chunk_rows = c->chunk};
+    return et_cross_entropy(t, "loss", in[0], in[1], c->ids, &o);
+}
+static void r_xent(const double *const *x, double *out, const opcase *c) {
+    double total = 0;
+    int n_in = 0;
+    double z[64];
+    for (int i = 0; i < c->N; i++) {
+        if (c->ids[i] < 0 || (c->mask && !c->mask[i])) continue;
+        n_in++;
+        double m = -1e300, se = 0;
+        for (int v = 0; v < c->V; v++) {
+            z[v] = 0;
+            for (int k = 0; k < c->C; k++) z[v] += x[0][i * c->C + k] * x[1][v * c->C + k];
+            m = fmax(m, z[v]);
+        }
+        for (int v = 0; v < c->V; v++) se += exp(z[v] - m);
+        total += m + log(se) - z[c->ids[i]];
+    }
+    out[0] = total / (c->norm > 0 ? c->norm : n_in);
+}
+static void test_cross_entropy(void **state) {
+    (void)state;
+    static const int32_t tg[7] = {2, 9, 0, -1, 5, 5, 1};
+    static const uint8_t mask[7] = {1, 1, 1, 1, 0, 1, 1};
+    /* chunks of 3 rows over 7 rows (the last chunk is short), a masked row
+       and a row with target -1 */
+    opcase c = {.name = "cross_entropy", .n_in = 2, .ndim = {2, 2}, .shape = {{7, 6}, {10, 6}},
+                .needs_grad = {1, 1}, .lo = {-2, -1}, .hi = {2, 1},
+                .build = b_xent, .ref = r_xent, .N = 7, .C = 6, .V = 10, .chunk = 3,
+                .ids = tg, .mask = mask};
+    c.n_out = 1;
+    expect_ok(&c);
+    c.name = "cross_entropy norm";
+    c.norm = 11.0; /* gradient accumulation: divide by a global count */
+    c.chunk = 0;
+    expect_ok(&c);
+}
+
+/* Chunking changes nothing; logits_out and row_loss_out are right. */
+static void test_cross_entropy_options(void **state) {
+    (void)state;
+    enum { N = 9, C = 5, V = 13 };
+    float x[N * C], w[V * C], gx[3][N * C], gw[3][V * C], logits[N * V], rl[N];
+    int32_t tg[N];
+    for (int i = 0; i < N * C; i++) x[i] = (float)urand();
+    for (int i = 0; i < V * C; i++) w[i] = (float)urand();
+    for (int i = 0; i < N; i++) tg[i] = (i * 7) % V;
+    float loss[3];
+    const int chunks[3] = {1, 4, 0};
+    for (int k = 0; k < 3; k++) {
+        memset(gx[k], 0, sizeof gx[k]);
+        memset(gw[k], 0, sizeof gw[k]);
+        et_tensor X, W;
+        et_tensor_wrap(&X, "x", x, gx[k], 2, (int64_t[]){N, C});
+        et_tensor_wrap(&W, "w", w, gw[k], 2, (int64_t[]){V, C});
+        et_tape t;
+        et_tape_init(&t, 0, NULL);
+        et_xent_opts o = {.chunk_rows = chunks[k], .logits_out = k == 2 ? logits : NULL,
+                          .row_loss_out = k == 2 ? rl : NULL};
+        et_tensor *l = et_cross_entropy(&t, "loss", &X, &W, tg, &o);
+        assert_non_null(l);
+        loss[k] = l->data[0];
+        assert_int_equal(et_tape_backward(&t, l), 0);
+        et_tape_free(&t);
+    }
+    assert_true(fabsf(loss[0] - loss[2]) < 1e-6f && fabsf(loss[1] - loss[2]) < 1e-6f);
+    for (int i = 0; i < N * C; i++) assert_true(fabsf(gx[0][i] - gx[2][i]) < 1e-6f);
+    for (int i = 0; i < V * C; i++) assert_true(fabsf(gw[1][i] - gw[2][i]) < 1e-6f);
+    double mean = 0;
+    for (int i = 0; i < N; i++) {
+        double m = -1e30, se = 0;
+        for (int v = 0; v < V; v++) {
+            double z = 0;
+            for (int k = 0; k < C; k++) z += (double)x[i * C + k] * w[v * C + k];
+            assert_true(fabs(z - logits[i * V + v]) < 1e-5);
+            m = fmax(m, z);
+        }
+        for (int v = 0; v < V; v++) se += exp(logits[i * V + v] - m);
+        double li = m + log(se) - logits[i * V + tg[i]];
+        assert_true(fabs(li - rl[i]) < 1e-5);
+        mean += li / N;
+    }
+    assert_true(fabs(mean - loss[2]) < 1e-5);
+}
+
+/* ================= the checker can fail ================= */
+/* A deliberately wrong SwiGLU backward: uses silu'(g) = sigmoid(g) (forgets
+ * the g s (1 - s) term).  Also shows an op written outside train/. */
+static void bad_swiglu_backward(et_tape *t, const et_node *nd) {
+    et_tensor *g = nd->in[0], *u = nd->in[1];
+    float *dg = et_grad(t, g), *du = et_grad(t, u);
+    for (size_t i = 0; i < g->n; i++) {
+        const float s = 1.0f / (1.0f + expf(-g->data[i]));
+        dg[i] += nd->out->grad[i] * u->data[i] * s;
+        du[i] += nd->out->grad[i] * g->data[i] * s;
+    }
+}
+static et_tensor *b_bad_swiglu(et_tape *t, et_tensor **in, const opcase *c) {
+    (void)c;
+    et_tensor *out = et_tensor_new(t, "bad", in[0]->ndim, in[0]->shape, 1);
+    for (size_t i = 0; i < out->n; i++)
+        out->data[i] = in[0]->data[i] / (1.0f + expf(-in[0]->data[i])) * in[1]->data[i];
+    et_tape_push(t, "bad_swiglu", bad_swiglu_backward, out, in, 2, NULL);
+    return out;
+}
+static void test_fd_catches_wrong_backward(void **state) {
+    (void)state;
+    opcase c = swiglu_case();
+    c.build = b_bad_swiglu;
+    result r = run_case(&c, 0);
+    printf("  wrong swiglu backward: forward err %.2e, grad err %.2e (must be > %.0e)\n", r.fwd_err,
+           r.grad_err[0], GRAD_TOL);
+    assert_true(r.fwd_err < FWD_TOL);
+    assert_true(r.grad_err[0] > GRAD_TOL);  /* the wrong dg is caught */
+    assert_true(r.grad_err[1] < GRAD_TOL);  /* the right du passes */
+}
+static void test_fd_catches_perturbed_gradient(void **state) {
+    (void)state;
+    opcase c = {.name = "rmsnorm", .n_in = 2, .ndim = {2, 1}, .shape = {{5, 12}, {12}},
+                .needs_grad = {1, 1}, .lo = {-1, 0.5}, .hi = {1, 1.5},
+                .build = b_rmsnorm, .ref = r_rmsnorm, .N = 5, .C = 12, .eps = 1e-5f};
+    c.n_out = 60;
+    result r = run_case(&c, 1);
+    printf("  one element off by 1%% of max|g|: grad err %.2e\n", r.grad_err[0]);
+    assert_true(r.grad_err[0] > GRAD_TOL);
+}
+
+/* ================= tape mechanics ================= */
+static void test_errors_are_sticky(void **state) {
+    (void)state;
+    float a[6] = {0}, w[4] = {0};
+    et_tensor A, W;
+    et_tensor_wrap(&A, "a", a, NULL, 2, (int64_t[]){2, 3});
+    et_tensor_wrap(&W, "w", w, NULL, 2, (int64_t[]){2, 2});
+    et_tape t;
+    et_tape_init(&t, 0, NULL);
+    et_tensor *y = et_matmul(&t, "y", &A, &W, NULL); /* 3 columns vs [2, 2] */
+    assert_null(y);
+    assert_null(et_rmsnorm(&t, "n", y, &W, 1e-5f));  /* NULL in, NULL out */
+    et_err e = {0};
+    assert_int_equal(et_tape_status(&t, &e), ET_EINPUT);
+    assert_non_null(strstr(e.msg, "matmul y"));       /* the first error wins */
+    int32_t bad_id = 7;
+    et_tape_reset(&t);
+    assert_int_equal(et_tape_status(&t, NULL), 0);
+    assert_null(et_embedding(&t, "e", &A, &bad_id, 1));
+    assert_int_equal(et_tape_status(&t, &e), ET_EINPUT);
+    assert_non_null(strstr(e.msg, "token id 7"));
+    et_tape_reset(&t);
+    assert_null(et_attention(&t, "att", &A, &A, &A, 2, 3, 2, 1)); /* 3 % 2 != 0 */
+    assert_int_equal(et_tape_status(&t, NULL), ET_EINPUT);
+    et_tape_free(&t);
+}
+
+/* After the first step the arena is one block: later steps do not malloc. */
+static void test_arena_steady_state(void **state) {
+    (void)state;
+    enum { M = 64, K = 300, N = 200 };
+    float *x = malloc(M * K * sizeof(float)), *w = malloc(N * K * sizeof(float));
+    float *gw = calloc(N * K, sizeof(float)), *seed = malloc(M * N * sizeof(float));
+    for (int i = 0; i < M * K; i++) x[i] = (float)urand();
+    for (int i = 0; i < N * K; i++) w[i] = (float)urand() * 0.1f;
+    for (int i = 0; i < M * N; i++) seed[i] = (float)urand();
+    et_tensor X, W;
+    et_tensor_wrap(&X, "x", x, NULL, 2, (int64_t[]){M, K});
+    et_tensor_wrap(&W, "w", w, gw, 2, (int64_t[]){N, K});
+    et_tape t;
+    et_tape_init(&t, 0, NULL);
+    size_t steady = 0;
+    for (int step = 0; step < 3; step++) {
+        et_tensor *y = NULL;
+        for (int l = 0; l < 8; l++) /* ~1.6 MB per step: more than the first 1 MB chunk */
+            y = et_swiglu(&t, "s", et_matmul(&t, "y", &X, &W, NULL), y ? y : et_matmul(&t, "y0", &X, &W, NULL));
+        assert_int_equal(et_tape_backward_seed(&t, y, seed), 0);
+        assert_non_null(et_tape_find(&t, "y0"));
+        if (step == 0) assert_true(t.arena.n_mallocs > 1); /* it did grow */
+        et_tape_reset(&t);
+        if (step == 0) steady = t.arena.n_mallocs;        /* + one consolidated block */
+        else assert_int_equal(t.arena.n_mallocs, steady);
+    }
+    et_tape_free(&t);
+    free(x), free(w), free(gw), free(seed);
+}
+
+/* Non-BLAS ops give bit-identical results with 1 and 2 threads. */
+static void test_thread_count_independent(void **state) {
+    (void)state;
+    enum { B = 2, T = 33, H = 4, G = 2, D = 8 };
+    const int nq = B * T * H * D, nk = B * T * G * D;
+    float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *nw = malloc(H * D * 4);
+    float *seed = malloc(nq * 4);
+    for (int i = 0; i < nq; i++) q[i] = (float)urand(), seed[i] = (float)urand();
+    for (int i = 0; i < nk; i++) k[i] = (float)urand(), v[i] = (float)urand();
+    for (int i = 0; i < H * D; i++) nw[i] = 1.0f + 0.1f * (float)urand();
+    float *res[2];
+    int saved = omp_get_max_threads();
+    for (int run = 0; run < 2; run++) {
+        omp_set_num_threads(run + 1);
+        float *gq = calloc(nq, 4), *gk = calloc(nk, 4), *gv = calloc(nk, 4), *gn = calloc(H * D, 4);
+        et_tensor Q, K, V, NW;
+        et_tensor_wrap(&Q, "q", q, gq, 2, (int64_t[]){B * T, H * D});
+        et_tensor_wrap(&K, "k", k, gk, 2, (int64_t[]){B * T, G * D});
+        et_tensor_wrap(&V, "v", v, gv, 2, (int64_t[]){B * T, G * D});
+        et_tensor_wrap(&NW, "nw", nw, gn, 1, (int64_t[]){H * D});
+        et_tape t;
+        et_tape_init(&t, 0, NULL);
+        et_tensor *qr = et_rope(&t, "qr", et_rmsnorm(&t, "qn", &Q, &NW, 1e-5f), T, H, D, NULL, 10000.0f);
+        et_tensor *kr = et_rope(&t, "kr", &K, T, G, D, NULL, 10000.0f);
+        et_tensor *a = et_swiglu(&t, "sw", et_attention(&t, "att", qr, kr, &V, T, H, G, D), qr);
+        assert_int_equal(et_tape_backward_seed(&t, a, seed), 0);
+        res[run] = malloc((size_t)(nq + 2 * nk + H * D + nq) * 4);
+        memcpy(res[run], gq, nq * 4);
+        memcpy(res[run] + nq, gk, nk * 4);
+        memcpy(res[run] + nq + nk, gv, nk * 4);
+        memcpy(res[run] + nq + 2 * nk, gn, H * D * 4);
+        memcpy(res[run] + nq + 2 * nk + H * D, a->data, nq * 4);
+        et_tape_free(&t);
+        free(gq), free(gk), free(gv), free(gn);
+    }
+    omp_set_num_threads(saved);
+    assert_memory_equal(res[0], res[1], (size_t)(nq + 2 * nk + H * D + nq) * 4);
+    free(res[0]), free(res[1]), free(q), free(k), free(v), free(nw), free(seed);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_add_scale),
+        cmocka_unit_test(test_cross_entropy),
+        cmocka_unit_test(test_cross_entropy_options),
+        cmocka_unit_test(test_fd_catches_wrong_backward),
+        cmocka_unit_test(test_fd_catches_perturbed_gradient),
+        cmocka_unit_test(test_errors_are_sticky),
+        cmocka_unit_test(test_arena_steady_state),
+        cmocka_unit_test(test_thread_count_independent),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

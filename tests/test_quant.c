@@ -1,0 +1,529 @@
+/* tests/test_quant.c — quant/ row functions.
+ *
+ * - dequantization of hand-built blocks against values worked out by hand
+ *   from the block layouts in ggml-common.h (independent of quant/);
+ * - quantization of small hand-checkable rows (Q8_0, Q4_0, Q5_0, F16, BF16);
+ * - round-trip error bounds on random rows with zeros and outliers;
+ * - bit-exactness: every tensor of ../shared/golden/quant/rand-llama-256.gguf
+ *   quantized to the type llama-quantize chose for it gives exactly the
+ *   bytes of rand-llama-256-<TYPE>.gguf (a failure names tensor and block).
+ * The golden files are read by a small GGUF walker below, written apart
+ * from export/gguf.c on purpose. */
+#include "testutil.h"
+
+#include <math.h>
+
+#include "../quant/quant.h"
+
+/* ------------------------------------------------------------ helpers */
+
+static const char *tname(uint32_t t) {
+    switch (t) {
+    case GGML_TYPE_F32: return "F32";
+    case GGML_TYPE_F16: return "F16";
+    case GGML_TYPE_BF16: return "BF16";
+    case GGML_TYPE_Q8_0: return "Q8_0";
+    case GGML_TYPE_Q4_0: return "Q4_0";
+    case GGML_TYPE_Q5_0: return "Q5_0";
+    case GGML_TYPE_Q4_K: return "Q4_K";
+    case GGML_TYPE_Q6_K: return "Q6_K";
+    default: return "?";
+    }
+}
+
+static uint16_t h(float f) { return et_fp32_to_fp16(f); }
+
+/* xorshift32 uniform in [-1, 1) */
+static float frand(uint32_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 17;
+    *s ^= *s << 5;
+    return (float)((*s >> 8) * (1.0 / 8388608.0)) * 2.0f - 1.0f;
+}
+
+/* ---------------------------------------------- hand-built dequantization */
+
+static void test_dequant_q8_0(void **state) {
+    (void)state;
+    et_block_q8_0 b[2];
+    b[0].d = h(0.5f);
+    b[1].d = h(-0.25f);
+    for (int j = 0; j < 32; j++) {
+        b[0].qs[j] = (int8_t)(j * 8 - 127);  /* -127, -119, ... */
+        b[1].qs[j] = (int8_t)(j - 16);
+    }
+    float y[64];
+    et_dequantize_row_q8_0(b, y, 64);
+    for (int j = 0; j < 32; j++) {
+        assert_true(y[j] == (float)(j * 8 - 127) * 0.5f);
+        assert_true(y[32 + j] == (float)(j - 16) * -0.25f);
+    }
+    assert_true(y[0] == -63.5f && y[32 + 0] == 4.0f);
+}
+
+static void test_dequant_q4_0(void **state) {
+    (void)state;
+    et_block_q4_0 b;
+    b.d = h(2.0f);
+    for (int j = 0; j < 16; j++) b.qs[j] = (uint8_t)(j | ((15 - j) << 4));
+    float y[32];
+    et_dequantize_row_q4_0(&b, y, 32);
+    /* weight j (< 16) is the low nibble j: (j - 8) * 2; weight 16 + j is the
+     * high nibble 15 - j: (7 - j) * 2 */
+    assert_true(y[0] == -16.0f && y[8] == 0.0f && y[15] == 14.0f);
+    assert_true(y[16] == 14.0f && y[31] == -16.0f);
+    for (int j = 0; j < 16; j++) {
+        assert_true(y[j] == (float)((j - 8) * 2));
+        assert_true(y[16 + j] == (float)((7 - j) * 2));
+    }
+}
+
+static void test_dequant_q5_0(void **state) {
+    (void)state;
+    et_block_q5_0 b;
+    b.d = h(1.0f);
+    /* qh = 0x80000001 little-endian: fifth bit set for weights 0 and 31 */
+    b.qh[0] = 0x01; b.qh[1] = 0x00; b.qh[2] = 0x00; b.qh[3] = 0x80;
+    for (int j = 0; j < 16; j++) b.qs[j] = (uint8_t)(j | (j << 4));
+    float y[32];
+    et_dequantize_row_q5_0(&b, y, 32);
+    assert_true(y[0] == 0.0f);         /* (0 | 16) - 16 */
+    assert_true(y[1] == -15.0f);       /* 1 - 16 */
+    assert_true(y[15] == -1.0f);       /* 15 - 16 */
+    assert_true(y[16] == -16.0f);      /* 0 - 16 */
+    assert_true(y[31] == 15.0f);       /* (15 | 16) - 16 */
+    assert_true(y[30] == -2.0f);       /* 14 - 16 */
+}
+
+static void test_dequant_q4_K(void **state) {
+    (void)state;
+    et_block_q4_K b;
+    memset(&b, 0, sizeof b);
+    b.d = h(0.5f);
+    b.dmin = h(0.25f);
+    /* sub-block scales/mins (6 bit), packed by hand:
+     *   j=0: sc = 0xC1 & 63 = 1,  m = scales[4] & 63 = 2
+     *   j=1: sc = 3,              m = 4
+     *   j=4: sc = (scales[8] & 15) | (scales[0] >> 6) << 4 = 5 | 3<<4 = 53,
+     *        m  = (scales[8] >> 4) | (scales[4] >> 6) << 4 = 6 | 0 = 6 */
+    b.scales[0] = 0xC1; b.scales[1] = 3; b.scales[4] = 2; b.scales[5] = 4;
+    b.scales[8] = 0x65;
+    for (int l = 0; l < 32; l++) b.qs[l] = (uint8_t)((l & 15) | (15 - (l & 15)) << 4);
+    b.qs[64 + 0] = 0x0F;  /* group 2 (weights 128..191), weight 128: q = 15 */
+    float y[256];
+    et_dequantize_row_q4_K(&b, y, 256);
+    /* weight l < 32 (sub-block 0): 0.5*1*(l & 15) - 0.25*2 */
+    assert_true(y[0] == -0.5f);
+    assert_true(y[5] == 2.0f);
+    /* weight 32 + l (sub-block 1, high nibbles): 0.5*3*(15 - (l&15)) - 0.25*4 */
+    assert_true(y[32] == 21.5f);
+    assert_true(y[47] == -1.0f);
+    /* weight 128 (sub-block 4): 0.5*53*15 - 0.25*6 = 396 */
+    assert_true(y[128] == 396.0f);
+    /* weight 129 (sub-block 4, q = 0): -1.5 */
+    assert_true(y[129] == -1.5f);
+    /* sub-blocks 2,3,5,6,7 have scale and min 0 */
+    assert_true(y[64] == 0.0f && y[255] == 0.0f);
+}
+
+static void test_dequant_q6_K(void **state) {
+    (void)state;
+    et_block_q6_K b;
+    memset(&b, 0, sizeof b);
+    b.d = h(0.125f);
+    for (int s = 0; s < 16; s++) b.scales[s] = (int8_t)(s - 8);
+    /* weight 0: low 4 bits ql[0] & 15 = 5, high 2 bits qh[0] & 3 = 2 -> q = 37 - 32 = 5,
+     *           sub-block 0, scale -8: 0.125 * -8 * 5 = -5
+     * weight 64: ql[0] >> 4 = 9, (qh[0] >> 4) & 3 = 1 -> q = 25 - 32 = -7,
+     *            sub-block 4, scale -4: 0.125 * -4 * -7 = 3.5
+     * weight 32: ql[32] & 15 = 0, (qh[0] >> 2) & 3 = 3 -> q = 48 - 32 = 16,
+     *            sub-block 2, scale -6: -12
+     * weight 224 (second half, l = 0 of 96..127): ql[64+32] >> 4 = 0xF,
+     *            (qh[32] >> 6) & 3 = 3 -> q = 63 - 32 = 31, sub-block 14, scale 6: 23.25 */
+    b.ql[0] = 0x95;
+    b.qh[0] = 0x1E;  /* bits 0-1 = 2, bits 2-3 = 3, bits 4-5 = 1, bits 6-7 = 0 */
+    b.ql[96] = 0xF0;
+    b.qh[32] = 0xC0;
+    float y[256];
+    et_dequantize_row_q6_K(&b, y, 256);
+    assert_true(y[0] == -5.0f);
+    assert_true(y[64] == 3.5f);
+    assert_true(y[32] == -12.0f);
+    assert_true(y[224] == 23.25f);
+    /* weight 96: ql[32] >> 4 = 0, (qh[0] >> 6) & 3 = 0 -> -32, sub-block 6 (scale -2): 8 */
+    assert_true(y[96] == 8.0f);
+    /* weight 1: all bits zero -> q = -32, sub-block 0 (scale -8): 32 */
+    assert_true(y[1] == 32.0f);
+}
+
+static void test_dequant_f16_bf16(void **state) {
+    (void)state;
+    uint16_t a[3] = {0x3c00, 0xc000, 0x3555};  /* 1, -2, 0.333251953125 */
+    uint16_t bb[2] = {0x3f80, 0xc040};         /* 1, -3 */
+    float y[3];
+    et_dequantize_row_f16(a, y, 3);
+    assert_true(y[0] == 1.0f && y[1] == -2.0f && y[2] == 0.333251953125f);
+    et_dequantize_row_bf16(bb, y, 2);
+    assert_true(y[0] == 1.0f && y[1] == -3.0f);
+}
+
+/* ------------------------------------------------ hand-checked quantization */
+
+static void test_quant_q8_0_small(void **state) {
+    (void)state;
+    float x[32];
+    /* amax 63.5: d = 63.5 / 127 = 0.5 exactly, 1/d = 2, q = roundf(2x),
+     * ties away from zero: 1.25 -> 3, -1.25 -> -3, 0.25 -> 1 */
+    for (int j = 0; j < 32; j++) x[j] = (float)j * 0.75f - 12.0f;  /* -12 .. 11.25 */
+    x[0] = -63.5f;
+    x[1] = 1.25f;
+    x[2] = -1.25f;
+    x[3] = 0.25f;
+    et_block_q8_0 b;
+    et_quantize_row_q8_0(x, &b, 32);
+    assert_int_equal(b.d, 0x3800);  /* fp16 0.5 */
+    assert_int_equal(b.qs[0], -127);
+    assert_int_equal(b.qs[1], 3);
+    assert_int_equal(b.qs[2], -3);
+    assert_int_equal(b.qs[3], 1);
+    for (int j = 4; j < 32; j++) assert_int_equal(b.qs[j], (int)lround(2.0 * (j * 0.75 - 12.0)));
+    assert_int_equal(b.qs[31], 23);  /* 2 * 11.25 = 22.5 -> 23 */
+    /* all zeros: d = 0, q = 0 */
+    memset(x, 0, sizeof x);
+    et_quantize_row_q8_0(x, &b, 32);
+    assert_int_equal(b.d, 0);
+    for (int j = 0; j < 32; j++) assert_int_equal(b.qs[j], 0);
+}
+
+static void test_quant_q4_0_small(void **state) {
+    (void)state;
+    float x[32];
+    /* values k/4 for k = -8..7 twice; the largest magnitude is -2 (k = -8),
+     * so d = -2 / -8 = 0.25, 1/d = 4: x * 4 = k, and k + 8.5 truncated is
+     * k + 8, the nibble. */
+    for (int j = 0; j < 32; j++) x[j] = (float)((j % 16) - 8) / 4.0f;
+    et_block_q4_0 b;
+    et_quantize_row_q4_0(x, &b, 32);
+    assert_int_equal(b.d, et_fp32_to_fp16(0.25f));
+    for (int j = 0; j < 16; j++) assert_int_equal(b.qs[j], j | (j << 4));
+    /* signed max: the largest magnitude is positive (+2): d = -0.25, and the
+     * value 2 maps to -8 (nibble 0); -1.75 * (1/-0.25) = 7 -> 15 */
+    for (int j = 0; j < 32; j++) x[j] = 0.0f;
+    x[0] = 2.0f;
+    x[1] = -1.75f;
+    x[2] = -1.875f; /* 7.5 + 8.5 = 16 -> clamped to 15 */
+    et_quantize_row_q4_0(x, &b, 32);
+    assert_int_equal(b.d, et_fp32_to_fp16(-0.25f));
+    assert_int_equal(b.qs[0] & 15, 0);
+    assert_int_equal(b.qs[1] & 15, 15);
+    assert_int_equal(b.qs[2] & 15, 15);
+    assert_int_equal(b.qs[3] & 15, 8);
+    assert_int_equal(b.qs[3] >> 4, 8);
+}
+
+static void test_quant_q5_0_small(void **state) {
+    (void)state;
+    float x[32];
+    /* largest magnitude -16 -> d = 1, q = x + 16 */
+    for (int j = 0; j < 32; j++) x[j] = (float)(j - 16);
+    et_block_q5_0 b;
+    et_quantize_row_q5_0(x, &b, 32);
+    assert_int_equal(b.d, et_fp32_to_fp16(1.0f));
+    /* q[j] = j: weights 16..31 have bit 4 set: qh = 0xFFFF0000 */
+    assert_int_equal(b.qh[0], 0x00);
+    assert_int_equal(b.qh[1], 0x00);
+    assert_int_equal(b.qh[2], 0xFF);
+    assert_int_equal(b.qh[3], 0xFF);
+    for (int j = 0; j < 16; j++) assert_int_equal(b.qs[j], j | (j << 4));
+}
+
+static void test_quant_f16_bf16_rows(void **state) {
+    (void)state;
+    float x[4] = {1.0f, 1.00048828125f /* tie: 1 + 2^-11 -> 1.0 */, -65520.0f, 0.1f};
+    uint16_t y[4];
+    et_quantize_row_f16(x, y, 4);
+    assert_int_equal(y[0], 0x3c00);
+    assert_int_equal(y[1], 0x3c00);
+    assert_int_equal(y[2], 0xfc00);
+    assert_int_equal(y[3], 0x2e66);
+    et_quantize_row_bf16(x, y, 4);
+    assert_int_equal(y[0], 0x3f80);
+    assert_int_equal(y[3], 0x3dcd);
+}
+
+/* ------------------------------------------------------- round-trip bounds */
+
+/* Quantize a random row (with an all-zero block and an outlier) and check
+ * the reconstruction error per block against the format's step size. */
+static void test_roundtrip(void **state) {
+    (void)state;
+    const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_K,
+                              GGML_TYPE_Q6_K, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_F32};
+    /* max |error| / max |x| of the block, generous: half a quantization step
+     * plus fp16 scale rounding (K-quants: the 6-bit sub-scales cost more). */
+    const double tol[] = {0.5 / 127 + 2e-3, 1.0 / 8 + 2e-3, 1.0 / 16 + 2e-3, 0.1,
+                          0.5 / 32 * 2 + 0.02, 1e-3, 1e-2, 0};
+    enum { K = 1024 };
+    float x[K], y[K];
+    uint8_t q[K * 4];
+    uint32_t s = 12345;
+    for (int i = 0; i < K; i++) x[i] = frand(&s);
+    for (int i = 256; i < 512; i++) x[i] = 0.0f;  /* a zero super-block */
+    x[700] = 40.0f;                                /* an outlier */
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        assert_int_equal(et_quantize_row(types[t], x, q, K), 0);
+        assert_int_equal(et_dequantize_row(types[t], q, y, K), 0);
+        const int be = (int)(types[t] == GGML_TYPE_Q4_K || types[t] == GGML_TYPE_Q6_K ? 256 : 32);
+        for (int b0 = 0; b0 < K; b0 += be) {
+            double amax = 0, emax = 0;
+            for (int i = b0; i < b0 + be; i++) {
+                amax = fmax(amax, fabs(x[i]));
+                emax = fmax(emax, fabs((double)y[i] - x[i]));
+            }
+            if (emax > tol[t] * amax + 1e-30) {
+                fail_msg("type %s: block at %d: max error %g > %g * max|x| %g",
+                         tname(types[t]), b0, emax, tol[t], amax);
+            }
+        }
+        for (int i = 256; i < 512; i++) assert_true(y[i] == 0.0f);
+    }
+}
+
+static void test_dispatch(void **state) {
+    (void)state;
+    float x[64] = {0};
+    uint8_t q[512];
+    assert_int_equal(et_quantize_row(GGML_TYPE_Q8_0, x, q, 33), ET_EINPUT);
+    assert_int_equal(et_quantize_row(GGML_TYPE_Q4_K, x, q, 64), ET_EINPUT);
+    assert_int_equal(et_quantize_row(GGML_TYPE_Q2_K, x, q, 256), ET_EINPUT);
+    assert_int_equal(et_dequantize_row(GGML_TYPE_Q4_1, q, x, 32), ET_EINPUT);
+    assert_int_equal(et_quantize_row(GGML_TYPE_Q8_0, x, q, -32), ET_EINPUT);
+    assert_int_equal(et_quant_row_bytes(GGML_TYPE_Q8_0, 64), 68);
+    assert_int_equal(et_quant_row_bytes(GGML_TYPE_Q4_0, 64), 36);
+    assert_int_equal(et_quant_row_bytes(GGML_TYPE_Q5_0, 64), 44);
+    assert_int_equal(et_quant_row_bytes(GGML_TYPE_Q4_K, 512), 288);
+    assert_int_equal(et_quant_row_bytes(GGML_TYPE_Q6_K, 256), 210);
+    assert_int_equal(et_quant_row_bytes(GGML_TYPE_F16, 3), 6);
+    assert_int_equal(et_quant_row_bytes(GGML_TYPE_Q6_K, 100), 0);
+    assert_int_equal(et_quant_row_bytes(GGML_TYPE_F32, INT64_MAX), 0);
+    /* fallback chain (llama.cpp's plus edgetune's -> F16) */
+    assert_int_equal(et_quant_fallback(GGML_TYPE_Q4_K, 512), GGML_TYPE_Q4_K);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_Q4_K, 64), GGML_TYPE_Q5_0);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_Q4_K, 172), GGML_TYPE_F16);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_Q6_K, 64), GGML_TYPE_Q8_0);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_Q6_K, 172), GGML_TYPE_F16);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_Q8_0, 172), GGML_TYPE_F16);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_Q4_0, 172), GGML_TYPE_F16);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_Q4_0, 64), GGML_TYPE_Q4_0);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_F16, 7), GGML_TYPE_F16);
+}
+
+/* Non-finite inputs: defined behaviour (checked under UBSan), no crash. */
+static void test_nonfinite_no_ub(void **state) {
+    (void)state;
+    const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    float x[256], y[256];
+    uint8_t q[1024];
+    for (int i = 0; i < 256; i++) x[i] = (float)i;
+    x[3] = NAN;
+    x[40] = INFINITY;
+    x[100] = -INFINITY;
+    x[200] = 3e38f;
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        assert_int_equal(et_quantize_row(types[t], x, q, 256), 0);
+        assert_int_equal(et_dequantize_row(types[t], q, y, 256), 0);
+    }
+}
+
+/* ---------------------------------------- golden files from llama-quantize */
+
+/* A minimal, independent GGUF v3 walker: finds a tensor's type, element
+ * count, row length and data in a file loaded into memory. */
+typedef struct gold {
+    uint8_t *buf;
+    size_t size;
+    uint64_t n_tensors;
+    size_t info_off;  /* first tensor info */
+    size_t data_off;  /* data section */
+} gold;
+
+static int rd_u64(const gold *g, size_t *o, uint64_t *v) {
+    if (*o + 8 > g->size) return -1;
+    memcpy(v, g->buf + *o, 8);
+    *o += 8;
+    return 0;
+}
+static int rd_u32(const gold *g, size_t *o, uint32_t *v) {
+    if (*o + 4 > g->size) return -1;
+    memcpy(v, g->buf + *o, 4);
+    *o += 4;
+    return 0;
+}
+static int skip_str(const gold *g, size_t *o) {
+    uint64_t n;
+    if (rd_u64(g, o, &n) || n > g->size - *o) return -1;
+    *o += n;
+    return 0;
+}
+static int skip_val(const gold *g, size_t *o, uint32_t t) {
+    static const int sz[13] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    if (t == 8) return skip_str(g, o);
+    if (t == 9) {
+        uint32_t at;
+        uint64_t n;
+        if (rd_u32(g, o, &at) || rd_u64(g, o, &n) || at > 12) return -1;
+        for (uint64_t i = 0; i < n; i++)
+            if (skip_val(g, o, at)) return -1;
+        return 0;
+    }
+    if (t > 12 || *o + (size_t)sz[t] > g->size) return -1;
+    *o += (size_t)sz[t];
+    return 0;
+}
+
+static int gold_open(gold *g, const char *path) {
+    memset(g, 0, sizeof *g);
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    g->size = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    g->buf = malloc(g->size);
+    if (!g->buf || fread(g->buf, 1, g->size, f) != g->size) { fclose(f); return -1; }
+    fclose(f);
+    size_t o = 8;
+    uint64_t n_kv;
+    if (memcmp(g->buf, "GGUF", 4) || rd_u64(g, &o, &g->n_tensors) || rd_u64(g, &o, &n_kv)) return -1;
+    for (uint64_t i = 0; i < n_kv; i++) {
+        uint32_t t;
+        if (skip_str(g, &o) || rd_u32(g, &o, &t) || skip_val(g, &o, t)) return -1;
+    }
+    g->info_off = o;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        uint32_t nd, t;
+        uint64_t v;
+        if (skip_str(g, &o) || rd_u32(g, &o, &nd) || nd > 4) return -1;
+        for (uint32_t d = 0; d < nd; d++)  /* ne[0..nd) */
+            if (rd_u64(g, &o, &v)) return -1;
+        if (rd_u32(g, &o, &t) || rd_u64(g, &o, &v)) return -1;  /* type, offset */
+    }
+    g->data_off = (o + 31) / 32 * 32;
+    return 0;
+}
+
+/* Tensor i: name (copied), type, ne, data. */
+static int gold_tensor(const gold *g, uint64_t idx, char name[64], uint32_t *type, int64_t ne[4],
+                       uint32_t *n_dims, const uint8_t **data) {
+    size_t o = g->info_off;
+    for (uint64_t i = 0; i <= idx; i++) {
+        uint64_t n, v;
+        if (rd_u64(g, &o, &n) || n >= 64 || n > g->size - o) return -1;
+        memcpy(name, g->buf + o, n);
+        name[n] = 0;
+        o += n;
+        if (rd_u32(g, &o, n_dims) || *n_dims > 4) return -1;
+        for (int d = 0; d < 4; d++) ne[d] = 1;
+        for (uint32_t d = 0; d < *n_dims; d++) {
+            if (rd_u64(g, &o, &v)) return -1;
+            ne[d] = (int64_t)v;
+        }
+        if (rd_u32(g, &o, type) || rd_u64(g, &o, &v)) return -1;
+        if (v > g->size - g->data_off) return -1;
+        *data = g->buf + g->data_off + v;
+    }
+    return 0;
+}
+
+static const uint8_t *gold_find(const gold *g, const char *want, uint32_t *type, int64_t *nel, int64_t *ne0) {
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        char name[64];
+        int64_t ne[4];
+        uint32_t nd;
+        const uint8_t *d;
+        if (gold_tensor(g, i, name, type, ne, &nd, &d)) return NULL;
+        if (!strcmp(name, want)) {
+            *nel = ne[0] * ne[1] * ne[2] * ne[3];
+            *ne0 = ne[0];
+            return d;
+        }
+    }
+    return NULL;
+}
+
+static void check_golden(const char *suffix) {
+    char rel[128];
+    snprintf(rel, sizeof rel, "golden/quant/rand-llama-256-%s.gguf", suffix);
+    const char *qpath = shared_path(rel);
+    const char *fpath = shared_path("golden/quant/rand-llama-256.gguf");
+    if (!qpath || !fpath) {
+        fprintf(stderr, "SKIP: %s/%s not found (shared data absent)\n", et_shared_dir(), rel);
+        skip();
+    }
+    gold gq, gf;
+    assert_int_equal(gold_open(&gq, qpath), 0);
+    assert_int_equal(gold_open(&gf, fpath), 0);
+    int n_quant = 0;
+    for (uint64_t i = 0; i < gq.n_tensors; i++) {
+        char name[64];
+        int64_t ne[4];
+        uint32_t type, nd, ftype;
+        const uint8_t *want;
+        assert_int_equal(gold_tensor(&gq, i, name, &type, ne, &nd, &want), 0);
+        int64_t nel = 0, ne0 = 1;
+        const float *x = (const float *)gold_find(&gf, name, &ftype, &nel, &ne0);
+        assert_non_null(x);
+        assert_int_equal(ftype, GGML_TYPE_F32);
+        assert_int_equal(nel, ne[0] * ne[1] * ne[2] * ne[3]);
+        if (!et_quant_supported(type)) fail_msg("%s: %s has unsupported type %u", suffix, name, type);
+        uint64_t nbytes = et_quant_row_bytes(type, nel);
+        assert_true(nbytes > 0 && (size_t)(want - gq.buf) + nbytes <= gq.size);
+        uint8_t *got = malloc(nbytes);
+        assert_non_null(got);
+        assert_int_equal(et_quantize_row(type, x, got, nel), 0);
+        if (memcmp(got, want, nbytes)) {
+            uint64_t b = 0;
+            while (got[b] == want[b]) b++;
+            uint64_t bb = et_quant_row_bytes(type, et_quant_block_elems(type));
+            free(got);
+            fail_msg("%s: tensor %s (%s): byte %llu differs (block %llu, row %lld)", suffix, name,
+                     tname(type), (unsigned long long)b,
+                     (unsigned long long)(b / bb),
+                     (long long)(b / et_quant_row_bytes(type, ne0)));
+        }
+        free(got);
+        n_quant += type != GGML_TYPE_F32;
+    }
+    assert_true(n_quant >= 15);
+    free(gq.buf);
+    free(gf.buf);
+}
+
+static void test_golden_f16(void **state) { (void)state; check_golden("F16"); }
+static void test_golden_q8_0(void **state) { (void)state; check_golden("Q8_0"); }
+static void test_golden_q4_0(void **state) { (void)state; check_golden("Q4_0"); }
+static void test_golden_q4_k_m(void **state) { (void)state; check_golden("Q4_K_M"); }
+static void test_golden_q6_k(void **state) { (void)state; check_golden("Q6_K"); }
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dequant_q8_0),
+        cmocka_unit_test(test_dequant_q4_0),
+        cmocka_unit_test(test_dequant_q5_0),
+        cmocka_unit_test(test_dequant_q4_K),
+        cmocka_unit_test(test_dequant_q6_K),
+        cmocka_unit_test(test_dequant_f16_bf16),
+        cmocka_unit_test(test_quant_q8_0_small),
+        cmocka_unit_test(test_quant_q4_0_small),
+        cmocka_unit_test(test_quant_q5_0_small),
+        cmocka_unit_test(test_quant_f16_bf16_rows),
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_nonfinite_no_ub),
+        cmocka_unit_test(test_golden_f16),
+        cmocka_unit_test(test_golden_q8_0),
+        cmocka_unit_test(test_golden_q4_0),
+        cmocka_unit_test(test_golden_q4_k_m),
+        cmocka_unit_test(test_golden_q6_k),
+    };
+    return cmocka_run_group_tests_name("quant", tests, NULL, NULL);
+}

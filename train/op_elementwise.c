@@ -1,0 +1,100 @@
+/* train/op_elementwise.c — SwiGLU, residual add, scale (see ops.h). */
+#include <math.h>
+
+#include "ops.h"
+
+/* ---- SwiGLU: out = silu(g) * u, g and u [M, F] ----
+ * With s = sigmoid(g): silu(g) = g s, silu'(g) = s (1 + g (1 - s)).
+ *   dg += dout * u * s (1 + g (1 - s));   du += dout * g s */
+static void swiglu_backward(et_tape *t, const et_node *nd) {
+    et_tensor *g = nd->in[0], *u = nd->in[1];
+    const float *dout = nd->out->grad;
+    float *dg = et_grad(t, g), *du = et_grad(t, u);
+    if (t->code) return;
+    const long n = (long)g->n;
+    #pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) {
+        const float gi = g->data[i], s = 1.0f / (1.0f + expf(-gi));
+        if (dg) dg[i] += dout[i] * u->data[i] * s * (1.0f + gi * (1.0f - s));
+        if (du) du[i] += dout[i] * gi * s;
+    }
+}
+
+et_tensor *et_swiglu(et_tape *t, const char *name, et_tensor *g, et_tensor *u) {
+    if (t->code) return NULL;
+    if (!g || !u) return et_tape_fail(t, ET_EINPUT, "swiglu %s: NULL input", name ? name : "");
+    if (g->n != u->n || g->ndim < 1)
+        return et_tape_fail(t, ET_EINPUT, "swiglu %s: gate %s has %zu elements, up %s has %zu",
+                            name ? name : "", g->name, g->n, u->name, u->n);
+    et_tensor *in[2] = {g, u};
+    int wants = et_tape_wants_grad(t, in, 2);
+    et_tensor *out = et_tensor_new(t, name, g->ndim, g->shape, wants);
+    if (!out) return NULL;
+    const long n = (long)g->n;
+    #pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) {
+        const float gi = g->data[i];
+        out->data[i] = gi / (1.0f + expf(-gi)) * u->data[i];
+    }
+    if (wants && !et_tape_push(t, "swiglu", swiglu_backward, out, in, 2, NULL)) return NULL;
+    return out;
+}
+
+/* ---- add: out = a + b;  da += dout, db += dout ---- */
+static void add_backward(et_tape *t, const et_node *nd) {
+    const float *dout = nd->out->grad;
+    const long n = (long)nd->out->n;
+    for (int k = 0; k < 2; k++) {
+        float *d = et_grad(t, nd->in[k]);
+        if (!d) continue;
+        #pragma omp parallel for schedule(static)
+        for (long i = 0; i < n; i++) d[i] += dout[i];
+    }
+}
+
+et_tensor *et_add(et_tape *t, const char *name, et_tensor *a, et_tensor *b) {
+    if (t->code) return NULL;
+    if (!a || !b) return et_tape_fail(t, ET_EINPUT, "add %s: NULL input", name ? name : "");
+    if (a->n != b->n || a->ndim < 1)
+        return et_tape_fail(t, ET_EINPUT, "add %s: %s has %zu elements, %s has %zu",
+                            name ? name : "", a->name, a->n, b->name, b->n);
+    et_tensor *in[2] = {a, b};
+    int wants = et_tape_wants_grad(t, in, 2);
+    et_tensor *out = et_tensor_new(t, name, a->ndim, a->shape, wants);
+    if (!out) return NULL;
+    const long n = (long)a->n;
+    #pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) out->data[i] = a->data[i] + b->data[i];
+    if (wants && !et_tape_push(t, "add", add_backward, out, in, 2, NULL)) return NULL;
+    return out;
+}
+
+/* ---- scale: out = s x;  dx += s dout ---- */
+typedef struct { float s; } scale_saved;
+
+static void scale_backward(et_tape *t, const et_node *nd) {
+    const scale_saved *sv = nd->saved;
+    float *dx = et_grad(t, nd->in[0]);
+    if (!dx) return;
+    const float *dout = nd->out->grad;
+    const long n = (long)nd->out->n;
+    #pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) dx[i] += sv->s * dout[i];
+}
+
+et_tensor *et_scale(et_tape *t, const char *name, et_tensor *x, float s) {
+    if (t->code) return NULL;
+    if (!x || x->ndim < 1) return et_tape_fail(t, ET_EINPUT, "scale %s: NULL input", name ? name : "");
+    int wants = et_tape_wants_grad(t, &x, 1);
+    et_tensor *out = et_tensor_new(t, name, x->ndim, x->shape, wants);
+    scale_saved *sv = out && wants ? et_tape_alloc(t, sizeof *sv) : NULL;
+    if (!out || (wants && !sv)) return NULL;
+    const long n = (long)x->n;
+    #pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) out->data[i] = s * x->data[i];
+    if (wants) {
+        sv->s = s;
+        if (!et_tape_push(t, "scale", scale_backward, out, &x, 1, sv)) return NULL;
+    }
+    return out;
+}

@@ -1,0 +1,63 @@
+/* train/op_matmul.c — linear layer y = x W^T (+ b) on cblas_sgemm (see ops.h).
+ *
+ * Shapes: x [M, K], w [N, K] (GGUF [out, in]), b [N], y [M, N].
+ *   forward:  y  = x @ w^T            sgemm(NoTrans, Trans)  M x N x K
+ *   backward: dx += dy @ w            sgemm(NoTrans, NoTrans) M x K x N, beta 1
+ *             dw += dy^T @ x          sgemm(Trans, NoTrans)   N x K x M, beta 1
+ *             db += sum over rows of dy
+ * All row-major with the natural leading dimensions: no copies, no transposes
+ * in memory.  BLAS runs on the calling thread only (never inside OpenMP). */
+#include <cblas.h>
+
+#include "ops.h"
+
+static void matmul_backward(et_tape *t, const et_node *nd) {
+    et_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *y = nd->out;
+    const int M = (int)et_rows(x), K = (int)et_cols(x), N = (int)w->shape[0];
+    const float *dy = y->grad;
+    float *dx = et_grad(t, x);
+    if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N,
+                        1.0f, dy, N, w->data, K, 1.0f, dx, K);
+    float *dw = et_grad(t, w);
+    if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M,
+                        1.0f, dy, N, x->data, K, 1.0f, dw, K);
+    float *db = b ? et_grad(t, b) : NULL;
+    if (db) {
+        #pragma omp parallel for schedule(static)
+        for (int j = 0; j < N; j++) {
+            float s = 0.0f;
+            for (int i = 0; i < M; i++) s += dy[(size_t)i * N + j];
+            db[j] += s;
+        }
+    }
+}
+
+et_tensor *et_matmul(et_tape *t, const char *name, et_tensor *x, et_tensor *w, et_tensor *b) {
+    if (t->code) return NULL;
+    if (!x || !w) return et_tape_fail(t, ET_EINPUT, "matmul %s: NULL input", name ? name : "");
+    if (w->ndim != 2 || (size_t)w->shape[1] != et_cols(x))
+        return et_tape_fail(t, ET_EINPUT, "matmul %s: x has %zu columns but weight %s is not [N, %zu]",
+                            name ? name : "", et_cols(x), w->name, et_cols(x));
+    if (b && b->n != (size_t)w->shape[0])
+        return et_tape_fail(t, ET_EINPUT, "matmul %s: bias %s has %zu elements, weight has %lld rows",
+                            name ? name : "", b->name, b->n, (long long)w->shape[0]);
+    if (et_rows(x) > INT32_MAX || w->shape[0] > INT32_MAX || w->shape[1] > INT32_MAX)
+        return et_tape_fail(t, ET_EINPUT, "matmul %s: dimensions exceed the BLAS int range", name ? name : "");
+    const int M = (int)et_rows(x), K = (int)et_cols(x), N = (int)w->shape[0];
+    et_tensor *in[3] = {x, w, b};
+    int wants = et_tape_wants_grad(t, in, 3);
+    int64_t shape[ET_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+    shape[x->ndim - 1] = N;
+    et_tensor *y = et_tensor_new(t, name, x->ndim, shape, wants);
+    if (!y) return NULL;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K,
+                1.0f, x->data, K, w->data, K, 0.0f, y->data, N);
+    if (b) {
+        #pragma omp parallel for schedule(static)
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) y->data[(size_t)i * N + j] += b->data[j];
+    }
+    if (wants && !et_tape_push(t, "matmul", matmul_backward, y, in, 3, NULL)) return NULL;
+    return y;
+}

@@ -1,0 +1,87 @@
+/* train/op_rope.c — rotary position embedding on interleaved pairs (see ops.h).
+ *
+ * x, y [B*T, n_head*head_dim]; for row r (position p = pos[r] or r % T),
+ * head h and pair i < head_dim/2, with a = p * theta^(-2i/head_dim):
+ *   y[2i]   = x[2i] cos a - x[2i+1] sin a
+ *   y[2i+1] = x[2i] sin a + x[2i+1] cos a
+ * (RoFormer, Su et al. 2021; pairs as llama2.c model.py apply_rotary_emb
+ * and llama.cpp's rope "norm" mode).  The map is a rotation, so backward
+ * is the rotation by -a:
+ *   dx[2i]   += dy[2i] cos a + dy[2i+1] sin a
+ *   dx[2i+1] += -dy[2i] sin a + dy[2i+1] cos a
+ * cos/sin are tabulated once per call (in double, then rounded) and kept
+ * for backward. */
+#include <math.h>
+
+#include "ops.h"
+
+typedef struct {
+    int T, n_head, head_dim;
+    int by_row;      /* 1: table row = tensor row (explicit positions); 0: r % T */
+    float *cos, *sin; /* [n_tab, head_dim/2] */
+} rope_saved;
+
+/* out (+)= R(sign * a) in, for every head of every row. */
+static void rope_apply(const rope_saved *s, long rows, const float *in, float *out, float sign, int accumulate) {
+    const int half = s->head_dim / 2;
+    const long C = (long)s->n_head * s->head_dim;
+    #pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) {
+        const long tr = s->by_row ? r : r % s->T;
+        const float *cs = s->cos + tr * half, *sn = s->sin + tr * half;
+        for (int h = 0; h < s->n_head; h++) {
+            const float *xi = in + r * C + (long)h * s->head_dim;
+            float *yi = out + r * C + (long)h * s->head_dim;
+            for (int i = 0; i < half; i++) {
+                const float c = cs[i], si = sign * sn[i];
+                const float x0 = xi[2 * i], x1 = xi[2 * i + 1];
+                const float y0 = x0 * c - x1 * si, y1 = x0 * si + x1 * c;
+                if (accumulate) { yi[2 * i] += y0; yi[2 * i + 1] += y1; }
+                else { yi[2 * i] = y0; yi[2 * i + 1] = y1; }
+            }
+        }
+    }
+}
+
+static void rope_backward(et_tape *t, const et_node *nd) {
+    float *dx = et_grad(t, nd->in[0]);
+    if (!dx) return;
+    rope_apply(nd->saved, (long)et_rows(nd->out), nd->out->grad, dx, -1.0f, 1);
+}
+
+et_tensor *et_rope(et_tape *t, const char *name, et_tensor *x, int T, int n_head, int head_dim,
+                   const int32_t *pos, float theta) {
+    if (t->code) return NULL;
+    if (!x) return et_tape_fail(t, ET_EINPUT, "rope %s: NULL input", name ? name : "");
+    if (T < 1 || n_head < 1 || head_dim < 2 || head_dim % 2 || !(theta > 0.0f) ||
+        et_cols(x) != (size_t)n_head * (size_t)head_dim || et_rows(x) % (size_t)T)
+        return et_tape_fail(t, ET_EINPUT,
+                            "rope %s: x %s is [%zu, %zu], expected [B*%d, %d*%d] with even head_dim and theta > 0",
+                            name ? name : "", x->name, et_rows(x), et_cols(x), T, n_head, head_dim);
+    const long rows = (long)et_rows(x);
+    int wants = et_tape_wants_grad(t, &x, 1);
+    et_tensor *y = et_tensor_new(t, name, x->ndim, x->shape, wants);
+    rope_saved *s = y ? et_tape_alloc(t, sizeof *s) : NULL;
+    if (!s) return NULL;
+    const int half = head_dim / 2;
+    const long n_tab = pos ? rows : T;
+    s->T = T;
+    s->n_head = n_head;
+    s->head_dim = head_dim;
+    s->by_row = pos != NULL;
+    s->cos = et_tape_alloc(t, (size_t)n_tab * half * sizeof(float));
+    s->sin = s->cos ? et_tape_alloc(t, (size_t)n_tab * half * sizeof(float)) : NULL;
+    if (!s->sin) return NULL;
+    #pragma omp parallel for schedule(static)
+    for (long r = 0; r < n_tab; r++) {
+        const double p = pos ? (double)pos[r] : (double)r;
+        for (int i = 0; i < half; i++) {
+            const double a = p * pow((double)theta, -2.0 * i / (double)head_dim);
+            s->cos[r * half + i] = (float)cos(a);
+            s->sin[r * half + i] = (float)sin(a);
+        }
+    }
+    rope_apply(s, rows, x->data, y->data, 1.0f, 0);
+    if (wants && !et_tape_push(t, "rope", rope_backward, y, &x, 1, s)) return NULL;
+    return y;
+}

@@ -1,0 +1,131 @@
+/* train/op_xent.c — fused LM head + softmax cross-entropy over chunks of rows (see ops.h).
+ *
+ * x [N, C], w [V, C] (GGUF [n_vocab, n_embd]), targets [N]; per chunk of R rows:
+ *   z[R, V] = x_c @ w^T                          (sgemm NoTrans/Trans)
+ *   lse_i = logsumexp_v z_iv,  loss_i = lse_i - z_i,target
+ *   loss = (1/norm) sum_i loss_i  over rows in the loss
+ * Backward, with c = dloss / norm, recomputing z chunk by chunk:
+ *   dz_iv = c (exp(z_iv - lse_i) - [v == target_i])   (0 for rows not in the loss)
+ *   dx_c += dz @ w        (sgemm NoTrans/NoTrans)
+ *   dw   += dz^T @ x_c    (sgemm Trans/NoTrans)
+ * so the [N, V] logits never exist at once (the same idea as the chunked
+ * "fused linear cross-entropy" of Liger-Kernel; llm.c fuses softmax and
+ * loss the same way).  Exponentials are summed in double, the total loss too. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "ops.h"
+
+typedef struct {
+    int N, C, V, chunk;
+    int32_t *target;  /* [N] copy; -1 where the row is not in the loss */
+    float *lse;       /* [N] */
+    float *buf;       /* [chunk, V] scratch, reused by backward */
+    double norm;      /* 0 when no row is in the loss */
+} xent_saved;
+
+/* z[nr, V] = x[r0 : r0+nr] @ w^T */
+static void chunk_logits(const xent_saved *s, const float *x, const float *w, int r0, int nr, float *z) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, s->V, s->C,
+                1.0f, x + (size_t)r0 * s->C, s->C, w, s->C, 0.0f, z, s->V);
+}
+
+static void xent_backward(et_tape *t, const et_node *nd) {
+    et_tensor *x = nd->in[0], *w = nd->in[1];
+    const xent_saved *s = nd->saved;
+    float *dx = et_grad(t, x), *dw = et_grad(t, w);
+    if (t->code || s->norm == 0.0) return;
+    const float c = (float)(nd->out->grad[0] / s->norm);
+    const int V = s->V, C = s->C;
+    for (int r0 = 0; r0 < s->N; r0 += s->chunk) {
+        const int nr = s->N - r0 < s->chunk ? s->N - r0 : s->chunk;
+        float *z = s->buf;
+        chunk_logits(s, x->data, w->data, r0, nr, z);
+        #pragma omp parallel for schedule(static)
+        for (int i = 0; i < nr; i++) {
+            float *zi = z + (size_t)i * V;
+            const int tg = s->target[r0 + i];
+            if (tg < 0) { memset(zi, 0, (size_t)V * sizeof(float)); continue; }
+            const float L = s->lse[r0 + i];
+            for (int v = 0; v < V; v++) zi[v] = c * expf(zi[v] - L);
+            zi[tg] -= c;
+        }
+        if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, C, V,
+                            1.0f, z, V, w->data, C, 1.0f, dx + (size_t)r0 * C, C);
+        if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, nr,
+                            1.0f, z, V, x->data + (size_t)r0 * C, C, 1.0f, dw, C);
+    }
+}
+
+et_tensor *et_cross_entropy(et_tape *t, const char *name, et_tensor *x, et_tensor *w,
+                            const int32_t *targets, const et_xent_opts *opts) {
+    if (t->code) return NULL;
+    const char *nm = name ? name : "";
+    static const et_xent_opts none = {0};
+    if (!opts) opts = &none;
+    if (!x || !w || !targets) return et_tape_fail(t, ET_EINPUT, "cross_entropy %s: NULL input", nm);
+    if (x->ndim < 1 || w->ndim != 2 || (size_t)w->shape[1] != et_cols(x))
+        return et_tape_fail(t, ET_EINPUT, "cross_entropy %s: x rows have %zu columns, weight %s is not [V, %zu]",
+                            nm, et_cols(x), w->name, et_cols(x));
+    if (et_rows(x) > INT32_MAX || w->shape[0] > INT32_MAX || w->shape[1] > INT32_MAX)
+        return et_tape_fail(t, ET_EINPUT, "cross_entropy %s: dimensions exceed the BLAS int range", nm);
+    if (opts->norm < 0 || opts->chunk_rows < 0)
+        return et_tape_fail(t, ET_EINPUT, "cross_entropy %s: negative norm or chunk_rows", nm);
+    const int N = (int)et_rows(x), C = (int)et_cols(x), V = (int)w->shape[0];
+    for (int i = 0; i < N; i++)
+        if (targets[i] >= V)
+            return et_tape_fail(t, ET_EINPUT, "cross_entropy %s: target %d at row %d outside [0, %d)",
+                                nm, targets[i], i, V);
+    int chunk = opts->chunk_rows;
+    if (!chunk) chunk = (1 << 24) / V > 0 ? (1 << 24) / V : 1;
+    if (chunk > N) chunk = N;
+
+    et_tensor *in[2] = {x, w};
+    int wants = et_tape_wants_grad(t, in, 2);
+    et_tensor *out = et_tensor_2d(t, name, 1, 1, wants);
+    if (out) out->ndim = 1;
+    xent_saved *s = out ? et_tape_alloc(t, sizeof *s) : NULL;
+    if (!s) return NULL;
+    s->N = N; s->C = C; s->V = V; s->chunk = chunk;
+    s->target = et_tape_alloc(t, (size_t)N * sizeof(int32_t));
+    s->lse = s->target ? et_tape_alloc(t, (size_t)N * sizeof(float)) : NULL;
+    s->buf = NULL;
+    if (s->lse && (wants || !opts->logits_out))
+        s->buf = et_tape_alloc(t, (size_t)chunk * V * sizeof(float));
+    if (!s->lse || (!s->buf && (wants || !opts->logits_out))) return NULL;
+    int n_in = 0;
+    for (int i = 0; i < N; i++) {
+        const int keep = targets[i] >= 0 && (!opts->mask || opts->mask[i]);
+        s->target[i] = keep ? targets[i] : -1;
+        n_in += keep;
+    }
+    s->norm = n_in == 0 ? 0.0 : opts->norm > 0 ? opts->norm : (double)n_in;
+
+    /* per-row losses, summed serially afterwards (a fixed order, unlike an
+       OpenMP reduction, so the loss is bit-identical from run to run) */
+    float *row_loss = opts->row_loss_out ? opts->row_loss_out : et_tape_alloc(t, (size_t)N * sizeof(float));
+    if (!row_loss) return NULL;
+    for (int r0 = 0; r0 < N; r0 += chunk) {
+        const int nr = N - r0 < chunk ? N - r0 : chunk;
+        float *z = opts->logits_out ? opts->logits_out + (size_t)r0 * V : s->buf;
+        chunk_logits(s, x->data, w->data, r0, nr, z);
+        #pragma omp parallel for schedule(static)
+        for (int i = 0; i < nr; i++) {
+            const float *zi = z + (size_t)i * V;
+            float m = zi[0];
+            for (int v = 1; v < V; v++) m = zi[v] > m ? zi[v] : m;
+            double se = 0.0;
+            for (int v = 0; v < V; v++) se += expf(zi[v] - m);
+            const float L = m + (float)log(se);
+            s->lse[r0 + i] = L;
+            const int tg = s->target[r0 + i];
+            row_loss[r0 + i] = tg < 0 ? 0.0f : L - zi[tg];
+        }
+    }
+    double total = 0.0;
+    for (int i = 0; i < N; i++) total += row_loss[i];
+    out->data[0] = s->norm == 0.0 ? 0.0f : (float)(total / s->norm);
+    if (wants && !et_tape_push(t, "cross_entropy", xent_backward, out, in, 2, s)) return NULL;
+    return out;
+}

@@ -1,0 +1,92 @@
+/* train/ops.h — the differentiable ops of the tape (each one forward/backward
+ * pair in one train/op_*.c file).
+ *
+ * Conventions for every op:
+ * - Computes its output now; when the tape records and some input has
+ *   requires_grad, appends a node whose backward ADDS into the inputs' grads.
+ * - Returns a new arena tensor, or NULL when an input is NULL, a shape does
+ *   not match (ET_EINPUT) or the arena is out of memory (ET_ERUN); the first
+ *   error is kept in the tape (et_tape_status).
+ * - `name` (may be NULL) names the output, for et_tape_find().
+ * - Shapes outermost first; "[M, K]" means M rows of K floats.  A tensor of
+ *   any rank is read as [rows, cols] with cols = its last dimension.
+ * - Formulas follow the Llama reference (facebookresearch/llama model.py,
+ *   karpathy/llama2.c model.py); gradients are derived in each file.
+ */
+#ifndef ET_OPS_H
+#define ET_OPS_H
+
+#include "tape.h"
+
+/* Token embedding: out[n, C] with out[i] = w[ids[i]].
+ * w [V, C]; ids [n] int32, each in [0, V) (else ET_EINPUT naming the row).
+ * Backward: dw[ids[i]] += dout[i] (rows of repeated ids add up).
+ * ids are copied. */
+et_tensor *et_embedding(et_tape *t, const char *name, et_tensor *w, const int32_t *ids, int n);
+
+/* Linear layer: y[M, N] = x[M, K] @ w[N, K]^T (+ b[N]), w in GGUF's
+ * [out, in] layout; b may be NULL.  One cblas_sgemm each way, no copies:
+ *   dx[M, K] += dy[M, N] @ w[N, K];  dw[N, K] += dy^T @ x;  db[N] += sum_rows dy. */
+et_tensor *et_matmul(et_tape *t, const char *name, et_tensor *x, et_tensor *w, et_tensor *b);
+
+/* RMSNorm (Zhang & Sennrich 2019, as in Llama):
+ * y[M, C] = x * w / sqrt(mean_c(x^2) + eps); w [C].  Saves 1/rms per row. */
+et_tensor *et_rmsnorm(et_tape *t, const char *name, et_tensor *x, et_tensor *w, float eps);
+
+/* Rotary position embedding (Su et al. 2021) on interleaved pairs
+ * (x[2i], x[2i+1]) of each head, as llama.cpp's "llama" arch and llama2.c:
+ *   a = pos * theta^(-2i/head_dim),  (y0, y1) = (x0 cos a - x1 sin a, x0 sin a + x1 cos a)
+ * x [B*T, n_head*head_dim] (row r = sequence r/T, position r%T);
+ * pos [B*T] int32 positions, or NULL for pos = r % T.  head_dim even.
+ * Backward rotates dy by -a. */
+et_tensor *et_rope(et_tape *t, const char *name, et_tensor *x, int T, int n_head, int head_dim,
+                   const int32_t *pos, float theta);
+
+/* Causal self-attention with grouped-query heads (GQA: query head h reads
+ * key/value head h / (n_head/n_head_kv)):
+ *   out_h = softmax(q_h k_g^T / sqrt(head_dim) + causal mask) v_g
+ * q [B*T, n_head*head_dim], k and v [B*T, n_head_kv*head_dim] (rows as in
+ * et_rope) -> out [B*T, n_head*head_dim].  n_head a multiple of n_head_kv.
+ * Memory: keeps only the per-row log-sum-exp [B, n_head, T] (as
+ * FlashAttention, Dao et al. 2022); backward recomputes the probabilities
+ * row by row, so nothing of size T*T is ever held beyond one row per thread. */
+et_tensor *et_attention(et_tape *t, const char *name, et_tensor *q, et_tensor *k, et_tensor *v,
+                        int T, int n_head, int n_head_kv, int head_dim);
+
+/* SwiGLU (Shazeer 2020): out[M, F] = silu(gate) * up, silu(g) = g * sigmoid(g).
+ * gate, up [M, F]. */
+et_tensor *et_swiglu(et_tape *t, const char *name, et_tensor *gate, et_tensor *up);
+
+/* Residual add: out = a + b, same number of elements (out takes a's shape). */
+et_tensor *et_add(et_tape *t, const char *name, et_tensor *a, et_tensor *b);
+
+/* out = s * x (e.g. to weigh one loss against another). */
+et_tensor *et_scale(et_tape *t, const char *name, et_tensor *x, float s);
+
+/* ---- LM head + cross-entropy, computed over chunks of rows ---- */
+typedef struct et_xent_opts {
+    const uint8_t *mask;  /* [N] 0 = row not in the loss; NULL = all rows.
+                             Rows whose target is < 0 are left out as well. */
+    double norm;          /* loss = sum of row losses / norm; 0 = the number of
+                             rows in the loss (a mean).  Set it to the token
+                             count of the whole accumulated batch for
+                             gradient accumulation. */
+    int chunk_rows;       /* rows per chunk; 0 = about 16M logits per chunk */
+    float *logits_out;    /* [N, V] caller-owned: when set, forward writes every
+                             logit here (tests, evaluation) */
+    float *row_loss_out;  /* [N] caller-owned: when set, the row's -log p(target)
+                             (0 for rows not in the loss) */
+} et_xent_opts;
+
+/* Fused LM head + softmax cross-entropy:
+ *   logits[N, V] = x[N, C] @ w[V, C]^T,
+ *   loss[1] = (1/norm) sum_{rows in the loss} (logsumexp(logits_i) - logits_i[target_i])
+ * targets [N] int32 in [0, V) (or < 0 to skip the row).  At most chunk_rows
+ * x V logits exist at a time: forward keeps only each row's logsumexp; backward
+ * recomputes one chunk of logits, turns it into dlogits = (softmax - onehot)
+ * * dloss / norm, and does dx += dlogits @ w, dw += dlogits^T @ x (cblas).
+ * The targets and mask are copied. */
+et_tensor *et_cross_entropy(et_tape *t, const char *name, et_tensor *x, et_tensor *w,
+                            const int32_t *targets, const et_xent_opts *opts);
+
+#endif

@@ -1,0 +1,240 @@
+/* train/tape.c — the arena, tensors and the reverse walk (see tape.h). */
+#include "tape.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- arena ---- */
+struct et_arena_chunk {
+    et_arena_chunk *next;
+    size_t cap, used;
+    unsigned char *base;   /* 64-byte aligned */
+};
+
+enum { ARENA_ALIGN = 64, ARENA_MIN_CHUNK = 1 << 20 };
+
+static et_arena_chunk *chunk_new(et_arena *a, size_t cap) {
+    et_arena_chunk *c = malloc(sizeof *c);
+    if (!c) return NULL;
+    void *p = NULL;
+    if (posix_memalign(&p, ARENA_ALIGN, cap ? cap : ARENA_ALIGN)) { free(c); return NULL; }
+    c->base = p;
+    c->cap = cap;
+    c->used = 0;
+    c->next = NULL;
+    a->n_mallocs++;
+    return c;
+}
+
+static void chunks_free(et_arena_chunk *c) {
+    while (c) {
+        et_arena_chunk *n = c->next;
+        free(c->base);
+        free(c);
+        c = n;
+    }
+}
+
+int et_arena_init(et_arena *a, size_t bytes, et_err *e) {
+    memset(a, 0, sizeof *a);
+    if (bytes) {
+        a->chunks = chunk_new(a, bytes);
+        if (!a->chunks) return et_fail(e, ET_ERUN, "arena: out of memory reserving %zu bytes", bytes);
+    }
+    return 0;
+}
+
+void *et_arena_alloc(et_arena *a, size_t bytes) {
+    if (bytes > SIZE_MAX - ARENA_ALIGN) return NULL;
+    size_t need = (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    et_arena_chunk *c = a->chunks;
+    if (!c || c->cap - c->used < need) {
+        size_t cap = c ? c->cap * 2 : ARENA_MIN_CHUNK;
+        if (cap < need) cap = need;
+        et_arena_chunk *n = chunk_new(a, cap);
+        if (!n) return NULL;
+        if (c) a->used += c->cap - c->used; /* the unused tail counts: a
+                                               single block must hold it too */
+        n->next = c;
+        a->chunks = c = n;
+    }
+    void *p = c->base + c->used;
+    c->used += need;
+    a->used += need;
+    if (a->used > a->peak) a->peak = a->used;
+    return p;
+}
+
+void et_arena_reset(et_arena *a) {
+    if (a->chunks && a->chunks->next) {
+        size_t peak = a->peak;
+        chunks_free(a->chunks);
+        a->chunks = chunk_new(a, peak); /* on failure: lazily regrown next step */
+    }
+    if (a->chunks) a->chunks->used = 0;
+    a->used = 0;
+}
+
+void et_arena_free(et_arena *a) {
+    chunks_free(a->chunks);
+    memset(a, 0, sizeof *a);
+}
+
+/* ---- tensors ---- */
+static void set_name(char dst[48], const char *name) {
+    snprintf(dst, 48, "%s", name ? name : "");
+}
+
+void et_tensor_wrap(et_tensor *t, const char *name, float *data, float *grad,
+                    int ndim, const int64_t *shape) {
+    memset(t, 0, sizeof *t);
+    set_name(t->name, name);
+    t->data = data;
+    t->grad = grad;
+    t->requires_grad = grad != NULL;
+    t->ndim = ndim;
+    t->n = 1;
+    for (int i = 0; i < ndim && i < ET_MAX_DIMS; i++) {
+        t->shape[i] = shape[i];
+        t->n *= (size_t)shape[i];
+    }
+}
+
+void *et_tape_fail(et_tape *t, int code, const char *fmt, ...) {
+    if (t->code) return NULL;
+    t->code = code;
+    t->err.code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->err.msg, sizeof t->err.msg, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+void *et_tape_alloc(et_tape *t, size_t bytes) {
+    void *p = et_arena_alloc(&t->arena, bytes);
+    if (!p) et_tape_fail(t, ET_ERUN, "tape arena: out of memory (%zu bytes requested, %zu in use)",
+                         bytes, t->arena.used);
+    return p;
+}
+
+et_tensor *et_tensor_new(et_tape *t, const char *name, int ndim, const int64_t *shape, int requires_grad) {
+    if (ndim < 1 || ndim > ET_MAX_DIMS)
+        return et_tape_fail(t, ET_EINPUT, "tensor %s: %d dimensions (1..%d allowed)", name ? name : "", ndim, ET_MAX_DIMS);
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 1 || (uint64_t)shape[i] > SIZE_MAX / sizeof(float) / n)
+            return et_tape_fail(t, ET_EINPUT, "tensor %s: bad size %lld in dimension %d",
+                                name ? name : "", (long long)shape[i], i);
+        n *= (size_t)shape[i];
+    }
+    et_tensor *x = et_tape_alloc(t, sizeof *x);
+    float *d = x ? et_tape_alloc(t, n * sizeof(float)) : NULL;
+    if (!d) return NULL;
+    et_tensor_wrap(x, name, d, NULL, ndim, shape);
+    x->requires_grad = requires_grad;
+    return x;
+}
+
+et_tensor *et_tensor_2d(et_tape *t, const char *name, int64_t rows, int64_t cols, int requires_grad) {
+    int64_t s[2] = {rows, cols};
+    return et_tensor_new(t, name, 2, s, requires_grad);
+}
+
+float *et_grad(et_tape *t, et_tensor *x) {
+    if (!x->requires_grad) return NULL;
+    if (!x->grad) {
+        x->grad = et_tape_alloc(t, x->n * sizeof(float));
+        if (x->grad) memset(x->grad, 0, x->n * sizeof(float));
+    }
+    return x->grad;
+}
+
+/* ---- tape ---- */
+int et_tape_init(et_tape *t, size_t arena_bytes, et_err *e) {
+    memset(t, 0, sizeof *t);
+    t->record = 1;
+    return et_arena_init(&t->arena, arena_bytes, e);
+}
+
+void et_tape_reset(et_tape *t) {
+    et_arena_reset(&t->arena);
+    t->last = NULL;
+    t->n_nodes = 0;
+    t->code = 0;
+    memset(&t->err, 0, sizeof t->err);
+}
+
+void et_tape_free(et_tape *t) {
+    et_arena_free(&t->arena);
+    memset(t, 0, sizeof *t);
+}
+
+int et_tape_status(const et_tape *t, et_err *e) {
+    if (t->code && e) *e = t->err;
+    return t->code;
+}
+
+int et_tape_wants_grad(const et_tape *t, et_tensor *const *in, int n) {
+    if (!t->record) return 0;
+    for (int i = 0; i < n; i++)
+        if (in[i] && in[i]->requires_grad) return 1;
+    return 0;
+}
+
+et_node *et_tape_push(et_tape *t, const char *op, et_backward_fn backward,
+                      et_tensor *out, et_tensor *const *in, int n_in, void *saved) {
+    if (n_in > ET_NODE_MAX_IN) return et_tape_fail(t, ET_EINPUT, "%s: %d inputs (max %d)", op, n_in, ET_NODE_MAX_IN);
+    et_node *nd = et_tape_alloc(t, sizeof *nd);
+    if (!nd) return NULL;
+    memset(nd, 0, sizeof *nd);
+    nd->op = op;
+    nd->backward = backward;
+    nd->out = out;
+    for (int i = 0; i < n_in; i++) nd->in[i] = in[i];
+    nd->saved = saved;
+    nd->prev = t->last;
+    t->last = nd;
+    t->n_nodes++;
+    return nd;
+}
+
+et_tensor *et_tape_find(const et_tape *t, const char *name) {
+    for (const et_node *n = t->last; n; n = n->prev)
+        if (n->out && strcmp(n->out->name, name) == 0) return n->out;
+    return NULL;
+}
+
+static int walk(et_tape *t) {
+    for (const et_node *n = t->last; n && !t->code; n = n->prev)
+        if (n->out->grad) n->backward(t, n);  /* no gradient reached it: skip */
+    return t->code;
+}
+
+int et_tape_backward(et_tape *t, et_tensor *loss) {
+    if (t->code) return t->code;
+    if (!loss || loss->n != 1) {
+        et_tape_fail(t, ET_EINPUT, "backward: loss must be a one-element tensor");
+        return t->code;
+    }
+    if (!loss->requires_grad) return 0; /* nothing to differentiate */
+    float *g = et_grad(t, loss);
+    if (!g) return t->code;
+    g[0] += 1.0f;
+    return walk(t);
+}
+
+int et_tape_backward_seed(et_tape *t, et_tensor *out, const float *dout) {
+    if (t->code) return t->code;
+    if (!out) {
+        et_tape_fail(t, ET_EINPUT, "backward: NULL output");
+        return t->code;
+    }
+    if (!out->requires_grad) return 0;
+    float *g = et_grad(t, out);
+    if (!g) return t->code;
+    for (size_t i = 0; i < out->n; i++) g[i] += dout[i];
+    return walk(t);
+}

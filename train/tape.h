@@ -1,0 +1,153 @@
+/* train/tape.h — tensors, the per-step arena and the autograd tape.
+ *
+ * A step builds its graph eagerly: every op computes its output at once and,
+ * when the tape is recording and some input needs a gradient, appends one
+ * node (op name, inputs, output, what it saved, its backward function).
+ * et_tape_backward() walks the nodes newest-first and each backward ADDS
+ * (+=) into its inputs' gradients.  Everything a step allocates (activation
+ * tensors, their gradients, saved data, nodes) comes from the tape's arena,
+ * which et_tape_reset() rewinds after the optimizer step: after the first
+ * step the arena holds one block of the peak size and a step calls malloc
+ * no more (et_arena.n_mallocs stops growing).
+ *
+ *   et_tape t; et_err e = {0};
+ *   et_tape_init(&t, 0, &e);
+ *   for (step...) {
+ *       et_tensor *loss = et_llama_forward(&t, &L, tokens, B, T, &tg);  // train/llama.h
+ *       et_tape_backward(&t, loss);          // grads += dloss/dparam
+ *       if (et_tape_status(&t, &e)) break;   // first error of any op, if any
+ *       ... optimizer on the flat grad block ...
+ *       et_tape_reset(&t);
+ *   }
+ *   et_tape_free(&t);
+ *
+ * Errors are sticky (as HDF5/ggml contexts do): an op that fails (bad shape,
+ * out of memory) records the first error in the tape and returns NULL; every
+ * later op given a NULL input returns NULL at once, so a forward pass need
+ * not check each call — check et_tape_status() once at the end.
+ *
+ * Shapes are written outermost first, row-major, as PyTorch prints them:
+ * a [rows, cols] tensor stores element (r, c) at data[r*cols + c].
+ * Parameters use GGUF's [out, in] layout (row = one output unit).
+ * Threads: ops use OpenMP for their own loops and call OpenBLAS only from
+ * the calling thread, never from inside an OpenMP region.
+ */
+#ifndef ET_TAPE_H
+#define ET_TAPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/et.h"
+
+/* ---- arena: a bump allocator rewound once per step ---- */
+typedef struct et_arena_chunk et_arena_chunk;
+typedef struct et_arena {
+    et_arena_chunk *chunks;  /* newest first */
+    size_t used;             /* bytes handed out since the last reset (with padding) */
+    size_t peak;             /* largest `used` seen */
+    size_t n_mallocs;        /* chunk allocations so far (constant in steady state) */
+} et_arena;
+
+/* Reserve `bytes` now (0: allocate lazily). 0 or ET_ERUN (out of memory). */
+int et_arena_init(et_arena *a, size_t bytes, et_err *e);
+/* 64-byte aligned, uninitialized; NULL when out of memory. */
+void *et_arena_alloc(et_arena *a, size_t bytes);
+/* Forget every allocation; if the last step needed more than one chunk,
+ * replace them by a single chunk of the peak size (so the next step does
+ * not allocate). */
+void et_arena_reset(et_arena *a);
+void et_arena_free(et_arena *a);
+
+/* ---- tensors ---- */
+#define ET_MAX_DIMS 4
+
+typedef struct et_tensor {
+    float *data;            /* values, row-major */
+    float *grad;            /* same shape; NULL until backward first writes it
+                               (activations) or NULL for good (frozen params) */
+    int requires_grad;      /* 1: backward computes a gradient for it */
+    int ndim;
+    int64_t shape[ET_MAX_DIMS]; /* outermost first */
+    size_t n;               /* elements */
+    char name[48];          /* e.g. "blk.0.attn_q.weight", "blk.3.ffn_out"; may be "" */
+} et_tensor;
+
+/* Describe existing memory (a parameter): grad NULL = frozen.
+ * Shape given as ndim sizes outermost first.  No allocation. */
+void et_tensor_wrap(et_tensor *t, const char *name, float *data, float *grad,
+                    int ndim, const int64_t *shape);
+/* Rows = product of all dimensions but the last; cols = the last. */
+static inline size_t et_rows(const et_tensor *t) { return t->ndim ? t->n / (size_t)t->shape[t->ndim - 1] : 1; }
+static inline size_t et_cols(const et_tensor *t) { return t->ndim ? (size_t)t->shape[t->ndim - 1] : 1; }
+
+/* ---- the tape ---- */
+typedef struct et_tape et_tape;
+typedef struct et_node et_node;
+
+/* One op's backward: reads n->out->grad, ADDS into n->in[i]->grad for every
+ * input with requires_grad (get the buffer with et_grad()). */
+typedef void (*et_backward_fn)(et_tape *t, const et_node *n);
+
+#define ET_NODE_MAX_IN 6
+struct et_node {
+    const char *op;                 /* "matmul", "rmsnorm", ... (static string) */
+    et_backward_fn backward;
+    et_tensor *in[ET_NODE_MAX_IN];  /* unused slots NULL */
+    et_tensor *out;
+    void *saved;                    /* op-specific, in the arena */
+    et_node *prev;                  /* previous node (backward order) */
+};
+
+struct et_tape {
+    et_arena arena;
+    et_node *last;          /* newest node, NULL when empty */
+    int n_nodes;
+    int record;             /* 1 (default): record nodes; 0: forward only (eval) */
+    int code;               /* first error's ET_E* code, 0 if none */
+    et_err err;             /* its message */
+};
+
+/* arena_bytes: reserved up front (0 = grow on the first step).
+ * 0 or ET_ERUN. */
+int et_tape_init(et_tape *t, size_t arena_bytes, et_err *e);
+/* Drop all nodes and activations (after the optimizer step); keeps the
+ * recording mode; clears the error. */
+void et_tape_reset(et_tape *t);
+void et_tape_free(et_tape *t);
+/* 0 when no op failed since the last reset, else the first error's code
+ * (message copied into e when e != NULL). */
+int et_tape_status(const et_tape *t, et_err *e);
+
+/* Backward from a one-element loss (seeded with dloss = 1).
+ * 0, ET_EINPUT (loss not scalar / NULL) or the tape's first error. */
+int et_tape_backward(et_tape *t, et_tensor *loss);
+/* Backward from any tensor with a given upstream gradient dout[out->n]
+ * (copied), e.g. to test one op or to chain a custom loss. */
+int et_tape_backward_seed(et_tape *t, et_tensor *out, const float *dout);
+
+/* ---- helpers for writing ops (see train/op_*.c for examples) ---- */
+/* A fresh activation [shape] in the arena (data uninitialized, grad NULL),
+ * requires_grad set from `requires_grad`.  NULL + tape error when out of
+ * memory or the shape is invalid (ndim 1..4, sizes >= 1, product overflow). */
+et_tensor *et_tensor_new(et_tape *t, const char *name, int ndim, const int64_t *shape, int requires_grad);
+et_tensor *et_tensor_2d(et_tape *t, const char *name, int64_t rows, int64_t cols, int requires_grad);
+/* Arena memory for an op's saved data / scratch; NULL + tape error on OOM. */
+void *et_tape_alloc(et_tape *t, size_t bytes);
+/* The gradient buffer of x, allocated zeroed in the arena on first use;
+ * NULL for a tensor that does not require grad (or on OOM). */
+float *et_grad(et_tape *t, et_tensor *x);
+/* 1 if the tape records and any of the n inputs needs a gradient. */
+int et_tape_wants_grad(const et_tape *t, et_tensor *const *in, int n);
+/* Append a node (only call when et_tape_wants_grad()).  Returns the node
+ * (to fill `saved`) or NULL + tape error on OOM. */
+et_node *et_tape_push(et_tape *t, const char *op, et_backward_fn backward,
+                      et_tensor *out, et_tensor *const *in, int n_in, void *saved);
+/* Record an error (first one wins); returns NULL so ops can
+ * `return et_tape_fail(t, ET_EINPUT, "rmsnorm: ...")`. */
+void *et_tape_fail(et_tape *t, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The newest tensor recorded as an op output with this name, or NULL
+ * (inspection and tests; recorded nodes only). */
+et_tensor *et_tape_find(const et_tape *t, const char *name);
+
+#endif
