@@ -19,7 +19,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <cJSON.h>
+
 #include "../export/gguf.h"
+#include "../export/safetensors.h"
 #include "cli.h"
 
 /* ------------------------------------------------------------ printing */
@@ -143,13 +146,110 @@ static int inspect_gguf(const char *path, uint64_t kv_max) {
 
 /* ---------------------------------------------------------- safetensors */
 
-/* Safetensors files and HF directories: implemented with export/safetensors.c
- * (branch `model`), which replaces this body. */
-static int inspect_safetensors(const char *path, uint64_t kv_max) {
-    (void)kv_max;
+/* One safetensors file: metadata and the tensor table (PyTorch shape order). */
+static int inspect_st_file(const char *path, uint64_t kv_max) {
     et_err e = {0};
-    et_fail(&e, ET_EINPUT, "%s: inspecting safetensors / HF directories is not implemented yet", path);
-    return cli_report(&e);
+    st_file f;
+    if (st_open(&f, path, &e)) return cli_report(&e);
+    printf("%s: safetensors, %zu bytes, header %" PRIu64 " bytes, %zu tensors\n", path, f.size, f.header_len,
+           f.n_tensors);
+    if (f.n_meta) printf("metadata (%zu):\n", f.n_meta);
+    for (size_t i = 0; i < f.n_meta; i++) {
+        printf("  %-44s ", f.meta[i].key);
+        print_escaped(f.meta[i].value, strlen(f.meta[i].value), 64 + 8 * kv_max);
+        putchar('\n');
+    }
+    printf("tensors:\n  %-56s %-6s %-22s %14s %14s\n", "name", "dtype", "shape", "bytes", "offset");
+    uint64_t elems = 0, bytes = 0;
+    for (size_t i = 0; i < f.n_tensors; i++) {
+        const st_tensor *t = &f.tensors[i];
+        char sh[128] = "[";
+        size_t k = 1;
+        for (int d = 0; d < t->n_dims && k < sizeof sh - 24; d++)
+            k += (size_t)snprintf(sh + k, sizeof sh - k, "%s%" PRId64, d ? ", " : "", t->shape[d]);
+        snprintf(sh + k, sizeof sh - k, "]");
+        printf("  %-56s %-6s %-22s %14" PRIu64 " %14" PRIu64 "\n", t->name, st_dtype_name(t->dtype), sh, t->nbytes,
+               t->offset);
+        elems += t->n_elems;
+        bytes += t->nbytes;
+    }
+    printf("total: %zu tensors, %" PRIu64 " elements, %" PRIu64 " bytes of data\n", f.n_tensors, elems, bytes);
+    st_close(&f);
+    return 0;
+}
+
+/* An HF directory: config.json's scalar fields, then each safetensors file
+ * (model.safetensors, or the shards named by model.safetensors.index.json). */
+static int inspect_hf_dir(const char *dir, uint64_t kv_max) {
+    et_err e = {0};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    et_map m;
+    if (et_map_open(&m, path, &e) == 0) {
+        cJSON *c = cJSON_ParseWithLength((const char *)m.data, m.size);
+        et_map_close(&m);
+        if (!cJSON_IsObject(c)) {
+            cJSON_Delete(c);
+            et_fail(&e, ET_EINPUT, "%s: not a JSON object", path);
+            return cli_report(&e);
+        }
+        printf("%s:\n", path);
+        for (const cJSON *it = c->child; it; it = it->next) {
+            if (cJSON_IsArray(it) || cJSON_IsObject(it)) {
+                char *v = cJSON_PrintUnformatted(it);
+                printf("  %-44s %.200s\n", it->string, v ? v : "?");
+                free(v);
+            } else if (cJSON_IsString(it)) {
+                printf("  %-44s ", it->string);
+                print_escaped(it->valuestring, strlen(it->valuestring), 64 + 8 * kv_max);
+                putchar('\n');
+            } else if (cJSON_IsNumber(it)) {
+                printf("  %-44s %.17g\n", it->string, it->valuedouble);
+            } else {
+                printf("  %-44s %s\n", it->string, cJSON_IsTrue(it) ? "true" : cJSON_IsFalse(it) ? "false" : "null");
+            }
+        }
+        cJSON_Delete(c);
+    } else {
+        fprintf(stderr, "edgetune: note: %s\n", e.msg);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    if (et_map_open(&m, path, &e) != 0) {
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        return inspect_st_file(path, kv_max);
+    }
+    cJSON *idx = cJSON_ParseWithLength((const char *)m.data, m.size);
+    et_map_close(&m);
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
+    if (!cJSON_IsObject(wm)) {
+        cJSON_Delete(idx);
+        et_fail(&e, ET_EINPUT, "%s: no \"weight_map\" object", path);
+        return cli_report(&e);
+    }
+    int rc = 0;
+    for (const cJSON *it = wm->child; it && !rc; it = it->next) {
+        if (!cJSON_IsString(it) || strchr(it->valuestring, '/')) {
+            et_fail(&e, ET_EINPUT, "%s: weight_map[\"%.200s\"] is not a file in the directory", path, it->string);
+            rc = cli_report(&e);
+            break;
+        }
+        int seen = 0; /* each shard once, in first-mention order */
+        for (const cJSON *p = wm->child; p != it && !seen; p = p->next)
+            seen = cJSON_IsString(p) && strcmp(p->valuestring, it->valuestring) == 0;
+        if (seen) continue;
+        char sp[4096];
+        snprintf(sp, sizeof sp, "%s/%s", dir, it->valuestring);
+        putchar('\n');
+        rc = inspect_st_file(sp, kv_max);
+    }
+    cJSON_Delete(idx);
+    return rc;
+}
+
+static int inspect_safetensors(const char *path, uint64_t kv_max) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return inspect_hf_dir(path, kv_max);
+    return inspect_st_file(path, kv_max);
 }
 
 /* ------------------------------------------------------------- llama2.c */

@@ -13,11 +13,23 @@ const cli_cmd cli_commands[] = {
     {"tokenize", "encode text with a model's tokenizer and print the ids",
      "edgetune tokenize MODEL|TOKENIZER (--text STR | --file F) [--bos] [--decode]", cmd_tokenize},
     {"data", "turn text, JSON/JSONL instructions or TSV into tokens.h5",
-     "edgetune data --tokenizer MODEL --input FILE -o tokens.h5 [options]", cmd_data},
+     "edgetune data --tokenizer MODEL.gguf|tok.bin --input FILE -o tokens.h5 [options]\n"
+     "  --format auto|text|jsonl|json|tsv   input format (auto: by extension, then content)\n"
+     "  --separator S          text: blank (default), line, none, or a literal such as '<|endoftext|>'\n"
+     "  --valid-fraction F     share of documents held out for validation (default 0)\n"
+     "  --seed N               seed of the split (default 0)\n"
+     "  --pack --seq-len T     concatenate documents into rows of T+1 tokens\n"
+     "  --max-len N            cut documents longer than N tokens\n"
+     "  --no-mask-prompt       instruction data: train on the prompt too\n"
+     "  --labels a,b           tsv: the classes, in order (default: inferred, sorted)\n"
+     "  --label-first          tsv: columns are label<TAB>text\n"
+     "  --n-vocab N            vocabulary size of a llama2.c tokenizer.bin (default: from its length)\n"
+     "  Rules and file format: docs/data.md, docs/formats.md", cmd_data},
     {"train", "train or continue training a llama-family model", "edgetune train [options]", cmd_train},
     {"lora", "train a LoRA adapter on a frozen base", "edgetune lora [options]", cmd_lora},
     {"merge", "fold LoRA adapters into a base model", "edgetune merge BASE.gguf ADAPTER.gguf[:SCALE]... -o OUT.gguf", cmd_merge},
-    {"quantize", "quantize a GGUF model", "edgetune quantize IN.gguf OUT.gguf --type TYPE", cmd_quantize},
+    {"quantize", "quantize a GGUF model as llama-quantize does (F16, BF16, Q8_0, Q4_0, Q4_K_M, Q6_K)",
+     "edgetune quantize IN.gguf OUT.gguf --type F16|BF16|Q8_0|Q4_0|Q4_K_M|Q6_K [--allow-requantize] [--quiet]", cmd_quantize},
     {"run", "generate text with the reference engine", "edgetune run MODEL.gguf [options]", cmd_run},
     {"perplexity", "perplexity of a model over text or tokens.h5", "edgetune perplexity MODEL.gguf FILE", cmd_perplexity},
     {NULL, NULL, NULL, NULL},

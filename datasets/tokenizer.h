@@ -69,6 +69,50 @@ int et_tok_encode(const et_tokenizer *t, const char *text, size_t len, int flags
 int et_tok_decode(const et_tokenizer *t, const int32_t *ids, size_t n_ids, int flags,
                   char **text, size_t *len, et_err *e);
 
+/* Load a llama2.c tokenizer.bin already in memory (size bytes); `name`
+ * is used in messages. Same rules as et_tok_from_llama2c. */
+int et_tok_from_llama2c_mem(et_tokenizer **out, const void *data, size_t size, int n_vocab,
+                            const char *name, et_err *e);
+
+/* Build a tokenizer from its parts (what every loader does; also for
+ * formats read elsewhere, e.g. datasets/hf_tokenizer.c).  Everything is
+ * copied.  Token ids are the array indices. */
+typedef struct et_tok_spec {
+    int model;                  /* ET_TOK_SPM or ET_TOK_BPE */
+    const char *pre;            /* BPE pre-tokenizer, a tokenizer.ggml.pre name: "gpt-2",
+                                   "llama-bpe", "qwen2", "smollm", "deepseek-llm", "default"...;
+                                   NULL or "" = "default" (BPE) / none (SPM) */
+    int n_vocab;                /* > 0 */
+    const char *const *pieces;  /* [n_vocab] piece bytes, not NUL-terminated */
+    const size_t *piece_lens;   /* [n_vocab] bytes */
+    const float *scores;        /* [n_vocab] SPM merge scores, or NULL (all 0) */
+    const int32_t *types;       /* [n_vocab] enum et_tok_attr, or NULL (all NORMAL) */
+    size_t n_merges;            /* BPE: merges in rank order, "left right" */
+    const char *const *merges;  /* [n_merges] */
+    const size_t *merge_lens;   /* [n_merges] bytes */
+    int bos, eos, unk, pad;     /* ids, -1 when none */
+    int add_bos, add_eos;       /* 0/1, or -1 = the model's default as llama.cpp (SPM: BOS yes) */
+    int add_space_prefix;       /* SPM: 0/1, or -1 = default (1 for SPM, 0 for BPE) */
+    const char *name;           /* general.name or NULL (llama.cpp strips spaces after
+                                   special tokens for names containing "phi-3"/"phi3") */
+} et_tok_spec;
+/* 0, or ET_EINPUT naming `src` (duplicate piece, id out of range, bad
+ * model, unknown pre-tokenizer, ...), or ET_ERUN (out of memory). */
+int et_tok_build(et_tokenizer **out, const et_tok_spec *s, const char *src, et_err *e);
+
+int et_tok_unk(const et_tokenizer *t);        /* -1 when none */
+/* GGUF token type of id (enum et_tok_attr as stored), 0 if out of range. */
+int et_tok_type(const et_tokenizer *t, int id);
+/* SPM merge score of id (0 for BPE vocabularies without scores). */
+float et_tok_score(const et_tokenizer *t, int id);
+/* What ET_TOK_DEFAULT_BOS does: 1 if the vocab adds BOS (add_bos_token, or
+ * llama.cpp's default for the model). */
+int et_tok_add_bos(const et_tokenizer *t);
+/* The pre-tokenizer name ("" for SPM). */
+const char *et_tok_pre(const et_tokenizer *t);
+/* Number of BPE merges (0 for SPM). */
+size_t et_tok_n_merges(const et_tokenizer *t);
+
 /* Write the tokenizer.ggml.* keys into a GGUF being built, as llama.cpp's
  * converters do. 0 or ET_ERUN. */
 int et_tok_write_gguf(const et_tokenizer *t, gguf_writer *w, et_err *e);

@@ -40,6 +40,12 @@ typedef struct et_hparams {
     int *layer_n_ff;        /* [n_layer] */
 } et_hparams;
 
+/* Per-layer widths (arch "deci", llama.cpp src/models/deci.cpp):
+ * n_head == 0 makes an attention-free layer (n_head_kv must be 0 too; its
+ * attn_norm, wq..wo, biases are NULL); n_ff == 0 makes an FFN-free layer
+ * (ffn_norm, w_gate, w_up, w_down NULL).  n_head > 0 needs n_head_kv > 0
+ * dividing n_head.  DeciLM's "linear attention" (n_head > 0, n_head_kv == 0:
+ * a lone [n_embd, n_embd] attn_output) is not supported and refused. */
 typedef struct et_layer {
     float *attn_norm;       /* [n_embd]                                 blk.N.attn_norm.weight */
     float *wq;              /* [n_head*head_dim, n_embd]                blk.N.attn_q.weight */
@@ -62,6 +68,7 @@ typedef struct et_model {
     float *output;          /* [n_vocab, n_embd]   output.weight, == tok_embd when tied */
     et_layer *layers;       /* [n_layer] */
     et_tokenizer *tok;      /* owned; may be NULL */
+    char name[64];          /* general.name; "" when unknown */
 } et_model;
 
 /* A named view of one parameter tensor, GGUF naming and shape order. */
@@ -75,30 +82,76 @@ typedef struct et_named {
 
 /* Fill in layer_* arrays (uniform from n_head/n_head_kv/n_ff when NULL),
  * allocate the block and set every pointer; weights are zero.
- * Copies hp (the caller keeps its arrays).  0 or ET_EINPUT (bad sizes) / ET_ERUN. */
+ * Copies hp (the caller keeps its arrays); head_dim 0 means n_embd/n_head;
+ * hp.n_head/n_head_kv/n_ff are set to layer 0's.  0 or ET_EINPUT (bad
+ * sizes, message names the field) / ET_ERUN (out of memory). */
 int et_model_alloc(et_model *m, const et_hparams *hp, et_err *e);
+/* et_model_alloc in two steps, so that an importer can check a file's
+ * tensors against et_model_tensors (names and shapes; data NULL) before
+ * allocating anything large.  Both free m on error. */
+int et_model_plan(et_model *m, const et_hparams *hp, et_err *e);
+int et_model_alloc_params(et_model *m, et_err *e);
 void et_model_free(et_model *m);
-/* Parameter tensors in GGUF order (token_embd, output_norm, output unless
- * tied, then per layer attn_norm, attn_q, [bias], attn_k, attn_v, attn_output,
- * ffn_norm, ffn_gate, ffn_up, ffn_down).  Returns the count; writes at most
- * cap entries into out (out may be NULL to count). */
+/* Parameter tensors in GGUF order, which is also their order in the block:
+ * token_embd, output_norm, output unless tied, then per layer attn_norm,
+ * attn_q, [attn_q.bias], attn_k, [attn_k.bias], attn_v, [attn_v.bias],
+ * attn_output (none of these when n_head == 0), ffn_norm, ffn_gate, ffn_up,
+ * ffn_down (none when n_ff == 0).  Returns the count; writes at most cap
+ * entries into out (out may be NULL to count). */
 int et_model_tensors(const et_model *m, et_named *out, int cap);
 /* 1 if every layer has the same n_head, n_head_kv and n_ff. */
 int et_model_is_uniform(const et_model *m);
+/* The tensor with this GGUF name (e.g. "blk.3.ffn_up.weight") into *out;
+ * 0, or -1 when the model has no such tensor. */
+int et_model_find(const et_model *m, const char *name, et_named *out);
 
 /* Load any supported model: a directory (HF: config.json + *.safetensors +
  * tokenizer.json), a file starting with "GGUF", else a llama2.c .bin
  * (tokenizer_path = its tokenizer.bin, or NULL to look for tokenizer.bin /
- * tok<vocab>.bin beside it).  0 or ET_EINPUT naming the file and problem. */
+ * tok<vocab>.bin beside it).  For a GGUF or HF model a tokenizer_path
+ * replaces the model's own tokenizer (et_model_set_tokenizer).
+ * 0 or ET_EINPUT naming the file and problem. */
 int et_model_load(et_model *m, const char *path, const char *tokenizer_path, et_err *e);
+/* Replace m->tok by the tokenizer in `path`: a GGUF (tokenizer.ggml.* keys,
+ * e.g. a vocab-only file), an HF tokenizer.json (*.json), or else a
+ * llama2.c tokenizer.bin read with m->hp.n_vocab entries.  Its size must
+ * equal m->hp.n_vocab.  0 or ET_EINPUT naming the file (m unchanged). */
+int et_model_set_tokenizer(et_model *m, const char *path, et_err *e);
 int et_model_load_gguf(et_model *m, const char *path, et_err *e);
+/* The same from an open GGUF (arch "llama" or "deci"): every tensor's type
+ * (F32/F16/BF16, converted to F32; quantized types refused naming the
+ * tensor) and shape are checked against the hparams, and a tensor the
+ * model has no place for is refused by name.  g may be closed afterwards. */
+int et_model_from_gguf(et_model *m, const gguf_file *g, et_err *e);
 int et_model_load_llama2c(et_model *m, const char *path, const char *tokenizer_path, et_err *e);
 int et_model_load_hf(et_model *m, const char *dir, et_err *e);
+/* The same with the tokenizer from tokenizer_path (et_model_set_tokenizer)
+ * instead of dir/tokenizer.json; NULL = et_model_load_hf. */
+int et_model_load_hf_with_tokenizer(et_model *m, const char *dir, const char *tokenizer_path, et_err *e);
+
+/* Q/K row order between Hugging Face (RoPE on the two halves of each
+ * head, transformers rotate_half) and GGUF/edgetune (interleaved pairs):
+ * llama.cpp convert_hf_to_gguf.py LlamaModel.permute, i.e. GGUF row
+ * h*head_dim + 2i + j = HF row h*head_dim + j*head_dim/2 + i.  src and dst
+ * are [n_head*head_dim, row_len] row-major and must not overlap; use
+ * n_head = n_head_kv for K, row_len 1 for a bias.  The _to_hf direction is
+ * the inverse (for PEFT lora_B of q_proj/k_proj). */
+void et_rope_rows_hf_to_gguf(float *dst, const float *src, int n_head, int head_dim, size_t row_len);
+void et_rope_rows_gguf_to_hf(float *dst, const float *src, int n_head, int head_dim, size_t row_len);
 
 /* Export to GGUF (type GGML_TYPE_F32 or GGML_TYPE_F16; 1-D tensors stay
  * F32 as llama.cpp does) with complete metadata for arch "llama" (or
- * "deci" when widths differ per layer) and the tokenizer.  Atomic.
- * 0 or ET_EINPUT / ET_ERUN. */
+ * "deci" when widths differ per layer, or a layer lacks attention or FFN;
+ * per-layer INT32 arrays) and the tokenizer, as llama.cpp's
+ * convert_hf_to_gguf.py writes them.  For llama.cpp's deci graph
+ * (src/models/deci.cpp) an FFN-free layer that has attention is written
+ * with an all-zero FFN of width 1 (exactly equivalent), and a model whose
+ * layer 0 has no attention is refused (llama.cpp takes the head size from
+ * layer 0).  Without m->tok no tokenizer keys are written (llama.cpp will
+ * not load such a file).  Atomic.  0 or ET_EINPUT / ET_ERUN. */
 int et_model_save_gguf(const et_model *m, const char *path, uint32_t type, et_err *e);
+/* The GGUF architecture et_model_save_gguf writes: "llama" when every layer
+ * has the same widths with attention and an FFN, else "deci". */
+const char *et_model_export_arch(const et_model *m);
 
 #endif

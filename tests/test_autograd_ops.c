@@ -15,6 +15,7 @@
 #include <omp.h>
 
 #include "../train/ops.h"
+#include "../train/vexp.h"
 
 #define MAX_IN 6
 #define GRAD_TOL 1e-5
@@ -460,6 +461,20 @@ static void test_fd_catches_perturbed_gradient(void **state) {
     assert_true(r.grad_err[0] > GRAD_TOL);
 }
 
+/* ================= vectorizable exp ================= */
+static void test_vexpf(void **state) {
+    (void)state;
+    double worst = 0;
+    for (double x = -87.3; x <= 88.0; x += 0.000731) {
+        const float xf = (float)x;
+        worst = fmax(worst, fabs(et_vexpf(xf) / exp((double)xf) - 1.0));
+    }
+    printf("  et_vexpf max relative error %.2e on [-87.3, 88]\n", worst);
+    assert_true(worst < 3e-7);
+    assert_true(et_vexpf(-1000.0f) < 2e-38f && et_vexpf(-1000.0f) >= 0.0f);
+    assert_true(isfinite(et_vexpf(1000.0f)));
+}
+
 /* ================= tape mechanics ================= */
 static void test_errors_are_sticky(void **state) {
     (void)state;
@@ -570,6 +585,7 @@ int main(void) {
         cmocka_unit_test(test_cross_entropy_options),
         cmocka_unit_test(test_fd_catches_wrong_backward),
         cmocka_unit_test(test_fd_catches_perturbed_gradient),
+        cmocka_unit_test(test_vexpf),
         cmocka_unit_test(test_errors_are_sticky),
         cmocka_unit_test(test_arena_steady_state),
         cmocka_unit_test(test_thread_count_independent),

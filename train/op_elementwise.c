@@ -2,6 +2,11 @@
 #include <math.h>
 
 #include "ops.h"
+#include "vexp.h"
+
+/* Element-wise loops run as OpenMP blocks of BLOCK elements, each an
+ * `omp simd` loop (both GCC and clang vectorize that shape at -O2). */
+enum { BLOCK = 4096 };
 
 /* ---- SwiGLU: out = silu(g) * u, g and u [M, F] ----
  * With s = sigmoid(g): silu(g) = g s, silu'(g) = s (1 + g (1 - s)).
@@ -13,10 +18,19 @@ static void swiglu_backward(et_tape *t, const et_node *nd) {
     if (t->code) return;
     const long n = (long)g->n;
     #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) {
-        const float gi = g->data[i], s = 1.0f / (1.0f + expf(-gi));
-        if (dg) dg[i] += dout[i] * u->data[i] * s * (1.0f + gi * (1.0f - s));
-        if (du) du[i] += dout[i] * gi * s;
+    for (long b0 = 0; b0 < n; b0 += BLOCK) {
+        const long e = n < b0 + BLOCK ? n : b0 + BLOCK;
+        if (dg) {
+            #pragma omp simd
+            for (long i = b0; i < e; i++) {
+                const float gi = g->data[i], s = 1.0f / (1.0f + et_vexpf(-gi));
+                dg[i] += dout[i] * u->data[i] * s * (1.0f + gi * (1.0f - s));
+            }
+        }
+        if (du) {
+            #pragma omp simd
+            for (long i = b0; i < e; i++) du[i] += dout[i] * g->data[i] / (1.0f + et_vexpf(-g->data[i]));
+        }
     }
 }
 
@@ -32,9 +46,10 @@ et_tensor *et_swiglu(et_tape *t, const char *name, et_tensor *g, et_tensor *u) {
     if (!out) return NULL;
     const long n = (long)g->n;
     #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) {
-        const float gi = g->data[i];
-        out->data[i] = gi / (1.0f + expf(-gi)) * u->data[i];
+    for (long b0 = 0; b0 < n; b0 += BLOCK) {
+        const long e = n < b0 + BLOCK ? n : b0 + BLOCK;
+        #pragma omp simd
+        for (long i = b0; i < e; i++) out->data[i] = g->data[i] / (1.0f + et_vexpf(-g->data[i])) * u->data[i];
     }
     if (wants && !et_tape_push(t, "swiglu", swiglu_backward, out, in, 2, NULL)) return NULL;
     return out;

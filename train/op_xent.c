@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "vexp.h"
 
 typedef struct {
     int N, C, V, chunk;
@@ -48,7 +49,8 @@ static void xent_backward(et_tape *t, const et_node *nd) {
             const int tg = s->target[r0 + i];
             if (tg < 0) { memset(zi, 0, (size_t)V * sizeof(float)); continue; }
             const float L = s->lse[r0 + i];
-            for (int v = 0; v < V; v++) zi[v] = c * expf(zi[v] - L);
+            #pragma omp simd
+            for (int v = 0; v < V; v++) zi[v] = c * et_vexpf(zi[v] - L);
             zi[tg] -= c;
         }
         if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, C, V,
@@ -116,7 +118,8 @@ et_tensor *et_cross_entropy(et_tape *t, const char *name, et_tensor *x, et_tenso
             float m = zi[0];
             for (int v = 1; v < V; v++) m = zi[v] > m ? zi[v] : m;
             double se = 0.0;
-            for (int v = 0; v < V; v++) se += expf(zi[v] - m);
+            #pragma omp simd reduction(+ : se)
+            for (int v = 0; v < V; v++) se += et_vexpf(zi[v] - m);
             const float L = m + (float)log(se);
             s->lse[r0 + i] = L;
             const int tg = s->target[r0 + i];
