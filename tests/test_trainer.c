@@ -6,6 +6,7 @@
 #include <math.h>
 
 #include "train_fixture.h"
+#include "../train/threads.h"
 #include "../train/checkpoint.h"
 
 static const char *data_path(void) {
@@ -189,6 +190,7 @@ static void test_event_json(void **state) {
 }
 
 int main(void) {
+    et_omp_passive_reexec(); /* idle OpenMP workers sleep: see train/threads.h */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loss_falls_and_events),
         cmocka_unit_test(test_deterministic),

@@ -58,52 +58,6 @@ static inline void fx_write_data(const char *path, int n_train, int n_valid, int
     assert_int_equal(rc, 0);
 }
 
-/* The model block laid out by hand in GGUF order (stands in for
- * et_model_alloc until export/model.c is on main). */
-static inline void fx_model_alloc(et_model *m, const et_hparams *hp) {
-    memset(m, 0, sizeof *m);
-    m->hp = *hp;
-    const size_t E = (size_t)hp->n_embd, V = (size_t)hp->n_vocab, F = (size_t)hp->n_ff;
-    const size_t Q = (size_t)(hp->n_head * hp->head_dim), K = (size_t)(hp->n_head_kv * hp->head_dim);
-    const size_t per_layer = E + Q * E + 2 * K * E + E * Q + E + 3 * F * E;
-    m->n_params = V * E + E + (size_t)hp->n_layer * per_layer;
-    m->params = calloc(m->n_params, sizeof(float));
-    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
-    m->hp.layer_n_head = calloc((size_t)hp->n_layer, sizeof(int));
-    m->hp.layer_n_head_kv = calloc((size_t)hp->n_layer, sizeof(int));
-    m->hp.layer_n_ff = calloc((size_t)hp->n_layer, sizeof(int));
-    assert_non_null(m->params);
-    float *p = m->params;
-    m->tok_embd = p, p += V * E;
-    m->output_norm = p, p += E;
-    m->output = m->tok_embd;
-    for (int l = 0; l < hp->n_layer; l++) {
-        et_layer *L = &m->layers[l];
-        m->hp.layer_n_head[l] = hp->n_head;
-        m->hp.layer_n_head_kv[l] = hp->n_head_kv;
-        m->hp.layer_n_ff[l] = hp->n_ff;
-        L->attn_norm = p, p += E;
-        L->wq = p, p += Q * E;
-        L->wk = p, p += K * E;
-        L->wv = p, p += K * E;
-        L->wo = p, p += E * Q;
-        L->ffn_norm = p, p += E;
-        L->w_gate = p, p += F * E;
-        L->w_up = p, p += F * E;
-        L->w_down = p, p += E * F;
-    }
-    assert_true(p == m->params + m->n_params);
-}
-
-static inline void fx_model_free(et_model *m) {
-    free(m->params);
-    free(m->layers);
-    free(m->hp.layer_n_head);
-    free(m->hp.layer_n_head_kv);
-    free(m->hp.layer_n_ff);
-    memset(m, 0, sizeof *m);
-}
-
 /* Everything one training run needs. */
 typedef struct fx_run {
     et_model m;
@@ -119,7 +73,7 @@ static inline void fx_open(fx_run *r, const char *data_path, int B, int T, uint6
     et_err e = {0};
     et_hparams hp;
     fx_hparams(&hp);
-    fx_model_alloc(&r->m, &hp);
+    assert_int_equal(et_model_alloc(&r->m, &hp, &e), 0);
     int rc = et_train_llama_init(&r->tl, &r->m, 0, &r->tm, &e);
     if (rc) fprintf(stderr, "%s\n", e.msg);
     assert_int_equal(rc, 0);
@@ -143,7 +97,7 @@ static inline void fx_close(fx_run *r) {
     et_loader_close(r->valid);
     et_ds_close(r->ds);
     et_train_llama_free(&r->tl);
-    fx_model_free(&r->m);
+    et_model_free(&r->m);
     memset(r, 0, sizeof *r);
 }
 
