@@ -400,6 +400,53 @@ static void test_sha_differs(void **state) {
     et_tok_free(y);
 }
 
+
+/* The fast path (SPM chunks, word cache) gives the ids of the reference
+ * path (one SPM merge queue over the whole text, no cache) on real text:
+ * TinyStories, Shakespeare and all the llama.cpp test strings glued
+ * together (many scripts, emoji, whitespace runs). */
+static void same_as_reference(const et_tokenizer *t, const char *text, size_t len, const char *what) {
+    int32_t *a, *b;
+    size_t na, nb;
+    et_err e = {0};
+    if (et_tok_encode(t, text, len, 0, &a, &na, &e)) fail_msg("%s", e.msg);
+    if (et_tok_encode(t, text, len, ET_TOK_REFERENCE, &b, &nb, &e)) fail_msg("%s", e.msg);
+    if (na != nb || memcmp(a, b, na * sizeof *a)) {
+        size_t i = 0;
+        while (i < na && i < nb && a[i] == b[i]) i++;
+        fail_msg("%s: fast and reference paths differ at token %zu (%zu vs %zu tokens)", what, i, na, nb);
+    }
+    free(a);
+    free(b);
+}
+
+static void test_fast_path_exact(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(stories, "data/tinystories_sample.txt");
+    SHARED_OR_SKIP(shakes, "data/tiny_shakespeare.txt");
+    SHARED_OR_SKIP(inp, "tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf.inp");
+    static const char *const vocabs[] = {
+        "models/stories260K/stories260K.gguf", "tokenizers/llamacpp-vocab/ggml-vocab-llama-spm.gguf",
+        "tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf", "tokenizers/llamacpp-vocab/ggml-vocab-deepseek-llm.gguf",
+    };
+    size_t cut = getenv("ET_SANITIZED") ? 24 * 1024 : 256 * 1024; /* bytes of each text */
+    size_t n1, n2, n3;
+    char *t1 = read_file(stories, &n1), *t2 = read_file(shakes, &n2), *t3 = read_file(inp, &n3);
+    assert_true(t1 && t2 && t3);
+    for (size_t v = 0; v < sizeof vocabs / sizeof vocabs[0]; v++) {
+        const char *p = shared_path(vocabs[v]);
+        if (!p) continue;
+        et_tokenizer *t = load_gguf_tok(p);
+        same_as_reference(t, t1, n1 < cut ? n1 : cut, "tinystories");
+        same_as_reference(t, t2, n2 < cut ? n2 : cut, "shakespeare");
+        same_as_reference(t, t3, n3, "llama.cpp test strings");
+        et_tok_free(t);
+    }
+    free(t1);
+    free(t2);
+    free(t3);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_spm),
@@ -414,6 +461,7 @@ int main(void) {
         cmocka_unit_test(test_bad_llama2c),
         cmocka_unit_test(test_write_gguf),
         cmocka_unit_test(test_sha_differs),
+        cmocka_unit_test(test_fast_path_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
