@@ -16,7 +16,7 @@
  *   demo_task_free(&t);
  *
  * The task: 6 devices (light, thermostat, fan, tv, blinds, lock), 8 rooms,
- * 11 actions, numeric values (light brightness 10..100 step 10, thermostat
+ * 12 actions, numeric values (light brightness 10..100 step 10, thermostat
  * 16..28 degrees), 2-6 paraphrase templates per action.  The output is
  * canonical JSON: keys in the order device, room, action[, value], no
  * spaces, integers for values, so exact string match is the metric.
@@ -31,7 +31,7 @@
  *  strings, and so are their (command, action) pairs.
  * Deterministic: the same options give the same examples in the same order
  * on every platform (splitmix64 + Fisher-Yates, datasets/shuffle.h).
- * Small on purpose: about 50 distinct words, commands of 3-10 words, so a
+ * Small on purpose: 55 distinct words plus numbers, commands of 3-8 words, so a
  * tiny model learns it in minutes on 2 cores.
  */
 #ifndef ET_DEMO_TASK_H

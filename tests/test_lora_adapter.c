@@ -627,6 +627,35 @@ static void test_peft_refused(void **state) {
     free(wb2);
 }
 
+/* Issue 5 §4: the default settings on a SmolLM2-135M-shaped model give an
+ * adapter under 5 MB.  Shapes from ../shared/tokenizers/smollm2-135m/config.json
+ * (hidden 576, 9 heads, 3 kv heads, head_dim 64, ffn 1536, 30 layers). */
+static void test_smollm2_size(void **state) {
+    (void)state;
+    const fx_dims d = {30, 576, 9, 3, 64, 1536, 49152};
+    et_model m = fx_model(&d);
+    lora_config c = {.rank = 8, .alpha = 16, .seed = 1}; /* defaults: q, v */
+    lora_adapter ad;
+    et_err e = {0};
+    assert_int_equal(lora_adapter_create(&ad, &m, &c, &e), 0);
+    /* q: 8*(576+576), v: 8*(576+192) per layer */
+    assert_int_equal(ad.n_params, (size_t)30 * (8 * (576 + 576) + 8 * (576 + 192)));
+    uint64_t f32 = lora_adapter_gguf_bytes(&ad, GGML_TYPE_F32), f16 = lora_adapter_gguf_bytes(&ad, GGML_TYPE_F16);
+    assert_true(f32 < 5000000);
+    assert_true(f16 < f32 / 2 + 20000);
+    /* tensor data dominates: header + names are a few KB */
+    assert_true(f32 - 4 * ad.n_params < 16384);
+    print_message("SmolLM2-135M q,v r8: %zu params, GGUF F32 %llu bytes, F16 %llu bytes\n", ad.n_params,
+                  (unsigned long long)f32, (unsigned long long)f16);
+    lora_adapter_free(&ad);
+    c.targets = LORA_ALL_LINEAR;
+    assert_int_equal(lora_adapter_create(&ad, &m, &c, &e), 0);
+    print_message("SmolLM2-135M all-linear r8: %zu params, GGUF F32 %llu bytes, F16 %llu bytes\n", ad.n_params,
+                  (unsigned long long)lora_adapter_gguf_bytes(&ad, GGML_TYPE_F32),
+                  (unsigned long long)lora_adapter_gguf_bytes(&ad, GGML_TYPE_F16));
+    lora_adapter_free(&ad);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_targets),
@@ -637,6 +666,7 @@ int main(void) {
         cmocka_unit_test(test_rope_rows),
         cmocka_unit_test(test_peft_export),
         cmocka_unit_test(test_peft_refused),
+        cmocka_unit_test(test_smollm2_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
