@@ -1,11 +1,92 @@
-/* cli/cmd_merge.c — `edgetune merge` (not implemented yet). */
+/* cli/cmd_merge.c — `edgetune merge BASE.gguf ADAPTER.gguf[:SCALE]... -o OUT.gguf
+ * [--type T]`: fold LoRA adapters into the base (lora/merge.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "../lora/merge.h"
+#include "../quant/quantize_model.h"
 #include "cli.h"
 
+static const char USAGE[] =
+    "usage: edgetune merge BASE.gguf ADAPTER.gguf[:SCALE]... -o OUT.gguf\n"
+    "                      [--type F32|F16|BF16|Q8_0|Q4_0|Q4_K_M|Q6_K]\n"
+    "  W' = W + SCALE * (alpha/rank) * B @ A for every adapted weight, in F32\n"
+    "  (alpha/sqrt(rank) for rsLoRA adapters; SCALE defaults to 1, as llama.cpp's\n"
+    "  --lora-scaled).  Without --type every tensor keeps the base's type (an\n"
+    "  adapted quantized weight is re-quantized to its type); with --type the\n"
+    "  merged model is quantized with llama-quantize's per-tensor policy.\n"
+    "  Adapters whose base differs (architecture, a tensor, a shape) are refused.";
+
+/* Split "path[:scale]": the suffix after the last ':' is a scale only if
+ * it parses completely as a finite number (so "C:\x" or "a:b.gguf" stay paths). */
+static int split_scale(char *arg, float *scale) {
+    *scale = 1.0f;
+    char *colon = strrchr(arg, ':');
+    if (!colon || !colon[1]) return 0;
+    char *end;
+    errno = 0;
+    double v = strtod(colon + 1, &end);
+    if (*end || errno || !isfinite(v)) return 0;
+    *scale = (float)v;
+    *colon = 0;
+    return 1;
+}
+
 int cmd_merge(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "edgetune: 'merge' is not implemented yet\n");
-    return ET_EUSAGE;
+    static const char *const bools[] = {"help", NULL};
+    static const char *const known[] = {"type", "output", "help", NULL};
+    cli_args a;
+    et_err e = {0};
+    int rc = cli_parse(&a, argc, argv, bools, &e);
+    if (!rc) rc = cli_check_known(&a, known, &e);
+    if (rc) {
+        cli_free(&a);
+        fprintf(stderr, "%s\n", USAGE);
+        return cli_report(&e);
+    }
+    if (cli_str(&a, "help", NULL)) {
+        printf("%s\n", USAGE);
+        cli_free(&a);
+        return 0;
+    }
+    const char *out = cli_str(&a, "output", NULL);
+    const char *type = cli_str(&a, "type", NULL);
+    int ftype = -1;
+    if (type && (ftype = et_ftype_from_name(type)) < 0) {
+        fprintf(stderr, "edgetune: merge: unknown --type '%s'\n%s\n", type, USAGE);
+        cli_free(&a);
+        return ET_EUSAGE;
+    }
+    if (a.npos < 2 || !out) {
+        fprintf(stderr, "edgetune: merge: needs a base, at least one adapter and -o OUT.gguf\n%s\n", USAGE);
+        cli_free(&a);
+        return ET_EUSAGE;
+    }
+    int n = a.npos - 1;
+    lora_merge_adapter *ads = calloc((size_t)n, sizeof *ads);
+    if (!ads) {
+        cli_free(&a);
+        return cli_report(&(et_err){ET_ERUN, "out of memory"});
+    }
+    for (int k = 0; k < n; k++) {
+        split_scale(a.pos[k + 1], &ads[k].scale);
+        ads[k].path = a.pos[k + 1];
+    }
+    lora_merge_stats st;
+    rc = lora_merge(a.pos[0], ads, n, out, ftype, &st, &e);
+    if (rc) {
+        free(ads);
+        cli_free(&a);
+        return cli_report(&e);
+    }
+    for (int k = 0; k < n; k++) printf("adapter %s (scale %g)\n", ads[k].path, (double)ads[k].scale);
+    printf("%s -> %s%s%s: %d tensors adapted (%d lora pairs), %.1f KiB\n", a.pos[0], out, type ? " as " : "",
+           type ? et_ftype_name(ftype) : "", st.n_adapted, st.n_pairs, (double)st.file_bytes_out / 1024.0);
+    free(ads);
+    cli_free(&a);
+    return 0;
 }

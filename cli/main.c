@@ -11,7 +11,9 @@ const cli_cmd cli_commands[] = {
     {"convert", "import a model (GGUF, HF directory, llama2.c .bin) and write GGUF F32/F16",
      "edgetune convert IN -o OUT.gguf [--type F32|F16] [--tokenizer tok.bin]", cmd_convert},
     {"tokenize", "encode text with a model's tokenizer and print the ids",
-     "edgetune tokenize MODEL|TOKENIZER (--text STR | --file F) [--bos] [--decode]", cmd_tokenize},
+     "edgetune tokenize TOKENIZER (--text STR | --file F) [--bos] [--eos] [--special] [--verbose] [--decode]\n"
+     "  TOKENIZER: a GGUF model or vocabulary, an HF tokenizer.json, or a llama2.c tokenizer.bin\n"
+     "  prints the ids (--verbose: id and piece per line); --decode reads ids and prints the text", cmd_tokenize},
     {"data", "turn text, JSON/JSONL instructions or TSV into tokens.h5",
      "edgetune data --tokenizer MODEL.gguf|tok.bin --input FILE -o tokens.h5 [options]\n"
      "  --format auto|text|jsonl|json|tsv   input format (auto: by extension, then content)\n"

@@ -330,7 +330,10 @@ static int open_int_1d(et_ds *ds, const char *name, int required, hid_t *d, int6
         if (required) return et_fail(e, ET_EINPUT, "%s: missing dataset /%s", ds->path, name);
         return 0;
     }
-    *d = H5Dopen2(ds->h5->file, name, H5P_DEFAULT);
+    hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+    if (dapl >= 0) H5Pset_chunk_cache(dapl, 12421, (size_t)16 << 20, 1.0); /* 16 MiB per dataset */
+    *d = H5Dopen2(ds->h5->file, name, dapl >= 0 ? dapl : H5P_DEFAULT);
+    if (dapl >= 0) H5Pclose(dapl);
     if (*d < 0) return et_fail(e, ET_EINPUT, "%s: /%s is not a dataset", ds->path, name);
     hid_t t = H5Dget_type(*d);
     H5T_class_t c = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;

@@ -27,6 +27,10 @@
  *   et_ds_read_tokens(ds, ds->doc_offsets[3], 10, buf, &e);
  *   et_ds_close(ds);
  *
+ * Reading: each dataset is opened with a 16 MiB HDF5 chunk cache (so an open
+ * et_ds may hold up to ~32 MiB of cached tokens and mask); the writer uses
+ * chunks of 65536 elements, which measured fastest for random 257-token reads.
+ *
  * Errors name the file and the dataset/attribute.  HDF5's own error printing
  * is switched off (H5Eset_auto); HDF5 is not thread-safe in this build, so
  * one et_ds (and the loaders on it) must be used from one thread at a time.

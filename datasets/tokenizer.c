@@ -512,6 +512,16 @@ int et_tok_build(et_tokenizer **out, const et_tok_spec *s, const char *src, et_e
             if ((id = et_tok_find(t, no_rstrip[k], strlen(no_rstrip[k]))) >= 0) t->attr[id] &= ~ET_A_RSTRIP;
     }
 
+    /* adjacent byte pairs occurring inside pieces (SPM chunking) */
+    for (int i = 0; i < s->n_vocab; i++) {
+        size_t n;
+        const uint8_t *p = (const uint8_t *)et_tok_str(t, i, &n);
+        for (size_t k = 1; k < n; k++) {
+            unsigned pr = (unsigned)p[k - 1] << 8 | p[k];
+            t->pairbits[pr >> 6] |= (uint64_t)1 << (pr & 63);
+        }
+    }
+
     /* byte tables */
     gpt2_byte_chars(t);
     for (int b = 0; b < 256; b++) {
@@ -765,11 +775,6 @@ typedef struct bpe_state {
     bpe_bigram *heap;
     size_t nheap, capheap;
     cbuf enc;           /* scratch: a word in GPT-2 characters */
-    /* word cache: word bytes -> ids (words repeat a lot in real text) */
-    uint64_t *ckey;     /* hash, 0 = empty */
-    uint32_t *cwoff, *cwlen, *cidoff, *cidn;
-    size_t ccap, cn;
-    ivec cids;
 } bpe_state;
 
 static int bpe_heap_push(bpe_state *st, bpe_bigram x) {
@@ -872,61 +877,125 @@ static int bpe_word(const et_tokenizer *t, bpe_state *st, const uint8_t *w, size
     return 0;
 }
 
-/* bpe_word through the per-call word cache (words up to 256 bytes). */
-static int bpe_word_cached(const et_tokenizer *t, bpe_state *st, const uint8_t *base, size_t woff,
-                           size_t n, ivec *out) {
-    const uint8_t *w = base + woff;
-    if (n > 256) return bpe_word(t, st, w, n, out);
-    if (st->cn * 2 >= st->ccap) { /* grow and rehash */
-        size_t ncap = st->ccap ? st->ccap * 2 : 4096;
-        uint64_t *k = calloc(ncap, sizeof *k);
-        uint32_t *a = malloc(ncap * sizeof *a), *b = malloc(ncap * sizeof *b);
-        uint32_t *c = malloc(ncap * sizeof *c), *d = malloc(ncap * sizeof *d);
-        if (!k || !a || !b || !c || !d) { free(k); free(a); free(b); free(c); free(d); return -1; }
-        for (size_t i = 0; i < st->ccap; i++) {
-            if (!st->ckey[i]) continue;
-            size_t j = st->ckey[i] & (ncap - 1);
-            while (k[j]) j = (j + 1) & (ncap - 1);
-            k[j] = st->ckey[i]; a[j] = st->cwoff[i]; b[j] = st->cwlen[i]; c[j] = st->cidoff[i]; d[j] = st->cidn[i];
-        }
-        free(st->ckey); free(st->cwoff); free(st->cwlen); free(st->cidoff); free(st->cidn);
-        st->ckey = k; st->cwoff = a; st->cwlen = b; st->cidoff = c; st->cidn = d;
-        st->ccap = ncap;
-    }
-    uint64_t h = hash_bytes(w, n) | 1;
-    size_t j = h & (st->ccap - 1);
-    while (st->ckey[j]) {
-        if (st->ckey[j] == h && st->cwlen[j] == n && memcmp(base + st->cwoff[j], w, n) == 0) {
-            for (uint32_t k = 0; k < st->cidn[j]; k++)
-                if (ivec_push(out, st->cids.v[st->cidoff[j] + k])) return -1;
-            return 0;
-        }
-        j = (j + 1) & (st->ccap - 1);
-    }
-    size_t before = out->n;
-    if (bpe_word(t, st, w, n, out)) return -1;
-    if (woff > UINT32_MAX || st->cids.n > UINT32_MAX / 2) return 0; /* too far in: don't cache */
-    st->ckey[j] = h;
-    st->cwoff[j] = (uint32_t)woff;
-    st->cwlen[j] = (uint32_t)n;
-    st->cidoff[j] = (uint32_t)st->cids.n;
-    st->cidn[j] = (uint32_t)(out->n - before);
-    st->cn++;
-    for (size_t k = before; k < out->n; k++)
-        if (ivec_push(&st->cids, out->v[k])) return -1;
-    return 0;
-}
-
 static void bpe_state_free(bpe_state *st) {
     free(st->sym);
     free(st->heap);
     free(st->enc.v);
-    free(st->ckey);
-    free(st->cwoff);
-    free(st->cwlen);
-    free(st->cidoff);
-    free(st->cidn);
-    free(st->cids.v);
+}
+
+/* ---------------------------------------------------------- word cache */
+
+/* Per-call cache: word bytes -> ids.  Words repeat a lot in real text and
+ * both merge algorithms are pure functions of the word (SPM: of a chunk
+ * no merge can cross, see spm_chunks). */
+typedef struct wcache {
+    uint64_t *key;                      /* hash | 1; 0 = empty slot */
+    uint32_t *koff, *klen, *idoff, *idn;
+    size_t cap, n;
+    cbuf keys;                          /* copies of the cached words */
+    ivec ids;
+} wcache;
+
+#define WCACHE_MAX_WORD 256
+
+static void wcache_free(wcache *c) {
+    free(c->key); free(c->koff); free(c->klen); free(c->idoff); free(c->idn);
+    free(c->keys.v);
+    free(c->ids.v);
+}
+
+static int wcache_grow(wcache *c) {
+    size_t ncap = c->cap ? c->cap * 2 : 4096;
+    uint64_t *k = calloc(ncap, sizeof *k);
+    uint32_t *a = malloc(ncap * sizeof *a), *b = malloc(ncap * sizeof *b);
+    uint32_t *d = malloc(ncap * sizeof *d), *f = malloc(ncap * sizeof *f);
+    if (!k || !a || !b || !d || !f) { free(k); free(a); free(b); free(d); free(f); return -1; }
+    for (size_t i = 0; i < c->cap; i++) {
+        if (!c->key[i]) continue;
+        size_t j = c->key[i] & (ncap - 1);
+        while (k[j]) j = (j + 1) & (ncap - 1);
+        k[j] = c->key[i]; a[j] = c->koff[i]; b[j] = c->klen[i]; d[j] = c->idoff[i]; f[j] = c->idn[i];
+    }
+    free(c->key); free(c->koff); free(c->klen); free(c->idoff); free(c->idn);
+    c->key = k; c->koff = a; c->klen = b; c->idoff = d; c->idn = f;
+    c->cap = ncap;
+    return 0;
+}
+
+/* On a hit, append the ids to out and return 1.  On a miss return 0 with
+ * *slot and *h set for wcache_put.  -1 on out of memory. */
+static int wcache_get(wcache *c, const char *w, size_t n, ivec *out, size_t *slot, uint64_t *h) {
+    if (c->n * 2 >= c->cap && wcache_grow(c)) return -1;
+    *h = hash_bytes(w, n) | 1;
+    size_t j = *h & (c->cap - 1);
+    while (c->key[j]) {
+        if (c->key[j] == *h && c->klen[j] == n && memcmp(c->keys.v + c->koff[j], w, n) == 0) {
+            for (uint32_t k = 0; k < c->idn[j]; k++)
+                if (ivec_push(out, c->ids.v[c->idoff[j] + k])) return -1;
+            return 1;
+        }
+        j = (j + 1) & (c->cap - 1);
+    }
+    *slot = j;
+    return 0;
+}
+
+static int wcache_put(wcache *c, size_t slot, uint64_t h, const char *w, size_t n, const int32_t *ids, size_t k) {
+    if (c->keys.n > UINT32_MAX / 2 || c->ids.n > UINT32_MAX / 2) return 0; /* full: stop caching */
+    c->key[slot] = h;
+    c->koff[slot] = (uint32_t)c->keys.n;
+    c->klen[slot] = (uint32_t)n;
+    c->idoff[slot] = (uint32_t)c->ids.n;
+    c->idn[slot] = (uint32_t)k;
+    c->n++;
+    if (cbuf_put(&c->keys, w, n)) return -1;
+    for (size_t i = 0; i < k; i++)
+        if (ivec_push(&c->ids, ids[i])) return -1;
+    return 0;
+}
+
+/* bpe_word through the cache. */
+static int bpe_word_cached(const et_tokenizer *t, bpe_state *st, wcache *c, const char *w, size_t n, ivec *out) {
+    if (n > WCACHE_MAX_WORD) return bpe_word(t, st, (const uint8_t *)w, n, out);
+    size_t slot;
+    uint64_t h;
+    int hit = wcache_get(c, w, n, out, &slot, &h);
+    if (hit) return hit < 0 ? -1 : 0;
+    size_t before = out->n;
+    if (bpe_word(t, st, (const uint8_t *)w, n, out)) return -1;
+    return wcache_put(c, slot, h, w, n, out->n > before ? out->v + before : NULL, out->n - before);
+}
+
+/* SPM over escaped text s, cut into chunks that no merge can cross: a
+ * boundary between two characters where no vocabulary piece contains the
+ * byte pair (last byte before, first byte after).  No symbol can then
+ * ever span the boundary, and the merges on each side do not depend on
+ * the other side (the queue order within a side is unchanged), so the
+ * ids equal those of one spm_tokenize over all of s. */
+static int spm_chunks(const et_tokenizer *t, spm_state *st, wcache *c, const char *s, size_t n, ivec *out) {
+    size_t start = 0;
+    for (size_t i = 1; i <= n; i++) {
+        if (i < n) {
+            unsigned a = (uint8_t)s[i - 1], b = (uint8_t)s[i], pr = a << 8 | b;
+            if ((b & 0xC0) == 0x80) continue;                      /* inside a character */
+            if (t->pairbits[pr >> 6] >> (pr & 63) & 1) continue;   /* some piece has "ab" */
+        }
+        const char *w = s + start;
+        size_t len = i - start, slot;
+        start = i;
+        if (len > WCACHE_MAX_WORD) {
+            if (spm_tokenize(t, st, w, len, out)) return -1;
+            continue;
+        }
+        uint64_t h;
+        int hit = wcache_get(c, w, len, out, &slot, &h);
+        if (hit < 0) return -1;
+        if (hit) continue;
+        size_t before = out->n;
+        if (spm_tokenize(t, st, w, len, out)) return -1;
+        if (wcache_put(c, slot, h, w, len, out->n > before ? out->v + before : NULL, out->n - before)) return -1;
+    }
+    return 0;
 }
 
 /* -------------------------------------------------------------- encode */
@@ -950,6 +1019,7 @@ int et_tok_encode(const et_tokenizer *t, const char *text, size_t len, int flags
     bpe_state bpe = {0};
     cbuf esc = {0};
     et_szvec ends = {0};
+    wcache cache = {0};
     int rc = ET_ERUN;
     if (add_bos && ivec_push(&out, t->bos)) goto done;
     if (partition(t, text, len, (flags & ET_TOK_PARSE_SPECIAL) != 0, &fr)) goto done;
@@ -975,13 +1045,18 @@ int et_tok_encode(const et_tokenizer *t, const char *text, size_t len, int flags
                     i++;
                 }
             }
-            if (spm_tokenize(t, &spm, esc.v, esc.n, &out)) goto done;
+            if ((flags & ET_TOK_REFERENCE) ? spm_tokenize(t, &spm, esc.v, esc.n, &out)
+                                           : spm_chunks(t, &spm, &cache, esc.v, esc.n, &out))
+                goto done;
         } else {
             ends.n = 0;
             if (et_pretok_split(t->pre, s, n, &ends)) goto done;
             size_t start = 0;
             for (size_t w = 0; w < ends.n; w++) {
-                if (bpe_word_cached(t, &bpe, (const uint8_t *)s, start, ends.v[w] - start, &out)) goto done;
+                if ((flags & ET_TOK_REFERENCE)
+                        ? bpe_word(t, &bpe, (const uint8_t *)s + start, ends.v[w] - start, &out)
+                        : bpe_word_cached(t, &bpe, &cache, s + start, ends.v[w] - start, &out))
+                    goto done;
                 start = ends.v[w];
             }
         }
@@ -994,6 +1069,7 @@ done:
     free(spm.sym);
     free(spm.heap.v);
     bpe_state_free(&bpe);
+    wcache_free(&cache);
     free(esc.v);
     free(ends.v);
     if (rc) {
@@ -1141,9 +1217,22 @@ int et_tok_from_llama2c_mem(et_tokenizer **out, const void *data, size_t size, i
                             const char *name, et_err *e) {
     *out = NULL;
     const uint8_t *d = data;
+    if (size < 4) return et_fail(e, ET_EINPUT, "%s: byte 0: truncated header (need 4 bytes, have %zu)", name, size);
+    if (n_vocab == 0) { /* count the entries: they must end exactly at the end of the file */
+        size_t off = 4;
+        while (off < size && n_vocab < (1 << 24)) {
+            if (size - off < 8) break;
+            uint32_t n = rd_u32(d + off + 4);
+            if (n > size - off - 8) break;
+            off += 8 + (size_t)n;
+            n_vocab++;
+        }
+        if (off != size || n_vocab == 0)
+            return et_fail(e, ET_EINPUT, "%s: byte %zu: not a llama2.c tokenizer.bin (entries do not end at the "
+                           "end of the file)", name, off);
+    }
     if (n_vocab <= 0 || n_vocab > (1 << 24))
         return et_fail(e, ET_EINPUT, "%s: vocabulary size %d out of range", name, n_vocab);
-    if (size < 4) return et_fail(e, ET_EINPUT, "%s: byte 0: truncated header (need 4 bytes, have %zu)", name, size);
     /* d[0..3] is max_token_length: only a buffer-size hint for llama2.c. */
     char **pieces = calloc((size_t)n_vocab, sizeof *pieces);
     size_t *lens = calloc((size_t)n_vocab, sizeof *lens);

@@ -35,7 +35,9 @@ enum et_tok_attr {
 
 /* Encode flags. */
 enum { ET_TOK_ADD_BOS = 1, ET_TOK_ADD_EOS = 2, ET_TOK_PARSE_SPECIAL = 4,
-       ET_TOK_DEFAULT_BOS = 8 /* add BOS iff the vocab says add_bos_token (tokenizer.ggml.add_bos_token) */ };
+       ET_TOK_DEFAULT_BOS = 8 /* add BOS iff the vocab says add_bos_token (tokenizer.ggml.add_bos_token) */,
+       ET_TOK_REFERENCE = 16  /* slow reference path: no word cache, SPM merges over each whole
+                                 fragment at once (for tests: the fast path must give the same ids) */ };
 
 /* Load from GGUF tokenizer.ggml.* keys (model, tokens, scores, token_type,
  * merges, pre, bos/eos/unk/pad ids, add_bos/add_eos).  0 or ET_EINPUT
@@ -43,7 +45,11 @@ enum { ET_TOK_ADD_BOS = 1, ET_TOK_ADD_EOS = 2, ET_TOK_PARSE_SPECIAL = 4,
 int et_tok_from_gguf(et_tokenizer **out, const gguf_file *g, et_err *e);
 /* Load a llama2.c tokenizer.bin (i32 max_token_length, then per token:
  * f32 score, i32 len, len bytes) with n_vocab entries (from the model
- * header). Treated as SPM with byte fallback <0xXX>, BOS 1, EOS 2. */
+ * header; 0 = as many as the file holds, which must then end exactly after
+ * the last one). Treated as SPM with byte fallback <0xXX>, BOS 1, EOS 2;
+ * pieces become what llama.cpp's convert-llama2c-to-ggml writes (ids 0-2
+ * "<unk>" "<s>" "</s>", spaces as U+2581), so the fingerprint equals the
+ * converted GGUF's. */
 int et_tok_from_llama2c(et_tokenizer **out, const char *path, int n_vocab, et_err *e);
 void et_tok_free(et_tokenizer *t);
 

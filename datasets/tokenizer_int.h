@@ -108,6 +108,7 @@ struct et_tokenizer {
     int32_t byte_fallback[256]; /* SPM: <0xXX> token (or single-byte token), or -1 */
     uint8_t byte_chr[256][2];   /* GPT-2 bytes_to_unicode, UTF-8 (1 or 2 bytes) */
     uint8_t byte_chr_len[256];
+    uint64_t pairbits[1024];    /* bit (a<<8|b): some piece contains bytes a, b adjacent */
     /* specials */
     int bos, eos, unk, pad;
     int add_bos, add_eos, add_space_prefix;           /* effective */

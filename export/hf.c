@@ -273,18 +273,29 @@ static int hf_name(const et_model *m, const char *gg, char *out, size_t cap, int
     return -1;
 }
 
-/* Rows of src [n_head*head_dim, row_len] into dst, halves -> interleaved pairs. */
-static void permute_rows(float *dst, const float *src, int n_head, int head_dim, size_t row_len) {
+/* Copy row `from` of src to row `to` of dst for every (head, i, j); see model.h. */
+static void rope_rows(float *dst, const float *src, int n_head, int head_dim, size_t row_len, int to_gguf) {
     int half = head_dim / 2;
     for (int h = 0; h < n_head; h++)
         for (int i = 0; i < half; i++)
             for (int j = 0; j < 2; j++) {
-                size_t to = (size_t)h * head_dim + 2 * i + j, from = (size_t)h * head_dim + j * half + i;
+                size_t gg = (size_t)h * head_dim + 2 * i + j, hf = (size_t)h * head_dim + j * half + i;
+                size_t to = to_gguf ? gg : hf, from = to_gguf ? hf : gg;
                 memcpy(dst + to * row_len, src + from * row_len, row_len * sizeof(float));
             }
 }
 
-static int load_one(const et_model *m, const shards *s, const char *dir, const et_named *t, et_err *e) {
+void et_rope_rows_hf_to_gguf(float *dst, const float *src, int n_head, int head_dim, size_t row_len) {
+    rope_rows(dst, src, n_head, head_dim, row_len, 1);
+}
+
+void et_rope_rows_gguf_to_hf(float *dst, const float *src, int n_head, int head_dim, size_t row_len) {
+    rope_rows(dst, src, n_head, head_dim, row_len, 0);
+}
+
+/* Check one tensor's presence, shape and dtype; with copy, also decode it
+ * into t->data (permuting Q/K rows). */
+static int load_one(const et_model *m, const shards *s, const char *dir, const et_named *t, int copy, et_err *e) {
     char hf[160];
     int perm = 0;
     if (hf_name(m, t->name, hf, sizeof hf, &perm))
@@ -309,11 +320,12 @@ static int load_one(const et_model *m, const shards *s, const char *dir, const e
     if (st->dtype != ST_F32 && st->dtype != ST_F16 && st->dtype != ST_BF16)
         return et_fail(e, ET_EINPUT, "%s: tensor '%s' has dtype %s; only F32, F16 and BF16 are supported", f->path, hf,
                        st_dtype_name(st->dtype));
+    if (!copy) return 0;
     if (!perm) return st_tensor_to_f32(f, st, t->data, e);
     float *tmp = malloc(t->n * sizeof *tmp);
     if (!tmp) return et_fail(e, ET_ERUN, "%s: out of memory", dir);
     int rc = st_tensor_to_f32(f, st, tmp, e);
-    if (!rc) permute_rows(t->data, tmp, perm, m->hp.head_dim, t->n_dims == 2 ? (size_t)t->ne[0] : 1);
+    if (!rc) et_rope_rows_hf_to_gguf(t->data, tmp, perm, m->hp.head_dim, t->n_dims == 2 ? (size_t)t->ne[0] : 1);
     free(tmp);
     return rc;
 }
@@ -362,7 +374,7 @@ int et_model_load_hf_with_tokenizer(et_model *m, const char *dir, const char *to
     }
     const st_file *f;
     hp.qkv_bias = is_qwen2 || shard_find(&s, "model.layers.0.self_attn.q_proj.bias", &f) != NULL;
-    rc = et_model_alloc(m, &hp, e);
+    rc = et_model_plan(m, &hp, e);
     if (rc) {
         shards_close(&s);
         return rc;
@@ -377,15 +389,20 @@ int et_model_load_hf_with_tokenizer(et_model *m, const char *dir, const char *to
     et_named *ts = malloc((size_t)n * sizeof *ts);
     if (!ts) rc = et_fail(e, ET_ERUN, "%s: out of memory", dir);
     else et_model_tensors(m, ts, n);
-    for (int i = 0; i < n && !rc; i++) rc = load_one(m, &s, dir, &ts[i], e);
+    /* check everything before allocating the block */
+    for (int i = 0; i < n && !rc; i++) rc = load_one(m, &s, dir, &ts[i], 0, e);
     if (!rc) rc = check_unused(m, &s, ts, n, e);
+    if (!rc && !(rc = et_model_alloc_params(m, e))) {
+        et_model_tensors(m, ts, n);
+        for (int i = 0; i < n && !rc; i++) rc = load_one(m, &s, dir, &ts[i], 1, e);
+    }
     free(ts);
     shards_close(&s);
     if (!rc && tokenizer_path) {
         rc = et_model_set_tokenizer(m, tokenizer_path, e);
     } else if (!rc) {
-        /* TODO(hf_tokenizer): load dir/tokenizer.json with et_model_set_tokenizer
-         * once datasets/hf_tokenizer.h lands; until then m->tok stays NULL. */
+        snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+        if (access(path, R_OK) == 0) rc = et_model_set_tokenizer(m, path, e); /* else m->tok stays NULL */
     }
     if (rc) et_model_free(m);
     return rc;

@@ -3,6 +3,7 @@
  * model_gguf.c, llama2c.c and hf.c; export in model_gguf.c. */
 #include "model.h"
 
+#include "../datasets/hf_tokenizer.h"
 #include "gguf.h"
 
 #include <stdio.h>
@@ -109,7 +110,7 @@ void et_model_free(et_model *m) {
     memset(m, 0, sizeof *m);
 }
 
-int et_model_alloc(et_model *m, const et_hparams *hp_in, et_err *e) {
+int et_model_plan(et_model *m, const et_hparams *hp_in, et_err *e) {
     memset(m, 0, sizeof *m);
     et_hparams hp = *hp_in;
     if (hp.n_layer <= 0 || hp.n_layer > MAX_LAYER)
@@ -140,10 +141,11 @@ int et_model_alloc(et_model *m, const et_hparams *hp_in, et_err *e) {
     if (!hp.arch[0]) snprintf(hp.arch, sizeof hp.arch, "llama");
     m->hp = hp;
     int rc = check_hparams(&m->hp, e);
-    if (rc) {
-        et_model_free(m);
-        return rc;
-    }
+    if (rc) et_model_free(m);
+    return rc;
+}
+
+int et_model_alloc_params(et_model *m, et_err *e) {
     int n = layout(m, NULL, 0);
     spec *s = malloc((size_t)n * sizeof *s);
     if (!s) {
@@ -168,6 +170,11 @@ int et_model_alloc(et_model *m, const et_hparams *hp_in, et_err *e) {
     if (m->hp.tied_output) m->output = m->tok_embd;
     free(s);
     return 0;
+}
+
+int et_model_alloc(et_model *m, const et_hparams *hp, et_err *e) {
+    int rc = et_model_plan(m, hp, e);
+    return rc ? rc : et_model_alloc_params(m, e);
 }
 
 int et_model_tensors(const et_model *m, et_named *out, int cap) {
@@ -227,15 +234,15 @@ int et_model_set_tokenizer(et_model *m, const char *path, et_err *e) {
         rc = et_tok_from_gguf(&t, &g, e);
         gguf_close(&g);
     } else if (n >= 5 && strcmp(path + n - 5, ".json") == 0) {
-        /* TODO(hf_tokenizer): et_tok_from_hf_json once datasets/hf_tokenizer.h lands */
-        rc = et_fail(e, ET_EINPUT, "%s: HF tokenizer.json files cannot be loaded yet", path);
+        rc = et_tok_from_hf_json(&t, path, e);
     } else {
         rc = et_tok_from_llama2c(&t, path, m->hp.n_vocab, e);
     }
     if (rc) return rc;
     if (et_tok_n_vocab(t) != m->hp.n_vocab) {
-        rc = et_fail(e, ET_EINPUT, "%s: the tokenizer has %d tokens but the model's vocabulary is %d", path,
-                     et_tok_n_vocab(t), m->hp.n_vocab);
+        rc = et_fail(e, ET_EINPUT, "%s: the tokenizer has %d tokens but the model's vocabulary is %d%s", path,
+                     et_tok_n_vocab(t), m->hp.n_vocab,
+                     et_tok_n_vocab(t) < m->hp.n_vocab ? " (padded vocabularies are not supported)" : "");
         et_tok_free(t);
         return rc;
     }

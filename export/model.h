@@ -86,6 +86,11 @@ typedef struct et_named {
  * hp.n_head/n_head_kv/n_ff are set to layer 0's.  0 or ET_EINPUT (bad
  * sizes, message names the field) / ET_ERUN (out of memory). */
 int et_model_alloc(et_model *m, const et_hparams *hp, et_err *e);
+/* et_model_alloc in two steps, so that an importer can check a file's
+ * tensors against et_model_tensors (names and shapes; data NULL) before
+ * allocating anything large.  Both free m on error. */
+int et_model_plan(et_model *m, const et_hparams *hp, et_err *e);
+int et_model_alloc_params(et_model *m, et_err *e);
 void et_model_free(et_model *m);
 /* Parameter tensors in GGUF order, which is also their order in the block:
  * token_embd, output_norm, output unless tied, then per layer attn_norm,
@@ -123,6 +128,16 @@ int et_model_load_hf(et_model *m, const char *dir, et_err *e);
 /* The same with the tokenizer from tokenizer_path (et_model_set_tokenizer)
  * instead of dir/tokenizer.json; NULL = et_model_load_hf. */
 int et_model_load_hf_with_tokenizer(et_model *m, const char *dir, const char *tokenizer_path, et_err *e);
+
+/* Q/K row order between Hugging Face (RoPE on the two halves of each
+ * head, transformers rotate_half) and GGUF/edgetune (interleaved pairs):
+ * llama.cpp convert_hf_to_gguf.py LlamaModel.permute, i.e. GGUF row
+ * h*head_dim + 2i + j = HF row h*head_dim + j*head_dim/2 + i.  src and dst
+ * are [n_head*head_dim, row_len] row-major and must not overlap; use
+ * n_head = n_head_kv for K, row_len 1 for a bias.  The _to_hf direction is
+ * the inverse (for PEFT lora_B of q_proj/k_proj). */
+void et_rope_rows_hf_to_gguf(float *dst, const float *src, int n_head, int head_dim, size_t row_len);
+void et_rope_rows_gguf_to_hf(float *dst, const float *src, int n_head, int head_dim, size_t row_len);
 
 /* Export to GGUF (type GGML_TYPE_F32 or GGML_TYPE_F16; 1-D tensors stay
  * F32 as llama.cpp does) with complete metadata for arch "llama" (or

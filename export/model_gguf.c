@@ -185,8 +185,8 @@ static void shape_str(char *out, size_t cap, int n_dims, const int64_t *ne) {
         k += (size_t)snprintf(out + k, cap - k, "%s%lld", i ? ", " : "", (long long)ne[i]);
 }
 
-/* Copy one GGUF tensor into dst after checking its type and shape. */
-static int load_tensor(const gguf_file *g, const et_named *want, const gguf_tensor *t, et_err *e) {
+/* Check one GGUF tensor's shape and type against what the model expects. */
+static int check_tensor(const gguf_file *g, const et_named *want, const gguf_tensor *t, et_err *e) {
     int64_t ne[GGUF_MAX_DIMS] = {1, 1, 1, 1};
     for (int i = 0; i < want->n_dims; i++) ne[i] = want->ne[i];
     int same = 1;
@@ -198,27 +198,50 @@ static int load_tensor(const gguf_file *g, const et_named *want, const gguf_tens
         return et_fail(e, ET_EINPUT, "%s: tensor '%s' has shape [%s], expected [%s] from the hyperparameters", g->path,
                        want->name, got, exp);
     }
+    if (t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_F16 || t->type == GGML_TYPE_BF16) return 0;
+    const char *tn = ggml_type_name(t->type);
+    return et_fail(e, ET_EINPUT,
+                   "%s: tensor '%s' has type %s%s%u%s: only F32, F16 and BF16 tensors can be loaded into the model",
+                   g->path, want->name, tn ? tn : "", tn ? " (" : "unknown (", t->type, ")");
+}
+
+/* Convert a checked tensor into want->data. */
+static void copy_tensor(const et_named *want, const gguf_tensor *t) {
     const uint8_t *s = t->data;
     float *d = want->data;
-    switch (t->type) {
-    case GGML_TYPE_F32:
+    if (t->type == GGML_TYPE_F32) {
         memcpy(d, s, want->n * sizeof(float));
-        return 0;
-    case GGML_TYPE_F16:
-    case GGML_TYPE_BF16:
-        for (size_t i = 0; i < want->n; i++) {
-            uint16_t h;
-            memcpy(&h, s + 2 * i, 2);
-            d[i] = t->type == GGML_TYPE_F16 ? et_fp16_to_fp32(h) : et_bf16_to_fp32(h);
-        }
-        return 0;
-    default: {
-        const char *tn = ggml_type_name(t->type);
-        return et_fail(e, ET_EINPUT,
-                       "%s: tensor '%s' has type %s%s%u%s: only F32, F16 and BF16 tensors can be loaded into the model",
-                       g->path, want->name, tn ? tn : "", tn ? " (" : "unknown (", t->type, ")");
+        return;
     }
+    for (size_t i = 0; i < want->n; i++) {
+        uint16_t h;
+        memcpy(&h, s + 2 * i, 2);
+        d[i] = t->type == GGML_TYPE_F16 ? et_fp16_to_fp32(h) : et_bf16_to_fp32(h);
     }
+}
+
+/* Every tensor of the model present with the right shape and type, and
+ * every tensor of the file with a place in the model. */
+static int check_tensors(const gguf_file *g, const et_model *m, const et_named *want, int n, et_err *e) {
+    for (int i = 0; i < n; i++) {
+        const gguf_tensor *t = gguf_find_tensor(g, want[i].name);
+        if (!t) return et_fail(e, ET_EINPUT, "%s: missing tensor '%s'", g->path, want[i].name);
+        int rc = check_tensor(g, &want[i], t, e);
+        if (rc) return rc;
+    }
+    for (uint64_t j = 0; j < g->n_tensors; j++) {
+        gguf_str tn = g->tensors[j].name;
+        int found = 0;
+        for (int i = 0; i < n && !found; i++) found = gguf_str_eq(tn, want[i].name);
+        if (found) continue;
+        int len = (int)(tn.len < 64 ? tn.len : 64);
+        if (gguf_str_eq(tn, "rope_freqs.weight"))
+            return et_fail(e, ET_EINPUT,
+                           "%s: tensor 'rope_freqs.weight' (Llama 3 RoPE frequency scaling) is not supported", g->path);
+        return et_fail(e, ET_EINPUT, "%s: tensor '%.*s' has no place in a %s model with these hyperparameters",
+                       g->path, len, tn.ptr, m->hp.arch);
+    }
+    return 0;
 }
 
 int et_model_from_gguf(et_model *m, const gguf_file *g, et_err *e) {
@@ -226,10 +249,10 @@ int et_model_from_gguf(et_model *m, const gguf_file *g, et_err *e) {
     et_hparams hp = {0};
     int *arrs[3] = {0};
     int rc = read_hparams(g, &hp, arrs, e);
-    if (!rc) rc = et_model_alloc(m, &hp, e);
+    if (!rc) rc = et_model_plan(m, &hp, e);
     for (int i = 0; i < 3; i++) free(arrs[i]);
     if (rc) {
-        /* alloc failure names no file: prefix it */
+        /* hparams refusals name no file: prefix it */
         size_t pl = strlen(g->path) + 2, ml = e ? strlen(e->msg) : 0;
         if (e && !strstr(e->msg, g->path) && pl + ml < sizeof e->msg) {
             memmove(e->msg + pl, e->msg, ml + 1);
@@ -239,31 +262,19 @@ int et_model_from_gguf(et_model *m, const gguf_file *g, et_err *e) {
         return rc;
     }
     if (gguf_get_str(g, "general.name", m->name, sizeof m->name, NULL)) m->name[0] = 0; /* optional */
+    /* check everything before allocating the block: it is only as large as
+     * the file's own (size-validated) tensors */
     int n = et_model_tensors(m, NULL, 0);
     et_named *want = malloc((size_t)n * sizeof *want);
-    if (!want) {
-        et_model_free(m);
-        return et_fail(e, ET_ERUN, "%s: out of memory", g->path);
+    if (!want) rc = et_fail(e, ET_ERUN, "%s: out of memory", g->path);
+    if (!rc) {
+        et_model_tensors(m, want, n);
+        rc = check_tensors(g, m, want, n, e);
     }
-    et_model_tensors(m, want, n);
-    for (int i = 0; i < n && !rc; i++) {
-        const gguf_tensor *t = gguf_find_tensor(g, want[i].name);
-        if (!t) rc = et_fail(e, ET_EINPUT, "%s: missing tensor '%s'", g->path, want[i].name);
-        else rc = load_tensor(g, &want[i], t, e);
-    }
-    /* every tensor in the file must have a place in the model */
-    for (uint64_t j = 0; j < g->n_tensors && !rc; j++) {
-        gguf_str tn = g->tensors[j].name;
-        int found = 0;
-        for (int i = 0; i < n && !found; i++) found = gguf_str_eq(tn, want[i].name);
-        if (found) continue;
-        int len = (int)(tn.len < 64 ? tn.len : 64);
-        if (gguf_str_eq(tn, "rope_freqs.weight"))
-            rc = et_fail(e, ET_EINPUT, "%s: tensor 'rope_freqs.weight' (Llama 3 RoPE frequency scaling) is not supported",
-                         g->path);
-        else
-            rc = et_fail(e, ET_EINPUT, "%s: tensor '%.*s' has no place in a %s model with these hyperparameters",
-                         g->path, len, tn.ptr, m->hp.arch);
+    if (!rc) rc = et_model_alloc_params(m, e);
+    if (!rc) {
+        et_model_tensors(m, want, n);
+        for (int i = 0; i < n; i++) copy_tensor(&want[i], gguf_find_tensor(g, want[i].name));
     }
     free(want);
     if (!rc && has_key(g, "tokenizer.ggml.model")) {

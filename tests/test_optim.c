@@ -212,6 +212,30 @@ static void test_wd_default(void **state) {
     assert_int_equal(et_wd_default("output.weight", 2), 1);
 }
 
+/* Segments from a tensor table: sorted by offset, decay from the names. */
+static void test_mask_tensors(void **state) {
+    (void)state;
+    float block[40];
+    et_named t[3] = {
+        {"blk.0.attn_q.weight", block + 24, 2, {4, 4}, 16},
+        {"token_embd.weight", block, 2, {4, 5}, 20},
+        {"output_norm.weight", block + 20, 1, {4, 1}, 4},
+    };
+    et_adamw o;
+    et_adamw_hp hp = {0.9f, 0.95f, 1e-8f, 0.1f};
+    assert_int_equal(et_adamw_init(&o, 40, &hp, NULL), 0);
+    assert_int_equal(et_adamw_mask_tensors(&o, block, t, 3, ET_WD_DEFAULT, NULL), 0);
+    assert_int_equal(o.n_seg, 3);
+    assert_true(o.seg[0].offset == 0 && o.seg[0].n == 20 && o.seg[0].decay == 0);
+    assert_true(o.seg[1].offset == 20 && o.seg[1].n == 4 && o.seg[1].decay == 0);
+    assert_true(o.seg[2].offset == 24 && o.seg[2].n == 16 && o.seg[2].decay == 1);
+    assert_int_equal(et_adamw_mask_tensors(&o, block, t, 3, ET_WD_ALL, NULL), 0);
+    assert_true(o.seg[0].decay && o.seg[1].decay && o.seg[2].decay);
+    t[0].n = 17; /* runs past the block */
+    assert_int_equal(et_adamw_mask_tensors(&o, block, t, 3, ET_WD_DEFAULT, NULL), ET_EINPUT);
+    et_adamw_free(&o);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_adamw_matches_reference),
@@ -221,6 +245,7 @@ int main(void) {
         cmocka_unit_test(test_clip),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_wd_default),
+        cmocka_unit_test(test_mask_tensors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -400,6 +400,185 @@ static void test_sha_differs(void **state) {
     et_tok_free(y);
 }
 
+
+/* The fast path (SPM chunks, word cache) gives the ids of the reference
+ * path (one SPM merge queue over the whole text, no cache) on real text:
+ * TinyStories, Shakespeare and all the llama.cpp test strings glued
+ * together (many scripts, emoji, whitespace runs). */
+static void same_as_reference(const et_tokenizer *t, const char *text, size_t len, const char *what) {
+    int32_t *a, *b;
+    size_t na, nb;
+    et_err e = {0};
+    if (et_tok_encode(t, text, len, 0, &a, &na, &e)) fail_msg("%s", e.msg);
+    if (et_tok_encode(t, text, len, ET_TOK_REFERENCE, &b, &nb, &e)) fail_msg("%s", e.msg);
+    if (na != nb || memcmp(a, b, na * sizeof *a)) {
+        size_t i = 0;
+        while (i < na && i < nb && a[i] == b[i]) i++;
+        fail_msg("%s: fast and reference paths differ at token %zu (%zu vs %zu tokens)", what, i, na, nb);
+    }
+    free(a);
+    free(b);
+}
+
+static void test_fast_path_exact(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(stories, "data/tinystories_sample.txt");
+    SHARED_OR_SKIP(shakes, "data/tiny_shakespeare.txt");
+    SHARED_OR_SKIP(inp, "tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf.inp");
+    static const char *const vocabs[] = {
+        "models/stories260K/stories260K.gguf", "tokenizers/llamacpp-vocab/ggml-vocab-llama-spm.gguf",
+        "tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf", "tokenizers/llamacpp-vocab/ggml-vocab-deepseek-llm.gguf",
+    };
+    size_t cut = getenv("ET_SANITIZED") ? 24 * 1024 : 256 * 1024; /* bytes of each text */
+    size_t n1, n2, n3;
+    char *t1 = read_file(stories, &n1), *t2 = read_file(shakes, &n2), *t3 = read_file(inp, &n3);
+    assert_true(t1 && t2 && t3);
+    for (size_t v = 0; v < sizeof vocabs / sizeof vocabs[0]; v++) {
+        const char *p = shared_path(vocabs[v]);
+        if (!p) continue;
+        et_tokenizer *t = load_gguf_tok(p);
+        same_as_reference(t, t1, n1 < cut ? n1 : cut, "tinystories");
+        same_as_reference(t, t2, n2 < cut ? n2 : cut, "shakespeare");
+        same_as_reference(t, t3, n3, "llama.cpp test strings");
+        et_tok_free(t);
+    }
+    free(t1);
+    free(t2);
+    free(t3);
+}
+
+
+/* ---------------------------------------------------- Llama 3 (tiktoken) */
+
+static int b64val(int c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+static size_t b64decode(const char *s, size_t n, uint8_t *out) {
+    size_t k = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n && s[i] != '='; i++) {
+        acc = acc << 6 | (uint32_t)b64val(s[i]);
+        bits += 6;
+        if (bits >= 8) { bits -= 8; out[k++] = (uint8_t)(acc >> bits); }
+    }
+    return k;
+}
+
+/* GPT-2 byte-level text of bytes b[0..n) into out; returns its length. */
+static size_t byte_level(const uint8_t *b, size_t n, char *out, size_t *offs) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (offs) offs[i] = k;
+        int c = b[i], printable = (c >= 0x21 && c <= 0x7E) || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF);
+        int cp = c;
+        if (!printable) { /* 256 + index among the non-printable bytes */
+            int idx = 0;
+            for (int x = 0; x < c; x++)
+                idx += !((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF));
+            cp = 256 + idx;
+        }
+        if (cp < 0x80) out[k++] = (char)cp;
+        else { out[k++] = (char)(0xC0 | (cp >> 6)); out[k++] = (char)(0x80 | (cp & 0x3F)); }
+    }
+    if (offs) offs[n] = k;
+    return k;
+}
+
+/* The Llama 3 tiktoken ranks become a GPT-2 style vocabulary plus merges
+ * (each token of rank r split by running tiktoken's merging with ranks < r,
+ * as the HF converters do); with the llama3 pre-tokenizer ("llama-bpe":
+ * ignore_merges) edgetune must give the ids of tiktoken's own algorithm
+ * (scripts/ref_tiktoken.py -> tests/data/llama3.{inp,out}). */
+static void test_llama3_tiktoken(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(model, "tokenizers/llama3/tokenizer.model");
+    size_t size;
+    char *txt = read_file(model, &size);
+    assert_non_null(txt);
+    enum { N = 128000 };
+    char **pieces = calloc(N, sizeof *pieces);
+    size_t *lens = calloc(N, sizeof *lens);
+    uint8_t **raw = calloc(N, sizeof *raw);
+    size_t *rawn = calloc(N, sizeof *rawn);
+    int n = 0;
+    for (char *line = txt; *line && n < N;) {
+        char *sp = strchr(line, ' '), *nl = strchr(line, '\n');
+        assert_true(sp && nl && sp < nl);
+        assert_int_equal(atoi(sp + 1), n); /* ranks are the line numbers */
+        raw[n] = malloc((size_t)(sp - line));
+        rawn[n] = b64decode(line, (size_t)(sp - line), raw[n]);
+        pieces[n] = malloc(2 * rawn[n] + 1);
+        lens[n] = byte_level(raw[n], rawn[n], pieces[n], NULL);
+        n++;
+        line = nl + 1;
+    }
+    assert_int_equal(n, N);
+    et_tok_spec s = {.model = ET_TOK_BPE, .pre = "llama-bpe", .n_vocab = N, .pieces = (const char *const *)pieces,
+                     .piece_lens = lens, .bos = -1, .eos = -1, .unk = -1, .pad = -1, .add_bos = 0, .add_eos = 0,
+                     .add_space_prefix = 0};
+    et_tokenizer *lookup = NULL, *t = NULL;
+    et_err e = {0};
+    if (et_tok_build(&lookup, &s, "llama3 ranks", &e)) fail_msg("%s", e.msg);
+    /* merges as transformers' TikTokenConverter writes them (Llama 3's
+     * tokenizer.json): for each token in rank order, every split into two
+     * tokens, ordered by the ranks of the two halves */
+    size_t cap = 4 * N, nm = 0;
+    char **merges = calloc(cap, sizeof *merges);
+    size_t *mlens = calloc(cap, sizeof *mlens);
+    char buf[1024];
+    size_t offs[260];
+    int split[256][3];
+    for (int r = 0; r < N; r++) {
+        if (rawn[r] < 2) continue;
+        assert_true(rawn[r] < 256);
+        byte_level(raw[r], rawn[r], buf, offs);
+        int ns = 0;
+        for (size_t k = 1; k < rawn[r]; k++) {
+            int a = et_tok_find(lookup, buf, offs[k]), b = et_tok_find(lookup, buf + offs[k], offs[rawn[r]] - offs[k]);
+            if (a >= 0 && b >= 0) { split[ns][0] = a; split[ns][1] = b; split[ns++][2] = (int)k; }
+        }
+        for (int x = 1; x < ns; x++) /* insertion sort by (rank left, rank right) */
+            for (int y = x; y > 0 && (split[y][0] < split[y - 1][0] ||
+                                      (split[y][0] == split[y - 1][0] && split[y][1] < split[y - 1][1])); y--) {
+                int tmp[3] = {split[y][0], split[y][1], split[y][2]};
+                memcpy(split[y], split[y - 1], sizeof tmp);
+                memcpy(split[y - 1], tmp, sizeof tmp);
+            }
+        for (int x = 0; x < ns; x++) {
+            if (nm == cap) {
+                cap *= 2;
+                merges = realloc(merges, cap * sizeof *merges);
+                mlens = realloc(mlens, cap * sizeof *mlens);
+            }
+            size_t l0 = offs[split[x][2]], l1 = offs[rawn[r]] - l0;
+            merges[nm] = malloc(l0 + l1 + 2);
+            memcpy(merges[nm], buf, l0);
+            merges[nm][l0] = ' ';
+            memcpy(merges[nm] + l0 + 1, buf + l0, l1);
+            mlens[nm++] = l0 + l1 + 1;
+        }
+    }
+    s.n_merges = nm;
+    s.merges = (const char *const *)merges;
+    s.merge_lens = mlens;
+    if (et_tok_build(&t, &s, "llama3", &e)) fail_msg("%s", e.msg);
+    vectors v;
+    load_vectors(&v, "tests/data/llama3.inp", "tests/data/llama3.out");
+    assert_true(v.n >= 40);
+    assert_int_equal(check_vectors(t, &v, "llama3"), 0);
+    vectors_free(&v);
+    et_tok_free(t);
+    et_tok_free(lookup);
+    for (int i = 0; i < N; i++) { free(pieces[i]); free(raw[i]); }
+    for (size_t i = 0; i < nm; i++) free(merges[i]);
+    free(pieces); free(lens); free(raw); free(rawn); free(merges); free(mlens); free(txt);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_spm),
@@ -414,6 +593,8 @@ int main(void) {
         cmocka_unit_test(test_bad_llama2c),
         cmocka_unit_test(test_write_gguf),
         cmocka_unit_test(test_sha_differs),
+        cmocka_unit_test(test_fast_path_exact),
+        cmocka_unit_test(test_llama3_tiktoken),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,6 +59,30 @@ int et_wd_default(const char *name, int n_dims) {
     return 1;
 }
 
+static int cmp_seg(const void *a, const void *b) {
+    const et_adamw_seg *x = a, *y = b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+int et_adamw_mask_tensors(et_adamw *o, const float *base, const et_named *t, int n_t, int policy, et_err *e) {
+    if (n_t <= 0) return et_fail(e, ET_EINPUT, "adamw: no tensors");
+    et_adamw_seg *s = malloc(sizeof *s * (size_t)n_t);
+    if (!s) return et_fail(e, ET_ERUN, "adamw: out of memory");
+    for (int i = 0; i < n_t; i++) {
+        if (t[i].data < base || (size_t)(t[i].data - base) > o->n) {
+            free(s);
+            return et_fail(e, ET_EINPUT, "adamw: tensor %s lies outside the parameter block", t[i].name);
+        }
+        s[i].offset = (size_t)(t[i].data - base);
+        s[i].n = t[i].n;
+        s[i].decay = policy == ET_WD_ALL ? 1 : policy == ET_WD_NONE ? 0 : et_wd_default(t[i].name, t[i].n_dims);
+    }
+    qsort(s, (size_t)n_t, sizeof *s, cmp_seg);
+    int rc = et_adamw_set_segments(o, s, n_t, e);
+    free(s);
+    return rc;
+}
+
 void et_adamw_step(et_adamw *o, float *params, const float *grads, float lr, float gscale) {
     o->step++;
     const double t = (double)o->step;

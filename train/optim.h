@@ -77,6 +77,10 @@ enum {
 };
 /* Whether the default policy decays tensor `name` with n_dims dimensions. */
 int et_wd_default(const char *name, int n_dims);
+/* One segment per tensor t[0..n_t) (data pointers into the block that
+ * starts at base), decay chosen by `policy`.  0 or ET_EINPUT (a tensor
+ * outside the block, overlapping tensors). */
+int et_adamw_mask_tensors(et_adamw *o, const float *base, const et_named *t, int n_t, int policy, et_err *e);
 /* One segment per parameter tensor of m (et_model_tensors, offsets into
  * m->params), decay chosen by `policy`.  o->n must equal m->n_params.
  * 0 or ET_EINPUT. */

@@ -1,0 +1,202 @@
+/* tests/test_trainer.c — the training loop on a tiny llama and synthetic
+ * data: the validation loss falls; two runs with one seed are bit-identical;
+ * gradient accumulation (B 2 x 2 micro-batches) matches one batch of 4;
+ * a NaN stops the run naming the step and keeps the last good checkpoint;
+ * the event JSON lines. */
+#include <math.h>
+
+#include "train_fixture.h"
+#include "../train/threads.h"
+#include "../train/checkpoint.h"
+
+static const char *data_path(void) {
+    static char p[512];
+    if (!p[0]) {
+        snprintf(p, sizeof p, "%s/fx_tokens.h5", test_tmpdir());
+        fx_write_data(p, 48, 6, 40);
+    }
+    return p;
+}
+
+typedef struct log {
+    int n_step, n_eval, n_ckpt;
+    double loss[256];           /* by step */
+    double val[64];             /* evaluations in order */
+    int64_t val_step[64];
+    int64_t ckpt_step[64];
+} log_t;
+
+static int on_event(void *user, const et_train_event *ev) {
+    log_t *l = user;
+    if (ev->kind == ET_EV_STEP) {
+        if (ev->step < 256) l->loss[ev->step] = ev->loss;
+        l->n_step++;
+    } else if (ev->kind == ET_EV_EVAL && l->n_eval < 64) {
+        l->val_step[l->n_eval] = ev->step;
+        l->val[l->n_eval++] = ev->val_loss;
+    } else if (ev->kind == ET_EV_CKPT && l->n_ckpt < 64) {
+        l->ckpt_step[l->n_ckpt++] = ev->step;
+    }
+    return 0;
+}
+
+static void run_once(int B, int A, int64_t steps, log_t *l, float *params_out, size_t *n_out) {
+    fx_run r;
+    fx_open(&r, data_path(), B, 16, 3);
+    et_train_opts o = fx_opts(B * A, 16, steps);
+    o.batch_size = B;
+    o.grad_accum = A;
+    o.eval_every = 10;
+    o.on_event = on_event;
+    o.user = l;
+    memset(l, 0, sizeof *l);
+    et_train_result res;
+    et_err e = {0};
+    int rc = et_train_run(&r.tm, r.train, r.valid, &o, &res, &e);
+    if (rc) fprintf(stderr, "%s\n", e.msg);
+    assert_int_equal(rc, 0);
+    assert_int_equal(res.step, steps);
+    if (params_out) {
+        memcpy(params_out, r.m.params, r.m.n_params * sizeof(float));
+        *n_out = r.m.n_params;
+    }
+    fx_close(&r);
+}
+
+static void test_loss_falls_and_events(void **state) {
+    (void)state;
+    log_t l;
+    run_once(4, 1, 60, &l, NULL, NULL);
+    assert_int_equal(l.n_step, 60);
+    /* evaluations at steps 0, 10, ..., 60 */
+    assert_int_equal(l.n_eval, 7);
+    assert_int_equal(l.val_step[0], 0);
+    assert_int_equal(l.val_step[6], 60);
+    fprintf(stderr, "val loss: step 0 %.4f, step 60 %.4f (ln 32 = %.4f)\n", l.val[0], l.val[6], log(32.0));
+    assert_true(fabs(l.val[0] - log(32.0)) < 0.2); /* random init: about uniform */
+    assert_true(l.val[6] < l.val[0] - 1.0);
+    assert_true(l.loss[60] < l.loss[1]);
+}
+
+static void test_deterministic(void **state) {
+    (void)state;
+    static log_t a, b;
+    run_once(4, 1, 12, &a, NULL, NULL);
+    run_once(4, 1, 12, &b, NULL, NULL);
+    for (int s = 1; s <= 12; s++) assert_true(a.loss[s] == b.loss[s]);
+    assert_true(a.val[1] == b.val[1]);
+}
+
+/* Accumulating 2 micro-batches of 2 rows = one batch of 4 rows (the same
+ * samples: the loader's order depends only on seed and sample count). */
+static void test_grad_accum(void **state) {
+    (void)state;
+    static log_t a, b;
+    float *pa = malloc(100000 * sizeof(float)), *pb = malloc(100000 * sizeof(float));
+    size_t na = 0, nb = 0;
+    run_once(4, 1, 8, &a, pa, &na);
+    run_once(2, 2, 8, &b, pb, &nb);
+    assert_int_equal(na, nb);
+    for (int s = 1; s <= 8; s++) {
+        if (fabs(a.loss[s] - b.loss[s]) > 1e-5 * fabs(a.loss[s])) {
+            fprintf(stderr, "step %d: %.9g vs %.9g\n", s, a.loss[s], b.loss[s]);
+            fail();
+        }
+    }
+    double md = 0;
+    for (size_t i = 0; i < na; i++) md = fmax(md, fabs((double)pa[i] - pb[i]));
+    assert_true(md < 1e-4);
+    free(pa);
+    free(pb);
+}
+
+/* Wraps the llama binding and poisons the loss at one call. */
+typedef struct poison { et_train_model inner; int calls, at; } poison;
+static int poisoned_fwd_bwd(void *ctx, const int32_t *tok, const uint8_t *msk, int B, int T, double norm,
+                            double *loss_sum, et_err *e) {
+    poison *p = ctx;
+    int rc = p->inner.fwd_bwd(p->inner.ctx, tok, msk, B, T, norm, loss_sum, e);
+    if (++p->calls == p->at) *loss_sum = NAN;
+    return rc;
+}
+static int plain_forward(void *ctx, const int32_t *tok, const uint8_t *msk, int B, int T, double *loss_sum,
+                         et_err *e) {
+    poison *p = ctx;
+    return p->inner.forward(p->inner.ctx, tok, msk, B, T, loss_sum, e);
+}
+
+static void test_nan_stops_keeps_checkpoint(void **state) {
+    (void)state;
+    fx_run r;
+    fx_open(&r, data_path(), 4, 16, 3);
+    poison p = {r.tm, 0, 9};
+    et_train_model tm = r.tm;
+    tm.ctx = &p;
+    tm.fwd_bwd = poisoned_fwd_bwd;
+    tm.forward = plain_forward;
+    char ckpt[512];
+    snprintf(ckpt, sizeof ckpt, "%s/nan_ckpt.h5", test_tmpdir());
+    et_train_opts o = fx_opts(4, 16, 20);
+    o.ckpt_every = 4;
+    o.ckpt_path = ckpt;
+    static log_t l;
+    memset(&l, 0, sizeof l);
+    o.on_event = on_event;
+    o.user = &l;
+    et_err e = {0};
+    et_train_result res;
+    int rc = et_train_run(&tm, r.train, r.valid, &o, &res, &e);
+    fprintf(stderr, "NaN run: %s\n", e.msg);
+    assert_int_equal(rc, ET_ERUN);
+    assert_non_null(strstr(e.msg, "step 9"));
+    assert_non_null(strstr(e.msg, "NaN"));
+    assert_non_null(strstr(e.msg, ckpt));
+    assert_non_null(strstr(e.msg, "step 8"));
+    assert_int_equal(res.step, 8);
+    assert_int_equal(l.n_step, 8);
+    /* the parameters are those after step 8: equal to the checkpoint's */
+    float *now = malloc(r.m.n_params * sizeof(float));
+    memcpy(now, r.m.params, r.m.n_params * sizeof(float));
+    et_adamw opt;
+    assert_int_equal(et_adamw_init(&opt, r.m.n_params, &o.adamw, NULL), 0);
+    et_param_block b = {r.m.params, r.m.n_params, r.tm.t, r.tm.n_t};
+    et_ckpt st;
+    assert_int_equal(et_ckpt_load(ckpt, &b, &opt, &st, &e), 0);
+    assert_int_equal(st.step, 8);
+    assert_memory_equal(now, r.m.params, r.m.n_params * sizeof(float));
+    et_ckpt_free(&st);
+    et_adamw_free(&opt);
+    free(now);
+    fx_close(&r);
+}
+
+static void test_event_json(void **state) {
+    (void)state;
+    char buf[512];
+    et_train_event ev = {.kind = ET_EV_STEP, .step = 3, .steps = 10, .loss = 2.5, .lr = 1e-3f, .grad_norm = 0.5,
+                         .tokens = 1024, .tokens_per_s = 100, .elapsed_s = 1, .eta_s = 7};
+    int n = et_train_event_json(&ev, buf, sizeof buf);
+    assert_int_equal(n, (int)strlen(buf));
+    assert_non_null(strstr(buf, "\"event\":\"step\",\"step\":3,\"steps\":10,\"tokens\":1024"));
+    assert_non_null(strstr(buf, "\"loss\":2.5"));
+    assert_true(buf[0] == '{' && buf[n - 1] == '}');
+    ev = (et_train_event){.kind = ET_EV_EVAL, .step = 4, .val_loss = NAN, .val_ppl = INFINITY};
+    et_train_event_json(&ev, buf, sizeof buf);
+    assert_non_null(strstr(buf, "\"val_loss\":null")); /* JSON has no NaN */
+    /* truncation never overruns */
+    char small[16];
+    n = et_train_event_json(&ev, small, sizeof small);
+    assert_true(n > 15 && strlen(small) == 15);
+}
+
+int main(void) {
+    et_omp_passive_reexec(); /* idle OpenMP workers sleep: see train/threads.h */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_loss_falls_and_events),
+        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_grad_accum),
+        cmocka_unit_test(test_nan_stops_keeps_checkpoint),
+        cmocka_unit_test(test_event_json),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,27 @@
+/* train/threads.h — how the two thread pools of training share the cores.
+ *
+ * OpenBLAS (the pthreads build Debian ships) runs the GEMMs on its own
+ * worker threads; OpenMP runs every other loop (DESIGN §2: never nested).
+ * By default libgomp's workers spin (GOMP_SPINCOUNT 300000) after each
+ * parallel region; as the ops alternate between OpenMP loops and GEMMs, the
+ * spinning workers hold the cores OpenBLAS's workers (and, on a shared
+ * machine, everyone else) need.  Measured on the 2 shared cores here: a
+ * stories260K-shape training step 3-5x slower, the tiny-model trainer test
+ * 0.2 s -> 3-14 s.  With OMP_WAIT_POLICY=PASSIVE idle OpenMP workers sleep
+ * at once.
+ *
+ * libgomp reads OMP_WAIT_POLICY once, in its own initializer, before main
+ * (and before the executable's .preinit_array on glibc 2.36: tried), so a
+ * program cannot set it for itself; it can only run itself again with it.
+ */
+#ifndef ET_THREADS_H
+#define ET_THREADS_H
+
+/* If OMP_WAIT_POLICY is unset: set it to PASSIVE and execv /proc/self/exe
+ * with the same arguments (read from /proc/self/cmdline), so this call does
+ * not return.  Returns 0 when the variable was already set (a user's choice
+ * is kept), -1 when the re-execution failed (the program goes on, only
+ * slower).  Call it first thing in main(), before any thread exists. */
+int et_omp_passive_reexec(void);
+
+#endif

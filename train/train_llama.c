@@ -1,0 +1,106 @@
+/* train/train_llama.c — the llama forward/backward as an et_train_model. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train_llama.h"
+
+/* Inputs tokens[b][0..T-1], targets tokens[b][1..T] (-1 where mask is 0). */
+static int split_batch(et_train_llama *tl, const int32_t *tokens, const uint8_t *mask, int B, int T, et_err *e) {
+    if ((int64_t)B * T > tl->cap) {
+        size_t n = (size_t)B * (size_t)T;
+        int32_t *in = realloc(tl->inputs, n * sizeof *in);
+        if (in) tl->inputs = in;
+        int32_t *tg = realloc(tl->targets, n * sizeof *tg);
+        if (tg) tl->targets = tg;
+        float *rl = realloc(tl->row_loss, n * sizeof *rl);
+        if (rl) tl->row_loss = rl;
+        if (!in || !tg || !rl) return et_fail(e, ET_ERUN, "train: out of memory for a %d x %d batch", B, T);
+        tl->cap = (int)n;
+    }
+    for (int b = 0; b < B; b++) {
+        const int32_t *row = tokens + (size_t)b * (size_t)(T + 1);
+        const uint8_t *mrow = mask + (size_t)b * (size_t)(T + 1);
+        for (int j = 0; j < T; j++) {
+            size_t i = (size_t)b * (size_t)T + (size_t)j;
+            tl->inputs[i] = row[j];
+            tl->targets[i] = mrow[j + 1] ? row[j + 1] : -1;
+        }
+    }
+    return 0;
+}
+
+static double sum_rows(const float *x, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += x[i];
+    return s;
+}
+
+static int run_loss(et_train_llama *tl, const int32_t *tokens, const uint8_t *mask, int B, int T, double norm,
+                    int backward, double *loss_sum, et_err *e) {
+    int rc = split_batch(tl, tokens, mask, B, T, e);
+    if (rc) return rc;
+    et_tape *t = &tl->tape;
+    t->record = backward;
+    et_xent_opts xo = {.norm = norm, .chunk_rows = tl->chunk_rows, .row_loss_out = tl->row_loss};
+    et_tensor *loss = et_llama_forward(t, &tl->L, tl->inputs, tl->targets, B, T, &xo);
+    rc = et_tape_status(t, e);
+    if (!rc && backward) rc = et_tape_backward(t, loss);
+    if (!rc) *loss_sum = sum_rows(tl->row_loss, (size_t)B * (size_t)T);
+    et_tape_reset(t);
+    t->record = 1;
+    return rc;
+}
+
+static int fwd_bwd(void *ctx, const int32_t *tokens, const uint8_t *mask, int B, int T, double norm,
+                   double *loss_sum, et_err *e) {
+    return run_loss(ctx, tokens, mask, B, T, norm, 1, loss_sum, e);
+}
+
+static int forward(void *ctx, const int32_t *tokens, const uint8_t *mask, int B, int T, double *loss_sum,
+                   et_err *e) {
+    return run_loss(ctx, tokens, mask, B, T, 0.0, 0, loss_sum, e);
+}
+
+int et_train_llama_init(et_train_llama *tl, et_model *m, int chunk_rows, et_train_model *tm, et_err *e) {
+    memset(tl, 0, sizeof *tl);
+    tl->m = m;
+    tl->chunk_rows = chunk_rows;
+    int rc = et_model_grads_alloc(&tl->g, m, e);
+    if (!rc) rc = et_llama_bind(&tl->L, m, &tl->g, e);
+    if (!rc) rc = et_tape_init(&tl->tape, 0, e);
+    if (rc) {
+        et_train_llama_free(tl);
+        return rc;
+    }
+    tl->n_t = tl->L.n_tensors;
+    tl->t = calloc((size_t)(tl->n_t ? tl->n_t : 1), sizeof *tl->t);
+    if (!tl->t) {
+        et_train_llama_free(tl);
+        return et_fail(e, ET_ERUN, "train: out of memory");
+    }
+    for (int i = 0; i < tl->n_t; i++) {
+        const et_tensor *x = tl->L.tensors[i];
+        et_named *d = &tl->t[i];
+        snprintf(d->name, sizeof d->name, "%s", x->name);
+        d->data = x->data;
+        d->n_dims = x->ndim;
+        d->ne[0] = x->shape[x->ndim - 1];
+        d->ne[1] = x->ndim > 1 ? x->shape[0] : 1;
+        d->n = x->n;
+    }
+    *tm = (et_train_model){.ctx = tl, .params = m->params, .grads = tl->g.params, .n = m->n_params,
+                           .t = tl->t, .n_t = tl->n_t, .fwd_bwd = fwd_bwd, .forward = forward};
+    return 0;
+}
+
+void et_train_llama_free(et_train_llama *tl) {
+    et_tape_free(&tl->tape);
+    et_llama_unbind(&tl->L);
+    et_model_grads_free(&tl->g);
+    free(tl->t);
+    free(tl->inputs);
+    free(tl->targets);
+    free(tl->row_loss);
+    memset(tl, 0, sizeof *tl);
+}

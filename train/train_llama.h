@@ -1,0 +1,35 @@
+/* train/train_llama.h — binds a llama model (train/llama.h) to the training
+ * loop (train/trainer.h): its parameter block, a gradient block of the same
+ * layout, a tape, and the two loss functions the loop calls.
+ *
+ *   et_train_llama tl; et_train_model tm;
+ *   et_train_llama_init(&tl, &m, 0, &tm, &e);   // m stays owned by the caller
+ *   et_train_run(&tm, train, valid, &opts, &res, &e);
+ *   et_train_llama_free(&tl);
+ */
+#ifndef ET_TRAIN_LLAMA_H
+#define ET_TRAIN_LLAMA_H
+
+#include "llama.h"
+#include "trainer.h"
+
+typedef struct et_train_llama {
+    et_model *m;            /* borrowed */
+    et_model g;             /* gradients (et_model_grads_alloc) */
+    et_llama L;
+    et_tape tape;
+    et_named *t;            /* [n_t] table of L's tensors over m->params */
+    int n_t;
+    int chunk_rows;         /* rows per LM-head chunk (0: the op's default) */
+    int cap;                /* B*T the buffers below hold */
+    int32_t *inputs;        /* [B*T] */
+    int32_t *targets;       /* [B*T], -1 where the mask is 0 */
+    float *row_loss;        /* [B*T] */
+} et_train_llama;
+
+/* Bind m for training (every tensor trainable) and fill *tm.  chunk_rows
+ * as et_xent_opts (0 = default).  0 or ET_EINPUT / ET_ERUN. */
+int et_train_llama_init(et_train_llama *tl, et_model *m, int chunk_rows, et_train_model *tm, et_err *e);
+void et_train_llama_free(et_train_llama *tl);
+
+#endif
