@@ -50,8 +50,9 @@ $(BUILD)/libedgetune.a: $(LIB_OBJ)
 edgetune: $(CLI_OBJ) $(BUILD)/libedgetune.a
 	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libedgetune.a $(LDLIBS)
 
-edgerun: cli/edgerun.c $(RT_OBJ)
-	$(CC) $(RT_CFLAGS) -o $@ cli/edgerun.c $(RT_OBJ) -lm -lpthread
+# edgerun shares cli/runner.c with edgetune run/perplexity (runtime-only code).
+edgerun: cli/edgerun.c $(RT_OBJ) $(BUILD)/rt/cli/runner.o
+	$(CC) $(RT_CFLAGS) -o $@ cli/edgerun.c $(RT_OBJ) $(BUILD)/rt/cli/runner.o -lm -lpthread
 
 $(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libedgetune.a
 	@mkdir -p $(dir $@)
@@ -89,4 +90,4 @@ demo: deps all
 clean:
 	rm -rf build build-san build-fuzz build-cross edgetune edgerun
 
--include $(LIB_OBJ:.o=.d) $(RT_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(RT_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/rt/cli/runner.d

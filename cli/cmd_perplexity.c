@@ -1,11 +1,132 @@
-/* cli/cmd_perplexity.c — `edgetune perplexity` (not implemented yet). */
+/* cli/cmd_perplexity.c — `edgetune perplexity MODEL FILE`: teacher-forced
+ * perplexity with the reference engine (cli/runner.c, engine
+ * et_perplexity).  FILE is text (tokenized with the model's tokenizer, BOS
+ * as the vocabulary says) or a tokens.h5 data set (datasets/dataset.h; each
+ * document scored on its own).  Long inputs are cut into windows of --ctx
+ * tokens, each evaluated from an empty cache with every token after the
+ * window's first scored. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-#include "cli.h"
+#include <unistd.h>
+
+#include "../datasets/dataset.h"
+#include "run_opts.h"
+
+static const char USAGE[] =
+    "usage: edgetune perplexity MODEL FILE [options]\n"
+    "  FILE: a text file, or a tokens.h5 data set (every document scored on its own)\n"
+    "  --ctx N             window length in tokens (default: the model's, at most 4096)\n"
+    "  --threads N         (default 1)\n"
+    "  --lora FILE[:SCALE][,FILE[:SCALE]...]  GGUF LoRA adapters applied at run time\n"
+    "  --kv-type F16|F32   KV cache type (default F32 here: an evaluation)\n"
+    "  --split all|train|valid   documents of a tokens.h5 (default all)\n"
+    "  --isa NAME          scalar, avx2, avx512, neon;  --tokenizer FILE (llama2.c models)";
+
+static int is_hdf5(const char *path) {
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char b[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t n = fread(b, 1, 8, f);
+    fclose(f);
+    return n == 8 && !memcmp(b, sig, 8);
+}
+
+static int ppl_dataset(et_runner *r, const char *path, const char *split, et_ppl *acc, et_err *e) {
+    et_ds *ds;
+    int rc = et_ds_open(&ds, path, e);
+    if (rc) return rc;
+    if (ds->n_vocab > r->m->hp.n_vocab) {
+        rc = et_fail(e, ET_EINPUT, "%s: n_vocab %lld is larger than the model's %d", path, (long long)ds->n_vocab,
+                     r->m->hp.n_vocab);
+        goto out;
+    }
+    if (r->m->tok && ds->tokenizer_sha256[0]) {
+        char hex[65];
+        et_tok_sha256(r->m->tok, hex);
+        if (strcmp(hex, ds->tokenizer_sha256))
+            fprintf(stderr, "edgetune: warning: %s was tokenized with another vocabulary (sha256 %.12s..., the model's %.12s...)\n",
+                    path, ds->tokenizer_sha256, hex);
+    }
+    int64_t d0 = 0, d1 = ds->n_docs;
+    if (!strcmp(split, "train")) et_ds_split_docs(ds, ET_SPLIT_TRAIN, &d0, &d1);
+    else if (!strcmp(split, "valid")) et_ds_split_docs(ds, ET_SPLIT_VALID, &d0, &d1);
+    else if (strcmp(split, "all")) {
+        rc = et_fail(e, ET_EUSAGE, "--split must be all, train or valid");
+        goto out;
+    }
+    for (int64_t d = d0; d < d1 && !rc; d++) {
+        int64_t start = ds->doc_offsets[d], n = ds->doc_offsets[d + 1] - start;
+        if (n < 2) continue;
+        int32_t *tok = malloc(sizeof(int32_t) * (size_t)n);
+        if (!tok) { rc = et_fail(e, ET_ERUN, "out of memory"); break; }
+        rc = et_ds_read_tokens(ds, start, n, tok, e);
+        if (!rc) rc = et_runner_perplexity(r, tok, (size_t)n, acc, e);
+        free(tok);
+        if (!rc && isatty(2)) fprintf(stderr, "\rdocument %lld/%lld  perplexity %.4f", (long long)(d - d0 + 1),
+                                      (long long)(d1 - d0), acc->ppl);
+    }
+    if (isatty(2)) fprintf(stderr, "\n");
+out:
+    et_ds_close(ds);
+    return rc;
+}
 
 int cmd_perplexity(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "edgetune: 'perplexity' is not implemented yet\n");
-    return ET_EUSAGE;
+    static const char *const bools[] = {"help", NULL};
+    static const char *const known[] = {"model", "ctx", "threads", "lora", "kv_type", "isa", "tokenizer", "split",
+                                        "help", NULL};
+    cli_args a;
+    et_err e = {0};
+    int rc = cli_parse(&a, argc, argv, bools, &e);
+    if (!rc) rc = cli_check_known(&a, known, &e);
+    if (rc) {
+        cli_free(&a);
+        fprintf(stderr, "%s\n", USAGE);
+        return cli_report(&e);
+    }
+    if (cli_str(&a, "help", NULL)) {
+        printf("%s\n", USAGE);
+        cli_free(&a);
+        return 0;
+    }
+    const char *model = cli_str(&a, "model", NULL), *file = NULL;
+    if (model && a.npos == 1) file = a.pos[0];
+    else if (!model && a.npos == 2) { model = a.pos[0]; file = a.pos[1]; }
+    if (!model || !file) {
+        fprintf(stderr, "%s\n", USAGE);
+        cli_free(&a);
+        return ET_EUSAGE;
+    }
+    et_runner_opts o;
+    et_runner_defaults(&o);
+    o.kv_type = GGML_TYPE_F32;
+    if ((rc = cli_runner_opts(&a, &o, &e))) {
+        cli_free(&a);
+        return cli_report(&e);
+    }
+    et_runner r;
+    et_model mm;
+    int have_mm = 0;
+    et_ppl acc = {0};
+    rc = cli_open_runner(&r, &o, model, cli_str(&a, "tokenizer", NULL), &mm, &have_mm, &e);
+    if (!rc) {
+        if (is_hdf5(file)) {
+            rc = ppl_dataset(&r, file, cli_str(&a, "split", "all"), &acc, &e);
+        } else {
+            et_map m;
+            rc = et_map_open(&m, file, &e);
+            if (!rc) {
+                rc = et_runner_perplexity_text(&r, (const char *)m.data, m.size, &acc, &e);
+                et_map_close(&m);
+            }
+        }
+        if (!rc) et_runner_print_ppl(stdout, &acc);
+        et_runner_close(&r);
+    }
+    if (have_mm) et_model_free(&mm);
+    cli_free(&a);
+    return rc ? cli_report(&e) : 0;
 }

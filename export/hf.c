@@ -401,8 +401,8 @@ int et_model_load_hf_with_tokenizer(et_model *m, const char *dir, const char *to
     if (!rc && tokenizer_path) {
         rc = et_model_set_tokenizer(m, tokenizer_path, e);
     } else if (!rc) {
-        /* TODO(hf_tokenizer): load dir/tokenizer.json with et_model_set_tokenizer
-         * once datasets/hf_tokenizer.h lands; until then m->tok stays NULL. */
+        snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+        if (access(path, R_OK) == 0) rc = et_model_set_tokenizer(m, path, e); /* else m->tok stays NULL */
     }
     if (rc) et_model_free(m);
     return rc;

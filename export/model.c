@@ -3,6 +3,7 @@
  * model_gguf.c, llama2c.c and hf.c; export in model_gguf.c. */
 #include "model.h"
 
+#include "../datasets/hf_tokenizer.h"
 #include "gguf.h"
 
 #include <stdio.h>
@@ -233,15 +234,15 @@ int et_model_set_tokenizer(et_model *m, const char *path, et_err *e) {
         rc = et_tok_from_gguf(&t, &g, e);
         gguf_close(&g);
     } else if (n >= 5 && strcmp(path + n - 5, ".json") == 0) {
-        /* TODO(hf_tokenizer): et_tok_from_hf_json once datasets/hf_tokenizer.h lands */
-        rc = et_fail(e, ET_EINPUT, "%s: HF tokenizer.json files cannot be loaded yet", path);
+        rc = et_tok_from_hf_json(&t, path, e);
     } else {
         rc = et_tok_from_llama2c(&t, path, m->hp.n_vocab, e);
     }
     if (rc) return rc;
     if (et_tok_n_vocab(t) != m->hp.n_vocab) {
-        rc = et_fail(e, ET_EINPUT, "%s: the tokenizer has %d tokens but the model's vocabulary is %d", path,
-                     et_tok_n_vocab(t), m->hp.n_vocab);
+        rc = et_fail(e, ET_EINPUT, "%s: the tokenizer has %d tokens but the model's vocabulary is %d%s", path,
+                     et_tok_n_vocab(t), m->hp.n_vocab,
+                     et_tok_n_vocab(t) < m->hp.n_vocab ? " (padded vocabularies are not supported)" : "");
         et_tok_free(t);
         return rc;
     }

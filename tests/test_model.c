@@ -16,6 +16,7 @@
 
 #include "../export/gguf.h"
 #include "../export/model.h"
+#include "../datasets/hf_tokenizer.h"
 #include "../export/safetensors.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -593,7 +594,7 @@ static float *rows_tagged(int rows, int cols, int tag) {
 }
 
 /* Small HF llama/qwen2: hidden 8, 2 heads of 4, 1 KV head, ff 6, vocab 5, 2 layers. */
-static void make_hf(const char *dir, int qwen2, int tied, int sharded, int st_dtype) {
+static void make_hf_v(const char *dir, int qwen2, int tied, int sharded, int st_dtype, int vocab) {
     mkdir(dir, 0755);
     char p[600];
     snprintf(p, sizeof p, "%s/config.json", dir);
@@ -601,10 +602,10 @@ static void make_hf(const char *dir, int qwen2, int tied, int sharded, int st_dt
     snprintf(cfg, sizeof cfg,
              "{\n \"architectures\": [\"%s\"],\n \"model_type\": \"%s\",\n \"hidden_size\": 8,\n"
              " \"intermediate_size\": 6,\n \"num_hidden_layers\": 2,\n \"num_attention_heads\": 2,\n"
-             " \"num_key_value_heads\": 1,\n \"vocab_size\": 5,\n \"rms_norm_eps\": 1e-05,\n"
+             " \"num_key_value_heads\": 1,\n \"vocab_size\": %d,\n \"rms_norm_eps\": 1e-05,\n"
              " \"rope_theta\": 1000000.0,\n \"max_position_embeddings\": 128,\n \"tie_word_embeddings\": %s,\n"
-             " \"hidden_act\": \"silu\",\n \"rope_scaling\": null,\n \"torch_dtype\": \"bfloat16\"\n}\n",
-             qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM", qwen2 ? "qwen2" : "llama", tied ? "true" : "false");
+             " \"hidden_act\": \"silu\",\n \"rope_scaling\": null,\n \"bos_token_id\": 1,\n \"eos_token_id\": 2,\n \"torch_dtype\": \"bfloat16\"\n}\n",
+             qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM", qwen2 ? "qwen2" : "llama", vocab, tied ? "true" : "false");
     write_text(p, cfg);
     st_writer *w[2] = {st_writer_new(), st_writer_new()};
     float *keep[64];
@@ -618,9 +619,9 @@ static void make_hf(const char *dir, int qwen2, int tied, int sharded, int st_dt
         assert_int_equal(st_writer_add(w[sharded ? shard : 0], name, st_dtype, (c) ? 2 : 1, sh, keep[nk], &e), 0); \
         nk++;                                                                                           \
     } while (0)
-    ADD(0, "model.embed_tokens.weight", 5, 8, 1);
+    ADD(0, "model.embed_tokens.weight", vocab, 8, 1);
     ADD(1, "model.norm.weight", 8, 0, 2);
-    if (!tied) ADD(1, "lm_head.weight", 5, 8, 3);
+    if (!tied) ADD(1, "lm_head.weight", vocab, 8, 3);
     for (int l = 0; l < 2; l++) {
         int s = l;
         snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l); ADD(s, nm, 8, 0, 10 + l);
@@ -674,6 +675,10 @@ static void make_hf(const char *dir, int qwen2, int tied, int sharded, int st_dt
     st_writer_free(w[0]);
     st_writer_free(w[1]);
     for (int i = 0; i < nk; i++) free(keep[i]);
+}
+
+static void make_hf(const char *dir, int qwen2, int tied, int sharded, int st_dtype) {
+    make_hf_v(dir, qwen2, tied, sharded, st_dtype, 5);
 }
 
 /* Interleaving of each head's halves, written out by hand for head_dim 4:
@@ -835,6 +840,54 @@ static void test_hf_import(void **state) {
     et_model_free(&m);
 }
 
+/* An HF directory with SmolLM2's real tokenizer.json: the tokenizer comes
+ * along, survives GGUF export, and encodes as the file loaded directly. */
+static void test_hf_tokenizer_json(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(tj, "tokenizers/smollm2-135m/tokenizer.json");
+    const char *d = tmp("hf_smol_tok");
+    make_hf_v(d, 0, 1, 0, ST_BF16, 49152);
+    char p[600];
+    snprintf(p, sizeof p, "%s/tokenizer.json", d);
+    FILE *in = fopen(tj, "rb"), *out = fopen(p, "wb");
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    fclose(out);
+    et_model m, r;
+    et_err e = {0};
+    if (et_model_load(&m, d, NULL, &e)) fail_msg("%s", e.msg);
+    assert_non_null(m.tok);
+    assert_int_equal(et_tok_n_vocab(m.tok), 49152);
+    et_tokenizer *t;
+    if (et_tok_from_hf_json(&t, tj, &e)) fail_msg("%s", e.msg);
+    const char *text = "Hello world, 123 tokens!";
+    int32_t *a, *b;
+    size_t na, nb;
+    assert_int_equal(et_tok_encode(m.tok, text, strlen(text), 0, &a, &na, &e), 0);
+    assert_int_equal(et_tok_encode(t, text, strlen(text), 0, &b, &nb, &e), 0);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, na * sizeof *a);
+    free(a);
+    free(b);
+    et_tok_free(t);
+    const char *g = tmp("hf_smol_tok.gguf");
+    if (et_model_save_gguf(&m, g, GGML_TYPE_F16, &e)) fail_msg("%s", e.msg);
+    if (et_model_load_gguf(&r, g, &e)) fail_msg("%s", e.msg);
+    assert_non_null(r.tok);
+    char ha[65], hb[65];
+    et_tok_sha256(m.tok, ha);
+    et_tok_sha256(r.tok, hb);
+    assert_string_equal(ha, hb);
+    et_model_free(&r);
+    et_model_free(&m);
+    /* a config whose vocabulary is larger than the tokenizer's is refused */
+    const char *d2 = tmp("hf_smol_tok2");
+    make_hf_v(d2, 0, 1, 0, ST_BF16, 49160);
+    expect_msg(et_model_load(&m, d2, tj, &e), &e, ET_EINPUT, "tokenizer.json", "49152 tokens");
+}
+
 static void test_hf_hostile(void **state) {
     (void)state;
     et_model m;
@@ -930,6 +983,7 @@ int main(void) {
         cmocka_unit_test(test_hf_permutation_rope),
         cmocka_unit_test(test_rope_rows),
         cmocka_unit_test(test_hf_import),
+        cmocka_unit_test(test_hf_tokenizer_json),
         cmocka_unit_test(test_hf_hostile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

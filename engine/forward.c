@@ -1,0 +1,304 @@
+/* engine/forward.c — the state (KV cache, scratch, threads) and the forward
+ * pass of llama.cpp's llm_build_llama / llm_build_deci, op by op with
+ * ggml-cpu's numerics:
+ *   rms_norm   ggml_compute_forward_rms_norm_f32: sum of x*x in double,
+ *              scale = 1/sqrtf(mean + eps), then * weight
+ *   rope       ggml_rope_cache_init + rope_f32, mode NORM: pairs (x[2i], x[2i+1]),
+ *              theta_i = pos * freq_base^(-2i/n_rot) by repeated multiplication
+ *   attention  K, V cached in F16 (or F32); KQ with q converted to the cache
+ *              type; soft_max_ext(scale = 1/sqrt(head_dim)) with the sum in
+ *              double; probabilities converted to the cache type; V^T p
+ *   ffn        silu(gate) * up, then down (LLM_FFN_SILU, LLM_FFN_PAR)
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+et_state_opts et_state_default_opts(void) {
+    et_state_opts o = {0, 1, 64, GGML_TYPE_F16, NULL};
+    return o;
+}
+
+static void *xcalloc(size_t n, size_t sz, int *bad) {
+    void *p = calloc(n ? n : 1, sz);
+    if (!p) *bad = 1;
+    return p;
+}
+
+int et_state_new(et_state **out, const et_engine *m, const et_state_opts *opts, et_err *e) {
+    *out = NULL;
+    et_state_opts o = opts ? *opts : et_state_default_opts();
+    if (o.n_ctx <= 0) o.n_ctx = m->hp.n_ctx < 4096 ? m->hp.n_ctx : 4096;
+    if (o.n_threads <= 0) o.n_threads = 1;
+    if (o.n_batch <= 0) o.n_batch = 64;
+    if (o.n_batch > o.n_ctx) o.n_batch = o.n_ctx;
+    if (o.n_ctx > (1 << 22)) return et_fail(e, ET_EUSAGE, "engine: n_ctx %d is too large", o.n_ctx);
+    if (o.n_threads > 256) return et_fail(e, ET_EUSAGE, "engine: %d threads is too many", o.n_threads);
+    if (o.kv_type != GGML_TYPE_F16 && o.kv_type != GGML_TYPE_F32)
+        return et_fail(e, ET_EUSAGE, "engine: the KV cache type must be F16 or F32");
+    const et_kernels *k = o.isa ? et_kernels_get(o.isa) : et_kernels_best();
+    if (!k) return et_fail(e, ET_EUSAGE, "engine: SIMD path '%s' is not available on this CPU/build", o.isa);
+
+    et_state *s = calloc(1, sizeof *s);
+    if (!s) return et_fail(e, ET_ERUN, "engine: out of memory");
+    s->m = m;
+    s->k = k;
+    s->n_ctx = o.n_ctx;
+    s->n_batch = o.n_batch;
+    s->kv_type = o.kv_type;
+    s->kv_elt = o.kv_type == GGML_TYPE_F16 ? 2 : 4;
+    const et_hparams *hp = &m->hp;
+    int B = o.n_batch, bad = 0;
+    size_t nq = (size_t)et_engine_max_q(m), nkv = (size_t)et_engine_max_kv(m), nff = (size_t)et_engine_max_ff(m);
+    s->k_cache = xcalloc((size_t)hp->n_layer, sizeof(void *), &bad);
+    s->v_cache = xcalloc((size_t)hp->n_layer, sizeof(void *), &bad);
+    for (int l = 0; !bad && l < hp->n_layer; l++) {
+        size_t n = (size_t)m->layers[l].n_head_kv * (size_t)hp->head_dim * (size_t)s->n_ctx;
+        if (!n) continue;
+        s->k_cache[l] = xcalloc(n, s->kv_elt, &bad);
+        s->v_cache[l] = xcalloc(n, s->kv_elt, &bad);
+    }
+    s->x = xcalloc((size_t)B * (size_t)hp->n_embd, sizeof(float), &bad);
+    s->xb = xcalloc((size_t)B * (size_t)hp->n_embd, sizeof(float), &bad);
+    s->q = xcalloc((size_t)B * nq, sizeof(float), &bad);
+    s->att = xcalloc((size_t)B * nq, sizeof(float), &bad);
+    s->kk = xcalloc((size_t)B * nkv, sizeof(float), &bad);
+    s->vv = xcalloc((size_t)B * nkv, sizeof(float), &bad);
+    s->hb = xcalloc((size_t)B * nff, sizeof(float), &bad);
+    s->hb2 = xcalloc((size_t)B * nff, sizeof(float), &bad);
+    s->rope = xcalloc((size_t)B * (size_t)(m->n_rot + 1), sizeof(float), &bad);
+    size_t st = (size_t)s->n_ctx * (4 + s->kv_elt) + (size_t)hp->head_dim * s->kv_elt + 64;
+    s->att_tmp_stride = (st + 63) & ~(size_t)63;
+    s->att_tmp = xcalloc((size_t)o.n_threads, s->att_tmp_stride, &bad);
+    if (!bad) {
+        s->pool = et_pool_new(o.n_threads);
+        if (!s->pool) bad = 1;
+    }
+    if (bad) {
+        et_state_free(s);
+        return et_fail(e, ET_ERUN, "engine: out of memory for a %d-token context", o.n_ctx);
+    }
+    *out = s;
+    return 0;
+}
+
+void et_state_free(et_state *s) {
+    if (!s) return;
+    et_pool_free(s->pool);
+    if (s->k_cache)
+        for (int l = 0; l < s->m->hp.n_layer; l++) {
+            free(s->k_cache[l]);
+            free(s->v_cache[l]);
+        }
+    free(s->k_cache);
+    free(s->v_cache);
+    free(s->x); free(s->xb); free(s->q); free(s->att); free(s->kk); free(s->vv);
+    free(s->hb); free(s->hb2); free(s->rope); free(s->act); free(s->lora_t); free(s->att_tmp);
+    free(s);
+}
+
+void et_state_reset(et_state *s) { s->n_past = 0; }
+int et_state_n_past(const et_state *s) { return s->n_past; }
+int et_state_n_ctx(const et_state *s) { return s->n_ctx; }
+const char *et_state_isa(const et_state *s) { return s->k->name; }
+
+int et_state_truncate(et_state *s, int n_past, et_err *e) {
+    if (n_past < 0 || n_past > s->n_past)
+        return et_fail(e, ET_EUSAGE, "engine: cannot truncate to %d cached tokens (have %d)", n_past, s->n_past);
+    s->n_past = n_past;
+    return 0;
+}
+
+/* ------------------------------------------------------------ element-wise ops */
+
+/* y = x / sqrt(mean(x^2) + eps) * w over n (ggml rms_norm + mul). */
+static void rmsnorm(float *y, const float *x, const float *w, int n, float eps) {
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        float p = x[i] * x[i];
+        sum += (double)p;
+    }
+    float mean = (float)(sum / n);
+    float scale = 1.0f / sqrtf(mean + eps);
+    for (int i = 0; i < n; i++) {
+        float v = x[i] * scale;
+        y[i] = v * w[i];
+    }
+}
+
+/* cos/sin table for one position: cs[2i], cs[2i+1] for pair i < n_rot/2. */
+static void rope_table(float *cs, int pos, int n_rot, float freq_base, float freq_scale, const float *factors) {
+    float theta_scale = powf(freq_base, -2.0f / (float)n_rot);
+    float theta = (float)pos;
+    for (int i = 0; i < n_rot / 2; i++) {
+        float ff = factors ? factors[i] : 1.0f;
+        float th = freq_scale * (theta / ff);
+        cs[2 * i] = cosf(th);
+        cs[2 * i + 1] = sinf(th);
+        theta *= theta_scale;
+    }
+}
+
+/* Rotate the first n_rot dims of each of n_heads heads of size hd. */
+static void rope_apply(float *v, int n_heads, int hd, int n_rot, const float *cs) {
+    for (int h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * hd;
+        for (int i = 0; i < n_rot; i += 2) {
+            float c = cs[i], sn = cs[i + 1];
+            float x0 = x[i], x1 = x[i + 1];
+            float a = x0 * c, b = x1 * sn, d = x0 * sn, f = x1 * c;
+            x[i] = a - b;
+            x[i + 1] = d + f;
+        }
+    }
+}
+
+static inline void store_kv(void *dst, size_t i, float v, uint32_t type) {
+    if (type == GGML_TYPE_F16) ((uint16_t *)dst)[i] = et_fp32_to_fp16(v);
+    else ((float *)dst)[i] = v;
+}
+
+/* ------------------------------------------------------------ attention */
+
+typedef struct att_job {
+    et_state *s;
+    int layer, n_tok, pos0;
+    int n_head, n_head_kv;
+} att_job;
+
+static void att_work(void *arg, int ith, int nth) {
+    const att_job *j = arg;
+    et_state *s = j->s;
+    const et_engine *m = s->m;
+    int hd = m->hp.head_dim, n_ctx = s->n_ctx;
+    int nq = j->n_head * hd, nkv = j->n_head_kv * hd, group = j->n_head / j->n_head_kv;
+    et_dot_fn dot = s->kv_type == GGML_TYPE_F16 ? s->k->dot_f16 : s->k->dot_f32;
+    uint8_t *tmp = (uint8_t *)s->att_tmp + (size_t)ith * s->att_tmp_stride;
+    float *sc = (float *)tmp;
+    void *pr = tmp + (size_t)n_ctx * 4;
+    void *qc = (uint8_t *)pr + (size_t)n_ctx * s->kv_elt;
+    const uint8_t *kc = s->k_cache[j->layer], *vc = s->v_cache[j->layer];
+    const float scale = 1.0f / sqrtf((float)hd);
+    int n_tasks = j->n_tok * j->n_head;
+    int i0 = (int)((int64_t)n_tasks * ith / nth), i1 = (int)((int64_t)n_tasks * (ith + 1) / nth);
+    for (int task = i0; task < i1; task++) {
+        int t = task / j->n_head, h = task % j->n_head, kvh = h / group;
+        int n_kv = j->pos0 + t + 1;
+        const float *q = s->q + (size_t)t * nq + (size_t)h * hd;
+        for (int d = 0; d < hd; d++) store_kv(qc, (size_t)d, q[d], s->kv_type);
+        float mx = -INFINITY;
+        for (int p = 0; p < n_kv; p++) {
+            float v = dot(hd, kc + ((size_t)p * nkv + (size_t)kvh * hd) * s->kv_elt, qc);
+            sc[p] = v * scale;
+            if (sc[p] > mx) mx = sc[p];
+        }
+        double sum = 0.0;
+        for (int p = 0; p < n_kv; p++) {
+            float v = expf(sc[p] - mx);
+            sum += (double)v;
+            sc[p] = v;
+        }
+        float inv = (float)(1.0 / sum);
+        for (int p = 0; p < n_kv; p++) store_kv(pr, (size_t)p, sc[p] * inv, s->kv_type);
+        float *o = s->att + (size_t)t * nq + (size_t)h * hd;
+        for (int d = 0; d < hd; d++)
+            o[d] = dot(n_kv, vc + ((size_t)(kvh * hd + d) * n_ctx) * s->kv_elt, pr);
+    }
+}
+
+/* ------------------------------------------------------------ one chunk of tokens */
+
+static int forward_chunk(et_state *s, const int32_t *tok, int n, float *logits, int all_logits, int want_logits,
+                         et_err *e) {
+    const et_engine *m = s->m;
+    const et_hparams *hp = &m->hp;
+    int d = hp->n_embd, hd = hp->head_dim, pos0 = s->n_past, rc;
+    for (int t = 0; t < n; t++) {
+        const et_wmat *te = &m->tok_embd;
+        et_dequantize_row(te->type, (const uint8_t *)te->data + (size_t)tok[t] * te->row_bytes, s->x + (size_t)t * d, d);
+    }
+    for (int t = 0; t < n; t++)
+        rope_table(s->rope + (size_t)t * (m->n_rot + 1), pos0 + t, m->n_rot, hp->rope_theta, m->rope_freq_scale,
+                   m->rope_freqs);
+
+    for (int l = 0; l < hp->n_layer; l++) {
+        const et_engine_layer *ly = &m->layers[l];
+        if (ly->n_head > 0) {
+            int nq = ly->n_head * hd, nkv = ly->n_head_kv * hd;
+            for (int t = 0; t < n; t++)
+                rmsnorm(s->xb + (size_t)t * d, s->x + (size_t)t * d, ly->attn_norm, d, hp->rms_eps);
+            if ((rc = et_matmul(s, &ly->wq, s->xb, n, s->q, 0, 1.0f, 1, e))) return rc;
+            if ((rc = et_matmul(s, &ly->wk, s->xb, n, s->kk, 0, 1.0f, 1, e))) return rc;
+            if ((rc = et_matmul(s, &ly->wv, s->xb, n, s->vv, 0, 1.0f, 1, e))) return rc;
+            for (int t = 0; t < n; t++) {
+                float *q = s->q + (size_t)t * nq, *k = s->kk + (size_t)t * nkv, *v = s->vv + (size_t)t * nkv;
+                if (ly->bq) for (int i = 0; i < nq; i++) q[i] += ly->bq[i];
+                if (ly->bk) for (int i = 0; i < nkv; i++) k[i] += ly->bk[i];
+                if (ly->bv) for (int i = 0; i < nkv; i++) v[i] += ly->bv[i];
+                const float *cs = s->rope + (size_t)t * (m->n_rot + 1);
+                rope_apply(q, ly->n_head, hd, m->n_rot, cs);
+                rope_apply(k, ly->n_head_kv, hd, m->n_rot, cs);
+                size_t pos = (size_t)(pos0 + t);
+                for (int i = 0; i < nkv; i++) {
+                    store_kv(s->k_cache[l], pos * (size_t)nkv + (size_t)i, k[i], s->kv_type);
+                    store_kv(s->v_cache[l], (size_t)i * (size_t)s->n_ctx + pos, v[i], s->kv_type);
+                }
+            }
+            att_job aj = {s, l, n, pos0, ly->n_head, ly->n_head_kv};
+            et_pool_run(s->pool, att_work, &aj);
+            if ((rc = et_matmul(s, &ly->wo, s->att, n, s->xb, 0, 1.0f, 1, e))) return rc;
+            for (int t = 0; t < n; t++) {
+                float *x = s->x + (size_t)t * d, *o = s->xb + (size_t)t * d;
+                if (ly->bo) for (int i = 0; i < d; i++) o[i] += ly->bo[i];
+                for (int i = 0; i < d; i++) x[i] = o[i] + x[i];
+            }
+        }
+        if (ly->n_ff > 0) {
+            int nff = ly->n_ff;
+            for (int t = 0; t < n; t++)
+                rmsnorm(s->xb + (size_t)t * d, s->x + (size_t)t * d, ly->ffn_norm, d, hp->rms_eps);
+            if ((rc = et_matmul(s, &ly->w_gate, s->xb, n, s->hb, 0, 1.0f, 1, e))) return rc;
+            if ((rc = et_matmul(s, &ly->w_up, s->xb, n, s->hb2, 0, 1.0f, 1, e))) return rc;
+            for (size_t i = 0; i < (size_t)n * (size_t)nff; i++) {
+                float g = s->hb[i];
+                float sg = g / (1.0f + expf(-g));
+                s->hb[i] = sg * s->hb2[i];
+            }
+            if ((rc = et_matmul(s, &ly->w_down, s->hb, n, s->xb, 0, 1.0f, 1, e))) return rc;
+            for (size_t i = 0; i < (size_t)n * (size_t)d; i++) s->x[i] = s->xb[i] + s->x[i];
+        }
+    }
+    s->n_past += n;
+    if (!want_logits) return 0;
+    int t0 = all_logits ? 0 : n - 1, nt = all_logits ? n : 1;
+    for (int t = t0; t < n; t++)
+        rmsnorm(s->xb + (size_t)t * d, s->x + (size_t)t * d, m->output_norm, d, hp->rms_eps);
+    return et_matmul(s, &m->output, s->xb + (size_t)t0 * d, nt, logits, 0, 1.0f, 1, e);
+}
+
+int et_forward(et_state *s, const int32_t *tokens, int n, float *logits, int all_logits, et_err *e) {
+    const et_engine *m = s->m;
+    if (n <= 0) return n == 0 ? 0 : et_fail(e, ET_EUSAGE, "engine: negative token count");
+    if (n > s->n_ctx - s->n_past)
+        return et_fail(e, ET_EUSAGE, "engine: %d more tokens would overflow the context of %d (%d cached)", n,
+                       s->n_ctx, s->n_past);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->hp.n_vocab)
+            return et_fail(e, ET_EUSAGE, "engine: token %d at index %d is outside [0, %d)", tokens[i], i,
+                           m->hp.n_vocab);
+    for (int i = 0; i < n; i += s->n_batch) {
+        int c = n - i < s->n_batch ? n - i : s->n_batch;
+        int last = i + c == n;
+        float *lg = NULL;
+        if (logits) lg = all_logits ? logits + (size_t)i * (size_t)m->hp.n_vocab : logits;
+        int rc = forward_chunk(s, tokens + i, c, lg, all_logits, logits && (all_logits || last), e);
+        if (rc) return rc;
+    }
+    return 0;
+}

@@ -1,0 +1,45 @@
+/* engine/internal.h — what the engine's files share (not a public API). */
+#ifndef ET_ENGINE_INTERNAL_H
+#define ET_ENGINE_INTERNAL_H
+
+#include "engine.h"
+#include "kernels.h"
+#include "pool.h"
+
+struct et_state {
+    const et_engine *m;
+    const et_kernels *k;
+    et_pool *pool;
+    int n_ctx, n_batch, n_past;
+    uint32_t kv_type;        /* GGML_TYPE_F16 or GGML_TYPE_F32 */
+    size_t kv_elt;           /* bytes per cached element */
+    void **k_cache;          /* [n_layer] -> [n_ctx][n_head_kv*head_dim] */
+    void **v_cache;          /* [n_layer] -> [n_head_kv*head_dim][n_ctx] (transposed, as llama.cpp) */
+    /* activations for up to n_batch tokens, row-major [token][...] */
+    float *x;                /* [n_batch][n_embd] residual stream */
+    float *xb;               /* [n_batch][n_embd] normed input / sublayer output */
+    float *q;                /* [n_batch][max_q] */
+    float *kk, *vv;          /* [n_batch][max_kv] */
+    float *att;              /* [n_batch][max_q] attention output before wo */
+    float *hb, *hb2;         /* [n_batch][max_ff] */
+    float *rope;             /* [n_batch][n_rot] cos, sin interleaved */
+    void *act;               /* converted activations for a matmul */
+    size_t act_cap;          /* bytes */
+    float *lora_t;           /* [n_batch][rank] LoRA A x */
+    size_t lora_cap;         /* floats */
+    void *att_tmp;           /* per thread: scores [n_ctx] f32, probs [n_ctx] kv type, q [head_dim] kv type */
+    size_t att_tmp_stride;   /* bytes per thread */
+};
+
+/* Every weight matrix with data (token_embd, output unless tied, then the
+ * layers' projections); writes at most cap pointers, returns the count. */
+int et_engine_mats(et_engine *m, et_wmat **out, int cap);
+
+/* y[t][r] (= or +=) alpha * (W x_t)[r] for t < n_tok, plus every attached
+ * LoRA term when with_lora.  x: [n_tok][w->n_in], y: [n_tok][w->n_out].
+ * accumulate == 0 overwrites y (alpha must then be 1).  Uses s->act and
+ * s->lora_t; ET_ERUN when out of memory. */
+int et_matmul(et_state *s, const et_wmat *w, const float *x, int n_tok, float *y, int accumulate, float alpha,
+              int with_lora, et_err *e);
+
+#endif

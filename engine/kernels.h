@@ -1,0 +1,113 @@
+/* engine/kernels.h — dot-product kernels: a scalar reference and SIMD paths
+ * (AVX2, AVX-512, NEON) chosen at run time.
+ *
+ * Block layouts are ggml's (ggml-common.h); activations are quantized to
+ * the weight's vec_dot_type as ggml-cpu does (ggml-cpu.c type_traits_cpu):
+ *
+ *   weight   activations   kernel
+ *   F32      F32           dot_f32
+ *   F16      F16           dot_f16    (products of halves are exact in F32)
+ *   BF16     BF16          dot_bf16
+ *   Q8_0     Q8_0          dot_q8_0   (ggml_vec_dot_q8_0_q8_0)
+ *   Q4_0     Q8_0          dot_q4_0   (ggml_vec_dot_q4_0_q8_0)
+ *   Q5_0     Q8_0          dot_q5_0   (ggml_vec_dot_q5_0_q8_0)
+ *   Q4_K     Q8_K          dot_q4_K   (ggml_vec_dot_q4_K_q8_K)
+ *   Q6_K     Q8_K          dot_q6_K   (ggml_vec_dot_q6_K_q8_K)
+ *
+ * THE ACCUMULATION ORDER IS PART OF THE CONTRACT, so that every path gives
+ * bit-identical results (same tokens on x86-64 and aarch64, tests compare
+ * with ==).  Products and sums are separate roundings (no FMA contraction):
+ *
+ *  - F32/F16/BF16: 32 partial sums, element i goes to lane i % 32 over the
+ *    whole multiples of 32; lanes are folded pairwise (lane l += lane l+w for
+ *    w = 16, 8, 4, 2, 1); the remaining n % 32 products are then added in order.
+ *  - Q8_0/Q4_0/Q5_0 (blocks of 32): per block b and group g of 4 consecutive
+ *    elements (g = 0..7) the exact integer sum s(b,g) of the products is
+ *    converted to float and multiplied by d(b) = fp16(x.d) * fp16(y.d);
+ *    that is added to lane (b % 2)*8 + g of 16 partial sums, which are folded
+ *    pairwise (w = 8, 4, 2, 1).
+ *  - Q4_K/Q6_K (super-blocks of 256): per super-block the exact integer sums
+ *    sumi = sum_j scale_j * dot_j (and for Q4_K summ = sum_j min_j * bsum_j)
+ *    are scaled: acc += d * (float)sumi; acc -= dmin * (float)summ, with
+ *    d = fp16(x.d) * y.d, in super-block order.
+ *
+ * Activation quantization (same in every path, done by the scalar code):
+ *  - Q8_0: ggml-cpu's x86 quantize_row_q8_0: d = amax/127, id = 127/amax,
+ *    q = round-half-even(x * id).
+ *  - Q8_K: ggml quantize_row_q8_K_ref: iscale = -127/max (max = the value of
+ *    largest magnitude, first on ties), q = min(127, nearest_int(iscale*x)),
+ *    d = 1/iscale, bsums over groups of 16.
+ */
+#ifndef ET_ENGINE_KERNELS_H
+#define ET_ENGINE_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../quant/quant.h"
+
+/* Weight blocks: quant/quant.h (et_block_q8_0 ... et_block_q6_K, ggml's layouts). */
+#define ET_QK 32      /* elements per Q8_0/Q4_0/Q5_0 block */
+
+/* Q8_K, used only for activations (ggml block_q8_K): 292 bytes / 256. */
+typedef struct et_block_q8_K {
+    float d;               /* scale (fp32) */
+    int8_t qs[ET_QK_K];    /* quants, -127..127 */
+    int16_t bsums[16];     /* sums of qs over groups of 16 */
+} et_block_q8_K;
+_Static_assert(sizeof(et_block_q8_K) == 292, "Q8_K block is 292 bytes");
+
+/* A dot product of n elements: w is a weight row, x an activation row
+ * already converted to the weight's vec_dot_type.  n is a multiple of the
+ * block size for block types. */
+typedef float (*et_dot_fn)(int n, const void *w, const void *x);
+
+typedef struct et_kernels {
+    const char *name;          /* "scalar", "avx2", "avx512", "neon" */
+    et_dot_fn dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q5_0, dot_q4_K, dot_q6_K;
+} et_kernels;
+
+/* The kernel set by name, or NULL when this build or this CPU lacks it. */
+const et_kernels *et_kernels_get(const char *name);
+/* The fastest set this CPU supports; $ET_ISA (a name above) overrides. */
+const et_kernels *et_kernels_best(void);
+
+/* The dot kernel for a weight type, or NULL for an unsupported type. */
+et_dot_fn et_kernels_dot(const et_kernels *k, uint32_t weight_type);
+/* The activation type a weight type is multiplied with (F32, F16, BF16,
+ * Q8_0 or Q8_K), or (uint32_t)-1 for an unsupported weight type. */
+uint32_t et_vec_dot_type(uint32_t weight_type);
+/* Bytes of n activations converted to vec_dot_type (n a multiple of its block). */
+size_t et_act_bytes(uint32_t weight_type, int n);
+/* Convert n floats to the weight's vec_dot_type (dst et_act_bytes long). */
+void et_act_convert(uint32_t weight_type, const float *x, void *dst, int n);
+
+/* Activation quantizers (see the header comment); n a multiple of 32 / 256. */
+void et_quantize_q8_0(const float *x, et_block_q8_0 *y, int n);
+void et_quantize_q8_K(const float *x, et_block_q8_K *y, int n);
+
+/* fp16 -> fp32 by table (exact; et_fp16_to_fp32 builds it once). */
+extern float et_f16_table[65536];
+void et_kernels_init(void);
+
+/* The scalar reference kernels (a SIMD table may use one it does not vectorize). */
+float et_dot_f32_scalar(int n, const void *w, const void *x);
+float et_dot_f16_scalar(int n, const void *w, const void *x);
+float et_dot_bf16_scalar(int n, const void *w, const void *x);
+float et_dot_q8_0_scalar(int n, const void *w, const void *x);
+float et_dot_q4_0_scalar(int n, const void *w, const void *x);
+float et_dot_q5_0_scalar(int n, const void *w, const void *x);
+float et_dot_q4_K_scalar(int n, const void *w, const void *x);
+float et_dot_q6_K_scalar(int n, const void *w, const void *x);
+
+/* The per-path tables (NULL-free; a path not compiled for this target is absent). */
+extern const et_kernels et_kernels_scalar;
+#if defined(__x86_64__) || defined(__i386__)
+extern const et_kernels et_kernels_avx2;
+extern const et_kernels et_kernels_avx512;
+#endif
+#if defined(__aarch64__)
+extern const et_kernels et_kernels_neon;
+#endif
+
+#endif

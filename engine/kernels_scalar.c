@@ -1,0 +1,224 @@
+/* engine/kernels_scalar.c — the reference dot products.  Plain C that
+ * DEFINES the accumulation order every SIMD path reproduces bit for bit
+ * (engine/kernels.h).  Integer parts follow ggml-cpu-quants.c's scalar
+ * ggml_vec_dot_*; products and sums are separate statements so that no
+ * compiler contracts them into FMAs (GCC -std=c11 uses -ffp-contract=off;
+ * clang needs the pragma). */
+#include <string.h>
+
+#include "kernels.h"
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+static inline float f16(uint16_t h) { return et_f16_table[h]; }
+static inline float bf16(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Fold 2w partial sums pairwise: lane l += lane l+w for w = n/2 .. 1. */
+static float fold(float *acc, int n) {
+    for (int w = n / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] = acc[l] + acc[l + w];
+    return acc[0];
+}
+
+/* ---- float types: 32 lanes, then the tail in order ---- */
+
+float et_dot_f32_scalar(int n, const void *wv, const void *xv) {
+    const float *w = wv, *x = xv;
+    float acc[32] = {0};
+    int i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int l = 0; l < 32; l++) {
+            float p = w[i + l] * x[i + l];
+            acc[l] = acc[l] + p;
+        }
+    float s = fold(acc, 32);
+    for (; i < n; i++) {
+        float p = w[i] * x[i];
+        s = s + p;
+    }
+    return s;
+}
+
+float et_dot_f16_scalar(int n, const void *wv, const void *xv) {
+    const uint16_t *w = wv, *x = xv;
+    float acc[32] = {0};
+    int i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int l = 0; l < 32; l++) {
+            float p = f16(w[i + l]) * f16(x[i + l]);
+            acc[l] = acc[l] + p;
+        }
+    float s = fold(acc, 32);
+    for (; i < n; i++) {
+        float p = f16(w[i]) * f16(x[i]);
+        s = s + p;
+    }
+    return s;
+}
+
+float et_dot_bf16_scalar(int n, const void *wv, const void *xv) {
+    const uint16_t *w = wv, *x = xv;
+    float acc[32] = {0};
+    int i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int l = 0; l < 32; l++) {
+            float p = bf16(w[i + l]) * bf16(x[i + l]);
+            acc[l] = acc[l] + p;
+        }
+    float s = fold(acc, 32);
+    for (; i < n; i++) {
+        float p = bf16(w[i]) * bf16(x[i]);
+        s = s + p;
+    }
+    return s;
+}
+
+/* ---- 32-element blocks against Q8_0: 16 lanes (block parity x group of 4) ---- */
+
+/* Add one block's 8 group sums q[g], scaled by d, into lanes (b%2)*8 + g. */
+static inline void add_groups(float *acc, int b, const int32_t *q, float d) {
+    float *a = acc + (b & 1) * 8;
+    for (int g = 0; g < 8; g++) {
+        float p = (float)q[g] * d;
+        a[g] = a[g] + p;
+    }
+}
+
+float et_dot_q8_0_scalar(int n, const void *wv, const void *xv) {
+    const et_block_q8_0 *w = wv, *x = xv;
+    float acc[16] = {0};
+    for (int b = 0; b < n / ET_QK; b++) {
+        int32_t q[8];
+        for (int g = 0; g < 8; g++) {
+            int32_t s = 0;
+            for (int k = 0; k < 4; k++) s += w[b].qs[4 * g + k] * x[b].qs[4 * g + k];
+            q[g] = s;
+        }
+        add_groups(acc, b, q, f16(w[b].d) * f16(x[b].d));
+    }
+    return fold(acc, 16);
+}
+
+float et_dot_q4_0_scalar(int n, const void *wv, const void *xv) {
+    const et_block_q4_0 *w = wv;
+    const et_block_q8_0 *x = xv;
+    float acc[16] = {0};
+    for (int b = 0; b < n / ET_QK; b++) {
+        int8_t v[32];   /* element j: low nibble of qs[j] (j < 16), high nibble of qs[j-16] */
+        for (int j = 0; j < 16; j++) {
+            v[j] = (int8_t)((w[b].qs[j] & 0x0F) - 8);
+            v[j + 16] = (int8_t)((w[b].qs[j] >> 4) - 8);
+        }
+        int32_t q[8];
+        for (int g = 0; g < 8; g++) {
+            int32_t s = 0;
+            for (int k = 0; k < 4; k++) s += v[4 * g + k] * x[b].qs[4 * g + k];
+            q[g] = s;
+        }
+        add_groups(acc, b, q, f16(w[b].d) * f16(x[b].d));
+    }
+    return fold(acc, 16);
+}
+
+float et_dot_q5_0_scalar(int n, const void *wv, const void *xv) {
+    const et_block_q5_0 *w = wv;
+    const et_block_q8_0 *x = xv;
+    float acc[16] = {0};
+    for (int b = 0; b < n / ET_QK; b++) {
+        uint32_t qh;
+        memcpy(&qh, w[b].qh, 4);
+        int8_t v[32];
+        for (int j = 0; j < 16; j++) {
+            v[j] = (int8_t)(((w[b].qs[j] & 0x0F) | (((qh >> j) & 1) << 4)) - 16);
+            v[j + 16] = (int8_t)(((w[b].qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
+        }
+        int32_t q[8];
+        for (int g = 0; g < 8; g++) {
+            int32_t s = 0;
+            for (int k = 0; k < 4; k++) s += v[4 * g + k] * x[b].qs[4 * g + k];
+            q[g] = s;
+        }
+        add_groups(acc, b, q, f16(w[b].d) * f16(x[b].d));
+    }
+    return fold(acc, 16);
+}
+
+/* ---- K-quants against Q8_K: exact integers per super-block ---- */
+
+/* 6-bit scale and min j (0..7) of a Q4_K super-block (ggml get_scale_min_k4). */
+static inline void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+float et_dot_q4_K_scalar(int n, const void *wv, const void *xv) {
+    const et_block_q4_K *w = wv;
+    const et_block_q8_K *x = xv;
+    float acc = 0;
+    for (int b = 0; b < n / ET_QK_K; b++) {
+        int32_t sumi = 0, summ = 0;
+        for (int j = 0; j < 8; j++) {   /* sub-block j: elements 32j .. 32j+31 */
+            int sc, m;
+            scale_min_k4(j, w[b].scales, &sc, &m);
+            const uint8_t *q = w[b].qs + 32 * (j / 2);
+            const int8_t *y = x[b].qs + 32 * j;
+            int32_t s = 0;
+            for (int l = 0; l < 32; l++) s += ((j & 1) ? (q[l] >> 4) : (q[l] & 0x0F)) * y[l];
+            sumi += sc * s;
+            summ += m * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+        }
+        float d = f16(w[b].d) * x[b].d;
+        float dmin = f16(w[b].dmin) * x[b].d;
+        float t = d * (float)sumi;
+        acc = acc + t;
+        float u = dmin * (float)summ;
+        acc = acc - u;
+    }
+    return acc;
+}
+
+float et_dot_q6_K_scalar(int n, const void *wv, const void *xv) {
+    const et_block_q6_K *w = wv;
+    const et_block_q8_K *x = xv;
+    float acc = 0;
+    for (int b = 0; b < n / ET_QK_K; b++) {
+        int8_t v[256];
+        for (int h = 0; h < 2; h++) {     /* halves of 128: ql += 64, qh += 32 */
+            const uint8_t *ql = w[b].ql + 64 * h, *qh = w[b].qh + 32 * h;
+            int8_t *o = v + 128 * h;
+            for (int l = 0; l < 32; l++) {
+                o[l] = (int8_t)(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+                o[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                o[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                o[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+            }
+        }
+        int32_t sumi = 0;
+        for (int j = 0; j < 16; j++) {    /* sub-block j: elements 16j .. 16j+15 */
+            int32_t s = 0;
+            for (int l = 0; l < 16; l++) s += v[16 * j + l] * x[b].qs[16 * j + l];
+            sumi += w[b].scales[j] * s;
+        }
+        float d = f16(w[b].d) * x[b].d;
+        float t = d * (float)sumi;
+        acc = acc + t;
+    }
+    return acc;
+}
+
+const et_kernels et_kernels_scalar = {
+    "scalar",          et_dot_f32_scalar,  et_dot_f16_scalar,  et_dot_bf16_scalar, et_dot_q8_0_scalar,
+    et_dot_q4_0_scalar, et_dot_q5_0_scalar, et_dot_q4_K_scalar, et_dot_q6_K_scalar,
+};

@@ -1,0 +1,526 @@
+/* engine/load.c — GGUF (arch "llama" / "deci") or an in-memory et_model to
+ * an et_engine whose weight matrices point into the mapping.
+ *
+ * Keys and tensor names are llama.cpp's (src/llama-arch.cpp, LLM_KV_* and
+ * LLM_TENSOR_*); per-layer widths may be scalars or INT32 arrays for both
+ * archs, as llama.cpp's get_key_or_arr accepts.  Every tensor is checked
+ * for presence, shape, type and size before the engine uses it; a tensor
+ * the engine does not know is an error, like llama.cpp's tensor count check.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "internal.h"
+#include "kernels.h"
+
+#define MAX_LAYERS 4096
+#define MAX_DIM (1 << 20)
+
+static char *dupstr(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+static int weight_type_ok(uint32_t t) { return et_vec_dot_type(t) != (uint32_t)-1; }
+
+static const char *type_str(uint32_t t) {
+    const char *s = ggml_type_name(t);
+    return s ? s : "unknown";
+}
+
+/* ------------------------------------------------------------ GGUF keys */
+
+typedef struct loader {
+    const gguf_file *g;
+    const char *path;
+    char arch[16];
+    unsigned char *used;   /* [n_tensors] 1 when a tensor has been bound */
+} loader;
+
+static int key_name(char *buf, size_t cap, const loader *L, const char *suffix) {
+    return snprintf(buf, cap, "%s.%s", L->arch, suffix) < (int)cap ? 0 : -1;
+}
+
+/* Optional u32 key "<arch>.suffix" into *out (unchanged when absent). */
+static int opt_u32(const loader *L, const char *suffix, int *out, int lo, int hi, et_err *e) {
+    char k[128];
+    key_name(k, sizeof k, L, suffix);
+    if (gguf_find_key(L->g, k) < 0) return 0;
+    uint32_t v;
+    if (gguf_get_u32(L->g, k, &v, e)) return ET_EINPUT;
+    if ((int64_t)v < lo || (int64_t)v > hi)
+        return et_fail(e, ET_EINPUT, "%s: key '%s' = %u is outside [%d, %d]", L->path, k, v, lo, hi);
+    *out = (int)v;
+    return 0;
+}
+
+static int req_u32(const loader *L, const char *suffix, int *out, int lo, int hi, et_err *e) {
+    char k[128];
+    key_name(k, sizeof k, L, suffix);
+    if (gguf_find_key(L->g, k) < 0) return et_fail(e, ET_EINPUT, "%s: missing key '%s'", L->path, k);
+    return opt_u32(L, suffix, out, lo, hi, e);
+}
+
+static int opt_f32(const loader *L, const char *suffix, float *out, et_err *e) {
+    char k[128];
+    key_name(k, sizeof k, L, suffix);
+    if (gguf_find_key(L->g, k) < 0) return 0;
+    return gguf_get_f32(L->g, k, out, e);
+}
+
+/* Per-layer width: a scalar (same for every layer) or an integer array of
+ * n_layer entries.  Absent: *present = 0 and out untouched. */
+static int layer_arr(const loader *L, const char *suffix, int n_layer, int *out, int *present, int lo, int hi,
+                     et_err *e) {
+    char k[128];
+    key_name(k, sizeof k, L, suffix);
+    int64_t i = gguf_find_key(L->g, k);
+    *present = i >= 0;
+    if (i < 0) return 0;
+    const gguf_kv *kv = &L->g->kv[i];
+    uint64_t n = kv->type == GGUF_TYPE_ARRAY ? kv->n : 1;
+    if (kv->type == GGUF_TYPE_ARRAY && n != (uint64_t)n_layer)
+        return et_fail(e, ET_EINPUT, "%s: key '%s' has %" PRIu64 " entries, expected block_count = %d", L->path, k,
+                       n, n_layer);
+    for (int l = 0; l < n_layer; l++) {
+        int64_t v;
+        if (gguf_arr_i64(kv, kv->type == GGUF_TYPE_ARRAY ? (uint64_t)l : 0, &v))
+            return et_fail(e, ET_EINPUT, "%s: key '%s' is not an integer or integer array", L->path, k);
+        if (v < lo || v > hi)
+            return et_fail(e, ET_EINPUT, "%s: key '%s'[%d] = %" PRId64 " is outside [%d, %d]", L->path, k, l, v, lo,
+                           hi);
+        out[l] = (int)v;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ tensors */
+
+static const gguf_tensor *find(loader *L, const char *name) {
+    const gguf_tensor *t = gguf_find_tensor(L->g, name);
+    if (t) L->used[t - L->g->tensors] = 1;
+    return t;
+}
+
+static void wmat_set(et_wmat *w, const char *name, const void *data, uint32_t type, int n_in, int n_out) {
+    memset(w, 0, sizeof *w);
+    snprintf(w->name, sizeof w->name, "%s", name);
+    w->data = data;
+    w->type = type;
+    w->n_in = n_in;
+    w->n_out = n_out;
+    w->row_bytes = (size_t)ggml_row_bytes(type, (uint64_t)n_in);
+}
+
+/* Bind a 2-D weight [n_out, n_in] (GGUF ne {n_in, n_out}). */
+static int bind_mat(loader *L, et_wmat *w, const char *name, int n_in, int n_out, int required, et_err *e) {
+    memset(w, 0, sizeof *w);
+    const gguf_tensor *t = find(L, name);
+    if (!t) return required ? et_fail(e, ET_EINPUT, "%s: missing tensor '%s'", L->path, name) : 0;
+    if (!weight_type_ok(t->type))
+        return et_fail(e, ET_EINPUT, "%s: tensor '%s' has type %s (%u), which the engine does not run "
+                       "(supported: F32 F16 BF16 Q8_0 Q4_0 Q5_0 Q4_K Q6_K)", L->path, name, type_str(t->type), t->type);
+    if (t->n_dims > 2 || t->ne[0] != n_in || t->ne[1] != n_out || t->ne[2] != 1 || t->ne[3] != 1)
+        return et_fail(e, ET_EINPUT, "%s: tensor '%s' has shape [%" PRId64 ", %" PRId64 "], expected [%d, %d] (ne0 = in, ne1 = out)",
+                       L->path, name, t->ne[0], t->ne[1], n_in, n_out);
+    uint64_t rb = ggml_row_bytes(t->type, (uint64_t)n_in);
+    if (rb == 0)
+        return et_fail(e, ET_EINPUT, "%s: tensor '%s': row length %d is not a multiple of the %s block", L->path,
+                       name, n_in, type_str(t->type));
+    if (t->nbytes != rb * (uint64_t)n_out || !t->data)
+        return et_fail(e, ET_EINPUT, "%s: tensor '%s': %" PRIu64 " bytes of data, expected %" PRIu64, L->path, name,
+                       t->nbytes, rb * (uint64_t)n_out);
+    wmat_set(w, name, t->data, t->type, n_in, n_out);
+    return 0;
+}
+
+/* Bind a 1-D F32/F16/BF16 vector of n into an owned float copy. */
+static int bind_vec(loader *L, float **out, const char *name, int n, int required, et_err *e) {
+    *out = NULL;
+    const gguf_tensor *t = find(L, name);
+    if (!t) return required ? et_fail(e, ET_EINPUT, "%s: missing tensor '%s'", L->path, name) : 0;
+    if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 && t->type != GGML_TYPE_BF16)
+        return et_fail(e, ET_EINPUT, "%s: tensor '%s' has type %s (%u); a vector must be F32, F16 or BF16", L->path,
+                       name, type_str(t->type), t->type);
+    if (t->ne[0] != n || t->ne[1] != 1 || t->ne[2] != 1 || t->ne[3] != 1)
+        return et_fail(e, ET_EINPUT, "%s: tensor '%s' has shape [%" PRId64 ", %" PRId64 "], expected [%d]", L->path,
+                       name, t->ne[0], t->ne[1], n);
+    if (t->nbytes != ggml_row_bytes(t->type, (uint64_t)n) || !t->data)
+        return et_fail(e, ET_EINPUT, "%s: tensor '%s': wrong data size", L->path, name);
+    *out = malloc(sizeof(float) * (size_t)n);
+    if (!*out) return et_fail(e, ET_ERUN, "%s: out of memory", L->path);
+    et_dequantize_row(t->type, t->data, *out, n);
+    return 0;
+}
+
+static int bind_layer(loader *L, et_engine *m, int il, et_err *e) {
+    et_engine_layer *ly = &m->layers[il];
+    const et_hparams *hp = &m->hp;
+    int hd = hp->head_dim, d = hp->n_embd;
+    char nm[GGUF_MAX_NAME];
+#define NAME(suffix) (snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix), nm)
+    int rc;
+    if (ly->n_head > 0) {
+        if ((rc = bind_vec(L, &ly->attn_norm, NAME("attn_norm.weight"), d, 1, e))) return rc;
+        if ((rc = bind_mat(L, &ly->wq, NAME("attn_q.weight"), d, ly->n_head * hd, 1, e))) return rc;
+        if ((rc = bind_mat(L, &ly->wk, NAME("attn_k.weight"), d, ly->n_head_kv * hd, 1, e))) return rc;
+        if ((rc = bind_mat(L, &ly->wv, NAME("attn_v.weight"), d, ly->n_head_kv * hd, 1, e))) return rc;
+        if ((rc = bind_mat(L, &ly->wo, NAME("attn_output.weight"), ly->n_head * hd, d, 1, e))) return rc;
+        if ((rc = bind_vec(L, &ly->bq, NAME("attn_q.bias"), ly->n_head * hd, 0, e))) return rc;
+        if ((rc = bind_vec(L, &ly->bk, NAME("attn_k.bias"), ly->n_head_kv * hd, 0, e))) return rc;
+        if ((rc = bind_vec(L, &ly->bv, NAME("attn_v.bias"), ly->n_head_kv * hd, 0, e))) return rc;
+        if ((rc = bind_vec(L, &ly->bo, NAME("attn_output.bias"), d, 0, e))) return rc;
+    }
+    if (ly->n_ff > 0) {
+        if ((rc = bind_vec(L, &ly->ffn_norm, NAME("ffn_norm.weight"), d, 1, e))) return rc;
+        if ((rc = bind_mat(L, &ly->w_gate, NAME("ffn_gate.weight"), d, ly->n_ff, 1, e))) return rc;
+        if ((rc = bind_mat(L, &ly->w_up, NAME("ffn_up.weight"), d, ly->n_ff, 1, e))) return rc;
+        if ((rc = bind_mat(L, &ly->w_down, NAME("ffn_down.weight"), ly->n_ff, d, 1, e))) return rc;
+    }
+#undef NAME
+    return 0;
+}
+
+static int read_hparams(loader *L, et_engine *m, et_err *e) {
+    et_hparams *hp = &m->hp;
+    int rc;
+    snprintf(hp->arch, sizeof hp->arch, "%s", L->arch);
+    if ((rc = req_u32(L, "embedding_length", &hp->n_embd, 1, MAX_DIM, e))) return rc;
+    if ((rc = req_u32(L, "block_count", &hp->n_layer, 1, MAX_LAYERS, e))) return rc;
+    hp->n_ctx = 2048;
+    if ((rc = opt_u32(L, "context_length", &hp->n_ctx, 1, 1 << 24, e))) return rc;
+    int n_layer = hp->n_layer;
+    hp->layer_n_head = calloc((size_t)n_layer, sizeof(int));
+    hp->layer_n_head_kv = calloc((size_t)n_layer, sizeof(int));
+    hp->layer_n_ff = calloc((size_t)n_layer, sizeof(int));
+    if (!hp->layer_n_head || !hp->layer_n_head_kv || !hp->layer_n_ff)
+        return et_fail(e, ET_ERUN, "%s: out of memory", L->path);
+    int present;
+    if ((rc = layer_arr(L, "attention.head_count", n_layer, hp->layer_n_head, &present, 0, MAX_DIM, e))) return rc;
+    if (!present) return et_fail(e, ET_EINPUT, "%s: missing key '%s.attention.head_count'", L->path, L->arch);
+    if ((rc = layer_arr(L, "attention.head_count_kv", n_layer, hp->layer_n_head_kv, &present, 0, MAX_DIM, e)))
+        return rc;
+    if (!present) memcpy(hp->layer_n_head_kv, hp->layer_n_head, sizeof(int) * (size_t)n_layer);
+    if ((rc = layer_arr(L, "feed_forward_length", n_layer, hp->layer_n_ff, &present, 0, MAX_DIM, e))) return rc;
+    if (!present) return et_fail(e, ET_EINPUT, "%s: missing key '%s.feed_forward_length'", L->path, L->arch);
+
+    int n_head0 = 0;
+    for (int l = 0; l < n_layer && !n_head0; l++) n_head0 = hp->layer_n_head[l];
+    hp->head_dim = n_head0 > 0 ? hp->n_embd / n_head0 : 0;
+    int kl = hp->head_dim, vl = hp->head_dim;
+    if ((rc = opt_u32(L, "attention.key_length", &kl, 1, MAX_DIM, e))) return rc;
+    if ((rc = opt_u32(L, "attention.value_length", &vl, 1, MAX_DIM, e))) return rc;
+    if (kl != vl)
+        return et_fail(e, ET_EINPUT, "%s: attention.key_length %d != value_length %d (unsupported)", L->path, kl, vl);
+    hp->head_dim = kl;
+    for (int l = 0; l < n_layer; l++) {
+        int nh = hp->layer_n_head[l], nkv = hp->layer_n_head_kv[l];
+        if (nh > 0 && nkv == 0)
+            return et_fail(e, ET_EINPUT, "%s: layer %d has head_count %d and head_count_kv 0 (deci \"linear attention\" is not supported)",
+                           L->path, l, nh);
+        if (nh == 0 && nkv != 0)
+            return et_fail(e, ET_EINPUT, "%s: layer %d has head_count 0 but head_count_kv %d", L->path, l, nkv);
+        if (nh > 0 && nh % nkv)
+            return et_fail(e, ET_EINPUT, "%s: layer %d: head_count %d is not a multiple of head_count_kv %d", L->path, l,
+                           nh, nkv);
+        if (nh > 0 && hp->head_dim <= 0)
+            return et_fail(e, ET_EINPUT, "%s: layer %d has heads but the head size is 0", L->path, l);
+        if ((int64_t)nh * hp->head_dim > MAX_DIM)
+            return et_fail(e, ET_EINPUT, "%s: layer %d: head_count * head size too large", L->path, l);
+    }
+    if (strcmp(L->arch, "llama") == 0 && n_head0 > 0 && hp->n_embd % n_head0 && hp->head_dim == 0)
+        return et_fail(e, ET_EINPUT, "%s: embedding_length %d is not a multiple of head_count %d", L->path,
+                       hp->n_embd, n_head0);
+    hp->n_head = hp->layer_n_head[0];
+    hp->n_head_kv = hp->layer_n_head_kv[0];
+    hp->n_ff = hp->layer_n_ff[0];
+
+    char k[128];
+    key_name(k, sizeof k, L, "attention.layer_norm_rms_epsilon");
+    if ((rc = gguf_get_f32(L->g, k, &hp->rms_eps, e))) return rc;
+    if (!(hp->rms_eps >= 0) || !isfinite(hp->rms_eps))
+        return et_fail(e, ET_EINPUT, "%s: key '%s' is not a finite non-negative number", L->path, k);
+    hp->rope_theta = 10000.0f;
+    if ((rc = opt_f32(L, "rope.freq_base", &hp->rope_theta, e))) return rc;
+    if (!(hp->rope_theta > 0) || !isfinite(hp->rope_theta))
+        return et_fail(e, ET_EINPUT, "%s: %s.rope.freq_base must be positive", L->path, L->arch);
+    m->n_rot = hp->head_dim;
+    if ((rc = opt_u32(L, "rope.dimension_count", &m->n_rot, 0, MAX_DIM, e))) return rc;
+    if (m->n_rot > hp->head_dim || m->n_rot % 2)
+        return et_fail(e, ET_EINPUT, "%s: rope.dimension_count %d must be even and <= the head size %d", L->path,
+                       m->n_rot, hp->head_dim);
+    m->rope_freq_scale = 1.0f;
+    key_name(k, sizeof k, L, "rope.scaling.type");
+    if (gguf_find_key(L->g, k) >= 0) {
+        char type[32];
+        if ((rc = gguf_get_str(L->g, k, type, sizeof type, e))) return rc;
+        if (!strcmp(type, "linear")) {
+            float f = 1.0f;
+            if ((rc = opt_f32(L, "rope.scaling.factor", &f, e))) return rc;
+            if (!(f > 0) || !isfinite(f)) return et_fail(e, ET_EINPUT, "%s: bad rope.scaling.factor", L->path);
+            m->rope_freq_scale = 1.0f / f;
+        } else if (strcmp(type, "none") != 0) {
+            return et_fail(e, ET_EINPUT, "%s: rope scaling '%s' is not supported (none, linear)", L->path, type);
+        }
+    }
+    return 0;
+}
+
+static int load_gguf(et_engine *m, loader *L, et_err *e) {
+    const gguf_file *g = L->g;
+    int rc;
+    if ((rc = gguf_get_str(g, "general.architecture", L->arch, sizeof L->arch, e))) return rc;
+    if (strcmp(L->arch, "llama") && strcmp(L->arch, "deci"))
+        return et_fail(e, ET_EINPUT, "%s: architecture '%s' is not supported (llama, deci)", L->path, L->arch);
+    if (gguf_find_key(g, "general.type") >= 0) {
+        char type[32];
+        if (!gguf_get_str(g, "general.type", type, sizeof type, NULL) && strcmp(type, "model") != 0)
+            return et_fail(e, ET_EINPUT, "%s: general.type is '%s', not a model (an adapter goes with --lora)", L->path,
+                           type);
+    }
+    if ((rc = read_hparams(L, m, e))) return rc;
+    et_hparams *hp = &m->hp;
+
+    /* n_vocab comes from the embedding table */
+    const gguf_tensor *te = gguf_find_tensor(g, "token_embd.weight");
+    if (!te) return et_fail(e, ET_EINPUT, "%s: missing tensor 'token_embd.weight'", L->path);
+    if (te->ne[1] < 1 || te->ne[1] > (1 << 24))
+        return et_fail(e, ET_EINPUT, "%s: tensor 'token_embd.weight' has %" PRId64 " rows", L->path, te->ne[1]);
+    hp->n_vocab = (int)te->ne[1];
+    if ((rc = bind_mat(L, &m->tok_embd, "token_embd.weight", hp->n_embd, hp->n_vocab, 1, e))) return rc;
+    if ((rc = bind_vec(L, &m->output_norm, "output_norm.weight", hp->n_embd, 1, e))) return rc;
+    if ((rc = bind_mat(L, &m->output, "output.weight", hp->n_embd, hp->n_vocab, 0, e))) return rc;
+    hp->tied_output = m->output.data == NULL;
+    if (hp->tied_output) m->output = m->tok_embd;
+    if (m->n_rot > 0 && (rc = bind_vec(L, &m->rope_freqs, "rope_freqs.weight", m->n_rot / 2, 0, e))) return rc;
+
+    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+    if (!m->layers) return et_fail(e, ET_ERUN, "%s: out of memory", L->path);
+    for (int l = 0; l < hp->n_layer; l++) {
+        m->layers[l].n_head = hp->layer_n_head[l];
+        m->layers[l].n_head_kv = hp->layer_n_head_kv[l];
+        m->layers[l].n_ff = hp->layer_n_ff[l];
+        if ((rc = bind_layer(L, m, l, e))) return rc;
+        if (m->layers[l].bq || m->layers[l].bk || m->layers[l].bv) hp->qkv_bias = 1;
+    }
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (!L->used[i])
+            return et_fail(e, ET_EINPUT, "%s: unexpected tensor '%.*s' for arch %s with %d layers", L->path,
+                           (int)(g->tensors[i].name.len < 64 ? g->tensors[i].name.len : 64), g->tensors[i].name.ptr,
+                           L->arch, hp->n_layer);
+
+    if (gguf_find_key(g, "tokenizer.ggml.model") >= 0) {
+        if ((rc = et_tok_from_gguf(&m->tok, g, e))) return rc;
+        if (et_tok_n_vocab(m->tok) > hp->n_vocab)
+            return et_fail(e, ET_EINPUT, "%s: the tokenizer has %d tokens but token_embd.weight only %d rows", L->path,
+                           et_tok_n_vocab(m->tok), hp->n_vocab);
+    }
+    return 0;
+}
+
+int et_engine_load(et_engine **out, const char *path, et_err *e) {
+    *out = NULL;
+    et_kernels_init();
+    et_engine *m = calloc(1, sizeof *m);
+    if (!m) return et_fail(e, ET_ERUN, "%s: out of memory", path);
+    m->path = dupstr(path);
+    int rc = gguf_open(&m->gguf, path, e);
+    if (rc) {
+        free(m->path);
+        free(m);
+        return rc;
+    }
+    m->from_gguf = 1;
+    loader L = {0};
+    L.g = &m->gguf;
+    L.path = path;
+    L.used = calloc(m->gguf.n_tensors + 1, 1);
+    rc = L.used ? load_gguf(m, &L, e) : et_fail(e, ET_ERUN, "%s: out of memory", path);
+    free(L.used);
+    if (rc) {
+        et_engine_free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+/* ------------------------------------------------------------ from et_model */
+
+static float *copy_vec(const float *v, int n) {
+    if (!v) return NULL;
+    float *c = malloc(sizeof(float) * (size_t)n);
+    if (c) memcpy(c, v, sizeof(float) * (size_t)n);
+    return c;
+}
+
+int et_engine_from_model(et_engine **out, const et_model *src, et_err *e) {
+    *out = NULL;
+    et_kernels_init();
+    const et_hparams *sh = &src->hp;
+    if (sh->n_layer < 1 || sh->n_embd < 1 || sh->n_vocab < 1 || sh->head_dim < 1 || !src->tok_embd)
+        return et_fail(e, ET_EINPUT, "model: incomplete hyperparameters or weights");
+    et_engine *m = calloc(1, sizeof *m);
+    if (!m) return et_fail(e, ET_ERUN, "model: out of memory");
+    m->path = dupstr("(in-memory model)");
+    m->hp = *sh;
+    int L = sh->n_layer;
+    m->hp.layer_n_head = malloc(sizeof(int) * (size_t)L);
+    m->hp.layer_n_head_kv = malloc(sizeof(int) * (size_t)L);
+    m->hp.layer_n_ff = malloc(sizeof(int) * (size_t)L);
+    m->layers = calloc((size_t)L, sizeof *m->layers);
+    if (!m->hp.layer_n_head || !m->hp.layer_n_head_kv || !m->hp.layer_n_ff || !m->layers) goto oom;
+    for (int l = 0; l < L; l++) {
+        m->hp.layer_n_head[l] = sh->layer_n_head ? sh->layer_n_head[l] : sh->n_head;
+        m->hp.layer_n_head_kv[l] = sh->layer_n_head_kv ? sh->layer_n_head_kv[l] : sh->n_head_kv;
+        m->hp.layer_n_ff[l] = sh->layer_n_ff ? sh->layer_n_ff[l] : sh->n_ff;
+    }
+    m->n_rot = sh->head_dim;
+    m->rope_freq_scale = 1.0f;
+    int d = sh->n_embd, hd = sh->head_dim;
+    wmat_set(&m->tok_embd, "token_embd.weight", src->tok_embd, GGML_TYPE_F32, d, sh->n_vocab);
+    m->hp.tied_output = !src->output || src->output == src->tok_embd;
+    if (m->hp.tied_output) m->output = m->tok_embd;
+    else wmat_set(&m->output, "output.weight", src->output, GGML_TYPE_F32, d, sh->n_vocab);
+    if (!(m->output_norm = copy_vec(src->output_norm, d))) goto oom;
+    for (int l = 0; l < L; l++) {
+        et_engine_layer *ly = &m->layers[l];
+        const et_layer *s = &src->layers[l];
+        ly->n_head = m->hp.layer_n_head[l];
+        ly->n_head_kv = m->hp.layer_n_head_kv[l];
+        ly->n_ff = m->hp.layer_n_ff[l];
+        if (ly->n_head > 0 && (ly->n_head_kv <= 0 || ly->n_head % ly->n_head_kv)) {
+            et_engine_free(m);
+            return et_fail(e, ET_EINPUT, "model: layer %d: head_count %d / head_count_kv %d", l, ly->n_head,
+                           ly->n_head_kv);
+        }
+        char nm[GGUF_MAX_NAME];
+#define NAME(suffix) (snprintf(nm, sizeof nm, "blk.%d.%s", l, suffix), nm)
+        if (ly->n_head > 0) {
+            int nq = ly->n_head * hd, nkv = ly->n_head_kv * hd;
+            if (!(ly->attn_norm = copy_vec(s->attn_norm, d))) goto oom;
+            wmat_set(&ly->wq, NAME("attn_q.weight"), s->wq, GGML_TYPE_F32, d, nq);
+            wmat_set(&ly->wk, NAME("attn_k.weight"), s->wk, GGML_TYPE_F32, d, nkv);
+            wmat_set(&ly->wv, NAME("attn_v.weight"), s->wv, GGML_TYPE_F32, d, nkv);
+            wmat_set(&ly->wo, NAME("attn_output.weight"), s->wo, GGML_TYPE_F32, nq, d);
+            ly->bq = copy_vec(s->bq, nq);
+            ly->bk = copy_vec(s->bk, nkv);
+            ly->bv = copy_vec(s->bv, nkv);
+        }
+        if (ly->n_ff > 0) {
+            if (!(ly->ffn_norm = copy_vec(s->ffn_norm, d))) goto oom;
+            wmat_set(&ly->w_gate, NAME("ffn_gate.weight"), s->w_gate, GGML_TYPE_F32, d, ly->n_ff);
+            wmat_set(&ly->w_up, NAME("ffn_up.weight"), s->w_up, GGML_TYPE_F32, d, ly->n_ff);
+            wmat_set(&ly->w_down, NAME("ffn_down.weight"), s->w_down, GGML_TYPE_F32, ly->n_ff, d);
+        }
+#undef NAME
+    }
+    m->tok = src->tok; /* borrowed: freed only for engines loaded from GGUF */
+    *out = m;
+    return 0;
+oom:
+    et_engine_free(m);
+    return et_fail(e, ET_ERUN, "model: out of memory");
+}
+
+/* ------------------------------------------------------------ teardown and sizes */
+
+static void free_lora(et_wmat *w) {
+    free(w->lora);
+    w->lora = NULL;
+    w->n_lora = 0;
+}
+
+void et_engine_free(et_engine *m) {
+    if (!m) return;
+    et_engine_detach_all(m);
+    if (m->layers)
+        for (int l = 0; l < m->hp.n_layer; l++) {
+            et_engine_layer *ly = &m->layers[l];
+            free(ly->attn_norm);
+            free(ly->ffn_norm);
+            free(ly->bq);
+            free(ly->bk);
+            free(ly->bv);
+            free(ly->bo);
+        }
+    free(m->layers);
+    free(m->output_norm);
+    free(m->rope_freqs);
+    free(m->hp.layer_n_head);
+    free(m->hp.layer_n_head_kv);
+    free(m->hp.layer_n_ff);
+    if (m->from_gguf) {
+        et_tok_free(m->tok);
+        gguf_close(&m->gguf);
+    }
+    free(m->path);
+    free(m);
+}
+
+/* Every weight matrix of the model, for iteration (attach, detach, sizes). */
+int et_engine_mats(et_engine *m, et_wmat **out, int cap) {
+    int n = 0;
+#define ADD(w) do { if ((w)->data) { if (n < cap) out[n] = (w); n++; } } while (0)
+    ADD(&m->tok_embd);
+    if (!m->hp.tied_output) ADD(&m->output);
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        et_engine_layer *ly = &m->layers[l];
+        ADD(&ly->wq); ADD(&ly->wk); ADD(&ly->wv); ADD(&ly->wo);
+        ADD(&ly->w_gate); ADD(&ly->w_up); ADD(&ly->w_down);
+    }
+#undef ADD
+    return n;
+}
+
+void et_engine_detach_all(et_engine *m) {
+    if (!m || !m->layers) return;
+    free_lora(&m->tok_embd);
+    free_lora(&m->output);
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        et_engine_layer *ly = &m->layers[l];
+        free_lora(&ly->wq); free_lora(&ly->wk); free_lora(&ly->wv); free_lora(&ly->wo);
+        free_lora(&ly->w_gate); free_lora(&ly->w_up); free_lora(&ly->w_down);
+    }
+}
+
+int et_engine_max_q(const et_engine *m) {
+    int x = 0;
+    for (int l = 0; l < m->hp.n_layer; l++)
+        if (m->layers[l].n_head * m->hp.head_dim > x) x = m->layers[l].n_head * m->hp.head_dim;
+    return x;
+}
+
+int et_engine_max_kv(const et_engine *m) {
+    int x = 0;
+    for (int l = 0; l < m->hp.n_layer; l++)
+        if (m->layers[l].n_head_kv * m->hp.head_dim > x) x = m->layers[l].n_head_kv * m->hp.head_dim;
+    return x;
+}
+
+int et_engine_max_ff(const et_engine *m) {
+    int x = 0;
+    for (int l = 0; l < m->hp.n_layer; l++)
+        if (m->layers[l].n_ff > x) x = m->layers[l].n_ff;
+    return x;
+}
+
+uint64_t et_engine_weight_bytes(const et_engine *m) {
+    et_wmat *mats[1];
+    int n = et_engine_mats((et_engine *)m, mats, 0);
+    et_wmat **all = malloc(sizeof(et_wmat *) * (size_t)(n > 0 ? n : 1));
+    if (!all) return 0;
+    et_engine_mats((et_engine *)m, all, n);
+    uint64_t bytes = 0;
+    for (int i = 0; i < n; i++)
+        bytes += all[i] == &m->tok_embd && !m->hp.tied_output ? all[i]->row_bytes
+                                                              : (uint64_t)all[i]->row_bytes * (uint64_t)all[i]->n_out;
+    free(all);
+    return bytes;
+}

@@ -1,0 +1,159 @@
+/* engine/sampler.c — greedy, temperature, top-k, top-p, min-p with a
+ * seeded xoshiro256** generator (Blackman & Vigna, "Scrambled linear
+ * pseudorandom number generators", 2018; seeded through splitmix64).
+ * The filter order is llama.cpp's default sampler chain
+ * (common/sampling.cpp): top-k, top-p, min-p, then temperature, then a draw. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void et_rng_seed(et_rng *r, uint64_t seed) {
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t et_rng_next(et_rng *r) {
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+float et_rng_uniform(et_rng *r) { return (float)(et_rng_next(r) >> 40) / 16777216.0f; }
+
+typedef struct cand { float logit; int32_t id; } cand;
+
+et_sampler_params et_sampler_default_params(void) {
+    et_sampler_params p = {0.8f, 40, 0.95f, 0.05f, 0};
+    return p;
+}
+
+int et_sampler_init(et_sampler *s, const et_sampler_params *p, int n_vocab, et_err *e) {
+    memset(s, 0, sizeof *s);
+    if (n_vocab < 1) return et_fail(e, ET_EUSAGE, "sampler: n_vocab must be positive");
+    if (p->top_k < 0 || !(p->top_p > 0 && p->top_p <= 1) || !(p->min_p >= 0 && p->min_p <= 1) || isnan(p->temp))
+        return et_fail(e, ET_EUSAGE, "sampler: need top_k >= 0, 0 < top_p <= 1, 0 <= min_p <= 1");
+    s->p = *p;
+    s->n_vocab = n_vocab;
+    et_rng_seed(&s->rng, p->seed);
+    s->idx = malloc(sizeof(int32_t) * (size_t)n_vocab);
+    s->prob = malloc(sizeof(float) * (size_t)n_vocab);
+    s->cand = malloc(sizeof(cand) * (size_t)n_vocab);
+    if (!s->idx || !s->prob || !s->cand) {
+        et_sampler_free(s);
+        return et_fail(e, ET_ERUN, "sampler: out of memory");
+    }
+    return 0;
+}
+
+void et_sampler_free(et_sampler *s) {
+    free(s->idx);
+    free(s->prob);
+    free(s->cand);
+    s->idx = NULL;
+    s->prob = NULL;
+    s->cand = NULL;
+}
+
+int et_argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+
+/* Descending logit, ties by lower id (deterministic). */
+static int by_logit(const void *a, const void *b) {
+    const cand *x = a, *y = b;
+    if (x->logit > y->logit) return -1;
+    if (x->logit < y->logit) return 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Candidate ids best first into s->idx: the k best when k <= 64 by
+ * selection, else all n by sorting. */
+static void rank_candidates(et_sampler *s, const float *lg, int k) {
+    int n = s->n_vocab;
+    if (k <= 64) {
+        for (int i = 0; i < n; i++) s->idx[i] = i;
+        for (int i = 0; i < k; i++) {
+            int best = i;
+            for (int j = i + 1; j < n; j++) {
+                float a = lg[s->idx[j]], b = lg[s->idx[best]];
+                if (a > b || (a == b && s->idx[j] < s->idx[best])) best = j;
+            }
+            int32_t t = s->idx[i];
+            s->idx[i] = s->idx[best];
+            s->idx[best] = t;
+        }
+        return;
+    }
+    cand *c = s->cand;
+    for (int i = 0; i < n; i++) {
+        c[i].logit = lg[i];
+        c[i].id = i;
+    }
+    qsort(c, (size_t)n, sizeof *c, by_logit);
+    for (int i = 0; i < n; i++) s->idx[i] = c[i].id;
+}
+
+int et_sample(et_sampler *s, const float *logits) {
+    int n = s->n_vocab;
+    if (!(s->p.temp > 0)) return et_argmax(logits, n);
+    /* top-k */
+    int k = s->p.top_k > 0 && s->p.top_k < n ? s->p.top_k : n;
+    rank_candidates(s, logits, k);
+    /* softmax of the untempered candidates */
+    float mx = logits[s->idx[0]];
+    double sum = 0;
+    for (int i = 0; i < k; i++) {
+        s->prob[i] = expf(logits[s->idx[i]] - mx);
+        sum += s->prob[i];
+    }
+    /* top-p: the smallest prefix with cumulative probability >= top_p */
+    if (s->p.top_p < 1.0f) {
+        double cum = 0;
+        for (int i = 0; i < k; i++) {
+            cum += s->prob[i] / sum;
+            if (cum >= s->p.top_p) {
+                k = i + 1;
+                break;
+            }
+        }
+    }
+    /* min-p: keep p >= min_p * p_max (p_max is the first candidate's) */
+    if (s->p.min_p > 0) {
+        int kk = 1;
+        while (kk < k && s->prob[kk] >= s->p.min_p * s->prob[0]) kk++;
+        k = kk;
+    }
+    /* temperature on the survivors, then a draw */
+    sum = 0;
+    for (int i = 0; i < k; i++) {
+        s->prob[i] = expf((logits[s->idx[i]] - mx) / s->p.temp);
+        sum += s->prob[i];
+    }
+    double r = (double)et_rng_uniform(&s->rng) * sum, cum = 0;
+    for (int i = 0; i < k; i++) {
+        cum += s->prob[i];
+        if (r < cum) return s->idx[i];
+    }
+    return s->idx[k - 1];
+}
