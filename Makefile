@@ -97,8 +97,9 @@ test: deps
 check: deps
 	@$(MAKE) --no-print-directory BUILD=build-san OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" tests-build
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ET_SANITIZED=1 scripts/runtests.sh $(patsubst $(BUILD)/%,build-san/%,$(TEST_BIN))
+	@rc=0; ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ET_SANITIZED=1 scripts/runtests.sh $(patsubst $(BUILD)/%,build-san/%,$(TEST_BIN)) || rc=$$?; \
+	  rm -f edgetune edgerun; $(MAKE) --no-print-directory all >/dev/null; exit $$rc
 
 bench: deps all $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done

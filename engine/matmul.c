@@ -142,7 +142,7 @@ static int add_lora(et_state *s, const et_wmat *w, const float *x, int n_tok, fl
     return 0;
 }
 
-int et_matmul_multi(et_state *s, int n, const et_wmat *const *w, const float *x, int n_tok, float *const *y,
+int et_wmat_matmul_multi(et_state *s, int n, const et_wmat *const *w, const float *x, int n_tok, float *const *y,
                     et_err *e) {
     if (n < 1 || n > MAX_MATS) return et_fail(e, ET_EUSAGE, "engine: %d matrices in one job", n);
     int rc = matmul_plain(s, n, w, x, n_tok, y, 0, 1.0f, e);
@@ -150,7 +150,7 @@ int et_matmul_multi(et_state *s, int n, const et_wmat *const *w, const float *x,
     return rc;
 }
 
-int et_matmul(et_state *s, const et_wmat *w, const float *x, int n_tok, float *y, int accumulate, float alpha,
+int et_wmat_matmul(et_state *s, const et_wmat *w, const float *x, int n_tok, float *y, int accumulate, float alpha,
               int with_lora, et_err *e) {
     int rc = matmul_plain(s, 1, &w, x, n_tok, &y, accumulate, alpha, e);
     if (rc || !with_lora) return rc;
