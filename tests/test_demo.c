@@ -174,12 +174,12 @@ static void test_vocab_demo_texts(void **state) {
     texts tx;
     texts_load(&tx, paths, 2);
     et_vocab_opts o = et_vocab_defaults();
-    o.n_vocab = 400;
+    o.n_vocab = 1024; /* more than the pairs that occur twice: every frequent word becomes one piece */
     et_tokenizer *t, *t2, *t3;
     et_err e = {0};
     check(et_vocab_train(&t, tx.s, tx.len, tx.n, &o, NULL, &e), &e);
     check(et_vocab_train(&t2, tx.s, tx.len, tx.n, &o, NULL, &e), &e);
-    assert_int_equal(et_tok_n_vocab(t), 400);
+    assert_true(et_tok_n_vocab(t) > 400 && et_tok_n_vocab(t) < 1024);
     char h1[65], h2[65], h3[65];
     et_tok_sha256(t, h1);
     et_tok_sha256(t2, h2);
@@ -206,7 +206,7 @@ static void test_vocab_demo_texts(void **state) {
         check(et_tok_encode(t3, samples[k], strlen(samples[k]), 0, &ids, &n, &e), &e);
         check(et_tok_decode(t3, ids, n, 0, &back, &blen, &e), &e);
         assert_string_equal(back, samples[k]);
-        if (k < 2) assert_true(n * 3 < strlen(samples[k])); /* words of the corpus are few tokens */
+        if (k < 2) assert_true(n * 3 < strlen(samples[k])); /* words of the corpus are single pieces */
         free(ids);
         free(back);
     }
