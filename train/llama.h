@@ -99,6 +99,12 @@ et_tensor *et_llama_find(const et_llama *L, const char *name);
 et_tensor *et_llama_hidden(et_tape *t, et_llama *L, const int32_t *tokens, int B, int T,
                            const int32_t *pos);
 
+/* One transformer block: x [B*T, n_embd] (rows as in et_rope) -> the
+ * residual stream after layer l ("l_out-<l>"), the loop body of
+ * et_llama_hidden; for callers that run layers themselves (activation
+ * recomputation, train/lora_llama.h).  NULL on error. */
+et_tensor *et_llama_layer(et_tape *t, et_llama *L, int l, et_tensor *x, int T, const int32_t *pos);
+
 /* Mean next-token cross-entropy (a [1] tensor): et_llama_hidden, then
  * et_cross_entropy with the output weight.  targets [B*T] (the token
  * following each input, < 0 = not in the loss); xo may be NULL (mean over
