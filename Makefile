@@ -62,9 +62,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libedgetune.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libedgetune.a $(LDLIBS)
 
-# The aarch64 cross build joins the tests when the cross compiler is installed
-# (tests/test_cross_aarch64.c runs it under qemu-user).
-tests-build: all $(TEST_BIN) $(if $(HAVE_CROSS),cross)
+tests-build: all $(TEST_BIN)
 
 # Test binaries run from the project root, so ../shared is the shared data.
 test: deps
@@ -80,23 +78,6 @@ check: deps
 bench: deps all $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
 
-# edgerun for aarch64 (Debian gcc-aarch64-linux-gnu), linked statically so
-# that qemu-user runs it without a sysroot: build-cross/edgerun-aarch64.
-CROSS_CC     ?= aarch64-linux-gnu-gcc
-CROSS_BUILD  ?= build-cross
-CROSS_CFLAGS  = -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -fno-strict-aliasing
-CROSS_OBJ     = $(patsubst %.c,$(CROSS_BUILD)/rt/%.o,$(RT_SRC) cli/runner.c)
-HAVE_CROSS   := $(shell command -v $(CROSS_CC) 2>/dev/null)
-
-cross: $(CROSS_BUILD)/edgerun-aarch64
-
-$(CROSS_BUILD)/rt/%.o: %.c
-	@mkdir -p $(dir $@)
-	$(CROSS_CC) $(CROSS_CFLAGS) -MMD -MP -c $< -o $@
-
-$(CROSS_BUILD)/edgerun-aarch64: cli/edgerun.c $(CROSS_OBJ)
-	$(CROSS_CC) $(CROSS_CFLAGS) -static -o $@ $^ -lm -lpthread
-
 FUZZ_SECONDS ?= 60
 FUZZ_SRC = $(wildcard fuzz/fuzz_*.c)
 fuzz: deps
@@ -109,4 +90,4 @@ demo: deps all
 clean:
 	rm -rf build build-san build-fuzz build-cross edgetune edgerun
 
--include $(LIB_OBJ:.o=.d) $(RT_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/rt/cli/runner.d $(CROSS_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(RT_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/rt/cli/runner.d
