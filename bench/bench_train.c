@@ -107,8 +107,8 @@ static int run_one(const shape *s, int steps) {
         fprintf(stderr, "bench_train: %s\n", e.msg);
         return 3;
     }
-    et_rng rng;
-    et_rng_seed(&rng, 1);
+    et_xoshiro rng;
+    et_xoshiro_seed(&rng, 1);
     et_init_normal(tm.t, tm.n_t, s->n_layer, 0.02f, &rng);
     et_adamw opt;
     et_adamw_hp hp = {0.9f, 0.95f, 1e-8f, 0.1f};
@@ -124,7 +124,7 @@ static int run_one(const shape *s, int steps) {
     memset(msk, 1, BATCH * row);
     double loss = 0.0;
     for (int step = 0; step <= steps; step++) { /* step 0 warms up (arena growth): not timed */
-        for (size_t i = 0; i < BATCH * row; i++) tok[i] = (int32_t)(et_rng_next(&rng) % (uint64_t)s->n_vocab);
+        for (size_t i = 0; i < BATCH * row; i++) tok[i] = (int32_t)(et_xoshiro_next(&rng) % (uint64_t)s->n_vocab);
         double t0 = now(), sum = 0.0, norm = 0.0;
         memset(tm.grads, 0, tm.n * sizeof(float));
         if (tm.fwd_bwd(tm.ctx, tok, msk, BATCH, SEQ, (double)BATCH * SEQ, &sum, &e)) {

@@ -1,11 +1,407 @@
-/* cli/cmd_train.c — `edgetune train` (not implemented yet). */
+/* cli/cmd_train.c — `edgetune train`: full training from scratch or
+ * continued pretraining of an imported model on a tokens.h5
+ * (train/trainer.h), with a progress line, JSON-lines metrics, checkpoints,
+ * --resume, the effective recipe and a GGUF export in --out DIR. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "../datasets/ingest_tok.h"
+#include "../datasets/loader.h"
+#include "../export/model.h"
+#include "../train/checkpoint.h"
+#include "../train/init.h"
+#include "../train/threads.h"
+#include "../train/train_llama.h"
+#include "../train/trainer.h"
 #include "cli.h"
 
+static const char *const KNOWN[] = {
+    "model", "tokenizer", "data", "out", "n_embd", "n_layer", "n_head", "n_head_kv", "n_ff", "n_vocab", "n_ctx",
+    "head_dim", "rope_theta", "rms_eps", "untied", "init_std", "steps", "batch_size", "seq_len", "grad_accum", "lr",
+    "min_lr", "warmup", "schedule", "weight_decay", "decay", "beta1", "beta2", "eps", "grad_clip", "eval_every",
+    "eval_batches", "ckpt_every", "seed", "threads", "metrics", "type", "resume", "log_every", NULL};
+static const char *const BOOLS[] = {"resume", "untied", NULL};
+
+/* Everything the command decided, before training starts. */
+typedef struct train_cfg {
+    const char *model, *tokenizer, *data, *out, *metrics;
+    et_hparams hp;          /* from scratch */
+    float init_std;
+    et_train_opts o;
+    uint32_t gguf_type;
+    int threads, log_every;
+    char ckpt[4096], recipe[4096], gguf[4096];
+} train_cfg;
+
+static int get_int(const cli_args *a, const char *k, long def, long lo, long hi, long *v, et_err *e) {
+    int rc = cli_int(a, k, def, v, e);
+    if (!rc && (*v < lo || *v > hi))
+        rc = et_fail(e, ET_EUSAGE, "--%s %ld is out of range [%ld, %ld]", k, *v, lo, hi);
+    return rc;
+}
+
+static int get_float(const cli_args *a, const char *k, double def, double lo, double hi, double *v, et_err *e) {
+    int rc = cli_float(a, k, def, v, e);
+    if (!rc && !(*v >= lo && *v <= hi)) rc = et_fail(e, ET_EUSAGE, "--%s %g is out of range [%g, %g]", k, *v, lo, hi);
+    return rc;
+}
+
+/* The architecture flags of a model trained from scratch (n_vocab may stay 0: taken later
+ * from the tokenizer or the data). */
+static int read_arch(const cli_args *a, et_hparams *hp, et_err *e) {
+    long n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx, head_dim;
+    double theta, eps;
+    int rc;
+    if ((rc = get_int(a, "n_embd", 0, 1, 1 << 16, &n_embd, e)) || (rc = get_int(a, "n_layer", 0, 1, 1024, &n_layer, e)) ||
+        (rc = get_int(a, "n_head", 0, 1, 1024, &n_head, e)) ||
+        (rc = get_int(a, "n_head_kv", n_head, 1, 1024, &n_head_kv, e)) ||
+        (rc = get_int(a, "n_ff", 0, 1, 1 << 20, &n_ff, e)) || (rc = get_int(a, "n_vocab", 0, 0, 1 << 24, &n_vocab, e)) ||
+        (rc = get_int(a, "n_ctx", 512, 1, 1 << 20, &n_ctx, e)) ||
+        (rc = get_int(a, "head_dim", n_head ? n_embd / n_head : 0, 0, 1 << 16, &head_dim, e)) ||
+        (rc = get_float(a, "rope_theta", 10000.0, 1.0, 1e9, &theta, e)) ||
+        (rc = get_float(a, "rms_eps", 1e-5, 1e-12, 1.0, &eps, e)))
+        return rc;
+    memset(hp, 0, sizeof *hp);
+    snprintf(hp->arch, sizeof hp->arch, "llama");
+    hp->n_embd = (int)n_embd, hp->n_layer = (int)n_layer, hp->n_head = (int)n_head;
+    hp->n_head_kv = (int)n_head_kv, hp->n_ff = (int)n_ff, hp->n_vocab = (int)n_vocab, hp->n_ctx = (int)n_ctx;
+    hp->head_dim = (int)head_dim, hp->rope_theta = (float)theta, hp->rms_eps = (float)eps;
+    hp->tied_output = strcmp(cli_str(a, "untied", "0"), "1") != 0;
+    if (n_head % n_head_kv) return et_fail(e, ET_EUSAGE, "--n-head %ld is not a multiple of --n-head-kv %ld", n_head, n_head_kv);
+    if (head_dim < 2 || head_dim % 2) return et_fail(e, ET_EUSAGE, "head_dim %ld must be even (RoPE pairs)", head_dim);
+    return 0;
+}
+
+static int read_cfg(const cli_args *a, train_cfg *c, et_err *e) {
+    memset(c, 0, sizeof *c);
+    c->model = cli_str(a, "model", NULL);
+    c->tokenizer = cli_str(a, "tokenizer", NULL);
+    c->data = cli_str(a, "data", NULL);
+    c->out = cli_str(a, "out", cli_str(a, "output", NULL));
+    c->metrics = cli_str(a, "metrics", NULL);
+    if (!c->data || !c->out)
+        return et_fail(e, ET_EUSAGE, "train needs --data tokens.h5 and --out DIR (see `edgetune help train`)");
+    int rc = 0;
+    if (!c->model) {
+        if (!cli_str(a, "n_embd", NULL) || !cli_str(a, "n_layer", NULL) || !cli_str(a, "n_head", NULL) ||
+            !cli_str(a, "n_ff", NULL))
+            return et_fail(e, ET_EUSAGE, "train needs --model FILE, or the architecture of a new model: "
+                                         "--n-embd --n-layer --n-head --n-ff [--n-head-kv --n-vocab --n-ctx]");
+        if ((rc = read_arch(a, &c->hp, e))) return rc;
+    }
+    et_train_opts *o = &c->o;
+    *o = et_train_defaults();
+    long steps, B, T, A, warmup, eval_every, eval_batches, ckpt_every, seed, threads, log_every;
+    double lr, min_lr, wd, b1, b2, eps, clip, std;
+    if ((rc = get_int(a, "steps", 1000, 0, 1L << 40, &steps, e)) || (rc = get_int(a, "batch_size", 8, 1, 1 << 16, &B, e)) ||
+        (rc = get_int(a, "seq_len", 0, 0, 1 << 20, &T, e)) || (rc = get_int(a, "grad_accum", 1, 1, 1 << 16, &A, e)) ||
+        (rc = get_float(a, "lr", 3e-4, 0.0, 10.0, &lr, e)) || (rc = get_float(a, "min_lr", lr / 10, 0.0, 10.0, &min_lr, e)) ||
+        (rc = get_int(a, "warmup", steps < 1000 ? steps / 10 : 100, 0, 1L << 40, &warmup, e)) ||
+        (rc = get_float(a, "weight_decay", 0.1, 0.0, 10.0, &wd, e)) ||
+        (rc = get_float(a, "beta1", 0.9, 0.0, 0.999999, &b1, e)) || (rc = get_float(a, "beta2", 0.95, 0.0, 0.999999, &b2, e)) ||
+        (rc = get_float(a, "eps", 1e-8, 1e-30, 1.0, &eps, e)) || (rc = get_float(a, "grad_clip", 1.0, 0.0, 1e9, &clip, e)) ||
+        (rc = get_int(a, "eval_every", 100, 0, 1L << 40, &eval_every, e)) ||
+        (rc = get_int(a, "eval_batches", 0, 0, 1L << 40, &eval_batches, e)) ||
+        (rc = get_int(a, "ckpt_every", 100, 0, 1L << 40, &ckpt_every, e)) ||
+        (rc = get_int(a, "seed", 1, 0, 0x7fffffffffffffffL, &seed, e)) ||
+        (rc = get_int(a, "threads", 0, 0, 1024, &threads, e)) || (rc = get_int(a, "log_every", 1, 1, 1L << 40, &log_every, e)) ||
+        (rc = get_float(a, "init_std", 0.02, 0.0, 10.0, &std, e)))
+        return rc;
+    int kind = et_lr_kind_parse(cli_str(a, "schedule", "cosine"));
+    if (kind < 0) return et_fail(e, ET_EUSAGE, "--schedule: '%s' is not constant, cosine or linear", cli_str(a, "schedule", ""));
+    const char *decay = cli_str(a, "decay", "default");
+    o->wd_policy = !strcmp(decay, "all") ? ET_WD_ALL : !strcmp(decay, "none") ? ET_WD_NONE : ET_WD_DEFAULT;
+    if (strcmp(decay, "all") && strcmp(decay, "none") && strcmp(decay, "default"))
+        return et_fail(e, ET_EUSAGE, "--decay: '%s' is not default (no decay on norms and embeddings), all or none", decay);
+    const char *type = cli_str(a, "type", "F32");
+    if (strcmp(type, "F32") && strcmp(type, "F16")) return et_fail(e, ET_EUSAGE, "--type: '%s' is not F32 or F16", type);
+    c->gguf_type = !strcmp(type, "F16") ? GGML_TYPE_F16 : GGML_TYPE_F32;
+    o->steps = steps, o->batch_size = (int)B, o->seq_len = (int)T, o->grad_accum = (int)A;
+    o->sched = (et_lr_sched){kind, (float)lr, (float)min_lr, warmup, steps};
+    o->adamw = (et_adamw_hp){(float)b1, (float)b2, (float)eps, (float)wd};
+    o->grad_clip = (float)clip, o->eval_every = eval_every, o->eval_batches = eval_batches;
+    o->ckpt_every = ckpt_every, o->seed = (uint64_t)seed, o->resume = !strcmp(cli_str(a, "resume", "0"), "1");
+    c->threads = (int)threads, c->log_every = (int)log_every, c->init_std = (float)std;
+    snprintf(c->ckpt, sizeof c->ckpt, "%s/checkpoint.h5", c->out);
+    snprintf(c->recipe, sizeof c->recipe, "%s/recipe.json", c->out);
+    snprintf(c->gguf, sizeof c->gguf, "%s/model.gguf", c->out);
+    o->ckpt_path = c->ckpt;
+    return 0;
+}
+
+/* ---- the model ---- */
+
+/* Load --model, or build a new one from the flags and initialize it from --seed. */
+static int make_model(train_cfg *c, et_model *m, const et_ds *ds, et_err *e) {
+    if (c->model) return et_model_load(m, c->model, c->tokenizer, e);
+    et_tokenizer *tok = NULL;
+    int rc = 0;
+    if (c->tokenizer && (rc = et_ingest_load_tokenizer(&tok, c->tokenizer, c->hp.n_vocab, e))) return rc;
+    if (tok && c->hp.n_vocab && c->hp.n_vocab != et_tok_n_vocab(tok)) {
+        et_tok_free(tok);
+        return et_fail(e, ET_EUSAGE, "--n-vocab %d differs from the %d entries of %s", c->hp.n_vocab,
+                       et_tok_n_vocab(tok), c->tokenizer);
+    }
+    if (!c->hp.n_vocab) c->hp.n_vocab = tok ? et_tok_n_vocab(tok) : (int)ds->n_vocab;
+    if ((rc = et_model_alloc(m, &c->hp, e))) {
+        et_tok_free(tok);
+        return rc;
+    }
+    m->tok = tok;
+    return 0;
+}
+
+/* The data must fit the model: token ids below n_vocab, the same tokenizer. */
+static int check_data(const train_cfg *c, const et_model *m, const et_ds *ds, et_err *e) {
+    if (ds->n_vocab > m->hp.n_vocab)
+        return et_fail(e, ET_EINPUT, "%s: n_vocab %lld is larger than the model's %d", c->data, (long long)ds->n_vocab,
+                       m->hp.n_vocab);
+    if (m->tok && ds->tokenizer_sha256[0]) {
+        char hex[65];
+        et_tok_sha256(m->tok, hex);
+        if (strcmp(hex, ds->tokenizer_sha256))
+            return et_fail(e, ET_EINPUT, "%s: tokenized with tokenizer %.12s…, but the model's tokenizer is %.12s…",
+                           c->data, ds->tokenizer_sha256, hex);
+    }
+    if (c->o.seq_len > m->hp.n_ctx && m->hp.n_ctx > 0)
+        return et_fail(e, ET_EUSAGE, "--seq-len %d exceeds the model's context length %d", c->o.seq_len, m->hp.n_ctx);
+    return 0;
+}
+
+/* ---- the effective recipe: every setting as a flag of the same name ---- */
+typedef struct kv { int n; char *names[64], *values[64]; } kv;
+static void kv_add(kv *r, const char *k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void kv_add(kv *r, const char *k, const char *fmt, ...) {
+    if (r->n >= 64) return;
+    char buf[4200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    r->names[r->n] = strdup(k);
+    r->values[r->n++] = strdup(buf);
+}
+
+/* The shortest decimal (6 to 9 digits) that reads back as the same float:
+ * "0.0001", not "9.99999975e-05", and the recipe still reproduces the run. */
+static void kv_float(kv *r, const char *k, float v) {
+    char buf[32];
+    for (int p = 6; p <= 9; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, (double)v);
+        if (strtof(buf, NULL) == v) break;
+    }
+    kv_add(r, k, "%s", buf);
+}
+
+static int save_recipe(const train_cfg *c, const et_model *m, char **json, et_err *e) {
+    kv r = {0};
+    const et_train_opts *o = &c->o;
+    if (c->model) kv_add(&r, "model", "%s", c->model);
+    if (c->tokenizer) kv_add(&r, "tokenizer", "%s", c->tokenizer);
+    if (!c->model) {
+        const et_hparams *h = &m->hp;
+        kv_add(&r, "n_embd", "%d", h->n_embd), kv_add(&r, "n_layer", "%d", h->n_layer);
+        kv_add(&r, "n_head", "%d", h->n_head), kv_add(&r, "n_head_kv", "%d", h->n_head_kv);
+        kv_add(&r, "n_ff", "%d", h->n_ff), kv_add(&r, "n_vocab", "%d", h->n_vocab), kv_add(&r, "n_ctx", "%d", h->n_ctx);
+        kv_add(&r, "head_dim", "%d", h->head_dim), kv_float(&r, "rope_theta", h->rope_theta);
+        kv_float(&r, "rms_eps", h->rms_eps), kv_float(&r, "init_std", c->init_std);
+        if (!h->tied_output) kv_add(&r, "untied", "1");
+    }
+    kv_add(&r, "data", "%s", c->data), kv_add(&r, "out", "%s", c->out);
+    kv_add(&r, "steps", "%lld", (long long)o->steps), kv_add(&r, "batch_size", "%d", o->batch_size);
+    kv_add(&r, "seq_len", "%d", o->seq_len), kv_add(&r, "grad_accum", "%d", o->grad_accum);
+    kv_add(&r, "schedule", "%s", et_lr_kind_name(o->sched.kind)), kv_float(&r, "lr", o->sched.lr);
+    kv_float(&r, "min_lr", o->sched.min_lr), kv_add(&r, "warmup", "%lld", (long long)o->sched.warmup);
+    kv_float(&r, "weight_decay", o->adamw.weight_decay);
+    kv_add(&r, "decay", "%s", o->wd_policy == ET_WD_ALL ? "all" : o->wd_policy == ET_WD_NONE ? "none" : "default");
+    kv_float(&r, "beta1", o->adamw.beta1), kv_float(&r, "beta2", o->adamw.beta2);
+    kv_float(&r, "eps", o->adamw.eps), kv_float(&r, "grad_clip", o->grad_clip);
+    kv_add(&r, "eval_every", "%lld", (long long)o->eval_every), kv_add(&r, "eval_batches", "%lld", (long long)o->eval_batches);
+    kv_add(&r, "ckpt_every", "%lld", (long long)o->ckpt_every), kv_add(&r, "seed", "%llu", (unsigned long long)o->seed);
+    kv_add(&r, "type", "%s", c->gguf_type == GGML_TYPE_F16 ? "F16" : "F32");
+    if (c->threads) kv_add(&r, "threads", "%d", c->threads);
+    if (c->metrics) kv_add(&r, "metrics", "%s", c->metrics);
+    cli_args args = {.n = r.n, .names = r.names, .values = r.values};
+    int rc = cli_save_recipe(&args, c->recipe, e);
+    for (int i = 0; i < r.n; i++) free(r.names[i]), free(r.values[i]);
+    et_map mp;
+    if (!rc && !(rc = et_map_open(&mp, c->recipe, e))) {
+        *json = strndup((const char *)mp.data, mp.size);
+        et_map_close(&mp);
+        if (!*json) rc = et_fail(e, ET_ERUN, "out of memory");
+    }
+    return rc;
+}
+
+/* ---- progress ---- */
+static volatile sig_atomic_t g_interrupted;
+static void on_sigint(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+}
+
+typedef struct progress {
+    int tty;
+    int log_every;
+    FILE *metrics;
+    int line_open;          /* a \r line is on the terminal */
+} progress;
+
+static void fmt_eta(double s, char *buf, size_t n) {
+    if (!(s >= 0) || s > 1e8) snprintf(buf, n, "?");
+    else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(fmod(s, 3600) / 60));
+    else if (s >= 60) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, n, "%.0fs", s);
+}
+
+static void end_line(progress *p) {
+    if (p->line_open) fputc('\n', stderr);
+    p->line_open = 0;
+}
+
+static int on_event(void *user, const et_train_event *ev) {
+    progress *p = user;
+    if (p->metrics) {
+        char buf[1024];
+        et_train_event_json(ev, buf, sizeof buf);
+        fprintf(p->metrics, "%s\n", buf);
+        fflush(p->metrics);
+    }
+    char eta[32];
+    if (ev->kind == ET_EV_STEP) {
+        fmt_eta(ev->eta_s, eta, sizeof eta);
+        if (p->tty) {
+            fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s", (long long)ev->step,
+                    (long long)ev->steps, ev->loss, (double)ev->lr, ev->tokens_per_s, eta);
+            p->line_open = 1;
+        } else if (ev->step % p->log_every == 0 || ev->step == ev->steps) {
+            fprintf(stderr, "step %lld/%lld loss %.4f lr %.3e grad_norm %.3f tok/s %.0f eta %s\n", (long long)ev->step,
+                    (long long)ev->steps, ev->loss, (double)ev->lr, ev->grad_norm, ev->tokens_per_s, eta);
+        }
+    } else if (ev->kind == ET_EV_EVAL) {
+        end_line(p);
+        fprintf(stderr, "step %lld/%lld val_loss %.4f val_ppl %.3f (%lld tokens)\n", (long long)ev->step,
+                (long long)ev->steps, ev->val_loss, ev->val_ppl, (long long)ev->val_tokens);
+    } else if (ev->kind == ET_EV_CKPT && !p->tty) {
+        fprintf(stderr, "step %lld/%lld checkpoint %s\n", (long long)ev->step, (long long)ev->steps, ev->path);
+    }
+    fflush(stderr);
+    return g_interrupted != 0;
+}
+
+/* With --resume and no --config: parse again with --config OUT/recipe.json
+ * appended, so the saved recipe fills in every flag the command line omits. */
+static int parse_with_resume(cli_args *a, int argc, char **argv, et_err *e) {
+    int rc = cli_parse(a, argc, argv, BOOLS, e);
+    if (rc || strcmp(cli_str(a, "resume", "0"), "1")) return rc;
+    for (int i = 1; i < argc; i++)
+        if (!strncmp(argv[i], "--config", 8)) return 0;
+    const char *out = cli_str(a, "out", cli_str(a, "output", NULL));
+    if (!out) return et_fail(e, ET_EUSAGE, "--resume needs --out DIR (the directory of the run)");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/recipe.json", out);
+    if (access(path, R_OK)) return et_fail(e, ET_EUSAGE, "%s: no run to resume (no recipe.json)", out);
+    char **v = malloc(sizeof(char *) * (size_t)(argc + 3));
+    if (!v) return et_fail(e, ET_ERUN, "out of memory");
+    for (int i = 0; i < argc; i++) v[i] = argv[i];
+    v[argc] = "--config", v[argc + 1] = path, v[argc + 2] = NULL;
+    cli_free(a);
+    rc = cli_parse(a, argc + 2, v, BOOLS, e);
+    free(v);
+    return rc;
+}
+
 int cmd_train(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "edgetune: 'train' is not implemented yet\n");
-    return ET_EUSAGE;
+    et_omp_passive_reexec(); /* idle OpenMP workers sleep while OpenBLAS runs: train/threads.h */
+    cli_args a;
+    et_err e = {0};
+    train_cfg c;
+    et_model m = {0};
+    et_ds *ds = NULL;
+    et_loader *train = NULL, *valid = NULL;
+    et_train_llama tl = {0};
+    et_train_model tm;
+    char *recipe = NULL;
+    progress p = {.tty = isatty(2)};
+    int rc = parse_with_resume(&a, argc, argv, &e);
+    if (!rc) rc = cli_check_known(&a, KNOWN, &e);
+    if (!rc && a.npos > 0) rc = et_fail(&e, ET_EUSAGE, "unexpected argument '%s'", a.pos[0]);
+    if (!rc) rc = read_cfg(&a, &c, &e);
+    if (rc) goto done;
+    if (c.threads > 0) {
+        omp_set_num_threads(c.threads);
+        openblas_set_num_threads(c.threads);
+    }
+    p.log_every = c.log_every;
+    if (mkdir(c.out, 0777) && access(c.out, W_OK)) {
+        rc = et_fail(&e, ET_ERUN, "%s: cannot create the output directory", c.out);
+        goto done;
+    }
+    if (c.o.resume && access(c.ckpt, R_OK)) {
+        rc = et_fail(&e, ET_EUSAGE, "%s: no checkpoint to resume from", c.ckpt);
+        goto done;
+    }
+    if ((rc = et_ds_open(&ds, c.data, &e)) || (rc = make_model(&c, &m, ds, &e))) goto done;
+    if (!c.o.seq_len) c.o.seq_len = m.hp.n_ctx > 0 && m.hp.n_ctx < 256 ? m.hp.n_ctx : 256;
+    if ((rc = check_data(&c, &m, ds, &e)) || (rc = et_train_llama_init(&tl, &m, 0, &tm, &e))) goto done;
+    if (!c.model && !c.o.resume) {
+        et_xoshiro r;
+        et_xoshiro_seed(&r, c.o.seed);
+        et_init_normal(tm.t, tm.n_t, m.hp.n_layer, c.init_std, &r);
+    }
+    et_loader_opts lo = et_loader_defaults();
+    lo.batch_size = c.o.batch_size, lo.seq_len = c.o.seq_len, lo.seed = c.o.seed;
+    if ((rc = et_loader_open(&train, ds, &lo, &e))) goto done;
+    lo.split = ET_SPLIT_VALID, lo.shuffle = 0, lo.loop = 0;
+    et_err ve = {0};
+    if (et_loader_open(&valid, ds, &lo, &ve)) {
+        valid = NULL;
+        fprintf(stderr, "edgetune: no evaluation: %s\n", ve.msg);
+    }
+    if ((rc = save_recipe(&c, &m, &recipe, &e))) goto done;
+    c.o.config = recipe;
+    if (c.metrics && !(p.metrics = fopen(c.metrics, c.o.resume ? "a" : "w"))) {
+        rc = et_fail(&e, ET_ERUN, "%s: cannot open the metrics file", c.metrics);
+        goto done;
+    }
+    fprintf(stderr, "edgetune train: %s, %zu parameters (n_embd %d, n_layer %d, n_head %d/%d, n_ff %d, n_vocab %d); "
+            "%s: %lld tokens; batch %d x %d x %d; %lld steps%s\n",
+            c.model ? c.model : "new model", m.n_params, m.hp.n_embd, m.hp.n_layer, m.hp.n_head, m.hp.n_head_kv,
+            m.hp.n_ff, m.hp.n_vocab, c.data, (long long)ds->n_tokens, c.o.batch_size, c.o.seq_len, c.o.grad_accum,
+            (long long)c.o.steps, c.o.resume ? " (resumed)" : "");
+    c.o.on_event = on_event;
+    c.o.user = &p;
+    signal(SIGINT, on_sigint);
+    et_train_result res;
+    rc = et_train_run(&tm, train, valid, &c.o, &res, &e);
+    signal(SIGINT, SIG_DFL);
+    end_line(&p);
+    if (rc) goto done;
+    if ((rc = et_model_save_gguf(&m, c.gguf, c.gguf_type, &e))) goto done;
+    if (g_interrupted) {
+        rc = et_fail(&e, ET_ERUN, "interrupted at step %lld (checkpoint and %s written): continue with "
+                     "`edgetune train --resume --out %s`", (long long)res.step, c.gguf, c.out);
+        goto done;
+    }
+    printf("trained %lld steps, %lld tokens: train loss %.4f, val loss %.4f (ppl %.3f)\n", (long long)res.step,
+           (long long)res.tokens, res.last_loss, res.val_loss, exp(res.val_loss));
+    printf("wrote %s, %s, %s\n", c.gguf, c.ckpt, c.recipe);
+done:
+    if (p.metrics) fclose(p.metrics);
+    et_loader_close(train);
+    et_loader_close(valid);
+    et_train_llama_free(&tl);
+    et_model_free(&m);
+    if (ds) et_ds_close(ds);
+    free(recipe);
+    cli_free(&a);
+    return rc ? cli_report(&e) : 0;
 }

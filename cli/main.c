@@ -27,7 +27,19 @@ const cli_cmd cli_commands[] = {
      "  --label-first          tsv: columns are label<TAB>text\n"
      "  --n-vocab N            vocabulary size of a llama2.c tokenizer.bin (default: from its length)\n"
      "  Rules and file format: docs/data.md, docs/formats.md", cmd_data},
-    {"train", "train or continue training a llama-family model", "edgetune train [options]", cmd_train},
+    {"train", "train or continue training a llama-family model",
+     "edgetune train --data tokens.h5 --out DIR (--model FILE | --n-embd N --n-layer N --n-head N --n-ff N) [options]\n"
+     "  model: --model GGUF|HF-dir|llama2.c.bin [--tokenizer F], or a new one: --n-embd --n-layer --n-head\n"
+     "         --n-ff [--n-head-kv (=n-head) --n-vocab (from --tokenizer or the data) --n-ctx 512\n"
+     "         --head-dim --rope-theta 10000 --rms-eps 1e-5 --untied --init-std 0.02 --tokenizer F]\n"
+     "  --steps 1000 --batch-size 8 --seq-len (min(n_ctx, 256)) --grad-accum 1\n"
+     "  --lr 3e-4 --min-lr (lr/10) --warmup (steps/10, at most 100) --schedule cosine|linear|constant\n"
+     "  --weight-decay 0.1 --decay default|all|none (default: none on norms and embeddings)\n"
+     "  --beta1 0.9 --beta2 0.95 --eps 1e-8 --grad-clip 1.0 (global norm; 0 = off) --seed 1\n"
+     "  --eval-every 100 --eval-batches 0 (= whole validation split) --ckpt-every 100 --threads N\n"
+     "  --metrics FILE (JSON lines) --log-every 1 --type F32|F16 --resume (continue DIR's run bit for bit)\n"
+     "  DIR gets checkpoint.h5, recipe.json (every setting; reuse with --config) and model.gguf.\n"
+     "  Details: docs/training.md", cmd_train},
     {"lora", "train a LoRA adapter on a frozen base", "edgetune lora [options]", cmd_lora},
     {"merge", "fold LoRA adapters into a base model", "edgetune merge BASE.gguf ADAPTER.gguf[:SCALE]... -o OUT.gguf", cmd_merge},
     {"quantize", "quantize a GGUF model as llama-quantize does (F16, BF16, Q8_0, Q4_0, Q4_K_M, Q6_K)",

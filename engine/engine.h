@@ -97,6 +97,9 @@ typedef struct et_engine {
  * "m.gguf: tensor 'blk.0.attn_k.weight' has shape [64, 48], expected [64, 32]".
  * The tokenizer is loaded when the file has tokenizer.ggml.* keys. */
 int et_engine_load(et_engine **out, const char *path, et_err *e);
+/* The same over a caller's buffer holding a GGUF file (it must outlive the
+ * engine); `name` is used in messages.  For fuzzing and embedded use. */
+int et_engine_load_mem(et_engine **out, const void *data, size_t size, const char *name, et_err *e);
 /* Wrap an in-memory F32 model (export/model.h: a llama2.c .bin, HF
  * directory, or a model being trained).  The weights are BORROWED: m must
  * outlive the engine.  The tokenizer pointer is borrowed too. 0 or ET_EINPUT. */

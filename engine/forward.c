@@ -233,9 +233,9 @@ static int forward_chunk(et_state *s, const int32_t *tok, int n, float *logits, 
             int nq = ly->n_head * hd, nkv = ly->n_head_kv * hd;
             for (int t = 0; t < n; t++)
                 rmsnorm(s->xb + (size_t)t * d, s->x + (size_t)t * d, ly->attn_norm, d, hp->rms_eps);
-            if ((rc = et_matmul(s, &ly->wq, s->xb, n, s->q, 0, 1.0f, 1, e))) return rc;
-            if ((rc = et_matmul(s, &ly->wk, s->xb, n, s->kk, 0, 1.0f, 1, e))) return rc;
-            if ((rc = et_matmul(s, &ly->wv, s->xb, n, s->vv, 0, 1.0f, 1, e))) return rc;
+            if ((rc = et_wmat_matmul(s, &ly->wq, s->xb, n, s->q, 0, 1.0f, 1, e))) return rc;
+            if ((rc = et_wmat_matmul(s, &ly->wk, s->xb, n, s->kk, 0, 1.0f, 1, e))) return rc;
+            if ((rc = et_wmat_matmul(s, &ly->wv, s->xb, n, s->vv, 0, 1.0f, 1, e))) return rc;
             for (int t = 0; t < n; t++) {
                 float *q = s->q + (size_t)t * nq, *k = s->kk + (size_t)t * nkv, *v = s->vv + (size_t)t * nkv;
                 if (ly->bq) for (int i = 0; i < nq; i++) q[i] += ly->bq[i];
@@ -252,7 +252,7 @@ static int forward_chunk(et_state *s, const int32_t *tok, int n, float *logits, 
             }
             att_job aj = {s, l, n, pos0, ly->n_head, ly->n_head_kv};
             et_pool_run(s->pool, att_work, &aj);
-            if ((rc = et_matmul(s, &ly->wo, s->att, n, s->xb, 0, 1.0f, 1, e))) return rc;
+            if ((rc = et_wmat_matmul(s, &ly->wo, s->att, n, s->xb, 0, 1.0f, 1, e))) return rc;
             for (int t = 0; t < n; t++) {
                 float *x = s->x + (size_t)t * d, *o = s->xb + (size_t)t * d;
                 if (ly->bo) for (int i = 0; i < d; i++) o[i] += ly->bo[i];
@@ -263,14 +263,14 @@ static int forward_chunk(et_state *s, const int32_t *tok, int n, float *logits, 
             int nff = ly->n_ff;
             for (int t = 0; t < n; t++)
                 rmsnorm(s->xb + (size_t)t * d, s->x + (size_t)t * d, ly->ffn_norm, d, hp->rms_eps);
-            if ((rc = et_matmul(s, &ly->w_gate, s->xb, n, s->hb, 0, 1.0f, 1, e))) return rc;
-            if ((rc = et_matmul(s, &ly->w_up, s->xb, n, s->hb2, 0, 1.0f, 1, e))) return rc;
+            if ((rc = et_wmat_matmul(s, &ly->w_gate, s->xb, n, s->hb, 0, 1.0f, 1, e))) return rc;
+            if ((rc = et_wmat_matmul(s, &ly->w_up, s->xb, n, s->hb2, 0, 1.0f, 1, e))) return rc;
             for (size_t i = 0; i < (size_t)n * (size_t)nff; i++) {
                 float g = s->hb[i];
                 float sg = g / (1.0f + expf(-g));
                 s->hb[i] = sg * s->hb2[i];
             }
-            if ((rc = et_matmul(s, &ly->w_down, s->hb, n, s->xb, 0, 1.0f, 1, e))) return rc;
+            if ((rc = et_wmat_matmul(s, &ly->w_down, s->hb, n, s->xb, 0, 1.0f, 1, e))) return rc;
             for (size_t i = 0; i < (size_t)n * (size_t)d; i++) s->x[i] = s->xb[i] + s->x[i];
         }
     }
@@ -279,7 +279,7 @@ static int forward_chunk(et_state *s, const int32_t *tok, int n, float *logits, 
     int t0 = all_logits ? 0 : n - 1, nt = all_logits ? n : 1;
     for (int t = t0; t < n; t++)
         rmsnorm(s->xb + (size_t)t * d, s->x + (size_t)t * d, m->output_norm, d, hp->rms_eps);
-    return et_matmul(s, &m->output, s->xb + (size_t)t0 * d, nt, logits, 0, 1.0f, 1, e);
+    return et_wmat_matmul(s, &m->output, s->xb + (size_t)t0 * d, nt, logits, 0, 1.0f, 1, e);
 }
 
 int et_forward(et_state *s, const int32_t *tokens, int n, float *logits, int all_logits, et_err *e) {

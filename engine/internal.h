@@ -39,7 +39,7 @@ int et_engine_mats(et_engine *m, et_wmat **out, int cap);
  * LoRA term when with_lora.  x: [n_tok][w->n_in], y: [n_tok][w->n_out].
  * accumulate == 0 overwrites y (alpha must then be 1).  Uses s->act and
  * s->lora_t; ET_ERUN when out of memory. */
-int et_matmul(et_state *s, const et_wmat *w, const float *x, int n_tok, float *y, int accumulate, float alpha,
+int et_wmat_matmul(et_state *s, const et_wmat *w, const float *x, int n_tok, float *y, int accumulate, float alpha,
               int with_lora, et_err *e);
 
 #endif

@@ -47,20 +47,15 @@ static int x86_features(int *avx2, int *avx512) {
 }
 #endif
 
-static int cpu_has(const char *name) {
 #if defined(__x86_64__) || defined(__i386__)
+static int cpu_has(const char *name) {
     int avx2, avx512;
     x86_features(&avx2, &avx512);
     if (!strcmp(name, "avx2")) return avx2;
     if (!strcmp(name, "avx512")) return avx512;
     return 0;
-#elif defined(__aarch64__)
-    return !strcmp(name, "neon");
-#else
-    (void)name;
-    return 0;
-#endif
 }
+#endif
 
 const et_kernels *et_kernels_get(const char *name) {
     et_kernels_init();
@@ -150,7 +145,10 @@ void et_quantize_q8_0(const float *x, et_block_q8_0 *y, int n) {
         float d = amax / 127.f;
         float id = amax != 0.0f ? 127.f / amax : 0.0f;
         y[b].d = et_fp32_to_fp16(d);
-        for (int j = 0; j < ET_QK; j++) y[b].qs[j] = (int8_t)nearbyintf(x[j] * id);
+        for (int j = 0; j < ET_QK; j++) {
+            float v = nearbyintf(x[j] * id);   /* in [-127, 127] for finite x */
+            y[b].qs[j] = (int8_t)(v >= -127.f && v <= 127.f ? v : v > 127.f ? 127 : v < -127.f ? -127 : 0);
+        }
     }
 }
 
@@ -178,7 +176,8 @@ void et_quantize_q8_K(const float *x, et_block_q8_K *y, int n) {
         }
         float iscale = -127.f / max;
         for (int j = 0; j < ET_QK_K; j++) {
-            int v = nearest_int(iscale * x[j]);
+            float f = iscale * x[j];   /* in [-127, 127] for finite x; NaN/inf only from hostile weights */
+            int v = f >= -127.f && f <= 127.f ? nearest_int(f) : f > 127.f ? 127 : f < -127.f ? -127 : 0;
             y[b].qs[j] = (int8_t)(v < 127 ? v : 127);
         }
         for (int j = 0; j < ET_QK_K / 16; j++) {

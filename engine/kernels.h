@@ -37,6 +37,8 @@
  *  - Q8_K: ggml quantize_row_q8_K_ref: iscale = -127/max (max = the value of
  *    largest magnitude, first on ties), q = min(127, nearest_int(iscale*x)),
  *    d = 1/iscale, bsums over groups of 16.
+ *  Non-finite activations (only from hostile weights) quantize to a defined
+ *  value: NaN -> 0, +-inf -> +-127, where ggml's result is platform-specific.
  */
 #ifndef ET_ENGINE_KERNELS_H
 #define ET_ENGINE_KERNELS_H

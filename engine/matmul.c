@@ -69,7 +69,7 @@ static int matmul_plain(et_state *s, const et_wmat *w, const float *x, int n_tok
     return 0;
 }
 
-int et_matmul(et_state *s, const et_wmat *w, const float *x, int n_tok, float *y, int accumulate, float alpha,
+int et_wmat_matmul(et_state *s, const et_wmat *w, const float *x, int n_tok, float *y, int accumulate, float alpha,
               int with_lora, et_err *e) {
     int rc = matmul_plain(s, w, x, n_tok, y, accumulate, alpha, e);
     if (rc || !with_lora) return rc;

@@ -15,7 +15,7 @@
 #include <omp.h>
 
 #include "../train/ops.h"
-#include "../train/vexp.h"
+#include "../train/simd.h"
 
 #define MAX_IN 6
 #define GRAD_TOL 1e-5

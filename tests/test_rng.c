@@ -1,7 +1,7 @@
 /* tests/test_rng.c — xoshiro256** against the published reference outputs
  * (state {1,2,3,4}: 11520, 0, 1509978240, 1215971899390074240), splitmix64
  * seeding (first output for seed 0 is 0xe220a8397b1dcdaf), and the moments
- * of et_rng_uniform / et_rng_normal. */
+ * of et_xoshiro_uniform / et_xoshiro_normal. */
 #include <math.h>
 
 #include "testutil.h"
@@ -9,32 +9,32 @@
 
 static void test_reference_outputs(void **state) {
     (void)state;
-    et_rng r = {{1, 2, 3, 4}};
-    assert_true(et_rng_next(&r) == 11520u);
-    assert_true(et_rng_next(&r) == 0u);
-    assert_true(et_rng_next(&r) == 1509978240u);
-    assert_true(et_rng_next(&r) == 1215971899390074240ull);
-    et_rng_seed(&r, 0);
+    et_xoshiro r = {{1, 2, 3, 4}};
+    assert_true(et_xoshiro_next(&r) == 11520u);
+    assert_true(et_xoshiro_next(&r) == 0u);
+    assert_true(et_xoshiro_next(&r) == 1509978240u);
+    assert_true(et_xoshiro_next(&r) == 1215971899390074240ull);
+    et_xoshiro_seed(&r, 0);
     assert_true(r.s[0] == 0xe220a8397b1dcdafULL);
     /* same seed, same stream; state copy continues it */
-    et_rng a, b;
-    et_rng_seed(&a, 42);
-    for (int i = 0; i < 10; i++) et_rng_next(&a);
+    et_xoshiro a, b;
+    et_xoshiro_seed(&a, 42);
+    for (int i = 0; i < 10; i++) et_xoshiro_next(&a);
     b = a;
-    for (int i = 0; i < 100; i++) assert_true(et_rng_next(&a) == et_rng_next(&b));
+    for (int i = 0; i < 100; i++) assert_true(et_xoshiro_next(&a) == et_xoshiro_next(&b));
 }
 
 static void test_moments(void **state) {
     (void)state;
-    et_rng r;
-    et_rng_seed(&r, 7);
+    et_xoshiro r;
+    et_xoshiro_seed(&r, 7);
     const int n = 200000;
     double su = 0, sz = 0, sz2 = 0;
     for (int i = 0; i < n; i++) {
-        double u = et_rng_uniform(&r);
+        double u = et_xoshiro_uniform(&r);
         assert_true(u >= 0.0 && u < 1.0);
         su += u;
-        double z = et_rng_normal(&r);
+        double z = et_xoshiro_normal(&r);
         assert_true(isfinite(z));
         sz += z;
         sz2 += z * z;

@@ -77,8 +77,8 @@ static inline void fx_open(fx_run *r, const char *data_path, int B, int T, uint6
     int rc = et_train_llama_init(&r->tl, &r->m, 0, &r->tm, &e);
     if (rc) fprintf(stderr, "%s\n", e.msg);
     assert_int_equal(rc, 0);
-    et_rng rng;
-    et_rng_seed(&rng, seed);
+    et_xoshiro rng;
+    et_xoshiro_seed(&rng, seed);
     et_init_normal(r->tm.t, r->tm.n_t, hp.n_layer, 0.02f, &rng);
     assert_int_equal(et_ds_open(&r->ds, data_path, &e), 0);
     et_loader_opts lo = et_loader_defaults();

@@ -8,7 +8,7 @@ static int is_residual_proj(const char *name) {
     return strstr(name, ".attn_output.weight") || strstr(name, ".ffn_down.weight");
 }
 
-void et_init_normal(const et_named *t, int n_t, int n_layer, float std, et_rng *r) {
+void et_init_normal(const et_named *t, int n_t, int n_layer, float std, et_xoshiro *r) {
     const double proj_std = (double)std / sqrt(2.0 * (n_layer > 0 ? n_layer : 1));
     for (int i = 0; i < n_t; i++) {
         float *x = t[i].data;
@@ -18,6 +18,6 @@ void et_init_normal(const et_named *t, int n_t, int n_layer, float std, et_rng *
             continue;
         }
         double s = is_residual_proj(t[i].name) ? proj_std : (double)std;
-        for (size_t j = 0; j < t[i].n; j++) x[j] = (float)(s * et_rng_normal(r));
+        for (size_t j = 0; j < t[i].n; j++) x[j] = (float)(s * et_xoshiro_normal(r));
     }
 }

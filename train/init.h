@@ -1,7 +1,7 @@
 /* train/init.h — random initialization of a parameter block for training
  * from scratch.
  *
- *   et_rng r; et_rng_seed(&r, seed);
+ *   et_xoshiro r; et_xoshiro_seed(&r, seed);
  *   et_init_normal(tm.t, tm.n_t, m.hp.n_layer, 0.02f, &r);
  *
  * Scheme (GPT-2, Radford et al. 2019 §2.3; karpathy/llm.c and llama2.c
@@ -17,6 +17,6 @@
 #include "../export/model.h"
 #include "rng.h"
 
-void et_init_normal(const et_named *t, int n_t, int n_layer, float std, et_rng *r);
+void et_init_normal(const et_named *t, int n_t, int n_layer, float std, et_xoshiro *r);
 
 #endif

@@ -144,6 +144,7 @@ et_tensor *et_llama_find(const et_llama *L, const char *name) {
 
 /* ---- forward ---- */
 static et_tensor *linear(et_tape *t, const char *name, et_tensor *x, et_linear *lin) {
+    if (lin->fn) return lin->fn(t, name, x, lin);
     return et_matmul(t, name, x, &lin->w, lin->b.data ? &lin->b : NULL);
 }
 

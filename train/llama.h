@@ -35,10 +35,19 @@
 #include "../export/model.h"
 #include "ops.h"
 
-typedef struct et_linear {
+typedef struct et_linear et_linear;
+/* Extension point: a linear whose `fn` is set is computed as
+ * fn(t, name, x, lin) -> y [rows of x, out] instead of x W^T + b, with
+ * lin->ctx for the hook's own data (LoRA and frozen quantized weights:
+ * train/lora_llama.h).  NULL after et_llama_bind. */
+typedef et_tensor *(*et_linear_fn)(et_tape *t, const char *name, et_tensor *x, et_linear *lin);
+
+struct et_linear {
     et_tensor w;            /* [out, in] */
     et_tensor b;            /* [out]; b.data == NULL: no bias */
-} et_linear;
+    et_linear_fn fn;        /* NULL: y = x W^T + b */
+    void *ctx;
+};
 
 typedef struct et_llama_block {
     int n_head, n_head_kv, n_ff;

@@ -14,7 +14,8 @@
  *   dv_j += sum_{h in group, i >= j} p_ij dout_i
  * Layout for speed: k and v of each (b, g) are first transposed to [D, T], so
  * every inner loop runs over keys j with unit stride and vectorizes
- * (`omp simd`, et_vexpf) for any head_dim.  One row of scores lives in a
+ * (`omp simd`, et_vexpf; AVX-512/AVX2 clones of the row kernels) for any
+ * head_dim.  One row of scores lives in a
  * per-thread buffer: nothing of size T*T is ever held.
  * Threads: forward in parallel over (b, h, i); backward over (b, g), each
  * task owning its dk/dv rows and the dq rows of its query heads, so no two
@@ -24,25 +25,35 @@
 #include <omp.h>
 
 #include "ops.h"
-#include "vexp.h"
+#include "simd.h"
 
 typedef struct {
     int B, T, H, G, D;
     float *lse;   /* [B, H, T] */
 } attn_saved;
 
-/* dst[(b*G + g)*D + d][t] = src[(b*T + t)*G*D + g*D + d] */
-static void transpose_heads(const float *src, float *dst, int B, int T, int G, int D) {
-    #pragma omp parallel for collapse(2) schedule(static)
+/* Rows of keys are processed PAD at a time: every j-loop runs over
+ * round_up(n, PAD) columns (no scalar remainder iterations, which would
+ * otherwise dominate for short rows); the padded scores are zeroed after the
+ * exponential, so they add nothing. */
+enum { PAD = 16 }; /* the et_*16 reductions of simd.h need multiples of 16 */
+static int round_up(int n) { return (n + PAD - 1) / PAD * PAD; }
+
+/* dst[(b*G + g)*D + d][t] = src[(b*T + t)*G*D + g*D + d], row stride Tp >= T,
+ * columns T..Tp-1 zero. */
+static void transpose_heads(const float *src, float *dst, int B, int T, int Tp, int G, int D) {
+    #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * G * D > ET_OMP_MIN_WORK)
     for (int b = 0; b < B; b++)
         for (int g = 0; g < G; g++)
-            for (int t = 0; t < T; t++)
-                for (int d = 0; d < D; d++)
-                    dst[(((size_t)b * G + g) * D + d) * T + t] = src[((size_t)b * T + t) * G * D + (size_t)g * D + d];
+            for (int d = 0; d < D; d++) {
+                float *row = dst + (((size_t)b * G + g) * D + d) * Tp;
+                for (int t = 0; t < T; t++) row[t] = src[((size_t)b * T + t) * G * D + (size_t)g * D + d];
+                for (int t = T; t < Tp; t++) row[t] = 0.0f;
+            }
 }
 
 /* s[0..n) = sum_d a[d] * mt[d*T + j]  (a row times a [D, T] matrix) */
-static void row_times(const float *a, const float *mt, int D, int T, int n, float *s) {
+static inline void row_times(const float *a, const float *mt, int D, int T, int n, float *s) {
     #pragma omp simd
     for (int j = 0; j < n; j++) s[j] = 0.0f;
     for (int d = 0; d < D; d++) {
@@ -52,11 +63,51 @@ static void row_times(const float *a, const float *mt, int D, int T, int n, floa
     }
 }
 
-static float dot_n(const float *a, const float *b, int n) {
-    float acc = 0.0f;
-    #pragma omp simd reduction(+ : acc)
-    for (int j = 0; j < n; j++) acc += a[j] * b[j];
-    return acc;
+/* One query row against keys 0..n-1 of its (b, g):
+ * kt, vt [D, Tp] (transposed, padded), p [Tp] scratch; writes o [D], returns L. */
+ET_SIMD_CLONES
+static float attn_row_forward(const float *qi, const float *kt, const float *vt, int D, int Tp, int n,
+                              float scale, float *p, float *o) {
+    const int np = round_up(n);
+    row_times(qi, kt, D, Tp, np, p);
+    for (int j = n; j < np; j++) p[j] = p[0]; /* padding: leaves the max as it is */
+    const float m = scale * et_max16(p, np);
+    #pragma omp simd
+    for (int j = 0; j < np; j++) p[j] = et_vexpf(scale * p[j] - m);
+    for (int j = n; j < np; j++) p[j] = 0.0f;
+    const float l = et_sum16(p, np);
+    for (int d = 0; d < D; d++) o[d] = et_dot16(p, vt + (size_t)d * Tp, np) / l;
+    return m + logf(l);
+}
+
+/* Backward of one query row: recomputes p from L, adds into dq_i (may be
+ * NULL) and into the transposed dkt, dvt [D, T] of its (b, g).
+ * p, ds [T] scratch. */
+ET_SIMD_CLONES
+static void attn_row_backward(const float *qi, const float *doi, const float *oi, float L,
+                              const float *kt, const float *vt, int D, int Tp, int n, float scale,
+                              float *p, float *ds, float *dqi, float *dkt, float *dvt) {
+    const int np = round_up(n);
+    float delta = 0.0f;
+    for (int d = 0; d < D; d++) delta += doi[d] * oi[d];
+    row_times(qi, kt, D, Tp, np, p);
+    #pragma omp simd
+    for (int j = 0; j < np; j++) p[j] = et_vexpf(scale * p[j] - L);
+    for (int j = n; j < np; j++) p[j] = 0.0f;
+    row_times(doi, vt, D, Tp, np, ds);
+    #pragma omp simd
+    for (int j = 0; j < np; j++) ds[j] = p[j] * (ds[j] - delta) * scale;
+    if (dqi)
+        for (int d = 0; d < D; d++) dqi[d] += et_dot16(ds, kt + (size_t)d * Tp, np);
+    for (int d = 0; d < D; d++) {
+        const float qd = qi[d], dod = doi[d];
+        float *dk_d = dkt + (size_t)d * Tp, *dv_d = dvt + (size_t)d * Tp;
+        #pragma omp simd
+        for (int j = 0; j < np; j++) {
+            dk_d[j] += ds[j] * qd;
+            dv_d[j] += p[j] * dod;
+        }
+    }
 }
 
 static void attention_backward(et_tape *t, const et_node *nd) {
@@ -65,60 +116,37 @@ static void attention_backward(et_tape *t, const et_node *nd) {
     const int B = s->B, T = s->T, H = s->H, G = s->G, D = s->D, grp = H / G;
     const size_t Cq = (size_t)H * D, Ck = (size_t)G * D;
     const float scale = 1.0f / sqrtf((float)D);
-    const float *dO = o->grad, *lse = s->lse;
+    const float *dO = o->grad, *lse = s->lse, *qd = q->data, *od = o->data;
     float *dq = et_grad(t, q), *dk = et_grad(t, k), *dv = et_grad(t, v);
-    const int nth = omp_get_max_threads();
-    const size_t kv = (size_t)B * T * Ck;
+    const int nth = omp_get_max_threads(), Tp = round_up(T);
+    const size_t kv = (size_t)B * G * D * Tp;
     float *kt = et_tape_alloc(t, kv * sizeof(float));
     float *vt = et_tape_alloc(t, kv * sizeof(float));
-    /* per thread: p[T], ds[T], dkt[D*T], dvt[D*T] */
-    const size_t per = 2 * (size_t)T + 2 * (size_t)D * T;
+    /* per thread: p[Tp], ds[Tp], dkt[D*Tp], dvt[D*Tp] */
+    const size_t per = 2 * (size_t)Tp + 2 * (size_t)D * Tp;
     float *scratch = et_tape_alloc(t, (size_t)nth * per * sizeof(float));
     if (t->code) return;
-    transpose_heads(k->data, kt, B, T, G, D);
-    transpose_heads(v->data, vt, B, T, G, D);
+    transpose_heads(k->data, kt, B, T, Tp, G, D);
+    transpose_heads(v->data, vt, B, T, Tp, G, D);
 
     #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
         for (int g = 0; g < G; g++) {
-            float *p = scratch + (size_t)omp_get_thread_num() * per, *ds = p + T;
-            float *dkt = ds + T, *dvt = dkt + (size_t)D * T;
-            const float *ktb = kt + ((size_t)b * G + g) * D * T, *vtb = vt + ((size_t)b * G + g) * D * T;
-            for (size_t x = 0; x < 2 * (size_t)D * T; x++) dkt[x] = 0.0f;
+            float *p = scratch + (size_t)omp_get_thread_num() * per, *ds = p + Tp;
+            float *dkt = ds + Tp, *dvt = dkt + (size_t)D * Tp;
+            const float *ktb = kt + ((size_t)b * G + g) * D * Tp, *vtb = vt + ((size_t)b * G + g) * D * Tp;
+            for (size_t x = 0; x < 2 * (size_t)D * Tp; x++) dkt[x] = 0.0f;
             for (int h = g * grp; h < (g + 1) * grp; h++)
                 for (int i = 0; i < T; i++) {
-                    const int n = i + 1;
-                    const size_t ri = (size_t)b * T + i;
-                    const float *qi = q->data + ri * Cq + (size_t)h * D, *doi = dO + ri * Cq + (size_t)h * D;
-                    const float *oi = o->data + ri * Cq + (size_t)h * D;
-                    const float L = lse[((size_t)b * H + h) * T + i];
-                    float delta = 0.0f;
-                    for (int d = 0; d < D; d++) delta += doi[d] * oi[d];
-                    row_times(qi, ktb, D, T, n, p);
-                    #pragma omp simd
-                    for (int j = 0; j < n; j++) p[j] = et_vexpf(scale * p[j] - L);
-                    row_times(doi, vtb, D, T, n, ds);
-                    #pragma omp simd
-                    for (int j = 0; j < n; j++) ds[j] = p[j] * (ds[j] - delta) * scale;
-                    if (dq) {
-                        float *dqi = dq + ri * Cq + (size_t)h * D;
-                        for (int d = 0; d < D; d++) dqi[d] += dot_n(ds, ktb + (size_t)d * T, n);
-                    }
-                    for (int d = 0; d < D; d++) {
-                        const float qd = qi[d], dod = doi[d];
-                        float *dk_d = dkt + (size_t)d * T, *dv_d = dvt + (size_t)d * T;
-                        #pragma omp simd
-                        for (int j = 0; j < n; j++) {
-                            dk_d[j] += ds[j] * qd;
-                            dv_d[j] += p[j] * dod;
-                        }
-                    }
+                    const size_t ri = ((size_t)b * T + i) * Cq + (size_t)h * D;
+                    attn_row_backward(qd + ri, dO + ri, od + ri, lse[((size_t)b * H + h) * T + i], ktb, vtb,
+                                      D, Tp, i + 1, scale, p, ds, dq ? dq + ri : NULL, dkt, dvt);
                 }
             for (int j = 0; j < T; j++) {
                 const size_t rj = ((size_t)b * T + j) * Ck + (size_t)g * D;
                 for (int d = 0; d < D; d++) {
-                    if (dk) dk[rj + d] += dkt[(size_t)d * T + j];
-                    if (dv) dv[rj + d] += dvt[(size_t)d * T + j];
+                    if (dk) dk[rj + d] += dkt[(size_t)d * Tp + j];
+                    if (dv) dv[rj + d] += dvt[(size_t)d * Tp + j];
                 }
             }
         }
@@ -140,45 +168,32 @@ et_tensor *et_attention(et_tape *t, const char *name, et_tensor *q, et_tensor *k
                             "T %d, n_head %d, n_head_kv %d, head_dim %d", nm, et_rows(q), et_cols(q),
                             et_rows(k), et_cols(k), et_rows(v), et_cols(v), T, n_head, n_head_kv, head_dim);
     const int B = (int)(rows / (size_t)T), H = n_head, G = n_head_kv, D = head_dim, grp = H / G;
-    const size_t Cq = (size_t)H * D, Ck = (size_t)G * D;
+    const size_t Cq = (size_t)H * D;
     const float scale = 1.0f / sqrtf((float)D);
     et_tensor *in[3] = {q, k, v};
     int wants = et_tape_wants_grad(t, in, 3);
-    const int nth = omp_get_max_threads();
+    const int nth = omp_get_max_threads(), Tp = round_up(T);
     et_tensor *out = et_tensor_2d(t, name, (int64_t)rows, (int64_t)Cq, wants);
     attn_saved *s = out ? et_tape_alloc(t, sizeof *s) : NULL;
     float *lse = s ? et_tape_alloc(t, (size_t)B * H * T * sizeof(float)) : NULL;
     /* the transposes and the row buffers are scratch: reclaimed at the next reset */
-    float *kt = lse ? et_tape_alloc(t, rows * Ck * sizeof(float)) : NULL;
-    float *vt = kt ? et_tape_alloc(t, rows * Ck * sizeof(float)) : NULL;
-    float *scratch = vt ? et_tape_alloc(t, (size_t)nth * T * sizeof(float)) : NULL;
+    float *kt = lse ? et_tape_alloc(t, (size_t)B * G * D * Tp * sizeof(float)) : NULL;
+    float *vt = kt ? et_tape_alloc(t, (size_t)B * G * D * Tp * sizeof(float)) : NULL;
+    float *scratch = vt ? et_tape_alloc(t, (size_t)nth * Tp * sizeof(float)) : NULL;
     if (!scratch) return NULL;
-    transpose_heads(k->data, kt, B, T, G, D);
-    transpose_heads(v->data, vt, B, T, G, D);
+    transpose_heads(k->data, kt, B, T, Tp, G, D);
+    transpose_heads(v->data, vt, B, T, Tp, G, D);
 
+    const float *qd = q->data;
+    float *od = out->data;
     #pragma omp parallel for collapse(3) schedule(dynamic, 16)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
             for (int i = 0; i < T; i++) {
-                const int g = h / grp, n = i + 1;
-                const size_t ri = (size_t)b * T + i;
-                const float *ktb = kt + ((size_t)b * G + g) * D * T, *vtb = vt + ((size_t)b * G + g) * D * T;
-                float *p = scratch + (size_t)omp_get_thread_num() * T;
-                row_times(q->data + ri * Cq + (size_t)h * D, ktb, D, T, n, p);
-                float m = -INFINITY;
-                for (int j = 0; j < n; j++) {
-                    p[j] *= scale;
-                    m = p[j] > m ? p[j] : m;
-                }
-                float l = 0.0f;
-                #pragma omp simd reduction(+ : l)
-                for (int j = 0; j < n; j++) {
-                    p[j] = et_vexpf(p[j] - m);
-                    l += p[j];
-                }
-                float *oi = out->data + ri * Cq + (size_t)h * D;
-                for (int d = 0; d < D; d++) oi[d] = dot_n(p, vtb + (size_t)d * T, n) / l;
-                lse[((size_t)b * H + h) * T + i] = m + logf(l);
+                const size_t bg = (size_t)b * G + h / grp, ri = ((size_t)b * T + i) * Cq + (size_t)h * D;
+                lse[((size_t)b * H + h) * T + i] =
+                    attn_row_forward(qd + ri, kt + bg * D * Tp, vt + bg * D * Tp, D, Tp, i + 1, scale,
+                                     scratch + (size_t)omp_get_thread_num() * Tp, od + ri);
             }
 
     s->B = B; s->T = T; s->H = H; s->G = G; s->D = D;

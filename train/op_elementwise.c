@@ -2,35 +2,57 @@
 #include <math.h>
 
 #include "ops.h"
-#include "vexp.h"
+#include "simd.h"
 
 /* Element-wise loops run as OpenMP blocks of BLOCK elements, each an
- * `omp simd` loop (both GCC and clang vectorize that shape at -O2). */
+ * `omp simd` loop (both GCC and clang vectorize that shape at -O2).  Data
+ * pointers are copied to locals first: under -fno-strict-aliasing a store
+ * to dg[i] could change g->data, which would stop vectorization.  The
+ * SwiGLU blocks are ET_SIMD_CLONES kernels (simd.h). */
 enum { BLOCK = 4096 };
 
 /* ---- SwiGLU: out = silu(g) * u, g and u [M, F] ----
  * With s = sigmoid(g): silu(g) = g s, silu'(g) = s (1 + g (1 - s)).
  *   dg += dout * u * s (1 + g (1 - s));   du += dout * g s */
+ET_SIMD_CLONES
+static void swiglu_forward_block(float *out, const float *g, const float *u, long n) {
+    #pragma omp simd
+    for (long i = 0; i < n; i++) out[i] = g[i] / (1.0f + et_vexpf(-g[i])) * u[i];
+}
+
+/* dg or du may be NULL */
+ET_SIMD_CLONES
+static void swiglu_backward_block(float *dg, float *du, const float *dout, const float *g, const float *u, long n) {
+    if (dg && du) {
+        #pragma omp simd
+        for (long i = 0; i < n; i++) {
+            const float s = 1.0f / (1.0f + et_vexpf(-g[i]));
+            dg[i] += dout[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+            du[i] += dout[i] * g[i] * s;
+        }
+    } else if (dg) {
+        #pragma omp simd
+        for (long i = 0; i < n; i++) {
+            const float s = 1.0f / (1.0f + et_vexpf(-g[i]));
+            dg[i] += dout[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+        }
+    } else if (du) {
+        #pragma omp simd
+        for (long i = 0; i < n; i++) du[i] += dout[i] * g[i] / (1.0f + et_vexpf(-g[i]));
+    }
+}
+
 static void swiglu_backward(et_tape *t, const et_node *nd) {
     et_tensor *g = nd->in[0], *u = nd->in[1];
     const float *dout = nd->out->grad;
     float *dg = et_grad(t, g), *du = et_grad(t, u);
     if (t->code) return;
     const long n = (long)g->n;
-    #pragma omp parallel for schedule(static)
+    const float *gd = g->data, *ud = u->data;
+    #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
     for (long b0 = 0; b0 < n; b0 += BLOCK) {
         const long e = n < b0 + BLOCK ? n : b0 + BLOCK;
-        if (dg) {
-            #pragma omp simd
-            for (long i = b0; i < e; i++) {
-                const float gi = g->data[i], s = 1.0f / (1.0f + et_vexpf(-gi));
-                dg[i] += dout[i] * u->data[i] * s * (1.0f + gi * (1.0f - s));
-            }
-        }
-        if (du) {
-            #pragma omp simd
-            for (long i = b0; i < e; i++) du[i] += dout[i] * g->data[i] / (1.0f + et_vexpf(-g->data[i]));
-        }
+        swiglu_backward_block(dg ? dg + b0 : NULL, du ? du + b0 : NULL, dout + b0, gd + b0, ud + b0, e - b0);
     }
 }
 
@@ -45,11 +67,12 @@ et_tensor *et_swiglu(et_tape *t, const char *name, et_tensor *g, et_tensor *u) {
     et_tensor *out = et_tensor_new(t, name, g->ndim, g->shape, wants);
     if (!out) return NULL;
     const long n = (long)g->n;
-    #pragma omp parallel for schedule(static)
+    const float *gd = g->data, *ud = u->data;
+    float *od = out->data;
+    #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
     for (long b0 = 0; b0 < n; b0 += BLOCK) {
         const long e = n < b0 + BLOCK ? n : b0 + BLOCK;
-        #pragma omp simd
-        for (long i = b0; i < e; i++) out->data[i] = g->data[i] / (1.0f + et_vexpf(-g->data[i])) * u->data[i];
+        swiglu_forward_block(od + b0, gd + b0, ud + b0, e - b0);
     }
     if (wants && !et_tape_push(t, "swiglu", swiglu_backward, out, in, 2, NULL)) return NULL;
     return out;
@@ -62,7 +85,7 @@ static void add_backward(et_tape *t, const et_node *nd) {
     for (int k = 0; k < 2; k++) {
         float *d = et_grad(t, nd->in[k]);
         if (!d) continue;
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
         for (long i = 0; i < n; i++) d[i] += dout[i];
     }
 }
@@ -78,8 +101,10 @@ et_tensor *et_add(et_tape *t, const char *name, et_tensor *a, et_tensor *b) {
     et_tensor *out = et_tensor_new(t, name, a->ndim, a->shape, wants);
     if (!out) return NULL;
     const long n = (long)a->n;
-    #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) out->data[i] = a->data[i] + b->data[i];
+    const float *ad = a->data, *bd = b->data;
+    float *od = out->data;
+    #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
+    for (long i = 0; i < n; i++) od[i] = ad[i] + bd[i];
     if (wants && !et_tape_push(t, "add", add_backward, out, in, 2, NULL)) return NULL;
     return out;
 }
@@ -93,7 +118,7 @@ static void scale_backward(et_tape *t, const et_node *nd) {
     if (!dx) return;
     const float *dout = nd->out->grad;
     const long n = (long)nd->out->n;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
     for (long i = 0; i < n; i++) dx[i] += sv->s * dout[i];
 }
 
@@ -105,8 +130,10 @@ et_tensor *et_scale(et_tape *t, const char *name, et_tensor *x, float s) {
     scale_saved *sv = out && wants ? et_tape_alloc(t, sizeof *sv) : NULL;
     if (!out || (wants && !sv)) return NULL;
     const long n = (long)x->n;
-    #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) out->data[i] = s * x->data[i];
+    const float *xd = x->data;
+    float *od = out->data;
+    #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
+    for (long i = 0; i < n; i++) od[i] = s * xd[i];
     if (wants) {
         sv->s = s;
         if (!et_tape_push(t, "scale", scale_backward, out, &x, 1, sv)) return NULL;

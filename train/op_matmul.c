@@ -23,7 +23,7 @@ static void matmul_backward(et_tape *t, const et_node *nd) {
                         1.0f, dy, N, x->data, K, 1.0f, dw, K);
     float *db = b ? et_grad(t, b) : NULL;
     if (db) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((size_t)M * N > ET_OMP_MIN_WORK)
         for (int j = 0; j < N; j++) {
             float s = 0.0f;
             for (int i = 0; i < M; i++) s += dy[(size_t)i * N + j];
@@ -54,9 +54,11 @@ et_tensor *et_matmul(et_tape *t, const char *name, et_tensor *x, et_tensor *w, e
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K,
                 1.0f, x->data, K, w->data, K, 0.0f, y->data, N);
     if (b) {
-        #pragma omp parallel for schedule(static)
+        float *yd = y->data;
+        const float *bd = b->data;
+        #pragma omp parallel for schedule(static) if ((size_t)M * N > ET_OMP_MIN_WORK)
         for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++) y->data[(size_t)i * N + j] += b->data[j];
+            for (int j = 0; j < N; j++) yd[(size_t)i * N + j] += bd[j];
     }
     if (wants && !et_tape_push(t, "matmul", matmul_backward, y, in, 3, NULL)) return NULL;
     return y;

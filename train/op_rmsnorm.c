@@ -24,23 +24,24 @@ static void rmsnorm_backward(et_tape *t, const et_node *nd) {
     float *dx = et_grad(t, x);
     float *dw = et_grad(t, w);
     if (t->code) return;
+    const float *xd = x->data, *wd = w->data;
     if (dx) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((size_t)M * C > ET_OMP_MIN_WORK)
         for (long i = 0; i < M; i++) {
-            const float *xi = x->data + i * C, *gi = dy + i * C;
+            const float *xi = xd + i * C, *gi = dy + i * C;
             double dot = 0.0;
-            for (long j = 0; j < C; j++) dot += (double)w->data[j] * gi[j] * xi[j];
+            for (long j = 0; j < C; j++) dot += (double)wd[j] * gi[j] * xi[j];
             const float r = rstd[i];
             const float c = (float)(dot * r * r * r / (double)C);
             float *di = dx + i * C;
-            for (long j = 0; j < C; j++) di[j] += r * w->data[j] * gi[j] - xi[j] * c;
+            for (long j = 0; j < C; j++) di[j] += r * wd[j] * gi[j] - xi[j] * c;
         }
     }
     if (dw) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((size_t)M * C > ET_OMP_MIN_WORK)
         for (long j = 0; j < C; j++) {
             double acc = 0.0;
-            for (long i = 0; i < M; i++) acc += (double)dy[i * C + j] * x->data[i * C + j] * rstd[i];
+            for (long i = 0; i < M; i++) acc += (double)dy[i * C + j] * xd[i * C + j] * rstd[i];
             dw[j] += (float)acc;
         }
     }
@@ -59,15 +60,17 @@ et_tensor *et_rmsnorm(et_tape *t, const char *name, et_tensor *x, et_tensor *w, 
     rmsnorm_saved *s = y ? et_tape_alloc(t, sizeof *s) : NULL;
     float *rstd = s ? et_tape_alloc(t, (size_t)M * sizeof(float)) : NULL;
     if (!rstd) return NULL;
-    #pragma omp parallel for schedule(static)
+    const float *xd = x->data, *wd = w->data;
+    float *yd = y->data;
+    #pragma omp parallel for schedule(static) if ((size_t)M * C > ET_OMP_MIN_WORK)
     for (long i = 0; i < M; i++) {
-        const float *xi = x->data + i * C;
+        const float *xi = xd + i * C;
         double ss = 0.0;
         for (long j = 0; j < C; j++) ss += (double)xi[j] * xi[j];
         const float r = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
         rstd[i] = r;
-        float *yi = y->data + i * C;
-        for (long j = 0; j < C; j++) yi[j] = xi[j] * r * w->data[j];
+        float *yi = yd + i * C;
+        for (long j = 0; j < C; j++) yi[j] = xi[j] * r * wd[j];
     }
     s->rstd = rstd;
     s->eps = eps;

@@ -23,15 +23,16 @@ typedef struct {
 
 /* out (+)= R(sign * a) in, for every head of every row. */
 static void rope_apply(const rope_saved *s, long rows, const float *in, float *out, float sign, int accumulate) {
-    const int half = s->head_dim / 2;
-    const long C = (long)s->n_head * s->head_dim;
-    #pragma omp parallel for schedule(static)
+    const int half = s->head_dim / 2, n_head = s->n_head, head_dim = s->head_dim, T = s->T, by_row = s->by_row;
+    const long C = (long)n_head * head_dim;
+    const float *cos_t = s->cos, *sin_t = s->sin;
+    #pragma omp parallel for schedule(static) if ((size_t)rows * C > ET_OMP_MIN_WORK)
     for (long r = 0; r < rows; r++) {
-        const long tr = s->by_row ? r : r % s->T;
-        const float *cs = s->cos + tr * half, *sn = s->sin + tr * half;
-        for (int h = 0; h < s->n_head; h++) {
-            const float *xi = in + r * C + (long)h * s->head_dim;
-            float *yi = out + r * C + (long)h * s->head_dim;
+        const long tr = by_row ? r : r % T;
+        const float *cs = cos_t + tr * half, *sn = sin_t + tr * half;
+        for (int h = 0; h < n_head; h++) {
+            const float *xi = in + r * C + (long)h * head_dim;
+            float *yi = out + r * C + (long)h * head_dim;
             for (int i = 0; i < half; i++) {
                 const float c = cs[i], si = sign * sn[i];
                 const float x0 = xi[2 * i], x1 = xi[2 * i + 1];
@@ -72,7 +73,7 @@ et_tensor *et_rope(et_tape *t, const char *name, et_tensor *x, int T, int n_head
     s->cos = et_tape_alloc(t, (size_t)n_tab * half * sizeof(float));
     s->sin = s->cos ? et_tape_alloc(t, (size_t)n_tab * half * sizeof(float)) : NULL;
     if (!s->sin) return NULL;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)n_tab * half * 64 > ET_OMP_MIN_WORK)
     for (long r = 0; r < n_tab; r++) {
         const double p = pos ? (double)pos[r] : (double)r;
         for (int i = 0; i < half; i++) {

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "ops.h"
-#include "vexp.h"
+#include "simd.h"
 
 typedef struct {
     int N, C, V, chunk;
@@ -25,6 +25,31 @@ typedef struct {
     float *buf;       /* [chunk, V] scratch, reused by backward */
     double norm;      /* 0 when no row is in the loss */
 } xent_saved;
+
+/* logsumexp of one row of logits z [V]: max over 16 lanes, exponentials
+ * summed in 16 double lanes (V up to 128k: float sums would lose ~1e-5). */
+ET_SIMD_CLONES
+static float row_logsumexp(const float *z, int V) {
+    const int V16 = V / 16 * 16;
+    float m = V16 ? et_max16(z, V16) : z[0];
+    for (int v = V16; v < V; v++) m = z[v] > m ? z[v] : m;
+    double acc[16] = {0};
+    for (int j = 0; j < V16; j += 16) {
+        #pragma omp simd
+        for (int u = 0; u < 16; u++) acc[u] += et_vexpf(z[j + u] - m);
+    }
+    double se = 0.0;
+    for (int u = 0; u < 16; u++) se += acc[u];
+    for (int v = V16; v < V; v++) se += et_vexpf(z[v] - m);
+    return m + (float)log(se);
+}
+
+/* z [V] := c * softmax(z) given its logsumexp L */
+ET_SIMD_CLONES
+static void row_scaled_softmax(float *z, int V, float L, float c) {
+    #pragma omp simd
+    for (int v = 0; v < V; v++) z[v] = c * et_vexpf(z[v] - L);
+}
 
 /* z[nr, V] = x[r0 : r0+nr] @ w^T */
 static void chunk_logits(const xent_saved *s, const float *x, const float *w, int r0, int nr, float *z) {
@@ -43,14 +68,12 @@ static void xent_backward(et_tape *t, const et_node *nd) {
         const int nr = s->N - r0 < s->chunk ? s->N - r0 : s->chunk;
         float *z = s->buf;
         chunk_logits(s, x->data, w->data, r0, nr, z);
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((size_t)nr * V > ET_OMP_MIN_WORK)
         for (int i = 0; i < nr; i++) {
             float *zi = z + (size_t)i * V;
             const int tg = s->target[r0 + i];
             if (tg < 0) { memset(zi, 0, (size_t)V * sizeof(float)); continue; }
-            const float L = s->lse[r0 + i];
-            #pragma omp simd
-            for (int v = 0; v < V; v++) zi[v] = c * et_vexpf(zi[v] - L);
+            row_scaled_softmax(zi, V, s->lse[r0 + i], c);
             zi[tg] -= c;
         }
         if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, C, V,
@@ -112,15 +135,10 @@ et_tensor *et_cross_entropy(et_tape *t, const char *name, et_tensor *x, et_tenso
         const int nr = N - r0 < chunk ? N - r0 : chunk;
         float *z = opts->logits_out ? opts->logits_out + (size_t)r0 * V : s->buf;
         chunk_logits(s, x->data, w->data, r0, nr, z);
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((size_t)nr * V > ET_OMP_MIN_WORK)
         for (int i = 0; i < nr; i++) {
             const float *zi = z + (size_t)i * V;
-            float m = zi[0];
-            for (int v = 1; v < V; v++) m = zi[v] > m ? zi[v] : m;
-            double se = 0.0;
-            #pragma omp simd reduction(+ : se)
-            for (int v = 0; v < V; v++) se += et_vexpf(zi[v] - m);
-            const float L = m + (float)log(se);
+            const float L = row_logsumexp(zi, V);
             s->lse[r0 + i] = L;
             const int tg = s->target[r0 + i];
             row_loss[r0 + i] = tg < 0 ? 0.0f : L - zi[tg];

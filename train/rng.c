@@ -10,14 +10,14 @@ static uint64_t splitmix64(uint64_t *x) {
     return z ^ (z >> 31);
 }
 
-void et_rng_seed(et_rng *r, uint64_t seed) {
+void et_xoshiro_seed(et_xoshiro *r, uint64_t seed) {
     for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
     if (!(r->s[0] | r->s[1] | r->s[2] | r->s[3])) r->s[0] = 1;
 }
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
-uint64_t et_rng_next(et_rng *r) {
+uint64_t et_xoshiro_next(et_xoshiro *r) {
     uint64_t *s = r->s;
     uint64_t out = rotl(s[1] * 5, 7) * 9;
     uint64_t t = s[1] << 17;
@@ -30,10 +30,10 @@ uint64_t et_rng_next(et_rng *r) {
     return out;
 }
 
-double et_rng_uniform(et_rng *r) { return (double)(et_rng_next(r) >> 11) * 0x1.0p-53; }
+double et_xoshiro_uniform(et_xoshiro *r) { return (double)(et_xoshiro_next(r) >> 11) * 0x1.0p-53; }
 
-double et_rng_normal(et_rng *r) {
-    double u1 = 1.0 - et_rng_uniform(r); /* (0, 1]: log is finite */
-    double u2 = et_rng_uniform(r);
+double et_xoshiro_normal(et_xoshiro *r) {
+    double u1 = 1.0 - et_xoshiro_uniform(r); /* (0, 1]: log is finite */
+    double u2 = et_xoshiro_uniform(r);
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }

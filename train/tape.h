@@ -146,6 +146,11 @@ et_node *et_tape_push(et_tape *t, const char *op, et_backward_fn backward,
 /* Record an error (first one wins); returns NULL so ops can
  * `return et_tape_fail(t, ET_EINPUT, "rmsnorm: ...")`. */
 void *et_tape_fail(et_tape *t, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Loops doing less than this many element operations stay on the calling
+ * thread (`#pragma omp parallel for if (work > ET_OMP_MIN_WORK)`): a parallel
+ * region costs microseconds on a quiet machine and a scheduler time slice
+ * when the cores are shared, far more than a small loop's work. */
+#define ET_OMP_MIN_WORK ((size_t)1 << 18)
 /* The newest tensor recorded as an op output with this name, or NULL
  * (inspection and tests; recorded nodes only). */
 et_tensor *et_tape_find(const et_tape *t, const char *name);

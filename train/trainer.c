@@ -114,7 +114,7 @@ typedef struct run {
     const et_train_opts *o;
     et_loader *train, *valid;
     et_adamw opt;
-    et_rng rng;
+    et_xoshiro rng;
     int64_t tokens;
     int64_t last_ckpt;       /* step of the last checkpoint written or loaded, -1 none */
     double t0;
@@ -228,7 +228,7 @@ int et_train_run(const et_train_model *tm, et_loader *train, et_loader *valid, c
     rc = et_adamw_init(&r.opt, tm->n, &opts->adamw, e);
     if (!rc) rc = et_adamw_mask_tensors(&r.opt, tm->params, tm->t, tm->n_t, opts->wd_policy, e);
     if (rc) goto done;
-    et_rng_seed(&r.rng, opts->seed);
+    et_xoshiro_seed(&r.rng, opts->seed);
     tok = malloc(sizeof *tok * per * (size_t)A);
     msk = malloc(per * (size_t)A);
     if (!tok || !msk) {

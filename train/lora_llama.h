@@ -1,0 +1,100 @@
+/* train/lora_llama.h — a llama model (train/llama.h) with a FROZEN base and
+ * LoRA branches on chosen linear layers: the forward/backward of LoRA and
+ * QLoRA-style fine-tuning.
+ *
+ *   et_lora_llama ll; et_err e = {0};
+ *   et_lora_llama_init(&ll, &m, GGML_TYPE_Q8_0, &e);   // base linears kept as Q8_0
+ *   et_model_free(&m);                                // allowed: ll owns its copies (non-F32 base)
+ *   for each adapted (layer, linear):                 // e.g. q and v of every layer
+ *       et_lora_llama_attach(&ll, l, ET_LIN_Q, a, da, b, db, rank, alpha / rank, &e);
+ *   ll.dropout = 0.05f; ll.train = 1; ll.seed = hash_of_batch;
+ *   et_tensor *loss = et_llama_forward(&t, &ll.L, tokens, targets, B, T, &xo);
+ *   et_tape_backward(&t, loss);                       // da, db += dloss/dA, dloss/dB
+ *
+ * Every parameter of the base is frozen (bound without gradients: no dW
+ * GEMM anywhere, not even for the LM head or the embedding).  The seven
+ * linears of a layer (q, k, v, o, gate, up, down) are computed by
+ * et_lora_linear (train/op_lora.h) through the et_linear hook of
+ * train/llama.h: with the LoRA branch where one is attached, else as a
+ * frozen matmul over the weight in the base type.
+ *
+ * Base types: GGML_TYPE_F32 uses the model's own floats (no copy; m must
+ * outlive ll).  F16, BF16, Q8_0, Q4_0 (or any type quant/quant.h
+ * quantizes) convert every linear weight once, bit-exactly as
+ * quant/quant.h (= ggml's quantize_row_*_ref); a weight whose rows are not
+ * a multiple of the type's block falls back as et_quant_fallback says
+ * (e.g. stories260K's ffn_down rows of 172 -> F16).  Embedding, norms,
+ * biases and the output weight stay F32 and are copied, so m may then be
+ * freed.
+ *
+ * Linear numbering is the order of lora/adapter.h's enum lora_target_id.
+ */
+#ifndef ET_LORA_LLAMA_H
+#define ET_LORA_LLAMA_H
+
+#include "llama.h"
+#include "op_lora.h"
+
+enum { ET_LIN_Q, ET_LIN_K, ET_LIN_V, ET_LIN_O, ET_LIN_GATE, ET_LIN_UP, ET_LIN_DOWN, ET_N_LIN };
+
+typedef struct et_lora_llama et_lora_llama;
+
+/* One linear of one layer. */
+typedef struct et_lora_slot {
+    et_lora_llama *owner;
+    int layer, lin;         /* ET_LIN_* */
+    et_frozen_w w;          /* the frozen base weight [n_out, n_in] in its type */
+    et_tensor a, b;         /* lora_a [rank, n_in], lora_b [n_out, rank]; a.data NULL: no LoRA */
+    float scale;            /* of the LoRA branch */
+} et_lora_slot;
+
+struct et_lora_llama {
+    et_llama L;             /* the model as tape tensors, all frozen; forward with et_llama_forward */
+    uint32_t base_type;     /* requested type of the linear weights */
+    et_lora_slot *slots;    /* [n_layer * ET_N_LIN], slot(l, i) = slots[l * ET_N_LIN + i] */
+    uint8_t *wblock;        /* converted linear weights (NULL for an F32 base) */
+    size_t wbytes;          /* bytes in wblock */
+    float *small;           /* own copy of the F32 tensors (NULL for an F32 base) */
+    size_t small_floats;
+    float *scratch;         /* tile buffer shared by every linear (et_lora_opts.scratch) */
+    size_t scratch_floats;
+    /* per forward: */
+    int train;              /* 1: apply dropout (training); 0: evaluation */
+    float dropout;          /* p on every LoRA branch input, in [0, 1) */
+    uint64_t seed;          /* dropout seed of this forward (e.g. a hash of the batch);
+                               each slot mixes in its layer and linear */
+};
+
+/* Bind m frozen with its linear weights held as base_type (see top).
+ * 0, ET_EINPUT (bad hparams, unsupported type, naming it) or ET_ERUN
+ * (out of memory). */
+int et_lora_llama_init(et_lora_llama *ll, et_model *m, uint32_t base_type, et_err *e);
+/* The same, but each linear weight's F32 values come from
+ * fill(ctx, gguf_name, dst [n_out * n_in], n_out, n_in) (0 or an ET_E*
+ * code with e filled) one tensor at a time instead of from m, so a base
+ * can be built without a full F32 copy ever existing (m's linear floats are
+ * then never read: they may be untouched calloc memory).  base_type must
+ * not be F32. */
+int et_lora_llama_init_fill(et_lora_llama *ll, et_model *m, uint32_t base_type,
+                            int (*fill)(void *ctx, const char *name, float *dst, int64_t n_out, int64_t n_in,
+                                        et_err *e),
+                            void *ctx, et_err *e);
+void et_lora_llama_free(et_lora_llama *ll);
+
+/* The slot of linear `lin` of `layer`, or NULL when out of range or the
+ * layer has no such linear (n_head 0 / n_ff 0). */
+et_lora_slot *et_lora_llama_slot(et_lora_llama *ll, int layer, int lin);
+
+/* Attach a LoRA branch to a linear: lora_a [rank, n_in] and lora_b
+ * [n_out, rank] (borrowed, e.g. inside an adapter's one block), gradients
+ * grad_a / grad_b of the same shapes (NULL = that factor frozen), branch
+ * factor scale (alpha/rank, or alpha/sqrt(rank) for rsLoRA).
+ * 0 or ET_EINPUT (no such linear, rank < 1). */
+int et_lora_llama_attach(et_lora_llama *ll, int layer, int lin, float *lora_a, float *grad_a, float *lora_b,
+                         float *grad_b, int rank, float scale, et_err *e);
+
+/* Bytes held for the frozen base: linear weights in their types plus the
+ * F32 tensors (counts the model's own floats for an F32 base). */
+uint64_t et_lora_llama_base_bytes(const et_lora_llama *ll);
+
+#endif

@@ -1,0 +1,255 @@
+/* train/op_lora.c — frozen (possibly quantized) linear layer with an
+ * optional LoRA branch; see op_lora.h for the formulas and sources.
+ *
+ * Shapes: x [M, K] (K = n_in), W [N, K] (N = n_out) in its own type,
+ * A [r, K], B [N, r], u = drop(x) A^T [M, r], y [M, N].
+ *   forward:  y  = x W^T                per tile of W rows: sgemm(NoTrans, Trans)
+ *             u  = drop(x) A^T          sgemm(NoTrans, Trans)  M x r x K
+ *             y += s u B^T              sgemm(NoTrans, Trans)  M x N x r, beta 1
+ *   backward: dB += s dy^T u            sgemm(Trans, NoTrans)  N x r x M
+ *             du  = s dy B              sgemm(NoTrans, NoTrans) M x r x N
+ *             dA += du^T drop(x)        sgemm(Trans, NoTrans)  r x K x M
+ *             dx += dy W                per tile of W rows: sgemm(NoTrans, NoTrans), beta 1
+ *             dx += drop'(du A)         sgemm(NoTrans, NoTrans) M x K x r
+ * With dropout, drop(x) is formed a chunk of rows at a time in the scratch
+ * buffer (never a full [M, K] copy), and the mask is recomputed in backward. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "../quant/quant.h"
+#include "op_lora.h"
+
+#define DEFAULT_TILE_ROWS 256
+
+/* ---- dropout mask: the i-th output of a splitmix64 stream at `seed` ---- */
+static inline uint64_t splitmix64_at(uint64_t seed, uint64_t i) {
+    uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* keep when the top 24 bits of the hash are >= p * 2^24 */
+static inline uint32_t drop_threshold(float p) { return (uint32_t)llround((double)p * 16777216.0); }
+
+float et_lora_dropout_mult(uint64_t seed, uint64_t i, float p) {
+    if (!(p > 0.0f)) return 1.0f;
+    return (uint32_t)(splitmix64_at(seed, i) >> 40) >= drop_threshold(p) ? 1.0f / (1.0f - p) : 0.0f;
+}
+
+/* dst[rows, K] = src[rows, K] * mult(element index base + k) */
+static void apply_dropout(float *dst, const float *src, size_t n, uint64_t base, uint64_t seed, float p, int add) {
+    const uint32_t th = drop_threshold(p);
+    const float inv = 1.0f / (1.0f - p);
+    #pragma omp parallel for schedule(static)
+    for (size_t k = 0; k < n; k++) {
+        float m = (uint32_t)(splitmix64_at(seed, base + k) >> 40) >= th ? inv : 0.0f;
+        if (add) dst[k] += src[k] * m;
+        else dst[k] = src[k] * m;
+    }
+}
+
+uint64_t et_frozen_w_bytes(const et_frozen_w *w) {
+    if (!w || w->n_out < 1 || w->n_in < 1) return 0;
+    uint64_t row = et_quant_row_bytes(w->type, w->n_in);
+    if (!row || (uint64_t)w->n_out > UINT64_MAX / row) return 0;
+    return row * (uint64_t)w->n_out;
+}
+
+size_t et_lora_scratch_floats(int64_t n_in_max) {
+    return (size_t)DEFAULT_TILE_ROWS * (size_t)(n_in_max > 0 ? n_in_max : 1);
+}
+
+/* ---- tiles of W ---- */
+/* Rows [r0, r0+nr) of W as floats: in place for F32, else dequantized into
+ * tile (nr * n_in floats). */
+static const float *w_rows(const et_frozen_w *w, int64_t r0, int64_t nr, float *tile) {
+    const int64_t K = w->n_in;
+    if (w->type == GGML_TYPE_F32) return (const float *)w->data + r0 * K;
+    const size_t rb = (size_t)et_quant_row_bytes(w->type, K);
+    const uint8_t *base = (const uint8_t *)w->data;
+    #pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < nr; r++)
+        et_dequantize_row(w->type, base + (size_t)(r0 + r) * rb, tile + (size_t)r * (size_t)K, K);
+    return tile;
+}
+
+/* y[M, N] (= or +=) x[M, K] @ W^T, tile by tile. */
+static void w_forward(const et_frozen_w *w, const float *x, int M, float *y, float *tile, int64_t tile_rows) {
+    const int N = (int)w->n_out, K = (int)w->n_in;
+    const int64_t step = w->type == GGML_TYPE_F32 ? N : tile_rows;
+    for (int64_t r0 = 0; r0 < N; r0 += step) {
+        const int nr = (int)(N - r0 < step ? N - r0 : step);
+        const float *wt = w_rows(w, r0, nr, tile);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nr, K, 1.0f, x, K, wt, K, 0.0f, y + r0, N);
+    }
+}
+
+/* dx[M, K] += dy[M, N] @ W, tile by tile. */
+static void w_backward(const et_frozen_w *w, const float *dy, int M, float *dx, float *tile, int64_t tile_rows) {
+    const int N = (int)w->n_out, K = (int)w->n_in;
+    const int64_t step = w->type == GGML_TYPE_F32 ? N : tile_rows;
+    for (int64_t r0 = 0; r0 < N; r0 += step) {
+        const int nr = (int)(N - r0 < step ? N - r0 : step);
+        const float *wt = w_rows(w, r0, nr, tile);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, nr, 1.0f, dy + r0, N, wt, K, 1.0f, dx, K);
+    }
+}
+
+/* ---- the op ---- */
+typedef struct lora_saved {
+    et_frozen_w w;
+    float scale, dropout;
+    uint64_t seed;
+    float *scratch;       /* tile_rows * K floats (NULL when not needed) */
+    int64_t tile_rows;
+    float *u;             /* [M, r], NULL without a LoRA branch */
+} lora_saved;
+
+static void lora_backward(et_tape *t, const et_node *nd) {
+    const lora_saved *s = nd->saved;
+    et_tensor *x = nd->in[0], *b = nd->in[1], *A = nd->in[2], *B = nd->in[3], *y = nd->out;
+    const int M = (int)et_rows(x), K = (int)s->w.n_in, N = (int)s->w.n_out;
+    const float *dy = y->grad;
+    float *dx = et_grad(t, x);
+    float *db = b ? et_grad(t, b) : NULL;
+    if (db) {
+        #pragma omp parallel for schedule(static)
+        for (int j = 0; j < N; j++) {
+            float acc = 0.0f;
+            for (int i = 0; i < M; i++) acc += dy[(size_t)i * N + j];
+            db[j] += acc;
+        }
+    }
+    if (A) {
+        const int r = (int)A->shape[0];
+        float *dA = et_grad(t, A), *dB = et_grad(t, B);
+        if (dB) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, r, M, s->scale, dy, N, s->u, r,
+                            1.0f, dB, r);
+        if (dA || dx) {
+            float *du = et_tape_alloc(t, (size_t)M * (size_t)r * sizeof(float));
+            if (!du) return;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, r, N, s->scale, dy, N, B->data, r,
+                        0.0f, du, r);
+            if (s->dropout <= 0.0f) {
+                if (dA) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, K, M, 1.0f, du, r, x->data, K,
+                                    1.0f, dA, K);
+                if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, r, 1.0f, du, r, A->data, K,
+                                    1.0f, dx, K);
+            } else {
+                for (int64_t c0 = 0; c0 < M; c0 += s->tile_rows) {
+                    const int mc = (int)(M - c0 < s->tile_rows ? M - c0 : s->tile_rows);
+                    const size_t off = (size_t)c0 * (size_t)K, n = (size_t)mc * (size_t)K;
+                    if (dA) {
+                        apply_dropout(s->scratch, x->data + off, n, off, s->seed, s->dropout, 0);
+                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, K, mc, 1.0f, du + (size_t)c0 * r, r,
+                                    s->scratch, K, 1.0f, dA, K);
+                    }
+                    if (dx) {
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mc, K, r, 1.0f, du + (size_t)c0 * r,
+                                    r, A->data, K, 0.0f, s->scratch, K);
+                        apply_dropout(dx + off, s->scratch, n, off, s->seed, s->dropout, 1);
+                    }
+                }
+            }
+        }
+    }
+    if (dx) w_backward(&s->w, dy, M, dx, s->scratch, s->tile_rows);
+}
+
+static et_tensor *check_args(et_tape *t, const char *name, et_tensor *x, const et_frozen_w *w, et_tensor *b,
+                             et_tensor *A, et_tensor *B, const et_lora_opts *o) {
+    if (!x || !w) return et_tape_fail(t, ET_EINPUT, "lora_linear %s: NULL input", name);
+    if ((!A) != (!B)) return et_tape_fail(t, ET_EINPUT, "lora_linear %s: lora_a and lora_b must both be set", name);
+    if (!et_quant_supported(w->type) || !w->data || w->n_out < 1 || w->n_in < 1 || !et_frozen_w_bytes(w))
+        return et_tape_fail(t, ET_EINPUT, "lora_linear %s: frozen weight [%lld, %lld] of type %u is not usable "
+                            "(unsupported type, or rows not a multiple of its block)",
+                            name, (long long)w->n_out, (long long)w->n_in, w->type);
+    if ((size_t)w->n_in != et_cols(x))
+        return et_tape_fail(t, ET_EINPUT, "lora_linear %s: x has %zu columns, frozen weight is [%lld, %lld]", name,
+                            et_cols(x), (long long)w->n_out, (long long)w->n_in);
+    if (et_rows(x) > INT32_MAX || w->n_out > INT32_MAX || w->n_in > INT32_MAX)
+        return et_tape_fail(t, ET_EINPUT, "lora_linear %s: dimensions exceed the BLAS int range", name);
+    if (b && b->n != (size_t)w->n_out)
+        return et_tape_fail(t, ET_EINPUT, "lora_linear %s: bias %s has %zu elements, weight has %lld rows", name,
+                            b->name, b->n, (long long)w->n_out);
+    if (A) {
+        if (A->ndim != 2 || B->ndim != 2 || A->shape[1] != w->n_in || B->shape[0] != w->n_out ||
+            B->shape[1] != A->shape[0])
+            return et_tape_fail(t, ET_EINPUT, "lora_linear %s: lora_a %s must be [rank, %lld] and lora_b %s "
+                                "[%lld, rank]", name, A->name, (long long)w->n_in, B->name, (long long)w->n_out);
+        if (o && !(o->dropout >= 0.0f && o->dropout < 1.0f))
+            return et_tape_fail(t, ET_EINPUT, "lora_linear %s: dropout %g outside [0, 1)", name, (double)o->dropout);
+    }
+    if (o && o->scratch && o->scratch_floats < (size_t)w->n_in)
+        return et_tape_fail(t, ET_EINPUT, "lora_linear %s: scratch of %zu floats holds no row of %lld", name,
+                            o->scratch_floats, (long long)w->n_in);
+    return x;
+}
+
+et_tensor *et_lora_linear(et_tape *t, const char *name, et_tensor *x, const et_frozen_w *w, et_tensor *b,
+                          et_tensor *lora_a, et_tensor *lora_b, const et_lora_opts *o) {
+    if (t->code) return NULL;
+    if (!name) name = "";
+    if (!check_args(t, name, x, w, b, lora_a, lora_b, o)) return NULL;
+    const int M = (int)et_rows(x), K = (int)w->n_in, N = (int)w->n_out;
+    const int lora = lora_a != NULL;
+    const float dropout = lora && o ? o->dropout : 0.0f;
+    et_tensor *in[4] = {x, b, lora_a, lora_b};
+    const int wants = et_tape_wants_grad(t, in, 4);
+    int64_t shape[ET_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+    shape[x->ndim - 1] = N;
+    et_tensor *y = et_tensor_new(t, name, x->ndim, shape, wants);
+    if (!y) return NULL;
+
+    lora_saved *s = et_tape_alloc(t, sizeof *s);
+    if (!s) return NULL;
+    *s = (lora_saved){.w = *w, .scale = lora && o ? o->scale : 0.0f, .dropout = dropout,
+                      .seed = o ? o->seed : 0};
+    /* scratch: W tiles (non-F32) and dropout chunks share it */
+    if (w->type != GGML_TYPE_F32 || dropout > 0.0f) {
+        if (o && o->scratch) {
+            s->scratch = o->scratch;
+            s->tile_rows = (int64_t)(o->scratch_floats / (size_t)K);
+        } else {
+            s->tile_rows = DEFAULT_TILE_ROWS;
+            s->scratch = et_tape_alloc(t, (size_t)s->tile_rows * (size_t)K * sizeof(float));
+            if (!s->scratch) return NULL;
+        }
+    }
+
+    w_forward(w, x->data, M, y->data, s->scratch, s->tile_rows);
+    if (b) {
+        #pragma omp parallel for schedule(static)
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) y->data[(size_t)i * N + j] += b->data[j];
+    }
+    if (lora) {
+        const int r = (int)lora_a->shape[0];
+        s->u = et_tape_alloc(t, (size_t)M * (size_t)r * sizeof(float));
+        if (!s->u) return NULL;
+        if (dropout <= 0.0f) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, r, K, 1.0f, x->data, K, lora_a->data, K, 0.0f,
+                        s->u, r);
+        } else {
+            for (int64_t c0 = 0; c0 < M; c0 += s->tile_rows) {
+                const int mc = (int)(M - c0 < s->tile_rows ? M - c0 : s->tile_rows);
+                const size_t off = (size_t)c0 * (size_t)K;
+                apply_dropout(s->scratch, x->data + off, (size_t)mc * (size_t)K, off, s->seed, dropout, 0);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mc, r, K, 1.0f, s->scratch, K, lora_a->data, K,
+                            0.0f, s->u + (size_t)c0 * r, r);
+            }
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, r, s->scale, s->u, r, lora_b->data, r, 1.0f,
+                    y->data, N);
+    }
+    if (wants && !et_tape_push(t, lora ? "lora_linear" : "frozen_matmul", lora_backward, y, in, 4, s)) return NULL;
+    return y;
+}
+
+et_tensor *et_frozen_matmul(et_tape *t, const char *name, et_tensor *x, const et_frozen_w *w, et_tensor *b,
+                            const et_lora_opts *o) {
+    return et_lora_linear(t, name, x, w, b, NULL, NULL, o);
+}
