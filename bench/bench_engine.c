@@ -35,7 +35,12 @@
  *   --budget S       seconds per case after which no further run starts (default 4)
  *   --pp N --tg N    default 128 and 32
  *   --batch N        engine n_batch (default 512, llama-bench's n_ubatch)
- * Output: one line per case, machine-readable after "|".
+ *   --small          6 layers and a 4096-token vocabulary, no tokenizer (a quick look)
+ * Output: one line per case, machine-readable after "|".  Beside the wall
+ * time figures, "cpu" gives tokens per (process CPU time / threads): on a
+ * shared machine the wall time includes waiting for a core, the CPU-time
+ * figure approximates an idle machine (the engine's threads spin while
+ * they wait for work, so it is not inflated by idle waits).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -56,6 +61,12 @@
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -116,8 +127,10 @@ static double read_bandwidth(const uint64_t *buf, size_t n, int n_threads) {
 
 /* ------------------------------------------------------------ the model files */
 
+static int small;   /* --small */
+
 static void model_path(char *out, size_t cap, const char *dir, const char *type) {
-    snprintf(out, cap, "%s/bench-smollm2-135m-%s.gguf", dir, type);
+    snprintf(out, cap, "%s/bench-%s-%s.gguf", dir, small ? "small" : "smollm2-135m", type);
 }
 
 static int exists(const char *path) {
@@ -130,6 +143,7 @@ static int write_f32(const char *path, et_err *e) {
     et_hparams hp = {.arch = "llama", .n_vocab = 49152, .n_embd = 576, .n_layer = 30, .n_ctx = 8192,
                      .n_head = 9, .n_head_kv = 3, .n_ff = 1536, .head_dim = 64, .rms_eps = 1e-5f,
                      .rope_theta = 100000.0f, .tied_output = 1};
+    if (small) { hp.n_layer = 6; hp.n_vocab = 4096; }
     et_model m;
     if (et_model_alloc(&m, &hp, e)) return e->code;
     snprintf(m.name, sizeof m.name, "SmolLM2-135M shape, random weights");
@@ -147,7 +161,8 @@ static int write_f32(const char *path, et_err *e) {
     }
     free(t);
     int rc = 0;
-    if (access(TOKENIZER, R_OK) == 0) rc = et_model_set_tokenizer(&m, TOKENIZER, e);
+    if (small) (void)0;
+    else if (access(TOKENIZER, R_OK) == 0) rc = et_model_set_tokenizer(&m, TOKENIZER, e);
     else fprintf(stderr, "bench_engine: %s absent: no tokenizer in the files (llama.cpp cannot load them)\n", TOKENIZER);
     if (!rc) rc = et_model_save_gguf(&m, path, GGML_TYPE_F32, e);
     et_model_free(&m);
@@ -188,23 +203,28 @@ static uint32_t lcg(uint32_t *s) {
     return *s >> 8;
 }
 
+typedef struct bench_result {
+    double pp, tg;           /* tokens/s, wall time, medians */
+    double pp_cpu, tg_cpu;   /* tokens / (CPU seconds / threads), medians */
+    const char *isa;
+} bench_result;
+
 /* pp: tokens/s of one forward of o->pp tokens; tg: of o->tg single-token
- * forwards.  Medians into *pp_tps, *tg_tps. */
-static int bench_case(const et_engine *m, int n_threads, const bench_opts *o, double *pp_tps, double *tg_tps,
-                      const char **isa, et_err *e) {
+ * forwards. */
+static int bench_case(const et_engine *m, int n_threads, const bench_opts *o, bench_result *res, et_err *e) {
     et_state_opts so = et_state_default_opts();
     so.n_ctx = o->pp + o->tg + 1;
     so.n_threads = n_threads;
     so.n_batch = o->batch;
     et_state *st;
     if (et_state_new(&st, m, &so, e)) return e->code;
-    *isa = et_state_isa(st);
+    res->isa = et_state_isa(st);
     int n_vocab = m->hp.n_vocab;
     float *logits = malloc(sizeof(float) * (size_t)n_vocab);
     int32_t *toks = malloc(sizeof(int32_t) * (size_t)(o->pp > o->tg ? o->pp : o->tg));
-    double *r = malloc(sizeof(double) * (size_t)(o->reps + 1));
+    double *r = malloc(sizeof(double) * (size_t)(o->reps + 1)), *c = malloc(sizeof(double) * (size_t)(o->reps + 1));
     int rc = 0;
-    if (!logits || !toks || !r) { rc = et_fail(e, ET_ERUN, "bench_engine: out of memory"); goto done; }
+    if (!logits || !toks || !r || !c) { rc = et_fail(e, ET_ERUN, "bench_engine: out of memory"); goto done; }
     uint32_t seed = 1;
     for (int i = 0; i < o->pp; i++) toks[i] = (int32_t)(lcg(&seed) % (uint32_t)n_vocab);
 
@@ -212,30 +232,33 @@ static int bench_case(const et_engine *m, int n_threads, const bench_opts *o, do
     double t_case = now();
     for (int rep = -1; rep < o->reps; rep++) {   /* rep -1: warm-up */
         et_state_reset(st);
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         if ((rc = et_forward(st, toks, o->pp, logits, 0, e))) goto done;
-        double dt = now() - t0;
-        if (rep >= 0) r[n++] = o->pp / dt;
+        double dt = now() - t0, dc = cpu_now() - c0;
+        if (rep >= 0) { c[n] = o->pp * n_threads / dc; r[n++] = o->pp / dt; }
         if (rep >= 0 && now() - t_case > o->budget) break;
     }
-    *pp_tps = median(r, n);
+    res->pp = median(r, n);
+    res->pp_cpu = median(c, n);
 
     n = 0;
     t_case = now();
     for (int rep = -1; rep < o->reps; rep++) {
         et_state_reset(st);
         int32_t tok = 1;   /* BOS, as llama-bench when the vocabulary adds one */
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         for (int i = 0; i < (rep < 0 ? 1 : o->tg); i++) {
             if ((rc = et_forward(st, &tok, 1, logits, 0, e))) goto done;
             tok = (int32_t)(lcg(&seed) % (uint32_t)n_vocab);
         }
-        double dt = now() - t0;
-        if (rep >= 0) r[n++] = o->tg / dt;
+        double dt = now() - t0, dc = cpu_now() - c0;
+        if (rep >= 0) { c[n] = o->tg * n_threads / dc; r[n++] = o->tg / dt; }
         if (rep >= 0 && now() - t_case > o->budget) break;
     }
-    *tg_tps = median(r, n);
+    res->tg = median(r, n);
+    res->tg_cpu = median(c, n);
 done:
+    free(c);
     free(r);
     free(toks);
     free(logits);
@@ -259,7 +282,7 @@ static int split_list(const char *s, char out[][8], int cap) {
 
 static int usage(void) {
     fprintf(stderr, "usage: bench_engine [--dir DIR] [--make-only] [--types F32,F16,Q8_0,Q4_0] [--threads 1,2]\n"
-                    "                    [--reps N] [--budget S] [--pp N] [--tg N] [--batch N]\n");
+                    "                    [--reps N] [--budget S] [--pp N] [--tg N] [--batch N] [--small]\n");
     return 2;
 }
 
@@ -271,6 +294,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--make-only")) { make_only = 1; continue; }
+        if (!strcmp(a, "--small")) { small = 1; continue; }
         if (!v) return usage();
         i++;
         if (!strcmp(a, "--dir")) dir = v;
@@ -308,10 +332,10 @@ int main(int argc, char **argv) {
     }
     free(bw_buf);
 
-    printf("SmolLM2-135M shape, random weights; pp%d / tg%d tokens/s, median of up to %d runs; n_batch %d\n",
-           o.pp, o.tg, o.reps, o.batch);
-    printf("%-5s %3s %-7s %9s %9s %10s %12s\n", "type", "thr", "isa", "pp t/s", "tg t/s", "MB/token",
-           "tg bound t/s");
+    printf("%s, random weights; pp%d / tg%d tokens/s, median of up to %d runs; n_batch %d\n",
+           small ? "small (6 layers, n_vocab 4096)" : "SmolLM2-135M shape", o.pp, o.tg, o.reps, o.batch);
+    printf("%-5s %3s %-7s %9s %9s %9s %9s %10s %12s\n", "type", "thr", "isa", "pp t/s", "(cpu)", "tg t/s", "(cpu)",
+           "MB/token", "tg bound t/s");
     for (int i = 0; i < n_types && !rc; i++) {
         char path[4096];
         model_path(path, sizeof path, dir, types[i]);
@@ -319,12 +343,12 @@ int main(int argc, char **argv) {
         if ((rc = et_engine_load(&m, path, &e))) { fprintf(stderr, "%s\n", e.msg); break; }
         double bytes = (double)et_engine_weight_bytes(m);
         for (int t = 0; t < n_thr && !rc; t++) {
-            double pp = 0, tg = 0;
-            const char *isa = "?";
-            if ((rc = bench_case(m, atoi(thr[t]), &o, &pp, &tg, &isa, &e))) { fprintf(stderr, "%s\n", e.msg); break; }
-            printf("%-5s %3s %-7s %9.1f %9.1f %10.1f %12.1f   | edgetune %s t=%s pp=%.2f tg=%.2f bound=%.2f\n",
-                   types[i], thr[t], isa, pp, tg, bytes / 1e6, bw[t] / bytes, types[i], thr[t], pp, tg,
-                   bw[t] / bytes);
+            bench_result b = {0, 0, 0, 0, "?"};
+            if ((rc = bench_case(m, atoi(thr[t]), &o, &b, &e))) { fprintf(stderr, "%s\n", e.msg); break; }
+            printf("%-5s %3s %-7s %9.1f %9.1f %9.1f %9.1f %10.1f %12.1f   | edgetune %s t=%s pp=%.2f tg=%.2f "
+                   "bound=%.2f pp_cpu=%.2f tg_cpu=%.2f\n",
+                   types[i], thr[t], b.isa, b.pp, b.pp_cpu, b.tg, b.tg_cpu, bytes / 1e6, bw[t] / bytes, types[i],
+                   thr[t], b.pp, b.tg, bw[t] / bytes, b.pp_cpu, b.tg_cpu);
             fflush(stdout);
         }
         et_engine_free(m);

@@ -233,9 +233,9 @@ static int forward_chunk(et_state *s, const int32_t *tok, int n, float *logits, 
             int nq = ly->n_head * hd, nkv = ly->n_head_kv * hd;
             for (int t = 0; t < n; t++)
                 rmsnorm(s->xb + (size_t)t * d, s->x + (size_t)t * d, ly->attn_norm, d, hp->rms_eps);
-            if ((rc = et_wmat_matmul(s, &ly->wq, s->xb, n, s->q, 0, 1.0f, 1, e))) return rc;
-            if ((rc = et_wmat_matmul(s, &ly->wk, s->xb, n, s->kk, 0, 1.0f, 1, e))) return rc;
-            if ((rc = et_wmat_matmul(s, &ly->wv, s->xb, n, s->vv, 0, 1.0f, 1, e))) return rc;
+            const et_wmat *qkv[3] = {&ly->wq, &ly->wk, &ly->wv};
+            float *qkv_out[3] = {s->q, s->kk, s->vv};
+            if ((rc = et_wmat_matmul_multi(s, 3, qkv, s->xb, n, qkv_out, e))) return rc;
             for (int t = 0; t < n; t++) {
                 float *q = s->q + (size_t)t * nq, *k = s->kk + (size_t)t * nkv, *v = s->vv + (size_t)t * nkv;
                 if (ly->bq) for (int i = 0; i < nq; i++) q[i] += ly->bq[i];
@@ -263,8 +263,9 @@ static int forward_chunk(et_state *s, const int32_t *tok, int n, float *logits, 
             int nff = ly->n_ff;
             for (int t = 0; t < n; t++)
                 rmsnorm(s->xb + (size_t)t * d, s->x + (size_t)t * d, ly->ffn_norm, d, hp->rms_eps);
-            if ((rc = et_wmat_matmul(s, &ly->w_gate, s->xb, n, s->hb, 0, 1.0f, 1, e))) return rc;
-            if ((rc = et_wmat_matmul(s, &ly->w_up, s->xb, n, s->hb2, 0, 1.0f, 1, e))) return rc;
+            const et_wmat *gu[2] = {&ly->w_gate, &ly->w_up};
+            float *gu_out[2] = {s->hb, s->hb2};
+            if ((rc = et_wmat_matmul_multi(s, 2, gu, s->xb, n, gu_out, e))) return rc;
             for (size_t i = 0; i < (size_t)n * (size_t)nff; i++) {
                 float g = s->hb[i];
                 float sg = g / (1.0f + expf(-g));

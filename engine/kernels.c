@@ -98,6 +98,14 @@ et_dot_fn et_kernels_dot(const et_kernels *k, uint32_t t) {
     }
 }
 
+et_dot4_fn et_kernels_dot4(const et_kernels *k, uint32_t t) {
+    switch (t) {
+    case GGML_TYPE_Q8_0: return k->dot4_q8_0;
+    case GGML_TYPE_Q4_0: return k->dot4_q4_0;
+    default: return NULL;
+    }
+}
+
 uint32_t et_vec_dot_type(uint32_t t) {
     switch (t) {
     case GGML_TYPE_F32: case GGML_TYPE_F16: case GGML_TYPE_BF16: return t;
@@ -138,26 +146,29 @@ void et_act_convert(uint32_t weight_type, const float *x, void *dst, int n) {
 
 /* ------------------------------------------------------------ activation quantizers */
 
-void et_quantize_q8_0(const float *x, et_block_q8_0 *y, int n) {
-    for (int b = 0; b < n / ET_QK; b++, x += ET_QK) {
-        float amax = 0;
-        for (int j = 0; j < ET_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
-        float d = amax / 127.f;
-        float id = amax != 0.0f ? 127.f / amax : 0.0f;
-        y[b].d = et_fp32_to_fp16(d);
-        for (int j = 0; j < ET_QK; j++) {
-            float v = nearbyintf(x[j] * id);   /* in [-127, 127] for finite x */
-            y[b].qs[j] = (int8_t)(v >= -127.f && v <= 127.f ? v : v > 127.f ? 127 : v < -127.f ? -127 : 0);
-        }
-    }
-}
-
 /* ggml nearest_int: round half to even through the float mantissa. */
 static inline int nearest_int(float f) {
     float v = f + 12582912.f;
     int32_t i;
     memcpy(&i, &v, 4);
     return (i & 0x007fffff) - 0x00400000;
+}
+
+void et_quantize_q8_0(const float *x, et_block_q8_0 *y, int n) {
+    for (int b = 0; b < n / ET_QK; b++, x += ET_QK) {
+        float amax = 0;
+        for (int j = 0; j < ET_QK; j++) {
+            float a = fabsf(x[j]);
+            amax = a > amax ? a : amax;   /* NaN never wins, as fmaxf */
+        }
+        float d = amax / 127.f;
+        float id = amax != 0.0f ? 127.f / amax : 0.0f;
+        y[b].d = et_fp32_to_fp16(d);
+        for (int j = 0; j < ET_QK; j++) {
+            float v = x[j] * id;   /* in [-127, 127] for finite x; rounded half to even */
+            y[b].qs[j] = (int8_t)(v >= -127.f && v <= 127.f ? nearest_int(v) : v > 127.f ? 127 : v < -127.f ? -127 : 0);
+        }
+    }
 }
 
 void et_quantize_q8_K(const float *x, et_block_q8_K *y, int n) {

@@ -241,6 +241,7 @@ static float neon_dot_q6_K(int n, const void *wv, const void *xv) {
 const et_kernels et_kernels_neon = {
     "neon", neon_dot_f32, neon_dot_f16, neon_dot_bf16, neon_dot_q8_0,
     neon_dot_q4_0, neon_dot_q5_0, neon_dot_q4_K, neon_dot_q6_K,
+    NULL, NULL,
 };
 
 #endif

@@ -86,7 +86,8 @@ static inline AVX2 __m256i nibbles32(const uint8_t *qs) {
     return _mm256_set_m128i(hi, lo);
 }
 
-static inline float f16(uint16_t h) { return et_f16_table[h]; }
+/* fp16 -> fp32 by F16C (exact; the same value as the scalar table). */
+static inline AVX2 float f16(uint16_t h) { return _cvtsh_ss(h); }
 
 /* ------------------------------------------------------------ AVX2 kernels */
 
@@ -257,9 +258,47 @@ static AVX2 float avx2_dot_q6_K(int n, const void *wv, const void *xv) {
     return acc;
 }
 
+/* Four activation rows against one weight row: the weight bytes of a block
+ * are loaded (and for Q4_0 unpacked) once; each output keeps the single
+ * dot's lanes and order. */
+static inline AVX2 void dot4_blocks(int nb, const void *wrow, int q4, const uint8_t *x, size_t xs, float *out) {
+    const et_block_q8_0 *w8 = wrow;
+    const et_block_q4_0 *w4 = wrow;
+    __m256 acc[4][2];
+    for (int k = 0; k < 4; k++) acc[k][0] = acc[k][1] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        __m256i qw;
+        float dw;
+        if (q4) {
+            qw = _mm256_sub_epi8(nibbles32(w4[b].qs), _mm256_set1_epi8(8));
+            dw = f16(w4[b].d);
+        } else {
+            qw = _mm256_loadu_si256((const __m256i *)w8[b].qs);
+            dw = f16(w8[b].d);
+        }
+        __m256i ax = _mm256_sign_epi8(qw, qw);
+        for (int k = 0; k < 4; k++) {
+            const et_block_q8_0 *xb = (const et_block_q8_0 *)(x + (size_t)k * xs) + b;
+            __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xb->qs), qw);
+            __m256i g = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+            add_block(acc[k], b, g, dw * f16(xb->d));
+        }
+    }
+    for (int k = 0; k < 4; k++) out[k] = fold8(_mm256_add_ps(acc[k][0], acc[k][1]));
+}
+
+static AVX2 void avx2_dot4_q8_0(int n, const void *w, const void *x, size_t xs, float *out) {
+    dot4_blocks(n / ET_QK, w, 0, x, xs, out);
+}
+
+static AVX2 void avx2_dot4_q4_0(int n, const void *w, const void *x, size_t xs, float *out) {
+    dot4_blocks(n / ET_QK, w, 1, x, xs, out);
+}
+
 const et_kernels et_kernels_avx2 = {
     "avx2", avx2_dot_f32, avx2_dot_f16, avx2_dot_bf16, avx2_dot_q8_0,
     avx2_dot_q4_0, avx2_dot_q5_0, avx2_dot_q4_K, avx2_dot_q6_K,
+    avx2_dot4_q8_0, avx2_dot4_q4_0,
 };
 
 /* ------------------------------------------------------------ AVX-512 */
@@ -400,6 +439,7 @@ static AVX512 float avx512_dot_q4_0(int n, const void *wv, const void *xv) {
 const et_kernels et_kernels_avx512 = {
     "avx512", avx512_dot_f32, avx512_dot_f16, avx512_dot_bf16, avx512_dot_q8_0,
     avx512_dot_q4_0, avx2_dot_q5_0, avx2_dot_q4_K, avx2_dot_q6_K,
+    avx2_dot4_q8_0, avx2_dot4_q4_0,   /* measured faster than two-block zmm versions */
 };
 
 #endif

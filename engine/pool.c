@@ -6,7 +6,8 @@
 
 #include "pool.h"
 
-#define SPIN_ITERS 20000   /* polls of the generation counter before sleeping */
+#define SPIN_ITERS 2000    /* polls (with a pause) of a counter before yielding */
+#define YIELD_ITERS 200    /* sched_yield polls before sleeping on the condition variable */
 
 struct et_pool {
     int n;                          /* threads including the caller */
@@ -42,6 +43,10 @@ static void *worker(void *v) {
         while (atomic_load_explicit(&p->gen, memory_order_acquire) == seen && !atomic_load(&p->quit)) {
             if (++spins < SPIN_ITERS) {
                 cpu_relax();
+                continue;
+            }
+            if (spins < SPIN_ITERS + YIELD_ITERS) {   /* a loaded machine: let others run */
+                sched_yield();
                 continue;
             }
             pthread_mutex_lock(&p->mu);

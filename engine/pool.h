@@ -6,9 +6,9 @@
  *   et_pool_run(p, work, &args);
  *   et_pool_free(p);
  *
- * Workers spin briefly on an atomic generation counter before sleeping on
- * a condition variable, so that the many short jobs of one forward pass
- * (a few per layer) do not each pay a wake-up.
+ * Workers spin briefly on an atomic generation counter, then yield, before
+ * sleeping on a condition variable, so that the many short jobs of one
+ * forward pass (a few per layer) do not each pay a wake-up.
  */
 #ifndef ET_ENGINE_POOL_H
 #define ET_ENGINE_POOL_H
