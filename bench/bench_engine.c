@@ -33,7 +33,7 @@
  *   --threads LIST   default 1,2
  *   --reps N         timed runs per case (default 5)
  *   --budget S       seconds per case after which no further run starts (default 4)
- *   --pp N --tg N    default 128 and 32
+ *   --pp N --tg N    default 128 and 32; 0 skips that test
  *   --batch N        engine n_batch (default 512, llama-bench's n_ubatch)
  *   --small          6 layers and a 4096-token vocabulary, no tokenizer (a quick look)
  * Output: one line per case, machine-readable after "|".  Beside the wall
@@ -103,14 +103,15 @@ static void *bw_read(void *arg) {
     return NULL;
 }
 
-/* Read bandwidth in bytes/s over buf[n] with n_threads threads (median of 5). */
-static double read_bandwidth(const uint64_t *buf, size_t n, int n_threads) {
-    double r[5];
+/* Read bandwidth in bytes/s over buf[n] with n_threads threads (median of
+ * 5); *per_cpu gets bytes per (CPU second / threads), median of 5. */
+static double read_bandwidth(const uint64_t *buf, size_t n, int n_threads, double *per_cpu) {
+    double r[5], c[5];
     bw_job jobs[MAX_LIST];
     pthread_t th[MAX_LIST];
     volatile uint64_t sink = 0;
     for (int rep = 0; rep < 5; rep++) {
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         for (int i = 0; i < n_threads; i++) {
             size_t a = n * (size_t)i / (size_t)n_threads, b = n * (size_t)(i + 1) / (size_t)n_threads;
             jobs[i] = (bw_job){buf + a, b - a, 0};
@@ -119,9 +120,11 @@ static double read_bandwidth(const uint64_t *buf, size_t n, int n_threads) {
         bw_read(&jobs[0]);
         for (int i = 1; i < n_threads; i++) pthread_join(th[i], NULL);
         r[rep] = (double)(n * sizeof *buf) / (now() - t0);
+        c[rep] = (double)(n * sizeof *buf) * n_threads / (cpu_now() - c0);
         for (int i = 0; i < n_threads; i++) sink += jobs[i].sum;
     }
     (void)sink;
+    *per_cpu = median(c, 5);
     return median(r, 5);
 }
 
@@ -230,7 +233,7 @@ static int bench_case(const et_engine *m, int n_threads, const bench_opts *o, be
 
     int n = 0;
     double t_case = now();
-    for (int rep = -1; rep < o->reps; rep++) {   /* rep -1: warm-up */
+    for (int rep = -1; rep < (o->pp ? o->reps : -1); rep++) {   /* rep -1: warm-up */
         et_state_reset(st);
         double t0 = now(), c0 = cpu_now();
         if ((rc = et_forward(st, toks, o->pp, logits, 0, e))) goto done;
@@ -238,12 +241,12 @@ static int bench_case(const et_engine *m, int n_threads, const bench_opts *o, be
         if (rep >= 0) { c[n] = o->pp * n_threads / dc; r[n++] = o->pp / dt; }
         if (rep >= 0 && now() - t_case > o->budget) break;
     }
-    res->pp = median(r, n);
-    res->pp_cpu = median(c, n);
+    res->pp = n ? median(r, n) : 0;
+    res->pp_cpu = n ? median(c, n) : 0;
 
     n = 0;
     t_case = now();
-    for (int rep = -1; rep < o->reps; rep++) {
+    for (int rep = -1; rep < (o->tg ? o->reps : -1); rep++) {
         et_state_reset(st);
         int32_t tok = 1;   /* BOS, as llama-bench when the vocabulary adds one */
         double t0 = now(), c0 = cpu_now();
@@ -255,8 +258,8 @@ static int bench_case(const et_engine *m, int n_threads, const bench_opts *o, be
         if (rep >= 0) { c[n] = o->tg * n_threads / dc; r[n++] = o->tg / dt; }
         if (rep >= 0 && now() - t_case > o->budget) break;
     }
-    res->tg = median(r, n);
-    res->tg_cpu = median(c, n);
+    res->tg = n ? median(r, n) : 0;
+    res->tg_cpu = n ? median(c, n) : 0;
 done:
     free(c);
     free(r);
@@ -307,7 +310,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--batch")) o.batch = atoi(v);
         else return usage();
     }
-    if (o.reps < 1 || o.pp < 1 || o.tg < 1 || o.batch < 1) return usage();
+    if (o.reps < 1 || o.pp < 0 || o.tg < 0 || o.batch < 1) return usage();
     for (int i = 0; i < n_thr; i++)
         if (atoi(thr[i]) < 1 || atoi(thr[i]) > MAX_LIST) return usage();
 
@@ -325,17 +328,18 @@ int main(int argc, char **argv) {
     uint64_t *bw_buf = malloc(bw_n * sizeof *bw_buf);
     if (!bw_buf) { fprintf(stderr, "bench_engine: out of memory\n"); rc = 3; goto cleanup; }
     for (size_t i = 0; i < bw_n; i++) bw_buf[i] = i;
-    double bw[MAX_LIST];
+    double bw[MAX_LIST], bw_cpu[MAX_LIST];
     for (int t = 0; t < n_thr; t++) {
-        bw[t] = read_bandwidth(bw_buf, bw_n, atoi(thr[t]));
-        printf("read bandwidth, %s thread%s: %.2f GB/s\n", thr[t], atoi(thr[t]) > 1 ? "s" : "", bw[t] / 1e9);
+        bw[t] = read_bandwidth(bw_buf, bw_n, atoi(thr[t]), &bw_cpu[t]);
+        printf("read bandwidth, %s thread%s: %.2f GB/s (per CPU time: %.2f GB/s)\n", thr[t],
+               atoi(thr[t]) > 1 ? "s" : "", bw[t] / 1e9, bw_cpu[t] / 1e9);
     }
     free(bw_buf);
 
     printf("%s, random weights; pp%d / tg%d tokens/s, median of up to %d runs; n_batch %d\n",
            small ? "small (6 layers, n_vocab 4096)" : "SmolLM2-135M shape", o.pp, o.tg, o.reps, o.batch);
-    printf("%-5s %3s %-7s %9s %9s %9s %9s %10s %12s\n", "type", "thr", "isa", "pp t/s", "(cpu)", "tg t/s", "(cpu)",
-           "MB/token", "tg bound t/s");
+    printf("%-5s %3s %-7s %9s %9s %9s %9s %10s %12s %7s\n", "type", "thr", "isa", "pp t/s", "(cpu)", "tg t/s", "(cpu)",
+           "MB/token", "tg bound t/s", "(cpu)");
     for (int i = 0; i < n_types && !rc; i++) {
         char path[4096];
         model_path(path, sizeof path, dir, types[i]);
@@ -345,10 +349,11 @@ int main(int argc, char **argv) {
         for (int t = 0; t < n_thr && !rc; t++) {
             bench_result b = {0, 0, 0, 0, "?"};
             if ((rc = bench_case(m, atoi(thr[t]), &o, &b, &e))) { fprintf(stderr, "%s\n", e.msg); break; }
-            printf("%-5s %3s %-7s %9.1f %9.1f %9.1f %9.1f %10.1f %12.1f   | edgetune %s t=%s pp=%.2f tg=%.2f "
-                   "bound=%.2f pp_cpu=%.2f tg_cpu=%.2f\n",
-                   types[i], thr[t], b.isa, b.pp, b.pp_cpu, b.tg, b.tg_cpu, bytes / 1e6, bw[t] / bytes, types[i],
-                   thr[t], b.pp, b.tg, bw[t] / bytes, b.pp_cpu, b.tg_cpu);
+            printf("%-5s %3s %-7s %9.1f %9.1f %9.1f %9.1f %10.1f %12.1f %7.1f   | edgetune %s t=%s pp=%.2f tg=%.2f "
+                   "bound=%.2f pp_cpu=%.2f tg_cpu=%.2f bound_cpu=%.2f\n",
+                   types[i], thr[t], b.isa, b.pp, b.pp_cpu, b.tg, b.tg_cpu, bytes / 1e6, bw[t] / bytes,
+                   bw_cpu[t] / bytes, types[i], thr[t], b.pp, b.tg, bw[t] / bytes, b.pp_cpu, b.tg_cpu,
+                   bw_cpu[t] / bytes);
             fflush(stdout);
         }
         et_engine_free(m);
