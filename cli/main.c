@@ -60,8 +60,13 @@ const cli_cmd cli_commands[] = {
     {"merge", "fold LoRA adapters into a base model", "edgetune merge BASE.gguf ADAPTER.gguf[:SCALE]... -o OUT.gguf", cmd_merge},
     {"quantize", "quantize a GGUF model as llama-quantize does (F16, BF16, Q8_0, Q4_0, Q4_K_M, Q6_K)",
      "edgetune quantize IN.gguf OUT.gguf --type F16|BF16|Q8_0|Q4_0|Q4_K_M|Q6_K [--allow-requantize] [--quiet]", cmd_quantize},
-    {"run", "generate text with the reference engine", "edgetune run MODEL.gguf [options]", cmd_run},
-    {"perplexity", "perplexity of a model over text or tokens.h5", "edgetune perplexity MODEL.gguf FILE", cmd_perplexity},
+    {"run", "generate text with the reference engine",
+     "edgetune run MODEL [--prompt TEXT | --file F] [--n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
+     "             [--seed S] [--threads N] [--ctx N] [--lora FILE[:SCALE],...] [--kv-type F16|F32] [--stats]\n"
+     "  (edgetune run --help for all flags; the standalone runtime is ./edgerun)", cmd_run},
+    {"perplexity", "perplexity of a model over text or tokens.h5",
+     "edgetune perplexity MODEL FILE.txt|tokens.h5 [--ctx N] [--threads N] [--lora FILE[:SCALE],...]\n"
+     "                    [--kv-type F16|F32] [--split all|train|valid]", cmd_perplexity},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -23,6 +23,10 @@
  * NEON) and the thread count: every dot product accumulates in one fixed
  * order that each path reproduces (engine/kernels.h).
  *
+ * Threads: an et_engine is read-only while it runs, so several et_states
+ * (one per calling thread) may share it; attach or detach adapters only
+ * when no state is running.  Each et_state has its own worker pool.
+ *
  * Dependency rule: C11 + libc + libm + pthreads only (the runtime, edgerun,
  * links this folder, quant/, common/, export/gguf* and datasets/tokenizer*).
  * The library never prints and never exits; errors come back as et codes

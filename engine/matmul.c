@@ -28,6 +28,7 @@ typedef struct mm_job {
     int n_mats;
     int64_t rows;            /* sum of n_out */
     int n_tok;
+    int n_chunks;            /* the rows are cut into this many equal chunks */
     int accumulate;
     float alpha;
 } mm_job;
@@ -65,9 +66,10 @@ static void mm_rows(const mm_job *j, const mm_mat *mm, int r0, int r1) {
     }
 }
 
-static void mm_work(void *arg, int ith, int nth) {
+static void mm_work(void *arg, int ith, int chunk) {
+    (void)ith;
     const mm_job *j = arg;
-    int64_t g0 = j->rows * ith / nth, g1 = j->rows * (ith + 1) / nth, base = 0;
+    int64_t g0 = j->rows * chunk / j->n_chunks, g1 = j->rows * (chunk + 1) / j->n_chunks, base = 0;
     for (int i = 0; i < j->n_mats; i++) {
         const mm_mat *mm = &j->mats[i];
         int64_t n = mm->w->n_out, lo = g0 > base ? g0 - base : 0, hi = g1 - base < n ? g1 - base : n;
@@ -124,7 +126,11 @@ static int matmul_plain(et_state *s, int n, const et_wmat *const *w, const float
             et_act_convert(w[i]->type, x + (size_t)t * w[i]->n_in, (uint8_t *)s->act + off[i] + (size_t)t * mm->act_stride,
                            w[i]->n_in);
     }
-    et_pool_run(s->pool, mm_work, &j);
+    /* a few chunks per thread (claimed dynamically), of at least ROW_TILE rows */
+    int nth = et_pool_size(s->pool);
+    int64_t max_chunks = (j.rows + ROW_TILE - 1) / ROW_TILE;
+    j.n_chunks = nth == 1 ? 1 : (int)(max_chunks < 4 * nth ? max_chunks : 4 * nth);
+    et_pool_run(s->pool, mm_work, &j, j.n_chunks);
     return 0;
 }
 

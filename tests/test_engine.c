@@ -478,6 +478,22 @@ static void test_sampler(void **state) {
     et_sampler_init(&s, &p, NV, &e);
     for (int i = 0; i < 50; i++) assert_int_equal(et_sample(&s, lg), 1);
     et_sampler_free(&s);
+    /* top-k 3: ids 1, 5 (3.0) and 2 (2.5) only, at any temperature */
+    p.top_k = 3; p.temp = 50.0f;
+    et_sampler_init(&s, &p, NV, &e);
+    int seen3[NV] = {0};
+    for (int i = 0; i < 3000; i++) seen3[et_sample(&s, lg)]++;
+    assert_int_equal(seen3[0] + seen3[3] + seen3[4], 0);
+    assert_true(seen3[1] > 700 && seen3[2] > 700 && seen3[5] > 700);
+    et_sampler_free(&s);
+    /* top-k 2 with a tie at the cut: 1 and 5 (both 3.0), never 2 */
+    p.top_k = 2;
+    et_sampler_init(&s, &p, NV, &e);
+    for (int i = 0; i < 500; i++) {
+        int id = et_sample(&s, lg);
+        assert_true(id == 1 || id == 5);
+    }
+    et_sampler_free(&s);
     /* min-p 0.5 keeps ids with p >= 0.5 p_max: 1, 5 (e^0) and 2 (e^-0.5 = 0.61) */
     p.top_k = 0; p.min_p = 0.5f; p.temp = 1.0f;
     et_sampler_init(&s, &p, NV, &e);

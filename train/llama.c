@@ -148,6 +148,12 @@ static et_tensor *linear(et_tape *t, const char *name, et_tensor *x, et_linear *
     return et_matmul(t, name, x, &lin->w, lin->b.data ? &lin->b : NULL);
 }
 
+/* res + linear(x): fused into the GEMM when there is no hook. */
+static et_tensor *linear_add(et_tape *t, const char *name, et_tensor *x, et_linear *lin, et_tensor *res) {
+    if (lin->fn) return et_add(t, name, res, lin->fn(t, name, x, lin));
+    return et_matmul_add(t, name, x, &lin->w, lin->b.data ? &lin->b : NULL, res);
+}
+
 static const char *nm(char *buf, const char *what, int layer) {
     snprintf(buf, 48, "%s-%d", what, layer);
     return buf;
@@ -164,19 +170,18 @@ et_tensor *et_llama_layer(et_tape *t, et_llama *L, int l, et_tensor *x, int T, c
         et_tensor *q = linear(t, nm(n, "Qcur", l), h, &b->q);
         et_tensor *k = linear(t, nm(n, "Kcur", l), h, &b->k);
         et_tensor *v = linear(t, nm(n, "Vcur", l), h, &b->v);
-        q = et_rope(t, nm(n, "Qrope", l), q, T, b->n_head, D, pos, L->rope_theta);
-        k = et_rope(t, nm(n, "Krope", l), k, T, b->n_head_kv, D, pos, L->rope_theta);
+        /* in place: the projections' backward never reads their outputs */
+        q = et_rope_inplace(t, nm(n, "Qrope", l), q, T, b->n_head, D, pos, L->rope_theta);
+        k = et_rope_inplace(t, nm(n, "Krope", l), k, T, b->n_head_kv, D, pos, L->rope_theta);
         et_tensor *a = et_attention(t, nm(n, "kqv_out", l), q, k, v, T, b->n_head, b->n_head_kv, D);
-        a = linear(t, nm(n, "attn_out", l), a, &b->o);
-        x = et_add(t, nm(n, "ffn_inp", l), x, a);
+        x = linear_add(t, nm(n, "ffn_inp", l), a, &b->o, x);
     }
     if (b->n_ff > 0) {
         et_tensor *h = et_rmsnorm(t, nm(n, "ffn_norm", l), x, &b->ffn_norm, L->rms_eps);
         et_tensor *g = linear(t, nm(n, "ffn_gate", l), h, &b->gate);
         et_tensor *u = linear(t, nm(n, "ffn_up", l), h, &b->up);
         et_tensor *s = et_swiglu(t, nm(n, "ffn_swiglu", l), g, u);
-        s = linear(t, nm(n, "ffn_out", l), s, &b->down);
-        x = et_add(t, nm(n, "l_out", l), x, s);
+        x = linear_add(t, nm(n, "l_out", l), s, &b->down, x);
     }
     return x;
 }
