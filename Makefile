@@ -29,7 +29,7 @@ TEST_BIN = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 BENCH_SRC = $(wildcard bench/bench_*.c)
 BENCH_BIN = $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all test check bench fuzz demo cross clean deps tests-build
+.PHONY: all test check bench fuzz demo cross cross-if-possible clean deps tests-build
 all: $(BUILD)/libedgetune.a edgetune edgerun
 
 deps:
@@ -64,16 +64,42 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libedgetune.a
 
 tests-build: all $(TEST_BIN)
 
+# aarch64 cross build of the runtime (edgerun + the runtime-only engine
+# checks), run under qemu-user by tests/test_cross.c.  Static, so that
+# qemu-aarch64 needs no sysroot.
+CROSS_CC    ?= aarch64-linux-gnu-gcc
+CROSS_DIR    = build-cross
+CROSS_CFLAGS = -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -fno-strict-aliasing
+CROSS_OBJ    = $(patsubst %.c,$(CROSS_DIR)/%.o,$(RT_SRC) cli/runner.c)
+cross: $(CROSS_DIR)/edgerun $(CROSS_DIR)/rt_check_engine
+
+$(CROSS_DIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CROSS_CC) $(CROSS_CFLAGS) -MMD -MP -c $< -o $@
+
+$(CROSS_DIR)/edgerun: cli/edgerun.c $(CROSS_OBJ)
+	$(CROSS_CC) $(CROSS_CFLAGS) -static -o $@ cli/edgerun.c $(CROSS_OBJ) -lm -lpthread
+
+$(CROSS_DIR)/rt_check_engine: tests/rt_check_engine.c $(CROSS_OBJ)
+	$(CROSS_CC) $(CROSS_CFLAGS) -static -o $@ tests/rt_check_engine.c $(CROSS_OBJ) -lm -lpthread
+
+# Cross tools are installed when apt-get can (best effort); without them
+# the aarch64 tests skip with a message.
+cross-if-possible:
+	-@ET_WANT_CROSS=1 scripts/deps.sh || echo "make: aarch64 cross tools unavailable; the qemu tests will skip" >&2
+	@if command -v $(CROSS_CC) >/dev/null 2>&1; then $(MAKE) --no-print-directory cross; fi
+
 # Test binaries run from the project root, so ../shared is the shared data.
 test: deps
-	@$(MAKE) --no-print-directory tests-build
+	@$(MAKE) --no-print-directory tests-build cross-if-possible
 	@scripts/runtests.sh $(TEST_BIN)
 
 check: deps
 	@$(MAKE) --no-print-directory BUILD=build-san OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" tests-build
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ET_SANITIZED=1 scripts/runtests.sh $(patsubst $(BUILD)/%,build-san/%,$(TEST_BIN))
+	@rc=0; ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ET_SANITIZED=1 scripts/runtests.sh $(patsubst $(BUILD)/%,build-san/%,$(TEST_BIN)) || rc=$$?; \
+	  rm -f edgetune edgerun; $(MAKE) --no-print-directory all >/dev/null; exit $$rc
 
 bench: deps all $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
@@ -90,4 +116,4 @@ demo: deps all
 clean:
 	rm -rf build build-san build-fuzz build-cross edgetune edgerun
 
--include $(LIB_OBJ:.o=.d) $(RT_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/rt/cli/runner.d
+-include $(LIB_OBJ:.o=.d) $(RT_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/rt/cli/runner.d $(CROSS_OBJ:.o=.d)

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "../train/llama.h"
+#include "../train/threads.h"
 
 static double now(void) {
     struct timespec ts;
@@ -52,36 +53,16 @@ static float frand(void) { /* uniform [-1, 1) */
     return (float)((rng >> 40) * (1.0 / 8388608.0) - 1.0);
 }
 
-/* A uniform llama model with random weights (std ~ 0.02 as GPT-2/llama inits),
- * norms 1.  Local layout until export/model.c's et_model_alloc lands. */
-static int make_model(et_model *m, const et_hparams *hp) {
-    memset(m, 0, sizeof *m);
-    m->hp = *hp;
-    const size_t C = hp->n_embd, F = hp->n_ff, L = hp->n_layer, V = hp->n_vocab;
-    const size_t Cq = (size_t)hp->n_head * hp->head_dim, Ck = (size_t)hp->n_head_kv * hp->head_dim;
-    const size_t per = 2 * C + Cq * C + 2 * Ck * C + C * Cq + 3 * F * C;
-    m->n_params = V * C + C + L * per;
-    m->params = malloc(m->n_params * sizeof(float));
-    m->layers = calloc(L, sizeof(et_layer));
-    if (!m->params || !m->layers) return -1;
+/* A uniform llama model (et_model_alloc) with random weights, std ~0.02 as
+ * GPT-2/llama inits, norms 1. */
+static int make_model(et_model *m, const et_hparams *hp, et_err *e) {
+    if (et_model_alloc(m, hp, e)) return -1;
     for (size_t i = 0; i < m->n_params; i++) m->params[i] = 0.02f * 1.7320508f * frand();
-    float *p = m->params;
-    m->tok_embd = m->output = p, p += V * C;
-    m->output_norm = p, p += C;
-    for (size_t l = 0; l < L; l++) {
-        et_layer *y = &m->layers[l];
-        y->attn_norm = p, p += C;
-        y->wq = p, p += Cq * C;
-        y->wk = p, p += Ck * C;
-        y->wv = p, p += Ck * C;
-        y->wo = p, p += C * Cq;
-        y->ffn_norm = p, p += C;
-        y->w_gate = p, p += F * C;
-        y->w_up = p, p += F * C;
-        y->w_down = p, p += C * F;
-        for (size_t c = 0; c < C; c++) y->attn_norm[c] = y->ffn_norm[c] = 1.0f;
-    }
-    for (size_t c = 0; c < C; c++) m->output_norm[c] = 1.0f;
+    et_named t[512];
+    int n = et_model_tensors(m, t, 512);
+    for (int i = 0; i < n && i < 512; i++)
+        if (t[i].n_dims == 1)
+            for (size_t k = 0; k < t[i].n; k++) t[i].data[k] = 1.0f;
     return 0;
 }
 
@@ -100,6 +81,7 @@ static double sgemm_gflops(int n, int reps) {
 }
 
 int main(int argc, char **argv) {
+    et_omp_passive_reexec(); /* idle OpenMP workers sleep: see train/threads.h */
     const char *shape = argc > 1 ? argv[1] : "stories260K";
     et_hparams hp = {.arch = "llama", .rms_eps = 1e-5f, .rope_theta = 10000.0f, .tied_output = 1};
     if (strcmp(shape, "smollm2") == 0) {
@@ -119,7 +101,7 @@ int main(int argc, char **argv) {
     et_model m, g;
     et_err e = {0};
     et_llama L;
-    if (make_model(&m, &hp) || et_model_grads_alloc(&g, &m, &e) || et_llama_bind(&L, &m, &g, &e)) {
+    if (make_model(&m, &hp, &e) || et_model_grads_alloc(&g, &m, &e) || et_llama_bind(&L, &m, &g, &e)) {
         fprintf(stderr, "bench: %s\n", e.msg[0] ? e.msg : "out of memory");
         return 3;
     }
@@ -156,6 +138,7 @@ int main(int argc, char **argv) {
     et_tape_free(&t);
     et_llama_unbind(&L);
     et_model_grads_free(&g);
-    free(m.params), free(m.layers), free(tok), free(times);
+    et_model_free(&m);
+    free(tok), free(times);
     return 0;
 }

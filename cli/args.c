@@ -172,3 +172,22 @@ int cli_report(const et_err *e) {
     fprintf(stderr, "edgetune: %s\n", e->msg[0] ? e->msg : "unknown error");
     return e->code ? e->code : ET_ERUN;
 }
+
+int cli_start(cli_args *a, int argc, char **argv, const char *const *bools, const char *const *known,
+              const char *usage) {
+    et_err e = {0};
+    int rc = cli_parse(a, argc, argv, bools, &e);
+    if (!rc) rc = cli_check_known(a, known, &e);
+    if (rc) {
+        cli_free(a);
+        int code = cli_report(&e);
+        fprintf(stderr, "%s\n", usage);
+        return code;
+    }
+    if (cli_str(a, "help", NULL)) {
+        printf("%s\n", usage);
+        cli_free(a);
+        return 0;
+    }
+    return -1;
+}

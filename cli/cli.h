@@ -37,6 +37,14 @@ int cli_check_known(const cli_args *a, const char *const *known, et_err *e);
  * atomically. 0 or ET_ERUN. */
 int cli_save_recipe(const cli_args *a, const char *path, et_err *e);
 
+/* The common start of a command: cli_parse, cli_check_known, and --help
+ * (a flag in `bools` and `known`).  Returns -1 when the command should go
+ * on with `a` parsed; otherwise `a` is already freed and the return value
+ * is the exit code: 0 after printing `usage` for --help, or the usage/input
+ * error code after printing the message and `usage` to stderr. */
+int cli_start(cli_args *a, int argc, char **argv, const char *const *bools, const char *const *known,
+              const char *usage);
+
 /* Print "edgetune: <msg>" to stderr and return e->code (or 3 if unset). */
 int cli_report(const et_err *e);
 

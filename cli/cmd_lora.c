@@ -1,11 +1,291 @@
-/* cli/cmd_lora.c — `edgetune lora` (not implemented yet). */
+/* cli/cmd_lora.c — `edgetune lora`: fine-tune a LoRA adapter on a frozen
+ * base (GGUF, HF directory or llama2.c .bin) over a tokens.h5 (instruction
+ * data with the prompt masked by `edgetune data`, or plain text), with the
+ * training loop of train/trainer.h (schedules, accumulation, clipping,
+ * evaluation, checkpoints and --resume, progress line, --metrics), and
+ * write into --out DIR:
+ *   adapter.gguf   llama.cpp's LoRA adapter format (lora/adapter.h)
+ *   peft/          adapter_model.safetensors + adapter_config.json
+ *   recipe.json    every setting (reuse with --config), checkpoint.h5
+ * It prints the validation loss before and after and the adapter's size. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "../datasets/loader.h"
+#include "../export/model.h"
+#include "../export/safetensors.h"
+#include "../lora/lora_train.h"
+#include "../train/threads.h"
 #include "cli.h"
+#include "train_ui.h"
+
+static const char *const KNOWN[] = {
+    "model", "tokenizer", "data", "out", "targets", "layers", "rank", "alpha", "dropout", "rslora", "seed",
+    "base_type", "recompute", "steps", "batch_size", "seq_len", "grad_accum", "lr", "min_lr", "warmup", "schedule",
+    "weight_decay", "beta1", "beta2", "eps", "grad_clip", "eval_every", "eval_batches", "ckpt_every", "threads",
+    "metrics", "log_every", "resume", "adapter_type", "base_name", NULL};
+static const char *const BOOLS[] = {"resume", "rslora", "recompute", NULL};
+
+typedef struct lora_cfg {
+    const char *model, *tokenizer, *data, *out, *metrics, *layers, *base_name;
+    lora_config lc;
+    char targets[64];
+    uint32_t base_type, adapter_type;
+    int recompute, threads, log_every;
+    et_train_opts o;
+    char ckpt[4096], recipe[4096], gguf[4096], peft[4096];
+} lora_cfg;
+
+static int get_int(const cli_args *a, const char *k, long def, long lo, long hi, long *v, et_err *e) {
+    int rc = cli_int(a, k, def, v, e);
+    if (!rc && (*v < lo || *v > hi)) rc = et_fail(e, ET_EUSAGE, "--%s %ld is out of range [%ld, %ld]", k, *v, lo, hi);
+    return rc;
+}
+
+static int get_float(const cli_args *a, const char *k, double def, double lo, double hi, double *v, et_err *e) {
+    int rc = cli_float(a, k, def, v, e);
+    if (!rc && !(*v >= lo && *v <= hi)) rc = et_fail(e, ET_EUSAGE, "--%s %g is out of range [%g, %g]", k, *v, lo, hi);
+    return rc;
+}
+
+static int is_on(const cli_args *a, const char *k) { return !strcmp(cli_str(a, k, "0"), "1"); }
+
+static const char *type_name(uint32_t t) {
+    switch (t) {
+    case GGML_TYPE_F32: return "F32";
+    case GGML_TYPE_F16: return "F16";
+    case GGML_TYPE_BF16: return "BF16";
+    case GGML_TYPE_Q8_0: return "Q8_0";
+    case GGML_TYPE_Q4_0: return "Q4_0";
+    default: return "?";
+    }
+}
+
+static int parse_type(const char *s, const char *flag, int allow_quant, uint32_t *t, et_err *e) {
+    const uint32_t all[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0};
+    for (int i = 0; i < (allow_quant ? 5 : 2); i++)
+        if (!strcmp(s, type_name(all[i]))) {
+            *t = all[i];
+            return 0;
+        }
+    return et_fail(e, ET_EUSAGE, "--%s: '%s' is not %s", flag, s, allow_quant ? "F32, F16, BF16, Q8_0 or Q4_0" : "F32 or F16");
+}
+
+static int read_cfg(const cli_args *a, lora_cfg *c, et_err *e) {
+    memset(c, 0, sizeof *c);
+    c->model = cli_str(a, "model", NULL);
+    c->tokenizer = cli_str(a, "tokenizer", NULL);
+    c->data = cli_str(a, "data", NULL);
+    c->out = cli_str(a, "out", NULL);
+    c->metrics = cli_str(a, "metrics", NULL);
+    c->layers = cli_str(a, "layers", NULL);
+    c->base_name = cli_str(a, "base_name", NULL);
+    if (!c->model || !c->data || !c->out)
+        return et_fail(e, ET_EUSAGE, "lora needs --model BASE --data tokens.h5 --out DIR (see `edgetune help lora`)");
+    int rc;
+    long rank, seed, steps, B, T, A, warmup, eval_every, eval_batches, ckpt_every, threads, log_every;
+    double alpha, dropout, lr, min_lr, wd, b1, b2, eps, clip;
+    if ((rc = get_int(a, "rank", 8, 1, LORA_MAX_RANK, &rank, e)) || (rc = get_float(a, "alpha", 16.0, 1e-6, 1e6, &alpha, e)) ||
+        (rc = get_float(a, "dropout", 0.05, 0.0, 0.99, &dropout, e)) ||
+        (rc = get_int(a, "seed", 1, 0, 0x7fffffffffffffffL, &seed, e)) ||
+        (rc = get_int(a, "steps", 200, 0, 1L << 40, &steps, e)) || (rc = get_int(a, "batch_size", 8, 1, 1 << 16, &B, e)) ||
+        (rc = get_int(a, "seq_len", 0, 0, 1 << 20, &T, e)) || (rc = get_int(a, "grad_accum", 1, 1, 1 << 16, &A, e)) ||
+        (rc = get_float(a, "lr", 2e-4, 0.0, 10.0, &lr, e)) || (rc = get_float(a, "min_lr", lr / 10, 0.0, 10.0, &min_lr, e)) ||
+        (rc = get_int(a, "warmup", steps < 1000 ? steps / 10 : 100, 0, 1L << 40, &warmup, e)) ||
+        (rc = get_float(a, "weight_decay", 0.0, 0.0, 10.0, &wd, e)) ||
+        (rc = get_float(a, "beta1", 0.9, 0.0, 0.999999, &b1, e)) || (rc = get_float(a, "beta2", 0.999, 0.0, 0.999999, &b2, e)) ||
+        (rc = get_float(a, "eps", 1e-8, 1e-30, 1.0, &eps, e)) || (rc = get_float(a, "grad_clip", 1.0, 0.0, 1e9, &clip, e)) ||
+        (rc = get_int(a, "eval_every", 50, 0, 1L << 40, &eval_every, e)) ||
+        (rc = get_int(a, "eval_batches", 0, 0, 1L << 40, &eval_batches, e)) ||
+        (rc = get_int(a, "ckpt_every", 100, 0, 1L << 40, &ckpt_every, e)) ||
+        (rc = get_int(a, "threads", 0, 0, 1024, &threads, e)) || (rc = get_int(a, "log_every", 1, 1, 1L << 40, &log_every, e)))
+        return rc;
+    unsigned targets;
+    if ((rc = lora_parse_targets(cli_str(a, "targets", "q,v"), &targets, e))) return rc;
+    lora_format_targets(targets, c->targets, sizeof c->targets);
+    if ((rc = parse_type(cli_str(a, "base_type", "F32"), "base-type", 1, &c->base_type, e)) ||
+        (rc = parse_type(cli_str(a, "adapter_type", "F32"), "adapter-type", 0, &c->adapter_type, e)))
+        return rc;
+    c->lc = (lora_config){.targets = targets, .layers = c->layers, .rank = (int)rank, .alpha = (float)alpha,
+                          .use_rslora = is_on(a, "rslora"), .dropout = (float)dropout, .seed = (uint64_t)seed};
+    int kind = et_lr_kind_parse(cli_str(a, "schedule", "cosine"));
+    if (kind < 0) return et_fail(e, ET_EUSAGE, "--schedule: '%s' is not constant, cosine or linear", cli_str(a, "schedule", ""));
+    et_train_opts *o = &c->o;
+    *o = et_train_defaults();
+    o->steps = steps, o->batch_size = (int)B, o->seq_len = (int)T, o->grad_accum = (int)A;
+    o->sched = (et_lr_sched){kind, (float)lr, (float)min_lr, warmup, steps};
+    o->adamw = (et_adamw_hp){(float)b1, (float)b2, (float)eps, (float)wd};
+    o->wd_policy = ET_WD_ALL; /* every adapter tensor is a 2-D weight */
+    o->grad_clip = (float)clip, o->eval_every = eval_every, o->eval_batches = eval_batches;
+    o->ckpt_every = ckpt_every, o->seed = (uint64_t)seed, o->resume = is_on(a, "resume");
+    c->recompute = is_on(a, "recompute");
+    c->threads = (int)threads, c->log_every = (int)log_every;
+    snprintf(c->ckpt, sizeof c->ckpt, "%s/checkpoint.h5", c->out);
+    snprintf(c->recipe, sizeof c->recipe, "%s/recipe.json", c->out);
+    snprintf(c->gguf, sizeof c->gguf, "%s/adapter.gguf", c->out);
+    snprintf(c->peft, sizeof c->peft, "%s/peft", c->out);
+    o->ckpt_path = c->ckpt;
+    return 0;
+}
+
+/* The data must fit the base: token ids below n_vocab, the same tokenizer. */
+static int check_data(const lora_cfg *c, const et_model *m, const et_ds *ds, et_err *e) {
+    if (ds->n_vocab > m->hp.n_vocab)
+        return et_fail(e, ET_EINPUT, "%s: n_vocab %lld is larger than the base's %d", c->data, (long long)ds->n_vocab,
+                       m->hp.n_vocab);
+    if (m->tok && ds->tokenizer_sha256[0]) {
+        char hex[65];
+        et_tok_sha256(m->tok, hex);
+        if (strcmp(hex, ds->tokenizer_sha256))
+            return et_fail(e, ET_EINPUT, "%s: tokenized with tokenizer %.12s…, but the base's tokenizer is %.12s…",
+                           c->data, ds->tokenizer_sha256, hex);
+    }
+    if (c->o.seq_len > m->hp.n_ctx && m->hp.n_ctx > 0)
+        return et_fail(e, ET_EUSAGE, "--seq-len %d exceeds the base's context length %d", c->o.seq_len, m->hp.n_ctx);
+    return 0;
+}
+
+static int save_recipe(const lora_cfg *c, char **json, et_err *e) {
+    cli_recipe r = {0};
+    const et_train_opts *o = &c->o;
+    cli_recipe_add(&r, "model", "%s", c->model);
+    if (c->tokenizer) cli_recipe_add(&r, "tokenizer", "%s", c->tokenizer);
+    cli_recipe_add(&r, "data", "%s", c->data), cli_recipe_add(&r, "out", "%s", c->out);
+    cli_recipe_add(&r, "targets", "%s", c->targets);
+    if (c->layers) cli_recipe_add(&r, "layers", "%s", c->layers);
+    cli_recipe_add(&r, "rank", "%d", c->lc.rank), cli_recipe_float(&r, "alpha", c->lc.alpha);
+    cli_recipe_float(&r, "dropout", c->lc.dropout);
+    if (c->lc.use_rslora) cli_recipe_add(&r, "rslora", "1");
+    cli_recipe_add(&r, "base_type", "%s", type_name(c->base_type));
+    cli_recipe_add(&r, "adapter_type", "%s", type_name(c->adapter_type));
+    if (c->recompute) cli_recipe_add(&r, "recompute", "1");
+    if (c->base_name) cli_recipe_add(&r, "base_name", "%s", c->base_name);
+    cli_recipe_add(&r, "steps", "%lld", (long long)o->steps), cli_recipe_add(&r, "batch_size", "%d", o->batch_size);
+    cli_recipe_add(&r, "seq_len", "%d", o->seq_len), cli_recipe_add(&r, "grad_accum", "%d", o->grad_accum);
+    cli_recipe_add(&r, "schedule", "%s", et_lr_kind_name(o->sched.kind)), cli_recipe_float(&r, "lr", o->sched.lr);
+    cli_recipe_float(&r, "min_lr", o->sched.min_lr), cli_recipe_add(&r, "warmup", "%lld", (long long)o->sched.warmup);
+    cli_recipe_float(&r, "weight_decay", o->adamw.weight_decay);
+    cli_recipe_float(&r, "beta1", o->adamw.beta1), cli_recipe_float(&r, "beta2", o->adamw.beta2);
+    cli_recipe_float(&r, "eps", o->adamw.eps), cli_recipe_float(&r, "grad_clip", o->grad_clip);
+    cli_recipe_add(&r, "eval_every", "%lld", (long long)o->eval_every);
+    cli_recipe_add(&r, "eval_batches", "%lld", (long long)o->eval_batches);
+    cli_recipe_add(&r, "ckpt_every", "%lld", (long long)o->ckpt_every);
+    cli_recipe_add(&r, "seed", "%llu", (unsigned long long)o->seed);
+    if (c->threads) cli_recipe_add(&r, "threads", "%d", c->threads);
+    if (c->metrics) cli_recipe_add(&r, "metrics", "%s", c->metrics);
+    return cli_recipe_save(&r, c->recipe, json, e);
+}
+
+static uint64_t file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) ? 0 : (uint64_t)st.st_size;
+}
 
 int cmd_lora(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "edgetune: 'lora' is not implemented yet\n");
-    return ET_EUSAGE;
+    et_omp_passive_reexec(); /* idle OpenMP workers sleep while OpenBLAS runs: train/threads.h */
+    cli_args a;
+    et_err e = {0};
+    lora_cfg c;
+    et_model m = {0};
+    et_ds *ds = NULL;
+    et_loader *train = NULL, *valid = NULL;
+    lora_adapter ad = {0};
+    lora_train lt = {0};
+    et_train_model tm;
+    char *recipe = NULL;
+    FILE *metrics = NULL;
+    cli_progress p;
+    int rc = cli_parse_with_resume(&a, argc, argv, BOOLS, &e);
+    if (!rc) rc = cli_check_known(&a, KNOWN, &e);
+    if (!rc && a.npos > 0) rc = et_fail(&e, ET_EUSAGE, "unexpected argument '%s'", a.pos[0]);
+    if (!rc) rc = read_cfg(&a, &c, &e);
+    if (rc) goto done;
+    if (c.threads > 0) {
+        omp_set_num_threads(c.threads);
+        openblas_set_num_threads(c.threads);
+    }
+    if (mkdir(c.out, 0777) && access(c.out, W_OK)) {
+        rc = et_fail(&e, ET_ERUN, "%s: cannot create the output directory", c.out);
+        goto done;
+    }
+    if (c.o.resume && access(c.ckpt, R_OK)) {
+        rc = et_fail(&e, ET_EUSAGE, "%s: no checkpoint to resume from", c.ckpt);
+        goto done;
+    }
+    if ((rc = et_ds_open(&ds, c.data, &e)) || (rc = et_model_load(&m, c.model, c.tokenizer, &e))) goto done;
+    if (!c.o.seq_len) c.o.seq_len = m.hp.n_ctx > 0 && m.hp.n_ctx < 256 ? m.hp.n_ctx : 256;
+    if ((rc = check_data(&c, &m, ds, &e)) || (rc = lora_adapter_create(&ad, &m, &c.lc, &e))) goto done;
+    const size_t base_params = m.n_params;
+    const et_hparams hp = m.hp;
+    if ((rc = lora_train_init(&lt, &m, c.base_type, &ad, &tm, &e))) goto done;
+    lt.recompute = c.recompute;
+    if (c.base_type != GGML_TYPE_F32) et_model_free(&m); /* the frozen base holds its own copies */
+
+    et_loader_opts lo = et_loader_defaults();
+    lo.batch_size = c.o.batch_size, lo.seq_len = c.o.seq_len, lo.seed = c.o.seed;
+    if ((rc = et_loader_open(&train, ds, &lo, &e))) goto done;
+    lo.split = ET_SPLIT_VALID, lo.shuffle = 0, lo.loop = 0;
+    et_err ve = {0};
+    if (et_loader_open(&valid, ds, &lo, &ve)) {
+        valid = NULL;
+        fprintf(stderr, "edgetune: no validation loss: %s\n", ve.msg);
+    }
+    if ((rc = save_recipe(&c, &recipe, &e))) goto done;
+    c.o.config = recipe;
+    if (c.metrics && !(metrics = fopen(c.metrics, c.o.resume ? "a" : "w"))) {
+        rc = et_fail(&e, ET_ERUN, "%s: cannot open the metrics file", c.metrics);
+        goto done;
+    }
+    cli_progress_init(&p, "lora", c.log_every, metrics);
+    const uint64_t adapter_bytes = lora_adapter_gguf_bytes(&ad, c.adapter_type);
+    fprintf(stderr, "edgetune lora: base %s (%zu parameters, n_embd %d, n_layer %d, held as %s: %.1f MiB); "
+            "adapter rank %d alpha %g%s on %s, %zu parameters (%.1f KB as %s GGUF); %s: %lld tokens; "
+            "batch %d x %d x %d; %lld steps%s\n",
+            c.model, base_params, hp.n_embd, hp.n_layer, type_name(c.base_type),
+            et_lora_llama_base_bytes(&lt.ll) / 1048576.0, ad.rank, (double)ad.alpha, ad.use_rslora ? " (rsLoRA)" : "",
+            c.targets, ad.n_params, adapter_bytes / 1024.0, type_name(c.adapter_type), c.data,
+            (long long)ds->n_tokens, c.o.batch_size, c.o.seq_len, c.o.grad_accum, (long long)c.o.steps,
+            c.o.resume ? " (resumed)" : "");
+    c.o.on_event = cli_progress_event;
+    c.o.user = &p;
+    cli_progress_catch_sigint(1);
+    et_train_result res;
+    rc = et_train_run(&tm, train, valid, &c.o, &res, &e);
+    cli_progress_catch_sigint(0);
+    cli_progress_end(&p);
+    if (rc) goto done;
+    if ((rc = lora_adapter_save_gguf(&ad, c.gguf, c.adapter_type, &e)) ||
+        (rc = lora_adapter_save_peft(&ad, c.peft, c.base_name, c.adapter_type == GGML_TYPE_F16 ? ST_F16 : ST_F32, &e)))
+        goto done;
+    if (cli_interrupted()) {
+        rc = et_fail(&e, ET_ERUN, "interrupted at step %lld (checkpoint and %s written): continue with "
+                     "`edgetune lora --resume --out %s`", (long long)res.step, c.gguf, c.out);
+        goto done;
+    }
+    const uint64_t bytes = file_size(c.gguf);
+    printf("trained %lld steps, %lld target tokens: train loss %.4f\n", (long long)res.step, (long long)res.tokens,
+           res.last_loss);
+    if (valid)
+        printf("validation loss: before %.4f (step %lld), after %.4f (ppl %.3f -> %.3f)\n", p.first_val_loss,
+               (long long)p.first_val_step, p.last_val_loss, exp(p.first_val_loss), exp(p.last_val_loss));
+    printf("adapter: %s, %llu bytes (%.1f KB), %zu parameters, rank %d, alpha %g, targets %s\n", c.gguf,
+           (unsigned long long)bytes, bytes / 1024.0, ad.n_params, ad.rank, (double)ad.alpha, c.targets);
+    printf("wrote %s, %s/ (PEFT), %s, %s\n", c.gguf, c.peft, c.ckpt, c.recipe);
+done:
+    if (metrics) fclose(metrics);
+    et_loader_close(train);
+    et_loader_close(valid);
+    lora_train_free(&lt);
+    lora_adapter_free(&ad);
+    et_model_free(&m);
+    if (ds) et_ds_close(ds);
+    free(recipe);
+    cli_free(&a);
+    return rc ? cli_report(&e) : 0;
 }

@@ -79,19 +79,9 @@ int cmd_perplexity(int argc, char **argv) {
     static const char *const known[] = {"model", "ctx", "threads", "lora", "kv_type", "isa", "tokenizer", "split",
                                         "help", NULL};
     cli_args a;
+    int rc = cli_start(&a, argc, argv, bools, known, USAGE);
+    if (rc >= 0) return rc;
     et_err e = {0};
-    int rc = cli_parse(&a, argc, argv, bools, &e);
-    if (!rc) rc = cli_check_known(&a, known, &e);
-    if (rc) {
-        cli_free(&a);
-        fprintf(stderr, "%s\n", USAGE);
-        return cli_report(&e);
-    }
-    if (cli_str(&a, "help", NULL)) {
-        printf("%s\n", USAGE);
-        cli_free(&a);
-        return 0;
-    }
     const char *model = cli_str(&a, "model", NULL), *file = NULL;
     if (model && a.npos == 1) file = a.pos[0];
     else if (!model && a.npos == 2) { model = a.pos[0]; file = a.pos[1]; }

@@ -50,19 +50,9 @@ int cmd_quantize(int argc, char **argv) {
     static const char *const bools[] = {"allow_requantize", "quiet", "help", NULL};
     static const char *const known[] = {"type", "allow_requantize", "quiet", "output", "help", NULL};
     cli_args a;
+    int rc = cli_start(&a, argc, argv, bools, known, USAGE);
+    if (rc >= 0) return rc;
     et_err e = {0};
-    int rc = cli_parse(&a, argc, argv, bools, &e);
-    if (!rc) rc = cli_check_known(&a, known, &e);
-    if (rc) {
-        cli_free(&a);
-        fprintf(stderr, "%s\n", USAGE);
-        return cli_report(&e);
-    }
-    if (cli_str(&a, "help", NULL)) {
-        printf("%s\n", USAGE);
-        cli_free(&a);
-        return 0;
-    }
     /* IN OUT --type T, or IN -o OUT --type T, or llama-quantize's IN OUT T */
     const char *type = cli_str(&a, "type", NULL);
     const char *out = cli_str(&a, "output", NULL);

@@ -93,19 +93,9 @@ int cmd_run(int argc, char **argv) {
                                         "threads", "ctx", "lora", "kv_type", "isa", "tokenizer", "ignore_eos",
                                         "stats", "help", NULL};
     cli_args a;
+    int rc = cli_start(&a, argc, argv, bools, known, USAGE);
+    if (rc >= 0) return rc;
     et_err e = {0};
-    int rc = cli_parse(&a, argc, argv, bools, &e);
-    if (!rc) rc = cli_check_known(&a, known, &e);
-    if (rc) {
-        cli_free(&a);
-        fprintf(stderr, "%s\n", USAGE);
-        return cli_report(&e);
-    }
-    if (cli_str(&a, "help", NULL)) {
-        printf("%s\n", USAGE);
-        cli_free(&a);
-        return 0;
-    }
     const char *model = cli_str(&a, "model", a.npos > 0 ? a.pos[0] : NULL);
     if (!model || a.npos > 1) {
         fprintf(stderr, "%s\n", USAGE);

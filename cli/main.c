@@ -40,12 +40,33 @@ const cli_cmd cli_commands[] = {
      "  --metrics FILE (JSON lines) --log-every 1 --type F32|F16 --resume (continue DIR's run bit for bit)\n"
      "  DIR gets checkpoint.h5, recipe.json (every setting; reuse with --config) and model.gguf.\n"
      "  Details: docs/training.md", cmd_train},
-    {"lora", "train a LoRA adapter on a frozen base", "edgetune lora [options]", cmd_lora},
+    {"lora", "train a LoRA adapter on a frozen base",
+     "edgetune lora --model BASE --data tokens.h5 --out DIR [options]\n"
+     "  BASE: GGUF (F32/F16), HF directory or llama2.c .bin [--tokenizer F]; the data from `edgetune data`\n"
+     "        (instruction data: prompt tokens masked from the loss unless made with --no-mask-prompt)\n"
+     "  --targets q,v (q,k,v,o,gate,up,down or all-linear) --layers all (e.g. 0-3,7)\n"
+     "  --rank 8 --alpha 16 --dropout 0.05 --rslora (scale alpha/sqrt(rank)) --seed 1\n"
+     "  --base-type F32|F16|BF16|Q8_0|Q4_0 (frozen base held in this type, QLoRA-style) --recompute\n"
+     "         (recompute each layer's activations in backward: far less memory, one more forward)\n"
+     "  --steps 200 --batch-size 8 --seq-len (min(n_ctx, 256)) --grad-accum 1\n"
+     "  --lr 2e-4 --min-lr (lr/10) --warmup (steps/10, at most 100) --schedule cosine|linear|constant\n"
+     "  --weight-decay 0 --beta1 0.9 --beta2 0.999 --eps 1e-8 --grad-clip 1.0 (0 = off)\n"
+     "  --eval-every 50 --eval-batches 0 (= whole validation split) --ckpt-every 100 --threads N\n"
+     "  --metrics FILE (JSON lines) --log-every 1 --resume (continue DIR's run bit for bit)\n"
+     "  --adapter-type F32|F16 --base-name NAME (PEFT base_model_name_or_path)\n"
+     "  DIR gets adapter.gguf (llama.cpp --lora), peft/ (adapter_model.safetensors, adapter_config.json),\n"
+     "  checkpoint.h5 and recipe.json; prints the validation loss before/after and the adapter size.\n"
+     "  Details: docs/lora.md", cmd_lora},
     {"merge", "fold LoRA adapters into a base model", "edgetune merge BASE.gguf ADAPTER.gguf[:SCALE]... -o OUT.gguf", cmd_merge},
     {"quantize", "quantize a GGUF model as llama-quantize does (F16, BF16, Q8_0, Q4_0, Q4_K_M, Q6_K)",
      "edgetune quantize IN.gguf OUT.gguf --type F16|BF16|Q8_0|Q4_0|Q4_K_M|Q6_K [--allow-requantize] [--quiet]", cmd_quantize},
-    {"run", "generate text with the reference engine", "edgetune run MODEL.gguf [options]", cmd_run},
-    {"perplexity", "perplexity of a model over text or tokens.h5", "edgetune perplexity MODEL.gguf FILE", cmd_perplexity},
+    {"run", "generate text with the reference engine",
+     "edgetune run MODEL [--prompt TEXT | --file F] [--n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
+     "             [--seed S] [--threads N] [--ctx N] [--lora FILE[:SCALE],...] [--kv-type F16|F32] [--stats]\n"
+     "  (edgetune run --help for all flags; the standalone runtime is ./edgerun)", cmd_run},
+    {"perplexity", "perplexity of a model over text or tokens.h5",
+     "edgetune perplexity MODEL FILE.txt|tokens.h5 [--ctx N] [--threads N] [--lora FILE[:SCALE],...]\n"
+     "                    [--kv-type F16|F32] [--split all|train|valid]", cmd_perplexity},
     {NULL, NULL, NULL, NULL},
 };
 

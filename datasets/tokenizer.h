@@ -11,6 +11,10 @@
  *   char *text; size_t len; et_tok_decode(tok, ids, n, 0, &text, &len, &e);
  *   free(ids); free(text); et_tok_free(tok);
  *
+ * encode/decode only read the tokenizer (scratch memory is per call), so one
+ * et_tokenizer may serve several threads at once.  docs/tokenizers.md says
+ * how exactness with llama.cpp is obtained and tested.
+ *
  * Dependency rule: C11 + libc only (the runtime uses it).  Loading an HF
  * tokenizer.json needs cJSON and lives in datasets/hf_tokenizer.h.
  */

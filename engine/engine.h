@@ -23,6 +23,10 @@
  * NEON) and the thread count: every dot product accumulates in one fixed
  * order that each path reproduces (engine/kernels.h).
  *
+ * Threads: an et_engine is read-only while it runs, so several et_states
+ * (one per calling thread) may share it; attach or detach adapters only
+ * when no state is running.  Each et_state has its own worker pool.
+ *
  * Dependency rule: C11 + libc + libm + pthreads only (the runtime, edgerun,
  * links this folder, quant/, common/, export/gguf* and datasets/tokenizer*).
  * The library never prints and never exits; errors come back as et codes
@@ -97,6 +101,9 @@ typedef struct et_engine {
  * "m.gguf: tensor 'blk.0.attn_k.weight' has shape [64, 48], expected [64, 32]".
  * The tokenizer is loaded when the file has tokenizer.ggml.* keys. */
 int et_engine_load(et_engine **out, const char *path, et_err *e);
+/* The same over a caller's buffer holding a GGUF file (it must outlive the
+ * engine); `name` is used in messages.  For fuzzing and embedded use. */
+int et_engine_load_mem(et_engine **out, const void *data, size_t size, const char *name, et_err *e);
 /* Wrap an in-memory F32 model (export/model.h: a llama2.c .bin, HF
  * directory, or a model being trained).  The weights are BORROWED: m must
  * outlive the engine.  The tokenizer pointer is borrowed too. 0 or ET_EINPUT. */

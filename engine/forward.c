@@ -170,9 +170,10 @@ typedef struct att_job {
     et_state *s;
     int layer, n_tok, pos0;
     int n_head, n_head_kv;
+    int n_chunks;            /* the (token, head) tasks are cut into this many chunks */
 } att_job;
 
-static void att_work(void *arg, int ith, int nth) {
+static void att_work(void *arg, int ith, int chunk) {
     const att_job *j = arg;
     et_state *s = j->s;
     const et_engine *m = s->m;
@@ -186,7 +187,7 @@ static void att_work(void *arg, int ith, int nth) {
     const uint8_t *kc = s->k_cache[j->layer], *vc = s->v_cache[j->layer];
     const float scale = 1.0f / sqrtf((float)hd);
     int n_tasks = j->n_tok * j->n_head;
-    int i0 = (int)((int64_t)n_tasks * ith / nth), i1 = (int)((int64_t)n_tasks * (ith + 1) / nth);
+    int i0 = (int)((int64_t)n_tasks * chunk / j->n_chunks), i1 = (int)((int64_t)n_tasks * (chunk + 1) / j->n_chunks);
     for (int task = i0; task < i1; task++) {
         int t = task / j->n_head, h = task % j->n_head, kvh = h / group;
         int n_kv = j->pos0 + t + 1;
@@ -233,9 +234,9 @@ static int forward_chunk(et_state *s, const int32_t *tok, int n, float *logits, 
             int nq = ly->n_head * hd, nkv = ly->n_head_kv * hd;
             for (int t = 0; t < n; t++)
                 rmsnorm(s->xb + (size_t)t * d, s->x + (size_t)t * d, ly->attn_norm, d, hp->rms_eps);
-            if ((rc = et_wmat_matmul(s, &ly->wq, s->xb, n, s->q, 0, 1.0f, 1, e))) return rc;
-            if ((rc = et_wmat_matmul(s, &ly->wk, s->xb, n, s->kk, 0, 1.0f, 1, e))) return rc;
-            if ((rc = et_wmat_matmul(s, &ly->wv, s->xb, n, s->vv, 0, 1.0f, 1, e))) return rc;
+            const et_wmat *qkv[3] = {&ly->wq, &ly->wk, &ly->wv};
+            float *qkv_out[3] = {s->q, s->kk, s->vv};
+            if ((rc = et_wmat_matmul_multi(s, 3, qkv, s->xb, n, qkv_out, e))) return rc;
             for (int t = 0; t < n; t++) {
                 float *q = s->q + (size_t)t * nq, *k = s->kk + (size_t)t * nkv, *v = s->vv + (size_t)t * nkv;
                 if (ly->bq) for (int i = 0; i < nq; i++) q[i] += ly->bq[i];
@@ -250,8 +251,9 @@ static int forward_chunk(et_state *s, const int32_t *tok, int n, float *logits, 
                     store_kv(s->v_cache[l], (size_t)i * (size_t)s->n_ctx + pos, v[i], s->kv_type);
                 }
             }
-            att_job aj = {s, l, n, pos0, ly->n_head, ly->n_head_kv};
-            et_pool_run(s->pool, att_work, &aj);
+            int n_tasks = n * ly->n_head, nth = et_pool_size(s->pool);
+            att_job aj = {s, l, n, pos0, ly->n_head, ly->n_head_kv, n_tasks < 4 * nth ? n_tasks : 4 * nth};
+            et_pool_run(s->pool, att_work, &aj, aj.n_chunks);
             if ((rc = et_wmat_matmul(s, &ly->wo, s->att, n, s->xb, 0, 1.0f, 1, e))) return rc;
             for (int t = 0; t < n; t++) {
                 float *x = s->x + (size_t)t * d, *o = s->xb + (size_t)t * d;
@@ -263,8 +265,9 @@ static int forward_chunk(et_state *s, const int32_t *tok, int n, float *logits, 
             int nff = ly->n_ff;
             for (int t = 0; t < n; t++)
                 rmsnorm(s->xb + (size_t)t * d, s->x + (size_t)t * d, ly->ffn_norm, d, hp->rms_eps);
-            if ((rc = et_wmat_matmul(s, &ly->w_gate, s->xb, n, s->hb, 0, 1.0f, 1, e))) return rc;
-            if ((rc = et_wmat_matmul(s, &ly->w_up, s->xb, n, s->hb2, 0, 1.0f, 1, e))) return rc;
+            const et_wmat *gu[2] = {&ly->w_gate, &ly->w_up};
+            float *gu_out[2] = {s->hb, s->hb2};
+            if ((rc = et_wmat_matmul_multi(s, 2, gu, s->xb, n, gu_out, e))) return rc;
             for (size_t i = 0; i < (size_t)n * (size_t)nff; i++) {
                 float g = s->hb[i];
                 float sg = g / (1.0f + expf(-g));

@@ -42,4 +42,9 @@ int et_engine_mats(et_engine *m, et_wmat **out, int cap);
 int et_wmat_matmul(et_state *s, const et_wmat *w, const float *x, int n_tok, float *y, int accumulate, float alpha,
               int with_lora, et_err *e);
 
+/* Several matrices with the same input x [n_tok][n_in] in one threaded
+ * job (q/k/v; gate/up): y[i] = W[i] x (+ LoRA terms).  n <= 4. */
+int et_wmat_matmul_multi(et_state *s, int n, const et_wmat *const *w, const float *x, int n_tok, float *const *y,
+                    et_err *e);
+
 #endif

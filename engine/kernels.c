@@ -47,20 +47,15 @@ static int x86_features(int *avx2, int *avx512) {
 }
 #endif
 
-static int cpu_has(const char *name) {
 #if defined(__x86_64__) || defined(__i386__)
+static int cpu_has(const char *name) {
     int avx2, avx512;
     x86_features(&avx2, &avx512);
     if (!strcmp(name, "avx2")) return avx2;
     if (!strcmp(name, "avx512")) return avx512;
     return 0;
-#elif defined(__aarch64__)
-    return !strcmp(name, "neon");
-#else
-    (void)name;
-    return 0;
-#endif
 }
+#endif
 
 const et_kernels *et_kernels_get(const char *name) {
     et_kernels_init();
@@ -99,6 +94,14 @@ et_dot_fn et_kernels_dot(const et_kernels *k, uint32_t t) {
     case GGML_TYPE_Q5_0: return k->dot_q5_0;
     case GGML_TYPE_Q4_K: return k->dot_q4_K;
     case GGML_TYPE_Q6_K: return k->dot_q6_K;
+    default: return NULL;
+    }
+}
+
+et_dot4_fn et_kernels_dot4(const et_kernels *k, uint32_t t) {
+    switch (t) {
+    case GGML_TYPE_Q8_0: return k->dot4_q8_0;
+    case GGML_TYPE_Q4_0: return k->dot4_q4_0;
     default: return NULL;
     }
 }
@@ -143,23 +146,29 @@ void et_act_convert(uint32_t weight_type, const float *x, void *dst, int n) {
 
 /* ------------------------------------------------------------ activation quantizers */
 
-void et_quantize_q8_0(const float *x, et_block_q8_0 *y, int n) {
-    for (int b = 0; b < n / ET_QK; b++, x += ET_QK) {
-        float amax = 0;
-        for (int j = 0; j < ET_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
-        float d = amax / 127.f;
-        float id = amax != 0.0f ? 127.f / amax : 0.0f;
-        y[b].d = et_fp32_to_fp16(d);
-        for (int j = 0; j < ET_QK; j++) y[b].qs[j] = (int8_t)nearbyintf(x[j] * id);
-    }
-}
-
 /* ggml nearest_int: round half to even through the float mantissa. */
 static inline int nearest_int(float f) {
     float v = f + 12582912.f;
     int32_t i;
     memcpy(&i, &v, 4);
     return (i & 0x007fffff) - 0x00400000;
+}
+
+void et_quantize_q8_0(const float *x, et_block_q8_0 *y, int n) {
+    for (int b = 0; b < n / ET_QK; b++, x += ET_QK) {
+        float amax = 0;
+        for (int j = 0; j < ET_QK; j++) {
+            float a = fabsf(x[j]);
+            amax = a > amax ? a : amax;   /* NaN never wins, as fmaxf */
+        }
+        float d = amax / 127.f;
+        float id = amax != 0.0f ? 127.f / amax : 0.0f;
+        y[b].d = et_fp32_to_fp16(d);
+        for (int j = 0; j < ET_QK; j++) {
+            float v = x[j] * id;   /* in [-127, 127] for finite x; rounded half to even */
+            y[b].qs[j] = (int8_t)(v >= -127.f && v <= 127.f ? nearest_int(v) : v > 127.f ? 127 : v < -127.f ? -127 : 0);
+        }
+    }
 }
 
 void et_quantize_q8_K(const float *x, et_block_q8_K *y, int n) {
@@ -178,7 +187,8 @@ void et_quantize_q8_K(const float *x, et_block_q8_K *y, int n) {
         }
         float iscale = -127.f / max;
         for (int j = 0; j < ET_QK_K; j++) {
-            int v = nearest_int(iscale * x[j]);
+            float f = iscale * x[j];   /* in [-127, 127] for finite x; NaN/inf only from hostile weights */
+            int v = f >= -127.f && f <= 127.f ? nearest_int(f) : f > 127.f ? 127 : f < -127.f ? -127 : 0;
             y[b].qs[j] = (int8_t)(v < 127 ? v : 127);
         }
         for (int j = 0; j < ET_QK_K / 16; j++) {

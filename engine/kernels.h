@@ -37,6 +37,8 @@
  *  - Q8_K: ggml quantize_row_q8_K_ref: iscale = -127/max (max = the value of
  *    largest magnitude, first on ties), q = min(127, nearest_int(iscale*x)),
  *    d = 1/iscale, bsums over groups of 16.
+ *  Non-finite activations (only from hostile weights) quantize to a defined
+ *  value: NaN -> 0, +-inf -> +-127, where ggml's result is platform-specific.
  */
 #ifndef ET_ENGINE_KERNELS_H
 #define ET_ENGINE_KERNELS_H
@@ -61,10 +63,15 @@ _Static_assert(sizeof(et_block_q8_K) == 292, "Q8_K block is 292 bytes");
  * already converted to the weight's vec_dot_type.  n is a multiple of the
  * block size for block types. */
 typedef float (*et_dot_fn)(int n, const void *w, const void *x);
+/* Four dot products of one weight row with four activation rows
+ * (x + k * x_stride bytes, k < 4): out[k], each bit-identical to the
+ * single dot.  Lets a batch reuse the unpacked weights (prompt processing). */
+typedef void (*et_dot4_fn)(int n, const void *w, const void *x, size_t x_stride, float *out);
 
 typedef struct et_kernels {
     const char *name;          /* "scalar", "avx2", "avx512", "neon" */
     et_dot_fn dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q5_0, dot_q4_K, dot_q6_K;
+    et_dot4_fn dot4_q8_0, dot4_q4_0;   /* NULL: four single dots */
 } et_kernels;
 
 /* The kernel set by name, or NULL when this build or this CPU lacks it. */
@@ -74,6 +81,8 @@ const et_kernels *et_kernels_best(void);
 
 /* The dot kernel for a weight type, or NULL for an unsupported type. */
 et_dot_fn et_kernels_dot(const et_kernels *k, uint32_t weight_type);
+/* The four-row kernel for a weight type, or NULL when the path has none. */
+et_dot4_fn et_kernels_dot4(const et_kernels *k, uint32_t weight_type);
 /* The activation type a weight type is multiplied with (F32, F16, BF16,
  * Q8_0 or Q8_K), or (uint32_t)-1 for an unsupported weight type. */
 uint32_t et_vec_dot_type(uint32_t weight_type);

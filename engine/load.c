@@ -324,17 +324,18 @@ static int load_gguf(et_engine *m, loader *L, et_err *e) {
     return 0;
 }
 
-int et_engine_load(et_engine **out, const char *path, et_err *e) {
+/* Open (from a file, or a caller's buffer when data != NULL) and load. */
+static int engine_open(et_engine **out, const char *path, const void *data, size_t size, et_err *e) {
     *out = NULL;
     et_kernels_init();
     et_engine *m = calloc(1, sizeof *m);
     if (!m) return et_fail(e, ET_ERUN, "%s: out of memory", path);
     m->path = dupstr(path);
-    int rc = gguf_open(&m->gguf, path, e);
-    if (rc) {
+    int rc = data ? gguf_open_mem(&m->gguf, data, size, path, e) : gguf_open(&m->gguf, path, e);
+    if (rc || !m->path) {
         free(m->path);
         free(m);
-        return rc;
+        return rc ? rc : et_fail(e, ET_ERUN, "%s: out of memory", path);
     }
     m->from_gguf = 1;
     loader L = {0};
@@ -349,6 +350,12 @@ int et_engine_load(et_engine **out, const char *path, et_err *e) {
     }
     *out = m;
     return 0;
+}
+
+int et_engine_load(et_engine **out, const char *path, et_err *e) { return engine_open(out, path, NULL, 0, e); }
+
+int et_engine_load_mem(et_engine **out, const void *data, size_t size, const char *name, et_err *e) {
+    return engine_open(out, name, data, size, e);
 }
 
 /* ------------------------------------------------------------ from et_model */

@@ -1,26 +1,31 @@
-/* engine/pool.h — a small pthreads pool: run one function on n threads
- * (the caller is thread 0) and wait for all of them.
+/* engine/pool.h — a small pthreads pool: split a job into chunks that the
+ * caller and the workers claim from one atomic counter, and wait until
+ * every chunk is done.
  *
- *   static void work(void *arg, int ith, int nth) { ... rows ith*N/nth .. }
- *   et_pool *p = et_pool_new(4);       // NULL on failure
- *   et_pool_run(p, work, &args);
+ *   static void work(void *arg, int ith, int chunk) { ... rows of `chunk` ... }
+ *   et_pool *p = et_pool_new(4);            // NULL on failure
+ *   et_pool_run(p, work, &args, 32);        // work() runs once per chunk 0..31
  *   et_pool_free(p);
  *
- * Workers spin briefly on an atomic generation counter before sleeping on
- * a condition variable, so that the many short jobs of one forward pass
- * (a few per layer) do not each pay a wake-up.
+ * ith (0 = the caller) identifies the thread, for per-thread scratch.  The
+ * caller never waits for a worker to arrive: a worker that is not running
+ * (a loaded machine) simply claims no chunk, and the caller does the work.
+ * Which thread runs a chunk never changes a result as long as chunks write
+ * disjoint outputs.  Workers spin briefly, then yield, then sleep on a
+ * condition variable between jobs.
  */
 #ifndef ET_ENGINE_POOL_H
 #define ET_ENGINE_POOL_H
 
 typedef struct et_pool et_pool;
-typedef void (*et_pool_fn)(void *arg, int ith, int nth);
+typedef void (*et_pool_fn)(void *arg, int ith, int chunk);
 
-/* n_threads >= 1 (1: no worker threads, et_pool_run calls fn directly). */
+/* n_threads >= 1 (1: no worker threads, et_pool_run runs every chunk itself). */
 et_pool *et_pool_new(int n_threads);
 void et_pool_free(et_pool *p);
 int et_pool_size(const et_pool *p);
-/* Run fn(arg, ith, nth) for ith = 0..nth-1 concurrently; returns when all are done. */
-void et_pool_run(et_pool *p, et_pool_fn fn, void *arg);
+/* Run fn(arg, ith, c) once for every c in [0, n_chunks) (n_chunks <= 65535)
+ * and return when all are done. */
+void et_pool_run(et_pool *p, et_pool_fn fn, void *arg, int n_chunks);
 
 #endif

@@ -87,47 +87,52 @@ static int by_logit(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
-/* Candidate ids best first into s->idx: the k best when k <= 64 by
- * selection, else all n by sorting. */
-static void rank_candidates(et_sampler *s, const float *lg, int k) {
-    int n = s->n_vocab;
-    if (k <= 64) {
-        for (int i = 0; i < n; i++) s->idx[i] = i;
-        for (int i = 0; i < k; i++) {
-            int best = i;
-            for (int j = i + 1; j < n; j++) {
-                float a = lg[s->idx[j]], b = lg[s->idx[best]];
-                if (a > b || (a == b && s->idx[j] < s->idx[best])) best = j;
-            }
-            int32_t t = s->idx[i];
-            s->idx[i] = s->idx[best];
-            s->idx[best] = t;
+/* The k best ids into s->idx[0..k), best first, ties to the lower id: one
+ * pass keeping a sorted buffer (O(n) when k << n). */
+static void top_k_select(et_sampler *s, const float *lg, int k) {
+    int32_t *b = s->idx;
+    int m = 0;
+    for (int i = 0; i < s->n_vocab; i++) {
+        float v = lg[i];
+        if (m == k && !(v > lg[b[m - 1]])) continue;
+        int pos = m < k ? m : k - 1;   /* the slot freed (or the last one) */
+        while (pos > 0 && v > lg[b[pos - 1]]) {   /* equal logits keep the earlier (lower) id first */
+            b[pos] = b[pos - 1];
+            pos--;
         }
-        return;
+        b[pos] = i;
+        if (m < k) m++;
     }
+}
+
+/* Every id by descending logit, ties to the lower id. */
+static void sort_all(et_sampler *s, const float *lg) {
     cand *c = s->cand;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < s->n_vocab; i++) {
         c[i].logit = lg[i];
         c[i].id = i;
     }
-    qsort(c, (size_t)n, sizeof *c, by_logit);
-    for (int i = 0; i < n; i++) s->idx[i] = c[i].id;
+    qsort(c, (size_t)s->n_vocab, sizeof *c, by_logit);
+    for (int i = 0; i < s->n_vocab; i++) s->idx[i] = c[i].id;
 }
 
 int et_sample(et_sampler *s, const float *logits) {
     int n = s->n_vocab;
     if (!(s->p.temp > 0)) return et_argmax(logits, n);
-    /* top-k */
+    /* candidates: the top k (sorted), all sorted (top-p needs the order), or all as they are */
     int k = s->p.top_k > 0 && s->p.top_k < n ? s->p.top_k : n;
-    rank_candidates(s, logits, k);
-    /* softmax of the untempered candidates */
+    if (k < n) top_k_select(s, logits, k);
+    else if (s->p.top_p < 1.0f) sort_all(s, logits);
+    else for (int i = 0; i < n; i++) s->idx[i] = i;
     float mx = logits[s->idx[0]];
+    for (int i = 1; i < k; i++) mx = logits[s->idx[i]] > mx ? logits[s->idx[i]] : mx;
+    /* softmax of the untempered candidates (relative to the best: p_max = 1) */
     double sum = 0;
     for (int i = 0; i < k; i++) {
         s->prob[i] = expf(logits[s->idx[i]] - mx);
         sum += s->prob[i];
     }
-    /* top-p: the smallest prefix with cumulative probability >= top_p */
+    /* top-p: the smallest prefix (candidates sorted here) with probability >= top_p */
     if (s->p.top_p < 1.0f) {
         double cum = 0;
         for (int i = 0; i < k; i++) {
@@ -138,11 +143,12 @@ int et_sample(et_sampler *s, const float *logits) {
             }
         }
     }
-    /* min-p: keep p >= min_p * p_max (p_max is the first candidate's) */
+    /* min-p: keep p >= min_p * p_max, order kept */
     if (s->p.min_p > 0) {
-        int kk = 1;
-        while (kk < k && s->prob[kk] >= s->p.min_p * s->prob[0]) kk++;
-        k = kk;
+        int kk = 0;
+        for (int i = 0; i < k; i++)
+            if (s->prob[i] >= s->p.min_p) s->idx[kk++] = s->idx[i];
+        k = kk;   /* the best has prob 1 >= min_p, so k >= 1 */
     }
     /* temperature on the survivors, then a draw */
     sum = 0;

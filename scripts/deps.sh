@@ -3,7 +3,7 @@
 # Runs apt-get (through sudo when not root), printing what it does.
 set -euo pipefail
 pkgs=(build-essential pkg-config libopenblas-dev libhdf5-dev libcjson-dev libcmocka-dev)
-[ "${ET_WANT_CROSS:-0}" = 1 ] && pkgs+=(gcc-aarch64-linux-gnu qemu-user)
+[ "${ET_WANT_CROSS:-0}" = 1 ] && pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
 [ "${ET_WANT_FUZZ:-0}" = 1 ] && pkgs+=(clang)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -191,6 +191,24 @@ static void test_matmul(void **state) {
     expect_ok(&f);
 }
 
+static et_tensor *b_matmul_add(et_tape *t, et_tensor **in, const opcase *c) {
+    (void)c;
+    return et_matmul_add(t, "y", in[0], in[1], in[2], in[3]);
+}
+static void r_matmul_add(const double *const *x, double *out, const opcase *c) {
+    r_matmul(x, out, c); /* n_in > 2: with the bias */
+    for (size_t i = 0; i < c->n_out; i++) out[i] += x[3][i];
+}
+static void test_matmul_add(void **state) {
+    (void)state;
+    /* residual r [6, 5] added inside the GEMM */
+    opcase c = {.name = "matmul+bias+residual", .n_in = 4, .ndim = {2, 2, 1, 2},
+                .shape = {{6, 7}, {5, 7}, {5}, {6, 5}}, .needs_grad = {1, 1, 1, 1},
+                .build = b_matmul_add, .ref = r_matmul_add, .N = 6, .C = 7, .V = 5};
+    c.n_out = 6 * 5;
+    expect_ok(&c);
+}
+
 /* ================= rmsnorm ================= */
 static et_tensor *b_rmsnorm(et_tape *t, et_tensor **in, const opcase *c) {
     return et_rmsnorm(t, "n", in[0], in[1], c->eps);
@@ -216,6 +234,12 @@ static void test_rmsnorm(void **state) {
 static et_tensor *b_rope(et_tape *t, et_tensor **in, const opcase *c) {
     return et_rope(t, "r", in[0], c->T, c->H, c->D, c->pos, c->theta);
 }
+/* in place: the float input is overwritten (the reference keeps its copy) */
+static et_tensor *b_rope_inplace(et_tape *t, et_tensor **in, const opcase *c) {
+    et_tensor *y = et_rope_inplace(t, "r", in[0], c->T, c->H, c->D, c->pos, c->theta);
+    assert_ptr_equal(y->data, in[0]->data);
+    return y;
+}
 static void r_rope(const double *const *x, double *out, const opcase *c) {
     const int C = c->H * c->D;
     for (int r = 0; r < c->B * c->T; r++) {
@@ -240,6 +264,9 @@ static void test_rope(void **state) {
     opcase p = {.name = "rope positions", .n_in = 1, .ndim = {2}, .shape = {{8, 2 * 6}}, .needs_grad = {1},
                 .build = b_rope, .ref = r_rope, .B = 2, .T = 4, .H = 2, .D = 6, .theta = 500000.0f, .pos = pos};
     p.n_out = 8 * 12;
+    expect_ok(&p);
+    p.name = "rope in place";
+    p.build = b_rope_inplace;
     expect_ok(&p);
 }
 
@@ -502,34 +529,49 @@ static void test_errors_are_sticky(void **state) {
     et_tape_free(&t);
 }
 
-/* After the first step the arena is one block: later steps do not malloc. */
+/* After the first step the arena is one block: later steps do not malloc.
+ * Recycling activation gradients changes no result and lowers the peak. */
 static void test_arena_steady_state(void **state) {
     (void)state;
-    enum { M = 64, K = 300, N = 200 };
+    enum { M = 128, K = 300, N = 200, L = 12 };
     float *x = malloc(M * K * sizeof(float)), *w = malloc(N * K * sizeof(float));
-    float *gw = calloc(N * K, sizeof(float)), *seed = malloc(M * N * sizeof(float));
+    float *gw[2] = {calloc(N * K, sizeof(float)), calloc(N * K, sizeof(float))};
+    float *seed = malloc(M * N * sizeof(float));
     for (int i = 0; i < M * K; i++) x[i] = (float)urand();
     for (int i = 0; i < N * K; i++) w[i] = (float)urand() * 0.1f;
     for (int i = 0; i < M * N; i++) seed[i] = (float)urand();
-    et_tensor X, W;
-    et_tensor_wrap(&X, "x", x, NULL, 2, (int64_t[]){M, K});
-    et_tensor_wrap(&W, "w", w, gw, 2, (int64_t[]){N, K});
-    et_tape t;
-    et_tape_init(&t, 0, NULL);
-    size_t steady = 0;
-    for (int step = 0; step < 3; step++) {
-        et_tensor *y = NULL;
-        for (int l = 0; l < 8; l++) /* ~1.6 MB per step: more than the first 1 MB chunk */
-            y = et_swiglu(&t, "s", et_matmul(&t, "y", &X, &W, NULL), y ? y : et_matmul(&t, "y0", &X, &W, NULL));
-        assert_int_equal(et_tape_backward_seed(&t, y, seed), 0);
-        assert_non_null(et_tape_find(&t, "y0"));
-        if (step == 0) assert_true(t.arena.n_mallocs > 1); /* it did grow */
-        et_tape_reset(&t);
-        if (step == 0) steady = t.arena.n_mallocs;        /* + one consolidated block */
-        else assert_int_equal(t.arena.n_mallocs, steady);
+    size_t peak[2];
+    for (int keep = 0; keep < 2; keep++) {
+        et_tensor X, W;
+        et_tensor_wrap(&X, "x", x, NULL, 2, (int64_t[]){M, K});
+        et_tensor_wrap(&W, "w", w, gw[keep], 2, (int64_t[]){N, K});
+        et_tape t;
+        et_tape_init(&t, 0, NULL);
+        t.keep_grads = keep;
+        size_t steady = 0;
+        for (int step = 0; step < 3; step++) {
+            et_tensor *y = NULL, *y0 = NULL;
+            for (int l = 0; l < L; l++) { /* a few MB per step: more than the first 1 MB chunk */
+                et_tensor *z = et_matmul(&t, "y", &X, &W, NULL);
+                if (!y0) y0 = y = z;
+                else y = et_swiglu(&t, "s", z, y);
+            }
+            memset(gw[keep], 0, N * K * sizeof(float));
+            assert_int_equal(et_tape_backward_seed(&t, y, seed), 0);
+            assert_true(keep ? y0->grad != NULL : y0->grad == NULL); /* recycled */
+            assert_non_null(et_tape_find(&t, "s"));
+            if (step == 0) assert_true(t.arena.n_mallocs > 1); /* it did grow */
+            peak[keep] = t.arena.peak;
+            et_tape_reset(&t);
+            if (step == 0) steady = t.arena.n_mallocs;        /* + one consolidated block */
+            else assert_int_equal(t.arena.n_mallocs, steady);
+        }
+        et_tape_free(&t);
     }
-    et_tape_free(&t);
-    free(x), free(w), free(gw), free(seed);
+    assert_memory_equal(gw[0], gw[1], N * K * sizeof(float));
+    printf("  arena peak %zu KiB recycling gradients, %zu KiB keeping them\n", peak[0] >> 10, peak[1] >> 10);
+    assert_true(peak[0] < peak[1]);
+    free(x), free(w), free(gw[0]), free(gw[1]), free(seed);
 }
 
 /* Non-BLAS ops give bit-identical results with 1 and 2 threads. */
@@ -576,6 +618,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_matmul_add),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),

@@ -17,6 +17,7 @@
 
 #include "../quant/quant.h"
 #include "../train/lora_llama.h"
+#include "../train/threads.h"
 
 #define GOLDEN "golden/stories260K_grads.h5"
 #define MODEL_BIN "models/stories260K/stories260K.bin"
@@ -142,7 +143,7 @@ static double run_step(et_lora_llama *ll, golden_lora *g) {
     et_err e = {0};
     assert_int_equal(et_tape_init(&t, 0, &e), 0);
     et_xent_opts xo = {.chunk_rows = 96};
-    et_tensor *loss = et_llama_forward(&t, &ll->L, g->inputs, g->targets, B, T, &xo);
+    et_tensor *loss = et_lora_llama_forward(&t, ll, g->inputs, g->targets, B, T, &xo);
     if (et_tape_status(&t, &e)) fail_msg("%s", e.msg);
     assert_int_equal(et_tape_backward(&t, loss), 0);
     double v = loss->data[0];
@@ -206,6 +207,26 @@ static void test_lora_golden_f32(void **state) {
     assert_int_equal(n_checked, 4 * m.hp.n_layer);
     assert_true(loss_rel < 1e-5);
     assert_true(worst < 1e-4);
+
+    /* activation recomputation: the same loss and gradients (here with dropout too) */
+    float *g_plain = malloc(g.n * sizeof(float));
+    ll.dropout = 0.1f, ll.train = 1, ll.seed = 3;
+    const double lp = run_step(&ll, &g);
+    memcpy(g_plain, g.grads, g.n * sizeof(float));
+    ll.recompute = 1;
+    const double lr = run_step(&ll, &g);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < g.n; i++) {
+        num += ((double)g.grads[i] - g_plain[i]) * ((double)g.grads[i] - g_plain[i]);
+        den += (double)g_plain[i] * g_plain[i];
+    }
+    printf("  recompute (dropout 0.1): loss %.8f vs %.8f, gradients rel diff %.1e\n", lr, lp, sqrt(num / den));
+    assert_true(lr == lp);
+    assert_true(sqrt(num / den) < 1e-6);
+    ll.dropout = 0.0f;
+    assert_true(fabs(run_step(&ll, &g) - loss) < 1e-6);
+    free(g_plain);
+    ll.recompute = 0;
 
     /* evaluation mode with dropout configured: same loss (dropout off in eval) */
     ll.dropout = 0.5f, ll.train = 0;
@@ -318,6 +339,7 @@ static void test_attach_errors(void **state) {
 }
 
 int main(void) {
+    et_omp_passive_reexec(); /* idle OpenMP workers sleep: see train/threads.h */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lora_golden_f32),
         cmocka_unit_test(test_quantized_base),

@@ -16,6 +16,7 @@
 
 #include "../quant/quant.h"
 #include "../train/op_lora.h"
+#include "../train/threads.h"
 
 #define GRAD_TOL 1e-5
 #define FWD_TOL 2e-6
@@ -317,6 +318,7 @@ static void test_bad_inputs(void **s) {
 }
 
 int main(void) {
+    et_omp_passive_reexec(); /* idle OpenMP workers sleep: see train/threads.h */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lora_f32),
         cmocka_unit_test(test_lora_quantized),

@@ -6,7 +6,9 @@
  *   /logits [4, 64, 512]                      max abs difference < 1e-4
  *   /grads/<GGUF name> [out, in]              ||g - g_ref|| / ||g_ref|| < 1e-4
  * The model is tied (no output.weight), so token_embd's gradient is the sum
- * of the embedding's and the LM head's, as in the reference. */
+ * of the embedding's and the LM head's, as in the reference.  Loaded from
+ * the GGUF (through et_model_load; that file stores the classifier again as
+ * output.weight) and from the llama2.c .bin (tied). */
 #include "testutil.h"
 
 #include <hdf5.h>
@@ -15,56 +17,8 @@
 #include "../train/llama.h"
 
 #define GOLDEN "golden/stories260K_grads.h5"
+#define MODEL_GGUF "models/stories260K/stories260K.gguf"
 #define MODEL_BIN "models/stories260K/stories260K.bin"
-
-/* ---- temporary: a minimal llama2.c .bin reader until export/model.c lands ---- */
-static int load_llama2c(et_model *m, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    int32_t h[7];
-    if (fread(h, sizeof h, 1, f) != 1) { fclose(f); return -1; }
-    memset(m, 0, sizeof *m);
-    et_hparams *hp = &m->hp;
-    snprintf(hp->arch, sizeof hp->arch, "llama");
-    hp->n_embd = h[0], hp->n_ff = h[1], hp->n_layer = h[2], hp->n_head = h[3], hp->n_head_kv = h[4];
-    hp->n_vocab = abs(h[5]), hp->n_ctx = h[6], hp->tied_output = h[5] > 0;
-    hp->head_dim = hp->n_embd / hp->n_head, hp->rms_eps = 1e-5f, hp->rope_theta = 10000.0f;
-    const size_t C = hp->n_embd, F = hp->n_ff, L = hp->n_layer, V = hp->n_vocab;
-    const size_t Cq = hp->n_head * hp->head_dim, Ck = hp->n_head_kv * hp->head_dim;
-    const size_t half = hp->head_dim / 2;
-    m->n_params = V * C + L * (2 * C + C * Cq + 2 * C * Ck + Cq * C + 3 * F * C) + C;
-    m->params = malloc(m->n_params * sizeof(float));
-    m->layers = calloc(L, sizeof(et_layer));
-    float *p = m->params;
-    size_t need = m->n_params;
-    /* file order: embd, att norms, wq, wk, wv, wo, ffn norms, w1, w2, w3, final norm, freq tables */
-    m->tok_embd = p, p += V * C;
-    float *an = p; p += L * C;
-    float *wq = p; p += L * C * Cq;
-    float *wk = p; p += L * C * Ck;
-    float *wv = p; p += L * C * Ck;
-    float *wo = p; p += L * Cq * C;
-    float *fn = p; p += L * C;
-    float *w1 = p; p += L * F * C;
-    float *w2 = p; p += L * C * F;
-    float *w3 = p; p += L * F * C;
-    m->output_norm = p, p += C;
-    m->output = m->tok_embd;
-    for (size_t l = 0; l < L; l++) {
-        et_layer *y = &m->layers[l];
-        y->attn_norm = an + l * C, y->wq = wq + l * C * Cq, y->wk = wk + l * C * Ck, y->wv = wv + l * C * Ck;
-        y->wo = wo + l * Cq * C, y->ffn_norm = fn + l * C;
-        y->w_gate = w1 + l * F * C, y->w_down = w2 + l * C * F, y->w_up = w3 + l * F * C;
-    }
-    int ok = fread(m->params, sizeof(float), need, f) == need;
-    (void)half;
-    fclose(f);
-    return ok ? 0 : -1;
-}
-static void free_llama2c(et_model *m) {
-    free(m->params);
-    free(m->layers);
-}
 
 /* ---- HDF5 ---- */
 /* Read dataset `name` as float (HDF5 converts) into a new buffer; checks the
@@ -105,13 +59,11 @@ static double h5_attr_double(hid_t f, const char *name) {
     return v;
 }
 
-static void test_stories260k_golden(void **state) {
-    (void)state;
-    SHARED_OR_SKIP(golden, GOLDEN);
-    SHARED_OR_SKIP(model_path, MODEL_BIN);
+/* The model file through et_model_load, then forward + backward + compare. */
+static void run_golden(const char *golden, const char *model_path) {
     et_model m, g;
-    assert_int_equal(load_llama2c(&m, model_path), 0);
     et_err e = {0};
+    if (et_model_load(&m, model_path, NULL, &e)) fail_msg("%s", e.msg);
     assert_int_equal(et_model_grads_alloc(&g, &m, &e), 0);
     et_llama L;
     if (et_llama_bind(&L, &m, &g, &e)) fail_msg("%s", e.msg);
@@ -155,11 +107,23 @@ static void test_stories260k_golden(void **state) {
     double logit_diff = 0;
     for (size_t i = 0; i < (size_t)B * T * V; i++) logit_diff = fmax(logit_diff, fabs(logits[i] - logits_ref[i]));
 
+    /* llama.cpp's convert-llama2c-to-ggml writes the tied classifier again as
+       output.weight: the GGUF model is untied with output == token_embd, and
+       the reference's token_embd gradient is the sum of both uses. */
+    const et_tensor *out_w = et_llama_find(&L, "output.weight");
+    float *tied_sum = NULL;
+    if (out_w) {
+        assert_memory_equal(out_w->data, L.tok_embd.data, L.tok_embd.n * sizeof(float));
+        tied_sum = malloc(L.tok_embd.n * sizeof(float));
+        for (size_t k = 0; k < L.tok_embd.n; k++) tied_sum[k] = L.tok_embd.grad[k] + out_w->grad[k];
+    }
     double worst = 0;
     const char *worst_name = "";
     int n_checked = 0;
     for (int i = 0; i < L.n_tensors; i++) {
         const et_tensor *p = L.tensors[i];
+        if (p == out_w) continue;
+        const float *grad = p == &L.tok_embd && tied_sum ? tied_sum : p->grad;
         char path[128];
         snprintf(path, sizeof path, "/grads/%s", p->name);
         hsize_t want[2] = {(hsize_t)p->shape[0], p->ndim > 1 ? (hsize_t)p->shape[1] : 0};
@@ -169,7 +133,7 @@ static void test_stories260k_golden(void **state) {
         assert_int_equal(n, p->n);
         double num = 0, den = 0;
         for (size_t k = 0; k < n; k++) {
-            num += ((double)p->grad[k] - ref[k]) * ((double)p->grad[k] - ref[k]);
+            num += ((double)grad[k] - ref[k]) * ((double)grad[k] - ref[k]);
             den += (double)ref[k] * ref[k];
         }
         const double rel = sqrt(num / den);
@@ -177,26 +141,43 @@ static void test_stories260k_golden(void **state) {
         n_checked++;
         free(ref);
     }
-    printf("  stories260K: loss %.8f (ref %.8f, rel err %.2e), logits max abs diff %.2e,\n"
+    printf("  %s:\n  loss %.8f (ref %.8f, rel err %.2e), logits max abs diff %.2e,\n"
            "  worst gradient rel err %.2e (%s) over %d tensors\n",
-           loss->data[0], loss_ref, loss_rel, logit_diff, worst, worst_name, n_checked);
+           strrchr(model_path, '/') + 1, loss->data[0], loss_ref, loss_rel, logit_diff, worst, worst_name, n_checked);
     assert_int_equal(n_checked, 2 + 9 * m.hp.n_layer);
     assert_true(loss_rel < 1e-5);
     assert_true(logit_diff < 1e-4);
     assert_true(worst < 1e-4);
 
+    free(tied_sum);
     free(logits);
     free(logits_ref);
     H5Fclose(f);
     et_tape_free(&t);
     et_llama_unbind(&L);
     et_model_grads_free(&g);
-    free_llama2c(&m);
+    et_model_free(&m);
+}
+
+static void test_golden_gguf(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(golden, GOLDEN);
+    SHARED_OR_SKIP(model, MODEL_GGUF);
+    run_golden(golden, model);
+}
+
+/* The same weights from the llama2.c file (tied, no tokenizer needed). */
+static void test_golden_llama2c(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(golden, GOLDEN);
+    SHARED_OR_SKIP(model, MODEL_BIN);
+    run_golden(golden, model);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_stories260k_golden),
+        cmocka_unit_test(test_golden_gguf),
+        cmocka_unit_test(test_golden_llama2c),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

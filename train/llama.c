@@ -148,9 +148,42 @@ static et_tensor *linear(et_tape *t, const char *name, et_tensor *x, et_linear *
     return et_matmul(t, name, x, &lin->w, lin->b.data ? &lin->b : NULL);
 }
 
+/* res + linear(x): fused into the GEMM when there is no hook. */
+static et_tensor *linear_add(et_tape *t, const char *name, et_tensor *x, et_linear *lin, et_tensor *res) {
+    if (lin->fn) return et_add(t, name, res, lin->fn(t, name, x, lin));
+    return et_matmul_add(t, name, x, &lin->w, lin->b.data ? &lin->b : NULL, res);
+}
+
 static const char *nm(char *buf, const char *what, int layer) {
     snprintf(buf, 48, "%s-%d", what, layer);
     return buf;
+}
+
+et_tensor *et_llama_layer(et_tape *t, et_llama *L, int l, et_tensor *x, int T, const int32_t *pos) {
+    if (t->code) return NULL;
+    if (l < 0 || l >= L->n_layer) return et_tape_fail(t, ET_EINPUT, "llama layer %d of %d", l, L->n_layer);
+    char n[48];
+    const int D = L->head_dim;
+    et_llama_block *b = &L->blocks[l];
+    if (b->n_head > 0) {
+        et_tensor *h = et_rmsnorm(t, nm(n, "attn_norm", l), x, &b->attn_norm, L->rms_eps);
+        et_tensor *q = linear(t, nm(n, "Qcur", l), h, &b->q);
+        et_tensor *k = linear(t, nm(n, "Kcur", l), h, &b->k);
+        et_tensor *v = linear(t, nm(n, "Vcur", l), h, &b->v);
+        /* in place: the projections' backward never reads their outputs */
+        q = et_rope_inplace(t, nm(n, "Qrope", l), q, T, b->n_head, D, pos, L->rope_theta);
+        k = et_rope_inplace(t, nm(n, "Krope", l), k, T, b->n_head_kv, D, pos, L->rope_theta);
+        et_tensor *a = et_attention(t, nm(n, "kqv_out", l), q, k, v, T, b->n_head, b->n_head_kv, D);
+        x = linear_add(t, nm(n, "ffn_inp", l), a, &b->o, x);
+    }
+    if (b->n_ff > 0) {
+        et_tensor *h = et_rmsnorm(t, nm(n, "ffn_norm", l), x, &b->ffn_norm, L->rms_eps);
+        et_tensor *g = linear(t, nm(n, "ffn_gate", l), h, &b->gate);
+        et_tensor *u = linear(t, nm(n, "ffn_up", l), h, &b->up);
+        et_tensor *s = et_swiglu(t, nm(n, "ffn_swiglu", l), g, u);
+        x = linear_add(t, nm(n, "l_out", l), s, &b->down, x);
+    }
+    return x;
 }
 
 et_tensor *et_llama_hidden(et_tape *t, et_llama *L, const int32_t *tokens, int B, int T,
@@ -158,31 +191,8 @@ et_tensor *et_llama_hidden(et_tape *t, et_llama *L, const int32_t *tokens, int B
     if (t->code) return NULL;
     if (B < 1 || T < 1 || (int64_t)B * T > INT32_MAX)
         return et_tape_fail(t, ET_EINPUT, "llama forward: batch %d x %d tokens", B, T);
-    char n[48];
-    const int D = L->head_dim;
     et_tensor *x = et_embedding(t, "inp_embd", &L->tok_embd, tokens, B * T);
-    for (int l = 0; l < L->n_layer; l++) {
-        et_llama_block *b = &L->blocks[l];
-        if (b->n_head > 0) {
-            et_tensor *h = et_rmsnorm(t, nm(n, "attn_norm", l), x, &b->attn_norm, L->rms_eps);
-            et_tensor *q = linear(t, nm(n, "Qcur", l), h, &b->q);
-            et_tensor *k = linear(t, nm(n, "Kcur", l), h, &b->k);
-            et_tensor *v = linear(t, nm(n, "Vcur", l), h, &b->v);
-            q = et_rope(t, nm(n, "Qrope", l), q, T, b->n_head, D, pos, L->rope_theta);
-            k = et_rope(t, nm(n, "Krope", l), k, T, b->n_head_kv, D, pos, L->rope_theta);
-            et_tensor *a = et_attention(t, nm(n, "kqv_out", l), q, k, v, T, b->n_head, b->n_head_kv, D);
-            a = linear(t, nm(n, "attn_out", l), a, &b->o);
-            x = et_add(t, nm(n, "ffn_inp", l), x, a);
-        }
-        if (b->n_ff > 0) {
-            et_tensor *h = et_rmsnorm(t, nm(n, "ffn_norm", l), x, &b->ffn_norm, L->rms_eps);
-            et_tensor *g = linear(t, nm(n, "ffn_gate", l), h, &b->gate);
-            et_tensor *u = linear(t, nm(n, "ffn_up", l), h, &b->up);
-            et_tensor *s = et_swiglu(t, nm(n, "ffn_swiglu", l), g, u);
-            s = linear(t, nm(n, "ffn_out", l), s, &b->down);
-            x = et_add(t, nm(n, "l_out", l), x, s);
-        }
-    }
+    for (int l = 0; l < L->n_layer; l++) x = et_llama_layer(t, L, l, x, T, pos);
     return et_rmsnorm(t, "result_norm", x, &L->output_norm, L->rms_eps);
 }
 

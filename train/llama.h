@@ -20,9 +20,14 @@
  *                    h = rmsnorm(x) ; x = x + (silu(h Wg^T) * h Wu^T) Wd^T
  *   loss = cross_entropy(rmsnorm(x) Wout^T, targets)   (chunked, ops.h)
  * Intermediate tensors carry llama.cpp's callback names with the layer
- * ("attn_norm-0", "Qcur-0", "Kcur-0", "Vcur-0", "kqv_out-0", "ffn_inp-0",
- * "ffn_norm-0", "ffn_gate-0", "ffn_up-0", "ffn_swiglu-0", "ffn_out-0",
- * "l_out-0", "inp_embd", "result_norm"), so et_tape_find() can fetch any.
+ * ("attn_norm-0", "Qcur-0", "Kcur-0", "Vcur-0", "Qrope-0", "Krope-0",
+ * "kqv_out-0", "ffn_inp-0", "ffn_norm-0", "ffn_gate-0", "ffn_up-0",
+ * "ffn_swiglu-0", "l_out-0", "inp_embd", "result_norm"), so et_tape_find()
+ * can fetch any.  Memory: RoPE rotates Qcur/Kcur in place (Qrope shares
+ * their data), and the output projections add into the residual stream
+ * inside the GEMM (ffn_inp = x + kqv_out Wo^T, l_out = ffn_inp + swiglu
+ * Wdown^T), so neither keeps a separate activation.  A linear hook (fn)
+ * on q or k must therefore not read its own output in its backward.
  *
  * Frozen weights: a tensor whose grad is NULL gets no gradient (bind with
  * g = NULL to freeze everything, or clear one tensor's grad/requires_grad
@@ -93,6 +98,12 @@ et_tensor *et_llama_find(const et_llama *L, const char *name);
  * NULL on error (tape status). */
 et_tensor *et_llama_hidden(et_tape *t, et_llama *L, const int32_t *tokens, int B, int T,
                            const int32_t *pos);
+
+/* One transformer block: x [B*T, n_embd] (rows as in et_rope) -> the
+ * residual stream after layer l ("l_out-<l>"), the loop body of
+ * et_llama_hidden; for callers that run layers themselves (activation
+ * recomputation, train/lora_llama.h).  NULL on error. */
+et_tensor *et_llama_layer(et_tape *t, et_llama *L, int l, et_tensor *x, int T, const int32_t *pos);
 
 /* Mean next-token cross-entropy (a [1] tensor): et_llama_hidden, then
  * et_cross_entropy with the output weight.  targets [B*T] (the token

@@ -194,6 +194,7 @@ int et_lora_llama_init_fill(et_lora_llama *ll, et_model *m, uint32_t base_type,
 }
 
 void et_lora_llama_free(et_lora_llama *ll) {
+    if (ll->inner_ready) et_tape_free(&ll->inner);
     et_llama_unbind(&ll->L);
     free(ll->slots);
     free(ll->wblock);
@@ -224,4 +225,22 @@ uint64_t et_lora_llama_base_bytes(const et_lora_llama *ll) {
     if (ll->wblock) return (uint64_t)ll->wbytes + (uint64_t)ll->small_floats * sizeof(float);
     for (int i = 0; i < ll->L.n_tensors; i++) n += (uint64_t)ll->L.tensors[i]->n * sizeof(float);
     return n;
+}
+
+et_tensor *et_lora_llama_forward(et_tape *t, et_lora_llama *ll, const int32_t *tokens, const int32_t *targets,
+                                 int B, int T, const et_xent_opts *xo) {
+    if (!ll->recompute || !t->record) return et_llama_forward(t, &ll->L, tokens, targets, B, T, xo);
+    if (t->code) return NULL;
+    if (B < 1 || T < 1 || (int64_t)B * T > INT32_MAX)
+        return et_tape_fail(t, ET_EINPUT, "llama forward: batch %d x %d tokens", B, T);
+    if (!ll->inner_ready) {
+        et_err e = {0};
+        if (et_tape_init(&ll->inner, 0, &e)) return et_tape_fail(t, ET_ERUN, "%s", e.msg);
+        ll->inner_ready = 1;
+    }
+    et_llama *L = &ll->L;
+    et_tensor *x = et_embedding(t, "inp_embd", &L->tok_embd, tokens, B * T);
+    for (int l = 0; l < L->n_layer; l++) x = et_llama_layer_recompute(t, &ll->inner, L, l, x, T, NULL);
+    et_tensor *h = et_rmsnorm(t, "result_norm", x, &L->output_norm, L->rms_eps);
+    return et_cross_entropy(t, "loss", h, L->output, targets, xo);
 }

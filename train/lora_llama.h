@@ -7,8 +7,8 @@
  *   et_model_free(&m);                                // allowed: ll owns its copies (non-F32 base)
  *   for each adapted (layer, linear):                 // e.g. q and v of every layer
  *       et_lora_llama_attach(&ll, l, ET_LIN_Q, a, da, b, db, rank, alpha / rank, &e);
- *   ll.dropout = 0.05f; ll.train = 1; ll.seed = hash_of_batch;
- *   et_tensor *loss = et_llama_forward(&t, &ll.L, tokens, targets, B, T, &xo);
+ *   ll.dropout = 0.05f; ll.train = 1; ll.seed = hash_of_batch; ll.recompute = 1;
+ *   et_tensor *loss = et_lora_llama_forward(&t, &ll, tokens, targets, B, T, &xo);
  *   et_tape_backward(&t, loss);                       // da, db += dloss/dA, dloss/dB
  *
  * Every parameter of the base is frozen (bound without gradients: no dW
@@ -34,6 +34,7 @@
 
 #include "llama.h"
 #include "op_lora.h"
+#include "recompute.h"
 
 enum { ET_LIN_Q, ET_LIN_K, ET_LIN_V, ET_LIN_O, ET_LIN_GATE, ET_LIN_UP, ET_LIN_DOWN, ET_N_LIN };
 
@@ -63,6 +64,10 @@ struct et_lora_llama {
     float dropout;          /* p on every LoRA branch input, in [0, 1) */
     uint64_t seed;          /* dropout seed of this forward (e.g. a hash of the batch);
                                each slot mixes in its layer and linear */
+    int recompute;          /* 1: recompute each layer's activations in backward
+                               (train/recompute.h): far less memory, one more forward */
+    et_tape inner;          /* the recomputation tape (allocated on first use) */
+    int inner_ready;
 };
 
 /* Bind m frozen with its linear weights held as base_type (see top).
@@ -92,6 +97,13 @@ et_lora_slot *et_lora_llama_slot(et_lora_llama *ll, int layer, int lin);
  * 0 or ET_EINPUT (no such linear, rank < 1). */
 int et_lora_llama_attach(et_lora_llama *ll, int layer, int lin, float *lora_a, float *grad_a, float *lora_b,
                          float *grad_b, int rank, float scale, et_err *e);
+
+/* Mean next-token cross-entropy through the frozen base and its LoRA
+ * branches, as et_llama_forward (same arguments), with per-layer
+ * activation recomputation when ll->recompute is set and t records.
+ * NULL on error (t's status). */
+et_tensor *et_lora_llama_forward(et_tape *t, et_lora_llama *ll, const int32_t *tokens, const int32_t *targets,
+                                 int B, int T, const et_xent_opts *xo);
 
 /* Bytes held for the frozen base: linear weights in their types plus the
  * F32 tensors (counts the model's own floats for an F32 base). */

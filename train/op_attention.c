@@ -120,12 +120,11 @@ static void attention_backward(et_tape *t, const et_node *nd) {
     float *dq = et_grad(t, q), *dk = et_grad(t, k), *dv = et_grad(t, v);
     const int nth = omp_get_max_threads(), Tp = round_up(T);
     const size_t kv = (size_t)B * G * D * Tp;
-    float *kt = et_tape_alloc(t, kv * sizeof(float));
-    float *vt = et_tape_alloc(t, kv * sizeof(float));
-    /* per thread: p[Tp], ds[Tp], dkt[D*Tp], dvt[D*Tp] */
+    /* scratch: kt, vt [B*G, D, Tp], then per thread p[Tp], ds[Tp], dkt[D*Tp], dvt[D*Tp] */
     const size_t per = 2 * (size_t)Tp + 2 * (size_t)D * Tp;
-    float *scratch = et_tape_alloc(t, (size_t)nth * per * sizeof(float));
+    float *kt = et_tape_scratch(t, (2 * kv + (size_t)nth * per) * sizeof(float));
     if (t->code) return;
+    float *vt = kt + kv, *scratch = vt + kv;
     transpose_heads(k->data, kt, B, T, Tp, G, D);
     transpose_heads(v->data, vt, B, T, Tp, G, D);
 
@@ -176,11 +175,11 @@ et_tensor *et_attention(et_tape *t, const char *name, et_tensor *q, et_tensor *k
     et_tensor *out = et_tensor_2d(t, name, (int64_t)rows, (int64_t)Cq, wants);
     attn_saved *s = out ? et_tape_alloc(t, sizeof *s) : NULL;
     float *lse = s ? et_tape_alloc(t, (size_t)B * H * T * sizeof(float)) : NULL;
-    /* the transposes and the row buffers are scratch: reclaimed at the next reset */
-    float *kt = lse ? et_tape_alloc(t, (size_t)B * G * D * Tp * sizeof(float)) : NULL;
-    float *vt = kt ? et_tape_alloc(t, (size_t)B * G * D * Tp * sizeof(float)) : NULL;
-    float *scratch = vt ? et_tape_alloc(t, (size_t)nth * Tp * sizeof(float)) : NULL;
-    if (!scratch) return NULL;
+    /* scratch: the transposes kt, vt [B*G, D, Tp] and one row of scores per thread */
+    const size_t kv = (size_t)B * G * D * Tp;
+    float *kt = lse ? et_tape_scratch(t, (2 * kv + (size_t)nth * Tp) * sizeof(float)) : NULL;
+    if (!kt) return NULL;
+    float *vt = kt + kv, *scratch = vt + kv;
     transpose_heads(k->data, kt, B, T, Tp, G, D);
     transpose_heads(v->data, vt, B, T, Tp, G, D);
 

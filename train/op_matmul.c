@@ -5,16 +5,26 @@
  *   backward: dx += dy @ w            sgemm(NoTrans, NoTrans) M x K x N, beta 1
  *             dw += dy^T @ x          sgemm(Trans, NoTrans)   N x K x M, beta 1
  *             db += sum over rows of dy
+ * et_matmul_add also adds a residual r [M, N] (y = r + x @ w^T, one sgemm
+ * with beta 1 over a copy of r; dr += dy): the llama blocks' output
+ * projections, which saves keeping x @ w^T as a separate activation.
  * All row-major with the natural leading dimensions: no copies, no transposes
  * in memory.  BLAS runs on the calling thread only (never inside OpenMP). */
 #include <cblas.h>
+#include <string.h>
 
 #include "ops.h"
 
 static void matmul_backward(et_tape *t, const et_node *nd) {
-    et_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *y = nd->out;
+    et_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *r = nd->in[3], *y = nd->out;
     const int M = (int)et_rows(x), K = (int)et_cols(x), N = (int)w->shape[0];
     const float *dy = y->grad;
+    float *dr = r ? et_grad(t, r) : NULL;
+    if (dr) {
+        const long n = (long)y->n;
+        #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
+        for (long i = 0; i < n; i++) dr[i] += dy[i];
+    }
     float *dx = et_grad(t, x);
     if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N,
                         1.0f, dy, N, w->data, K, 1.0f, dx, K);
@@ -33,6 +43,10 @@ static void matmul_backward(et_tape *t, const et_node *nd) {
 }
 
 et_tensor *et_matmul(et_tape *t, const char *name, et_tensor *x, et_tensor *w, et_tensor *b) {
+    return et_matmul_add(t, name, x, w, b, NULL);
+}
+
+et_tensor *et_matmul_add(et_tape *t, const char *name, et_tensor *x, et_tensor *w, et_tensor *b, et_tensor *r) {
     if (t->code) return NULL;
     if (!x || !w) return et_tape_fail(t, ET_EINPUT, "matmul %s: NULL input", name ? name : "");
     if (w->ndim != 2 || (size_t)w->shape[1] != et_cols(x))
@@ -44,15 +58,19 @@ et_tensor *et_matmul(et_tape *t, const char *name, et_tensor *x, et_tensor *w, e
     if (et_rows(x) > INT32_MAX || w->shape[0] > INT32_MAX || w->shape[1] > INT32_MAX)
         return et_tape_fail(t, ET_EINPUT, "matmul %s: dimensions exceed the BLAS int range", name ? name : "");
     const int M = (int)et_rows(x), K = (int)et_cols(x), N = (int)w->shape[0];
-    et_tensor *in[3] = {x, w, b};
-    int wants = et_tape_wants_grad(t, in, 3);
+    if (r && r->n != (size_t)M * N)
+        return et_tape_fail(t, ET_EINPUT, "matmul %s: residual %s has %zu elements, the product [%d, %d]",
+                            name ? name : "", r->name, r->n, M, N);
+    et_tensor *in[4] = {x, w, b, r};
+    int wants = et_tape_wants_grad(t, in, 4);
     int64_t shape[ET_MAX_DIMS];
     for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
     shape[x->ndim - 1] = N;
     et_tensor *y = et_tensor_new(t, name, x->ndim, shape, wants);
     if (!y) return NULL;
+    if (r) memcpy(y->data, r->data, y->n * sizeof(float));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K,
-                1.0f, x->data, K, w->data, K, 0.0f, y->data, N);
+                1.0f, x->data, K, w->data, K, r ? 1.0f : 0.0f, y->data, N);
     if (b) {
         float *yd = y->data;
         const float *bd = b->data;
@@ -60,6 +78,6 @@ et_tensor *et_matmul(et_tape *t, const char *name, et_tensor *x, et_tensor *w, e
         for (int i = 0; i < M; i++)
             for (int j = 0; j < N; j++) yd[(size_t)i * N + j] += bd[j];
     }
-    if (wants && !et_tape_push(t, "matmul", matmul_backward, y, in, 3, NULL)) return NULL;
+    if (wants && !et_tape_push(t, "matmul", matmul_backward, y, in, 4, NULL)) return NULL;
     return y;
 }

@@ -50,8 +50,8 @@ static void rope_backward(et_tape *t, const et_node *nd) {
     rope_apply(nd->saved, (long)et_rows(nd->out), nd->out->grad, dx, -1.0f, 1);
 }
 
-et_tensor *et_rope(et_tape *t, const char *name, et_tensor *x, int T, int n_head, int head_dim,
-                   const int32_t *pos, float theta) {
+static et_tensor *rope(et_tape *t, const char *name, et_tensor *x, int T, int n_head, int head_dim,
+                       const int32_t *pos, float theta, int inplace) {
     if (t->code) return NULL;
     if (!x) return et_tape_fail(t, ET_EINPUT, "rope %s: NULL input", name ? name : "");
     if (T < 1 || n_head < 1 || head_dim < 2 || head_dim % 2 || !(theta > 0.0f) ||
@@ -61,7 +61,16 @@ et_tensor *et_rope(et_tape *t, const char *name, et_tensor *x, int T, int n_head
                             name ? name : "", x->name, et_rows(x), et_cols(x), T, n_head, head_dim);
     const long rows = (long)et_rows(x);
     int wants = et_tape_wants_grad(t, &x, 1);
-    et_tensor *y = et_tensor_new(t, name, x->ndim, x->shape, wants);
+    et_tensor *y;
+    if (inplace) { /* a new header over x's data */
+        y = et_tape_alloc(t, sizeof *y);
+        if (y) {
+            et_tensor_wrap(y, name, x->data, NULL, x->ndim, x->shape);
+            y->requires_grad = wants;
+        }
+    } else {
+        y = et_tensor_new(t, name, x->ndim, x->shape, wants);
+    }
     rope_saved *s = y ? et_tape_alloc(t, sizeof *s) : NULL;
     if (!s) return NULL;
     const int half = head_dim / 2;
@@ -82,7 +91,17 @@ et_tensor *et_rope(et_tape *t, const char *name, et_tensor *x, int T, int n_head
             s->sin[r * half + i] = (float)sin(a);
         }
     }
-    rope_apply(s, rows, x->data, y->data, 1.0f, 0);
+    rope_apply(s, rows, x->data, y->data, 1.0f, 0); /* each pair read before written: in place is fine */
     if (wants && !et_tape_push(t, "rope", rope_backward, y, &x, 1, s)) return NULL;
     return y;
+}
+
+et_tensor *et_rope(et_tape *t, const char *name, et_tensor *x, int T, int n_head, int head_dim,
+                   const int32_t *pos, float theta) {
+    return rope(t, name, x, T, n_head, head_dim, pos, theta, 0);
+}
+
+et_tensor *et_rope_inplace(et_tape *t, const char *name, et_tensor *x, int T, int n_head, int head_dim,
+                           const int32_t *pos, float theta) {
+    return rope(t, name, x, T, n_head, head_dim, pos, theta, 1);
 }

@@ -22,7 +22,7 @@ typedef struct {
     int N, C, V, chunk;
     int32_t *target;  /* [N] copy; -1 where the row is not in the loss */
     float *lse;       /* [N] */
-    float *buf;       /* [chunk, V] scratch, reused by backward */
+
     double norm;      /* 0 when no row is in the loss */
 } xent_saved;
 
@@ -66,7 +66,8 @@ static void xent_backward(et_tape *t, const et_node *nd) {
     const int V = s->V, C = s->C;
     for (int r0 = 0; r0 < s->N; r0 += s->chunk) {
         const int nr = s->N - r0 < s->chunk ? s->N - r0 : s->chunk;
-        float *z = s->buf;
+        float *z = et_tape_scratch(t, (size_t)s->chunk * V * sizeof(float));
+        if (!z) return;
         chunk_logits(s, x->data, w->data, r0, nr, z);
         #pragma omp parallel for schedule(static) if ((size_t)nr * V > ET_OMP_MIN_WORK)
         for (int i = 0; i < nr; i++) {
@@ -115,10 +116,8 @@ et_tensor *et_cross_entropy(et_tape *t, const char *name, et_tensor *x, et_tenso
     s->N = N; s->C = C; s->V = V; s->chunk = chunk;
     s->target = et_tape_alloc(t, (size_t)N * sizeof(int32_t));
     s->lse = s->target ? et_tape_alloc(t, (size_t)N * sizeof(float)) : NULL;
-    s->buf = NULL;
-    if (s->lse && (wants || !opts->logits_out))
-        s->buf = et_tape_alloc(t, (size_t)chunk * V * sizeof(float));
-    if (!s->lse || (!s->buf && (wants || !opts->logits_out))) return NULL;
+    float *buf = opts->logits_out || !s->lse ? NULL : et_tape_scratch(t, (size_t)chunk * V * sizeof(float));
+    if (!s->lse || (!buf && !opts->logits_out)) return NULL;
     int n_in = 0;
     for (int i = 0; i < N; i++) {
         const int keep = targets[i] >= 0 && (!opts->mask || opts->mask[i]);
@@ -133,7 +132,7 @@ et_tensor *et_cross_entropy(et_tape *t, const char *name, et_tensor *x, et_tenso
     if (!row_loss) return NULL;
     for (int r0 = 0; r0 < N; r0 += chunk) {
         const int nr = N - r0 < chunk ? N - r0 : chunk;
-        float *z = opts->logits_out ? opts->logits_out + (size_t)r0 * V : s->buf;
+        float *z = opts->logits_out ? opts->logits_out + (size_t)r0 * V : buf;
         chunk_logits(s, x->data, w->data, r0, nr, z);
         #pragma omp parallel for schedule(static) if ((size_t)nr * V > ET_OMP_MIN_WORK)
         for (int i = 0; i < nr; i++) {

@@ -28,6 +28,10 @@ et_tensor *et_embedding(et_tape *t, const char *name, et_tensor *w, const int32_
  * [out, in] layout; b may be NULL.  One cblas_sgemm each way, no copies:
  *   dx[M, K] += dy[M, N] @ w[N, K];  dw[N, K] += dy^T @ x;  db[N] += sum_rows dy. */
 et_tensor *et_matmul(et_tape *t, const char *name, et_tensor *x, et_tensor *w, et_tensor *b);
+/* The same plus a residual: y[M, N] = r[M, N] + x @ w^T (+ b); dr += dy.
+ * r may be NULL (= et_matmul).  One activation instead of two for the
+ * blocks' output projections. */
+et_tensor *et_matmul_add(et_tape *t, const char *name, et_tensor *x, et_tensor *w, et_tensor *b, et_tensor *r);
 
 /* RMSNorm (Zhang & Sennrich 2019, as in Llama):
  * y[M, C] = x * w / sqrt(mean_c(x^2) + eps); w [C].  Saves 1/rms per row. */
@@ -41,6 +45,12 @@ et_tensor *et_rmsnorm(et_tape *t, const char *name, et_tensor *x, et_tensor *w, 
  * Backward rotates dy by -a. */
 et_tensor *et_rope(et_tape *t, const char *name, et_tensor *x, int T, int n_head, int head_dim,
                    const int32_t *pos, float theta);
+/* The same, rotating x's values in place (the output shares x's data, so no
+ * new activation): only when nothing else reads x's values afterwards — in
+ * particular no other op's backward (a matmul's backward does not read its
+ * own output, so rope right after the q/k projection is fine). */
+et_tensor *et_rope_inplace(et_tape *t, const char *name, et_tensor *x, int T, int n_head, int head_dim,
+                           const int32_t *pos, float theta);
 
 /* Causal self-attention with grouped-query heads (GQA: query head h reads
  * key/value head h / (n_head/n_head_kv)):

@@ -120,6 +120,23 @@ void *et_tape_alloc(et_tape *t, size_t bytes) {
     return p;
 }
 
+void *et_tape_scratch(et_tape *t, size_t bytes) {
+    if (bytes > t->scratch_cap) {
+        free(t->scratch);
+        t->scratch = NULL;
+        t->scratch_cap = 0;
+        size_t cap = (bytes + 63) & ~(size_t)63;
+        if (bytes > SIZE_MAX - 64 || posix_memalign(&t->scratch, 64, cap)) {
+            t->scratch = NULL;
+            et_tape_fail(t, ET_ERUN, "tape scratch: out of memory (%zu bytes)", bytes);
+            return NULL;
+        }
+        t->scratch_cap = cap;
+        t->arena.n_mallocs++;
+    }
+    return t->scratch;
+}
+
 et_tensor *et_tensor_new(et_tape *t, const char *name, int ndim, const int64_t *shape, int requires_grad) {
     if (ndim < 1 || ndim > ET_MAX_DIMS)
         return et_tape_fail(t, ET_EINPUT, "tensor %s: %d dimensions (1..%d allowed)", name ? name : "", ndim, ET_MAX_DIMS);
@@ -143,10 +160,39 @@ et_tensor *et_tensor_2d(et_tape *t, const char *name, int64_t rows, int64_t cols
     return et_tensor_new(t, name, 2, s, requires_grad);
 }
 
+/* ---- recycled gradient buffers: one free list per exact byte size ---- */
+static size_t grad_bytes(const et_tensor *x) {
+    return (x->n * sizeof(float) + 63) & ~(size_t)63; /* as the arena rounds */
+}
+
+static void *bin_take(et_tape *t, size_t bytes) {
+    for (int i = 0; i < t->n_bins; i++)
+        if (t->bins[i].bytes == bytes && t->bins[i].head) {
+            void *p = t->bins[i].head;
+            memcpy(&t->bins[i].head, p, sizeof(void *)); /* next */
+            return p;
+        }
+    return NULL;
+}
+
+static void bin_put(et_tape *t, void *p, size_t bytes) {
+    int i = 0;
+    while (i < t->n_bins && t->bins[i].bytes != bytes) i++;
+    if (i == t->n_bins) {
+        if (t->n_bins == ET_GRAD_BINS) return; /* too many sizes: just drop it */
+        t->bins[t->n_bins].bytes = bytes;
+        t->bins[t->n_bins++].head = NULL;
+    }
+    memcpy(p, &t->bins[i].head, sizeof(void *));
+    t->bins[i].head = p;
+}
+
 float *et_grad(et_tape *t, et_tensor *x) {
     if (!x->requires_grad) return NULL;
     if (!x->grad) {
-        x->grad = et_tape_alloc(t, x->n * sizeof(float));
+        const size_t bytes = grad_bytes(x);
+        x->grad = bin_take(t, bytes);
+        if (!x->grad) x->grad = et_tape_alloc(t, bytes);
         if (x->grad) memset(x->grad, 0, x->n * sizeof(float));
     }
     return x->grad;
@@ -163,12 +209,14 @@ void et_tape_reset(et_tape *t) {
     et_arena_reset(&t->arena);
     t->last = NULL;
     t->n_nodes = 0;
+    t->n_bins = 0;
     t->code = 0;
     memset(&t->err, 0, sizeof t->err);
 }
 
 void et_tape_free(et_tape *t) {
     et_arena_free(&t->arena);
+    free(t->scratch);
     memset(t, 0, sizeof *t);
 }
 
@@ -207,9 +255,19 @@ et_tensor *et_tape_find(const et_tape *t, const char *name) {
     return NULL;
 }
 
+/* Newest node first.  A node whose output received no gradient is skipped;
+ * after a node's backward, its output's gradient is complete and no longer
+ * needed (every consumer of the output comes later in the tape and has run
+ * already), so its buffer goes back to the bins. */
 static int walk(et_tape *t) {
-    for (const et_node *n = t->last; n && !t->code; n = n->prev)
-        if (n->out->grad) n->backward(t, n);  /* no gradient reached it: skip */
+    for (const et_node *n = t->last; n && !t->code; n = n->prev) {
+        if (!n->out->grad) continue;
+        n->backward(t, n);
+        if (!t->keep_grads) {
+            bin_put(t, n->out->grad, grad_bytes(n->out));
+            n->out->grad = NULL;
+        }
+    }
     return t->code;
 }
 

@@ -4,7 +4,10 @@
  * when the tape is recording and some input needs a gradient, appends one
  * node (op name, inputs, output, what it saved, its backward function).
  * et_tape_backward() walks the nodes newest-first and each backward ADDS
- * (+=) into its inputs' gradients.  Everything a step allocates (activation
+ * (+=) into its inputs' gradients.  Once a node's backward has run, the
+ * gradient of its output is complete and dead: its buffer is recycled for
+ * the gradients still to come (so activation gradients take a few layers'
+ * worth of memory, not the whole network's), unless keep_grads is set.  Everything a step allocates (activation
  * tensors, their gradients, saved data, nodes) comes from the tape's arena,
  * which et_tape_reset() rewinds after the optimizer step: after the first
  * step the arena holds one block of the peak size and a step calls malloc
@@ -99,13 +102,23 @@ struct et_node {
     et_node *prev;                  /* previous node (backward order) */
 };
 
+#define ET_GRAD_BINS 32
 struct et_tape {
     et_arena arena;
     et_node *last;          /* newest node, NULL when empty */
     int n_nodes;
     int record;             /* 1 (default): record nodes; 0: forward only (eval) */
+    int keep_grads;         /* 0 (default): an activation's gradient buffer is
+                               recycled once its node's backward has run (its
+                               grad pointer becomes NULL); 1: keep them all
+                               readable after backward (debugging) */
     int code;               /* first error's ET_E* code, 0 if none */
     et_err err;             /* its message */
+    struct { size_t bytes; void *head; } bins[ET_GRAD_BINS]; /* recycled gradient
+                               buffers by size (internal) */
+    int n_bins;
+    void *scratch;          /* et_tape_scratch's buffer (internal) */
+    size_t scratch_cap;
 };
 
 /* arena_bytes: reserved up front (0 = grow on the first step).
@@ -132,8 +145,14 @@ int et_tape_backward_seed(et_tape *t, et_tensor *out, const float *dout);
  * memory or the shape is invalid (ndim 1..4, sizes >= 1, product overflow). */
 et_tensor *et_tensor_new(et_tape *t, const char *name, int ndim, const int64_t *shape, int requires_grad);
 et_tensor *et_tensor_2d(et_tape *t, const char *name, int64_t rows, int64_t cols, int requires_grad);
-/* Arena memory for an op's saved data / scratch; NULL + tape error on OOM. */
+/* Arena memory for an op's saved data; NULL + tape error on OOM. */
 void *et_tape_alloc(et_tape *t, size_t bytes);
+/* Temporary memory for one op call (forward or backward), 64-byte aligned:
+ * the tape's single scratch buffer, grown when too small (counted in
+ * arena.n_mallocs, so again only during the first step).  Valid until the
+ * next et_tape_scratch call: ask once per call for everything needed.
+ * NULL + tape error on OOM. */
+void *et_tape_scratch(et_tape *t, size_t bytes);
 /* The gradient buffer of x, allocated zeroed in the arena on first use;
  * NULL for a tensor that does not require grad (or on OOM). */
 float *et_grad(et_tape *t, et_tensor *x);

@@ -1,0 +1,128 @@
+/* cli/train_ui.c — progress, metrics, recipe and resume for training commands (see train_ui.h). */
+#include "train_ui.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t g_interrupted;
+static void on_sigint(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+}
+void cli_progress_catch_sigint(int on) { signal(SIGINT, on ? on_sigint : SIG_DFL); }
+int cli_interrupted(void) { return g_interrupted != 0; }
+
+void cli_progress_init(cli_progress *p, const char *what, int log_every, FILE *metrics) {
+    memset(p, 0, sizeof *p);
+    p->tty = isatty(2);
+    p->log_every = log_every > 0 ? log_every : 1;
+    p->metrics = metrics;
+    p->what = what;
+    p->first_val_loss = p->last_val_loss = NAN;
+    p->first_val_step = -1;
+}
+
+static void fmt_eta(double s, char *buf, size_t n) {
+    if (!(s >= 0) || s > 1e8) snprintf(buf, n, "?");
+    else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(fmod(s, 3600) / 60));
+    else if (s >= 60) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, n, "%.0fs", s);
+}
+
+void cli_progress_end(cli_progress *p) {
+    if (p->line_open) fputc('\n', stderr);
+    p->line_open = 0;
+}
+
+int cli_progress_event(void *user, const et_train_event *ev) {
+    cli_progress *p = user;
+    if (p->metrics) {
+        char buf[1024];
+        et_train_event_json(ev, buf, sizeof buf);
+        fprintf(p->metrics, "%s\n", buf);
+        fflush(p->metrics);
+    }
+    char eta[32];
+    if (ev->kind == ET_EV_STEP) {
+        fmt_eta(ev->eta_s, eta, sizeof eta);
+        if (p->tty) {
+            fprintf(stderr, "\r\033[K%s step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s", p->what,
+                    (long long)ev->step, (long long)ev->steps, ev->loss, (double)ev->lr, ev->tokens_per_s, eta);
+            p->line_open = 1;
+        } else if (ev->step % p->log_every == 0 || ev->step == ev->steps) {
+            fprintf(stderr, "%s step %lld/%lld loss %.4f lr %.3e grad_norm %.3f tok/s %.0f eta %s\n", p->what,
+                    (long long)ev->step, (long long)ev->steps, ev->loss, (double)ev->lr, ev->grad_norm,
+                    ev->tokens_per_s, eta);
+        }
+    } else if (ev->kind == ET_EV_EVAL) {
+        cli_progress_end(p);
+        fprintf(stderr, "%s step %lld/%lld val_loss %.4f val_ppl %.3f (%lld tokens)\n", p->what, (long long)ev->step,
+                (long long)ev->steps, ev->val_loss, ev->val_ppl, (long long)ev->val_tokens);
+        if (p->first_val_step < 0) p->first_val_loss = ev->val_loss, p->first_val_step = ev->step;
+        p->last_val_loss = ev->val_loss;
+    } else if (ev->kind == ET_EV_CKPT && !p->tty) {
+        fprintf(stderr, "%s step %lld/%lld checkpoint %s\n", p->what, (long long)ev->step, (long long)ev->steps,
+                ev->path);
+    }
+    fflush(stderr);
+    return g_interrupted != 0;
+}
+
+void cli_recipe_add(cli_recipe *r, const char *k, const char *fmt, ...) {
+    if (r->n >= (int)(sizeof r->names / sizeof r->names[0])) return;
+    char buf[4200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    r->names[r->n] = strdup(k);
+    r->values[r->n] = strdup(buf);
+    if (r->names[r->n] && r->values[r->n]) r->n++;
+}
+
+void cli_recipe_float(cli_recipe *r, const char *k, float v) {
+    char buf[32];
+    for (int p = 6; p <= 9; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, (double)v);
+        if (strtof(buf, NULL) == v) break;
+    }
+    cli_recipe_add(r, k, "%s", buf);
+}
+
+int cli_recipe_save(cli_recipe *r, const char *path, char **json, et_err *e) {
+    cli_args args = {.n = r->n, .names = r->names, .values = r->values};
+    int rc = cli_save_recipe(&args, path, e);
+    for (int i = 0; i < r->n; i++) free(r->names[i]), free(r->values[i]);
+    r->n = 0;
+    et_map mp;
+    if (!rc && json && !(rc = et_map_open(&mp, path, e))) {
+        *json = strndup((const char *)mp.data, mp.size);
+        et_map_close(&mp);
+        if (!*json) rc = et_fail(e, ET_ERUN, "out of memory");
+    }
+    return rc;
+}
+
+int cli_parse_with_resume(cli_args *a, int argc, char **argv, const char *const *bools, et_err *e) {
+    int rc = cli_parse(a, argc, argv, bools, e);
+    if (rc || strcmp(cli_str(a, "resume", "0"), "1")) return rc;
+    for (int i = 1; i < argc; i++)
+        if (!strncmp(argv[i], "--config", 8)) return 0;
+    const char *out = cli_str(a, "out", NULL);
+    if (!out) return et_fail(e, ET_EUSAGE, "--resume needs --out DIR (the directory of the run)");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/recipe.json", out);
+    if (access(path, R_OK)) return et_fail(e, ET_EUSAGE, "%s: no run to resume (no recipe.json)", out);
+    char **v = malloc(sizeof(char *) * (size_t)(argc + 3));
+    if (!v) return et_fail(e, ET_ERUN, "out of memory");
+    for (int i = 0; i < argc; i++) v[i] = argv[i];
+    v[argc] = "--config", v[argc + 1] = path, v[argc + 2] = NULL;
+    cli_free(a);
+    rc = cli_parse(a, argc + 2, v, bools, e);
+    free(v);
+    return rc;
+}

@@ -1,0 +1,54 @@
+/* cli/train_ui.h — what a training command shows and writes for people,
+ * shared by commands that drive train/trainer.h (`edgetune lora`, ...):
+ * the progress line (a \r line on a terminal, plain log lines otherwise),
+ * JSON-lines metrics, Ctrl-C as "stop after a checkpoint", the effective
+ * recipe, and --resume filling in flags from OUT/recipe.json. */
+#ifndef ET_CLI_TRAIN_UI_H
+#define ET_CLI_TRAIN_UI_H
+
+#include <stdio.h>
+
+#include "../train/trainer.h"
+#include "cli.h"
+
+typedef struct cli_progress {
+    int tty;                /* stderr is a terminal */
+    int log_every;          /* plain log line every N steps */
+    FILE *metrics;          /* JSON lines (et_train_event_json), or NULL */
+    int line_open;          /* a \r line is on the terminal */
+    const char *what;       /* prefix of the progress line ("lora") */
+    /* filled in from the events, for the summary: */
+    double first_val_loss;  /* first evaluation seen (NaN if none) */
+    int64_t first_val_step;
+    double last_val_loss;   /* last evaluation seen (NaN if none) */
+} cli_progress;
+
+/* A progress state for stderr; metrics may be NULL. */
+void cli_progress_init(cli_progress *p, const char *what, int log_every, FILE *metrics);
+/* et_train_opts.on_event: prints and records; returns nonzero after Ctrl-C
+ * (cli_progress_catch_sigint) so the loop stops after a checkpoint. */
+int cli_progress_event(void *user, const et_train_event *ev);
+/* Finish an open \r line. */
+void cli_progress_end(cli_progress *p);
+/* Install / remove the SIGINT handler; cli_interrupted() says whether it fired. */
+void cli_progress_catch_sigint(int on);
+int cli_interrupted(void);
+
+/* The effective recipe: every setting as a flag of the same name. */
+typedef struct cli_recipe {
+    int n;
+    char *names[96], *values[96];
+} cli_recipe;
+void cli_recipe_add(cli_recipe *r, const char *k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The shortest decimal (6 to 9 digits) that reads back as the same float. */
+void cli_recipe_float(cli_recipe *r, const char *k, float v);
+/* Write it to path (atomic) and return its text in *json (malloc'd, for
+ * checkpoints); frees r's strings.  0 or an error code. */
+int cli_recipe_save(cli_recipe *r, const char *path, char **json, et_err *e);
+
+/* cli_parse, and with --resume but no --config: parse again with
+ * --config OUT/recipe.json appended, so the saved recipe fills in every flag
+ * the command line omits.  0, ET_EUSAGE (no run to resume) or ET_ERUN. */
+int cli_parse_with_resume(cli_args *a, int argc, char **argv, const char *const *bools, et_err *e);
+
+#endif

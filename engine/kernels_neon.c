@@ -1,0 +1,247 @@
+/* engine/kernels_neon.c — AArch64 NEON dot products (ARMv8.0 baseline: no
+ * dotprod extension needed).  Each function reproduces the scalar
+ * reference's accumulation order exactly (engine/kernels.h): products and
+ * sums as separate roundings (vmulq then vaddq, never vfmaq), the same
+ * lanes and the same pairwise fold, so aarch64 gives x86-64's tokens. */
+#include <string.h>
+
+#include "kernels.h"
+
+#if defined(__aarch64__)
+#include <arm_neon.h>
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+static inline float f16(uint16_t h) { return et_f16_table[h]; }
+
+/* Fold 4 lanes pairwise (w = 2, 1). */
+static inline float fold4(float32x4_t v) {
+    float32x2_t x = vadd_f32(vget_low_f32(v), vget_high_f32(v));
+    return vget_lane_f32(x, 0) + vget_lane_f32(x, 1);
+}
+
+/* Fold 32 lanes held in a[0..7] (4 each) as the scalar fold(acc, 32). */
+static inline float fold32(float32x4_t *a) {
+    for (int i = 0; i < 4; i++) a[i] = vaddq_f32(a[i], a[i + 4]);   /* w = 16 */
+    a[0] = vaddq_f32(a[0], a[2]);                                   /* w = 8 */
+    a[1] = vaddq_f32(a[1], a[3]);
+    a[0] = vaddq_f32(a[0], a[1]);                                   /* w = 4 */
+    return fold4(a[0]);
+}
+
+static inline float32x4_t load_f16x4(const uint16_t *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+static inline float32x4_t load_bf16x4(const uint16_t *p) {
+    return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
+}
+
+static float neon_dot_f32(int n, const void *wv, const void *xv) {
+    const float *w = wv, *x = xv;
+    float32x4_t a[8];
+    for (int r = 0; r < 8; r++) a[r] = vdupq_n_f32(0);
+    int i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int r = 0; r < 8; r++) a[r] = vaddq_f32(a[r], vmulq_f32(vld1q_f32(w + i + 4 * r), vld1q_f32(x + i + 4 * r)));
+    float s = fold32(a);
+    for (; i < n; i++) {
+        float p = w[i] * x[i];
+        s = s + p;
+    }
+    return s;
+}
+
+static float neon_dot_f16(int n, const void *wv, const void *xv) {
+    const uint16_t *w = wv, *x = xv;
+    float32x4_t a[8];
+    for (int r = 0; r < 8; r++) a[r] = vdupq_n_f32(0);
+    int i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int r = 0; r < 8; r++) a[r] = vaddq_f32(a[r], vmulq_f32(load_f16x4(w + i + 4 * r), load_f16x4(x + i + 4 * r)));
+    float s = fold32(a);
+    for (; i < n; i++) {
+        float p = f16(w[i]) * f16(x[i]);
+        s = s + p;
+    }
+    return s;
+}
+
+static float neon_dot_bf16(int n, const void *wv, const void *xv) {
+    const uint16_t *w = wv, *x = xv;
+    float32x4_t a[8];
+    for (int r = 0; r < 8; r++) a[r] = vdupq_n_f32(0);
+    int i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int r = 0; r < 8; r++)
+            a[r] = vaddq_f32(a[r], vmulq_f32(load_bf16x4(w + i + 4 * r), load_bf16x4(x + i + 4 * r)));
+    float s = fold32(a);
+    for (; i < n; i++) {
+        uint32_t uw = (uint32_t)w[i] << 16, ux = (uint32_t)x[i] << 16;
+        float fw, fx;
+        memcpy(&fw, &uw, 4);
+        memcpy(&fx, &ux, 4);
+        float p = fw * fx;
+        s = s + p;
+    }
+    return s;
+}
+
+/* Sums of 4 consecutive products of 16 signed bytes: 4 int32 lanes. */
+static inline int32x4_t groups4(int8x16_t x, int8x16_t y) {
+    int32x4_t lo = vpaddlq_s16(vmull_s8(vget_low_s8(x), vget_low_s8(y)));
+    int32x4_t hi = vpaddlq_s16(vmull_high_s8(x, y));
+    return vpaddq_s32(lo, hi);
+}
+
+/* One 32-element block (x0 = elements 0..15, x1 = 16..31) against Q8_0:
+ * lanes (b%2)*8 + g, held as a[2*(b%2)] (groups 0..3) and a[2*(b%2)+1] (4..7). */
+static inline void add_block(float32x4_t *a, int b, int8x16_t w0, int8x16_t w1, const int8_t *y, float d) {
+    int32x4_t g0 = groups4(w0, vld1q_s8(y)), g1 = groups4(w1, vld1q_s8(y + 16));
+    float32x4_t dd = vdupq_n_f32(d);
+    float32x4_t *p = a + 2 * (b & 1);
+    p[0] = vaddq_f32(p[0], vmulq_f32(vcvtq_f32_s32(g0), dd));
+    p[1] = vaddq_f32(p[1], vmulq_f32(vcvtq_f32_s32(g1), dd));
+}
+
+/* Fold the 16 lanes as the scalar fold(acc, 16). */
+static inline float fold16(float32x4_t *a) {
+    a[0] = vaddq_f32(a[0], a[2]);   /* w = 8: even blocks + odd blocks */
+    a[1] = vaddq_f32(a[1], a[3]);
+    a[0] = vaddq_f32(a[0], a[1]);   /* w = 4 */
+    return fold4(a[0]);
+}
+
+static float neon_dot_q8_0(int n, const void *wv, const void *xv) {
+    const et_block_q8_0 *w = wv, *x = xv;
+    float32x4_t a[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    for (int b = 0; b < n / ET_QK; b++)
+        add_block(a, b, vld1q_s8(w[b].qs), vld1q_s8(w[b].qs + 16), x[b].qs, f16(w[b].d) * f16(x[b].d));
+    return fold16(a);
+}
+
+static float neon_dot_q4_0(int n, const void *wv, const void *xv) {
+    const et_block_q4_0 *w = wv;
+    const et_block_q8_0 *x = xv;
+    float32x4_t a[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    const int8x16_t s8 = vdupq_n_s8(8);
+    for (int b = 0; b < n / ET_QK; b++) {
+        uint8x16_t q = vld1q_u8(w[b].qs);
+        int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, m4)), s8);
+        int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), s8);
+        add_block(a, b, lo, hi, x[b].qs, f16(w[b].d) * f16(x[b].d));
+    }
+    return fold16(a);
+}
+
+static float neon_dot_q5_0(int n, const void *wv, const void *xv) {
+    const et_block_q5_0 *w = wv;
+    const et_block_q8_0 *x = xv;
+    float32x4_t a[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    const int8x16_t s16 = vdupq_n_s8(16);
+    /* bit j of a byte pattern: byte k tests bit k % 8 */
+    static const uint8_t bitsel[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t sel = vld1q_u8(bitsel);
+    for (int b = 0; b < n / ET_QK; b++) {
+        uint8_t hb[4];
+        memcpy(hb, w[b].qh, 4);
+        /* 0x10 where the fifth bit of element j is set: bytes of qh spread 8 ways */
+        uint8x16_t h0 = vcombine_u8(vdup_n_u8(hb[0]), vdup_n_u8(hb[1]));
+        uint8x16_t h1 = vcombine_u8(vdup_n_u8(hb[2]), vdup_n_u8(hb[3]));
+        h0 = vandq_u8(vtstq_u8(h0, sel), vdupq_n_u8(0x10));
+        h1 = vandq_u8(vtstq_u8(h1, sel), vdupq_n_u8(0x10));
+        uint8x16_t q = vld1q_u8(w[b].qs);
+        int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vandq_u8(q, m4), h0)), s16);
+        int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(q, 4), h1)), s16);
+        add_block(a, b, lo, hi, x[b].qs, f16(w[b].d) * f16(x[b].d));
+    }
+    return fold16(a);
+}
+
+/* Exact sum of 16 products of signed bytes (values of a K-quant sub-block). */
+static inline int32_t dot16(int8x16_t x, int8x16_t y) {
+    int16x8_t p0 = vmull_s8(vget_low_s8(x), vget_low_s8(y));
+    int16x8_t p1 = vmull_high_s8(x, y);
+    return vaddvq_s32(vaddq_s32(vpaddlq_s16(p0), vpaddlq_s16(p1)));
+}
+
+static void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+static float neon_dot_q4_K(int n, const void *wv, const void *xv) {
+    const et_block_q4_K *w = wv;
+    const et_block_q8_K *x = xv;
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    float acc = 0;
+    for (int b = 0; b < n / ET_QK_K; b++) {
+        int32_t sumi = 0, summ = 0;
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            scale_min_k4(j, w[b].scales, &sc, &m);
+            const uint8_t *q = w[b].qs + 32 * (j / 2);
+            const int8_t *y = x[b].qs + 32 * j;
+            uint8x16_t q0 = vld1q_u8(q), q1 = vld1q_u8(q + 16);
+            if (j & 1) { q0 = vshrq_n_u8(q0, 4); q1 = vshrq_n_u8(q1, 4); }
+            else { q0 = vandq_u8(q0, m4); q1 = vandq_u8(q1, m4); }
+            int32_t s = dot16(vreinterpretq_s8_u8(q0), vld1q_s8(y)) + dot16(vreinterpretq_s8_u8(q1), vld1q_s8(y + 16));
+            sumi += sc * s;
+            summ += m * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+        }
+        float d = f16(w[b].d) * x[b].d;
+        float dmin = f16(w[b].dmin) * x[b].d;
+        float t = d * (float)sumi;
+        acc = acc + t;
+        float u = dmin * (float)summ;
+        acc = acc - u;
+    }
+    return acc;
+}
+
+static float neon_dot_q6_K(int n, const void *wv, const void *xv) {
+    const et_block_q6_K *w = wv;
+    const et_block_q8_K *x = xv;
+    const uint8x16_t m4 = vdupq_n_u8(0x0F), m2 = vdupq_n_u8(3);
+    const int8x16_t s32 = vdupq_n_s8(32);
+    float acc = 0;
+    for (int b = 0; b < n / ET_QK_K; b++) {
+        int32_t sumi = 0;
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = w[b].ql + 64 * h, *qh = w[b].qh + 32 * h;
+            const int8_t *sc = w[b].scales + 8 * h;
+            const int8_t *y = x[b].qs + 128 * h;
+            for (int half = 0; half < 2; half++) {   /* l = 16*half .. 16*half+15 */
+                uint8x16_t qa = vld1q_u8(ql + 16 * half), qb = vld1q_u8(ql + 32 + 16 * half);
+                uint8x16_t hb = vld1q_u8(qh + 16 * half);
+                uint8x16_t v[4];
+                v[0] = vorrq_u8(vandq_u8(qa, m4), vshlq_n_u8(vandq_u8(hb, m2), 4));
+                v[1] = vorrq_u8(vandq_u8(qb, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(hb, 2), m2), 4));
+                v[2] = vorrq_u8(vshrq_n_u8(qa, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(hb, 4), m2), 4));
+                v[3] = vorrq_u8(vshrq_n_u8(qb, 4), vshlq_n_u8(vshrq_n_u8(hb, 6), 4));
+                for (int k = 0; k < 4; k++) {   /* elements 32k + 16*half ..: sub-block 2k + half */
+                    int8x16_t q = vsubq_s8(vreinterpretq_s8_u8(v[k]), s32);
+                    sumi += sc[2 * k + half] * dot16(q, vld1q_s8(y + 32 * k + 16 * half));
+                }
+            }
+        }
+        float d = f16(w[b].d) * x[b].d;
+        float t = d * (float)sumi;
+        acc = acc + t;
+    }
+    return acc;
+}
+
+const et_kernels et_kernels_neon = {
+    "neon", neon_dot_f32, neon_dot_f16, neon_dot_bf16, neon_dot_q8_0,
+    neon_dot_q4_0, neon_dot_q5_0, neon_dot_q4_K, neon_dot_q6_K,
+    NULL, NULL,
+};
+
+#endif
