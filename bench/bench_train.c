@@ -119,8 +119,8 @@ static int run_one(const shape *s, int steps) {
     const size_t row = SEQ + 1;
     int32_t *tok = malloc(sizeof *tok * BATCH * row);
     uint8_t *msk = malloc(BATCH * row);
-    double *times = malloc(sizeof(double) * (size_t)(steps + 1));
-    if (!tok || !msk || !times) return 3;
+    double *times = malloc(sizeof(double) * (size_t)(steps + 1)), *opt_times = malloc(sizeof(double) * (size_t)(steps + 1));
+    if (!tok || !msk || !times || !opt_times) return 3;
     memset(msk, 1, BATCH * row);
     double loss = 0.0;
     for (int step = 0; step <= steps; step++) { /* step 0 warms up (arena growth): not timed */
@@ -131,15 +131,17 @@ static int run_one(const shape *s, int steps) {
             fprintf(stderr, "bench_train: %s\n", e.msg);
             return 3;
         }
+        double t1 = now();
         float g = et_grad_scale_clip(tm.grads, tm.n, 1.0f, 1.0f, &norm);
         et_adamw_step(&opt, tm.params, tm.grads, 1e-4f, g);
-        if (step) times[step - 1] = now() - t0;
+        if (step) times[step - 1] = now() - t0, opt_times[step - 1] = now() - t1;
         loss = sum / (BATCH * SEQ);
     }
-    double med = median(times, steps);
-    printf("{\"shape\":\"%s\",\"steps\":%d,\"step_s\":%.4f,\"tokens_per_s\":%.1f,\"gflops\":%.2f,"
-           "\"peak_rss_mb\":%.1f,\"loss\":%.4f,\"n_params\":%zu}\n",
-           s->name, steps, med, BATCH * SEQ / med, step_flops(s) / med * 1e-9, peak_rss_mb(), loss, tm.n);
+    double med = median(times, steps), med_opt = median(opt_times, steps);
+    printf("{\"shape\":\"%s\",\"steps\":%d,\"step_s\":%.4f,\"optimizer_s\":%.4f,\"tokens_per_s\":%.1f,"
+           "\"gflops\":%.2f,\"peak_rss_mb\":%.1f,\"arena_peak_mb\":%.1f,\"loss\":%.4f,\"n_params\":%zu}\n",
+           s->name, steps, med, med_opt, BATCH * SEQ / med, step_flops(s) / med * 1e-9, peak_rss_mb(),
+           (double)tl.tape.arena.peak / 1048576.0, loss, tm.n);
     fflush(stdout);
     et_adamw_free(&opt);
     et_train_llama_free(&tl);
@@ -147,6 +149,7 @@ static int run_one(const shape *s, int steps) {
     free(tok);
     free(msk);
     free(times);
+    free(opt_times);
     return 0;
 }
 

@@ -251,6 +251,9 @@ static void on_sigint(int sig) {
 typedef struct progress {
     int tty;
     int log_every;
+    double tokens_per_step; /* B x T x grad_accum input tokens */
+    double step_time;       /* seconds spent in this process's steps */
+    int64_t n_steps;
     FILE *metrics;
     int line_open;          /* a \r line is on the terminal */
 } progress;
@@ -277,14 +280,17 @@ static int on_event(void *user, const et_train_event *ev) {
     }
     char eta[32];
     if (ev->kind == ET_EV_STEP) {
+        /* tokens/s averaged over this process's steps: one step's rate is too noisy to read */
+        if (ev->tokens_per_s > 0) p->step_time += p->tokens_per_step / ev->tokens_per_s, p->n_steps++;
+        double rate = p->step_time > 0 ? p->tokens_per_step * (double)p->n_steps / p->step_time : 0.0;
         fmt_eta(ev->eta_s, eta, sizeof eta);
         if (p->tty) {
             fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s", (long long)ev->step,
-                    (long long)ev->steps, ev->loss, (double)ev->lr, ev->tokens_per_s, eta);
+                    (long long)ev->steps, ev->loss, (double)ev->lr, rate, eta);
             p->line_open = 1;
         } else if (ev->step % p->log_every == 0 || ev->step == ev->steps) {
             fprintf(stderr, "step %lld/%lld loss %.4f lr %.3e grad_norm %.3f tok/s %.0f eta %s\n", (long long)ev->step,
-                    (long long)ev->steps, ev->loss, (double)ev->lr, ev->grad_norm, ev->tokens_per_s, eta);
+                    (long long)ev->steps, ev->loss, (double)ev->lr, ev->grad_norm, rate, eta);
         }
     } else if (ev->kind == ET_EV_EVAL) {
         end_line(p);
@@ -341,6 +347,7 @@ int cmd_train(int argc, char **argv) {
         openblas_set_num_threads(c.threads);
     }
     p.log_every = c.log_every;
+    p.tokens_per_step = (double)c.o.batch_size * c.o.grad_accum;
     if (mkdir(c.out, 0777) && access(c.out, W_OK)) {
         rc = et_fail(&e, ET_ERUN, "%s: cannot create the output directory", c.out);
         goto done;
@@ -351,6 +358,7 @@ int cmd_train(int argc, char **argv) {
     }
     if ((rc = et_ds_open(&ds, c.data, &e)) || (rc = make_model(&c, &m, ds, &e))) goto done;
     if (!c.o.seq_len) c.o.seq_len = m.hp.n_ctx > 0 && m.hp.n_ctx < 256 ? m.hp.n_ctx : 256;
+    p.tokens_per_step *= c.o.seq_len;
     if ((rc = check_data(&c, &m, ds, &e)) || (rc = et_train_llama_init(&tl, &m, 0, &tm, &e))) goto done;
     if (!c.model && !c.o.resume) {
         et_xoshiro r;

@@ -56,7 +56,7 @@ const cli_cmd cli_commands[] = {
      "  --adapter-type F32|F16 --base-name NAME (PEFT base_model_name_or_path)\n"
      "  DIR gets adapter.gguf (llama.cpp --lora), peft/ (adapter_model.safetensors, adapter_config.json),\n"
      "  checkpoint.h5 and recipe.json; prints the validation loss before/after and the adapter size.\n"
-     "  Details: docs/lora.md", cmd_lora},
+     "  Details: docs/lora_training.md", cmd_lora},
     {"merge", "fold LoRA adapters into a base model", "edgetune merge BASE.gguf ADAPTER.gguf[:SCALE]... -o OUT.gguf", cmd_merge},
     {"quantize", "quantize a GGUF model as llama-quantize does (F16, BF16, Q8_0, Q4_0, Q4_K_M, Q6_K)",
      "edgetune quantize IN.gguf OUT.gguf --type F16|BF16|Q8_0|Q4_0|Q4_K_M|Q6_K [--allow-requantize] [--quiet]", cmd_quantize},
