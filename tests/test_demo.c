@@ -9,11 +9,13 @@
  *   command and no command -> JSON pairing in it;
  * - a miniature pipeline end to end: task files -> vocabulary -> tokens.h5
  *   (ingest) -> a small base trained a few steps (validation loss falls)
- *   -> GGUF -> a LoRA adapter (GGUF + PEFT files) -> merge; the engine's
+ *   -> GGUF -> a LoRA adapter trained a few steps on the task on the frozen
+ *   base (its validation loss falls; GGUF + PEFT files) -> merge; the engine's
  *   logits with the adapter applied at run time equal the merged model's
  *   within 1e-4 (F32); the held-out loss of lora/demo_eval.h equals the
  *   trainer's masked validation loss on the same records (an independent
- *   forward pass); exact-match counts come from the generations (records
+ *   forward pass), for the base and for base + adapter (the LoRA trainer's
+ *   forward), and the adapter lowers it; exact-match counts come from the generations (records
  *   whose completion is the model's own answer score n/n, altered ones 0). */
 #include "testutil.h"
 
@@ -30,6 +32,7 @@
 #include "../lora/demo_corpus.h"
 #include "../lora/demo_eval.h"
 #include "../lora/demo_task.h"
+#include "../lora/lora_train.h"
 #include "../lora/merge.h"
 #include "../train/train_llama.h"
 #include "../train/trainer.h"
@@ -431,12 +434,34 @@ static void test_pipeline(void **state) {
             r0.n_loss_tokens, tr_loss, (long long)tr_tok);
     assert_int_equal(r0.n_loss_tokens, tr_tok);
     assert_true(fabs(ev_loss - tr_loss) < 1e-4 * fmax(1.0, tr_loss));
-    /* 5. a LoRA adapter (random lora_b: an untrained adapter would be a no-op), its files, the merge */
+    /* 5. a LoRA adapter trained a few steps on the task (frozen base), its files */
+    ingest(tok, tmp("train.jsonl"), tmp("task.h5"), 0.1, T);
+    et_ds *dk;
+    check(et_ds_open(&dk, tmp("task.h5"), &e), &e);
+    lo = et_loader_defaults();
+    lo.batch_size = 8, lo.seq_len = T, lo.seed = 1;
+    et_loader *lktr, *lkva;
+    check(et_loader_open(&lktr, dk, &lo, &e), &e);
+    lo.split = ET_SPLIT_VALID, lo.shuffle = 0, lo.loop = 0;
+    check(et_loader_open(&lkva, dk, &lo, &e), &e);
     lora_config lc = {.targets = LORA_ALL_LINEAR, .rank = 4, .alpha = 8, .seed = 7};
     lora_adapter ad;
     check(lora_adapter_create(&ad, &m, &lc, &e), &e);
-    for (int i = 0; i < ad.n_tensors; i++)
-        for (int k = 0; k < ad.tensors[i].n_out * ad.tensors[i].rank; k++) ad.tensors[i].lora_b[k] = 0.2f * urand();
+    lora_train lt;
+    et_train_model tmk;
+    check(lora_train_init(&lt, &m, GGML_TYPE_F32, &ad, &tmk, &e), &e);
+    double k_before;
+    int64_t k_tok;
+    check(et_train_evaluate(&tmk, lkva, 8, T, 0, &k_before, &k_tok, &e), &e);
+    to = et_train_defaults();
+    to.steps = getenv("ET_SANITIZED") ? 10 : 30;
+    to.batch_size = 8, to.seq_len = T;
+    to.sched.lr = 2e-2f, to.sched.min_lr = 2e-3f, to.sched.warmup = 2;
+    to.adamw.weight_decay = 0.0f;
+    check(et_train_run(&tmk, lktr, lkva, &to, &res, &e), &e);
+    fprintf(stderr, "  LoRA: task validation loss %.4f -> %.4f over %lld tokens\n", k_before, res.val_loss,
+            (long long)k_tok);
+    assert_true(res.val_loss < k_before - 0.1);
     check(lora_adapter_save_gguf(&ad, tmp("adapter.gguf"), GGML_TYPE_F32, &e), &e);
     check(lora_adapter_save_peft(&ad, tmp("peft"), NULL, ST_F32, &e), &e);
     assert_true(file_exists(tmp("adapter.gguf")));
@@ -457,6 +482,19 @@ static void test_pipeline(void **state) {
     }
     fprintf(stderr, "  adapter at run time vs merged: max |logit diff| %.3g\n", worst);
     assert_true(worst < 1e-4);
+    /* the held-out loss with the adapter at run time == the LoRA trainer's forward */
+    demo_eval_result ra;
+    eo.do_generate = 0;
+    check(demo_eval_run(base, &recs, &eo, &ra, &e), &e);
+    eo.do_generate = 1;
+    check(et_train_evaluate(&tmk, lte, 4, 63, 0, &tr_loss, &tr_tok, &e), &e);
+    ev_loss = ra.nll / (double)ra.n_loss_tokens;
+    fprintf(stderr, "  held-out loss with the adapter: engine %.6f, LoRA trainer %.6f (base %.6f)\n", ev_loss,
+            tr_loss, r0.nll / (double)r0.n_loss_tokens);
+    assert_int_equal(ra.n_loss_tokens, tr_tok);
+    assert_true(fabs(ev_loss - tr_loss) < 1e-4 * fmax(1.0, tr_loss));
+    assert_true(ev_loss < r0.nll / (double)r0.n_loss_tokens); /* the adapter helps on held-out records */
+    demo_eval_result_free(&ra);
     /* 6. accuracy is counted from the generations */
     demo_eval_result r1;
     check(demo_eval_run(base, &recs, &eo, &r1, &e), &e);
@@ -496,7 +534,11 @@ static void test_pipeline(void **state) {
     et_adapter_free(rt);
     et_engine_free(base);
     et_engine_free(merged);
+    lora_train_free(&lt);
     lora_adapter_free(&ad);
+    et_loader_close(lktr);
+    et_loader_close(lkva);
+    et_ds_close(dk);
     et_loader_close(ltr);
     et_loader_close(lva);
     et_loader_close(lte);
