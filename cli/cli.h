@@ -59,6 +59,9 @@ int cmd_merge(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_vocab(int argc, char **argv);        /* cli/cmd_vocab.c */
+int cmd_demo_task(int argc, char **argv);    /* cli/cmd_demo.c */
+int cmd_eval_task(int argc, char **argv);    /* cli/cmd_demo.c */
 
 extern const cli_cmd cli_commands[];
 #endif

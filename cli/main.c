@@ -57,7 +57,7 @@ const cli_cmd cli_commands[] = {
      "  --adapter-type F32|F16 --base-name NAME (PEFT base_model_name_or_path)\n"
      "  DIR gets adapter.gguf (llama.cpp --lora), peft/ (adapter_model.safetensors, adapter_config.json),\n"
      "  checkpoint.h5 and recipe.json; prints the validation loss before/after and the adapter size.\n"
-     "  Details: docs/lora.md", cmd_lora},
+     "  Details: docs/lora_training.md", cmd_lora},
     {"merge", "fold LoRA adapters into a base model", "edgetune merge BASE.gguf ADAPTER.gguf[:SCALE]... -o OUT.gguf", cmd_merge},
     {"quantize", "quantize a GGUF model as llama-quantize does (F16, BF16, Q8_0, Q4_0, Q4_K_M, Q6_K)",
      "edgetune quantize IN.gguf OUT.gguf --type F16|BF16|Q8_0|Q4_0|Q4_K_M|Q6_K [--allow-requantize] [--quiet]", cmd_quantize},
@@ -68,6 +68,20 @@ const cli_cmd cli_commands[] = {
     {"perplexity", "perplexity of a model over text or tokens.h5",
      "edgetune perplexity MODEL FILE.txt|tokens.h5 [--ctx N] [--threads N] [--lora FILE[:SCALE],...]\n"
      "                    [--kv-type F16|F32] [--split all|train|valid]", cmd_perplexity},
+    {"vocab", "learn a small SentencePiece-style BPE vocabulary from text (GGUF, for models trained from scratch)",
+     "edgetune vocab --input FILE[,FILE...] -o vocab.gguf [--n-vocab 512] [--max-piece 16] [--min-count 2]\n"
+     "                [--format auto|text|jsonl|json|tsv] [--name NAME]\n"
+     "  Files are read as `edgetune data` reads them (JSONL: prompt + completion).  Pieces never span a\n"
+     "  space or a newline; byte fallback for anything unseen.  Algorithm: datasets/vocab_train.h", cmd_vocab},
+    {"demo-task", "write the smart-home demo task: train/valid/test JSONL and the base model's corpus",
+     "edgetune demo-task --out DIR [--seed 1] [--n-train 2000] [--n-valid 100] [--n-test 200]\n"
+     "                   [--heldout-fraction 0.2] [--style prompt|alpaca]\n"
+     "  DIR/train.jsonl, valid.jsonl, test.jsonl (valid and test: held-out phrasings and slots only),\n"
+     "  DIR/pretrain.txt (replies and device logs from the training commands, never command -> JSON).\n"
+     "  The task: lora/demo_task.h; the corpus: lora/demo_corpus.h; the demo: docs/demo.md", cmd_demo_task},
+    {"eval-task", "held-out loss and greedy exact-match accuracy of a model (+ LoRA) on prompt/completion JSONL",
+     "edgetune eval-task MODEL --task FILE.jsonl [--lora A.gguf[:S],...] [--n 64] [--max N] [--show K]\n"
+     "                   [--no-generate] [--no-loss] [--threads N] [--kv-type F32|F16] [--json OUT]", cmd_eval_task},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -1,10 +1,161 @@
 #!/usr/bin/env bash
-# make demo: the main job.  Until the LoRA issue lands it inspects the
-# stories260K model when ../shared is present.
+# scripts/demo.sh — `make demo`: the main job end to end on an embedded task
+# (docs/demo.md).  Nothing but the repository is needed:
+#   1. the task: smart-home commands -> JSON actions (lora/demo_task.h), with
+#      held-out phrasings and slots; the base model's corpus (lora/demo_corpus.h)
+#   2. a vocabulary learnt from the training text (edgetune vocab)
+#   3. tokens.h5 for the corpus and the task (edgetune data)
+#   4. a small base model trained from scratch on the corpus (edgetune train)
+#   5. a LoRA adapter tuned for the task on the frozen base (edgetune lora),
+#      exported as GGUF and PEFT; the merged GGUF (edgetune merge)
+#   6. the engine on held-out prompts (edgetune eval-task): loss and greedy
+#      exact-match accuracy before and after, and a table.
+# When ../shared (or $ET_SHARED) is present, also the LoRA fine-tune of the
+# real stories260K on tiny_shakespeare.txt (issue 5 §5).
+#
+# Progress goes to stderr, the table to stdout; every file lands in
+# $ET_DEMO_OUT (default build/demo).  Deterministic for ET_DEMO_SEED (default
+# 1) and a thread count (ET_THREADS, default 1: the figures are the same on
+# every run; more threads change float rounding only).
 set -euo pipefail
-sh=${ET_SHARED:-../shared}
-if [ -f "$sh/models/stories260K/stories260K.gguf" ]; then
-  ./edgetune inspect "$sh/models/stories260K/stories260K.gguf"
-else
-  echo "demo: $sh not found; nothing to show yet"
+cd "$(dirname "$0")/.."
+
+ET=${ET:-./edgetune}
+OUT=${ET_DEMO_OUT:-build/demo}
+SEED=${ET_DEMO_SEED:-1}
+THREADS=${ET_THREADS:-1}
+SHARED=${ET_SHARED:-../shared}
+# sizes (docs/demo.md explains the choices)
+N_VOCAB=1024                 # upper bound: the learnt vocabulary stops when pairs run out
+BASE_ARCH=(--n-embd 128 --n-layer 2 --n-head 4 --n-ff 384 --n-ctx 128)
+BASE_STEPS=${ET_DEMO_BASE_STEPS:-600}
+LORA_STEPS=${ET_DEMO_LORA_STEPS:-300}
+LORA_OPTS=(--rank 16 --alpha 32 --targets all-linear --dropout 0 --lr 3e-3)
+SH_STEPS=${ET_DEMO_SHARED_STEPS:-150}
+
+T0=$(date +%s.%N)
+elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }'; }
+STEP=0
+N_STEPS=8
+step() { STEP=$((STEP + 1)); printf '\n\033[1m[%d/%d %3ss] %s\033[0m\n' "$STEP" "$N_STEPS" "$(elapsed)" "$*" >&2; }
+[ -t 2 ] || step() { STEP=$((STEP + 1)); printf '\n[%d/%d %3ss] %s\n' "$STEP" "$N_STEPS" "$(elapsed)" "$*" >&2; }
+run() { printf '  $ %s\n' "$*" >&2; "$@" >&2; }   # stdout is kept for the tables
+# field NAME of the "result: k=v ..." line of an eval-task output file
+field() { sed -n "s/^result:.* $2=\([^ ]*\).*/\1/p" "$1"; }
+kb() { awk -v b="$(stat -c %s "$1")" 'BEGIN { printf "%.1f KB", b / 1024 }'; }
+
+[ -x "$ET" ] || { echo "demo: $ET not found (run make first)" >&2; exit 1; }
+HAVE_LORA=1
+if ! "$ET" help lora 2>/dev/null | grep -q -- '--rank'; then
+  HAVE_LORA=0
+  echo "demo: this build has no 'edgetune lora' yet: the LoRA steps are skipped" >&2
 fi
+# start clean, removing only what this script writes
+rm -rf "$OUT/task" "$OUT/base" "$OUT/lora" "$OUT/eval" "$OUT/stories260K" "$OUT/merged.gguf"
+mkdir -p "$OUT/eval"
+D=$OUT/task
+
+step "the task: smart-home commands -> JSON actions (seed $SEED)"
+run "$ET" demo-task --out "$D" --seed "$SEED"
+
+step "a vocabulary learnt from the training text (BPE, byte fallback)"
+run "$ET" vocab --input "$D/pretrain.txt,$D/train.jsonl" -o "$D/vocab.gguf" --n-vocab $N_VOCAB --name demo-vocab
+
+step "tokens.h5: the base corpus and the task (prompts masked from the loss)"
+run "$ET" data --tokenizer "$D/vocab.gguf" --input "$D/pretrain.txt" -o "$D/pretrain.h5" \
+  --pack --seq-len 64 --valid-fraction 0.05 --seed "$SEED"
+run "$ET" data --tokenizer "$D/vocab.gguf" --input "$D/train.jsonl" -o "$D/task.h5" \
+  --pack --seq-len 64 --valid-fraction 0.05 --seed "$SEED"
+
+step "the base model, trained from scratch on the corpus (never a command -> JSON pair)"
+run "$ET" train --tokenizer "$D/vocab.gguf" --data "$D/pretrain.h5" --out "$OUT/base" "${BASE_ARCH[@]}" \
+  --steps "$BASE_STEPS" --batch-size 16 --seq-len 64 --lr 2e-3 --eval-every 200 --ckpt-every 0 \
+  --log-every 50 --seed "$SEED" --threads "$THREADS"
+BASE=$OUT/base/model.gguf
+
+# eval NAME MODEL [--lora ADAPTER]: held-out loss on valid.jsonl, accuracy on test.jsonl
+evaluate() {
+  local name=$1 model=$2; shift 2
+  "$ET" eval-task "$model" "$@" --task "$D/valid.jsonl" --no-generate --threads "$THREADS" 2>/dev/null \
+    > "$OUT/eval/$name.valid.txt"
+  "$ET" eval-task "$model" "$@" --task "$D/test.jsonl" --no-loss --show 4 --threads "$THREADS" 2>/dev/null \
+    > "$OUT/eval/$name.test.txt"
+  sed -n '2,$p' "$OUT/eval/$name.test.txt" | grep -v '^result:' >&2
+}
+
+step "the base on held-out prompts, through the engine (greedy)"
+evaluate base "$BASE"
+
+if [ $HAVE_LORA = 1 ]; then
+  step "LoRA on the frozen base: the task's training split"
+  run "$ET" lora --model "$BASE" --data "$D/task.h5" --out "$OUT/lora" "${LORA_OPTS[@]}" \
+    --steps "$LORA_STEPS" --batch-size 16 --seq-len 64 --eval-every 100 --ckpt-every 0 --log-every 50 \
+    --seed "$SEED" --threads "$THREADS"
+  ADAPTER=$OUT/lora/adapter.gguf
+  PEFT=$OUT/lora/peft/adapter_model.safetensors
+
+  step "exports: merged GGUF (edgetune merge); the engine with the adapter, and merged"
+  run "$ET" merge "$BASE" "$ADAPTER" -o "$OUT/merged.gguf"
+  evaluate lora "$BASE" --lora "$ADAPTER"
+  evaluate merged "$OUT/merged.gguf"
+else
+  STEP=$((STEP + 2))
+fi
+
+# ---------------------------------------------------------------- the table
+row() { # label name size
+  local v=$OUT/eval/$2.valid.txt t=$OUT/eval/$2.test.txt
+  local n; n=$(field "$t" records)
+  printf '  %-28s %12s %9s/%s %7.1f%% %10s   %s\n' "$1" "$(field "$v" loss)" "$(field "$t" exact)" "$n" \
+    "$(awk -v a="$(field "$t" accuracy)" 'BEGIN { print 100 * a }')" "$(field "$t" json)" "$3"
+}
+{
+  echo
+  echo "== make demo: smart-home commands -> JSON, held-out phrasings and slots (seed $SEED)"
+  printf '  %-28s %12s %14s %8s %10s   %s\n' "model" "held-out loss" "exact match" "" "same JSON" "size on disk"
+  row "base (no adapter)" base "model.gguf $(kb "$BASE")"
+  if [ $HAVE_LORA = 1 ]; then
+    row "base + LoRA (run time)" lora "adapter.gguf $(kb "$ADAPTER"), PEFT $(kb "$PEFT")"
+    row "merged GGUF" merged "merged.gguf $(kb "$OUT/merged.gguf")"
+  else
+    echo "  (no 'edgetune lora' in this build: no adapter rows)"
+  fi
+  echo "  loss: nats/token of the JSON answers (+EOS) of $D/valid.jsonl; accuracy: greedy answers to $D/test.jsonl"
+  if [ $HAVE_LORA = 1 ]; then
+    echo "  held-out prompts, greedy answers of the base and of base + LoRA:"
+    shown() { sed -n -E 's/^  (ok |BAD) (.*[^ ]) +-> (.*)$/\1\t\2\t\3/p' "$1"; }
+    paste <(shown "$OUT/eval/base.test.txt") <(shown "$OUT/eval/lora.test.txt") | head -3 |
+      awk -F'\t' '{ printf "    %s\n      base:   %s\n      + LoRA: %s  (%s)\n", $2, $3, $6,
+                     $4 == "ok " ? "exact" : "wrong" }'
+  fi
+}
+
+# ---------------------------------------------------------------- stories260K (issue 5 §5)
+SM=$SHARED/models/stories260K/stories260K.gguf
+SD=$SHARED/data/tiny_shakespeare.txt
+if [ -f "$SM" ] && [ -f "$SD" ] && [ $HAVE_LORA = 1 ]; then
+  N_STEPS=$((N_STEPS + 1))
+  step "shared data found: LoRA fine-tune of the real stories260K on tiny_shakespeare.txt"
+  S=$OUT/stories260K
+  mkdir -p "$S"
+  run "$ET" data --tokenizer "$SM" --input "$SD" -o "$S/shakespeare.h5" --pack --seq-len 128 \
+    --valid-fraction 0.05 --seed "$SEED"
+  loss_of() { sed -n 's/.* \([0-9.]*\) nats\/token.*/\1/p' | tail -1; }
+  before=$("$ET" perplexity "$SM" "$S/shakespeare.h5" --split valid --threads "$THREADS" 2>/dev/null | loss_of)
+  run "$ET" lora --model "$SM" --data "$S/shakespeare.h5" --out "$S/lora" --rank 8 --alpha 16 \
+    --targets all-linear --dropout 0 --lr 3e-3 --steps "$SH_STEPS" --batch-size 8 --seq-len 128 \
+    --eval-every 50 --eval-batches 8 --ckpt-every 0 --log-every 25 --seed "$SEED" --threads "$THREADS"
+  after=$("$ET" perplexity "$SM" "$S/shakespeare.h5" --split valid --lora "$S/lora/adapter.gguf" \
+    --threads "$THREADS" 2>/dev/null | loss_of)
+  gen() { "$ET" run "$SM" --prompt "ROMEO:" --temp 0 --n 48 "$@" 2>/dev/null | tr '\n' ' ' | cut -c1-150; }
+  {
+    echo
+    echo "== stories260K (../shared) + LoRA on tiny_shakespeare.txt (5% held out)"
+    printf '  held-out loss   %s -> %s nats/token\n' "$before" "$after"
+    printf '  adapter         adapter.gguf %s bytes, PEFT adapter_model.safetensors %s bytes\n' \
+      "$(stat -c %s "$S/lora/adapter.gguf")" "$(stat -c %s "$S/lora/peft/adapter_model.safetensors")"
+    printf '  before  %s\n' "$(gen)"
+    printf '  after   %s\n' "$(gen --lora "$S/lora/adapter.gguf")"
+  }
+fi
+printf '\nmake demo: %ss wall, files in %s\n' "$(elapsed)" "$OUT"
