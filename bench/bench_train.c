@@ -103,10 +103,11 @@ static int run_one(const shape *s, int steps, int recompute) {
         fprintf(stderr, "bench_train: %s\n", e.msg);
         return 3;
     }
-    if (et_train_llama_init(&tl, &m, 0, recompute, &tm, &e)) {
+    if (et_train_llama_init(&tl, &m, 0, &tm, &e)) {
         fprintf(stderr, "bench_train: %s\n", e.msg);
         return 3;
     }
+    tl.recompute = recompute;
     et_xoshiro rng;
     et_xoshiro_seed(&rng, 1);
     et_init_normal(tm.t, tm.n_t, s->n_layer, 0.02f, &rng);

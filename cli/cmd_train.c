@@ -361,7 +361,8 @@ int cmd_train(int argc, char **argv) {
     if ((rc = et_ds_open(&ds, c.data, &e)) || (rc = make_model(&c, &m, ds, &e))) goto done;
     if (!c.o.seq_len) c.o.seq_len = m.hp.n_ctx > 0 && m.hp.n_ctx < 256 ? m.hp.n_ctx : 256;
     p.tokens_per_step *= c.o.seq_len;
-    if ((rc = check_data(&c, &m, ds, &e)) || (rc = et_train_llama_init(&tl, &m, 0, c.recompute, &tm, &e))) goto done;
+    if ((rc = check_data(&c, &m, ds, &e)) || (rc = et_train_llama_init(&tl, &m, 0, &tm, &e))) goto done;
+    tl.recompute = c.recompute;
     if (!c.model && !c.o.resume) {
         et_xoshiro r;
         et_xoshiro_seed(&r, c.o.seed);

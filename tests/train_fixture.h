@@ -77,7 +77,8 @@ static inline void fx_open_ex(fx_run *r, const char *data_path, int B, int T, ui
     et_hparams hp;
     fx_hparams(&hp);
     assert_int_equal(et_model_alloc(&r->m, &hp, &e), 0);
-    int rc = et_train_llama_init(&r->tl, &r->m, 0, r->recompute, &r->tm, &e);
+    int rc = et_train_llama_init(&r->tl, &r->m, 0, &r->tm, &e);
+    r->tl.recompute = recompute;
     if (rc) fprintf(stderr, "%s\n", e.msg);
     assert_int_equal(rc, 0);
     et_xoshiro rng;

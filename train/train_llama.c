@@ -73,12 +73,10 @@ static int forward(void *ctx, const int32_t *tokens, const uint8_t *mask, int B,
     return run_loss(ctx, tokens, mask, B, T, 0.0, 0, loss_sum, e);
 }
 
-int et_train_llama_init(et_train_llama *tl, et_model *m, int chunk_rows, int recompute, et_train_model *tm,
-                        et_err *e) {
+int et_train_llama_init(et_train_llama *tl, et_model *m, int chunk_rows, et_train_model *tm, et_err *e) {
     memset(tl, 0, sizeof *tl);
     tl->m = m;
     tl->chunk_rows = chunk_rows;
-    tl->recompute = recompute;
     int rc = et_model_grads_alloc(&tl->g, m, e);
     if (!rc) rc = et_llama_bind(&tl->L, m, &tl->g, e);
     if (!rc) rc = et_tape_init(&tl->tape, 0, e);
