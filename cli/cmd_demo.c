@@ -102,6 +102,7 @@ static const char EVAL_USAGE[] =
     "  --max N            only the first N records (default all)\n"
     "  --no-generate      loss only;  --no-loss  accuracy only\n"
     "  --threads N        (default 1);  --kv-type F32|F16 (default F32);  --tokenizer F (llama2.c)\n"
+    "  --ctx N            KV cache length (default: the model's, at most 1024)\n"
     "  --show K           print K prompts with their answers (default 0)\n"
     "  --json OUT         write the figures as a JSON object\n"
     "  prints the loss of the completions (nats/token, EOS included, as the trainer's masked\n"
@@ -148,7 +149,7 @@ static void short_prompt(const char *p, char *out, size_t cap) {
 
 int cmd_eval_task(int argc, char **argv) {
     static const char *const bools[] = {"no_generate", "no_loss", "help", NULL};
-    static const char *const known[] = {"model", "task", "lora", "n", "max", "no_generate", "no_loss", "threads",
+    static const char *const known[] = {"model", "task", "lora", "n", "max", "no_generate", "no_loss", "threads", "ctx",
                                         "kv_type", "tokenizer", "show", "json", "help", NULL};
     cli_args a;
     et_err e = {0};
@@ -162,12 +163,15 @@ int cmd_eval_task(int argc, char **argv) {
     }
     if (!rc && (!model || !task || a.npos > 1)) rc = et_fail(&e, ET_EUSAGE, "eval-task needs MODEL and --task FILE");
     demo_eval_opts o = demo_eval_defaults();
-    long n_predict = 0, max = 0, threads = 0, show = 0;
+    long n_predict = 0, max = 0, threads = 0, show = 0, ctx = 0;
     if (!rc && !(rc = cli_int(&a, "n", o.n_predict, &n_predict, &e)) && !(rc = cli_int(&a, "max", 0, &max, &e)) &&
+        !(rc = cli_int(&a, "ctx", 0, &ctx, &e)) &&
         !(rc = cli_int(&a, "threads", 1, &threads, &e)) && !(rc = cli_int(&a, "show", 0, &show, &e))) {
-        if (n_predict < 1 || n_predict > 4096 || max < 0 || threads < 1 || threads > 256 || show < 0)
-            rc = et_fail(&e, ET_EUSAGE, "--n in [1, 4096], --max >= 0, --threads in [1, 256], --show >= 0");
-        o.n_predict = (int)n_predict, o.max_records = (int)max, o.n_threads = (int)threads;
+        if (n_predict < 1 || n_predict > 4096 || max < 0 || threads < 1 || threads > 256 || show < 0 || ctx < 0 ||
+            ctx > (1 << 20))
+            rc = et_fail(&e, ET_EUSAGE, "--n in [1, 4096], --max >= 0, --threads in [1, 256], --show >= 0, "
+                                        "--ctx in [0, 2^20]");
+        o.n_predict = (int)n_predict, o.max_records = (int)max, o.n_threads = (int)threads, o.n_ctx = (int)ctx;
         o.do_generate = !cli_str(&a, "no_generate", NULL);
         o.do_loss = !cli_str(&a, "no_loss", NULL);
     }
@@ -196,6 +200,11 @@ int cmd_eval_task(int argc, char **argv) {
         fprintf(stderr, "eval-task: %s%s%s on %s (%d records)...\n", model, lora ? " + " : "", lora ? lora : "", task,
                 o.max_records && o.max_records < recs.n ? o.max_records : recs.n);
         rc = demo_eval_run(r.m, &recs, &o, &res, &e);
+        if (rc) { /* name the file */
+            char msg[sizeof e.msg];
+            snprintf(msg, sizeof msg, "%s", e.msg);
+            et_fail(&e, rc, "%s: %s", task, msg);
+        }
     }
     if (!rc) {
         printf("%s%s%s on %s: %d records\n", model, lora ? " + " : "", lora ? lora : "", task, res.n);

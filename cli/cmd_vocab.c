@@ -106,7 +106,10 @@ int cmd_vocab(int argc, char **argv) {
                     size_t pl;
                     const char *pc = et_tok_piece(tok, ids[i], &pl);
                     printf(" [");
-                    for (size_t k = 0; k < pl; k++) fputs(pc[k] == '\n' ? "\\n" : (char[]){pc[k], 0}, stdout);
+                    for (size_t k = 0; k < pl; k++) {
+                        if (pc[k] == '\n') fputs("\\n", stdout);
+                        else putchar(pc[k]);
+                    }
                     printf("]");
                 }
                 printf("%s\n", n > 40 ? " ..." : "");

@@ -204,19 +204,17 @@ typedef struct word_syms {
 } word_syms;
 
 typedef struct char_rank {
-    int id;         /* piece id of the character */
+    const char *s;  /* the character's bytes */
+    size_t len;
     long long freq;
 } char_rank;
 
-static const strtab *g_sort_pieces; /* for qsort's comparator (single-threaded use) */
-
+/* Most frequent first; ties bytewise. */
 static int cmp_chars(const void *a, const void *b) {
     const char_rank *x = a, *y = b;
     if (x->freq != y->freq) return x->freq > y->freq ? -1 : 1;
-    const strtab *p = g_sort_pieces;
-    size_t lx = p->len[x->id], ly = p->len[y->id];
-    int c = memcmp(p->s[x->id], p->s[y->id], lx < ly ? lx : ly);
-    return c ? c : (lx < ly ? -1 : lx > ly);
+    int c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
+    return c ? c : (x->len < y->len ? -1 : x->len > y->len);
 }
 
 /* Merge every non-overlapping (l, r) left to right into m; returns the
@@ -356,13 +354,12 @@ int et_vocab_train(et_tokenizer **out, const char *const *texts, const size_t *l
         vl[3 + b] = 6;
         vt[3 + b] = ET_TOKT_BYTE;
     }
-    for (int i = 0; i < n_chars; i++) cr[i] = (char_rank){i, pieces.count[i]};
-    g_sort_pieces = &pieces;
+    for (int i = 0; i < n_chars; i++) cr[i] = (char_rank){pieces.s[i], pieces.len[i], pieces.count[i]};
     qsort(cr, (size_t)n_chars, sizeof *cr, cmp_chars);
     for (int i = 0; i < n_chars; i++) {
         int v = ET_VOCAB_N_FIXED + i;
-        vp[v] = pieces.s[cr[i].id];
-        vl[v] = pieces.len[cr[i].id];
+        vp[v] = cr[i].s;
+        vl[v] = cr[i].len;
         vs[v] = -(float)(n_merged + i);
         vt[v] = ET_TOKT_NORMAL;
     }

@@ -31,6 +31,9 @@
  *      applies merges in the order they were learnt.
  * So no piece spans a word boundary: encoding never merges across a space
  * or a newline.
+ * Cost: each merge recounts the pairs over the DISTINCT words, so time is
+ * O(n_merges x symbols of the distinct words) (1.1 MB of Shakespeare to
+ * 2048 entries: 3.5 s); memory is the distinct words and a pair table.
  *
  * Vocabulary layout (ids):
  *   0 "<unk>" UNKNOWN, 1 "<s>" CONTROL (BOS), 2 "</s>" CONTROL (EOS),

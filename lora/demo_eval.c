@@ -112,7 +112,7 @@ int demo_records_read(demo_records *out, const char *path, et_err *e) {
 /* ------------------------------------------------------------ evaluation */
 
 demo_eval_opts demo_eval_defaults(void) {
-    demo_eval_opts o = {.n_predict = 64, .n_threads = 1, .kv_type = GGML_TYPE_F32, .max_records = 0,
+    demo_eval_opts o = {.n_predict = 64, .n_threads = 1, .kv_type = GGML_TYPE_F32, .n_ctx = 0, .max_records = 0,
                         .do_generate = 1, .do_loss = 1};
     return o;
 }
@@ -160,7 +160,7 @@ static int generate_one(et_state *st, et_sampler *smp, const et_tokenizer *tok, 
     if (rc) return rc;
     if ((int)n_ids >= et_state_n_ctx(st)) {
         free(ids);
-        return et_fail(e, ET_EINPUT, "prompt of %zu tokens does not fit the context of %d", n_ids, et_state_n_ctx(st));
+        return et_fail(e, ET_EINPUT, "the prompt is %zu tokens, not less than the context of %d", n_ids, et_state_n_ctx(st));
     }
     et_state_reset(st);
     gen_text g = {0};
@@ -180,8 +180,23 @@ static int generate_one(et_state *st, et_sampler *smp, const et_tokenizer *tok, 
     return 0;
 }
 
+/* Logits of n positions, grown on demand. */
+typedef struct logit_buf {
+    float *v;
+    size_t cap;   /* floats */
+} logit_buf;
+
+static int logit_reserve(logit_buf *b, size_t n, et_err *e) {
+    if (n <= b->cap) return 0;
+    float *v = realloc(b->v, n * sizeof *v);
+    if (!v) return et_fail(e, ET_ERUN, "loss: out of memory for %zu logits", n);
+    b->v = v;
+    b->cap = n;
+    return 0;
+}
+
 /* Sum of -ln p(target) over the completion tokens (and EOS) of one record. */
-static int loss_one(et_state *st, const et_tokenizer *tok, const demo_record *rec, float *logits, int n_vocab,
+static int loss_one(et_state *st, const et_tokenizer *tok, const demo_record *rec, logit_buf *lb, int n_vocab,
                     double *nll, long *n_scored, et_err *e) {
     size_t lp = strlen(rec->prompt), lc = strlen(rec->completion);
     char *full = malloc(lp + lc + 1);
@@ -205,9 +220,11 @@ static int loss_one(et_state *st, const et_tokenizer *tok, const demo_record *re
     size_t b = 0; /* the prompt's tokens: longest common prefix (datasets/ingest.h) */
     while (!rc && b < np && b < n && pids[b] == ids[b]) b++;
     if (!rc && (int)n > et_state_n_ctx(st))
-        rc = et_fail(e, ET_EINPUT, "record of %zu tokens does not fit the context of %d", n, et_state_n_ctx(st));
+        rc = et_fail(e, ET_EINPUT, "prompt + answer are %zu tokens, more than the context of %d", n, et_state_n_ctx(st));
     if (!rc && b < 1) b = 1; /* the first token has no prefix to be predicted from */
+    if (!rc && b < n) rc = logit_reserve(lb, (n - b) * (size_t)n_vocab, e);
     if (!rc && b < n) {
+        float *logits = lb->v;
         et_state_reset(st);
         /* logits of positions b-1 .. n-2 predict tokens b .. n-1 */
         if (b > 1) rc = et_forward(st, ids, (int)(b - 1), NULL, 0, e);
@@ -234,34 +251,42 @@ int demo_eval_run(et_engine *m, const demo_records *r, const demo_eval_opts *o, 
     et_state_opts so = et_state_default_opts();
     so.n_threads = o->n_threads > 0 ? o->n_threads : 1;
     so.kv_type = o->kv_type;
+    so.n_ctx = o->n_ctx > 0 ? o->n_ctx : m->hp.n_ctx > 0 && m->hp.n_ctx < 1024 ? m->hp.n_ctx : 1024;
     et_state *st = NULL;
     int rc = et_state_new(&st, m, &so, e);
     if (rc) return rc;
-    int n_vocab = m->hp.n_vocab, n_ctx = et_state_n_ctx(st);
-    float *logits = o->do_loss ? malloc(sizeof(float) * (size_t)n_vocab * (size_t)n_ctx) : NULL;
+    int n_vocab = m->hp.n_vocab;
+    logit_buf lb = {0};
     et_sampler smp = {0};
     et_sampler_params sp = et_sampler_default_params();
     sp.temp = 0.0f; /* greedy */
-    if (o->do_loss && !logits) rc = et_fail(e, ET_ERUN, "eval: out of memory");
-    if (!rc && o->do_generate) rc = et_sampler_init(&smp, &sp, n_vocab, e);
+    if (o->do_generate) rc = et_sampler_init(&smp, &sp, n_vocab, e);
     if (!rc && o->do_generate && !(res->answers = calloc((size_t)(n ? n : 1), sizeof *res->answers)))
         rc = et_fail(e, ET_ERUN, "eval: out of memory");
     res->n = n;
     double t0 = now_s();
-    for (int i = 0; i < n && !rc && o->do_loss; i++)
-        rc = loss_one(st, m->tok, &r->r[i], logits, n_vocab, &res->nll, &res->n_loss_tokens, e);
+    for (int i = 0; i < n && !rc && o->do_loss; i++) {
+        rc = loss_one(st, m->tok, &r->r[i], &lb, n_vocab, &res->nll, &res->n_loss_tokens, e);
+        res->n_fail_at = i;
+    }
     double t1 = now_s();
     for (int i = 0; i < n && !rc && o->do_generate; i++) {
         rc = generate_one(st, &smp, m->tok, &r->r[i], o->n_predict, &res->answers[i], &res->n_gen_tokens, e);
+        res->n_fail_at = i;
         if (!rc) {
             res->n_exact += demo_task_exact(r->r[i].completion, res->answers[i]);
             res->n_json += demo_task_json_match(r->r[i].completion, res->answers[i]);
         }
     }
+    if (rc && e) { /* name the record */
+        char msg[sizeof e->msg];
+        snprintf(msg, sizeof msg, "%s", e->msg);
+        et_fail(e, rc, "record %d of %d: %s", res->n_fail_at + 1, n, msg);
+    }
     res->t_loss_s = t1 - t0;
     res->t_gen_s = now_s() - t1;
     if (o->do_generate) et_sampler_free(&smp);
-    free(logits);
+    free(lb.v);
     et_state_free(st);
     if (rc) demo_eval_result_free(res);
     return rc;

@@ -56,12 +56,13 @@ typedef struct demo_eval_opts {
     int n_predict;      /* most tokens generated per prompt */
     int n_threads;      /* engine threads */
     uint32_t kv_type;   /* GGML_TYPE_F16 or GGML_TYPE_F32 */
+    int n_ctx;          /* KV cache length: longest prompt + answer (0: the model's, at most 1024) */
     int max_records;    /* 0: all */
     int do_generate;    /* greedy generation + accuracy */
     int do_loss;        /* completion loss */
 } demo_eval_opts;
 
-/* n_predict 64, 1 thread, F32 KV cache, all records, both. */
+/* n_predict 64, 1 thread, F32 KV cache, n_ctx 0, all records, both. */
 demo_eval_opts demo_eval_defaults(void);
 
 typedef struct demo_eval_result {
@@ -73,11 +74,12 @@ typedef struct demo_eval_result {
     long n_loss_tokens; /* tokens scored */
     double t_gen_s, t_loss_s; /* wall time */
     long n_gen_tokens;  /* tokens generated */
+    int n_fail_at;      /* internal: the record being evaluated (errors name it) */
 } demo_eval_result;
 
 /* Evaluate m (with whatever adapters are attached) on r.  The engine must
  * have a tokenizer.  0 or an et code (ET_EINPUT when a record does not fit
- * the context or the model has no tokenizer). */
+ * the context, "record K of N: ...", or the model has no tokenizer). */
 int demo_eval_run(et_engine *m, const demo_records *r, const demo_eval_opts *o, demo_eval_result *res, et_err *e);
 void demo_eval_result_free(demo_eval_result *res);
 

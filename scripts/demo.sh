@@ -80,7 +80,7 @@ evaluate() {
     > "$OUT/eval/$name.valid.txt"
   "$ET" eval-task "$model" "$@" --task "$D/test.jsonl" --no-loss --show 4 --threads "$THREADS" 2>/dev/null \
     > "$OUT/eval/$name.test.txt"
-  sed -n '2,$p' "$OUT/eval/$name.test.txt" | grep -v '^result:' >&2
+  sed -n '2,$p' "$OUT/eval/$name.test.txt" | grep -v '^result:' >&2 || true
 }
 
 step "the base on held-out prompts, through the engine (greedy)"
@@ -124,9 +124,9 @@ row() { # label name size
   if [ $HAVE_LORA = 1 ]; then
     echo "  held-out prompts, greedy answers of the base and of base + LoRA:"
     shown() { sed -n -E 's/^  (ok |BAD) (.*[^ ]) +-> (.*)$/\1\t\2\t\3/p' "$1"; }
-    paste <(shown "$OUT/eval/base.test.txt") <(shown "$OUT/eval/lora.test.txt") | head -3 |
-      awk -F'\t' '{ printf "    %s\n      base:   %s\n      + LoRA: %s  (%s)\n", $2, $3, $6,
-                     $4 == "ok " ? "exact" : "wrong" }'
+    paste <(shown "$OUT/eval/base.test.txt") <(shown "$OUT/eval/lora.test.txt") |
+      awk -F'\t' 'NR <= 3 { printf "    %s\n      base:   %s\n      + LoRA: %s  (%s)\n", $2, $3, $6,
+                             $4 == "ok " ? "exact" : "wrong" }'
   fi
 }
 
