@@ -2,7 +2,7 @@
  * AdamW) against PyTorch on the same machine in the same run.
  *
  *   build/bench/bench_train                 all configurations + PyTorch + sgemm
- *   build/bench/bench_train --one SHAPE [STEPS]   one configuration (a child process)
+ *   build/bench/bench_train --one SHAPE [STEPS [--recompute]]   one configuration (a child process)
  *
  * Configurations: the SmolLM2-135M shape (n_vocab 49152, n_embd 576, n_ff
  * 1536, 30 layers, 9 heads, 3 kv heads, tied) and the stories260K shape
@@ -94,7 +94,7 @@ static int alloc_model(et_model *m, const shape *s, et_err *e) {
 }
 
 /* One configuration in this process: prints one JSON line on stdout. */
-static int run_one(const shape *s, int steps) {
+static int run_one(const shape *s, int steps, int recompute) {
     et_model m;
     et_train_llama tl;
     et_train_model tm;
@@ -107,6 +107,7 @@ static int run_one(const shape *s, int steps) {
         fprintf(stderr, "bench_train: %s\n", e.msg);
         return 3;
     }
+    tl.recompute = recompute;
     et_xoshiro rng;
     et_xoshiro_seed(&rng, 1);
     et_init_normal(tm.t, tm.n_t, s->n_layer, 0.02f, &rng);
@@ -138,9 +139,9 @@ static int run_one(const shape *s, int steps) {
         loss = sum / (BATCH * SEQ);
     }
     double med = median(times, steps), med_opt = median(opt_times, steps);
-    printf("{\"shape\":\"%s\",\"steps\":%d,\"step_s\":%.4f,\"optimizer_s\":%.4f,\"tokens_per_s\":%.1f,"
+    printf("{\"shape\":\"%s\",\"recompute\":%d,\"steps\":%d,\"step_s\":%.4f,\"optimizer_s\":%.4f,\"tokens_per_s\":%.1f,"
            "\"gflops\":%.2f,\"peak_rss_mb\":%.1f,\"arena_peak_mb\":%.1f,\"loss\":%.4f,\"n_params\":%zu}\n",
-           s->name, steps, med, med_opt, BATCH * SEQ / med, step_flops(s) / med * 1e-9, peak_rss_mb(),
+           s->name, recompute, steps, med, med_opt, BATCH * SEQ / med, step_flops(s) / med * 1e-9, peak_rss_mb(),
            (double)tl.tape.arena.peak / 1048576.0, loss, tm.n);
     fflush(stdout);
     et_adamw_free(&opt);
@@ -210,16 +211,31 @@ static double sgemm_gflops(int n, int reps) {
     return 2.0 * n * n * (double)n / median(t, reps) * 1e-9;
 }
 
+/* Print one of our runs beside PyTorch's (torch may be NULL). */
+static void report(const shape *s, const char *label, const char *ours, const char *torch, double gemm) {
+    double tps = json_field(ours, "tokens_per_s"), rss = json_field(ours, "peak_rss_mb");
+    double gf = json_field(ours, "gflops");
+    printf("%-12s %-22s %9.1f tokens/s  %8.1f MB peak RSS  %6.1f GFLOP/s (%.0f%% of sgemm)\n", s->name, label, tps, rss,
+           gf, 100.0 * gf / gemm);
+    if (torch) {
+        double ttps = json_field(torch, "tokens_per_s"), trss = json_field(torch, "peak_rss_mb");
+        printf("%-12s %-22s %9.2fx tokens/s (target >= %.0fx)  %.2fx peak RSS%s\n", s->name, "  vs pytorch", tps / ttps,
+               s->torch_target, rss / trss, s->n_layer == 30 ? " (target <= 0.5x)" : "");
+    }
+    printf("  %s", ours);
+}
+
 int main(int argc, char **argv) {
     et_omp_passive_reexec(); /* train/threads.h */
     if (argc >= 3 && !strcmp(argv[1], "--one")) {
         const shape *s = find_shape(argv[2]);
         int steps = argc > 3 ? atoi(argv[3]) : (s ? s->steps : 0);
+        int recompute = argc > 4 && !strcmp(argv[4], "--recompute");
         if (!s || steps < 1 || steps > 1000) {
-            fprintf(stderr, "usage: %s --one stories260K|smollm2 [steps]\n", argv[0]);
+            fprintf(stderr, "usage: %s --one stories260K|smollm2 [steps [--recompute]]\n", argv[0]);
             return 1;
         }
-        return run_one(s, steps);
+        return run_one(s, steps, recompute);
     }
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -237,38 +253,30 @@ int main(int argc, char **argv) {
     int failed = 0;
     for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++) {
         const shape *s = &SHAPES[i];
-        char *argv_c[] = {self, "--one", (char *)s->name, NULL};
-        char *ours = child_json(argv_c);
+        char steps[16];
+        snprintf(steps, sizeof steps, "%d", s->steps);
         char *torch = NULL;
         if (have_torch) {
-            char steps[16];
-            snprintf(steps, sizeof steps, "%d", s->steps);
             char *argv_t[] = {(char *)py, "bench/torch_train_step.py", "--shape", (char *)s->torch_name, "--threads",
                               (char *)threads, "--steps", steps, NULL};
             torch = child_json(argv_t);
         }
-        if (!ours) {
-            printf("%-12s edgetune run failed\n", s->name);
-            failed = 1;
-            free(torch);
-            continue;
+        if (torch) printf("%-12s %-22s %9.1f tokens/s  %8.1f MB peak RSS\n  %s", s->name, "pytorch",
+                          json_field(torch, "tokens_per_s"), json_field(torch, "peak_rss_mb"), torch);
+        else printf("%-12s pytorch skipped (%s)\n", s->name,
+                    want_torch ? "python3-torch or bench/torch_train_step.py not found / failed" : "ET_BENCH_TORCH=0");
+        /* every layer's activations kept; then (large shape) recomputed per layer */
+        for (int rec = 0; rec <= (s->n_layer == 30); rec++) {
+            char *argv_c[] = {self, "--one", (char *)s->name, steps, rec ? "--recompute" : NULL, NULL};
+            char *ours = child_json(argv_c);
+            if (!ours) {
+                printf("%-12s edgetune run failed\n", s->name);
+                failed = 1;
+                continue;
+            }
+            report(s, rec ? "edgetune --recompute" : "edgetune", ours, torch, gemm);
+            free(ours);
         }
-        double tps = json_field(ours, "tokens_per_s"), rss = json_field(ours, "peak_rss_mb");
-        double gf = json_field(ours, "gflops");
-        printf("%-12s edgetune %9.1f tokens/s  %8.1f MB peak RSS  %6.1f GFLOP/s (%.0f%% of sgemm)\n", s->name, tps,
-               rss, gf, 100.0 * gf / gemm);
-        if (torch) {
-            double ttps = json_field(torch, "tokens_per_s"), trss = json_field(torch, "peak_rss_mb");
-            printf("%-12s pytorch  %9.1f tokens/s  %8.1f MB peak RSS\n", s->name, ttps, trss);
-            printf("%-12s ratio    %9.2fx tokens/s (target >= %.0fx)  %.2fx memory%s\n", s->name, tps / ttps,
-                   s->torch_target, rss / trss, i == 1 ? " (target <= 0.5x)" : "");
-        } else {
-            printf("%-12s pytorch  skipped (%s)\n", s->name,
-                   want_torch ? "python3-torch or bench/torch_train_step.py not found / failed" : "ET_BENCH_TORCH=0");
-        }
-        printf("  edgetune: %s", ours);
-        if (torch) printf("  pytorch:  %s", torch);
-        free(ours);
         free(torch);
     }
     return failed ? 3 : 0;

@@ -27,8 +27,8 @@ static const char *const KNOWN[] = {
     "model", "tokenizer", "data", "out", "n_embd", "n_layer", "n_head", "n_head_kv", "n_ff", "n_vocab", "n_ctx",
     "head_dim", "rope_theta", "rms_eps", "untied", "init_std", "steps", "batch_size", "seq_len", "grad_accum", "lr",
     "min_lr", "warmup", "schedule", "weight_decay", "decay", "beta1", "beta2", "eps", "grad_clip", "eval_every",
-    "eval_batches", "ckpt_every", "seed", "threads", "metrics", "type", "resume", "log_every", NULL};
-static const char *const BOOLS[] = {"resume", "untied", NULL};
+    "eval_batches", "ckpt_every", "seed", "threads", "metrics", "type", "resume", "log_every", "recompute", NULL};
+static const char *const BOOLS[] = {"resume", "untied", "recompute", NULL};
 
 /* Everything the command decided, before training starts. */
 typedef struct train_cfg {
@@ -37,7 +37,7 @@ typedef struct train_cfg {
     float init_std;
     et_train_opts o;
     uint32_t gguf_type;
-    int threads, log_every;
+    int threads, log_every, recompute;
     char ckpt[4096], recipe[4096], gguf[4096];
 } train_cfg;
 
@@ -130,6 +130,7 @@ static int read_cfg(const cli_args *a, train_cfg *c, et_err *e) {
     o->grad_clip = (float)clip, o->eval_every = eval_every, o->eval_batches = eval_batches;
     o->ckpt_every = ckpt_every, o->seed = (uint64_t)seed, o->resume = !strcmp(cli_str(a, "resume", "0"), "1");
     c->threads = (int)threads, c->log_every = (int)log_every, c->init_std = (float)std;
+    c->recompute = !strcmp(cli_str(a, "recompute", "0"), "1");
     snprintf(c->ckpt, sizeof c->ckpt, "%s/checkpoint.h5", c->out);
     snprintf(c->recipe, sizeof c->recipe, "%s/recipe.json", c->out);
     snprintf(c->gguf, sizeof c->gguf, "%s/model.gguf", c->out);
@@ -228,6 +229,7 @@ static int save_recipe(const train_cfg *c, const et_model *m, char **json, et_er
     kv_add(&r, "ckpt_every", "%lld", (long long)o->ckpt_every), kv_add(&r, "seed", "%llu", (unsigned long long)o->seed);
     kv_add(&r, "type", "%s", c->gguf_type == GGML_TYPE_F16 ? "F16" : "F32");
     if (c->threads) kv_add(&r, "threads", "%d", c->threads);
+    if (c->recompute) kv_add(&r, "recompute", "1");
     if (c->metrics) kv_add(&r, "metrics", "%s", c->metrics);
     cli_args args = {.n = r.n, .names = r.names, .values = r.values};
     int rc = cli_save_recipe(&args, c->recipe, e);
@@ -360,6 +362,7 @@ int cmd_train(int argc, char **argv) {
     if (!c.o.seq_len) c.o.seq_len = m.hp.n_ctx > 0 && m.hp.n_ctx < 256 ? m.hp.n_ctx : 256;
     p.tokens_per_step *= c.o.seq_len;
     if ((rc = check_data(&c, &m, ds, &e)) || (rc = et_train_llama_init(&tl, &m, 0, &tm, &e))) goto done;
+    tl.recompute = c.recompute;
     if (!c.model && !c.o.resume) {
         et_xoshiro r;
         et_xoshiro_seed(&r, c.o.seed);

@@ -38,6 +38,7 @@ const cli_cmd cli_commands[] = {
      "  --beta1 0.9 --beta2 0.95 --eps 1e-8 --grad-clip 1.0 (global norm; 0 = off) --seed 1\n"
      "  --eval-every 100 --eval-batches 0 (= whole validation split) --ckpt-every 100 --threads N\n"
      "  --metrics FILE (JSON lines) --log-every 1 --type F32|F16 --resume (continue DIR's run bit for bit)\n"
+     "  --recompute (activation recomputation per layer: far less memory, one more forward)\n"
      "  DIR gets checkpoint.h5, recipe.json (every setting; reuse with --config) and model.gguf.\n"
      "  Details: docs/training.md", cmd_train},
     {"lora", "train a LoRA adapter on a frozen base",

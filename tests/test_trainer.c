@@ -40,9 +40,9 @@ static int on_event(void *user, const et_train_event *ev) {
     return 0;
 }
 
-static void run_once(int B, int A, int64_t steps, log_t *l, float *params_out, size_t *n_out) {
+static void run_once_ex(int B, int A, int64_t steps, int recompute, log_t *l, float *params_out, size_t *n_out) {
     fx_run r;
-    fx_open(&r, data_path(), B, 16, 3);
+    fx_open_ex(&r, data_path(), B, 16, 3, recompute);
     et_train_opts o = fx_opts(B * A, 16, steps);
     o.batch_size = B;
     o.grad_accum = A;
@@ -61,6 +61,10 @@ static void run_once(int B, int A, int64_t steps, log_t *l, float *params_out, s
         *n_out = r.m.n_params;
     }
     fx_close(&r);
+}
+
+static void run_once(int B, int A, int64_t steps, log_t *l, float *params_out, size_t *n_out) {
+    run_once_ex(B, A, steps, 0, l, params_out, n_out);
 }
 
 static void test_loss_falls_and_events(void **state) {
@@ -106,6 +110,27 @@ static void test_grad_accum(void **state) {
     double md = 0;
     for (size_t i = 0; i < na; i++) md = fmax(md, fabs((double)pa[i] - pb[i]));
     assert_true(md < 1e-4);
+    free(pa);
+    free(pb);
+}
+
+/* Activation recomputation changes memory, not the arithmetic: the same
+ * losses and parameters, bit for bit. */
+static void test_recompute_same_floats(void **state) {
+    (void)state;
+    static log_t a, b;
+    float *pa = malloc(100000 * sizeof(float)), *pb = malloc(100000 * sizeof(float));
+    size_t na = 0, nb = 0;
+    run_once_ex(4, 1, 10, 0, &a, pa, &na);
+    run_once_ex(4, 1, 10, 1, &b, pb, &nb);
+    assert_int_equal(na, nb);
+    for (int s = 1; s <= 10; s++) {
+        if (a.loss[s] != b.loss[s]) {
+            fprintf(stderr, "step %d: %.17g vs %.17g with recomputation\n", s, a.loss[s], b.loss[s]);
+            fail();
+        }
+    }
+    assert_memory_equal(pa, pb, na * sizeof(float));
     free(pa);
     free(pb);
 }
@@ -195,6 +220,7 @@ int main(void) {
         cmocka_unit_test(test_loss_falls_and_events),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_grad_accum),
+        cmocka_unit_test(test_recompute_same_floats),
         cmocka_unit_test(test_nan_stops_keeps_checkpoint),
         cmocka_unit_test(test_event_json),
     };

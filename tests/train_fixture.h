@@ -65,16 +65,20 @@ typedef struct fx_run {
     et_train_model tm;
     et_ds *ds;
     et_loader *train, *valid;
+    int recompute;
 } fx_run;
 
-/* Model with random init from `seed`, loaders (B, T) on data_path. */
-static inline void fx_open(fx_run *r, const char *data_path, int B, int T, uint64_t seed) {
+/* Model with random init from `seed`, loaders (B, T) on data_path;
+ * recompute: activation recomputation per layer. */
+static inline void fx_open_ex(fx_run *r, const char *data_path, int B, int T, uint64_t seed, int recompute) {
     memset(r, 0, sizeof *r);
+    r->recompute = recompute;
     et_err e = {0};
     et_hparams hp;
     fx_hparams(&hp);
     assert_int_equal(et_model_alloc(&r->m, &hp, &e), 0);
     int rc = et_train_llama_init(&r->tl, &r->m, 0, &r->tm, &e);
+    r->tl.recompute = recompute;
     if (rc) fprintf(stderr, "%s\n", e.msg);
     assert_int_equal(rc, 0);
     et_xoshiro rng;
@@ -90,6 +94,10 @@ static inline void fx_open(fx_run *r, const char *data_path, int B, int T, uint6
     lo.shuffle = 0;
     lo.loop = 0;
     assert_int_equal(et_loader_open(&r->valid, r->ds, &lo, &e), 0);
+}
+
+static inline void fx_open(fx_run *r, const char *data_path, int B, int T, uint64_t seed) {
+    fx_open_ex(r, data_path, B, T, seed, 0);
 }
 
 static inline void fx_close(fx_run *r) {

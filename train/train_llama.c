@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "recompute.h"
 #include "train_llama.h"
 
 /* Inputs tokens[b][0..T-1], targets tokens[b][1..T] (-1 where mask is 0). */
@@ -36,6 +37,16 @@ static double sum_rows(const float *x, size_t n) {
     return s;
 }
 
+/* et_llama_forward, or the same graph with each layer recomputed in backward. */
+static et_tensor *forward_loss(et_train_llama *tl, et_tape *t, int B, int T, const et_xent_opts *xo) {
+    if (!tl->recompute || !t->record) return et_llama_forward(t, &tl->L, tl->inputs, tl->targets, B, T, xo);
+    et_llama *L = &tl->L;
+    et_tensor *x = et_embedding(t, "inp_embd", &L->tok_embd, tl->inputs, B * T);
+    for (int l = 0; l < L->n_layer; l++) x = et_llama_layer_recompute(t, &tl->inner, L, l, x, T, NULL);
+    et_tensor *h = et_rmsnorm(t, "result_norm", x, &L->output_norm, L->rms_eps);
+    return et_cross_entropy(t, "loss", h, L->output, tl->targets, xo);
+}
+
 static int run_loss(et_train_llama *tl, const int32_t *tokens, const uint8_t *mask, int B, int T, double norm,
                     int backward, double *loss_sum, et_err *e) {
     int rc = split_batch(tl, tokens, mask, B, T, e);
@@ -43,7 +54,7 @@ static int run_loss(et_train_llama *tl, const int32_t *tokens, const uint8_t *ma
     et_tape *t = &tl->tape;
     t->record = backward;
     et_xent_opts xo = {.norm = norm, .chunk_rows = tl->chunk_rows, .row_loss_out = tl->row_loss};
-    et_tensor *loss = et_llama_forward(t, &tl->L, tl->inputs, tl->targets, B, T, &xo);
+    et_tensor *loss = forward_loss(tl, t, B, T, &xo);
     rc = et_tape_status(t, e);
     if (!rc && backward) rc = et_tape_backward(t, loss);
     if (!rc) *loss_sum = sum_rows(tl->row_loss, (size_t)B * (size_t)T);
@@ -69,6 +80,7 @@ int et_train_llama_init(et_train_llama *tl, et_model *m, int chunk_rows, et_trai
     int rc = et_model_grads_alloc(&tl->g, m, e);
     if (!rc) rc = et_llama_bind(&tl->L, m, &tl->g, e);
     if (!rc) rc = et_tape_init(&tl->tape, 0, e);
+    if (!rc) rc = et_tape_init(&tl->inner, 0, e);
     if (rc) {
         et_train_llama_free(tl);
         return rc;
@@ -96,6 +108,7 @@ int et_train_llama_init(et_train_llama *tl, et_model *m, int chunk_rows, et_trai
 
 void et_train_llama_free(et_train_llama *tl) {
     et_tape_free(&tl->tape);
+    et_tape_free(&tl->inner);
     et_llama_unbind(&tl->L);
     et_model_grads_free(&tl->g);
     free(tl->t);

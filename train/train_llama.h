@@ -21,6 +21,8 @@ typedef struct et_train_llama {
     et_named *t;            /* [n_t] table of L's tensors over m->params */
     int n_t;
     int chunk_rows;         /* rows per LM-head chunk (0: the op's default) */
+    int recompute;          /* 0 after init; set to 1 for activation recomputation (below) */
+    et_tape inner;          /* the recomputation's scratch tape */
     int cap;                /* B*T the buffers below hold */
     int32_t *inputs;        /* [B*T] */
     int32_t *targets;       /* [B*T], -1 where the mask is 0 */
@@ -28,7 +30,13 @@ typedef struct et_train_llama {
 } et_train_llama;
 
 /* Bind m for training (every tensor trainable) and fill *tm.  chunk_rows
- * as et_xent_opts (0 = default).  0 or ET_EINPUT / ET_ERUN. */
+ * as et_xent_opts (0 = default).  0 or ET_EINPUT / ET_ERUN.
+ * Setting tl->recompute = 1 afterwards turns on activation recomputation
+ * per layer (Chen et al. 2016; train/recompute.h): a step keeps one
+ * [B*T, n_embd] tensor per layer plus one layer's activations instead of
+ * every layer's, for one more forward pass of each layer; the losses and
+ * gradients are the same floats (the layer is recomputed by the same code on
+ * the same input; tested). */
 int et_train_llama_init(et_train_llama *tl, et_model *m, int chunk_rows, et_train_model *tm, et_err *e);
 void et_train_llama_free(et_train_llama *tl);
 
