@@ -75,6 +75,17 @@ void et_sha256_update(et_sha256 *s, const void *data, size_t n);
 /* Writes 64 lowercase hex digits and a NUL into hex[65]. */
 void et_sha256_final_hex(et_sha256 *s, char hex[65]);
 
+/* ---- xoshiro256** and splitmix64 (Blackman & Vigna, "Scrambled linear
+ * pseudorandom number generators", ACM TOMS 2021; prng.di.unimi.it) ----
+ * The one copy of the generator step, shared by the trainer (train/rng.h,
+ * et_xoshiro) and the runtime's sampler (engine/engine.h, et_rng). */
+/* splitmix64: advance *x by the golden-ratio increment and return the mixed
+ * 64-bit output (used to expand one seed into xoshiro's four state words). */
+uint64_t et_splitmix64(uint64_t *x);
+/* One xoshiro256** step on the state s[4] (updated in place); returns the
+ * next 64 random bits.  A state of all zeros stays all zeros. */
+uint64_t et_xoshiro256ss(uint64_t s[4]);
+
 /* Path of the shared data folder: $ET_SHARED if set, else "../shared". */
 const char *et_shared_dir(void);
 
