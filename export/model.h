@@ -124,6 +124,10 @@ int et_model_load(et_model *m, const char *path, const char *tokenizer_path, et_
  * llama2.c tokenizer.bin read with m->hp.n_vocab entries.  Its size must
  * equal m->hp.n_vocab.  0 or ET_EINPUT naming the file (m unchanged). */
 int et_model_set_tokenizer(et_model *m, const char *path, et_err *e);
+/* The loaders behind et_model_load, one per format; each returns 0,
+ * ET_EINPUT naming the file and problem (with the tensor or key), or ET_ERUN
+ * (out of memory); m is left freed on error.
+ * _gguf: gguf_open + et_model_from_gguf (below). */
 int et_model_load_gguf(et_model *m, const char *path, et_err *e);
 /* The same from an open GGUF (arch "llama" or "deci"): every tensor's type
  * and shape are checked against the hparams before anything large is
@@ -137,7 +141,13 @@ int et_model_load_gguf(et_model *m, const char *path, et_err *e);
  * size that does not match the shape is refused naming the tensor and
  * type.  g may be closed afterwards. */
 int et_model_from_gguf(et_model *m, const gguf_file *g, et_err *e);
+/* llama2.c .bin (karpathy/llama2.c run.c read_checkpoint: 7 int32 header,
+ * negative vocab_size = untied classifier, then F32 weights); the
+ * tokenizer as in et_model_load. */
 int et_model_load_llama2c(et_model *m, const char *path, const char *tokenizer_path, et_err *e);
+/* HF directory: config.json (LlamaForCausalLM or Qwen2ForCausalLM),
+ * *.safetensors (F32, F16 or BF16; Q/K rows permuted with
+ * et_rope_rows_hf_to_gguf), tokenizer.json. */
 int et_model_load_hf(et_model *m, const char *dir, et_err *e);
 /* The same with the tokenizer from tokenizer_path (et_model_set_tokenizer)
  * instead of dir/tokenizer.json; NULL = et_model_load_hf. */
