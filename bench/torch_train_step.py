@@ -3,7 +3,8 @@
 (forward, backward, AdamW) at a given shape, random init, on the CPU.
 
 Prints one JSON line: {"shape", "threads", "batch", "seq", "steps",
-"step_s": [...], "tokens_per_s" (median), "peak_rss_mb", "torch"}.
+"step_s": [...], "tokens_per_s" (median wall), "tokens_per_cpu_s" (median,
+per second of CPU time of all threads), "peak_rss_mb", "torch"}.
 
 Uses Debian's python3-torch (apt-get install python3-torch); run it with
 /usr/bin/python3 when another python is first on PATH.  The model is a plain
@@ -110,6 +111,12 @@ class Llama(nn.Module):
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
 
 
+def cpu_seconds():
+    """User + system CPU time of this process, all threads."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", choices=sorted(SHAPES), default="stories260k")
@@ -125,24 +132,27 @@ def main():
     model = Llama(c, a.seq)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
     g = torch.Generator().manual_seed(a.seed)
-    times = []
+    times, cpu = [], []
     for step in range(a.steps + 1):
         tok = torch.randint(0, c["n_vocab"], (a.batch, a.seq + 1), generator=g)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         loss = model(tok[:, :-1], tok[:, 1:])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, cpu_seconds() - c0
         if not math.isfinite(loss.item()):
             sys.exit("non-finite loss")
         if step > 0:
             times.append(dt)
+            cpu.append(dc)
     med = statistics.median(times)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({"shape": a.shape, "threads": a.threads, "batch": a.batch, "seq": a.seq,
                       "steps": a.steps, "step_s": [round(t, 4) for t in times],
-                      "tokens_per_s": round(a.batch * a.seq / med, 1), "peak_rss_mb": round(rss_mb, 1),
+                      "tokens_per_s": round(a.batch * a.seq / med, 1),
+                      "tokens_per_cpu_s": round(a.batch * a.seq / statistics.median(cpu), 1),
+                      "peak_rss_mb": round(rss_mb, 1),
                       "torch": torch.__version__}))
 
 

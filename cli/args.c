@@ -1,6 +1,8 @@
 /* cli/args.c — flag parsing, recipes (cJSON), error reporting. See cli.h. */
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -190,4 +192,20 @@ int cli_start(cli_args *a, int argc, char **argv, const char *const *bools, cons
         return 0;
     }
     return -1;
+}
+
+void cli_print_escaped(const char *s, uint64_t len, uint64_t max) {
+    putchar('"');
+    uint64_t n = len < max ? len : max;
+    for (uint64_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n') fputs("\\n", stdout);
+        else if (c == '\t') fputs("\\t", stdout);
+        else if (c == '\r') fputs("\\r", stdout);
+        else if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
+        else putchar(c);
+    }
+    putchar('"');
+    if (n < len) printf("... (%" PRIu64 " bytes)", len);
 }

@@ -45,6 +45,11 @@ int cli_save_recipe(const cli_args *a, const char *path, et_err *e);
 int cli_start(cli_args *a, int argc, char **argv, const char *const *bools, const char *const *known,
               const char *usage);
 
+/* Print s[0..len) to stdout as a double-quoted string with C escapes
+ * (\n \t \r \" \\, \xHH for other control bytes), at most max bytes of it,
+ * then "... (len bytes)" when it was cut. */
+void cli_print_escaped(const char *s, uint64_t len, uint64_t max);
+
 /* Print "edgetune: <msg>" to stderr and return e->code (or 3 if unset). */
 int cli_report(const et_err *e);
 

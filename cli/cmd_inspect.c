@@ -27,23 +27,6 @@
 
 /* ------------------------------------------------------------ printing */
 
-/* Print up to max bytes of s with C escapes for control characters. */
-static void print_escaped(const char *s, uint64_t len, uint64_t max) {
-    putchar('"');
-    uint64_t n = len < max ? len : max;
-    for (uint64_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\n') fputs("\\n", stdout);
-        else if (c == '\t') fputs("\\t", stdout);
-        else if (c == '\r') fputs("\\r", stdout);
-        else if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
-        else putchar(c);
-    }
-    putchar('"');
-    if (n < len) printf("... (%" PRIu64 " bytes)", len);
-}
-
 static uint64_t le_u64(const uint8_t *p, unsigned n) {
     uint64_t v = 0;
     for (unsigned i = 0; i < n; i++) v |= (uint64_t)p[i] << (8 * i);
@@ -82,14 +65,14 @@ static void print_kv(const gguf_kv *kv, uint64_t kv_max) {
     printf("  %-44.*s ", (int)(kv->key.len < 200 ? kv->key.len : 200), kv->key.ptr);
     if (kv->type == GGUF_TYPE_STRING) {
         printf("%-8s ", "STRING");
-        print_escaped(kv->strs[0].ptr, kv->strs[0].len, 160);
+        cli_print_escaped(kv->strs[0].ptr, kv->strs[0].len, 160);
     } else if (kv->type == GGUF_TYPE_ARRAY) {
         printf("[%s x %" PRIu64 "]", gguf_type_name(kv->arr_type), kv->n);
         uint64_t n = kv->n < kv_max ? kv->n : kv_max;
         uint64_t es = gguf_type_size(kv->arr_type);
         for (uint64_t i = 0; i < n; i++) {
             fputs(i ? ", " : " ", stdout);
-            if (kv->arr_type == GGUF_TYPE_STRING) print_escaped(kv->strs[i].ptr, kv->strs[i].len, 40);
+            if (kv->arr_type == GGUF_TYPE_STRING) cli_print_escaped(kv->strs[i].ptr, kv->strs[i].len, 40);
             else print_scalar(kv->arr_type, kv->data + i * es);
         }
         if (n < kv->n) fputs(", ...", stdout);
@@ -156,7 +139,7 @@ static int inspect_st_file(const char *path, uint64_t kv_max) {
     if (f.n_meta) printf("metadata (%zu):\n", f.n_meta);
     for (size_t i = 0; i < f.n_meta; i++) {
         printf("  %-44s ", f.meta[i].key);
-        print_escaped(f.meta[i].value, strlen(f.meta[i].value), 64 + 8 * kv_max);
+        cli_print_escaped(f.meta[i].value, strlen(f.meta[i].value), 64 + 8 * kv_max);
         putchar('\n');
     }
     printf("tensors:\n  %-56s %-6s %-22s %14s %14s\n", "name", "dtype", "shape", "bytes", "offset");
@@ -201,7 +184,7 @@ static int inspect_hf_dir(const char *dir, uint64_t kv_max) {
                 free(v);
             } else if (cJSON_IsString(it)) {
                 printf("  %-44s ", it->string);
-                print_escaped(it->valuestring, strlen(it->valuestring), 64 + 8 * kv_max);
+                cli_print_escaped(it->valuestring, strlen(it->valuestring), 64 + 8 * kv_max);
                 putchar('\n');
             } else if (cJSON_IsNumber(it)) {
                 printf("  %-44s %.17g\n", it->string, it->valuedouble);

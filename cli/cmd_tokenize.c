@@ -18,20 +18,6 @@
 #include "../datasets/hf_tokenizer.h"
 #include "cli.h"
 
-static void print_piece(const char *s, size_t len) {
-    putchar('"');
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\n') fputs("\\n", stdout);
-        else if (c == '\t') fputs("\\t", stdout);
-        else if (c == '\r') fputs("\\r", stdout);
-        else if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
-        else putchar(c);
-    }
-    putchar('"');
-}
-
 /* Parse ids separated by spaces, commas or newlines. */
 static int parse_ids(const char *s, int32_t **ids, size_t *n, et_err *e) {
     size_t cap = 64;
@@ -105,7 +91,7 @@ int cmd_tokenize(int argc, char **argv) {
                 size_t pl;
                 const char *p = et_tok_piece(t, ids[i], &pl);
                 printf("%6d  ", ids[i]);
-                print_piece(p, pl);
+                cli_print_escaped(p, pl, pl);
                 putchar('\n');
             }
             fprintf(stderr, "%zu tokens from %zu bytes\n", n, len);

@@ -40,6 +40,7 @@ typedef struct et_map {
 
 /* Map `path` read-only. Returns 0 or ET_EINPUT (cannot open/stat/map). */
 int et_map_open(et_map *m, const char *path, et_err *e);
+/* Unmap (or free) and zero m; safe on a zeroed or already closed map. */
 void et_map_close(et_map *m);
 
 /* ---- atomic output: write to "<path>.tmp.<pid>", fsync, rename ---- */
@@ -63,17 +64,32 @@ int et_commit_tmp(const char *tmp, const char *path, et_err *e);
 /* ---- IEEE half and bfloat16 (bit-exact with ggml's reference conversions) ---- */
 /* fp32 -> fp16, round to nearest even; NaN stays NaN, overflow -> inf. */
 uint16_t et_fp32_to_fp16(float f);
+/* fp16 bits -> fp32, exact (subnormals, inf and NaN kept; ggml_compute_fp16_to_fp32). */
 float et_fp16_to_fp32(uint16_t h);
 /* fp32 -> bf16, round to nearest even (ggml_compute_fp32_to_bf16); NaN quieted. */
 uint16_t et_fp32_to_bf16(float f);
+/* bf16 bits -> fp32, exact (the 16 bits become the high half; ggml_compute_bf16_to_fp32). */
 float et_bf16_to_fp32(uint16_t h);
 
 /* ---- SHA-256 (FIPS 180-4), for tokenizer fingerprints ---- */
 typedef struct et_sha256 { uint32_t h[8]; uint64_t len; uint8_t buf[64]; size_t nbuf; } et_sha256;
+/* Start a digest (FIPS 180-4 §5.3.3 initial hash value). */
 void et_sha256_init(et_sha256 *s);
+/* Hash n more bytes of data (any n, any number of calls). */
 void et_sha256_update(et_sha256 *s, const void *data, size_t n);
 /* Writes 64 lowercase hex digits and a NUL into hex[65]. */
 void et_sha256_final_hex(et_sha256 *s, char hex[65]);
+
+/* ---- xoshiro256** and splitmix64 (Blackman & Vigna, "Scrambled linear
+ * pseudorandom number generators", ACM TOMS 2021; prng.di.unimi.it) ----
+ * The one copy of the generator step, shared by the trainer (train/rng.h,
+ * et_xoshiro) and the runtime's sampler (engine/engine.h, et_rng). */
+/* splitmix64: advance *x by the golden-ratio increment and return the mixed
+ * 64-bit output (used to expand one seed into xoshiro's four state words). */
+uint64_t et_splitmix64(uint64_t *x);
+/* One xoshiro256** step on the state s[4] (updated in place); returns the
+ * next 64 random bits.  A state of all zeros stays all zeros. */
+uint64_t et_xoshiro256ss(uint64_t s[4]);
 
 /* Path of the shared data folder: $ET_SHARED if set, else "../shared". */
 const char *et_shared_dir(void);

@@ -44,7 +44,8 @@ int et_tok_from_hf_json_mem(et_tokenizer **out, const char *json, size_t len, co
 
 /* Load whatever tokenizer `path` is: a GGUF (by its magic; tokenizer.ggml.*
  * keys), a tokenizer.json (first non-blank byte '{'), else a llama2.c
- * tokenizer.bin (vocabulary size from the file).  Errors as the loaders. */
+ * tokenizer.bin (vocabulary size from the file).  0, ET_EINPUT (path
+ * unreadable), or the errors of the loader chosen. */
 int et_tok_load(et_tokenizer **out, const char *path, et_err *e);
 
 #endif

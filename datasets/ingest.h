@@ -145,7 +145,10 @@ int64_t et_split_assign(int64_t n_docs, double valid_fraction, uint64_t seed, ui
 int et_ingest_docs(const et_encoder *enc, const et_docs *docs, const et_ingest_opts *o, const char *source,
                    const char *out_path, et_ingest_summary *s, et_err *e);
 
-/* Read in_path (et_map), et_parse_input, et_ingest_docs. */
+/* Read in_path (et_map), et_parse_input, et_ingest_docs (in_path becomes
+ * the source attribute).  0, ET_EINPUT (in_path unreadable), or the codes
+ * of et_parse_input and et_ingest_docs; s->format is set even when parsing
+ * fails. */
 int et_ingest_file(const et_encoder *enc, const char *in_path, const char *out_path, const et_ingest_opts *o,
                    et_ingest_summary *s, et_err *e);
 

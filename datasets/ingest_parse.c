@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "tokenizer_int.h"
+
 const char *const ET_ALPACA_PROMPT_INPUT =
     "Below is an instruction that describes a task, paired with an input that provides further context. "
     "Write a response that appropriately completes the request.\n\n"
@@ -38,27 +40,12 @@ et_ingest_opts et_ingest_defaults(void) {
 
 /* ---------------------------------------------------------------- helpers */
 
+/* The same validator as the tokenizer's (datasets/tokenizer.c et_utf8_check). */
 int et_utf8_valid(const char *str, size_t n, size_t *bad) {
-    const uint8_t *s = (const uint8_t *)str;
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        if (c < 0x80) { i++; continue; }
-        size_t len;
-        uint32_t cp, min;
-        if (c >= 0xc2 && c <= 0xdf) { len = 2; cp = c & 0x1f; min = 0x80; }
-        else if (c >= 0xe0 && c <= 0xef) { len = 3; cp = c & 0x0f; min = 0x800; }
-        else if (c >= 0xf0 && c <= 0xf4) { len = 4; cp = c & 0x07; min = 0x10000; }
-        else { *bad = i; return 0; }
-        if (n - i < len) { *bad = i; return 0; }
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) { *bad = i; return 0; }
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) { *bad = i; return 0; }
-        i += len;
-    }
-    return 1;
+    size_t i = et_utf8_check((const uint8_t *)str, n);
+    if (i == n) return 1;
+    *bad = i;
+    return 0;
 }
 
 /* 1-based line of byte offset off. */

@@ -94,6 +94,8 @@ int et_loader_next(et_loader *L, int32_t *tokens, uint8_t *mask, int64_t *n_rows
  * 0, ET_EUSAGE (k out of range), ET_ERUN. */
 int et_loader_sample(const et_loader *L, int64_t k, int32_t *tokens, uint8_t *mask, et_err *e);
 
+/* Copy the loader's position (seed, epoch, next sample, n_samples) into *c,
+ * e.g. for a checkpoint; cannot fail. */
 void et_loader_get_cursor(const et_loader *L, et_cursor *c);
 /* Continue from c.  ET_EUSAGE if c.n_samples differs from this loader's (another
  * file, split, T or mode) or c.position > n_samples. */

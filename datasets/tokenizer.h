@@ -55,8 +55,9 @@ int et_tok_from_gguf(et_tokenizer **out, const gguf_file *g, et_err *e);
  * "<unk>" "<s>" "</s>", spaces as U+2581), so the fingerprint equals the
  * converted GGUF's. */
 int et_tok_from_llama2c(et_tokenizer **out, const char *path, int n_vocab, et_err *e);
-void et_tok_free(et_tokenizer *t);
+void et_tok_free(et_tokenizer *t);              /* NULL is fine */
 
+/* Accessors; none fails.  Special-token ids are in [0, n_vocab) or -1. */
 int et_tok_model(const et_tokenizer *t);      /* ET_TOK_SPM or ET_TOK_BPE */
 int et_tok_n_vocab(const et_tokenizer *t);
 int et_tok_bos(const et_tokenizer *t);        /* -1 when none */
@@ -110,7 +111,8 @@ typedef struct et_tok_spec {
  * model, unknown pre-tokenizer, ...), or ET_ERUN (out of memory). */
 int et_tok_build(et_tokenizer **out, const et_tok_spec *s, const char *src, et_err *e);
 
-int et_tok_unk(const et_tokenizer *t);        /* -1 when none */
+/* Id of the unknown-token piece (tokenizer.ggml.unknown_token_id), -1 when none. */
+int et_tok_unk(const et_tokenizer *t);
 /* GGUF token type of id (enum et_tok_attr as stored), 0 if out of range. */
 int et_tok_type(const et_tokenizer *t, int id);
 /* SPM merge score of id (0 for BPE vocabularies without scores). */

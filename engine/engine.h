@@ -108,6 +108,7 @@ int et_engine_load_mem(et_engine **out, const void *data, size_t size, const cha
  * directory, or a model being trained).  The weights are BORROWED: m must
  * outlive the engine.  The tokenizer pointer is borrowed too. 0 or ET_EINPUT. */
 int et_engine_from_model(et_engine **out, const et_model *m, et_err *e);
+/* Free the engine (and its mapping); NULL is fine. */
 void et_engine_free(et_engine *m);
 /* Max over layers of n_head*head_dim, n_head_kv*head_dim, n_ff. */
 int et_engine_max_q(const et_engine *m);
@@ -127,7 +128,11 @@ uint64_t et_engine_weight_bytes(const et_engine *m);
  * tensor that differs ("a.gguf: tensor 'blk.0.attn_q.weight.lora_a' has
  * n_in 128 but the base's blk.0.attn_q.weight has 64"). */
 int et_adapter_load(et_adapter **out, const char *path, const et_engine *base, et_err *e);
+/* Free an adapter (detach it from every engine first); NULL is fine. */
 void et_adapter_free(et_adapter *a);
+/* adapter.lora.alpha as stored (0 when the key is absent).  The term added
+ * is (scale * alpha / rank) B A x, or scale B A x when alpha is 0
+ * (llama.cpp src/llama-adapter.cpp, llama_adapter_lora_weight::get_scale). */
 float et_adapter_alpha(const et_adapter *a);
 /* Attach an adapter with a user scale (1.0 = as trained).  Several adapters
  * may be attached at once; each adds its own term.  The adapter must
@@ -148,12 +153,16 @@ typedef struct et_state_opts {
     const char *isa;    /* "scalar", "avx2", "avx512", "neon", or NULL for the best available */
 } et_state_opts;
 
+/* n_ctx 0 (the model's, capped at 4096), 1 thread, n_batch 64, F16 KV
+ * cache (llama.cpp's default), best ISA. */
 et_state_opts et_state_default_opts(void);
 /* 0, ET_EUSAGE (bad option, unknown/unsupported isa), ET_ERUN (out of memory). */
 int et_state_new(et_state **out, const et_engine *m, const et_state_opts *o, et_err *e);
+/* Free the state and its KV cache; NULL is fine. */
 void et_state_free(et_state *s);
 /* Forget the cached sequence (n_past = 0). */
 void et_state_reset(et_state *s);
+/* Tokens in the KV cache / its capacity in tokens. */
 int et_state_n_past(const et_state *s);
 int et_state_n_ctx(const et_state *s);
 const char *et_state_isa(const et_state *s);   /* the SIMD path in use */
@@ -170,7 +179,9 @@ int et_forward(et_state *s, const int32_t *tokens, int n, float *logits, int all
 
 /* Deterministic RNG: xoshiro256** seeded by splitmix64 (Blackman & Vigna). */
 typedef struct et_rng { uint64_t s[4]; } et_rng;
+/* State from one seed: four splitmix64 outputs (common/et.h). */
 void et_rng_seed(et_rng *r, uint64_t seed);
+/* Next 64 random bits (common/et.h et_xoshiro256ss). */
 uint64_t et_rng_next(et_rng *r);
 /* Uniform in [0, 1) with 24 random bits. */
 float et_rng_uniform(et_rng *r);
@@ -193,12 +204,16 @@ typedef struct et_sampler {
 } et_sampler;
 
 et_sampler_params et_sampler_default_params(void);   /* temp 0.8, top_k 40, top_p 0.95, min_p 0.05, seed 0 */
+/* Seed the RNG from p->seed and allocate the [n_vocab] scratch arrays.
+ * 0, ET_EUSAGE (n_vocab < 1, top_k < 0, top_p outside (0, 1], min_p outside
+ * [0, 1], temp NaN) or ET_ERUN (out of memory; s is left freed). */
 int et_sampler_init(et_sampler *s, const et_sampler_params *p, int n_vocab, et_err *e);
+/* Free the scratch arrays; safe to call twice. */
 void et_sampler_free(et_sampler *s);
 /* Pick a token from logits [n_vocab].  The chain is llama.cpp's default
  * order: top-k, then softmax, top-p, min-p over the untempered
  * distribution, then temperature, then a draw. */
-int et_sample(et_sampler *s, const float *logits);
+int et_sample(et_sampler *s, const float *logits);   /* returns the id, in [0, n_vocab) */
 /* Index of the largest logit (lowest index on ties). */
 int et_argmax(const float *logits, int n);
 
@@ -216,6 +231,9 @@ typedef struct et_detok {
     int started;         /* 0 until the first piece (SPM drops the first leading space) */
 } et_detok;
 
+/* Start a detokenizer; prompt [n_prompt] ids (BOS skipped) seed the
+ * decoding window so that the first generated piece gets its leading space
+ * right.  tok is borrowed.  Cannot fail. */
 void et_detok_init(et_detok *d, const et_tokenizer *tok, const int32_t *prompt, int n_prompt);
 /* Text for one more id, in a malloc'd NUL-terminated buffer (*len bytes,
  * possibly 0). 0 or ET_EINPUT (id out of range) / ET_ERUN. */

@@ -97,9 +97,13 @@ void et_quantize_q8_K(const float *x, et_block_q8_K *y, int n);
 
 /* fp16 -> fp32 by table (exact; et_fp16_to_fp32 builds it once). */
 extern float et_f16_table[65536];
+/* Fill et_f16_table once (pthread_once: any thread, any number of calls). */
 void et_kernels_init(void);
 
-/* The scalar reference kernels (a SIMD table may use one it does not vectorize). */
+/* The scalar reference kernels (a SIMD table may use one it does not
+ * vectorize): the dot product of one row of n weights w (the weight type's
+ * blocks) with n activations x (its vec_dot_type, table above), as the
+ * ggml_vec_dot_* named there; n a multiple of the block size. */
 float et_dot_f32_scalar(int n, const void *w, const void *x);
 float et_dot_f16_scalar(int n, const void *w, const void *x);
 float et_dot_bf16_scalar(int n, const void *w, const void *x);

@@ -20,9 +20,12 @@
 typedef struct et_pool et_pool;
 typedef void (*et_pool_fn)(void *arg, int ith, int chunk);
 
-/* n_threads >= 1 (1: no worker threads, et_pool_run runs every chunk itself). */
+/* n_threads >= 1 (1: no worker threads, et_pool_run runs every chunk itself).
+ * NULL on out of memory or when a thread cannot be started. */
 et_pool *et_pool_new(int n_threads);
+/* Stop and join the workers; NULL is fine. */
 void et_pool_free(et_pool *p);
+/* Threads including the caller. */
 int et_pool_size(const et_pool *p);
 /* Run fn(arg, ith, c) once for every c in [0, n_chunks) (n_chunks <= 65535)
  * and return when all are done. */

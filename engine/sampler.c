@@ -1,6 +1,7 @@
 /* engine/sampler.c — greedy, temperature, top-k, top-p, min-p with a
  * seeded xoshiro256** generator (Blackman & Vigna, "Scrambled linear
- * pseudorandom number generators", 2018; seeded through splitmix64).
+ * pseudorandom number generators", 2018; seeded through splitmix64; the
+ * step is common/et.c's et_xoshiro256ss, shared with train/rng.c).
  * The filter order is llama.cpp's default sampler chain
  * (common/sampling.cpp): top-k, top-p, min-p, then temperature, then a draw. */
 #include <math.h>
@@ -9,31 +10,11 @@
 
 #include "engine.h"
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 void et_rng_seed(et_rng *r, uint64_t seed) {
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+    for (int i = 0; i < 4; i++) r->s[i] = et_splitmix64(&seed);
 }
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-uint64_t et_rng_next(et_rng *r) {
-    uint64_t *s = r->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
+uint64_t et_rng_next(et_rng *r) { return et_xoshiro256ss(r->s); }
 
 float et_rng_uniform(et_rng *r) { return (float)(et_rng_next(r) >> 40) / 16777216.0f; }
 

@@ -146,9 +146,12 @@ int gguf_arr_f64(const gguf_kv *kv, uint64_t i, double *out);
 typedef struct gguf_writer gguf_writer;
 
 gguf_writer *gguf_writer_new(void);          /* NULL on out of memory */
-void gguf_writer_free(gguf_writer *w);
-/* Scalars and strings (value copied).  Keys are written in the order they
- * are first set; setting a key again replaces its value in place. */
+void gguf_writer_free(gguf_writer *w);       /* NULL is fine */
+/* Scalars and strings (value copied), GGUF value types as named
+ * (gguf.md).  Keys are written in the order they are first set; setting a
+ * key again replaces its value in place.  A NULL string value is the empty
+ * string.  0, ET_EINPUT (string longer than the reader accepts) or ET_ERUN
+ * (out of memory, NULL key, NULL v with len > 0). */
 int gguf_set_u8(gguf_writer *w, const char *key, uint8_t v);
 int gguf_set_i8(gguf_writer *w, const char *key, int8_t v);
 int gguf_set_u16(gguf_writer *w, const char *key, uint16_t v);
@@ -162,11 +165,14 @@ int gguf_set_f64(gguf_writer *w, const char *key, double v);
 int gguf_set_bool(gguf_writer *w, const char *key, int v);
 int gguf_set_str(gguf_writer *w, const char *key, const char *v);
 int gguf_set_strn(gguf_writer *w, const char *key, const char *v, uint64_t len);
-/* Array of n fixed-size elements of arr_type (raw little-endian bytes copied). */
+/* Array of n fixed-size elements of arr_type (raw little-endian bytes copied).
+ * 0, ET_EINPUT (arr_type not a fixed-size type) or ET_ERUN (out of memory,
+ * size overflow, NULL data with n > 0). */
 int gguf_set_arr(gguf_writer *w, const char *key, uint32_t arr_type, const void *data, uint64_t n);
 /* Array of n strings (copied); lens may be NULL for NUL-terminated strings. */
 int gguf_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, const uint64_t *lens, uint64_t n);
-/* Copy KV i of an open file verbatim (same type). */
+/* Copy KV i of an open file verbatim (same type).  0, ET_EINPUT (i >= n_kv)
+ * or ET_ERUN (out of memory). */
 int gguf_set_kv_from(gguf_writer *w, const gguf_file *g, uint64_t i);
 /* Remove a key if present. */
 void gguf_remove_key(gguf_writer *w, const char *key);

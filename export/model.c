@@ -106,6 +106,7 @@ void et_model_free(et_model *m) {
     free(m->hp.layer_n_head);
     free(m->hp.layer_n_head_kv);
     free(m->hp.layer_n_ff);
+    free(m->src_type);
     if (m->tok) et_tok_free(m->tok);
     memset(m, 0, sizeof *m);
 }

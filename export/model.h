@@ -2,7 +2,10 @@
  *
  * One struct for every llama-family import: GGUF arch "llama" and "deci"
  * (per-layer widths), llama2.c .bin v0, Hugging Face directories
- * (config.json + safetensors).  All weights are F32 in ONE contiguous block
+ * (config.json + safetensors).  A quantized GGUF (Q8_0, Q4_0, Q5_0, Q4_K,
+ * Q6_K, F16, BF16) is dequantized to F32 on import, bit-exact with ggml's
+ * dequantize_row_* (quant/quant.h); src_type records each tensor's file
+ * type.  All weights are F32 in ONE contiguous block
  * (karpathy/llm.c train_gpt2.c ParameterTensors): zero-grad is a memset,
  * AdamW one loop, a checkpoint one write.  Layout is GGUF's: row-major
  * [out, in] (ne[0] = in), RoPE on interleaved pairs (x[2i], x[2i+1]), so
@@ -69,6 +72,10 @@ typedef struct et_model {
     et_layer *layers;       /* [n_layer] */
     et_tokenizer *tok;      /* owned; may be NULL */
     char name[64];          /* general.name; "" when unknown */
+    uint32_t *src_type;     /* [et_model_tensors count] or NULL: the ggml type each
+                               tensor had in the GGUF it was loaded from (e.g.
+                               GGML_TYPE_Q8_0; the data above is its F32
+                               dequantization); NULL for other sources. Owned. */
 } et_model;
 
 /* A named view of one parameter tensor, GGUF naming and shape order. */
@@ -117,13 +124,30 @@ int et_model_load(et_model *m, const char *path, const char *tokenizer_path, et_
  * llama2.c tokenizer.bin read with m->hp.n_vocab entries.  Its size must
  * equal m->hp.n_vocab.  0 or ET_EINPUT naming the file (m unchanged). */
 int et_model_set_tokenizer(et_model *m, const char *path, et_err *e);
+/* The loaders behind et_model_load, one per format; each returns 0,
+ * ET_EINPUT naming the file and problem (with the tensor or key), or ET_ERUN
+ * (out of memory); m is left freed on error.
+ * _gguf: gguf_open + et_model_from_gguf (below). */
 int et_model_load_gguf(et_model *m, const char *path, et_err *e);
 /* The same from an open GGUF (arch "llama" or "deci"): every tensor's type
- * (F32/F16/BF16, converted to F32; quantized types refused naming the
- * tensor) and shape are checked against the hparams, and a tensor the
- * model has no place for is refused by name.  g may be closed afterwards. */
+ * and shape are checked against the hparams before anything large is
+ * allocated, and a tensor the model has no place for is refused by name.
+ * Types: F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K (et_quant_supported),
+ * each converted to F32 with et_dequantize_row (so a tensor's floats are
+ * exactly what ggml's dequantize_row_* gives; a Q8_0/Q4_0 tensor written
+ * back with et_quantize_row of the same type reproduces reference-quantized
+ * blocks bit for bit, see tests/test_model_quant.c); m->src_type[i] is
+ * tensor i's file type.  Any other type (Q4_1, Q5_K, IQ*, ...) or a byte
+ * size that does not match the shape is refused naming the tensor and
+ * type.  g may be closed afterwards. */
 int et_model_from_gguf(et_model *m, const gguf_file *g, et_err *e);
+/* llama2.c .bin (karpathy/llama2.c run.c read_checkpoint: 7 int32 header,
+ * negative vocab_size = untied classifier, then F32 weights); the
+ * tokenizer as in et_model_load. */
 int et_model_load_llama2c(et_model *m, const char *path, const char *tokenizer_path, et_err *e);
+/* HF directory: config.json (LlamaForCausalLM or Qwen2ForCausalLM),
+ * *.safetensors (F32, F16 or BF16; Q/K rows permuted with
+ * et_rope_rows_hf_to_gguf), tokenizer.json. */
 int et_model_load_hf(et_model *m, const char *dir, et_err *e);
 /* The same with the tokenizer from tokenizer_path (et_model_set_tokenizer)
  * instead of dir/tokenizer.json; NULL = et_model_load_hf. */

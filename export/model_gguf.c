@@ -3,12 +3,16 @@
  * Keys and tensor shapes as llama.cpp reads them (src/llama-model.cpp
  * load_hparams / load_tensors, src/llama-arch.cpp key names) and as
  * convert_hf_to_gguf.py writes them (gguf-py GGUFWriter: counts UINT32,
- * epsilon and rope base FLOAT32, per-layer lists INT32 arrays). */
+ * epsilon and rope base FLOAT32, per-layer lists INT32 arrays).  Import
+ * accepts every type quant/quant.h dequantizes (F32, F16, BF16, Q8_0, Q4_0,
+ * Q5_0, Q4_K, Q6_K) and converts it to F32; m->src_type keeps each
+ * tensor's file type. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../quant/quant.h"
 #include "gguf.h"
 #include "model.h"
 
@@ -198,26 +202,32 @@ static int check_tensor(const gguf_file *g, const et_named *want, const gguf_ten
         return et_fail(e, ET_EINPUT, "%s: tensor '%s' has shape [%s], expected [%s] from the hyperparameters", g->path,
                        want->name, got, exp);
     }
-    if (t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_F16 || t->type == GGML_TYPE_BF16) return 0;
+    /* quantized tensors are dequantized on import (quant/quant.h, bit-exact
+     * with ggml's dequantize_row_*); gguf_open has checked ne[0] against the
+     * block size and nbytes against the file, checked again here against
+     * quant/'s own block table */
     const char *tn = ggml_type_name(t->type);
-    return et_fail(e, ET_EINPUT,
-                   "%s: tensor '%s' has type %s%s%u%s: only F32, F16 and BF16 tensors can be loaded into the model",
-                   g->path, want->name, tn ? tn : "", tn ? " (" : "unknown (", t->type, ")");
+    if (!et_quant_supported(t->type))
+        return et_fail(e, ET_EINPUT,
+                       "%s: tensor '%s' has type %s%s%u%s: only F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K and Q6_K "
+                       "tensors can be loaded into the model",
+                       g->path, want->name, tn ? tn : "", tn ? " (" : "unknown (", t->type, ")");
+    uint64_t row = et_quant_row_bytes(t->type, want->ne[0]);
+    uint64_t rows = want->n_dims == 2 ? (uint64_t)want->ne[1] : 1;
+    if (row == 0 || rows > UINT64_MAX / row || row * rows != t->nbytes)
+        return et_fail(e, ET_EINPUT,
+                       "%s: tensor '%s' (%s): row length %lld is not a multiple of the block size %lld, or its "
+                       "%llu bytes do not match the shape",
+                       g->path, want->name, tn, (long long)want->ne[0], (long long)et_quant_block_elems(t->type),
+                       (unsigned long long)t->nbytes);
+    return 0;
 }
 
-/* Convert a checked tensor into want->data. */
+/* Convert a checked tensor into want->data (F32 copied, everything else
+ * dequantized: rows lie back to back and each is a whole number of blocks,
+ * so the tensor is one call). */
 static void copy_tensor(const et_named *want, const gguf_tensor *t) {
-    const uint8_t *s = t->data;
-    float *d = want->data;
-    if (t->type == GGML_TYPE_F32) {
-        memcpy(d, s, want->n * sizeof(float));
-        return;
-    }
-    for (size_t i = 0; i < want->n; i++) {
-        uint16_t h;
-        memcpy(&h, s + 2 * i, 2);
-        d[i] = t->type == GGML_TYPE_F16 ? et_fp16_to_fp32(h) : et_bf16_to_fp32(h);
-    }
+    et_dequantize_row(t->type, t->data, want->data, (int64_t)want->n);
 }
 
 /* Every tensor of the model present with the right shape and type, and
@@ -272,9 +282,15 @@ int et_model_from_gguf(et_model *m, const gguf_file *g, et_err *e) {
         rc = check_tensors(g, m, want, n, e);
     }
     if (!rc) rc = et_model_alloc_params(m, e);
+    if (!rc && !(m->src_type = malloc((size_t)n * sizeof *m->src_type)))
+        rc = et_fail(e, ET_ERUN, "%s: out of memory", g->path);
     if (!rc) {
         et_model_tensors(m, want, n);
-        for (int i = 0; i < n; i++) copy_tensor(&want[i], gguf_find_tensor(g, want[i].name));
+        for (int i = 0; i < n; i++) {
+            const gguf_tensor *t = gguf_find_tensor(g, want[i].name);
+            copy_tensor(&want[i], t);
+            m->src_type[i] = t->type;
+        }
     }
     free(want);
     if (!rc && has_key(g, "tokenizer.ggml.model")) {

@@ -97,7 +97,7 @@ int st_tensor_to_f32(const st_file *f, const st_tensor *t, float *out, et_err *e
 typedef struct st_writer st_writer;
 
 st_writer *st_writer_new(void);       /* NULL on out of memory */
-void st_writer_free(st_writer *w);
+void st_writer_free(st_writer *w);    /* NULL is fine */
 /* Add a tensor of dtype ST_F32, ST_F16 or ST_BF16 from n_elems floats
  * (converted at write time, round to nearest even; NOT copied: data must
  * stay valid until st_writer_write returns).  shape is PyTorch order.

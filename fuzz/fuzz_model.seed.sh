@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Seeds for fuzz_model: tiny GGUF models written here (a llama with a
 # 4-token SPM vocabulary and q/k/v biases; a deci with per-layer arrays and
-# an attention-free layer; F16 and BF16 tensors).
+# an attention-free layer; F16 and BF16 tensors; a llama with Q8_0 and
+# Q4_0 matrices, dequantized on import).
 # Usage: fuzz/fuzz_model.seed.sh CORPUS_DIR
 set -euo pipefail
 python3 - "$1" <<'PY'
@@ -49,4 +50,18 @@ t2 = [x for x in t if not x[0].endswith('.bias')] + [('output.weight', 0, [E, V]
       ('blk.1.ffn_norm.weight', 0, [E], f32(E)), ('blk.1.ffn_gate.weight', 0, [E, 2], f32(8)),
       ('blk.1.ffn_up.weight', 0, [E, 2], f32(8)), ('blk.1.ffn_down.weight', 0, [2, E], f32(8))]
 gguf(sys.argv[1] + '/deci.gguf', deci, t2)
+def q8_0(n): return b''.join(struct.pack('<H', 0x2000) + bytes((i * 37 + b) % 256 for i in range(32)) for b in range(n // 32))
+def q4_0(n): return b''.join(struct.pack('<H', 0x2400) + bytes((i * 11 + b) % 256 for i in range(16)) for b in range(n // 32))
+E, F = 32, 32
+llq = [kv_str('general.architecture', 'llama'), kv_u32('llama.context_length', 16),
+       kv_u32('llama.embedding_length', E), kv_u32('llama.block_count', 1),
+       kv_u32('llama.feed_forward_length', F), kv_u32('llama.attention.head_count', 2),
+       kv_u32('llama.attention.head_count_kv', 1), kv_f32('llama.attention.layer_norm_rms_epsilon', 1e-5)] + tok
+t3 = [('token_embd.weight', 8, [E, V], q8_0(E * V)), ('output_norm.weight', 0, [E], f32(E)),
+      ('blk.0.attn_norm.weight', 0, [E], f32(E)), ('blk.0.attn_q.weight', 8, [E, 32], q8_0(E * 32)),
+      ('blk.0.attn_k.weight', 2, [E, 16], q4_0(E * 16)), ('blk.0.attn_v.weight', 8, [E, 16], q8_0(E * 16)),
+      ('blk.0.attn_output.weight', 2, [32, E], q4_0(32 * E)), ('blk.0.ffn_norm.weight', 0, [E], f32(E)),
+      ('blk.0.ffn_gate.weight', 8, [E, F], q8_0(E * F)), ('blk.0.ffn_up.weight', 8, [E, F], q8_0(E * F)),
+      ('blk.0.ffn_down.weight', 2, [F, E], q4_0(E * F))]
+gguf(sys.argv[1] + '/llama-q8_0.gguf', llq, t3)
 PY

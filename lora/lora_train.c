@@ -5,45 +5,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../train/batch.h"
+
 uint64_t lora_batch_seed(uint64_t seed, const int32_t *tokens, size_t n) {
     uint64_t h = seed ^ 0x6A09E667F3BCC909ull;
     for (size_t i = 0; i < n; i++) {
-        uint64_t z = (h ^ (uint32_t)tokens[i]) + 0x9E3779B97F4A7C15ull;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        h = z ^ (z >> 31);
+        uint64_t x = h ^ (uint32_t)tokens[i];
+        h = et_splitmix64(&x); /* the splitmix64 mix of (x + golden ratio) */
     }
     return h;
 }
 
-/* inputs = tokens[b][0..T-1], targets = tokens[b][1..T] (-1 where mask is 0) */
-static int split_batch(lora_train *lt, const int32_t *tokens, const uint8_t *mask, int B, int T, et_err *e) {
-    if ((int64_t)B * T > lt->cap) {
-        size_t n = (size_t)B * (size_t)T;
-        int32_t *in = realloc(lt->inputs, n * sizeof *in);
-        if (in) lt->inputs = in;
-        int32_t *tg = realloc(lt->targets, n * sizeof *tg);
-        if (tg) lt->targets = tg;
-        float *rl = realloc(lt->row_loss, n * sizeof *rl);
-        if (rl) lt->row_loss = rl;
-        if (!in || !tg || !rl) return et_fail(e, ET_ERUN, "lora: out of memory for a %d x %d batch", B, T);
-        lt->cap = (int)n;
-    }
-    for (int b = 0; b < B; b++) {
-        const int32_t *row = tokens + (size_t)b * (size_t)(T + 1);
-        const uint8_t *mrow = mask + (size_t)b * (size_t)(T + 1);
-        for (int j = 0; j < T; j++) {
-            size_t i = (size_t)b * (size_t)T + (size_t)j;
-            lt->inputs[i] = row[j];
-            lt->targets[i] = mrow[j + 1] ? row[j + 1] : -1;
-        }
-    }
-    return 0;
-}
-
 static int run_loss(lora_train *lt, const int32_t *tokens, const uint8_t *mask, int B, int T, double norm,
                     int backward, double *loss_sum, et_err *e) {
-    int rc = split_batch(lt, tokens, mask, B, T, e);
+    int rc = et_batch_split(tokens, mask, B, T, &lt->inputs, &lt->targets, &lt->row_loss, &lt->cap, "lora", e);
     if (rc) return rc;
     et_tape *t = &lt->tape;
     t->record = backward;

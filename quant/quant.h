@@ -94,7 +94,9 @@ _Static_assert(sizeof(et_block_q5_0) == 22, "Q5_0 block is 22 bytes");
 _Static_assert(sizeof(et_block_q4_K) == 144, "Q4_K block is 144 bytes");
 _Static_assert(sizeof(et_block_q6_K) == 210, "Q6_K block is 210 bytes");
 
-/* ---- typed row functions: x [k] floats <-> y [k / block] blocks ---- */
+/* ---- typed row functions: x [k] floats <-> y [k / block] blocks ----
+ * quantize: ggml-quants.c quantize_row_*_ref (no importance matrix); they
+ * cannot fail (k is not checked: see above). */
 void et_quantize_row_q8_0(const float *x, void *y, int64_t k);
 void et_quantize_row_q4_0(const float *x, void *y, int64_t k);
 void et_quantize_row_q5_0(const float *x, void *y, int64_t k);
@@ -103,6 +105,8 @@ void et_quantize_row_q6_K(const float *x, void *y, int64_t k);
 void et_quantize_row_f16(const float *x, void *y, int64_t k);  /* round to nearest even */
 void et_quantize_row_bf16(const float *x, void *y, int64_t k); /* round to nearest even */
 
+/* x [k / block] blocks -> y [k] floats (ggml-quants.c dequantize_row_*;
+ * f16/bf16 as common/et.h's exact conversions).  k unchecked, as above. */
 void et_dequantize_row_q8_0(const void *x, float *y, int64_t k);
 void et_dequantize_row_q4_0(const void *x, float *y, int64_t k);
 void et_dequantize_row_q5_0(const void *x, float *y, int64_t k);

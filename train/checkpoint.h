@@ -71,6 +71,7 @@ int et_ckpt_load(const char *path, et_param_block *b, et_adamw *o, et_ckpt *st, 
  * 0 or ET_EINPUT. */
 int et_ckpt_peek(const char *path, et_ckpt *st, et_err *e);
 
+/* Free st's cursor and config and zero it; safe to call twice. */
 void et_ckpt_free(et_ckpt *st);
 
 /* The block of a model (its params and et_model_tensors table); t must

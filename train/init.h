@@ -17,6 +17,10 @@
 #include "../export/model.h"
 #include "rng.h"
 
+/* Fill the n_t tensors of t (each t[i].data, t[i].n floats, any shape) by
+ * the scheme above; std is the weights' standard deviation (e.g. 0.02),
+ * n_layer scales the residual projections (values < 1 count as 1).
+ * Draws from r in table order; cannot fail. */
 void et_init_normal(const et_named *t, int n_t, int n_layer, float std, et_xoshiro *r);
 
 #endif

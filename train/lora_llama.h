@@ -84,6 +84,8 @@ int et_lora_llama_init_fill(et_lora_llama *ll, et_model *m, uint32_t base_type,
                             int (*fill)(void *ctx, const char *name, float *dst, int64_t n_out, int64_t n_in,
                                         et_err *e),
                             void *ctx, et_err *e);
+/* Free what init allocated (slots, converted base weights, scratch, the inner
+ * tape) and zero ll; m and the attached lora_a/lora_b stay the caller's. */
 void et_lora_llama_free(et_lora_llama *ll);
 
 /* The slot of linear `lin` of `layer`, or NULL when out of range or the

@@ -119,6 +119,7 @@ typedef struct et_lr_sched {
 float et_lr_at(const et_lr_sched *s, int64_t step);
 /* Parse "constant", "cosine" or "linear"; -1 if none of them. */
 int et_lr_kind_parse(const char *name);
+/* The name of kind ("cosine", "linear"; "constant" for anything else). */
 const char *et_lr_kind_name(int kind);
 
 #endif

@@ -25,6 +25,9 @@
 
 #include "llama.h"
 
+/* Layer l of L on x [B*T, n_embd] (B rows of T tokens, row-major) with
+ * positions pos [B*T] or NULL (0..T-1 in each row), as et_llama_layer;
+ * returns the layer's output [B*T, n_embd] in t, or NULL (see above). */
 et_tensor *et_llama_layer_recompute(et_tape *t, et_tape *inner, et_llama *L, int l, et_tensor *x, int T,
                                     const int32_t *pos);
 

@@ -2,9 +2,10 @@
  * (Blackman & Vigna, "Scrambled linear pseudorandom number generators",
  * 2021, prng.di.unimi.it), seeded through splitmix64.  Its whole state is
  * four uint64 words, saved in the checkpoint (train/checkpoint.h) so that a
- * resumed run draws the same numbers.  (engine/ has its own copy of the
- * generator, et_rng, with a 24-bit float uniform for sampling; the runtime
- * links neither train/ nor this file.)
+ * resumed run draws the same numbers.  (The generator step itself is
+ * common/et.h's et_xoshiro256ss, shared with engine/'s et_rng, which adds a
+ * 24-bit float uniform for sampling; the runtime links neither train/ nor
+ * this file.)
  *
  *   et_xoshiro r; et_xoshiro_seed(&r, 42);
  *   uint64_t x = et_xoshiro_next(&r);  double u = et_xoshiro_uniform(&r);  double z = et_xoshiro_normal(&r);

@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <string.h>
 
+/* exp(x) as described above (float, vectorizable; x finite). */
 static inline float et_vexpf(float x) {
     x += (float)(x < -87.33f) * (-87.33f - x); /* clamp without a branch */
     x -= (float)(x > 88.0f) * (x - 88.0f);
@@ -53,6 +54,7 @@ static inline float et_lanes_sum16(const float *a) {
     return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
+/* sum_i x[i] * y[i] over x [n], y [n]. */
 static inline float et_dot16(const float *x, const float *y, int n) {
     float acc[16] = {0};
     for (int j = 0; j < n; j += 16) {
@@ -62,6 +64,7 @@ static inline float et_dot16(const float *x, const float *y, int n) {
     return et_lanes_sum16(acc);
 }
 
+/* sum_i x[i] over x [n]. */
 static inline float et_sum16(const float *x, int n) {
     float acc[16] = {0};
     for (int j = 0; j < n; j += 16) {

@@ -3,33 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
 #include "recompute.h"
 #include "train_llama.h"
-
-/* Inputs tokens[b][0..T-1], targets tokens[b][1..T] (-1 where mask is 0). */
-static int split_batch(et_train_llama *tl, const int32_t *tokens, const uint8_t *mask, int B, int T, et_err *e) {
-    if ((int64_t)B * T > tl->cap) {
-        size_t n = (size_t)B * (size_t)T;
-        int32_t *in = realloc(tl->inputs, n * sizeof *in);
-        if (in) tl->inputs = in;
-        int32_t *tg = realloc(tl->targets, n * sizeof *tg);
-        if (tg) tl->targets = tg;
-        float *rl = realloc(tl->row_loss, n * sizeof *rl);
-        if (rl) tl->row_loss = rl;
-        if (!in || !tg || !rl) return et_fail(e, ET_ERUN, "train: out of memory for a %d x %d batch", B, T);
-        tl->cap = (int)n;
-    }
-    for (int b = 0; b < B; b++) {
-        const int32_t *row = tokens + (size_t)b * (size_t)(T + 1);
-        const uint8_t *mrow = mask + (size_t)b * (size_t)(T + 1);
-        for (int j = 0; j < T; j++) {
-            size_t i = (size_t)b * (size_t)T + (size_t)j;
-            tl->inputs[i] = row[j];
-            tl->targets[i] = mrow[j + 1] ? row[j + 1] : -1;
-        }
-    }
-    return 0;
-}
 
 static double sum_rows(const float *x, size_t n) {
     double s = 0.0;
@@ -49,7 +25,7 @@ static et_tensor *forward_loss(et_train_llama *tl, et_tape *t, int B, int T, con
 
 static int run_loss(et_train_llama *tl, const int32_t *tokens, const uint8_t *mask, int B, int T, double norm,
                     int backward, double *loss_sum, et_err *e) {
-    int rc = split_batch(tl, tokens, mask, B, T, e);
+    int rc = et_batch_split(tokens, mask, B, T, &tl->inputs, &tl->targets, &tl->row_loss, &tl->cap, "train", e);
     if (rc) return rc;
     et_tape *t = &tl->tape;
     t->record = backward;
