@@ -5,8 +5,6 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +20,7 @@
 #include "../train/train_llama.h"
 #include "../train/trainer.h"
 #include "cli.h"
+#include "train_ui.h"
 
 static const char *const KNOWN[] = {
     "model", "tokenizer", "data", "out", "n_embd", "n_layer", "n_head", "n_head_kv", "n_ff", "n_vocab", "n_ctx",
@@ -177,154 +176,36 @@ static int check_data(const train_cfg *c, const et_model *m, const et_ds *ds, et
     return 0;
 }
 
-/* ---- the effective recipe: every setting as a flag of the same name ---- */
-typedef struct kv { int n; char *names[64], *values[64]; } kv;
-static void kv_add(kv *r, const char *k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void kv_add(kv *r, const char *k, const char *fmt, ...) {
-    if (r->n >= 64) return;
-    char buf[4200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    r->names[r->n] = strdup(k);
-    r->values[r->n++] = strdup(buf);
-}
-
-/* The shortest decimal (6 to 9 digits) that reads back as the same float:
- * "0.0001", not "9.99999975e-05", and the recipe still reproduces the run. */
-static void kv_float(kv *r, const char *k, float v) {
-    char buf[32];
-    for (int p = 6; p <= 9; p++) {
-        snprintf(buf, sizeof buf, "%.*g", p, (double)v);
-        if (strtof(buf, NULL) == v) break;
-    }
-    kv_add(r, k, "%s", buf);
-}
-
 static int save_recipe(const train_cfg *c, const et_model *m, char **json, et_err *e) {
-    kv r = {0};
+    cli_recipe r = {0};
     const et_train_opts *o = &c->o;
-    if (c->model) kv_add(&r, "model", "%s", c->model);
-    if (c->tokenizer) kv_add(&r, "tokenizer", "%s", c->tokenizer);
+    if (c->model) cli_recipe_add(&r, "model", "%s", c->model);
+    if (c->tokenizer) cli_recipe_add(&r, "tokenizer", "%s", c->tokenizer);
     if (!c->model) {
         const et_hparams *h = &m->hp;
-        kv_add(&r, "n_embd", "%d", h->n_embd), kv_add(&r, "n_layer", "%d", h->n_layer);
-        kv_add(&r, "n_head", "%d", h->n_head), kv_add(&r, "n_head_kv", "%d", h->n_head_kv);
-        kv_add(&r, "n_ff", "%d", h->n_ff), kv_add(&r, "n_vocab", "%d", h->n_vocab), kv_add(&r, "n_ctx", "%d", h->n_ctx);
-        kv_add(&r, "head_dim", "%d", h->head_dim), kv_float(&r, "rope_theta", h->rope_theta);
-        kv_float(&r, "rms_eps", h->rms_eps), kv_float(&r, "init_std", c->init_std);
-        if (!h->tied_output) kv_add(&r, "untied", "1");
+        cli_recipe_add(&r, "n_embd", "%d", h->n_embd), cli_recipe_add(&r, "n_layer", "%d", h->n_layer);
+        cli_recipe_add(&r, "n_head", "%d", h->n_head), cli_recipe_add(&r, "n_head_kv", "%d", h->n_head_kv);
+        cli_recipe_add(&r, "n_ff", "%d", h->n_ff), cli_recipe_add(&r, "n_vocab", "%d", h->n_vocab), cli_recipe_add(&r, "n_ctx", "%d", h->n_ctx);
+        cli_recipe_add(&r, "head_dim", "%d", h->head_dim), cli_recipe_float(&r, "rope_theta", h->rope_theta);
+        cli_recipe_float(&r, "rms_eps", h->rms_eps), cli_recipe_float(&r, "init_std", c->init_std);
+        if (!h->tied_output) cli_recipe_add(&r, "untied", "1");
     }
-    kv_add(&r, "data", "%s", c->data), kv_add(&r, "out", "%s", c->out);
-    kv_add(&r, "steps", "%lld", (long long)o->steps), kv_add(&r, "batch_size", "%d", o->batch_size);
-    kv_add(&r, "seq_len", "%d", o->seq_len), kv_add(&r, "grad_accum", "%d", o->grad_accum);
-    kv_add(&r, "schedule", "%s", et_lr_kind_name(o->sched.kind)), kv_float(&r, "lr", o->sched.lr);
-    kv_float(&r, "min_lr", o->sched.min_lr), kv_add(&r, "warmup", "%lld", (long long)o->sched.warmup);
-    kv_float(&r, "weight_decay", o->adamw.weight_decay);
-    kv_add(&r, "decay", "%s", o->wd_policy == ET_WD_ALL ? "all" : o->wd_policy == ET_WD_NONE ? "none" : "default");
-    kv_float(&r, "beta1", o->adamw.beta1), kv_float(&r, "beta2", o->adamw.beta2);
-    kv_float(&r, "eps", o->adamw.eps), kv_float(&r, "grad_clip", o->grad_clip);
-    kv_add(&r, "eval_every", "%lld", (long long)o->eval_every), kv_add(&r, "eval_batches", "%lld", (long long)o->eval_batches);
-    kv_add(&r, "ckpt_every", "%lld", (long long)o->ckpt_every), kv_add(&r, "seed", "%llu", (unsigned long long)o->seed);
-    kv_add(&r, "type", "%s", c->gguf_type == GGML_TYPE_F16 ? "F16" : "F32");
-    if (c->threads) kv_add(&r, "threads", "%d", c->threads);
-    if (c->recompute) kv_add(&r, "recompute", "1");
-    if (c->metrics) kv_add(&r, "metrics", "%s", c->metrics);
-    cli_args args = {.n = r.n, .names = r.names, .values = r.values};
-    int rc = cli_save_recipe(&args, c->recipe, e);
-    for (int i = 0; i < r.n; i++) free(r.names[i]), free(r.values[i]);
-    et_map mp;
-    if (!rc && !(rc = et_map_open(&mp, c->recipe, e))) {
-        *json = strndup((const char *)mp.data, mp.size);
-        et_map_close(&mp);
-        if (!*json) rc = et_fail(e, ET_ERUN, "out of memory");
-    }
-    return rc;
-}
-
-/* ---- progress ---- */
-static volatile sig_atomic_t g_interrupted;
-static void on_sigint(int sig) {
-    (void)sig;
-    g_interrupted = 1;
-}
-
-typedef struct progress {
-    int tty;
-    int log_every;
-    double tokens_per_step; /* B x T x grad_accum input tokens */
-    double step_time;       /* seconds spent in this process's steps */
-    int64_t n_steps;
-    FILE *metrics;
-    int line_open;          /* a \r line is on the terminal */
-} progress;
-
-static void fmt_eta(double s, char *buf, size_t n) {
-    if (!(s >= 0) || s > 1e8) snprintf(buf, n, "?");
-    else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(fmod(s, 3600) / 60));
-    else if (s >= 60) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-    else snprintf(buf, n, "%.0fs", s);
-}
-
-static void end_line(progress *p) {
-    if (p->line_open) fputc('\n', stderr);
-    p->line_open = 0;
-}
-
-static int on_event(void *user, const et_train_event *ev) {
-    progress *p = user;
-    if (p->metrics) {
-        char buf[1024];
-        et_train_event_json(ev, buf, sizeof buf);
-        fprintf(p->metrics, "%s\n", buf);
-        fflush(p->metrics);
-    }
-    char eta[32];
-    if (ev->kind == ET_EV_STEP) {
-        /* tokens/s averaged over this process's steps: one step's rate is too noisy to read */
-        if (ev->tokens_per_s > 0) p->step_time += p->tokens_per_step / ev->tokens_per_s, p->n_steps++;
-        double rate = p->step_time > 0 ? p->tokens_per_step * (double)p->n_steps / p->step_time : 0.0;
-        fmt_eta(ev->eta_s, eta, sizeof eta);
-        if (p->tty) {
-            fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s", (long long)ev->step,
-                    (long long)ev->steps, ev->loss, (double)ev->lr, rate, eta);
-            p->line_open = 1;
-        } else if (ev->step % p->log_every == 0 || ev->step == ev->steps) {
-            fprintf(stderr, "step %lld/%lld loss %.4f lr %.3e grad_norm %.3f tok/s %.0f eta %s\n", (long long)ev->step,
-                    (long long)ev->steps, ev->loss, (double)ev->lr, ev->grad_norm, rate, eta);
-        }
-    } else if (ev->kind == ET_EV_EVAL) {
-        end_line(p);
-        fprintf(stderr, "step %lld/%lld val_loss %.4f val_ppl %.3f (%lld tokens)\n", (long long)ev->step,
-                (long long)ev->steps, ev->val_loss, ev->val_ppl, (long long)ev->val_tokens);
-    } else if (ev->kind == ET_EV_CKPT && !p->tty) {
-        fprintf(stderr, "step %lld/%lld checkpoint %s\n", (long long)ev->step, (long long)ev->steps, ev->path);
-    }
-    fflush(stderr);
-    return g_interrupted != 0;
-}
-
-/* With --resume and no --config: parse again with --config OUT/recipe.json
- * appended, so the saved recipe fills in every flag the command line omits. */
-static int parse_with_resume(cli_args *a, int argc, char **argv, et_err *e) {
-    int rc = cli_parse(a, argc, argv, BOOLS, e);
-    if (rc || strcmp(cli_str(a, "resume", "0"), "1")) return rc;
-    for (int i = 1; i < argc; i++)
-        if (!strncmp(argv[i], "--config", 8)) return 0;
-    const char *out = cli_str(a, "out", cli_str(a, "output", NULL));
-    if (!out) return et_fail(e, ET_EUSAGE, "--resume needs --out DIR (the directory of the run)");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/recipe.json", out);
-    if (access(path, R_OK)) return et_fail(e, ET_EUSAGE, "%s: no run to resume (no recipe.json)", out);
-    char **v = malloc(sizeof(char *) * (size_t)(argc + 3));
-    if (!v) return et_fail(e, ET_ERUN, "out of memory");
-    for (int i = 0; i < argc; i++) v[i] = argv[i];
-    v[argc] = "--config", v[argc + 1] = path, v[argc + 2] = NULL;
-    cli_free(a);
-    rc = cli_parse(a, argc + 2, v, BOOLS, e);
-    free(v);
-    return rc;
+    cli_recipe_add(&r, "data", "%s", c->data), cli_recipe_add(&r, "out", "%s", c->out);
+    cli_recipe_add(&r, "steps", "%lld", (long long)o->steps), cli_recipe_add(&r, "batch_size", "%d", o->batch_size);
+    cli_recipe_add(&r, "seq_len", "%d", o->seq_len), cli_recipe_add(&r, "grad_accum", "%d", o->grad_accum);
+    cli_recipe_add(&r, "schedule", "%s", et_lr_kind_name(o->sched.kind)), cli_recipe_float(&r, "lr", o->sched.lr);
+    cli_recipe_float(&r, "min_lr", o->sched.min_lr), cli_recipe_add(&r, "warmup", "%lld", (long long)o->sched.warmup);
+    cli_recipe_float(&r, "weight_decay", o->adamw.weight_decay);
+    cli_recipe_add(&r, "decay", "%s", o->wd_policy == ET_WD_ALL ? "all" : o->wd_policy == ET_WD_NONE ? "none" : "default");
+    cli_recipe_float(&r, "beta1", o->adamw.beta1), cli_recipe_float(&r, "beta2", o->adamw.beta2);
+    cli_recipe_float(&r, "eps", o->adamw.eps), cli_recipe_float(&r, "grad_clip", o->grad_clip);
+    cli_recipe_add(&r, "eval_every", "%lld", (long long)o->eval_every), cli_recipe_add(&r, "eval_batches", "%lld", (long long)o->eval_batches);
+    cli_recipe_add(&r, "ckpt_every", "%lld", (long long)o->ckpt_every), cli_recipe_add(&r, "seed", "%llu", (unsigned long long)o->seed);
+    cli_recipe_add(&r, "type", "%s", c->gguf_type == GGML_TYPE_F16 ? "F16" : "F32");
+    if (c->threads) cli_recipe_add(&r, "threads", "%d", c->threads);
+    if (c->recompute) cli_recipe_add(&r, "recompute", "1");
+    if (c->metrics) cli_recipe_add(&r, "metrics", "%s", c->metrics);
+    return cli_recipe_save(&r, c->recipe, json, e);
 }
 
 int cmd_train(int argc, char **argv) {
@@ -338,8 +219,9 @@ int cmd_train(int argc, char **argv) {
     et_train_llama tl = {0};
     et_train_model tm;
     char *recipe = NULL;
-    progress p = {.tty = isatty(2)};
-    int rc = parse_with_resume(&a, argc, argv, &e);
+    cli_progress p;
+    cli_progress_init(&p, NULL, 1, NULL);
+    int rc = cli_parse_with_resume(&a, argc, argv, BOOLS, &e);
     if (!rc) rc = cli_check_known(&a, KNOWN, &e);
     if (!rc && a.npos > 0) rc = et_fail(&e, ET_EUSAGE, "unexpected argument '%s'", a.pos[0]);
     if (!rc) rc = read_cfg(&a, &c, &e);
@@ -348,7 +230,7 @@ int cmd_train(int argc, char **argv) {
         omp_set_num_threads(c.threads);
         openblas_set_num_threads(c.threads);
     }
-    p.log_every = c.log_every;
+    p.log_every = c.log_every > 0 ? c.log_every : 1;
     p.tokens_per_step = (double)c.o.batch_size * c.o.grad_accum;
     if (mkdir(c.out, 0777) && access(c.out, W_OK)) {
         rc = et_fail(&e, ET_ERUN, "%s: cannot create the output directory", c.out);
@@ -388,22 +270,26 @@ int cmd_train(int argc, char **argv) {
             c.model ? c.model : "new model", m.n_params, m.hp.n_embd, m.hp.n_layer, m.hp.n_head, m.hp.n_head_kv,
             m.hp.n_ff, m.hp.n_vocab, c.data, (long long)ds->n_tokens, c.o.batch_size, c.o.seq_len, c.o.grad_accum,
             (long long)c.o.steps, c.o.resume ? " (resumed)" : "");
-    c.o.on_event = on_event;
+    c.o.on_event = cli_progress_event;
     c.o.user = &p;
-    signal(SIGINT, on_sigint);
+    cli_progress_catch_sigint(1);
     et_train_result res;
     rc = et_train_run(&tm, train, valid, &c.o, &res, &e);
-    signal(SIGINT, SIG_DFL);
-    end_line(&p);
+    cli_progress_catch_sigint(0);
+    cli_progress_end(&p);
     if (rc) goto done;
     if ((rc = et_model_save_gguf(&m, c.gguf, c.gguf_type, &e))) goto done;
-    if (g_interrupted) {
+    if (cli_interrupted()) {
         rc = et_fail(&e, ET_ERUN, "interrupted at step %lld (checkpoint and %s written): continue with "
                      "`edgetune train --resume --out %s`", (long long)res.step, c.gguf, c.out);
         goto done;
     }
-    printf("trained %lld steps, %lld tokens: train loss %.4f, val loss %.4f (ppl %.3f)\n", (long long)res.step,
-           (long long)res.tokens, res.last_loss, res.val_loss, exp(res.val_loss));
+    if (isnan(res.val_loss))
+        printf("trained %lld steps, %lld tokens: train loss %.4f (no validation split)\n", (long long)res.step,
+               (long long)res.tokens, res.last_loss);
+    else
+        printf("trained %lld steps, %lld tokens: train loss %.4f, val loss %.4f (ppl %.3f)\n", (long long)res.step,
+               (long long)res.tokens, res.last_loss, res.val_loss, exp(res.val_loss));
     printf("wrote %s, %s, %s\n", c.gguf, c.ckpt, c.recipe);
 done:
     if (p.metrics) fclose(p.metrics);

@@ -47,25 +47,30 @@ int cli_progress_event(void *user, const et_train_event *ev) {
         fflush(p->metrics);
     }
     char eta[32];
+    const char *what = p->what ? p->what : "", *sp = p->what ? " " : "";
     if (ev->kind == ET_EV_STEP) {
+        double rate = ev->tokens_per_s;
+        if (p->tokens_per_step > 0) {
+            if (ev->tokens_per_s > 0) p->step_time += p->tokens_per_step / ev->tokens_per_s, p->n_steps++;
+            rate = p->step_time > 0 ? p->tokens_per_step * (double)p->n_steps / p->step_time : 0.0;
+        }
         fmt_eta(ev->eta_s, eta, sizeof eta);
         if (p->tty) {
-            fprintf(stderr, "\r\033[K%s step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s", p->what,
-                    (long long)ev->step, (long long)ev->steps, ev->loss, (double)ev->lr, ev->tokens_per_s, eta);
+            fprintf(stderr, "\r\033[K%s%sstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s", what, sp,
+                    (long long)ev->step, (long long)ev->steps, ev->loss, (double)ev->lr, rate, eta);
             p->line_open = 1;
         } else if (ev->step % p->log_every == 0 || ev->step == ev->steps) {
-            fprintf(stderr, "%s step %lld/%lld loss %.4f lr %.3e grad_norm %.3f tok/s %.0f eta %s\n", p->what,
-                    (long long)ev->step, (long long)ev->steps, ev->loss, (double)ev->lr, ev->grad_norm,
-                    ev->tokens_per_s, eta);
+            fprintf(stderr, "%s%sstep %lld/%lld loss %.4f lr %.3e grad_norm %.3f tok/s %.0f eta %s\n", what, sp,
+                    (long long)ev->step, (long long)ev->steps, ev->loss, (double)ev->lr, ev->grad_norm, rate, eta);
         }
     } else if (ev->kind == ET_EV_EVAL) {
         cli_progress_end(p);
-        fprintf(stderr, "%s step %lld/%lld val_loss %.4f val_ppl %.3f (%lld tokens)\n", p->what, (long long)ev->step,
+        fprintf(stderr, "%s%sstep %lld/%lld val_loss %.4f val_ppl %.3f (%lld tokens)\n", what, sp, (long long)ev->step,
                 (long long)ev->steps, ev->val_loss, ev->val_ppl, (long long)ev->val_tokens);
         if (p->first_val_step < 0) p->first_val_loss = ev->val_loss, p->first_val_step = ev->step;
         p->last_val_loss = ev->val_loss;
     } else if (ev->kind == ET_EV_CKPT && !p->tty) {
-        fprintf(stderr, "%s step %lld/%lld checkpoint %s\n", p->what, (long long)ev->step, (long long)ev->steps,
+        fprintf(stderr, "%s%sstep %lld/%lld checkpoint %s\n", what, sp, (long long)ev->step, (long long)ev->steps,
                 ev->path);
     }
     fflush(stderr);
@@ -112,7 +117,7 @@ int cli_parse_with_resume(cli_args *a, int argc, char **argv, const char *const 
     if (rc || strcmp(cli_str(a, "resume", "0"), "1")) return rc;
     for (int i = 1; i < argc; i++)
         if (!strncmp(argv[i], "--config", 8)) return 0;
-    const char *out = cli_str(a, "out", NULL);
+    const char *out = cli_str(a, "out", cli_str(a, "output", NULL));
     if (!out) return et_fail(e, ET_EUSAGE, "--resume needs --out DIR (the directory of the run)");
     char path[4096];
     snprintf(path, sizeof path, "%s/recipe.json", out);

@@ -16,7 +16,11 @@ typedef struct cli_progress {
     int log_every;          /* plain log line every N steps */
     FILE *metrics;          /* JSON lines (et_train_event_json), or NULL */
     int line_open;          /* a \r line is on the terminal */
-    const char *what;       /* prefix of the progress line ("lora") */
+    const char *what;       /* prefix of the progress line ("lora"), or NULL for none */
+    double tokens_per_step; /* B x T x grad_accum; when set, tok/s is averaged over this
+                               process's steps (one step's rate is too noisy to read) */
+    double step_time;       /* seconds spent in this process's steps */
+    int64_t n_steps;
     /* filled in from the events, for the summary: */
     double first_val_loss;  /* first evaluation seen (NaN if none) */
     int64_t first_val_step;
