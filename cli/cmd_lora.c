@@ -134,23 +134,6 @@ static int read_cfg(const cli_args *a, lora_cfg *c, et_err *e) {
     return 0;
 }
 
-/* The data must fit the base: token ids below n_vocab, the same tokenizer. */
-static int check_data(const lora_cfg *c, const et_model *m, const et_ds *ds, et_err *e) {
-    if (ds->n_vocab > m->hp.n_vocab)
-        return et_fail(e, ET_EINPUT, "%s: n_vocab %lld is larger than the base's %d", c->data, (long long)ds->n_vocab,
-                       m->hp.n_vocab);
-    if (m->tok && ds->tokenizer_sha256[0]) {
-        char hex[65];
-        et_tok_sha256(m->tok, hex);
-        if (strcmp(hex, ds->tokenizer_sha256))
-            return et_fail(e, ET_EINPUT, "%s: tokenized with tokenizer %.12s…, but the base's tokenizer is %.12s…",
-                           c->data, ds->tokenizer_sha256, hex);
-    }
-    if (c->o.seq_len > m->hp.n_ctx && m->hp.n_ctx > 0)
-        return et_fail(e, ET_EUSAGE, "--seq-len %d exceeds the base's context length %d", c->o.seq_len, m->hp.n_ctx);
-    return 0;
-}
-
 static int save_recipe(const lora_cfg *c, char **json, et_err *e) {
     cli_recipe r = {0};
     const et_train_opts *o = &c->o;
@@ -220,7 +203,9 @@ int cmd_lora(int argc, char **argv) {
     }
     if ((rc = et_ds_open(&ds, c.data, &e)) || (rc = et_model_load(&m, c.model, c.tokenizer, &e))) goto done;
     if (!c.o.seq_len) c.o.seq_len = m.hp.n_ctx > 0 && m.hp.n_ctx < 256 ? m.hp.n_ctx : 256;
-    if ((rc = check_data(&c, &m, ds, &e)) || (rc = lora_adapter_create(&ad, &m, &c.lc, &e))) goto done;
+    if ((rc = cli_check_data(c.data, "base", c.o.seq_len, &m, ds, &e)) ||
+        (rc = lora_adapter_create(&ad, &m, &c.lc, &e)))
+        goto done;
     const size_t base_params = m.n_params;
     const et_hparams hp = m.hp;
     if ((rc = lora_train_init(&lt, &m, c.base_type, &ad, &tm, &e))) goto done;

@@ -159,23 +159,6 @@ static int make_model(train_cfg *c, et_model *m, const et_ds *ds, et_err *e) {
     return 0;
 }
 
-/* The data must fit the model: token ids below n_vocab, the same tokenizer. */
-static int check_data(const train_cfg *c, const et_model *m, const et_ds *ds, et_err *e) {
-    if (ds->n_vocab > m->hp.n_vocab)
-        return et_fail(e, ET_EINPUT, "%s: n_vocab %lld is larger than the model's %d", c->data, (long long)ds->n_vocab,
-                       m->hp.n_vocab);
-    if (m->tok && ds->tokenizer_sha256[0]) {
-        char hex[65];
-        et_tok_sha256(m->tok, hex);
-        if (strcmp(hex, ds->tokenizer_sha256))
-            return et_fail(e, ET_EINPUT, "%s: tokenized with tokenizer %.12s…, but the model's tokenizer is %.12s…",
-                           c->data, ds->tokenizer_sha256, hex);
-    }
-    if (c->o.seq_len > m->hp.n_ctx && m->hp.n_ctx > 0)
-        return et_fail(e, ET_EUSAGE, "--seq-len %d exceeds the model's context length %d", c->o.seq_len, m->hp.n_ctx);
-    return 0;
-}
-
 static int save_recipe(const train_cfg *c, const et_model *m, char **json, et_err *e) {
     cli_recipe r = {0};
     const et_train_opts *o = &c->o;
@@ -243,7 +226,9 @@ int cmd_train(int argc, char **argv) {
     if ((rc = et_ds_open(&ds, c.data, &e)) || (rc = make_model(&c, &m, ds, &e))) goto done;
     if (!c.o.seq_len) c.o.seq_len = m.hp.n_ctx > 0 && m.hp.n_ctx < 256 ? m.hp.n_ctx : 256;
     p.tokens_per_step *= c.o.seq_len;
-    if ((rc = check_data(&c, &m, ds, &e)) || (rc = et_train_llama_init(&tl, &m, 0, &tm, &e))) goto done;
+    if ((rc = cli_check_data(c.data, "model", c.o.seq_len, &m, ds, &e)) ||
+        (rc = et_train_llama_init(&tl, &m, 0, &tm, &e)))
+        goto done;
     tl.recompute = c.recompute;
     if (!c.model && !c.o.resume) {
         et_xoshiro r;

@@ -8,6 +8,8 @@
 
 #include <stdio.h>
 
+#include "../datasets/dataset.h"
+#include "../export/model.h"
 #include "../train/trainer.h"
 #include "cli.h"
 
@@ -54,5 +56,11 @@ int cli_recipe_save(cli_recipe *r, const char *path, char **json, et_err *e);
  * --config OUT/recipe.json appended, so the saved recipe fills in every flag
  * the command line omits.  0, ET_EUSAGE (no run to resume) or ET_ERUN. */
 int cli_parse_with_resume(cli_args *a, int argc, char **argv, const char *const *bools, et_err *e);
+
+/* The data must fit the model: token ids below n_vocab, the same tokenizer
+ * (tokenizer_sha256), seq_len at most n_ctx.  `what` names the model in
+ * messages ("model", "base").  0, ET_EINPUT or ET_EUSAGE naming data_path. */
+int cli_check_data(const char *data_path, const char *what, int seq_len, const et_model *m, const et_ds *ds,
+                   et_err *e);
 
 #endif
