@@ -138,6 +138,22 @@ int cli_float(const cli_args *a, const char *name, double def, double *out, et_e
     return 0;
 }
 
+int cli_int_range(const cli_args *a, const char *name, long def, long lo, long hi, long *out, et_err *e) {
+    int rc = cli_int(a, name, def, out, e);
+    if (!rc && (*out < lo || *out > hi))
+        rc = et_fail(e, ET_EUSAGE, "--%s %ld is out of range [%ld, %ld]", name, *out, lo, hi);
+    return rc;
+}
+
+int cli_float_range(const cli_args *a, const char *name, double def, double lo, double hi, double *out, et_err *e) {
+    int rc = cli_float(a, name, def, out, e);
+    if (!rc && !(*out >= lo && *out <= hi))
+        rc = et_fail(e, ET_EUSAGE, "--%s %g is out of range [%g, %g]", name, *out, lo, hi);
+    return rc;
+}
+
+int cli_on(const cli_args *a, const char *name) { return !strcmp(cli_str(a, name, "0"), "1"); }
+
 int cli_check_known(const cli_args *a, const char *const *known, et_err *e) {
     for (int i = 0; i < a->n; i++) {
         int ok = 0;

@@ -31,6 +31,11 @@ const char *cli_str(const cli_args *a, const char *name, const char *def);
 /* Numeric values; ET_EUSAGE with a message if present but malformed. */
 int cli_int(const cli_args *a, const char *name, long def, long *out, et_err *e);
 int cli_float(const cli_args *a, const char *name, double def, double *out, et_err *e);
+/* cli_int / cli_float that also require lo <= value <= hi (ET_EUSAGE naming the flag). */
+int cli_int_range(const cli_args *a, const char *name, long def, long lo, long hi, long *out, et_err *e);
+int cli_float_range(const cli_args *a, const char *name, double def, double lo, double hi, double *out, et_err *e);
+/* 1 if the boolean flag --name was given (value "1"). */
+int cli_on(const cli_args *a, const char *name);
 /* ET_EUSAGE naming the first flag not in the NULL-terminated `known`. */
 int cli_check_known(const cli_args *a, const char *const *known, et_err *e);
 /* Write every flag as a JSON object (the effective recipe) to path,

@@ -42,20 +42,6 @@ typedef struct lora_cfg {
     char ckpt[4096], recipe[4096], gguf[4096], peft[4096];
 } lora_cfg;
 
-static int get_int(const cli_args *a, const char *k, long def, long lo, long hi, long *v, et_err *e) {
-    int rc = cli_int(a, k, def, v, e);
-    if (!rc && (*v < lo || *v > hi)) rc = et_fail(e, ET_EUSAGE, "--%s %ld is out of range [%ld, %ld]", k, *v, lo, hi);
-    return rc;
-}
-
-static int get_float(const cli_args *a, const char *k, double def, double lo, double hi, double *v, et_err *e) {
-    int rc = cli_float(a, k, def, v, e);
-    if (!rc && !(*v >= lo && *v <= hi)) rc = et_fail(e, ET_EUSAGE, "--%s %g is out of range [%g, %g]", k, *v, lo, hi);
-    return rc;
-}
-
-static int is_on(const cli_args *a, const char *k) { return !strcmp(cli_str(a, k, "0"), "1"); }
-
 static const char *type_name(uint32_t t) {
     switch (t) {
     case GGML_TYPE_F32: return "F32";
@@ -89,22 +75,15 @@ static int read_cfg(const cli_args *a, lora_cfg *c, et_err *e) {
     if (!c->model || !c->data || !c->out)
         return et_fail(e, ET_EUSAGE, "lora needs --model BASE --data tokens.h5 --out DIR (see `edgetune help lora`)");
     int rc;
-    long rank, seed, steps, B, T, A, warmup, eval_every, eval_batches, ckpt_every, threads, log_every;
-    double alpha, dropout, lr, min_lr, wd, b1, b2, eps, clip;
-    if ((rc = get_int(a, "rank", 8, 1, LORA_MAX_RANK, &rank, e)) || (rc = get_float(a, "alpha", 16.0, 1e-6, 1e6, &alpha, e)) ||
-        (rc = get_float(a, "dropout", 0.05, 0.0, 0.99, &dropout, e)) ||
-        (rc = get_int(a, "seed", 1, 0, 0x7fffffffffffffffL, &seed, e)) ||
-        (rc = get_int(a, "steps", 200, 0, 1L << 40, &steps, e)) || (rc = get_int(a, "batch_size", 8, 1, 1 << 16, &B, e)) ||
-        (rc = get_int(a, "seq_len", 0, 0, 1 << 20, &T, e)) || (rc = get_int(a, "grad_accum", 1, 1, 1 << 16, &A, e)) ||
-        (rc = get_float(a, "lr", 2e-4, 0.0, 10.0, &lr, e)) || (rc = get_float(a, "min_lr", lr / 10, 0.0, 10.0, &min_lr, e)) ||
-        (rc = get_int(a, "warmup", steps < 1000 ? steps / 10 : 100, 0, 1L << 40, &warmup, e)) ||
-        (rc = get_float(a, "weight_decay", 0.0, 0.0, 10.0, &wd, e)) ||
-        (rc = get_float(a, "beta1", 0.9, 0.0, 0.999999, &b1, e)) || (rc = get_float(a, "beta2", 0.999, 0.0, 0.999999, &b2, e)) ||
-        (rc = get_float(a, "eps", 1e-8, 1e-30, 1.0, &eps, e)) || (rc = get_float(a, "grad_clip", 1.0, 0.0, 1e9, &clip, e)) ||
-        (rc = get_int(a, "eval_every", 50, 0, 1L << 40, &eval_every, e)) ||
-        (rc = get_int(a, "eval_batches", 0, 0, 1L << 40, &eval_batches, e)) ||
-        (rc = get_int(a, "ckpt_every", 100, 0, 1L << 40, &ckpt_every, e)) ||
-        (rc = get_int(a, "threads", 0, 0, 1024, &threads, e)) || (rc = get_int(a, "log_every", 1, 1, 1L << 40, &log_every, e)))
+    long rank;
+    double alpha, dropout;
+    static const cli_train_defaults defs = {.steps = 200, .lr = 2e-4, .weight_decay = 0.0, .beta2 = 0.999,
+                                            .eval_every = 50};
+    et_train_opts *o = &c->o;
+    if ((rc = cli_int_range(a, "rank", 8, 1, LORA_MAX_RANK, &rank, e)) ||
+        (rc = cli_float_range(a, "alpha", 16.0, 1e-6, 1e6, &alpha, e)) ||
+        (rc = cli_float_range(a, "dropout", 0.05, 0.0, 0.99, &dropout, e)) ||
+        (rc = cli_train_opts(a, &defs, o, &c->threads, &c->log_every, e)))
         return rc;
     unsigned targets;
     if ((rc = lora_parse_targets(cli_str(a, "targets", "q,v"), &targets, e))) return rc;
@@ -113,19 +92,9 @@ static int read_cfg(const cli_args *a, lora_cfg *c, et_err *e) {
         (rc = parse_type(cli_str(a, "adapter_type", "F32"), "adapter-type", 0, &c->adapter_type, e)))
         return rc;
     c->lc = (lora_config){.targets = targets, .layers = c->layers, .rank = (int)rank, .alpha = (float)alpha,
-                          .use_rslora = is_on(a, "rslora"), .dropout = (float)dropout, .seed = (uint64_t)seed};
-    int kind = et_lr_kind_parse(cli_str(a, "schedule", "cosine"));
-    if (kind < 0) return et_fail(e, ET_EUSAGE, "--schedule: '%s' is not constant, cosine or linear", cli_str(a, "schedule", ""));
-    et_train_opts *o = &c->o;
-    *o = et_train_defaults();
-    o->steps = steps, o->batch_size = (int)B, o->seq_len = (int)T, o->grad_accum = (int)A;
-    o->sched = (et_lr_sched){kind, (float)lr, (float)min_lr, warmup, steps};
-    o->adamw = (et_adamw_hp){(float)b1, (float)b2, (float)eps, (float)wd};
+                          .use_rslora = cli_on(a, "rslora"), .dropout = (float)dropout, .seed = o->seed};
     o->wd_policy = ET_WD_ALL; /* every adapter tensor is a 2-D weight */
-    o->grad_clip = (float)clip, o->eval_every = eval_every, o->eval_batches = eval_batches;
-    o->ckpt_every = ckpt_every, o->seed = (uint64_t)seed, o->resume = is_on(a, "resume");
-    c->recompute = is_on(a, "recompute");
-    c->threads = (int)threads, c->log_every = (int)log_every;
+    c->recompute = cli_on(a, "recompute");
     snprintf(c->ckpt, sizeof c->ckpt, "%s/checkpoint.h5", c->out);
     snprintf(c->recipe, sizeof c->recipe, "%s/recipe.json", c->out);
     snprintf(c->gguf, sizeof c->gguf, "%s/adapter.gguf", c->out);

@@ -40,33 +40,20 @@ typedef struct train_cfg {
     char ckpt[4096], recipe[4096], gguf[4096];
 } train_cfg;
 
-static int get_int(const cli_args *a, const char *k, long def, long lo, long hi, long *v, et_err *e) {
-    int rc = cli_int(a, k, def, v, e);
-    if (!rc && (*v < lo || *v > hi))
-        rc = et_fail(e, ET_EUSAGE, "--%s %ld is out of range [%ld, %ld]", k, *v, lo, hi);
-    return rc;
-}
-
-static int get_float(const cli_args *a, const char *k, double def, double lo, double hi, double *v, et_err *e) {
-    int rc = cli_float(a, k, def, v, e);
-    if (!rc && !(*v >= lo && *v <= hi)) rc = et_fail(e, ET_EUSAGE, "--%s %g is out of range [%g, %g]", k, *v, lo, hi);
-    return rc;
-}
-
 /* The architecture flags of a model trained from scratch (n_vocab may stay 0: taken later
  * from the tokenizer or the data). */
 static int read_arch(const cli_args *a, et_hparams *hp, et_err *e) {
     long n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx, head_dim;
     double theta, eps;
     int rc;
-    if ((rc = get_int(a, "n_embd", 0, 1, 1 << 16, &n_embd, e)) || (rc = get_int(a, "n_layer", 0, 1, 1024, &n_layer, e)) ||
-        (rc = get_int(a, "n_head", 0, 1, 1024, &n_head, e)) ||
-        (rc = get_int(a, "n_head_kv", n_head, 1, 1024, &n_head_kv, e)) ||
-        (rc = get_int(a, "n_ff", 0, 1, 1 << 20, &n_ff, e)) || (rc = get_int(a, "n_vocab", 0, 0, 1 << 24, &n_vocab, e)) ||
-        (rc = get_int(a, "n_ctx", 512, 1, 1 << 20, &n_ctx, e)) ||
-        (rc = get_int(a, "head_dim", n_head ? n_embd / n_head : 0, 0, 1 << 16, &head_dim, e)) ||
-        (rc = get_float(a, "rope_theta", 10000.0, 1.0, 1e9, &theta, e)) ||
-        (rc = get_float(a, "rms_eps", 1e-5, 1e-12, 1.0, &eps, e)))
+    if ((rc = cli_int_range(a, "n_embd", 0, 1, 1 << 16, &n_embd, e)) || (rc = cli_int_range(a, "n_layer", 0, 1, 1024, &n_layer, e)) ||
+        (rc = cli_int_range(a, "n_head", 0, 1, 1024, &n_head, e)) ||
+        (rc = cli_int_range(a, "n_head_kv", n_head, 1, 1024, &n_head_kv, e)) ||
+        (rc = cli_int_range(a, "n_ff", 0, 1, 1 << 20, &n_ff, e)) || (rc = cli_int_range(a, "n_vocab", 0, 0, 1 << 24, &n_vocab, e)) ||
+        (rc = cli_int_range(a, "n_ctx", 512, 1, 1 << 20, &n_ctx, e)) ||
+        (rc = cli_int_range(a, "head_dim", n_head ? n_embd / n_head : 0, 0, 1 << 16, &head_dim, e)) ||
+        (rc = cli_float_range(a, "rope_theta", 10000.0, 1.0, 1e9, &theta, e)) ||
+        (rc = cli_float_range(a, "rms_eps", 1e-5, 1e-12, 1.0, &eps, e)))
         return rc;
     memset(hp, 0, sizeof *hp);
     snprintf(hp->arch, sizeof hp->arch, "llama");
@@ -97,25 +84,13 @@ static int read_cfg(const cli_args *a, train_cfg *c, et_err *e) {
         if ((rc = read_arch(a, &c->hp, e))) return rc;
     }
     et_train_opts *o = &c->o;
-    *o = et_train_defaults();
-    long steps, B, T, A, warmup, eval_every, eval_batches, ckpt_every, seed, threads, log_every;
-    double lr, min_lr, wd, b1, b2, eps, clip, std;
-    if ((rc = get_int(a, "steps", 1000, 0, 1L << 40, &steps, e)) || (rc = get_int(a, "batch_size", 8, 1, 1 << 16, &B, e)) ||
-        (rc = get_int(a, "seq_len", 0, 0, 1 << 20, &T, e)) || (rc = get_int(a, "grad_accum", 1, 1, 1 << 16, &A, e)) ||
-        (rc = get_float(a, "lr", 3e-4, 0.0, 10.0, &lr, e)) || (rc = get_float(a, "min_lr", lr / 10, 0.0, 10.0, &min_lr, e)) ||
-        (rc = get_int(a, "warmup", steps < 1000 ? steps / 10 : 100, 0, 1L << 40, &warmup, e)) ||
-        (rc = get_float(a, "weight_decay", 0.1, 0.0, 10.0, &wd, e)) ||
-        (rc = get_float(a, "beta1", 0.9, 0.0, 0.999999, &b1, e)) || (rc = get_float(a, "beta2", 0.95, 0.0, 0.999999, &b2, e)) ||
-        (rc = get_float(a, "eps", 1e-8, 1e-30, 1.0, &eps, e)) || (rc = get_float(a, "grad_clip", 1.0, 0.0, 1e9, &clip, e)) ||
-        (rc = get_int(a, "eval_every", 100, 0, 1L << 40, &eval_every, e)) ||
-        (rc = get_int(a, "eval_batches", 0, 0, 1L << 40, &eval_batches, e)) ||
-        (rc = get_int(a, "ckpt_every", 100, 0, 1L << 40, &ckpt_every, e)) ||
-        (rc = get_int(a, "seed", 1, 0, 0x7fffffffffffffffL, &seed, e)) ||
-        (rc = get_int(a, "threads", 0, 0, 1024, &threads, e)) || (rc = get_int(a, "log_every", 1, 1, 1L << 40, &log_every, e)) ||
-        (rc = get_float(a, "init_std", 0.02, 0.0, 10.0, &std, e)))
+    static const cli_train_defaults defs = {.steps = 1000, .lr = 3e-4, .weight_decay = 0.1, .beta2 = 0.95,
+                                            .eval_every = 100};
+    double std;
+    if ((rc = cli_train_opts(a, &defs, o, &c->threads, &c->log_every, e)) ||
+        (rc = cli_float_range(a, "init_std", 0.02, 0.0, 10.0, &std, e)))
         return rc;
-    int kind = et_lr_kind_parse(cli_str(a, "schedule", "cosine"));
-    if (kind < 0) return et_fail(e, ET_EUSAGE, "--schedule: '%s' is not constant, cosine or linear", cli_str(a, "schedule", ""));
+    c->init_std = (float)std;
     const char *decay = cli_str(a, "decay", "default");
     o->wd_policy = !strcmp(decay, "all") ? ET_WD_ALL : !strcmp(decay, "none") ? ET_WD_NONE : ET_WD_DEFAULT;
     if (strcmp(decay, "all") && strcmp(decay, "none") && strcmp(decay, "default"))
@@ -123,13 +98,7 @@ static int read_cfg(const cli_args *a, train_cfg *c, et_err *e) {
     const char *type = cli_str(a, "type", "F32");
     if (strcmp(type, "F32") && strcmp(type, "F16")) return et_fail(e, ET_EUSAGE, "--type: '%s' is not F32 or F16", type);
     c->gguf_type = !strcmp(type, "F16") ? GGML_TYPE_F16 : GGML_TYPE_F32;
-    o->steps = steps, o->batch_size = (int)B, o->seq_len = (int)T, o->grad_accum = (int)A;
-    o->sched = (et_lr_sched){kind, (float)lr, (float)min_lr, warmup, steps};
-    o->adamw = (et_adamw_hp){(float)b1, (float)b2, (float)eps, (float)wd};
-    o->grad_clip = (float)clip, o->eval_every = eval_every, o->eval_batches = eval_batches;
-    o->ckpt_every = ckpt_every, o->seed = (uint64_t)seed, o->resume = !strcmp(cli_str(a, "resume", "0"), "1");
-    c->threads = (int)threads, c->log_every = (int)log_every, c->init_std = (float)std;
-    c->recompute = !strcmp(cli_str(a, "recompute", "0"), "1");
+    c->recompute = cli_on(a, "recompute");
     snprintf(c->ckpt, sizeof c->ckpt, "%s/checkpoint.h5", c->out);
     snprintf(c->recipe, sizeof c->recipe, "%s/recipe.json", c->out);
     snprintf(c->gguf, sizeof c->gguf, "%s/model.gguf", c->out);

@@ -148,3 +148,40 @@ int cli_check_data(const char *data_path, const char *what, int seq_len, const e
         return et_fail(e, ET_EUSAGE, "--seq-len %d exceeds the %s's context length %d", seq_len, what, m->hp.n_ctx);
     return 0;
 }
+
+int cli_train_opts(const cli_args *a, const cli_train_defaults *d, et_train_opts *o, int *threads, int *log_every,
+                   et_err *e) {
+    long steps, B, T, A, warmup, eval_every, eval_batches, ckpt_every, seed, th, le;
+    double lr, min_lr, wd, b1, b2, eps, clip;
+    int rc;
+    if ((rc = cli_int_range(a, "steps", d->steps, 0, 1L << 40, &steps, e)) ||
+        (rc = cli_int_range(a, "batch_size", 8, 1, 1 << 16, &B, e)) ||
+        (rc = cli_int_range(a, "seq_len", 0, 0, 1 << 20, &T, e)) ||
+        (rc = cli_int_range(a, "grad_accum", 1, 1, 1 << 16, &A, e)) ||
+        (rc = cli_float_range(a, "lr", d->lr, 0.0, 10.0, &lr, e)) ||
+        (rc = cli_float_range(a, "min_lr", lr / 10, 0.0, 10.0, &min_lr, e)) ||
+        (rc = cli_int_range(a, "warmup", steps < 1000 ? steps / 10 : 100, 0, 1L << 40, &warmup, e)) ||
+        (rc = cli_float_range(a, "weight_decay", d->weight_decay, 0.0, 10.0, &wd, e)) ||
+        (rc = cli_float_range(a, "beta1", 0.9, 0.0, 0.999999, &b1, e)) ||
+        (rc = cli_float_range(a, "beta2", d->beta2, 0.0, 0.999999, &b2, e)) ||
+        (rc = cli_float_range(a, "eps", 1e-8, 1e-30, 1.0, &eps, e)) ||
+        (rc = cli_float_range(a, "grad_clip", 1.0, 0.0, 1e9, &clip, e)) ||
+        (rc = cli_int_range(a, "eval_every", d->eval_every, 0, 1L << 40, &eval_every, e)) ||
+        (rc = cli_int_range(a, "eval_batches", 0, 0, 1L << 40, &eval_batches, e)) ||
+        (rc = cli_int_range(a, "ckpt_every", 100, 0, 1L << 40, &ckpt_every, e)) ||
+        (rc = cli_int_range(a, "seed", 1, 0, 0x7fffffffffffffffL, &seed, e)) ||
+        (rc = cli_int_range(a, "threads", 0, 0, 1024, &th, e)) ||
+        (rc = cli_int_range(a, "log_every", 1, 1, 1L << 40, &le, e)))
+        return rc;
+    int kind = et_lr_kind_parse(cli_str(a, "schedule", "cosine"));
+    if (kind < 0)
+        return et_fail(e, ET_EUSAGE, "--schedule: '%s' is not constant, cosine or linear", cli_str(a, "schedule", ""));
+    *o = et_train_defaults();
+    o->steps = steps, o->batch_size = (int)B, o->seq_len = (int)T, o->grad_accum = (int)A;
+    o->sched = (et_lr_sched){kind, (float)lr, (float)min_lr, warmup, steps};
+    o->adamw = (et_adamw_hp){(float)b1, (float)b2, (float)eps, (float)wd};
+    o->grad_clip = (float)clip, o->eval_every = eval_every, o->eval_batches = eval_batches;
+    o->ckpt_every = ckpt_every, o->seed = (uint64_t)seed, o->resume = cli_on(a, "resume");
+    *threads = (int)th, *log_every = (int)le;
+    return 0;
+}

@@ -57,6 +57,24 @@ int cli_recipe_save(cli_recipe *r, const char *path, char **json, et_err *e);
  * the command line omits.  0, ET_EUSAGE (no run to resume) or ET_ERUN. */
 int cli_parse_with_resume(cli_args *a, int argc, char **argv, const char *const *bools, et_err *e);
 
+/* Per-command defaults of the shared training flags. */
+typedef struct cli_train_defaults {
+    long steps;            /* --steps */
+    double lr;             /* --lr (min_lr defaults to lr/10) */
+    double weight_decay;   /* --weight-decay */
+    double beta2;          /* --beta2 */
+    long eval_every;       /* --eval-every */
+} cli_train_defaults;
+
+/* Read the flags every training command shares into *o (starting from
+ * et_train_defaults()): steps, batch_size, seq_len, grad_accum, schedule, lr,
+ * min_lr, warmup, weight_decay, beta1, beta2, eps, grad_clip, eval_every,
+ * eval_batches, ckpt_every, seed, resume; plus *threads and *log_every.
+ * o->wd_policy and o->ckpt_path are left to the caller.  0 or ET_EUSAGE
+ * naming the flag. */
+int cli_train_opts(const cli_args *a, const cli_train_defaults *d, et_train_opts *o, int *threads, int *log_every,
+                   et_err *e);
+
 /* The data must fit the model: token ids below n_vocab, the same tokenizer
  * (tokenizer_sha256), seq_len at most n_ctx.  `what` names the model in
  * messages ("model", "base").  0, ET_EINPUT or ET_EUSAGE naming data_path. */
