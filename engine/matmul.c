@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gemm.h"
+#include "tile.h"
 #include "internal.h"
 
 #ifdef __clang__
@@ -19,10 +19,10 @@ typedef struct mm_mat {
     const et_wmat *w;
     et_dot_fn dot;
     et_dot4_fn dot4;         /* NULL: single dots only */
-    const et_gemm *gemm;     /* NULL: no multi-token tile */
+    const et_tile *tile;     /* NULL: no multi-token tile */
     const uint8_t *act;      /* [n_tok] rows of act_stride bytes */
     size_t act_stride;
-    const uint8_t *pact;     /* gemm: [n_tok] packed rows of pact_stride bytes */
+    const uint8_t *pact;     /* tile: [n_tok] packed rows of pact_stride bytes */
     size_t pact_stride;
     float *y;                /* [n_tok][w->n_out] */
 } mm_mat;
@@ -53,8 +53,8 @@ static void mm_rows(const mm_job *j, const mm_mat *mm, int r0, int r1) {
     for (int rb = r0; rb < r1; rb += ROW_TILE) {
         int re = rb + ROW_TILE < r1 ? rb + ROW_TILE : r1;
         int t = 0;
-        if (mm->gemm) {
-            const et_gemm *g = mm->gemm;
+        if (mm->tile) {
+            const et_tile *g = mm->tile;
             for (; t + g->tile_tok <= j->n_tok; t += g->tile_tok) {
                 const uint8_t *pa = mm->pact + (size_t)t * mm->pact_stride;
                 int r = rb;
@@ -112,13 +112,13 @@ static int ensure(void **buf, size_t *cap, size_t need, et_err *e) {
 
 /* Activation conversion for the matrices of one job, split over tokens:
  * each distinct input form is made once (conversion to vec_dot_type, and
- * the gemm packing of it). */
+ * the tile packing of it). */
 typedef struct conv_job {
     int n, n_tok, n_chunks;
     struct {
         uint32_t type;          /* weight type */
         int n_in;
-        const et_gemm *gemm;    /* NULL: no packing */
+        const et_tile *tile;    /* NULL: no packing */
         int convert;            /* 0: act is made by an earlier entry */
         uint8_t *act, *pact;    /* NULL pact: no packing, or made by an earlier entry */
         size_t act_stride, pact_stride;
@@ -132,7 +132,7 @@ static void conv_tokens(const conv_job *cj, int t0, int t1) {
             int n_in = cj->c[i].n_in;
             uint8_t *a = cj->c[i].act + (size_t)t * cj->c[i].act_stride;
             if (cj->c[i].convert) et_act_convert(cj->c[i].type, cj->x + (size_t)t * n_in, a, n_in);
-            if (cj->c[i].pact) cj->c[i].gemm->pack((const et_block_q8_0 *)a, n_in, cj->c[i].pact + (size_t)t * cj->c[i].pact_stride);
+            if (cj->c[i].pact) cj->c[i].tile->pack((const et_block_q8_0 *)a, n_in, cj->c[i].pact + (size_t)t * cj->c[i].pact_stride);
         }
 }
 
@@ -143,7 +143,7 @@ static void conv_work(void *arg, int ith, int chunk) {
 }
 
 /* One job over n matrices with the same n_in; each converted input is
- * made once per vec_dot_type (and once per gemm packing). */
+ * made once per vec_dot_type (and once per tile packing). */
 static int matmul_plain(et_state *s, int n, const et_wmat *const *w, const float *x, int n_tok, float *const *y,
                         int accumulate, float alpha, et_err *e) {
     mm_job j;
@@ -172,12 +172,12 @@ static int matmul_plain(et_state *s, int n, const et_wmat *const *w, const float
             off[i] = total;
             total += mm->act_stride * (size_t)n_tok;
         }
-        const et_gemm *g = et_gemm_get(s->k, w[i]->type, w[i]->n_in);
+        const et_tile *g = et_tile_get(s->k, w[i]->type, w[i]->n_in);
         if (g && n_tok >= g->tile_tok) {
-            mm->gemm = g;
-            mm->pact_stride = et_gemm_act_bytes(w[i]->n_in);
+            mm->tile = g;
+            mm->pact_stride = et_tile_act_bytes(w[i]->n_in);
             for (int k = 0; k < i && pact_src[i] < 0; k++)
-                if (j.mats[k].gemm == g && w[k]->n_in == w[i]->n_in) pact_src[i] = k;
+                if (j.mats[k].tile == g && w[k]->n_in == w[i]->n_in) pact_src[i] = k;
             if (pact_src[i] >= 0) poff[i] = poff[pact_src[i]];
             else {
                 poff[i] = total;
@@ -194,15 +194,15 @@ static int matmul_plain(et_state *s, int n, const et_wmat *const *w, const float
     for (int i = 0; i < n; i++) {
         mm_mat *mm = &j.mats[i];
         mm->act = base + off[i];
-        if (mm->gemm) mm->pact = base + poff[i];
+        if (mm->tile) mm->pact = base + poff[i];
         cj.c[i].type = w[i]->type;
         cj.c[i].n_in = w[i]->n_in;
-        cj.c[i].gemm = mm->gemm;
+        cj.c[i].tile = mm->tile;
         cj.c[i].act_stride = mm->act_stride;
         cj.c[i].pact_stride = mm->pact_stride;
         cj.c[i].convert = act_src[i] < 0;
         cj.c[i].act = base + off[i];
-        cj.c[i].pact = mm->gemm && pact_src[i] < 0 ? base + poff[i] : NULL;
+        cj.c[i].pact = mm->tile && pact_src[i] < 0 ? base + poff[i] : NULL;
     }
     int nth = et_pool_size(s->pool);
     if (nth == 1 || n_tok < 2 * nth) conv_tokens(&cj, 0, n_tok);

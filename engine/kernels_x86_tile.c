@@ -1,5 +1,5 @@
-/* engine/kernels_x86_gemm.c — AVX512-VNNI multi-token tiles for Q8_0 and
- * Q4_0 weights (engine/gemm.h), compiled with a per-function target
+/* engine/kernels_x86_tile.c — AVX512-VNNI multi-token tiles for Q8_0 and
+ * Q4_0 weights (engine/tile.h), compiled with a per-function target
  * attribute and chosen at run time by CPUID.7.0:ECX[11] (AVX512_VNNI).
  *
  * A tile is TR weight rows x TT tokens: per block pair (64 inputs) each row
@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "../export/gguf.h"
-#include "gemm.h"
+#include "tile.h"
 
-size_t et_gemm_act_bytes(int n) { return (size_t)n * 3; }
+size_t et_tile_act_bytes(int n) { return (size_t)n * 3; }
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -29,7 +29,7 @@ size_t et_gemm_act_bytes(int n) { return (size_t)n * 3; }
 #define TR 2   /* rows per tile */
 #define TT 8   /* tokens per tile */
 
-/* One token: quants, -c * group sums, scales repeated per lane (gemm.h). */
+/* One token: quants, -c * group sums, scales repeated per lane (tile.h). */
 static void pack_c(const et_block_q8_0 *x, int n, void *dst, int c) {
     int nb = n / ET_QK;
     int8_t *qs = dst;
@@ -133,8 +133,8 @@ static VNNI void tile_q8_0(int n, const void *w, size_t rb, const void *act, siz
     tile_body(n, w, rb, act, as, out, 0);
 }
 
-static const et_gemm gemm_q4_0 = {"avx512vnni", TR, TT, pack_q4_0, tile_q4_0};
-static const et_gemm gemm_q8_0 = {"avx512vnni", TR, TT, pack_q8_0, tile_q8_0};
+static const et_tile tile_set_q4_0 = {"avx512vnni", TR, TT, pack_q4_0, tile_q4_0};
+static const et_tile tile_set_q8_0 = {"avx512vnni", TR, TT, pack_q8_0, tile_q8_0};
 
 static int vnni;
 
@@ -150,16 +150,16 @@ static int has_vnni(void) {
     return vnni;
 }
 
-const et_gemm *et_gemm_get(const et_kernels *k, uint32_t weight_type, int n) {
+const et_tile *et_tile_get(const et_kernels *k, uint32_t weight_type, int n) {
     if (!k || strcmp(k->name, "avx512") || n <= 0 || n % 64 || !has_vnni()) return NULL;
-    if (weight_type == GGML_TYPE_Q4_0) return &gemm_q4_0;
-    if (weight_type == GGML_TYPE_Q8_0) return &gemm_q8_0;
+    if (weight_type == GGML_TYPE_Q4_0) return &tile_set_q4_0;
+    if (weight_type == GGML_TYPE_Q8_0) return &tile_set_q8_0;
     return NULL;
 }
 
 #else
 
-const et_gemm *et_gemm_get(const et_kernels *k, uint32_t weight_type, int n) {
+const et_tile *et_tile_get(const et_kernels *k, uint32_t weight_type, int n) {
     (void)k;
     (void)weight_type;
     (void)n;

@@ -1,4 +1,4 @@
-/* tests/test_gemm.c — the multi-token tiles of engine/gemm.h against the
+/* tests/test_tile.c — the multi-token tiles of engine/tile.h against the
  * scalar reference dot products: every output of a tile must be
  * bit-identical (==) to et_dot_q4_0_scalar / et_dot_q8_0_scalar of its row
  * and token, for random weights with outliers and all-zero blocks,
@@ -9,7 +9,7 @@
 
 #include <math.h>
 
-#include "../engine/gemm.h"
+#include "../engine/tile.h"
 #include "../engine/kernels.h"
 #include "../export/gguf.h"
 #include "../quant/quant.h"
@@ -22,10 +22,10 @@ static float frand(void) {   /* uniform in [-1, 1) */
 
 static void check_type(uint32_t type, int n, int trial) {
     const et_kernels *k = et_kernels_get("avx512");
-    const et_gemm *g = et_gemm_get(k, type, n);
+    const et_tile *g = et_tile_get(k, type, n);
     if (!g) return;
     int R = g->tile_rows, T = g->tile_tok;
-    size_t rb = et_quant_row_bytes(type, n), ab = et_act_bytes(type, n), ps = et_gemm_act_bytes(n);
+    size_t rb = et_quant_row_bytes(type, n), ab = et_act_bytes(type, n), ps = et_tile_act_bytes(n);
     uint8_t *w = malloc(rb * (size_t)R);
     uint8_t *a = malloc(ab * (size_t)T);
     uint8_t *p = aligned_alloc(64, ps * (size_t)T);
@@ -67,7 +67,7 @@ static void check_type(uint32_t type, int n, int trial) {
 static void test_tiles_match_scalar(void **state) {
     (void)state;
     const et_kernels *k = et_kernels_get("avx512");
-    if (!et_gemm_get(k, GGML_TYPE_Q4_0, 64)) skip();   /* prints nothing: cmocka reports SKIPPED */
+    if (!et_tile_get(k, GGML_TYPE_Q4_0, 64)) skip();   /* prints nothing: cmocka reports SKIPPED */
     static const int sizes[] = {64, 576, 1536, 4096 + 64};
     for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
         for (int trial = 0; trial < 4; trial++) {
@@ -81,15 +81,15 @@ static void test_tiles_match_scalar(void **state) {
 static void test_tile_selection(void **state) {
     (void)state;
     const et_kernels *sc = et_kernels_get("scalar");
-    assert_null(et_gemm_get(sc, GGML_TYPE_Q4_0, 576));
-    assert_null(et_gemm_get(NULL, GGML_TYPE_Q4_0, 576));
+    assert_null(et_tile_get(sc, GGML_TYPE_Q4_0, 576));
+    assert_null(et_tile_get(NULL, GGML_TYPE_Q4_0, 576));
     const et_kernels *k = et_kernels_get("avx512");
     if (!k) return;
-    assert_null(et_gemm_get(k, GGML_TYPE_Q4_0, 32));
-    assert_null(et_gemm_get(k, GGML_TYPE_Q4_0, 96));
-    assert_null(et_gemm_get(k, GGML_TYPE_F16, 576));
-    assert_null(et_gemm_get(k, GGML_TYPE_Q4_K, 512));
-    assert_int_equal(et_gemm_act_bytes(576), 3 * 576);
+    assert_null(et_tile_get(k, GGML_TYPE_Q4_0, 32));
+    assert_null(et_tile_get(k, GGML_TYPE_Q4_0, 96));
+    assert_null(et_tile_get(k, GGML_TYPE_F16, 576));
+    assert_null(et_tile_get(k, GGML_TYPE_Q4_K, 512));
+    assert_int_equal(et_tile_act_bytes(576), 3 * 576);
 }
 
 int main(void) {
