@@ -39,9 +39,10 @@
 enum {
     MR = 12,      /* rows of the microkernel tile */
     NR = 32,      /* columns: two zmm of 16 f32 */
-    KC_MAX = 256, /* k per block: B micro-panel 256 x 32 x 2 B = 16 KB (L1) */
-    MC_MAX = 288, /* rows per A block: 288 x 256 x 2 B = 144 KB (L2) */
-    NC_MAX = 3072 /* columns per B block: 256 x 3072 x 2 B = 1.5 MB */
+    KC_MAX = 1024, /* k per block: B micro-panel 1024 x 32 x 2 B = 64 KB, streamed from L2
+                     (a k pair loads 176 B for 24 vdpbf16ps); C is updated once per block */
+    MC_MAX = 288,  /* rows per A block: 288 x 1024 x 2 B = 576 KB (L2) */
+    NC_MAX = 3072  /* columns per B block: 1024 x 3072 x 2 B = 6 MB (L3) */
 };
 
 static int detect(void) {
