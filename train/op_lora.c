@@ -12,12 +12,15 @@
  *             dx += dy W                per tile of W rows: sgemm(NoTrans, NoTrans), beta 1
  *             dx += drop'(du A)         sgemm(NoTrans, NoTrans) M x K x r
  * With dropout, drop(x) is formed a chunk of rows at a time in the scratch
- * buffer (never a full [M, K] copy), and the mask is recomputed in backward. */
+ * buffer (never a full [M, K] copy), and the mask is recomputed in backward.
+ * The two products with W go through et_gemm (train/gemm.h) in the tape's
+ * precision; the rank-r ones through cblas_sgemm. */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 #include "../quant/quant.h"
+#include "gemm.h"
 #include "op_lora.h"
 
 #define DEFAULT_TILE_ROWS 256
@@ -61,7 +64,7 @@ size_t et_lora_scratch_floats(int64_t n_in_max) {
     return (size_t)DEFAULT_TILE_ROWS * (size_t)(n_in_max > 0 ? n_in_max : 1);
 }
 
-/* ---- tiles of W ---- */
+/* ---- products with W ---- */
 /* Rows [r0, r0+nr) of W as floats: in place for F32, else dequantized into
  * tile (nr * n_in floats). */
 static const float *w_rows(const et_frozen_w *w, int64_t r0, int64_t nr, float *tile) {
@@ -75,31 +78,48 @@ static const float *w_rows(const et_frozen_w *w, int64_t r0, int64_t nr, float *
     return tile;
 }
 
-/* y[M, N] (= or +=) x[M, K] @ W^T, tile by tile. */
-static void w_forward(const et_frozen_w *w, const float *x, int M, float *y, float *tile, int64_t tile_rows) {
+/* W used whole, without a tile: F32 (in place, in either precision) and
+ * BF16 in bf16 precision (its bits go straight to et_gemm_bf16w). */
+static int w_whole(const et_frozen_w *w, int precision) {
+    return w->type == GGML_TYPE_F32 || (w->type == GGML_TYPE_BF16 && precision == ET_GEMM_BF16);
+}
+
+/* y[M, N] = x[M, K] @ W^T, tile by tile (one call for a whole W). */
+static void w_forward(const et_frozen_w *w, int precision, const float *x, int M, float *y, float *tile,
+                      int64_t tile_rows) {
     const int N = (int)w->n_out, K = (int)w->n_in;
-    const int64_t step = w->type == GGML_TYPE_F32 ? N : tile_rows;
+    if (w->type == GGML_TYPE_BF16 && precision == ET_GEMM_BF16) {
+        et_gemm_bf16w(0, 1, M, N, K, 1.0f, x, K, w->data, K, 0.0f, y, N);
+        return;
+    }
+    const int64_t step = w_whole(w, precision) ? N : tile_rows;
     for (int64_t r0 = 0; r0 < N; r0 += step) {
         const int nr = (int)(N - r0 < step ? N - r0 : step);
         const float *wt = w_rows(w, r0, nr, tile);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nr, K, 1.0f, x, K, wt, K, 0.0f, y + r0, N);
+        et_gemm(precision, 0, 1, M, nr, K, 1.0f, x, K, wt, K, 0.0f, y + r0, N);
     }
 }
 
-/* dx[M, K] += dy[M, N] @ W, tile by tile. */
-static void w_backward(const et_frozen_w *w, const float *dy, int M, float *dx, float *tile, int64_t tile_rows) {
+/* dx[M, K] += dy[M, N] @ W, tile by tile (one call for a whole W). */
+static void w_backward(const et_frozen_w *w, int precision, const float *dy, int M, float *dx, float *tile,
+                       int64_t tile_rows) {
     const int N = (int)w->n_out, K = (int)w->n_in;
-    const int64_t step = w->type == GGML_TYPE_F32 ? N : tile_rows;
+    if (w->type == GGML_TYPE_BF16 && precision == ET_GEMM_BF16) {
+        et_gemm_bf16w(0, 0, M, K, N, 1.0f, dy, N, w->data, K, 1.0f, dx, K);
+        return;
+    }
+    const int64_t step = w_whole(w, precision) ? N : tile_rows;
     for (int64_t r0 = 0; r0 < N; r0 += step) {
         const int nr = (int)(N - r0 < step ? N - r0 : step);
         const float *wt = w_rows(w, r0, nr, tile);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, nr, 1.0f, dy + r0, N, wt, K, 1.0f, dx, K);
+        et_gemm(precision, 0, 0, M, K, nr, 1.0f, dy + r0, N, wt, K, 1.0f, dx, K);
     }
 }
 
 /* ---- the op ---- */
 typedef struct lora_saved {
     et_frozen_w w;
+    int precision;        /* of the products with W (the tape's at the forward) */
     float scale, dropout;
     uint64_t seed;
     float *scratch;       /* tile_rows * K floats (NULL when not needed) */
@@ -155,7 +175,7 @@ static void lora_backward(et_tape *t, const et_node *nd) {
             }
         }
     }
-    if (dx) w_backward(&s->w, dy, M, dx, s->scratch, s->tile_rows);
+    if (dx) w_backward(&s->w, s->precision, dy, M, dx, s->scratch, s->tile_rows);
 }
 
 static et_tensor *check_args(et_tape *t, const char *name, et_tensor *x, const et_frozen_w *w, et_tensor *b,
@@ -206,10 +226,11 @@ et_tensor *et_lora_linear(et_tape *t, const char *name, et_tensor *x, const et_f
 
     lora_saved *s = et_tape_alloc(t, sizeof *s);
     if (!s) return NULL;
-    *s = (lora_saved){.w = *w, .scale = lora && o ? o->scale : 0.0f, .dropout = dropout,
+    const int precision = t->precision == ET_GEMM_BF16 ? ET_GEMM_BF16 : ET_GEMM_F32;
+    *s = (lora_saved){.w = *w, .precision = precision, .scale = lora && o ? o->scale : 0.0f, .dropout = dropout,
                       .seed = o ? o->seed : 0};
     /* scratch: W tiles (non-F32) and dropout chunks share it */
-    if (w->type != GGML_TYPE_F32 || dropout > 0.0f) {
+    if (!w_whole(w, precision) || dropout > 0.0f) {
         if (o && o->scratch) {
             s->scratch = o->scratch;
             s->tile_rows = (int64_t)(o->scratch_floats / (size_t)K);
@@ -220,7 +241,7 @@ et_tensor *et_lora_linear(et_tape *t, const char *name, et_tensor *x, const et_f
         }
     }
 
-    w_forward(w, x->data, M, y->data, s->scratch, s->tile_rows);
+    w_forward(w, precision, x->data, M, y->data, s->scratch, s->tile_rows);
     if (b) {
         #pragma omp parallel for schedule(static)
         for (int i = 0; i < M; i++)

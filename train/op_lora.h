@@ -18,7 +18,14 @@
  * (Dettmers et al. 2023, arXiv:2305.14314): a W that is not F32 stays in its
  * own format and is dequantized a tile of rows at a time
  * (quant/quant.h et_dequantize_row) into a scratch buffer, and each tile
- * goes through cblas_sgemm; no F32 copy of the whole W ever exists.
+ * goes through the GEMM; no F32 copy of the whole W ever exists.
+ * Precision (the tape's `precision`, train/gemm.h): the two products with W
+ * run in et_gemm(precision) — ET_GEMM_F32 exactly as cblas_sgemm, ET_GEMM_BF16
+ * with bf16-rounded operands and f32 accumulation.  An F32 W is used in place
+ * (one GEMM, no tile); a BF16 W in bf16 precision goes as it is to
+ * et_gemm_bf16w (no tile either); in f32 precision a BF16 W is dequantized
+ * like the other types (exact).  The rank-r LoRA products are always f32
+ * (cblas_sgemm): they are ~1% of the work and the adapter is what trains.
  *
  * Gradients (dy = dL/dy [M, n_out], u = drop(x) A^T [M, rank], saved):
  *   dB[n_out, rank] += scale * dy^T @ u
