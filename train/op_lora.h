@@ -25,7 +25,8 @@
  * (one GEMM, no tile); a BF16 W in bf16 precision goes as it is to
  * et_gemm_bf16w (no tile either); in f32 precision a BF16 W is dequantized
  * like the other types (exact).  The rank-r LoRA products are always f32
- * (cblas_sgemm): they are ~1% of the work and the adapter is what trains.
+ * (plain OpenMP loops, no BLAS threads): ~1% of the work, and the adapter is
+ * what trains.
  *
  * Gradients (dy = dL/dy [M, n_out], u = drop(x) A^T [M, rank], saved):
  *   dB[n_out, rank] += scale * dy^T @ u
@@ -37,8 +38,9 @@
  * splitmix64 hash), so backward regenerates it instead of storing it, and
  * the same seed gives the same mask on every thread count.
  *
- * Threads: dequantization and element-wise loops use OpenMP; cblas_sgemm is
- * called from the calling thread only, never inside an OpenMP region.
+ * Threads: dequantization, the rank-r products and element-wise loops use
+ * OpenMP; et_gemm is called from the calling thread only, never inside an
+ * OpenMP region.
  */
 #ifndef ET_OP_LORA_H
 #define ET_OP_LORA_H
