@@ -137,7 +137,7 @@ static int run_config(const config *cf, int steps, int B, int T, result *r) {
     ll.train = 1;
     ll.recompute = cf->recompute != 0;
     ll.recompute_layers = cf->recompute > 0 ? cf->recompute : 0;
-    t.precision = cf->precision;
+    t.gemm_precision = cf->precision;
     double times[64], cpu0 = 0;
     for (int s = 0; s < steps + 1; s++) {
         if (s == 1) cpu0 = cpu_seconds(); /* step 0 grows the arena: not timed */

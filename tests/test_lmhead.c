@@ -72,7 +72,7 @@ static float run_op(const fixture *f, int precision, const et_xent_opts *xo, flo
     et_tensor_wrap(&w, "output.weight", (float *)f->w, NULL, 2, (int64_t[]){V, C});
     et_tape t;
     assert_int_equal(et_tape_init(&t, 0, NULL), 0);
-    t.precision = precision;
+    t.gemm_precision = precision;
     et_xent_opts o = *xo;
     o.row_loss_out = row_loss;
     et_tensor *loss = et_lm_head_xent(&t, "loss", &x, &w, f->tg, &o);

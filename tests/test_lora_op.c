@@ -288,7 +288,7 @@ static void bf16_case(uint32_t type, float dropout, uint64_t seed) {
     et_tensor_wrap(&B, "lora_b", bbf, gbb, 2, (int64_t[]){N, r});
     et_tape t;
     assert_int_equal(et_tape_init(&t, 0, NULL), 0);
-    t.precision = ET_GEMM_BF16;
+    t.gemm_precision = ET_GEMM_BF16;
     et_frozen_w w = {.type = type, .data = wq, .n_out = N, .n_in = K};
     et_lora_opts o = {.scale = scale, .dropout = dropout, .seed = seed};
     et_tensor *y = et_lora_linear(&t, "y", &x, &w, &b, &A, &B, &o);

@@ -116,7 +116,7 @@ int et_lora_llama_attach(et_lora_llama *ll, int layer, int lin, float *lora_a, f
  * chunk_rows 0 means ET_LORA_XENT_CHUNK_ROWS), with per-layer
  * activation recomputation when ll->recompute is set and t records.
  * The LM head is train/op_lmhead.h's (frozen, gradient formed in the
- * forward); every GEMM of the base runs in t->precision (train/gemm.h).
+ * forward); every GEMM of the base runs in t->gemm_precision (train/gemm.h).
  * NULL on error (t's status). */
 et_tensor *et_lora_llama_forward(et_tape *t, et_lora_llama *ll, const int32_t *tokens, const int32_t *targets,
                                  int B, int T, const et_xent_opts *xo);

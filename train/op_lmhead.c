@@ -84,7 +84,7 @@ et_tensor *et_lm_head_xent(et_tape *t, const char *name, et_tensor *x, const et_
     int chunk = opts->chunk_rows;
     if (!chunk) chunk = (1 << 24) / V > 0 ? (1 << 24) / V : 1;
     if (chunk > N) chunk = N;
-    const int precision = t->precision == ET_GEMM_BF16 ? ET_GEMM_BF16 : ET_GEMM_F32;
+    const int precision = t->gemm_precision == ET_GEMM_BF16 ? ET_GEMM_BF16 : ET_GEMM_F32;
 
     et_tensor *in[1] = {x};
     const int wants = et_tape_wants_grad(t, in, 1);

@@ -18,7 +18,7 @@
  * This is the "fused linear cross-entropy" of Liger-Kernel (Hsu et al. 2024,
  * arXiv:2410.10989), which also computes the gradient in the forward.
  * At most chunk_rows x V logits exist at a time (in the tape's scratch).
- * Products: et_gemm (train/gemm.h) in t->precision (bf16: x, w and dz rounded
+ * Products: et_gemm (train/gemm.h) in t->gemm_precision (bf16: x, w and dz rounded
  * to bf16, f32 accumulation); logsumexp summed in double, as et_cross_entropy.
  * Without recording (t->record 0) or when x needs no gradient, nothing is
  * computed for backward.

@@ -84,35 +84,35 @@ static int w_whole(const et_frozen_w *w, int precision) {
     return w->type == GGML_TYPE_F32 || (w->type == GGML_TYPE_BF16 && precision == ET_GEMM_BF16);
 }
 
-/* y[M, N] = x[M, K] @ W^T, tile by tile (one call for a whole W). */
-static void w_forward(const et_frozen_w *w, int precision, const float *x, int M, float *y, float *tile,
-                      int64_t tile_rows) {
+int et_frozen_w_needs_tile(const et_frozen_w *w, int precision) { return !w_whole(w, precision); }
+
+void et_frozen_w_forward(const et_frozen_w *w, int precision, const float *x, int M, float beta, float *y,
+                         float *tile, int64_t tile_rows) {
     const int N = (int)w->n_out, K = (int)w->n_in;
     if (w->type == GGML_TYPE_BF16 && precision == ET_GEMM_BF16) {
-        et_gemm_bf16w(0, 1, M, N, K, 1.0f, x, K, w->data, K, 0.0f, y, N);
+        et_gemm_bf16w(0, 1, M, N, K, 1.0f, x, K, w->data, K, beta, y, N);
         return;
     }
     const int64_t step = w_whole(w, precision) ? N : tile_rows;
     for (int64_t r0 = 0; r0 < N; r0 += step) {
         const int nr = (int)(N - r0 < step ? N - r0 : step);
         const float *wt = w_rows(w, r0, nr, tile);
-        et_gemm(precision, 0, 1, M, nr, K, 1.0f, x, K, wt, K, 0.0f, y + r0, N);
+        et_gemm(precision, 0, 1, M, nr, K, 1.0f, x, K, wt, K, beta, y + r0, N);
     }
 }
 
-/* dx[M, K] += dy[M, N] @ W, tile by tile (one call for a whole W). */
-static void w_backward(const et_frozen_w *w, int precision, const float *dy, int M, float *dx, float *tile,
-                       int64_t tile_rows) {
+void et_frozen_w_backward(const et_frozen_w *w, int precision, const float *dy, int M, float beta, float *dx,
+                          float *tile, int64_t tile_rows) {
     const int N = (int)w->n_out, K = (int)w->n_in;
     if (w->type == GGML_TYPE_BF16 && precision == ET_GEMM_BF16) {
-        et_gemm_bf16w(0, 0, M, K, N, 1.0f, dy, N, w->data, K, 1.0f, dx, K);
+        et_gemm_bf16w(0, 0, M, K, N, 1.0f, dy, N, w->data, K, beta, dx, K);
         return;
     }
     const int64_t step = w_whole(w, precision) ? N : tile_rows;
     for (int64_t r0 = 0; r0 < N; r0 += step) {
         const int nr = (int)(N - r0 < step ? N - r0 : step);
         const float *wt = w_rows(w, r0, nr, tile);
-        et_gemm(precision, 0, 0, M, K, nr, 1.0f, dy + r0, N, wt, K, 1.0f, dx, K);
+        et_gemm(precision, 0, 0, M, K, nr, 1.0f, dy + r0, N, wt, K, r0 ? 1.0f : beta, dx, K);
     }
 }
 
@@ -249,7 +249,7 @@ static void lora_backward(et_tape *t, const et_node *nd) {
             }
         }
     }
-    if (dx) w_backward(&s->w, s->precision, dy, M, dx, s->scratch, s->tile_rows);
+    if (dx) et_frozen_w_backward(&s->w, s->precision, dy, M, 1.0f, dx, s->scratch, s->tile_rows);
 }
 
 static et_tensor *check_args(et_tape *t, const char *name, et_tensor *x, const et_frozen_w *w, et_tensor *b,
@@ -300,7 +300,7 @@ et_tensor *et_lora_linear(et_tape *t, const char *name, et_tensor *x, const et_f
 
     lora_saved *s = et_tape_alloc(t, sizeof *s);
     if (!s) return NULL;
-    const int precision = t->precision == ET_GEMM_BF16 ? ET_GEMM_BF16 : ET_GEMM_F32;
+    const int precision = t->gemm_precision == ET_GEMM_BF16 ? ET_GEMM_BF16 : ET_GEMM_F32;
     *s = (lora_saved){.w = *w, .precision = precision, .scale = lora && o ? o->scale : 0.0f, .dropout = dropout,
                       .seed = o ? o->seed : 0};
     /* scratch: W tiles (non-F32) and dropout chunks share it */
@@ -315,7 +315,7 @@ et_tensor *et_lora_linear(et_tape *t, const char *name, et_tensor *x, const et_f
         }
     }
 
-    w_forward(w, precision, x->data, M, y->data, s->scratch, s->tile_rows);
+    et_frozen_w_forward(w, precision, x->data, M, 0.0f, y->data, s->scratch, s->tile_rows);
     if (b) {
         #pragma omp parallel for schedule(static)
         for (int i = 0; i < M; i++)
