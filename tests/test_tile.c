@@ -47,9 +47,9 @@ static void check_type(uint32_t type, int n, int trial) {
         for (int i = 0; i < n; i++) f[i] = frand() * scale;
         if (t == 5) for (int i = 0; i < n; i += 2) f[i] = i % 4 ? scale : -scale;   /* +-127 quants */
         et_act_convert(type, f, a + (size_t)t * ab, n);
-        g->pack((const et_block_q8_0 *)(const void *)(a + (size_t)t * ab), n, p + (size_t)t * ps);
+        g->pack((const et_block_q8_0 *)(const void *)(a + (size_t)t * ab), n, p, t);
     }
-    g->tile(n, w, rb, p, ps, out);
+    g->tile(n, w, rb, p, out);
     et_dot_fn ref = type == GGML_TYPE_Q4_0 ? et_dot_q4_0_scalar : et_dot_q8_0_scalar;
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) {
