@@ -39,6 +39,8 @@ const cli_cmd cli_commands[] = {
      "  --eval-every 100 --eval-batches 0 (= whole validation split) --ckpt-every 100 --threads N\n"
      "  --metrics FILE (JSON lines) --log-every 1 --type F32|F16 --resume (continue DIR's run bit for bit)\n"
      "  --recompute (activation recomputation per layer: far less memory, one more forward)\n"
+     "  --precision f32|bf16 (bf16: matmul operands rounded to bfloat16, f32 accumulation and weights;\n"
+     "         about 2x faster GEMMs on CPUs with AVX512_BF16)\n"
      "  DIR gets checkpoint.h5, recipe.json (every setting; reuse with --config) and model.gguf.\n"
      "  Details: docs/training.md", cmd_train},
     {"lora", "train a LoRA adapter on a frozen base",
