@@ -29,25 +29,28 @@ size_t et_tile_act_bytes(int n) { return (size_t)n * 3; }
 #define TR 2   /* rows per tile */
 #define TT 8   /* tokens per tile */
 
-/* One token: quants, -c * group sums, scales repeated per lane (tile.h). */
-static void pack_c(const et_block_q8_0 *x, int n, void *dst, int c) {
-    int nb = n / ET_QK;
-    int8_t *qs = dst;
-    int32_t *corr = (int32_t *)(void *)(qs + n);
-    float *d = (float *)(void *)(corr + (size_t)nb * 8);
-    for (int b = 0; b < nb; b++) {
-        memcpy(qs + 32 * b, x[b].qs, 32);
-        float db = et_f16_table[x[b].d];
-        for (int g = 0; g < 8; g++) {
-            const int8_t *q = x[b].qs + 4 * g;
-            corr[8 * b + g] = -c * (q[0] + q[1] + q[2] + q[3]);
-            d[8 * b + g] = db;
+/* Token k of a group of TT: per block pair p, 192 bytes at (p * TT + k) * 192:
+ * quants, -c * group sums, scales repeated per lane (tile.h). */
+static void pack_c(const et_block_q8_0 *x, int n, void *dst, int k, int c) {
+    for (int p = 0; p < n / 64; p++) {
+        uint8_t *o = (uint8_t *)dst + ((size_t)p * TT + (size_t)k) * 192;
+        int32_t *corr = (int32_t *)(void *)(o + 64);
+        float *d = (float *)(void *)(o + 128);
+        for (int h = 0; h < 2; h++) {
+            const et_block_q8_0 *xb = &x[2 * p + h];
+            memcpy(o + 32 * h, xb->qs, 32);
+            float db = et_f16_table[xb->d];
+            for (int g = 0; g < 8; g++) {
+                const int8_t *q = xb->qs + 4 * g;
+                corr[8 * h + g] = -c * (q[0] + q[1] + q[2] + q[3]);
+                d[8 * h + g] = db;
+            }
         }
     }
 }
 
-static void pack_q4_0(const et_block_q8_0 *x, int n, void *dst) { pack_c(x, n, dst, 8); }
-static void pack_q8_0(const et_block_q8_0 *x, int n, void *dst) { pack_c(x, n, dst, 128); }
+static void pack_q4_0(const et_block_q8_0 *x, int n, void *dst, int k) { pack_c(x, n, dst, k, 8); }
+static void pack_q8_0(const et_block_q8_0 *x, int n, void *dst, int k) { pack_c(x, n, dst, k, 128); }
 
 static inline VNNI float fold16(__m512 a) {
     __m256 v = _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
@@ -81,9 +84,8 @@ static inline VNNI __m512i bytes64(const et_block_q8_0 *blk) {
 }
 
 static inline VNNI __attribute__((always_inline)) void tile_body(int n, const uint8_t *w, size_t rb, const uint8_t *act,
-                                                                  size_t as, float *out, int q4) {
+                                                                  float *out, int q4) {
     int nb = n / ET_QK;
-    const size_t corr_off = (size_t)n, d_off = (size_t)n + (size_t)nb * 32;
     __m512 acc[TR][TT];
 #pragma GCC unroll 8
     for (int r = 0; r < TR; r++)
@@ -106,10 +108,10 @@ static inline VNNI __attribute__((always_inline)) void tile_body(int n, const ui
         }
 #pragma GCC unroll 8
         for (int t = 0; t < TT; t++) {
-            const uint8_t *xt = act + (size_t)t * as;
-            __m512i xq = _mm512_load_si512((const void *)(xt + 32 * (size_t)b));
-            __m512i corr = _mm512_load_si512((const void *)(xt + corr_off + 32 * (size_t)b));
-            __m512 xd = _mm512_load_ps((const void *)(xt + d_off + 32 * (size_t)b));
+            const uint8_t *xt = act + ((size_t)(b / 2) * TT + (size_t)t) * 192;
+            __m512i xq = _mm512_load_si512((const void *)xt);
+            __m512i corr = _mm512_load_si512((const void *)(xt + 64));
+            __m512 xd = _mm512_load_ps((const void *)(xt + 128));
 #pragma GCC unroll 8
             for (int r = 0; r < TR; r++) {
                 __m512i s = _mm512_dpbusd_epi32(corr, wq[r], xq);
@@ -125,12 +127,12 @@ static inline VNNI __attribute__((always_inline)) void tile_body(int n, const ui
         for (int t = 0; t < TT; t++) out[r * TT + t] = fold16(acc[r][t]);
 }
 
-static VNNI void tile_q4_0(int n, const void *w, size_t rb, const void *act, size_t as, float *out) {
-    tile_body(n, w, rb, act, as, out, 1);
+static VNNI void tile_q4_0(int n, const void *w, size_t rb, const void *act, float *out) {
+    tile_body(n, w, rb, act, out, 1);
 }
 
-static VNNI void tile_q8_0(int n, const void *w, size_t rb, const void *act, size_t as, float *out) {
-    tile_body(n, w, rb, act, as, out, 0);
+static VNNI void tile_q8_0(int n, const void *w, size_t rb, const void *act, float *out) {
+    tile_body(n, w, rb, act, out, 0);
 }
 
 static const et_tile tile_set_q4_0 = {"avx512vnni", TR, TT, pack_q4_0, tile_q4_0};

@@ -22,7 +22,7 @@ typedef struct mm_mat {
     const et_tile *tile;     /* NULL: no multi-token tile */
     const uint8_t *act;      /* [n_tok] rows of act_stride bytes */
     size_t act_stride;
-    const uint8_t *pact;     /* tile: [n_tok] packed rows of pact_stride bytes */
+    const uint8_t *pact;     /* tile: groups of tile_tok tokens, pact_stride bytes per token */
     size_t pact_stride;
     float *y;                /* [n_tok][w->n_out] */
 } mm_mat;
@@ -60,7 +60,7 @@ static void mm_rows(const mm_job *j, const mm_mat *mm, int r0, int r1) {
                 int r = rb;
                 for (; r + g->tile_rows <= re; r += g->tile_rows) {
                     float v[64];
-                    g->tile(w->n_in, wd + (size_t)r * w->row_bytes, w->row_bytes, pa, mm->pact_stride, v);
+                    g->tile(w->n_in, wd + (size_t)r * w->row_bytes, w->row_bytes, pa, v);
                     for (int i = 0; i < g->tile_rows; i++)
                         for (int k = 0; k < g->tile_tok; k++)
                             store(j, mm->y + (size_t)(t + k) * w->n_out + r + i, v[i * g->tile_tok + k]);
@@ -132,7 +132,10 @@ static void conv_tokens(const conv_job *cj, int t0, int t1) {
             int n_in = cj->c[i].n_in;
             uint8_t *a = cj->c[i].act + (size_t)t * cj->c[i].act_stride;
             if (cj->c[i].convert) et_act_convert(cj->c[i].type, cj->x + (size_t)t * n_in, a, n_in);
-            if (cj->c[i].pact) cj->c[i].tile->pack((const et_block_q8_0 *)a, n_in, cj->c[i].pact + (size_t)t * cj->c[i].pact_stride);
+            const et_tile *g = cj->c[i].tile;
+            int tt = g ? g->tile_tok : 1, t0 = t / tt * tt;
+            if (cj->c[i].pact && t0 + tt <= cj->n_tok)   /* whole groups only */
+                g->pack((const et_block_q8_0 *)(const void *)a, n_in, cj->c[i].pact + (size_t)t0 * cj->c[i].pact_stride, t - t0);
         }
 }
 

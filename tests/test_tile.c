@@ -9,6 +9,7 @@
 
 #include <math.h>
 
+#include "../engine/f16row.h"
 #include "../engine/tile.h"
 #include "../engine/kernels.h"
 #include "../export/gguf.h"
@@ -47,9 +48,9 @@ static void check_type(uint32_t type, int n, int trial) {
         for (int i = 0; i < n; i++) f[i] = frand() * scale;
         if (t == 5) for (int i = 0; i < n; i += 2) f[i] = i % 4 ? scale : -scale;   /* +-127 quants */
         et_act_convert(type, f, a + (size_t)t * ab, n);
-        g->pack((const et_block_q8_0 *)(const void *)(a + (size_t)t * ab), n, p + (size_t)t * ps);
+        g->pack((const et_block_q8_0 *)(const void *)(a + (size_t)t * ab), n, p, t);
     }
-    g->tile(n, w, rb, p, ps, out);
+    g->tile(n, w, rb, p, out);
     et_dot_fn ref = type == GGML_TYPE_Q4_0 ? et_dot_q4_0_scalar : et_dot_q8_0_scalar;
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) {
@@ -92,10 +93,46 @@ static void test_tile_selection(void **state) {
     assert_int_equal(et_tile_act_bytes(576), 3 * 576);
 }
 
+/* The row conversions (f16row.h) against the scalar functions, bit for
+ * bit: random bit patterns (NaNs with payloads, infinities, subnormals,
+ * values that round to fp16 subnormals or overflow), and lengths with tails. */
+static void test_rows_match_scalar(void **state) {
+    (void)state;
+    enum { N = 4096 + 13 };
+    float *x = malloc(sizeof(float) * N);
+    uint16_t *h = malloc(2 * N);
+    et_block_q8_0 *qa = malloc(sizeof(et_block_q8_0) * (N / 32)), *qb = malloc(sizeof(et_block_q8_0) * (N / 32));
+    assert_non_null(x);
+    assert_non_null(h);
+    assert_non_null(qa);
+    assert_non_null(qb);
+    for (int trial = 0; trial < 6; trial++) {
+        for (int i = 0; i < N; i++) {
+            rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+            uint32_t u = (uint32_t)(rng >> 32);
+            if (trial == 1) u = (u & 0x807fffffu) | ((uint32_t)(100 + (u >> 8) % 60) << 23);   /* near fp16's range ends */
+            memcpy(&x[i], &u, 4);
+            if (trial >= 2) x[i] = frand() * (trial == 2 ? 1.0f : trial == 3 ? 1e-6f : 7e4f);
+            if (trial == 5 && i % 37 == 0) x[i] = i % 3 ? NAN : (i % 2 ? INFINITY : -INFINITY);
+        }
+        et_fp32_to_fp16_row(x, h, N);
+        for (int i = 0; i < N; i++)
+            if (h[i] != et_fp32_to_fp16(x[i])) fail_msg("fp16 row: %a -> %04x, scalar %04x", (double)x[i], h[i], et_fp32_to_fp16(x[i]));
+        et_quantize_q8_0_row(x, qa, N / 32 * 32);
+        et_quantize_q8_0(x, qb, N / 32 * 32);
+        if (memcmp(qa, qb, sizeof(et_block_q8_0) * (N / 32))) fail_msg("q8_0 row differs from et_quantize_q8_0 (trial %d)", trial);
+    }
+    free(x);
+    free(h);
+    free(qa);
+    free(qb);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiles_match_scalar),
         cmocka_unit_test(test_tile_selection),
+        cmocka_unit_test(test_rows_match_scalar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
