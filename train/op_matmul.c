@@ -10,10 +10,10 @@
  * projections, which saves keeping x @ w^T as a separate activation.
  * All row-major with the natural leading dimensions: no copies, no transposes
  * in memory.  BLAS runs on the calling thread only (never inside OpenMP). */
-#include <cblas.h>
 #include <string.h>
 
 #include "ops.h"
+#include "sgemm_omp.h"
 
 static void matmul_backward(et_tape *t, const et_node *nd) {
     et_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *r = nd->in[3], *y = nd->out;
@@ -26,10 +26,10 @@ static void matmul_backward(et_tape *t, const et_node *nd) {
         for (long i = 0; i < n; i++) dr[i] += dy[i];
     }
     float *dx = et_grad(t, x);
-    if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N,
+    if (dx) et_sgemm_omp(0, 0, M, K, N,
                         1.0f, dy, N, w->data, K, 1.0f, dx, K);
     float *dw = et_grad(t, w);
-    if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M,
+    if (dw) et_sgemm_omp(1, 0, N, K, M,
                         1.0f, dy, N, x->data, K, 1.0f, dw, K);
     float *db = b ? et_grad(t, b) : NULL;
     if (db) {
@@ -69,7 +69,7 @@ et_tensor *et_matmul_add(et_tape *t, const char *name, et_tensor *x, et_tensor *
     et_tensor *y = et_tensor_new(t, name, x->ndim, shape, wants);
     if (!y) return NULL;
     if (r) memcpy(y->data, r->data, y->n * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K,
+    et_sgemm_omp(0, 1, M, N, K,
                 1.0f, x->data, K, w->data, K, r ? 1.0f : 0.0f, y->data, N);
     if (b) {
         float *yd = y->data;

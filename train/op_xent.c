@@ -11,11 +11,11 @@
  * so the [N, V] logits never exist at once (the same idea as the chunked
  * "fused linear cross-entropy" of Liger-Kernel; llm.c fuses softmax and
  * loss the same way).  Exponentials are summed in double, the total loss too. */
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 #include "ops.h"
+#include "sgemm_omp.h"
 #include "simd.h"
 
 typedef struct {
@@ -53,7 +53,7 @@ static void row_scaled_softmax(float *z, int V, float L, float c) {
 
 /* z[nr, V] = x[r0 : r0+nr] @ w^T */
 static void chunk_logits(const xent_saved *s, const float *x, const float *w, int r0, int nr, float *z) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, s->V, s->C,
+    et_sgemm_omp(0, 1, nr, s->V, s->C,
                 1.0f, x + (size_t)r0 * s->C, s->C, w, s->C, 0.0f, z, s->V);
 }
 
@@ -77,9 +77,9 @@ static void xent_backward(et_tape *t, const et_node *nd) {
             row_scaled_softmax(zi, V, s->lse[r0 + i], c);
             zi[tg] -= c;
         }
-        if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, C, V,
+        if (dx) et_sgemm_omp(0, 0, nr, C, V,
                             1.0f, z, V, w->data, C, 1.0f, dx + (size_t)r0 * C, C);
-        if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, nr,
+        if (dw) et_sgemm_omp(1, 0, V, C, nr,
                             1.0f, z, V, x->data + (size_t)r0 * C, C, 1.0f, dw, C);
     }
 }
