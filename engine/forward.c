@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "f16row.h"
 #include "internal.h"
 
 #ifdef __clang__
@@ -164,6 +165,12 @@ static inline void store_kv(void *dst, size_t i, float v, uint32_t type) {
     else ((float *)dst)[i] = v;
 }
 
+/* n values to the cache type (et_fp32_to_fp16 per value for F16). */
+static void store_row(void *dst, const float *x, size_t n, uint32_t type) {
+    if (type == GGML_TYPE_F16) et_fp32_to_fp16_row(x, dst, n);
+    else memcpy(dst, x, n * sizeof(float));
+}
+
 /* ------------------------------------------------------------ attention */
 
 typedef struct att_job {
@@ -192,7 +199,7 @@ static void att_work(void *arg, int ith, int chunk) {
         int t = task / j->n_head, h = task % j->n_head, kvh = h / group;
         int n_kv = j->pos0 + t + 1;
         const float *q = s->q + (size_t)t * nq + (size_t)h * hd;
-        for (int d = 0; d < hd; d++) store_kv(qc, (size_t)d, q[d], s->kv_type);
+        store_row(qc, q, (size_t)hd, s->kv_type);
         float mx = -INFINITY;
         for (int p = 0; p < n_kv; p++) {
             float v = dot(hd, kc + ((size_t)p * nkv + (size_t)kvh * hd) * s->kv_elt, qc);
@@ -206,10 +213,32 @@ static void att_work(void *arg, int ith, int chunk) {
             sc[p] = v;
         }
         float inv = (float)(1.0 / sum);
-        for (int p = 0; p < n_kv; p++) store_kv(pr, (size_t)p, sc[p] * inv, s->kv_type);
+        for (int p = 0; p < n_kv; p++) sc[p] = sc[p] * inv;
+        store_row(pr, sc, (size_t)n_kv, s->kv_type);
         float *o = s->att + (size_t)t * nq + (size_t)h * hd;
-        for (int d = 0; d < hd; d++)
-            o[d] = dot(n_kv, vc + ((size_t)(kvh * hd + d) * n_ctx) * s->kv_elt, pr);
+        /* o[d] = dot(n_kv, V row d, pr), with the products past the last
+         * whole 32 (added in order after the fold, kernels.h) taken position
+         * by position across d: the same sums, without a serial chain per d */
+        int n_main = n_kv / 32 * 32;
+        const uint8_t *vh = vc + (size_t)kvh * hd * n_ctx * s->kv_elt;
+        for (int d = 0; d < hd; d++) o[d] = dot(n_main, vh + (size_t)d * n_ctx * s->kv_elt, pr);
+        for (int p = n_main; p < n_kv; p++) {
+            if (s->kv_type == GGML_TYPE_F16) {
+                float pp = et_f16_table[((const uint16_t *)pr)[p]];
+                const uint16_t *v = (const uint16_t *)(const void *)vh + p;
+                for (int d = 0; d < hd; d++) {
+                    float prod = et_f16_table[v[(size_t)d * n_ctx]] * pp;
+                    o[d] = o[d] + prod;
+                }
+            } else {
+                float pp = ((const float *)pr)[p];
+                const float *v = (const float *)(const void *)vh + p;
+                for (int d = 0; d < hd; d++) {
+                    float prod = v[(size_t)d * n_ctx] * pp;
+                    o[d] = o[d] + prod;
+                }
+            }
+        }
     }
 }
 
@@ -246,10 +275,8 @@ static int forward_chunk(et_state *s, const int32_t *tok, int n, float *logits, 
                 rope_apply(q, ly->n_head, hd, m->n_rot, cs);
                 rope_apply(k, ly->n_head_kv, hd, m->n_rot, cs);
                 size_t pos = (size_t)(pos0 + t);
-                for (int i = 0; i < nkv; i++) {
-                    store_kv(s->k_cache[l], pos * (size_t)nkv + (size_t)i, k[i], s->kv_type);
-                    store_kv(s->v_cache[l], (size_t)i * (size_t)s->n_ctx + pos, v[i], s->kv_type);
-                }
+                store_row((uint8_t *)s->k_cache[l] + pos * (size_t)nkv * s->kv_elt, k, (size_t)nkv, s->kv_type);
+                for (int i = 0; i < nkv; i++) store_kv(s->v_cache[l], (size_t)i * (size_t)s->n_ctx + pos, v[i], s->kv_type);
             }
             int n_tasks = n * ly->n_head, nth = et_pool_size(s->pool);
             att_job aj = {s, l, n, pos0, ly->n_head, ly->n_head_kv, n_tasks < 4 * nth ? n_tasks : 4 * nth};

@@ -7,6 +7,7 @@
 
 #include "../common/et.h"
 #include "../export/gguf.h"
+#include "f16row.h"
 #include "kernels.h"
 
 #ifdef __clang__
@@ -119,9 +120,24 @@ size_t et_act_bytes(uint32_t weight_type, int n) {
     switch (et_vec_dot_type(weight_type)) {
     case GGML_TYPE_F32: return (size_t)n * 4;
     case GGML_TYPE_F16: case GGML_TYPE_BF16: return (size_t)n * 2;
-    case GGML_TYPE_Q8_0: return (size_t)(n / ET_QK) * sizeof(et_block_q8_0);
+    case GGML_TYPE_Q8_0: return et_act_q8_0_extra_offset(n) + (size_t)(n / ET_QK) * (32 + 4);
     case GGML_TYPE_Q8_K: return (size_t)(n / ET_QK_K) * sizeof(et_block_q8_K);
     default: return 0;
+    }
+}
+
+/* Q8_0 blocks plus the extras of the layout in kernels.h. */
+static void act_q8_0(const float *x, void *dst, int n) {
+    const et_block_q8_0 *q = dst;
+    et_quantize_q8_0_row(x, dst, n);   /* = et_quantize_q8_0, vectorized (f16row.h) */
+    int32_t *gsum = (int32_t *)((uint8_t *)dst + et_act_q8_0_extra_offset(n));
+    float *d = (float *)(gsum + (size_t)(n / ET_QK) * 8);
+    for (int b = 0; b < n / ET_QK; b++) {
+        for (int g = 0; g < 8; g++) {
+            const int8_t *v = q[b].qs + 4 * g;
+            gsum[8 * b + g] = v[0] + v[1] + v[2] + v[3];
+        }
+        d[b] = et_fp16_to_fp32(q[b].d);
     }
 }
 
@@ -138,7 +154,7 @@ void et_act_convert(uint32_t weight_type, const float *x, void *dst, int n) {
         for (int i = 0; i < n; i++) y[i] = et_fp32_to_bf16(x[i]);
         break;
     }
-    case GGML_TYPE_Q8_0: et_quantize_q8_0(x, dst, n); break;
+    case GGML_TYPE_Q8_0: act_q8_0(x, dst, n); break;
     case GGML_TYPE_Q8_K: et_quantize_q8_K(x, dst, n); break;
     default: break;
     }

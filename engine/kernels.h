@@ -74,6 +74,26 @@ typedef struct et_kernels {
     et_dot4_fn dot4_q8_0, dot4_q4_0;   /* NULL: four single dots */
 } et_kernels;
 
+/* Q8_0 activations (the vec_dot_type of Q8_0, Q4_0 and Q5_0 weights) of n =
+ * 32 nb elements, as et_act_convert writes them (et_act_bytes long):
+ *   bytes [0, 34 nb): nb et_block_q8_0 (ggml's block_q8_0) — every dot_*
+ *                     and dot4_* kernel reads only these, so a bare
+ *                     et_quantize_q8_0 output is still a valid dot operand;
+ *   from E = 34 nb rounded up to 64 (et_act_q8_0_gsum):
+ *     int32 gsum[nb][8]: gsum[b][g] = sum of qs[4g .. 4g+3] of block b,
+ *                     the integer correction of the unsigned-times-signed
+ *                     (vpdpbusd) trick: sum (w+c) x = sum w x + c gsum;
+ *   from E + 32 nb (et_act_q8_0_d):
+ *     float d[nb]:    fp32 of each block's fp16 d (exact, et_fp16_to_fp32).
+ * The extras serve the multi-row kernels (gemv_*), which need them. */
+static inline size_t et_act_q8_0_extra_offset(int n) { return ((size_t)(n / 32) * 34 + 63) & ~(size_t)63; }
+static inline const int32_t *et_act_q8_0_gsum(const void *x, int n) {
+    return (const int32_t *)((const uint8_t *)x + et_act_q8_0_extra_offset(n));
+}
+static inline const float *et_act_q8_0_d(const void *x, int n) {
+    return (const float *)((const uint8_t *)x + et_act_q8_0_extra_offset(n) + (size_t)(n / 32) * 32);
+}
+
 /* The kernel set by name, or NULL when this build or this CPU lacks it. */
 const et_kernels *et_kernels_get(const char *name);
 /* The fastest set this CPU supports; $ET_ISA (a name above) overrides. */
@@ -88,7 +108,8 @@ et_dot4_fn et_kernels_dot4(const et_kernels *k, uint32_t weight_type);
 uint32_t et_vec_dot_type(uint32_t weight_type);
 /* Bytes of n activations converted to vec_dot_type (n a multiple of its block). */
 size_t et_act_bytes(uint32_t weight_type, int n);
-/* Convert n floats to the weight's vec_dot_type (dst et_act_bytes long). */
+/* Convert n floats to the weight's vec_dot_type (dst et_act_bytes long;
+ * for Q8_0 the layout above, blocks plus extras). */
 void et_act_convert(uint32_t weight_type, const float *x, void *dst, int n);
 
 /* Activation quantizers (see the header comment); n a multiple of 32 / 256. */

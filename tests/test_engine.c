@@ -426,8 +426,9 @@ static void test_scalar_dots_vs_double(void **state) {
 /* Activation quantizers against their definitions (ggml x86 quantize_row_q8_0, quantize_row_q8_K_ref). */
 static void test_activation_quantizers(void **state) {
     (void)state;
-    float x[256];
+    float x[288];
     for (int i = 0; i < 256; i++) x[i] = frand() * 5;
+    for (int i = 256; i < 288; i++) x[i] = (float)(i % 7) - 3.5f;   /* a ninth block (odd count) */
     x[7] = -6.0f;   /* the largest magnitude is negative */
     et_block_q8_0 q0[8];
     et_quantize_q8_0(x, q0, 256);
@@ -459,6 +460,27 @@ static void test_activation_quantizers(void **state) {
     et_quantize_q8_K(y, &qk, 256);
     assert_int_equal(qk.qs[0], -127);
     assert_int_equal(qk.qs[2], -2);
+    /* the Q8_0 activation layout (kernels.h): the blocks, then int32 group
+     * sums and float d, recomputed here from the blocks; 9 blocks (odd) */
+    for (int n = 256; n <= 288; n += 32) {
+        uint8_t *a = malloc(et_act_bytes(GGML_TYPE_Q4_0, n));
+        et_act_convert(GGML_TYPE_Q4_0, x, a, n);
+        assert_int_equal(et_act_bytes(GGML_TYPE_Q8_0, n), et_act_q8_0_extra_offset(n) + (size_t)(n / 32) * 36);
+        assert_true(et_act_q8_0_extra_offset(n) >= (size_t)(n / 32) * sizeof(et_block_q8_0));
+        const et_block_q8_0 *blk = (const et_block_q8_0 *)a;
+        if (n == 256) assert_memory_equal(blk, q0, sizeof q0);
+        const int32_t *gs = et_act_q8_0_gsum(a, n);
+        const float *dd = et_act_q8_0_d(a, n);
+        for (int b = 0; b < n / 32; b++) {
+            assert_true(dd[b] == et_fp16_to_fp32(blk[b].d));
+            for (int g = 0; g < 8; g++) {
+                int s = 0;
+                for (int i = 0; i < 4; i++) s += blk[b].qs[4 * g + i];
+                assert_int_equal(gs[8 * b + g], s);
+            }
+        }
+        free(a);
+    }
 }
 
 /* ------------------------------------------------------------ samplers */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../quant/quant.h"
+#include "op_lmhead.h"
 
 static et_linear *lin_of(et_llama_block *b, int i) {
     switch (i) {
@@ -228,8 +229,12 @@ uint64_t et_lora_llama_base_bytes(const et_lora_llama *ll) {
 }
 
 et_tensor *et_lora_llama_forward(et_tape *t, et_lora_llama *ll, const int32_t *tokens, const int32_t *targets,
-                                 int B, int T, const et_xent_opts *xo) {
-    if (!ll->recompute || !t->record) return et_llama_forward(t, &ll->L, tokens, targets, B, T, xo);
+                                 int B, int T, const et_xent_opts *xo_in) {
+    et_xent_opts xo = xo_in ? *xo_in : (et_xent_opts){0};
+    if (!xo.chunk_rows) xo.chunk_rows = ET_LORA_XENT_CHUNK_ROWS;
+    if (!ll->recompute || !t->record)
+        return et_lm_head_xent(t, "loss", et_llama_hidden(t, &ll->L, tokens, B, T, NULL), ll->L.output, targets,
+                               &xo);
     if (t->code) return NULL;
     if (B < 1 || T < 1 || (int64_t)B * T > INT32_MAX)
         return et_tape_fail(t, ET_EINPUT, "llama forward: batch %d x %d tokens", B, T);
@@ -240,7 +245,10 @@ et_tensor *et_lora_llama_forward(et_tape *t, et_lora_llama *ll, const int32_t *t
     }
     et_llama *L = &ll->L;
     et_tensor *x = et_embedding(t, "inp_embd", &L->tok_embd, tokens, B * T);
-    for (int l = 0; l < L->n_layer; l++) x = et_llama_layer_recompute(t, &ll->inner, L, l, x, T, NULL);
+    const int n_rc = ll->recompute_layers > 0 && ll->recompute_layers < L->n_layer ? ll->recompute_layers
+                                                                                   : L->n_layer;
+    for (int l = 0; l < L->n_layer; l++)
+        x = l < n_rc ? et_llama_layer_recompute(t, &ll->inner, L, l, x, T, NULL) : et_llama_layer(t, L, l, x, T, NULL);
     et_tensor *h = et_rmsnorm(t, "result_norm", x, &L->output_norm, L->rms_eps);
-    return et_cross_entropy(t, "loss", h, L->output, targets, xo);
+    return et_lm_head_xent(t, "loss", h, L->output, targets, &xo);
 }

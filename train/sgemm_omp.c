@@ -16,9 +16,9 @@ static void one(int trans_a, int trans_b, int M, int N, int K, float alpha, cons
 
 void et_sgemm_omp(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc) {
-    if (M < 1 || N < 1 || K < 1) return;
+    if (M < 1 || N < 1) return;
     const double work = (double)M * N * K;
-    if (work > ET_SGEMM_OMP_MAX_WORK) {
+    if (K < 1 || work > ET_SGEMM_OMP_MAX_WORK) { /* K = 0: C = beta C, as BLAS */
         one(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }

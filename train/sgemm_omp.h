@@ -19,7 +19,7 @@
  *   C[M, N] = alpha * op(A) @ op(B) + beta * C
  *   op(A) [M, K]: A stored [M, K] (lda >= K) or, trans_a != 0, [K, M] (lda >= M)
  *   op(B) [K, N]: B stored [K, N] (ldb >= N) or, trans_b != 0, [N, K] (ldb >= K)
- * beta == 0 does not read C.  No error return (sizes < 1 do nothing).
+ * beta == 0 does not read C.  No error return (M or N < 1: nothing to do).
  * Call from outside any OpenMP region (DESIGN §2); it opens its own.
  * Changes OpenBLAS's thread count while it runs (openblas_set_num_threads)
  * and restores it: not to be called concurrently with other BLAS calls. */

@@ -1,0 +1,323 @@
+/* train/gemm_x86.c — the AVX512_BF16 GEMM behind et_gemm (train/gemm.h).
+ *
+ * BLIS-style blocking (Van Zee & van de Geijn, "BLIS: A Framework for
+ * Rapidly Instantiating BLAS Functionality", ACM TOMS 2015):
+ *   for each NC-column block of C:
+ *     for each KC-deep block of K:
+ *       pack op(B)[KC, NC] into NR-column panels            (threads split the panels)
+ *       for each MC-row block of C (threads split the blocks):
+ *         pack op(A)[MC, KC] into MR-row panels
+ *         for each NR panel, for each MR panel: the MR x NR microkernel
+ * The microkernel keeps a 12 x 32 tile of C in 24 zmm accumulators and uses
+ * vdpbf16ps (Intel SDM, "VDPBF16PS — Dot Product of BF16 Pairs Accumulated
+ * into Packed Single Precision"): for each of 16 f32 lanes,
+ * acc += a[2l] b[2l] + a[2l+1] b[2l+1] with exact products.  So both packed
+ * operands hold k in pairs:
+ *   A panel: [KC/2][MR][2] bf16   (one 32-bit pair per row, broadcast)
+ *   B panel: [KC/2][NR][2] bf16   (two zmm per k pair)
+ * K is padded to even with zeros; rows/columns beyond M/N are zero padding,
+ * never stored.  Rounding f32 -> bf16 is done with integer AVX-512F ops,
+ * bit-identical to et_fp32_to_bf16 (round to nearest even, NaN quieted).
+ *
+ * Only the functions marked ET_TARGET use AVX-512 instructions; they are
+ * reached only after et_gemm_x86_bf16_available() said yes, so this file
+ * builds with the project's portable flags (and to nothing on other CPUs).
+ * The OpenMP regions are in plain functions (outlined OpenMP bodies do not
+ * reliably inherit a target attribute); they call the ET_TARGET helpers. */
+#include "gemm_kernel.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ET_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"), noinline))
+
+enum {
+    MR = 12,      /* rows of the microkernel tile */
+    NR = 32,      /* columns: two zmm of 16 f32 */
+    KC_MAX = 256, /* k per block: B micro-panel 256 x 32 x 2 B = 16 KB (L1) */
+    MC_MAX = 288, /* rows per A block: 288 x 256 x 2 B = 144 KB (L2) */
+    NC_MAX = 3072 /* columns per B block: 256 x 3072 x 2 B = 1.5 MB */
+};
+
+static int detect(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return 0; /* OSXSAVE */
+    unsigned xlo, xhi;
+    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+    (void)xhi;
+    if ((xlo & 0xe6) != 0xe6) return 0; /* SSE, AVX, opmask, ZMM state enabled by the OS */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    if (!((b >> 16) & 1) || !((b >> 30) & 1) || !((b >> 31) & 1)) return 0; /* F, BW, VL */
+    if (a < 1) return 0;
+    __get_cpuid_count(7, 1, &a, &b, &c, &d);
+    return (a >> 5) & 1; /* AVX512_BF16 */
+}
+
+int et_gemm_x86_bf16_available(void) {
+    static int cached = -1;
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = detect();
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+/* ---- rounding helpers (AVX-512F/BW) ---- */
+
+/* f32 lanes -> their bits rounded to nearest even at bit 16 (bf16 in the
+ * high half); NaN lanes quieted, as et_fp32_to_bf16. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16")))
+__m512i round_hi(__m512 x) {
+    __m512i u = _mm512_castps_si512(x);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    return _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x00400000)));
+}
+
+/* Pairs (lo[l], hi[l]) of two f32 vectors as 16 packed bf16 pairs. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16")))
+__m512i pair_lanes(__m512 lo, __m512 hi) {
+    return _mm512_or_si512(_mm512_srli_epi32(round_hi(lo), 16),
+                           _mm512_and_si512(round_hi(hi), _mm512_set1_epi32((int)0xffff0000u)));
+}
+
+/* 32 consecutive f32 x[0..31] (x0 = x[0..15], x1 = x[16..31]) as 16 bf16
+ * pairs (x[2p], x[2p+1]) in 32-bit lanes p. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16")))
+__m512i pair_adjacent(__m512 x0, __m512 x1) {
+    const __m512i idx = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33,
+                                         31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    return _mm512_permutex2var_epi16(round_hi(x0), idx, round_hi(x1));
+}
+
+static inline __mmask16 mask16(int n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+static inline __mmask32 mask32(int n) { return n >= 32 ? (__mmask32)0xffffffffu : n <= 0 ? 0 : (__mmask32)((1u << n) - 1); }
+
+/* ---- packing ---- */
+
+/* One B panel: op(B)[k0 .. k0+kc, j0 .. j0+nv] -> dst[kcp/2][NR][2] (kcp =
+ * kc rounded up to even; columns nv..NR-1 and the odd k pad are zero).
+ * op(B)(k, j) = Bf/Bh[k*ldb + j] (tb 0) or [j*ldb + k] (tb 1). */
+ET_TARGET static void pack_b(int tb, const float *Bf, const uint16_t *Bh, int ldb, int k0, int kc,
+                             int j0, int nv, uint16_t *dst) {
+    const int nkp = (kc + 1) / 2;
+    uint32_t *d = (uint32_t *)dst;
+    if (!tb) {
+        const __mmask16 m0 = mask16(nv), m1 = mask16(nv - 16);
+        for (int p = 0; p < nkp; p++) {
+            const size_t r0 = (size_t)(k0 + 2 * p) * ldb + j0, r1 = r0 + (size_t)ldb;
+            const int has1 = 2 * p + 1 < kc;
+            __m512i o0, o1;
+            if (Bf) {
+                __m512 a0 = _mm512_maskz_loadu_ps(m0, Bf + r0), a1 = _mm512_maskz_loadu_ps(m1, Bf + r0 + 16);
+                __m512 b0 = has1 ? _mm512_maskz_loadu_ps(m0, Bf + r1) : _mm512_setzero_ps();
+                __m512 b1 = has1 ? _mm512_maskz_loadu_ps(m1, Bf + r1 + 16) : _mm512_setzero_ps();
+                o0 = pair_lanes(a0, b0);
+                o1 = pair_lanes(a1, b1);
+            } else {
+                __m512i a0 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m0, Bh + r0));
+                __m512i a1 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m1, Bh + r0 + 16));
+                __m512i b0 = has1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m0, Bh + r1)) : _mm512_setzero_si512();
+                __m512i b1 = has1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m1, Bh + r1 + 16)) : _mm512_setzero_si512();
+                o0 = _mm512_or_si512(a0, _mm512_slli_epi32(b0, 16));
+                o1 = _mm512_or_si512(a1, _mm512_slli_epi32(b1, 16));
+            }
+            _mm512_storeu_si512(d + (size_t)p * NR, o0);
+            _mm512_storeu_si512(d + (size_t)p * NR + 16, o1);
+        }
+        return;
+    }
+    /* tb: column j of op(B) is row j of the stored matrix, k contiguous:
+     * 32 k (16 pairs) at a time, then scattered to the pair rows. */
+    if (nv < NR)
+        for (int p = 0; p < nkp; p++) memset(d + (size_t)p * NR + nv, 0, (size_t)(NR - nv) * 4);
+    for (int j = 0; j < nv; j++) {
+        const size_t row = (size_t)(j0 + j) * ldb + k0;
+        for (int p0 = 0; p0 < nkp; p0 += 16) {
+            const int left = kc - 2 * p0; /* k remaining in this row */
+            uint32_t t[16];
+            if (Bf) {
+                __m512 x0 = _mm512_maskz_loadu_ps(mask16(left), Bf + row + 2 * p0);
+                __m512 x1 = _mm512_maskz_loadu_ps(mask16(left - 16), Bf + row + 2 * p0 + 16);
+                _mm512_storeu_si512(t, pair_adjacent(x0, x1));
+            } else {
+                _mm512_storeu_si512(t, _mm512_maskz_loadu_epi16(mask32(left), Bh + row + 2 * p0));
+            }
+            const int np = nkp - p0 < 16 ? nkp - p0 : 16;
+            for (int q = 0; q < np; q++) d[(size_t)(p0 + q) * NR + j] = t[q];
+        }
+    }
+}
+
+/* One A panel: op(A)[i0 .. i0+mv, k0 .. k0+kc] -> dst[kcp/2][MR][2], rows
+ * mv..MR-1 zero.  op(A)(i, k) = A[i*lda + k] (ta 0) or A[k*lda + i] (ta 1). */
+ET_TARGET static void pack_a(int ta, const float *A, int lda, int i0, int mv, int k0, int kc, uint16_t *dst) {
+    const int nkp = (kc + 1) / 2;
+    uint32_t *d = (uint32_t *)dst;
+    if (ta) {
+        const __mmask16 m = mask16(mv);
+        for (int p = 0; p < nkp; p++) {
+            const size_t r0 = (size_t)(k0 + 2 * p) * lda + i0;
+            __m512 a = _mm512_maskz_loadu_ps(m, A + r0);
+            __m512 b = 2 * p + 1 < kc ? _mm512_maskz_loadu_ps(m, A + r0 + lda) : _mm512_setzero_ps();
+            _mm512_mask_storeu_epi32(d + (size_t)p * MR, (__mmask16)0x0fff, pair_lanes(a, b));
+        }
+        return;
+    }
+    if (mv < MR)
+        for (int p = 0; p < nkp; p++) memset(d + (size_t)p * MR + mv, 0, (size_t)(MR - mv) * 4);
+    for (int i = 0; i < mv; i++) {
+        const float *row = A + (size_t)(i0 + i) * lda + k0;
+        for (int p0 = 0; p0 < nkp; p0 += 16) {
+            const int left = kc - 2 * p0;
+            uint32_t t[16];
+            __m512 x0 = _mm512_maskz_loadu_ps(mask16(left), row + 2 * p0);
+            __m512 x1 = _mm512_maskz_loadu_ps(mask16(left - 16), row + 2 * p0 + 16);
+            _mm512_storeu_si512(t, pair_adjacent(x0, x1));
+            const int np = nkp - p0 < 16 ? nkp - p0 : 16;
+            for (int q = 0; q < np; q++) d[(size_t)(p0 + q) * MR + i] = t[q];
+        }
+    }
+}
+
+/* ---- microkernel ---- */
+
+/* C[mv, nv] (ldc) = alpha * A_panel @ B_panel + beta * C (beta 0: C not
+ * read); nkp k pairs; mv <= MR, nv <= NR. */
+ET_TARGET static void kernel(int nkp, const uint16_t *a, const uint16_t *b, float *C, int ldc,
+                             int mv, int nv, float alpha, float beta) {
+    __m512 acc[MR][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    const int32_t *a32 = (const int32_t *)a;
+    for (int p = 0; p < nkp; p++) {
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + (size_t)p * 2 * NR);
+        const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + (size_t)p * 2 * NR + 32);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            const __m512bh av = (__m512bh)_mm512_set1_epi32(a32[(size_t)p * MR + i]);
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], av, b0);
+            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], av, b1);
+        }
+    }
+    const __mmask16 m0 = mask16(nv), m1 = mask16(nv - 16);
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        if (i >= mv) break;
+        float *c = C + (size_t)i * ldc;
+        __m512 y0 = _mm512_mul_ps(va, acc[i][0]), y1 = _mm512_mul_ps(va, acc[i][1]);
+        if (beta != 0.0f) {
+            y0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, c), y0);
+            y1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, c + 16), y1);
+        }
+        _mm512_mask_storeu_ps(c, m0, y0);
+        _mm512_mask_storeu_ps(c + 16, m1, y1);
+    }
+}
+
+/* ---- driver ---- */
+
+typedef struct plan {
+    int ta, tb, K, lda, ldb, ldc;
+    float alpha, beta;
+    const float *A, *Bf;
+    const uint16_t *Bh;
+    float *C;
+    int kc;             /* k per block (even) */
+} plan;
+
+static int min_i(int a, int b) { return a < b ? a : b; }
+
+/* Block size for n items in blocks of at most cap, a multiple of unit,
+ * as even as possible. */
+static int block_size(int n, int cap, int unit) {
+    int nb = (n + cap - 1) / cap;
+    return ((n + nb - 1) / nb + unit - 1) / unit * unit;
+}
+
+/* C[m0..m1, n0..n1] of the product, on the calling thread alone, with its
+ * own packing buffers bp (kc x nc) and ap (mc x kc). */
+static void gemm_block(const plan *P, int m0, int m1, int n0, int n1, int mc, int nc,
+                       uint16_t *bp, uint16_t *ap) {
+    for (int jc = n0; jc < n1; jc += nc) {
+        const int ncv = min_i(n1 - jc, nc), n_bp = (ncv + NR - 1) / NR;
+        for (int pc = 0; pc < P->K; pc += P->kc) {
+            const int kcv = min_i(P->K - pc, P->kc), kcp = (kcv + 1) & ~1;
+            const float beta = pc == 0 ? P->beta : 1.0f;
+            for (int q = 0; q < n_bp; q++)
+                pack_b(P->tb, P->Bf, P->Bh, P->ldb, pc, kcv, jc + q * NR, min_i(ncv - q * NR, NR),
+                       bp + (size_t)q * kcp * NR);
+            for (int ic = m0; ic < m1; ic += mc) {
+                const int mcv = min_i(m1 - ic, mc), n_ap = (mcv + MR - 1) / MR;
+                for (int r = 0; r < n_ap; r++)
+                    pack_a(P->ta, P->A, P->lda, ic + r * MR, min_i(mcv - r * MR, MR), pc, kcv,
+                           ap + (size_t)r * kcp * MR);
+                for (int q = 0; q < n_bp; q++)
+                    for (int r = 0; r < n_ap; r++)
+                        kernel(kcp / 2, ap + (size_t)r * kcp * MR, bp + (size_t)q * kcp * NR,
+                               P->C + (size_t)(ic + r * MR) * P->ldc + jc + q * NR, P->ldc,
+                               min_i(mcv - r * MR, MR), min_i(ncv - q * NR, NR), P->alpha, beta);
+            }
+        }
+    }
+}
+
+static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* Threads split C into nth slabs, by rows when M >= N, else by columns
+ * (so the operand packed twice, by every thread, is the smaller one), and
+ * each computes its slab alone: no barrier inside the call (an OpenMP
+ * barrier with OMP_WAIT_POLICY=PASSIVE sleeps, which costs far more than
+ * the duplicated packing on the shared cores here). */
+int et_gemm_x86_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                     const float *A, int lda, const float *Bf, const uint16_t *Bh, int ldb,
+                     float beta, float *C, int ldc) {
+    plan P = {trans_a, trans_b, K, lda, ldb, ldc, alpha, beta, A, Bf, Bh, C, block_size(K, KC_MAX, 2)};
+    int nth = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if ((double)M * N * K < (double)(1 << 21)) nth = 1; /* a parallel region costs more */
+    const int by_rows = M >= N;
+    const int units = by_rows ? (M + MR - 1) / MR : (N + NR - 1) / NR;
+    if (nth > units) nth = units;
+    if (nth < 1) nth = 1;
+    const int rows = by_rows ? ((M + nth - 1) / nth + MR - 1) / MR * MR : M;
+    const int cols = by_rows ? N : ((N + nth - 1) / nth + NR - 1) / NR * NR;
+    const int mc = block_size(rows, MC_MAX, MR), nc = block_size(cols, NC_MAX, NR);
+    const size_t per_thread = round64((size_t)P.kc * nc) + round64((size_t)mc * P.kc);
+    uint16_t *buf = aligned_alloc(64, (size_t)nth * per_thread * sizeof(uint16_t));
+    if (!buf) return -1;
+    #pragma omp parallel for num_threads(nth) schedule(static, 1) if (nth > 1)
+    for (int t = 0; t < nth; t++) {
+        uint16_t *bp = buf + (size_t)t * per_thread, *ap = bp + round64((size_t)P.kc * nc);
+        if (by_rows) {
+            const int m0 = t * rows;
+            if (m0 < M) gemm_block(&P, m0, min_i(M, m0 + rows), 0, N, mc, nc, bp, ap);
+        } else {
+            const int n0 = t * cols;
+            if (n0 < N) gemm_block(&P, 0, M, n0, min_i(N, n0 + cols), mc, nc, bp, ap);
+        }
+    }
+    free(buf);
+    return 0;
+}
+
+#else /* not x86-64: no native kernel */
+
+int et_gemm_x86_bf16_available(void) { return 0; }
+
+int et_gemm_x86_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                     const float *A, int lda, const float *Bf, const uint16_t *Bh, int ldb,
+                     float beta, float *C, int ldc) {
+    (void)trans_a; (void)trans_b; (void)M; (void)N; (void)K; (void)alpha; (void)A; (void)lda;
+    (void)Bf; (void)Bh; (void)ldb; (void)beta; (void)C; (void)ldc;
+    return -1;
+}
+
+#endif
