@@ -84,7 +84,7 @@ static inline VNNI __m512i bytes64(const et_block_q8_0 *blk) {
 }
 
 static inline VNNI __attribute__((always_inline)) void tile_body(int n, const uint8_t *w, size_t rb, const uint8_t *act,
-                                                                  float *out, int q4) {
+                                                                  float *out, size_t ldo, int q4) {
     int nb = n / ET_QK;
     __m512 acc[TR][TT];
 #pragma GCC unroll 8
@@ -124,15 +124,15 @@ static inline VNNI __attribute__((always_inline)) void tile_body(int n, const ui
 #pragma GCC unroll 8
     for (int r = 0; r < TR; r++)
 #pragma GCC unroll 8
-        for (int t = 0; t < TT; t++) out[r * TT + t] = fold16(acc[r][t]);
+        for (int t = 0; t < TT; t++) out[(size_t)t * ldo + (size_t)r] = fold16(acc[r][t]);
 }
 
-static VNNI void tile_q4_0(int n, const void *w, size_t rb, const void *act, float *out) {
-    tile_body(n, w, rb, act, out, 1);
+static VNNI void tile_q4_0(int n, const void *w, size_t rb, const void *act, float *out, size_t ldo) {
+    tile_body(n, w, rb, act, out, ldo, 1);
 }
 
-static VNNI void tile_q8_0(int n, const void *w, size_t rb, const void *act, float *out) {
-    tile_body(n, w, rb, act, out, 0);
+static VNNI void tile_q8_0(int n, const void *w, size_t rb, const void *act, float *out, size_t ldo) {
+    tile_body(n, w, rb, act, out, ldo, 0);
 }
 
 static const et_tile tile_set_q4_0 = {"avx512vnni", TR, TT, pack_q4_0, tile_q4_0};

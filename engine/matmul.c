@@ -59,11 +59,16 @@ static void mm_rows(const mm_job *j, const mm_mat *mm, int r0, int r1) {
                 const uint8_t *pa = mm->pact + (size_t)t * mm->pact_stride;
                 int r = rb;
                 for (; r + g->tile_rows <= re; r += g->tile_rows) {
+                    const uint8_t *wr = wd + (size_t)r * w->row_bytes;
+                    if (!j->accumulate) {
+                        g->tile(w->n_in, wr, w->row_bytes, pa, mm->y + (size_t)t * w->n_out + r, (size_t)w->n_out);
+                        continue;
+                    }
                     float v[64];
-                    g->tile(w->n_in, wd + (size_t)r * w->row_bytes, w->row_bytes, pa, v);
-                    for (int i = 0; i < g->tile_rows; i++)
-                        for (int k = 0; k < g->tile_tok; k++)
-                            store(j, mm->y + (size_t)(t + k) * w->n_out + r + i, v[i * g->tile_tok + k]);
+                    g->tile(w->n_in, wr, w->row_bytes, pa, v, (size_t)g->tile_rows);
+                    for (int k = 0; k < g->tile_tok; k++)
+                        for (int i = 0; i < g->tile_rows; i++)
+                            store(j, mm->y + (size_t)(t + k) * w->n_out + r + i, v[k * g->tile_rows + i]);
                 }
                 for (; r < re; r++)
                     for (int k = 0; k < g->tile_tok; k++)

@@ -35,10 +35,10 @@ typedef struct et_tile {
      * as token k < tile_tok of the group at dst (tile_tok *
      * et_tile_act_bytes(n) bytes, 64-byte aligned). */
     void (*pack)(const et_block_q8_0 *x, int n, void *dst, int k);
-    /* out[r * tile_tok + t] = dot(row r of w, token t) for r < tile_rows,
+    /* out[t * ldo + r] = dot(row r of w, token t) for r < tile_rows,
      * t < tile_tok: w points at the first row (rows row_bytes apart, the
      * weight type's blocks), act at a packed group. */
-    void (*tile)(int n, const void *w, size_t row_bytes, const void *act, float *out);
+    void (*tile)(int n, const void *w, size_t row_bytes, const void *act, float *out, size_t ldo);
 } et_tile;
 
 /* Bytes per token of packed activations for n inputs (3 n). */

@@ -50,11 +50,11 @@ static void check_type(uint32_t type, int n, int trial) {
         et_act_convert(type, f, a + (size_t)t * ab, n);
         g->pack((const et_block_q8_0 *)(const void *)(a + (size_t)t * ab), n, p, t);
     }
-    g->tile(n, w, rb, p, out);
+    g->tile(n, w, rb, p, out, (size_t)R);
     et_dot_fn ref = type == GGML_TYPE_Q4_0 ? et_dot_q4_0_scalar : et_dot_q8_0_scalar;
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) {
-            float want = ref(n, w + (size_t)r * rb, a + (size_t)t * ab), got = out[r * T + t];
+            float want = ref(n, w + (size_t)r * rb, a + (size_t)t * ab), got = out[t * R + r];
             if (memcmp(&want, &got, sizeof want))
                 fail_msg("%s tile %s n=%d trial %d row %d token %d: %.9g != scalar %.9g", g->name,
                          ggml_type_name(type), n, trial, r, t, got, want);
