@@ -131,6 +131,27 @@ static void attn_row_backward(const float *qi, const float *doi, const float *oi
  * clones. */
 enum { KD = 8 };
 
+/* out[d] = sum_j x[j] mt[d*Tp + j] for d < KD (8), over j < np; returns
+ * sum_j x[j].  One loop with nine independent accumulators (omp simd
+ * reductions), where eight separate dot products would each wait on the
+ * latency of their own single accumulator. */
+static inline __attribute__((always_inline)) float dots_kd(const float *x, const float *mt, int Tp, int np,
+                                                             float *out) {
+    const float *m0 = mt, *m1 = mt + Tp, *m2 = mt + 2 * (size_t)Tp, *m3 = mt + 3 * (size_t)Tp;
+    const float *m4 = mt + 4 * (size_t)Tp, *m5 = mt + 5 * (size_t)Tp, *m6 = mt + 6 * (size_t)Tp,
+                *m7 = mt + 7 * (size_t)Tp;
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, a4 = 0.0f, a5 = 0.0f, a6 = 0.0f, a7 = 0.0f, sx = 0.0f;
+    #pragma omp simd reduction(+ : a0, a1, a2, a3, a4, a5, a6, a7, sx)
+    for (int j = 0; j < np; j++) {
+        const float v = x[j];
+        sx += v;
+        a0 += v * m0[j], a1 += v * m1[j], a2 += v * m2[j], a3 += v * m3[j];
+        a4 += v * m4[j], a5 += v * m5[j], a6 += v * m6[j], a7 += v * m7[j];
+    }
+    out[0] = a0, out[1] = a1, out[2] = a2, out[3] = a3, out[4] = a4, out[5] = a5, out[6] = a6, out[7] = a7;
+    return sx;
+}
+
 ET_SIMD_CLONES
 static float attn_row_forward_kd(const float *qi, const float *kt, const float *vt, int Tp, int n,
                                  float scale, float *p, float *o) {
@@ -149,9 +170,10 @@ static float attn_row_forward_kd(const float *qi, const float *kt, const float *
     const float m = scale * et_max16(p, np);
     #pragma omp simd
     for (int j = 0; j < np; j++) p[j] = et_vexpf(scale * p[j] - m) * (float)((uint32_t)(j - n) >> 31);
-    const float l = et_sum16(p, np);
+    float acc[KD];
+    const float l = dots_kd(p, vt, Tp, np, acc);
     #pragma GCC unroll 8
-    for (int d = 0; d < KD; d++) o[d] = et_dot16(p, vt + (size_t)d * Tp, np) / l;
+    for (int d = 0; d < KD; d++) o[d] = acc[d] / l;
     return m + logf(l);
 }
 
@@ -197,12 +219,12 @@ static inline __attribute__((always_inline)) void rows_backward_kd(
         if (R == 2) ds1[j] = dsj[1];
     }
     for (int r = 0; r < R; r++)
-        if (dqi[r])
+        if (dqi[r]) {
+            float dot[KD];
+            dots_kd(ds + (size_t)r * Tp, kt, Tp, np, dot);
             #pragma GCC unroll 8
-            for (int d = 0; d < KD; d++) {
-                const float dot = et_dot16(ds + (size_t)r * Tp, kt + (size_t)d * Tp, np);
-                dqi[r][d] = dq_set ? dot : dqi[r][d] + dot;
-            }
+            for (int d = 0; d < KD; d++) dqi[r][d] = dq_set ? dot[d] : dqi[r][d] + dot[d];
+        }
 }
 
 ET_SIMD_CLONES
