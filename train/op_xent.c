@@ -4,7 +4,8 @@
  *   z[R, V] = x_c @ w^T                          (sgemm NoTrans/Trans)
  *   lse_i = logsumexp_v z_iv,  loss_i = lse_i - z_i,target
  *   loss = (1/norm) sum_i loss_i  over rows in the loss
- * Backward, with c = dloss / norm, recomputing z chunk by chunk:
+ * Backward, with c = dloss / norm, recomputing z chunk by chunk (unless all
+ * rows are one chunk of at most KEEP_LOGITS logits: then forward keeps z):
  *   dz_iv = c (exp(z_iv - lse_i) - [v == target_i])   (0 for rows not in the loss)
  *   dx_c += dz @ w        (sgemm NoTrans/NoTrans)
  *   dw   += dz^T @ x_c    (sgemm Trans/NoTrans)
@@ -25,9 +26,15 @@ typedef struct {
     int precision;    /* the tape's gemm_precision when the forward ran */
     int32_t *target;  /* [N] copy; -1 where the row is not in the loss */
     float *lse;       /* [N] */
+    float *logits;    /* [N, V] kept from forward when all rows are one chunk
+                         of at most KEEP_LOGITS (backward then skips the
+                         GEMM that recomputes them), else NULL */
 
     double norm;      /* 0 when no row is in the loss */
 } xent_saved;
+
+/* Logits kept for backward up to this many floats (stories260K: 1024 x 512). */
+#define KEEP_LOGITS ((size_t)1 << 21)
 
 /* logsumexp of one row of logits z [V]: max over 16 lanes, exponentials
  * summed in 16 double lanes (V up to 128k: float sums would lose ~1e-5). */
@@ -62,15 +69,17 @@ static void chunk_logits(const xent_saved *s, const float *x, const float *w, in
 static void xent_backward(et_tape *t, const et_node *nd) {
     et_tensor *x = nd->in[0], *w = nd->in[1];
     const xent_saved *s = nd->saved;
-    float *dx = et_grad(t, x), *dw = et_grad(t, w);
+    int fresh; /* dx stored, not added to zeros: each chunk writes its own rows (tape.h) */
+    float *dx = et_grad_fresh(t, x, &fresh), *dw = et_grad(t, w);
+    if (dx && fresh && (t->code || s->norm == 0.0)) memset(dx, 0, x->n * sizeof(float)), fresh = 0;
     if (t->code || s->norm == 0.0) return;
     const float c = (float)(nd->out->grad[0] / s->norm);
     const int V = s->V, C = s->C;
     for (int r0 = 0; r0 < s->N; r0 += s->chunk) {
         const int nr = s->N - r0 < s->chunk ? s->N - r0 : s->chunk;
-        float *z = et_tape_scratch(t, (size_t)s->chunk * V * sizeof(float));
+        float *z = s->logits ? s->logits : et_tape_scratch(t, (size_t)s->chunk * V * sizeof(float));
         if (!z) return;
-        chunk_logits(s, x->data, w->data, r0, nr, z);
+        if (!s->logits) chunk_logits(s, x->data, w->data, r0, nr, z);
         #pragma omp parallel for schedule(static) if ((size_t)nr * V > ET_OMP_MIN_WORK)
         for (int i = 0; i < nr; i++) {
             float *zi = z + (size_t)i * V;
@@ -79,7 +88,8 @@ static void xent_backward(et_tape *t, const et_node *nd) {
             row_scaled_softmax(zi, V, s->lse[r0 + i], c);
             zi[tg] -= c;
         }
-        if (dx) et_gemm(s->precision, 0, 0, nr, C, V, 1.0f, z, V, w->data, C, 1.0f, dx + (size_t)r0 * C, C);
+        if (dx)
+            et_gemm(s->precision, 0, 0, nr, C, V, 1.0f, z, V, w->data, C, fresh ? 0.0f : 1.0f, dx + (size_t)r0 * C, C);
         if (dw) et_gemm(s->precision, 1, 0, V, C, nr, 1.0f, z, V, x->data + (size_t)r0 * C, C, 1.0f, dw, C);
     }
 }
@@ -117,7 +127,11 @@ et_tensor *et_cross_entropy(et_tape *t, const char *name, et_tensor *x, et_tenso
     s->precision = t->gemm_precision == ET_GEMM_BF16 ? ET_GEMM_BF16 : ET_GEMM_F32;
     s->target = et_tape_alloc(t, (size_t)N * sizeof(int32_t));
     s->lse = s->target ? et_tape_alloc(t, (size_t)N * sizeof(float)) : NULL;
-    float *buf = opts->logits_out || !s->lse ? NULL : et_tape_scratch(t, (size_t)chunk * V * sizeof(float));
+    const int keep = wants && chunk == N && !opts->logits_out && (size_t)N * V <= KEEP_LOGITS;
+    float *buf = opts->logits_out || !s->lse ? NULL
+                 : keep ? et_tape_alloc(t, (size_t)N * V * sizeof(float))
+                        : et_tape_scratch(t, (size_t)chunk * V * sizeof(float));
+    s->logits = keep ? buf : NULL;
     if (!s->lse || (!buf && !opts->logits_out)) return NULL;
     int n_in = 0;
     for (int i = 0; i < N; i++) {
