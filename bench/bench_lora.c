@@ -220,7 +220,7 @@ static int run_torch(int steps, double *tok_s, double *peak_mb) {
     return *tok_s > 0 && *peak_mb > 0;
 }
 
-#define DEFAULT_CFG {"F32", "F32+bf16", "F32+rc+bf16", "BF16+bf16", "Q8_0+rc+bf16"}
+#define DEFAULT_CFG {"F32", "F32+bf16", "BF16+bf16", "Q8_0+rc+bf16"}
 
 int main(int argc, char **argv) {
     et_omp_passive_reexec(); /* idle OpenMP workers sleep (train/threads.h) */

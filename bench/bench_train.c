@@ -1,7 +1,7 @@
 /* bench/bench_train.c — full training steps (forward, backward, clipping,
  * AdamW) against PyTorch on the same machine in the same run.
  *
- *   build/bench/bench_train                 all configurations + PyTorch + sgemm
+ *   build/bench/bench_train [SHAPE]         all configurations (of SHAPE) + PyTorch + sgemm
  *   build/bench/bench_train --one SHAPE [STEPS [--recompute] [--bf16]]   one configuration (a child process)
  *
  * Configurations: the SmolLM2-135M shape (n_vocab 49152, n_embd 576, n_ff
@@ -282,8 +282,14 @@ int main(int argc, char **argv) {
     printf("cblas_sgemm 1024^3: %.1f GFLOP/s (OpenBLAS, this process's threads); OMP_WAIT_POLICY %s\n", gemm,
            getenv("OMP_WAIT_POLICY"));
     int failed = 0;
+    const shape *only = argc > 1 ? find_shape(argv[1]) : NULL;
+    if (argc > 1 && !only) {
+        fprintf(stderr, "usage: %s [stories260K|smollm2] | --one SHAPE [STEPS [--recompute] [--bf16]]\n", argv[0]);
+        return 1;
+    }
     for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++) {
         const shape *s = &SHAPES[i];
+        if (only && s != only) continue;
         char steps[16];
         snprintf(steps, sizeof steps, "%d", s->steps);
         char *torch = NULL, *torch_bf16 = NULL;

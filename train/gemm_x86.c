@@ -145,69 +145,91 @@ void rows_to_pairs(const float *Bf, const uint16_t *Bh, size_t base, size_t ld, 
 
 /* ---- packing ---- */
 
-/* One B panel: op(B)[k0 .. k0+kc, j0 .. j0+nv] -> dst[kcp/2][NR][2] (kcp =
- * kc rounded up to even; columns nv..NR-1 and the odd k pad are zero).
+/* One k pair p of one B panel, tb 0 (op(B) rows contiguous): columns
+ * j0 .. j0+nv of rows k0+2p and k0+2p+1 (zero beyond nv / kc) -> d[NR]. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16")))
+void pack_b_pair(const float *Bf, const uint16_t *Bh, int ldb, int k0, int kc, int p, int j0, int nv, uint32_t *d) {
+    const __mmask16 m0 = mask16(nv), m1 = mask16(nv - 16);
+    const size_t r0 = (size_t)(k0 + 2 * p) * ldb + j0, r1 = r0 + (size_t)ldb;
+    const int has1 = 2 * p + 1 < kc;
+    __m512i o0, o1;
+    if (Bf) {
+        __m512 a0 = _mm512_maskz_loadu_ps(m0, Bf + r0), a1 = _mm512_maskz_loadu_ps(m1, Bf + r0 + 16);
+        __m512 b0 = has1 ? _mm512_maskz_loadu_ps(m0, Bf + r1) : _mm512_setzero_ps();
+        __m512 b1 = has1 ? _mm512_maskz_loadu_ps(m1, Bf + r1 + 16) : _mm512_setzero_ps();
+        o0 = pair_lanes(a0, b0);
+        o1 = pair_lanes(a1, b1);
+    } else {
+        __m512i a0 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m0, Bh + r0));
+        __m512i a1 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m1, Bh + r0 + 16));
+        __m512i b0 = has1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m0, Bh + r1)) : _mm512_setzero_si512();
+        __m512i b1 = has1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m1, Bh + r1 + 16)) : _mm512_setzero_si512();
+        o0 = _mm512_or_si512(a0, _mm512_slli_epi32(b0, 16));
+        o1 = _mm512_or_si512(a1, _mm512_slli_epi32(b1, 16));
+    }
+    _mm512_storeu_si512(d, o0);
+    _mm512_storeu_si512(d + 16, o1);
+}
+
+/* The B block op(B)[k0 .. k0+kc, j0 .. j0+nc] -> ceil(nc/NR) panels, each
+ * [kcp/2][NR][2] (kcp = kc rounded up to even; columns beyond nc and the
+ * odd k pad are zero), panel q at dst + q*kcp*NR.
  * op(B)(k, j) = Bf/Bh[k*ldb + j] (tb 0) or [j*ldb + k] (tb 1). */
 ET_TARGET static void pack_b(int tb, const float *Bf, const uint16_t *Bh, int ldb, int k0, int kc,
-                             int j0, int nv, uint16_t *dst) {
-    const int nkp = (kc + 1) / 2;
+                             int j0, int nc, uint16_t *dst) {
+    const int nkp = (kc + 1) / 2, n_bp = (nc + NR - 1) / NR;
     uint32_t *d = (uint32_t *)dst;
-    if (!tb) {
-        const __mmask16 m0 = mask16(nv), m1 = mask16(nv - 16);
-        for (int p = 0; p < nkp; p++) {
-            const size_t r0 = (size_t)(k0 + 2 * p) * ldb + j0, r1 = r0 + (size_t)ldb;
-            const int has1 = 2 * p + 1 < kc;
-            __m512i o0, o1;
-            if (Bf) {
-                __m512 a0 = _mm512_maskz_loadu_ps(m0, Bf + r0), a1 = _mm512_maskz_loadu_ps(m1, Bf + r0 + 16);
-                __m512 b0 = has1 ? _mm512_maskz_loadu_ps(m0, Bf + r1) : _mm512_setzero_ps();
-                __m512 b1 = has1 ? _mm512_maskz_loadu_ps(m1, Bf + r1 + 16) : _mm512_setzero_ps();
-                o0 = pair_lanes(a0, b0);
-                o1 = pair_lanes(a1, b1);
-            } else {
-                __m512i a0 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m0, Bh + r0));
-                __m512i a1 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m1, Bh + r0 + 16));
-                __m512i b0 = has1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m0, Bh + r1)) : _mm512_setzero_si512();
-                __m512i b1 = has1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m1, Bh + r1 + 16)) : _mm512_setzero_si512();
-                o0 = _mm512_or_si512(a0, _mm512_slli_epi32(b0, 16));
-                o1 = _mm512_or_si512(a1, _mm512_slli_epi32(b1, 16));
-            }
-            _mm512_storeu_si512(d + (size_t)p * NR, o0);
-            _mm512_storeu_si512(d + (size_t)p * NR + 16, o1);
-        }
+    const size_t panel = (size_t)nkp * NR; /* uint32 per panel */
+    if (!tb) { /* row by row of the source, across all panels (each line read once) */
+        for (int p = 0; p < nkp; p++)
+            for (int q = 0; q < n_bp; q++)
+                pack_b_pair(Bf, Bh, ldb, k0, kc, p, j0 + q * NR, nc - q * NR, d + q * panel + (size_t)p * NR);
         return;
     }
     /* tb: column j of op(B) is row j of the stored matrix, k contiguous:
      * 16 columns x 16 k pairs at a time, transposed in registers. */
-    for (int g = 0; g < NR; g += 16)
-        for (int p0 = 0; p0 < nkp; p0 += 16) {
-            __m512i r[16];
-            rows_to_pairs(Bf, Bh, (size_t)(j0 + g) * ldb + k0 + 2 * p0, (size_t)ldb, nv - g, kc - 2 * p0, r);
-            const int np = nkp - p0 < 16 ? nkp - p0 : 16;
-            for (int q = 0; q < np; q++) _mm512_storeu_si512(d + (size_t)(p0 + q) * NR + g, r[q]);
-        }
+    for (int q = 0; q < n_bp; q++) {
+        const int nv = nc - q * NR;
+        for (int g = 0; g < NR; g += 16)
+            for (int p0 = 0; p0 < nkp; p0 += 16) {
+                __m512i r[16];
+                rows_to_pairs(Bf, Bh, (size_t)(j0 + q * NR + g) * ldb + k0 + 2 * p0, (size_t)ldb, nv - g,
+                              kc - 2 * p0, r);
+                const int np = nkp - p0 < 16 ? nkp - p0 : 16;
+                for (int t = 0; t < np; t++) _mm512_storeu_si512(d + q * panel + (size_t)(p0 + t) * NR + g, r[t]);
+            }
+    }
 }
 
-/* One A panel: op(A)[i0 .. i0+mv, k0 .. k0+kc] -> dst[kcp/2][MR][2], rows
- * mv..MR-1 zero.  op(A)(i, k) = A[i*lda + k] (ta 0) or A[k*lda + i] (ta 1). */
-ET_TARGET static void pack_a(int ta, const float *A, int lda, int i0, int mv, int k0, int kc, uint16_t *dst) {
-    const int nkp = (kc + 1) / 2;
+/* The A block op(A)[i0 .. i0+mc, k0 .. k0+kc] -> ceil(mc/MR) panels, each
+ * [kcp/2][MR][2] (rows beyond mc zero), panel r at dst + r*kcp*MR.
+ * op(A)(i, k) = A[i*lda + k] (ta 0) or A[k*lda + i] (ta 1). */
+ET_TARGET static void pack_a(int ta, const float *A, int lda, int i0, int mc, int k0, int kc, uint16_t *dst) {
+    const int nkp = (kc + 1) / 2, n_ap = (mc + MR - 1) / MR;
     uint32_t *d = (uint32_t *)dst;
-    if (ta) {
-        const __mmask16 m = mask16(mv);
+    const size_t panel = (size_t)nkp * MR;
+    if (ta) { /* row by row of the source, across all panels */
         for (int p = 0; p < nkp; p++) {
             const size_t r0 = (size_t)(k0 + 2 * p) * lda + i0;
-            __m512 a = _mm512_maskz_loadu_ps(m, A + r0);
-            __m512 b = 2 * p + 1 < kc ? _mm512_maskz_loadu_ps(m, A + r0 + lda) : _mm512_setzero_ps();
-            _mm512_mask_storeu_epi32(d + (size_t)p * MR, (__mmask16)0x0fff, pair_lanes(a, b));
+            const int has1 = 2 * p + 1 < kc;
+            for (int r = 0; r < n_ap; r++) {
+                const __mmask16 m = mask16(mc - r * MR < MR ? mc - r * MR : MR);
+                __m512 a = _mm512_maskz_loadu_ps(m, A + r0 + r * MR);
+                __m512 b = has1 ? _mm512_maskz_loadu_ps(m, A + r0 + lda + r * MR) : _mm512_setzero_ps();
+                _mm512_mask_storeu_epi32(d + r * panel + (size_t)p * MR, (__mmask16)0x0fff, pair_lanes(a, b));
+            }
         }
         return;
     }
-    for (int p0 = 0; p0 < nkp; p0 += 16) {
-        __m512i r[16];
-        rows_to_pairs(A, NULL, (size_t)i0 * lda + k0 + 2 * p0, (size_t)lda, mv, kc - 2 * p0, r);
-        const int np = nkp - p0 < 16 ? nkp - p0 : 16;
-        for (int q = 0; q < np; q++) _mm512_mask_storeu_epi32(d + (size_t)(p0 + q) * MR, (__mmask16)0x0fff, r[q]);
+    for (int r = 0; r < n_ap; r++) {
+        const int mv = mc - r * MR < MR ? mc - r * MR : MR;
+        for (int p0 = 0; p0 < nkp; p0 += 16) {
+            __m512i v[16];
+            rows_to_pairs(A, NULL, (size_t)(i0 + r * MR) * lda + k0 + 2 * p0, (size_t)lda, mv, kc - 2 * p0, v);
+            const int np = nkp - p0 < 16 ? nkp - p0 : 16;
+            for (int q = 0; q < np; q++)
+                _mm512_mask_storeu_epi32(d + r * panel + (size_t)(p0 + q) * MR, (__mmask16)0x0fff, v[q]);
+        }
     }
 }
 
@@ -277,14 +299,10 @@ static void gemm_block(const plan *P, int m0, int m1, int n0, int n1, int k0, in
         for (int pc = k0; pc < k1; pc += P->kc) {
             const int kcv = min_i(k1 - pc, P->kc), kcp = (kcv + 1) & ~1;
             const float beta = pc == k0 ? beta0 : 1.0f;
-            for (int q = 0; q < n_bp; q++)
-                pack_b(P->tb, P->Bf, P->Bh, P->ldb, pc, kcv, jc + q * NR, min_i(ncv - q * NR, NR),
-                       bp + (size_t)q * kcp * NR);
+            pack_b(P->tb, P->Bf, P->Bh, P->ldb, pc, kcv, jc, ncv, bp);
             for (int ic = m0; ic < m1; ic += mc) {
                 const int mcv = min_i(m1 - ic, mc), n_ap = (mcv + MR - 1) / MR;
-                for (int r = 0; r < n_ap; r++)
-                    pack_a(P->ta, P->A, P->lda, ic + r * MR, min_i(mcv - r * MR, MR), pc, kcv,
-                           ap + (size_t)r * kcp * MR);
+                pack_a(P->ta, P->A, P->lda, ic, mcv, pc, kcv, ap);
                 for (int q = 0; q < n_bp; q++)
                     for (int r = 0; r < n_ap; r++)
                         kernel(kcp / 2, ap + (size_t)r * kcp * MR, bp + (size_t)q * kcp * NR,
