@@ -15,6 +15,7 @@
 #include "../datasets/loader.h"
 #include "../export/model.h"
 #include "../train/checkpoint.h"
+#include "../train/gemm.h"
 #include "../train/init.h"
 #include "../train/threads.h"
 #include "../train/train_llama.h"
@@ -26,7 +27,7 @@ static const char *const KNOWN[] = {
     "model", "tokenizer", "data", "out", "n_embd", "n_layer", "n_head", "n_head_kv", "n_ff", "n_vocab", "n_ctx",
     "head_dim", "rope_theta", "rms_eps", "untied", "init_std", "steps", "batch_size", "seq_len", "grad_accum", "lr",
     "min_lr", "warmup", "schedule", "weight_decay", "decay", "beta1", "beta2", "eps", "grad_clip", "eval_every",
-    "eval_batches", "ckpt_every", "seed", "threads", "metrics", "type", "resume", "log_every", "recompute", NULL};
+    "eval_batches", "ckpt_every", "seed", "threads", "metrics", "type", "resume", "log_every", "recompute", "precision", NULL};
 static const char *const BOOLS[] = {"resume", "untied", "recompute", NULL};
 
 /* Everything the command decided, before training starts. */
@@ -37,6 +38,7 @@ typedef struct train_cfg {
     et_train_opts o;
     uint32_t gguf_type;
     int threads, log_every, recompute;
+    int precision;          /* ET_GEMM_* of the matmuls (--precision) */
     char ckpt[4096], recipe[4096], gguf[4096];
 } train_cfg;
 
@@ -88,7 +90,8 @@ static int read_cfg(const cli_args *a, train_cfg *c, et_err *e) {
                                             .eval_every = 100};
     double std;
     if ((rc = cli_train_opts(a, &defs, o, &c->threads, &c->log_every, e)) ||
-        (rc = cli_float_range(a, "init_std", 0.02, 0.0, 10.0, &std, e)))
+        (rc = cli_float_range(a, "init_std", 0.02, 0.0, 10.0, &std, e)) ||
+        (rc = cli_train_precision(a, &c->precision, e)))
         return rc;
     c->init_std = (float)std;
     const char *decay = cli_str(a, "decay", "default");
@@ -156,6 +159,7 @@ static int save_recipe(const train_cfg *c, const et_model *m, char **json, et_er
     cli_recipe_add(&r, "type", "%s", c->gguf_type == GGML_TYPE_F16 ? "F16" : "F32");
     if (c->threads) cli_recipe_add(&r, "threads", "%d", c->threads);
     if (c->recompute) cli_recipe_add(&r, "recompute", "1");
+    cli_recipe_add(&r, "precision", "%s", et_gemm_precision_name(c->precision));
     if (c->metrics) cli_recipe_add(&r, "metrics", "%s", c->metrics);
     return cli_recipe_save(&r, c->recipe, json, e);
 }
@@ -199,6 +203,7 @@ int cmd_train(int argc, char **argv) {
         (rc = et_train_llama_init(&tl, &m, 0, &tm, &e)))
         goto done;
     tl.recompute = c.recompute;
+    tl.tape.gemm_precision = c.precision;
     if (!c.model && !c.o.resume) {
         et_xoshiro r;
         et_xoshiro_seed(&r, c.o.seed);
@@ -220,10 +225,10 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     fprintf(stderr, "edgetune train: %s, %zu parameters (n_embd %d, n_layer %d, n_head %d/%d, n_ff %d, n_vocab %d); "
-            "%s: %lld tokens; batch %d x %d x %d; %lld steps%s\n",
+            "%s: %lld tokens; batch %d x %d x %d; %lld steps; %s GEMMs%s\n",
             c.model ? c.model : "new model", m.n_params, m.hp.n_embd, m.hp.n_layer, m.hp.n_head, m.hp.n_head_kv,
             m.hp.n_ff, m.hp.n_vocab, c.data, (long long)ds->n_tokens, c.o.batch_size, c.o.seq_len, c.o.grad_accum,
-            (long long)c.o.steps, c.o.resume ? " (resumed)" : "");
+            (long long)c.o.steps, et_gemm_precision_name(c.precision), c.o.resume ? " (resumed)" : "");
     c.o.on_event = cli_progress_event;
     c.o.user = &p;
     cli_progress_catch_sigint(1);

@@ -39,6 +39,8 @@ const cli_cmd cli_commands[] = {
      "  --eval-every 100 --eval-batches 0 (= whole validation split) --ckpt-every 100 --threads N\n"
      "  --metrics FILE (JSON lines) --log-every 1 --type F32|F16 --resume (continue DIR's run bit for bit)\n"
      "  --recompute (activation recomputation per layer: far less memory, one more forward)\n"
+     "  --precision f32|bf16 (bf16: matmul operands rounded to bfloat16, f32 accumulation and weights;\n"
+     "         about 2x faster GEMMs on CPUs with AVX512_BF16)\n"
      "  DIR gets checkpoint.h5, recipe.json (every setting; reuse with --config) and model.gguf.\n"
      "  Details: docs/training.md", cmd_train},
     {"lora", "train a LoRA adapter on a frozen base",
@@ -49,6 +51,8 @@ const cli_cmd cli_commands[] = {
      "  --rank 8 --alpha 16 --dropout 0.05 --rslora (scale alpha/sqrt(rank)) --seed 1\n"
      "  --base-type F32|F16|BF16|Q8_0|Q4_0 (frozen base held in this type, QLoRA-style) --recompute\n"
      "         (recompute each layer's activations in backward: far less memory, one more forward)\n"
+     "  --recompute-layers N (recompute only the first N layers) --precision auto|f32|bf16 (auto: bf16\n"
+     "         where AVX512_BF16 runs it natively: base GEMMs on bf16 operands; the adapter stays f32)\n"
      "  --steps 200 --batch-size 8 --seq-len (min(n_ctx, 256)) --grad-accum 1\n"
      "  --lr 2e-4 --min-lr (lr/10) --warmup (steps/10, at most 100) --schedule cosine|linear|constant\n"
      "  --weight-decay 0 --beta1 0.9 --beta2 0.999 --eps 1e-8 --grad-clip 1.0 (0 = off)\n"

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../train/gemm.h"
+
 static volatile sig_atomic_t g_interrupted;
 static void on_sigint(int sig) {
     (void)sig;
@@ -146,6 +148,15 @@ int cli_check_data(const char *data_path, const char *what, int seq_len, const e
     }
     if (seq_len > m->hp.n_ctx && m->hp.n_ctx > 0)
         return et_fail(e, ET_EUSAGE, "--seq-len %d exceeds the %s's context length %d", seq_len, what, m->hp.n_ctx);
+    return 0;
+}
+
+int cli_train_precision(const cli_args *a, int *precision, et_err *e) {
+    const char *s = cli_str(a, "precision", "f32");
+    *precision = et_gemm_precision_parse(s);
+    if (*precision < 0)
+        return et_fail(e, ET_EUSAGE, "--precision: '%s' is not f32 or bf16 (bf16 operands in the matmuls, "
+                                     "f32 accumulation and weights)", s);
     return 0;
 }
 

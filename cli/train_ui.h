@@ -75,6 +75,10 @@ typedef struct cli_train_defaults {
 int cli_train_opts(const cli_args *a, const cli_train_defaults *d, et_train_opts *o, int *threads, int *log_every,
                    et_err *e);
 
+/* --precision f32|bf16 (default f32): the GEMM precision of training
+ * (ET_GEMM_*, train/gemm.h) into *precision.  0 or ET_EUSAGE. */
+int cli_train_precision(const cli_args *a, int *precision, et_err *e);
+
 /* The data must fit the model: token ids below n_vocab, the same tokenizer
  * (tokenizer_sha256), seq_len at most n_ctx.  `what` names the model in
  * messages ("model", "base").  0, ET_EINPUT or ET_EUSAGE naming data_path. */

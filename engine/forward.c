@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "f16row.h"
 #include "internal.h"
 
 #ifdef __clang__
@@ -164,6 +165,12 @@ static inline void store_kv(void *dst, size_t i, float v, uint32_t type) {
     else ((float *)dst)[i] = v;
 }
 
+/* n values to the cache type (et_fp32_to_fp16 per value for F16). */
+static void store_row(void *dst, const float *x, size_t n, uint32_t type) {
+    if (type == GGML_TYPE_F16) et_fp32_to_fp16_row(x, dst, n);
+    else memcpy(dst, x, n * sizeof(float));
+}
+
 /* ------------------------------------------------------------ attention */
 
 typedef struct att_job {
@@ -192,7 +199,7 @@ static void att_work(void *arg, int ith, int chunk) {
         int t = task / j->n_head, h = task % j->n_head, kvh = h / group;
         int n_kv = j->pos0 + t + 1;
         const float *q = s->q + (size_t)t * nq + (size_t)h * hd;
-        for (int d = 0; d < hd; d++) store_kv(qc, (size_t)d, q[d], s->kv_type);
+        store_row(qc, q, (size_t)hd, s->kv_type);
         float mx = -INFINITY;
         for (int p = 0; p < n_kv; p++) {
             float v = dot(hd, kc + ((size_t)p * nkv + (size_t)kvh * hd) * s->kv_elt, qc);
@@ -206,11 +213,121 @@ static void att_work(void *arg, int ith, int chunk) {
             sc[p] = v;
         }
         float inv = (float)(1.0 / sum);
-        for (int p = 0; p < n_kv; p++) store_kv(pr, (size_t)p, sc[p] * inv, s->kv_type);
+        for (int p = 0; p < n_kv; p++) sc[p] = sc[p] * inv;
+        store_row(pr, sc, (size_t)n_kv, s->kv_type);
         float *o = s->att + (size_t)t * nq + (size_t)h * hd;
-        for (int d = 0; d < hd; d++)
-            o[d] = dot(n_kv, vc + ((size_t)(kvh * hd + d) * n_ctx) * s->kv_elt, pr);
+        /* o[d] = dot(n_kv, V row d, pr), with the products past the last
+         * whole 32 (added in order after the fold, kernels.h) taken position
+         * by position across d: the same sums, without a serial chain per d */
+        int n_main = n_kv / 32 * 32;
+        const uint8_t *vh = vc + (size_t)kvh * hd * n_ctx * s->kv_elt;
+        for (int d = 0; d < hd; d++) o[d] = dot(n_main, vh + (size_t)d * n_ctx * s->kv_elt, pr);
+        for (int p = n_main; p < n_kv; p++) {
+            if (s->kv_type == GGML_TYPE_F16) {
+                float pp = et_f16_table[((const uint16_t *)pr)[p]];
+                const uint16_t *v = (const uint16_t *)(const void *)vh + p;
+                for (int d = 0; d < hd; d++) {
+                    float prod = et_f16_table[v[(size_t)d * n_ctx]] * pp;
+                    o[d] = o[d] + prod;
+                }
+            } else {
+                float pp = ((const float *)pr)[p];
+                const float *v = (const float *)(const void *)vh + p;
+                for (int d = 0; d < hd; d++) {
+                    float prod = v[(size_t)d * n_ctx] * pp;
+                    o[d] = o[d] + prod;
+                }
+            }
+        }
     }
+}
+
+/* ------------------------------------------------------------ per-token steps, split over the pool */
+
+enum {
+    STEP_ATTN_NORM,    /* [the pending residual,] xb = attn_norm(x) */
+    STEP_QKV,          /* biases, RoPE of q and k, k and v into the cache */
+    STEP_FFN_NORM,     /* [the pending residual,] xb = ffn_norm(x) */
+    STEP_SILU,         /* hb = silu(hb) * hb2 */
+    STEP_RESID,        /* the pending residual */
+};
+
+typedef struct tok_job {
+    et_state *s;
+    int step, layer, n, pos0;
+    int add_prev;            /* the pending residual: xb (+ bias) is added to x first */
+    const float *bias;       /* NULL, or the attention output's bias bo */
+    int n_chunks;
+} tok_job;
+
+/* x += xb, after xb += bias (llama.cpp: wo x + bo, then the residual add). */
+static void residual(float *x, float *xb, const float *bias, int d) {
+    if (bias) for (int i = 0; i < d; i++) xb[i] += bias[i];
+    for (int i = 0; i < d; i++) x[i] = xb[i] + x[i];
+}
+
+static void tok_step(const tok_job *j, int t) {
+    et_state *s = j->s;
+    const et_engine *m = s->m;
+    const et_hparams *hp = &m->hp;
+    const et_engine_layer *ly = &m->layers[j->layer];
+    int d = hp->n_embd, hd = hp->head_dim;
+    float *x = s->x + (size_t)t * d, *xb = s->xb + (size_t)t * d;
+    switch (j->step) {
+    case STEP_ATTN_NORM:
+        if (j->add_prev) residual(x, xb, j->bias, d);
+        rmsnorm(xb, x, ly->attn_norm, d, hp->rms_eps);
+        break;
+    case STEP_QKV: {
+        int nq = ly->n_head * hd, nkv = ly->n_head_kv * hd;
+        float *q = s->q + (size_t)t * nq, *k = s->kk + (size_t)t * nkv, *v = s->vv + (size_t)t * nkv;
+        if (ly->bq) for (int i = 0; i < nq; i++) q[i] += ly->bq[i];
+        if (ly->bk) for (int i = 0; i < nkv; i++) k[i] += ly->bk[i];
+        if (ly->bv) for (int i = 0; i < nkv; i++) v[i] += ly->bv[i];
+        const float *cs = s->rope + (size_t)t * (m->n_rot + 1);
+        rope_apply(q, ly->n_head, hd, m->n_rot, cs);
+        rope_apply(k, ly->n_head_kv, hd, m->n_rot, cs);
+        size_t pos = (size_t)(j->pos0 + t);
+        store_row((uint8_t *)s->k_cache[j->layer] + pos * (size_t)nkv * s->kv_elt, k, (size_t)nkv, s->kv_type);
+        for (int i = 0; i < nkv; i++) store_kv(s->v_cache[j->layer], (size_t)i * (size_t)s->n_ctx + pos, v[i], s->kv_type);
+        break;
+    }
+    case STEP_FFN_NORM:
+        if (j->add_prev) residual(x, xb, j->bias, d);
+        rmsnorm(xb, x, ly->ffn_norm, d, hp->rms_eps);
+        break;
+    case STEP_SILU: {
+        size_t nff = (size_t)ly->n_ff;
+        float *g = s->hb + (size_t)t * nff, *u = s->hb2 + (size_t)t * nff;
+        for (size_t i = 0; i < nff; i++) {
+            float sg = g[i] / (1.0f + expf(-g[i]));
+            g[i] = sg * u[i];
+        }
+        break;
+    }
+    case STEP_RESID:
+        residual(x, xb, j->bias, d);
+        break;
+    }
+}
+
+static void tok_work(void *arg, int ith, int chunk) {
+    (void)ith;
+    const tok_job *j = arg;
+    int t0 = (int)((int64_t)j->n * chunk / j->n_chunks), t1 = (int)((int64_t)j->n * (chunk + 1) / j->n_chunks);
+    for (int t = t0; t < t1; t++) tok_step(j, t);
+}
+
+/* One step for tokens [0, n), on the pool when there are enough of them. */
+static void run_step(et_state *s, int step, int layer, int n, int pos0, int add_prev, const float *bias) {
+    int nth = et_pool_size(s->pool);
+    tok_job j = {s, step, layer, n, pos0, add_prev, bias, 1};
+    if (nth == 1 || n < 2 * nth) {
+        for (int t = 0; t < n; t++) tok_step(&j, t);
+        return;
+    }
+    j.n_chunks = n < 4 * nth ? n : 4 * nth;
+    et_pool_run(s->pool, tok_work, &j, j.n_chunks);
 }
 
 /* ------------------------------------------------------------ one chunk of tokens */
@@ -219,7 +336,7 @@ static int forward_chunk(et_state *s, const int32_t *tok, int n, float *logits, 
                          et_err *e) {
     const et_engine *m = s->m;
     const et_hparams *hp = &m->hp;
-    int d = hp->n_embd, hd = hp->head_dim, pos0 = s->n_past, rc;
+    int d = hp->n_embd, pos0 = s->n_past, rc;
     for (int t = 0; t < n; t++) {
         const et_wmat *te = &m->tok_embd;
         et_dequantize_row(te->type, (const uint8_t *)te->data + (size_t)tok[t] * te->row_bytes, s->x + (size_t)t * d, d);
@@ -228,55 +345,35 @@ static int forward_chunk(et_state *s, const int32_t *tok, int n, float *logits, 
         rope_table(s->rope + (size_t)t * (m->n_rot + 1), pos0 + t, m->n_rot, hp->rope_theta, m->rope_freq_scale,
                    m->rope_freqs);
 
+    int pending = 0;            /* xb holds a sublayer's output not yet added to x */
+    const float *bias = NULL;   /* and its bias (the attention's bo) */
     for (int l = 0; l < hp->n_layer; l++) {
         const et_engine_layer *ly = &m->layers[l];
         if (ly->n_head > 0) {
-            int nq = ly->n_head * hd, nkv = ly->n_head_kv * hd;
-            for (int t = 0; t < n; t++)
-                rmsnorm(s->xb + (size_t)t * d, s->x + (size_t)t * d, ly->attn_norm, d, hp->rms_eps);
+            run_step(s, STEP_ATTN_NORM, l, n, pos0, pending, bias);
             const et_wmat *qkv[3] = {&ly->wq, &ly->wk, &ly->wv};
             float *qkv_out[3] = {s->q, s->kk, s->vv};
             if ((rc = et_wmat_matmul_multi(s, 3, qkv, s->xb, n, qkv_out, e))) return rc;
-            for (int t = 0; t < n; t++) {
-                float *q = s->q + (size_t)t * nq, *k = s->kk + (size_t)t * nkv, *v = s->vv + (size_t)t * nkv;
-                if (ly->bq) for (int i = 0; i < nq; i++) q[i] += ly->bq[i];
-                if (ly->bk) for (int i = 0; i < nkv; i++) k[i] += ly->bk[i];
-                if (ly->bv) for (int i = 0; i < nkv; i++) v[i] += ly->bv[i];
-                const float *cs = s->rope + (size_t)t * (m->n_rot + 1);
-                rope_apply(q, ly->n_head, hd, m->n_rot, cs);
-                rope_apply(k, ly->n_head_kv, hd, m->n_rot, cs);
-                size_t pos = (size_t)(pos0 + t);
-                for (int i = 0; i < nkv; i++) {
-                    store_kv(s->k_cache[l], pos * (size_t)nkv + (size_t)i, k[i], s->kv_type);
-                    store_kv(s->v_cache[l], (size_t)i * (size_t)s->n_ctx + pos, v[i], s->kv_type);
-                }
-            }
+            run_step(s, STEP_QKV, l, n, pos0, 0, NULL);
             int n_tasks = n * ly->n_head, nth = et_pool_size(s->pool);
             att_job aj = {s, l, n, pos0, ly->n_head, ly->n_head_kv, n_tasks < 4 * nth ? n_tasks : 4 * nth};
             et_pool_run(s->pool, att_work, &aj, aj.n_chunks);
             if ((rc = et_wmat_matmul(s, &ly->wo, s->att, n, s->xb, 0, 1.0f, 1, e))) return rc;
-            for (int t = 0; t < n; t++) {
-                float *x = s->x + (size_t)t * d, *o = s->xb + (size_t)t * d;
-                if (ly->bo) for (int i = 0; i < d; i++) o[i] += ly->bo[i];
-                for (int i = 0; i < d; i++) x[i] = o[i] + x[i];
-            }
+            pending = 1;
+            bias = ly->bo;
         }
         if (ly->n_ff > 0) {
-            int nff = ly->n_ff;
-            for (int t = 0; t < n; t++)
-                rmsnorm(s->xb + (size_t)t * d, s->x + (size_t)t * d, ly->ffn_norm, d, hp->rms_eps);
+            run_step(s, STEP_FFN_NORM, l, n, pos0, pending, bias);
             const et_wmat *gu[2] = {&ly->w_gate, &ly->w_up};
             float *gu_out[2] = {s->hb, s->hb2};
             if ((rc = et_wmat_matmul_multi(s, 2, gu, s->xb, n, gu_out, e))) return rc;
-            for (size_t i = 0; i < (size_t)n * (size_t)nff; i++) {
-                float g = s->hb[i];
-                float sg = g / (1.0f + expf(-g));
-                s->hb[i] = sg * s->hb2[i];
-            }
+            run_step(s, STEP_SILU, l, n, pos0, 0, NULL);
             if ((rc = et_wmat_matmul(s, &ly->w_down, s->hb, n, s->xb, 0, 1.0f, 1, e))) return rc;
-            for (size_t i = 0; i < (size_t)n * (size_t)d; i++) s->x[i] = s->xb[i] + s->x[i];
+            pending = 1;
+            bias = NULL;
         }
     }
+    if (pending) run_step(s, STEP_RESID, 0, n, pos0, 1, bias);
     s->n_past += n;
     if (!want_logits) return 0;
     int t0 = all_logits ? 0 : n - 1, nt = all_logits ? n : 1;

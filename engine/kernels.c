@@ -7,6 +7,7 @@
 
 #include "../common/et.h"
 #include "../export/gguf.h"
+#include "f16row.h"
 #include "kernels.h"
 
 #ifdef __clang__
@@ -139,7 +140,7 @@ size_t et_act_bytes(uint32_t weight_type, int n) {
 /* Q8_0 blocks plus the extras of the layout in kernels.h. */
 static void act_q8_0(const float *x, void *dst, int n) {
     const et_block_q8_0 *q = dst;
-    et_quantize_q8_0(x, dst, n);
+    et_quantize_q8_0_row(x, dst, n);   /* = et_quantize_q8_0, vectorized (f16row.h) */
     int32_t *gsum = (int32_t *)((uint8_t *)dst + et_act_q8_0_extra_offset(n));
     float *d = (float *)(gsum + (size_t)(n / ET_QK) * 8);
     for (int b = 0; b < n / ET_QK; b++) {

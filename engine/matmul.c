@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tile.h"
 #include "internal.h"
 
 #ifdef __clang__
@@ -19,8 +20,11 @@ typedef struct mm_mat {
     et_dot_fn dot;
     et_dot4_fn dot4;         /* NULL: single dots only */
     et_gemv_fn gemv;         /* NULL: one dot per row for a single token */
+    const et_tile *tile;     /* NULL: no multi-token tile */
     const uint8_t *act;      /* [n_tok] rows of act_stride bytes */
     size_t act_stride;
+    const uint8_t *pact;     /* tile: groups of tile_tok tokens, pact_stride bytes per token */
+    size_t pact_stride;
     float *y;                /* [n_tok][w->n_out] */
 } mm_mat;
 
@@ -50,6 +54,29 @@ static void mm_rows(const mm_job *j, const mm_mat *mm, int r0, int r1) {
     for (int rb = r0; rb < r1; rb += ROW_TILE) {
         int re = rb + ROW_TILE < r1 ? rb + ROW_TILE : r1;
         int t = 0;
+        if (mm->tile) {
+            const et_tile *g = mm->tile;
+            for (; t + g->tile_tok <= j->n_tok; t += g->tile_tok) {
+                const uint8_t *pa = mm->pact + (size_t)t * mm->pact_stride;
+                int r = rb;
+                for (; r + g->tile_rows <= re; r += g->tile_rows) {
+                    const uint8_t *wr = wd + (size_t)r * w->row_bytes;
+                    if (!j->accumulate) {
+                        g->tile(w->n_in, wr, w->row_bytes, pa, mm->y + (size_t)t * w->n_out + r, (size_t)w->n_out);
+                        continue;
+                    }
+                    float v[64];
+                    g->tile(w->n_in, wr, w->row_bytes, pa, v, (size_t)g->tile_rows);
+                    for (int k = 0; k < g->tile_tok; k++)
+                        for (int i = 0; i < g->tile_rows; i++)
+                            store(j, mm->y + (size_t)(t + k) * w->n_out + r + i, v[k * g->tile_rows + i]);
+                }
+                for (; r < re; r++)
+                    for (int k = 0; k < g->tile_tok; k++)
+                        store(j, mm->y + (size_t)(t + k) * w->n_out + r,
+                              mm->dot(w->n_in, wd + (size_t)r * w->row_bytes, mm->act + (size_t)(t + k) * mm->act_stride));
+            }
+        }
         if (mm->dot4)
             for (; t + 4 <= j->n_tok; t += 4) {
                 const uint8_t *xa = mm->act + (size_t)t * mm->act_stride;
@@ -76,7 +103,8 @@ static void mm_rows(const mm_job *j, const mm_mat *mm, int r0, int r1) {
 static void mm_work(void *arg, int ith, int chunk) {
     (void)ith;
     const mm_job *j = arg;
-    int64_t g0 = j->rows * chunk / j->n_chunks, g1 = j->rows * (chunk + 1) / j->n_chunks, base = 0;
+    int64_t g0 = j->rows * chunk / j->n_chunks / ROW_TILE * ROW_TILE, base = 0;
+    int64_t g1 = chunk + 1 == j->n_chunks ? j->rows : j->rows * (chunk + 1) / j->n_chunks / ROW_TILE * ROW_TILE;
     for (int i = 0; i < j->n_mats; i++) {
         const mm_mat *mm = &j->mats[i];
         int64_t n = mm->w->n_out, lo = g0 > base ? g0 - base : 0, hi = g1 - base < n ? g1 - base : n;
@@ -94,17 +122,55 @@ static int ensure(void **buf, size_t *cap, size_t need, et_err *e) {
     return 0;
 }
 
+/* Activation conversion for the matrices of one job, split over tokens:
+ * each distinct input form is made once (conversion to vec_dot_type, and
+ * the tile packing of it). */
+typedef struct conv_job {
+    int n, n_tok, n_chunks;
+    struct {
+        uint32_t type;          /* weight type */
+        int n_in;
+        const et_tile *tile;    /* NULL: no packing */
+        int convert;            /* 0: act is made by an earlier entry */
+        uint8_t *act, *pact;    /* NULL pact: no packing, or made by an earlier entry */
+        size_t act_stride, pact_stride;
+    } c[MAX_MATS];
+    const float *x;
+} conv_job;
+
+static void conv_tokens(const conv_job *cj, int t0, int t1) {
+    for (int t = t0; t < t1; t++)
+        for (int i = 0; i < cj->n; i++) {
+            int n_in = cj->c[i].n_in;
+            uint8_t *a = cj->c[i].act + (size_t)t * cj->c[i].act_stride;
+            if (cj->c[i].convert) et_act_convert(cj->c[i].type, cj->x + (size_t)t * n_in, a, n_in);
+            const et_tile *g = cj->c[i].tile;
+            int tt = g ? g->tile_tok : 1, t0 = t / tt * tt;
+            if (cj->c[i].pact && t0 + tt <= cj->n_tok)   /* whole groups only */
+                g->pack((const et_block_q8_0 *)(const void *)a, n_in, cj->c[i].pact + (size_t)t0 * cj->c[i].pact_stride, t - t0);
+        }
+}
+
+static void conv_work(void *arg, int ith, int chunk) {
+    (void)ith;
+    const conv_job *cj = arg;
+    conv_tokens(cj, (int)((int64_t)cj->n_tok * chunk / cj->n_chunks), (int)((int64_t)cj->n_tok * (chunk + 1) / cj->n_chunks));
+}
+
 /* One job over n matrices with the same n_in; each converted input is
- * made once per vec_dot_type. */
+ * made once per vec_dot_type (and once per tile packing). */
 static int matmul_plain(et_state *s, int n, const et_wmat *const *w, const float *x, int n_tok, float *const *y,
                         int accumulate, float alpha, et_err *e) {
     mm_job j;
+    conv_job cj;
     memset(&j, 0, sizeof j);
+    memset(&cj, 0, sizeof cj);
     j.n_mats = n;
     j.n_tok = n_tok;
     j.accumulate = accumulate;
     j.alpha = alpha;
-    size_t off[MAX_MATS], total = 0;
+    size_t off[MAX_MATS], poff[MAX_MATS], total = 0;
+    int act_src[MAX_MATS], pact_src[MAX_MATS];
     for (int i = 0; i < n; i++) {
         mm_mat *mm = &j.mats[i];
         mm->w = w[i];
@@ -114,28 +180,53 @@ static int matmul_plain(et_state *s, int n, const et_wmat *const *w, const float
         mm->gemv = et_kernels_gemv(s->k, w[i]->type);
         if (!mm->dot) return et_fail(e, ET_EINPUT, "engine: tensor '%s' has an unsupported type %u", w[i]->name, w[i]->type);
         mm->act_stride = (et_act_bytes(w[i]->type, w[i]->n_in) + 63) & ~(size_t)63;
-        off[i] = total;
-        for (int k = 0; k < i; k++)
-            if (et_vec_dot_type(w[k]->type) == et_vec_dot_type(w[i]->type) && w[k]->n_in == w[i]->n_in) {
-                off[i] = off[k];
-                break;
+        act_src[i] = pact_src[i] = -1;
+        for (int k = 0; k < i && act_src[i] < 0; k++)
+            if (et_vec_dot_type(w[k]->type) == et_vec_dot_type(w[i]->type) && w[k]->n_in == w[i]->n_in) act_src[i] = k;
+        if (act_src[i] >= 0) off[i] = off[act_src[i]];
+        else {
+            off[i] = total;
+            total += mm->act_stride * (size_t)n_tok;
+        }
+        const et_tile *g = et_tile_get(s->k, w[i]->type, w[i]->n_in);
+        if (g && n_tok >= g->tile_tok) {
+            mm->tile = g;
+            mm->pact_stride = et_tile_act_bytes(w[i]->n_in);
+            for (int k = 0; k < i && pact_src[i] < 0; k++)
+                if (j.mats[k].tile == g && w[k]->n_in == w[i]->n_in) pact_src[i] = k;
+            if (pact_src[i] >= 0) poff[i] = poff[pact_src[i]];
+            else {
+                poff[i] = total;
+                total += mm->pact_stride * (size_t)n_tok;
             }
-        if (off[i] == total) total += mm->act_stride * (size_t)n_tok;
+        }
         j.rows += w[i]->n_out;
     }
-    if (ensure(&s->act, &s->act_cap, total, e)) return ET_ERUN;
+    if (ensure(&s->act, &s->act_cap, total + 64, e)) return ET_ERUN;
+    uint8_t *base = (uint8_t *)(((uintptr_t)s->act + 63) & ~(uintptr_t)63);
+    cj.n = n;
+    cj.n_tok = n_tok;
+    cj.x = x;
     for (int i = 0; i < n; i++) {
         mm_mat *mm = &j.mats[i];
-        mm->act = (const uint8_t *)s->act + off[i];
-        int done = 0;
-        for (int k = 0; k < i; k++) done |= off[k] == off[i];
-        if (done) continue;
-        for (int t = 0; t < n_tok; t++)
-            et_act_convert(w[i]->type, x + (size_t)t * w[i]->n_in, (uint8_t *)s->act + off[i] + (size_t)t * mm->act_stride,
-                           w[i]->n_in);
+        mm->act = base + off[i];
+        if (mm->tile) mm->pact = base + poff[i];
+        cj.c[i].type = w[i]->type;
+        cj.c[i].n_in = w[i]->n_in;
+        cj.c[i].tile = mm->tile;
+        cj.c[i].act_stride = mm->act_stride;
+        cj.c[i].pact_stride = mm->pact_stride;
+        cj.c[i].convert = act_src[i] < 0;
+        cj.c[i].act = base + off[i];
+        cj.c[i].pact = mm->tile && pact_src[i] < 0 ? base + poff[i] : NULL;
+    }
+    int nth = et_pool_size(s->pool);
+    if (nth == 1 || n_tok < 2 * nth) conv_tokens(&cj, 0, n_tok);
+    else {
+        cj.n_chunks = n_tok < 4 * nth ? n_tok : 4 * nth;
+        et_pool_run(s->pool, conv_work, &cj, cj.n_chunks);
     }
     /* a few chunks per thread (claimed dynamically), of at least ROW_TILE rows */
-    int nth = et_pool_size(s->pool);
     int64_t max_chunks = (j.rows + ROW_TILE - 1) / ROW_TILE;
     j.n_chunks = nth == 1 ? 1 : (int)(max_chunks < 4 * nth ? max_chunks : 4 * nth);
     et_pool_run(s->pool, mm_work, &j, j.n_chunks);

@@ -321,6 +321,24 @@ static void test_attention(void **state) {
     q.G = 1;
     q.shape[1][1] = q.shape[2][1] = 4;
     expect_ok(&q);
+    /* head_dim 8 takes the fused kernels of op_attention.c (KD); T = 37 and
+       T = 17 end rows inside a block of 16 keys (the causal mask and the
+       padding), B = 2 checks the sequence offsets */
+    opcase k8 = c;
+    k8.name = "attention gqa head_dim 8";
+    k8.T = 37, k8.D = 8;
+    k8.shape[0][0] = k8.shape[1][0] = k8.shape[2][0] = 2 * 37;
+    k8.shape[0][1] = 4 * 8, k8.shape[1][1] = k8.shape[2][1] = 2 * 8;
+    k8.lo[0] = k8.lo[1] = -1, k8.hi[0] = k8.hi[1] = 1;
+    k8.n_out = 2 * 37 * 4 * 8;
+    expect_ok(&k8);
+    opcase m8 = k8;
+    m8.name = "attention mha head_dim 8";
+    m8.B = 1, m8.T = 17, m8.H = m8.G = 3;
+    m8.shape[0][0] = m8.shape[1][0] = m8.shape[2][0] = 17;
+    m8.shape[0][1] = m8.shape[1][1] = m8.shape[2][1] = 3 * 8;
+    m8.n_out = 17 * 3 * 8;
+    expect_ok(&m8);
 }
 
 /* ================= swiglu, add, scale ================= */

@@ -3,7 +3,8 @@
  * GGUF equal to the checkpoint's parameters, JSON-lines metrics), --resume
  * extending a run, --config from the saved recipe reproducing a run, exit
  * codes for usage and input errors, and continued pretraining of the real
- * stories260K. */
+ * stories260K.  The --resume/--config run uses --precision bf16, so the
+ * recipe must carry it (the resumed steps and the rerun's losses depend on it). */
 #include <math.h>
 #include <sys/wait.h>
 
@@ -129,9 +130,17 @@ static void test_resume_and_config(void **state) {
     const char *out = tmp("run2"), *m2 = tmp("run2.jsonl");
     snprintf(cmd, sizeof cmd,
              "./edgetune train " ARCH " --data %s --out %s --steps 6 --batch-size 4 --seq-len 16 --lr 0.01 "
-             "--warmup 2 --ckpt-every 3 --eval-every 3 --metrics %s",
+             "--warmup 2 --ckpt-every 3 --eval-every 3 --metrics %s --precision bf16",
              data(), out, m2);
     assert_int_equal(run(cmd), 0);
+    char rpath[600], rtext[8192] = {0};
+    snprintf(rpath, sizeof rpath, "%s/recipe.json", out);
+    FILE *rf = fopen(rpath, "r");
+    assert_non_null(rf);
+    size_t rn = fread(rtext, 1, sizeof rtext - 1, rf);
+    fclose(rf);
+    assert_true(rn > 0);
+    assert_non_null(strstr(rtext, "\"precision\":\t\"bf16\""));
     /* extend to 9 steps: every setting comes from out/recipe.json */
     snprintf(cmd, sizeof cmd, "./edgetune train --resume --out %s --steps 9", out);
     assert_int_equal(run(cmd), 0);
@@ -170,6 +179,8 @@ static void test_exit_codes(void **state) {
     assert_int_equal(run(cmd), ET_EINPUT);
     snprintf(cmd, sizeof cmd, "./edgetune train " ARCH " --n-vocab 16 --data %s --out %s", data(), tmp("r4"));
     assert_int_equal(run(cmd), ET_EINPUT);                                              /* tokens >= n_vocab */
+    snprintf(cmd, sizeof cmd, "./edgetune train " ARCH " --data %s --out %s --precision fp8", data(), tmp("r4"));
+    assert_int_equal(run(cmd), ET_EUSAGE);
     snprintf(cmd, sizeof cmd, "./edgetune train --resume --out %s", tmp("never_ran"));
     assert_int_equal(run(cmd), ET_EUSAGE);
 }

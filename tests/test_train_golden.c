@@ -5,6 +5,12 @@
  *   /loss   mean next-token cross-entropy     relative error < 1e-5
  *   /logits [4, 64, 512]                      max abs difference < 1e-4
  *   /grads/<GGUF name> [out, in]              ||g - g_ref|| / ||g_ref|| < 1e-4
+ * The same with bf16 mixed-precision GEMMs (tape gemm_precision
+ * ET_GEMM_BF16, train/gemm.h): bf16 operands round at 2^-9 relative, so the
+ * bounds are the measured errors with about 2x margin (loss, logits,
+ * gradients: BF16_* below; measured 8.3e-4, 0.18 (logits up to ~15) and
+ * 3.5e-2 for blk.0.attn_k.weight, the worst tensor), and the gradient error must also exceed the f32
+ * bound, which shows the bf16 products were really used.
  * The model is tied (no output.weight), so token_embd's gradient is the sum
  * of the embedding's and the LM head's, as in the reference.  Loaded from
  * the GGUF (through et_model_load; that file stores the classifier again as
@@ -14,6 +20,7 @@
 #include <hdf5.h>
 #include <math.h>
 
+#include "../train/gemm.h"
 #include "../train/llama.h"
 
 #define GOLDEN "golden/stories260K_grads.h5"
@@ -59,8 +66,14 @@ static double h5_attr_double(hid_t f, const char *name) {
     return v;
 }
 
-/* The model file through et_model_load, then forward + backward + compare. */
-static void run_golden(const char *golden, const char *model_path) {
+/* Bounds of the bf16 run (see the top comment). */
+#define BF16_LOSS_REL 2e-3
+#define BF16_LOGIT_ABS 0.4
+#define BF16_GRAD_REL 0.07
+
+/* The model file through et_model_load, then forward + backward in
+ * `precision` + compare. */
+static void run_golden(const char *golden, const char *model_path, int precision) {
     et_model m, g;
     et_err e = {0};
     if (et_model_load(&m, model_path, NULL, &e)) fail_msg("%s", e.msg);
@@ -96,6 +109,7 @@ static void run_golden(const char *golden, const char *model_path) {
 
     et_tape t;
     assert_int_equal(et_tape_init(&t, 0, &e), 0);
+    t.gemm_precision = precision;
     float *logits = malloc(sizeof(float) * B * T * V);
     /* small chunks so the chunked LM head is exercised over several chunks */
     et_xent_opts xo = {.logits_out = logits, .chunk_rows = 96};
@@ -141,13 +155,20 @@ static void run_golden(const char *golden, const char *model_path) {
         n_checked++;
         free(ref);
     }
-    printf("  %s:\n  loss %.8f (ref %.8f, rel err %.2e), logits max abs diff %.2e,\n"
+    printf("  %s (%s GEMMs):\n  loss %.8f (ref %.8f, rel err %.2e), logits max abs diff %.2e,\n"
            "  worst gradient rel err %.2e (%s) over %d tensors\n",
-           strrchr(model_path, '/') + 1, loss->data[0], loss_ref, loss_rel, logit_diff, worst, worst_name, n_checked);
+           strrchr(model_path, '/') + 1, et_gemm_precision_name(precision), loss->data[0], loss_ref, loss_rel, logit_diff, worst, worst_name, n_checked);
     assert_int_equal(n_checked, 2 + 9 * m.hp.n_layer);
-    assert_true(loss_rel < 1e-5);
-    assert_true(logit_diff < 1e-4);
-    assert_true(worst < 1e-4);
+    if (precision == ET_GEMM_F32) {
+        assert_true(loss_rel < 1e-5);
+        assert_true(logit_diff < 1e-4);
+        assert_true(worst < 1e-4);
+    } else {
+        assert_true(loss_rel < BF16_LOSS_REL);
+        assert_true(logit_diff < BF16_LOGIT_ABS);
+        assert_true(worst < BF16_GRAD_REL);
+        assert_true(worst > 1e-4); /* the bf16 path really ran */
+    }
 
     free(tied_sum);
     free(logits);
@@ -163,7 +184,7 @@ static void test_golden_gguf(void **state) {
     (void)state;
     SHARED_OR_SKIP(golden, GOLDEN);
     SHARED_OR_SKIP(model, MODEL_GGUF);
-    run_golden(golden, model);
+    run_golden(golden, model, ET_GEMM_F32);
 }
 
 /* The same weights from the llama2.c file (tied, no tokenizer needed). */
@@ -171,13 +192,25 @@ static void test_golden_llama2c(void **state) {
     (void)state;
     SHARED_OR_SKIP(golden, GOLDEN);
     SHARED_OR_SKIP(model, MODEL_BIN);
-    run_golden(golden, model);
+    run_golden(golden, model, ET_GEMM_F32);
+}
+
+/* bf16 GEMMs: the native kernel where the CPU has one, and the portable path. */
+static void test_golden_bf16(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(golden, GOLDEN);
+    SHARED_OR_SKIP(model, MODEL_BIN);
+    run_golden(golden, model, ET_GEMM_BF16);
+    et_gemm_force_portable(1);
+    run_golden(golden, model, ET_GEMM_BF16);
+    et_gemm_force_portable(0);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_gguf),
         cmocka_unit_test(test_golden_llama2c),
+        cmocka_unit_test(test_golden_bf16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,12 +2,15 @@
  * data: the validation loss falls; two runs with one seed are bit-identical;
  * gradient accumulation (B 2 x 2 micro-batches) matches one batch of 4;
  * a NaN stops the run naming the step and keeps the last good checkpoint;
- * the event JSON lines. */
+ * the event JSON lines; bf16 mixed-precision GEMMs (train/gemm.h) train to
+ * about the f32 run's validation loss (the f32 run is the independent
+ * computation), and recomputation keeps bf16 bit-identical too. */
 #include <math.h>
 
 #include "train_fixture.h"
 #include "../train/threads.h"
 #include "../train/checkpoint.h"
+#include "../train/gemm.h"
 
 static const char *data_path(void) {
     static char p[512];
@@ -40,9 +43,12 @@ static int on_event(void *user, const et_train_event *ev) {
     return 0;
 }
 
+static int run_precision = ET_GEMM_F32; /* the GEMM precision of run_once_ex */
+
 static void run_once_ex(int B, int A, int64_t steps, int recompute, log_t *l, float *params_out, size_t *n_out) {
     fx_run r;
     fx_open_ex(&r, data_path(), B, 16, 3, recompute);
+    r.tl.tape.gemm_precision = run_precision;
     et_train_opts o = fx_opts(B * A, 16, steps);
     o.batch_size = B;
     o.grad_accum = A;
@@ -135,6 +141,30 @@ static void test_recompute_same_floats(void **state) {
     free(pb);
 }
 
+/* bf16 GEMMs: the loss falls as in f32 and ends close to the f32 run's; the
+ * two runs differ (the setting took effect); recomputation is still exact. */
+static void test_bf16_close_to_f32(void **state) {
+    (void)state;
+    static log_t f, b, br;
+    float *pa = malloc(100000 * sizeof(float)), *pb = malloc(100000 * sizeof(float));
+    size_t na = 0, nb = 0;
+    run_precision = ET_GEMM_F32;
+    run_once_ex(4, 1, 60, 0, &f, NULL, NULL);
+    run_precision = ET_GEMM_BF16;
+    run_once_ex(4, 1, 60, 0, &b, pa, &na);
+    run_once_ex(4, 1, 60, 1, &br, pb, &nb);
+    run_precision = ET_GEMM_F32;
+    printf("  val loss f32 %.4f -> %.4f, bf16 %.4f -> %.4f\n", f.val[0], f.val[6], b.val[0], b.val[6]);
+    assert_int_equal(b.n_eval, 7);
+    assert_true(b.val[6] < b.val[0] - 1.0);
+    assert_true(fabs(b.val[6] - f.val[6]) < 0.05 * f.val[6] + 0.02);
+    assert_true(b.loss[60] != f.loss[60]);
+    assert_int_equal(na, nb);
+    assert_memory_equal(pa, pb, na * sizeof(float));
+    free(pa);
+    free(pb);
+}
+
 /* Wraps the llama binding and poisons the loss at one call. */
 typedef struct poison { et_train_model inner; int calls, at; } poison;
 static int poisoned_fwd_bwd(void *ctx, const int32_t *tok, const uint8_t *msk, int B, int T, double norm,
@@ -221,6 +251,7 @@ int main(void) {
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_grad_accum),
         cmocka_unit_test(test_recompute_same_floats),
+        cmocka_unit_test(test_bf16_close_to_f32),
         cmocka_unit_test(test_nan_stops_keeps_checkpoint),
         cmocka_unit_test(test_event_json),
     };

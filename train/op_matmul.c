@@ -1,4 +1,6 @@
-/* train/op_matmul.c — linear layer y = x W^T (+ b) on cblas_sgemm (see ops.h).
+/* train/op_matmul.c — linear layer y = x W^T (+ b) on et_gemm (see ops.h):
+ * cblas_sgemm, or bf16 operands with f32 accumulation when the tape's
+ * gemm_precision is ET_GEMM_BF16 (train/gemm.h).
  *
  * Shapes: x [M, K], w [N, K] (GGUF [out, in]), b [N], y [M, N].
  *   forward:  y  = x @ w^T            sgemm(NoTrans, Trans)  M x N x K
@@ -10,9 +12,9 @@
  * projections, which saves keeping x @ w^T as a separate activation.
  * All row-major with the natural leading dimensions: no copies, no transposes
  * in memory.  BLAS runs on the calling thread only (never inside OpenMP). */
-#include <cblas.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "ops.h"
 
 static void matmul_backward(et_tape *t, const et_node *nd) {
@@ -26,11 +28,10 @@ static void matmul_backward(et_tape *t, const et_node *nd) {
         for (long i = 0; i < n; i++) dr[i] += dy[i];
     }
     float *dx = et_grad(t, x);
-    if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N,
-                        1.0f, dy, N, w->data, K, 1.0f, dx, K);
+    const int prec = t->gemm_precision;
+    if (dx) et_gemm(prec, 0, 0, M, K, N, 1.0f, dy, N, w->data, K, 1.0f, dx, K);
     float *dw = et_grad(t, w);
-    if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M,
-                        1.0f, dy, N, x->data, K, 1.0f, dw, K);
+    if (dw) et_gemm(prec, 1, 0, N, K, M, 1.0f, dy, N, x->data, K, 1.0f, dw, K);
     float *db = b ? et_grad(t, b) : NULL;
     if (db) {
         #pragma omp parallel for schedule(static) if ((size_t)M * N > ET_OMP_MIN_WORK)
@@ -69,8 +70,9 @@ et_tensor *et_matmul_add(et_tape *t, const char *name, et_tensor *x, et_tensor *
     et_tensor *y = et_tensor_new(t, name, x->ndim, shape, wants);
     if (!y) return NULL;
     if (r) memcpy(y->data, r->data, y->n * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K,
-                1.0f, x->data, K, w->data, K, r ? 1.0f : 0.0f, y->data, N);
+    if (t->gemm_precision != ET_GEMM_F32 && t->gemm_precision != ET_GEMM_BF16)
+        return et_tape_fail(t, ET_EINPUT, "matmul %s: unknown gemm_precision %d", name ? name : "", t->gemm_precision);
+    et_gemm(t->gemm_precision, 0, 1, M, N, K, 1.0f, x->data, K, w->data, K, r ? 1.0f : 0.0f, y->data, N);
     if (b) {
         float *yd = y->data;
         const float *bd = b->data;

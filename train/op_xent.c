@@ -10,16 +10,19 @@
  *   dw   += dz^T @ x_c    (sgemm Trans/NoTrans)
  * so the [N, V] logits never exist at once (the same idea as the chunked
  * "fused linear cross-entropy" of Liger-Kernel; llm.c fuses softmax and
- * loss the same way).  Exponentials are summed in double, the total loss too. */
-#include <cblas.h>
+ * loss the same way).  Exponentials are summed in double, the total loss too.
+ * The three products run on et_gemm in the tape's gemm_precision (f32, or
+ * bf16 operands with f32 accumulation; train/gemm.h). */
 #include <math.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "ops.h"
 #include "simd.h"
 
 typedef struct {
     int N, C, V, chunk;
+    int precision;    /* the tape's gemm_precision when the forward ran */
     int32_t *target;  /* [N] copy; -1 where the row is not in the loss */
     float *lse;       /* [N] */
 
@@ -53,8 +56,7 @@ static void row_scaled_softmax(float *z, int V, float L, float c) {
 
 /* z[nr, V] = x[r0 : r0+nr] @ w^T */
 static void chunk_logits(const xent_saved *s, const float *x, const float *w, int r0, int nr, float *z) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, s->V, s->C,
-                1.0f, x + (size_t)r0 * s->C, s->C, w, s->C, 0.0f, z, s->V);
+    et_gemm(s->precision, 0, 1, nr, s->V, s->C, 1.0f, x + (size_t)r0 * s->C, s->C, w, s->C, 0.0f, z, s->V);
 }
 
 static void xent_backward(et_tape *t, const et_node *nd) {
@@ -77,10 +79,8 @@ static void xent_backward(et_tape *t, const et_node *nd) {
             row_scaled_softmax(zi, V, s->lse[r0 + i], c);
             zi[tg] -= c;
         }
-        if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, C, V,
-                            1.0f, z, V, w->data, C, 1.0f, dx + (size_t)r0 * C, C);
-        if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, nr,
-                            1.0f, z, V, x->data + (size_t)r0 * C, C, 1.0f, dw, C);
+        if (dx) et_gemm(s->precision, 0, 0, nr, C, V, 1.0f, z, V, w->data, C, 1.0f, dx + (size_t)r0 * C, C);
+        if (dw) et_gemm(s->precision, 1, 0, V, C, nr, 1.0f, z, V, x->data + (size_t)r0 * C, C, 1.0f, dw, C);
     }
 }
 
@@ -114,6 +114,7 @@ et_tensor *et_cross_entropy(et_tape *t, const char *name, et_tensor *x, et_tenso
     xent_saved *s = out ? et_tape_alloc(t, sizeof *s) : NULL;
     if (!s) return NULL;
     s->N = N; s->C = C; s->V = V; s->chunk = chunk;
+    s->precision = t->gemm_precision == ET_GEMM_BF16 ? ET_GEMM_BF16 : ET_GEMM_F32;
     s->target = et_tape_alloc(t, (size_t)N * sizeof(int32_t));
     s->lse = s->target ? et_tape_alloc(t, (size_t)N * sizeof(float)) : NULL;
     float *buf = opts->logits_out || !s->lse ? NULL : et_tape_scratch(t, (size_t)chunk * V * sizeof(float));

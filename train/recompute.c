@@ -22,6 +22,7 @@ static void recompute_backward(et_tape *t, const et_node *nd) {
     et_tensor *x = nd->in[0], *y = nd->out;
     et_tape *in = s->inner;
     et_tape_reset(in);
+    in->gemm_precision = t->gemm_precision; /* the same GEMMs as the outer tape's */
     in->record = 1;
     et_tensor xl; /* the input as a leaf of the inner tape; its gradient lands in the inner arena */
     et_tensor_wrap(&xl, "layer_in", x->data, NULL, x->ndim, x->shape);
@@ -49,6 +50,7 @@ et_tensor *et_llama_layer_recompute(et_tape *t, et_tape *inner, et_llama *L, int
     if (!t->record) return et_llama_layer(t, L, l, x, T, pos); /* nothing to recompute for */
     et_tape_reset(inner);
     inner->record = 0;
+    inner->gemm_precision = t->gemm_precision;
     et_tensor *yi = et_llama_layer(inner, L, l, x, T, pos);
     if (!yi) {
         copy_error(t, inner);

@@ -112,6 +112,11 @@ struct et_tape {
                                recycled once its node's backward has run (its
                                grad pointer becomes NULL); 1: keep them all
                                readable after backward (debugging) */
+    int gemm_precision;     /* ET_GEMM_F32 (0, the default) or ET_GEMM_BF16
+                               (train/gemm.h): the precision of the GEMMs of
+                               et_matmul* and et_cross_entropy (bf16 operands,
+                               f32 accumulation, f32 everything else: bf16
+                               mixed-precision training); kept by et_tape_reset */
     int code;               /* first error's ET_E* code, 0 if none */
     et_err err;             /* its message */
     struct { size_t bytes; void *head; } bins[ET_GRAD_BINS]; /* recycled gradient

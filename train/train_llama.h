@@ -36,7 +36,10 @@ typedef struct et_train_llama {
  * [B*T, n_embd] tensor per layer plus one layer's activations instead of
  * every layer's, for one more forward pass of each layer; the losses and
  * gradients are the same floats (the layer is recomputed by the same code on
- * the same input; tested). */
+ * the same input; tested).
+ * Setting tl->tape.gemm_precision = ET_GEMM_BF16 (train/gemm.h) afterwards
+ * runs the matmuls and the LM head in bf16 mixed precision (the recomputed
+ * layers follow the outer tape's setting). */
 int et_train_llama_init(et_train_llama *tl, et_model *m, int chunk_rows, et_train_model *tm, et_err *e);
 void et_train_llama_free(et_train_llama *tl);
 

@@ -1,0 +1,94 @@
+/* bench/bench_gemm.c — et_gemm in bf16 (train/gemm.h) against OpenBLAS
+ * cblas_sgemm (f32) on the GEMMs of a SmolLM2-135M training step at
+ * batch 4 x 256 = 1024 tokens: for each linear layer x[1024, n_in] W[n_out, n_in]
+ *   forward  y  = x  W^T   (NoTrans, Trans)   M 1024,  N n_out, K n_in
+ *   dx       dx = dy W     (NoTrans, NoTrans) M 1024,  N n_in,  K n_out
+ *   dw       dw = dy^T x   (Trans, NoTrans)   M n_out, N n_in,  K 1024
+ * for (n_in, n_out) = (576, 576) q/o, (576, 192) k/v, (576, 1536) gate/up,
+ * (1536, 576) down, (576, 49152) the LM head.  Both run in the same process
+ * with the same threads, alternating, so their ratio is measured under the
+ * same load (the machine is shared): medians of `reps`.
+ *
+ *   build/bench/bench_gemm [reps]        (default 5; the LM head uses 3) */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "../train/gemm.h"
+#include "../train/threads.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double median(double *v, int n) {
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static float *rand_buf(size_t n) {
+    static uint64_t s = 0x9E3779B97F4A7C15ull;
+    float *p = malloc(n * sizeof(float));
+    if (!p) { fprintf(stderr, "bench_gemm: out of memory\n"); exit(3); }
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        p[i] = (float)((s >> 40) * (1.0 / 8388608.0) - 1.0);
+    }
+    return p;
+}
+
+int main(int argc, char **argv) {
+    et_omp_passive_reexec();
+    int reps = argc > 1 ? atoi(argv[1]) : 5;
+    if (reps < 1 || reps > 100) { fprintf(stderr, "usage: bench_gemm [reps 1..100]\n"); return 1; }
+    const int T = 1024;
+    const int layers[][2] = {{576, 576}, {576, 192}, {576, 1536}, {1536, 576}, {576, 49152}};
+    const char *names[] = {"q/o", "k/v", "gate/up", "down", "lm_head"};
+    printf("bench_gemm: GFLOP/s, medians; bf16 = et_gemm ET_GEMM_BF16 (%s), f32 = cblas_sgemm\n",
+           et_gemm_bf16_native() ? "AVX512_BF16 kernel" : "portable path: rounding + sgemm");
+    printf("%-8s %-8s %6s %6s %6s  %8s %8s %6s\n", "layer", "gemm", "M", "N", "K", "bf16", "f32", "ratio");
+    double sum_t[2] = {0, 0};
+    for (int l = 0; l < 5; l++) {
+        const int n_in = layers[l][0], n_out = layers[l][1];
+        float *x = rand_buf((size_t)T * n_in), *w = rand_buf((size_t)n_out * n_in);
+        float *dy = rand_buf((size_t)T * n_out), *out = rand_buf((size_t)T * (n_out > n_in ? n_out : n_in));
+        float *dw = rand_buf((size_t)n_out * n_in);
+        const int r = n_out > 10000 ? (reps < 3 ? reps : 3) : reps;
+        for (int g = 0; g < 3; g++) {
+            int ta = g == 2, tb = g == 0, M, N, K;
+            const float *A, *B;
+            float *C;
+            int lda, ldb;
+            if (g == 0) { M = T; N = n_out; K = n_in; A = x; lda = n_in; B = w; ldb = n_in; C = out; }
+            else if (g == 1) { M = T; N = n_in; K = n_out; A = dy; lda = n_out; B = w; ldb = n_in; C = out; }
+            else { M = n_out; N = n_in; K = T; A = dy; lda = n_out; B = x; ldb = n_in; C = dw; }
+            double tb16[100], tf32[100];
+            for (int i = -1; i < r; i++) { /* i = -1: warm-up */
+                double t0 = now();
+                et_gemm(ET_GEMM_BF16, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
+                double t1 = now();
+                cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                            M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
+                double t2 = now();
+                if (i >= 0) { tb16[i] = t1 - t0; tf32[i] = t2 - t1; }
+            }
+            const double fl = 2.0 * M * N * (double)K * 1e-9;
+            const double mb = median(tb16, r), mf = median(tf32, r);
+            sum_t[0] += mb;
+            sum_t[1] += mf;
+            printf("%-8s %-8s %6d %6d %6d  %8.1f %8.1f %5.2fx\n", names[l], g == 0 ? "forward" : g == 1 ? "dx" : "dw",
+                   M, N, K, fl / mb, fl / mf, mf / mb);
+        }
+        free(x); free(w); free(dy); free(out); free(dw);
+    }
+    printf("one of each (sum of medians): bf16 %.1f ms, f32 %.1f ms, ratio %.2fx\n",
+           sum_t[0] * 1e3, sum_t[1] * 1e3, sum_t[1] / sum_t[0]);
+    return 0;
+}

@@ -1,0 +1,87 @@
+/* engine/f16row.c — see f16row.h.  The AVX-512 functions use per-function
+ * target attributes; the choice is made once by CPUID (et_kernels_get). */
+#include <string.h>
+
+#include "../common/et.h"
+#include "f16row.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <pthread.h>
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+
+/* vcvtps2ph rounds to nearest even like et_fp32_to_fp16, and overflows to
+ * inf as it does; only NaN payloads differ, so NaN lanes are replaced. */
+static AVX512 void f16_row_avx512(const float *x, uint16_t *y, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        if (nan) {
+            __m512i sign = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(v), 16), _mm512_set1_epi32(0x8000));
+            __m256i q = _mm512_cvtepi32_epi16(_mm512_or_si512(sign, _mm512_set1_epi32(0x7e00)));
+            h = _mm256_mask_mov_epi16(h, nan, q);
+        }
+        _mm256_storeu_si256((__m256i *)(y + i), h);
+    }
+    for (; i < n; i++) y[i] = et_fp32_to_fp16(x[i]);
+}
+
+/* As et_quantize_q8_0: amax (NaN never wins: vmaxps returns its second
+ * operand when one is NaN), d and id in scalar, x * id rounded half to
+ * even by vcvtps2dq, NaN -> 0, beyond +-127 saturated. */
+static AVX512 void q8_0_row_avx512(const float *x, et_block_q8_0 *y, int n) {
+    for (int b = 0; b < n / 32; b++, x += 32) {
+        __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        __m512 m = _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps());
+        m = _mm512_max_ps(_mm512_abs_ps(v1), m);
+        float amax = _mm512_reduce_max_ps(m);
+        float d = amax / 127.f;
+        float id = amax != 0.0f ? 127.f / amax : 0.0f;
+        y[b].d = et_fp32_to_fp16(d);
+        __m512 vid = _mm512_set1_ps(id), lo = _mm512_set1_ps(-127.f), hi = _mm512_set1_ps(127.f);
+        for (int h = 0; h < 2; h++) {
+            __m512 v = _mm512_mul_ps(h ? v1 : v0, vid);
+            __mmask16 ok = _mm512_cmp_ps_mask(v, v, _CMP_ORD_Q);
+            v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+            __m512i q = _mm512_maskz_cvt_roundps_epi32(ok, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            _mm_storeu_si128((__m128i *)(y[b].qs + 16 * h), _mm512_cvtepi32_epi8(q));
+        }
+    }
+}
+
+static int use_avx512;
+
+static void pick(void) { use_avx512 = et_kernels_get("avx512") != NULL; }
+
+static int avx512(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, pick);
+    return use_avx512;
+}
+
+void et_fp32_to_fp16_row(const float *x, uint16_t *y, size_t n) {
+    if (avx512()) f16_row_avx512(x, y, n);
+    else for (size_t i = 0; i < n; i++) y[i] = et_fp32_to_fp16(x[i]);
+}
+
+void et_quantize_q8_0_row(const float *x, et_block_q8_0 *y, int n) {
+    if (avx512()) q8_0_row_avx512(x, y, n);
+    else et_quantize_q8_0(x, y, n);
+}
+
+#else
+
+void et_fp32_to_fp16_row(const float *x, uint16_t *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = et_fp32_to_fp16(x[i]);
+}
+
+void et_quantize_q8_0_row(const float *x, et_block_q8_0 *y, int n) { et_quantize_q8_0(x, y, n); }
+
+#endif

@@ -1,0 +1,171 @@
+/* engine/kernels_x86_tile.c — AVX512-VNNI multi-token tiles for Q8_0 and
+ * Q4_0 weights (engine/tile.h), compiled with a per-function target
+ * attribute and chosen at run time by CPUID.7.0:ECX[11] (AVX512_VNNI).
+ *
+ * A tile is TR weight rows x TT tokens: per block pair (64 inputs) each row
+ * is loaded and unpacked once, each token's quants, corrections and scales
+ * once, and every (row, token) pair costs one vpdpbusd (the exact 16 group
+ * sums of blocks b, b+1), one scale product fp32(w.d) * fp32(x.d), one
+ * conversion, one product and one sum: the reference's lane order
+ * (kernels.h: lane (b % 2) * 8 + g) with products and sums rounded
+ * separately, folded pairwise at the end as the single dot does. */
+#include <string.h>
+
+#include "../export/gguf.h"
+#include "tile.h"
+
+size_t et_tile_act_bytes(int n) { return (size_t)n * 3; }
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#include <pthread.h>
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define TR 2   /* rows per tile */
+#define TT 8   /* tokens per tile */
+
+/* Token k of a group of TT: per block pair p, 192 bytes at (p * TT + k) * 192:
+ * quants, -c * group sums, scales repeated per lane (tile.h). */
+static void pack_c(const et_block_q8_0 *x, int n, void *dst, int k, int c) {
+    for (int p = 0; p < n / 64; p++) {
+        uint8_t *o = (uint8_t *)dst + ((size_t)p * TT + (size_t)k) * 192;
+        int32_t *corr = (int32_t *)(void *)(o + 64);
+        float *d = (float *)(void *)(o + 128);
+        for (int h = 0; h < 2; h++) {
+            const et_block_q8_0 *xb = &x[2 * p + h];
+            memcpy(o + 32 * h, xb->qs, 32);
+            float db = et_f16_table[xb->d];
+            for (int g = 0; g < 8; g++) {
+                const int8_t *q = xb->qs + 4 * g;
+                corr[8 * h + g] = -c * (q[0] + q[1] + q[2] + q[3]);
+                d[8 * h + g] = db;
+            }
+        }
+    }
+}
+
+static void pack_q4_0(const et_block_q8_0 *x, int n, void *dst, int k) { pack_c(x, n, dst, k, 8); }
+static void pack_q8_0(const et_block_q8_0 *x, int n, void *dst, int k) { pack_c(x, n, dst, k, 128); }
+
+static inline VNNI float fold16(__m512 a) {
+    __m256 v = _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_shuffle_ps(x, x, 1));
+    return _mm_cvtss_f32(x);
+}
+
+/* fp32 of the scales h0 (lanes 0..7) and h1 (lanes 8..15). */
+static inline VNNI __m512 scales2(uint16_t h0, uint16_t h1) {
+    __m256i h = _mm256_mask_set1_epi16(_mm256_set1_epi16((short)h0), (__mmask16)0xFF00, (short)h1);
+    return _mm512_cvtph_ps(h);
+}
+
+/* Blocks b, b+1 of a Q4_0 row as 64 unsigned nibbles in element order. */
+static inline VNNI __m512i nibbles64(const et_block_q4_0 *blk) {
+    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)blk[0].qs)),
+                                        _mm_loadu_si128((const __m128i *)blk[1].qs), 1);
+    __m512i z = _mm512_castsi256_si512(v);
+    z = _mm512_shuffle_i64x2(z, z, 0x50);                       /* 128-bit lanes qs0, qs0, qs1, qs1 */
+    z = _mm512_mask_srli_epi16(z, (__mmask32)0xFF00FF00, z, 4);  /* high nibbles in lanes 1 and 3 */
+    return _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
+}
+
+/* Blocks b, b+1 of a Q8_0 row as 64 bytes w + 128 (unsigned). */
+static inline VNNI __m512i bytes64(const et_block_q8_0 *blk) {
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)blk[0].qs)),
+                                   _mm256_loadu_si256((const __m256i *)blk[1].qs), 1);
+    return _mm512_xor_si512(z, _mm512_set1_epi8((char)0x80));
+}
+
+static inline VNNI __attribute__((always_inline)) void tile_body(int n, const uint8_t *w, size_t rb, const uint8_t *act,
+                                                                  float *out, size_t ldo, int q4) {
+    int nb = n / ET_QK;
+    __m512 acc[TR][TT];
+#pragma GCC unroll 8
+    for (int r = 0; r < TR; r++)
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b += 2) {
+        __m512i wq[TR];
+        __m512 wd[TR];
+#pragma GCC unroll 8
+        for (int r = 0; r < TR; r++) {
+            if (q4) {
+                const et_block_q4_0 *blk = (const et_block_q4_0 *)(const void *)(w + (size_t)r * rb) + b;
+                wq[r] = nibbles64(blk);
+                wd[r] = scales2(blk[0].d, blk[1].d);
+            } else {
+                const et_block_q8_0 *blk = (const et_block_q8_0 *)(const void *)(w + (size_t)r * rb) + b;
+                wq[r] = bytes64(blk);
+                wd[r] = scales2(blk[0].d, blk[1].d);
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; t++) {
+            const uint8_t *xt = act + ((size_t)(b / 2) * TT + (size_t)t) * 192;
+            __m512i xq = _mm512_load_si512((const void *)xt);
+            __m512i corr = _mm512_load_si512((const void *)(xt + 64));
+            __m512 xd = _mm512_load_ps((const void *)(xt + 128));
+#pragma GCC unroll 8
+            for (int r = 0; r < TR; r++) {
+                __m512i s = _mm512_dpbusd_epi32(corr, wq[r], xq);
+                __m512 d = _mm512_mul_ps(wd[r], xd);
+                __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(s), d);
+                acc[r][t] = _mm512_add_ps(acc[r][t], p);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < TR; r++)
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; t++) out[(size_t)t * ldo + (size_t)r] = fold16(acc[r][t]);
+}
+
+static VNNI void tile_q4_0(int n, const void *w, size_t rb, const void *act, float *out, size_t ldo) {
+    tile_body(n, w, rb, act, out, ldo, 1);
+}
+
+static VNNI void tile_q8_0(int n, const void *w, size_t rb, const void *act, float *out, size_t ldo) {
+    tile_body(n, w, rb, act, out, ldo, 0);
+}
+
+static const et_tile tile_set_q4_0 = {"avx512vnni", TR, TT, pack_q4_0, tile_q4_0};
+static const et_tile tile_set_q8_0 = {"avx512vnni", TR, TT, pack_q8_0, tile_q8_0};
+
+static int vnni;
+
+static void check_vnni(void) {
+    unsigned a, b, c, d;
+    vnni = __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((c >> 11) & 1);
+}
+
+/* CPUID once (it traps to the hypervisor in a VM). */
+static int has_vnni(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, check_vnni);
+    return vnni;
+}
+
+const et_tile *et_tile_get(const et_kernels *k, uint32_t weight_type, int n) {
+    if (!k || strcmp(k->name, "avx512") || n <= 0 || n % 64 || !has_vnni()) return NULL;
+    if (weight_type == GGML_TYPE_Q4_0) return &tile_set_q4_0;
+    if (weight_type == GGML_TYPE_Q8_0) return &tile_set_q8_0;
+    return NULL;
+}
+
+#else
+
+const et_tile *et_tile_get(const et_kernels *k, uint32_t weight_type, int n) {
+    (void)k;
+    (void)weight_type;
+    (void)n;
+    return NULL;
+}
+
+#endif
