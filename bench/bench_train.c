@@ -1,8 +1,8 @@
 /* bench/bench_train.c — full training steps (forward, backward, clipping,
  * AdamW) against PyTorch on the same machine in the same run.
  *
- *   build/bench/bench_train                 all configurations + PyTorch + sgemm
- *   build/bench/bench_train --one SHAPE [STEPS [--recompute]]   one configuration (a child process)
+ *   build/bench/bench_train [SHAPE]         all configurations (of SHAPE) + PyTorch + sgemm
+ *   build/bench/bench_train --one SHAPE [STEPS [--recompute] [--bf16]]   one configuration (a child process)
  *
  * Configurations: the SmolLM2-135M shape (n_vocab 49152, n_embd 576, n_ff
  * 1536, 30 layers, 9 heads, 3 kv heads, tied) and the stories260K shape
@@ -10,7 +10,11 @@
  * (train/init.h), batch 4 x 256 random tokens.  Each configuration runs in
  * its own process so that its peak RSS (getrusage ru_maxrss) is its own;
  * PyTorch runs bench/torch_train_step.py (Debian python3-torch) the same
- * way.  Figures are medians of the timed steps (one warm-up step is not
+ * way.  Each shape also runs with bf16 mixed-precision GEMMs (--bf16:
+ * tape gemm_precision ET_GEMM_BF16, train/gemm.h; `edgetune train
+ * --precision bf16`), compared with PyTorch in float32 and with PyTorch
+ * under torch.autocast("cpu", dtype=torch.bfloat16) (its own bf16 mixed
+ * precision).  Figures are medians of the timed steps (one warm-up step is not
  * timed); the machine is shared, so the ratios are what to read.
  * FLOPs of a step: 3 x forward, forward = 2 x tokens x (weights of every
  * matmul incl. the LM head) + causal attention 2 x 2 x B x n_head x
@@ -27,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../train/gemm.h"
 #include "../train/init.h"
 #include "../train/optim.h"
 #include "../train/threads.h"
@@ -102,7 +107,7 @@ static int alloc_model(et_model *m, const shape *s, et_err *e) {
 }
 
 /* One configuration in this process: prints one JSON line on stdout. */
-static int run_one(const shape *s, int steps, int recompute) {
+static int run_one(const shape *s, int steps, int recompute, int precision) {
     et_model m;
     et_train_llama tl;
     et_train_model tm;
@@ -116,6 +121,7 @@ static int run_one(const shape *s, int steps, int recompute) {
         return 3;
     }
     tl.recompute = recompute;
+    tl.tape.gemm_precision = precision;
     et_xoshiro rng;
     et_xoshiro_seed(&rng, 1);
     et_init_normal(tm.t, tm.n_t, s->n_layer, 0.02f, &rng);
@@ -148,10 +154,10 @@ static int run_one(const shape *s, int steps, int recompute) {
         loss = sum / (BATCH * SEQ);
     }
     double med = median(times, steps), med_opt = median(opt_times, steps), med_cpu = median(cpu_times, steps);
-    printf("{\"shape\":\"%s\",\"recompute\":%d,\"steps\":%d,\"step_s\":%.4f,\"optimizer_s\":%.4f,\"tokens_per_s\":%.1f,"
+    printf("{\"shape\":\"%s\",\"recompute\":%d,\"precision\":\"%s\",\"steps\":%d,\"step_s\":%.4f,\"optimizer_s\":%.4f,\"tokens_per_s\":%.1f,"
            "\"tokens_per_cpu_s\":%.1f,"
            "\"gflops\":%.2f,\"peak_rss_mb\":%.1f,\"arena_peak_mb\":%.1f,\"loss\":%.4f,\"n_params\":%zu}\n",
-           s->name, recompute, steps, med, med_opt, BATCH * SEQ / med, BATCH * SEQ / med_cpu, step_flops(s) / med * 1e-9, peak_rss_mb(),
+           s->name, recompute, et_gemm_precision_name(precision), steps, med, med_opt, BATCH * SEQ / med, BATCH * SEQ / med_cpu, step_flops(s) / med * 1e-9, peak_rss_mb(),
            (double)tl.tape.arena.peak / 1048576.0, loss, tm.n);
     fflush(stdout);
     et_adamw_free(&opt);
@@ -222,8 +228,9 @@ static double sgemm_gflops(int n, int reps) {
     return 2.0 * n * n * (double)n / median(t, reps) * 1e-9;
 }
 
-/* Print one of our runs beside PyTorch's (torch may be NULL). */
-static void report(const shape *s, const char *label, const char *ours, const char *torch, double gemm) {
+/* Print one of our runs beside PyTorch's (torch, torch_bf16 may be NULL). */
+static void report(const shape *s, const char *label, const char *ours, const char *torch, const char *torch_bf16,
+                   double gemm) {
     double tps = json_field(ours, "tokens_per_s"), rss = json_field(ours, "peak_rss_mb");
     double gf = json_field(ours, "gflops"), tpc = json_field(ours, "tokens_per_cpu_s");
     printf("%-12s %-22s %9.1f tokens/s %9.1f tok/CPU-s %8.1f MB peak RSS  %6.1f GFLOP/s (%.0f%% of sgemm)\n", s->name,
@@ -235,6 +242,12 @@ static void report(const shape *s, const char *label, const char *ours, const ch
                s->name, "  vs pytorch", tps / ttps, tpc / ttpc, rss / trss, s->torch_target,
                s->n_layer == 30 ? ", <= 0.5x peak RSS" : "");
     }
+    if (torch_bf16) {
+        double ttps = json_field(torch_bf16, "tokens_per_s"), trss = json_field(torch_bf16, "peak_rss_mb");
+        double ttpc = json_field(torch_bf16, "tokens_per_cpu_s");
+        printf("%-12s %-22s %8.2fx tokens/s %8.2fx tok/CPU-s %7.2fx peak RSS\n", s->name, "  vs pytorch bf16",
+               tps / ttps, tpc / ttpc, rss / trss);
+    }
     printf("  %s", ours);
 }
 
@@ -243,12 +256,17 @@ int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "--one")) {
         const shape *s = find_shape(argv[2]);
         int steps = argc > 3 ? atoi(argv[3]) : (s ? s->steps : 0);
-        int recompute = argc > 4 && !strcmp(argv[4], "--recompute");
+        int recompute = 0, precision = ET_GEMM_F32;
+        for (int i = 4; i < argc; i++) {
+            if (!strcmp(argv[i], "--recompute")) recompute = 1;
+            else if (!strcmp(argv[i], "--bf16")) precision = ET_GEMM_BF16;
+            else s = NULL;
+        }
         if (!s || steps < 1 || steps > 1000) {
-            fprintf(stderr, "usage: %s --one stories260K|smollm2 [steps [--recompute]]\n", argv[0]);
+            fprintf(stderr, "usage: %s --one stories260K|smollm2 [steps [--recompute] [--bf16]]\n", argv[0]);
             return 1;
         }
-        return run_one(s, steps, recompute);
+        return run_one(s, steps, recompute, precision);
     }
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -264,34 +282,52 @@ int main(int argc, char **argv) {
     printf("cblas_sgemm 1024^3: %.1f GFLOP/s (OpenBLAS, this process's threads); OMP_WAIT_POLICY %s\n", gemm,
            getenv("OMP_WAIT_POLICY"));
     int failed = 0;
+    const shape *only = argc > 1 ? find_shape(argv[1]) : NULL;
+    if (argc > 1 && !only) {
+        fprintf(stderr, "usage: %s [stories260K|smollm2] | --one SHAPE [STEPS [--recompute] [--bf16]]\n", argv[0]);
+        return 1;
+    }
     for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++) {
         const shape *s = &SHAPES[i];
+        if (only && s != only) continue;
         char steps[16];
         snprintf(steps, sizeof steps, "%d", s->steps);
-        char *torch = NULL;
+        char *torch = NULL, *torch_bf16 = NULL;
         if (have_torch) {
             char *argv_t[] = {(char *)py, "bench/torch_train_step.py", "--shape", (char *)s->torch_name, "--threads",
-                              (char *)threads, "--steps", steps, NULL};
+                              (char *)threads, "--steps", steps, NULL, NULL, NULL};
             torch = child_json(argv_t);
+            argv_t[8] = "--autocast", argv_t[9] = "bf16";
+            torch_bf16 = child_json(argv_t);
         }
         if (torch) printf("%-12s %-22s %9.1f tokens/s %9.1f tok/CPU-s %8.1f MB peak RSS\n  %s", s->name, "pytorch",
                           json_field(torch, "tokens_per_s"), json_field(torch, "tokens_per_cpu_s"),
                           json_field(torch, "peak_rss_mb"), torch);
         else printf("%-12s pytorch skipped (%s)\n", s->name,
                     want_torch ? "python3-torch or bench/torch_train_step.py not found / failed" : "ET_BENCH_TORCH=0");
-        /* every layer's activations kept; then (large shape) recomputed per layer */
-        for (int rec = 0; rec <= (s->n_layer == 30); rec++) {
-            char *argv_c[] = {self, "--one", (char *)s->name, rec ? "2" : steps, rec ? "--recompute" : NULL, NULL};
+        if (torch_bf16)
+            printf("%-12s %-22s %9.1f tokens/s %9.1f tok/CPU-s %8.1f MB peak RSS\n  %s", s->name, "pytorch bf16",
+                   json_field(torch_bf16, "tokens_per_s"), json_field(torch_bf16, "tokens_per_cpu_s"),
+                   json_field(torch_bf16, "peak_rss_mb"), torch_bf16);
+        /* every layer's activations kept; then (large shape) recomputed per
+         * layer; then bf16 GEMMs (activations kept) */
+        for (int run = 0; run < 3; run++) {
+            const int rec = run == 1, bf16 = run == 2;
+            if (rec && s->n_layer != 30) continue;
+            char *argv_c[] = {self, "--one", (char *)s->name, rec ? "2" : steps, rec ? "--recompute" : bf16 ? "--bf16" : NULL,
+                              NULL};
             char *ours = child_json(argv_c);
             if (!ours) {
                 printf("%-12s edgetune run failed\n", s->name);
                 failed = 1;
                 continue;
             }
-            report(s, rec ? "edgetune --recompute" : "edgetune", ours, torch, gemm);
+            report(s, rec ? "edgetune --recompute" : bf16 ? "edgetune --precision bf16" : "edgetune", ours, torch,
+                   bf16 ? torch_bf16 : NULL, gemm);
             free(ours);
         }
         free(torch);
+        free(torch_bf16);
     }
     /* sgemm again at the end: the machine is shared, so the rate moves during the run */
     double gemm2 = sgemm_gflops(1024, 15);

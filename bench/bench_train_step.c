@@ -3,10 +3,11 @@
  * GFLOP/s measured in the same run (the machine is shared and noisy:
  * medians, and the step's rate as a fraction of sgemm's).
  *
- *   build/bench/bench_train_step [stories260K|smollm2] [B] [T] [steps]
+ *   build/bench/bench_train_step [stories260K|smollm2] [B] [T] [steps] [f32|bf16]
  *
  * Default: the stories260K shape (n_vocab 512, n_embd 64, n_ff 172, 5 layers,
- * 8 heads, 4 kv heads, tied) at batch 4 x 256, random weights.
+ * 8 heads, 4 kv heads, tied) at batch 4 x 256, random weights, f32 GEMMs;
+ * bf16: the tape's gemm_precision ET_GEMM_BF16 (train/gemm.h).
  * FLOPs of a step are counted the usual way (Kaplan et al. 2020; PaLM
  * appendix B): forward = 2 * tokens * (matmul weights incl. the LM head)
  * + causal attention 2 * 2 * B * n_head * T(T+1)/2 * head_dim; a step =
@@ -19,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../train/gemm.h"
 #include "../train/llama.h"
 #include "../train/threads.h"
 
@@ -94,8 +96,9 @@ int main(int argc, char **argv) {
     hp.n_ctx = 2048;
     const int B = argc > 2 ? atoi(argv[2]) : 4, T = argc > 3 ? atoi(argv[3]) : 256;
     int steps = argc > 4 ? atoi(argv[4]) : (strcmp(shape, "smollm2") == 0 ? 3 : 20);
-    if (B < 1 || T < 1 || steps < 1 || steps > 1000) {
-        fprintf(stderr, "usage: %s [stories260K|smollm2] [B] [T] [steps<=1000]\n", argv[0]);
+    const int prec = argc > 5 ? et_gemm_precision_parse(argv[5]) : ET_GEMM_F32;
+    if (B < 1 || T < 1 || steps < 1 || steps > 1000 || prec < 0) {
+        fprintf(stderr, "usage: %s [stories260K|smollm2] [B] [T] [steps<=1000] [f32|bf16]\n", argv[0]);
         return 1;
     }
     et_model m, g;
@@ -116,6 +119,7 @@ int main(int argc, char **argv) {
 
     et_tape t;
     if (et_tape_init(&t, 0, &e)) return 3;
+    t.gemm_precision = prec;
     double *times = malloc(sizeof(double) * (steps + 1)), loss = 0;
     for (int s = 0; s < steps + 1; s++) { /* step 0 grows the arena: not timed */
         double t0 = now();
@@ -130,7 +134,8 @@ int main(int argc, char **argv) {
     const double step_s = median(times, steps);
     const double gemm = sgemm_gflops(1024, 5);
     const double step_gf = step_flops / step_s * 1e-9;
-    printf("train step %s, batch %d x %d, %zu params (%d steps, median)\n", shape, B, T, m.n_params, steps);
+    printf("train step %s, batch %d x %d, %zu params, %s GEMMs (%d steps, median)\n", shape, B, T, m.n_params,
+           et_gemm_precision_name(prec), steps);
     printf("  forward+backward  %8.2f ms/step   %10.0f tokens/s   loss %.4f\n", step_s * 1e3, N / step_s, loss);
     printf("  step GFLOP/s      %8.2f  (%.3f GFLOP/step)\n", step_gf, step_flops * 1e-9);
     printf("  sgemm GFLOP/s     %8.2f  (1024^3, same run)   step/sgemm %.3f\n", gemm, step_gf / gemm);

@@ -3,8 +3,13 @@
 (forward, backward, AdamW) at a given shape, random init, on the CPU.
 
 Prints one JSON line: {"shape", "threads", "batch", "seq", "steps",
-"step_s": [...], "tokens_per_s" (median wall), "tokens_per_cpu_s" (median,
-per second of CPU time of all threads), "peak_rss_mb", "torch"}.
+"autocast", "step_s": [...], "tokens_per_s" (median wall), "tokens_per_cpu_s"
+(median, per second of CPU time of all threads), "peak_rss_mb", "torch"}.
+
+--autocast bf16 runs the forward under torch.autocast("cpu",
+dtype=torch.bfloat16) (PyTorch's bf16 mixed precision: matmuls on bf16
+copies of their operands, float32 master weights and optimizer; the
+counterpart of `edgetune train --precision bf16`).
 
 Uses Debian's python3-torch (apt-get install python3-torch); run it with
 /usr/bin/python3 when another python is first on PATH.  The model is a plain
@@ -12,7 +17,7 @@ llama written here (RMSNorm, RoPE on interleaved pairs, grouped-query
 attention, SwiGLU, tied or untied LM head), the same computation edgetune's
 train/ performs, in float32.
 
-  /usr/bin/python3 bench/torch_train_step.py --shape smollm2 --threads 2 --steps 3
+  /usr/bin/python3 bench/torch_train_step.py --shape smollm2 --threads 2 --steps 3 [--autocast bf16]
 """
 import argparse
 import json
@@ -125,6 +130,8 @@ def main():
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--steps", type=int, default=3, help="measured steps (after one warm-up step)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--autocast", choices=["none", "bf16"], default="none",
+                    help="bf16: forward under torch.autocast('cpu', dtype=torch.bfloat16)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -136,7 +143,8 @@ def main():
     for step in range(a.steps + 1):
         tok = torch.randint(0, c["n_vocab"], (a.batch, a.seq + 1), generator=g)
         t0, c0 = time.perf_counter(), cpu_seconds()
-        loss = model(tok[:, :-1], tok[:, 1:])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast == "bf16"):
+            loss = model(tok[:, :-1], tok[:, 1:])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -149,7 +157,7 @@ def main():
     med = statistics.median(times)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({"shape": a.shape, "threads": a.threads, "batch": a.batch, "seq": a.seq,
-                      "steps": a.steps, "step_s": [round(t, 4) for t in times],
+                      "steps": a.steps, "autocast": a.autocast, "step_s": [round(t, 4) for t in times],
                       "tokens_per_s": round(a.batch * a.seq / med, 1),
                       "tokens_per_cpu_s": round(a.batch * a.seq / statistics.median(cpu), 1),
                       "peak_rss_mb": round(rss_mb, 1),

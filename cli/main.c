@@ -51,6 +51,8 @@ const cli_cmd cli_commands[] = {
      "  --rank 8 --alpha 16 --dropout 0.05 --rslora (scale alpha/sqrt(rank)) --seed 1\n"
      "  --base-type F32|F16|BF16|Q8_0|Q4_0 (frozen base held in this type, QLoRA-style) --recompute\n"
      "         (recompute each layer's activations in backward: far less memory, one more forward)\n"
+     "  --recompute-layers N (recompute only the first N layers) --precision auto|f32|bf16 (auto: bf16\n"
+     "         where AVX512_BF16 runs it natively: base GEMMs on bf16 operands; the adapter stays f32)\n"
      "  --steps 200 --batch-size 8 --seq-len (min(n_ctx, 256)) --grad-accum 1\n"
      "  --lr 2e-4 --min-lr (lr/10) --warmup (steps/10, at most 100) --schedule cosine|linear|constant\n"
      "  --weight-decay 0 --beta1 0.9 --beta2 0.999 --eps 1e-8 --grad-clip 1.0 (0 = off)\n"

@@ -45,7 +45,7 @@ struct opcase {
     /* double reference: out[n_out] from x[i][n_i] */
     void (*ref)(const double *const *x, double *out, const opcase *c);
     /* op parameters */
-    int B, T, H, G, D, N, C, V, chunk;
+    int B, T, H, G, D, N, C, V, chunk, fused;
     float eps, theta, s;
     const int32_t *ids, *pos;
     const uint8_t *mask;
@@ -321,6 +321,24 @@ static void test_attention(void **state) {
     q.G = 1;
     q.shape[1][1] = q.shape[2][1] = 4;
     expect_ok(&q);
+    /* head_dim 8 takes the fused kernels of op_attention.c (KD); T = 37 and
+       T = 17 end rows inside a block of 16 keys (the causal mask and the
+       padding), B = 2 checks the sequence offsets */
+    opcase k8 = c;
+    k8.name = "attention gqa head_dim 8";
+    k8.T = 37, k8.D = 8;
+    k8.shape[0][0] = k8.shape[1][0] = k8.shape[2][0] = 2 * 37;
+    k8.shape[0][1] = 4 * 8, k8.shape[1][1] = k8.shape[2][1] = 2 * 8;
+    k8.lo[0] = k8.lo[1] = -1, k8.hi[0] = k8.hi[1] = 1;
+    k8.n_out = 2 * 37 * 4 * 8;
+    expect_ok(&k8);
+    opcase m8 = k8;
+    m8.name = "attention mha head_dim 8";
+    m8.B = 1, m8.T = 17, m8.H = m8.G = 3;
+    m8.shape[0][0] = m8.shape[1][0] = m8.shape[2][0] = 17;
+    m8.shape[0][1] = m8.shape[1][1] = m8.shape[2][1] = 3 * 8;
+    m8.n_out = 17 * 3 * 8;
+    expect_ok(&m8);
 }
 
 /* ================= swiglu, add, scale ================= */
@@ -360,7 +378,7 @@ static void test_add_scale(void **state) {
 
 /* ================= cross-entropy ================= */
 static et_tensor *b_xent(et_tape *t, et_tensor **in, const opcase *c) {
-    et_xent_opts o = {.mask = c->mask, .norm = c->norm, .chunk_rows = c->chunk};
+    et_xent_opts o = {.mask = c->mask, .norm = c->norm, .chunk_rows = c->chunk, .grad_in_forward = c->fused};
     return et_cross_entropy(t, "loss", in[0], in[1], c->ids, &o);
 }
 static void r_xent(const double *const *x, double *out, const opcase *c) {
@@ -397,20 +415,27 @@ static void test_cross_entropy(void **state) {
     c.norm = 11.0; /* gradient accumulation: divide by a global count */
     c.chunk = 0;
     expect_ok(&c);
+    /* gradients made in the forward for dloss = 1; the random seed here is
+       not 1, so backward's dw correction runs too */
+    c.name = "cross_entropy grad_in_forward";
+    c.fused = 1;
+    c.chunk = 3;
+    expect_ok(&c);
 }
 
-/* Chunking changes nothing; logits_out and row_loss_out are right. */
+/* Chunking changes nothing; logits_out and row_loss_out are right;
+ * grad_in_forward (seeded with 1, as the trainer) gives the same gradients. */
 static void test_cross_entropy_options(void **state) {
     (void)state;
     enum { N = 9, C = 5, V = 13 };
-    float x[N * C], w[V * C], gx[3][N * C], gw[3][V * C], logits[N * V], rl[N];
+    float x[N * C], w[V * C], gx[4][N * C], gw[4][V * C], logits[N * V], rl[N];
     int32_t tg[N];
     for (int i = 0; i < N * C; i++) x[i] = (float)urand();
     for (int i = 0; i < V * C; i++) w[i] = (float)urand();
     for (int i = 0; i < N; i++) tg[i] = (i * 7) % V;
-    float loss[3];
-    const int chunks[3] = {1, 4, 0};
-    for (int k = 0; k < 3; k++) {
+    float loss[4];
+    const int chunks[4] = {1, 4, 0, 4};
+    for (int k = 0; k < 4; k++) {
         memset(gx[k], 0, sizeof gx[k]);
         memset(gw[k], 0, sizeof gw[k]);
         et_tensor X, W;
@@ -419,7 +444,7 @@ static void test_cross_entropy_options(void **state) {
         et_tape t;
         et_tape_init(&t, 0, NULL);
         et_xent_opts o = {.chunk_rows = chunks[k], .logits_out = k == 2 ? logits : NULL,
-                          .row_loss_out = k == 2 ? rl : NULL};
+                          .row_loss_out = k == 2 ? rl : NULL, .grad_in_forward = k == 3};
         et_tensor *l = et_cross_entropy(&t, "loss", &X, &W, tg, &o);
         assert_non_null(l);
         loss[k] = l->data[0];
@@ -429,6 +454,9 @@ static void test_cross_entropy_options(void **state) {
     assert_true(fabsf(loss[0] - loss[2]) < 1e-6f && fabsf(loss[1] - loss[2]) < 1e-6f);
     for (int i = 0; i < N * C; i++) assert_true(fabsf(gx[0][i] - gx[2][i]) < 1e-6f);
     for (int i = 0; i < V * C; i++) assert_true(fabsf(gw[1][i] - gw[2][i]) < 1e-6f);
+    assert_true(loss[3] == loss[1]);
+    for (int i = 0; i < N * C; i++) assert_true(fabsf(gx[3][i] - gx[1][i]) < 1e-6f);
+    for (int i = 0; i < V * C; i++) assert_true(fabsf(gw[3][i] - gw[1][i]) < 1e-6f);
     double mean = 0;
     for (int i = 0; i < N; i++) {
         double m = -1e30, se = 0;

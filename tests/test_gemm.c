@@ -82,6 +82,7 @@ static double run_case(int precision, const gcase *g) {
 static const int sizes[][3] = {
     {1, 1, 1}, {1, 7, 33}, {7, 1, 257}, {33, 7, 1}, {7, 33, 257}, {257, 33, 7},
     {1, 257, 33}, {33, 257, 257}, {100, 65, 130}, {40, 37, 600}, {13, 4100, 9}, {25, 70, 1031},
+    {257, 33, 257}, {20, 30, 5001}, /* threads split by rows, by k (native kernel) */
 };
 #define N_SIZES (int)(sizeof sizes / sizeof sizes[0])
 

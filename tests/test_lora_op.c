@@ -14,7 +14,9 @@
 
 #include <math.h>
 
+#include "../export/gguf.h"
 #include "../quant/quant.h"
+#include "../train/gemm.h"
 #include "../train/op_lora.h"
 #include "../train/threads.h"
 
@@ -249,6 +251,134 @@ static void test_quantized_equals_dequantized_f32(void **s) {
     free(x), free(w), free(wd), free(a), free(bb);
 }
 
+/* Tape precision bf16 (train/gemm.h): the two products with W use
+ * bf16-rounded operands (x and W forward, dy and W backward) with f32
+ * accumulation; the LoRA branch stays f32.  Reference in double on the
+ * rounded operands: y = bf16(x) bf16(W)^T + b + scale drop(x) A^T B^T,
+ * dx = bf16(dy) bf16(W) + drop'(scale dy B A), dA, dB exact.  The errors
+ * must be f32-accumulation small (< 2e-5 of the largest value) while the
+ * same outputs differ from the unrounded reference by much more (> 1e-4):
+ * the rounding really happens, and only where it should.  K = 320 crosses
+ * the native kernel's 256-deep K blocks; sizes are not multiples of its
+ * 12 x 32 tile. */
+static double bf16r(double v) { return et_bf16_to_fp32(et_fp32_to_bf16((float)v)); }
+
+static void bf16_case(uint32_t type, float dropout, uint64_t seed) {
+    const int M = 37, K = 320, N = 70, r = 4;
+    const float scale = 1.5f;
+    float *xf = malloc(sizeof(float) * M * K), *wf = malloc(sizeof(float) * N * K), *wdq = malloc(sizeof(float) * N * K);
+    float *bf = malloc(sizeof(float) * N), *af = malloc(sizeof(float) * r * K), *bbf = malloc(sizeof(float) * N * r);
+    float *dyf = malloc(sizeof(float) * M * N);
+    float *gx = calloc((size_t)M * K, sizeof(float)), *gb = calloc(N, sizeof(float));
+    float *ga = calloc((size_t)r * K, sizeof(float)), *gbb = calloc((size_t)N * r, sizeof(float));
+    for (int k = 0; k < M * K; k++) xf[k] = (float)urand();
+    for (int k = 0; k < N * K; k++) wf[k] = (float)(0.5 * urand());
+    for (int k = 0; k < N; k++) bf[k] = (float)urand();
+    for (int k = 0; k < r * K; k++) af[k] = (float)(0.2 * urand());
+    for (int k = 0; k < N * r; k++) bbf[k] = (float)(0.2 * urand());
+    for (int k = 0; k < M * N; k++) dyf[k] = (float)urand();
+    uint8_t *wq = malloc(et_quant_row_bytes(type, (int64_t)N * K));
+    assert_int_equal(et_quantize_row(type, wf, wq, (int64_t)N * K), 0);
+    assert_int_equal(et_dequantize_row(type, wq, wdq, (int64_t)N * K), 0);
+
+    et_tensor x, b, A, B;
+    et_tensor_wrap(&x, "x", xf, gx, 2, (int64_t[]){M, K});
+    et_tensor_wrap(&b, "b", bf, gb, 1, (int64_t[]){N});
+    et_tensor_wrap(&A, "lora_a", af, ga, 2, (int64_t[]){r, K});
+    et_tensor_wrap(&B, "lora_b", bbf, gbb, 2, (int64_t[]){N, r});
+    et_tape t;
+    assert_int_equal(et_tape_init(&t, 0, NULL), 0);
+    t.gemm_precision = ET_GEMM_BF16;
+    et_frozen_w w = {.type = type, .data = wq, .n_out = N, .n_in = K};
+    et_lora_opts o = {.scale = scale, .dropout = dropout, .seed = seed};
+    et_tensor *y = et_lora_linear(&t, "y", &x, &w, &b, &A, &B, &o);
+    et_err e = {0};
+    if (et_tape_status(&t, &e)) fail_msg("%s", e.msg);
+    assert_int_equal(et_tape_backward_seed(&t, y, dyf), 0);
+
+    /* double references: rounded (what bf16 precision computes) and exact */
+    double ey = 0, ey_exact = 0, ymax = 1, edx = 0, edx_exact = 0, dxmax = 1, ea = 0, amax = 0, eb = 0, bmax = 0;
+    double *u = malloc(sizeof(double) * M * r), *du = malloc(sizeof(double) * M * r);
+    for (int i = 0; i < M; i++)
+        for (int q = 0; q < r; q++) {
+            double s = 0;
+            for (int k = 0; k < K; k++) s += xf[i * K + k] * et_lora_dropout_mult(seed, (uint64_t)(i * K + k), dropout) * af[q * K + k];
+            u[i * r + q] = s;
+        }
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double sr = 0, se = 0, l = 0;
+            for (int k = 0; k < K; k++) {
+                sr += bf16r(xf[i * K + k]) * bf16r(wdq[j * K + k]);
+                se += (double)xf[i * K + k] * wdq[j * K + k];
+            }
+            for (int q = 0; q < r; q++) l += u[i * r + q] * bbf[j * r + q];
+            const double yr = sr + bf[j] + scale * l, ye = se + bf[j] + scale * l;
+            ymax = fmax(ymax, fabs(yr));
+            ey = fmax(ey, fabs(y->data[i * N + j] - yr));
+            ey_exact = fmax(ey_exact, fabs(y->data[i * N + j] - ye));
+        }
+    for (int i = 0; i < M; i++)
+        for (int q = 0; q < r; q++) {
+            double s = 0;
+            for (int j = 0; j < N; j++) s += scale * (double)dyf[i * N + j] * bbf[j * r + q];
+            du[i * r + q] = s;
+        }
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < K; k++) {
+            double sr = 0, se = 0, l = 0;
+            for (int j = 0; j < N; j++) {
+                sr += bf16r(dyf[i * N + j]) * bf16r(wdq[j * K + k]);
+                se += (double)dyf[i * N + j] * wdq[j * K + k];
+            }
+            for (int q = 0; q < r; q++) l += du[i * r + q] * af[q * K + k];
+            l *= et_lora_dropout_mult(seed, (uint64_t)(i * K + k), dropout);
+            dxmax = fmax(dxmax, fabs(sr + l));
+            edx = fmax(edx, fabs(gx[i * K + k] - (sr + l)));
+            edx_exact = fmax(edx_exact, fabs(gx[i * K + k] - (se + l)));
+        }
+    for (int q = 0; q < r; q++)
+        for (int k = 0; k < K; k++) {
+            double s = 0;
+            for (int i = 0; i < M; i++) s += du[i * r + q] * xf[i * K + k] * et_lora_dropout_mult(seed, (uint64_t)(i * K + k), dropout);
+            amax = fmax(amax, fabs(s));
+            ea = fmax(ea, fabs(ga[q * K + k] - s));
+        }
+    for (int j = 0; j < N; j++)
+        for (int q = 0; q < r; q++) {
+            double s = 0;
+            for (int i = 0; i < M; i++) s += scale * (double)dyf[i * N + j] * u[i * r + q];
+            bmax = fmax(bmax, fabs(s));
+            eb = fmax(eb, fabs(gbb[j * r + q] - s));
+        }
+    printf("  bf16 precision, W %-4s dropout %.2f: y %.1e (vs unrounded %.1e)  dx %.1e (vs unrounded %.1e)  "
+           "dA %.1e dB %.1e\n", ggml_type_name(type), (double)dropout, ey / ymax, ey_exact / ymax, edx / dxmax,
+           edx_exact / dxmax, ea / amax, eb / bmax);
+    assert_true(ey / ymax < 2e-5);
+    assert_true(edx / dxmax < 2e-5);
+    assert_true(ey_exact / ymax > 1e-4);
+    assert_true(edx_exact / dxmax > 1e-4);
+    assert_true(ea / amax < 2e-5);
+    assert_true(eb / bmax < 2e-5);
+    et_tape_free(&t);
+    free(xf), free(wf), free(wdq), free(bf), free(af), free(bbf), free(dyf), free(gx), free(gb), free(ga), free(gbb);
+    free(wq), free(u), free(du);
+}
+
+static void test_lora_bf16_precision(void **s) {
+    (void)s;
+    bf16_case(GGML_TYPE_F32, 0.0f, 0);
+    bf16_case(GGML_TYPE_BF16, 0.0f, 0);
+    bf16_case(GGML_TYPE_BF16, 0.2f, 11);
+    bf16_case(GGML_TYPE_Q8_0, 0.1f, 12);
+    if (et_gemm_bf16_native()) { /* the same on the portable path */
+        et_gemm_force_portable(1);
+        bf16_case(GGML_TYPE_F32, 0.0f, 0);
+        bf16_case(GGML_TYPE_BF16, 0.0f, 0);
+        et_gemm_force_portable(0);
+    }
+}
+
 static void test_dropout_mask(void **s) {
     (void)s;
     const float p = 0.3f;
@@ -324,6 +454,7 @@ int main(void) {
         cmocka_unit_test(test_lora_quantized),
         cmocka_unit_test(test_fd_catches_corruption),
         cmocka_unit_test(test_quantized_equals_dequantized_f32),
+        cmocka_unit_test(test_lora_bf16_precision),
         cmocka_unit_test(test_dropout_mask),
         cmocka_unit_test(test_bad_inputs),
     };

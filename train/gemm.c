@@ -8,6 +8,7 @@
 #include "../common/et.h"
 #include "gemm.h"
 #include "gemm_kernel.h"
+#include "sgemm_omp.h"
 
 /* x rounded to bf16 and back (round to nearest even; NaN quieted): the same
  * bits as et_bf16_to_fp32(et_fp32_to_bf16(x)), inline so loops vectorize. */
@@ -134,8 +135,7 @@ int et_gemm(int precision, int trans_a, int trans_b, int M, int N, int K,
         return gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, NULL, ldb, beta, C, ldc);
     if (precision != ET_GEMM_F32 || !args_ok(trans_a, trans_b, M, N, K, lda, ldb, ldc)) return ET_EINPUT;
     if (M == 0 || N == 0) return 0;
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    et_sgemm_omp(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc); /* small: per OpenMP thread */
     return 0;
 }
 

@@ -20,7 +20,7 @@
  *
  * Threads: the bf16 kernel opens its own OpenMP region (omp_get_max_threads()
  * threads) from the calling thread; the f32 path calls OpenBLAS from the
- * calling thread.  Never call either from inside an OpenMP parallel region
+ * calling thread (small products: once per OpenMP thread, train/sgemm_omp.h).  Never call either from inside an OpenMP parallel region
  * (DESIGN §2).
  * Memory: packing buffers are malloc'ed per call (a few hundred KB); when
  * that fails the call still completes on a slow path that needs none.

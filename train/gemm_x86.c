@@ -39,9 +39,10 @@
 enum {
     MR = 12,      /* rows of the microkernel tile */
     NR = 32,      /* columns: two zmm of 16 f32 */
-    KC_MAX = 256, /* k per block: B micro-panel 256 x 32 x 2 B = 16 KB (L1) */
-    MC_MAX = 288, /* rows per A block: 288 x 256 x 2 B = 144 KB (L2) */
-    NC_MAX = 3072 /* columns per B block: 256 x 3072 x 2 B = 1.5 MB */
+    KC_MAX = 1024, /* k per block: B micro-panel 1024 x 32 x 2 B = 64 KB, streamed from L2
+                     (a k pair loads 176 B for 24 vdpbf16ps); C is updated once per block */
+    MC_MAX = 288,  /* rows per A block: 288 x 1024 x 2 B = 576 KB (L2) */
+    NC_MAX = 3072  /* columns per B block: 1024 x 3072 x 2 B = 6 MB (L3) */
 };
 
 static int detect(void) {
@@ -100,89 +101,134 @@ __m512i pair_adjacent(__m512 x0, __m512 x1) {
 static inline __mmask16 mask16(int n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 static inline __mmask32 mask32(int n) { return n >= 32 ? (__mmask32)0xffffffffu : n <= 0 ? 0 : (__mmask32)((1u << n) - 1); }
 
-/* ---- packing ---- */
-
-/* One B panel: op(B)[k0 .. k0+kc, j0 .. j0+nv] -> dst[kcp/2][NR][2] (kcp =
- * kc rounded up to even; columns nv..NR-1 and the odd k pad are zero).
- * op(B)(k, j) = Bf/Bh[k*ldb + j] (tb 0) or [j*ldb + k] (tb 1). */
-ET_TARGET static void pack_b(int tb, const float *Bf, const uint16_t *Bh, int ldb, int k0, int kc,
-                             int j0, int nv, uint16_t *dst) {
-    const int nkp = (kc + 1) / 2;
-    uint32_t *d = (uint32_t *)dst;
-    if (!tb) {
-        const __mmask16 m0 = mask16(nv), m1 = mask16(nv - 16);
-        for (int p = 0; p < nkp; p++) {
-            const size_t r0 = (size_t)(k0 + 2 * p) * ldb + j0, r1 = r0 + (size_t)ldb;
-            const int has1 = 2 * p + 1 < kc;
-            __m512i o0, o1;
-            if (Bf) {
-                __m512 a0 = _mm512_maskz_loadu_ps(m0, Bf + r0), a1 = _mm512_maskz_loadu_ps(m1, Bf + r0 + 16);
-                __m512 b0 = has1 ? _mm512_maskz_loadu_ps(m0, Bf + r1) : _mm512_setzero_ps();
-                __m512 b1 = has1 ? _mm512_maskz_loadu_ps(m1, Bf + r1 + 16) : _mm512_setzero_ps();
-                o0 = pair_lanes(a0, b0);
-                o1 = pair_lanes(a1, b1);
-            } else {
-                __m512i a0 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m0, Bh + r0));
-                __m512i a1 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m1, Bh + r0 + 16));
-                __m512i b0 = has1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m0, Bh + r1)) : _mm512_setzero_si512();
-                __m512i b1 = has1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m1, Bh + r1 + 16)) : _mm512_setzero_si512();
-                o0 = _mm512_or_si512(a0, _mm512_slli_epi32(b0, 16));
-                o1 = _mm512_or_si512(a1, _mm512_slli_epi32(b1, 16));
-            }
-            _mm512_storeu_si512(d + (size_t)p * NR, o0);
-            _mm512_storeu_si512(d + (size_t)p * NR + 16, o1);
-        }
-        return;
+/* In-place transpose of a 16 x 16 matrix of 32-bit elements (r[a] = row a):
+ * 32-bit then 64-bit interleaves inside 128-bit lanes, then a 4 x 4
+ * transpose of the lanes. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16")))
+void transpose16(__m512i r[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
     }
-    /* tb: column j of op(B) is row j of the stored matrix, k contiguous:
-     * 32 k (16 pairs) at a time, then scattered to the pair rows. */
-    if (nv < NR)
-        for (int p = 0; p < nkp; p++) memset(d + (size_t)p * NR + nv, 0, (size_t)(NR - nv) * 4);
-    for (int j = 0; j < nv; j++) {
-        const size_t row = (size_t)(j0 + j) * ldb + k0;
-        for (int p0 = 0; p0 < nkp; p0 += 16) {
-            const int left = kc - 2 * p0; /* k remaining in this row */
-            uint32_t t[16];
-            if (Bf) {
-                __m512 x0 = _mm512_maskz_loadu_ps(mask16(left), Bf + row + 2 * p0);
-                __m512 x1 = _mm512_maskz_loadu_ps(mask16(left - 16), Bf + row + 2 * p0 + 16);
-                _mm512_storeu_si512(t, pair_adjacent(x0, x1));
-            } else {
-                _mm512_storeu_si512(t, _mm512_maskz_loadu_epi16(mask32(left), Bh + row + 2 * p0));
-            }
-            const int np = nkp - p0 < 16 ? nkp - p0 : 16;
-            for (int q = 0; q < np; q++) d[(size_t)(p0 + q) * NR + j] = t[q];
-        }
+    for (int i = 0; i < 4; i++) {
+        u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int c = 0; c < 4; c++) { /* u[4i + c] lane l = column 4l + c, rows 4i..4i+3 */
+        __m512i v0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xee);
+        __m512i v2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44), v3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xee);
+        r[c] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+        r[4 + c] = _mm512_shuffle_i32x4(v0, v2, 0xdd);
+        r[8 + c] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+        r[12 + c] = _mm512_shuffle_i32x4(v1, v3, 0xdd);
     }
 }
 
-/* One A panel: op(A)[i0 .. i0+mv, k0 .. k0+kc] -> dst[kcp/2][MR][2], rows
- * mv..MR-1 zero.  op(A)(i, k) = A[i*lda + k] (ta 0) or A[k*lda + i] (ta 1). */
-ET_TARGET static void pack_a(int ta, const float *A, int lda, int i0, int mv, int k0, int kc, uint16_t *dst) {
-    const int nkp = (kc + 1) / 2;
+/* Up to 16 rows of k-contiguous data (row a at src + a*ld, rows >= nrows
+ * zero), k pairs p0 .. p0+15 of kc: r[q] = the 16 rows' pair p0 + q. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16")))
+void rows_to_pairs(const float *Bf, const uint16_t *Bh, size_t base, size_t ld, int nrows, int left, __m512i r[16]) {
+    for (int a = 0; a < 16; a++) {
+        if (a >= nrows) { r[a] = _mm512_setzero_si512(); continue; }
+        const size_t o = base + (size_t)a * ld;
+        if (Bf)
+            r[a] = pair_adjacent(_mm512_maskz_loadu_ps(mask16(left), Bf + o),
+                                 _mm512_maskz_loadu_ps(mask16(left - 16), Bf + o + 16));
+        else
+            r[a] = _mm512_maskz_loadu_epi16(mask32(left), Bh + o);
+    }
+    transpose16(r);
+}
+
+/* ---- packing ---- */
+
+/* One k pair p of one B panel, tb 0 (op(B) rows contiguous): columns
+ * j0 .. j0+nv of rows k0+2p and k0+2p+1 (zero beyond nv / kc) -> d[NR]. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16")))
+void pack_b_pair(const float *Bf, const uint16_t *Bh, int ldb, int k0, int kc, int p, int j0, int nv, uint32_t *d) {
+    const __mmask16 m0 = mask16(nv), m1 = mask16(nv - 16);
+    const size_t r0 = (size_t)(k0 + 2 * p) * ldb + j0, r1 = r0 + (size_t)ldb;
+    const int has1 = 2 * p + 1 < kc;
+    __m512i o0, o1;
+    if (Bf) {
+        __m512 a0 = _mm512_maskz_loadu_ps(m0, Bf + r0), a1 = _mm512_maskz_loadu_ps(m1, Bf + r0 + 16);
+        __m512 b0 = has1 ? _mm512_maskz_loadu_ps(m0, Bf + r1) : _mm512_setzero_ps();
+        __m512 b1 = has1 ? _mm512_maskz_loadu_ps(m1, Bf + r1 + 16) : _mm512_setzero_ps();
+        o0 = pair_lanes(a0, b0);
+        o1 = pair_lanes(a1, b1);
+    } else {
+        __m512i a0 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m0, Bh + r0));
+        __m512i a1 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m1, Bh + r0 + 16));
+        __m512i b0 = has1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m0, Bh + r1)) : _mm512_setzero_si512();
+        __m512i b1 = has1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m1, Bh + r1 + 16)) : _mm512_setzero_si512();
+        o0 = _mm512_or_si512(a0, _mm512_slli_epi32(b0, 16));
+        o1 = _mm512_or_si512(a1, _mm512_slli_epi32(b1, 16));
+    }
+    _mm512_storeu_si512(d, o0);
+    _mm512_storeu_si512(d + 16, o1);
+}
+
+/* The B block op(B)[k0 .. k0+kc, j0 .. j0+nc] -> ceil(nc/NR) panels, each
+ * [kcp/2][NR][2] (kcp = kc rounded up to even; columns beyond nc and the
+ * odd k pad are zero), panel q at dst + q*kcp*NR.
+ * op(B)(k, j) = Bf/Bh[k*ldb + j] (tb 0) or [j*ldb + k] (tb 1). */
+ET_TARGET static void pack_b(int tb, const float *Bf, const uint16_t *Bh, int ldb, int k0, int kc,
+                             int j0, int nc, uint16_t *dst) {
+    const int nkp = (kc + 1) / 2, n_bp = (nc + NR - 1) / NR;
     uint32_t *d = (uint32_t *)dst;
-    if (ta) {
-        const __mmask16 m = mask16(mv);
+    const size_t panel = (size_t)nkp * NR; /* uint32 per panel */
+    if (!tb) { /* row by row of the source, across all panels (each line read once) */
+        for (int p = 0; p < nkp; p++)
+            for (int q = 0; q < n_bp; q++)
+                pack_b_pair(Bf, Bh, ldb, k0, kc, p, j0 + q * NR, nc - q * NR, d + q * panel + (size_t)p * NR);
+        return;
+    }
+    /* tb: column j of op(B) is row j of the stored matrix, k contiguous:
+     * 16 columns x 16 k pairs at a time, transposed in registers. */
+    for (int q = 0; q < n_bp; q++) {
+        const int nv = nc - q * NR;
+        for (int g = 0; g < NR; g += 16)
+            for (int p0 = 0; p0 < nkp; p0 += 16) {
+                __m512i r[16];
+                rows_to_pairs(Bf, Bh, (size_t)(j0 + q * NR + g) * ldb + k0 + 2 * p0, (size_t)ldb, nv - g,
+                              kc - 2 * p0, r);
+                const int np = nkp - p0 < 16 ? nkp - p0 : 16;
+                for (int t = 0; t < np; t++) _mm512_storeu_si512(d + q * panel + (size_t)(p0 + t) * NR + g, r[t]);
+            }
+    }
+}
+
+/* The A block op(A)[i0 .. i0+mc, k0 .. k0+kc] -> ceil(mc/MR) panels, each
+ * [kcp/2][MR][2] (rows beyond mc zero), panel r at dst + r*kcp*MR.
+ * op(A)(i, k) = A[i*lda + k] (ta 0) or A[k*lda + i] (ta 1). */
+ET_TARGET static void pack_a(int ta, const float *A, int lda, int i0, int mc, int k0, int kc, uint16_t *dst) {
+    const int nkp = (kc + 1) / 2, n_ap = (mc + MR - 1) / MR;
+    uint32_t *d = (uint32_t *)dst;
+    const size_t panel = (size_t)nkp * MR;
+    if (ta) { /* row by row of the source, across all panels */
         for (int p = 0; p < nkp; p++) {
             const size_t r0 = (size_t)(k0 + 2 * p) * lda + i0;
-            __m512 a = _mm512_maskz_loadu_ps(m, A + r0);
-            __m512 b = 2 * p + 1 < kc ? _mm512_maskz_loadu_ps(m, A + r0 + lda) : _mm512_setzero_ps();
-            _mm512_mask_storeu_epi32(d + (size_t)p * MR, (__mmask16)0x0fff, pair_lanes(a, b));
+            const int has1 = 2 * p + 1 < kc;
+            for (int r = 0; r < n_ap; r++) {
+                const __mmask16 m = mask16(mc - r * MR < MR ? mc - r * MR : MR);
+                __m512 a = _mm512_maskz_loadu_ps(m, A + r0 + r * MR);
+                __m512 b = has1 ? _mm512_maskz_loadu_ps(m, A + r0 + lda + r * MR) : _mm512_setzero_ps();
+                _mm512_mask_storeu_epi32(d + r * panel + (size_t)p * MR, (__mmask16)0x0fff, pair_lanes(a, b));
+            }
         }
         return;
     }
-    if (mv < MR)
-        for (int p = 0; p < nkp; p++) memset(d + (size_t)p * MR + mv, 0, (size_t)(MR - mv) * 4);
-    for (int i = 0; i < mv; i++) {
-        const float *row = A + (size_t)(i0 + i) * lda + k0;
+    for (int r = 0; r < n_ap; r++) {
+        const int mv = mc - r * MR < MR ? mc - r * MR : MR;
         for (int p0 = 0; p0 < nkp; p0 += 16) {
-            const int left = kc - 2 * p0;
-            uint32_t t[16];
-            __m512 x0 = _mm512_maskz_loadu_ps(mask16(left), row + 2 * p0);
-            __m512 x1 = _mm512_maskz_loadu_ps(mask16(left - 16), row + 2 * p0 + 16);
-            _mm512_storeu_si512(t, pair_adjacent(x0, x1));
+            __m512i v[16];
+            rows_to_pairs(A, NULL, (size_t)(i0 + r * MR) * lda + k0 + 2 * p0, (size_t)lda, mv, kc - 2 * p0, v);
             const int np = nkp - p0 < 16 ? nkp - p0 : 16;
-            for (int q = 0; q < np; q++) d[(size_t)(p0 + q) * MR + i] = t[q];
+            for (int q = 0; q < np; q++)
+                _mm512_mask_storeu_epi32(d + r * panel + (size_t)(p0 + q) * MR, (__mmask16)0x0fff, v[q]);
         }
     }
 }
@@ -226,11 +272,10 @@ ET_TARGET static void kernel(int nkp, const uint16_t *a, const uint16_t *b, floa
 /* ---- driver ---- */
 
 typedef struct plan {
-    int ta, tb, K, lda, ldb, ldc;
-    float alpha, beta;
+    int ta, tb, lda, ldb;
+    float alpha;
     const float *A, *Bf;
     const uint16_t *Bh;
-    float *C;
     int kc;             /* k per block (even) */
 } plan;
 
@@ -243,27 +288,25 @@ static int block_size(int n, int cap, int unit) {
     return ((n + nb - 1) / nb + unit - 1) / unit * unit;
 }
 
-/* C[m0..m1, n0..n1] of the product, on the calling thread alone, with its
- * own packing buffers bp (kc x nc) and ap (mc x kc). */
-static void gemm_block(const plan *P, int m0, int m1, int n0, int n1, int mc, int nc,
-                       uint16_t *bp, uint16_t *ap) {
+/* C[m0..m1, n0..n1] = alpha op(A)[m0..m1, k0..k1] op(B)[k0..k1, n0..n1]
+ * + beta C (C addressed from row 0, column 0 with leading dimension ldc),
+ * on the calling thread alone, with its own packing buffers bp (kc x nc)
+ * and ap (mc x kc). */
+static void gemm_block(const plan *P, int m0, int m1, int n0, int n1, int k0, int k1, int mc, int nc,
+                       float beta0, float *C, int ldc, uint16_t *bp, uint16_t *ap) {
     for (int jc = n0; jc < n1; jc += nc) {
         const int ncv = min_i(n1 - jc, nc), n_bp = (ncv + NR - 1) / NR;
-        for (int pc = 0; pc < P->K; pc += P->kc) {
-            const int kcv = min_i(P->K - pc, P->kc), kcp = (kcv + 1) & ~1;
-            const float beta = pc == 0 ? P->beta : 1.0f;
-            for (int q = 0; q < n_bp; q++)
-                pack_b(P->tb, P->Bf, P->Bh, P->ldb, pc, kcv, jc + q * NR, min_i(ncv - q * NR, NR),
-                       bp + (size_t)q * kcp * NR);
+        for (int pc = k0; pc < k1; pc += P->kc) {
+            const int kcv = min_i(k1 - pc, P->kc), kcp = (kcv + 1) & ~1;
+            const float beta = pc == k0 ? beta0 : 1.0f;
+            pack_b(P->tb, P->Bf, P->Bh, P->ldb, pc, kcv, jc, ncv, bp);
             for (int ic = m0; ic < m1; ic += mc) {
                 const int mcv = min_i(m1 - ic, mc), n_ap = (mcv + MR - 1) / MR;
-                for (int r = 0; r < n_ap; r++)
-                    pack_a(P->ta, P->A, P->lda, ic + r * MR, min_i(mcv - r * MR, MR), pc, kcv,
-                           ap + (size_t)r * kcp * MR);
+                pack_a(P->ta, P->A, P->lda, ic, mcv, pc, kcv, ap);
                 for (int q = 0; q < n_bp; q++)
                     for (int r = 0; r < n_ap; r++)
                         kernel(kcp / 2, ap + (size_t)r * kcp * MR, bp + (size_t)q * kcp * NR,
-                               P->C + (size_t)(ic + r * MR) * P->ldc + jc + q * NR, P->ldc,
+                               C + (size_t)(ic + r * MR) * ldc + jc + q * NR, ldc,
                                min_i(mcv - r * MR, MR), min_i(ncv - q * NR, NR), P->alpha, beta);
             }
         }
@@ -272,37 +315,66 @@ static void gemm_block(const plan *P, int m0, int m1, int n0, int n1, int mc, in
 
 static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-/* Threads split C into nth slabs, by rows when M >= N, else by columns
- * (so the operand packed twice, by every thread, is the smaller one), and
- * each computes its slab alone: no barrier inside the call (an OpenMP
- * barrier with OMP_WAIT_POLICY=PASSIVE sleeps, which costs far more than
- * the duplicated packing on the shared cores here). */
+enum { SPLIT_M, SPLIT_N, SPLIT_K };
+
+/* Threads split the work with no barrier inside the call (an OpenMP barrier
+ * with OMP_WAIT_POLICY=PASSIVE sleeps, which costs more than the extra
+ * work on the shared cores here), in the way that duplicates the least:
+ *   SPLIT_M: row slabs of C, every thread packs all of op(B)  (K x N again)
+ *   SPLIT_N: column slabs, every thread packs all of op(A)    (M x K again)
+ *   SPLIT_K: k ranges into private partial C's, summed at the end (~3 M x N)
+ * (e.g. the LM head's dx = dz W, K = n_vocab: SPLIT_K). */
 int et_gemm_x86_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha,
                      const float *A, int lda, const float *Bf, const uint16_t *Bh, int ldb,
                      float beta, float *C, int ldc) {
-    plan P = {trans_a, trans_b, K, lda, ldb, ldc, alpha, beta, A, Bf, Bh, C, block_size(K, KC_MAX, 2)};
+    plan P = {trans_a, trans_b, lda, ldb, alpha, A, Bf, Bh, 0};
     int nth = omp_in_parallel() ? 1 : omp_get_max_threads();
     if ((double)M * N * K < (double)(1 << 21)) nth = 1; /* a parallel region costs more */
-    const int by_rows = M >= N;
-    const int units = by_rows ? (M + MR - 1) / MR : (N + NR - 1) / NR;
+    if (nth < 1) nth = 1;
+    const double dup_m = (double)K * N, dup_n = (double)M * K, dup_k = 3.0 * M * N;
+    int split = dup_m <= dup_n && dup_m <= dup_k ? SPLIT_M : dup_n <= dup_k ? SPLIT_N : SPLIT_K;
+    const int units = split == SPLIT_M ? (M + MR - 1) / MR : split == SPLIT_N ? (N + NR - 1) / NR : (K + KC_MAX - 1) / KC_MAX;
     if (nth > units) nth = units;
     if (nth < 1) nth = 1;
-    const int rows = by_rows ? ((M + nth - 1) / nth + MR - 1) / MR * MR : M;
-    const int cols = by_rows ? N : ((N + nth - 1) / nth + NR - 1) / NR * NR;
+    if (nth == 1) split = SPLIT_M;
+    const int rows = split == SPLIT_M ? ((M + nth - 1) / nth + MR - 1) / MR * MR : M;
+    const int cols = split == SPLIT_N ? ((N + nth - 1) / nth + NR - 1) / NR * NR : N;
+    const int ks = split == SPLIT_K ? ((K + nth - 1) / nth + 1) & ~1 : K;
+    P.kc = block_size(ks, KC_MAX, 2);
     const int mc = block_size(rows, MC_MAX, MR), nc = block_size(cols, NC_MAX, NR);
     const size_t per_thread = round64((size_t)P.kc * nc) + round64((size_t)mc * P.kc);
     uint16_t *buf = aligned_alloc(64, (size_t)nth * per_thread * sizeof(uint16_t));
-    if (!buf) return -1;
+    float *part = NULL; /* SPLIT_K: threads 1.. write [M, N] partial products here */
+    if (buf && split == SPLIT_K) part = aligned_alloc(64, round64((size_t)(nth - 1) * M * N * sizeof(float)));
+    if (!buf || (split == SPLIT_K && !part)) {
+        free(buf);
+        return -1;
+    }
     #pragma omp parallel for num_threads(nth) schedule(static, 1) if (nth > 1)
     for (int t = 0; t < nth; t++) {
         uint16_t *bp = buf + (size_t)t * per_thread, *ap = bp + round64((size_t)P.kc * nc);
-        if (by_rows) {
+        if (split == SPLIT_M) {
             const int m0 = t * rows;
-            if (m0 < M) gemm_block(&P, m0, min_i(M, m0 + rows), 0, N, mc, nc, bp, ap);
-        } else {
+            if (m0 < M) gemm_block(&P, m0, min_i(M, m0 + rows), 0, N, 0, K, mc, nc, beta, C, ldc, bp, ap);
+        } else if (split == SPLIT_N) {
             const int n0 = t * cols;
-            if (n0 < N) gemm_block(&P, 0, M, n0, min_i(N, n0 + cols), mc, nc, bp, ap);
+            if (n0 < N) gemm_block(&P, 0, M, n0, min_i(N, n0 + cols), 0, K, mc, nc, beta, C, ldc, bp, ap);
+        } else {
+            const int k0 = t * ks, k1 = min_i(K, k0 + ks);
+            float *ct = t ? part + (size_t)(t - 1) * M * N : C;
+            if (k0 < k1) gemm_block(&P, 0, M, 0, N, k0, k1, mc, nc, t ? 0.0f : beta, ct, t ? N : ldc, bp, ap);
+            else if (t) memset(ct, 0, (size_t)M * N * sizeof(float));
         }
+    }
+    if (split == SPLIT_K) {
+        #pragma omp parallel for num_threads(nth) schedule(static)
+        for (int i = 0; i < M; i++)
+            for (int t = 1; t < nth; t++) {
+                const float *p = part + (size_t)(t - 1) * M * N + (size_t)i * N;
+                float *c = C + (size_t)i * ldc;
+                for (int j = 0; j < N; j++) c[j] += p[j];
+            }
+        free(part);
     }
     free(buf);
     return 0;

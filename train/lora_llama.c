@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "../quant/quant.h"
+#include "ffn_frozen.h"
+#include "op_lmhead.h"
 
 static et_linear *lin_of(et_llama_block *b, int i) {
     switch (i) {
@@ -227,20 +229,49 @@ uint64_t et_lora_llama_base_bytes(const et_lora_llama *ll) {
     return n;
 }
 
+/* Layer l without recomputation: the attention half by et_llama_layer (on
+ * the block seen without its FFN: n_ff 0 is a layer without feed-forward,
+ * train/llama.h), then the FFN as one fused op (train/ffn_frozen.h) when its
+ * three linears are plain frozen weights (no LoRA branch, no bias), which
+ * keeps 2 n_ff + 1 floats per row instead of the unfused ops' n_embd +
+ * 3 n_ff + n_embd.  Otherwise et_llama_layer as it is. */
+static et_tensor *layer_fused(et_tape *t, et_lora_llama *ll, int l, et_tensor *x, int T) {
+    et_llama_block *b = &ll->L.blocks[l];
+    const et_lora_slot *g = et_lora_llama_slot(ll, l, ET_LIN_GATE), *u = et_lora_llama_slot(ll, l, ET_LIN_UP),
+                       *d = et_lora_llama_slot(ll, l, ET_LIN_DOWN);
+    if (b->n_ff <= 0 || !g || !u || !d || g->a.data || u->a.data || d->a.data || b->gate.b.data || b->up.b.data ||
+        b->down.b.data)
+        return et_llama_layer(t, &ll->L, l, x, T, NULL);
+    const int n_ff = b->n_ff;
+    b->n_ff = 0;
+    x = et_llama_layer(t, &ll->L, l, x, T, NULL);
+    b->n_ff = n_ff;
+    char name[48];
+    snprintf(name, sizeof name, "l_out-%d", l);
+    return et_ffn_frozen(t, name, x, &b->ffn_norm, ll->L.rms_eps, &g->w, &u->w, &d->w, ll->scratch,
+                         ll->scratch_floats);
+}
+
 et_tensor *et_lora_llama_forward(et_tape *t, et_lora_llama *ll, const int32_t *tokens, const int32_t *targets,
-                                 int B, int T, const et_xent_opts *xo) {
-    if (!ll->recompute || !t->record) return et_llama_forward(t, &ll->L, tokens, targets, B, T, xo);
+                                 int B, int T, const et_xent_opts *xo_in) {
     if (t->code) return NULL;
+    et_xent_opts xo = xo_in ? *xo_in : (et_xent_opts){0};
+    if (!xo.chunk_rows) xo.chunk_rows = ET_LORA_XENT_CHUNK_ROWS;
     if (B < 1 || T < 1 || (int64_t)B * T > INT32_MAX)
         return et_tape_fail(t, ET_EINPUT, "llama forward: batch %d x %d tokens", B, T);
-    if (!ll->inner_ready) {
+    const int rc_on = ll->recompute && t->record;
+    if (rc_on && !ll->inner_ready) {
         et_err e = {0};
         if (et_tape_init(&ll->inner, 0, &e)) return et_tape_fail(t, ET_ERUN, "%s", e.msg);
         ll->inner_ready = 1;
     }
     et_llama *L = &ll->L;
+    const int n_rc = !rc_on ? 0
+                     : ll->recompute_layers > 0 && ll->recompute_layers < L->n_layer ? ll->recompute_layers
+                                                                                    : L->n_layer;
     et_tensor *x = et_embedding(t, "inp_embd", &L->tok_embd, tokens, B * T);
-    for (int l = 0; l < L->n_layer; l++) x = et_llama_layer_recompute(t, &ll->inner, L, l, x, T, NULL);
+    for (int l = 0; l < L->n_layer; l++)
+        x = l < n_rc ? et_llama_layer_recompute(t, &ll->inner, L, l, x, T, NULL) : layer_fused(t, ll, l, x, T);
     et_tensor *h = et_rmsnorm(t, "result_norm", x, &L->output_norm, L->rms_eps);
-    return et_cross_entropy(t, "loss", h, L->output, targets, xo);
+    return et_lm_head_xent(t, "loss", h, L->output, targets, &xo);
 }

@@ -64,8 +64,14 @@ struct et_lora_llama {
     float dropout;          /* p on every LoRA branch input, in [0, 1) */
     uint64_t seed;          /* dropout seed of this forward (e.g. a hash of the batch);
                                each slot mixes in its layer and linear */
-    int recompute;          /* 1: recompute each layer's activations in backward
-                               (train/recompute.h): far less memory, one more forward */
+    int recompute;          /* 1: recompute layers' activations in backward
+                               (train/recompute.h): far less memory, one more forward
+                               of each recomputed layer */
+    int recompute_layers;   /* with recompute: how many layers, the first ones, are
+                               recomputed (0 or >= n_layer: all); the rest keep their
+                               activations.  Each recomputed layer saves its
+                               activations' memory (about (7 n_embd + 2 n_embd_kv +
+                               3 n_ff) * 4 bytes per token) for ~1/3 of its time */
     et_tape inner;          /* the recomputation tape (allocated on first use) */
     int inner_ready;
 };
@@ -100,9 +106,19 @@ et_lora_slot *et_lora_llama_slot(et_lora_llama *ll, int layer, int lin);
 int et_lora_llama_attach(et_lora_llama *ll, int layer, int lin, float *lora_a, float *grad_a, float *lora_b,
                          float *grad_b, int rank, float scale, et_err *e);
 
+/* Rows of the LM head's logits computed at a time when xo leaves
+ * chunk_rows 0: 256 rows of 49152 logits are 48 MiB.  Each chunk's two
+ * GEMMs pack (and in bf16 convert) the whole [n_vocab, n_embd] weight, so
+ * fewer rows cost time: on the SmolLM2 bench 64 rows gave 11% fewer tokens
+ * per CPU-second than 256, and 1024 rows no more than 256. */
+#define ET_LORA_XENT_CHUNK_ROWS 256
+
 /* Mean next-token cross-entropy through the frozen base and its LoRA
- * branches, as et_llama_forward (same arguments), with per-layer
+ * branches, as et_llama_forward (same arguments; xo may be NULL, and its
+ * chunk_rows 0 means ET_LORA_XENT_CHUNK_ROWS), with per-layer
  * activation recomputation when ll->recompute is set and t records.
+ * The LM head is train/op_lmhead.h's (frozen, gradient formed in the
+ * forward); every GEMM of the base runs in t->gemm_precision (train/gemm.h).
  * NULL on error (t's status). */
 et_tensor *et_lora_llama_forward(et_tape *t, et_lora_llama *ll, const int32_t *tokens, const int32_t *targets,
                                  int B, int T, const et_xent_opts *xo);

@@ -24,6 +24,15 @@
 #include <math.h>
 #include <omp.h>
 
+/* Multiply-adds as fused FMA instructions in this file (ISO C mode makes
+ * GCC keep them apart, -ffp-contract=off): the row kernels are chains of
+ * multiply-adds (dot products over head_dim, the exp polynomial). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT ON
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=fast")
+#endif
+
 #include "ops.h"
 #include "simd.h"
 
@@ -110,6 +119,102 @@ static void attn_row_backward(const float *qi, const float *doi, const float *oi
     }
 }
 
+/* ---- fused row kernels for head_dim KD (stories260K: 8) ----
+ * The same formulas as attn_row_forward / attn_row_backward, but each pass
+ * over the keys does all of its work per vector of keys with the head_dim
+ * loop innermost (unrolled: D is a constant), so the scores, probabilities
+ * and their gradients stay in registers instead of being stored and
+ * reloaded once per d.  Masked keys (j >= n, the causal mask and the
+ * padding) get p = 0 by a multiplication with (j - n) >> 31 as unsigned (1
+ * for j < n): a compare there keeps GCC from vectorizing the AVX2/SSE2
+ * clones. */
+enum { KD = 8 };
+
+ET_SIMD_CLONES
+static float attn_row_forward_kd(const float *qi, const float *kt, const float *vt, int Tp, int n,
+                                 float scale, float *p, float *o) {
+    const int np = round_up(n);
+    float q[KD];
+    #pragma GCC unroll 8
+    for (int d = 0; d < KD; d++) q[d] = qi[d];
+    #pragma omp simd
+    for (int j = 0; j < np; j++) {
+        float s = 0.0f;
+        #pragma GCC unroll 8
+        for (int d = 0; d < KD; d++) s += q[d] * kt[(size_t)d * Tp + j];
+        p[j] = s;
+    }
+    for (int j = n; j < np; j++) p[j] = p[0]; /* padding: leaves the max as it is */
+    const float m = scale * et_max16(p, np);
+    #pragma omp simd
+    for (int j = 0; j < np; j++) p[j] = et_vexpf(scale * p[j] - m) * (float)((uint32_t)(j - n) >> 31);
+    const float l = et_sum16(p, np);
+    #pragma GCC unroll 8
+    for (int d = 0; d < KD; d++) o[d] = et_dot16(p, vt + (size_t)d * Tp, np) / l;
+    return m + logf(l);
+}
+
+/* Backward of R = 1 or 2 query rows at the same position (so the same
+ * keys 0..n-1): row r has q qi[r], dout doi[r], out oi[r], logsumexp L[r]
+ * and adds into dqi[r] (NULL: no dq).  Two query heads of one GQA group
+ * share k and v, so their rows share every load of kt, vt and every
+ * load/store of dkt, dvt [KD, Tp].  ds [R, Tp] scratch. */
+static inline __attribute__((always_inline)) void rows_backward_kd(
+    const int R, const float *const *qi, const float *const *doi, const float *const *oi, const float *L,
+    const float *kt, const float *vt, int Tp, int n, float scale, float *ds, float *const *dqi, float *dkt,
+    float *dvt) {
+    const int np = round_up(n);
+    float q[2][KD], dO[2][KD], delta[2], Lr[2];
+    for (int r = 0; r < R; r++) {
+        delta[r] = 0.0f, Lr[r] = L[r];
+        #pragma GCC unroll 8
+        for (int d = 0; d < KD; d++) q[r][d] = qi[r][d], dO[r][d] = doi[r][d], delta[r] += doi[r][d] * oi[r][d];
+    }
+    float *ds1 = ds + (R - 1) * Tp;
+    #pragma omp simd
+    for (int j = 0; j < np; j++) {
+        const float mask = (float)((uint32_t)(j - n) >> 31);
+        float pj[2], dsj[2];
+        #pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            float s = 0.0f, dp = 0.0f;
+            #pragma GCC unroll 8
+            for (int d = 0; d < KD; d++) s += q[r][d] * kt[(size_t)d * Tp + j];
+            #pragma GCC unroll 8
+            for (int d = 0; d < KD; d++) dp += dO[r][d] * vt[(size_t)d * Tp + j];
+            pj[r] = et_vexpf(scale * s - Lr[r]) * mask;
+            dsj[r] = pj[r] * (dp - delta[r]) * scale;
+        }
+        #pragma GCC unroll 8
+        for (int d = 0; d < KD; d++) {
+            float dk = dsj[0] * q[0][d], dv = pj[0] * dO[0][d];
+            if (R == 2) dk += dsj[1] * q[1][d], dv += pj[1] * dO[1][d];
+            dkt[(size_t)d * Tp + j] += dk;
+            dvt[(size_t)d * Tp + j] += dv;
+        }
+        ds[j] = dsj[0];
+        if (R == 2) ds1[j] = dsj[1];
+    }
+    for (int r = 0; r < R; r++)
+        if (dqi[r])
+            #pragma GCC unroll 8
+            for (int d = 0; d < KD; d++) dqi[r][d] += et_dot16(ds + (size_t)r * Tp, kt + (size_t)d * Tp, np);
+}
+
+ET_SIMD_CLONES
+static void attn_row_backward_kd(const float *const *qi, const float *const *doi, const float *const *oi,
+                                 const float *L, const float *kt, const float *vt, int Tp, int n, float scale,
+                                 float *ds, float *const *dqi, float *dkt, float *dvt) {
+    rows_backward_kd(1, qi, doi, oi, L, kt, vt, Tp, n, scale, ds, dqi, dkt, dvt);
+}
+
+ET_SIMD_CLONES
+static void attn_row2_backward_kd(const float *const *qi, const float *const *doi, const float *const *oi,
+                                  const float *L, const float *kt, const float *vt, int Tp, int n, float scale,
+                                  float *ds, float *const *dqi, float *dkt, float *dvt) {
+    rows_backward_kd(2, qi, doi, oi, L, kt, vt, Tp, n, scale, ds, dqi, dkt, dvt);
+}
+
 static void attention_backward(et_tape *t, const et_node *nd) {
     et_tensor *q = nd->in[0], *k = nd->in[1], *v = nd->in[2], *o = nd->out;
     const attn_saved *s = nd->saved;
@@ -135,12 +240,32 @@ static void attention_backward(et_tape *t, const et_node *nd) {
             float *dkt = ds + Tp, *dvt = dkt + (size_t)D * Tp;
             const float *ktb = kt + ((size_t)b * G + g) * D * Tp, *vtb = vt + ((size_t)b * G + g) * D * Tp;
             for (size_t x = 0; x < 2 * (size_t)D * Tp; x++) dkt[x] = 0.0f;
-            for (int h = g * grp; h < (g + 1) * grp; h++)
-                for (int i = 0; i < T; i++) {
-                    const size_t ri = ((size_t)b * T + i) * Cq + (size_t)h * D;
-                    attn_row_backward(qd + ri, dO + ri, od + ri, lse[((size_t)b * H + h) * T + i], ktb, vtb,
-                                      D, Tp, i + 1, scale, p, ds, dq ? dq + ri : NULL, dkt, dvt);
+            if (D == KD) {
+                /* the group's query heads two at a time (then one if grp is odd) */
+                for (int h = g * grp; h < (g + 1) * grp; h += 2) {
+                    const int R = h + 1 < (g + 1) * grp ? 2 : 1;
+                    for (int i = 0; i < T; i++) {
+                        const float *qr[2], *dor[2], *orr[2];
+                        float *dqr[2], L[2];
+                        for (int r = 0; r < R; r++) {
+                            const size_t ri = ((size_t)b * T + i) * Cq + (size_t)(h + r) * D;
+                            qr[r] = qd + ri, dor[r] = dO + ri, orr[r] = od + ri, dqr[r] = dq ? dq + ri : NULL;
+                            L[r] = lse[((size_t)b * H + h + r) * T + i];
+                        }
+                        if (R == 2)
+                            attn_row2_backward_kd(qr, dor, orr, L, ktb, vtb, Tp, i + 1, scale, p, dqr, dkt, dvt);
+                        else
+                            attn_row_backward_kd(qr, dor, orr, L, ktb, vtb, Tp, i + 1, scale, p, dqr, dkt, dvt);
+                    }
                 }
+            } else {
+                for (int h = g * grp; h < (g + 1) * grp; h++)
+                    for (int i = 0; i < T; i++) {
+                        const size_t ri = ((size_t)b * T + i) * Cq + (size_t)h * D;
+                        attn_row_backward(qd + ri, dO + ri, od + ri, lse[((size_t)b * H + h) * T + i], ktb, vtb, D,
+                                          Tp, i + 1, scale, p, ds, dq ? dq + ri : NULL, dkt, dvt);
+                    }
+            }
             for (int j = 0; j < T; j++) {
                 const size_t rj = ((size_t)b * T + j) * Ck + (size_t)g * D;
                 for (int d = 0; d < D; d++) {
@@ -190,9 +315,11 @@ et_tensor *et_attention(et_tape *t, const char *name, et_tensor *q, et_tensor *k
         for (int h = 0; h < H; h++)
             for (int i = 0; i < T; i++) {
                 const size_t bg = (size_t)b * G + h / grp, ri = ((size_t)b * T + i) * Cq + (size_t)h * D;
+                float *p = scratch + (size_t)omp_get_thread_num() * Tp;
                 lse[((size_t)b * H + h) * T + i] =
-                    attn_row_forward(qd + ri, kt + bg * D * Tp, vt + bg * D * Tp, D, Tp, i + 1, scale,
-                                     scratch + (size_t)omp_get_thread_num() * Tp, od + ri);
+                    D == KD ? attn_row_forward_kd(qd + ri, kt + bg * D * Tp, vt + bg * D * Tp, Tp, i + 1, scale, p, od + ri)
+                            : attn_row_forward(qd + ri, kt + bg * D * Tp, vt + bg * D * Tp, D, Tp, i + 1, scale, p,
+                                               od + ri);
             }
 
     s->B = B; s->T = T; s->H = H; s->G = G; s->D = D;

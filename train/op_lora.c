@@ -3,21 +3,24 @@
  *
  * Shapes: x [M, K] (K = n_in), W [N, K] (N = n_out) in its own type,
  * A [r, K], B [N, r], u = drop(x) A^T [M, r], y [M, N].
- *   forward:  y  = x W^T                per tile of W rows: sgemm(NoTrans, Trans)
- *             u  = drop(x) A^T          sgemm(NoTrans, Trans)  M x r x K
- *             y += s u B^T              sgemm(NoTrans, Trans)  M x N x r, beta 1
- *   backward: dB += s dy^T u            sgemm(Trans, NoTrans)  N x r x M
- *             du  = s dy B              sgemm(NoTrans, NoTrans) M x r x N
- *             dA += du^T drop(x)        sgemm(Trans, NoTrans)  r x K x M
- *             dx += dy W                per tile of W rows: sgemm(NoTrans, NoTrans), beta 1
- *             dx += drop'(du A)         sgemm(NoTrans, NoTrans) M x K x r
+ *   forward:  y  = x W^T                per tile of W rows: et_gemm(NoTrans, Trans)
+ *             u  = drop(x) A^T          rank_xat   M x r x K
+ *             y += s u B^T              rank_ua    M x N x r
+ *   backward: dB += s dy^T u            rank_utx   N x r x M
+ *             du  = s dy B              rank_xat   M x r x N
+ *             dA += du^T drop(x)        rank_utx   r x K x M
+ *             dx += dy W                per tile of W rows: et_gemm(NoTrans, NoTrans), beta 1
+ *             dx += drop'(du A)         rank_ua    M x K x r
  * With dropout, drop(x) is formed a chunk of rows at a time in the scratch
- * buffer (never a full [M, K] copy), and the mask is recomputed in backward. */
-#include <cblas.h>
+ * buffer (never a full [M, K] copy), and the mask is recomputed in backward.
+ * The two products with W go through et_gemm (train/gemm.h) in the tape's
+ * precision; the rank-r ones are plain OpenMP loops in f32 (below). */
 #include <math.h>
 #include <string.h>
 
 #include "../quant/quant.h"
+#include "gemm.h"
+#include "simd.h"
 #include "op_lora.h"
 
 #define DEFAULT_TILE_ROWS 256
@@ -61,7 +64,7 @@ size_t et_lora_scratch_floats(int64_t n_in_max) {
     return (size_t)DEFAULT_TILE_ROWS * (size_t)(n_in_max > 0 ? n_in_max : 1);
 }
 
-/* ---- tiles of W ---- */
+/* ---- products with W ---- */
 /* Rows [r0, r0+nr) of W as floats: in place for F32, else dequantized into
  * tile (nr * n_in floats). */
 static const float *w_rows(const et_frozen_w *w, int64_t r0, int64_t nr, float *tile) {
@@ -75,31 +78,119 @@ static const float *w_rows(const et_frozen_w *w, int64_t r0, int64_t nr, float *
     return tile;
 }
 
-/* y[M, N] (= or +=) x[M, K] @ W^T, tile by tile. */
-static void w_forward(const et_frozen_w *w, const float *x, int M, float *y, float *tile, int64_t tile_rows) {
+/* W used whole, without a tile: F32 (in place, in either precision) and
+ * BF16 in bf16 precision (its bits go straight to et_gemm_bf16w). */
+static int w_whole(const et_frozen_w *w, int precision) {
+    return w->type == GGML_TYPE_F32 || (w->type == GGML_TYPE_BF16 && precision == ET_GEMM_BF16);
+}
+
+int et_frozen_w_needs_tile(const et_frozen_w *w, int precision) { return !w_whole(w, precision); }
+
+void et_frozen_w_forward(const et_frozen_w *w, int precision, const float *x, int M, float beta, float *y,
+                         float *tile, int64_t tile_rows) {
     const int N = (int)w->n_out, K = (int)w->n_in;
-    const int64_t step = w->type == GGML_TYPE_F32 ? N : tile_rows;
+    if (w->type == GGML_TYPE_BF16 && precision == ET_GEMM_BF16) {
+        et_gemm_bf16w(0, 1, M, N, K, 1.0f, x, K, w->data, K, beta, y, N);
+        return;
+    }
+    const int64_t step = w_whole(w, precision) ? N : tile_rows;
     for (int64_t r0 = 0; r0 < N; r0 += step) {
         const int nr = (int)(N - r0 < step ? N - r0 : step);
         const float *wt = w_rows(w, r0, nr, tile);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nr, K, 1.0f, x, K, wt, K, 0.0f, y + r0, N);
+        et_gemm(precision, 0, 1, M, nr, K, 1.0f, x, K, wt, K, beta, y + r0, N);
     }
 }
 
-/* dx[M, K] += dy[M, N] @ W, tile by tile. */
-static void w_backward(const et_frozen_w *w, const float *dy, int M, float *dx, float *tile, int64_t tile_rows) {
+void et_frozen_w_backward(const et_frozen_w *w, int precision, const float *dy, int M, float beta, float *dx,
+                          float *tile, int64_t tile_rows) {
     const int N = (int)w->n_out, K = (int)w->n_in;
-    const int64_t step = w->type == GGML_TYPE_F32 ? N : tile_rows;
+    if (w->type == GGML_TYPE_BF16 && precision == ET_GEMM_BF16) {
+        et_gemm_bf16w(0, 0, M, K, N, 1.0f, dy, N, w->data, K, beta, dx, K);
+        return;
+    }
+    const int64_t step = w_whole(w, precision) ? N : tile_rows;
     for (int64_t r0 = 0; r0 < N; r0 += step) {
         const int nr = (int)(N - r0 < step ? N - r0 : step);
         const float *wt = w_rows(w, r0, nr, tile);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, nr, 1.0f, dy + r0, N, wt, K, 1.0f, dx, K);
+        et_gemm(precision, 0, 0, M, K, nr, 1.0f, dy + r0, N, wt, K, r0 ? 1.0f : beta, dx, K);
     }
+}
+
+/* ---- rank-r products ----
+ * Plain OpenMP loops instead of BLAS: with r ~ 8 each product is a few
+ * MFLOP, and a cblas_sgemm call would wake OpenBLAS's worker threads, which
+ * then spin (sched_yield) on the cores the OpenMP GEMM and the other ops
+ * need.  The row kernels are compiled per CPU (ET_SIMD_CLONES); the OpenMP
+ * regions sit in plain functions (outlined bodies do not inherit a target).
+ * Every sum runs in a fixed order: the same result on any thread count. */
+#define COL_BLOCK 64 /* columns per thread task of the column-blocked products */
+
+ET_SIMD_CLONES
+static float dot_n(const float *a, const float *b, int n) {
+    float s = 0.0f;
+    #pragma omp simd reduction(+ : s)
+    for (int k = 0; k < n; k++) s += a[k] * b[k];
+    return s;
+}
+
+ET_SIMD_CLONES
+static void axpy_n(float *y, float a, const float *x, int n) {
+    #pragma omp simd
+    for (int k = 0; k < n; k++) y[k] += a * x[k];
+}
+
+/* D[q, 0:len] += sum_i U[i, q] X[i, 0:len] for q < r (D rows ld apart,
+ * X rows ldx apart): one column block of U^T X. */
+ET_SIMD_CLONES
+static void outer_acc(float *D, int ld, int r, const float *U, const float *X, int ldx, int rows, int len) {
+    for (int i = 0; i < rows; i++) {
+        const float *xi = X + (size_t)i * ldx;
+        for (int q = 0; q < r; q++) {
+            const float u = U[(size_t)i * r + q];
+            float *d = D + (size_t)q * ld;
+            #pragma omp simd
+            for (int k = 0; k < len; k++) d[k] += u * xi[k];
+        }
+    }
+}
+
+/* U[rows, r] = alpha * X[rows, K] @ A[r, K]^T */
+static void rank_xat(const float *X, int rows, int K, const float *A, int r, float alpha, float *U) {
+    #pragma omp parallel for schedule(static) if ((size_t)rows * K * r > ET_OMP_MIN_WORK)
+    for (int i = 0; i < rows; i++)
+        for (int q = 0; q < r; q++) U[(size_t)i * r + q] = alpha * dot_n(X + (size_t)i * K, A + (size_t)q * K, K);
+}
+
+/* Y[rows, K] (+)= U[rows, r] @ A[r, K] (add 0: Y overwritten) */
+static void rank_ua(const float *U, int rows, int r, const float *A, int K, float *Y, int add) {
+    #pragma omp parallel for schedule(static) if ((size_t)rows * K * r > ET_OMP_MIN_WORK)
+    for (int i = 0; i < rows; i++) {
+        float *yi = Y + (size_t)i * K;
+        if (!add) memset(yi, 0, (size_t)K * sizeof(float));
+        for (int q = 0; q < r; q++) axpy_n(yi, U[(size_t)i * r + q], A + (size_t)q * K, K);
+    }
+}
+
+/* D[r, K] += U[rows, r]^T @ X[rows, K], column blocks in parallel */
+static void rank_utx(const float *U, int rows, int r, const float *X, int K, float *D) {
+    const int nb = (K + COL_BLOCK - 1) / COL_BLOCK;
+    #pragma omp parallel for schedule(static) if ((size_t)rows * K * r > ET_OMP_MIN_WORK)
+    for (int b = 0; b < nb; b++) {
+        const int k0 = b * COL_BLOCK, len = K - k0 < COL_BLOCK ? K - k0 : COL_BLOCK;
+        outer_acc(D + k0, K, r, U, X + k0, K, rows, len);
+    }
+}
+
+/* Bt[r, N] = B[N, r]^T */
+static void transpose_nr(const float *B, int N, int r, float *Bt) {
+    for (int j = 0; j < N; j++)
+        for (int q = 0; q < r; q++) Bt[(size_t)q * N + j] = B[(size_t)j * r + q];
 }
 
 /* ---- the op ---- */
 typedef struct lora_saved {
     et_frozen_w w;
+    int precision;        /* of the products with W (the tape's at the forward) */
     float scale, dropout;
     uint64_t seed;
     float *scratch;       /* tile_rows * K floats (NULL when not needed) */
@@ -125,37 +216,40 @@ static void lora_backward(et_tape *t, const et_node *nd) {
     if (A) {
         const int r = (int)A->shape[0];
         float *dA = et_grad(t, A), *dB = et_grad(t, B);
-        if (dB) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, r, M, s->scale, dy, N, s->u, r,
-                            1.0f, dB, r);
-        if (dA || dx) {
-            float *du = et_tape_alloc(t, (size_t)M * (size_t)r * sizeof(float));
-            if (!du) return;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, r, N, s->scale, dy, N, B->data, r,
-                        0.0f, du, r);
-            if (s->dropout <= 0.0f) {
-                if (dA) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, K, M, 1.0f, du, r, x->data, K,
-                                    1.0f, dA, K);
-                if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, r, 1.0f, du, r, A->data, K,
-                                    1.0f, dx, K);
-            } else {
-                for (int64_t c0 = 0; c0 < M; c0 += s->tile_rows) {
-                    const int mc = (int)(M - c0 < s->tile_rows ? M - c0 : s->tile_rows);
-                    const size_t off = (size_t)c0 * (size_t)K, n = (size_t)mc * (size_t)K;
-                    if (dA) {
-                        apply_dropout(s->scratch, x->data + off, n, off, s->seed, s->dropout, 0);
-                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, K, mc, 1.0f, du + (size_t)c0 * r, r,
-                                    s->scratch, K, 1.0f, dA, K);
-                    }
-                    if (dx) {
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mc, K, r, 1.0f, du + (size_t)c0 * r,
-                                    r, A->data, K, 0.0f, s->scratch, K);
-                        apply_dropout(dx + off, s->scratch, n, off, s->seed, s->dropout, 1);
-                    }
+        /* Bt [r, N]: B transposed, then dB^T [r, N] accumulated in it */
+        float *Bt = et_tape_scratch(t, ((size_t)M + (size_t)N) * (size_t)r * sizeof(float));
+        if (!Bt) return;
+        float *du = (dA || dx) ? Bt + (size_t)N * (size_t)r : NULL;
+        if (du) {
+            transpose_nr(B->data, N, r, Bt);
+            rank_xat(dy, M, N, Bt, r, s->scale, du); /* du = s dy B */
+        }
+        if (dB) {
+            memset(Bt, 0, (size_t)N * (size_t)r * sizeof(float));
+            rank_utx(s->u, M, r, dy, N, Bt); /* dB^T = u^T dy */
+            for (int j = 0; j < N; j++)
+                for (int q = 0; q < r; q++) dB[(size_t)j * r + q] += s->scale * Bt[(size_t)q * N + j];
+        }
+        if (du && s->dropout <= 0.0f) {
+            if (dA) rank_utx(du, M, r, x->data, K, dA);
+            if (dx) rank_ua(du, M, r, A->data, K, dx, 1);
+        } else if (du) {
+            for (int64_t c0 = 0; c0 < M; c0 += s->tile_rows) {
+                const int mc = (int)(M - c0 < s->tile_rows ? M - c0 : s->tile_rows);
+                const size_t off = (size_t)c0 * (size_t)K, n = (size_t)mc * (size_t)K;
+                const float *duc = du + (size_t)c0 * r;
+                if (dA) {
+                    apply_dropout(s->scratch, x->data + off, n, off, s->seed, s->dropout, 0);
+                    rank_utx(duc, mc, r, s->scratch, K, dA);
+                }
+                if (dx) {
+                    rank_ua(duc, mc, r, A->data, K, s->scratch, 0);
+                    apply_dropout(dx + off, s->scratch, n, off, s->seed, s->dropout, 1);
                 }
             }
         }
     }
-    if (dx) w_backward(&s->w, dy, M, dx, s->scratch, s->tile_rows);
+    if (dx) et_frozen_w_backward(&s->w, s->precision, dy, M, 1.0f, dx, s->scratch, s->tile_rows);
 }
 
 static et_tensor *check_args(et_tape *t, const char *name, et_tensor *x, const et_frozen_w *w, et_tensor *b,
@@ -206,10 +300,11 @@ et_tensor *et_lora_linear(et_tape *t, const char *name, et_tensor *x, const et_f
 
     lora_saved *s = et_tape_alloc(t, sizeof *s);
     if (!s) return NULL;
-    *s = (lora_saved){.w = *w, .scale = lora && o ? o->scale : 0.0f, .dropout = dropout,
+    const int precision = t->gemm_precision == ET_GEMM_BF16 ? ET_GEMM_BF16 : ET_GEMM_F32;
+    *s = (lora_saved){.w = *w, .precision = precision, .scale = lora && o ? o->scale : 0.0f, .dropout = dropout,
                       .seed = o ? o->seed : 0};
     /* scratch: W tiles (non-F32) and dropout chunks share it */
-    if (w->type != GGML_TYPE_F32 || dropout > 0.0f) {
+    if (!w_whole(w, precision) || dropout > 0.0f) {
         if (o && o->scratch) {
             s->scratch = o->scratch;
             s->tile_rows = (int64_t)(o->scratch_floats / (size_t)K);
@@ -220,7 +315,7 @@ et_tensor *et_lora_linear(et_tape *t, const char *name, et_tensor *x, const et_f
         }
     }
 
-    w_forward(w, x->data, M, y->data, s->scratch, s->tile_rows);
+    et_frozen_w_forward(w, precision, x->data, M, 0.0f, y->data, s->scratch, s->tile_rows);
     if (b) {
         #pragma omp parallel for schedule(static)
         for (int i = 0; i < M; i++)
@@ -231,19 +326,22 @@ et_tensor *et_lora_linear(et_tape *t, const char *name, et_tensor *x, const et_f
         s->u = et_tape_alloc(t, (size_t)M * (size_t)r * sizeof(float));
         if (!s->u) return NULL;
         if (dropout <= 0.0f) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, r, K, 1.0f, x->data, K, lora_a->data, K, 0.0f,
-                        s->u, r);
+            rank_xat(x->data, M, K, lora_a->data, r, 1.0f, s->u);
         } else {
             for (int64_t c0 = 0; c0 < M; c0 += s->tile_rows) {
                 const int mc = (int)(M - c0 < s->tile_rows ? M - c0 : s->tile_rows);
                 const size_t off = (size_t)c0 * (size_t)K;
                 apply_dropout(s->scratch, x->data + off, (size_t)mc * (size_t)K, off, s->seed, dropout, 0);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mc, r, K, 1.0f, s->scratch, K, lora_a->data, K,
-                            0.0f, s->u + (size_t)c0 * r, r);
+                rank_xat(s->scratch, mc, K, lora_a->data, r, 1.0f, s->u + (size_t)c0 * r);
             }
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, r, s->scale, s->u, r, lora_b->data, r, 1.0f,
-                    y->data, N);
+        /* y += s u B^T, with u scaled by s first (u is saved unscaled: copy) */
+        float *us = et_tape_scratch(t, ((size_t)M + (size_t)N) * (size_t)r * sizeof(float));
+        if (!us) return NULL;
+        float *Bt = us + (size_t)M * (size_t)r;
+        for (size_t k = 0; k < (size_t)M * (size_t)r; k++) us[k] = s->scale * s->u[k];
+        transpose_nr(lora_b->data, N, r, Bt);
+        rank_ua(us, M, r, Bt, N, y->data, 1);
     }
     if (wants && !et_tape_push(t, lora ? "lora_linear" : "frozen_matmul", lora_backward, y, in, 4, s)) return NULL;
     return y;

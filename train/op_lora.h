@@ -18,7 +18,15 @@
  * (Dettmers et al. 2023, arXiv:2305.14314): a W that is not F32 stays in its
  * own format and is dequantized a tile of rows at a time
  * (quant/quant.h et_dequantize_row) into a scratch buffer, and each tile
- * goes through cblas_sgemm; no F32 copy of the whole W ever exists.
+ * goes through the GEMM; no F32 copy of the whole W ever exists.
+ * Precision (the tape's `gemm_precision`, train/gemm.h): the two products with W
+ * run in et_gemm(precision) — ET_GEMM_F32 exactly as cblas_sgemm, ET_GEMM_BF16
+ * with bf16-rounded operands and f32 accumulation.  An F32 W is used in place
+ * (one GEMM, no tile); a BF16 W in bf16 precision goes as it is to
+ * et_gemm_bf16w (no tile either); in f32 precision a BF16 W is dequantized
+ * like the other types (exact).  The rank-r LoRA products are always f32
+ * (plain OpenMP loops, no BLAS threads): ~1% of the work, and the adapter is
+ * what trains.
  *
  * Gradients (dy = dL/dy [M, n_out], u = drop(x) A^T [M, rank], saved):
  *   dB[n_out, rank] += scale * dy^T @ u
@@ -30,8 +38,9 @@
  * splitmix64 hash), so backward regenerates it instead of storing it, and
  * the same seed gives the same mask on every thread count.
  *
- * Threads: dequantization and element-wise loops use OpenMP; cblas_sgemm is
- * called from the calling thread only, never inside an OpenMP region.
+ * Threads: dequantization, the rank-r products and element-wise loops use
+ * OpenMP; et_gemm is called from the calling thread only, never inside an
+ * OpenMP region.
  */
 #ifndef ET_OP_LORA_H
 #define ET_OP_LORA_H
@@ -86,6 +95,21 @@ et_tensor *et_lora_linear(et_tape *t, const char *name, et_tensor *x, const et_f
 /* The same without a LoRA branch: y = x @ W^T (+ b), W frozen. */
 et_tensor *et_frozen_matmul(et_tape *t, const char *name, et_tensor *x, const et_frozen_w *w, et_tensor *b,
                             const et_lora_opts *o);
+
+/* The two products with a frozen W, for ops built on this one
+ * (train/ffn_frozen.h), in precision (ET_GEMM_*), M rows:
+ *   forward:  y[M, n_out] = x[M, n_in] @ W^T + beta * y
+ *   backward: dx[M, n_in] = dy[M, n_out] @ W + beta * dx
+ * F32 W (and BF16 W in bf16 precision) is used whole; any other W is
+ * dequantized tile_rows rows at a time into tile (tile_rows * n_in floats),
+ * which is only needed when et_frozen_w_needs_tile() says 1.  W must have
+ * passed the checks of et_lora_linear (a supported type, n_in a multiple of
+ * its block, dimensions in the BLAS int range). */
+int et_frozen_w_needs_tile(const et_frozen_w *w, int precision);
+void et_frozen_w_forward(const et_frozen_w *w, int precision, const float *x, int M, float beta, float *y,
+                         float *tile, int64_t tile_rows);
+void et_frozen_w_backward(const et_frozen_w *w, int precision, const float *dy, int M, float beta, float *dx,
+                          float *tile, int64_t tile_rows);
 
 /* The dropout factor of element i for (seed, p): 0 or 1/(1-p) (1 when
  * p == 0).  Exposed for tests and reference implementations. */
