@@ -45,7 +45,7 @@ struct opcase {
     /* double reference: out[n_out] from x[i][n_i] */
     void (*ref)(const double *const *x, double *out, const opcase *c);
     /* op parameters */
-    int B, T, H, G, D, N, C, V, chunk;
+    int B, T, H, G, D, N, C, V, chunk, fused;
     float eps, theta, s;
     const int32_t *ids, *pos;
     const uint8_t *mask;
@@ -228,6 +228,13 @@ static void test_rmsnorm(void **state) {
                 .build = b_rmsnorm, .ref = r_rmsnorm, .N = 5, .C = 12, .eps = 1e-5f};
     c.n_out = 5 * 12;
     expect_ok(&c);
+    /* 70 columns: a remainder after the 8-lane row sums, two blocks of dw */
+    opcase w = c;
+    w.name = "rmsnorm 70 columns";
+    w.N = 3, w.C = 70;
+    w.shape[0][0] = 3, w.shape[0][1] = 70, w.shape[1][0] = 70;
+    w.n_out = 3 * 70;
+    expect_ok(&w);
 }
 
 /* ================= rope ================= */
@@ -378,7 +385,7 @@ static void test_add_scale(void **state) {
 
 /* ================= cross-entropy ================= */
 static et_tensor *b_xent(et_tape *t, et_tensor **in, const opcase *c) {
-    et_xent_opts o = {.mask = c->mask, .norm = c->norm, .chunk_rows = c->chunk};
+    et_xent_opts o = {.mask = c->mask, .norm = c->norm, .chunk_rows = c->chunk, .grad_in_forward = c->fused};
     return et_cross_entropy(t, "loss", in[0], in[1], c->ids, &o);
 }
 static void r_xent(const double *const *x, double *out, const opcase *c) {
@@ -415,20 +422,27 @@ static void test_cross_entropy(void **state) {
     c.norm = 11.0; /* gradient accumulation: divide by a global count */
     c.chunk = 0;
     expect_ok(&c);
+    /* gradients made in the forward for dloss = 1; the random seed here is
+       not 1, so backward's dw correction runs too */
+    c.name = "cross_entropy grad_in_forward";
+    c.fused = 1;
+    c.chunk = 3;
+    expect_ok(&c);
 }
 
-/* Chunking changes nothing; logits_out and row_loss_out are right. */
+/* Chunking changes nothing; logits_out and row_loss_out are right;
+ * grad_in_forward (seeded with 1, as the trainer) gives the same gradients. */
 static void test_cross_entropy_options(void **state) {
     (void)state;
     enum { N = 9, C = 5, V = 13 };
-    float x[N * C], w[V * C], gx[3][N * C], gw[3][V * C], logits[N * V], rl[N];
+    float x[N * C], w[V * C], gx[4][N * C], gw[4][V * C], logits[N * V], rl[N];
     int32_t tg[N];
     for (int i = 0; i < N * C; i++) x[i] = (float)urand();
     for (int i = 0; i < V * C; i++) w[i] = (float)urand();
     for (int i = 0; i < N; i++) tg[i] = (i * 7) % V;
-    float loss[3];
-    const int chunks[3] = {1, 4, 0};
-    for (int k = 0; k < 3; k++) {
+    float loss[4];
+    const int chunks[4] = {1, 4, 0, 4};
+    for (int k = 0; k < 4; k++) {
         memset(gx[k], 0, sizeof gx[k]);
         memset(gw[k], 0, sizeof gw[k]);
         et_tensor X, W;
@@ -437,7 +451,7 @@ static void test_cross_entropy_options(void **state) {
         et_tape t;
         et_tape_init(&t, 0, NULL);
         et_xent_opts o = {.chunk_rows = chunks[k], .logits_out = k == 2 ? logits : NULL,
-                          .row_loss_out = k == 2 ? rl : NULL};
+                          .row_loss_out = k == 2 ? rl : NULL, .grad_in_forward = k == 3};
         et_tensor *l = et_cross_entropy(&t, "loss", &X, &W, tg, &o);
         assert_non_null(l);
         loss[k] = l->data[0];
@@ -447,6 +461,9 @@ static void test_cross_entropy_options(void **state) {
     assert_true(fabsf(loss[0] - loss[2]) < 1e-6f && fabsf(loss[1] - loss[2]) < 1e-6f);
     for (int i = 0; i < N * C; i++) assert_true(fabsf(gx[0][i] - gx[2][i]) < 1e-6f);
     for (int i = 0; i < V * C; i++) assert_true(fabsf(gw[1][i] - gw[2][i]) < 1e-6f);
+    assert_true(loss[3] == loss[1]);
+    for (int i = 0; i < N * C; i++) assert_true(fabsf(gx[3][i] - gx[1][i]) < 1e-6f);
+    for (int i = 0; i < V * C; i++) assert_true(fabsf(gw[3][i] - gw[1][i]) < 1e-6f);
     double mean = 0;
     for (int i = 0; i < N; i++) {
         double m = -1e30, se = 0;

@@ -27,6 +27,9 @@ typedef struct {
     float *lse;       /* [N] */
 
     double norm;      /* 0 when no row is in the loss */
+    int fused;        /* grad_in_forward applied: */
+    float *dx1;       /*   [N, C] dloss/dx for dloss = 1 (NULL when x needs none) */
+    int dw_done;      /*   dloss/dw for dloss = 1 already added into w's gradient */
 } xent_saved;
 
 /* logsumexp of one row of logits z [V]: max over 16 lanes, exponentials
@@ -59,12 +62,10 @@ static void chunk_logits(const xent_saved *s, const float *x, const float *w, in
     et_gemm(s->precision, 0, 1, nr, s->V, s->C, 1.0f, x + (size_t)r0 * s->C, s->C, w, s->C, 0.0f, z, s->V);
 }
 
-static void xent_backward(et_tape *t, const et_node *nd) {
-    et_tensor *x = nd->in[0], *w = nd->in[1];
-    const xent_saved *s = nd->saved;
-    float *dx = et_grad(t, x), *dw = et_grad(t, w);
-    if (t->code || s->norm == 0.0) return;
-    const float c = (float)(nd->out->grad[0] / s->norm);
+/* Chunk by chunk: recompute the logits, turn them into dz = c (softmax -
+ * onehot), dx += dz @ w (dx may be NULL), dw += dz^T @ x (dw may be NULL). */
+static void grad_chunks(et_tape *t, const xent_saved *s, const et_tensor *x, const et_tensor *w, float c,
+                        float *dx, float *dw) {
     const int V = s->V, C = s->C;
     for (int r0 = 0; r0 < s->N; r0 += s->chunk) {
         const int nr = s->N - r0 < s->chunk ? s->N - r0 : s->chunk;
@@ -82,6 +83,30 @@ static void xent_backward(et_tape *t, const et_node *nd) {
         if (dx) et_gemm(s->precision, 0, 0, nr, C, V, 1.0f, z, V, w->data, C, 1.0f, dx + (size_t)r0 * C, C);
         if (dw) et_gemm(s->precision, 1, 0, V, C, nr, 1.0f, z, V, x->data + (size_t)r0 * C, C, 1.0f, dw, C);
     }
+}
+
+static void xent_backward(et_tape *t, const et_node *nd) {
+    et_tensor *x = nd->in[0], *w = nd->in[1];
+    const xent_saved *s = nd->saved;
+    float *dx = et_grad(t, x), *dw = et_grad(t, w);
+    if (t->code || s->norm == 0.0) return;
+    const float g = nd->out->grad[0];
+    if (!s->fused) {
+        grad_chunks(t, s, x, w, (float)(g / s->norm), dx, dw);
+        return;
+    }
+    /* grad_in_forward: the gradients for g = 1 exist; scale dx1 by g, and
+       (only when g != 1) add (g - 1) times dw's share, recomputed */
+    if (dx && s->dx1) {
+        const long n = (long)x->n;
+        const float *d1 = s->dx1;
+        #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
+        for (long i = 0; i < n; i++) dx[i] += g * d1[i];
+    }
+    if (dw && g != 1.0f)
+        grad_chunks(t, s, x, w, (float)((g - 1.0f) / s->norm), NULL, dw);
+    else if (dw && !s->dw_done)
+        grad_chunks(t, s, x, w, (float)(g / s->norm), NULL, dw);
 }
 
 et_tensor *et_cross_entropy(et_tape *t, const char *name, et_tensor *x, et_tensor *w,
@@ -114,6 +139,7 @@ et_tensor *et_cross_entropy(et_tape *t, const char *name, et_tensor *x, et_tenso
     xent_saved *s = out ? et_tape_alloc(t, sizeof *s) : NULL;
     if (!s) return NULL;
     s->N = N; s->C = C; s->V = V; s->chunk = chunk;
+    s->fused = 0, s->dx1 = NULL, s->dw_done = 0;
     s->precision = t->gemm_precision == ET_GEMM_BF16 ? ET_GEMM_BF16 : ET_GEMM_F32;
     s->target = et_tape_alloc(t, (size_t)N * sizeof(int32_t));
     s->lse = s->target ? et_tape_alloc(t, (size_t)N * sizeof(float)) : NULL;
@@ -131,18 +157,33 @@ et_tensor *et_cross_entropy(et_tape *t, const char *name, et_tensor *x, et_tenso
        OpenMP reduction, so the loss is bit-identical from run to run) */
     float *row_loss = opts->row_loss_out ? opts->row_loss_out : et_tape_alloc(t, (size_t)N * sizeof(float));
     if (!row_loss) return NULL;
+    /* grad_in_forward: dz of each chunk made right away for dloss = 1 (each
+       chunk of logits computed once; see ops.h) */
+    const int fused = wants && opts->grad_in_forward && !opts->logits_out && s->norm != 0.0;
+    const float c1 = fused ? (float)(1.0 / s->norm) : 0.0f;
+    float *dw = fused ? et_grad(t, w) : NULL;
+    if (fused && x->requires_grad && !(s->dx1 = et_tape_alloc(t, (size_t)N * C * sizeof(float)))) return NULL;
+    s->fused = fused;
+    s->dw_done = fused && dw;
     for (int r0 = 0; r0 < N; r0 += chunk) {
         const int nr = N - r0 < chunk ? N - r0 : chunk;
         float *z = opts->logits_out ? opts->logits_out + (size_t)r0 * V : buf;
         chunk_logits(s, x->data, w->data, r0, nr, z);
         #pragma omp parallel for schedule(static) if ((size_t)nr * V > ET_OMP_MIN_WORK)
         for (int i = 0; i < nr; i++) {
-            const float *zi = z + (size_t)i * V;
+            float *zi = z + (size_t)i * V;
             const float L = row_logsumexp(zi, V);
             s->lse[r0 + i] = L;
             const int tg = s->target[r0 + i];
             row_loss[r0 + i] = tg < 0 ? 0.0f : L - zi[tg];
+            if (!fused) continue;
+            if (tg < 0) { memset(zi, 0, (size_t)V * sizeof(float)); continue; }
+            row_scaled_softmax(zi, V, L, c1);
+            zi[tg] -= c1;
         }
+        if (!fused) continue;
+        if (s->dx1) et_gemm(s->precision, 0, 0, nr, C, V, 1.0f, z, V, w->data, C, 0.0f, s->dx1 + (size_t)r0 * C, C);
+        if (dw) et_gemm(s->precision, 1, 0, V, C, nr, 1.0f, z, V, x->data + (size_t)r0 * C, C, 1.0f, dw, C);
     }
     double total = 0.0;
     for (int i = 0; i < N; i++) total += row_loss[i];

@@ -86,6 +86,17 @@ typedef struct et_xent_opts {
                              logit here (tests, evaluation) */
     float *row_loss_out;  /* [N] caller-owned: when set, the row's -log p(target)
                              (0 for rows not in the loss) */
+    int grad_in_forward;  /* 1: when recording (and logits_out is NULL), forward
+                             also makes the gradients for dloss = 1: dx into a
+                             saved [N, C] buffer, dw ADDED into w's gradient at
+                             once; backward adds dloss * dx, and only when
+                             dloss != 1 corrects dw by (dloss - 1) x its share
+                             (recomputed).  So each chunk of logits is computed
+                             once instead of twice: one N x V x C GEMM fewer per
+                             step for the trainer, whose loss is seeded with 1
+                             (the "fused linear cross-entropy" of Liger-Kernel,
+                             Hsu et al. 2024, arXiv:2410.10989).  w's gradient
+                             changes during the forward. */
 } et_xent_opts;
 
 /* Fused LM head + softmax cross-entropy:

@@ -29,7 +29,9 @@ static int run_loss(et_train_llama *tl, const int32_t *tokens, const uint8_t *ma
     if (rc) return rc;
     et_tape *t = &tl->tape;
     t->record = backward;
-    et_xent_opts xo = {.norm = norm, .chunk_rows = tl->chunk_rows, .row_loss_out = tl->row_loss};
+    /* backward is seeded with 1: the LM head's gradients are made in its forward (ops.h) */
+    et_xent_opts xo = {.norm = norm, .chunk_rows = tl->chunk_rows, .row_loss_out = tl->row_loss,
+                       .grad_in_forward = backward};
     et_tensor *loss = forward_loss(tl, t, B, T, &xo);
     rc = et_tape_status(t, e);
     if (!rc && backward) rc = et_tape_backward(t, loss);
