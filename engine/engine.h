@@ -150,7 +150,7 @@ typedef struct et_state_opts {
     int n_threads;      /* worker threads including the caller (0: 1) */
     int n_batch;        /* tokens per forward chunk (0: 64) */
     uint32_t kv_type;   /* GGML_TYPE_F16 (default, as llama.cpp) or GGML_TYPE_F32 */
-    const char *isa;    /* "scalar", "avx2", "avx512", "neon", or NULL for the best available */
+    const char *isa;    /* "scalar", "avx2", "avx512", "avx512vnni", "neon", or NULL for the best available */
 } et_state_opts;
 
 /* n_ctx 0 (the model's, capped at 4096), 1 thread, n_batch 64, F16 KV

@@ -31,9 +31,9 @@ void et_kernels_init(void) {
 #include <cpuid.h>
 
 /* CPUID feature bits and the OS's XSAVE state (XCR0) for the AVX registers. */
-static int x86_features(int *avx2, int *avx512) {
+static int x86_features(int *avx2, int *avx512, int *vnni) {
     unsigned a, b, c, d;
-    *avx2 = *avx512 = 0;
+    *avx2 = *avx512 = *vnni = 0;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
     int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
     if (!osxsave || !avx) return 0;
@@ -44,16 +44,18 @@ static int x86_features(int *avx2, int *avx512) {
     int avx2_bit = (b >> 5) & 1, f = (b >> 16) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
     *avx2 = ymm && avx2_bit && fma && f16c;
     *avx512 = *avx2 && zmm && f && bw && vl;
+    *vnni = *avx512 && ((c >> 11) & 1);   /* AVX512_VNNI: CPUID.7.0:ECX[11] */
     return 1;
 }
 #endif
 
 #if defined(__x86_64__) || defined(__i386__)
 static int cpu_has(const char *name) {
-    int avx2, avx512;
-    x86_features(&avx2, &avx512);
+    int avx2, avx512, vnni;
+    x86_features(&avx2, &avx512, &vnni);
     if (!strcmp(name, "avx2")) return avx2;
     if (!strcmp(name, "avx512")) return avx512;
+    if (!strcmp(name, "avx512vnni")) return vnni;
     return 0;
 }
 #endif
@@ -64,6 +66,7 @@ const et_kernels *et_kernels_get(const char *name) {
 #if defined(__x86_64__) || defined(__i386__)
     if (!strcmp(name, "avx2")) return cpu_has("avx2") ? &et_kernels_avx2 : NULL;
     if (!strcmp(name, "avx512")) return cpu_has("avx512") ? &et_kernels_avx512 : NULL;
+    if (!strcmp(name, "avx512vnni")) return cpu_has("avx512vnni") ? &et_kernels_avx512vnni : NULL;
 #endif
 #if defined(__aarch64__)
     if (!strcmp(name, "neon")) return &et_kernels_neon;
@@ -77,8 +80,8 @@ const et_kernels *et_kernels_best(void) {
         const et_kernels *k = et_kernels_get(env);
         if (k) return k;
     }
-    static const char *const order[] = {"avx512", "avx2", "neon", "scalar"};
-    for (int i = 0; i < 4; i++) {
+    static const char *const order[] = {"avx512vnni", "avx512", "avx2", "neon", "scalar"};
+    for (int i = 0; i < 5; i++) {
         const et_kernels *k = et_kernels_get(order[i]);
         if (k) return k;
     }
@@ -103,6 +106,14 @@ et_dot4_fn et_kernels_dot4(const et_kernels *k, uint32_t t) {
     switch (t) {
     case GGML_TYPE_Q8_0: return k->dot4_q8_0;
     case GGML_TYPE_Q4_0: return k->dot4_q4_0;
+    default: return NULL;
+    }
+}
+
+et_gemv_fn et_kernels_gemv(const et_kernels *k, uint32_t t) {
+    switch (t) {
+    case GGML_TYPE_Q8_0: return k->gemv_q8_0;
+    case GGML_TYPE_Q4_0: return k->gemv_q4_0;
     default: return NULL;
     }
 }

@@ -67,11 +67,17 @@ typedef float (*et_dot_fn)(int n, const void *w, const void *x);
  * (x + k * x_stride bytes, k < 4): out[k], each bit-identical to the
  * single dot.  Lets a batch reuse the unpacked weights (prompt processing). */
 typedef void (*et_dot4_fn)(int n, const void *w, const void *x, size_t x_stride, float *out);
+/* One activation row against n_rows weight rows (w + r * w_stride bytes):
+ * out[r], each bit-identical to the single dot.  x is a Q8_0 activation
+ * with its extras (the layout below), as et_act_convert writes it.  The
+ * generation path (one token): the activation work is shared by the rows. */
+typedef void (*et_gemv_fn)(int n, const void *w, size_t w_stride, int n_rows, const void *x, float *out);
 
 typedef struct et_kernels {
-    const char *name;          /* "scalar", "avx2", "avx512", "neon" */
+    const char *name;          /* "scalar", "avx2", "avx512", "avx512vnni", "neon" */
     et_dot_fn dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q5_0, dot_q4_K, dot_q6_K;
     et_dot4_fn dot4_q8_0, dot4_q4_0;   /* NULL: four single dots */
+    et_gemv_fn gemv_q8_0, gemv_q4_0;   /* NULL: one single dot per row */
 } et_kernels;
 
 /* Q8_0 activations (the vec_dot_type of Q8_0, Q4_0 and Q5_0 weights) of n =
@@ -103,6 +109,8 @@ const et_kernels *et_kernels_best(void);
 et_dot_fn et_kernels_dot(const et_kernels *k, uint32_t weight_type);
 /* The four-row kernel for a weight type, or NULL when the path has none. */
 et_dot4_fn et_kernels_dot4(const et_kernels *k, uint32_t weight_type);
+/* The multi-row single-token kernel for a weight type, or NULL. */
+et_gemv_fn et_kernels_gemv(const et_kernels *k, uint32_t weight_type);
 /* The activation type a weight type is multiplied with (F32, F16, BF16,
  * Q8_0 or Q8_K), or (uint32_t)-1 for an unsupported weight type. */
 uint32_t et_vec_dot_type(uint32_t weight_type);
@@ -139,6 +147,10 @@ extern const et_kernels et_kernels_scalar;
 #if defined(__x86_64__) || defined(__i386__)
 extern const et_kernels et_kernels_avx2;
 extern const et_kernels et_kernels_avx512;
+extern const et_kernels et_kernels_avx512vnni;   /* avx512 + the VNNI gemv kernels */
+/* engine/kernels_x86_gemv.c (AVX-512 F/BW/VL + VNNI). */
+void et_gemv_q8_0_avx512vnni(int n, const void *w, size_t w_stride, int n_rows, const void *x, float *out);
+void et_gemv_q4_0_avx512vnni(int n, const void *w, size_t w_stride, int n_rows, const void *x, float *out);
 #endif
 #if defined(__aarch64__)
 extern const et_kernels et_kernels_neon;

@@ -242,6 +242,7 @@ const et_kernels et_kernels_neon = {
     "neon", neon_dot_f32, neon_dot_f16, neon_dot_bf16, neon_dot_q8_0,
     neon_dot_q4_0, neon_dot_q5_0, neon_dot_q4_K, neon_dot_q6_K,
     NULL, NULL,
+    NULL, NULL,
 };
 
 #endif

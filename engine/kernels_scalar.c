@@ -222,4 +222,5 @@ const et_kernels et_kernels_scalar = {
     "scalar",          et_dot_f32_scalar,  et_dot_f16_scalar,  et_dot_bf16_scalar, et_dot_q8_0_scalar,
     et_dot_q4_0_scalar, et_dot_q5_0_scalar, et_dot_q4_K_scalar, et_dot_q6_K_scalar,
     NULL, NULL,
+    NULL, NULL,
 };

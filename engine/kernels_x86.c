@@ -299,6 +299,7 @@ const et_kernels et_kernels_avx2 = {
     "avx2", avx2_dot_f32, avx2_dot_f16, avx2_dot_bf16, avx2_dot_q8_0,
     avx2_dot_q4_0, avx2_dot_q5_0, avx2_dot_q4_K, avx2_dot_q6_K,
     avx2_dot4_q8_0, avx2_dot4_q4_0,
+    NULL, NULL,
 };
 
 /* ------------------------------------------------------------ AVX-512 */
@@ -440,6 +441,14 @@ const et_kernels et_kernels_avx512 = {
     "avx512", avx512_dot_f32, avx512_dot_f16, avx512_dot_bf16, avx512_dot_q8_0,
     avx512_dot_q4_0, avx2_dot_q5_0, avx2_dot_q4_K, avx2_dot_q6_K,
     avx2_dot4_q8_0, avx2_dot4_q4_0,   /* measured faster than two-block zmm versions */
+    NULL, NULL,
+};
+
+const et_kernels et_kernels_avx512vnni = {
+    "avx512vnni", avx512_dot_f32, avx512_dot_f16, avx512_dot_bf16, avx512_dot_q8_0,
+    avx512_dot_q4_0, avx2_dot_q5_0, avx2_dot_q4_K, avx2_dot_q6_K,
+    avx2_dot4_q8_0, avx2_dot4_q4_0,
+    NULL, et_gemv_q4_0_avx512vnni,   /* Q8_0: the gemv streams rows from DRAM slower than the dot (docs/speed.md) */
 };
 
 #endif

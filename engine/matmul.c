@@ -19,6 +19,7 @@ typedef struct mm_mat {
     const et_wmat *w;
     et_dot_fn dot;
     et_dot4_fn dot4;         /* NULL: single dots only */
+    et_gemv_fn gemv;         /* NULL: one dot per row for a single token */
     const et_tile *tile;     /* NULL: no multi-token tile */
     const uint8_t *act;      /* [n_tok] rows of act_stride bytes */
     size_t act_stride;
@@ -88,6 +89,12 @@ static void mm_rows(const mm_job *j, const mm_mat *mm, int r0, int r1) {
         for (; t < j->n_tok; t++) {
             const void *xa = mm->act + (size_t)t * mm->act_stride;
             float *yt = mm->y + (size_t)t * w->n_out;
+            if (mm->gemv) {
+                float v[ROW_TILE];
+                mm->gemv(w->n_in, wd + (size_t)rb * w->row_bytes, w->row_bytes, re - rb, xa, v);
+                for (int r = rb; r < re; r++) store(j, yt + r, v[r - rb]);
+                continue;
+            }
             for (int r = rb; r < re; r++) store(j, yt + r, mm->dot(w->n_in, wd + (size_t)r * w->row_bytes, xa));
         }
     }
@@ -170,6 +177,7 @@ static int matmul_plain(et_state *s, int n, const et_wmat *const *w, const float
         mm->y = y[i];
         mm->dot = et_kernels_dot(s->k, w[i]->type);
         mm->dot4 = et_kernels_dot4(s->k, w[i]->type);
+        mm->gemv = et_kernels_gemv(s->k, w[i]->type);
         if (!mm->dot) return et_fail(e, ET_EINPUT, "engine: tensor '%s' has an unsupported type %u", w[i]->name, w[i]->type);
         mm->act_stride = (et_act_bytes(w[i]->type, w[i]->n_in) + 63) & ~(size_t)63;
         act_src[i] = pact_src[i] = -1;

@@ -35,7 +35,7 @@ static float frand(void) {
     return (float)((rs >> 40) & 0xffffff) / 8388608.0f - 1.0f;
 }
 
-static const char *const ISAS[] = {"avx2", "avx512", "neon"};
+static const char *const ISAS[] = {"avx2", "avx512", "avx512vnni", "neon"};
 
 static void check_dots(void) {
     static const uint32_t types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0,

@@ -98,7 +98,7 @@ static float *all_logits(et_state *s, const int32_t *tok, int n, int chunk) {
 static int sanitized(void) { return getenv("ET_SANITIZED") != NULL; }
 
 /* The SIMD paths this CPU and build have, besides scalar. */
-static const char *const ISAS[] = {"avx2", "avx512", "neon"};
+static const char *const ISAS[] = {"avx2", "avx512", "avx512vnni", "neon"};
 
 /* ------------------------------------------------------------ greedy golden */
 
@@ -374,6 +374,57 @@ static void test_simd_dots_match_scalar(void **state) {
             }
     }
     if (!n_isa) skip();
+}
+
+/* The multi-row single-token kernels (gemv) against the scalar dot, row by
+ * row: every block count mod 16 and parity the chunking meets, 1..9 rows. */
+static void test_gemv_match_scalar(void **state) {
+    (void)state;
+    static const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0};
+    static const int sizes[] = {32, 64, 288, 512, 544, 576, 1024 + 96, 1536, 4096 + 256};
+    const et_kernels *sc = et_kernels_get("scalar");
+    int n_checked = 0;
+    for (size_t k = 0; k < sizeof ISAS / sizeof ISAS[0]; k++) {
+        const et_kernels *kk = et_kernels_get(ISAS[k]);
+        if (!kk) continue;
+        for (size_t ti = 0; ti < 2; ti++) {
+            uint32_t t = types[ti];
+            et_gemv_fn gemv = et_kernels_gemv(kk, t);
+#if defined(__x86_64__)
+            if (!gemv && !strcmp(ISAS[k], "avx512vnni"))   /* also the kernel the table does not use */
+                gemv = t == GGML_TYPE_Q8_0 ? et_gemv_q8_0_avx512vnni : et_gemv_q4_0_avx512vnni;
+#endif
+            if (!gemv) continue;
+            for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+                int n = sizes[si], max_rows = 9;
+                size_t rb = et_quant_row_bytes(t, n);
+                float *w = malloc(sizeof(float) * (size_t)n), *x = malloc(sizeof(float) * (size_t)n);
+                uint8_t *wq = malloc(rb * (size_t)max_rows), *xq = malloc(et_act_bytes(t, n));
+                for (int trial = 0; trial < 3; trial++) {
+                    for (int r = 0; r < max_rows; r++) {
+                        for (int i = 0; i < n; i++) w[i] = frand() * (trial == 2 && i % 53 == r ? 40.0f : 1.0f);
+                        if (r == 2) for (int i = 0; i < 32 && i < n; i++) w[i] = 0;   /* an all-zero block */
+                        assert_int_equal(et_quantize_row(t, w, wq + rb * (size_t)r, n), 0);
+                    }
+                    for (int i = 0; i < n; i++) x[i] = frand() * (trial == 1 ? 1e-3f : 3.0f);
+                    et_act_convert(t, x, xq, n);
+                    for (int nr = 1; nr <= max_rows; nr++) {
+                        float got[9];
+                        gemv(n, wq, rb, nr, xq, got);
+                        for (int r = 0; r < nr; r++) {
+                            float want = et_kernels_dot(sc, t)(n, wq + rb * (size_t)r, xq);
+                            if (memcmp(&want, &got[r], sizeof want))
+                                fail_msg("%s gemv %s n=%d rows %d row %d trial %d: %.9g != scalar %.9g", ISAS[k],
+                                         ggml_type_name(t), n, nr, r, trial, got[r], want);
+                            n_checked++;
+                        }
+                    }
+                }
+                free(w); free(x); free(wq); free(xq);
+            }
+        }
+    }
+    if (!n_checked) skip();
 }
 
 /* The scalar quantized dot against an independent double-precision
@@ -1091,6 +1142,7 @@ int main(void) {
         cmocka_unit_test(test_llamacpp_logits),
         cmocka_unit_test(test_bitwise_consistency),
         cmocka_unit_test(test_simd_dots_match_scalar),
+        cmocka_unit_test(test_gemv_match_scalar),
         cmocka_unit_test(test_scalar_dots_vs_double),
         cmocka_unit_test(test_activation_quantizers),
         cmocka_unit_test(test_sampler),

@@ -23,6 +23,7 @@
  * (results independent of the thread count). */
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 
 /* Multiply-adds as fused FMA instructions in this file (ISO C mode makes
  * GCC keep them apart, -ffp-contract=off): the row kernels are chains of
@@ -130,6 +131,27 @@ static void attn_row_backward(const float *qi, const float *doi, const float *oi
  * clones. */
 enum { KD = 8 };
 
+/* out[d] = sum_j x[j] mt[d*Tp + j] for d < KD (8), over j < np; returns
+ * sum_j x[j].  One loop with nine independent accumulators (omp simd
+ * reductions), where eight separate dot products would each wait on the
+ * latency of their own single accumulator. */
+static inline __attribute__((always_inline)) float dots_kd(const float *x, const float *mt, int Tp, int np,
+                                                             float *out) {
+    const float *m0 = mt, *m1 = mt + Tp, *m2 = mt + 2 * (size_t)Tp, *m3 = mt + 3 * (size_t)Tp;
+    const float *m4 = mt + 4 * (size_t)Tp, *m5 = mt + 5 * (size_t)Tp, *m6 = mt + 6 * (size_t)Tp,
+                *m7 = mt + 7 * (size_t)Tp;
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, a4 = 0.0f, a5 = 0.0f, a6 = 0.0f, a7 = 0.0f, sx = 0.0f;
+    #pragma omp simd reduction(+ : a0, a1, a2, a3, a4, a5, a6, a7, sx)
+    for (int j = 0; j < np; j++) {
+        const float v = x[j];
+        sx += v;
+        a0 += v * m0[j], a1 += v * m1[j], a2 += v * m2[j], a3 += v * m3[j];
+        a4 += v * m4[j], a5 += v * m5[j], a6 += v * m6[j], a7 += v * m7[j];
+    }
+    out[0] = a0, out[1] = a1, out[2] = a2, out[3] = a3, out[4] = a4, out[5] = a5, out[6] = a6, out[7] = a7;
+    return sx;
+}
+
 ET_SIMD_CLONES
 static float attn_row_forward_kd(const float *qi, const float *kt, const float *vt, int Tp, int n,
                                  float scale, float *p, float *o) {
@@ -148,21 +170,22 @@ static float attn_row_forward_kd(const float *qi, const float *kt, const float *
     const float m = scale * et_max16(p, np);
     #pragma omp simd
     for (int j = 0; j < np; j++) p[j] = et_vexpf(scale * p[j] - m) * (float)((uint32_t)(j - n) >> 31);
-    const float l = et_sum16(p, np);
+    float acc[KD];
+    const float l = dots_kd(p, vt, Tp, np, acc);
     #pragma GCC unroll 8
-    for (int d = 0; d < KD; d++) o[d] = et_dot16(p, vt + (size_t)d * Tp, np) / l;
+    for (int d = 0; d < KD; d++) o[d] = acc[d] / l;
     return m + logf(l);
 }
 
 /* Backward of R = 1 or 2 query rows at the same position (so the same
  * keys 0..n-1): row r has q qi[r], dout doi[r], out oi[r], logsumexp L[r]
- * and adds into dqi[r] (NULL: no dq).  Two query heads of one GQA group
+ * and adds into dqi[r] (NULL: no dq; dq_set: stores instead).  Two query heads of one GQA group
  * share k and v, so their rows share every load of kt, vt and every
  * load/store of dkt, dvt [KD, Tp].  ds [R, Tp] scratch. */
 static inline __attribute__((always_inline)) void rows_backward_kd(
     const int R, const float *const *qi, const float *const *doi, const float *const *oi, const float *L,
-    const float *kt, const float *vt, int Tp, int n, float scale, float *ds, float *const *dqi, float *dkt,
-    float *dvt) {
+    const float *kt, const float *vt, int Tp, int n, float scale, float *ds, float *const *dqi, int dq_set,
+    float *dkt, float *dvt) {
     const int np = round_up(n);
     float q[2][KD], dO[2][KD], delta[2], Lr[2];
     for (int r = 0; r < R; r++) {
@@ -196,23 +219,26 @@ static inline __attribute__((always_inline)) void rows_backward_kd(
         if (R == 2) ds1[j] = dsj[1];
     }
     for (int r = 0; r < R; r++)
-        if (dqi[r])
+        if (dqi[r]) {
+            float dot[KD];
+            dots_kd(ds + (size_t)r * Tp, kt, Tp, np, dot);
             #pragma GCC unroll 8
-            for (int d = 0; d < KD; d++) dqi[r][d] += et_dot16(ds + (size_t)r * Tp, kt + (size_t)d * Tp, np);
+            for (int d = 0; d < KD; d++) dqi[r][d] = dq_set ? dot[d] : dqi[r][d] + dot[d];
+        }
 }
 
 ET_SIMD_CLONES
 static void attn_row_backward_kd(const float *const *qi, const float *const *doi, const float *const *oi,
                                  const float *L, const float *kt, const float *vt, int Tp, int n, float scale,
-                                 float *ds, float *const *dqi, float *dkt, float *dvt) {
-    rows_backward_kd(1, qi, doi, oi, L, kt, vt, Tp, n, scale, ds, dqi, dkt, dvt);
+                                 float *ds, float *const *dqi, int dq_set, float *dkt, float *dvt) {
+    rows_backward_kd(1, qi, doi, oi, L, kt, vt, Tp, n, scale, ds, dqi, dq_set, dkt, dvt);
 }
 
 ET_SIMD_CLONES
 static void attn_row2_backward_kd(const float *const *qi, const float *const *doi, const float *const *oi,
                                   const float *L, const float *kt, const float *vt, int Tp, int n, float scale,
-                                  float *ds, float *const *dqi, float *dkt, float *dvt) {
-    rows_backward_kd(2, qi, doi, oi, L, kt, vt, Tp, n, scale, ds, dqi, dkt, dvt);
+                                  float *ds, float *const *dqi, int dq_set, float *dkt, float *dvt) {
+    rows_backward_kd(2, qi, doi, oi, L, kt, vt, Tp, n, scale, ds, dqi, dq_set, dkt, dvt);
 }
 
 static void attention_backward(et_tape *t, const et_node *nd) {
@@ -222,7 +248,11 @@ static void attention_backward(et_tape *t, const et_node *nd) {
     const size_t Cq = (size_t)H * D, Ck = (size_t)G * D;
     const float scale = 1.0f / sqrtf((float)D);
     const float *dO = o->grad, *lse = s->lse, *qd = q->data, *od = o->data;
-    float *dq = et_grad(t, q), *dk = et_grad(t, k), *dv = et_grad(t, v);
+    /* first gradients are stored, not added to zeros (et_grad_fresh): each
+       dq row is written by one row kernel, each dk/dv row by one task */
+    int dq_set, dk_set, dv_set;
+    float *dq = et_grad_fresh(t, q, &dq_set), *dk = et_grad_fresh(t, k, &dk_set), *dv = et_grad_fresh(t, v, &dv_set);
+    if (dq && dq_set && D != KD) memset(dq, 0, q->n * sizeof(float)), dq_set = 0; /* attn_row_backward adds */
     const int nth = omp_get_max_threads(), Tp = round_up(T);
     const size_t kv = (size_t)B * G * D * Tp;
     /* scratch: kt, vt [B*G, D, Tp], then per thread p[Tp], ds[Tp], dkt[D*Tp], dvt[D*Tp] */
@@ -253,9 +283,10 @@ static void attention_backward(et_tape *t, const et_node *nd) {
                             L[r] = lse[((size_t)b * H + h + r) * T + i];
                         }
                         if (R == 2)
-                            attn_row2_backward_kd(qr, dor, orr, L, ktb, vtb, Tp, i + 1, scale, p, dqr, dkt, dvt);
+                            attn_row2_backward_kd(qr, dor, orr, L, ktb, vtb, Tp, i + 1, scale, p, dqr, dq_set, dkt,
+                                                  dvt);
                         else
-                            attn_row_backward_kd(qr, dor, orr, L, ktb, vtb, Tp, i + 1, scale, p, dqr, dkt, dvt);
+                            attn_row_backward_kd(qr, dor, orr, L, ktb, vtb, Tp, i + 1, scale, p, dqr, dq_set, dkt, dvt);
                     }
                 }
             } else {
@@ -269,8 +300,8 @@ static void attention_backward(et_tape *t, const et_node *nd) {
             for (int j = 0; j < T; j++) {
                 const size_t rj = ((size_t)b * T + j) * Ck + (size_t)g * D;
                 for (int d = 0; d < D; d++) {
-                    if (dk) dk[rj + d] += dkt[(size_t)d * Tp + j];
-                    if (dv) dv[rj + d] += dvt[(size_t)d * Tp + j];
+                    if (dk) dk[rj + d] = (dk_set ? 0.0f : dk[rj + d]) + dkt[(size_t)d * Tp + j];
+                    if (dv) dv[rj + d] = (dv_set ? 0.0f : dv[rj + d]) + dvt[(size_t)d * Tp + j];
                 }
             }
         }

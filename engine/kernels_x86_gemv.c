@@ -1,0 +1,188 @@
+/* engine/kernels_x86_gemv.c — single-token multi-row kernels (gemv) for
+ * Q8_0 and Q4_0 weights on AVX-512 with VNNI (vpdpbusd), the generation
+ * path: out[r] = dot(row r, x) for a few rows at a time, each bit-identical
+ * to the scalar reference (engine/kernels.h accumulation order).
+ *
+ * What makes them cheaper than one dot per row (docs/speed.md proposals 1-4):
+ *  - 4 rows per pass share the activation loads and their preparation;
+ *  - the activation carries float d and int32 group sums (the Q8_0
+ *    activation layout of kernels.h), so no per-block fp16 conversion of x;
+ *  - the weight scales of 16 blocks of a row are gathered and converted
+ *    together (vpgatherdd, vcvtph2ps) and multiplied by the token's d once;
+ *    vpermps then spreads them to the block pair's lanes;
+ *  - the exact group sums come from one vpdpbusd (unsigned x signed bytes)
+ *    started from a correction instead of zero:
+ *      Q4_0: nibbles u (0..15), w = u - 8:  sum w x = sum u x - 8 gsum
+ *      Q8_0: w ^ 0x80 = w + 128 (unsigned): sum w x = sum (w+128) x - 128 gsum
+ *    (integer arithmetic, so exactly the scalar s(b,g)).
+ * Per block pair, lanes 0..7 hold block b's groups and 8..15 block b+1's
+ * for Q8_0 (the scalar lanes); Q4_0 holds them as 128-bit quarters
+ * (b g0-3, b+1 g0-3, b g4-7, b+1 g4-7), the order the nibbles unpack in,
+ * and moves the quarters back before the fold.  A last odd block adds
+ * exactly +0 to the odd lanes (which are never -0), as kernels_x86.c. */
+#include <string.h>
+
+#include "kernels.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+
+/* Fold 16 lanes pairwise (w = 8, 4, 2, 1): the scalar fold(acc, 16). */
+static inline VNNI float fold16(__m512 a) {
+    __m256 v = _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_shuffle_ps(x, x, 1));
+    return _mm_cvtss_f32(x);
+}
+
+/* 128-bit quarters (0, 2, 1, 3): natural pair order <-> Q4_0 unpack order (an involution). */
+#define QUARTERS _MM_SHUFFLE(3, 1, 2, 0)
+
+/* The last block of an odd count, as a pair with a zero block b+1. */
+static inline VNNI __m512i q8_0_last(const et_block_q8_0 *w, int b) {
+    __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)w[b].qs));
+    return _mm512_xor_si512(_mm512_maskz_mov_epi64(0x0F, v), _mm512_set1_epi8((char)0x80));
+}
+static inline VNNI __m512i q4_0_last(const et_block_q4_0 *w, int b) {
+    __m256i t = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)w[b].qs));
+    t = _mm256_inserti128_si256(t, _mm_setzero_si128(), 1);
+    __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
+    return _mm512_and_si512(u, _mm512_set1_epi8(0x0F));
+}
+
+static inline VNNI __m512i load2x256(const void *a, const void *b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+                              _mm256_loadu_si256((const __m256i *)b), 1);
+}
+
+/* Q8_0 weight bytes of blocks b, b+1 as unsigned (w + 128). */
+static inline VNNI __m512i q8_0_pair(const et_block_q8_0 *w, int b) {
+    return _mm512_xor_si512(load2x256(w[b].qs, w[b + 1].qs), _mm512_set1_epi8((char)0x80));
+}
+
+/* Q4_0 nibbles of blocks b, b+1 in the quarters order (lo b, lo b+1, hi b, hi b+1). */
+static inline VNNI __m512i q4_0_pair(const et_block_q4_0 *w, int b) {
+    __m256i t = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)w[b].qs)),
+                                        _mm_loadu_si128((const __m128i *)w[b + 1].qs), 1);
+    __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
+    return _mm512_and_si512(u, _mm512_set1_epi8(0x0F));
+}
+
+/* Lanes of block b+1 in a pair: 8..15 (Q8_0), the quarters 1 and 3 (Q4_0). */
+static inline __mmask16 odd_lanes(int q4) { return (__mmask16)(q4 ? 0xF0F0 : 0xFF00); }
+
+/* fp32 of a row's fp16 d of blocks b and b+1 (two = 0: 0 for b+1) in the
+ * pair's lanes: two broadcasts and one vcvtph2ps. */
+static inline VNNI __m512 row_d(const void *db, const void *db1, int two, int q4) {
+    uint16_t h0, h1 = 0;
+    memcpy(&h0, db, 2);
+    if (two) memcpy(&h1, db1, 2);
+    __m256i h = _mm256_mask_set1_epi16(_mm256_set1_epi16((short)h0), odd_lanes(q4), (short)h1);
+    return _mm512_cvtph_ps(h);
+}
+
+/* The token's side of one block pair, made once per call and read by every row. */
+typedef struct act_pair {
+    __m512i qx;     /* activation bytes (Q4_0: quarters order) */
+    __m512i corr;   /* -128 (Q8_0) or -8 (Q4_0) times the group sums */
+    __m512 d;       /* fp32(d_x) in the pair's lanes */
+} act_pair;
+
+static inline VNNI void make_act_pair(act_pair *a, const et_block_q8_0 *x, const int32_t *gsum, const float *xd, int b,
+                                      int two, int q4) {
+    __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[b].qs));
+    if (two) v = _mm512_inserti64x4(v, _mm256_loadu_si256((const __m256i *)x[b + 1].qs), 1);
+    else v = _mm512_maskz_mov_epi64(0x0F, v);
+    __m512i g = _mm512_maskz_loadu_epi32(two ? 0xFFFF : 0x00FF, gsum + 8 * b);
+    if (q4) {
+        v = _mm512_shuffle_i64x2(v, v, QUARTERS);
+        g = _mm512_shuffle_i64x2(g, g, QUARTERS);
+    }
+    a->qx = v;
+    a->corr = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(g, q4 ? 3 : 7));
+    a->d = _mm512_mask_mov_ps(_mm512_set1_ps(xd[b]), odd_lanes(q4), _mm512_set1_ps(two ? xd[b + 1] : 0.0f));
+}
+
+#define CHUNK_PAIRS 64    /* activation pairs prepared at a time (12 KiB of stack) */
+#define ROW_GROUP 16      /* rows whose accumulators live across chunks */
+
+/* One row's share of block pair b, b+1 (two = 0: b alone): acc += (float)s * d. */
+static inline VNNI __attribute__((always_inline)) __m512 pair_step(__m512 acc, const uint8_t *row, int b, int two,
+                                                                   const act_pair *a, int q4) {
+    const et_block_q8_0 *w8 = (const et_block_q8_0 *)row;
+    const et_block_q4_0 *w4 = (const et_block_q4_0 *)row;
+    __m512i qw;
+    __m512 dw;
+    if (q4) {
+        qw = two ? q4_0_pair(w4, b) : q4_0_last(w4, b);
+        dw = row_d(&w4[b].d, two ? &w4[b + 1].d : NULL, two, 1);
+    } else {
+        qw = two ? q8_0_pair(w8, b) : q8_0_last(w8, b);
+        dw = row_d(&w8[b].d, two ? &w8[b + 1].d : NULL, two, 0);
+    }
+    __m512i s = _mm512_dpbusd_epi32(a->corr, qw, a->qx);
+    __m512 d = _mm512_mul_ps(dw, a->d);   /* fp32(d_w) * fp32(d_x), as the scalar */
+    return _mm512_add_ps(acc, _mm512_mul_ps(_mm512_cvtepi32_ps(s), d));
+}
+
+#ifndef PF_AHEAD
+#define PF_AHEAD 2048
+#endif
+/* One row, pairs [p0, p0 + np) of its nb blocks: acc +=.  Also prefetches
+ * the bytes PF_AHEAD after those it reads (the rows that follow). */
+static inline VNNI __attribute__((always_inline)) __m512 row_pairs(__m512 acc, const uint8_t *row, int nb, int p0,
+                                                                   int np, const act_pair *ap, int q4) {
+    size_t bs = q4 ? sizeof(et_block_q4_0) : sizeof(et_block_q8_0);
+    for (int p = 0; p < np; p++) {
+        int b = 2 * (p0 + p), two = b + 1 < nb;
+#if PF_AHEAD
+        uintptr_t pf = (uintptr_t)row + (uintptr_t)b * bs + PF_AHEAD;
+        _mm_prefetch((const char *)pf, _MM_HINT_T0);
+        if (!q4) _mm_prefetch((const char *)(pf + 64), _MM_HINT_T0);
+#endif
+        acc = pair_step(acc, row, b, two, &ap[p], q4);
+    }
+    return acc;
+}
+
+static inline VNNI __attribute__((always_inline)) void gemv(int n, const void *w, size_t ws, int n_rows,
+                                                            const void *x, float *out, int q4) {
+    const int32_t *gsum = et_act_q8_0_gsum(x, n);
+    const float *xd = et_act_q8_0_d(x, n);
+    int nb = n / ET_QK, n_pairs = (nb + 1) / 2;
+    act_pair ap[CHUNK_PAIRS];
+    for (int r0 = 0; r0 < n_rows; r0 += ROW_GROUP) {
+        int nr = n_rows - r0 < ROW_GROUP ? n_rows - r0 : ROW_GROUP;
+        __m512 acc[ROW_GROUP];
+        for (int r = 0; r < nr; r++) acc[r] = _mm512_setzero_ps();
+        for (int p0 = 0; p0 < n_pairs; p0 += CHUNK_PAIRS) {
+            int np = n_pairs - p0 < CHUNK_PAIRS ? n_pairs - p0 : CHUNK_PAIRS;
+            for (int p = 0; p < np; p++) {
+                int b = 2 * (p0 + p);
+                make_act_pair(&ap[p], x, gsum, xd, b, b + 1 < nb, q4);
+            }
+            for (int r = 0; r < nr; r++)
+                acc[r] = row_pairs(acc[r], (const uint8_t *)w + ws * (size_t)(r0 + r), nb, p0, np, ap, q4);
+        }
+        for (int r = 0; r < nr; r++)
+            out[r0 + r] = fold16(q4 ? _mm512_shuffle_f32x4(acc[r], acc[r], QUARTERS) : acc[r]);
+    }
+}
+
+VNNI void et_gemv_q8_0_avx512vnni(int n, const void *w, size_t w_stride, int n_rows, const void *x, float *out) {
+    gemv(n, w, w_stride, n_rows, x, out, 0);
+}
+
+VNNI void et_gemv_q4_0_avx512vnni(int n, const void *w, size_t w_stride, int n_rows, const void *x, float *out) {
+    gemv(n, w, w_stride, n_rows, x, out, 1);
+}
+
+#endif
