@@ -111,12 +111,68 @@ static inline AVX512 float dot_hf(int n, const uint16_t *h, const float *f) {
     return s;
 }
 
+/* Four folds of 32 lanes at once (zr = a0 + a1 of row r is the w = 16
+ * step): w = 8, 4, 2, 1 as the reference, lane by lane the same sums. */
+static inline AVX512 void fold4(__m512 z0, __m512 z1, __m512 z2, __m512 z3, float *out) {
+    __m512 t01 = _mm512_add_ps(_mm512_shuffle_f32x4(z0, z1, 0x44), _mm512_shuffle_f32x4(z0, z1, 0xEE));
+    __m512 t23 = _mm512_add_ps(_mm512_shuffle_f32x4(z2, z3, 0x44), _mm512_shuffle_f32x4(z2, z3, 0xEE));
+    __m512 u = _mm512_add_ps(_mm512_shuffle_f32x4(t01, t23, 0x88), _mm512_shuffle_f32x4(t01, t23, 0xDD));
+    u = _mm512_add_ps(u, _mm512_shuffle_ps(u, u, 0xEE));
+    u = _mm512_add_ps(u, _mm512_shuffle_ps(u, u, 0x55));
+    float r[16];
+    _mm512_storeu_ps(r, u);
+    for (int k = 0; k < 4; k++) out[k] = r[4 * k];
+}
+
+/* dot_hf of four rows h + r * ld (r < 4) with the same f. */
+static inline AVX512 void dot4_hf(int n, const uint16_t *h, size_t ld, const float *f, float *out) {
+    __m512 a0[4], a1[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) a0[r] = a1[r] = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 f0 = _mm512_loadu_ps(f + i), f1 = _mm512_loadu_ps(f + i + 16);
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            a0[r] = _mm512_add_ps(a0[r], _mm512_mul_ps(f16x16(h + r * ld + i), f0));
+            a1[r] = _mm512_add_ps(a1[r], _mm512_mul_ps(f16x16(h + r * ld + i + 16), f1));
+        }
+    }
+    fold4(_mm512_add_ps(a0[0], a1[0]), _mm512_add_ps(a0[1], a1[1]), _mm512_add_ps(a0[2], a1[2]),
+          _mm512_add_ps(a0[3], a1[3]), out);
+    if (i < n) {
+        float prod[4][32];
+        for (int k = i; k < n; k += 16) {
+            __mmask16 m = n - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - k)) - 1);
+            __m512 fv = _mm512_maskz_loadu_ps(m, f + k);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++)
+                _mm512_storeu_ps(prod[r] + (k - i), _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, h + r * ld + k)), fv));
+        }
+        float s0 = out[0], s1 = out[1], s2 = out[2], s3 = out[3];
+        for (int k = 0; k < n - i; k++) {
+            s0 = s0 + prod[0][k];
+            s1 = s1 + prod[1][k];
+            s2 = s2 + prod[2][k];
+            s3 = s3 + prod[3][k];
+        }
+        out[0] = s0;
+        out[1] = s1;
+        out[2] = s2;
+        out[3] = s3;
+    }
+}
+
 static AVX512 void scores_avx512(int hd, int n_kv, const uint16_t *k, size_t ld, const float *qf, float *sc) {
-    for (int p = 0; p < n_kv; p++) sc[p] = dot_hf(hd, k + (size_t)p * ld, qf);
+    int p = 0;
+    for (; p + 4 <= n_kv; p += 4) dot4_hf(hd, k + (size_t)p * ld, ld, qf, sc + p);
+    for (; p < n_kv; p++) sc[p] = dot_hf(hd, k + (size_t)p * ld, qf);
 }
 
 static AVX512 void values_avx512(int hd, int n_kv, const uint16_t *v, size_t ld, const float *pf, float *o) {
-    for (int d = 0; d < hd; d++) o[d] = dot_hf(n_kv, v + (size_t)d * ld, pf);
+    int d = 0;
+    for (; d + 4 <= hd; d += 4) dot4_hf(n_kv, v + (size_t)d * ld, ld, pf, o + d);
+    for (; d < hd; d++) o[d] = dot_hf(n_kv, v + (size_t)d * ld, pf);
 }
 
 static int use_avx512;

@@ -300,7 +300,15 @@ static void tok_step(const tok_job *j, int t) {
         rope_apply(k, ly->n_head_kv, hd, m->n_rot, cs);
         size_t pos = (size_t)(j->pos0 + t);
         store_row((uint8_t *)s->k_cache[j->layer] + pos * (size_t)nkv * s->kv_elt, k, (size_t)nkv, s->kv_type);
-        for (int i = 0; i < nkv; i++) store_kv(s->v_cache[j->layer], (size_t)i * (size_t)s->n_ctx + pos, v[i], s->kv_type);
+        for (int i0 = 0; i0 < nkv; i0 += 256) {   /* v transposed: converted 256 at a time, then scattered */
+            int m = nkv - i0 < 256 ? nkv - i0 : 256;
+            uint16_t h[256];
+            if (s->kv_type == GGML_TYPE_F16) {
+                et_fp32_to_fp16_row(v + i0, h, (size_t)m);
+                for (int i = 0; i < m; i++) ((uint16_t *)s->v_cache[j->layer])[(size_t)(i0 + i) * (size_t)s->n_ctx + pos] = h[i];
+            } else
+                for (int i = 0; i < m; i++) store_kv(s->v_cache[j->layer], (size_t)(i0 + i) * (size_t)s->n_ctx + pos, v[i0 + i], s->kv_type);
+        }
         break;
     }
     case STEP_FFN_NORM:
