@@ -19,8 +19,8 @@
  * FLOPs of a step: 3 x forward, forward = 2 x tokens x (weights of every
  * matmul incl. the LM head) + causal attention 2 x 2 x B x n_head x
  * T(T+1)/2 x head_dim per layer (Kaplan et al. 2020; PaLM appendix B).
- * Environment: ET_BENCH_TORCH=0 skips PyTorch; ET_BENCH_PYTHON (default
- * /usr/bin/python3). */
+ * Environment: ET_BENCH_TORCH=0 skips PyTorch; ET_BENCH_RECOMPUTE=0 skips the
+ * --recompute run; ET_BENCH_PYTHON (default /usr/bin/python3). */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -313,7 +313,8 @@ int main(int argc, char **argv) {
          * layer; then bf16 GEMMs (activations kept) */
         for (int run = 0; run < 3; run++) {
             const int rec = run == 1, bf16 = run == 2;
-            if (rec && s->n_layer != 30) continue;
+            if (rec && (s->n_layer != 30 || (getenv("ET_BENCH_RECOMPUTE") && !strcmp(getenv("ET_BENCH_RECOMPUTE"), "0"))))
+                continue;
             char *argv_c[] = {self, "--one", (char *)s->name, rec ? "2" : steps, rec ? "--recompute" : bf16 ? "--bf16" : NULL,
                               NULL};
             char *ours = child_json(argv_c);

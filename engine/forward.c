@@ -200,10 +200,16 @@ static void att_work(void *arg, int ith, int chunk) {
         int n_kv = j->pos0 + t + 1;
         const float *q = s->q + (size_t)t * nq + (size_t)h * hd;
         store_row(qc, q, (size_t)hd, s->kv_type);
+        int fast = s->kv_type == GGML_TYPE_F16 && hd <= 512 && !strcmp(s->k->name, "avx512") && et_att_f16_fast();
+        if (fast) {   /* the same dots without a call each (f16row.h) */
+            float qf[512];
+            for (int d = 0; d < hd; d++) qf[d] = et_f16_table[((const uint16_t *)qc)[d]];
+            et_att_scores_f16(hd, n_kv, (const uint16_t *)(const void *)kc + (size_t)kvh * hd, (size_t)nkv, qf, sc);
+        } else
+            for (int p = 0; p < n_kv; p++) sc[p] = dot(hd, kc + ((size_t)p * nkv + (size_t)kvh * hd) * s->kv_elt, qc);
         float mx = -INFINITY;
         for (int p = 0; p < n_kv; p++) {
-            float v = dot(hd, kc + ((size_t)p * nkv + (size_t)kvh * hd) * s->kv_elt, qc);
-            sc[p] = v * scale;
+            sc[p] = sc[p] * scale;
             if (sc[p] > mx) mx = sc[p];
         }
         double sum = 0.0;
@@ -219,8 +225,13 @@ static void att_work(void *arg, int ith, int chunk) {
         /* o[d] = dot(n_kv, V row d, pr), with the products past the last
          * whole 32 (added in order after the fold, kernels.h) taken position
          * by position across d: the same sums, without a serial chain per d */
-        int n_main = n_kv / 32 * 32;
         const uint8_t *vh = vc + (size_t)kvh * hd * n_ctx * s->kv_elt;
+        if (fast) {
+            for (int p = 0; p < n_kv; p++) sc[p] = et_f16_table[((const uint16_t *)pr)[p]];
+            et_att_values_f16(hd, n_kv, (const uint16_t *)(const void *)vh, (size_t)n_ctx, sc, o);
+            continue;
+        }
+        int n_main = n_kv / 32 * 32;
         for (int d = 0; d < hd; d++) o[d] = dot(n_main, vh + (size_t)d * n_ctx * s->kv_elt, pr);
         for (int p = n_main; p < n_kv; p++) {
             if (s->kv_type == GGML_TYPE_F16) {
@@ -289,7 +300,15 @@ static void tok_step(const tok_job *j, int t) {
         rope_apply(k, ly->n_head_kv, hd, m->n_rot, cs);
         size_t pos = (size_t)(j->pos0 + t);
         store_row((uint8_t *)s->k_cache[j->layer] + pos * (size_t)nkv * s->kv_elt, k, (size_t)nkv, s->kv_type);
-        for (int i = 0; i < nkv; i++) store_kv(s->v_cache[j->layer], (size_t)i * (size_t)s->n_ctx + pos, v[i], s->kv_type);
+        for (int i0 = 0; i0 < nkv; i0 += 256) {   /* v transposed: converted 256 at a time, then scattered */
+            int m = nkv - i0 < 256 ? nkv - i0 : 256;
+            uint16_t h[256];
+            if (s->kv_type == GGML_TYPE_F16) {
+                et_fp32_to_fp16_row(v + i0, h, (size_t)m);
+                for (int i = 0; i < m; i++) ((uint16_t *)s->v_cache[j->layer])[(size_t)(i0 + i) * (size_t)s->n_ctx + pos] = h[i];
+            } else
+                for (int i = 0; i < m; i++) store_kv(s->v_cache[j->layer], (size_t)(i0 + i) * (size_t)s->n_ctx + pos, v[i0 + i], s->kv_type);
+        }
         break;
     }
     case STEP_FFN_NORM:

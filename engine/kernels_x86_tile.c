@@ -30,22 +30,20 @@ size_t et_tile_act_bytes(int n) { return (size_t)n * 3; }
 #define TT 8   /* tokens per tile */
 
 /* Token k of a group of TT: per block pair p, 192 bytes at (p * TT + k) * 192:
- * quants, -c * group sums, scales repeated per lane (tile.h). */
-static void pack_c(const et_block_q8_0 *x, int n, void *dst, int k, int c) {
+ * quants, -c * group sums, scales repeated per lane (tile.h), from the
+ * Q8_0 activations with their group sums and fp32 scales (kernels.h). */
+static VNNI void pack_c(const et_block_q8_0 *x, int n, void *dst, int k, int c) {
+    const int32_t *gsum = et_act_q8_0_gsum(x, n);
+    const float *xd = et_act_q8_0_d(x, n);
+    const __m512i lanes = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     for (int p = 0; p < n / 64; p++) {
         uint8_t *o = (uint8_t *)dst + ((size_t)p * TT + (size_t)k) * 192;
-        int32_t *corr = (int32_t *)(void *)(o + 64);
-        float *d = (float *)(void *)(o + 128);
-        for (int h = 0; h < 2; h++) {
-            const et_block_q8_0 *xb = &x[2 * p + h];
-            memcpy(o + 32 * h, xb->qs, 32);
-            float db = et_f16_table[xb->d];
-            for (int g = 0; g < 8; g++) {
-                const int8_t *q = xb->qs + 4 * g;
-                corr[8 * h + g] = -c * (q[0] + q[1] + q[2] + q[3]);
-                d[8 * h + g] = db;
-            }
-        }
+        __m256i q0 = _mm256_loadu_si256((const __m256i *)x[2 * p].qs), q1 = _mm256_loadu_si256((const __m256i *)x[2 * p + 1].qs);
+        _mm512_store_si512((void *)o, _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1));
+        __m512i g = _mm512_loadu_si512((const void *)(gsum + 16 * p));
+        _mm512_store_si512((void *)(o + 64), _mm512_mullo_epi32(g, _mm512_set1_epi32(-c)));
+        __m512 d = _mm512_castpd_ps(_mm512_castpd128_pd512(_mm_castps_pd(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)(xd + 2 * p))))));
+        _mm512_store_ps((void *)(o + 128), _mm512_permutexvar_ps(lanes, d));
     }
 }
 

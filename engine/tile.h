@@ -3,8 +3,9 @@
  * the single dot product of engine/kernels.h (the same 16 lanes, products
  * and sums, the same pairwise fold).
  *
- * The activations are first packed (et_tile.pack), from the Q8_0 blocks
- * that et_act_convert makes, in groups of tile_tok tokens, into one
+ * The activations are first packed (et_tile.pack), from the Q8_0
+ * activations et_act_convert makes (blocks, group sums, fp32 scales:
+ * kernels.h), in groups of tile_tok tokens, into one
  * stream the tile reads in order with aligned 64-byte loads: for block
  * pair p (blocks 2p, 2p+1, one 512-bit register) and token k of the group,
  * 192 bytes at offset (p * tile_tok + k) * 192:
@@ -31,7 +32,8 @@
 typedef struct et_tile {
     const char *name;
     int tile_rows, tile_tok;   /* outputs per call: tile_rows x tile_tok */
-    /* Pack one token's n activations (Q8_0 blocks x, n a multiple of 64)
+    /* Pack one token's n activations (x as et_act_convert writes them for
+     * Q8_0, with the group sums and scales; n a multiple of 64)
      * as token k < tile_tok of the group at dst (tile_tok *
      * et_tile_act_bytes(n) bytes, 64-byte aligned). */
     void (*pack)(const et_block_q8_0 *x, int n, void *dst, int k);

@@ -228,6 +228,13 @@ static void test_rmsnorm(void **state) {
                 .build = b_rmsnorm, .ref = r_rmsnorm, .N = 5, .C = 12, .eps = 1e-5f};
     c.n_out = 5 * 12;
     expect_ok(&c);
+    /* 70 columns: a remainder after the 8-lane row sums, two blocks of dw */
+    opcase w = c;
+    w.name = "rmsnorm 70 columns";
+    w.N = 3, w.C = 70;
+    w.shape[0][0] = 3, w.shape[0][1] = 70, w.shape[1][0] = 70;
+    w.n_out = 3 * 70;
+    expect_ok(&w);
 }
 
 /* ================= rope ================= */

@@ -87,7 +87,7 @@ static void test_tile_selection(void **state) {
     const et_kernels *k = et_kernels_get("avx512");
     if (!k) return;
     assert_null(et_tile_get(k, GGML_TYPE_Q4_0, 32));
-    assert_null(et_tile_get(k, GGML_TYPE_Q4_0, 96));
+    assert_null(et_tile_get(k, GGML_TYPE_Q4_0, 96));   /* an odd number of blocks */
     assert_null(et_tile_get(k, GGML_TYPE_F16, 576));
     assert_null(et_tile_get(k, GGML_TYPE_Q4_K, 512));
     assert_int_equal(et_tile_act_bytes(576), 3 * 576);
@@ -128,11 +128,43 @@ static void test_rows_match_scalar(void **state) {
     free(qb);
 }
 
+/* The attention dots (f16row.h) against et_dot_f16_scalar: lengths with
+ * and without a tail, strided rows. */
+static void test_attention_dots_match_scalar(void **state) {
+    (void)state;
+    if (!et_att_f16_fast()) skip();
+    enum { LD = 300 };
+    static const int lens[] = {1, 8, 31, 32, 33, 64, 100, 128, 257};
+    uint16_t *m = malloc(2 * LD * 64), q16[LD];
+    float qf[LD], out[LD];
+    assert_non_null(m);
+    for (int i = 0; i < LD * 64; i++) m[i] = et_fp32_to_fp16(frand() * 4.0f);
+    for (int i = 0; i < LD; i++) {
+        q16[i] = et_fp32_to_fp16(frand());
+        qf[i] = et_f16_table[q16[i]];
+    }
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        int n = lens[li];
+        et_att_scores_f16(n, 64, m, LD, qf, out);   /* 64 rows of n */
+        for (int p = 0; p < 64; p++) {
+            float want = et_dot_f16_scalar(n, m + (size_t)p * LD, q16);
+            if (memcmp(&want, &out[p], 4)) fail_msg("scores n=%d row %d: %.9g != scalar %.9g", n, p, out[p], want);
+        }
+        et_att_values_f16(64, n, m, LD, qf, out);   /* the same as values: hd 64, n_kv n */
+        for (int d = 0; d < 64; d++) {
+            float want = et_dot_f16_scalar(n, m + (size_t)d * LD, q16);
+            if (memcmp(&want, &out[d], 4)) fail_msg("values n=%d dim %d: %.9g != scalar %.9g", n, d, out[d], want);
+        }
+    }
+    free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiles_match_scalar),
         cmocka_unit_test(test_tile_selection),
         cmocka_unit_test(test_rows_match_scalar),
+        cmocka_unit_test(test_attention_dots_match_scalar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

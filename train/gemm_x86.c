@@ -31,6 +31,7 @@
 #include <cpuid.h>
 #include <immintrin.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -315,6 +316,44 @@ static void gemm_block(const plan *P, int m0, int m1, int n0, int n1, int k0, in
 
 static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
 
+/* The packing buffers, kept per calling thread between calls and grown when
+ * too small (a training step makes ~650 GEMM calls of a few MB of packing
+ * each: malloc + free per call meant fresh pages, i.e. page faults, each
+ * time); freed when the thread exits. */
+typedef struct buf_cache { void *p; size_t cap; } buf_cache;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static int cache_ok;
+
+static void cache_free(void *v) {
+    buf_cache *c = v;
+    free(c->p);
+    free(c);
+}
+
+static void cache_init(void) { cache_ok = pthread_key_create(&cache_key, cache_free) == 0; }
+
+/* 64-byte aligned scratch of at least `bytes` for this thread, or NULL. */
+static void *cache_get(size_t bytes) {
+    pthread_once(&cache_once, cache_init);
+    if (!cache_ok) return NULL;
+    buf_cache *c = pthread_getspecific(cache_key);
+    if (!c) {
+        if (!(c = calloc(1, sizeof *c))) return NULL;
+        if (pthread_setspecific(cache_key, c)) {
+            free(c);
+            return NULL;
+        }
+    }
+    if (c->cap < bytes) {
+        free(c->p);
+        c->cap = 0;
+        if (!(c->p = aligned_alloc(64, round64(bytes)))) return NULL;
+        c->cap = round64(bytes);
+    }
+    return c->p;
+}
+
 enum { SPLIT_M, SPLIT_N, SPLIT_K };
 
 /* Threads split the work with no barrier inside the call (an OpenMP barrier
@@ -343,13 +382,12 @@ int et_gemm_x86_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha,
     P.kc = block_size(ks, KC_MAX, 2);
     const int mc = block_size(rows, MC_MAX, MR), nc = block_size(cols, NC_MAX, NR);
     const size_t per_thread = round64((size_t)P.kc * nc) + round64((size_t)mc * P.kc);
-    uint16_t *buf = aligned_alloc(64, (size_t)nth * per_thread * sizeof(uint16_t));
-    float *part = NULL; /* SPLIT_K: threads 1.. write [M, N] partial products here */
-    if (buf && split == SPLIT_K) part = aligned_alloc(64, round64((size_t)(nth - 1) * M * N * sizeof(float)));
-    if (!buf || (split == SPLIT_K && !part)) {
-        free(buf);
-        return -1;
-    }
+    const size_t buf_bytes = (size_t)nth * per_thread * sizeof(uint16_t);
+    /* SPLIT_K: threads 1.. write [M, N] partial products after the buffers */
+    const size_t part_bytes = split == SPLIT_K ? round64((size_t)(nth - 1) * M * N * sizeof(float)) : 0;
+    uint16_t *buf = cache_get(buf_bytes + part_bytes);
+    if (!buf) return -1;
+    float *part = split == SPLIT_K ? (float *)(void *)((char *)buf + buf_bytes) : NULL;
     #pragma omp parallel for num_threads(nth) schedule(static, 1) if (nth > 1)
     for (int t = 0; t < nth; t++) {
         uint16_t *bp = buf + (size_t)t * per_thread, *ap = bp + round64((size_t)P.kc * nc);
@@ -374,9 +412,7 @@ int et_gemm_x86_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha,
                 float *c = C + (size_t)i * ldc;
                 for (int j = 0; j < N; j++) c[j] += p[j];
             }
-        free(part);
     }
-    free(buf);
     return 0;
 }
 

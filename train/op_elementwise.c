@@ -20,10 +20,18 @@ static void swiglu_forward_block(float *out, const float *g, const float *u, lon
     for (long i = 0; i < n; i++) out[i] = g[i] / (1.0f + et_vexpf(-g[i])) * u[i];
 }
 
-/* dg or du may be NULL */
+/* dg or du may be NULL; fresh: store (=) instead of add (+=) */
 ET_SIMD_CLONES
-static void swiglu_backward_block(float *dg, float *du, const float *dout, const float *g, const float *u, long n) {
-    if (dg && du) {
+static void swiglu_backward_block(float *dg, float *du, const float *dout, const float *g, const float *u, long n,
+                                  int fresh) {
+    if (dg && du && fresh) {
+        #pragma omp simd
+        for (long i = 0; i < n; i++) {
+            const float s = 1.0f / (1.0f + et_vexpf(-g[i]));
+            dg[i] = dout[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+            du[i] = dout[i] * g[i] * s;
+        }
+    } else if (dg && du) {
         #pragma omp simd
         for (long i = 0; i < n; i++) {
             const float s = 1.0f / (1.0f + et_vexpf(-g[i]));
@@ -45,14 +53,25 @@ static void swiglu_backward_block(float *dg, float *du, const float *dout, const
 static void swiglu_backward(et_tape *t, const et_node *nd) {
     et_tensor *g = nd->in[0], *u = nd->in[1];
     const float *dout = nd->out->grad;
-    float *dg = et_grad(t, g), *du = et_grad(t, u);
+    /* the common case (both fresh, the only consumer of gate and up) skips
+       zeroing them: see et_grad_fresh */
+    int fresh = 0, fresh_u = 0;
+    float *dg = NULL, *du = NULL;
+    if (g->requires_grad && u->requires_grad && !g->grad && !u->grad && g != u) {
+        dg = et_grad_fresh(t, g, &fresh);
+        du = et_grad_fresh(t, u, &fresh_u);
+        fresh = fresh && fresh_u;
+        if (!fresh) dg = et_grad(t, g), du = et_grad(t, u); /* out of memory: the error is set */
+    } else {
+        dg = et_grad(t, g), du = et_grad(t, u);
+    }
     if (t->code) return;
     const long n = (long)g->n;
     const float *gd = g->data, *ud = u->data;
     #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
     for (long b0 = 0; b0 < n; b0 += BLOCK) {
         const long e = n < b0 + BLOCK ? n : b0 + BLOCK;
-        swiglu_backward_block(dg ? dg + b0 : NULL, du ? du + b0 : NULL, dout + b0, gd + b0, ud + b0, e - b0);
+        swiglu_backward_block(dg ? dg + b0 : NULL, du ? du + b0 : NULL, dout + b0, gd + b0, ud + b0, e - b0, fresh);
     }
 }
 

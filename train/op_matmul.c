@@ -21,15 +21,18 @@ static void matmul_backward(et_tape *t, const et_node *nd) {
     et_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *r = nd->in[3], *y = nd->out;
     const int M = (int)et_rows(x), K = (int)et_cols(x), N = (int)w->shape[0];
     const float *dy = y->grad;
-    float *dr = r ? et_grad(t, r) : NULL;
-    if (dr) {
+    int fresh; /* a first gradient is stored, not added to zeros (tape.h) */
+    float *dr = r ? et_grad_fresh(t, r, &fresh) : NULL;
+    if (dr && fresh) {
+        memcpy(dr, dy, y->n * sizeof(float));
+    } else if (dr) {
         const long n = (long)y->n;
         #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
         for (long i = 0; i < n; i++) dr[i] += dy[i];
     }
-    float *dx = et_grad(t, x);
+    float *dx = et_grad_fresh(t, x, &fresh);
     const int prec = t->gemm_precision;
-    if (dx) et_gemm(prec, 0, 0, M, K, N, 1.0f, dy, N, w->data, K, 1.0f, dx, K);
+    if (dx) et_gemm(prec, 0, 0, M, K, N, 1.0f, dy, N, w->data, K, fresh ? 0.0f : 1.0f, dx, K);
     float *dw = et_grad(t, w);
     if (dw) et_gemm(prec, 1, 0, N, K, M, 1.0f, dy, N, x->data, K, 1.0f, dw, K);
     float *db = b ? et_grad(t, b) : NULL;

@@ -5,11 +5,58 @@
  * Backward (dr/dx_j = -r^3 x_j / C):
  *   dx_j += r (w_j dy_j) - x_j r^3 / C * sum_i w_i dy_i x_i
  *   dw_j += sum over rows of dy_j x_j r
- * Row reductions in double; dw is reduced column by column in a fixed order
- * so the result does not depend on the number of threads. */
+ * Row reductions in double over 8 lanes (lane j % 8, then a fixed tree), so
+ * they vectorize yet keep one order; dw sums the rows of each column in row
+ * order, 64 columns at a time (vectorized over the columns).  Neither
+ * depends on the number of threads. */
 #include <math.h>
 
 #include "ops.h"
+#include "simd.h"
+
+/* Reductions of one row in double over 8 lanes (j % 8), then a fixed tree. */
+static inline double lanes8(const double *acc) {
+    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+/* sum_j a[j]^2 over j < n */
+ET_SIMD_CLONES
+static double row_sumsq(const float *a, long n) {
+    double acc[8] = {0};
+    const long n8 = n / 8 * 8;
+    for (long j = 0; j < n8; j += 8) {
+        #pragma omp simd
+        for (int u = 0; u < 8; u++) acc[u] += (double)a[j + u] * a[j + u];
+    }
+    for (long j = n8; j < n; j++) acc[j - n8] += (double)a[j] * a[j];
+    return lanes8(acc);
+}
+
+/* sum_j a[j] b[j] c[j] over j < n */
+ET_SIMD_CLONES
+static double row_dot3(const float *a, const float *b, const float *c, long n) {
+    double acc[8] = {0};
+    const long n8 = n / 8 * 8;
+    for (long j = 0; j < n8; j += 8) {
+        #pragma omp simd
+        for (int u = 0; u < 8; u++) acc[u] += (double)a[j + u] * b[j + u] * c[j + u];
+    }
+    for (long j = n8; j < n; j++) acc[j - n8] += (double)a[j] * b[j] * c[j];
+    return lanes8(acc);
+}
+
+/* dw[j0 .. j0+nc) += sum over rows i (in order) of dy[i, j] x[i, j] rstd[i] */
+ET_SIMD_CLONES
+static void dw_block(const float *dy, const float *x, const float *rstd, long M, long C, long j0, int nc, float *dw) {
+    double acc[64] = {0};
+    for (long i = 0; i < M; i++) {
+        const float *g = dy + i * C + j0, *xi = x + i * C + j0;
+        const double r = rstd[i];
+        #pragma omp simd
+        for (int u = 0; u < nc; u++) acc[u] += (double)g[u] * xi[u] * r;
+    }
+    for (int u = 0; u < nc; u++) dw[j0 + u] += (float)acc[u];
+}
 
 typedef struct {
     float *rstd;  /* [M] 1/rms of each row */
@@ -21,7 +68,8 @@ static void rmsnorm_backward(et_tape *t, const et_node *nd) {
     const rmsnorm_saved *s = nd->saved;
     const long M = (long)et_rows(x), C = (long)et_cols(x);
     const float *dy = y->grad, *rstd = s->rstd;
-    float *dx = et_grad(t, x);
+    int fresh; /* a first gradient is stored, not added to zeros (tape.h) */
+    float *dx = et_grad_fresh(t, x, &fresh);
     float *dw = et_grad(t, w);
     if (t->code) return;
     const float *xd = x->data, *wd = w->data;
@@ -29,21 +77,21 @@ static void rmsnorm_backward(et_tape *t, const et_node *nd) {
         #pragma omp parallel for schedule(static) if ((size_t)M * C > ET_OMP_MIN_WORK)
         for (long i = 0; i < M; i++) {
             const float *xi = xd + i * C, *gi = dy + i * C;
-            double dot = 0.0;
-            for (long j = 0; j < C; j++) dot += (double)wd[j] * gi[j] * xi[j];
+            const double dot = row_dot3(wd, gi, xi, C);
             const float r = rstd[i];
             const float c = (float)(dot * r * r * r / (double)C);
             float *di = dx + i * C;
-            for (long j = 0; j < C; j++) di[j] += r * wd[j] * gi[j] - xi[j] * c;
+            if (fresh)
+                for (long j = 0; j < C; j++) di[j] = r * wd[j] * gi[j] - xi[j] * c;
+            else
+                for (long j = 0; j < C; j++) di[j] += r * wd[j] * gi[j] - xi[j] * c;
         }
     }
     if (dw) {
-        #pragma omp parallel for schedule(static) if ((size_t)M * C > ET_OMP_MIN_WORK)
-        for (long j = 0; j < C; j++) {
-            double acc = 0.0;
-            for (long i = 0; i < M; i++) acc += (double)dy[i * C + j] * xd[i * C + j] * rstd[i];
-            dw[j] += (float)acc;
-        }
+        const long nb = (C + 63) / 64;
+        #pragma omp parallel for schedule(static) if ((size_t)M * C > ET_OMP_MIN_WORK && nb > 1)
+        for (long b = 0; b < nb; b++)
+            dw_block(dy, xd, rstd, M, C, b * 64, (int)(C - b * 64 < 64 ? C - b * 64 : 64), dw);
     }
 }
 
@@ -65,8 +113,7 @@ et_tensor *et_rmsnorm(et_tape *t, const char *name, et_tensor *x, et_tensor *w, 
     #pragma omp parallel for schedule(static) if ((size_t)M * C > ET_OMP_MIN_WORK)
     for (long i = 0; i < M; i++) {
         const float *xi = xd + i * C;
-        double ss = 0.0;
-        for (long j = 0; j < C; j++) ss += (double)xi[j] * xi[j];
+        const double ss = row_sumsq(xi, C);
         const float r = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
         rstd[i] = r;
         float *yi = yd + i * C;

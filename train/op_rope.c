@@ -45,9 +45,10 @@ static void rope_apply(const rope_saved *s, long rows, const float *in, float *o
 }
 
 static void rope_backward(et_tape *t, const et_node *nd) {
-    float *dx = et_grad(t, nd->in[0]);
+    int fresh; /* a first gradient is stored, not added to zeros (tape.h) */
+    float *dx = et_grad_fresh(t, nd->in[0], &fresh);
     if (!dx) return;
-    rope_apply(nd->saved, (long)et_rows(nd->out), nd->out->grad, dx, -1.0f, 1);
+    rope_apply(nd->saved, (long)et_rows(nd->out), nd->out->grad, dx, -1.0f, !fresh);
 }
 
 static et_tensor *rope(et_tape *t, const char *name, et_tensor *x, int T, int n_head, int head_dim,

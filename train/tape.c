@@ -187,15 +187,23 @@ static void bin_put(et_tape *t, void *p, size_t bytes) {
     t->bins[i].head = p;
 }
 
-float *et_grad(et_tape *t, et_tensor *x) {
+float *et_grad_fresh(et_tape *t, et_tensor *x, int *fresh) {
+    *fresh = 0;
     if (!x->requires_grad) return NULL;
     if (!x->grad) {
         const size_t bytes = grad_bytes(x);
         x->grad = bin_take(t, bytes);
         if (!x->grad) x->grad = et_tape_alloc(t, bytes);
-        if (x->grad) memset(x->grad, 0, x->n * sizeof(float));
+        *fresh = x->grad != NULL;
     }
     return x->grad;
+}
+
+float *et_grad(et_tape *t, et_tensor *x) {
+    int fresh;
+    float *g = et_grad_fresh(t, x, &fresh);
+    if (fresh) memset(g, 0, x->n * sizeof(float));
+    return g;
 }
 
 /* ---- tape ---- */

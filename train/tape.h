@@ -161,6 +161,12 @@ void *et_tape_scratch(et_tape *t, size_t bytes);
 /* The gradient buffer of x, allocated zeroed in the arena on first use;
  * NULL for a tensor that does not require grad (or on OOM). */
 float *et_grad(et_tape *t, et_tensor *x);
+/* The same for an op whose backward writes EVERY element of x's gradient:
+ * when x has no gradient buffer yet, one is taken uninitialized (no memset)
+ * and *fresh = 1 — the caller must then store (=), not add (+=), into every
+ * element; otherwise the existing buffer with *fresh = 0 (add as usual).
+ * NULL (and *fresh = 0) as et_grad. */
+float *et_grad_fresh(et_tape *t, et_tensor *x, int *fresh);
 /* 1 if the tape records and any of the n inputs needs a gradient. */
 int et_tape_wants_grad(const et_tape *t, et_tensor *const *in, int n);
 /* Append a node (only call when et_tape_wants_grad()).  Returns the node
