@@ -10,7 +10,9 @@ product is real work, as bench_lora.c does).  Every base parameter has
 requires_grad False.
 
 Prints one JSON line: {"shape", "threads", "batch", "seq", "steps", "rank",
-"step_s": [...], "tokens_per_s" (median), "peak_rss_mb", "torch"}.
+"step_s": [...], "tokens_per_s" (median), "tokens_per_cpu_s" (tokens per second
+of user+system CPU time of the measured steps, all threads: less sensitive to
+other load on a shared machine than the wall rate), "peak_rss_mb", "torch"}.
 
   /usr/bin/python3 bench/torch_lora_step.py --shape smollm2 --threads 2 --steps 3
 
@@ -73,7 +75,10 @@ def main():
     opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0)
     g = torch.Generator().manual_seed(a.seed)
     times = []
+    cpu0 = None
     for step in range(a.steps + 1):
+        if step == 1:
+            cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         tok = torch.randint(0, c["n_vocab"], (a.batch, a.seq + 1), generator=g)
         t0 = time.perf_counter()
         loss = model(tok[:, :-1], tok[:, 1:])
@@ -85,11 +90,14 @@ def main():
             sys.exit("non-finite loss")
         if step > 0:
             times.append(dt)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_s = (ru.ru_utime - cpu0.ru_utime + ru.ru_stime - cpu0.ru_stime) / a.steps if cpu0 else float("nan")
     med = statistics.median(times)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({"shape": a.shape, "threads": a.threads, "batch": a.batch, "seq": a.seq, "steps": a.steps,
                       "rank": a.rank, "step_s": [round(t, 4) for t in times],
-                      "tokens_per_s": round(a.batch * a.seq / med, 1), "peak_rss_mb": round(rss_mb, 1),
+                      "tokens_per_s": round(a.batch * a.seq / med, 1),
+                      "tokens_per_cpu_s": round(a.batch * a.seq / cpu_s, 1), "peak_rss_mb": round(rss_mb, 1),
                       "torch": torch.__version__}))
 
 

@@ -57,7 +57,8 @@ static void swiglu_rows(const float *g, const float *u, float *s, int M, int F) 
 static void ffn_backward(et_tape *t, const et_node *nd) {
     const ffn_saved *s = nd->saved;
     et_tensor *x = nd->in[0], *y = nd->out;
-    float *dx = et_grad(t, x);
+    int fresh = 0;
+    float *dx = et_grad_fresh(t, x, &fresh); /* every element written below */
     if (!dx || t->code) return;
     const int M = (int)et_rows(x), C = (int)et_cols(x), F = (int)s->gate.n_out;
     float *buf = et_tape_scratch(t, ((size_t)2 * F + C) * (size_t)M * sizeof(float));
@@ -81,7 +82,10 @@ static void ffn_backward(et_tape *t, const et_node *nd) {
         double dot = 0.0;
         for (int j = 0; j < C; j++) dot += (double)dhi[j] * w[j] * xi[j];
         const float c = (float)(dot * r * r * r / C);
-        for (int j = 0; j < C; j++) dxi[j] += dyi[j] + r * dhi[j] * w[j] - xi[j] * c;
+        if (fresh)
+            for (int j = 0; j < C; j++) dxi[j] = dyi[j] + r * dhi[j] * w[j] - xi[j] * c;
+        else
+            for (int j = 0; j < C; j++) dxi[j] += dyi[j] + r * dhi[j] * w[j] - xi[j] * c;
     }
 }
 

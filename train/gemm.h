@@ -33,7 +33,8 @@
 enum { ET_GEMM_F32 = 0, ET_GEMM_BF16 = 1 };
 
 /* C = alpha op(A) op(B) + beta C as described above, in `precision`
- * (ET_GEMM_F32: exactly cblas_sgemm; ET_GEMM_BF16: bf16 operands).
+ * (ET_GEMM_F32: cblas_sgemm, small products split over the OpenMP threads
+ * by train/sgemm_omp.h with the same sums; ET_GEMM_BF16: bf16 operands).
  * Returns 0, or ET_EINPUT (nothing computed) for an unknown precision,
  * negative sizes or a leading dimension smaller than its row. */
 int et_gemm(int precision, int trans_a, int trans_b, int M, int N, int K,

@@ -235,16 +235,17 @@ uint64_t et_lora_llama_base_bytes(const et_lora_llama *ll) {
  * three linears are plain frozen weights (no LoRA branch, no bias), which
  * keeps 2 n_ff + 1 floats per row instead of the unfused ops' n_embd +
  * 3 n_ff + n_embd.  Otherwise et_llama_layer as it is. */
-static et_tensor *layer_fused(et_tape *t, et_lora_llama *ll, int l, et_tensor *x, int T) {
+static et_tensor *layer_fused(et_tape *t, void *ctx, int l, et_tensor *x, int T, const int32_t *pos) {
+    et_lora_llama *ll = ctx;
     et_llama_block *b = &ll->L.blocks[l];
     const et_lora_slot *g = et_lora_llama_slot(ll, l, ET_LIN_GATE), *u = et_lora_llama_slot(ll, l, ET_LIN_UP),
                        *d = et_lora_llama_slot(ll, l, ET_LIN_DOWN);
     if (b->n_ff <= 0 || !g || !u || !d || g->a.data || u->a.data || d->a.data || b->gate.b.data || b->up.b.data ||
         b->down.b.data)
-        return et_llama_layer(t, &ll->L, l, x, T, NULL);
+        return et_llama_layer(t, &ll->L, l, x, T, pos);
     const int n_ff = b->n_ff;
     b->n_ff = 0;
-    x = et_llama_layer(t, &ll->L, l, x, T, NULL);
+    x = et_llama_layer(t, &ll->L, l, x, T, pos);
     b->n_ff = n_ff;
     char name[48];
     snprintf(name, sizeof name, "l_out-%d", l);
@@ -271,7 +272,8 @@ et_tensor *et_lora_llama_forward(et_tape *t, et_lora_llama *ll, const int32_t *t
                                                                                     : L->n_layer;
     et_tensor *x = et_embedding(t, "inp_embd", &L->tok_embd, tokens, B * T);
     for (int l = 0; l < L->n_layer; l++)
-        x = l < n_rc ? et_llama_layer_recompute(t, &ll->inner, L, l, x, T, NULL) : layer_fused(t, ll, l, x, T);
+        x = l < n_rc ? et_layer_recompute(t, &ll->inner, layer_fused, ll, l, x, T, NULL)
+                     : layer_fused(t, ll, l, x, T, NULL);
     et_tensor *h = et_rmsnorm(t, "result_norm", x, &L->output_norm, L->rms_eps);
     return et_lm_head_xent(t, "loss", h, L->output, targets, &xo);
 }

@@ -54,12 +54,13 @@ static void row_scale(float *z, int V, float f) {
 
 static void lmhead_backward(et_tape *t, const et_node *nd) {
     const lmhead_saved *s = nd->saved;
-    float *dx = et_grad(t, nd->in[0]);
+    int fresh = 0;
+    float *dx = et_grad_fresh(t, nd->in[0], &fresh);
     if (!dx || t->code) return;
     const float g = nd->out->grad[0];
     const size_t n = s->n;
     #pragma omp parallel for schedule(static) if (n > ET_OMP_MIN_WORK)
-    for (size_t i = 0; i < n; i++) dx[i] += g * s->dx1[i];
+    for (size_t i = 0; i < n; i++) dx[i] = (fresh ? 0.0f : dx[i]) + g * s->dx1[i];
 }
 
 et_tensor *et_lm_head_xent(et_tape *t, const char *name, et_tensor *x, const et_tensor *w, const int32_t *targets,

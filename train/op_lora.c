@@ -203,7 +203,9 @@ static void lora_backward(et_tape *t, const et_node *nd) {
     et_tensor *x = nd->in[0], *b = nd->in[1], *A = nd->in[2], *B = nd->in[3], *y = nd->out;
     const int M = (int)et_rows(x), K = (int)s->w.n_in, N = (int)s->w.n_out;
     const float *dy = y->grad;
-    float *dx = et_grad(t, x);
+    int fresh = 0;
+    float *dx = et_grad_fresh(t, x, &fresh); /* the product with W writes all of it first */
+    if (dx) et_frozen_w_backward(&s->w, s->precision, dy, M, fresh ? 0.0f : 1.0f, dx, s->scratch, s->tile_rows);
     float *db = b ? et_grad(t, b) : NULL;
     if (db) {
         #pragma omp parallel for schedule(static)
@@ -249,7 +251,6 @@ static void lora_backward(et_tape *t, const et_node *nd) {
             }
         }
     }
-    if (dx) et_frozen_w_backward(&s->w, s->precision, dy, M, 1.0f, dx, s->scratch, s->tile_rows);
 }
 
 static et_tensor *check_args(et_tape *t, const char *name, et_tensor *x, const et_frozen_w *w, et_tensor *b,

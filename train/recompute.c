@@ -6,7 +6,8 @@
 
 typedef struct recompute_saved {
     et_tape *inner;
-    et_llama *L;
+    et_layer_fn fn;
+    void *ctx;
     int l, T;
     const int32_t *pos;     /* copy in t's arena, or NULL */
 } recompute_saved;
@@ -27,7 +28,7 @@ static void recompute_backward(et_tape *t, const et_node *nd) {
     et_tensor xl; /* the input as a leaf of the inner tape; its gradient lands in the inner arena */
     et_tensor_wrap(&xl, "layer_in", x->data, NULL, x->ndim, x->shape);
     xl.requires_grad = x->requires_grad;
-    et_tensor *yi = et_llama_layer(in, s->L, s->l, &xl, s->T, s->pos);
+    et_tensor *yi = s->fn(in, s->ctx, s->l, &xl, s->T, s->pos);
     if (!yi || yi->n != y->n || et_tape_backward_seed(in, yi, y->grad)) {
         copy_error(t, in);
         et_tape_reset(in);
@@ -43,15 +44,15 @@ static void recompute_backward(et_tape *t, const et_node *nd) {
     et_tape_reset(in);
 }
 
-et_tensor *et_llama_layer_recompute(et_tape *t, et_tape *inner, et_llama *L, int l, et_tensor *x, int T,
-                                    const int32_t *pos) {
+et_tensor *et_layer_recompute(et_tape *t, et_tape *inner, et_layer_fn fn, void *ctx, int l, et_tensor *x, int T,
+                              const int32_t *pos) {
     if (t->code) return NULL;
     if (!x || !inner) return et_tape_fail(t, ET_EINPUT, "layer %d recompute: NULL input", l);
-    if (!t->record) return et_llama_layer(t, L, l, x, T, pos); /* nothing to recompute for */
+    if (!t->record) return fn(t, ctx, l, x, T, pos); /* nothing to recompute for */
     et_tape_reset(inner);
     inner->record = 0;
     inner->gemm_precision = t->gemm_precision;
-    et_tensor *yi = et_llama_layer(inner, L, l, x, T, pos);
+    et_tensor *yi = fn(inner, ctx, l, x, T, pos);
     if (!yi) {
         copy_error(t, inner);
         et_tape_reset(inner);
@@ -66,7 +67,7 @@ et_tensor *et_llama_layer_recompute(et_tape *t, et_tape *inner, et_llama *L, int
     inner->record = 1;
     recompute_saved *s = et_tape_alloc(t, sizeof *s);
     if (!s) return NULL;
-    *s = (recompute_saved){.inner = inner, .L = L, .l = l, .T = T, .pos = NULL};
+    *s = (recompute_saved){.inner = inner, .fn = fn, .ctx = ctx, .l = l, .T = T, .pos = NULL};
     if (pos) {
         const size_t n = et_rows(x);
         int32_t *p = et_tape_alloc(t, n * sizeof *p);
@@ -77,4 +78,13 @@ et_tensor *et_llama_layer_recompute(et_tape *t, et_tape *inner, et_llama *L, int
     et_tensor *in[1] = {x};
     if (!et_tape_push(t, "layer_recompute", recompute_backward, y, in, 1, s)) return NULL;
     return y;
+}
+
+static et_tensor *llama_layer_fn(et_tape *t, void *ctx, int l, et_tensor *x, int T, const int32_t *pos) {
+    return et_llama_layer(t, ctx, l, x, T, pos);
+}
+
+et_tensor *et_llama_layer_recompute(et_tape *t, et_tape *inner, et_llama *L, int l, et_tensor *x, int T,
+                                    const int32_t *pos) {
+    return et_layer_recompute(t, inner, llama_layer_fn, L, l, x, T, pos);
 }

@@ -31,4 +31,15 @@
 et_tensor *et_llama_layer_recompute(et_tape *t, et_tape *inner, et_llama *L, int l, et_tensor *x, int T,
                                     const int32_t *pos);
 
+/* A layer computed by a function of the caller's: layer l of the model
+ * behind ctx on x, as et_llama_layer does it (e.g. train/lora_llama.c's
+ * layer with the fused frozen FFN).  Returns the output or NULL (t's status). */
+typedef et_tensor *(*et_layer_fn)(et_tape *t, void *ctx, int l, et_tensor *x, int T, const int32_t *pos);
+
+/* et_llama_layer_recompute with the layer computed by fn(.., ctx, ..) both
+ * in the forward and in the recomputation; fn and ctx must stay valid
+ * until t's backward. */
+et_tensor *et_layer_recompute(et_tape *t, et_tape *inner, et_layer_fn fn, void *ctx, int l, et_tensor *x, int T,
+                              const int32_t *pos);
+
 #endif
