@@ -200,7 +200,7 @@ static void att_work(void *arg, int ith, int chunk) {
         int n_kv = j->pos0 + t + 1;
         const float *q = s->q + (size_t)t * nq + (size_t)h * hd;
         store_row(qc, q, (size_t)hd, s->kv_type);
-        int fast = s->kv_type == GGML_TYPE_F16 && hd <= 512 && !strcmp(s->k->name, "avx512") && et_att_f16_fast();
+        int fast = s->kv_type == GGML_TYPE_F16 && hd <= 512 && !strncmp(s->k->name, "avx512", 6) && et_att_f16_fast();
         if (fast) {   /* the same dots without a call each (f16row.h) */
             float qf[512];
             for (int d = 0; d < hd; d++) qf[d] = et_f16_table[((const uint16_t *)qc)[d]];

@@ -82,10 +82,9 @@ static inline __mmask16 odd_lanes(int q4) { return (__mmask16)(q4 ? 0xF0F0 : 0xF
 /* fp32 of a row's fp16 d of blocks b and b+1 (two = 0: 0 for b+1) in the
  * pair's lanes: two broadcasts and one vcvtph2ps. */
 static inline VNNI __m512 row_d(const void *db, const void *db1, int two, int q4) {
-    uint16_t h0, h1 = 0;
-    memcpy(&h0, db, 2);
-    if (two) memcpy(&h1, db1, 2);
-    __m256i h = _mm256_mask_set1_epi16(_mm256_set1_epi16((short)h0), odd_lanes(q4), (short)h1);
+    __m256i h = _mm256_broadcastw_epi16(_mm_loadu_si16(db));
+    if (two) h = _mm256_mask_broadcastw_epi16(h, odd_lanes(q4), _mm_loadu_si16(db1));
+    else h = _mm256_maskz_mov_epi16((__mmask16)~odd_lanes(q4), h);
     return _mm512_cvtph_ps(h);
 }
 
@@ -141,15 +140,17 @@ static inline VNNI __attribute__((always_inline)) __m512 pair_step(__m512 acc, c
 static inline VNNI __attribute__((always_inline)) __m512 row_pairs(__m512 acc, const uint8_t *row, int nb, int p0,
                                                                    int np, const act_pair *ap, int q4) {
     size_t bs = q4 ? sizeof(et_block_q4_0) : sizeof(et_block_q8_0);
-    for (int p = 0; p < np; p++) {
-        int b = 2 * (p0 + p), two = b + 1 < nb;
+    int full = 2 * (p0 + np) <= nb ? np : np - 1;   /* pairs with both blocks */
+    for (int p = 0; p < full; p++) {
+        int b = 2 * (p0 + p);
 #if PF_AHEAD
         uintptr_t pf = (uintptr_t)row + (uintptr_t)b * bs + PF_AHEAD;
         _mm_prefetch((const char *)pf, _MM_HINT_T0);
         if (!q4) _mm_prefetch((const char *)(pf + 64), _MM_HINT_T0);
 #endif
-        acc = pair_step(acc, row, b, two, &ap[p], q4);
+        acc = pair_step(acc, row, b, 1, &ap[p], q4);
     }
+    if (full < np) acc = pair_step(acc, row, 2 * (p0 + full), 0, &ap[full], q4);   /* an odd last block */
     return acc;
 }
 
@@ -159,6 +160,14 @@ static inline VNNI __attribute__((always_inline)) void gemv(int n, const void *w
     const float *xd = et_act_q8_0_d(x, n);
     int nb = n / ET_QK, n_pairs = (nb + 1) / 2;
     act_pair ap[CHUNK_PAIRS];
+    if (n_pairs <= CHUNK_PAIRS) {   /* the usual case: the token's side made once for all rows */
+        for (int p = 0; p < n_pairs; p++) make_act_pair(&ap[p], x, gsum, xd, 2 * p, 2 * p + 1 < nb, q4);
+        for (int r = 0; r < n_rows; r++) {
+            __m512 acc = row_pairs(_mm512_setzero_ps(), (const uint8_t *)w + ws * (size_t)r, nb, 0, n_pairs, ap, q4);
+            out[r] = fold16(q4 ? _mm512_shuffle_f32x4(acc, acc, QUARTERS) : acc);
+        }
+        return;
+    }
     for (int r0 = 0; r0 < n_rows; r0 += ROW_GROUP) {
         int nr = n_rows - r0 < ROW_GROUP ? n_rows - r0 : ROW_GROUP;
         __m512 acc[ROW_GROUP];

@@ -151,7 +151,7 @@ static int has_vnni(void) {
 }
 
 const et_tile *et_tile_get(const et_kernels *k, uint32_t weight_type, int n) {
-    if (!k || strcmp(k->name, "avx512") || n <= 0 || n % 64 || !has_vnni()) return NULL;
+    if (!k || strncmp(k->name, "avx512", 6) || n <= 0 || n % 64 || !has_vnni()) return NULL;
     if (weight_type == GGML_TYPE_Q4_0) return &tile_set_q4_0;
     if (weight_type == GGML_TYPE_Q8_0) return &tile_set_q8_0;
     return NULL;

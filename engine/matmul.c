@@ -51,6 +51,15 @@ static inline void store(const mm_job *j, float *y, float v) {
 static void mm_rows(const mm_job *j, const mm_mat *mm, int r0, int r1) {
     const et_wmat *w = mm->w;
     const uint8_t *wd = w->data;
+    if (mm->gemv && j->n_tok == 1) {   /* generation: all the rows in one call */
+        for (int rb = r0; rb < r1; rb += 64) {
+            int re = rb + 64 < r1 ? rb + 64 : r1;
+            float v[64];
+            mm->gemv(w->n_in, wd + (size_t)rb * w->row_bytes, w->row_bytes, re - rb, mm->act, v);
+            for (int r = rb; r < re; r++) store(j, mm->y + r, v[r - rb]);
+        }
+        return;
+    }
     for (int rb = r0; rb < r1; rb += ROW_TILE) {
         int re = rb + ROW_TILE < r1 ? rb + ROW_TILE : r1;
         int t = 0;

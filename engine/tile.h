@@ -48,7 +48,7 @@ size_t et_tile_act_bytes(int n);
 
 /* The tile for a weight type (Q8_0 or Q4_0) with the kernel set k, or NULL
  * when none applies: not an x86 build, the CPU lacks AVX512-VNNI, k is not
- * the "avx512" set (ET_ISA picks the path), or n is not a multiple of 64. */
+ * an "avx512..." set (ET_ISA picks the path), or n is not a multiple of 64. */
 const et_tile *et_tile_get(const et_kernels *k, uint32_t weight_type, int n);
 
 #endif

@@ -293,6 +293,10 @@ static void test_bitwise_consistency(void **state) {
             float *lk = all_logits(sk, tok, 40, 13);
             if (memcmp(ref, lk, nlg * sizeof(float))) fail_msg("%s: %s logits differ from scalar", files[fi], ISAS[k]);
             free(lk);
+            lk = all_logits(sk, tok, 40, 1);   /* generation: one token at a time (the gemv kernels) */
+            if (memcmp(ref, lk, nlg * sizeof(float)))
+                fail_msg("%s: %s token-by-token logits differ from scalar", files[fi], ISAS[k]);
+            free(lk);
             et_state_free(sk);
         }
         free(ref); free(one); free(odd); free(two);

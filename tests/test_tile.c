@@ -91,6 +91,14 @@ static void test_tile_selection(void **state) {
     assert_null(et_tile_get(k, GGML_TYPE_F16, 576));
     assert_null(et_tile_get(k, GGML_TYPE_Q4_K, 512));
     assert_int_equal(et_tile_act_bytes(576), 3 * 576);
+    /* every AVX-512 set gets the tiles when the CPU has VNNI (the fastest
+     * set, the one et_kernels_best picks, included) */
+    const et_kernels *kv = et_kernels_get("avx512vnni");
+    if (kv && et_tile_get(k, GGML_TYPE_Q4_0, 576)) {
+        assert_non_null(et_tile_get(kv, GGML_TYPE_Q4_0, 576));
+        assert_non_null(et_tile_get(kv, GGML_TYPE_Q8_0, 576));
+        assert_non_null(et_tile_get(et_kernels_best(), GGML_TYPE_Q4_0, 576));
+    }
 }
 
 /* The row conversions (f16row.h) against the scalar functions, bit for

@@ -5,8 +5,9 @@
  * For sequence b, head h, query row i and keys j <= i:
  *   s_ij = scale q_i . k_j,   L_i = logsumexp_j s_ij,   p_ij = exp(s_ij - L_i)
  *   out_i = sum_j p_ij v_j
- * Only L [B, H, T] is saved.  Backward (FlashAttention-2, Dao 2023, Alg. 2,
- * one query row at a time) recomputes p_ij from q, k and L:
+ * Only L [B, H, T] is saved (head_dim KD = 8: the probabilities p too, see
+ * ops.h).  Backward (FlashAttention-2, Dao 2023, Alg. 2, one query row at a
+ * time) recomputes p_ij from q, k and L (head_dim KD: reads them back):
  *   Delta_i = dout_i . out_i
  *   dp_ij = dout_i . v_j,   ds_ij = p_ij (dp_ij - Delta_i)
  *   dq_i += scale sum_j ds_ij k_j
@@ -15,8 +16,7 @@
  * Layout for speed: k and v of each (b, g) are first transposed to [D, T], so
  * every inner loop runs over keys j with unit stride and vectorizes
  * (`omp simd`, et_vexpf; AVX-512/AVX2 clones of the row kernels) for any
- * head_dim.  One row of scores lives in a
- * per-thread buffer: nothing of size T*T is ever held.
+ * head_dim.  Otherwise one row of scores lives in a per-thread buffer.
  * Threads: forward in parallel over (b, h, i); backward over (b, g), each
  * task owning its dk/dv rows and the dq rows of its query heads, so no two
  * threads write the same memory and every sum runs in a fixed order
@@ -40,6 +40,9 @@
 typedef struct {
     int B, T, H, G, D;
     float *lse;   /* [B, H, T] */
+    float *p;     /* head_dim KD: the probabilities, [B, H] blocks of p_rows(T)
+                     floats (row i at p_row(i), round_up(i + 1) long, zero
+                     past key i); else NULL */
 } attn_saved;
 
 /* Rows of keys are processed PAD at a time: every j-loop runs over
@@ -48,6 +51,13 @@ typedef struct {
  * exponential, so they add nothing. */
 enum { PAD = 16 }; /* the et_*16 reductions of simd.h need multiples of 16 */
 static int round_up(int n) { return (n + PAD - 1) / PAD * PAD; }
+
+/* Offset of query row i in a block of kept probabilities, whose rows are
+ * round_up(i + 1) long: rows 16q .. 16q+15 have q+1 groups of PAD each. */
+static size_t p_row(int i) {
+    const size_t q = (size_t)i / PAD, r = (size_t)i % PAD;
+    return PAD * (PAD * q * (q + 1) / 2 + r * (q + 1));
+}
 
 /* dst[(b*G + g)*D + d][t] = src[(b*T + t)*G*D + g*D + d], row stride Tp >= T,
  * columns T..Tp-1 zero. */
@@ -152,9 +162,11 @@ static inline __attribute__((always_inline)) float dots_kd(const float *x, const
     return sx;
 }
 
+/* keep: p [round_up(n)] is the row's slot of kept probabilities, left
+ * normalized (p_j = exp(s_j - L)) for backward; else scratch. */
 ET_SIMD_CLONES
 static float attn_row_forward_kd(const float *qi, const float *kt, const float *vt, int Tp, int n,
-                                 float scale, float *p, float *o) {
+                                 float scale, float *p, float *o, int keep) {
     const int np = round_up(n);
     float q[KD];
     #pragma GCC unroll 8
@@ -174,49 +186,66 @@ static float attn_row_forward_kd(const float *qi, const float *kt, const float *
     const float l = dots_kd(p, vt, Tp, np, acc);
     #pragma GCC unroll 8
     for (int d = 0; d < KD; d++) o[d] = acc[d] / l;
+    if (keep) {
+        const float inv = 1.0f / l;
+        #pragma omp simd
+        for (int j = 0; j < np; j++) p[j] *= inv;
+    }
     return m + logf(l);
 }
 
 /* Backward of R = 1 or 2 query rows at the same position (so the same
- * keys 0..n-1): row r has q qi[r], dout doi[r], out oi[r], logsumexp L[r]
- * and adds into dqi[r] (NULL: no dq; dq_set: stores instead).  Two query heads of one GQA group
- * share k and v, so their rows share every load of kt, vt and every
+ * keys 0..n-1): row r has q qi[r], dout doi[r], out oi[r], the kept
+ * probabilities pk[r] [round_up(n)] (zero past key n-1), and adds into
+ * dqi[r] (NULL: no dq; dq_set: stores instead).  Two query heads of one GQA
+ * group share k and v, so their rows share every load of kt, vt and every
  * load/store of dkt, dvt [KD, Tp].  ds [R, Tp] scratch. */
 static inline __attribute__((always_inline)) void rows_backward_kd(
-    const int R, const float *const *qi, const float *const *doi, const float *const *oi, const float *L,
+    const int R, const float *const *qi, const float *const *doi, const float *const *oi, const float *const *pk,
     const float *kt, const float *vt, int Tp, int n, float scale, float *ds, float *const *dqi, int dq_set,
     float *dkt, float *dvt) {
     const int np = round_up(n);
-    float q[2][KD], dO[2][KD], delta[2], Lr[2];
+    float q[2][KD], dO[2][KD], delta[2];
     for (int r = 0; r < R; r++) {
-        delta[r] = 0.0f, Lr[r] = L[r];
+        delta[r] = 0.0f;
         #pragma GCC unroll 8
         for (int d = 0; d < KD; d++) q[r][d] = qi[r][d], dO[r][d] = doi[r][d], delta[r] += doi[r][d] * oi[r][d];
     }
     float *ds1 = ds + (R - 1) * Tp;
-    #pragma omp simd
-    for (int j = 0; j < np; j++) {
-        const float mask = (float)((uint32_t)(j - n) >> 31);
-        float pj[2], dsj[2];
-        #pragma GCC unroll 2
-        for (int r = 0; r < R; r++) {
-            float s = 0.0f, dp = 0.0f;
+    const float *p0 = pk[0], *p1 = pk[R - 1];
+    if (R == 2) {
+        #pragma omp simd
+        for (int j = 0; j < np; j++) {
+            const float pa = p0[j], pb = p1[j];
+            float dpa = 0.0f, dpb = 0.0f;
             #pragma GCC unroll 8
-            for (int d = 0; d < KD; d++) s += q[r][d] * kt[(size_t)d * Tp + j];
+            for (int d = 0; d < KD; d++) {
+                const float vd = vt[(size_t)d * Tp + j];
+                dpa += dO[0][d] * vd, dpb += dO[1][d] * vd;
+            }
+            const float dsa = pa * (dpa - delta[0]) * scale, dsb = pb * (dpb - delta[1]) * scale;
             #pragma GCC unroll 8
-            for (int d = 0; d < KD; d++) dp += dO[r][d] * vt[(size_t)d * Tp + j];
-            pj[r] = et_vexpf(scale * s - Lr[r]) * mask;
-            dsj[r] = pj[r] * (dp - delta[r]) * scale;
+            for (int d = 0; d < KD; d++) {
+                dkt[(size_t)d * Tp + j] += dsa * q[0][d] + dsb * q[1][d];
+                dvt[(size_t)d * Tp + j] += pa * dO[0][d] + pb * dO[1][d];
+            }
+            ds[j] = dsa, ds1[j] = dsb;
         }
-        #pragma GCC unroll 8
-        for (int d = 0; d < KD; d++) {
-            float dk = dsj[0] * q[0][d], dv = pj[0] * dO[0][d];
-            if (R == 2) dk += dsj[1] * q[1][d], dv += pj[1] * dO[1][d];
-            dkt[(size_t)d * Tp + j] += dk;
-            dvt[(size_t)d * Tp + j] += dv;
+    } else {
+        #pragma omp simd
+        for (int j = 0; j < np; j++) {
+            const float pa = p0[j];
+            float dpa = 0.0f;
+            #pragma GCC unroll 8
+            for (int d = 0; d < KD; d++) dpa += dO[0][d] * vt[(size_t)d * Tp + j];
+            const float dsa = pa * (dpa - delta[0]) * scale;
+            #pragma GCC unroll 8
+            for (int d = 0; d < KD; d++) {
+                dkt[(size_t)d * Tp + j] += dsa * q[0][d];
+                dvt[(size_t)d * Tp + j] += pa * dO[0][d];
+            }
+            ds[j] = dsa;
         }
-        ds[j] = dsj[0];
-        if (R == 2) ds1[j] = dsj[1];
     }
     for (int r = 0; r < R; r++)
         if (dqi[r]) {
@@ -229,16 +258,16 @@ static inline __attribute__((always_inline)) void rows_backward_kd(
 
 ET_SIMD_CLONES
 static void attn_row_backward_kd(const float *const *qi, const float *const *doi, const float *const *oi,
-                                 const float *L, const float *kt, const float *vt, int Tp, int n, float scale,
-                                 float *ds, float *const *dqi, int dq_set, float *dkt, float *dvt) {
-    rows_backward_kd(1, qi, doi, oi, L, kt, vt, Tp, n, scale, ds, dqi, dq_set, dkt, dvt);
+                                 const float *const *pk, const float *kt, const float *vt, int Tp, int n,
+                                 float scale, float *ds, float *const *dqi, int dq_set, float *dkt, float *dvt) {
+    rows_backward_kd(1, qi, doi, oi, pk, kt, vt, Tp, n, scale, ds, dqi, dq_set, dkt, dvt);
 }
 
 ET_SIMD_CLONES
 static void attn_row2_backward_kd(const float *const *qi, const float *const *doi, const float *const *oi,
-                                  const float *L, const float *kt, const float *vt, int Tp, int n, float scale,
-                                  float *ds, float *const *dqi, int dq_set, float *dkt, float *dvt) {
-    rows_backward_kd(2, qi, doi, oi, L, kt, vt, Tp, n, scale, ds, dqi, dq_set, dkt, dvt);
+                                  const float *const *pk, const float *kt, const float *vt, int Tp, int n,
+                                  float scale, float *ds, float *const *dqi, int dq_set, float *dkt, float *dvt) {
+    rows_backward_kd(2, qi, doi, oi, pk, kt, vt, Tp, n, scale, ds, dqi, dq_set, dkt, dvt);
 }
 
 static void attention_backward(et_tape *t, const et_node *nd) {
@@ -252,7 +281,7 @@ static void attention_backward(et_tape *t, const et_node *nd) {
        dq row is written by one row kernel, each dk/dv row by one task */
     int dq_set, dk_set, dv_set;
     float *dq = et_grad_fresh(t, q, &dq_set), *dk = et_grad_fresh(t, k, &dk_set), *dv = et_grad_fresh(t, v, &dv_set);
-    if (dq && dq_set && D != KD) memset(dq, 0, q->n * sizeof(float)), dq_set = 0; /* attn_row_backward adds */
+    if (dq && dq_set && !s->p) memset(dq, 0, q->n * sizeof(float)), dq_set = 0; /* attn_row_backward adds */
     const int nth = omp_get_max_threads(), Tp = round_up(T);
     const size_t kv = (size_t)B * G * D * Tp;
     /* scratch: kt, vt [B*G, D, Tp], then per thread p[Tp], ds[Tp], dkt[D*Tp], dvt[D*Tp] */
@@ -270,23 +299,23 @@ static void attention_backward(et_tape *t, const et_node *nd) {
             float *dkt = ds + Tp, *dvt = dkt + (size_t)D * Tp;
             const float *ktb = kt + ((size_t)b * G + g) * D * Tp, *vtb = vt + ((size_t)b * G + g) * D * Tp;
             for (size_t x = 0; x < 2 * (size_t)D * Tp; x++) dkt[x] = 0.0f;
-            if (D == KD) {
+            if (s->p) {
                 /* the group's query heads two at a time (then one if grp is odd) */
                 for (int h = g * grp; h < (g + 1) * grp; h += 2) {
                     const int R = h + 1 < (g + 1) * grp ? 2 : 1;
                     for (int i = 0; i < T; i++) {
-                        const float *qr[2], *dor[2], *orr[2];
-                        float *dqr[2], L[2];
+                        const float *qr[2], *dor[2], *orr[2], *pr[2];
+                        float *dqr[2];
                         for (int r = 0; r < R; r++) {
                             const size_t ri = ((size_t)b * T + i) * Cq + (size_t)(h + r) * D;
                             qr[r] = qd + ri, dor[r] = dO + ri, orr[r] = od + ri, dqr[r] = dq ? dq + ri : NULL;
-                            L[r] = lse[((size_t)b * H + h + r) * T + i];
+                            pr[r] = s->p + ((size_t)b * H + h + r) * p_row(T) + p_row(i);
                         }
                         if (R == 2)
-                            attn_row2_backward_kd(qr, dor, orr, L, ktb, vtb, Tp, i + 1, scale, p, dqr, dq_set, dkt,
+                            attn_row2_backward_kd(qr, dor, orr, pr, ktb, vtb, Tp, i + 1, scale, p, dqr, dq_set, dkt,
                                                   dvt);
                         else
-                            attn_row_backward_kd(qr, dor, orr, L, ktb, vtb, Tp, i + 1, scale, p, dqr, dq_set, dkt, dvt);
+                            attn_row_backward_kd(qr, dor, orr, pr, ktb, vtb, Tp, i + 1, scale, p, dqr, dq_set, dkt, dvt);
                     }
                 }
             } else {
@@ -331,6 +360,9 @@ et_tensor *et_attention(et_tape *t, const char *name, et_tensor *q, et_tensor *k
     et_tensor *out = et_tensor_2d(t, name, (int64_t)rows, (int64_t)Cq, wants);
     attn_saved *s = out ? et_tape_alloc(t, sizeof *s) : NULL;
     float *lse = s ? et_tape_alloc(t, (size_t)B * H * T * sizeof(float)) : NULL;
+    /* head_dim KD with a backward to come: keep the probabilities (see ops.h) */
+    float *pkeep = lse && wants && D == KD ? et_tape_alloc(t, (size_t)B * H * p_row(T) * sizeof(float)) : NULL;
+    if (lse && wants && D == KD && !pkeep) return NULL;
     /* scratch: the transposes kt, vt [B*G, D, Tp] and one row of scores per thread */
     const size_t kv = (size_t)B * G * D * Tp;
     float *kt = lse ? et_tape_scratch(t, (2 * kv + (size_t)nth * Tp) * sizeof(float)) : NULL;
@@ -346,15 +378,18 @@ et_tensor *et_attention(et_tape *t, const char *name, et_tensor *q, et_tensor *k
         for (int h = 0; h < H; h++)
             for (int i = 0; i < T; i++) {
                 const size_t bg = (size_t)b * G + h / grp, ri = ((size_t)b * T + i) * Cq + (size_t)h * D;
-                float *p = scratch + (size_t)omp_get_thread_num() * Tp;
+                float *p = pkeep ? pkeep + ((size_t)b * H + h) * p_row(T) + p_row(i)
+                                 : scratch + (size_t)omp_get_thread_num() * Tp;
                 lse[((size_t)b * H + h) * T + i] =
-                    D == KD ? attn_row_forward_kd(qd + ri, kt + bg * D * Tp, vt + bg * D * Tp, Tp, i + 1, scale, p, od + ri)
+                    D == KD ? attn_row_forward_kd(qd + ri, kt + bg * D * Tp, vt + bg * D * Tp, Tp, i + 1, scale, p, od + ri,
+                                                  pkeep != NULL)
                             : attn_row_forward(qd + ri, kt + bg * D * Tp, vt + bg * D * Tp, D, Tp, i + 1, scale, p,
                                                od + ri);
             }
 
     s->B = B; s->T = T; s->H = H; s->G = G; s->D = D;
     s->lse = lse;
+    s->p = pkeep;
     if (wants && !et_tape_push(t, "attention", attention_backward, out, in, 3, s)) return NULL;
     return out;
 }

@@ -59,7 +59,11 @@ et_tensor *et_rope_inplace(et_tape *t, const char *name, et_tensor *x, int T, in
  * et_rope) -> out [B*T, n_head*head_dim].  n_head a multiple of n_head_kv.
  * Memory: keeps only the per-row log-sum-exp [B, n_head, T] (as
  * FlashAttention, Dao et al. 2022); backward recomputes the probabilities
- * row by row, so nothing of size T*T is ever held beyond one row per thread. */
+ * row by row, so nothing of size T*T is ever held beyond one row per thread
+ * — except at head_dim 8 (stories260K), where recomputing a probability
+ * costs ~25 operations against one load: there the forward keeps the causal
+ * half of the probabilities, B * n_head * ~T*(T+16)/2 floats (4.5 MB per
+ * layer at batch 4 x 256, 8 heads). */
 et_tensor *et_attention(et_tape *t, const char *name, et_tensor *q, et_tensor *k, et_tensor *v,
                         int T, int n_head, int n_head_kv, int head_dim);
 

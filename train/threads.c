@@ -1,4 +1,4 @@
-/* train/threads.c — run again with OMP_WAIT_POLICY=PASSIVE. See threads.h. */
+/* train/threads.c — run again with OMP_WAIT_POLICY=PASSIVE, GOMP_SPINCOUNT=3000. See threads.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +20,10 @@ int et_omp_passive_reexec(void) {
     int argc = 0;
     for (size_t i = 0; i < n && argc < 1023; i += strlen(buf + i) + 1) argv[argc++] = buf + i;
     argv[argc] = NULL;
-    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1)) return -1;
+    const int own_spin = getenv("GOMP_SPINCOUNT") == NULL;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) || setenv("GOMP_SPINCOUNT", "3000", 0)) return -1;
     execv("/proc/self/exe", argv);
     unsetenv("OMP_WAIT_POLICY");
+    if (own_spin) unsetenv("GOMP_SPINCOUNT");
     return -1;
 }
