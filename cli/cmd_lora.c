@@ -90,7 +90,19 @@ static int read_cfg(const cli_args *a, lora_cfg *c, et_err *e) {
     unsigned targets;
     if ((rc = lora_parse_targets(cli_str(a, "targets", "q,v"), &targets, e))) return rc;
     lora_format_targets(targets, c->targets, sizeof c->targets);
-    if ((rc = parse_type(cli_str(a, "base_type", "F32"), "base-type", 1, &c->base_type, e)) ||
+    /* --precision: default bf16 where the native bf16 GEMM runs (about 2x the
+       f32 GEMM rate; the adapter, its gradients and AdamW stay f32), else f32 */
+    const char *prec = cli_str(a, "precision", NULL);
+    if (!prec || !strcmp(prec, "auto"))
+        c->precision = et_gemm_bf16_native() ? ET_GEMM_BF16 : ET_GEMM_F32;
+    else if ((rc = cli_train_precision(a, &c->precision, e)))
+        return rc;
+    /* --base-type: default BF16 in bf16 precision (the GEMMs round W to bf16
+       anyway, so the numbers are an F32 base's, in half the memory and
+       without converting W in every product), else F32 */
+    const char *bt = cli_str(a, "base_type", "auto");
+    if (!strcmp(bt, "auto")) bt = c->precision == ET_GEMM_BF16 ? "BF16" : "F32";
+    if ((rc = parse_type(bt, "base-type", 1, &c->base_type, e)) ||
         (rc = parse_type(cli_str(a, "adapter_type", "F32"), "adapter-type", 0, &c->adapter_type, e)))
         return rc;
     c->lc = (lora_config){.targets = targets, .layers = c->layers, .rank = (int)rank, .alpha = (float)alpha,
@@ -101,13 +113,6 @@ static int read_cfg(const cli_args *a, lora_cfg *c, et_err *e) {
     if ((rc = cli_int_range(a, "recompute_layers", 0, 0, 1 << 20, &rc_layers, e))) return rc;
     c->recompute_layers = (int)rc_layers;
     if (rc_layers > 0) c->recompute = 1;
-    /* --precision: default bf16 where the native bf16 GEMM runs (about 2x the
-       f32 GEMM rate; the adapter, its gradients and AdamW stay f32), else f32 */
-    const char *prec = cli_str(a, "precision", NULL);
-    if (!prec || !strcmp(prec, "auto"))
-        c->precision = et_gemm_bf16_native() ? ET_GEMM_BF16 : ET_GEMM_F32;
-    else if ((rc = cli_train_precision(a, &c->precision, e)))
-        return rc;
     snprintf(c->ckpt, sizeof c->ckpt, "%s/checkpoint.h5", c->out);
     snprintf(c->recipe, sizeof c->recipe, "%s/recipe.json", c->out);
     snprintf(c->gguf, sizeof c->gguf, "%s/adapter.gguf", c->out);

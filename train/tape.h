@@ -179,8 +179,11 @@ void *et_tape_fail(et_tape *t, int code, const char *fmt, ...) __attribute__((fo
 /* Loops doing less than this many element operations stay on the calling
  * thread (`#pragma omp parallel for if (work > ET_OMP_MIN_WORK)`): a parallel
  * region costs microseconds on a quiet machine and a scheduler time slice
- * when the cores are shared, far more than a small loop's work. */
-#define ET_OMP_MIN_WORK ((size_t)1 << 18)
+ * when the cores are shared, far more than a small loop's work.  2^15: with
+ * idle workers spinning ~30 us before they sleep (train/threads.h) the
+ * stories260K element-wise ops ([1024, 64] .. [1024, 172]) gain from two
+ * threads (step 25.2-26.2 -> 23.4-24.1 ms, 4 interleaved pairs; 2^18 before). */
+#define ET_OMP_MIN_WORK ((size_t)1 << 15)
 /* The newest tensor recorded as an op output with this name, or NULL
  * (inspection and tests; recorded nodes only). */
 et_tensor *et_tape_find(const et_tape *t, const char *name);
