@@ -19,7 +19,8 @@
  * built linear by linear from the random generator (et_lora_llama_init_fill),
  * so no F32 copy of the linear weights ever exists in that process.
  * --torch first runs bench/torch_lora_step.py (PyTorch, same shape, batch,
- * rank, 2 threads, F32, same number of steps) with /usr/bin/python3 and
+ * rank, 2 threads, F32, same number of steps, OMP_WAIT_POLICY=PASSIVE: its
+ * fastest setting here) with /usr/bin/python3 and
  * quotes every ratio against that same-run figure; without it (or when it
  * fails) the ratios are against issue 5's figures for Debian python3-torch
  * 1.13 on 2 threads: 156 tokens/s, 5.4 GB peak RSS.  Targets: >= 2x the
@@ -205,8 +206,11 @@ static int parse_config(const char *s, config *cf) {
  * when it cannot run. */
 static int run_torch(int steps, double *tok_s, double *tok_cpu_s, double *peak_mb) {
     char cmd[256];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 bench/torch_lora_step.py --shape smollm2 --threads 2 --steps %d",
-             steps);
+    /* OMP_WAIT_POLICY=PASSIVE: PyTorch's best setting here (Debian's torch
+       runs OpenMP beside OpenBLAS's threads; with libgomp's default spinning
+       it measured 29 tokens/s instead of 241) */
+    snprintf(cmd, sizeof cmd, "OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/torch_lora_step.py --shape smollm2 "
+             "--threads 2 --steps %d", steps);
     FILE *p = popen(cmd, "r");
     if (!p) return 0;
     char line[4096] = "";
