@@ -448,7 +448,7 @@ const et_kernels et_kernels_avx512vnni = {
     "avx512vnni", avx512_dot_f32, avx512_dot_f16, avx512_dot_bf16, avx512_dot_q8_0,
     avx512_dot_q4_0, avx2_dot_q5_0, avx2_dot_q4_K, avx2_dot_q6_K,
     avx2_dot4_q8_0, avx2_dot4_q4_0,
-    NULL, et_gemv_q4_0_avx512vnni,   /* Q8_0: the gemv streams rows from DRAM slower than the dot (docs/speed.md) */
+    et_gemv_q8_0_avx512vnni, et_gemv_q4_0_avx512vnni,
 };
 
 #endif

@@ -16,9 +16,9 @@
  *      Q8_0: w ^ 0x80 = w + 128 (unsigned): sum w x = sum (w+128) x - 128 gsum
  *    (integer arithmetic, so exactly the scalar s(b,g)).
  * Rows are read one after another (rows side by side share more but stream
- * from DRAM at half speed; docs/speed.md), with a software prefetch ahead.
- * The Q8_0 kernel is tested but not in the kernel table: slower than the
- * dot from DRAM in the whole model (docs/speed.md).
+ * from DRAM at half speed; docs/speed.md), Q4_0 with a software prefetch
+ * ahead (Q8_0 without: its prefetches made it stream slower than the dot),
+ * and folded four rows at a time (fold16x4).
  * Per block pair, lanes 0..7 hold block b's groups and 8..15 block b+1's
  * for Q8_0 (the scalar lanes); Q4_0 holds them as 128-bit quarters
  * (b g0-3, b+1 g0-3, b g4-7, b+1 g4-7), the order the nibbles unpack in,
@@ -49,6 +49,28 @@ static inline VNNI float fold16(__m512 a) {
 
 /* 128-bit quarters (0, 2, 1, 3): natural pair order <-> Q4_0 unpack order (an involution). */
 #define QUARTERS _MM_SHUFFLE(3, 1, 2, 0)
+
+/* fold16 of four rows' accumulators at once, stored to out[0..3]: the same
+ * additions on the same lanes (w = 8, 4, 2, 1), done for the four rows in
+ * the lanes of a few vectors, so bit-identical to four fold16 calls (float
+ * addition is commutative).  q4: the accumulators are in the quarters order,
+ * whose w = 8 step adds adjacent quarters (0+1, 2+3) instead of 0+2, 1+3. */
+static inline VNNI void fold16x4(__m512 a, __m512 b, __m512 c, __m512 d, int q4, float *out) {
+    __m512 ab, cd;
+    if (q4) {   /* w = 8: per row (Q0+Q1, Q2+Q3) = the natural lanes 0..7 */
+        ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+        cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(3, 1, 3, 1)));
+    } else {    /* w = 8: per row (N0+N2, N1+N3) */
+        ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+        cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(3, 2, 3, 2)));
+    }
+    /* w = 4: one row per 128-bit quarter (a, b, c, d) */
+    __m512 v = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
+    v = _mm512_add_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(1, 0, 3, 2)));   /* w = 2 */
+    v = _mm512_add_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));   /* w = 1 */
+    v = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), v);
+    _mm_storeu_ps(out, _mm512_castps512_ps128(v));
+}
 
 /* The last block of an odd count, as a pair with a zero block b+1. */
 static inline VNNI __m512i q8_0_last(const et_block_q8_0 *w, int b) {
@@ -148,9 +170,7 @@ static inline VNNI __attribute__((always_inline)) __m512 row_pairs(__m512 acc, c
     for (int p = 0; p < full; p++) {
         int b = 2 * (p0 + p);
 #if PF_AHEAD
-        uintptr_t pf = (uintptr_t)row + (uintptr_t)b * bs + PF_AHEAD;
-        _mm_prefetch((const char *)pf, _MM_HINT_T0);
-        if (!q4) _mm_prefetch((const char *)(pf + 64), _MM_HINT_T0);
+        if (q4) _mm_prefetch((const char *)((uintptr_t)row + (uintptr_t)b * bs + PF_AHEAD), _MM_HINT_T0);
 #endif
         acc = pair_step(acc, row, b, 1, &ap[p], q4);
     }
@@ -166,7 +186,16 @@ static inline VNNI __attribute__((always_inline)) void gemv(int n, const void *w
     act_pair ap[CHUNK_PAIRS];
     if (n_pairs <= CHUNK_PAIRS) {   /* the usual case: the token's side made once for all rows */
         for (int p = 0; p < n_pairs; p++) make_act_pair(&ap[p], x, gsum, xd, 2 * p, 2 * p + 1 < nb, q4);
-        for (int r = 0; r < n_rows; r++) {
+        int r = 0;
+        for (; r + 4 <= n_rows; r += 4) {   /* rows one after another, folded four at a time */
+            const uint8_t *row = (const uint8_t *)w + ws * (size_t)r;
+            __m512 a0 = row_pairs(_mm512_setzero_ps(), row, nb, 0, n_pairs, ap, q4);
+            __m512 a1 = row_pairs(_mm512_setzero_ps(), row + ws, nb, 0, n_pairs, ap, q4);
+            __m512 a2 = row_pairs(_mm512_setzero_ps(), row + 2 * ws, nb, 0, n_pairs, ap, q4);
+            __m512 a3 = row_pairs(_mm512_setzero_ps(), row + 3 * ws, nb, 0, n_pairs, ap, q4);
+            fold16x4(a0, a1, a2, a3, q4, out + r);
+        }
+        for (; r < n_rows; r++) {
             __m512 acc = row_pairs(_mm512_setzero_ps(), (const uint8_t *)w + ws * (size_t)r, nb, 0, n_pairs, ap, q4);
             out[r] = fold16(q4 ? _mm512_shuffle_f32x4(acc, acc, QUARTERS) : acc);
         }
@@ -185,8 +214,9 @@ static inline VNNI __attribute__((always_inline)) void gemv(int n, const void *w
             for (int r = 0; r < nr; r++)
                 acc[r] = row_pairs(acc[r], (const uint8_t *)w + ws * (size_t)(r0 + r), nb, p0, np, ap, q4);
         }
-        for (int r = 0; r < nr; r++)
-            out[r0 + r] = fold16(q4 ? _mm512_shuffle_f32x4(acc[r], acc[r], QUARTERS) : acc[r]);
+        int r = 0;
+        for (; r + 4 <= nr; r += 4) fold16x4(acc[r], acc[r + 1], acc[r + 2], acc[r + 3], q4, out + r0 + r);
+        for (; r < nr; r++) out[r0 + r] = fold16(q4 ? _mm512_shuffle_f32x4(acc[r], acc[r], QUARTERS) : acc[r]);
     }
 }
 
