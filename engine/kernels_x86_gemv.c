@@ -1,20 +1,24 @@
-/* engine/kernels_x86_gemv.c — single-token multi-row kernels (gemv) for
- * Q8_0 and Q4_0 weights on AVX-512 with VNNI (vpdpbusd), the generation
- * path: out[r] = dot(row r, x) for a few rows at a time, each bit-identical
- * to the scalar reference (engine/kernels.h accumulation order).
+/* engine/kernels_x86_gemv.c — single-token kernels (gemv) for Q4_0 and
+ * Q8_0 weights on AVX-512 with VNNI (vpdpbusd), the generation path:
+ * out[r] = dot(row r, x) for n rows, each bit-identical to the scalar
+ * reference (engine/kernels.h accumulation order).
  *
- * What makes them cheaper than one dot per row (docs/speed.md proposals 1-4):
- *  - 4 rows per pass share the activation loads and their preparation;
+ * What makes them cheaper than one dot per row (docs/speed.md, proposals 1-4):
+ *  - the token's side of every block pair (its bytes in the weights' lane
+ *    order, the group-sum correction, its float d in the pair's lanes) is
+ *    made once per call and read by every row;
  *  - the activation carries float d and int32 group sums (the Q8_0
- *    activation layout of kernels.h), so no per-block fp16 conversion of x;
- *  - the weight scales of 16 blocks of a row are gathered and converted
- *    together (vpgatherdd, vcvtph2ps) and multiplied by the token's d once;
- *    vpermps then spreads them to the block pair's lanes;
+ *    activation layout of kernels.h), so no per-block fp16 work on x;
+ *  - the weight's two fp16 d of a pair: two memory broadcasts, one vcvtph2ps;
  *  - the exact group sums come from one vpdpbusd (unsigned x signed bytes)
  *    started from a correction instead of zero:
  *      Q4_0: nibbles u (0..15), w = u - 8:  sum w x = sum u x - 8 gsum
  *      Q8_0: w ^ 0x80 = w + 128 (unsigned): sum w x = sum (w+128) x - 128 gsum
  *    (integer arithmetic, so exactly the scalar s(b,g)).
+ * Rows are read one after another (rows side by side share more but stream
+ * from DRAM at half speed; docs/speed.md), with a software prefetch ahead.
+ * The Q8_0 kernel is tested but not in the kernel table: slower than the
+ * dot from DRAM in the whole model (docs/speed.md).
  * Per block pair, lanes 0..7 hold block b's groups and 8..15 block b+1's
  * for Q8_0 (the scalar lanes); Q4_0 holds them as 128-bit quarters
  * (b g0-3, b+1 g0-3, b g4-7, b+1 g4-7), the order the nibbles unpack in,
