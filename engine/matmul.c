@@ -51,7 +51,11 @@ static inline void store(const mm_job *j, float *y, float v) {
 static void mm_rows(const mm_job *j, const mm_mat *mm, int r0, int r1) {
     const et_wmat *w = mm->w;
     const uint8_t *wd = w->data;
-    if (mm->gemv && j->n_tok == 1) {   /* generation: all the rows in one call */
+    if (mm->gemv && j->n_tok == 1 && !j->accumulate) {   /* generation: all the rows in one call, into y */
+        mm->gemv(w->n_in, wd + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, mm->act, mm->y + r0);
+        return;
+    }
+    if (mm->gemv && j->n_tok == 1) {   /* generation, accumulating into y: 64 rows per call */
         for (int rb = r0; rb < r1; rb += 64) {
             int re = rb + 64 < r1 ? rb + 64 : r1;
             float v[64];
