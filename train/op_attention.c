@@ -171,15 +171,22 @@ static float attn_row_forward_kd(const float *qi, const float *kt, const float *
     float q[KD];
     #pragma GCC unroll 8
     for (int d = 0; d < KD; d++) q[d] = qi[d];
-    #pragma omp simd
+    /* the scores and their maximum over the live keys j < n in one pass:
+       masked keys get s - 2^100 (finite scores are far smaller), which
+       leaves the maximum as it is; their exponentials below are clamped
+       finite (et_vexpf) and multiplied by 0 */
+    float smax = -HUGE_VALF;
+    #pragma omp simd reduction(max : smax)
     for (int j = 0; j < np; j++) {
         float s = 0.0f;
         #pragma GCC unroll 8
         for (int d = 0; d < KD; d++) s += q[d] * kt[(size_t)d * Tp + j];
         p[j] = s;
+        const float dead = (float)((uint32_t)(n - 1 - j) >> 31); /* 1 for j >= n */
+        const float sm = s - dead * 0x1p100f;
+        smax = sm > smax ? sm : smax;
     }
-    for (int j = n; j < np; j++) p[j] = p[0]; /* padding: leaves the max as it is */
-    const float m = scale * et_max16(p, np);
+    const float m = scale * smax;
     #pragma omp simd
     for (int j = 0; j < np; j++) p[j] = et_vexpf(scale * p[j] - m) * (float)((uint32_t)(j - n) >> 31);
     float acc[KD];
