@@ -59,17 +59,17 @@ static size_t p_row(int i) {
     return PAD * (PAD * q * (q + 1) / 2 + r * (q + 1));
 }
 
-/* dst[(b*G + g)*D + d][t] = src[(b*T + t)*G*D + g*D + d], row stride Tp >= T,
- * columns T..Tp-1 zero. */
-static void transpose_heads(const float *src, float *dst, int B, int T, int Tp, int G, int D) {
-    #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * G * D > ET_OMP_MIN_WORK)
-    for (int b = 0; b < B; b++)
-        for (int g = 0; g < G; g++)
-            for (int d = 0; d < D; d++) {
-                float *row = dst + (((size_t)b * G + g) * D + d) * Tp;
-                for (int t = 0; t < T; t++) row[t] = src[((size_t)b * T + t) * G * D + (size_t)g * D + d];
-                for (int t = T; t < Tp; t++) row[t] = 0.0f;
-            }
+/* One (b, g) block of the transpose of src [B*T, G*D] (k or v):
+ * dst[d][t] = src[(b*T + t)*G*D + g*D + d] for the block's dst [D, Tp],
+ * row stride Tp >= T, columns T..Tp-1 zero.  Called inside the attention's
+ * own parallel loops (one block per task), so it costs no parallel region
+ * of its own. */
+static void transpose_head(const float *src, float *dst, int b, int g, int T, int Tp, int G, int D) {
+    for (int d = 0; d < D; d++) {
+        float *row = dst + (size_t)d * Tp;
+        for (int t = 0; t < T; t++) row[t] = src[((size_t)b * T + t) * G * D + (size_t)g * D + d];
+        for (int t = T; t < Tp; t++) row[t] = 0.0f;
+    }
 }
 
 /* s[0..n) = sum_d a[d] * mt[d*T + j]  (a row times a [D, T] matrix) */
@@ -296,15 +296,16 @@ static void attention_backward(et_tape *t, const et_node *nd) {
     float *kt = et_tape_scratch(t, (2 * kv + (size_t)nth * per) * sizeof(float));
     if (t->code) return;
     float *vt = kt + kv, *scratch = vt + kv;
-    transpose_heads(k->data, kt, B, T, Tp, G, D);
-    transpose_heads(v->data, vt, B, T, Tp, G, D);
+    const float *kd = k->data, *vd = v->data;
 
     #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
         for (int g = 0; g < G; g++) {
             float *p = scratch + (size_t)omp_get_thread_num() * per, *ds = p + Tp;
             float *dkt = ds + Tp, *dvt = dkt + (size_t)D * Tp;
-            const float *ktb = kt + ((size_t)b * G + g) * D * Tp, *vtb = vt + ((size_t)b * G + g) * D * Tp;
+            float *ktb = kt + ((size_t)b * G + g) * D * Tp, *vtb = vt + ((size_t)b * G + g) * D * Tp;
+            transpose_head(kd, ktb, b, g, T, Tp, G, D);
+            transpose_head(vd, vtb, b, g, T, Tp, G, D);
             for (size_t x = 0; x < 2 * (size_t)D * Tp; x++) dkt[x] = 0.0f;
             if (s->p) {
                 /* the group's query heads two at a time (then one if grp is odd) */
@@ -375,24 +376,32 @@ et_tensor *et_attention(et_tape *t, const char *name, et_tensor *q, et_tensor *k
     float *kt = lse ? et_tape_scratch(t, (2 * kv + (size_t)nth * Tp) * sizeof(float)) : NULL;
     if (!kt) return NULL;
     float *vt = kt + kv, *scratch = vt + kv;
-    transpose_heads(k->data, kt, B, T, Tp, G, D);
-    transpose_heads(v->data, vt, B, T, Tp, G, D);
-
-    const float *qd = q->data;
+    const float *qd = q->data, *kd = k->data, *vd = v->data;
     float *od = out->data;
-    #pragma omp parallel for collapse(3) schedule(dynamic, 16)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++)
-            for (int i = 0; i < T; i++) {
-                const size_t bg = (size_t)b * G + h / grp, ri = ((size_t)b * T + i) * Cq + (size_t)h * D;
-                float *p = pkeep ? pkeep + ((size_t)b * H + h) * p_row(T) + p_row(i)
-                                 : scratch + (size_t)omp_get_thread_num() * Tp;
-                lse[((size_t)b * H + h) * T + i] =
-                    D == KD ? attn_row_forward_kd(qd + ri, kt + bg * D * Tp, vt + bg * D * Tp, Tp, i + 1, scale, p, od + ri,
-                                                  pkeep != NULL)
-                            : attn_row_forward(qd + ri, kt + bg * D * Tp, vt + bg * D * Tp, D, Tp, i + 1, scale, p,
-                                               od + ri);
+    /* one parallel region: the transposes of k and v, then the rows */
+    #pragma omp parallel
+    {
+        #pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int g = 0; g < G; g++) {
+                const size_t bg = (size_t)b * G + g;
+                transpose_head(kd, kt + bg * D * Tp, b, g, T, Tp, G, D);
+                transpose_head(vd, vt + bg * D * Tp, b, g, T, Tp, G, D);
             }
+        #pragma omp for collapse(3) schedule(dynamic, 16)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int i = 0; i < T; i++) {
+                    const size_t bg = (size_t)b * G + h / grp, ri = ((size_t)b * T + i) * Cq + (size_t)h * D;
+                    float *p = pkeep ? pkeep + ((size_t)b * H + h) * p_row(T) + p_row(i)
+                                     : scratch + (size_t)omp_get_thread_num() * Tp;
+                    lse[((size_t)b * H + h) * T + i] =
+                        D == KD ? attn_row_forward_kd(qd + ri, kt + bg * D * Tp, vt + bg * D * Tp, Tp, i + 1, scale,
+                                                      p, od + ri, pkeep != NULL)
+                                : attn_row_forward(qd + ri, kt + bg * D * Tp, vt + bg * D * Tp, D, Tp, i + 1, scale,
+                                                   p, od + ri);
+                }
+    }
 
     s->B = B; s->T = T; s->H = H; s->G = G; s->D = D;
     s->lse = lse;
