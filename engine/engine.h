@@ -93,6 +93,8 @@ typedef struct et_engine {
     char *path;                    /* owned, for messages */
     gguf_file gguf;                /* the mapping (unused for et_engine_from_model) */
     int from_gguf;
+    void *huge;                    /* internal: huge-page copy of the file (engine/hugecopy.c) or NULL */
+    size_t huge_alloc;             /* bytes mapped at huge */
 } et_engine;
 
 /* Load and validate a GGUF model.  Every tensor's presence, shape and type

@@ -47,4 +47,13 @@ int et_wmat_matmul(et_state *s, const et_wmat *w, const float *x, int n_tok, flo
 int et_wmat_matmul_multi(et_state *s, int n, const et_wmat *const *w, const float *x, int n_tok, float *const *y,
                     et_err *e);
 
+/* engine/hugecopy.c: the whole file `path` copied into read-only anonymous
+ * memory advised MADV_HUGEPAGE (2 MiB-aligned; *size = file bytes, *alloc =
+ * bytes mapped, for et_engine_huge_free).  Returns NULL (the caller then
+ * maps the file in place) when not x86-64 Linux, THP is "never", the file is
+ * not a regular file of 2 MiB .. 1/4 of free RAM, ET_ENGINE_MMAP is set to
+ * anything but "0", or on any I/O error. */
+void *et_engine_huge_copy(const char *path, size_t *size, size_t *alloc);
+void et_engine_huge_free(void *p, size_t alloc);
+
 #endif

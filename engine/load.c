@@ -331,8 +331,11 @@ static int engine_open(et_engine **out, const char *path, const void *data, size
     et_engine *m = calloc(1, sizeof *m);
     if (!m) return et_fail(e, ET_ERUN, "%s: out of memory", path);
     m->path = dupstr(path);
+    if (!data && (m->huge = et_engine_huge_copy(path, &size, &m->huge_alloc))) data = m->huge;
     int rc = data ? gguf_open_mem(&m->gguf, data, size, path, e) : gguf_open(&m->gguf, path, e);
     if (rc || !m->path) {
+        if (!rc) gguf_close(&m->gguf);
+        et_engine_huge_free(m->huge, m->huge_alloc);
         free(m->path);
         free(m);
         return rc ? rc : et_fail(e, ET_ERUN, "%s: out of memory", path);
@@ -467,6 +470,7 @@ void et_engine_free(et_engine *m) {
         et_tok_free(m->tok);
         gguf_close(&m->gguf);
     }
+    et_engine_huge_free(m->huge, m->huge_alloc);
     free(m->path);
     free(m);
 }
