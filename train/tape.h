@@ -182,8 +182,11 @@ void *et_tape_fail(et_tape *t, int code, const char *fmt, ...) __attribute__((fo
  * when the cores are shared, far more than a small loop's work.  2^15: with
  * idle workers spinning ~30 us before they sleep (train/threads.h) the
  * stories260K element-wise ops ([1024, 64] .. [1024, 172]) gain from two
- * threads (step 25.2-26.2 -> 23.4-24.1 ms, 4 interleaved pairs; 2^18 before). */
-#define ET_OMP_MIN_WORK ((size_t)1 << 15)
+ * threads (step 25.2-26.2 -> 23.4-24.1 ms, 4 interleaved pairs; 2^18 before).
+ * 2^13 since 2026-11-21: also the [1024, 32] k/v-sized loops go parallel
+ * (stories260K step medians 23.3 -> 22.4 and 25.2 -> 24.7 ms in two
+ * interleaved runs of 9 and 11 rounds; 2^16 and 2^17 were 5% slower). */
+#define ET_OMP_MIN_WORK ((size_t)1 << 13)
 /* The newest tensor recorded as an op output with this name, or NULL
  * (inspection and tests; recorded nodes only). */
 et_tensor *et_tape_find(const et_tape *t, const char *name);
