@@ -30,6 +30,10 @@
  * multiply-adds (dot products over head_dim, the exp polynomial). */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT ON
+/* clang does not vectorize the max-reduction in attn_row_forward_kd's
+   score loop (gcc does); its scalar loop is correct, so the request to
+   vectorize is allowed to fail quietly there */
+#pragma clang diagnostic ignored "-Wpass-failed"
 #elif defined(__GNUC__)
 #pragma GCC optimize("fp-contract=fast")
 #endif
