@@ -133,6 +133,15 @@ static int gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha,
     return 0;
 }
 
+/* The AVX-512F kernel takes products up to ET_SGEMM_OMP_MAX_WORK
+ * multiply-adds (larger ones: OpenBLAS's cache blocking and threads win),
+ * except with trans_b when packing B^T (K x N floats) would cost more than
+ * the product gains (M < 16) or take more than 8 MB. */
+static int f32_kernel_suits(int trans_b, int M, int N, int K) {
+    if (K < 1 || (double)M * N * K > ET_SGEMM_OMP_MAX_WORK) return 0;
+    return !trans_b || (M >= 16 && (double)K * N <= (double)(1 << 21));
+}
+
 int et_gemm(int precision, int trans_a, int trans_b, int M, int N, int K,
             float alpha, const float *A, int lda, const float *B, int ldb,
             float beta, float *C, int ldc) {
@@ -140,7 +149,7 @@ int et_gemm(int precision, int trans_a, int trans_b, int M, int N, int K,
         return gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, NULL, ldb, beta, C, ldc);
     if (precision != ET_GEMM_F32 || !args_ok(trans_a, trans_b, M, N, K, lda, ldb, ldc)) return ET_EINPUT;
     if (M == 0 || N == 0) return 0;
-    if (K > 0 && alpha != 0.0f && (double)M * N * K <= ET_SGEMM_OMP_MAX_WORK && et_gemm_f32_native() &&
+    if (f32_kernel_suits(trans_b, M, N, K) && alpha != 0.0f && et_gemm_f32_native() &&
         et_gemm_x86_f32(trans_a != 0, trans_b != 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0)
         return 0;
     et_sgemm_omp(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc); /* small: per OpenMP thread */

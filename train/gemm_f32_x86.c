@@ -127,16 +127,47 @@ ET_TARGET static void tile(int ta, int mv, int K, const float *a, size_t lda, co
 #undef ET_TILE_CASE
 }
 
+/* In-place transpose of a 16 x 16 block of floats (r[a] = row a):
+ * interleave 32-bit then 64-bit elements inside 128-bit lanes, then
+ * transpose the 4 x 4 lanes. */
+ET_INLINE void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        u[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int c = 0; c < 4; c++) { /* u[4i + c] lane l = column 4l + c of rows 4i .. 4i+3 */
+        const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xee);
+        const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
+        const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xee);
+        r[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(v0, v2, 0xdd);
+        r[8 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xdd);
+    }
+}
+
 /* B^T packed k-major: bp[k * ldp + j] = B[j * ldb + k] for j < N, k < K;
- * zero for N <= j < ldp.  16 x 16 blocks, so both sides stay in L1. */
+ * zero for N <= j < ldp (ldp a multiple of 16).  16 x 16 blocks,
+ * transposed in registers. */
 ET_TARGET static void pack_bt(int N, int K, const float *B, size_t ldb, float *bp, size_t ldp) {
     for (int j0 = 0; j0 < (int)ldp; j0 += 16)
         for (int k0 = 0; k0 < K; k0 += 16) {
             const int kn = K - k0 < 16 ? K - k0 : 16;
-            for (int j = j0; j < j0 + 16; j++) {
-                const float *src = B + (size_t)j * ldb + k0;
-                for (int k = 0; k < kn; k++) bp[(size_t)(k0 + k) * ldp + j] = j < N ? src[k] : 0.0f;
-            }
+            const __mmask16 m = mask16(kn);
+            __m512 r[16];
+            for (int a = 0; a < 16; a++)
+                r[a] = j0 + a < N ? _mm512_maskz_loadu_ps(m, B + (size_t)(j0 + a) * ldb + k0) : _mm512_setzero_ps();
+            transpose16(r);
+            for (int t = 0; t < kn; t++) _mm512_storeu_ps(bp + (size_t)(k0 + t) * ldp + j0, r[t]);
         }
 }
 
@@ -169,10 +200,10 @@ int et_gemm_x86_f32(int trans_a, int trans_b, int M, int N, int K, float alpha, 
     }
     int nth = omp_in_parallel() ? 1 : omp_get_max_threads();
     if ((double)M * N * K <= SERIAL_WORK || nth < 1) nth = 1;
-    /* Rows split between the threads when there are enough of them, else
-     * columns in multiples of 16; either way each element of C is one
+    /* Rows split between the threads (as evenly as possible) when there
+     * are enough of them, else columns in multiples of 16; either way each element of C is one
      * chain over the whole K (see the top of the file). */
-    const int by_rows = M >= N || M >= 4 * MR * nth;
+    const int by_rows = M >= 8 * nth;
     if (by_rows && nth > (M + 3) / 4) nth = (M + 3) / 4;
     if (!by_rows && nth > (N + 15) / 16) nth = (N + 15) / 16;
     if (nth < 2) {
