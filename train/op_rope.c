@@ -9,9 +9,13 @@
  * is the rotation by -a:
  *   dx[2i]   += dy[2i] cos a + dy[2i+1] sin a
  *   dx[2i+1] += -dy[2i] sin a + dy[2i+1] cos a
- * cos/sin are tabulated once per call (in double, then rounded) and kept
- * for backward. */
+ * cos/sin are tabulated in double, then rounded, and kept for backward;
+ * the tables live in the tape's arena until its reset, and a later call with
+ * the same positions, head_dim and theta (every layer, q and k) reuses them:
+ * at the stories260K shape the table (256 x 4 cos/sin and pow in double)
+ * cost more than the rotation itself. */
 #include <math.h>
+#include <string.h>
 
 #include "ops.h"
 
@@ -44,6 +48,54 @@ static void rope_apply(const rope_saved *s, long rows, const float *in, float *o
     }
 }
 
+/* cos/sin of every (position, pair) for one set of positions: a list in
+ * the tape's arena (t->rope_tables), emptied by et_tape_reset. */
+typedef struct rope_table {
+    struct rope_table *next;
+    long n_tab;
+    int head_dim;
+    float theta;
+    int32_t *pos;      /* [n_tab] copy, or NULL for positions 0 .. n_tab-1 */
+    float *cos, *sin;  /* [n_tab, head_dim/2] */
+} rope_table;
+
+/* The table for these positions (pos [n_tab], or NULL: 0 .. n_tab-1), made
+ * on first use since the last reset; NULL + tape error on OOM. */
+static const rope_table *table_get(et_tape *t, long n_tab, int head_dim, const int32_t *pos, float theta) {
+    for (const rope_table *c = t->rope_tables; c; c = c->next)
+        if (c->n_tab == n_tab && c->head_dim == head_dim && c->theta == theta && !c->pos == !pos &&
+            (!pos || !memcmp(c->pos, pos, (size_t)n_tab * sizeof *pos)))
+            return c;
+    const int half = head_dim / 2;
+    rope_table *c = et_tape_alloc(t, sizeof *c);
+    double *inv_freq = c ? et_tape_alloc(t, (size_t)half * sizeof(double)) : NULL;
+    c = inv_freq ? c : NULL;
+    if (c) {
+        c->cos = et_tape_alloc(t, (size_t)n_tab * half * sizeof(float));
+        c->sin = c->cos ? et_tape_alloc(t, (size_t)n_tab * half * sizeof(float)) : NULL;
+        c->pos = c->sin && pos ? et_tape_alloc(t, (size_t)n_tab * sizeof *pos) : NULL;
+    }
+    if (!c || !c->sin || (pos && !c->pos)) return NULL;
+    if (pos) memcpy(c->pos, pos, (size_t)n_tab * sizeof *pos);
+    c->n_tab = n_tab;
+    c->head_dim = head_dim;
+    c->theta = theta;
+    for (int i = 0; i < half; i++) inv_freq[i] = pow((double)theta, -2.0 * i / (double)head_dim);
+    float *cos_t = c->cos, *sin_t = c->sin;
+    #pragma omp parallel for schedule(static) if ((size_t)n_tab * half * 64 > ET_OMP_MIN_WORK)
+    for (long r = 0; r < n_tab; r++) {
+        const double p = pos ? (double)pos[r] : (double)r;
+        for (int i = 0; i < half; i++) {
+            const double a = p * inv_freq[i];
+            cos_t[r * half + i] = (float)cos(a);
+            sin_t[r * half + i] = (float)sin(a);
+        }
+    }
+    c->next = t->rope_tables;
+    t->rope_tables = c;
+    return c;
+}
+
 static void rope_backward(et_tape *t, const et_node *nd) {
     int fresh; /* a first gradient is stored, not added to zeros (tape.h) */
     float *dx = et_grad_fresh(t, nd->in[0], &fresh);
@@ -74,24 +126,15 @@ static et_tensor *rope(et_tape *t, const char *name, et_tensor *x, int T, int n_
     }
     rope_saved *s = y ? et_tape_alloc(t, sizeof *s) : NULL;
     if (!s) return NULL;
-    const int half = head_dim / 2;
     const long n_tab = pos ? rows : T;
     s->T = T;
     s->n_head = n_head;
     s->head_dim = head_dim;
     s->by_row = pos != NULL;
-    s->cos = et_tape_alloc(t, (size_t)n_tab * half * sizeof(float));
-    s->sin = s->cos ? et_tape_alloc(t, (size_t)n_tab * half * sizeof(float)) : NULL;
-    if (!s->sin) return NULL;
-    #pragma omp parallel for schedule(static) if ((size_t)n_tab * half * 64 > ET_OMP_MIN_WORK)
-    for (long r = 0; r < n_tab; r++) {
-        const double p = pos ? (double)pos[r] : (double)r;
-        for (int i = 0; i < half; i++) {
-            const double a = p * pow((double)theta, -2.0 * i / (double)head_dim);
-            s->cos[r * half + i] = (float)cos(a);
-            s->sin[r * half + i] = (float)sin(a);
-        }
-    }
+    const rope_table *tab = table_get(t, n_tab, head_dim, pos, theta);
+    if (!tab) return NULL;
+    s->cos = tab->cos;
+    s->sin = tab->sin;
     rope_apply(s, rows, x->data, y->data, 1.0f, 0); /* each pair read before written: in place is fine */
     if (wants && !et_tape_push(t, "rope", rope_backward, y, &x, 1, s)) return NULL;
     return y;

@@ -218,6 +218,7 @@ void et_tape_reset(et_tape *t) {
     t->last = NULL;
     t->n_nodes = 0;
     t->n_bins = 0;
+    t->rope_tables = NULL; /* they lived in the arena */
     t->code = 0;
     memset(&t->err, 0, sizeof t->err);
 }

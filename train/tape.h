@@ -124,6 +124,8 @@ struct et_tape {
     int n_bins;
     void *scratch;          /* et_tape_scratch's buffer (internal) */
     size_t scratch_cap;
+    void *rope_tables;      /* rope cos/sin tables made since the last reset,
+                               shared by the layers (train/op_rope.c; internal) */
 };
 
 /* arena_bytes: reserved up front (0 = grow on the first step).
