@@ -15,7 +15,7 @@
  * lies, a row of A (trans_a 0) or a row of A^T (trans_a 1) at a time); the
  * b(k, j0 .. j0+31) are two vector loads from a k-major B: B itself when
  * trans_b is 0, else a copy of B^T packed by the calling thread before the
- * parallel region ([K][N rounded up to 16], zero columns beyond N).
+ * parallel region, in panels of [K][32] columns.
  * The structure follows the register-tile idea of BLIS (Van Zee & van de
  * Geijn, ACM TOMS 2015) without its cache blocking: these operands fit in
  * L2, and keeping K whole is what makes the results independent of the
@@ -83,7 +83,7 @@ ET_INLINE void tile_body(const int MV, const int NV, const int TA, int K, const 
     for (int i = 0; i < MV; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int k = 0; k < K; k++) {
         const float *bk = b + (size_t)k * ldb;
-        const __m512 b0 = _mm512_maskz_loadu_ps(m0, bk);
+        const __m512 b0 = NV == 2 ? _mm512_loadu_ps(bk) : _mm512_maskz_loadu_ps(m0, bk); /* NV 2: nv > 16 */
         const __m512 b1 = NV == 2 ? _mm512_maskz_loadu_ps(m1, bk + 16) : _mm512_setzero_ps();
         const float *ak = TA ? a + (size_t)k * lda : a + k;
 #pragma GCC unroll 12
@@ -94,14 +94,15 @@ ET_INLINE void tile_body(const int MV, const int NV, const int TA, int K, const 
         }
     }
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const int scale = alpha != 1.0f; /* 1 * acc is acc: the same bits without the multiply */
 #pragma GCC unroll 12
     for (int i = 0; i < MV; i++) {
         float *ci = c + (size_t)i * ldc;
-        __m512 y0 = _mm512_mul_ps(va, acc[i][0]);
+        __m512 y0 = scale ? _mm512_mul_ps(va, acc[i][0]) : acc[i][0];
         if (beta != 0.0f) y0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), y0);
         _mm512_mask_storeu_ps(ci, m0, y0);
         if (NV == 2) {
-            __m512 y1 = _mm512_mul_ps(va, acc[i][1]);
+            __m512 y1 = scale ? _mm512_mul_ps(va, acc[i][1]) : acc[i][1];
             if (beta != 0.0f) y1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), y1);
             _mm512_mask_storeu_ps(ci + 16, m1, y1);
         }
@@ -155,11 +156,16 @@ ET_INLINE void transpose16(__m512 r[16]) {
     }
 }
 
-/* B^T packed k-major: bp[k * ldp + j] = B[j * ldb + k] for j < N, k < K;
- * zero for N <= j < ldp (ldp a multiple of 16).  16 x 16 blocks,
- * transposed in registers. */
-ET_TARGET static void pack_bt(int N, int K, const float *B, size_t ldb, float *bp, size_t ldp) {
-    for (int j0 = 0; j0 < (int)ldp; j0 += 16)
+/* B^T packed k-major in panels of NR columns (so that a tile's panel is one
+ * contiguous K x NR block, whatever N: a row stride of a power of two
+ * would put the panel's rows in a few L1 sets):
+ *   bp[q * K * NR + k * NR + j] = B[(q * NR + j) * ldb + k]
+ * for column q * NR + j < N, zero up to the next multiple of 16 (the rest
+ * of a last panel is not written and never read: tiles load it masked).
+ * 16 x 16 blocks, transposed in registers. */
+ET_TARGET static void pack_bt(int N, int K, const float *B, size_t ldb, float *bp) {
+    for (int j0 = 0; j0 < N; j0 += 16) {
+        float *dst = bp + (size_t)(j0 / NR) * K * NR + j0 % NR;
         for (int k0 = 0; k0 < K; k0 += 16) {
             const int kn = K - k0 < 16 ? K - k0 : 16;
             const __mmask16 m = mask16(kn);
@@ -167,21 +173,24 @@ ET_TARGET static void pack_bt(int N, int K, const float *B, size_t ldb, float *b
             for (int a = 0; a < 16; a++)
                 r[a] = j0 + a < N ? _mm512_maskz_loadu_ps(m, B + (size_t)(j0 + a) * ldb + k0) : _mm512_setzero_ps();
             transpose16(r);
-            for (int t = 0; t < kn; t++) _mm512_storeu_ps(bp + (size_t)(k0 + t) * ldp + j0, r[t]);
+            for (int t = 0; t < kn; t++) _mm512_storeu_ps(dst + (size_t)(k0 + t) * NR, r[t]);
         }
+    }
 }
 
 /* C[m0..m1, n0..n1] on the calling thread: row tiles of at most MR rows
- * (as even as possible), each across the columns in panels of NR. */
-static void run_block(int ta, int K, const float *A, size_t lda, const float *b, size_t ldb, int m0, int m1, int n0,
-                      int n1, float *C, size_t ldc, float alpha, float beta) {
+ * (as even as possible), each across the columns in panels of NR.
+ * op(B)(k, j) = b[k * ldb + j] (panel 0), or with pstride != 0 (packed by
+ * pack_bt, n0 a multiple of NR, ldb NR) b[(j / NR) * pstride + k * NR + j % NR]. */
+static void run_block(int ta, int K, const float *A, size_t lda, const float *b, size_t ldb, size_t pstride, int m0,
+                      int m1, int n0, int n1, float *C, size_t ldc, float alpha, float beta) {
     const int rows = m1 - m0, nt = (rows + MR - 1) / MR;
     for (int t = 0, i0 = m0; t < nt; t++) {
         const int mv = rows / nt + (t < rows % nt);
         const float *a = ta ? A + i0 : A + (size_t)i0 * lda;
         for (int j0 = n0; j0 < n1; j0 += NR)
-            tile(ta, mv, K, a, lda, b + j0, ldb, n1 - j0 < NR ? n1 - j0 : NR, C + (size_t)i0 * ldc + j0, ldc, alpha,
-                 beta);
+            tile(ta, mv, K, a, lda, pstride ? b + (size_t)(j0 / NR) * pstride : b + j0, ldb,
+                 n1 - j0 < NR ? n1 - j0 : NR, C + (size_t)i0 * ldc + j0, ldc, alpha, beta);
         i0 += mv;
     }
 }
@@ -189,36 +198,36 @@ static void run_block(int ta, int K, const float *A, size_t lda, const float *b,
 int et_gemm_x86_f32(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                     const float *B, int ldb, float beta, float *C, int ldc) {
     const float *b = B;
-    size_t ldbk = (size_t)ldb;
+    size_t ldbk = (size_t)ldb, pstride = 0;
     if (trans_b) {
-        const size_t ldp = ((size_t)N + 15) & ~(size_t)15;
-        float *bt = et_gemm_x86_scratch(ldp * (size_t)K * sizeof(float));
+        pstride = (size_t)K * NR;
+        float *bt = et_gemm_x86_scratch((size_t)(N + NR - 1) / NR * pstride * sizeof(float));
         if (!bt) return -1;
-        pack_bt(N, K, B, (size_t)ldb, bt, ldp);
+        pack_bt(N, K, B, (size_t)ldb, bt);
         b = bt;
-        ldbk = ldp;
+        ldbk = NR;
     }
     int nth = omp_in_parallel() ? 1 : omp_get_max_threads();
     if ((double)M * N * K <= SERIAL_WORK || nth < 1) nth = 1;
     /* Rows split between the threads (as evenly as possible) when there
-     * are enough of them, else columns in multiples of 16; either way each element of C is one
-     * chain over the whole K (see the top of the file). */
+     * are enough of them, else columns in multiples of NR; either way each
+     * element of C is one chain over the whole K (see the top of the file). */
     const int by_rows = M >= 8 * nth;
     if (by_rows && nth > (M + 3) / 4) nth = (M + 3) / 4;
-    if (!by_rows && nth > (N + 15) / 16) nth = (N + 15) / 16;
+    if (!by_rows && nth > (N + NR - 1) / NR) nth = (N + NR - 1) / NR;
     if (nth < 2) {
-        run_block(trans_a, K, A, (size_t)lda, b, ldbk, 0, M, 0, N, C, (size_t)ldc, alpha, beta);
+        run_block(trans_a, K, A, (size_t)lda, b, ldbk, pstride, 0, M, 0, N, C, (size_t)ldc, alpha, beta);
         return 0;
     }
-    const int cols = ((N + nth - 1) / nth + 15) / 16 * 16;
+    const int cols = ((N + nth - 1) / nth + NR - 1) / NR * NR;
     #pragma omp parallel for num_threads(nth) schedule(static, 1)
     for (int t = 0; t < nth; t++) {
         if (by_rows)
-            run_block(trans_a, K, A, (size_t)lda, b, ldbk, (int)((long)M * t / nth), (int)((long)M * (t + 1) / nth),
-                      0, N, C, (size_t)ldc, alpha, beta);
+            run_block(trans_a, K, A, (size_t)lda, b, ldbk, pstride, (int)((long)M * t / nth),
+                      (int)((long)M * (t + 1) / nth), 0, N, C, (size_t)ldc, alpha, beta);
         else if (t * cols < N)
-            run_block(trans_a, K, A, (size_t)lda, b, ldbk, 0, M, t * cols, (t + 1) * cols < N ? (t + 1) * cols : N, C,
-                      (size_t)ldc, alpha, beta);
+            run_block(trans_a, K, A, (size_t)lda, b, ldbk, pstride, 0, M, t * cols,
+                      (t + 1) * cols < N ? (t + 1) * cols : N, C, (size_t)ldc, alpha, beta);
     }
     return 0;
 }
