@@ -9,13 +9,27 @@
  * with the same threads, alternating, so their ratio is measured under the
  * same load (the machine is shared): medians of `reps`.
  *
- *   build/bench/bench_gemm [reps]        (default 5; the LM head uses 3) */
+ *   build/bench/bench_gemm [reps]        (default 5; the LM head uses 3)
+ *
+ * `bench_gemm f32 [reps]` times the f32 GEMMs instead: train/sgemm_omp.h
+ * (OpenBLAS, single-threaded per OpenMP thread: et_gemm's f32 path before
+ * the AVX-512F kernel) against the AVX-512F kernel (train/gemm_f32_x86.c)
+ * on the same three products per linear layer of stories260K (n_embd 64,
+ * n_ff 172, 4 kv heads x head_dim 8, the tied LM head of n_vocab 512) and
+ * of SmolLM2-135M, at batch 1024 tokens, alternating, medians of reps
+ * (default 41 for stories260K, 5 for SmolLM2).  "route" says which one
+ * et_gemm uses for the shape; the step line weights each shape by how often
+ * a step runs it. */
 #include <cblas.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "../train/gemm.h"
+#include "../train/gemm_kernel.h"
+#include "../train/sgemm_omp.h"
 #include "../train/threads.h"
 
 static double now(void) {
@@ -44,8 +58,74 @@ static float *rand_buf(size_t n) {
     return p;
 }
 
+/* One model's linear layers {n_in, n_out, times per step}. */
+typedef struct f32_model { const char *name; int n; int layers[8][3]; int reps; } f32_model;
+
+static int bench_f32(int reps_arg) {
+    const int T = 1024;
+    const f32_model models[2] = {
+        {"stories260K", 5, {{64, 64, 10}, {64, 32, 10}, {64, 172, 10}, {172, 64, 5}, {64, 512, 1}}, 41},
+        {"smollm2", 4, {{576, 576, 60}, {576, 192, 60}, {576, 1536, 60}, {1536, 576, 30}}, 5},
+    };
+    if (!et_gemm_x86_f32_available()) {
+        printf("bench_gemm f32: no AVX-512F on this CPU, nothing to compare\n");
+        return 0;
+    }
+    printf("bench_gemm f32: GFLOP/s, medians, %d OpenMP threads; blas = et_sgemm_omp (OpenBLAS), "
+           "avx512 = et_gemm_x86_f32\n", omp_get_max_threads());
+    for (int mi = 0; mi < 2; mi++) {
+        const f32_model *md = &models[mi];
+        const int r = reps_arg > 0 ? reps_arg : md->reps;
+        printf("%-12s %-8s %6s %6s %6s  %8s %8s %6s  %s\n", md->name, "gemm", "M", "N", "K", "blas", "avx512",
+               "ratio", "route");
+        double step[2] = {0, 0}, routed = 0;
+        for (int l = 0; l < md->n; l++) {
+            const int n_in = md->layers[l][0], n_out = md->layers[l][1], times = md->layers[l][2];
+            float *x = rand_buf((size_t)T * n_in), *w = rand_buf((size_t)n_out * n_in);
+            float *dy = rand_buf((size_t)T * n_out), *out = rand_buf((size_t)T * (n_out > n_in ? n_out : n_in));
+            float *dw = rand_buf((size_t)n_out * n_in);
+            for (int g = 0; g < 3; g++) {
+                int ta = g == 2, tb = g == 0, M, N, K, lda, ldb;
+                const float *A, *B;
+                float *C;
+                float beta = g == 2 ? 1.0f : 0.0f; /* dw accumulates */
+                if (g == 0) { M = T; N = n_out; K = n_in; A = x; lda = n_in; B = w; ldb = n_in; C = out; }
+                else if (g == 1) { M = T; N = n_in; K = n_out; A = dy; lda = n_out; B = w; ldb = n_in; C = out; }
+                else { M = n_out; N = n_in; K = T; A = dy; lda = n_out; B = x; ldb = n_in; C = dw; }
+                double tb_[101], tk[101];
+                for (int i = -1; i < r; i++) {
+                    double t0 = now();
+                    et_sgemm_omp(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, N);
+                    double t1 = now();
+                    et_gemm_x86_f32(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, N);
+                    double t2 = now();
+                    if (i >= 0) { tb_[i] = t1 - t0; tk[i] = t2 - t1; }
+                }
+                const double fl = 2.0 * M * N * (double)K * 1e-9;
+                const double mb = median(tb_, r), mk = median(tk, r);
+                const int kern = (double)M * N * K <= ET_SGEMM_OMP_MAX_WORK;
+                step[0] += times * mb;
+                step[1] += times * (kern ? mk : mb);
+                routed += kern ? times * mk : 0;
+                printf("%-12s %-8s %6d %6d %6d  %8.1f %8.1f %5.2fx  %s\n", "", g == 0 ? "forward" : g == 1 ? "dx" : "dw",
+                       M, N, K, fl / mb, fl / mk, mb / mk, kern ? "avx512" : "blas");
+            }
+            free(x); free(w); free(dy); free(out); free(dw);
+        }
+        printf("%s step's linear-layer GEMMs (weighted sum of medians): blas %.2f ms, et_gemm f32 %.2f ms "
+               "(%.2f ms of it on avx512), ratio %.2fx\n", md->name, step[0] * 1e3, step[1] * 1e3, routed * 1e3,
+               step[0] / step[1]);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     et_omp_passive_reexec();
+    if (argc > 1 && !strcmp(argv[1], "f32")) {
+        int reps = argc > 2 ? atoi(argv[2]) : 0;
+        if (reps < 0 || reps > 100) { fprintf(stderr, "usage: bench_gemm f32 [reps 1..100]\n"); return 1; }
+        return bench_f32(reps);
+    }
     int reps = argc > 1 ? atoi(argv[1]) : 5;
     if (reps < 1 || reps > 100) { fprintf(stderr, "usage: bench_gemm [reps 1..100]\n"); return 1; }
     const int T = 1024;

@@ -11,10 +11,13 @@
  * unrounded operands.  Every trans combination, odd sizes, K and N beyond
  * the kernel's cache blocks, alpha/beta (beta 0 with C full of NaN: C must
  * not be read), leading dimensions larger than the rows; the native
- * AVX512_BF16 kernel and the portable path both, when the CPU has it. */
+ * AVX512_BF16 kernel and the portable path both, when the CPU has it; the
+ * f32 AVX-512F kernel and OpenBLAS both, and the kernel's results
+ * bit-identical at 1, 2 and 3 OpenMP threads. */
 #include "testutil.h"
 
 #include <math.h>
+#include <omp.h>
 
 #include "../train/gemm.h"
 
@@ -83,6 +86,10 @@ static const int sizes[][3] = {
     {1, 1, 1}, {1, 7, 33}, {7, 1, 257}, {33, 7, 1}, {7, 33, 257}, {257, 33, 7},
     {1, 257, 33}, {33, 257, 257}, {100, 65, 130}, {40, 37, 600}, {13, 4100, 9}, {25, 70, 1031},
     {257, 33, 257}, {20, 30, 5001}, /* threads split by rows, by k (native kernel) */
+    /* f32 AVX-512F kernel (12 x 32 tiles): tails in M and N, K = 1, one
+     * zmm column panel (N <= 16), split by columns (M small, N large) */
+    {12, 32, 1}, {24, 64, 64}, {25, 48, 3}, {13, 17, 1}, {11, 16, 70}, {100, 172, 64}, {5, 300, 20},
+    {50, 40, 1024}, {37, 15, 2},
 };
 #define N_SIZES (int)(sizeof sizes / sizeof sizes[0])
 
@@ -102,7 +109,50 @@ static void check_all(int precision, int bf16w) {
 
 static void test_f32(void **state) {
     (void)state;
+    if (!et_gemm_f32_native()) fprintf(stderr, "note: no AVX-512F on this CPU, f32 runs on OpenBLAS\n");
     check_all(ET_GEMM_F32, 0);
+}
+
+static void test_f32_blas(void **state) {
+    (void)state;
+    et_gemm_f32_force_blas(1);
+    assert_int_equal(et_gemm_f32_native(), 0);
+    check_all(ET_GEMM_F32, 0);
+    et_gemm_f32_force_blas(0);
+}
+
+/* The f32 kernel computes every element of C as one chain over k whatever
+ * the split: bit-identical results at 1, 2 and 3 OpenMP threads (shapes of
+ * the stories260K step, split by rows and by columns, every trans).
+ * trans_b with M < 16 goes to OpenBLAS (train/gemm.c), whose split of C by
+ * columns is not bit-identical, so those combinations are left out. */
+static void test_f32_threads_identical(void **state) {
+    (void)state;
+    const int shapes[][3] = {{1024, 64, 64}, {1024, 172, 64}, {64, 172, 1024}, {172, 64, 1024}, {9, 300, 50},
+                             {20, 300, 50}, {30, 45, 77}};
+    const int saved = omp_get_max_threads();
+    for (int s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)
+        for (int t = 0; t < 4; t++) {
+            const int ta = t & 1, tb = t >> 1, M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+            if (tb && M < 16) continue;
+            const int lda = ta ? M : K, ldb = tb ? K : N;
+            float *A = malloc((size_t)M * K * sizeof(float)), *B = malloc((size_t)K * N * sizeof(float));
+            float *C[3];
+            assert_non_null(A); assert_non_null(B);
+            for (size_t i = 0; i < (size_t)M * K; i++) A[i] = frand();
+            for (size_t i = 0; i < (size_t)K * N; i++) B[i] = frand();
+            for (int n = 0; n < 3; n++) {
+                assert_non_null(C[n] = malloc((size_t)M * N * sizeof(float)));
+                for (size_t i = 0; i < (size_t)M * N; i++) C[n][i] = (float)i * 0x1p-10f;
+                omp_set_num_threads(n + 1);
+                assert_int_equal(et_gemm(ET_GEMM_F32, ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 0.25f, C[n], N), 0);
+            }
+            omp_set_num_threads(saved);
+            for (int n = 1; n < 3; n++)
+                if (memcmp(C[0], C[n], (size_t)M * N * sizeof(float)))
+                    fail_msg("f32 ta=%d tb=%d M=%d N=%d K=%d: 1 and %d threads differ", ta, tb, M, N, K, n + 1);
+            free(A); free(B); free(C[0]); free(C[1]); free(C[2]);
+        }
 }
 
 static void test_bf16_native(void **state) {
@@ -168,6 +218,8 @@ static void test_bad_args(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f32),
+        cmocka_unit_test(test_f32_blas),
+        cmocka_unit_test(test_f32_threads_identical),
         cmocka_unit_test(test_bf16_native),
         cmocka_unit_test(test_bf16_portable),
         cmocka_unit_test(test_bf16_bound_catches_f32),

@@ -1,4 +1,5 @@
-/* train/gemm.c — et_gemm: f32 via OpenBLAS, bf16 via the AVX512_BF16 kernel
+/* train/gemm.c — et_gemm: f32 via the AVX-512F kernel for small products
+ * (train/gemm_f32_x86.c) or OpenBLAS, bf16 via the AVX512_BF16 kernel
  * (train/gemm_x86.c) or, without it, bf16-rounded operands + cblas_sgemm
  * (see gemm.h). */
 #include <cblas.h>
@@ -29,9 +30,13 @@ static inline float bf16_widen(uint16_t h) {
     return y;
 }
 
-static int force_portable = 0;
+static int force_portable = 0, force_blas = 0;
 
 void et_gemm_force_portable(int on) { force_portable = on != 0; }
+
+void et_gemm_f32_force_blas(int on) { force_blas = on != 0; }
+
+int et_gemm_f32_native(void) { return !force_blas && et_gemm_x86_f32_available(); }
 
 int et_gemm_bf16_native(void) { return !force_portable && et_gemm_x86_bf16_available(); }
 
@@ -128,6 +133,15 @@ static int gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha,
     return 0;
 }
 
+/* The AVX-512F kernel takes products up to ET_SGEMM_OMP_MAX_WORK
+ * multiply-adds (larger ones: OpenBLAS's cache blocking and threads win),
+ * except with trans_b when packing B^T (K x N floats) would cost more than
+ * the product gains (M < 16) or take more than 8 MB. */
+static int f32_kernel_suits(int trans_b, int M, int N, int K) {
+    if (K < 1 || (double)M * N * K > ET_SGEMM_OMP_MAX_WORK) return 0;
+    return !trans_b || (M >= 16 && (double)K * N <= (double)(1 << 21));
+}
+
 int et_gemm(int precision, int trans_a, int trans_b, int M, int N, int K,
             float alpha, const float *A, int lda, const float *B, int ldb,
             float beta, float *C, int ldc) {
@@ -135,6 +149,9 @@ int et_gemm(int precision, int trans_a, int trans_b, int M, int N, int K,
         return gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, NULL, ldb, beta, C, ldc);
     if (precision != ET_GEMM_F32 || !args_ok(trans_a, trans_b, M, N, K, lda, ldb, ldc)) return ET_EINPUT;
     if (M == 0 || N == 0) return 0;
+    if (f32_kernel_suits(trans_b, M, N, K) && alpha != 0.0f && et_gemm_f32_native() &&
+        et_gemm_x86_f32(trans_a != 0, trans_b != 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0)
+        return 0;
     et_sgemm_omp(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc); /* small: per OpenMP thread */
     return 0;
 }

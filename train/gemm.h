@@ -18,10 +18,11 @@
  * of the f32 additions.  The AVX512_BF16 path treats f32 inputs below 2^-126
  * in magnitude (subnormals) as zero, as vcvtne2ps2bf16/vdpbf16ps do.
  *
- * Threads: the bf16 kernel opens its own OpenMP region (omp_get_max_threads()
- * threads) from the calling thread; the f32 path calls OpenBLAS from the
- * calling thread (small products: once per OpenMP thread, train/sgemm_omp.h).  Never call either from inside an OpenMP parallel region
- * (DESIGN §2).
+ * Threads: the bf16 and f32 kernels open their own OpenMP region
+ * (omp_get_max_threads() threads) from the calling thread; the OpenBLAS f32
+ * path calls OpenBLAS from the calling thread (small products: once per
+ * OpenMP thread, train/sgemm_omp.h).  Never call either from inside an
+ * OpenMP parallel region (DESIGN §2).
  * Memory: packing buffers are malloc'ed per call (a few hundred KB); when
  * that fails the call still completes on a slow path that needs none.
  */
@@ -33,8 +34,10 @@
 enum { ET_GEMM_F32 = 0, ET_GEMM_BF16 = 1 };
 
 /* C = alpha op(A) op(B) + beta C as described above, in `precision`
- * (ET_GEMM_F32: cblas_sgemm, small products split over the OpenMP threads
- * by train/sgemm_omp.h with the same sums; ET_GEMM_BF16: bf16 operands).
+ * (ET_GEMM_F32: small products on the AVX-512F kernel when the CPU has it
+ * (et_gemm_f32_native), else and for large ones cblas_sgemm, small products
+ * split over the OpenMP threads by train/sgemm_omp.h with the same sums;
+ * ET_GEMM_BF16: bf16 operands).
  * Returns 0, or ET_EINPUT (nothing computed) for an unknown precision,
  * negative sizes or a leading dimension smaller than its row. */
 int et_gemm(int precision, int trans_a, int trans_b, int M, int N, int K,
@@ -55,6 +58,17 @@ int et_gemm_bf16_native(void);
 /* Tests and benchmarks: force the portable bf16 path (on != 0) or allow the
  * native kernel again (on == 0).  Not thread-safe against running GEMMs. */
 void et_gemm_force_portable(int on);
+
+/* 1 when et_gemm's f32 products up to ET_SGEMM_OMP_MAX_WORK multiply-adds
+ * (train/sgemm_omp.h) run on the AVX-512F kernel (train/gemm_f32_x86.c:
+ * each element of C one FMA chain over k in order, so the same result at
+ * any thread count), 0 when they go to OpenBLAS (train/sgemm_omp.h). */
+int et_gemm_f32_native(void);
+
+/* Tests and benchmarks: send every f32 product to OpenBLAS (on != 0) or
+ * allow the AVX-512F kernel again (on == 0).  Not thread-safe against
+ * running GEMMs. */
+void et_gemm_f32_force_blas(int on);
 
 /* "f32" -> ET_GEMM_F32, "bf16" -> ET_GEMM_BF16; -1 for anything else. */
 int et_gemm_precision_parse(const char *s);

@@ -1,8 +1,10 @@
-/* train/gemm_kernel.h — internal: the native bf16 GEMM kernel behind
- * et_gemm (train/gemm_x86.c), called only by train/gemm.c. */
+/* train/gemm_kernel.h — internal: the native GEMM kernels behind et_gemm
+ * (bf16: train/gemm_x86.c, f32: train/gemm_f32_x86.c), called only by
+ * train/gemm.c. */
 #ifndef ET_GEMM_KERNEL_H
 #define ET_GEMM_KERNEL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* 1 when the CPU and OS support AVX-512 F/BW/BF16 (CPUID + XGETBV), else 0
@@ -16,5 +18,25 @@ int et_gemm_x86_bf16_available(void);
 int et_gemm_x86_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha,
                      const float *A, int lda, const float *Bf, const uint16_t *Bh, int ldb,
                      float beta, float *C, int ldc);
+
+/* 64-byte aligned scratch of at least `bytes` for the calling thread, kept
+ * between calls (grown when too small, freed when the thread exits); NULL
+ * when it cannot be allocated (or not on x86-64).  Shared by both kernels:
+ * valid until the calling thread's next call. */
+void *et_gemm_x86_scratch(size_t bytes);
+
+/* 1 when the CPU and OS support AVX-512F (CPUID + XGETBV), else 0 (always 0
+ * on other architectures).  Cached after the first call. */
+int et_gemm_x86_f32_available(void);
+
+/* C = alpha op(A) op(B) + beta C in f32 as et_gemm (gemm.h): trans_a and
+ * trans_b 0 or 1, M, N, K >= 1, beta 0 does not read C.  Every element of C
+ * is one FMA chain over k = 0 .. K-1 (results do not depend on the number
+ * of threads).  Meant for small products (whole K per tile, no cache
+ * blocking).  Only call when et_gemm_x86_f32_available().  Returns 0, or -1
+ * when the packing buffer for op(B) (trans_b 1: K x N floats) could not be
+ * allocated (nothing written). */
+int et_gemm_x86_f32(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                    const float *B, int ldb, float beta, float *C, int ldc);
 
 #endif

@@ -354,6 +354,8 @@ static void *cache_get(size_t bytes) {
     return c->p;
 }
 
+void *et_gemm_x86_scratch(size_t bytes) { return cache_get(bytes); }
+
 enum { SPLIT_M, SPLIT_N, SPLIT_K };
 
 /* Threads split the work with no barrier inside the call (an OpenMP barrier
@@ -419,6 +421,11 @@ int et_gemm_x86_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha,
 #else /* not x86-64: no native kernel */
 
 int et_gemm_x86_bf16_available(void) { return 0; }
+
+void *et_gemm_x86_scratch(size_t bytes) {
+    (void)bytes;
+    return NULL;
+}
 
 int et_gemm_x86_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha,
                      const float *A, int lda, const float *Bf, const uint16_t *Bh, int ldb,

@@ -1,0 +1,246 @@
+/* train/gemm_f32_x86.c — the AVX-512F f32 GEMM for small products behind
+ * et_gemm (train/gemm.h, ET_GEMM_F32).
+ *
+ * Made for the GEMMs of a tiny model's training step (stories260K, batch
+ * 1024 tokens: [1024, 64] x [64, 64..512], [1024, 172] x [172, 64], and the
+ * weight gradients X^T dY with K = 1024), where OpenBLAS spends much of its
+ * time copying panels and clearing C around a few microseconds of work.
+ *
+ * The microkernel keeps a tile of up to MR x NR = 12 x 32 of C in 24 zmm
+ * accumulators (two zmm of 16 f32 per row) and runs the whole K in one
+ * chain of vfmadd231ps per accumulator (Intel SDM, "VFMADD231PS"):
+ *   acc[i][j] = fma(a(i, k), b(k, j), acc[i][j])   for k = 0, 1, ..., K-1
+ *   C[i][j]   = alpha * acc[i][j]   (+ beta * C[i][j] when beta != 0)
+ * The a(i, k) are broadcast straight from A (no packing: A is read where it
+ * lies, a row of A (trans_a 0) or a row of A^T (trans_a 1) at a time); the
+ * b(k, j0 .. j0+31) are two vector loads from a k-major B: B itself when
+ * trans_b is 0, else a copy of B^T packed by the calling thread before the
+ * parallel region, in panels of [K][32] columns.
+ * The structure follows the register-tile idea of BLIS (Van Zee & van de
+ * Geijn, ACM TOMS 2015) without its cache blocking: these operands fit in
+ * L2, and keeping K whole is what makes the results independent of the
+ * tiling: every element of C is one FMA chain over k = 0 .. K-1 in order,
+ * whatever tile (or thread) computes it, so results do not depend on the
+ * number of threads.  Tiles of fewer rows or columns (tails) use the same
+ * chain with fewer accumulators (masked loads and stores in N).
+ *
+ * Only the functions marked ET_TARGET use AVX-512 instructions; they are
+ * reached only after et_gemm_x86_f32_available() said yes, so this file
+ * builds with the project's portable flags.  The OpenMP region is in a
+ * plain function that calls the ET_TARGET helpers. */
+#include "gemm_kernel.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <omp.h>
+#include <stddef.h>
+
+#define ET_TARGET __attribute__((target("avx512f"), noinline))
+#define ET_INLINE static inline __attribute__((always_inline, target("avx512f")))
+
+enum {
+    MR = 12, /* rows of the largest tile */
+    NR = 32  /* columns: two zmm of 16 f32 */
+};
+
+/* Below this many multiply-adds one thread does it all (a parallel region
+ * costs more than the product), as train/sgemm_omp.c. */
+#define SERIAL_WORK ((double)(1 << 16))
+
+static int detect(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return 0; /* OSXSAVE */
+    unsigned xlo, xhi;
+    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+    (void)xhi;
+    if ((xlo & 0xe6) != 0xe6) return 0; /* SSE, AVX, opmask, ZMM state enabled by the OS */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b >> 16) & 1; /* AVX512F */
+}
+
+int et_gemm_x86_f32_available(void) {
+    static int cached = -1;
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = detect();
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+static inline __mmask16 mask16(int n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+/* One tile: C[MV, nv] (ldc) = alpha * op(A)[MV, K] op(B)[K, nv] + beta C,
+ * nv <= 16 * NV.  a(i, k) = a[i * lda + k] (TA 0) or a[k * lda + i] (TA 1);
+ * b(k, j) = b[k * ldb + j], loaded with masks (nothing read beyond nv). */
+ET_INLINE void tile_body(const int MV, const int NV, const int TA, int K, const float *a, size_t lda,
+                         const float *b, size_t ldb, int nv, float *c, size_t ldc, float alpha, float beta) {
+    __m512 acc[MR][2];
+    const __mmask16 m0 = mask16(nv), m1 = mask16(nv - 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < MV; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const float *bk = b + (size_t)k * ldb;
+        const __m512 b0 = NV == 2 ? _mm512_loadu_ps(bk) : _mm512_maskz_loadu_ps(m0, bk); /* NV 2: nv > 16 */
+        const __m512 b1 = NV == 2 ? _mm512_maskz_loadu_ps(m1, bk + 16) : _mm512_setzero_ps();
+        const float *ak = TA ? a + (size_t)k * lda : a + k;
+#pragma GCC unroll 12
+        for (int i = 0; i < MV; i++) {
+            const __m512 av = _mm512_set1_ps(TA ? ak[i] : ak[(size_t)i * lda]);
+            acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+            if (NV == 2) acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+        }
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const int scale = alpha != 1.0f; /* 1 * acc is acc: the same bits without the multiply */
+#pragma GCC unroll 12
+    for (int i = 0; i < MV; i++) {
+        float *ci = c + (size_t)i * ldc;
+        __m512 y0 = scale ? _mm512_mul_ps(va, acc[i][0]) : acc[i][0];
+        if (beta != 0.0f) y0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), y0);
+        _mm512_mask_storeu_ps(ci, m0, y0);
+        if (NV == 2) {
+            __m512 y1 = scale ? _mm512_mul_ps(va, acc[i][1]) : acc[i][1];
+            if (beta != 0.0f) y1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), y1);
+            _mm512_mask_storeu_ps(ci + 16, m1, y1);
+        }
+    }
+}
+
+/* tile_body with its shape as constants: mv 1..MR rows, nv 1..NR columns. */
+ET_TARGET static void tile(int ta, int mv, int K, const float *a, size_t lda, const float *b, size_t ldb, int nv,
+                           float *c, size_t ldc, float alpha, float beta) {
+    const int nv2 = nv > 16;
+#define ET_TILE_CASE(R)                                                                     \
+    case R:                                                                                 \
+        if (ta && nv2) tile_body(R, 2, 1, K, a, lda, b, ldb, nv, c, ldc, alpha, beta);      \
+        else if (ta) tile_body(R, 1, 1, K, a, lda, b, ldb, nv, c, ldc, alpha, beta);        \
+        else if (nv2) tile_body(R, 2, 0, K, a, lda, b, ldb, nv, c, ldc, alpha, beta);       \
+        else tile_body(R, 1, 0, K, a, lda, b, ldb, nv, c, ldc, alpha, beta);                \
+        break;
+    switch (mv) {
+        ET_TILE_CASE(1) ET_TILE_CASE(2) ET_TILE_CASE(3) ET_TILE_CASE(4) ET_TILE_CASE(5) ET_TILE_CASE(6)
+        ET_TILE_CASE(7) ET_TILE_CASE(8) ET_TILE_CASE(9) ET_TILE_CASE(10) ET_TILE_CASE(11) ET_TILE_CASE(12)
+    default: break;
+    }
+#undef ET_TILE_CASE
+}
+
+/* In-place transpose of a 16 x 16 block of floats (r[a] = row a):
+ * interleave 32-bit then 64-bit elements inside 128-bit lanes, then
+ * transpose the 4 x 4 lanes. */
+ET_INLINE void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        u[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int c = 0; c < 4; c++) { /* u[4i + c] lane l = column 4l + c of rows 4i .. 4i+3 */
+        const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xee);
+        const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
+        const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xee);
+        r[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(v0, v2, 0xdd);
+        r[8 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xdd);
+    }
+}
+
+/* B^T packed k-major in panels of NR columns (so that a tile's panel is one
+ * contiguous K x NR block, whatever N: a row stride of a power of two
+ * would put the panel's rows in a few L1 sets):
+ *   bp[q * K * NR + k * NR + j] = B[(q * NR + j) * ldb + k]
+ * for column q * NR + j < N, zero up to the next multiple of 16 (the rest
+ * of a last panel is not written and never read: tiles load it masked).
+ * 16 x 16 blocks, transposed in registers. */
+ET_TARGET static void pack_bt(int N, int K, const float *B, size_t ldb, float *bp) {
+    for (int j0 = 0; j0 < N; j0 += 16) {
+        float *dst = bp + (size_t)(j0 / NR) * K * NR + j0 % NR;
+        for (int k0 = 0; k0 < K; k0 += 16) {
+            const int kn = K - k0 < 16 ? K - k0 : 16;
+            const __mmask16 m = mask16(kn);
+            __m512 r[16];
+            for (int a = 0; a < 16; a++)
+                r[a] = j0 + a < N ? _mm512_maskz_loadu_ps(m, B + (size_t)(j0 + a) * ldb + k0) : _mm512_setzero_ps();
+            transpose16(r);
+            for (int t = 0; t < kn; t++) _mm512_storeu_ps(dst + (size_t)(k0 + t) * NR, r[t]);
+        }
+    }
+}
+
+/* C[m0..m1, n0..n1] on the calling thread: row tiles of at most MR rows
+ * (as even as possible), each across the columns in panels of NR.
+ * op(B)(k, j) = b[k * ldb + j] (panel 0), or with pstride != 0 (packed by
+ * pack_bt, n0 a multiple of NR, ldb NR) b[(j / NR) * pstride + k * NR + j % NR]. */
+static void run_block(int ta, int K, const float *A, size_t lda, const float *b, size_t ldb, size_t pstride, int m0,
+                      int m1, int n0, int n1, float *C, size_t ldc, float alpha, float beta) {
+    const int rows = m1 - m0, nt = (rows + MR - 1) / MR;
+    for (int t = 0, i0 = m0; t < nt; t++) {
+        const int mv = rows / nt + (t < rows % nt);
+        const float *a = ta ? A + i0 : A + (size_t)i0 * lda;
+        for (int j0 = n0; j0 < n1; j0 += NR)
+            tile(ta, mv, K, a, lda, pstride ? b + (size_t)(j0 / NR) * pstride : b + j0, ldb,
+                 n1 - j0 < NR ? n1 - j0 : NR, C + (size_t)i0 * ldc + j0, ldc, alpha, beta);
+        i0 += mv;
+    }
+}
+
+int et_gemm_x86_f32(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                    const float *B, int ldb, float beta, float *C, int ldc) {
+    const float *b = B;
+    size_t ldbk = (size_t)ldb, pstride = 0;
+    if (trans_b) {
+        pstride = (size_t)K * NR;
+        float *bt = et_gemm_x86_scratch((size_t)(N + NR - 1) / NR * pstride * sizeof(float));
+        if (!bt) return -1;
+        pack_bt(N, K, B, (size_t)ldb, bt);
+        b = bt;
+        ldbk = NR;
+    }
+    int nth = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if ((double)M * N * K <= SERIAL_WORK || nth < 1) nth = 1;
+    /* Rows split between the threads (as evenly as possible) when there
+     * are enough of them, else columns in multiples of NR; either way each
+     * element of C is one chain over the whole K (see the top of the file). */
+    const int by_rows = M >= 8 * nth;
+    if (by_rows && nth > (M + 3) / 4) nth = (M + 3) / 4;
+    if (!by_rows && nth > (N + NR - 1) / NR) nth = (N + NR - 1) / NR;
+    if (nth < 2) {
+        run_block(trans_a, K, A, (size_t)lda, b, ldbk, pstride, 0, M, 0, N, C, (size_t)ldc, alpha, beta);
+        return 0;
+    }
+    const int cols = ((N + nth - 1) / nth + NR - 1) / NR * NR;
+    #pragma omp parallel for num_threads(nth) schedule(static, 1)
+    for (int t = 0; t < nth; t++) {
+        if (by_rows)
+            run_block(trans_a, K, A, (size_t)lda, b, ldbk, pstride, (int)((long)M * t / nth),
+                      (int)((long)M * (t + 1) / nth), 0, N, C, (size_t)ldc, alpha, beta);
+        else if (t * cols < N)
+            run_block(trans_a, K, A, (size_t)lda, b, ldbk, pstride, 0, M, t * cols,
+                      (t + 1) * cols < N ? (t + 1) * cols : N, C, (size_t)ldc, alpha, beta);
+    }
+    return 0;
+}
+
+#else /* not x86-64: no native kernel */
+
+int et_gemm_x86_f32_available(void) { return 0; }
+
+int et_gemm_x86_f32(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                    const float *B, int ldb, float beta, float *C, int ldc) {
+    (void)trans_a; (void)trans_b; (void)M; (void)N; (void)K; (void)alpha; (void)A; (void)lda;
+    (void)B; (void)ldb; (void)beta; (void)C; (void)ldc;
+    return -1;
+}
+
+#endif
