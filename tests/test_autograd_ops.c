@@ -199,6 +199,15 @@ static void r_matmul_add(const double *const *x, double *out, const opcase *c) {
     r_matmul(x, out, c); /* n_in > 2: with the bias */
     for (size_t i = 0; i < c->n_out; i++) out[i] += x[3][i];
 }
+/* the residual is x itself: y = x + x @ w^T (x [M, K], w [K, K]) */
+static et_tensor *b_matmul_add_self(et_tape *t, et_tensor **in, const opcase *c) {
+    (void)c;
+    return et_matmul_add(t, "y", in[0], in[1], NULL, in[0]);
+}
+static void r_matmul_add_self(const double *const *x, double *out, const opcase *c) {
+    r_matmul(x, out, c);
+    for (size_t i = 0; i < c->n_out; i++) out[i] += x[0][i];
+}
 static void test_matmul_add(void **state) {
     (void)state;
     /* residual r [6, 5] added inside the GEMM */
@@ -207,6 +216,11 @@ static void test_matmul_add(void **state) {
                 .build = b_matmul_add, .ref = r_matmul_add, .N = 6, .C = 7, .V = 5};
     c.n_out = 6 * 5;
     expect_ok(&c);
+    /* dr = dy is taken over without a copy, except when r is x */
+    opcase s = {.name = "matmul+residual x", .n_in = 2, .ndim = {2, 2}, .shape = {{4, 5}, {5, 5}},
+                .needs_grad = {1, 1}, .build = b_matmul_add_self, .ref = r_matmul_add_self, .N = 4, .C = 5, .V = 5};
+    s.n_out = 4 * 5;
+    expect_ok(&s);
 }
 
 /* ================= rmsnorm ================= */
@@ -275,6 +289,45 @@ static void test_rope(void **state) {
     p.name = "rope in place";
     p.build = b_rope_inplace;
     expect_ok(&p);
+}
+
+/* Four ropes in one tape: the cos/sin tables are made once per (positions,
+ * head_dim, theta) and shared until et_tape_reset (train/op_rope.c); each
+ * call must still get its own. */
+static const int32_t chain_pos_a[10] = {0, 1, 2, 0, 1, 7, 100, 3, 4, 2};
+static const int32_t chain_pos_b[10] = {0, 1, 2, 0, 1, 7, 100, 3, 4, 5}; /* differs in the last */
+static et_tensor *b_rope_chain(et_tape *t, et_tensor **in, const opcase *c) {
+    et_tensor *y = et_rope(t, "r1", in[0], c->T, c->H, c->D, NULL, c->theta);
+    y = et_rope(t, "r2", y, c->T, c->H, c->D, NULL, 500000.0f); /* another theta */
+    y = et_rope(t, "r2b", y, c->T, c->H, c->D, chain_pos_a, 500000.0f);
+    y = et_rope_inplace(t, "r3", y, c->T, c->H, c->D, NULL, c->theta);
+    y = et_rope(t, "r4", y, c->T, c->H, c->D, chain_pos_b, 500000.0f);
+    return et_rope(t, "r5", y, 2 * c->T, c->H, c->D, NULL, c->theta); /* another T */
+}
+static void r_rope_chain(const double *const *x, double *out, const opcase *c) {
+    const size_t n = c->n_out;
+    double *a = malloc(n * sizeof(double)), *b = malloc(n * sizeof(double));
+    opcase k = *c;
+    const double *src[1] = {x[0]};
+    r_rope(src, b, &k);
+    k.theta = 500000.0f, src[0] = b;
+    r_rope(src, a, &k);
+    k.pos = chain_pos_a, src[0] = a;
+    r_rope(src, b, &k);
+    k.pos = NULL, k.theta = c->theta, src[0] = b;
+    r_rope(src, a, &k);
+    k.pos = chain_pos_b, k.theta = 500000.0f, src[0] = a;
+    r_rope(src, b, &k);
+    k.pos = NULL, k.theta = c->theta, k.T = 2 * c->T, k.B = c->B / 2, src[0] = b;
+    r_rope(src, out, &k);
+    free(a), free(b);
+}
+static void test_rope_shared_tables(void **state) {
+    (void)state;
+    opcase c = {.name = "rope tables shared", .n_in = 1, .ndim = {2}, .shape = {{2 * 5, 2 * 6}}, .needs_grad = {1},
+                .build = b_rope_chain, .ref = r_rope_chain, .B = 2, .T = 5, .H = 2, .D = 6, .theta = 10000.0f};
+    c.n_out = 10 * 12;
+    expect_ok(&c);
 }
 
 /* ================= attention ================= */
@@ -346,6 +399,66 @@ static void test_attention(void **state) {
     m8.shape[0][1] = m8.shape[1][1] = m8.shape[2][1] = 3 * 8;
     m8.n_out = 17 * 3 * 8;
     expect_ok(&m8);
+    /* the same at head_dim 8 on the portable row kernels (on an AVX-512 CPU
+       the cases above ran the tiles of train/attn_kd8.h); T = 16 and 32 end
+       exactly on a tile */
+    et_attention_force_portable(1);
+    expect_ok(&k8);
+    expect_ok(&m8);
+    et_attention_force_portable(0);
+    opcase t16 = m8;
+    t16.name = "attention mha head_dim 8, T 32";
+    t16.T = 32, t16.H = t16.G = 1;
+    t16.shape[0][0] = t16.shape[1][0] = t16.shape[2][0] = 32;
+    t16.shape[0][1] = t16.shape[1][1] = t16.shape[2][1] = 8;
+    t16.n_out = 32 * 8;
+    expect_ok(&t16);
+    opcase g16 = k8;
+    g16.name = "attention gqa head_dim 8, T 16, 4 heads per kv head";
+    g16.T = 16, g16.H = 4, g16.G = 1;
+    g16.shape[0][0] = g16.shape[1][0] = g16.shape[2][0] = 2 * 16;
+    g16.shape[0][1] = 4 * 8, g16.shape[1][1] = g16.shape[2][1] = 8;
+    g16.n_out = 2 * 16 * 4 * 8;
+    expect_ok(&g16);
+}
+
+/* ================= rope of q and k in one pass, then attention ================= */
+static et_tensor *b_rope_qk_attention(et_tape *t, et_tensor **in, const opcase *c) {
+    et_tensor *q, *k;
+    if (et_rope_qk_inplace(t, "qr", "kr", in[0], in[1], c->T, c->H, c->G, c->D, c->pos, c->theta, &q, &k))
+        return NULL;
+    return et_attention(t, "att", q, k, in[2], c->T, c->H, c->G, c->D);
+}
+static void r_rope_qk_attention(const double *const *x, double *out, const opcase *c) {
+    const size_t nq = (size_t)c->B * c->T * c->H * c->D, nk = (size_t)c->B * c->T * c->G * c->D;
+    double *q = malloc(nq * sizeof(double)), *k = malloc(nk * sizeof(double));
+    opcase kc = *c;
+    kc.H = c->G;
+    const double *src[1] = {x[0]};
+    r_rope(src, q, c);
+    src[0] = x[1];
+    r_rope(src, k, &kc);
+    const double *qkv[3] = {q, k, x[2]};
+    r_attention(qkv, out, c);
+    free(q), free(k);
+}
+static void test_rope_qk(void **state) {
+    (void)state;
+    opcase c = {.name = "rope q,k + attention", .n_in = 3, .ndim = {2, 2, 2},
+                .shape = {{2 * 6, 4 * 4}, {2 * 6, 2 * 4}, {2 * 6, 2 * 4}}, .needs_grad = {1, 1, 1},
+                .lo = {-2, -2, -1}, .hi = {2, 2, 1}, .build = b_rope_qk_attention, .ref = r_rope_qk_attention,
+                .B = 2, .T = 6, .H = 4, .G = 2, .D = 4, .theta = 10000.0f};
+    c.n_out = 12 * 16;
+    expect_ok(&c);
+    static const int32_t pos[12] = {0, 1, 2, 3, 4, 5, 0, 1, 2, 0, 1, 2}; /* packed documents */
+    c.name = "rope q,k positions", c.pos = pos;
+    expect_ok(&c);
+    /* k frozen: q's node alone (no pairing) */
+    c.name = "rope q,k; k frozen", c.needs_grad[1] = 0;
+    expect_ok(&c);
+    /* q frozen: k's node alone */
+    c.name = "rope q,k; q frozen", c.needs_grad[1] = 1, c.needs_grad[0] = 0;
+    expect_ok(&c);
 }
 
 /* ================= swiglu, add, scale ================= */
@@ -649,6 +762,39 @@ static void test_thread_count_independent(void **state) {
     free(res[0]), free(res[1]), free(q), free(k), free(v), free(nw), free(seed);
 }
 
+/* Large enough for the parallel paths: embedding backward split over
+ * columns, rmsnorm backward as dynamic tasks (two dw blocks, dx row blocks),
+ * the same floats with 1 and 2 threads. */
+static void test_thread_count_independent_large(void **state) {
+    (void)state;
+    enum { V = 50, N = 600, C = 70 };
+    int32_t ids[N];
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)(i * 7 % V);
+    float *emb = malloc(V * C * 4), *nw = malloc(C * 4), *seed = malloc(N * C * 4);
+    for (int i = 0; i < V * C; i++) emb[i] = (float)urand();
+    for (int i = 0; i < C; i++) nw[i] = 1.0f + 0.1f * (float)urand();
+    for (int i = 0; i < N * C; i++) seed[i] = (float)urand();
+    float *res[2];
+    int saved = omp_get_max_threads();
+    for (int run = 0; run < 2; run++) {
+        omp_set_num_threads(run + 1);
+        res[run] = calloc(V * C + C + N * C, 4);
+        et_tensor E, NW;
+        et_tensor_wrap(&E, "e", emb, res[run], 2, (int64_t[]){V, C});
+        et_tensor_wrap(&NW, "nw", nw, res[run] + V * C, 1, (int64_t[]){C});
+        et_tape t;
+        et_tape_init(&t, 0, NULL);
+        et_tensor *x = et_embedding(&t, "x", &E, ids, N);
+        et_tensor *y = et_rmsnorm(&t, "n", et_add(&t, "xx", x, x), &NW, 1e-5f);
+        assert_int_equal(et_tape_backward_seed(&t, y, seed), 0);
+        memcpy(res[run] + V * C + C, y->data, N * C * 4);
+        et_tape_free(&t);
+    }
+    omp_set_num_threads(saved);
+    assert_memory_equal(res[0], res[1], (V * C + C + N * C) * 4);
+    free(res[0]), free(res[1]), free(emb), free(nw), free(seed);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_embedding),
@@ -656,7 +802,9 @@ int main(void) {
         cmocka_unit_test(test_matmul_add),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_rope_shared_tables),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_rope_qk),
         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_add_scale),
         cmocka_unit_test(test_cross_entropy),
@@ -667,6 +815,7 @@ int main(void) {
         cmocka_unit_test(test_errors_are_sticky),
         cmocka_unit_test(test_arena_steady_state),
         cmocka_unit_test(test_thread_count_independent),
+        cmocka_unit_test(test_thread_count_independent_large),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -171,8 +171,9 @@ et_tensor *et_llama_layer(et_tape *t, et_llama *L, int l, et_tensor *x, int T, c
         et_tensor *k = linear(t, nm(n, "Kcur", l), h, &b->k);
         et_tensor *v = linear(t, nm(n, "Vcur", l), h, &b->v);
         /* in place: the projections' backward never reads their outputs */
-        q = et_rope_inplace(t, nm(n, "Qrope", l), q, T, b->n_head, D, pos, L->rope_theta);
-        k = et_rope_inplace(t, nm(n, "Krope", l), k, T, b->n_head_kv, D, pos, L->rope_theta);
+        char nk[48];
+        et_rope_qk_inplace(t, nm(n, "Qrope", l), nm(nk, "Krope", l), q, k, T, b->n_head, b->n_head_kv, D, pos,
+                           L->rope_theta, &q, &k);
         et_tensor *a = et_attention(t, nm(n, "kqv_out", l), q, k, v, T, b->n_head, b->n_head_kv, D);
         x = linear_add(t, nm(n, "ffn_inp", l), a, &b->o, x);
     }

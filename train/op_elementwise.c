@@ -101,7 +101,9 @@ et_tensor *et_swiglu(et_tape *t, const char *name, et_tensor *g, et_tensor *u) {
 static void add_backward(et_tape *t, const et_node *nd) {
     const float *dout = nd->out->grad;
     const long n = (long)nd->out->n;
-    for (int k = 0; k < 2; k++) {
+    /* a first gradient of a is dout itself: a takes over its buffer */
+    const int taken = nd->in[0] != nd->in[1] && et_grad_take(t, nd->in[0], nd->out);
+    for (int k = taken; k < 2; k++) {
         float *d = et_grad(t, nd->in[k]);
         if (!d) continue;
         #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)

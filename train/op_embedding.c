@@ -1,4 +1,5 @@
 /* train/op_embedding.c — token embedding lookup (see ops.h). */
+#include <omp.h>
 #include <string.h>
 
 #include "ops.h"
@@ -7,18 +8,26 @@ typedef struct {
     int32_t *ids;   /* [n] copy */
 } emb_saved;
 
-/* dw[ids[i], :] += dout[i, :].  Serial over rows (repeated ids would race),
- * parallel over the columns of each row is not worth it: n*C adds. */
+/* dw[ids[i], :] += dout[i, :], rows in order (repeated ids add up in that
+ * order); the threads split the columns, so no two write the same element
+ * and the result does not depend on their number. */
 static void embedding_backward(et_tape *t, const et_node *nd) {
     const emb_saved *s = nd->saved;
     et_tensor *w = nd->in[0], *out = nd->out;
     float *dw = et_grad(t, w);
     if (!dw) return;
-    size_t C = et_cols(w), n = et_rows(out);
-    for (size_t i = 0; i < n; i++) {
-        float *d = dw + (size_t)s->ids[i] * C;
-        const float *g = out->grad + i * C;
-        for (size_t c = 0; c < C; c++) d[c] += g[c];
+    const size_t C = et_cols(w), n = et_rows(out);
+    const float *dout = out->grad;
+    const int32_t *ids = s->ids;
+    #pragma omp parallel if (n * C > ET_OMP_MIN_WORK && C >= 32)
+    {
+        const size_t nt = (size_t)omp_get_num_threads(), id = (size_t)omp_get_thread_num();
+        const size_t c0 = C * id / nt, c1 = C * (id + 1) / nt;
+        for (size_t i = 0; i < n; i++) {
+            float *d = dw + (size_t)ids[i] * C;
+            const float *g = dout + i * C;
+            for (size_t c = c0; c < c1; c++) d[c] += g[c];
+        }
     }
 }
 

@@ -22,7 +22,10 @@ static void matmul_backward(et_tape *t, const et_node *nd) {
     const int M = (int)et_rows(x), K = (int)et_cols(x), N = (int)w->shape[0];
     const float *dy = y->grad;
     int fresh; /* a first gradient is stored, not added to zeros (tape.h) */
-    float *dr = r ? et_grad_fresh(t, r, &fresh) : NULL;
+    /* dr = dy when r has no gradient yet: r takes over dy's buffer (unless
+       x is r: dx is written below, while dy is still read) */
+    const int taken = r && r != x && et_grad_take(t, r, y);
+    float *dr = r && !taken ? et_grad_fresh(t, r, &fresh) : NULL;
     if (dr && fresh) {
         memcpy(dr, dy, y->n * sizeof(float));
     } else if (dr) {

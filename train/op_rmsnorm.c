@@ -10,6 +10,7 @@
  * order, 64 columns at a time (vectorized over the columns).  Neither
  * depends on the number of threads. */
 #include <math.h>
+#include <omp.h>
 
 #include "ops.h"
 #include "simd.h"
@@ -20,8 +21,7 @@ static inline double lanes8(const double *acc) {
 }
 
 /* sum_j a[j]^2 over j < n */
-ET_SIMD_CLONES
-static double row_sumsq(const float *a, long n) {
+static inline double row_sumsq(const float *a, long n) {
     double acc[8] = {0};
     const long n8 = n / 8 * 8;
     for (long j = 0; j < n8; j += 8) {
@@ -33,8 +33,7 @@ static double row_sumsq(const float *a, long n) {
 }
 
 /* sum_j a[j] b[j] c[j] over j < n */
-ET_SIMD_CLONES
-static double row_dot3(const float *a, const float *b, const float *c, long n) {
+static inline double row_dot3(const float *a, const float *b, const float *c, long n) {
     double acc[8] = {0};
     const long n8 = n / 8 * 8;
     for (long j = 0; j < n8; j += 8) {
@@ -58,11 +57,51 @@ static void dw_block(const float *dy, const float *x, const float *rstd, long M,
     for (int u = 0; u < nc; u++) dw[j0 + u] += (float)acc[u];
 }
 
+/* Rows [i0, i1) of the forward: rstd[i] and y[i, :] = x[i, :] * rstd[i] * w. */
+ET_SIMD_CLONES
+static void forward_rows(const float *x, const float *w, float *y, float *rstd, long i0, long i1, long C, float eps) {
+    for (long i = i0; i < i1; i++) {
+        const float *xi = x + i * C;
+        const double ss = row_sumsq(xi, C);
+        const float r = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
+        rstd[i] = r;
+        float *yi = y + i * C;
+        #pragma omp simd
+        for (long j = 0; j < C; j++) yi[j] = xi[j] * r * w[j];
+    }
+}
+
+/* Rows [i0, i1) of dx (fresh: store instead of add; see the file comment). */
+ET_SIMD_CLONES
+static void dx_rows(const float *dy, const float *x, const float *w, const float *rstd, long i0, long i1, long C,
+                    int fresh, float *dx) {
+    for (long i = i0; i < i1; i++) {
+        const float *xi = x + i * C, *gi = dy + i * C;
+        const double dot = row_dot3(w, gi, xi, C);
+        const float r = rstd[i];
+        const float c = (float)(dot * r * r * r / (double)C);
+        float *di = dx + i * C;
+        if (fresh) {
+            #pragma omp simd
+            for (long j = 0; j < C; j++) di[j] = r * w[j] * gi[j] - xi[j] * c;
+        } else {
+            #pragma omp simd
+            for (long j = 0; j < C; j++) di[j] += r * w[j] * gi[j] - xi[j] * c;
+        }
+    }
+}
+
 typedef struct {
     float *rstd;  /* [M] 1/rms of each row */
     float eps;
 } rmsnorm_saved;
 
+enum { DX_ROWS = 32 }; /* rows per backward task */
+
+/* One region for the whole backward: tasks 0 .. nb-1 are dw's blocks of 64
+ * columns (first: a single block is as long as a third of dx), then dx in
+ * blocks of DX_ROWS rows, handed out dynamically.  Each task's result does
+ * not depend on which thread runs it. */
 static void rmsnorm_backward(et_tape *t, const et_node *nd) {
     et_tensor *x = nd->in[0], *w = nd->in[1], *y = nd->out;
     const rmsnorm_saved *s = nd->saved;
@@ -73,25 +112,15 @@ static void rmsnorm_backward(et_tape *t, const et_node *nd) {
     float *dw = et_grad(t, w);
     if (t->code) return;
     const float *xd = x->data, *wd = w->data;
-    if (dx) {
-        #pragma omp parallel for schedule(static) if ((size_t)M * C > ET_OMP_MIN_WORK)
-        for (long i = 0; i < M; i++) {
-            const float *xi = xd + i * C, *gi = dy + i * C;
-            const double dot = row_dot3(wd, gi, xi, C);
-            const float r = rstd[i];
-            const float c = (float)(dot * r * r * r / (double)C);
-            float *di = dx + i * C;
-            if (fresh)
-                for (long j = 0; j < C; j++) di[j] = r * wd[j] * gi[j] - xi[j] * c;
-            else
-                for (long j = 0; j < C; j++) di[j] += r * wd[j] * gi[j] - xi[j] * c;
+    const long nb = dw ? (C + 63) / 64 : 0, nr = dx ? (M + DX_ROWS - 1) / DX_ROWS : 0;
+    #pragma omp parallel for schedule(dynamic, 1) if ((size_t)M * C > ET_OMP_MIN_WORK && nb + nr > 1)
+    for (long k = 0; k < nb + nr; k++) {
+        if (k < nb) {
+            dw_block(dy, xd, rstd, M, C, k * 64, (int)(C - k * 64 < 64 ? C - k * 64 : 64), dw);
+        } else {
+            const long i0 = (k - nb) * DX_ROWS;
+            dx_rows(dy, xd, wd, rstd, i0, M < i0 + DX_ROWS ? M : i0 + DX_ROWS, C, fresh, dx);
         }
-    }
-    if (dw) {
-        const long nb = (C + 63) / 64;
-        #pragma omp parallel for schedule(static) if ((size_t)M * C > ET_OMP_MIN_WORK && nb > 1)
-        for (long b = 0; b < nb; b++)
-            dw_block(dy, xd, rstd, M, C, b * 64, (int)(C - b * 64 < 64 ? C - b * 64 : 64), dw);
     }
 }
 
@@ -110,14 +139,14 @@ et_tensor *et_rmsnorm(et_tape *t, const char *name, et_tensor *x, et_tensor *w, 
     if (!rstd) return NULL;
     const float *xd = x->data, *wd = w->data;
     float *yd = y->data;
-    #pragma omp parallel for schedule(static) if ((size_t)M * C > ET_OMP_MIN_WORK)
-    for (long i = 0; i < M; i++) {
-        const float *xi = xd + i * C;
-        const double ss = row_sumsq(xi, C);
-        const float r = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
-        rstd[i] = r;
-        float *yi = yd + i * C;
-        for (long j = 0; j < C; j++) yi[j] = xi[j] * r * wd[j];
+    if ((size_t)M * C > ET_OMP_MIN_WORK) {
+        #pragma omp parallel
+        { /* contiguous equal shares of the rows */
+            const long nt = omp_get_num_threads(), id = omp_get_thread_num();
+            forward_rows(xd, wd, yd, rstd, M * id / nt, M * (id + 1) / nt, C, eps);
+        }
+    } else {
+        forward_rows(xd, wd, yd, rstd, 0, M, C, eps);
     }
     s->rstd = rstd;
     s->eps = eps;

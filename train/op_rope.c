@@ -9,25 +9,35 @@
  * is the rotation by -a:
  *   dx[2i]   += dy[2i] cos a + dy[2i+1] sin a
  *   dx[2i+1] += -dy[2i] sin a + dy[2i+1] cos a
- * cos/sin are tabulated once per call (in double, then rounded) and kept
- * for backward. */
+ * cos/sin are tabulated in double, then rounded, and kept for backward;
+ * the tables live in the tape's arena until its reset, and a later call with
+ * the same positions, head_dim and theta (every layer, q and k) reuses them:
+ * at the stories260K shape the table (256 x 4 cos/sin and pow in double)
+ * cost more than the rotation itself. */
 #include <math.h>
+#include <omp.h>
+#include <string.h>
 
 #include "ops.h"
 
-typedef struct {
+typedef struct rope_saved rope_saved;
+struct rope_saved {
     int T, n_head, head_dim;
     int by_row;      /* 1: table row = tensor row (explicit positions); 0: r % T */
     float *cos, *sin; /* [n_tab, head_dim/2] */
-} rope_saved;
+    /* et_rope_qk_inplace: in k's node, q's node (saved, input, output), whose
+       gradient k's backward rotates as well (then sets q's `done`) */
+    rope_saved *pair;
+    et_tensor *pair_x, *pair_y;
+    int done;
+};
 
-/* out (+)= R(sign * a) in, for every head of every row. */
-static void rope_apply(const rope_saved *s, long rows, const float *in, float *out, float sign, int accumulate) {
+/* Rows [r0, r1): out (+)= R(sign * a) in, for every head. */
+static void rope_rows(const rope_saved *s, long r0, long r1, const float *in, float *out, float sign, int accumulate) {
     const int half = s->head_dim / 2, n_head = s->n_head, head_dim = s->head_dim, T = s->T, by_row = s->by_row;
     const long C = (long)n_head * head_dim;
     const float *cos_t = s->cos, *sin_t = s->sin;
-    #pragma omp parallel for schedule(static) if ((size_t)rows * C > ET_OMP_MIN_WORK)
-    for (long r = 0; r < rows; r++) {
+    for (long r = r0; r < r1; r++) {
         const long tr = by_row ? r : r % T;
         const float *cs = cos_t + tr * half, *sn = sin_t + tr * half;
         for (int h = 0; h < n_head; h++) {
@@ -44,15 +54,89 @@ static void rope_apply(const rope_saved *s, long rows, const float *in, float *o
     }
 }
 
-static void rope_backward(et_tape *t, const et_node *nd) {
-    int fresh; /* a first gradient is stored, not added to zeros (tape.h) */
-    float *dx = et_grad_fresh(t, nd->in[0], &fresh);
-    if (!dx) return;
-    rope_apply(nd->saved, (long)et_rows(nd->out), nd->out->grad, dx, -1.0f, !fresh);
+/* One or two rotations (b may be NULL) over the same rows, in one parallel
+ * region of contiguous equal shares: out_a (+)= R(sign a) in_a, and the same
+ * for b. */
+static void rope_apply2(const rope_saved *a, const float *in_a, float *out_a, int acc_a, const rope_saved *b,
+                        const float *in_b, float *out_b, int acc_b, long rows, float sign) {
+    const size_t work = (size_t)rows * a->n_head * a->head_dim + (b ? (size_t)rows * b->n_head * b->head_dim : 0);
+    #pragma omp parallel if (work > ET_OMP_MIN_WORK)
+    {
+        const long nt = omp_get_num_threads(), id = omp_get_thread_num();
+        const long r0 = rows * id / nt, r1 = rows * (id + 1) / nt;
+        rope_rows(a, r0, r1, in_a, out_a, sign, acc_a);
+        if (b) rope_rows(b, r0, r1, in_b, out_b, sign, acc_b);
+    }
 }
 
-static et_tensor *rope(et_tape *t, const char *name, et_tensor *x, int T, int n_head, int head_dim,
-                       const int32_t *pos, float theta, int inplace) {
+/* cos/sin of every (position, pair) for one set of positions: a list in
+ * the tape's arena (t->rope_tables), emptied by et_tape_reset. */
+typedef struct rope_table {
+    struct rope_table *next;
+    long n_tab;
+    int head_dim;
+    float theta;
+    int32_t *pos;      /* [n_tab] copy, or NULL for positions 0 .. n_tab-1 */
+    float *cos, *sin;  /* [n_tab, head_dim/2] */
+} rope_table;
+
+/* The table for these positions (pos [n_tab], or NULL: 0 .. n_tab-1), made
+ * on first use since the last reset; NULL + tape error on OOM. */
+static const rope_table *table_get(et_tape *t, long n_tab, int head_dim, const int32_t *pos, float theta) {
+    for (const rope_table *c = t->rope_tables; c; c = c->next)
+        if (c->n_tab == n_tab && c->head_dim == head_dim && c->theta == theta && !c->pos == !pos &&
+            (!pos || !memcmp(c->pos, pos, (size_t)n_tab * sizeof *pos)))
+            return c;
+    const int half = head_dim / 2;
+    rope_table *c = et_tape_alloc(t, sizeof *c);
+    double *inv_freq = c ? et_tape_alloc(t, (size_t)half * sizeof(double)) : NULL;
+    c = inv_freq ? c : NULL;
+    if (c) {
+        c->cos = et_tape_alloc(t, (size_t)n_tab * half * sizeof(float));
+        c->sin = c->cos ? et_tape_alloc(t, (size_t)n_tab * half * sizeof(float)) : NULL;
+        c->pos = c->sin && pos ? et_tape_alloc(t, (size_t)n_tab * sizeof *pos) : NULL;
+    }
+    if (!c || !c->sin || (pos && !c->pos)) return NULL;
+    if (pos) memcpy(c->pos, pos, (size_t)n_tab * sizeof *pos);
+    c->n_tab = n_tab;
+    c->head_dim = head_dim;
+    c->theta = theta;
+    for (int i = 0; i < half; i++) inv_freq[i] = pow((double)theta, -2.0 * i / (double)head_dim);
+    float *cos_t = c->cos, *sin_t = c->sin;
+    #pragma omp parallel for schedule(static) if ((size_t)n_tab * half * 64 > ET_OMP_MIN_WORK)
+    for (long r = 0; r < n_tab; r++) {
+        const double p = pos ? (double)pos[r] : (double)r;
+        for (int i = 0; i < half; i++) {
+            const double a = p * inv_freq[i];
+            cos_t[r * half + i] = (float)cos(a);
+            sin_t[r * half + i] = (float)sin(a);
+        }
+    }
+    c->next = t->rope_tables;
+    t->rope_tables = c;
+    return c;
+}
+
+static void rope_backward(et_tape *t, const et_node *nd) {
+    rope_saved *s = nd->saved;
+    if (s->done) { /* rotated by the paired k node's backward */
+        s->done = 0;
+        return;
+    }
+    int fresh, fresh_q = 0; /* a first gradient is stored, not added to zeros (tape.h) */
+    float *dx = et_grad_fresh(t, nd->in[0], &fresh);
+    /* the pair's output gradient is complete: its consumers come after both nodes */
+    const float *dq = s->pair ? s->pair_y->grad : NULL;
+    float *dxq = dq ? et_grad_fresh(t, s->pair_x, &fresh_q) : NULL;
+    if (!dx || (dq && !dxq)) return;
+    rope_apply2(s, nd->out->grad, dx, !fresh, dq ? s->pair : NULL, dq, dxq, !fresh_q, (long)et_rows(nd->out), -1.0f);
+    if (dq) s->pair->done = 1;
+}
+
+/* Checks, the output header (in place: over x's data) and the saved data
+ * with the table; NULL + tape error on bad shapes or OOM. */
+static et_tensor *rope_prepare(et_tape *t, const char *name, et_tensor *x, int T, int n_head, int head_dim,
+                               const int32_t *pos, float theta, int inplace, rope_saved **sp) {
     if (t->code) return NULL;
     if (!x) return et_tape_fail(t, ET_EINPUT, "rope %s: NULL input", name ? name : "");
     if (T < 1 || n_head < 1 || head_dim < 2 || head_dim % 2 || !(theta > 0.0f) ||
@@ -74,26 +158,27 @@ static et_tensor *rope(et_tape *t, const char *name, et_tensor *x, int T, int n_
     }
     rope_saved *s = y ? et_tape_alloc(t, sizeof *s) : NULL;
     if (!s) return NULL;
-    const int half = head_dim / 2;
-    const long n_tab = pos ? rows : T;
+    memset(s, 0, sizeof *s);
     s->T = T;
     s->n_head = n_head;
     s->head_dim = head_dim;
     s->by_row = pos != NULL;
-    s->cos = et_tape_alloc(t, (size_t)n_tab * half * sizeof(float));
-    s->sin = s->cos ? et_tape_alloc(t, (size_t)n_tab * half * sizeof(float)) : NULL;
-    if (!s->sin) return NULL;
-    #pragma omp parallel for schedule(static) if ((size_t)n_tab * half * 64 > ET_OMP_MIN_WORK)
-    for (long r = 0; r < n_tab; r++) {
-        const double p = pos ? (double)pos[r] : (double)r;
-        for (int i = 0; i < half; i++) {
-            const double a = p * pow((double)theta, -2.0 * i / (double)head_dim);
-            s->cos[r * half + i] = (float)cos(a);
-            s->sin[r * half + i] = (float)sin(a);
-        }
-    }
-    rope_apply(s, rows, x->data, y->data, 1.0f, 0); /* each pair read before written: in place is fine */
-    if (wants && !et_tape_push(t, "rope", rope_backward, y, &x, 1, s)) return NULL;
+    const rope_table *tab = table_get(t, pos ? rows : T, head_dim, pos, theta);
+    if (!tab) return NULL;
+    s->cos = tab->cos;
+    s->sin = tab->sin;
+    *sp = s;
+    return y;
+}
+
+static et_tensor *rope(et_tape *t, const char *name, et_tensor *x, int T, int n_head, int head_dim,
+                       const int32_t *pos, float theta, int inplace) {
+    rope_saved *s;
+    et_tensor *y = rope_prepare(t, name, x, T, n_head, head_dim, pos, theta, inplace, &s);
+    if (!y) return NULL;
+    /* each pair read before written: in place is fine */
+    rope_apply2(s, x->data, y->data, 0, NULL, NULL, NULL, 0, (long)et_rows(x), 1.0f);
+    if (y->requires_grad && !et_tape_push(t, "rope", rope_backward, y, &x, 1, s)) return NULL;
     return y;
 }
 
@@ -105,4 +190,35 @@ et_tensor *et_rope(et_tape *t, const char *name, et_tensor *x, int T, int n_head
 et_tensor *et_rope_inplace(et_tape *t, const char *name, et_tensor *x, int T, int n_head, int head_dim,
                            const int32_t *pos, float theta) {
     return rope(t, name, x, T, n_head, head_dim, pos, theta, 1);
+}
+
+/* Two nodes, q's then k's, pushed next to each other: every consumer of
+ * q's output comes after k's node, so when k's backward runs (first), q's
+ * output gradient is complete and both are rotated in one region. */
+int et_rope_qk_inplace(et_tape *t, const char *name_q, const char *name_k, et_tensor *q, et_tensor *k, int T,
+                       int n_head, int n_head_kv, int head_dim, const int32_t *pos, float theta, et_tensor **q_out,
+                       et_tensor **k_out) {
+    *q_out = *k_out = NULL;
+    if (q && k && et_rows(q) != et_rows(k)) {
+        et_tape_fail(t, ET_EINPUT, "rope %s: q %s has %zu rows, k %s %zu", name_q ? name_q : "", q->name,
+                     et_rows(q), k->name, et_rows(k));
+        return t->code;
+    }
+    rope_saved *sq, *sk;
+    et_tensor *yq = rope_prepare(t, name_q, q, T, n_head, head_dim, pos, theta, 1, &sq);
+    et_tensor *yk = yq ? rope_prepare(t, name_k, k, T, n_head_kv, head_dim, pos, theta, 1, &sk) : NULL;
+    if (!yk) return t->code;
+    rope_apply2(sq, q->data, yq->data, 0, sk, k->data, yk->data, 0, (long)et_rows(q), 1.0f);
+    if (yq->requires_grad && !et_tape_push(t, "rope", rope_backward, yq, &q, 1, sq)) return t->code;
+    if (yk->requires_grad) {
+        if (yq->requires_grad) {
+            sk->pair = sq;
+            sk->pair_x = q;
+            sk->pair_y = yq;
+        }
+        if (!et_tape_push(t, "rope", rope_backward, yk, &k, 1, sk)) return t->code;
+    }
+    *q_out = yq;
+    *k_out = yk;
+    return 0;
 }

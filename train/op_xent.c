@@ -88,8 +88,15 @@ static void grad_chunks(et_tape *t, const xent_saved *s, const et_tensor *x, con
 static void xent_backward(et_tape *t, const et_node *nd) {
     et_tensor *x = nd->in[0], *w = nd->in[1];
     const xent_saved *s = nd->saved;
-    float *dx = et_grad(t, x), *dw = et_grad(t, w);
-    if (t->code || s->norm == 0.0) return;
+    /* with dx1, a first gradient of x is stored (0 + g dx1: the same floats
+       as adding into zeros, -0 included) instead of zeroed, then added */
+    int fresh = 0;
+    float *dx = s->fused && s->dx1 ? et_grad_fresh(t, x, &fresh) : et_grad(t, x), *dw = et_grad(t, w);
+    if (t->code) return;
+    if (s->norm == 0.0) {
+        if (fresh) memset(dx, 0, x->n * sizeof(float));
+        return;
+    }
     const float g = nd->out->grad[0];
     if (!s->fused) {
         grad_chunks(t, s, x, w, (float)(g / s->norm), dx, dw);
@@ -100,8 +107,13 @@ static void xent_backward(et_tape *t, const et_node *nd) {
     if (dx && s->dx1) {
         const long n = (long)x->n;
         const float *d1 = s->dx1;
-        #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
-        for (long i = 0; i < n; i++) dx[i] += g * d1[i];
+        if (fresh) {
+            #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
+            for (long i = 0; i < n; i++) dx[i] = 0.0f + g * d1[i];
+        } else {
+            #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
+            for (long i = 0; i < n; i++) dx[i] += g * d1[i];
+        }
     }
     if (dw && g != 1.0f)
         grad_chunks(t, s, x, w, (float)((g - 1.0f) / s->norm), NULL, dw);

@@ -52,6 +52,16 @@ et_tensor *et_rope(et_tape *t, const char *name, et_tensor *x, int T, int n_head
 et_tensor *et_rope_inplace(et_tape *t, const char *name, et_tensor *x, int T, int n_head, int head_dim,
                            const int32_t *pos, float theta);
 
+/* et_rope_inplace on q [B*T, n_head*head_dim] and k [B*T,
+ * n_head_kv*head_dim] (the same rows, T, positions and theta) at once: one
+ * pass over both, forward and backward (two tape nodes, q's then k's; k's
+ * backward rotates both gradients).  Sets *q_out and *k_out as the two calls
+ * would return (both NULL on error).  Returns 0 or the tape's error code
+ * (ET_EINPUT: shapes; ET_ERUN: out of memory). */
+int et_rope_qk_inplace(et_tape *t, const char *name_q, const char *name_k, et_tensor *q, et_tensor *k, int T,
+                       int n_head, int n_head_kv, int head_dim, const int32_t *pos, float theta, et_tensor **q_out,
+                       et_tensor **k_out);
+
 /* Causal self-attention with grouped-query heads (GQA: query head h reads
  * key/value head h / (n_head/n_head_kv)):
  *   out_h = softmax(q_h k_g^T / sqrt(head_dim) + causal mask) v_g
@@ -63,9 +73,15 @@ et_tensor *et_rope_inplace(et_tape *t, const char *name, et_tensor *x, int T, in
  * — except at head_dim 8 (stories260K), where recomputing a probability
  * costs ~25 operations against one load: there the forward keeps the causal
  * half of the probabilities, B * n_head * ~T*(T+16)/2 floats (4.5 MB per
- * layer at batch 4 x 256, 8 heads). */
+ * layer at batch 4 x 256, 8 heads); on AVX-512 CPUs it runs in 16 x 16
+ * tiles (train/attn_kd8.h). */
 et_tensor *et_attention(et_tape *t, const char *name, et_tensor *q, et_tensor *k, et_tensor *v,
                         int T, int n_head, int n_head_kv, int head_dim);
+
+/* Tests only: on != 0 makes et_attention use its portable row kernels at
+ * head_dim 8 instead of the AVX-512 tiles of train/attn_kd8.h (which it
+ * picks on CPUs with AVX-512F).  Process-wide; set it outside any tape. */
+void et_attention_force_portable(int on);
 
 /* SwiGLU (Shazeer 2020): out[M, F] = silu(gate) * up, silu(g) = g * sigmoid(g).
  * gate, up [M, F]. */

@@ -86,12 +86,19 @@ int et_adamw_mask_tensors(et_adamw *o, const float *base, const et_named *t, int
 }
 
 /* The update of elements [0, n) of one segment (pointers already offset).
- * (It stays scalar: GCC vectorizes sqrtf only with -fno-math-errno, which
- * neither a pragma nor a function attribute turns on; the loop is ~0.9 s
- * for the 135M parameters of SmolLM2 on 2 cores, ~3% of a step.) */
+ * Vectorized (ET_SIMD_CLONES, omp simd): GCC vectorizes sqrtf only without
+ * errno, which neither a pragma nor a function attribute turns on, so the
+ * Makefile compiles this file with -fno-math-errno (sqrtf of a negative
+ * number, impossible here as v >= 0, would no longer set errno).  Every
+ * element's arithmetic is unchanged (no contraction into FMA under -std=c11;
+ * vector sqrt and division are IEEE-exact as the scalar ones), so the
+ * result is bit-identical to the scalar loop: 260k parameters (stories260K)
+ * 0.43 -> 0.05 ms on 2 cores. */
+ET_SIMD_CLONES
 static void adamw_kernel(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, size_t n,
                          float gscale, float b1, float b2, float step_size, float bc2_sqrt, float eps,
                          float decay_mul) {
+    #pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float gi = g[i] * gscale;
         float mi = b1 * m[i] + (1.0f - b1) * gi;

@@ -206,6 +206,13 @@ float *et_grad(et_tape *t, et_tensor *x) {
     return g;
 }
 
+int et_grad_take(et_tape *t, et_tensor *x, et_tensor *out) {
+    if (!x->requires_grad || x->grad || x == out || x->n != out->n || !out->grad || t->keep_grads) return 0;
+    x->grad = out->grad;
+    out->grad = NULL;
+    return 1;
+}
+
 /* ---- tape ---- */
 int et_tape_init(et_tape *t, size_t arena_bytes, et_err *e) {
     memset(t, 0, sizeof *t);
@@ -218,6 +225,7 @@ void et_tape_reset(et_tape *t) {
     t->last = NULL;
     t->n_nodes = 0;
     t->n_bins = 0;
+    t->rope_tables = NULL; /* they lived in the arena */
     t->code = 0;
     memset(&t->err, 0, sizeof t->err);
 }
@@ -271,7 +279,7 @@ static int walk(et_tape *t) {
     for (const et_node *n = t->last; n && !t->code; n = n->prev) {
         if (!n->out->grad) continue;
         n->backward(t, n);
-        if (!t->keep_grads) {
+        if (!t->keep_grads && n->out->grad) { /* NULL: taken over (et_grad_take) */
             bin_put(t, n->out->grad, grad_bytes(n->out));
             n->out->grad = NULL;
         }

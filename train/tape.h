@@ -124,6 +124,8 @@ struct et_tape {
     int n_bins;
     void *scratch;          /* et_tape_scratch's buffer (internal) */
     size_t scratch_cap;
+    void *rope_tables;      /* rope cos/sin tables made since the last reset,
+                               shared by the layers (train/op_rope.c; internal) */
 };
 
 /* arena_bytes: reserved up front (0 = grow on the first step).
@@ -167,6 +169,15 @@ float *et_grad(et_tape *t, et_tensor *x);
  * element; otherwise the existing buffer with *fresh = 0 (add as usual).
  * NULL (and *fresh = 0) as et_grad. */
 float *et_grad_fresh(et_tape *t, et_tensor *x, int *fresh);
+/* For a backward whose input x receives exactly its output's gradient
+ * (dx += dout, as a residual): when x has no gradient buffer yet, x takes
+ * over out's buffer (no copy; out->grad becomes NULL, and the tape does not
+ * recycle it after this node) and 1 is returned.  0 (nothing changed) when
+ * x needs no gradient, already has one, differs in size, is out itself, or
+ * the tape keeps gradients (keep_grads).  Only from the backward of the
+ * node whose output is out, after its last write to out->grad; the caller
+ * may still read the values through its own pointer. */
+int et_grad_take(et_tape *t, et_tensor *x, et_tensor *out);
 /* 1 if the tape records and any of the n inputs needs a gradient. */
 int et_tape_wants_grad(const et_tape *t, et_tensor *const *in, int n);
 /* Append a node (only call when et_tape_wants_grad()).  Returns the node
