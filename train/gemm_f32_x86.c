@@ -217,8 +217,12 @@ int et_gemm_x86_f32(int trans_a, int trans_b, int M, int N, int K, float alpha, 
     if ((double)M * N * K <= SERIAL_WORK || nth < 1) nth = 1;
     /* Rows split between the threads (as evenly as possible) when there
      * are enough of them, else columns in multiples of NR; either way each
-     * element of C is one chain over the whole K (see the top of the file). */
-    const int by_rows = M >= 8 * nth;
+     * element of C is one chain over the whole K (see the top of the file).
+     * With trans_b a row split has every thread pack all of op(B): only
+     * from 64 rows per thread (packing then costs at most a quarter of the
+     * FMAs, and all the copies together at most 2^20 floats, as M N K <=
+     * 2^26 is the caller's rule). */
+    const int by_rows = M >= (trans_b ? 64 : 8) * nth;
     if (by_rows && nth > (M + 3) / 4) nth = (M + 3) / 4;
     if (!by_rows && nth > (N + NR - 1) / NR) nth = (N + NR - 1) / NR;
     if (nth < 1) nth = 1;

@@ -33,9 +33,11 @@ int et_gemm_x86_f32_available(void);
  * trans_b 0 or 1, M, N, K >= 1, beta 0 does not read C.  Every element of C
  * is one FMA chain over k = 0 .. K-1 (results do not depend on the number
  * of threads).  Meant for small products (whole K per tile, no cache
- * blocking).  Only call when et_gemm_x86_f32_available().  Returns 0, or -1
- * when the packing buffer for op(B) (trans_b 1: K x N floats) could not be
- * allocated (nothing written). */
+ * blocking): train/gemm.c calls it for M N K <= 2^26 (ET_SGEMM_OMP_MAX_WORK),
+ * and with trans_b for M >= 16 and K N <= 2^21 only.  Only call when
+ * et_gemm_x86_f32_available().  Returns 0, or -1 when the packing buffers for
+ * op(B) (trans_b 1: K x N floats, per thread at most) could not be allocated
+ * (nothing written). */
 int et_gemm_x86_f32(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                     const float *B, int ldb, float beta, float *C, int ldc);
 
