@@ -399,6 +399,27 @@ static void test_attention(void **state) {
     m8.shape[0][1] = m8.shape[1][1] = m8.shape[2][1] = 3 * 8;
     m8.n_out = 17 * 3 * 8;
     expect_ok(&m8);
+    /* the same at head_dim 8 on the portable row kernels (on an AVX-512 CPU
+       the cases above ran the tiles of train/attn_kd8.h); T = 16 and 32 end
+       exactly on a tile */
+    et_attention_force_portable(1);
+    expect_ok(&k8);
+    expect_ok(&m8);
+    et_attention_force_portable(0);
+    opcase t16 = m8;
+    t16.name = "attention mha head_dim 8, T 32";
+    t16.T = 32, t16.H = t16.G = 1;
+    t16.shape[0][0] = t16.shape[1][0] = t16.shape[2][0] = 32;
+    t16.shape[0][1] = t16.shape[1][1] = t16.shape[2][1] = 8;
+    t16.n_out = 32 * 8;
+    expect_ok(&t16);
+    opcase g16 = k8;
+    g16.name = "attention gqa head_dim 8, T 16, 4 heads per kv head";
+    g16.T = 16, g16.H = 4, g16.G = 1;
+    g16.shape[0][0] = g16.shape[1][0] = g16.shape[2][0] = 2 * 16;
+    g16.shape[0][1] = 4 * 8, g16.shape[1][1] = g16.shape[2][1] = 8;
+    g16.n_out = 2 * 16 * 4 * 8;
+    expect_ok(&g16);
 }
 
 /* ================= rope of q and k in one pass, then attention ================= */

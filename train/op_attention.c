@@ -17,6 +17,10 @@
  * every inner loop runs over keys j with unit stride and vectorizes
  * (`omp simd`, et_vexpf; AVX-512/AVX2 clones of the row kernels) for any
  * head_dim.  Otherwise one row of scores lives in a per-thread buffer.
+ * At head_dim 8 on CPUs with AVX-512F the work goes to the 16 x 16 tiles of
+ * train/attn_kd8.h instead (sums down the vector lanes, no per-row
+ * horizontal reductions); the row kernels below remain for other CPUs and
+ * head_dims (et_attention_force_portable selects them in tests).
  * Threads: forward in parallel over (b, h, i); backward over (b, g), each
  * task owning its dk/dv rows and the dq rows of its query heads, so no two
  * threads write the same memory and every sum runs in a fixed order
@@ -38,6 +42,7 @@
 #pragma GCC optimize("fp-contract=fast")
 #endif
 
+#include "attn_kd8.h"
 #include "ops.h"
 #include "simd.h"
 
@@ -46,8 +51,13 @@ typedef struct {
     float *lse;   /* [B, H, T] */
     float *p;     /* head_dim KD: the probabilities, [B, H] blocks of p_rows(T)
                      floats (row i at p_row(i), round_up(i + 1) long, zero
-                     past key i); else NULL */
+                     past key i), or (tiled) the tiles of train/attn_kd8.h;
+                     else NULL */
+    int tiled;    /* forward ran the AVX-512 tiles of train/attn_kd8.h */
 } attn_saved;
+
+static int force_rows = 0;
+void et_attention_force_portable(int on) { force_rows = on != 0; }
 
 /* Rows of keys are processed PAD at a time: every j-loop runs over
  * round_up(n, PAD) columns (no scalar remainder iterations, which would
@@ -292,8 +302,15 @@ static void attention_backward(et_tape *t, const et_node *nd) {
        dq row is written by one row kernel, each dk/dv row by one task */
     int dq_set, dk_set, dv_set;
     float *dq = et_grad_fresh(t, q, &dq_set), *dk = et_grad_fresh(t, k, &dk_set), *dv = et_grad_fresh(t, v, &dv_set);
-    if (dq && dq_set && !s->p) memset(dq, 0, q->n * sizeof(float)), dq_set = 0; /* attn_row_backward adds */
     const int nth = omp_get_max_threads(), Tp = round_up(T);
+    if (s->tiled) {
+        float *sc = et_tape_scratch(t, (size_t)nth * et_attn_kd8_scratch_floats(T, H, G) * sizeof(float));
+        if (!t->code)
+            et_attn_kd8_backward(B, T, H, G, qd, k->data, v->data, od, dO, s->p, dq, dq_set, dk, dk_set, dv,
+                                 dv_set, sc);
+        return;
+    }
+    if (dq && dq_set && !s->p) memset(dq, 0, q->n * sizeof(float)), dq_set = 0; /* attn_row_backward adds */
     const size_t kv = (size_t)B * G * D * Tp;
     /* scratch: kt, vt [B*G, D, Tp], then per thread p[Tp], ds[Tp], dkt[D*Tp], dvt[D*Tp] */
     const size_t per = 2 * (size_t)Tp + 2 * (size_t)D * Tp;
@@ -373,43 +390,53 @@ et_tensor *et_attention(et_tape *t, const char *name, et_tensor *q, et_tensor *k
     attn_saved *s = out ? et_tape_alloc(t, sizeof *s) : NULL;
     float *lse = s ? et_tape_alloc(t, (size_t)B * H * T * sizeof(float)) : NULL;
     /* head_dim KD with a backward to come: keep the probabilities (see ops.h) */
-    float *pkeep = lse && wants && D == KD ? et_tape_alloc(t, (size_t)B * H * p_row(T) * sizeof(float)) : NULL;
+    const int tiled = D == KD && !force_rows && et_attn_kd8_available();
+    const size_t pfl = tiled ? et_attn_kd8_p_floats(T) : p_row(T);
+    float *pkeep = lse && wants && D == KD ? et_tape_alloc(t, (size_t)B * H * pfl * sizeof(float)) : NULL;
     if (lse && wants && D == KD && !pkeep) return NULL;
-    /* scratch: the transposes kt, vt [B*G, D, Tp] and one row of scores per thread */
-    const size_t kv = (size_t)B * G * D * Tp;
-    float *kt = lse ? et_tape_scratch(t, (2 * kv + (size_t)nth * Tp) * sizeof(float)) : NULL;
-    if (!kt) return NULL;
-    float *vt = kt + kv, *scratch = vt + kv;
-    const float *qd = q->data, *kd = k->data, *vd = v->data;
-    float *od = out->data;
-    /* one parallel region: the transposes of k and v, then the rows */
-    #pragma omp parallel
-    {
-        #pragma omp for collapse(2) schedule(static)
-        for (int b = 0; b < B; b++)
-            for (int g = 0; g < G; g++) {
-                const size_t bg = (size_t)b * G + g;
-                transpose_head(kd, kt + bg * D * Tp, b, g, T, Tp, G, D);
-                transpose_head(vd, vt + bg * D * Tp, b, g, T, Tp, G, D);
-            }
-        #pragma omp for collapse(3) schedule(dynamic, 16)
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++)
-                for (int i = 0; i < T; i++) {
-                    const size_t bg = (size_t)b * G + h / grp, ri = ((size_t)b * T + i) * Cq + (size_t)h * D;
-                    float *p = pkeep ? pkeep + ((size_t)b * H + h) * p_row(T) + p_row(i)
-                                     : scratch + (size_t)omp_get_thread_num() * Tp;
-                    lse[((size_t)b * H + h) * T + i] =
-                        D == KD ? attn_row_forward_kd(qd + ri, kt + bg * D * Tp, vt + bg * D * Tp, Tp, i + 1, scale,
-                                                      p, od + ri, pkeep != NULL)
-                                : attn_row_forward(qd + ri, kt + bg * D * Tp, vt + bg * D * Tp, D, Tp, i + 1, scale,
-                                                   p, od + ri);
+    if (!lse) return NULL;
+    if (tiled) {
+        float *sc = et_tape_scratch(t, (size_t)nth * et_attn_kd8_scratch_floats(T, H, G) * sizeof(float));
+        if (!sc) return NULL;
+        et_attn_kd8_forward(B, T, H, G, q->data, k->data, v->data, out->data, lse, pkeep, sc);
+    } else {
+        /* scratch: the transposes kt, vt [B*G, D, Tp] and one row of scores per thread */
+        const size_t kv = (size_t)B * G * D * Tp;
+        float *kt = et_tape_scratch(t, (2 * kv + (size_t)nth * Tp) * sizeof(float));
+        if (!kt) return NULL;
+        float *vt = kt + kv, *scratch = vt + kv;
+        const float *qd = q->data, *kd = k->data, *vd = v->data;
+        float *od = out->data;
+        /* one parallel region: the transposes of k and v, then the rows */
+        #pragma omp parallel
+        {
+            #pragma omp for collapse(2) schedule(static)
+            for (int b = 0; b < B; b++)
+                for (int g = 0; g < G; g++) {
+                    const size_t bg = (size_t)b * G + g;
+                    transpose_head(kd, kt + bg * D * Tp, b, g, T, Tp, G, D);
+                    transpose_head(vd, vt + bg * D * Tp, b, g, T, Tp, G, D);
                 }
+            #pragma omp for collapse(3) schedule(dynamic, 16)
+            for (int b = 0; b < B; b++)
+                for (int h = 0; h < H; h++)
+                    for (int i = 0; i < T; i++) {
+                        const size_t bg = (size_t)b * G + h / grp, ri = ((size_t)b * T + i) * Cq + (size_t)h * D;
+                        float *p = pkeep ? pkeep + ((size_t)b * H + h) * p_row(T) + p_row(i)
+                                         : scratch + (size_t)omp_get_thread_num() * Tp;
+                        lse[((size_t)b * H + h) * T + i] =
+                            D == KD ? attn_row_forward_kd(qd + ri, kt + bg * D * Tp, vt + bg * D * Tp, Tp, i + 1,
+                                                          scale, p, od + ri, pkeep != NULL)
+                                    : attn_row_forward(qd + ri, kt + bg * D * Tp, vt + bg * D * Tp, D, Tp, i + 1,
+                                                       scale, p, od + ri);
+                    }
+        }
     }
 
     s->B = B; s->T = T; s->H = H; s->G = G; s->D = D;
     s->lse = lse;
     s->p = pkeep;
+    s->tiled = tiled;
     if (wants && !et_tape_push(t, "attention", attention_backward, out, in, 3, s)) return NULL;
     return out;
 }

@@ -73,9 +73,15 @@ int et_rope_qk_inplace(et_tape *t, const char *name_q, const char *name_k, et_te
  * — except at head_dim 8 (stories260K), where recomputing a probability
  * costs ~25 operations against one load: there the forward keeps the causal
  * half of the probabilities, B * n_head * ~T*(T+16)/2 floats (4.5 MB per
- * layer at batch 4 x 256, 8 heads). */
+ * layer at batch 4 x 256, 8 heads); on AVX-512 CPUs it runs in 16 x 16
+ * tiles (train/attn_kd8.h). */
 et_tensor *et_attention(et_tape *t, const char *name, et_tensor *q, et_tensor *k, et_tensor *v,
                         int T, int n_head, int n_head_kv, int head_dim);
+
+/* Tests only: on != 0 makes et_attention use its portable row kernels at
+ * head_dim 8 instead of the AVX-512 tiles of train/attn_kd8.h (which it
+ * picks on CPUs with AVX-512F).  Process-wide; set it outside any tape. */
+void et_attention_force_portable(int on);
 
 /* SwiGLU (Shazeer 2020): out[M, F] = silu(gate) * up, silu(g) = g * sigmoid(g).
  * gate, up [M, F]. */

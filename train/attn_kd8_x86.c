@@ -1,0 +1,341 @@
+/* train/attn_kd8_x86.c — the AVX-512F tiles of train/attn_kd8.h.
+ *
+ * Only functions marked KD8_TARGET use AVX-512 instructions; they are
+ * reached only after et_attn_kd8_available() said yes, so the file builds
+ * with the project's portable flags.  The OpenMP regions are in plain
+ * functions (an outlined OpenMP body does not reliably inherit a target
+ * attribute) and call one KD8_TARGET task per (b, h, query block) or (b, g).
+ *
+ * exp: the Cephes expf scheme of train/simd.h's et_vexpf (same clamps and
+ * polynomial), with 2^k applied by vscalefps. */
+#include "attn_kd8.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <omp.h>
+#include <string.h>
+
+#define KD8_TARGET __attribute__((target("avx512f"), noinline))
+#define KD8_INLINE static inline __attribute__((target("avx512f"), always_inline))
+
+enum { D = 8, L = 16, TILE = L * L };
+
+int et_attn_kd8_available(void) {
+    static int cached = -1;
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+static int nblocks(int T) { return (T + L - 1) / L; }
+
+size_t et_attn_kd8_p_floats(int T) {
+    const size_t n = (size_t)nblocks(T);
+    return TILE * (n * (n + 1) / 2);
+}
+
+/* Tiles are stored by key block (columns): kb's column holds qb = kb .. nb-1
+   in order, so the backward (key block outer, query rows inner) reads them as
+   one sequential stream. */
+static size_t tile_off(int nb, int qb, int kb) {
+    return (size_t)TILE * ((size_t)kb * nb - (size_t)kb * (kb - 1) / 2 + (size_t)(qb - kb));
+}
+
+/* forward: s/p rows [Tp][16]; backward: ds rows [Tp][16], Delta [grp][Tp],
+   dq^T [grp][8][Tp] */
+size_t et_attn_kd8_scratch_floats(int T, int n_head, int n_head_kv) {
+    const size_t Tp = (size_t)nblocks(T) * L, grp = (size_t)(n_head / n_head_kv);
+    return Tp * L + grp * Tp * (1 + D) + L; /* + L: room to align to 64 bytes */
+}
+
+static float *align64(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
+
+KD8_INLINE __m512 exp16(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.33f));
+    x = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
+    const __m512 kf = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fmadd_ps(kf, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, kf);
+}
+
+/* In-place transpose of a 16 x 16 block held in r[0..15]. */
+KD8_INLINE void transpose16(__m512 r[L]) {
+    __m512 t[L], u[L];
+    #pragma GCC unroll 16
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    #pragma GCC unroll 16
+    for (int i = 0; i < 4; i++) {
+        const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        const __m512d c = _mm512_castps_pd(t[4 * i + 2]), e = _mm512_castps_pd(t[4 * i + 3]);
+        u[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
+        u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
+    }
+    /* u[4i + c], 128-bit lane m: column 4m + c of rows 4i .. 4i+3 */
+    #pragma GCC unroll 16
+    for (int c = 0; c < 4; c++) {
+        const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44);
+        const __m512 v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
+        const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
+        const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
+        r[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+        r[8 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+    }
+}
+
+/* Lane-wise dot of 8 vectors x[d] with the 8 floats at w (broadcast). */
+KD8_INLINE __m512 dot8(const __m512 x[D], const float *w) {
+    __m512 a = _mm512_mul_ps(x[0], _mm512_set1_ps(w[0]));
+    __m512 b = _mm512_mul_ps(x[1], _mm512_set1_ps(w[1]));
+    a = _mm512_fmadd_ps(x[2], _mm512_set1_ps(w[2]), a);
+    b = _mm512_fmadd_ps(x[3], _mm512_set1_ps(w[3]), b);
+    a = _mm512_fmadd_ps(x[4], _mm512_set1_ps(w[4]), a);
+    b = _mm512_fmadd_ps(x[5], _mm512_set1_ps(w[5]), b);
+    a = _mm512_fmadd_ps(x[6], _mm512_set1_ps(w[6]), a);
+    b = _mm512_fmadd_ps(x[7], _mm512_set1_ps(w[7]), b);
+    return _mm512_add_ps(a, b);
+}
+
+/* Lanes l >= n of the causal diagonal: keys j = i0 + n are live for rows
+   i0 + l with l >= n. */
+static const float zero8[D];
+
+static __mmask16 live_from(int n) { return (__mmask16)(0xFFFFu << n); }
+
+/* One block of 16 query rows i0 = 16 qb .. of head h in sequence b. */
+KD8_TARGET static void fwd_block(int T, int H, int G, int b, int h, int qb, const float *q, const float *k,
+                                 const float *v, float *o, float *lse, float *pk, float *sb) {
+    const int grp = H / G, g = h / grp, Cq = H * D, Ck = G * D;
+    const int i0 = qb * L, nr = T - i0 < L ? T - i0 : L, nk = i0 + nr;
+    const float scale = 1.0f / sqrtf((float)D);
+    float tmp[D][L] __attribute__((aligned(64)));
+    memset(tmp, 0, sizeof tmp);
+    for (int r = 0; r < nr; r++) {
+        const float *qr = q + ((size_t)b * T + i0 + r) * Cq + (size_t)h * D;
+        for (int d = 0; d < D; d++) tmp[d][r] = qr[d] * scale;
+    }
+    __m512 qt[D];
+    #pragma GCC unroll 16
+    for (int d = 0; d < D; d++) qt[d] = _mm512_load_ps(tmp[d]);
+    const float *kb = k + (size_t)b * T * Ck + (size_t)g * D, *vb = v + (size_t)b * T * Ck + (size_t)g * D;
+
+    /* scores and their lane-wise maximum over live keys */
+    __m512 m = _mm512_set1_ps(-HUGE_VALF);
+    for (int j = 0; j < i0; j++) {
+        const __m512 s = dot8(qt, kb + (size_t)j * Ck);
+        _mm512_store_ps(sb + (size_t)j * L, s);
+        m = _mm512_max_ps(m, s);
+    }
+    for (int j = i0; j < nk; j++) {
+        const __m512 s = dot8(qt, kb + (size_t)j * Ck);
+        _mm512_store_ps(sb + (size_t)j * L, s);
+        m = _mm512_mask_max_ps(m, live_from(j - i0), m, s);
+    }
+    /* probabilities (unnormalized), their sum, and p v */
+    __m512 l = _mm512_setzero_ps(), acc[D];
+    #pragma GCC unroll 16
+    for (int d = 0; d < D; d++) acc[d] = _mm512_setzero_ps();
+    for (int j = 0; j < nk; j++) {
+        __m512 p = exp16(_mm512_sub_ps(_mm512_load_ps(sb + (size_t)j * L), m));
+        if (j >= i0) p = _mm512_maskz_mov_ps(live_from(j - i0), p);
+        _mm512_store_ps(sb + (size_t)j * L, p);
+        l = _mm512_add_ps(l, p);
+        const float *vj = vb + (size_t)j * Ck;
+        #pragma GCC unroll 16
+        for (int d = 0; d < D; d++) acc[d] = _mm512_fmadd_ps(p, _mm512_set1_ps(vj[d]), acc[d]);
+    }
+    const __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), l);
+    #pragma GCC unroll 16
+    for (int d = 0; d < D; d++) _mm512_store_ps(tmp[d], _mm512_mul_ps(acc[d], inv));
+    float ml[2][L] __attribute__((aligned(64)));
+    _mm512_store_ps(ml[0], m);
+    _mm512_store_ps(ml[1], l);
+    for (int r = 0; r < nr; r++) {
+        float *orow = o + ((size_t)b * T + i0 + r) * Cq + (size_t)h * D;
+        #pragma GCC unroll 16
+        for (int d = 0; d < D; d++) orow[d] = tmp[d][r];
+        lse[((size_t)b * H + h) * T + i0 + r] = ml[0][r] + logf(ml[1][r]);
+    }
+    if (!pk) return;
+    /* keep p normalized, as tiles [16 rows][16 keys] */
+    float *pt = pk + ((size_t)b * H + h) * et_attn_kd8_p_floats(T);
+    for (int kbk = 0; kbk <= qb; kbk++) {
+        __m512 r[L];
+        #pragma GCC unroll 16
+        for (int jj = 0; jj < L; jj++) {
+            const int j = kbk * L + jj;
+            r[jj] = j < nk ? _mm512_mul_ps(_mm512_load_ps(sb + (size_t)j * L), inv) : _mm512_setzero_ps();
+        }
+        transpose16(r);
+        float *dst = pt + tile_off(nblocks(T), qb, kbk);
+        #pragma GCC unroll 16
+        for (int rr = 0; rr < L; rr++) _mm512_storeu_ps(dst + (size_t)rr * L, r[rr]);
+    }
+}
+
+void et_attn_kd8_forward(int B, int T, int H, int G, const float *q, const float *k, const float *v,
+                         float *o, float *lse, float *pkeep, float *scratch) {
+    const int nb = nblocks(T), npair = (nb + 1) / 2;
+    const size_t per = et_attn_kd8_scratch_floats(T, H, G);
+    /* block qb costs ~ qb + 1: pairing qb with nb - 1 - qb gives tasks of
+       equal cost, split statically */
+    #pragma omp parallel for collapse(3) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int pq = 0; pq < npair; pq++) {
+                float *sb = align64(scratch + (size_t)omp_get_thread_num() * per);
+                fwd_block(T, H, G, b, h, pq, q, k, v, o, lse, pkeep, sb);
+                if (nb - 1 - pq != pq) fwd_block(T, H, G, b, h, nb - 1 - pq, q, k, v, o, lse, pkeep, sb);
+            }
+}
+
+/* One (b, g): all query heads of the group, every key block. */
+KD8_TARGET static void bwd_group(int T, int H, int G, int b, int g, const float *q, const float *k,
+                                 const float *v, const float *o, const float *dout, const float *pkeep,
+                                 float *dq, int dq_set, float *dk, int dk_set, float *dv, int dv_set, float *sc) {
+    const int grp = H / G, Cq = H * D, Ck = G * D, nb = nblocks(T), Tp = nb * L;
+    const float scale = 1.0f / sqrtf((float)D);
+    const size_t pf = et_attn_kd8_p_floats(T);
+    float *ds = sc, *delta = ds + (size_t)Tp * L, *dqt = delta + (size_t)grp * Tp; /* dqt [grp][D][Tp] */
+    for (int hh = 0; hh < grp; hh++) {
+        const int h = g * grp + hh;
+        for (int i = 0; i < Tp; i++) {
+            float s = 0.0f;
+            if (i < T) {
+                const size_t ri = ((size_t)b * T + i) * Cq + (size_t)h * D;
+                #pragma GCC unroll 16
+                for (int d = 0; d < D; d++) s += dout[ri + d] * o[ri + d];
+            }
+            delta[(size_t)hh * Tp + i] = s;
+        }
+    }
+    if (dq) memset(dqt, 0, (size_t)grp * D * Tp * sizeof(float));
+    const float *kb = k + (size_t)b * T * Ck + (size_t)g * D, *vb = v + (size_t)b * T * Ck + (size_t)g * D;
+    float tmp[2 * D][L] __attribute__((aligned(64)));
+
+    for (int kbk = 0; kbk < nb; kbk++) {
+        const int j0 = kbk * L, nkk = T - j0 < L ? T - j0 : L;
+        memset(tmp, 0, sizeof tmp);
+        for (int jj = 0; jj < nkk; jj++)
+            #pragma GCC unroll 16
+            for (int d = 0; d < D; d++) tmp[d][jj] = vb[(size_t)(j0 + jj) * Ck + d];
+        __m512 vt[D], dvt[D], dkt[D];
+        #pragma GCC unroll 16
+        for (int d = 0; d < D; d++) {
+            vt[d] = _mm512_load_ps(tmp[d]);
+            dvt[d] = dkt[d] = _mm512_setzero_ps();
+        }
+        for (int hh = 0; hh < grp; hh++) {
+            const int h = g * grp + hh;
+            const float *pt = pkeep + ((size_t)b * H + h) * pf, *dl = delta + (size_t)hh * Tp;
+            for (int i = j0; i < T; i++) {
+                const size_t ri = ((size_t)b * T + i) * Cq + (size_t)h * D;
+                const float *dor = dout + ri, *qr = q + ri;
+                const __m512 p = _mm512_loadu_ps(pt + tile_off(nb, i / L, kbk) + (size_t)(i % L) * L);
+                const __m512 dp = dot8(vt, dor);
+                const __m512 dsv = _mm512_mul_ps(p, _mm512_sub_ps(dp, _mm512_set1_ps(dl[i])));
+                #pragma GCC unroll 16
+                for (int d = 0; d < D; d++) {
+                    dvt[d] = _mm512_fmadd_ps(p, _mm512_set1_ps(dor[d]), dvt[d]);
+                    dkt[d] = _mm512_fmadd_ps(dsv, _mm512_set1_ps(qr[d]), dkt[d]);
+                }
+                _mm512_store_ps(ds + (size_t)(i - j0) * L, dsv);
+            }
+            if (!dq) continue;
+            /* dq^T[d][i] += sum_jj ds[i][jj] k[j0 + jj][d], 16 rows i at a time */
+            float *dq_h = dqt + (size_t)hh * D * Tp;
+            for (int qb = kbk; qb < nb; qb++) {
+                const int i0 = qb * L, nr = T - i0 < L ? T - i0 : L;
+                __m512 r[L];
+                #pragma GCC unroll 16
+                for (int rr = 0; rr < L; rr++)
+                    r[rr] = rr < nr ? _mm512_load_ps(ds + (size_t)(i0 + rr - j0) * L) : _mm512_setzero_ps();
+                transpose16(r); /* r[jj]: ds of key j0 + jj, query rows in lanes */
+                __m512 a[D];
+                #pragma GCC unroll 16
+                for (int d = 0; d < D; d++) a[d] = _mm512_load_ps(dq_h + (size_t)d * Tp + i0);
+                #pragma GCC unroll 16
+                for (int jj = 0; jj < L; jj++) { /* keys past T: ds = 0, k read as 0 */
+                    const float *kj = jj < nkk ? kb + (size_t)(j0 + jj) * Ck : zero8;
+                    #pragma GCC unroll 16
+                    for (int d = 0; d < D; d++) a[d] = _mm512_fmadd_ps(r[jj], _mm512_set1_ps(kj[d]), a[d]);
+                }
+                #pragma GCC unroll 16
+                for (int d = 0; d < D; d++) _mm512_store_ps(dq_h + (size_t)d * Tp + i0, a[d]);
+            }
+        }
+        #pragma GCC unroll 16
+        for (int d = 0; d < D; d++) {
+            _mm512_store_ps(tmp[d], _mm512_mul_ps(dkt[d], _mm512_set1_ps(scale)));
+            _mm512_store_ps(tmp[D + d], dvt[d]);
+        }
+        for (int jj = 0; jj < nkk; jj++) {
+            const size_t rj = ((size_t)b * T + j0 + jj) * Ck + (size_t)g * D;
+            #pragma GCC unroll 16
+            for (int d = 0; d < D; d++) {
+                if (dk) dk[rj + d] = (dk_set ? 0.0f : dk[rj + d]) + tmp[d][jj];
+                if (dv) dv[rj + d] = (dv_set ? 0.0f : dv[rj + d]) + tmp[D + d][jj];
+            }
+        }
+    }
+    if (!dq) return;
+    for (int hh = 0; hh < grp; hh++) {
+        const float *dq_h = dqt + (size_t)hh * D * Tp;
+        for (int i = 0; i < T; i++) {
+            float *dqr = dq + ((size_t)b * T + i) * Cq + (size_t)(g * grp + hh) * D;
+            #pragma GCC unroll 16
+            for (int d = 0; d < D; d++) dqr[d] = (dq_set ? 0.0f : dqr[d]) + scale * dq_h[(size_t)d * Tp + i];
+        }
+    }
+}
+
+void et_attn_kd8_backward(int B, int T, int H, int G, const float *q, const float *k, const float *v,
+                          const float *o, const float *dout, const float *pkeep, float *dq, int dq_set,
+                          float *dk, int dk_set, float *dv, int dv_set, float *scratch) {
+    const size_t per = et_attn_kd8_scratch_floats(T, H, G);
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int g = 0; g < G; g++)
+            bwd_group(T, H, G, b, g, q, k, v, o, dout, pkeep, dq, dq_set, dk, dk_set, dv, dv_set,
+                      align64(scratch + (size_t)omp_get_thread_num() * per));
+}
+
+#else /* not x86-64 GCC/clang: never available */
+
+int et_attn_kd8_available(void) { return 0; }
+size_t et_attn_kd8_p_floats(int T) { (void)T; return 0; }
+size_t et_attn_kd8_scratch_floats(int T, int n_head, int n_head_kv) { (void)T, (void)n_head, (void)n_head_kv; return 0; }
+void et_attn_kd8_forward(int B, int T, int H, int G, const float *q, const float *k, const float *v,
+                         float *o, float *lse, float *pkeep, float *scratch) {
+    (void)B, (void)T, (void)H, (void)G, (void)q, (void)k, (void)v, (void)o, (void)lse, (void)pkeep, (void)scratch;
+}
+void et_attn_kd8_backward(int B, int T, int H, int G, const float *q, const float *k, const float *v,
+                          const float *o, const float *dout, const float *pkeep, float *dq, int dq_set,
+                          float *dk, int dk_set, float *dv, int dv_set, float *scratch) {
+    (void)B, (void)T, (void)H, (void)G, (void)q, (void)k, (void)v, (void)o, (void)dout, (void)pkeep;
+    (void)dq, (void)dq_set, (void)dk, (void)dk_set, (void)dv, (void)dv_set, (void)scratch;
+}
+
+#endif
