@@ -110,8 +110,6 @@ static const rope_table *table_get(et_tape *t, long n_tab, int head_dim, int n_h
     const rope_table *one = n_head > 1 ? table_get(t, n_tab, head_dim, 1, pos, theta) : NULL;
     if (n_head > 1 && !one) return NULL;
     rope_table *c = et_tape_alloc(t, sizeof *c);
-    double *inv_freq = c ? et_tape_alloc(t, (size_t)half * sizeof(double)) : NULL;
-    c = inv_freq ? c : NULL;
     if (c) {
         c->cos = et_tape_alloc(t, (size_t)n_tab * n_head * half * sizeof(float));
         c->sin = c->cos ? et_tape_alloc(t, (size_t)n_tab * n_head * half * sizeof(float)) : NULL;
@@ -123,8 +121,6 @@ static const rope_table *table_get(et_tape *t, long n_tab, int head_dim, int n_h
     c->head_dim = head_dim;
     c->n_head = n_head;
     c->theta = theta;
-    c->next = t->rope_tables;
-    t->rope_tables = c;
     if (one) {
         const size_t np = (size_t)n_head * half;
         for (long r = 0; r < n_tab; r++)
@@ -132,19 +128,23 @@ static const rope_table *table_get(et_tape *t, long n_tab, int head_dim, int n_h
                 memcpy(c->cos + r * np + (size_t)h * half, one->cos + r * half, (size_t)half * sizeof(float));
                 memcpy(c->sin + r * np + (size_t)h * half, one->sin + r * half, (size_t)half * sizeof(float));
             }
-        return c;
-    }
-    for (int i = 0; i < half; i++) inv_freq[i] = pow((double)theta, -2.0 * i / (double)head_dim);
-    float *cos_t = c->cos, *sin_t = c->sin;
-    #pragma omp parallel for schedule(static) if ((size_t)n_tab * half * 64 > ET_OMP_MIN_WORK)
-    for (long r = 0; r < n_tab; r++) {
-        const double p = pos ? (double)pos[r] : (double)r;
-        for (int i = 0; i < half; i++) {
-            const double a = p * inv_freq[i];
-            cos_t[r * half + i] = (float)cos(a);
-            sin_t[r * half + i] = (float)sin(a);
+    } else {
+        double *inv_freq = et_tape_alloc(t, (size_t)half * sizeof(double));
+        if (!inv_freq) return NULL;
+        for (int i = 0; i < half; i++) inv_freq[i] = pow((double)theta, -2.0 * i / (double)head_dim);
+        float *cos_t = c->cos, *sin_t = c->sin;
+        #pragma omp parallel for schedule(static) if ((size_t)n_tab * half * 64 > ET_OMP_MIN_WORK)
+        for (long r = 0; r < n_tab; r++) {
+            const double p = pos ? (double)pos[r] : (double)r;
+            for (int i = 0; i < half; i++) {
+                const double a = p * inv_freq[i];
+                cos_t[r * half + i] = (float)cos(a);
+                sin_t[r * half + i] = (float)sin(a);
+            }
         }
     }
+    c->next = t->rope_tables;
+    t->rope_tables = c;
     return c;
 }
 
