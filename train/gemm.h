@@ -36,8 +36,8 @@ enum { ET_GEMM_F32 = 0, ET_GEMM_BF16 = 1 };
 /* C = alpha op(A) op(B) + beta C as described above, in `precision`
  * (ET_GEMM_F32: small products on the AVX-512F kernel when the CPU has it
  * (et_gemm_f32_native), else and for large ones cblas_sgemm, small products
- * split over the OpenMP threads by train/sgemm_omp.h with the same sums;
- * ET_GEMM_BF16: bf16 operands).
+ * split over the OpenMP threads by train/sgemm_omp.h; ET_GEMM_BF16: bf16
+ * operands).
  * Returns 0, or ET_EINPUT (nothing computed) for an unknown precision,
  * negative sizes or a leading dimension smaller than its row. */
 int et_gemm(int precision, int trans_a, int trans_b, int M, int N, int K,
@@ -60,7 +60,8 @@ int et_gemm_bf16_native(void);
 void et_gemm_force_portable(int on);
 
 /* 1 when et_gemm's f32 products up to ET_SGEMM_OMP_MAX_WORK multiply-adds
- * (train/sgemm_omp.h) run on the AVX-512F kernel (train/gemm_f32_x86.c:
+ * (train/sgemm_omp.h; trans_b ones from 16 rows of C and up to 2^21 elements
+ * of B) run on the AVX-512F kernel (train/gemm_f32_x86.c:
  * each element of C one FMA chain over k in order, so the same result at
  * any thread count), 0 when they go to OpenBLAS (train/sgemm_omp.h). */
 int et_gemm_f32_native(void);

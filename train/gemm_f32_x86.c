@@ -14,8 +14,8 @@
  * The a(i, k) are broadcast straight from A (no packing: A is read where it
  * lies, a row of A (trans_a 0) or a row of A^T (trans_a 1) at a time); the
  * b(k, j0 .. j0+31) are two vector loads from a k-major B: B itself when
- * trans_b is 0, else a copy of B^T packed by the calling thread before the
- * parallel region, in panels of [K][32] columns.
+ * trans_b is 0, else a copy of B^T that each thread packs for itself (its
+ * columns, in panels of [K][32]) so that it reads it from its own cache.
  * The structure follows the register-tile idea of BLIS (Van Zee & van de
  * Geijn, ACM TOMS 2015) without its cache blocking: these operands fit in
  * L2, and keeping K whole is what makes the results independent of the
@@ -156,57 +156,63 @@ ET_INLINE void transpose16(__m512 r[16]) {
     }
 }
 
-/* B^T packed k-major in panels of NR columns (so that a tile's panel is one
- * contiguous K x NR block, whatever N: a row stride of a power of two
- * would put the panel's rows in a few L1 sets):
- *   bp[q * K * NR + k * NR + j] = B[(q * NR + j) * ldb + k]
- * for column q * NR + j < N, zero up to the next multiple of 16 (the rest
- * of a last panel is not written and never read: tiles load it masked).
+/* Columns n0 .. n1 of op(B) = B^T, packed k-major in panels of NR columns
+ * (so that a tile's panel is one contiguous K x NR block, whatever N: a
+ * row stride of a power of two would put the panel's rows in a few L1 sets):
+ *   bp[q * K * NR + k * NR + j] = B[(n0 + q * NR + j) * ldb + k]
+ * for n0 + q * NR + j < n1, zero up to the next multiple of 16 (the rest of
+ * a last panel is not written and never read: tiles load it masked).
  * 16 x 16 blocks, transposed in registers. */
-ET_TARGET static void pack_bt(int N, int K, const float *B, size_t ldb, float *bp) {
-    for (int j0 = 0; j0 < N; j0 += 16) {
-        float *dst = bp + (size_t)(j0 / NR) * K * NR + j0 % NR;
+ET_TARGET static void pack_bt(int n0, int n1, int K, const float *B, size_t ldb, float *bp) {
+    for (int j0 = n0; j0 < n1; j0 += 16) {
+        float *dst = bp + (size_t)((j0 - n0) / NR) * K * NR + (j0 - n0) % NR;
         for (int k0 = 0; k0 < K; k0 += 16) {
             const int kn = K - k0 < 16 ? K - k0 : 16;
             const __mmask16 m = mask16(kn);
             __m512 r[16];
             for (int a = 0; a < 16; a++)
-                r[a] = j0 + a < N ? _mm512_maskz_loadu_ps(m, B + (size_t)(j0 + a) * ldb + k0) : _mm512_setzero_ps();
+                r[a] = j0 + a < n1 ? _mm512_maskz_loadu_ps(m, B + (size_t)(j0 + a) * ldb + k0) : _mm512_setzero_ps();
             transpose16(r);
             for (int t = 0; t < kn; t++) _mm512_storeu_ps(dst + (size_t)(k0 + t) * NR, r[t]);
         }
     }
 }
 
+/* The operands of one call. */
+typedef struct job {
+    int ta, tb, K;
+    const float *A, *B;
+    size_t lda, ldb, ldc;
+    float *C, alpha, beta;
+} job;
+
 /* C[m0..m1, n0..n1] on the calling thread: row tiles of at most MR rows
- * (as even as possible), each across the columns in panels of NR.
- * op(B)(k, j) = b[k * ldb + j] (panel 0), or with pstride != 0 (packed by
- * pack_bt, n0 a multiple of NR, ldb NR) b[(j / NR) * pstride + k * NR + j % NR]. */
-static void run_block(int ta, int K, const float *A, size_t lda, const float *b, size_t ldb, size_t pstride, int m0,
-                      int m1, int n0, int n1, float *C, size_t ldc, float alpha, float beta) {
+ * (as even as possible), each across the columns in panels of NR.  With
+ * trans_b, first packs op(B)[:, n0..n1] into bt (n0 a multiple of NR), so
+ * that each thread reads a copy in its own cache. */
+static void run_block(const job *J, int m0, int m1, int n0, int n1, float *bt) {
+    const float *b = J->B;
+    size_t ldb = J->ldb;
+    if (J->tb) {
+        pack_bt(n0, n1, J->K, J->B, J->ldb, bt);
+        b = bt;
+        ldb = NR;
+    }
+    const size_t pstride = (size_t)J->K * NR;
     const int rows = m1 - m0, nt = (rows + MR - 1) / MR;
     for (int t = 0, i0 = m0; t < nt; t++) {
         const int mv = rows / nt + (t < rows % nt);
-        const float *a = ta ? A + i0 : A + (size_t)i0 * lda;
+        const float *a = J->ta ? J->A + i0 : J->A + (size_t)i0 * J->lda;
         for (int j0 = n0; j0 < n1; j0 += NR)
-            tile(ta, mv, K, a, lda, pstride ? b + (size_t)(j0 / NR) * pstride : b + j0, ldb,
-                 n1 - j0 < NR ? n1 - j0 : NR, C + (size_t)i0 * ldc + j0, ldc, alpha, beta);
+            tile(J->ta, mv, J->K, a, J->lda, J->tb ? b + (size_t)((j0 - n0) / NR) * pstride : b + j0, ldb,
+                 n1 - j0 < NR ? n1 - j0 : NR, J->C + (size_t)i0 * J->ldc + j0, J->ldc, J->alpha, J->beta);
         i0 += mv;
     }
 }
 
 int et_gemm_x86_f32(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                     const float *B, int ldb, float beta, float *C, int ldc) {
-    const float *b = B;
-    size_t ldbk = (size_t)ldb, pstride = 0;
-    if (trans_b) {
-        pstride = (size_t)K * NR;
-        float *bt = et_gemm_x86_scratch((size_t)(N + NR - 1) / NR * pstride * sizeof(float));
-        if (!bt) return -1;
-        pack_bt(N, K, B, (size_t)ldb, bt);
-        b = bt;
-        ldbk = NR;
-    }
+    const job J = {trans_a, trans_b, K, A, B, (size_t)lda, (size_t)ldb, (size_t)ldc, C, alpha, beta};
     int nth = omp_in_parallel() ? 1 : omp_get_max_threads();
     if ((double)M * N * K <= SERIAL_WORK || nth < 1) nth = 1;
     /* Rows split between the threads (as evenly as possible) when there
@@ -215,19 +221,24 @@ int et_gemm_x86_f32(int trans_a, int trans_b, int M, int N, int K, float alpha, 
     const int by_rows = M >= 8 * nth;
     if (by_rows && nth > (M + 3) / 4) nth = (M + 3) / 4;
     if (!by_rows && nth > (N + NR - 1) / NR) nth = (N + NR - 1) / NR;
+    if (nth < 1) nth = 1;
+    const int cols = by_rows ? N : ((N + nth - 1) / nth + NR - 1) / NR * NR;
+    /* trans_b: one packed op(B) per thread (its columns), each written and
+     * read by its own thread; 64-byte aligned slices of one buffer */
+    const size_t slice = trans_b ? ((size_t)(cols + NR - 1) / NR * K * NR + 15) & ~(size_t)15 : 0;
+    float *bt = NULL;
+    if (trans_b && !(bt = et_gemm_x86_scratch((size_t)nth * slice * sizeof(float)))) return -1;
     if (nth < 2) {
-        run_block(trans_a, K, A, (size_t)lda, b, ldbk, pstride, 0, M, 0, N, C, (size_t)ldc, alpha, beta);
+        run_block(&J, 0, M, 0, N, bt);
         return 0;
     }
-    const int cols = ((N + nth - 1) / nth + NR - 1) / NR * NR;
     #pragma omp parallel for num_threads(nth) schedule(static, 1)
     for (int t = 0; t < nth; t++) {
+        float *bt_t = bt ? bt + (size_t)t * slice : NULL;
         if (by_rows)
-            run_block(trans_a, K, A, (size_t)lda, b, ldbk, pstride, (int)((long)M * t / nth),
-                      (int)((long)M * (t + 1) / nth), 0, N, C, (size_t)ldc, alpha, beta);
+            run_block(&J, (int)((long)M * t / nth), (int)((long)M * (t + 1) / nth), 0, N, bt_t);
         else if (t * cols < N)
-            run_block(trans_a, K, A, (size_t)lda, b, ldbk, pstride, 0, M, t * cols,
-                      (t + 1) * cols < N ? (t + 1) * cols : N, C, (size_t)ldc, alpha, beta);
+            run_block(&J, 0, M, t * cols, (t + 1) * cols < N ? (t + 1) * cols : N, bt_t);
     }
     return 0;
 }
