@@ -764,7 +764,7 @@ static void test_thread_count_independent(void **state) {
 
 /* Large enough for the parallel paths: embedding backward split over
  * columns, rmsnorm backward as dynamic tasks (two dw blocks, dx row blocks),
- * the same floats with 1 and 2 threads. */
+ * SwiGLU's per-thread shares: the same floats with 1 and 2 threads. */
 static void test_thread_count_independent_large(void **state) {
     (void)state;
     enum { V = 50, N = 600, C = 70 };
@@ -785,7 +785,8 @@ static void test_thread_count_independent_large(void **state) {
         et_tape t;
         et_tape_init(&t, 0, NULL);
         et_tensor *x = et_embedding(&t, "x", &E, ids, N);
-        et_tensor *y = et_rmsnorm(&t, "n", et_add(&t, "xx", x, x), &NW, 1e-5f);
+        et_tensor *xx = et_add(&t, "xx", x, x);
+        et_tensor *y = et_swiglu(&t, "sw", et_rmsnorm(&t, "n", xx, &NW, 1e-5f), xx);
         assert_int_equal(et_tape_backward_seed(&t, y, seed), 0);
         memcpy(res[run] + V * C + C, y->data, N * C * 4);
         et_tape_free(&t);

@@ -1,15 +1,22 @@
 /* train/op_elementwise.c — SwiGLU, residual add, scale (see ops.h). */
 #include <math.h>
+#include <omp.h>
 
 #include "ops.h"
 #include "simd.h"
 
-/* Element-wise loops run as OpenMP blocks of BLOCK elements, each an
- * `omp simd` loop (both GCC and clang vectorize that shape at -O2).  Data
- * pointers are copied to locals first: under -fno-strict-aliasing a store
- * to dg[i] could change g->data, which would stop vectorization.  The
- * SwiGLU blocks are ET_SIMD_CLONES kernels (simd.h). */
-enum { BLOCK = 4096 };
+/* The SwiGLU loops give each thread one contiguous share (a multiple of 16
+ * elements, the last one takes the rest), each an `omp simd` loop in an
+ * ET_SIMD_CLONES kernel (simd.h).  Data pointers are copied to locals
+ * first: under -fno-strict-aliasing a store to dg[i] could change g->data,
+ * which would stop vectorization. */
+
+/* [*b0, *b1): thread id's share of n elements among nt threads */
+static void share(long n, int nt, int id, long *b0, long *b1) {
+    const long per = (n / nt + 15) / 16 * 16;
+    *b0 = per * id < n ? per * id : n;
+    *b1 = id == nt - 1 || per * (id + 1) > n ? n : per * (id + 1);
+}
 
 /* ---- SwiGLU: out = silu(g) * u, g and u [M, F] ----
  * With s = sigmoid(g): silu(g) = g s, silu'(g) = s (1 + g (1 - s)).
@@ -68,10 +75,13 @@ static void swiglu_backward(et_tape *t, const et_node *nd) {
     if (t->code) return;
     const long n = (long)g->n;
     const float *gd = g->data, *ud = u->data;
-    #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
-    for (long b0 = 0; b0 < n; b0 += BLOCK) {
-        const long e = n < b0 + BLOCK ? n : b0 + BLOCK;
-        swiglu_backward_block(dg ? dg + b0 : NULL, du ? du + b0 : NULL, dout + b0, gd + b0, ud + b0, e - b0, fresh);
+    #pragma omp parallel if ((size_t)n > ET_OMP_MIN_WORK)
+    {
+        long b0, b1;
+        share(n, omp_get_num_threads(), omp_get_thread_num(), &b0, &b1);
+        if (b1 > b0)
+            swiglu_backward_block(dg ? dg + b0 : NULL, du ? du + b0 : NULL, dout + b0, gd + b0, ud + b0, b1 - b0,
+                                  fresh);
     }
 }
 
@@ -88,10 +98,11 @@ et_tensor *et_swiglu(et_tape *t, const char *name, et_tensor *g, et_tensor *u) {
     const long n = (long)g->n;
     const float *gd = g->data, *ud = u->data;
     float *od = out->data;
-    #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
-    for (long b0 = 0; b0 < n; b0 += BLOCK) {
-        const long e = n < b0 + BLOCK ? n : b0 + BLOCK;
-        swiglu_forward_block(od + b0, gd + b0, ud + b0, e - b0);
+    #pragma omp parallel if ((size_t)n > ET_OMP_MIN_WORK)
+    {
+        long b0, b1;
+        share(n, omp_get_num_threads(), omp_get_thread_num(), &b0, &b1);
+        if (b1 > b0) swiglu_forward_block(od + b0, gd + b0, ud + b0, b1 - b0);
     }
     if (wants && !et_tape_push(t, "swiglu", swiglu_backward, out, in, 2, NULL)) return NULL;
     return out;

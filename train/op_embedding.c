@@ -43,8 +43,10 @@ et_tensor *et_embedding(et_tape *t, const char *name, et_tensor *w, const int32_
     int wants = et_tape_wants_grad(t, &w, 1);
     et_tensor *out = et_tensor_2d(t, name, n, C, wants);
     if (!out) return NULL;
-    for (int i = 0; i < n; i++)
-        memcpy(out->data + (size_t)i * C, w->data + (size_t)ids[i] * C, (size_t)C * sizeof(float));
+    float *od = out->data;
+    const float *wd = w->data;
+    #pragma omp parallel for schedule(static) if ((size_t)n * (size_t)C > ET_OMP_MIN_WORK)
+    for (int i = 0; i < n; i++) memcpy(od + (size_t)i * C, wd + (size_t)ids[i] * C, (size_t)C * sizeof(float));
     if (wants) {
         emb_saved *s = et_tape_alloc(t, sizeof *s);
         if (!s || !(s->ids = et_tape_alloc(t, (size_t)n * sizeof(int32_t)))) return NULL;

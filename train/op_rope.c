@@ -19,12 +19,13 @@
 #include <string.h>
 
 #include "ops.h"
+#include "simd.h"
 
 typedef struct rope_saved rope_saved;
 struct rope_saved {
     int T, n_head, head_dim;
     int by_row;      /* 1: table row = tensor row (explicit positions); 0: r % T */
-    float *cos, *sin; /* [n_tab, head_dim/2] */
+    float *cos, *sin; /* [n_tab, n_head*head_dim/2]: each head's cos/sin, repeated */
     /* et_rope_qk_inplace: in k's node, q's node (saved, input, output), whose
        gradient k's backward rotates as well (then sets q's `done`) */
     rope_saved *pair;
@@ -32,26 +33,42 @@ struct rope_saved {
     int done;
 };
 
-/* Rows [r0, r1): out (+)= R(sign * a) in, for every head. */
-static void rope_rows(const rope_saved *s, long r0, long r1, const float *in, float *out, float sign, int accumulate) {
-    const int half = s->head_dim / 2, n_head = s->n_head, head_dim = s->head_dim, T = s->T, by_row = s->by_row;
-    const long C = (long)n_head * head_dim;
-    const float *cos_t = s->cos, *sin_t = s->sin;
+/* Rows [r0, r1) of np pairs each: out (+)= R(sign * a) in.  A vector loop
+ * over the pairs of a row (the table repeats each head's cos/sin); every
+ * pair's arithmetic as in the file comment, so the floats do not depend on
+ * the vector width.  in == out is fine (each pair read before written). */
+ET_SIMD_CLONES
+static void rope_rows(const float *cos_t, const float *sin_t, long np, int T, int by_row, long r0, long r1,
+                      const float *in, float *out, float sign, int accumulate) {
     for (long r = r0; r < r1; r++) {
         const long tr = by_row ? r : r % T;
-        const float *cs = cos_t + tr * half, *sn = sin_t + tr * half;
-        for (int h = 0; h < n_head; h++) {
-            const float *xi = in + r * C + (long)h * head_dim;
-            float *yi = out + r * C + (long)h * head_dim;
-            for (int i = 0; i < half; i++) {
-                const float c = cs[i], si = sign * sn[i];
-                const float x0 = xi[2 * i], x1 = xi[2 * i + 1];
-                const float y0 = x0 * c - x1 * si, y1 = x0 * si + x1 * c;
-                if (accumulate) { yi[2 * i] += y0; yi[2 * i + 1] += y1; }
-                else { yi[2 * i] = y0; yi[2 * i + 1] = y1; }
+        const float *cs = cos_t + tr * np, *sn = sin_t + tr * np;
+        const float *xi = in + r * 2 * np;
+        float *yi = out + r * 2 * np;
+        if (accumulate) {
+            #pragma omp simd
+            for (long p = 0; p < np; p++) {
+                const float c = cs[p], si = sign * sn[p];
+                const float x0 = xi[2 * p], x1 = xi[2 * p + 1];
+                yi[2 * p] += x0 * c - x1 * si;
+                yi[2 * p + 1] += x0 * si + x1 * c;
+            }
+        } else {
+            #pragma omp simd
+            for (long p = 0; p < np; p++) {
+                const float c = cs[p], si = sign * sn[p];
+                const float x0 = xi[2 * p], x1 = xi[2 * p + 1];
+                yi[2 * p] = x0 * c - x1 * si;
+                yi[2 * p + 1] = x0 * si + x1 * c;
             }
         }
     }
+}
+
+static void rope_rows_s(const rope_saved *s, long r0, long r1, const float *in, float *out, float sign,
+                        int accumulate) {
+    rope_rows(s->cos, s->sin, (long)s->n_head * (s->head_dim / 2), s->T, s->by_row, r0, r1, in, out, sign,
+              accumulate);
 }
 
 /* One or two rotations (b may be NULL) over the same rows, in one parallel
@@ -64,8 +81,8 @@ static void rope_apply2(const rope_saved *a, const float *in_a, float *out_a, in
     {
         const long nt = omp_get_num_threads(), id = omp_get_thread_num();
         const long r0 = rows * id / nt, r1 = rows * (id + 1) / nt;
-        rope_rows(a, r0, r1, in_a, out_a, sign, acc_a);
-        if (b) rope_rows(b, r0, r1, in_b, out_b, sign, acc_b);
+        rope_rows_s(a, r0, r1, in_a, out_a, sign, acc_a);
+        if (b) rope_rows_s(b, r0, r1, in_b, out_b, sign, acc_b);
     }
 }
 
@@ -74,42 +91,56 @@ static void rope_apply2(const rope_saved *a, const float *in_a, float *out_a, in
 typedef struct rope_table {
     struct rope_table *next;
     long n_tab;
-    int head_dim;
+    int head_dim, n_head;
     float theta;
     int32_t *pos;      /* [n_tab] copy, or NULL for positions 0 .. n_tab-1 */
-    float *cos, *sin;  /* [n_tab, head_dim/2] */
+    float *cos, *sin;  /* [n_tab, n_head*head_dim/2] (each head's the same) */
 } rope_table;
 
-/* The table for these positions (pos [n_tab], or NULL: 0 .. n_tab-1), made
- * on first use since the last reset; NULL + tape error on OOM. */
-static const rope_table *table_get(et_tape *t, long n_tab, int head_dim, const int32_t *pos, float theta) {
+/* The table for these positions (pos [n_tab], or NULL: 0 .. n_tab-1) and
+ * n_head heads, made on first use since the last reset (for n_head > 1 by
+ * repeating the one-head table); NULL + tape error on OOM. */
+static const rope_table *table_get(et_tape *t, long n_tab, int head_dim, int n_head, const int32_t *pos,
+                                   float theta) {
     for (const rope_table *c = t->rope_tables; c; c = c->next)
-        if (c->n_tab == n_tab && c->head_dim == head_dim && c->theta == theta && !c->pos == !pos &&
-            (!pos || !memcmp(c->pos, pos, (size_t)n_tab * sizeof *pos)))
+        if (c->n_tab == n_tab && c->head_dim == head_dim && c->n_head == n_head && c->theta == theta &&
+            !c->pos == !pos && (!pos || !memcmp(c->pos, pos, (size_t)n_tab * sizeof *pos)))
             return c;
     const int half = head_dim / 2;
+    const rope_table *one = n_head > 1 ? table_get(t, n_tab, head_dim, 1, pos, theta) : NULL;
+    if (n_head > 1 && !one) return NULL;
     rope_table *c = et_tape_alloc(t, sizeof *c);
-    double *inv_freq = c ? et_tape_alloc(t, (size_t)half * sizeof(double)) : NULL;
-    c = inv_freq ? c : NULL;
     if (c) {
-        c->cos = et_tape_alloc(t, (size_t)n_tab * half * sizeof(float));
-        c->sin = c->cos ? et_tape_alloc(t, (size_t)n_tab * half * sizeof(float)) : NULL;
+        c->cos = et_tape_alloc(t, (size_t)n_tab * n_head * half * sizeof(float));
+        c->sin = c->cos ? et_tape_alloc(t, (size_t)n_tab * n_head * half * sizeof(float)) : NULL;
         c->pos = c->sin && pos ? et_tape_alloc(t, (size_t)n_tab * sizeof *pos) : NULL;
     }
     if (!c || !c->sin || (pos && !c->pos)) return NULL;
     if (pos) memcpy(c->pos, pos, (size_t)n_tab * sizeof *pos);
     c->n_tab = n_tab;
     c->head_dim = head_dim;
+    c->n_head = n_head;
     c->theta = theta;
-    for (int i = 0; i < half; i++) inv_freq[i] = pow((double)theta, -2.0 * i / (double)head_dim);
-    float *cos_t = c->cos, *sin_t = c->sin;
-    #pragma omp parallel for schedule(static) if ((size_t)n_tab * half * 64 > ET_OMP_MIN_WORK)
-    for (long r = 0; r < n_tab; r++) {
-        const double p = pos ? (double)pos[r] : (double)r;
-        for (int i = 0; i < half; i++) {
-            const double a = p * inv_freq[i];
-            cos_t[r * half + i] = (float)cos(a);
-            sin_t[r * half + i] = (float)sin(a);
+    if (one) {
+        const size_t np = (size_t)n_head * half;
+        for (long r = 0; r < n_tab; r++)
+            for (int h = 0; h < n_head; h++) {
+                memcpy(c->cos + r * np + (size_t)h * half, one->cos + r * half, (size_t)half * sizeof(float));
+                memcpy(c->sin + r * np + (size_t)h * half, one->sin + r * half, (size_t)half * sizeof(float));
+            }
+    } else {
+        double *inv_freq = et_tape_alloc(t, (size_t)half * sizeof(double));
+        if (!inv_freq) return NULL;
+        for (int i = 0; i < half; i++) inv_freq[i] = pow((double)theta, -2.0 * i / (double)head_dim);
+        float *cos_t = c->cos, *sin_t = c->sin;
+        #pragma omp parallel for schedule(static) if ((size_t)n_tab * half * 64 > ET_OMP_MIN_WORK)
+        for (long r = 0; r < n_tab; r++) {
+            const double p = pos ? (double)pos[r] : (double)r;
+            for (int i = 0; i < half; i++) {
+                const double a = p * inv_freq[i];
+                cos_t[r * half + i] = (float)cos(a);
+                sin_t[r * half + i] = (float)sin(a);
+            }
         }
     }
     c->next = t->rope_tables;
@@ -163,7 +194,7 @@ static et_tensor *rope_prepare(et_tape *t, const char *name, et_tensor *x, int T
     s->n_head = n_head;
     s->head_dim = head_dim;
     s->by_row = pos != NULL;
-    const rope_table *tab = table_get(t, pos ? rows : T, head_dim, pos, theta);
+    const rope_table *tab = table_get(t, pos ? rows : T, head_dim, n_head, pos, theta);
     if (!tab) return NULL;
     s->cos = tab->cos;
     s->sin = tab->sin;
