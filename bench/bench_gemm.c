@@ -19,7 +19,12 @@
  * of SmolLM2-135M, at batch 1024 tokens, alternating, medians of reps
  * (default 41 for stories260K, 5 for SmolLM2).  "route" says which one
  * et_gemm uses for the shape; the step line weights each shape by how often
- * a step runs it. */
+ * a step runs it.
+ *
+ * `bench_gemm bf16s [reps]`: the same shapes in bf16, the whole-K kernel
+ * (train/gemm_bf16s_x86.c) against the blocked one (train/gemm_x86.c) and
+ * the f32 AVX-512F kernel, alternating, medians ("route": which bf16
+ * kernel et_gemm uses). */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -119,8 +124,78 @@ static int bench_f32(int reps_arg) {
     return 0;
 }
 
+/* bench_gemm bf16s: on the same shapes as bench_f32, the whole-K bf16
+ * kernel (train/gemm_bf16s_x86.c) against the blocked bf16 kernel
+ * (train/gemm_x86.c, et_gemm's bf16 path before it) and the f32 AVX-512F
+ * kernel, the three alternating, medians of reps. */
+static int bench_bf16s(int reps_arg) {
+    const int T = 1024;
+    const f32_model models[2] = {
+        {"stories260K", 5, {{64, 64, 10}, {64, 32, 10}, {64, 172, 10}, {172, 64, 5}, {64, 512, 1}}, 41},
+        {"smollm2", 4, {{576, 576, 60}, {576, 192, 60}, {576, 1536, 60}, {1536, 576, 30}}, 5},
+    };
+    if (!et_gemm_x86_bf16_available() || !et_gemm_x86_f32_available()) {
+        printf("bench_gemm bf16s: no AVX512_BF16 on this CPU, nothing to compare\n");
+        return 0;
+    }
+    printf("bench_gemm bf16s: GFLOP/s, medians, %d OpenMP threads; whole = et_gemm_x86_bf16s, "
+           "blocked = et_gemm_x86_bf16, f32 = et_gemm_x86_f32\n", omp_get_max_threads());
+    for (int mi = 0; mi < 2; mi++) {
+        const f32_model *md = &models[mi];
+        const int r = reps_arg > 0 ? reps_arg : md->reps;
+        printf("%-12s %-8s %6s %6s %6s  %8s %8s %8s %8s %8s  %s\n", md->name, "gemm", "M", "N", "K", "whole",
+               "blocked", "f32", "/blocked", "/f32", "route");
+        double step[3] = {0, 0, 0};
+        for (int l = 0; l < md->n; l++) {
+            const int n_in = md->layers[l][0], n_out = md->layers[l][1], times = md->layers[l][2];
+            float *x = rand_buf((size_t)T * n_in), *w = rand_buf((size_t)n_out * n_in);
+            float *dy = rand_buf((size_t)T * n_out), *out = rand_buf((size_t)T * (n_out > n_in ? n_out : n_in));
+            float *dw = rand_buf((size_t)n_out * n_in);
+            for (int g = 0; g < 3; g++) {
+                int ta = g == 2, tb = g == 0, M, N, K, lda, ldb;
+                const float *A, *B;
+                float *C;
+                float beta = g == 2 ? 1.0f : 0.0f; /* dw accumulates */
+                if (g == 0) { M = T; N = n_out; K = n_in; A = x; lda = n_in; B = w; ldb = n_in; C = out; }
+                else if (g == 1) { M = T; N = n_in; K = n_out; A = dy; lda = n_out; B = w; ldb = n_in; C = out; }
+                else { M = n_out; N = n_in; K = T; A = dy; lda = n_out; B = x; ldb = n_in; C = dw; }
+                double tw[101], tbl[101], tf[101];
+                for (int i = -1; i < r; i++) {
+                    double t0 = now();
+                    et_gemm_x86_bf16s(ta, tb, M, N, K, 1.0f, A, lda, B, NULL, ldb, beta, C, N);
+                    double t1 = now();
+                    et_gemm_x86_bf16(ta, tb, M, N, K, 1.0f, A, lda, B, NULL, ldb, beta, C, N);
+                    double t2 = now();
+                    et_gemm_x86_f32(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, N);
+                    double t3 = now();
+                    if (i >= 0) { tw[i] = t1 - t0; tbl[i] = t2 - t1; tf[i] = t3 - t2; }
+                }
+                const double fl = 2.0 * M * N * (double)K * 1e-9;
+                const double mw = median(tw, r), mb = median(tbl, r), mf = median(tf, r);
+                const int whole = (double)M * N * K <= ET_SGEMM_OMP_MAX_WORK;
+                step[0] += times * (whole ? mw : mb);
+                step[1] += times * mb;
+                step[2] += times * mf;
+                printf("%-12s %-8s %6d %6d %6d  %8.1f %8.1f %8.1f %7.2fx %7.2fx  %s\n", "",
+                       g == 0 ? "forward" : g == 1 ? "dx" : "dw", M, N, K, fl / mw, fl / mb, fl / mf, mb / mw,
+                       mf / mw, whole ? "whole" : "blocked");
+            }
+            free(x); free(w); free(dy); free(out); free(dw);
+        }
+        printf("%s step's linear-layer GEMMs (weighted sum of medians): et_gemm bf16 %.2f ms, blocked only "
+               "%.2f ms (%.2fx), f32 kernel %.2f ms (%.2fx)\n", md->name, step[0] * 1e3, step[1] * 1e3,
+               step[1] / step[0], step[2] * 1e3, step[2] / step[0]);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     et_omp_passive_reexec();
+    if (argc > 1 && !strcmp(argv[1], "bf16s")) {
+        int reps = argc > 2 ? atoi(argv[2]) : 0;
+        if (reps < 0 || reps > 100) { fprintf(stderr, "usage: bench_gemm bf16s [reps 1..100]\n"); return 1; }
+        return bench_bf16s(reps);
+    }
     if (argc > 1 && !strcmp(argv[1], "f32")) {
         int reps = argc > 2 ? atoi(argv[2]) : 0;
         if (reps < 0 || reps > 100) { fprintf(stderr, "usage: bench_gemm f32 [reps 1..100]\n"); return 1; }

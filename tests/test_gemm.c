@@ -12,8 +12,9 @@
  * the kernel's cache blocks, alpha/beta (beta 0 with C full of NaN: C must
  * not be read), leading dimensions larger than the rows; the native
  * AVX512_BF16 kernel and the portable path both, when the CPU has it; the
- * f32 AVX-512F kernel and OpenBLAS both, and the kernel's results
- * bit-identical at 1, 2 and 3 OpenMP threads. */
+ * f32 AVX-512F kernel and OpenBLAS both, the whole-K bf16 kernel and the
+ * blocked one both, and the whole-K kernels' results bit-identical at 1, 2
+ * and 3 OpenMP threads. */
 #include "testutil.h"
 
 #include <math.h>
@@ -90,6 +91,9 @@ static const int sizes[][3] = {
      * zmm column panel (N <= 16), split by columns (M small, N large) */
     {12, 32, 1}, {24, 64, 64}, {25, 48, 3}, {13, 17, 1}, {11, 16, 70}, {100, 172, 64}, {5, 300, 20},
     {50, 40, 1024}, {37, 15, 2},
+    /* bf16 whole-K kernel: odd K (the last pair half zero), split by rows
+     * (M >= 64 per thread) with a row tail, a stories260K dW shape */
+    {150, 45, 65}, {131, 20, 3}, {32, 172, 1023},
 };
 #define N_SIZES (int)(sizeof sizes / sizeof sizes[0])
 
@@ -155,6 +159,9 @@ static void test_f32_threads_identical(void **state) {
         }
 }
 
+/* Native bf16: the whole-K kernel (train/gemm_bf16s_x86.c) takes every
+ * product of `sizes` up to 2^26 multiply-adds, i.e. all of them; forced to
+ * the blocked kernel (train/gemm_x86.c), the same cases again. */
 static void test_bf16_native(void **state) {
     (void)state;
     if (!et_gemm_bf16_native()) {
@@ -163,6 +170,47 @@ static void test_bf16_native(void **state) {
     }
     check_all(ET_GEMM_BF16, 0);
     check_all(ET_GEMM_BF16, 1);
+    et_gemm_bf16_force_blocked(1);
+    check_all(ET_GEMM_BF16, 0);
+    check_all(ET_GEMM_BF16, 1);
+    et_gemm_bf16_force_blocked(0);
+}
+
+/* The whole-K bf16 kernel computes every element of C as one vdpbf16ps
+ * chain over the k pairs whatever the split: bit-identical results at 1, 2
+ * and 3 OpenMP threads (stories260K shapes split by rows and by columns,
+ * odd K, every trans, B as f32 and as bf16 bits). */
+static void test_bf16_threads_identical(void **state) {
+    (void)state;
+    if (!et_gemm_bf16_native()) skip();
+    const int shapes[][3] = {{1024, 64, 64}, {1024, 172, 64}, {64, 172, 1024}, {172, 64, 1024}, {9, 300, 50},
+                             {20, 300, 51}, {30, 45, 77}, {200, 33, 7}};
+    const int saved = omp_get_max_threads();
+    for (int s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)
+        for (int t = 0; t < 8; t++) {
+            const int ta = t & 1, tb = (t >> 1) & 1, w = t >> 2, M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+            const int lda = ta ? M : K, ldb = tb ? K : N;
+            float *A = malloc((size_t)M * K * sizeof(float)), *B = malloc((size_t)K * N * sizeof(float));
+            uint16_t *Bh = malloc((size_t)K * N * sizeof(uint16_t));
+            float *C[3];
+            assert_non_null(A); assert_non_null(B); assert_non_null(Bh);
+            for (size_t i = 0; i < (size_t)M * K; i++) A[i] = frand();
+            for (size_t i = 0; i < (size_t)K * N; i++) { B[i] = frand(); Bh[i] = et_fp32_to_bf16(B[i]); }
+            for (int n = 0; n < 3; n++) {
+                assert_non_null(C[n] = malloc((size_t)M * N * sizeof(float)));
+                for (size_t i = 0; i < (size_t)M * N; i++) C[n][i] = (float)i * 0x1p-10f;
+                omp_set_num_threads(n + 1);
+                int rc = w ? et_gemm_bf16w(ta, tb, M, N, K, 0.5f, A, lda, Bh, ldb, 0.25f, C[n], N)
+                           : et_gemm(ET_GEMM_BF16, ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 0.25f, C[n], N);
+                assert_int_equal(rc, 0);
+            }
+            omp_set_num_threads(saved);
+            for (int n = 1; n < 3; n++)
+                if (memcmp(C[0], C[n], (size_t)M * N * sizeof(float)))
+                    fail_msg("bf16%s ta=%d tb=%d M=%d N=%d K=%d: 1 and %d threads differ", w ? " (bf16 B)" : "",
+                             ta, tb, M, N, K, n + 1);
+            free(A); free(B); free(Bh); free(C[0]); free(C[1]); free(C[2]);
+        }
 }
 
 static void test_bf16_portable(void **state) {
@@ -221,6 +269,7 @@ int main(void) {
         cmocka_unit_test(test_f32_blas),
         cmocka_unit_test(test_f32_threads_identical),
         cmocka_unit_test(test_bf16_native),
+        cmocka_unit_test(test_bf16_threads_identical),
         cmocka_unit_test(test_bf16_portable),
         cmocka_unit_test(test_bf16_bound_catches_f32),
         cmocka_unit_test(test_bad_args),

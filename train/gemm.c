@@ -1,7 +1,7 @@
 /* train/gemm.c — et_gemm: f32 via the AVX-512F kernel for small products
  * (train/gemm_f32_x86.c) or OpenBLAS, bf16 via the AVX512_BF16 kernel
- * (train/gemm_x86.c) or, without it, bf16-rounded operands + cblas_sgemm
- * (see gemm.h). */
+ * (train/gemm_x86.c; small products: train/gemm_bf16s_x86.c) or, without
+ * it, bf16-rounded operands + cblas_sgemm (see gemm.h). */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,11 +30,13 @@ static inline float bf16_widen(uint16_t h) {
     return y;
 }
 
-static int force_portable = 0, force_blas = 0;
+static int force_portable = 0, force_blas = 0, force_blocked = 0;
 
 void et_gemm_force_portable(int on) { force_portable = on != 0; }
 
 void et_gemm_f32_force_blas(int on) { force_blas = on != 0; }
+
+void et_gemm_bf16_force_blocked(int on) { force_blocked = on != 0; }
 
 int et_gemm_f32_native(void) { return !force_blas && et_gemm_x86_f32_available(); }
 
@@ -117,6 +119,15 @@ static void gemm_bf16_portable(int trans_a, int trans_b, int M, int N, int K, fl
     free(b);
 }
 
+/* The whole-K bf16 kernel (train/gemm_bf16s_x86.c) takes the products the
+ * f32 kernel would (up to ET_SGEMM_OMP_MAX_WORK multiply-adds) when its
+ * packed copies of op(A) and op(B) stay under 2^21 elements each (8 MB);
+ * larger ones go to the blocked kernel (train/gemm_x86.c). */
+static int bf16_small_suits(int M, int N, int K) {
+    if (force_blocked || (double)M * N * K > ET_SGEMM_OMP_MAX_WORK) return 0;
+    return (double)K * N <= (double)(1 << 21) && (double)M * K <= (double)(1 << 21);
+}
+
 static int gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha,
                      const float *A, int lda, const float *Bf, const uint16_t *Bh, int ldb,
                      float beta, float *C, int ldc) {
@@ -126,6 +137,9 @@ static int gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha,
         scale_c(M, N, beta, C, ldc);
         return 0;
     }
+    if (et_gemm_bf16_native() && bf16_small_suits(M, N, K) &&
+        et_gemm_x86_bf16s(trans_a != 0, trans_b != 0, M, N, K, alpha, A, lda, Bf, Bh, ldb, beta, C, ldc) == 0)
+        return 0;
     if (et_gemm_bf16_native() &&
         et_gemm_x86_bf16(trans_a != 0, trans_b != 0, M, N, K, alpha, A, lda, Bf, Bh, ldb, beta, C, ldc) == 0)
         return 0;

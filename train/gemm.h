@@ -59,6 +59,14 @@ int et_gemm_bf16_native(void);
  * native kernel again (on == 0).  Not thread-safe against running GEMMs. */
 void et_gemm_force_portable(int on);
 
+/* Tests and benchmarks: send every native bf16 product to the blocked
+ * AVX512_BF16 kernel (train/gemm_x86.c; on != 0) or let products up to
+ * ET_SGEMM_OMP_MAX_WORK multiply-adds run on the whole-K one again
+ * (train/gemm_bf16s_x86.c: each element of C one vdpbf16ps chain over the k
+ * pairs in order, the same result at any thread count; on == 0).  Not
+ * thread-safe against running GEMMs. */
+void et_gemm_bf16_force_blocked(int on);
+
 /* 1 when et_gemm's f32 products up to ET_SGEMM_OMP_MAX_WORK multiply-adds
  * (train/sgemm_omp.h; trans_b ones from 16 rows of C and up to 2^21 elements
  * of B) run on the AVX-512F kernel (train/gemm_f32_x86.c:

@@ -19,6 +19,26 @@ int et_gemm_x86_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha,
                      const float *A, int lda, const float *Bf, const uint16_t *Bh, int ldb,
                      float beta, float *C, int ldc);
 
+/* op(B)[k0 .. k0+kc, j0 .. j0+nc] rounded to bf16 (Bf) or copied (Bh, Bf
+ * NULL) into ceil(nc/32) panels of [kcp/2][32][2] bf16 (kcp = kc rounded up
+ * to even: k in pairs, the pad and columns beyond nc zero), panel q at
+ * dst + q*kcp*32; op(B)(k, j) = B[k*ldb + j] (tb 0) or B[j*ldb + k] (tb 1).
+ * x86-64 only; only call when et_gemm_x86_bf16_available(). */
+void et_gemm_x86_bf16_pack_b(int tb, const float *Bf, const uint16_t *Bh, int ldb, int k0, int kc,
+                             int j0, int nc, uint16_t *dst);
+
+/* C = alpha op(A) op(B) + beta C in bf16 as et_gemm_x86_bf16, for small
+ * products (train/gemm_bf16s_x86.c): every element of C is one chain of
+ * vdpbf16ps over the k pairs in order (results do not depend on the number
+ * of threads); operands rounded to bf16 pairs once per call (op(A)'s rows
+ * and op(B)'s columns that each thread needs: at most M x K and K x N bf16
+ * per thread).  train/gemm.c calls it for M N K <= 2^26, K N <= 2^21 and
+ * M K <= 2^21.  Only call when et_gemm_x86_bf16_available().  Returns 0, or
+ * -1 when the packing buffers could not be allocated (nothing written). */
+int et_gemm_x86_bf16s(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *Bf, const uint16_t *Bh, int ldb,
+                      float beta, float *C, int ldc);
+
 /* 64-byte aligned scratch of at least `bytes` for the calling thread, kept
  * between calls (grown when too small, freed when the thread exits); NULL
  * when it cannot be allocated (or not on x86-64).  Shared by both kernels:
