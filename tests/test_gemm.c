@@ -176,6 +176,75 @@ static void test_bf16_native(void **state) {
     et_gemm_bf16_force_blocked(0);
 }
 
+/* The rounding of both native bf16 kernels, operand by operand: op(A) (or
+ * op(B)) holds every f32 high half with low halves 0, 0x7fff, 0x8000
+ * (ties), 0x8001 and 0xffff (what would round to Inf made finite), and the other operand is the 2 x 2
+ * identity, so C is the rounded operand itself: it must equal
+ * et_fp32_to_bf16's rounding, subnormal results read as zero (gemm.h).
+ * Covers both positions of a k pair and every trans. */
+static float rounded_ref(float x) {
+    float r = et_bf16_to_fp32(et_fp32_to_bf16(x));
+    return fabsf(r) < 0x1p-126f ? 0.0f : r;
+}
+
+static void check_rounding(int blocked) {
+    static const uint32_t lows[] = {0, 0x7fff, 0x8000, 0x8001, 0xffff};
+    const int L = 65536 * 5; /* values, as L / 2 rows of 2 */
+    float *V = malloc((size_t)L * sizeof(float)), *C = malloc((size_t)L * sizeof(float));
+    assert_non_null(V); assert_non_null(C);
+    int n = 0;
+    for (uint32_t h = 0; h < 65536; h++)
+        for (int l = 0; l < 5; l++) {
+            uint32_t u = h << 16 | lows[l];
+            /* Inf, NaN and what rounds to Inf (Inf x 0 is NaN) -> the largest finite */
+            if ((u & 0x7fffffffu) >= 0x7f7f8000u) u = (u & 0x80000000u) | 0x7f7f7fffu;
+            memcpy(&V[n++], &u, 4);
+        }
+    const int R = L / 2;
+    const float I[4] = {1, 0, 0, 1};
+    et_gemm_bf16_force_blocked(blocked);
+    for (int t = 0; t < 8; t++) {
+        const int tr = t & 1, side_b = (t >> 1) & 1, w = t >> 2;
+        if (w && !side_b) continue; /* bf16 B bits: nothing rounded on that side */
+        uint16_t Ih[4] = {et_fp32_to_bf16(1), 0, 0, et_fp32_to_bf16(1)};
+        /* V as op(A) [R, 2] (stored [R, 2] or [2, R]) times I, or I times
+         * V as op(B) [2, R] (stored [2, R] or [R, 2]); C [R, 2] or [2, R]. */
+        float *Vs = malloc((size_t)L * sizeof(float));
+        assert_non_null(Vs);
+        for (int i = 0; i < R; i++)
+            for (int k = 0; k < 2; k++) {
+                const float v = V[2 * i + k];
+                if (!side_b) Vs[tr ? (size_t)k * R + i : (size_t)i * 2 + k] = v;   /* op(A)(i, k) */
+                else Vs[tr ? (size_t)i * 2 + k : (size_t)k * R + i] = v;           /* op(B)(k, i) */
+            }
+        int rc;
+        if (!side_b) {
+            rc = w ? et_gemm_bf16w(tr, 0, R, 2, 2, 1.0f, Vs, tr ? R : 2, Ih, 2, 0.0f, C, 2)
+                   : et_gemm(ET_GEMM_BF16, tr, 0, R, 2, 2, 1.0f, Vs, tr ? R : 2, I, 2, 0.0f, C, 2);
+        } else {
+            rc = et_gemm(ET_GEMM_BF16, 0, tr, 2, R, 2, 1.0f, I, 2, Vs, tr ? 2 : R, 0.0f, C, R);
+        }
+        assert_int_equal(rc, 0);
+        for (int i = 0; i < R; i++)
+            for (int k = 0; k < 2; k++) {
+                const float got = side_b ? C[(size_t)k * R + i] : C[(size_t)i * 2 + k], v = V[2 * i + k];
+                if (!(got == rounded_ref(v)))
+                    fail_msg("%s kernel, %s trans %d: %a rounds to %a, expected %a", blocked ? "blocked" : "whole-K",
+                             side_b ? "B" : w ? "A (bf16 B)" : "A", tr, v, got, rounded_ref(v));
+            }
+        free(Vs);
+    }
+    et_gemm_bf16_force_blocked(0);
+    free(V); free(C);
+}
+
+static void test_bf16_rounding(void **state) {
+    (void)state;
+    if (!et_gemm_bf16_native()) skip();
+    check_rounding(0);
+    check_rounding(1);
+}
+
 /* The whole-K bf16 kernel computes every element of C as one vdpbf16ps
  * chain over the k pairs whatever the split: bit-identical results at 1, 2
  * and 3 OpenMP threads (stories260K shapes split by rows and by columns,
@@ -270,6 +339,7 @@ int main(void) {
         cmocka_unit_test(test_f32_threads_identical),
         cmocka_unit_test(test_bf16_native),
         cmocka_unit_test(test_bf16_threads_identical),
+        cmocka_unit_test(test_bf16_rounding),
         cmocka_unit_test(test_bf16_portable),
         cmocka_unit_test(test_bf16_bound_catches_f32),
         cmocka_unit_test(test_bad_args),

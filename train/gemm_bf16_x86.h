@@ -1,9 +1,10 @@
 /* train/gemm_bf16_x86.h — internal: the AVX-512 helpers shared by the two
  * bf16 GEMM kernels (train/gemm_x86.c, blocked, for large products, and
  * train/gemm_bf16s_x86.c, whole-K, for small ones): f32 -> bf16 rounding
- * bit-identical to et_fp32_to_bf16 (round to nearest even, NaN quieted) and
- * the packing of k pairs.  Include only from x86-64 GCC/clang code, after
- * <immintrin.h>. */
+ * (round to nearest even, NaN quieted: et_fp32_to_bf16's bits except
+ * subnormals, which vdpbf16ps reads as zero either way) and the packing of
+ * k pairs; tests/test_gemm.c checks the products value by value.
+ * Include only from x86-64 GCC/clang code, after <immintrin.h>. */
 #ifndef ET_GEMM_BF16_X86_H
 #define ET_GEMM_BF16_X86_H
 
@@ -12,31 +13,44 @@
 
 /* ---- rounding helpers (AVX-512F/BW) ---- */
 
-/* f32 lanes -> their bits rounded to nearest even at bit 16 (bf16 in the
- * high half); NaN lanes quieted, as et_fp32_to_bf16. */
+/* x with the subnormal lanes that round to nearest even to the smallest
+ * normal bf16 (|x| in [2^-126 - 2^-134, 2^-126)) set to +-2^-126: so that
+ * vcvtne2ps2bf16, which reads subnormal inputs as zero (Intel SDM,
+ * "VCVTNE2PS2BF16": DAZ), gives the same vdpbf16ps products as the bits
+ * of et_fp32_to_bf16 (other subnormal lanes round to bf16 subnormals,
+ * which vdpbf16ps reads as zero too).  |x| << 1 - 0x00ff0000 < 0x10000
+ * (unsigned) picks them; ternary logic 0xea is (x & sign) | 2^-126. */
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16")))
-__m512i round_hi(__m512 x) {
-    __m512i u = _mm512_castps_si512(x);
-    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-    return _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x00400000)));
+__m512 fix_min_normal(__m512 x) {
+    const __m512i u = _mm512_castps_si512(x);
+    const __m512i t = _mm512_sub_epi32(_mm512_slli_epi32(u, 1), _mm512_set1_epi32(0x00ff0000));
+    const __mmask16 m = _mm512_cmplt_epu32_mask(t, _mm512_set1_epi32(0x10000));
+    return _mm512_castsi512_ps(_mm512_mask_ternarylogic_epi32(u, m, _mm512_set1_epi32((int)0x80000000u),
+                                                              _mm512_set1_epi32(0x00800000), 0xea));
+}
+
+/* 32 f32 lanes lo[0..15], hi[0..15] rounded to bf16 words 0..15 (lo) and
+ * 16..31 (hi) with vcvtne2ps2bf16: round to nearest even, NaN quieted, as
+ * et_fp32_to_bf16 (as operands of vdpbf16ps, which reads subnormals as
+ * zero, the same values: see fix_min_normal). */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16")))
+__m512i cvt_words(__m512 lo, __m512 hi) {
+    return (__m512i)_mm512_cvtne2ps_pbh(fix_min_normal(hi), fix_min_normal(lo));
 }
 
 /* Pairs (lo[l], hi[l]) of two f32 vectors as 16 packed bf16 pairs. */
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16")))
 __m512i pair_lanes(__m512 lo, __m512 hi) {
-    return _mm512_or_si512(_mm512_srli_epi32(round_hi(lo), 16),
-                           _mm512_and_si512(round_hi(hi), _mm512_set1_epi32((int)0xffff0000u)));
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                         23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(idx, cvt_words(lo, hi));
 }
 
 /* 32 consecutive f32 x[0..31] (x0 = x[0..15], x1 = x[16..31]) as 16 bf16
- * pairs (x[2p], x[2p+1]) in 32-bit lanes p. */
+ * pairs (x[2p], x[2p+1]) in 32-bit lanes p: bf16 words in memory order. */
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16")))
 __m512i pair_adjacent(__m512 x0, __m512 x1) {
-    const __m512i idx = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33,
-                                         31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    return _mm512_permutex2var_epi16(round_hi(x0), idx, round_hi(x1));
+    return cvt_words(x0, x1);
 }
 
 static inline __mmask16 mask16(int n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
