@@ -36,13 +36,12 @@ size_t et_attn_kd8_p_floats(int T);
 size_t et_attn_kd8_scratch_floats(int T, int n_head, int n_head_kv);
 
 /* Forward for all b < B, h < H.  q, o [B*T, H*8], k, v [B*T, G*8] row-major;
- * lse [B, H, T] gets each row's log-sum-exp of its scaled scores; pkeep
- * [B*H, et_attn_kd8_p_floats(T)], 64-byte aligned, gets the tiles (NULL:
- * not kept).  scratch:
+ * pkeep [B*H, et_attn_kd8_p_floats(T)], 64-byte aligned, gets the tiles
+ * (NULL: not kept; the backward needs them, not a log-sum-exp).  scratch:
  * omp_get_max_threads() * et_attn_kd8_scratch_floats floats.  Opens its own
  * OpenMP region. */
 void et_attn_kd8_forward(int B, int T, int H, int G, const float *q, const float *k, const float *v,
-                         float *o, float *lse, float *pkeep, float *scratch);
+                         float *o, float *pkeep, float *scratch);
 
 /* Backward from pkeep (as written by the forward): dq [B*T, H*8], dk, dv
  * [B*T, G*8], each NULL (not wanted) or added into (its *_set flag 0) or

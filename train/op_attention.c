@@ -388,7 +388,7 @@ et_tensor *et_attention(et_tape *t, const char *name, et_tensor *q, et_tensor *k
     const int nth = omp_get_max_threads(), Tp = round_up(T);
     et_tensor *out = et_tensor_2d(t, name, (int64_t)rows, (int64_t)Cq, wants);
     attn_saved *s = out ? et_tape_alloc(t, sizeof *s) : NULL;
-    float *lse = s ? et_tape_alloc(t, (size_t)B * H * T * sizeof(float)) : NULL;
+    float *lse = s ? et_tape_alloc(t, (size_t)B * H * T * sizeof(float)) : NULL; /* unused when tiled */
     /* head_dim KD with a backward to come: keep the probabilities (see ops.h) */
     const int tiled = D == KD && !force_rows && et_attn_kd8_available();
     const size_t pfl = tiled ? et_attn_kd8_p_floats(T) : p_row(T);
@@ -398,7 +398,7 @@ et_tensor *et_attention(et_tape *t, const char *name, et_tensor *q, et_tensor *k
     if (tiled) {
         float *sc = et_tape_scratch(t, (size_t)nth * et_attn_kd8_scratch_floats(T, H, G) * sizeof(float));
         if (!sc) return NULL;
-        et_attn_kd8_forward(B, T, H, G, q->data, k->data, v->data, out->data, lse, pkeep, sc);
+        et_attn_kd8_forward(B, T, H, G, q->data, k->data, v->data, out->data, pkeep, sc);
     } else {
         /* scratch: the transposes kt, vt [B*G, D, Tp] and one row of scores per thread */
         const size_t kv = (size_t)B * G * D * Tp;
