@@ -53,6 +53,21 @@ __m512i pair_adjacent(__m512 x0, __m512 x1) {
     return cvt_words(x0, x1);
 }
 
+/* Prefetch (into L1) the bytes [p, p + bytes) a line at a time: the rows
+ * a packing loop reads a few iterations later (activations another core
+ * may have just written). */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16")))
+void prefetch_bytes(const void *p, size_t bytes) {
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T0);
+}
+
+/* Rows ahead that the packing loops prefetch, for rows of at most
+ * ET_BF16_PF_MAX_BYTES (so that what is in flight stays well inside L1);
+ * longer rows (SmolLM2's) are left to the hardware prefetchers.  Measured
+ * on the stories260K bf16 step: 8, 16, 32 rows gave 0.97, 0.94-0.96, 0.97
+ * of the time without (medians of 12 runs in rotated order). */
+enum { ET_BF16_PF_ROWS = 16, ET_BF16_PF_MAX_BYTES = 1024 };
+
 static inline __mmask16 mask16(int n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 static inline __mmask32 mask32(int n) { return n >= 32 ? (__mmask32)0xffffffffu : n <= 0 ? 0 : (__mmask32)((1u << n) - 1); }
 

@@ -112,6 +112,8 @@ ET_TARGET static void pack_a(int ta, int m0, int m1, int K, const float *A, size
         for (int i = 0; i < rows; i++) {
             const float *src = A + (size_t)(m0 + i) * lda;
             uint32_t *dst = ap + (size_t)i * KP;
+            if (i + ET_BF16_PF_ROWS / 2 < rows && (size_t)K * sizeof(float) <= ET_BF16_PF_MAX_BYTES)
+                prefetch_bytes(src + ET_BF16_PF_ROWS / 2 * lda, (size_t)K * sizeof(float));
             for (int p0 = 0; p0 < KP; p0 += 16) {
                 const int left = K - 2 * p0;
                 const __m512 x0 = _mm512_maskz_loadu_ps(mask16(left), src + 2 * p0);
@@ -125,6 +127,10 @@ ET_TARGET static void pack_a(int ta, int m0, int m1, int K, const float *A, size
         const float *r0 = A + (size_t)(2 * p) * lda + m0, *r1 = r0 + lda;
         const int has1 = 2 * p + 1 < K;
         uint32_t *dst = ap + (size_t)p * rows;
+        if (2 * p + ET_BF16_PF_ROWS + 1 < K && (size_t)rows * sizeof(float) <= ET_BF16_PF_MAX_BYTES) {
+            prefetch_bytes(r0 + ET_BF16_PF_ROWS * lda, (size_t)rows * sizeof(float));
+            prefetch_bytes(r1 + ET_BF16_PF_ROWS * lda, (size_t)rows * sizeof(float));
+        }
         for (int i0 = 0; i0 < rows; i0 += 16) {
             const __mmask16 m = mask16(rows - i0);
             const __m512 lo = _mm512_maskz_loadu_ps(m, r0 + i0);

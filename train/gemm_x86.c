@@ -110,9 +110,16 @@ ET_TARGET void et_gemm_x86_bf16_pack_b(int tb, const float *Bf, const uint16_t *
     uint32_t *d = (uint32_t *)dst;
     const size_t panel = (size_t)nkp * NR; /* uint32 per panel */
     if (!tb) { /* row by row of the source, across all panels (each line read once) */
-        for (int p = 0; p < nkp; p++)
+        for (int p = 0; p < nkp; p++) {
+            const size_t es = Bf ? sizeof(float) : sizeof(uint16_t);
+            if (2 * p + ET_BF16_PF_ROWS + 1 < kc && (size_t)nc * es <= ET_BF16_PF_MAX_BYTES) {
+                const size_t r = (size_t)(k0 + 2 * p + ET_BF16_PF_ROWS) * ldb + j0;
+                prefetch_bytes(Bf ? (const void *)(Bf + r) : (const void *)(Bh + r), (size_t)nc * es);
+                prefetch_bytes(Bf ? (const void *)(Bf + r + ldb) : (const void *)(Bh + r + ldb), (size_t)nc * es);
+            }
             for (int q = 0; q < n_bp; q++)
                 pack_b_pair(Bf, Bh, ldb, k0, kc, p, j0 + q * NR, nc - q * NR, d + q * panel + (size_t)p * NR);
+        }
         return;
     }
     /* tb: column j of op(B) is row j of the stored matrix, k contiguous:
