@@ -420,6 +420,23 @@ static void test_attention(void **state) {
     g16.shape[0][1] = 4 * 8, g16.shape[1][1] = g16.shape[2][1] = 8;
     g16.n_out = 2 * 16 * 4 * 8;
     expect_ok(&g16);
+    /* head_dim 16 takes attn_rows_backward (four query rows at a time):
+       T = 7 and 13 end inside a block of four rows */
+    opcase h16 = c;
+    h16.name = "attention gqa head_dim 16, T 7";
+    h16.T = 7, h16.D = 16;
+    h16.shape[0][0] = h16.shape[1][0] = h16.shape[2][0] = 2 * 7;
+    h16.shape[0][1] = 4 * 16, h16.shape[1][1] = h16.shape[2][1] = 2 * 16;
+    h16.lo[0] = h16.lo[1] = -1, h16.hi[0] = h16.hi[1] = 1;
+    h16.n_out = 2 * 7 * 4 * 16;
+    expect_ok(&h16);
+    opcase m16 = h16;
+    m16.name = "attention mha head_dim 16, T 13";
+    m16.B = 1, m16.T = 13, m16.H = m16.G = 2;
+    m16.shape[0][0] = m16.shape[1][0] = m16.shape[2][0] = 13;
+    m16.shape[0][1] = m16.shape[1][1] = m16.shape[2][1] = 2 * 16;
+    m16.n_out = 13 * 2 * 16;
+    expect_ok(&m16);
 }
 
 /* ================= rope of q and k in one pass, then attention ================= */

@@ -6,8 +6,8 @@
  *   s_ij = scale q_i . k_j,   L_i = logsumexp_j s_ij,   p_ij = exp(s_ij - L_i)
  *   out_i = sum_j p_ij v_j
  * Only L [B, H, T] is saved (head_dim KD = 8: the probabilities p too, see
- * ops.h).  Backward (FlashAttention-2, Dao 2023, Alg. 2, one query row at a
- * time) recomputes p_ij from q, k and L (head_dim KD: reads them back):
+ * ops.h).  Backward (FlashAttention-2, Dao 2023, Alg. 2, four query rows of a
+ * head at a time) recomputes p_ij from q, k and L (head_dim KD: reads them back):
  *   Delta_i = dout_i . out_i
  *   dp_ij = dout_i . v_j,   ds_ij = p_ij (dp_ij - Delta_i)
  *   dq_i += scale sum_j ds_ij k_j
@@ -114,38 +114,78 @@ static float attn_row_forward(const float *qi, const float *kt, const float *vt,
     return m + logf(l);
 }
 
-/* Backward of one query row: recomputes p from L, adds into dq_i (may be
- * NULL) and into the transposed dkt, dvt [D, T] of its (b, g).
- * p, ds [T] scratch. */
+/* Backward of RB (4) query rows i0 .. i0+RB-1 of one head at once (the
+ * formulas at the top of this file, p recomputed from L): row r has q qi[r], dout doi[r], out
+ * oi[r], log-sum-exp L[r] and keys 0..n[r]-1 (n[r] = 0: an unused row, all
+ * p and ds zero; its pointers repeat a live row's).  Every load of kt, vt
+ * and every load/store of dkt, dvt [D, Tp] serves the RB rows.  Adds into
+ * dqi[r] (NULL: none).  p, ds [RB, Tp] scratch.  Sums run over d, then r,
+ * in a fixed order; an unused row adds exact zeros. */
+enum { RB = 4 };
 ET_SIMD_CLONES
-static void attn_row_backward(const float *qi, const float *doi, const float *oi, float L,
-                              const float *kt, const float *vt, int D, int Tp, int n, float scale,
-                              float *p, float *ds, float *dqi, float *dkt, float *dvt) {
-    const int np = round_up(n);
-    float delta = 0.0f;
-    for (int d = 0; d < D; d++) delta += doi[d] * oi[d];
-    row_times(qi, kt, D, Tp, np, p);
+static void attn_rows_backward(const float *const *qi, const float *const *doi, const float *const *oi,
+                               const float *L, const int *n, const float *kt, const float *vt, int D, int Tp,
+                               float scale, float *p, float *ds, float *const *dqi, float *dkt, float *dvt) {
+    int nmax = 0;
+    for (int r = 0; r < RB; r++) nmax = n[r] > nmax ? n[r] : nmax;
+    const int np = round_up(nmax);
+    const float *q0 = qi[0], *q1 = qi[1], *q2 = qi[2], *q3 = qi[3];
+    const float *o0 = doi[0], *o1 = doi[1], *o2 = doi[2], *o3 = doi[3];
+    float delta[RB];
+    for (int r = 0; r < RB; r++) {
+        delta[r] = 0.0f;
+        for (int d = 0; d < D; d++) delta[r] += doi[r][d] * oi[r][d];
+    }
+    const float L0 = L[0], L1 = L[1], L2 = L[2], L3 = L[3], e0 = delta[0], e1 = delta[1], e2 = delta[2],
+                e3 = delta[3];
+    const int n0 = n[0], n1 = n[1], n2 = n[2], n3 = n[3];
+    float *p0 = p, *p1 = p + Tp, *p2 = p + 2 * (size_t)Tp, *p3 = p + 3 * (size_t)Tp;
+    float *s0 = ds, *s1 = ds + Tp, *s2 = ds + 2 * (size_t)Tp, *s3 = ds + 3 * (size_t)Tp;
+    /* scores q_r . k_j and dp_r = dout_r . v_j for the RB rows, one vector
+       of keys at a time, all sums in registers */
     #pragma omp simd
-    for (int j = 0; j < np; j++) p[j] = et_vexpf(scale * p[j] - L);
-    for (int j = n; j < np; j++) p[j] = 0.0f;
-    row_times(doi, vt, D, Tp, np, ds);
-    #pragma omp simd
-    for (int j = 0; j < np; j++) ds[j] = p[j] * (ds[j] - delta) * scale;
-    if (dqi)
-        for (int d = 0; d < D; d++) dqi[d] += et_dot16(ds, kt + (size_t)d * Tp, np);
+    for (int j = 0; j < np; j++) {
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0 = 0.0f, b1 = 0.0f, b2 = 0.0f, b3 = 0.0f;
+        for (int d = 0; d < D; d++) {
+            const float k = kt[(size_t)d * Tp + j], v = vt[(size_t)d * Tp + j];
+            a0 += q0[d] * k, a1 += q1[d] * k, a2 += q2[d] * k, a3 += q3[d] * k;
+            b0 += o0[d] * v, b1 += o1[d] * v, b2 += o2[d] * v, b3 += o3[d] * v;
+        }
+        /* (j - n) >> 31 as unsigned: 1 for live keys j < n, else 0 */
+        const float x0 = et_vexpf(scale * a0 - L0) * (float)((uint32_t)(j - n0) >> 31);
+        const float x1 = et_vexpf(scale * a1 - L1) * (float)((uint32_t)(j - n1) >> 31);
+        const float x2 = et_vexpf(scale * a2 - L2) * (float)((uint32_t)(j - n2) >> 31);
+        const float x3 = et_vexpf(scale * a3 - L3) * (float)((uint32_t)(j - n3) >> 31);
+        p0[j] = x0, p1[j] = x1, p2[j] = x2, p3[j] = x3;
+        s0[j] = x0 * (b0 - e0) * scale, s1[j] = x1 * (b1 - e1) * scale;
+        s2[j] = x2 * (b2 - e2) * scale, s3[j] = x3 * (b3 - e3) * scale;
+    }
+    /* dq_r[d] += sum_j ds_r[j] kt[d][j]: RB dot products per load of kt */
     for (int d = 0; d < D; d++) {
-        const float qd = qi[d], dod = doi[d];
-        float *dk_d = dkt + (size_t)d * Tp, *dv_d = dvt + (size_t)d * Tp;
+        const float *k = kt + (size_t)d * Tp;
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+        #pragma omp simd reduction(+ : a0, a1, a2, a3)
+        for (int j = 0; j < np; j++) a0 += s0[j] * k[j], a1 += s1[j] * k[j], a2 += s2[j] * k[j], a3 += s3[j] * k[j];
+        if (dqi[0]) dqi[0][d] += a0;
+        if (dqi[1]) dqi[1][d] += a1;
+        if (dqi[2]) dqi[2][d] += a2;
+        if (dqi[3]) dqi[3][d] += a3;
+    }
+    /* dkt[d][j] += sum_r ds_r[j] q_r[d], dvt[d][j] += sum_r p_r[j] dout_r[d] */
+    for (int d = 0; d < D; d++) {
+        float *dk = dkt + (size_t)d * Tp, *dv = dvt + (size_t)d * Tp;
+        const float qa = q0[d], qb = q1[d], qc = q2[d], qd = q3[d];
+        const float oa = o0[d], ob = o1[d], oc = o2[d], od = o3[d];
         #pragma omp simd
         for (int j = 0; j < np; j++) {
-            dk_d[j] += ds[j] * qd;
-            dv_d[j] += p[j] * dod;
+            dk[j] += s0[j] * qa + s1[j] * qb + s2[j] * qc + s3[j] * qd;
+            dv[j] += p0[j] * oa + p1[j] * ob + p2[j] * oc + p3[j] * od;
         }
     }
 }
 
 /* ---- fused row kernels for head_dim KD (stories260K: 8) ----
- * The same formulas as attn_row_forward / attn_row_backward, but each pass
+ * The same formulas as attn_row_forward / attn_rows_backward, but each pass
  * over the keys does all of its work per vector of keys with the head_dim
  * loop innermost (unrolled: D is a constant), so the scores, probabilities
  * and their gradients stay in registers instead of being stored and
@@ -310,10 +350,10 @@ static void attention_backward(et_tape *t, const et_node *nd) {
                                  dv_set, sc);
         return;
     }
-    if (dq && dq_set && !s->p) memset(dq, 0, q->n * sizeof(float)), dq_set = 0; /* attn_row_backward adds */
+    if (dq && dq_set && !s->p) memset(dq, 0, q->n * sizeof(float)), dq_set = 0; /* attn_rows_backward adds */
     const size_t kv = (size_t)B * G * D * Tp;
-    /* scratch: kt, vt [B*G, D, Tp], then per thread p[Tp], ds[Tp], dkt[D*Tp], dvt[D*Tp] */
-    const size_t per = 2 * (size_t)Tp + 2 * (size_t)D * Tp;
+    /* scratch: kt, vt [B*G, D, Tp], then per thread p[RB*Tp], ds[RB*Tp], dkt[D*Tp], dvt[D*Tp] */
+    const size_t per = 2 * (size_t)RB * Tp + 2 * (size_t)D * Tp;
     float *kt = et_tape_scratch(t, (2 * kv + (size_t)nth * per) * sizeof(float));
     if (t->code) return;
     float *vt = kt + kv, *scratch = vt + kv;
@@ -322,8 +362,8 @@ static void attention_backward(et_tape *t, const et_node *nd) {
     #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
         for (int g = 0; g < G; g++) {
-            float *p = scratch + (size_t)omp_get_thread_num() * per, *ds = p + Tp;
-            float *dkt = ds + Tp, *dvt = dkt + (size_t)D * Tp;
+            float *p = scratch + (size_t)omp_get_thread_num() * per, *ds = p + (size_t)RB * Tp;
+            float *dkt = ds + (size_t)RB * Tp, *dvt = dkt + (size_t)D * Tp;
             float *ktb = kt + ((size_t)b * G + g) * D * Tp, *vtb = vt + ((size_t)b * G + g) * D * Tp;
             transpose_head(kd, ktb, b, g, T, Tp, G, D);
             transpose_head(vd, vtb, b, g, T, Tp, G, D);
@@ -348,11 +388,22 @@ static void attention_backward(et_tape *t, const et_node *nd) {
                     }
                 }
             } else {
+                /* RB query rows of one head at a time; the last block of a
+                   head may have fewer live rows */
                 for (int h = g * grp; h < (g + 1) * grp; h++)
-                    for (int i = 0; i < T; i++) {
-                        const size_t ri = ((size_t)b * T + i) * Cq + (size_t)h * D;
-                        attn_row_backward(qd + ri, dO + ri, od + ri, lse[((size_t)b * H + h) * T + i], ktb, vtb, D,
-                                          Tp, i + 1, scale, p, ds, dq ? dq + ri : NULL, dkt, dvt);
+                    for (int i0 = 0; i0 < T; i0 += RB) {
+                        const float *qr[RB], *dor[RB], *orr[RB];
+                        float *dqr[RB], L[RB];
+                        int n[RB];
+                        for (int r = 0; r < RB; r++) {
+                            const int i = i0 + r < T ? i0 + r : T - 1;
+                            const size_t ri = ((size_t)b * T + i) * Cq + (size_t)h * D;
+                            qr[r] = qd + ri, dor[r] = dO + ri, orr[r] = od + ri;
+                            dqr[r] = dq && i0 + r < T ? dq + ri : NULL;
+                            L[r] = lse[((size_t)b * H + h) * T + i];
+                            n[r] = i0 + r < T ? i0 + r + 1 : 0;
+                        }
+                        attn_rows_backward(qr, dor, orr, L, n, ktb, vtb, D, Tp, scale, p, ds, dqr, dkt, dvt);
                     }
             }
             for (int j = 0; j < T; j++) {
