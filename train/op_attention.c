@@ -141,35 +141,51 @@ static void attn_rows_backward(const float *const *qi, const float *const *doi, 
     const int n0 = n[0], n1 = n[1], n2 = n[2], n3 = n[3];
     float *p0 = p, *p1 = p + Tp, *p2 = p + 2 * (size_t)Tp, *p3 = p + 3 * (size_t)Tp;
     float *s0 = ds, *s1 = ds + Tp, *s2 = ds + 2 * (size_t)Tp, *s3 = ds + 3 * (size_t)Tp;
-    /* scores q_r . k_j and dp_r = dout_r . v_j for the RB rows, one vector
-       of keys at a time, all sums in registers */
-    #pragma omp simd
-    for (int j = 0; j < np; j++) {
-        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0 = 0.0f, b1 = 0.0f, b2 = 0.0f, b3 = 0.0f;
+    /* scores q_r . k_j and dp_r = dout_r . v_j for the RB rows, PAD keys
+       at a time, the sums kept in registers across the loop over d */
+    for (int j0 = 0; j0 < np; j0 += PAD) {
+        float a0[PAD] = {0}, a1[PAD] = {0}, a2[PAD] = {0}, a3[PAD] = {0};
+        float b0[PAD] = {0}, b1[PAD] = {0}, b2[PAD] = {0}, b3[PAD] = {0};
         for (int d = 0; d < D; d++) {
-            const float k = kt[(size_t)d * Tp + j], v = vt[(size_t)d * Tp + j];
-            a0 += q0[d] * k, a1 += q1[d] * k, a2 += q2[d] * k, a3 += q3[d] * k;
-            b0 += o0[d] * v, b1 += o1[d] * v, b2 += o2[d] * v, b3 += o3[d] * v;
+            const float *k = kt + (size_t)d * Tp + j0, *v = vt + (size_t)d * Tp + j0;
+            const float qa = q0[d], qb = q1[d], qc = q2[d], qd = q3[d];
+            const float oa = o0[d], ob = o1[d], oc = o2[d], od = o3[d];
+            #pragma omp simd
+            for (int j = 0; j < PAD; j++) {
+                a0[j] += qa * k[j], a1[j] += qb * k[j], a2[j] += qc * k[j], a3[j] += qd * k[j];
+                b0[j] += oa * v[j], b1[j] += ob * v[j], b2[j] += oc * v[j], b3[j] += od * v[j];
+            }
         }
-        /* (j - n) >> 31 as unsigned: 1 for live keys j < n, else 0 */
-        const float x0 = et_vexpf(scale * a0 - L0) * (float)((uint32_t)(j - n0) >> 31);
-        const float x1 = et_vexpf(scale * a1 - L1) * (float)((uint32_t)(j - n1) >> 31);
-        const float x2 = et_vexpf(scale * a2 - L2) * (float)((uint32_t)(j - n2) >> 31);
-        const float x3 = et_vexpf(scale * a3 - L3) * (float)((uint32_t)(j - n3) >> 31);
-        p0[j] = x0, p1[j] = x1, p2[j] = x2, p3[j] = x3;
-        s0[j] = x0 * (b0 - e0) * scale, s1[j] = x1 * (b1 - e1) * scale;
-        s2[j] = x2 * (b2 - e2) * scale, s3[j] = x3 * (b3 - e3) * scale;
+        #pragma omp simd
+        for (int j = 0; j < PAD; j++) {
+            const int jj = j0 + j;
+            /* (jj - n) >> 31 as unsigned: 1 for live keys jj < n, else 0 */
+            const float x0 = et_vexpf(scale * a0[j] - L0) * (float)((uint32_t)(jj - n0) >> 31);
+            const float x1 = et_vexpf(scale * a1[j] - L1) * (float)((uint32_t)(jj - n1) >> 31);
+            const float x2 = et_vexpf(scale * a2[j] - L2) * (float)((uint32_t)(jj - n2) >> 31);
+            const float x3 = et_vexpf(scale * a3[j] - L3) * (float)((uint32_t)(jj - n3) >> 31);
+            p0[jj] = x0, p1[jj] = x1, p2[jj] = x2, p3[jj] = x3;
+            s0[jj] = x0 * (b0[j] - e0) * scale, s1[jj] = x1 * (b1[j] - e1) * scale;
+            s2[jj] = x2 * (b2[j] - e2) * scale, s3[jj] = x3 * (b3[j] - e3) * scale;
+        }
     }
     /* dq_r[d] += sum_j ds_r[j] kt[d][j]: RB dot products per load of kt */
     for (int d = 0; d < D; d++) {
         const float *k = kt + (size_t)d * Tp;
-        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-        #pragma omp simd reduction(+ : a0, a1, a2, a3)
-        for (int j = 0; j < np; j++) a0 += s0[j] * k[j], a1 += s1[j] * k[j], a2 += s2[j] * k[j], a3 += s3[j] * k[j];
-        if (dqi[0]) dqi[0][d] += a0;
-        if (dqi[1]) dqi[1][d] += a1;
-        if (dqi[2]) dqi[2][d] += a2;
-        if (dqi[3]) dqi[3][d] += a3;
+        /* PAD lanes summed vertically, then as a tree (et_lanes_sum16) */
+        float a0[PAD] = {0}, a1[PAD] = {0}, a2[PAD] = {0}, a3[PAD] = {0};
+        for (int j0 = 0; j0 < np; j0 += PAD) {
+            #pragma omp simd
+            for (int j = 0; j < PAD; j++) {
+                const float kj = k[j0 + j];
+                a0[j] += s0[j0 + j] * kj, a1[j] += s1[j0 + j] * kj;
+                a2[j] += s2[j0 + j] * kj, a3[j] += s3[j0 + j] * kj;
+            }
+        }
+        if (dqi[0]) dqi[0][d] += et_lanes_sum16(a0);
+        if (dqi[1]) dqi[1][d] += et_lanes_sum16(a1);
+        if (dqi[2]) dqi[2][d] += et_lanes_sum16(a2);
+        if (dqi[3]) dqi[3][d] += et_lanes_sum16(a3);
     }
     /* dkt[d][j] += sum_r ds_r[j] q_r[d], dvt[d][j] += sum_r p_r[j] dout_r[d] */
     for (int d = 0; d < D; d++) {
