@@ -16,7 +16,10 @@
  * Layout for speed: k and v of each (b, g) are first transposed to [D, T], so
  * every inner loop runs over keys j with unit stride and vectorizes
  * (`omp simd`, et_vexpf; AVX-512/AVX2 clones of the row kernels) for any
- * head_dim.  Otherwise one row of scores lives in a per-thread buffer.
+ * head_dim.  Other head_dims (64: SmolLM2) take RB = 4 query rows of a head
+ * per kernel call, so each load of k, v (and load/store of dk, dv) serves
+ * four rows and the sums over d stay in registers; RB rows of scores live
+ * in a per-thread buffer.
  * At head_dim 8 on CPUs with AVX-512F the work goes to the 16 x 16 tiles of
  * train/attn_kd8.h instead (sums down the vector lanes, no per-row
  * horizontal reductions); the row kernels below remain for other CPUs and
@@ -84,34 +87,6 @@ static void transpose_head(const float *src, float *dst, int b, int g, int T, in
         for (int t = 0; t < T; t++) row[t] = src[((size_t)b * T + t) * G * D + (size_t)g * D + d];
         for (int t = T; t < Tp; t++) row[t] = 0.0f;
     }
-}
-
-/* s[0..n) = sum_d a[d] * mt[d*T + j]  (a row times a [D, T] matrix) */
-static inline void row_times(const float *a, const float *mt, int D, int T, int n, float *s) {
-    #pragma omp simd
-    for (int j = 0; j < n; j++) s[j] = 0.0f;
-    for (int d = 0; d < D; d++) {
-        const float ad = a[d], *m = mt + (size_t)d * T;
-        #pragma omp simd
-        for (int j = 0; j < n; j++) s[j] += ad * m[j];
-    }
-}
-
-/* One query row against keys 0..n-1 of its (b, g):
- * kt, vt [D, Tp] (transposed, padded), p [Tp] scratch; writes o [D], returns L. */
-ET_SIMD_CLONES
-static float attn_row_forward(const float *qi, const float *kt, const float *vt, int D, int Tp, int n,
-                              float scale, float *p, float *o) {
-    const int np = round_up(n);
-    row_times(qi, kt, D, Tp, np, p);
-    for (int j = n; j < np; j++) p[j] = p[0]; /* padding: leaves the max as it is */
-    const float m = scale * et_max16(p, np);
-    #pragma omp simd
-    for (int j = 0; j < np; j++) p[j] = et_vexpf(scale * p[j] - m);
-    for (int j = n; j < np; j++) p[j] = 0.0f;
-    const float l = et_sum16(p, np);
-    for (int d = 0; d < D; d++) o[d] = et_dot16(p, vt + (size_t)d * Tp, np) / l;
-    return m + logf(l);
 }
 
 /* Backward of RB (4) query rows i0 .. i0+RB-1 of one head at once (the
@@ -200,8 +175,69 @@ static void attn_rows_backward(const float *const *qi, const float *const *doi, 
     }
 }
 
+/* RB (4) query rows of one head against their keys (the formulas at
+ * the top of this file): row r has q qi[r] and keys
+ * 0..n[r]-1 (n[r] = 0: an unused row, nothing written; its qi repeats a
+ * live row's); kt, vt [D, Tp]; p [RB, Tp] scratch; writes oi[r] [D] and
+ * L[r].  Each load of kt and vt serves the RB rows; the sums run over d,
+ * then down 16 lanes and their tree (fixed order). */
+ET_SIMD_CLONES
+static void attn_rows_forward(const float *const *qi, const int *n, const float *kt, const float *vt, int D,
+                              int Tp, float scale, float *p, float *const *oi, float *L) {
+    int nmax = 0;
+    for (int r = 0; r < RB; r++) nmax = n[r] > nmax ? n[r] : nmax;
+    const int np = round_up(nmax);
+    const float *q0 = qi[0], *q1 = qi[1], *q2 = qi[2], *q3 = qi[3];
+    float *p0 = p, *p1 = p + Tp, *p2 = p + 2 * (size_t)Tp, *p3 = p + 3 * (size_t)Tp;
+    for (int j0 = 0; j0 < np; j0 += PAD) {
+        float a0[PAD] = {0}, a1[PAD] = {0}, a2[PAD] = {0}, a3[PAD] = {0};
+        for (int d = 0; d < D; d++) {
+            const float *k = kt + (size_t)d * Tp + j0;
+            const float qa = q0[d], qb = q1[d], qc = q2[d], qd = q3[d];
+            #pragma omp simd
+            for (int j = 0; j < PAD; j++) a0[j] += qa * k[j], a1[j] += qb * k[j], a2[j] += qc * k[j], a3[j] += qd * k[j];
+        }
+        #pragma omp simd
+        for (int j = 0; j < PAD; j++) p0[j0 + j] = a0[j], p1[j0 + j] = a1[j], p2[j0 + j] = a2[j], p3[j0 + j] = a3[j];
+    }
+    float lsum[RB];
+    for (int r = 0; r < RB; r++) {
+        float *pr = p + (size_t)r * Tp;
+        if (!n[r]) {
+            for (int j = 0; j < np; j++) pr[j] = 0.0f;
+            lsum[r] = 0.0f;
+            continue;
+        }
+        const int nr = round_up(n[r]);
+        for (int j = n[r]; j < nr; j++) pr[j] = pr[0]; /* padding: leaves the max as it is */
+        const float m = scale * et_max16(pr, nr);
+        #pragma omp simd
+        for (int j = 0; j < nr; j++) pr[j] = et_vexpf(scale * pr[j] - m);
+        for (int j = n[r]; j < np; j++) pr[j] = 0.0f;
+        const float l = et_sum16(pr, nr);
+        L[r] = m + logf(l);
+        lsum[r] = l;
+    }
+    for (int d = 0; d < D; d++) {
+        const float *v = vt + (size_t)d * Tp;
+        float a0[PAD] = {0}, a1[PAD] = {0}, a2[PAD] = {0}, a3[PAD] = {0};
+        for (int j0 = 0; j0 < np; j0 += PAD) {
+            #pragma omp simd
+            for (int j = 0; j < PAD; j++) {
+                const float vj = v[j0 + j];
+                a0[j] += p0[j0 + j] * vj, a1[j] += p1[j0 + j] * vj;
+                a2[j] += p2[j0 + j] * vj, a3[j] += p3[j0 + j] * vj;
+            }
+        }
+        if (n[0]) oi[0][d] = et_lanes_sum16(a0) / lsum[0];
+        if (n[1]) oi[1][d] = et_lanes_sum16(a1) / lsum[1];
+        if (n[2]) oi[2][d] = et_lanes_sum16(a2) / lsum[2];
+        if (n[3]) oi[3][d] = et_lanes_sum16(a3) / lsum[3];
+    }
+}
+
 /* ---- fused row kernels for head_dim KD (stories260K: 8) ----
- * The same formulas as attn_row_forward / attn_rows_backward, but each pass
+ * The same formulas as attn_rows_forward / attn_rows_backward, but each pass
  * over the keys does all of its work per vector of keys with the head_dim
  * loop innermost (unrolled: D is a constant), so the scores, probabilities
  * and their gradients stay in registers instead of being stored and
@@ -467,9 +503,9 @@ et_tensor *et_attention(et_tape *t, const char *name, et_tensor *q, et_tensor *k
         if (!sc) return NULL;
         et_attn_kd8_forward(B, T, H, G, q->data, k->data, v->data, out->data, pkeep, sc);
     } else {
-        /* scratch: the transposes kt, vt [B*G, D, Tp] and one row of scores per thread */
+        /* scratch: the transposes kt, vt [B*G, D, Tp] and RB rows of scores per thread */
         const size_t kv = (size_t)B * G * D * Tp;
-        float *kt = et_tape_scratch(t, (2 * kv + (size_t)nth * Tp) * sizeof(float));
+        float *kt = et_tape_scratch(t, (2 * kv + (size_t)nth * RB * Tp) * sizeof(float));
         if (!kt) return NULL;
         float *vt = kt + kv, *scratch = vt + kv;
         const float *qd = q->data, *kd = k->data, *vd = v->data;
@@ -484,19 +520,41 @@ et_tensor *et_attention(et_tape *t, const char *name, et_tensor *q, et_tensor *k
                     transpose_head(kd, kt + bg * D * Tp, b, g, T, Tp, G, D);
                     transpose_head(vd, vt + bg * D * Tp, b, g, T, Tp, G, D);
                 }
-            #pragma omp for collapse(3) schedule(dynamic, 16)
-            for (int b = 0; b < B; b++)
-                for (int h = 0; h < H; h++)
-                    for (int i = 0; i < T; i++) {
-                        const size_t bg = (size_t)b * G + h / grp, ri = ((size_t)b * T + i) * Cq + (size_t)h * D;
-                        float *p = pkeep ? pkeep + ((size_t)b * H + h) * p_row(T) + p_row(i)
-                                         : scratch + (size_t)omp_get_thread_num() * Tp;
-                        lse[((size_t)b * H + h) * T + i] =
-                            D == KD ? attn_row_forward_kd(qd + ri, kt + bg * D * Tp, vt + bg * D * Tp, Tp, i + 1,
-                                                          scale, p, od + ri, pkeep != NULL)
-                                    : attn_row_forward(qd + ri, kt + bg * D * Tp, vt + bg * D * Tp, D, Tp, i + 1,
-                                                       scale, p, od + ri);
-                    }
+            if (D == KD) {
+                #pragma omp for collapse(3) schedule(dynamic, 16)
+                for (int b = 0; b < B; b++)
+                    for (int h = 0; h < H; h++)
+                        for (int i = 0; i < T; i++) {
+                            const size_t bg = (size_t)b * G + h / grp, ri = ((size_t)b * T + i) * Cq + (size_t)h * D;
+                            float *p = pkeep ? pkeep + ((size_t)b * H + h) * p_row(T) + p_row(i)
+                                             : scratch + (size_t)omp_get_thread_num() * RB * Tp;
+                            lse[((size_t)b * H + h) * T + i] = attn_row_forward_kd(
+                                qd + ri, kt + bg * D * Tp, vt + bg * D * Tp, Tp, i + 1, scale, p, od + ri, pkeep != NULL);
+                        }
+            } else {
+                /* RB query rows of one head per call; the last block of a
+                   head may have fewer live rows */
+                const int nb = (T + RB - 1) / RB;
+                #pragma omp for collapse(3) schedule(dynamic, 4)
+                for (int b = 0; b < B; b++)
+                    for (int h = 0; h < H; h++)
+                        for (int ib = 0; ib < nb; ib++) {
+                            const size_t bg = (size_t)b * G + h / grp;
+                            const float *qr[RB];
+                            float *orr[RB], L[RB];
+                            int n[RB];
+                            for (int r = 0; r < RB; r++) {
+                                const int i = ib * RB + r < T ? ib * RB + r : T - 1;
+                                const size_t ri = ((size_t)b * T + i) * Cq + (size_t)h * D;
+                                qr[r] = qd + ri, orr[r] = od + ri;
+                                n[r] = ib * RB + r < T ? ib * RB + r + 1 : 0;
+                            }
+                            attn_rows_forward(qr, n, kt + bg * D * Tp, vt + bg * D * Tp, D, Tp, scale,
+                                              scratch + (size_t)omp_get_thread_num() * RB * Tp, orr, L);
+                            for (int r = 0; r < RB && ib * RB + r < T; r++)
+                                lse[((size_t)b * H + h) * T + ib * RB + r] = L[r];
+                        }
+            }
         }
     }
 
