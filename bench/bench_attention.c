@@ -39,6 +39,9 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* uniform in [-0.5, 0.5) */
+static float urand(void) { return (float)((double)rand() / ((double)RAND_MAX + 1.0) - 0.5); }
+
 typedef struct {
     const char *name;
     int H, G, D;
@@ -87,8 +90,8 @@ int main(int argc, char **argv) {
             return 1;
         }
         srand(1);
-        for (size_t i = 0; i < nq; i++) q[i] = (float)rand() / RAND_MAX - 0.5f, dout[i] = (float)rand() / RAND_MAX - 0.5f;
-        for (size_t i = 0; i < nk; i++) k[i] = (float)rand() / RAND_MAX - 0.5f, v[i] = (float)rand() / RAND_MAX - 0.5f;
+        for (size_t i = 0; i < nq; i++) q[i] = urand(), dout[i] = urand();
+        for (size_t i = 0; i < nk; i++) k[i] = urand(), v[i] = urand();
         et_err e;
         et_tape t;
         if (et_tape_init(&t, 0, &e)) {
