@@ -17,6 +17,8 @@
 #include <omp.h>
 #include <string.h>
 
+#include "x86_avx512.h"
+
 #define KD8_TARGET __attribute__((target("avx512f"), noinline))
 #define KD8_INLINE static inline __attribute__((target("avx512f"), always_inline))
 
@@ -25,16 +27,7 @@ enum { D = 8, L = 16, TILE = L * L };
 #define PF_AHEAD 1024 /* floats: the backward prefetches the kept p 4 KB ahead of its reads */
 #endif
 
-int et_attn_kd8_available(void) {
-    static int cached = -1;
-    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (v < 0) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx512f") ? 1 : 0;
-        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
-    }
-    return v;
-}
+int et_attn_kd8_available(void) { return (et_cpu_x86_features() & ET_X86_AVX512F) != 0; }
 
 static int nblocks(int T) { return (T + L - 1) / L; }
 
@@ -77,37 +70,6 @@ KD8_INLINE __m512 exp2_16(__m512 x) {
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6931469440460205f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000001192092896f));
     return _mm512_scalef_ps(p, k);
-}
-
-/* In-place transpose of a 16 x 16 block held in r[0..15]. */
-KD8_INLINE void transpose16(__m512 r[L]) {
-    __m512 t[L], u[L];
-    #pragma GCC unroll 16
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    #pragma GCC unroll 16
-    for (int i = 0; i < 4; i++) {
-        const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
-        const __m512d c = _mm512_castps_pd(t[4 * i + 2]), e = _mm512_castps_pd(t[4 * i + 3]);
-        u[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
-        u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
-    }
-    /* u[4i + c], 128-bit lane m: column 4m + c of rows 4i .. 4i+3 */
-    #pragma GCC unroll 16
-    for (int c = 0; c < 4; c++) {
-        const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44);
-        const __m512 v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
-        const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
-        const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
-        r[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-        r[4 + c] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
-        r[8 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-        r[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
-    }
 }
 
 /* Lane-wise dot of 8 vectors x[d] with the 8 floats at w (broadcast). */
@@ -192,7 +154,7 @@ KD8_TARGET static void fwd_block(int T, int H, int G, int b, int h, int qb, cons
             const int j = kbk * L + jj;
             r[jj] = j < nk ? _mm512_mul_ps(_mm512_load_ps(sb + (size_t)j * L), inv) : _mm512_setzero_ps();
         }
-        transpose16(r);
+        transpose16_ps(r);
         float *dst = pt + tile_off(nblocks(T), qb, kbk);
         #pragma GCC unroll 16
         for (int rr = 0; rr < L; rr++) _mm512_stream_ps(dst + (size_t)rr * L, r[rr]);
@@ -282,7 +244,7 @@ KD8_TARGET static void bwd_group(int T, int H, int G, int b, int g, const float 
                 #pragma GCC unroll 16
                 for (int rr = 0; rr < L; rr++)
                     r[rr] = rr < nr ? _mm512_load_ps(ds + (size_t)(i0 + rr - j0) * L) : _mm512_setzero_ps();
-                transpose16(r); /* r[jj]: ds of key j0 + jj, query rows in lanes */
+                transpose16_ps(r); /* r[jj]: ds of key j0 + jj, query rows in lanes */
                 __m512 a[D];
                 #pragma GCC unroll 16
                 for (int d = 0; d < D; d++) a[d] = _mm512_load_ps(dq_h + (size_t)d * Tp + i0);

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "x86_avx512.h" /* mask16, transpose16 */
+
 /* ---- rounding helpers (AVX-512F/BW) ---- */
 
 /* x with the subnormal lanes that round to nearest even to the smallest
@@ -68,34 +70,7 @@ void prefetch_bytes(const void *p, size_t bytes) {
  * of the time without (medians of 12 runs in rotated order). */
 enum { ET_BF16_PF_ROWS = 16, ET_BF16_PF_MAX_BYTES = 1024 };
 
-static inline __mmask16 mask16(int n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 static inline __mmask32 mask32(int n) { return n >= 32 ? (__mmask32)0xffffffffu : n <= 0 ? 0 : (__mmask32)((1u << n) - 1); }
-
-/* In-place transpose of a 16 x 16 matrix of 32-bit elements (r[a] = row a):
- * 32-bit then 64-bit interleaves inside 128-bit lanes, then a 4 x 4
- * transpose of the lanes. */
-static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16")))
-void transpose16(__m512i r[16]) {
-    __m512i t[16], u[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-    }
-    for (int c = 0; c < 4; c++) { /* u[4i + c] lane l = column 4l + c, rows 4i..4i+3 */
-        __m512i v0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xee);
-        __m512i v2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44), v3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xee);
-        r[c] = _mm512_shuffle_i32x4(v0, v2, 0x88);
-        r[4 + c] = _mm512_shuffle_i32x4(v0, v2, 0xdd);
-        r[8 + c] = _mm512_shuffle_i32x4(v1, v3, 0x88);
-        r[12 + c] = _mm512_shuffle_i32x4(v1, v3, 0xdd);
-    }
-}
 
 /* Up to 16 rows of k-contiguous data (row a at src + a*ld, rows >= nrows
  * zero), k pairs p0 .. p0+15 of kc: r[q] = the 16 rows' pair p0 + q. */

@@ -67,20 +67,7 @@ ET_INLINE void tile_body(const int MV, const int NV, const int TA, int KP, const
             if (NV == 2) acc[i][1] = _mm512_dpbf16_ps(acc[i][1], av, b1);
         }
     }
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    const int scale = alpha != 1.0f; /* 1 * acc is acc: the same bits without the multiply */
-#pragma GCC unroll 12
-    for (int i = 0; i < MV; i++) {
-        float *ci = c + (size_t)i * ldc;
-        __m512 y0 = scale ? _mm512_mul_ps(va, acc[i][0]) : acc[i][0];
-        if (beta != 0.0f) y0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), y0);
-        _mm512_mask_storeu_ps(ci, m0, y0);
-        if (NV == 2) {
-            __m512 y1 = scale ? _mm512_mul_ps(va, acc[i][1]) : acc[i][1];
-            if (beta != 0.0f) y1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), y1);
-            _mm512_mask_storeu_ps(ci + 16, m1, y1);
-        }
-    }
+    store_tile(MV, NV, acc, c, ldc, alpha, beta, m0, m1);
 }
 
 /* tile_body with its shape as constants: mv 1..MR rows, nv 1..NR columns. */

@@ -32,10 +32,11 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
-#include <cpuid.h>
 #include <immintrin.h>
 #include <omp.h>
 #include <stddef.h>
+
+#include "x86_avx512.h"
 
 #define ET_TARGET __attribute__((target("avx512f"), noinline))
 #define ET_INLINE static inline __attribute__((always_inline, target("avx512f")))
@@ -49,28 +50,8 @@ enum {
  * costs more than the product), as train/sgemm_omp.c. */
 #define SERIAL_WORK ((double)(1 << 16))
 
-static int detect(void) {
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return 0; /* OSXSAVE */
-    unsigned xlo, xhi;
-    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
-    (void)xhi;
-    if ((xlo & 0xe6) != 0xe6) return 0; /* SSE, AVX, opmask, ZMM state enabled by the OS */
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-    return (b >> 16) & 1; /* AVX512F */
-}
+int et_gemm_x86_f32_available(void) { return (et_cpu_x86_features() & ET_X86_AVX512F) != 0; }
 
-int et_gemm_x86_f32_available(void) {
-    static int cached = -1;
-    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (v < 0) {
-        v = detect();
-        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
-    }
-    return v;
-}
-
-static inline __mmask16 mask16(int n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 
 /* One tile: C[MV, nv] (ldc) = alpha * op(A)[MV, K] op(B)[K, nv] + beta C,
  * nv <= 16 * NV.  a(i, k) = a[i * lda + k] (TA 0) or a[k * lda + i] (TA 1);
@@ -93,20 +74,7 @@ ET_INLINE void tile_body(const int MV, const int NV, const int TA, int K, const 
             if (NV == 2) acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
         }
     }
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    const int scale = alpha != 1.0f; /* 1 * acc is acc: the same bits without the multiply */
-#pragma GCC unroll 12
-    for (int i = 0; i < MV; i++) {
-        float *ci = c + (size_t)i * ldc;
-        __m512 y0 = scale ? _mm512_mul_ps(va, acc[i][0]) : acc[i][0];
-        if (beta != 0.0f) y0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), y0);
-        _mm512_mask_storeu_ps(ci, m0, y0);
-        if (NV == 2) {
-            __m512 y1 = scale ? _mm512_mul_ps(va, acc[i][1]) : acc[i][1];
-            if (beta != 0.0f) y1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), y1);
-            _mm512_mask_storeu_ps(ci + 16, m1, y1);
-        }
-    }
+    store_tile(MV, NV, acc, c, ldc, alpha, beta, m0, m1);
 }
 
 /* tile_body with its shape as constants: mv 1..MR rows, nv 1..NR columns. */
@@ -128,34 +96,6 @@ ET_TARGET static void tile(int ta, int mv, int K, const float *a, size_t lda, co
 #undef ET_TILE_CASE
 }
 
-/* In-place transpose of a 16 x 16 block of floats (r[a] = row a):
- * interleave 32-bit then 64-bit elements inside 128-bit lanes, then
- * transpose the 4 x 4 lanes. */
-ET_INLINE void transpose16(__m512 r[16]) {
-    __m512 t[16], u[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
-        const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
-        u[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-        u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-    }
-    for (int c = 0; c < 4; c++) { /* u[4i + c] lane l = column 4l + c of rows 4i .. 4i+3 */
-        const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xee);
-        const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
-        const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xee);
-        r[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-        r[4 + c] = _mm512_shuffle_f32x4(v0, v2, 0xdd);
-        r[8 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-        r[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xdd);
-    }
-}
-
 /* Columns n0 .. n1 of op(B) = B^T, packed k-major in panels of NR columns
  * (so that a tile's panel is one contiguous K x NR block, whatever N: a
  * row stride of a power of two would put the panel's rows in a few L1 sets):
@@ -172,7 +112,7 @@ ET_TARGET static void pack_bt(int n0, int n1, int K, const float *B, size_t ldb,
             __m512 r[16];
             for (int a = 0; a < 16; a++)
                 r[a] = j0 + a < n1 ? _mm512_maskz_loadu_ps(m, B + (size_t)(j0 + a) * ldb + k0) : _mm512_setzero_ps();
-            transpose16(r);
+            transpose16_ps(r);
             for (int t = 0; t < kn; t++) _mm512_storeu_ps(dst + (size_t)(k0 + t) * NR, r[t]);
         }
     }

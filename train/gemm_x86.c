@@ -48,29 +48,30 @@ enum {
     NC_MAX = 3072  /* columns per B block: 1024 x 3072 x 2 B = 6 MB (L3) */
 };
 
-static int detect(void) {
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return 0; /* OSXSAVE */
-    unsigned xlo, xhi;
-    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
-    (void)xhi;
-    if ((xlo & 0xe6) != 0xe6) return 0; /* SSE, AVX, opmask, ZMM state enabled by the OS */
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-    if (!((b >> 16) & 1) || !((b >> 30) & 1) || !((b >> 31) & 1)) return 0; /* F, BW, VL */
-    if (a < 1) return 0;
-    __get_cpuid_count(7, 1, &a, &b, &c, &d);
-    return (a >> 5) & 1; /* AVX512_BF16 */
-}
-
-int et_gemm_x86_bf16_available(void) {
+int et_cpu_x86_features(void) {
     static int cached = -1;
     int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (v < 0) {
-        v = detect();
-        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    if (v >= 0) return v;
+    v = 0;
+    unsigned a, b, c, d, xlo = 0, xhi;
+    if (__get_cpuid(1, &a, &b, &c, &d) && ((c >> 27) & 1)) { /* OSXSAVE */
+        __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+        (void)xhi;
     }
+    /* SSE, AVX, opmask, ZMM state enabled by the OS; then CPUID.7.0:EBX */
+    if ((xlo & 0xe6) == 0xe6 && __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((b >> 16) & 1)) {
+        v = ET_X86_AVX512F;
+        const int bw_vl = ((b >> 30) & 1) && ((b >> 31) & 1);
+        if (bw_vl && a >= 1) {
+            __get_cpuid_count(7, 1, &a, &b, &c, &d);
+            if ((a >> 5) & 1) v |= ET_X86_AVX512BF16; /* CPUID.7.1:EAX bit 5 */
+        }
+    }
+    __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
     return v;
 }
+
+int et_gemm_x86_bf16_available(void) { return (et_cpu_x86_features() & ET_X86_AVX512BF16) != 0; }
 
 /* ---- packing ---- */
 
