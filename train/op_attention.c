@@ -51,7 +51,7 @@
 
 typedef struct {
     int B, T, H, G, D;
-    float *lse;   /* [B, H, T] */
+    float *lse;   /* [B, H, T]; NULL when tiled */
     float *p;     /* head_dim KD: the probabilities, [B, H] blocks of p_rows(T)
                      floats (row i at p_row(i), round_up(i + 1) long, zero
                      past key i), or (tiled) the tiles of train/attn_kd8.h;
@@ -491,13 +491,15 @@ et_tensor *et_attention(et_tape *t, const char *name, et_tensor *q, et_tensor *k
     const int nth = omp_get_max_threads(), Tp = round_up(T);
     et_tensor *out = et_tensor_2d(t, name, (int64_t)rows, (int64_t)Cq, wants);
     attn_saved *s = out ? et_tape_alloc(t, sizeof *s) : NULL;
-    float *lse = s ? et_tape_alloc(t, (size_t)B * H * T * sizeof(float)) : NULL; /* unused when tiled */
-    /* head_dim KD with a backward to come: keep the probabilities (see ops.h) */
+    if (!s) return NULL;
     const int tiled = D == KD && !force_rows && et_attn_kd8_available();
+    /* the row kernels' log-sum-exp (the tiles' backward reads p instead) */
+    float *lse = tiled ? NULL : et_tape_alloc(t, (size_t)B * H * T * sizeof(float));
+    if (!tiled && !lse) return NULL;
+    /* head_dim KD with a backward to come: keep the probabilities (see ops.h) */
     const size_t pfl = tiled ? et_attn_kd8_p_floats(T) : p_row(T);
-    float *pkeep = lse && wants && D == KD ? et_tape_alloc(t, (size_t)B * H * pfl * sizeof(float)) : NULL;
-    if (lse && wants && D == KD && !pkeep) return NULL;
-    if (!lse) return NULL;
+    float *pkeep = wants && D == KD ? et_tape_alloc(t, (size_t)B * H * pfl * sizeof(float)) : NULL;
+    if (wants && D == KD && !pkeep) return NULL;
     if (tiled) {
         float *sc = et_tape_scratch(t, (size_t)nth * et_attn_kd8_scratch_floats(T, H, G) * sizeof(float));
         if (!sc) return NULL;
