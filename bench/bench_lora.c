@@ -40,24 +40,15 @@
 #include "../train/optim.h"
 #include "../train/threads.h"
 
+#include "bench_util.h"
+
 #define TORCH_TOKENS_PER_S 156.0
 #define TORCH_PEAK_BYTES 5.4e9
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static double cpu_seconds(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -153,8 +144,7 @@ static int run_config(const config *cf, int steps, int B, int T, result *r) {
         et_tape_reset(&t);
         if (s) times[s - 1] = now() - t0;
     }
-    qsort(times, (size_t)steps, sizeof times[0], cmp_double);
-    const double med = steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
+    const double med = median(times, steps);
     r->cpu_s_per_step = (cpu_seconds() - cpu0) / steps;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

@@ -13,11 +13,7 @@
 
 #include "../quant/quant.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "bench_util.h"
 
 /* Repeat fn until at least min_s seconds have passed; return MB/s of nbytes per call. */
 typedef void (*bench_fn)(void *ctx);

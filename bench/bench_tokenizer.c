@@ -12,23 +12,9 @@
 
 #include "../datasets/tokenizer.h"
 
+#include "bench_util.h"
+
 #define RUNS 5
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 /* memchr newline count: the cheapest pass that still reads every byte. */
 static double bench_baseline(const char *text, size_t len) {

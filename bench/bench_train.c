@@ -37,6 +37,8 @@
 #include "../train/threads.h"
 #include "../train/train_llama.h"
 
+#include "bench_util.h"
+
 typedef struct shape {
     const char *name, *torch_name;
     int n_vocab, n_embd, n_ff, n_layer, n_head, n_head_kv;
@@ -50,22 +52,6 @@ static const shape SHAPES[] = {
     {"smollm2", "smollm2", 49152, 576, 1536, 30, 9, 3, 100000.0f, 3, 2.0},
 };
 enum { BATCH = 4, SEQ = 256 };
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* User + system CPU seconds of this process, all threads. */
 static double cpu_s(void) {
