@@ -53,12 +53,34 @@ static float *rand_buf(size_t n) {
 /* One model's linear layers {n_in, n_out, times per step}. */
 typedef struct f32_model { const char *name; int n; int layers[8][3]; int reps; } f32_model;
 
+/* The linear layers of a step at batch 1024 tokens, and the default
+ * repetitions, for the f32 and bf16s modes. */
+static const f32_model SMALL_MODELS[2] = {
+    {"stories260K", 5, {{64, 64, 10}, {64, 32, 10}, {64, 172, 10}, {172, 64, 5}, {64, 512, 1}}, 41},
+    {"smollm2", 4, {{576, 576, 60}, {576, 192, 60}, {576, 1536, 60}, {1536, 576, 30}}, 5},
+};
+
+/* One GEMM of a linear layer y = x W^T over T tokens, as et_gemm arguments
+ * (C's leading dimension is N). */
+typedef struct product {
+    int ta, tb, M, N, K, lda, ldb;
+    const float *A, *B;
+    float *C;
+    float beta;
+} product;
+
+/* g 0: forward y[T, n_out] = x W^T; g 1: dx[T, n_in] = dy W; g 2: dW[n_out,
+ * n_in] += dy^T x (beta 1: weight gradients accumulate).  x [T, n_in],
+ * w [n_out, n_in], dy [T, n_out]; out holds y or dx. */
+static product layer_product(int g, int T, int n_in, int n_out, const float *x, const float *w, const float *dy,
+                             float *out, float *dw) {
+    if (g == 0) return (product){0, 1, T, n_out, n_in, n_in, n_in, x, w, out, 0.0f};
+    if (g == 1) return (product){0, 0, T, n_in, n_out, n_out, n_in, dy, w, out, 0.0f};
+    return (product){1, 0, n_out, n_in, T, n_out, n_in, dy, x, dw, 1.0f};
+}
+
 static int bench_f32(int reps_arg) {
     const int T = 1024;
-    const f32_model models[2] = {
-        {"stories260K", 5, {{64, 64, 10}, {64, 32, 10}, {64, 172, 10}, {172, 64, 5}, {64, 512, 1}}, 41},
-        {"smollm2", 4, {{576, 576, 60}, {576, 192, 60}, {576, 1536, 60}, {1536, 576, 30}}, 5},
-    };
     if (!et_gemm_x86_f32_available()) {
         printf("bench_gemm f32: no AVX-512F on this CPU, nothing to compare\n");
         return 0;
@@ -66,7 +88,7 @@ static int bench_f32(int reps_arg) {
     printf("bench_gemm f32: GFLOP/s, medians, %d OpenMP threads; blas = et_sgemm_omp (OpenBLAS), "
            "avx512 = et_gemm_x86_f32\n", omp_get_max_threads());
     for (int mi = 0; mi < 2; mi++) {
-        const f32_model *md = &models[mi];
+        const f32_model *md = &SMALL_MODELS[mi];
         const int r = reps_arg > 0 ? reps_arg : md->reps;
         printf("%-12s %-8s %6s %6s %6s  %8s %8s %6s  %s\n", md->name, "gemm", "M", "N", "K", "blas", "avx512",
                "ratio", "route");
@@ -77,13 +99,11 @@ static int bench_f32(int reps_arg) {
             float *dy = rand_buf((size_t)T * n_out), *out = rand_buf((size_t)T * (n_out > n_in ? n_out : n_in));
             float *dw = rand_buf((size_t)n_out * n_in);
             for (int g = 0; g < 3; g++) {
-                int ta = g == 2, tb = g == 0, M, N, K, lda, ldb;
-                const float *A, *B;
-                float *C;
-                float beta = g == 2 ? 1.0f : 0.0f; /* dw accumulates */
-                if (g == 0) { M = T; N = n_out; K = n_in; A = x; lda = n_in; B = w; ldb = n_in; C = out; }
-                else if (g == 1) { M = T; N = n_in; K = n_out; A = dy; lda = n_out; B = w; ldb = n_in; C = out; }
-                else { M = n_out; N = n_in; K = T; A = dy; lda = n_out; B = x; ldb = n_in; C = dw; }
+                const product P = layer_product(g, T, n_in, n_out, x, w, dy, out, dw);
+                const int ta = P.ta, tb = P.tb, M = P.M, N = P.N, K = P.K, lda = P.lda, ldb = P.ldb;
+                const float *A = P.A, *B = P.B;
+                const float beta = P.beta;
+                float *C = P.C;
                 double tb_[101], tk[101];
                 for (int i = -1; i < r; i++) {
                     double t0 = now();
@@ -117,10 +137,6 @@ static int bench_f32(int reps_arg) {
  * kernel, the three alternating, medians of reps. */
 static int bench_bf16s(int reps_arg) {
     const int T = 1024;
-    const f32_model models[2] = {
-        {"stories260K", 5, {{64, 64, 10}, {64, 32, 10}, {64, 172, 10}, {172, 64, 5}, {64, 512, 1}}, 41},
-        {"smollm2", 4, {{576, 576, 60}, {576, 192, 60}, {576, 1536, 60}, {1536, 576, 30}}, 5},
-    };
     if (!et_gemm_x86_bf16_available() || !et_gemm_x86_f32_available()) {
         printf("bench_gemm bf16s: no AVX512_BF16 on this CPU, nothing to compare\n");
         return 0;
@@ -128,7 +144,7 @@ static int bench_bf16s(int reps_arg) {
     printf("bench_gemm bf16s: GFLOP/s, medians, %d OpenMP threads; whole = et_gemm_x86_bf16s, "
            "blocked = et_gemm_x86_bf16, f32 = et_gemm_x86_f32\n", omp_get_max_threads());
     for (int mi = 0; mi < 2; mi++) {
-        const f32_model *md = &models[mi];
+        const f32_model *md = &SMALL_MODELS[mi];
         const int r = reps_arg > 0 ? reps_arg : md->reps;
         printf("%-12s %-8s %6s %6s %6s  %8s %8s %8s %8s %8s  %s\n", md->name, "gemm", "M", "N", "K", "whole",
                "blocked", "f32", "/blocked", "/f32", "route");
@@ -139,13 +155,11 @@ static int bench_bf16s(int reps_arg) {
             float *dy = rand_buf((size_t)T * n_out), *out = rand_buf((size_t)T * (n_out > n_in ? n_out : n_in));
             float *dw = rand_buf((size_t)n_out * n_in);
             for (int g = 0; g < 3; g++) {
-                int ta = g == 2, tb = g == 0, M, N, K, lda, ldb;
-                const float *A, *B;
-                float *C;
-                float beta = g == 2 ? 1.0f : 0.0f; /* dw accumulates */
-                if (g == 0) { M = T; N = n_out; K = n_in; A = x; lda = n_in; B = w; ldb = n_in; C = out; }
-                else if (g == 1) { M = T; N = n_in; K = n_out; A = dy; lda = n_out; B = w; ldb = n_in; C = out; }
-                else { M = n_out; N = n_in; K = T; A = dy; lda = n_out; B = x; ldb = n_in; C = dw; }
+                const product P = layer_product(g, T, n_in, n_out, x, w, dy, out, dw);
+                const int ta = P.ta, tb = P.tb, M = P.M, N = P.N, K = P.K, lda = P.lda, ldb = P.ldb;
+                const float *A = P.A, *B = P.B;
+                const float beta = P.beta;
+                float *C = P.C;
                 double tw[101], tbl[101], tf[101];
                 for (int i = -1; i < r; i++) {
                     double t0 = now();
