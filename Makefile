@@ -17,7 +17,7 @@ LDLIBS  = $(PKGLIBS) -fopenmp -lm -lpthread
 # The runtime: C11 + libm + pthreads only (DESIGN §1).
 RT_CFLAGS = $(CFLAGS_BASE) $(CFLAGS)
 
-LIB_DIRS = common export datasets train lora distill prune quant engine
+LIB_DIRS = common export datasets train lora distill prune quant engine eval
 LIB_SRC  = $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 LIB_OBJ  = $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
 RT_SRC   = $(wildcard common/*.c engine/*.c quant/*.c export/gguf*.c datasets/tokenizer*.c)

@@ -1,6 +1,7 @@
 /* cli/cli.h — the command table and a small flag parser shared by commands.
  * cli/ is the only place that parses argv and prints for people (DESIGN §5).
- * Exit codes: 0 success, 1 usage, 2 bad input, 3 failure during the run. */
+ * Exit codes: 0 success, 1 usage, 2 bad input, 3 failure during the run,
+ * 4 a check that ran and failed (gate). */
 #ifndef ET_CLI_H
 #define ET_CLI_H
 #include "../common/et.h"
@@ -72,6 +73,10 @@ int cmd_perplexity(int argc, char **argv);
 int cmd_vocab(int argc, char **argv);        /* cli/cmd_vocab.c */
 int cmd_demo_task(int argc, char **argv);    /* cli/cmd_demo.c */
 int cmd_eval_task(int argc, char **argv);    /* cli/cmd_demo.c */
+int cmd_eval(int argc, char **argv);         /* cli/cmd_eval.c */
+int cmd_logits(int argc, char **argv);       /* cli/cmd_logits.c */
+int cmd_report(int argc, char **argv);       /* cli/cmd_report.c */
+int cmd_gate(int argc, char **argv);         /* cli/cmd_gate.c */
 
 extern const cli_cmd cli_commands[];
 #endif

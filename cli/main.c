@@ -87,6 +87,16 @@ const cli_cmd cli_commands[] = {
     {"eval-task", "held-out loss and greedy exact-match accuracy of a model (+ LoRA) on prompt/completion JSONL",
      "edgetune eval-task MODEL --task FILE.jsonl [--lora A.gguf[:S],...] [--n 64] [--max N] [--show K]\n"
      "                   [--no-generate] [--no-loss] [--threads N] [--kv-type F32|F16] [--json OUT]", cmd_eval_task},
+    {"eval", "evaluate a model (+ adapters) on a task: perplexity, kl, classify, choice, generate",
+     "edgetune eval MODEL [--lora A.gguf[:S],...] --task TASK --data FILE [--json OUT] [options]\n"
+     "  (edgetune eval --help for every flag; definitions in docs/evaluation.md)", cmd_eval},
+    {"logits", "store a model's top-k (or full) log-probabilities over a tokens.h5 (KL reference, distillation)",
+     "edgetune logits MODEL --data D.h5 -o ref.h5 [--top-k 64 | --full] [--temperature 1] [--ctx N]\n"
+     "  (edgetune logits --help for every flag; format in docs/formats.md)", cmd_logits},
+    {"report", "accuracy-vs-size report (JSON, Markdown, SVG) from eval results",
+     "edgetune report EVAL.json... -o DIR   (edgetune report --help)", cmd_report},
+    {"gate", "CI regression gate: compare eval results against a baseline (exit 4 when a check fails)",
+     "edgetune gate --baseline BASE.json --current CUR.json [thresholds] [--junit OUT.xml]   (edgetune gate --help)", cmd_gate},
     {NULL, NULL, NULL, NULL},
 };
 

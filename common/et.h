@@ -9,7 +9,8 @@
  *   if (et_map_open(&m, "model.gguf", &e)) { fprintf(stderr, "%s\n", e.msg); return e.code; }
  *
  * The codes double as the command-line exit codes (DESIGN §5):
- * 1 usage, 2 bad input, 3 failure during the run (I/O, NaN, out of memory).
+ * 1 usage, 2 bad input, 3 failure during the run (I/O, NaN, out of memory),
+ * 4 a check that ran and failed (edgetune gate).
  * This folder is C11 + libc only, so the dependency-free runtime may use it.
  */
 #ifndef ET_COMMON_H
@@ -19,7 +20,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
-enum { ET_OK = 0, ET_EUSAGE = 1, ET_EINPUT = 2, ET_ERUN = 3 };
+/* The version written into every eval result and recipe. */
+#define ET_VERSION "0.4.0-dev"
+
+/* ET_ECHECK: a check that ran and failed (`edgetune gate`, a threshold). */
+enum { ET_OK = 0, ET_EUSAGE = 1, ET_EINPUT = 2, ET_ERUN = 3, ET_ECHECK = 4 };
 
 typedef struct et_err {
     int code;        /* ET_E*, 0 when no error was recorded */

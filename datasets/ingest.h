@@ -51,6 +51,12 @@ typedef struct et_ingest_opts {
     int pack;               /* concatenate documents into rows of seq_len+1 tokens */
     int64_t seq_len;        /* T when packing */
     int64_t max_len;        /* > 0: cut longer documents to max_len tokens */
+    const char *template_;  /* tsv: render each row as a prompt (must hold {text}; C escapes
+                               \n \t \\ are read) followed by its class's verbalizer: the
+                               prompt is masked, the verbalizer trained (what `edgetune eval
+                               --task classify` scores).  NULL: the text alone, trained. */
+    const char *verbalizers;/* with template_: comma-separated, one per class in class order
+                               (spaces kept); NULL: " " + the class name */
 } et_ingest_opts;
 
 /* format AUTO, blank-line separator, mask_prompt 1, valid_fraction 0, seed 0,
@@ -99,6 +105,18 @@ int et_utf8_valid(const char *s, size_t n, size_t *bad);
  * (tatsu-lab/stanford_alpaca train.py): with and without input. */
 extern const char *const ET_ALPACA_PROMPT_INPUT;    /* printf: instruction, input */
 extern const char *const ET_ALPACA_PROMPT_NO_INPUT; /* printf: instruction */
+
+/* Classification prompts (docs/data.md, "Classification with a template").
+ * Check that tmpl holds "{text}": 0 or ET_EINPUT naming the template. */
+int et_template_check(const char *tmpl, et_err *e);
+/* tmpl with C escapes (\n \t \r \\) read and every "{text}" replaced by
+ * text[0..len); malloc'd, NUL-terminated; NULL on out of memory. */
+char *et_render_template(const char *tmpl, const char *text, size_t len);
+/* Split a comma-separated list into *n malloc'd strings (kept verbatim,
+ * spaces included; C escapes read, "\," for a comma).  0, ET_EUSAGE (an
+ * empty item or more than max items), ET_ERUN.  Free with et_strs_free. */
+int et_split_list(const char *list, int max, char ***out, int *n, et_err *e);
+void et_strs_free(char **v, int n);
 
 /* ------------------------------------------------------------------ layer 2 */
 

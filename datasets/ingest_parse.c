@@ -646,6 +646,105 @@ static int infer_labels(const tsv_row *rows, size_t nr, label_set *ls, const cha
     return rc;
 }
 
+int et_template_check(const char *tmpl, et_err *e) {
+    if (!tmpl || !strstr(tmpl, "{text}"))
+        return et_fail(e, ET_EINPUT, "template '%.200s' has no {text} (where the record's text goes)", tmpl ? tmpl : "");
+    return 0;
+}
+
+char *et_render_template(const char *tmpl, const char *text, size_t len) {
+    builder b = {0};
+    b_add(&b, "", 0);
+    for (const char *p = tmpl; *p; p++) {
+        if (!strncmp(p, "{text}", 6)) {
+            b_add(&b, text, len);
+            p += 5;
+        } else if (p[0] == '\\' && p[1]) {
+            char c = p[1] == 'n' ? '\n' : p[1] == 't' ? '\t' : p[1] == 'r' ? '\r' : p[1];
+            if (c == p[1] && c != '\\' && c != ',') b_add(&b, p, 1); /* unknown escape: kept */
+            else p++;
+            b_add(&b, &c, 1);
+        } else {
+            b_add(&b, p, 1);
+        }
+    }
+    if (b.oom) {
+        b_free(&b);
+        return NULL;
+    }
+    free(b.segs);
+    return b.buf;
+}
+
+void et_strs_free(char **v, int n) {
+    if (!v) return;
+    for (int i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+int et_split_list(const char *list, int max, char ***out, int *n, et_err *e) {
+    *out = NULL;
+    *n = 0;
+    int cap = 1;
+    for (const char *p = list; *p; p++) cap += *p == ',';
+    if (cap > max) return et_fail(e, ET_EUSAGE, "list '%.100s' has more than %d items", list, max);
+    char **v = calloc((size_t)cap, sizeof *v);
+    if (!v) return et_fail(e, ET_ERUN, "out of memory");
+    const char *p = list;
+    int k = 0, rc = 0;
+    while (!rc) {
+        builder b = {0};
+        b_add(&b, "", 0);
+        for (; *p && *p != ','; p++) {
+            if (p[0] == '\\' && p[1]) {
+                p++;
+                char c = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p;
+                b_add(&b, &c, 1);
+            } else {
+                b_add(&b, p, 1);
+            }
+        }
+        free(b.segs);
+        if (b.oom) rc = et_fail(e, ET_ERUN, "out of memory");
+        else if (b.len == 0) rc = et_fail(e, ET_EUSAGE, "list '%.100s' has an empty item", list);
+        if (rc) {
+            free(b.buf);
+            break;
+        }
+        v[k++] = b.buf;
+        if (!*p) break;
+        p++;
+    }
+    if (rc) {
+        et_strs_free(v, k);
+        return rc;
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+/* A templated row: the rendered prompt (masked) then the verbalizer (trained). */
+static int push_templated(et_docs *d, const char *tmpl, const tsv_row *r, const char *verb, const char *cls, int k) {
+    char *p = et_render_template(tmpl, r->text, r->text_len);
+    if (!p) return -1;
+    builder b = {0};
+    b_str(&b, p);
+    free(p);
+    b_seg(&b, 0);
+    if (verb) b_str(&b, verb);
+    else {
+        b_str(&b, " ");
+        b_str(&b, cls);
+    }
+    b_seg(&b, 1);
+    if (push_doc(d, &b, k, r->line)) {
+        b_free(&b);
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_tsv(const char *s, size_t n, const char *name, const et_ingest_opts *o, et_docs *d, et_err *e) {
     label_set ls = {0};
     tsv_row *rows = NULL;
@@ -654,14 +753,26 @@ static int parse_tsv(const char *s, size_t n, const char *name, const et_ingest_
     if (o->labels) rc = parse_labels_opt(&ls, o->labels, name, e);
     if (!rc) rc = tsv_rows(s, n, name, o, o->labels ? &ls : NULL, &rows, &nr, e);
     if (!rc && !o->labels) rc = infer_labels(rows, nr, &ls, name, e);
+    char **verb = NULL;
+    int n_verb = 0;
+    if (!rc && o->template_) rc = et_template_check(o->template_, e);
+    if (!rc && o->template_ && o->verbalizers) {
+        rc = et_split_list(o->verbalizers, ET_MAX_LABELS, &verb, &n_verb, e);
+        if (!rc && n_verb != ls.n)
+            rc = et_fail(e, ET_EUSAGE, "%s: %d verbalizers for %d classes (classes in order: %s%s%s)", name, n_verb, ls.n,
+                         ls.n > 0 ? ls.names[0] : "", ls.n > 1 ? ", " : "", ls.n > 1 ? ls.names[1] : "");
+    }
     for (size_t i = 0; !rc && i < nr; i++) {
         int k = lookup_label(&ls, rows[i].label, rows[i].label_len);
         if (k < 0)
             rc = fail_at(e, ET_EINPUT, name, rows[i].line, "unknown label '%.*s' (labels: %s)",
                          (int)(rows[i].label_len > 64 ? 64 : rows[i].label_len), rows[i].label, o->labels);
-        else if (push_plain(d, rows[i].text, rows[i].text_len, k, rows[i].line))
+        else if (!o->template_ && push_plain(d, rows[i].text, rows[i].text_len, k, rows[i].line))
+            rc = et_fail(e, ET_ERUN, "%s: out of memory", name);
+        else if (o->template_ && push_templated(d, o->template_, &rows[i], verb ? verb[k] : NULL, ls.names[k], k))
             rc = et_fail(e, ET_ERUN, "%s: out of memory", name);
     }
+    et_strs_free(verb, n_verb);
     free(rows);
     free(ls.order);
     /* the names pass to the documents (freed by et_docs_free) */
