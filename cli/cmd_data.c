@@ -10,7 +10,7 @@
 
 static const char *const KNOWN[] = {"tokenizer", "input", "output", "format", "separator", "valid_fraction",
                                     "seed", "pack", "seq_len", "max_len", "no_mask_prompt", "labels",
-                                    "label_first", "n_vocab", NULL};
+                                    "label_first", "n_vocab", "template", "classes", NULL};
 static const char *const BOOLS[] = {"pack", "no_mask_prompt", "label_first", NULL};
 
 /* "\n", "\t", "\\" in a --separator value become the characters. */
@@ -61,6 +61,11 @@ static int read_opts(const cli_args *a, et_ingest_opts *o, long *n_vocab, et_err
     if (!o->pack && cli_str(a, "seq_len", NULL)) return et_fail(e, ET_EUSAGE, "--seq-len is only used with --pack");
     o->mask_prompt = strcmp(cli_str(a, "no_mask_prompt", "0"), "1") != 0;
     o->labels = cli_str(a, "labels", NULL);
+    o->template_ = cli_str(a, "template", NULL);
+    if (o->template_) { /* as `edgetune eval --task classify`: --labels are the verbalizers, --classes the classes */
+        o->verbalizers = o->labels;
+        o->labels = cli_str(a, "classes", NULL);
+    }
     o->label_first = !strcmp(cli_str(a, "label_first", "0"), "1");
     return 0;
 }

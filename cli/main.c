@@ -25,6 +25,9 @@ const cli_cmd cli_commands[] = {
      "  --no-mask-prompt       instruction data: train on the prompt too\n"
      "  --labels a,b           tsv: the classes, in order (default: inferred, sorted)\n"
      "  --label-first          tsv: columns are label<TAB>text\n"
+     "  --template T           tsv: each row becomes T with {text} replaced (masked) + its class's verbalizer\n"
+     "                         (trained), as `edgetune eval --task classify` scores it; then --labels are the\n"
+     "                         verbalizers (\" negative\",\" positive\"; default \" \" + class) and --classes the classes\n"
      "  --n-vocab N            vocabulary size of a llama2.c tokenizer.bin (default: from its length)\n"
      "  Rules and file format: docs/data.md, docs/formats.md", cmd_data},
     {"train", "train or continue training a llama-family model",
