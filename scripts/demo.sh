@@ -10,6 +10,9 @@
 #      exported as GGUF and PEFT; the merged GGUF (edgetune merge)
 #   6. the engine on held-out prompts (edgetune eval-task): loss and greedy
 #      exact-match accuracy before and after, and a table.
+#   7. accuracy vs size: every artifact (base, + LoRA, merged F32/Q8_0/Q4_0)
+#      through `edgetune eval`, `edgetune report` (report.md/.json/.svg) and
+#      `edgetune gate` against scripts/demo_gate/baseline.json.
 # When ../shared (or $ET_SHARED) is present, also the LoRA fine-tune of the
 # real stories260K on tiny_shakespeare.txt (issue 5 §5).
 #
@@ -51,7 +54,7 @@ if ! "$ET" help lora 2>/dev/null | grep -q -- '--rank'; then
   echo "demo: this build has no 'edgetune lora' yet: the LoRA steps are skipped" >&2
 fi
 # start clean, removing only what this script writes
-rm -rf "$OUT/task" "$OUT/base" "$OUT/lora" "$OUT/eval" "$OUT/stories260K" "$OUT/merged.gguf"
+rm -rf "$OUT/task" "$OUT/base" "$OUT/lora" "$OUT/eval" "$OUT/stories260K" "$OUT/merged.gguf" "$OUT/evals" "$OUT/report"
 mkdir -p "$OUT/eval"
 D=$OUT/task
 
@@ -102,6 +105,33 @@ else
   STEP=$((STEP + 2))
 fi
 
+# ---------------------------------------------------------------- accuracy vs size
+# Every artifact through `edgetune eval` (one eval JSON each), the report
+# (JSON, Markdown, SVG: accuracy against bytes on disk, Pareto frontier) and
+# the CI gate against the baseline this repository ships (scripts/demo_gate/).
+if [ $HAVE_LORA = 1 ]; then
+  N_STEPS=$((N_STEPS + 1))
+  step "accuracy vs size: base, + LoRA, merged F32 / Q8_0 / Q4_0 -> report + gate"
+  run "$ET" quantize "$OUT/merged.gguf" "$OUT/merged-Q8_0.gguf" --type Q8_0 --quiet
+  run "$ET" quantize "$OUT/merged.gguf" "$OUT/merged-Q4_0.gguf" --type Q4_0 --quiet
+  rm -rf "$OUT/report" "$OUT/evals"
+  mkdir -p "$OUT/evals"
+  ev() { # NAME MODEL [flags]
+    local name=$1 model=$2; shift 2
+    run "$ET" eval "$model" "$@" --task generate --data "$D/test.jsonl" --stop '\n' --n-predict 64 \
+      --name "$name" --threads "$THREADS" --json "$OUT/evals/$name.json"
+  }
+  ev base "$BASE"
+  ev base+lora "$BASE" --lora "$ADAPTER"
+  ev merged-F32 "$OUT/merged.gguf"
+  ev merged-Q8_0 "$OUT/merged-Q8_0.gguf"
+  ev merged-Q4_0 "$OUT/merged-Q4_0.gguf"
+  run "$ET" report "$OUT"/evals/*.json -o "$OUT/report" --title "make demo: smart-home commands -> JSON"
+  GATE_RC=0
+  "$ET" gate --baseline scripts/demo_gate/baseline.json --current "$OUT/report/report.json" \
+    --policy scripts/demo_gate/policy.json --junit "$OUT/report/junit.xml" > "$OUT/report/gate.txt" 2>&1 || GATE_RC=$?
+fi
+
 # ---------------------------------------------------------------- the table
 row() { # label name size
   local v=$OUT/eval/$2.valid.txt t=$OUT/eval/$2.test.txt
@@ -129,6 +159,15 @@ row() { # label name size
                              $4 == "ok " ? "exact" : "wrong" }'
   fi
 }
+
+if [ $HAVE_LORA = 1 ]; then
+  echo
+  echo "== accuracy vs size ($OUT/report/report.md, report.svg)"
+  sed -n '/^|/p' "$OUT/report/report.md" | head -12
+  echo
+  echo "== gate against scripts/demo_gate/baseline.json (exit $GATE_RC; JUnit: $OUT/report/junit.xml)"
+  tail -8 "$OUT/report/gate.txt"
+fi
 
 # ---------------------------------------------------------------- stories260K (issue 5 §5)
 SM=$SHARED/models/stories260K/stories260K.gguf
@@ -159,3 +198,5 @@ if [ -f "$SM" ] && [ -f "$SD" ] && [ $HAVE_LORA = 1 ]; then
   }
 fi
 printf '\nmake demo: %ss wall, files in %s\n' "$(elapsed)" "$OUT"
+# the gate's verdict is the demo's: 4 when accuracy or size moved past the policy
+exit "${GATE_RC:-0}"
