@@ -10,7 +10,7 @@
 
 static const char *const KNOWN[] = {"tokenizer", "input", "output", "format", "separator", "valid_fraction",
                                     "seed", "pack", "seq_len", "max_len", "no_mask_prompt", "labels",
-                                    "label_first", "n_vocab", "template", "classes", NULL};
+                                    "label_first", "n_vocab", "template", "classes", "test_fraction", "test_out", NULL};
 static const char *const BOOLS[] = {"pack", "no_mask_prompt", "label_first", NULL};
 
 /* "\n", "\t", "\\" in a --separator value become the characters. */
@@ -70,6 +70,69 @@ static int read_opts(const cli_args *a, et_ingest_opts *o, long *n_vocab, et_err
     return 0;
 }
 
+/* --test-fraction F --test-out FILE: hold out a seeded share of the records
+ * (one per line: JSONL or TSV) verbatim in FILE, for `edgetune eval`, and
+ * tokenize the rest.  Header and blank lines go to both.  The test file is
+ * written (atomically) only once the tokens.h5 is. */
+static int ingest_with_test(const et_encoder *enc, const char *in, const char *out, const et_ingest_opts *o,
+                            double tf, const char *test_out, et_ingest_summary *s, et_err *e) {
+    et_map mp;
+    int rc = et_map_open(&mp, in, e);
+    if (rc) return rc;
+    et_docs d;
+    memset(s, 0, sizeof *s);
+    rc = et_parse_input((const char *)mp.data, mp.size, in, o, &d, e);
+    if (!rc && d.format != ET_FMT_JSONL && d.format != ET_FMT_TSV)
+        rc = et_fail(e, ET_EUSAGE, "%s: --test-out needs one record per line (JSONL or TSV), not %s", in,
+                     et_format_name(d.format));
+    if (!rc && d.n < 2) rc = et_fail(e, ET_EINPUT, "%s: %zu record(s): nothing to hold out", in, d.n);
+    uint8_t *is_test = rc ? NULL : calloc(d.n, 1);
+    char *train = rc ? NULL : malloc(mp.size + 1), *test = rc ? NULL : malloc(mp.size + 1);
+    if (!rc && (!is_test || !train || !test)) rc = et_fail(e, ET_ERUN, "out of memory");
+    size_t nt = 0, ns = 0;
+    if (!rc) {
+        et_split_assign((int64_t)d.n, tf, o->seed ^ 0x7e57f12a7e57ull, is_test);
+        const char *p = (const char *)mp.data, *end = p + mp.size;
+        size_t k = 0;
+        for (int64_t line = 1; p < end; line++) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t len = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+            while (k < d.n && d.doc[k].line < line) k++;
+            int rec = k < d.n && d.doc[k].line == line;
+            if (!rec || !is_test[k]) {
+                memcpy(train + nt, p, len);
+                nt += len;
+            }
+            if (!rec || is_test[k]) {
+                memcpy(test + ns, p, len);
+                ns += len;
+            }
+            p += len;
+        }
+    }
+    et_docs_free(&d);
+    et_docs td;
+    if (!rc) rc = et_parse_input(train, nt, in, o, &td, e);
+    if (!rc) {
+        rc = et_ingest_docs(enc, &td, o, in, out, s, e);
+        et_docs_free(&td);
+    }
+    et_afile af;
+    if (!rc && !(rc = et_afile_open(&af, test_out, e))) {
+        if (fwrite(test, 1, ns, af.f) != ns) {
+            et_afile_abort(&af);
+            rc = et_fail(e, ET_ERUN, "%s: write failed", test_out);
+        } else {
+            rc = et_afile_commit(&af, e);
+        }
+    }
+    free(is_test);
+    free(train);
+    free(test);
+    et_map_close(&mp);
+    return rc;
+}
+
 int cmd_data(int argc, char **argv) {
     cli_args a;
     et_err e = {0};
@@ -94,7 +157,13 @@ int cmd_data(int argc, char **argv) {
     if (!rc) {
         et_encoder enc;
         et_encoder_from_tok(&enc, tok);
-        rc = et_ingest_file(&enc, in, out, &o, &s, &e);
+        double tf = 0;
+        const char *test_out = cli_str(&a, "test_out", NULL);
+        rc = cli_float_range(&a, "test_fraction", 0.0, 0.0, 0.99, &tf, &e);
+        if (!rc && (tf > 0) != (test_out != NULL))
+            rc = et_fail(&e, ET_EUSAGE, "--test-fraction F and --test-out FILE go together");
+        if (!rc && tf > 0) rc = ingest_with_test(&enc, in, out, &o, tf, test_out, &s, &e);
+        else if (!rc) rc = et_ingest_file(&enc, in, out, &o, &s, &e);
         if (!rc) {
             printf("%s (%s): %lld records, tokenizer %.12s…, n_vocab %d", in, et_format_name(s.format),
                    (long long)s.records, enc.sha256, enc.n_vocab);
@@ -103,6 +172,7 @@ int cmd_data(int argc, char **argv) {
             print_split("train", &s.train, o.pack);
             print_split("valid", &s.valid, o.pack);
             printf("wrote %s\n", out);
+            if (cli_str(&a, "test_out", NULL)) printf("held out %s (records verbatim, for edgetune eval)\n", cli_str(&a, "test_out", NULL));
         }
     }
     et_tok_free(tok);

@@ -19,6 +19,8 @@ const cli_cmd cli_commands[] = {
      "  --format auto|text|jsonl|json|tsv   input format (auto: by extension, then content)\n"
      "  --separator S          text: blank (default), line, none, or a literal such as '<|endoftext|>'\n"
      "  --valid-fraction F     share of documents held out for validation (default 0)\n"
+     "  --test-fraction F --test-out FILE   JSONL/TSV: hold out a seeded share of the records, verbatim,\n"
+     "                         in FILE (the test split `edgetune eval` reads); the rest is tokenized\n"
      "  --seed N               seed of the split (default 0)\n"
      "  --pack --seq-len T     concatenate documents into rows of T+1 tokens\n"
      "  --max-len N            cut documents longer than N tokens\n"
