@@ -2,7 +2,9 @@
  * engine's own perplexity and against independent recomputations in double;
  * the teacher-logits file against the engine's logits; bad input. */
 #include <math.h>
+#include <sys/wait.h>
 
+#include "../datasets/dataset.h"
 #include "../datasets/ingest.h"
 #include "../datasets/teacher.h"
 #include "../engine/engine.h"
@@ -441,11 +443,82 @@ static void test_template(void **st) {
     assert_int_equal(et_split_list("a,,b", 8, &v, &n, &e), ET_EUSAGE);
 }
 
+/* Exit code of a shell command (output to a log in the temporary folder). */
+static int run(const char *cmd) {
+    char full[8192];
+    snprintf(full, sizeof full, "%.4096s >>%s/cmd.log 2>&1", cmd, test_tmpdir());
+    int st = system(full);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static long count_lines(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    long n = 0;
+    int c;
+    while ((c = fgetc(f)) != EOF) n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+/* 8. the command line: data --test-out holds out records verbatim and the rest
+ * is tokenized; eval writes its JSON only on success; exit codes 1 / 2. */
+static void test_cli(void **st) {
+    (void)st;
+    SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
+    if (access("./edgetune", X_OK) != 0) {
+        fprintf(stderr, "SKIP: ./edgetune not built\n");
+        skip();
+    }
+    char buf[4096] = "sentence\tlabel\n";
+    for (int i = 0; i < 40; i++) {
+        char row[96];
+        snprintf(row, sizeof row, "story number %d was %s\t%d\n", i, i % 2 ? "happy" : "sad", i % 2);
+        strcat(buf, row);
+    }
+    const char *tsv = tmp_file("cli.tsv", buf), *h5 = tmp_file("cli.h5", NULL), *test = tmp_file("cli_test.tsv", NULL);
+    const char *js = tmp_file("cli.json", NULL);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "./edgetune data --tokenizer %s --input %s -o %s --template 'Story: {text}\\nFeeling:' "
+             "--labels ' sad, happy' --test-fraction 0.25 --test-out %s --seed 3", model, tsv, h5, test);
+    assert_int_equal(run(cmd), 0);
+    assert_int_equal(count_lines(test), 1 + 10); /* the header + 10 records */
+    et_ds *ds;
+    et_err e = {0};
+    assert_int_equal(et_ds_open(&ds, h5, &e), 0);
+    assert_int_equal(ds->n_docs, 30);
+    assert_int_equal(ds->n_labels, 2);
+    et_ds_close(ds);
+    /* every held-out line is a line of the input */
+    FILE *f = fopen(test, "rb");
+    char line[256];
+    while (fgets(line, sizeof line, f)) assert_non_null(strstr(buf, line));
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "./edgetune eval %s --task classify --data %s --template 'Story: {text}\\nFeeling:' "
+             "--labels ' sad, happy' --json %s", model, test, js);
+    assert_int_equal(run(cmd), 0);
+    cJSON *r = NULL;
+    assert_int_equal(et_eval_read_json(js, &r, &e), 0);
+    assert_int_equal((int)cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "task"), "records")->valuedouble, 10);
+    cJSON_Delete(r);
+    /* a malformed line: exit 2, no JSON */
+    const char *bad = tmp_file("cli_bad.jsonl", "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": \n");
+    const char *js2 = tmp_file("cli_bad.json", NULL);
+    snprintf(cmd, sizeof cmd, "./edgetune eval %s --task generate --data %s --json %s", model, bad, js2);
+    assert_int_equal(run(cmd), 2);
+    assert_int_equal(access(js2, F_OK), -1);
+    snprintf(cmd, sizeof cmd, "./edgetune eval %s --task classify --data %s --template 'no placeholder' --json %s", model, tsv, js2);
+    assert_int_equal(run(cmd), 2);
+    assert_int_equal(access(js2, F_OK), -1);
+    snprintf(cmd, sizeof cmd, "./edgetune eval %s --task nope --data %s", model, tsv);
+    assert_int_equal(run(cmd), 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_perplexity_golden), cmocka_unit_test(test_perplexity_scorings),
         cmocka_unit_test(test_classify_independent), cmocka_unit_test(test_logits_and_kl),
-        cmocka_unit_test(test_choice_generate), cmocka_unit_test(test_bad_input), cmocka_unit_test(test_template),
+        cmocka_unit_test(test_choice_generate), cmocka_unit_test(test_bad_input), cmocka_unit_test(test_template), cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
