@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../datasets/dataset.h"
+#include "../eval/logits.h"
 #include "run_opts.h"
 
 static const char USAGE[] =
@@ -38,18 +39,8 @@ static int ppl_dataset(et_runner *r, const char *path, const char *split, et_ppl
     et_ds *ds;
     int rc = et_ds_open(&ds, path, e);
     if (rc) return rc;
-    if (ds->n_vocab > r->m->hp.n_vocab) {
-        rc = et_fail(e, ET_EINPUT, "%s: n_vocab %lld is larger than the model's %d", path, (long long)ds->n_vocab,
-                     r->m->hp.n_vocab);
-        goto out;
-    }
-    if (r->m->tok && ds->tokenizer_sha256[0]) {
-        char hex[65];
-        et_tok_sha256(r->m->tok, hex);
-        if (strcmp(hex, ds->tokenizer_sha256))
-            fprintf(stderr, "edgetune: warning: %s was tokenized with another vocabulary (sha256 %.12s..., the model's %.12s...)\n",
-                    path, ds->tokenizer_sha256, hex);
-    }
+    /* the one compatibility check every command pairing a model with a tokens.h5 uses */
+    if ((rc = et_check_tokenizer(r->m, path, ds->tokenizer_sha256, ds->n_vocab, e))) goto out;
     int64_t d0 = 0, d1 = ds->n_docs;
     if (!strcmp(split, "train")) et_ds_split_docs(ds, ET_SPLIT_TRAIN, &d0, &d1);
     else if (!strcmp(split, "valid")) et_ds_split_docs(ds, ET_SPLIT_VALID, &d0, &d1);
@@ -113,6 +104,8 @@ int cmd_perplexity(int argc, char **argv) {
                 et_map_close(&m);
             }
         }
+        if (!rc && acc.n_scored == 0)
+            rc = et_fail(&e, ET_EINPUT, "%s: nothing to score (no document of 2 or more tokens)", file);
         if (!rc) et_runner_print_ppl(stdout, &acc);
         et_runner_close(&r);
     }
