@@ -15,7 +15,6 @@
 #include <cJSON.h>
 
 #include "../lora/demo_corpus.h"
-#include "../lora/demo_eval.h"
 #include "../lora/demo_task.h"
 #include "run_opts.h"
 
@@ -93,145 +92,14 @@ int cmd_demo_task(int argc, char **argv) {
 
 /* ------------------------------------------------------------ eval-task */
 
-static const char EVAL_USAGE[] =
-    "usage: edgetune eval-task MODEL --task FILE.jsonl [options]\n"
-    "  MODEL: .gguf (or a llama2.c .bin / HF directory, imported to F32)\n"
-    "  --task FILE        prompt/completion JSONL (edgetune demo-task writes train/valid/test.jsonl)\n"
-    "  --lora A[:S][,B]   GGUF LoRA adapters applied at run time (scale S, default 1)\n"
-    "  --n N              most tokens generated per prompt (default 64)\n"
-    "  --max N            only the first N records (default all)\n"
-    "  --no-generate      loss only;  --no-loss  accuracy only\n"
-    "  --threads N        (default 1);  --kv-type F32|F16 (default F32);  --tokenizer F (llama2.c)\n"
-    "  --ctx N            KV cache length (default: the model's, at most 1024)\n"
-    "  --show K           print K prompts with their answers (default 0)\n"
-    "  --json OUT         write the figures as a JSON object\n"
-    "  prints the loss of the completions (nats/token, EOS included, as the trainer's masked\n"
-    "  validation loss) and the greedy exact-match accuracy, plus a line\n"
-    "  'result: records=N loss=L exact=K json=J accuracy=A' for scripts.";
-
-static int write_json(const char *path, const char *model, const char *lora, const char *task,
-                      const demo_eval_result *r, const demo_eval_opts *o, et_err *e) {
-    cJSON *j = cJSON_CreateObject();
-    if (!j) return et_fail(e, ET_ERUN, "%s: out of memory", path);
-    cJSON_AddStringToObject(j, "model", model);
-    if (lora) cJSON_AddStringToObject(j, "lora", lora);
-    cJSON_AddStringToObject(j, "task", task);
-    cJSON_AddNumberToObject(j, "records", r->n);
-    if (o->do_loss) {
-        cJSON_AddNumberToObject(j, "loss", r->n_loss_tokens ? r->nll / (double)r->n_loss_tokens : 0.0);
-        cJSON_AddNumberToObject(j, "loss_tokens", (double)r->n_loss_tokens);
-    }
-    if (o->do_generate) {
-        cJSON_AddNumberToObject(j, "exact", r->n_exact);
-        cJSON_AddNumberToObject(j, "json_match", r->n_json);
-        cJSON_AddNumberToObject(j, "accuracy", r->n ? (double)r->n_exact / r->n : 0.0);
-    }
-    char *txt = cJSON_Print(j);
-    cJSON_Delete(j);
-    if (!txt) return et_fail(e, ET_ERUN, "%s: out of memory", path);
-    et_afile f;
-    int rc = et_afile_open(&f, path, e);
-    if (!rc) {
-        fprintf(f.f, "%s\n", txt);
-        rc = et_afile_commit(&f, e);
-    }
-    free(txt);
-    return rc;
-}
-
-/* The command of a "Command: X\nAction:\n" prompt (or the prompt itself), one line. */
-static void short_prompt(const char *p, char *out, size_t cap) {
-    const char *s = strncmp(p, "Command: ", 9) ? p : p + 9;
-    size_t n = 0;
-    for (; *s && *s != '\n' && n + 1 < cap; s++) out[n++] = *s;
-    out[n] = 0;
-}
-
+/* Retired: `edgetune eval --task generate` does what eval-task did (held-out
+ * loss of the completions + EOS, greedy exact match, same JSON), with the
+ * eval result JSON every other stage reports through (docs/evaluation.md). */
 int cmd_eval_task(int argc, char **argv) {
-    static const char *const bools[] = {"no_generate", "no_loss", "help", NULL};
-    static const char *const known[] = {"model", "task", "lora", "n", "max", "no_generate", "no_loss", "threads", "ctx",
-                                        "kv_type", "tokenizer", "show", "json", "help", NULL};
-    cli_args a;
-    et_err e = {0};
-    int rc = cli_parse(&a, argc, argv, bools, &e);
-    if (!rc) rc = cli_check_known(&a, known, &e);
-    const char *model = cli_str(&a, "model", a.npos > 0 ? a.pos[0] : NULL), *task = cli_str(&a, "task", NULL);
-    if (!rc && cli_str(&a, "help", NULL)) {
-        printf("%s\n", EVAL_USAGE);
-        cli_free(&a);
-        return 0;
-    }
-    if (!rc && (!model || !task || a.npos > 1)) rc = et_fail(&e, ET_EUSAGE, "eval-task needs MODEL and --task FILE");
-    demo_eval_opts o = demo_eval_defaults();
-    long n_predict = 0, max = 0, threads = 0, show = 0, ctx = 0;
-    if (!rc && !(rc = cli_int(&a, "n", o.n_predict, &n_predict, &e)) && !(rc = cli_int(&a, "max", 0, &max, &e)) &&
-        !(rc = cli_int(&a, "ctx", 0, &ctx, &e)) &&
-        !(rc = cli_int(&a, "threads", 1, &threads, &e)) && !(rc = cli_int(&a, "show", 0, &show, &e))) {
-        if (n_predict < 1 || n_predict > 4096 || max < 0 || threads < 1 || threads > 256 || show < 0 || ctx < 0 ||
-            ctx > (1 << 20))
-            rc = et_fail(&e, ET_EUSAGE, "--n in [1, 4096], --max >= 0, --threads in [1, 256], --show >= 0, "
-                                        "--ctx in [0, 2^20]");
-        o.n_predict = (int)n_predict, o.max_records = (int)max, o.n_threads = (int)threads, o.n_ctx = (int)ctx;
-        o.do_generate = !cli_str(&a, "no_generate", NULL);
-        o.do_loss = !cli_str(&a, "no_loss", NULL);
-    }
-    const char *kv = cli_str(&a, "kv_type", NULL);
-    if (!rc && kv) rc = et_runner_kv_type(kv, &o.kv_type, &e);
-    if (rc) {
-        fprintf(stderr, "%s\n", EVAL_USAGE);
-        cli_free(&a);
-        return cli_report(&e);
-    }
-    demo_records recs = {0};
-    rc = demo_records_read(&recs, task, &e);
-    et_runner_opts ro;
-    et_runner_defaults(&ro);
-    ro.kv_type = o.kv_type;
-    ro.n_ctx = 64; /* the runner's own state is not used: keep it small */
-    const char *lora = cli_str(&a, "lora", NULL);
-    if (!rc && lora) rc = et_runner_add_lora(&ro, lora, &e);
-    et_runner r;
-    et_model mm;
-    int have_mm = 0, opened = 0;
-    if (!rc && !(rc = cli_open_runner(&r, &ro, model, cli_str(&a, "tokenizer", NULL), &mm, &have_mm, &e)))
-        opened = 1;
-    demo_eval_result res = {0};
-    if (!rc) {
-        fprintf(stderr, "eval-task: %s%s%s on %s (%d records)...\n", model, lora ? " + " : "", lora ? lora : "", task,
-                o.max_records && o.max_records < recs.n ? o.max_records : recs.n);
-        rc = demo_eval_run(r.m, &recs, &o, &res, &e);
-        if (rc) { /* name the file */
-            char msg[sizeof e.msg];
-            snprintf(msg, sizeof msg, "%s", e.msg);
-            et_fail(&e, rc, "%s: %s", task, msg);
-        }
-    }
-    if (!rc) {
-        printf("%s%s%s on %s: %d records\n", model, lora ? " + " : "", lora ? lora : "", task, res.n);
-        double loss = res.n_loss_tokens ? res.nll / (double)res.n_loss_tokens : 0.0;
-        if (o.do_loss)
-            printf("  completion loss %.4f nats/token over %ld tokens (%.2f s)\n", loss, res.n_loss_tokens, res.t_loss_s);
-        if (o.do_generate)
-            printf("  exact match %d/%d = %.1f%%, same JSON %d/%d (greedy, %ld tokens in %.2f s)\n", res.n_exact, res.n,
-                   res.n ? 100.0 * res.n_exact / res.n : 0.0, res.n_json, res.n, res.n_gen_tokens, res.t_gen_s);
-        for (int i = 0; o.do_generate && i < res.n && i < show; i++) {
-            char sp[256];
-            short_prompt(recs.r[i].prompt, sp, sizeof sp);
-            printf("  %s %-44s -> %s\n", demo_task_exact(recs.r[i].completion, res.answers[i]) ? "ok " : "BAD", sp,
-                   res.answers[i]);
-        }
-        printf("result: records=%d", res.n);
-        if (o.do_loss) printf(" loss=%.4f", loss);
-        if (o.do_generate) printf(" exact=%d json=%d accuracy=%.4f", res.n_exact, res.n_json,
-                                  res.n ? (double)res.n_exact / res.n : 0.0);
-        printf("\n");
-        const char *jp = cli_str(&a, "json", NULL);
-        if (jp) rc = write_json(jp, model, lora, task, &res, &o, &e);
-    }
-    demo_eval_result_free(&res);
-    if (opened) et_runner_close(&r);
-    if (have_mm) et_model_free(&mm);
-    demo_records_free(&recs);
-    cli_free(&a);
-    return rc ? cli_report(&e) : 0;
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "edgetune: eval-task was retired; use\n"
+                    "  edgetune eval MODEL [--lora A.gguf] --task generate --data FILE.jsonl --stop '\\n' [--json OUT]\n"
+                    "(completion loss as nll_per_token, exact_match, same_json; docs/evaluation.md)\n");
+    return ET_EUSAGE;
 }

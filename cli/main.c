@@ -69,8 +69,8 @@ const cli_cmd cli_commands[] = {
      "  checkpoint.h5 and recipe.json; prints the validation loss before/after and the adapter size.\n"
      "  Details: docs/lora_training.md", cmd_lora},
     {"merge", "fold LoRA adapters into a base model", "edgetune merge BASE.gguf ADAPTER.gguf[:SCALE]... -o OUT.gguf", cmd_merge},
-    {"quantize", "quantize a GGUF model as llama-quantize does (F16, BF16, Q8_0, Q4_0, Q4_K_M, Q6_K)",
-     "edgetune quantize IN.gguf OUT.gguf --type F16|BF16|Q8_0|Q4_0|Q4_K_M|Q6_K [--allow-requantize] [--quiet]", cmd_quantize},
+    {"quantize", "quantize a GGUF model as llama-quantize does (F16, BF16, Q8_0, Q4_0, Q4_1, Q5_1, Q4_K_M, Q6_K)",
+     "edgetune quantize IN.gguf OUT.gguf --type F16|BF16|Q8_0|Q4_0|Q4_1|Q5_1|Q4_K_M|Q6_K [--allow-requantize] [--quiet]", cmd_quantize},
     {"run", "generate text with the reference engine",
      "edgetune run MODEL [--prompt TEXT | --file F] [--n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
      "             [--seed S] [--threads N] [--ctx N] [--lora FILE[:SCALE],...] [--kv-type F16|F32] [--stats]\n"
@@ -89,9 +89,8 @@ const cli_cmd cli_commands[] = {
      "  DIR/train.jsonl, valid.jsonl, test.jsonl (valid and test: held-out phrasings and slots only),\n"
      "  DIR/pretrain.txt (replies and device logs from the training commands, never command -> JSON).\n"
      "  The task: lora/demo_task.h; the corpus: lora/demo_corpus.h; the demo: docs/demo.md", cmd_demo_task},
-    {"eval-task", "held-out loss and greedy exact-match accuracy of a model (+ LoRA) on prompt/completion JSONL",
-     "edgetune eval-task MODEL --task FILE.jsonl [--lora A.gguf[:S],...] [--n 64] [--max N] [--show K]\n"
-     "                   [--no-generate] [--no-loss] [--threads N] [--kv-type F32|F16] [--json OUT]", cmd_eval_task},
+    {"eval-task", "(retired: use `edgetune eval --task generate`)",
+     "edgetune eval-task was retired: edgetune eval MODEL --task generate --data FILE.jsonl --stop '\\n'", cmd_eval_task},
     {"eval", "evaluate a model (+ adapters) on a task: perplexity, kl, classify, choice, generate",
      "edgetune eval MODEL [--lora A.gguf[:S],...] --task TASK --data FILE [--json OUT] [options]\n"
      "  (edgetune eval --help for every flag; definitions in docs/evaluation.md)", cmd_eval},

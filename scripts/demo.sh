@@ -8,7 +8,7 @@
 #   4. a small base model trained from scratch on the corpus (edgetune train)
 #   5. a LoRA adapter tuned for the task on the frozen base (edgetune lora),
 #      exported as GGUF and PEFT; the merged GGUF (edgetune merge)
-#   6. the engine on held-out prompts (edgetune eval-task): loss and greedy
+#   6. the engine on held-out prompts (edgetune eval --task generate): loss and greedy
 #      exact-match accuracy before and after, and a table.
 #   7. accuracy vs size: every artifact (base, + LoRA, merged F32/Q8_0/Q4_0)
 #      through `edgetune eval`, `edgetune report` (report.md/.json/.svg) and
@@ -43,8 +43,6 @@ N_STEPS=8
 step() { STEP=$((STEP + 1)); printf '\n\033[1m[%d/%d %3ss] %s\033[0m\n' "$STEP" "$N_STEPS" "$(elapsed)" "$*" >&2; }
 [ -t 2 ] || step() { STEP=$((STEP + 1)); printf '\n[%d/%d %3ss] %s\n' "$STEP" "$N_STEPS" "$(elapsed)" "$*" >&2; }
 run() { printf '  $ %s\n' "$*" >&2; "$@" >&2; }   # stdout is kept for the tables
-# field NAME of the "result: k=v ..." line of an eval-task output file
-field() { sed -n "s/^result:.* $2=\([^ ]*\).*/\1/p" "$1"; }
 kb() { awk -v b="$(stat -c %s "$1")" 'BEGIN { printf "%.1f KB", b / 1024 }'; }
 
 [ -x "$ET" ] || { echo "demo: $ET not found (run make first)" >&2; exit 1; }
@@ -55,7 +53,7 @@ if ! "$ET" help lora 2>/dev/null | grep -q -- '--rank'; then
 fi
 # start clean, removing only what this script writes
 rm -rf "$OUT/task" "$OUT/base" "$OUT/lora" "$OUT/eval" "$OUT/stories260K" "$OUT/merged.gguf" "$OUT/evals" "$OUT/report"
-mkdir -p "$OUT/eval"
+mkdir -p "$OUT/eval" "$OUT/evals"
 D=$OUT/task
 
 step "the task: smart-home commands -> JSON actions (seed $SEED)"
@@ -76,14 +74,23 @@ run "$ET" train --tokenizer "$D/vocab.gguf" --data "$D/pretrain.h5" --out "$OUT/
   --log-every 50 --seed "$SEED" --threads "$THREADS"
 BASE=$OUT/base/model.gguf
 
-# eval NAME MODEL [--lora ADAPTER]: held-out loss on valid.jsonl, accuracy on test.jsonl
+# evaluate NAME MODEL [--lora ADAPTER]: `edgetune eval --task generate` on the engine: the held-out
+# loss of valid.jsonl's answers (+EOS) and greedy exact match on test.jsonl (stop at a newline).
+# test.jsonl's result is the artifact's eval JSON ($OUT/evals/NAME.json, the report's input).
 evaluate() {
   local name=$1 model=$2; shift 2
-  "$ET" eval-task "$model" "$@" --task "$D/valid.jsonl" --no-generate --threads "$THREADS" 2>/dev/null \
-    > "$OUT/eval/$name.valid.txt"
-  "$ET" eval-task "$model" "$@" --task "$D/test.jsonl" --no-loss --show 4 --threads "$THREADS" 2>/dev/null \
-    > "$OUT/eval/$name.test.txt"
-  sed -n '2,$p' "$OUT/eval/$name.test.txt" | grep -v '^result:' >&2 || true
+  "$ET" eval "$model" "$@" --task generate --data "$D/valid.jsonl" --stop '\n' --n-predict 1 --name "$name" \
+    --threads "$THREADS" --json "$OUT/eval/$name.valid.json" >/dev/null 2>&1
+  "$ET" eval "$model" "$@" --task generate --data "$D/test.jsonl" --stop '\n' --n-predict 64 --name "$name" \
+    --threads "$THREADS" --json "$OUT/evals/$name.json" --samples "$OUT/eval/$name.samples.jsonl" >/dev/null 2>&1
+  shown "$OUT/eval/$name.samples.jsonl" | awk -F'\t' 'NR <= 4 { printf "  %s %-44s -> %s\n", $1, $2, $3 }' >&2
+}
+# number NAME of an eval JSON (cJSON prints "name":<TAB>value)
+num() { sed -n "s/^[[:space:]]*\"$2\":[[:space:]]*\([-0-9.e+]*\),*$/\1/p" "$1" | head -1; }
+# ok|BAD, the command, the answer of each line of a --samples file
+shown() {
+  sed -n -E 's/^\{"line":[0-9]+,"prompt":"(Command: )?([^"\\]*)(\\n)?[^"]*","gold":".*","pred":"(.*)","exact":(true|false),.*$/\5\t\2\t\4/p' "$1" |
+    sed -e 's/^true/ok /' -e 's/^false/BAD/' -e 's/\\"/"/g'
 }
 
 step "the base on held-out prompts, through the engine (greedy)"
@@ -99,8 +106,8 @@ if [ $HAVE_LORA = 1 ]; then
 
   step "exports: merged GGUF (edgetune merge); the engine with the adapter, and merged"
   run "$ET" merge "$BASE" "$ADAPTER" -o "$OUT/merged.gguf"
-  evaluate lora "$BASE" --lora "$ADAPTER"
-  evaluate merged "$OUT/merged.gguf"
+  evaluate base+lora "$BASE" --lora "$ADAPTER"
+  evaluate merged-F32 "$OUT/merged.gguf"
 else
   STEP=$((STEP + 2))
 fi
@@ -114,18 +121,8 @@ if [ $HAVE_LORA = 1 ]; then
   step "accuracy vs size: base, + LoRA, merged F32 / Q8_0 / Q4_0 -> report + gate"
   run "$ET" quantize "$OUT/merged.gguf" "$OUT/merged-Q8_0.gguf" --type Q8_0 --quiet
   run "$ET" quantize "$OUT/merged.gguf" "$OUT/merged-Q4_0.gguf" --type Q4_0 --quiet
-  rm -rf "$OUT/report" "$OUT/evals"
-  mkdir -p "$OUT/evals"
-  ev() { # NAME MODEL [flags]
-    local name=$1 model=$2; shift 2
-    run "$ET" eval "$model" "$@" --task generate --data "$D/test.jsonl" --stop '\n' --n-predict 64 \
-      --name "$name" --threads "$THREADS" --json "$OUT/evals/$name.json"
-  }
-  ev base "$BASE"
-  ev base+lora "$BASE" --lora "$ADAPTER"
-  ev merged-F32 "$OUT/merged.gguf"
-  ev merged-Q8_0 "$OUT/merged-Q8_0.gguf"
-  ev merged-Q4_0 "$OUT/merged-Q4_0.gguf"
+  evaluate merged-Q8_0 "$OUT/merged-Q8_0.gguf"
+  evaluate merged-Q4_0 "$OUT/merged-Q4_0.gguf"
   run "$ET" report "$OUT"/evals/*.json -o "$OUT/report" --title "make demo: smart-home commands -> JSON"
   GATE_RC=0
   "$ET" gate --baseline scripts/demo_gate/baseline.json --current "$OUT/report/report.json" \
@@ -134,10 +131,12 @@ fi
 
 # ---------------------------------------------------------------- the table
 row() { # label name size
-  local v=$OUT/eval/$2.valid.txt t=$OUT/eval/$2.test.txt
-  local n; n=$(field "$t" records)
-  printf '  %-28s %12s %9s/%s %7.1f%% %10s   %s\n' "$1" "$(field "$v" loss)" "$(field "$t" exact)" "$n" \
-    "$(awk -v a="$(field "$t" accuracy)" 'BEGIN { print 100 * a }')" "$(field "$t" json)" "$3"
+  local v=$OUT/eval/$2.valid.json t=$OUT/evals/$2.json
+  local n; n=$(num "$t" records)
+  printf '  %-28s %12.4f %9s/%s %7.1f%% %10s   %s\n' "$1" "$(num "$v" nll_per_token)" \
+    "$(awk -v a="$(num "$t" exact_match)" -v n="$n" 'BEGIN { printf "%d", a * n + 0.5 }')" "$n" \
+    "$(awk -v a="$(num "$t" exact_match)" 'BEGIN { print 100 * a }')" \
+    "$(awk -v a="$(num "$t" same_json)" -v n="$n" 'BEGIN { printf "%d", a * n + 0.5 }')" "$3"
 }
 {
   echo
@@ -145,16 +144,15 @@ row() { # label name size
   printf '  %-28s %12s %14s %8s %10s   %s\n' "model" "held-out loss" "exact match" "" "same JSON" "size on disk"
   row "base (no adapter)" base "model.gguf $(kb "$BASE")"
   if [ $HAVE_LORA = 1 ]; then
-    row "base + LoRA (run time)" lora "adapter.gguf $(kb "$ADAPTER"), PEFT $(kb "$PEFT")"
-    row "merged GGUF" merged "merged.gguf $(kb "$OUT/merged.gguf")"
+    row "base + LoRA (run time)" base+lora "adapter.gguf $(kb "$ADAPTER"), PEFT $(kb "$PEFT")"
+    row "merged GGUF" merged-F32 "merged.gguf $(kb "$OUT/merged.gguf")"
   else
     echo "  (no 'edgetune lora' in this build: no adapter rows)"
   fi
   echo "  loss: nats/token of the JSON answers (+EOS) of $D/valid.jsonl; accuracy: greedy answers to $D/test.jsonl"
   if [ $HAVE_LORA = 1 ]; then
     echo "  held-out prompts, greedy answers of the base and of base + LoRA:"
-    shown() { sed -n -E 's/^  (ok |BAD) (.*[^ ]) +-> (.*)$/\1\t\2\t\3/p' "$1"; }
-    paste <(shown "$OUT/eval/base.test.txt") <(shown "$OUT/eval/lora.test.txt") |
+    paste <(shown "$OUT/eval/base.samples.jsonl") <(shown "$OUT/eval/base+lora.samples.jsonl") |
       awk -F'\t' 'NR <= 3 { printf "    %s\n      base:   %s\n      + LoRA: %s  (%s)\n", $2, $3, $6,
                              $4 == "ok " ? "exact" : "wrong" }'
   fi

@@ -12,7 +12,7 @@
  *   -> GGUF -> a LoRA adapter trained a few steps on the task on the frozen
  *   base (its validation loss falls; GGUF + PEFT files) -> merge; the engine's
  *   logits with the adapter applied at run time equal the merged model's
- *   within 1e-4 (F32); the held-out loss of lora/demo_eval.h equals the
+ *   within 1e-4 (F32); the held-out loss of `edgetune eval` (eval/eval.h) equals the
  *   trainer's masked validation loss on the same records (an independent
  *   forward pass), for the base and for base + adapter (the LoRA trainer's
  *   forward), and the adapter lowers it; exact-match counts come from the generations (records
@@ -30,7 +30,8 @@
 #include "../export/safetensors.h"
 #include "../lora/adapter.h"
 #include "../lora/demo_corpus.h"
-#include "../lora/demo_eval.h"
+#include "../eval/eval.h"
+#include "../eval/internal.h"
 #include "../lora/demo_task.h"
 #include "../lora/lora_train.h"
 #include "../lora/merge.h"
@@ -322,6 +323,71 @@ static void ingest(const et_tokenizer *tok, const char *in, const char *out, dou
 }
 
 /* Max |a - b| of the logits of every position of `text` under two engines. */
+/* `edgetune eval --task generate` (greedy, stop at a newline, 24 tokens) of
+ * model [+ adapter] on a prompt/completion JSONL; samples (may be NULL)
+ * gets one line per record. */
+static cJSON *eval_generate(const char *model, const char *adapter, const char *data, const char *samples) {
+    et_eval_opts o = et_eval_defaults();
+    o.model = model;
+    o.task = "generate";
+    o.data = data;
+    o.n_predict = 24;
+    o.stop[0] = "\n";
+    o.n_stop = 1;
+    o.samples = samples;
+    if (adapter) {
+        o.lora[0] = adapter;
+        o.lora_scale[0] = 1.0f;
+        o.n_lora = 1;
+    }
+    cJSON *r = NULL;
+    et_err e = {0};
+    check(et_eval_run(&o, &r, &e), &e);
+    return r;
+}
+
+static double metric_of(const cJSON *r, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "metrics"), k);
+    assert_true(cJSON_IsNumber(v));
+    return v->valuedouble;
+}
+
+/* The "pred" of each line of a --samples file, in order ([n], malloc'd). */
+static char **sample_preds(const char *path, int n) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char **out = calloc((size_t)n, sizeof *out);
+    char line[1 << 14];
+    int i = 0;
+    while (i < n && fgets(line, sizeof line, f)) {
+        cJSON *j = cJSON_Parse(line);
+        assert_non_null(j);
+        out[i++] = strdup(cJSON_GetObjectItemCaseSensitive(j, "pred")->valuestring);
+        cJSON_Delete(j);
+    }
+    fclose(f);
+    assert_int_equal(i, n);
+    return out;
+}
+
+/* A prompt/completion JSONL of recs' prompts with the given completions (suffix appended). */
+static void write_jsonl(const char *path, const et_recs *recs, char **completions, const char *suffix) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    for (long i = 0; i < recs->n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        char c[2048];
+        snprintf(c, sizeof c, "%s%s", completions[i], suffix);
+        cJSON_AddStringToObject(o, "prompt", recs->r[i].prompt);
+        cJSON_AddStringToObject(o, "completion", c);
+        char *t = cJSON_PrintUnformatted(o);
+        fprintf(f, "%s\n", t);
+        free(t);
+        cJSON_Delete(o);
+    }
+    fclose(f);
+}
+
 static double logits_diff(et_engine *a, et_engine *b, const char *text) {
     et_state_opts so = et_state_default_opts();
     so.kv_type = GGML_TYPE_F32;
@@ -411,16 +477,16 @@ static void test_pipeline(void **state) {
             (long long)nv_tok);
     assert_true(res.val_loss < before - 0.5);
     check(et_model_save_gguf(&m, tmp("base.gguf"), GGML_TYPE_F32, &e), &e);
-    /* 4. the held-out loss through the engine == the trainer's masked loss */
-    demo_records recs;
-    check(demo_records_read(&recs, tmp("test.jsonl"), &e), &e);
+    /* 4. the held-out loss through the engine (edgetune eval) == the trainer's masked loss */
+    et_eval_opts ro = et_eval_defaults();
+    ro.task = "generate";
+    ro.data = tmp("test.jsonl");
+    et_recs recs;
+    check(et_recs_read(&ro, &recs, &e), &e);
     assert_int_equal(recs.n, 24);
     et_engine *base;
     check(et_engine_load(&base, tmp("base.gguf"), &e), &e);
-    demo_eval_opts eo = demo_eval_defaults();
-    eo.n_predict = 24;
-    demo_eval_result r0;
-    check(demo_eval_run(base, &recs, &eo, &r0, &e), &e);
+    cJSON *r0 = eval_generate(tmp("base.gguf"), NULL, tmp("test.jsonl"), NULL);
     check(et_ds_open(&dt, tmp("test.h5"), &e), &e);
     lo = et_loader_defaults();
     lo.batch_size = 4, lo.seq_len = 63, lo.shuffle = 0, lo.loop = 0, lo.mode = ET_LOAD_ROWS;
@@ -429,10 +495,10 @@ static void test_pipeline(void **state) {
     double tr_loss;
     int64_t tr_tok;
     check(et_train_evaluate(&tm, lte, 4, 63, 0, &tr_loss, &tr_tok, &e), &e);
-    double ev_loss = r0.nll / (double)r0.n_loss_tokens;
-    fprintf(stderr, "  held-out loss: engine %.6f over %ld tokens, trainer %.6f over %lld\n", ev_loss,
-            r0.n_loss_tokens, tr_loss, (long long)tr_tok);
-    assert_int_equal(r0.n_loss_tokens, tr_tok);
+    double ev_loss = metric_of(r0, "nll_per_token"), base_loss = ev_loss;
+    fprintf(stderr, "  held-out loss: engine %.6f over %.0f tokens, trainer %.6f over %lld\n", ev_loss,
+            metric_of(r0, "loss_tokens"), tr_loss, (long long)tr_tok);
+    assert_int_equal((int64_t)metric_of(r0, "loss_tokens"), tr_tok);
     assert_true(fabs(ev_loss - tr_loss) < 1e-4 * fmax(1.0, tr_loss));
     /* 5. a LoRA adapter trained a few steps on the task (frozen base), its files */
     ingest(tok, tmp("train.jsonl"), tmp("task.h5"), 0.1, T);
@@ -476,60 +542,45 @@ static void test_pipeline(void **state) {
     double worst = 0;
     for (int i = 0; i < 4; i++) {
         char text[512];
-        snprintf(text, sizeof text, "%s%s", recs.r[i].prompt, recs.r[i].completion);
+        snprintf(text, sizeof text, "%s%s", recs.r[i].prompt, recs.r[i].gold);
         double d = logits_diff(base, merged, text);
         if (d > worst) worst = d;
     }
     fprintf(stderr, "  adapter at run time vs merged: max |logit diff| %.3g\n", worst);
     assert_true(worst < 1e-4);
     /* the held-out loss with the adapter at run time == the LoRA trainer's forward */
-    demo_eval_result ra;
-    eo.do_generate = 0;
-    check(demo_eval_run(base, &recs, &eo, &ra, &e), &e);
-    eo.do_generate = 1;
+    cJSON *ra = eval_generate(tmp("base.gguf"), tmp("adapter.gguf"), tmp("test.jsonl"), tmp("lora_samples.jsonl"));
     check(et_train_evaluate(&tmk, lte, 4, 63, 0, &tr_loss, &tr_tok, &e), &e);
-    ev_loss = ra.nll / (double)ra.n_loss_tokens;
+    ev_loss = metric_of(ra, "nll_per_token");
     fprintf(stderr, "  held-out loss with the adapter: engine %.6f, LoRA trainer %.6f (base %.6f)\n", ev_loss,
-            tr_loss, r0.nll / (double)r0.n_loss_tokens);
-    assert_int_equal(ra.n_loss_tokens, tr_tok);
+            tr_loss, base_loss);
+    assert_int_equal((int64_t)metric_of(ra, "loss_tokens"), tr_tok);
     assert_true(fabs(ev_loss - tr_loss) < 1e-4 * fmax(1.0, tr_loss));
-    assert_true(ev_loss < r0.nll / (double)r0.n_loss_tokens); /* the adapter helps on held-out records */
-    demo_eval_result_free(&ra);
-    /* 6. accuracy is counted from the generations */
-    demo_eval_result r1;
-    check(demo_eval_run(base, &recs, &eo, &r1, &e), &e);
-    assert_int_equal(r1.n, 24);
+    assert_true(ev_loss < base_loss); /* the adapter helps on held-out records */
+    /* 6. accuracy is counted from the generations: the model's own answers are
+     * exact matches, the same answers with a character appended are not */
+    char **preds = sample_preds(tmp("lora_samples.jsonl"), 24);
     int recount = 0;
-    for (int i = 0; i < r1.n; i++) recount += demo_task_exact(recs.r[i].completion, r1.answers[i]);
-    assert_int_equal(recount, r1.n_exact);
-    demo_records own = {calloc(24, sizeof(demo_record)), 24}, off = {calloc(24, sizeof(demo_record)), 24};
-    for (int i = 0; i < 24; i++) {
-        own.r[i].prompt = strdup(recs.r[i].prompt);
-        own.r[i].completion = strdup(r1.answers[i]);
-        off.r[i].prompt = strdup(recs.r[i].prompt);
-        off.r[i].completion = malloc(strlen(r1.answers[i]) + 2);
-        snprintf(off.r[i].completion, strlen(r1.answers[i]) + 2, "%s~", r1.answers[i]);
-    }
-    demo_eval_result r2, r3;
-    eo.do_loss = 0;
-    check(demo_eval_run(base, &own, &eo, &r2, &e), &e);
-    check(demo_eval_run(base, &off, &eo, &r3, &e), &e);
-    assert_int_equal(r2.n_exact, 24);
-    assert_int_equal(r3.n_exact, 0);
+    for (int i = 0; i < 24; i++) recount += !strcmp(preds[i], recs.r[i].gold);
+    assert_int_equal(recount, (int)(metric_of(ra, "exact_match") * 24 + 0.5));
+    write_jsonl(tmp("own.jsonl"), &recs, preds, "");
+    write_jsonl(tmp("off.jsonl"), &recs, preds, "~");
+    cJSON *r2 = eval_generate(tmp("base.gguf"), tmp("adapter.gguf"), tmp("own.jsonl"), NULL);
+    cJSON *r3 = eval_generate(tmp("base.gguf"), tmp("adapter.gguf"), tmp("off.jsonl"), NULL);
+    assert_true(metric_of(r2, "exact_match") == 1.0);
+    assert_true(metric_of(r3, "exact_match") == 0.0);
     /* the merged model answers as the adapter at run time does */
-    demo_eval_result r4;
-    check(demo_eval_run(merged, &own, &eo, &r4, &e), &e);
-    fprintf(stderr, "  merged model reproduces %d/24 answers of base + adapter\n", r4.n_exact);
-    assert_true(r4.n_exact >= 22);
-
-    demo_eval_result_free(&r0);
-    demo_eval_result_free(&r1);
-    demo_eval_result_free(&r2);
-    demo_eval_result_free(&r3);
-    demo_eval_result_free(&r4);
-    demo_records_free(&own);
-    demo_records_free(&off);
-    demo_records_free(&recs);
+    cJSON *r4 = eval_generate(tmp("merged.gguf"), NULL, tmp("own.jsonl"), NULL);
+    fprintf(stderr, "  merged model reproduces %.0f/24 answers of base + adapter\n", metric_of(r4, "exact_match") * 24);
+    assert_true(metric_of(r4, "exact_match") * 24 >= 22 - 1e-9);
+    for (int i = 0; i < 24; i++) free(preds[i]);
+    free(preds);
+    cJSON_Delete(r0);
+    cJSON_Delete(ra);
+    cJSON_Delete(r2);
+    cJSON_Delete(r3);
+    cJSON_Delete(r4);
+    et_recs_free(&recs);
     et_engine_detach_all(base);
     et_adapter_free(rt);
     et_engine_free(base);
