@@ -258,7 +258,8 @@ int et_eval_run(const et_eval_opts *o, cJSON **out, et_err *e) {
         cJSON_AddNumberToObject(art, "n_params", (double)np);
         cJSON_AddItemToObject(res, "artifact", art);
         art = NULL;
-        const char *pm = is_ppl ? "ppl" : is_kl ? "kl_mean" : !strcmp(o->task, "generate") ? "exact_match" : "accuracy";
+        const char *pm = is_ppl ? "ppl" : is_kl ? "kl_mean" : !strcmp(o->task, "generate") ? "exact_match"
+                       : !strcmp(o->task, "choice") ? "acc" : "accuracy";
         cJSON *prim = cJSON_CreateObject();
         cJSON_AddStringToObject(prim, "metric", pm);
         cJSON_AddNumberToObject(prim, "value", cJSON_GetObjectItemCaseSensitive(metrics, pm)->valuedouble);

@@ -153,9 +153,9 @@ int et_task_choices(et_task_ctx *c, int is_classify, cJSON *metrics, et_err *e) 
                      c->sc->n_ctx);
     if (!rc) {
         c->n_scored = n_done;
-        cJSON_AddNumberToObject(metrics, "accuracy", (double)n_acc / (double)n_done);
+        /* lm-eval's names for choice (acc, acc_norm); accuracy for classify */
+        cJSON_AddNumberToObject(metrics, is_classify ? "accuracy" : "acc", (double)n_acc / (double)n_done);
         cJSON_AddNumberToObject(metrics, is_classify ? "accuracy_norm" : "acc_norm", (double)n_acc_norm / (double)n_done);
-        if (!is_classify) cJSON_AddNumberToObject(metrics, "acc", (double)n_acc / (double)n_done);
         cJSON_AddNumberToObject(metrics, "n_correct", (double)n_acc);
     }
     if (!rc && conf) {
