@@ -1,7 +1,7 @@
 /* bench/bench_eval.c — classify throughput (SST-2) beside the engine's own
  * prompt-processing rate, measured in the same run (issue: evaluation §5).
  *
- *   build/bench/bench_eval [MODEL.gguf] [N_RECORDS] [THREADS]
+ *   build/bench/bench_eval [MODEL.gguf [N_RECORDS [THREADS]]]
  *
  * For each of 5 rounds: (1) the engine's prompt processing, tokens/s, over
  * the same rendered prompts + verbalizers fed from an empty cache in one
@@ -10,23 +10,22 @@
  * example needs at best (its prompt once plus each verbalizer's new tokens,
  * counted by the scorer itself); the ratio examples/s / token-bound rate is
  * the figure of merit (target >= 0.8).  Medians of the rounds are printed.
- * Defaults: ../shared stories260K, 300 records, 1 thread. */
+ * Without arguments: ../shared stories260K (300 records), then the real
+ * SmolLM2-135M-Instruct when scripts/get_models.sh has fetched it (100
+ * records); 1 thread. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../datasets/ingest.h"
 #include "../eval/eval.h"
 #include "../eval/internal.h"
 #include "bench_util.h"
 
-int main(int argc, char **argv) {
-    char model_buf[4096], data[4096];
-    snprintf(model_buf, sizeof model_buf, "%s/models/stories260K/stories260K.gguf", et_shared_dir());
+static int bench_one(const char *model, long n_rec, int threads) {
+    char data[4096];
     snprintf(data, sizeof data, "%s/data/sst2/test.tsv", et_shared_dir());
-    const char *model = argc > 1 ? argv[1] : model_buf;
-    long n_rec = argc > 2 ? atol(argv[2]) : 300;
-    int threads = argc > 3 ? atoi(argv[3]) : 1;
     FILE *f = fopen(model, "rb"), *g = fopen(data, "rb");
     if (!f || !g) {
         printf("bench_eval: SKIP (%s or %s absent)\n", model, data);
@@ -121,4 +120,29 @@ int main(int argc, char **argv) {
     et_engine_free(m);
     et_recs_free(&recs);
     return 0;
+}
+
+/* The real SmolLM2-135M-Instruct: ../shared first, then the cache of scripts/get_models.sh. */
+static const char *smollm2(char *buf, size_t cap) {
+    const char *name = "SmolLM2-135M-Instruct.Q4_1.gguf";
+    snprintf(buf, cap, "%s/models/smollm2-135m-instruct/%s", et_shared_dir(), name);
+    if (access(buf, R_OK) == 0) return buf;
+    const char *c = getenv("ET_MODEL_CACHE"), *h = getenv("HOME");
+    if (c) snprintf(buf, cap, "%s/%s", c, name);
+    else snprintf(buf, cap, "%s/.cache/edgetune/%s", h ? h : ".", name);
+    return access(buf, R_OK) == 0 ? buf : NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) return bench_one(argv[1], argc > 2 ? atol(argv[2]) : 300, argc > 3 ? atoi(argv[3]) : 1);
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s/models/stories260K/stories260K.gguf", et_shared_dir());
+    int rc = bench_one(buf, 300, 1);
+    if (rc) return rc;
+    const char *m = smollm2(buf, sizeof buf);
+    if (!m) {
+        printf("bench_eval: SmolLM2-135M-Instruct absent (scripts/get_models.sh fetches it): skipped\n");
+        return 0;
+    }
+    return bench_one(m, 100, 1);
 }
