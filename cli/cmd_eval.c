@@ -15,7 +15,9 @@
 static const char EVAL_USAGE[] =
     "usage: edgetune eval MODEL [--lora A.gguf[:S],...] --task TASK --data FILE [--json OUT] [options]\n"
     "  TASK: perplexity  text or tokens.h5: nats/token, ppl (--scoring all | llama: as llama-perplexity)\n"
-    "        kl          --ref REF.h5 from `edgetune logits`: KL(ref || model) mean, p90/p99/p99.9, max,\n"
+    "        kl          --ref REF.h5 from `edgetune logits`, or --ref-model REF.gguf --data D (run once,\n"
+    "                    cached in --ref FILE when given and reused while model, data, window and k match;\n"
+    "                    --ref-top-k 64 | --ref-full): KL(ref || model) mean, p90/p99/p99.9, max,\n"
     "                    same top-1, mean delta-p, ppl ratio (as llama-perplexity --kl-divergence)\n"
     "        classify    TSV (text<TAB>label) or JSONL {\"text\",\"label\"}: each class's verbalizer scored by\n"
     "                    log-likelihood after --template: accuracy, macro-F1, confusion matrix\n"
@@ -98,10 +100,11 @@ static void print_result(const cJSON *r) {
 }
 
 int cmd_eval(int argc, char **argv) {
-    static const char *const bools[] = {"help", "label_first", "skip_long", NULL};
+    static const char *const bools[] = {"help", "label_first", "skip_long", "ref_full", NULL};
     static const char *const known[] = {"model", "lora", "task", "data", "name", "json", "samples", "template",
                                         "labels", "classes", "label_first", "stop", "n_predict", "split", "scoring",
-                                        "ctx", "max", "skip_long", "threads", "isa", "ref", "kv_type", "help", NULL};
+                                        "ctx", "max", "skip_long", "threads", "isa", "ref", "kv_type", "ref_model", "ref_top_k",
+                                        "ref_full", "help", NULL};
     cli_args a;
     int rc = cli_start(&a, argc, argv, bools, known, EVAL_USAGE);
     if (rc >= 0) return rc;
@@ -122,6 +125,8 @@ int cmd_eval(int argc, char **argv) {
     o.scoring = cli_str(&a, "scoring", "all");
     o.isa = cli_str(&a, "isa", NULL);
     o.ref = cli_str(&a, "ref", NULL);
+    o.ref_model = cli_str(&a, "ref_model", NULL);
+    o.ref_full = cli_on(&a, "ref_full");
     const char *kvt = cli_str(&a, "kv_type", "F32");
     o.kv_f16 = !strcasecmp(kvt, "F16");
     if (!o.kv_f16 && strcasecmp(kvt, "F32")) rc = et_fail(&e, ET_EUSAGE, "--kv-type must be F16 or F32");
@@ -134,6 +139,7 @@ int cmd_eval(int argc, char **argv) {
     if (!rc && (rc = cli_int_range(&a, "threads", 1, 1, 256, &v, &e)) == 0) o.n_threads = (int)v;
     if (!rc && (rc = cli_int_range(&a, "n_predict", 128, 1, 1 << 20, &v, &e)) == 0) o.n_predict = (int)v;
     if (!rc && (rc = cli_int_range(&a, "max", 0, 0, 1L << 40, &v, &e)) == 0) o.max_records = v;
+    if (!rc && (rc = cli_int_range(&a, "ref_top_k", 64, 1, 1 << 20, &v, &e)) == 0) o.ref_top_k = (int)v;
     if (!rc && lora) rc = parse_lora(lora, &o, &e);
     if (!rc && stop) {
         rc = et_split_list(stop, ET_EVAL_MAX_STOP, &stops, &n_stops, &e);

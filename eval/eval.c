@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "../datasets/teacher.h"
 
 #include "../datasets/ingest.h"
 #include "logits.h"
@@ -138,6 +141,51 @@ static int check_finite(const cJSON *j, const char **where) {
     return 1;
 }
 
+/* kl with --ref-model: reuse the cache o->ref when it was made from the same
+ * reference, data, window and k; otherwise run the reference over the data
+ * (eval/logits.c) into o->ref, or into a temporary file (*tmp = 1) that the
+ * caller removes. */
+static int ensure_ref(const et_eval_opts *o, char *path, size_t cap, int *tmp, et_err *e) {
+    *tmp = 0;
+    if (!o->data) return et_fail(e, ET_EUSAGE, "kl: --ref-model needs --data (text or tokens.h5)");
+    char msha[65], dsha[65];
+    int rc = et_file_sha256(o->ref_model, msha, NULL, e);
+    if (!rc) rc = et_file_sha256(o->data, dsha, NULL, e);
+    if (rc) return rc;
+    et_logits_opts lo = et_logits_defaults();
+    lo.top_k = o->ref_top_k > 0 ? o->ref_top_k : 64;
+    lo.full = o->ref_full;
+    lo.n_ctx = o->n_ctx;
+    lo.scoring = o->scoring ? o->scoring : "all";
+    lo.split = o->split;
+    lo.n_threads = o->n_threads;
+    lo.isa = o->isa;
+    lo.kv_f16 = o->kv_f16;
+    if (o->ref) {
+        snprintf(path, cap, "%s", o->ref);
+        et_teacher *t = NULL;
+        et_teacher_meta mt;
+        et_err ignore = {0};
+        if (access(path, R_OK) == 0 && !et_teacher_open(&t, path, &mt, &ignore)) {
+            int same = !strcmp(mt.teacher_sha256, msha) && !strcmp(mt.data_sha256, dsha) &&
+                       !strcmp(mt.scoring, lo.scoring) && (o->n_ctx <= 0 || mt.n_ctx == o->n_ctx) &&
+                       (lo.full ? mt.k == mt.n_vocab : mt.k == lo.top_k) && mt.temperature == 1.0;
+            et_teacher_close(t);
+            if (same) return 0; /* the cache holds this reference */
+        }
+    } else {
+        snprintf(path, cap, "/tmp/edgetune-ref-%ld-%s.h5", (long)getpid(), msha + 56);
+        *tmp = 1;
+    }
+    et_engine *ref = NULL;
+    if ((rc = et_engine_load(&ref, o->ref_model, e))) return rc;
+    rc = et_logits_run(ref, o->ref_model, o->data, &lo, path, NULL, NULL, e);
+    et_engine_free(ref);
+    if (rc && *tmp) remove(path);
+    if (rc) *tmp = 0;
+    return rc;
+}
+
 static const char *const TASKS[] = {"perplexity", "kl", "classify", "choice", "generate", NULL};
 
 int et_eval_run(const et_eval_opts *o, cJSON **out, et_err *e) {
@@ -163,6 +211,15 @@ int et_eval_run(const et_eval_opts *o, cJSON **out, et_err *e) {
     cJSON *warnings = cJSON_CreateArray();
     int rc = 0;
     if (!res || !task || !art || !mjs || !adj || !metrics || !warnings) rc = et_fail(e, ET_ERUN, "out of memory");
+    char ref_path[4096];
+    int ref_tmp = 0;
+    et_eval_opts ko;
+    if (is_kl && o->ref_model) { /* the reference's log-probs, computed once and cached */
+        rc = ensure_ref(o, ref_path, sizeof ref_path, &ref_tmp, e);
+        ko = *o;
+        ko.ref = ref_path; /* ko.data stays: the result names the text, not the cache */
+        o = &ko;
+    }
     if (!rc) rc = et_engine_load(&m, o->model, e);
     if (!rc && !m->tok && !is_kl) rc = et_fail(e, ET_EINPUT, "%s: the model has no tokenizer", o->model);
     for (int i = 0; i < o->n_lora && !rc; i++) {
@@ -299,6 +356,7 @@ int et_eval_run(const et_eval_opts *o, cJSON **out, et_err *e) {
     if (m) et_engine_detach_all(m);
     for (int i = 0; i < o->n_lora; i++) et_adapter_free(ad[i]);
     et_engine_free(m);
+    if (ref_tmp) remove(ref_path);
     if (rc) {
         cJSON_Delete(res);
         return rc;

@@ -81,7 +81,11 @@ typedef struct et_eval_opts {
     /* perplexity / kl */
     const char *scoring;                     /* "all" (default) or "llama" */
     const char *split;                       /* tokens.h5: all | train | valid (default all) */
-    const char *ref;                         /* kl: reference log-probs file (datasets/teacher.h) */
+    const char *ref;                         /* kl: reference log-probs file (datasets/teacher.h); with
+                                                ref_model, its cache (made or reused) */
+    const char *ref_model;                   /* kl: the reference GGUF, run over data once */
+    int ref_top_k;                           /* kl with ref_model: stored entries (default 64) */
+    int ref_full;                            /* kl with ref_model: the whole vocabulary (exact KL) */
     /* classify */
     const char *template_;                   /* must hold {text}; default "{text}" + "\n" */
     const char *labels;                      /* verbalizers, comma-separated, in class order */

@@ -2,6 +2,7 @@
  * engine's own perplexity and against independent recomputations in double;
  * the teacher-logits file against the engine's logits; bad input. */
 #include <math.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "../datasets/dataset.h"
@@ -300,6 +301,29 @@ static void test_logits_and_kl(void **st) {
     assert_true(metric(r, "kl_mean") <= kl_full + 1e-3);
     assert_true(metric(r, "kl_mean") > 0.3 * kl_full);
     cJSON_Delete(r);
+    /* --ref-model: computed once into the cache, reused while it matches, remade when not */
+    const char *cache = tmp_file("cache.h5", NULL);
+    o.ref = cache;
+    o.ref_model = model;
+    o.data = txt;
+    o.ref_full = 1;
+    o.n_ctx = 32;
+    assert_int_equal(et_eval_run(&o, &r, &e), 0);
+    assert_true(fabs(metric(r, "kl_mean") - kl_full) < 1e-6 * kl_full + 1e-6);
+    cJSON_Delete(r);
+    struct stat st1, st2;
+    assert_int_equal(stat(cache, &st1), 0);
+    assert_int_equal(et_eval_run(&o, &r, &e), 0);
+    cJSON_Delete(r);
+    assert_int_equal(stat(cache, &st2), 0);
+    assert_true(st1.st_ino == st2.st_ino); /* reused, not rewritten (writes rename a new file in) */
+    o.ref_model = other; /* another reference: remade */
+    o.model = model;
+    assert_int_equal(et_eval_run(&o, &r, &e), 0);
+    assert_true(fabs(metric(r, "kl_mean") - kl_full) > 1e-3);
+    cJSON_Delete(r);
+    assert_int_equal(stat(cache, &st2), 0);
+    assert_true(st1.st_ino != st2.st_ino);
     free(lg);
     free(ids);
     free(lp);
