@@ -2,7 +2,7 @@
  * [--tokenizer tok.bin] [--name NAME]`.
  *
  * Imports any model et_model_load reads (GGUF llama/deci, also quantized:
- * Q8_0/Q4_0/Q5_0/Q4_K/Q6_K are dequantized; an HF directory, a llama2.c
+ * Q8_0/Q4_0/Q5_0/Q4_1/Q5_1/Q4_K/Q6_K are dequantized; an HF directory, a llama2.c
  * .bin with its tokenizer.bin) and writes GGUF F32 or F16 with
  * llama metadata (export/model.h et_model_save_gguf).  The output is
  * written atomically.  Exit codes: 0, 1 usage, 2 bad input, 3 failure. */

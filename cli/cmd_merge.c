@@ -13,7 +13,7 @@
 
 static const char USAGE[] =
     "usage: edgetune merge BASE.gguf ADAPTER.gguf[:SCALE]... -o OUT.gguf\n"
-    "                      [--type F32|F16|BF16|Q8_0|Q4_0|Q4_K_M|Q6_K]\n"
+    "                      [--type F32|F16|BF16|Q8_0|Q4_0|Q4_1|Q5_1|Q4_K_M|Q6_K]\n"
     "  W' = W + SCALE * (alpha/rank) * B @ A for every adapted weight, in F32\n"
     "  (alpha/sqrt(rank) for rsLoRA adapters; SCALE defaults to 1, as llama.cpp's\n"
     "  --lora-scaled).  Without --type every tensor keeps the base's type (an\n"

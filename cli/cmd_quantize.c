@@ -10,7 +10,7 @@
 #include "cli.h"
 
 static const char USAGE[] =
-    "usage: edgetune quantize IN.gguf OUT.gguf --type F16|BF16|Q8_0|Q4_0|Q4_K_M|Q6_K\n"
+    "usage: edgetune quantize IN.gguf OUT.gguf --type F16|BF16|Q8_0|Q4_0|Q4_1|Q5_1|Q4_K_M|Q6_K\n"
     "                         [--allow-requantize] [--quiet]\n"
     "  Per-tensor types as llama.cpp's llama-quantize (no imatrix); tensors whose\n"
     "  row length does not divide the block fall back (Q4_K -> Q5_0, Q6_K -> Q8_0,\n"

@@ -2,8 +2,8 @@
  *
  * One struct for every llama-family import: GGUF arch "llama" and "deci"
  * (per-layer widths), llama2.c .bin v0, Hugging Face directories
- * (config.json + safetensors).  A quantized GGUF (Q8_0, Q4_0, Q5_0, Q4_K,
- * Q6_K, F16, BF16) is dequantized to F32 on import, bit-exact with ggml's
+ * (config.json + safetensors).  A quantized GGUF (Q8_0, Q4_0, Q5_0, Q4_1,
+ * Q5_1, Q4_K, Q6_K, F16, BF16) is dequantized to F32 on import, bit-exact with ggml's
  * dequantize_row_* (quant/quant.h); src_type records each tensor's file
  * type.  All weights are F32 in ONE contiguous block
  * (karpathy/llm.c train_gpt2.c ParameterTensors): zero-grad is a memset,
@@ -132,12 +132,13 @@ int et_model_load_gguf(et_model *m, const char *path, et_err *e);
 /* The same from an open GGUF (arch "llama" or "deci"): every tensor's type
  * and shape are checked against the hparams before anything large is
  * allocated, and a tensor the model has no place for is refused by name.
- * Types: F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K (et_quant_supported),
+ * Types: F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, Q4_K, Q6_K
+ * (et_quant_supported),
  * each converted to F32 with et_dequantize_row (so a tensor's floats are
  * exactly what ggml's dequantize_row_* gives; a Q8_0/Q4_0 tensor written
  * back with et_quantize_row of the same type reproduces reference-quantized
  * blocks bit for bit, see tests/test_model_quant.c); m->src_type[i] is
- * tensor i's file type.  Any other type (Q4_1, Q5_K, IQ*, ...) or a byte
+ * tensor i's file type.  Any other type (Q5_K, IQ*, TQ*, ...) or a byte
  * size that does not match the shape is refused naming the tensor and
  * type.  g may be closed afterwards. */
 int et_model_from_gguf(et_model *m, const gguf_file *g, et_err *e);

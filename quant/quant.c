@@ -42,6 +42,8 @@ static const quant_type TYPES[] = {
     {GGML_TYPE_Q8_0, ET_QK8_0, sizeof(et_block_q8_0), et_quantize_row_q8_0, et_dequantize_row_q8_0},
     {GGML_TYPE_Q4_0, ET_QK4_0, sizeof(et_block_q4_0), et_quantize_row_q4_0, et_dequantize_row_q4_0},
     {GGML_TYPE_Q5_0, ET_QK5_0, sizeof(et_block_q5_0), et_quantize_row_q5_0, et_dequantize_row_q5_0},
+    {GGML_TYPE_Q4_1, ET_QK4_1, sizeof(et_block_q4_1), et_quantize_row_q4_1, et_dequantize_row_q4_1},
+    {GGML_TYPE_Q5_1, ET_QK5_1, sizeof(et_block_q5_1), et_quantize_row_q5_1, et_dequantize_row_q5_1},
     {GGML_TYPE_Q4_K, ET_QK_K, sizeof(et_block_q4_K), et_quantize_row_q4_K, et_dequantize_row_q4_K},
     {GGML_TYPE_Q6_K, ET_QK_K, sizeof(et_block_q6_K), et_quantize_row_q6_K, et_dequantize_row_q6_K},
 };
@@ -88,7 +90,7 @@ uint32_t et_quant_fallback(uint32_t want, int64_t n_per_row) {
     switch (want) {
     case GGML_TYPE_Q4_K: next = GGML_TYPE_Q5_0; break;  /* llama.cpp */
     case GGML_TYPE_Q6_K: next = GGML_TYPE_Q8_0; break;  /* llama.cpp */
-    default: next = GGML_TYPE_F16; break;                /* edgetune: Q8_0/Q4_0/Q5_0 -> F16 */
+    default: next = GGML_TYPE_F16; break;                /* edgetune: Q8_0/Q4_0/Q5_0/Q4_1/Q5_1 -> F16 */
     }
     be = et_quant_block_elems(next);
     return n_per_row % be == 0 ? next : GGML_TYPE_F16;

@@ -13,14 +13,15 @@
  * ggml-org/ggml as of early 2025.  "Reference" means what llama-quantize
  * writes when no importance matrix is given: llama_model_quantize_impl ->
  * ggml_quantize_chunk -> quantize_q4_K(..., quant_weights = NULL) ->
- * quantize_row_q4_K_ref, and the same for Q4_0, Q5_0, Q6_K, Q8_0.
+ * quantize_row_q4_K_ref, and the same for Q4_0, Q5_0, Q4_1, Q5_1, Q6_K,
+ * Q8_0.
  *
  * Conventions: k is the number of float elements (a row, or several rows
  * back to back); it must be a multiple of the type's block size (32 for
- * Q8_0/Q4_0/Q5_0, 256 = ET_QK_K for Q4_K/Q6_K, 1 for F16/BF16/F32).  The
- * typed row functions do not check k (callers check it once, e.g. with
- * et_quant_row_bytes); the dispatchers et_quantize_row / et_dequantize_row
- * do, and return ET_EINPUT.  Quantized data is little-endian, packed, with
+ * Q8_0/Q4_0/Q5_0/Q4_1/Q5_1, 256 = ET_QK_K for Q4_K/Q6_K, 1 for
+ * F16/BF16/F32).  The typed row functions do not check k (callers check
+ * it once, e.g. with et_quant_row_bytes); the dispatchers et_quantize_row /
+ * et_dequantize_row do, and return ET_EINPUT.  Quantized data is little-endian, packed, with
  * no alignment requirement beyond 2 bytes for the fp16 scales (byte
  * arrays from an mmap are fine: the block structs contain only uint8_t,
  * int8_t and uint16_t).
@@ -42,6 +43,8 @@
 #define ET_QK8_0 32  /* elements per Q8_0 block */
 #define ET_QK4_0 32  /* elements per Q4_0 block */
 #define ET_QK5_0 32  /* elements per Q5_0 block */
+#define ET_QK4_1 32  /* elements per Q4_1 block */
+#define ET_QK5_1 32  /* elements per Q5_1 block */
 #define ET_QK_K 256  /* elements per K-quant super-block (Q4_K, Q6_K) */
 
 /* Q8_0 (34 bytes / 32 weights): w[j] = d * qs[j]. d = max|x| / 127. */
@@ -67,6 +70,24 @@ typedef struct et_block_q5_0 {
     uint8_t qs[ET_QK5_0 / 2];  /* low nibbles as Q4_0 */
 } et_block_q5_0;
 
+/* Q4_1 (20 bytes / 32 weights): w[j] = d * q[j] + m, q[j] the nibbles in
+ * Q4_0's order (low nibbles = weights 0..15, high = 16..31), unsigned.
+ * m = the block's min, d = (max - min) / 15. */
+typedef struct et_block_q4_1 {
+    uint16_t d;                /* fp16 scale */
+    uint16_t m;                /* fp16 min */
+    uint8_t qs[ET_QK4_1 / 2];  /* nibbles */
+} et_block_q4_1;
+
+/* Q5_1 (24 bytes / 32 weights): as Q4_1 with a fifth bit per weight in qh
+ * (as Q5_0); w = d * q + m, q unsigned 0..31, d = (max - min) / 31. */
+typedef struct et_block_q5_1 {
+    uint16_t d;                /* fp16 scale */
+    uint16_t m;                /* fp16 min */
+    uint8_t qh[4];             /* fifth bits, u32 little-endian */
+    uint8_t qs[ET_QK5_1 / 2];  /* low nibbles as Q4_1 */
+} et_block_q5_1;
+
 /* Q4_K (144 bytes / 256 weights): 8 sub-blocks of 32, each with a 6-bit
  * scale sc and 6-bit min m packed in `scales` (ggml get_scale_min_k4);
  * w = d*sc * q - dmin*m, q 4-bit; qs holds 4 groups of 64 weights, each
@@ -91,6 +112,8 @@ typedef struct et_block_q6_K {
 _Static_assert(sizeof(et_block_q8_0) == 34, "Q8_0 block is 34 bytes");
 _Static_assert(sizeof(et_block_q4_0) == 18, "Q4_0 block is 18 bytes");
 _Static_assert(sizeof(et_block_q5_0) == 22, "Q5_0 block is 22 bytes");
+_Static_assert(sizeof(et_block_q4_1) == 20, "Q4_1 block is 20 bytes");
+_Static_assert(sizeof(et_block_q5_1) == 24, "Q5_1 block is 24 bytes");
 _Static_assert(sizeof(et_block_q4_K) == 144, "Q4_K block is 144 bytes");
 _Static_assert(sizeof(et_block_q6_K) == 210, "Q6_K block is 210 bytes");
 
@@ -100,6 +123,8 @@ _Static_assert(sizeof(et_block_q6_K) == 210, "Q6_K block is 210 bytes");
 void et_quantize_row_q8_0(const float *x, void *y, int64_t k);
 void et_quantize_row_q4_0(const float *x, void *y, int64_t k);
 void et_quantize_row_q5_0(const float *x, void *y, int64_t k);
+void et_quantize_row_q4_1(const float *x, void *y, int64_t k);
+void et_quantize_row_q5_1(const float *x, void *y, int64_t k);
 void et_quantize_row_q4_K(const float *x, void *y, int64_t k);
 void et_quantize_row_q6_K(const float *x, void *y, int64_t k);
 void et_quantize_row_f16(const float *x, void *y, int64_t k);  /* round to nearest even */
@@ -110,6 +135,8 @@ void et_quantize_row_bf16(const float *x, void *y, int64_t k); /* round to neare
 void et_dequantize_row_q8_0(const void *x, float *y, int64_t k);
 void et_dequantize_row_q4_0(const void *x, float *y, int64_t k);
 void et_dequantize_row_q5_0(const void *x, float *y, int64_t k);
+void et_dequantize_row_q4_1(const void *x, float *y, int64_t k);
+void et_dequantize_row_q5_1(const void *x, float *y, int64_t k);
 void et_dequantize_row_q4_K(const void *x, float *y, int64_t k);
 void et_dequantize_row_q6_K(const void *x, float *y, int64_t k);
 void et_dequantize_row_f16(const void *x, float *y, int64_t k);
@@ -118,7 +145,7 @@ void et_dequantize_row_bf16(const void *x, float *y, int64_t k);
 /* ---- by type number (enum ggml_type) ---- */
 
 /* 1 if et_quantize_row / et_dequantize_row handle `type`: F32, F16, BF16,
- * Q8_0, Q4_0, Q5_0, Q4_K, Q6_K. */
+ * Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, Q4_K, Q6_K. */
 int et_quant_supported(uint32_t type);
 /* Elements per block (1 for F32/F16/BF16), or 0 for an unsupported type. */
 int64_t et_quant_block_elems(uint32_t type);
@@ -136,7 +163,7 @@ int et_dequantize_row(uint32_t type, const void *x, float *y, int64_t k);
  * does not divide it (DESIGN §3).  Chain, as llama.cpp's
  * llama_tensor_get_type (src/llama-quant.cpp, "convert_incompatible_tensor"):
  *   Q4_K -> Q5_0, Q6_K -> Q8_0, and if that does not divide either -> F16;
- * edgetune adds Q8_0 / Q4_0 / Q5_0 -> F16, where llama.cpp throws
+ * edgetune adds Q8_0 / Q4_0 / Q5_0 / Q4_1 / Q5_1 -> F16, where llama.cpp throws
  * "Unsupported tensor size encountered".  Returns `want` itself when it
  * divides n_per_row; F16/BF16/F32 always divide. */
 uint32_t et_quant_fallback(uint32_t want, int64_t n_per_row);

@@ -181,7 +181,7 @@ int et_quantize_model(const char *in, const char *out, const et_quant_params *p,
     if (stats) memset(stats, 0, sizeof *stats);
     if (!in || !out || !p) return et_fail(e, ET_EUSAGE, "et_quantize_model: NULL argument");
     if (et_ftype_base_type(p->ftype) == GGML_TYPE_COUNT)
-        return et_fail(e, ET_EUSAGE, "unknown quantization type %d (expected F32, F16, BF16, Q8_0, Q4_0, Q4_K_M, Q6_K)",
+        return et_fail(e, ET_EUSAGE, "unknown quantization type %d (expected F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_1, Q4_K_M, Q6_K)",
                        p->ftype);
 
     gguf_file g;

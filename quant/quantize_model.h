@@ -17,15 +17,15 @@
  *    least 2 dimensions (1-D norms stay as they are, usually F32), and its
  *    name contains none of "_norm.weight", "ffn_gate_inp.weight",
  *    "ssm_conv1d.weight", "attn_rel_b.weight", the RWKV time_mix weights;
- *  - the type: the ftype's base type; for K-quants and Q4_0/Q8_0 adjusted
- *    by llama_tensor_get_type: output.weight (or token_embd.weight when the
+ *  - the type: the ftype's base type; for K-quants and Q4_0/Q4_1/Q5_1/Q8_0
+ *    adjusted by llama_tensor_get_type: output.weight (or token_embd.weight when the
  *    model has no output.weight, i.e. tied embeddings) -> Q6_K unless the
  *    base type is Q8_0 (or Q8_0 if its rows do not divide the base block);
  *    Q4_K_M: attn_v.weight and ffn_down of the layers picked by
  *    use_more_bits (i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2) -> Q6_K;
  *  - shape fallback when the row length ne[0] does not divide the block:
- *    Q4_K -> Q5_0, Q6_K -> Q8_0, then F16 (llama.cpp); Q8_0/Q4_0 -> F16
- *    (edgetune; llama-quantize refuses these), reported per tensor;
+ *    Q4_K -> Q5_0, Q6_K -> Q8_0, then F16 (llama.cpp); Q8_0/Q4_0/Q4_1/Q5_1
+ *    -> F16 (edgetune; llama-quantize refuses these), reported per tensor;
  *  - KVs copied in order; split.* removed; general.quantization_version = 2
  *    and general.file_type = ftype set last (ggml's gguf_set_val removes
  *    and re-appends an existing key, so both end up at the end);
@@ -52,14 +52,16 @@ enum et_ftype {
     ET_FTYPE_ALL_F32 = 0,
     ET_FTYPE_MOSTLY_F16 = 1,
     ET_FTYPE_MOSTLY_Q4_0 = 2,
+    ET_FTYPE_MOSTLY_Q4_1 = 3,
     ET_FTYPE_MOSTLY_Q8_0 = 7,
+    ET_FTYPE_MOSTLY_Q5_1 = 9,
     ET_FTYPE_MOSTLY_Q4_K_M = 15,
     ET_FTYPE_MOSTLY_Q6_K = 18,
     ET_FTYPE_MOSTLY_BF16 = 32,
 };
 
-/* "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K_M", "Q6_K" (case-insensitive)
- * -> ftype, or -1. */
+/* "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_1", "Q4_K_M", "Q6_K"
+ * (case-insensitive) -> ftype, or -1. */
 int et_ftype_from_name(const char *name);
 /* The name of an ftype above, or NULL. */
 const char *et_ftype_name(int ftype);

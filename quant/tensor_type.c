@@ -1,8 +1,11 @@
 /* quant/tensor_type.c — which type each tensor gets: llama.cpp's
  * llama_tensor_get_type and the "quantize this tensor?" test of
  * llama_model_quantize_impl (src/llama-quant.cpp, early 2025), restricted
- * to the ftypes edgetune writes (F32, F16, BF16, Q8_0, Q4_0, Q4_K_M, Q6_K)
- * and no importance matrix.  See quantize_model.h for the rules in prose. */
+ * to the ftypes edgetune writes (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_1,
+ * Q4_K_M, Q6_K) and no importance matrix.  Q4_1/Q5_1 follow Q4_0's rules:
+ * only the output (or tied token_embd) rule touches them; llama.cpp's
+ * ffn_down -> Q4_1/Q5_1 rule needs an importance matrix.  See
+ * quantize_model.h for the rules in prose. */
 #include <stdio.h>
 #include <string.h>
 
@@ -11,8 +14,8 @@
 
 static const struct { const char *name; int ftype; } FTYPES[] = {
     {"F32", ET_FTYPE_ALL_F32},         {"F16", ET_FTYPE_MOSTLY_F16},   {"BF16", ET_FTYPE_MOSTLY_BF16},
-    {"Q8_0", ET_FTYPE_MOSTLY_Q8_0},    {"Q4_0", ET_FTYPE_MOSTLY_Q4_0}, {"Q4_K_M", ET_FTYPE_MOSTLY_Q4_K_M},
-    {"Q6_K", ET_FTYPE_MOSTLY_Q6_K},
+    {"Q8_0", ET_FTYPE_MOSTLY_Q8_0},    {"Q4_0", ET_FTYPE_MOSTLY_Q4_0}, {"Q4_1", ET_FTYPE_MOSTLY_Q4_1},
+    {"Q5_1", ET_FTYPE_MOSTLY_Q5_1},    {"Q4_K_M", ET_FTYPE_MOSTLY_Q4_K_M}, {"Q6_K", ET_FTYPE_MOSTLY_Q6_K},
 };
 
 static int same_nocase(const char *a, const char *b) {
@@ -44,6 +47,8 @@ uint32_t et_ftype_base_type(int ftype) {
     case ET_FTYPE_MOSTLY_BF16: return GGML_TYPE_BF16;
     case ET_FTYPE_MOSTLY_Q8_0: return GGML_TYPE_Q8_0;
     case ET_FTYPE_MOSTLY_Q4_0: return GGML_TYPE_Q4_0;
+    case ET_FTYPE_MOSTLY_Q4_1: return GGML_TYPE_Q4_1;
+    case ET_FTYPE_MOSTLY_Q5_1: return GGML_TYPE_Q5_1;
     case ET_FTYPE_MOSTLY_Q4_K_M: return GGML_TYPE_Q4_K;
     case ET_FTYPE_MOSTLY_Q6_K: return GGML_TYPE_Q6_K;
     default: return GGML_TYPE_COUNT;

@@ -2,7 +2,10 @@
  *
  * - dequantization of hand-built blocks against values worked out by hand
  *   from the block layouts in ggml-common.h (independent of quant/);
- * - quantization of small hand-checkable rows (Q8_0, Q4_0, Q5_0, F16, BF16);
+ * - quantization of small hand-checkable rows (Q8_0, Q4_0, Q5_0, Q4_1, Q5_1,
+ *   F16, BF16);
+ * - Q4_1/Q5_1 on random rows (outliers, zeros, constant and negative
+ *   blocks) against the ggml formula recomputed here in double;
  * - round-trip error bounds on random rows with zeros and outliers;
  * - bit-exactness: every tensor of ../shared/golden/quant/rand-llama-256.gguf
  *   quantized to the type llama-quantize chose for it gives exactly the
@@ -25,6 +28,8 @@ static const char *tname(uint32_t t) {
     case GGML_TYPE_Q8_0: return "Q8_0";
     case GGML_TYPE_Q4_0: return "Q4_0";
     case GGML_TYPE_Q5_0: return "Q5_0";
+    case GGML_TYPE_Q4_1: return "Q4_1";
+    case GGML_TYPE_Q5_1: return "Q5_1";
     case GGML_TYPE_Q4_K: return "Q4_K";
     case GGML_TYPE_Q6_K: return "Q6_K";
     default: return "?";
@@ -93,6 +98,44 @@ static void test_dequant_q5_0(void **state) {
     assert_true(y[16] == -16.0f);      /* 0 - 16 */
     assert_true(y[31] == 15.0f);       /* (15 | 16) - 16 */
     assert_true(y[30] == -2.0f);       /* 14 - 16 */
+}
+
+static void test_dequant_q4_1(void **state) {
+    (void)state;
+    et_block_q4_1 b[2];
+    b[0].d = h(0.5f);
+    b[0].m = h(-3.0f);
+    b[1].d = h(0.0f);
+    b[1].m = h(1.5f);
+    for (int j = 0; j < 16; j++) b[0].qs[j] = b[1].qs[j] = (uint8_t)(j | ((15 - j) << 4));
+    float y[64];
+    et_dequantize_row_q4_1(b, y, 64);
+    /* weight j < 16: low nibble j -> 0.5 j - 3; weight 16 + j: high nibble 15 - j */
+    assert_true(y[0] == -3.0f && y[6] == 0.0f && y[15] == 4.5f);
+    assert_true(y[16] == 4.5f && y[31] == -3.0f);
+    for (int j = 0; j < 16; j++) {
+        assert_true(y[j] == 0.5f * (float)j - 3.0f);
+        assert_true(y[16 + j] == 0.5f * (float)(15 - j) - 3.0f);
+    }
+    for (int j = 32; j < 64; j++) assert_true(y[j] == 1.5f);   /* d = 0: every weight is m */
+}
+
+static void test_dequant_q5_1(void **state) {
+    (void)state;
+    et_block_q5_1 b;
+    b.d = h(0.25f);
+    b.m = h(1.0f);
+    /* qh = 0x80000001 little-endian: fifth bit set for weights 0 and 31 */
+    b.qh[0] = 0x01; b.qh[1] = 0x00; b.qh[2] = 0x00; b.qh[3] = 0x80;
+    for (int j = 0; j < 16; j++) b.qs[j] = (uint8_t)(j | (j << 4));
+    float y[32];
+    et_dequantize_row_q5_1(&b, y, 32);
+    assert_true(y[0] == 5.0f);          /* (0 | 16) * 0.25 + 1 */
+    assert_true(y[1] == 1.25f);         /* 1 * 0.25 + 1 */
+    assert_true(y[15] == 4.75f);        /* 15 * 0.25 + 1 */
+    assert_true(y[16] == 1.0f);         /* 0 */
+    assert_true(y[30] == 4.5f);         /* 14 */
+    assert_true(y[31] == 8.75f);        /* (15 | 16) * 0.25 + 1 */
 }
 
 static void test_dequant_q4_K(void **state) {
@@ -237,6 +280,119 @@ static void test_quant_q5_0_small(void **state) {
     for (int j = 0; j < 16; j++) assert_int_equal(b.qs[j], j | (j << 4));
 }
 
+static void test_quant_q4_1_small(void **state) {
+    (void)state;
+    float x[32];
+    /* min -4, max 11: d = 15 / 15 = 1, id = 1, q = (int)(x + 4 + 0.5):
+     * integers map to x + 4; +0.5 rounds up (ties up: truncation after
+     * +0.5 of a non-negative value); +0.25 rounds down */
+    for (int j = 0; j < 32; j++) x[j] = (float)((j * 7) % 16) - 4.0f;
+    x[0] = -4.0f;
+    x[1] = 11.0f;
+    x[2] = 2.5f;    /* 6.5 -> 7 */
+    x[3] = -3.75f;  /* 0.25 -> 0 */
+    x[17] = 9.5f;   /* 13.5 -> 14 */
+    et_block_q4_1 b;
+    et_quantize_row_q4_1(x, &b, 32);
+    assert_int_equal(b.d, et_fp32_to_fp16(1.0f));
+    assert_int_equal(b.m, et_fp32_to_fp16(-4.0f));
+    int want[32];
+    for (int j = 0; j < 32; j++) want[j] = (j * 7) % 16;
+    want[0] = 0; want[1] = 15; want[2] = 7; want[3] = 0; want[17] = 14;
+    for (int j = 0; j < 16; j++) {
+        assert_int_equal(b.qs[j] & 15, want[j]);
+        assert_int_equal(b.qs[j] >> 4, want[16 + j]);
+    }
+    /* a constant block: d = 0, id = 0, q = 0, m = the value (fp16) */
+    for (int j = 0; j < 32; j++) x[j] = 0.1f;
+    et_quantize_row_q4_1(x, &b, 32);
+    assert_int_equal(b.d, 0);
+    assert_int_equal(b.m, et_fp32_to_fp16(0.1f));
+    for (int j = 0; j < 16; j++) assert_int_equal(b.qs[j], 0);
+}
+
+static void test_quant_q5_1_small(void **state) {
+    (void)state;
+    float x[32];
+    /* x = j/2 - 3: min -3, max 12.5, d = 15.5 / 31 = 0.5, q = j */
+    for (int j = 0; j < 32; j++) x[j] = (float)j * 0.5f - 3.0f;
+    et_block_q5_1 b;
+    et_quantize_row_q5_1(x, &b, 32);
+    assert_int_equal(b.d, et_fp32_to_fp16(0.5f));
+    assert_int_equal(b.m, et_fp32_to_fp16(-3.0f));
+    /* q[j] = j: weights 16..31 have bit 4 set: qh = 0xFFFF0000 */
+    assert_int_equal(b.qh[0], 0x00);
+    assert_int_equal(b.qh[1], 0x00);
+    assert_int_equal(b.qh[2], 0xFF);
+    assert_int_equal(b.qh[3], 0xFF);
+    for (int j = 0; j < 16; j++) assert_int_equal(b.qs[j], j | (j << 4));
+}
+
+/* The ggml formula in double: min/max of the block, d = (max - min) / qmax,
+ * q = floor((x - min) / d + 0.5) (clamped to 15 for Q4_1); a q within
+ * 1e-4 of a rounding boundary is not judged (there the float arithmetic
+ * of the reference decides).  Also: d and m are the fp16 of the float d
+ * and min, the fifth bits land in qh, and the dequantized value is
+ * d * q + m.  Rows: random with outliers, an all-zero block, a constant
+ * block, an all-negative block, a block of two values, tiny values. */
+static void check_q_1_vs_double(uint32_t type) {
+    const int qmax = type == GGML_TYPE_Q4_1 ? 15 : 31;
+    enum { K = 32 * 64 };
+    static float x[K], y[K];
+    static uint8_t q[K];
+    uint32_t s = 777;
+    for (int i = 0; i < K; i++) x[i] = frand(&s) * (i % 97 == 5 ? 30.0f : 1.0f);
+    for (int i = 64; i < 96; i++) x[i] = 0.0f;                    /* all zero */
+    for (int i = 96; i < 128; i++) x[i] = -2.75f;                 /* constant */
+    for (int i = 128; i < 160; i++) x[i] = -1.0f - frand(&s) * frand(&s);   /* all negative */
+    for (int i = 160; i < 192; i++) x[i] = i % 2 ? 3.0f : -5.0f;  /* two values: q 0 and qmax */
+    for (int i = 192; i < 224; i++) x[i] = frand(&s) * 1e-6f;     /* small: fp16 d underflows */
+    assert_int_equal(et_quantize_row(type, x, q, K), 0);
+    assert_int_equal(et_dequantize_row(type, q, y, K), 0);
+    const size_t bs = type == GGML_TYPE_Q4_1 ? sizeof(et_block_q4_1) : sizeof(et_block_q5_1);
+    int judged = 0, skipped = 0;
+    for (int b = 0; b < K / 32; b++) {
+        const uint8_t *blk = q + bs * (size_t)b;
+        uint16_t dh, mh;
+        memcpy(&dh, blk, 2);
+        memcpy(&mh, blk + 2, 2);
+        double mn = x[32 * b], mx = x[32 * b];
+        for (int j = 0; j < 32; j++) {
+            mn = fmin(mn, x[32 * b + j]);
+            mx = fmax(mx, x[32 * b + j]);
+        }
+        if (dh != h((float)(mx - mn) / (float)qmax) || mh != h((float)mn))
+            fail_msg("%s block %d: d/m 0x%04x/0x%04x, expected 0x%04x/0x%04x", tname(type), b, dh, mh,
+                     h((float)(mx - mn) / (float)qmax), h((float)mn));
+        uint32_t qh = 0;
+        if (type == GGML_TYPE_Q5_1) memcpy(&qh, blk + 4, 4);
+        const uint8_t *qs = blk + (type == GGML_TYPE_Q5_1 ? 8 : 4);
+        const double dd = (mx - mn) / qmax;
+        for (int j = 0; j < 32; j++) {
+            int got = j < 16 ? qs[j] & 15 : qs[j - 16] >> 4;
+            if (type == GGML_TYPE_Q5_1) got |= (int)((qh >> j) & 1) << 4;
+            double t = dd > 0 ? (x[32 * b + j] - mn) / dd + 0.5 : 0.5;
+            int want = (int)floor(t);
+            if (want > qmax) want = qmax;
+            if (fabs(t - floor(t + 0.5)) < 1e-4 && dd > 0) { skipped++; continue; }
+            if (got != want)
+                fail_msg("%s block %d weight %d: x = %.9g, q = %d, expected %d (t = %.9g)", tname(type), b, j,
+                         x[32 * b + j], got, want, t);
+            judged++;
+            float deq = (float)got * et_fp16_to_fp32(dh) + et_fp16_to_fp32(mh);
+            assert_true(y[32 * b + j] == deq);
+        }
+    }
+    assert_true(judged > 30 * K / 32 && skipped < K / 100);
+    /* the special blocks */
+    for (int i = 64; i < 96; i++) assert_true(y[i] == 0.0f);
+    for (int i = 96; i < 128; i++) assert_true(y[i] == et_fp16_to_fp32(h(-2.75f)));
+    for (int i = 160; i < 192; i++) assert_true(fabsf(y[i] - x[i]) < 1e-2f);
+}
+
+static void test_q4_1_vs_double(void **state) { (void)state; check_q_1_vs_double(GGML_TYPE_Q4_1); }
+static void test_q5_1_vs_double(void **state) { (void)state; check_q_1_vs_double(GGML_TYPE_Q5_1); }
+
 static void test_quant_f16_bf16_rows(void **state) {
     (void)state;
     float x[4] = {1.0f, 1.00048828125f /* tie: 1 + 2^-11 -> 1.0 */, -65520.0f, 0.1f};
@@ -258,11 +414,13 @@ static void test_quant_f16_bf16_rows(void **state) {
 static void test_roundtrip(void **state) {
     (void)state;
     const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_K,
-                              GGML_TYPE_Q6_K, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_F32};
+                              GGML_TYPE_Q6_K, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_F32,
+                              GGML_TYPE_Q4_1, GGML_TYPE_Q5_1};
     /* max |error| / max |x| of the block, generous: half a quantization step
      * plus fp16 scale rounding (K-quants: the 6-bit sub-scales cost more). */
     const double tol[] = {0.5 / 127 + 2e-3, 1.0 / 8 + 2e-3, 1.0 / 16 + 2e-3, 0.1,
-                          0.5 / 32 * 2 + 0.02, 1e-3, 1e-2, 0};
+                          0.5 / 32 * 2 + 0.02, 1e-3, 1e-2, 0,
+                          1.0 / 15 + 2e-3, 1.0 / 31 + 2e-3};   /* Q4_1/Q5_1: half of (max-min)/15 or /31 */
     enum { K = 1024 };
     float x[K], y[K];
     uint8_t q[K * 4];
@@ -296,7 +454,13 @@ static void test_dispatch(void **state) {
     assert_int_equal(et_quantize_row(GGML_TYPE_Q8_0, x, q, 33), ET_EINPUT);
     assert_int_equal(et_quantize_row(GGML_TYPE_Q4_K, x, q, 64), ET_EINPUT);
     assert_int_equal(et_quantize_row(GGML_TYPE_Q2_K, x, q, 256), ET_EINPUT);
-    assert_int_equal(et_dequantize_row(GGML_TYPE_Q4_1, q, x, 32), ET_EINPUT);
+    assert_int_equal(et_dequantize_row(GGML_TYPE_Q5_K, q, x, 256), ET_EINPUT);
+    assert_int_equal(et_dequantize_row(GGML_TYPE_IQ4_NL, q, x, 32), ET_EINPUT);
+    assert_int_equal(et_quantize_row(GGML_TYPE_TQ2_0, x, q, 256), ET_EINPUT);
+    assert_int_equal(et_quantize_row(GGML_TYPE_Q4_1, x, q, 48), ET_EINPUT);
+    assert_int_equal(et_quant_row_bytes(GGML_TYPE_Q4_1, 64), 40);
+    assert_int_equal(et_quant_row_bytes(GGML_TYPE_Q5_1, 64), 48);
+    assert_int_equal(et_quant_block_elems(GGML_TYPE_Q5_1), 32);
     assert_int_equal(et_quantize_row(GGML_TYPE_Q8_0, x, q, -32), ET_EINPUT);
     assert_int_equal(et_quant_row_bytes(GGML_TYPE_Q8_0, 64), 68);
     assert_int_equal(et_quant_row_bytes(GGML_TYPE_Q4_0, 64), 36);
@@ -315,13 +479,16 @@ static void test_dispatch(void **state) {
     assert_int_equal(et_quant_fallback(GGML_TYPE_Q8_0, 172), GGML_TYPE_F16);
     assert_int_equal(et_quant_fallback(GGML_TYPE_Q4_0, 172), GGML_TYPE_F16);
     assert_int_equal(et_quant_fallback(GGML_TYPE_Q4_0, 64), GGML_TYPE_Q4_0);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_Q4_1, 172), GGML_TYPE_F16);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_Q5_1, 96), GGML_TYPE_Q5_1);
     assert_int_equal(et_quant_fallback(GGML_TYPE_F16, 7), GGML_TYPE_F16);
 }
 
 /* Non-finite inputs: defined behaviour (checked under UBSan), no crash. */
 static void test_nonfinite_no_ub(void **state) {
     (void)state;
-    const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_1,
+                              GGML_TYPE_Q5_1, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
     float x[256], y[256];
     uint8_t q[1024];
     for (int i = 0; i < 256; i++) x[i] = (float)i;
@@ -509,12 +676,18 @@ int main(void) {
         cmocka_unit_test(test_dequant_q8_0),
         cmocka_unit_test(test_dequant_q4_0),
         cmocka_unit_test(test_dequant_q5_0),
+        cmocka_unit_test(test_dequant_q4_1),
+        cmocka_unit_test(test_dequant_q5_1),
         cmocka_unit_test(test_dequant_q4_K),
         cmocka_unit_test(test_dequant_q6_K),
         cmocka_unit_test(test_dequant_f16_bf16),
         cmocka_unit_test(test_quant_q8_0_small),
         cmocka_unit_test(test_quant_q4_0_small),
         cmocka_unit_test(test_quant_q5_0_small),
+        cmocka_unit_test(test_quant_q4_1_small),
+        cmocka_unit_test(test_quant_q5_1_small),
+        cmocka_unit_test(test_q4_1_vs_double),
+        cmocka_unit_test(test_q5_1_vs_double),
         cmocka_unit_test(test_quant_f16_bf16_rows),
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_dispatch),

@@ -3,7 +3,10 @@
  * - rand-llama-256.gguf quantized to F16, Q8_0, Q4_0, Q4_K_M, Q6_K gives,
  *   tensor by tensor and KV by KV, exactly what llama-quantize wrote
  *   (../shared/golden/quant/rand-llama-256-<TYPE>.gguf), and the whole file
- *   is byte-identical;
+ *   is byte-identical; for Q4_1 and Q5_1, which have no file in ../shared,
+ *   the whole file's sha256 equals that of llama-quantize's (recorded
+ *   below), the tensor types are the policy's, and every tensor
+ *   requantizes to itself (dequantize -> quantize is a fixed point);
  * - stories260K (n_embd 64, n_ff 172) quantizes with the documented
  *   fallbacks, and every tensor of the result loads back and dequantizes
  *   close to the F32 original;
@@ -107,6 +110,66 @@ static void test_golden_q8_0(void **state) { (void)state; check_model_golden("Q8
 static void test_golden_q4_0(void **state) { (void)state; check_model_golden("Q4_0"); }
 static void test_golden_q4_k_m(void **state) { (void)state; check_model_golden("Q4_K_M"); }
 static void test_golden_q6_k(void **state) { (void)state; check_model_golden("Q6_K"); }
+
+/* sha256 of the files llama.cpp c392e509's llama-quantize writes from
+ * ../shared/golden/quant/rand-llama-256.gguf (F32):
+ *   llama-quantize rand-llama-256.gguf out.gguf Q4_1   (and Q5_1)
+ * edgetune's files were byte-identical when recorded (cmp); the files
+ * themselves are not kept (../shared has none, the project keeps no data). */
+static void check_model_sha(const char *type, const char *want_sha) {
+    SHARED_OR_SKIP(src, "golden/quant/rand-llama-256.gguf");
+    const char *out = tmp_path("sha-out.gguf");
+    et_quant_params p = {et_ftype_from_name(type), 0, NULL, NULL};
+    et_quant_stats st;
+    et_err e = {0};
+    if (et_quantize_model(src, out, &p, &st, &e)) fail_msg("%s: %s", type, e.msg);
+    assert_int_equal(st.n_fallback, 0);
+    const uint32_t base = et_ftype_base_type(p.ftype);
+    gguf_file g;
+    assert_int_equal(gguf_open(&g, out, &e), 0);
+    int n_base = 0;
+    for (uint64_t i = 0; i < g.n_tensors; i++) {
+        const gguf_tensor *t = &g.tensors[i];
+        char name[GGUF_MAX_NAME];
+        tensor_name(t, name);
+        /* the policy: 2-D weights -> the base type, output.weight (256
+         * wide) -> Q6_K, 1-D norms stay F32 */
+        uint32_t want = t->ne[1] == 1 ? GGML_TYPE_F32 : !strcmp(name, "output.weight") ? GGML_TYPE_Q6_K : base;
+        if (t->type != want)
+            fail_msg("%s: tensor %s is %s, expected %s", type, name, ggml_type_name(t->type), ggml_type_name(want));
+        if (t->type != base) continue;
+        n_base++;
+        /* a fixed point: dequantize, quantize again, same bytes */
+        int64_t nel = t->ne[0] * t->ne[1];
+        float *f = malloc(sizeof(float) * (size_t)nel);
+        uint8_t *q = malloc((size_t)t->nbytes);
+        assert_int_equal(et_dequantize_row(t->type, t->data, f, nel), 0);
+        assert_int_equal(et_quantize_row(t->type, f, q, nel), 0);
+        if (memcmp(q, t->data, (size_t)t->nbytes)) fail_msg("%s: tensor %s does not requantize to itself", type, name);
+        free(f);
+        free(q);
+    }
+    assert_true(n_base >= 14);
+    gguf_close(&g);
+    et_sha256 s;
+    et_sha256_init(&s);
+    et_map m;
+    assert_int_equal(et_map_open(&m, out, &e), 0);
+    et_sha256_update(&s, m.data, m.size);
+    et_map_close(&m);
+    char hex[65];
+    et_sha256_final_hex(&s, hex);
+    if (strcmp(hex, want_sha)) fail_msg("%s: sha256 %s, llama-quantize's file has %s", type, hex, want_sha);
+}
+
+static void test_golden_q4_1(void **state) {
+    (void)state;
+    check_model_sha("Q4_1", "4f8ef2837d516fc88143eea1ee84ccd2e1ca5c084f0d9902d9e07ad558188d66");
+}
+static void test_golden_q5_1(void **state) {
+    (void)state;
+    check_model_sha("Q5_1", "ffc6cf495c7f02f6ee7c566b38cd59d6330f472c0fb405d1a132b82b0b3c07e9");
+}
 
 /* ------------------------------------------- stories260K: fallbacks */
 
@@ -348,9 +411,13 @@ static void test_bad_inputs(void **state) {
 
     /* unknown ftype */
     write_model(in, names, 2, 64, NULL, 0);
-    et_quant_params bad = {3 /* Q4_1 */, 0, NULL, NULL};
+    et_quant_params bad = {25 /* IQ4_NL */, 0, NULL, NULL};
     assert_int_equal(et_quantize_model(in, out, &bad, NULL, &e), ET_EUSAGE);
-    assert_int_equal(et_ftype_from_name("Q4_1"), -1);
+    assert_int_equal(et_ftype_from_name("IQ4_NL"), -1);
+    assert_int_equal(et_ftype_from_name("Q5_K_M"), -1);
+    assert_int_equal(et_ftype_from_name("q4_1"), ET_FTYPE_MOSTLY_Q4_1);
+    assert_int_equal(et_ftype_from_name("Q5_1"), ET_FTYPE_MOSTLY_Q5_1);
+    assert_int_equal(et_ftype_base_type(ET_FTYPE_MOSTLY_Q5_1), GGML_TYPE_Q5_1);
     assert_int_equal(et_ftype_from_name("q4_k_m"), ET_FTYPE_MOSTLY_Q4_K_M);
 
     /* requantizing: refused unless allowed, then Q4_0 -> Q8_0 works */
@@ -388,6 +455,8 @@ int main(void) {
         cmocka_unit_test(test_golden_q4_0),
         cmocka_unit_test(test_golden_q4_k_m),
         cmocka_unit_test(test_golden_q6_k),
+        cmocka_unit_test(test_golden_q4_1),
+        cmocka_unit_test(test_golden_q5_1),
         cmocka_unit_test(test_stories260K_fallbacks),
         cmocka_unit_test(test_policy_q4_k_m_32_layers),
         cmocka_unit_test(test_wants),

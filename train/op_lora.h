@@ -53,7 +53,7 @@
 /* A frozen weight W [n_out, n_in] in GGUF layout: n_out rows of
  * et_quant_row_bytes(type, n_in) bytes each, row-major.  type is an
  * enum ggml_type that quant/quant.h can dequantize (F32, F16, BF16, Q8_0,
- * Q4_0, Q5_0, Q4_K, Q6_K) and n_in a multiple of its block size.  The data
+ * Q4_0, Q5_0, Q4_1, Q5_1, Q4_K, Q6_K) and n_in a multiple of its block size.  The data
  * is borrowed (e.g. a model's block, or an mmap of a GGUF). */
 typedef struct et_frozen_w {
     uint32_t type;
