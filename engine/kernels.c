@@ -96,6 +96,8 @@ et_dot_fn et_kernels_dot(const et_kernels *k, uint32_t t) {
     case GGML_TYPE_Q8_0: return k->dot_q8_0;
     case GGML_TYPE_Q4_0: return k->dot_q4_0;
     case GGML_TYPE_Q5_0: return k->dot_q5_0;
+    case GGML_TYPE_Q4_1: return k->dot_q4_1;
+    case GGML_TYPE_Q5_1: return k->dot_q5_1;
     case GGML_TYPE_Q4_K: return k->dot_q4_K;
     case GGML_TYPE_Q6_K: return k->dot_q6_K;
     default: return NULL;
@@ -106,6 +108,8 @@ et_dot4_fn et_kernels_dot4(const et_kernels *k, uint32_t t) {
     switch (t) {
     case GGML_TYPE_Q8_0: return k->dot4_q8_0;
     case GGML_TYPE_Q4_0: return k->dot4_q4_0;
+    case GGML_TYPE_Q4_1: return k->dot4_q4_1;
+    case GGML_TYPE_Q5_1: return k->dot4_q5_1;
     default: return NULL;
     }
 }
@@ -114,6 +118,7 @@ et_gemv_fn et_kernels_gemv(const et_kernels *k, uint32_t t) {
     switch (t) {
     case GGML_TYPE_Q8_0: return k->gemv_q8_0;
     case GGML_TYPE_Q4_0: return k->gemv_q4_0;
+    case GGML_TYPE_Q4_1: return k->gemv_q4_1;
     default: return NULL;
     }
 }
@@ -122,6 +127,7 @@ uint32_t et_vec_dot_type(uint32_t t) {
     switch (t) {
     case GGML_TYPE_F32: case GGML_TYPE_F16: case GGML_TYPE_BF16: return t;
     case GGML_TYPE_Q8_0: case GGML_TYPE_Q4_0: case GGML_TYPE_Q5_0: return GGML_TYPE_Q8_0;
+    case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_1: return GGML_TYPE_Q8_1;
     case GGML_TYPE_Q4_K: case GGML_TYPE_Q6_K: return GGML_TYPE_Q8_K;
     default: return (uint32_t)-1;
     }
@@ -132,6 +138,7 @@ size_t et_act_bytes(uint32_t weight_type, int n) {
     case GGML_TYPE_F32: return (size_t)n * 4;
     case GGML_TYPE_F16: case GGML_TYPE_BF16: return (size_t)n * 2;
     case GGML_TYPE_Q8_0: return et_act_q8_0_extra_offset(n) + (size_t)(n / ET_QK) * (32 + 4);
+    case GGML_TYPE_Q8_1: return et_act_q8_1_extra_offset(n) + (size_t)(n / ET_QK) * (4 + 4);
     case GGML_TYPE_Q8_K: return (size_t)(n / ET_QK_K) * sizeof(et_block_q8_K);
     default: return 0;
     }
@@ -152,6 +159,17 @@ static void act_q8_0(const float *x, void *dst, int n) {
     }
 }
 
+/* Q8_1 blocks plus the extras of the layout in kernels.h. */
+static void act_q8_1(const float *x, void *dst, int n) {
+    const et_block_q8_1 *q = dst;
+    et_quantize_q8_1(x, dst, n);
+    float *d = (float *)((uint8_t *)dst + et_act_q8_1_extra_offset(n)), *s = d + n / ET_QK;
+    for (int b = 0; b < n / ET_QK; b++) {
+        d[b] = et_fp16_to_fp32(q[b].d);
+        s[b] = et_fp16_to_fp32(q[b].s);
+    }
+}
+
 void et_act_convert(uint32_t weight_type, const float *x, void *dst, int n) {
     switch (et_vec_dot_type(weight_type)) {
     case GGML_TYPE_F32: memcpy(dst, x, (size_t)n * 4); break;
@@ -166,6 +184,7 @@ void et_act_convert(uint32_t weight_type, const float *x, void *dst, int n) {
         break;
     }
     case GGML_TYPE_Q8_0: act_q8_0(x, dst, n); break;
+    case GGML_TYPE_Q8_1: act_q8_1(x, dst, n); break;
     case GGML_TYPE_Q8_K: et_quantize_q8_K(x, dst, n); break;
     default: break;
     }
@@ -195,6 +214,29 @@ void et_quantize_q8_0(const float *x, et_block_q8_0 *y, int n) {
             float v = x[j] * id;   /* in [-127, 127] for finite x; rounded half to even */
             y[b].qs[j] = (int8_t)(v >= -127.f && v <= 127.f ? nearest_int(v) : v > 127.f ? 127 : v < -127.f ? -127 : 0);
         }
+    }
+}
+
+/* ggml-cpu x86 quantize_row_q8_1 (AVX2 path): Q8_0's d, id and rounding,
+ * and s = fp16(d * sum of the quants), d in fp32. */
+void et_quantize_q8_1(const float *x, et_block_q8_1 *y, int n) {
+    for (int b = 0; b < n / ET_QK; b++, x += ET_QK) {
+        float amax = 0;
+        for (int j = 0; j < ET_QK; j++) {
+            float a = fabsf(x[j]);
+            amax = a > amax ? a : amax;   /* NaN never wins, as et_quantize_q8_0 */
+        }
+        float d = amax / 127.f;
+        float id = amax != 0.0f ? 127.f / amax : 0.0f;
+        y[b].d = et_fp32_to_fp16(d);
+        int32_t sum = 0;
+        for (int j = 0; j < ET_QK; j++) {
+            float v = x[j] * id;
+            int q = v >= -127.f && v <= 127.f ? nearest_int(v) : v > 127.f ? 127 : v < -127.f ? -127 : 0;
+            y[b].qs[j] = (int8_t)q;
+            sum += q;
+        }
+        y[b].s = et_fp32_to_fp16(d * (float)sum);
     }
 }
 

@@ -11,6 +11,8 @@
  *   Q8_0     Q8_0          dot_q8_0   (ggml_vec_dot_q8_0_q8_0)
  *   Q4_0     Q8_0          dot_q4_0   (ggml_vec_dot_q4_0_q8_0)
  *   Q5_0     Q8_0          dot_q5_0   (ggml_vec_dot_q5_0_q8_0)
+ *   Q4_1     Q8_1          dot_q4_1   (ggml_vec_dot_q4_1_q8_1)
+ *   Q5_1     Q8_1          dot_q5_1   (ggml_vec_dot_q5_1_q8_1)
  *   Q4_K     Q8_K          dot_q4_K   (ggml_vec_dot_q4_K_q8_K)
  *   Q6_K     Q8_K          dot_q6_K   (ggml_vec_dot_q6_K_q8_K)
  *
@@ -26,6 +28,14 @@
  *    converted to float and multiplied by d(b) = fp16(x.d) * fp16(y.d);
  *    that is added to lane (b % 2)*8 + g of 16 partial sums, which are folded
  *    pairwise (w = 8, 4, 2, 1).
+ *  - Q4_1/Q5_1 (blocks of 32, w = d_w q + m_w with q unsigned, against Q8_1):
+ *    the d_w q part exactly as Q4_0 above (16 lanes; s(b,g) the exact sum
+ *    of q times the activation's qs, d(b) = fp16(x.d) * fp16(y.d)); then
+ *    block b's min term fp16(x.m) * fp16(y.s) is added to lane (b % 2)*8
+ *    (the lane of its group 0), after that group's product; the 16 lanes
+ *    are folded as above.  (ggml keeps the min terms in a separate sum,
+ *    added after the fold; one more addend per lane instead keeps every
+ *    path's arithmetic vectorized, see kernels_x86_gemv.c.)
  *  - Q4_K/Q6_K (super-blocks of 256): per super-block the exact integer sums
  *    sumi = sum_j scale_j * dot_j (and for Q4_K summ = sum_j min_j * bsum_j)
  *    are scaled: acc += d * (float)sumi; acc -= dmin * (float)summ, with
@@ -34,6 +44,10 @@
  * Activation quantization (same in every path, done by the scalar code):
  *  - Q8_0: ggml-cpu's x86 quantize_row_q8_0: d = amax/127, id = 127/amax,
  *    q = round-half-even(x * id).
+ *  - Q8_1: ggml-cpu's x86 quantize_row_q8_1 (what llama.cpp's CPU backend
+ *    runs on x86-64; its reference and NEON versions use id = 1/d and
+ *    round half away / half even): qs and d as Q8_0 above, and
+ *    s = fp16(d * (float)sum(qs)) with the fp32 d (before its fp16 rounding).
  *  - Q8_K: ggml quantize_row_q8_K_ref: iscale = -127/max (max = the value of
  *    largest magnitude, first on ties), q = min(127, nearest_int(iscale*x)),
  *    d = 1/iscale, bsums over groups of 16.
@@ -49,7 +63,15 @@
 #include "../quant/quant.h"
 
 /* Weight blocks: quant/quant.h (et_block_q8_0 ... et_block_q6_K, ggml's layouts). */
-#define ET_QK 32      /* elements per Q8_0/Q4_0/Q5_0 block */
+#define ET_QK 32      /* elements per Q8_0/Q4_0/Q5_0/Q4_1/Q5_1/Q8_1 block */
+
+/* Q8_1, used only for activations (ggml block_q8_1): 36 bytes / 32. */
+typedef struct et_block_q8_1 {
+    uint16_t d;            /* fp16 scale */
+    uint16_t s;            /* fp16 of d * sum(qs) (the fp32 d) */
+    int8_t qs[ET_QK];      /* quants, -127..127 */
+} et_block_q8_1;
+_Static_assert(sizeof(et_block_q8_1) == 36, "Q8_1 block is 36 bytes");
 
 /* Q8_K, used only for activations (ggml block_q8_K): 292 bytes / 256. */
 typedef struct et_block_q8_K {
@@ -68,16 +90,17 @@ typedef float (*et_dot_fn)(int n, const void *w, const void *x);
  * single dot.  Lets a batch reuse the unpacked weights (prompt processing). */
 typedef void (*et_dot4_fn)(int n, const void *w, const void *x, size_t x_stride, float *out);
 /* One activation row against n_rows weight rows (w + r * w_stride bytes):
- * out[r], each bit-identical to the single dot.  x is a Q8_0 activation
- * with its extras (the layout below), as et_act_convert writes it.  The
- * generation path (one token): the activation work is shared by the rows. */
+ * out[r], each bit-identical to the single dot.  x is a Q8_0 or Q8_1
+ * activation with its extras (the layouts below), as et_act_convert writes
+ * it.  The generation path (one token): the activation work is shared by
+ * the rows. */
 typedef void (*et_gemv_fn)(int n, const void *w, size_t w_stride, int n_rows, const void *x, float *out);
 
 typedef struct et_kernels {
     const char *name;          /* "scalar", "avx2", "avx512", "avx512vnni", "neon" */
-    et_dot_fn dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q5_0, dot_q4_K, dot_q6_K;
-    et_dot4_fn dot4_q8_0, dot4_q4_0;   /* NULL: four single dots */
-    et_gemv_fn gemv_q8_0, gemv_q4_0;   /* NULL: one single dot per row */
+    et_dot_fn dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q5_0, dot_q4_1, dot_q5_1, dot_q4_K, dot_q6_K;
+    et_dot4_fn dot4_q8_0, dot4_q4_0, dot4_q4_1, dot4_q5_1;   /* NULL: four single dots */
+    et_gemv_fn gemv_q8_0, gemv_q4_0, gemv_q4_1;   /* NULL: one single dot per row */
 } et_kernels;
 
 /* Q8_0 activations (the vec_dot_type of Q8_0, Q4_0 and Q5_0 weights) of n =
@@ -100,6 +123,20 @@ static inline const float *et_act_q8_0_d(const void *x, int n) {
     return (const float *)((const uint8_t *)x + et_act_q8_0_extra_offset(n) + (size_t)(n / 32) * 32);
 }
 
+/* Q8_1 activations (the vec_dot_type of Q4_1 and Q5_1) of n = 32 nb
+ * elements, as et_act_convert writes them (et_act_bytes long):
+ *   bytes [0, 36 nb): nb et_block_q8_1 — what every dot_* kernel reads;
+ *   from E = 36 nb rounded up to 64 (et_act_q8_1_d):
+ *     float d[nb]:  fp32 of each block's fp16 d;
+ *     float s[nb]:  fp32 of each block's fp16 s (et_act_q8_1_s), for gemv_*. */
+static inline size_t et_act_q8_1_extra_offset(int n) { return ((size_t)(n / 32) * 36 + 63) & ~(size_t)63; }
+static inline const float *et_act_q8_1_d(const void *x, int n) {
+    return (const float *)((const uint8_t *)x + et_act_q8_1_extra_offset(n));
+}
+static inline const float *et_act_q8_1_s(const void *x, int n) {
+    return (const float *)((const uint8_t *)x + et_act_q8_1_extra_offset(n) + (size_t)(n / 32) * 4);
+}
+
 /* The kernel set by name, or NULL when this build or this CPU lacks it. */
 const et_kernels *et_kernels_get(const char *name);
 /* The fastest set this CPU supports; $ET_ISA (a name above) overrides. */
@@ -112,16 +149,17 @@ et_dot4_fn et_kernels_dot4(const et_kernels *k, uint32_t weight_type);
 /* The multi-row single-token kernel for a weight type, or NULL. */
 et_gemv_fn et_kernels_gemv(const et_kernels *k, uint32_t weight_type);
 /* The activation type a weight type is multiplied with (F32, F16, BF16,
- * Q8_0 or Q8_K), or (uint32_t)-1 for an unsupported weight type. */
+ * Q8_0, Q8_1 or Q8_K), or (uint32_t)-1 for an unsupported weight type. */
 uint32_t et_vec_dot_type(uint32_t weight_type);
 /* Bytes of n activations converted to vec_dot_type (n a multiple of its block). */
 size_t et_act_bytes(uint32_t weight_type, int n);
 /* Convert n floats to the weight's vec_dot_type (dst et_act_bytes long;
- * for Q8_0 the layout above, blocks plus extras). */
+ * for Q8_0 and Q8_1 the layouts above, blocks plus extras). */
 void et_act_convert(uint32_t weight_type, const float *x, void *dst, int n);
 
 /* Activation quantizers (see the header comment); n a multiple of 32 / 256. */
 void et_quantize_q8_0(const float *x, et_block_q8_0 *y, int n);
+void et_quantize_q8_1(const float *x, et_block_q8_1 *y, int n);
 void et_quantize_q8_K(const float *x, et_block_q8_K *y, int n);
 
 /* fp16 -> fp32 by table (exact; et_fp16_to_fp32 builds it once). */
@@ -139,6 +177,8 @@ float et_dot_bf16_scalar(int n, const void *w, const void *x);
 float et_dot_q8_0_scalar(int n, const void *w, const void *x);
 float et_dot_q4_0_scalar(int n, const void *w, const void *x);
 float et_dot_q5_0_scalar(int n, const void *w, const void *x);
+float et_dot_q4_1_scalar(int n, const void *w, const void *x);
+float et_dot_q5_1_scalar(int n, const void *w, const void *x);
 float et_dot_q4_K_scalar(int n, const void *w, const void *x);
 float et_dot_q6_K_scalar(int n, const void *w, const void *x);
 
@@ -151,6 +191,7 @@ extern const et_kernels et_kernels_avx512vnni;   /* avx512 + the VNNI gemv kerne
 /* engine/kernels_x86_gemv.c (AVX-512 F/BW/VL + VNNI). */
 void et_gemv_q8_0_avx512vnni(int n, const void *w, size_t w_stride, int n_rows, const void *x, float *out);
 void et_gemv_q4_0_avx512vnni(int n, const void *w, size_t w_stride, int n_rows, const void *x, float *out);
+void et_gemv_q4_1_avx512vnni(int n, const void *w, size_t w_stride, int n_rows, const void *x, float *out);
 #endif
 #if defined(__aarch64__)
 extern const et_kernels et_kernels_neon;

@@ -159,6 +159,52 @@ static float neon_dot_q5_0(int n, const void *wv, const void *xv) {
     return fold16(a);
 }
 
+/* Q4_1/Q5_1 against Q8_1: the unsigned quants (0..31) are valid signed
+ * bytes, so add_block's groups are the exact sums; then block b's min term
+ * into lane (b%2)*8 (lane 0 of a[2*(b%2)]), + 0 to the others (never -0). */
+static inline void add_min(float32x4_t *a, int b, float ms) {
+    float32x4_t *p = a + 2 * (b & 1);
+    p[0] = vaddq_f32(p[0], vsetq_lane_f32(ms, vdupq_n_f32(0), 0));
+}
+
+static float neon_dot_q4_1(int n, const void *wv, const void *xv) {
+    const et_block_q4_1 *w = wv;
+    const et_block_q8_1 *x = xv;
+    float32x4_t a[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    for (int b = 0; b < n / ET_QK; b++) {
+        uint8x16_t q = vld1q_u8(w[b].qs);
+        int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(q, m4));
+        int8x16_t hi = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
+        add_block(a, b, lo, hi, x[b].qs, f16(w[b].d) * f16(x[b].d));
+        add_min(a, b, f16(w[b].m) * f16(x[b].s));
+    }
+    return fold16(a);
+}
+
+static float neon_dot_q5_1(int n, const void *wv, const void *xv) {
+    const et_block_q5_1 *w = wv;
+    const et_block_q8_1 *x = xv;
+    float32x4_t a[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    static const uint8_t bitsel[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t sel = vld1q_u8(bitsel);
+    for (int b = 0; b < n / ET_QK; b++) {
+        uint8_t hb[4];
+        memcpy(hb, w[b].qh, 4);
+        uint8x16_t h0 = vcombine_u8(vdup_n_u8(hb[0]), vdup_n_u8(hb[1]));
+        uint8x16_t h1 = vcombine_u8(vdup_n_u8(hb[2]), vdup_n_u8(hb[3]));
+        h0 = vandq_u8(vtstq_u8(h0, sel), vdupq_n_u8(0x10));
+        h1 = vandq_u8(vtstq_u8(h1, sel), vdupq_n_u8(0x10));
+        uint8x16_t q = vld1q_u8(w[b].qs);
+        int8x16_t lo = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(q, m4), h0));
+        int8x16_t hi = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(q, 4), h1));
+        add_block(a, b, lo, hi, x[b].qs, f16(w[b].d) * f16(x[b].d));
+        add_min(a, b, f16(w[b].m) * f16(x[b].s));
+    }
+    return fold16(a);
+}
+
 /* Exact sum of 16 products of signed bytes (values of a K-quant sub-block). */
 static inline int32_t dot16(int8x16_t x, int8x16_t y) {
     int16x8_t p0 = vmull_s8(vget_low_s8(x), vget_low_s8(y));
@@ -239,10 +285,12 @@ static float neon_dot_q6_K(int n, const void *wv, const void *xv) {
 }
 
 const et_kernels et_kernels_neon = {
-    "neon", neon_dot_f32, neon_dot_f16, neon_dot_bf16, neon_dot_q8_0,
-    neon_dot_q4_0, neon_dot_q5_0, neon_dot_q4_K, neon_dot_q6_K,
-    NULL, NULL,
-    NULL, NULL,
+    .name = "neon",
+    .dot_f32 = neon_dot_f32, .dot_f16 = neon_dot_f16, .dot_bf16 = neon_dot_bf16,
+    .dot_q8_0 = neon_dot_q8_0, .dot_q4_0 = neon_dot_q4_0, .dot_q5_0 = neon_dot_q5_0,
+    .dot_q4_1 = neon_dot_q4_1, .dot_q5_1 = neon_dot_q5_1,
+    .dot_q4_K = neon_dot_q4_K, .dot_q6_K = neon_dot_q6_K,
+    /* dot4_*, gemv_*: NULL (single dots) */
 };
 
 #endif

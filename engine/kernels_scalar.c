@@ -150,6 +150,61 @@ float et_dot_q5_0_scalar(int n, const void *wv, const void *xv) {
     return fold(acc, 16);
 }
 
+/* ---- Q4_1/Q5_1 against Q8_1: the 16 lanes of d_w q, each block's min term in its group 0 lane ---- */
+
+/* Block b's min term m_w * s_y, added to lane (b%2)*8 after the groups. */
+static inline void add_min(float *acc, int b, float ms) {
+    float *a = acc + (b & 1) * 8;
+    a[0] = a[0] + ms;
+}
+
+/* The 8 exact group sums of one block's unsigned quants v times y. */
+static inline void groups_u(const uint8_t *v, const int8_t *y, int32_t *q) {
+    for (int g = 0; g < 8; g++) {
+        int32_t s = 0;
+        for (int k = 0; k < 4; k++) s += v[4 * g + k] * y[4 * g + k];
+        q[g] = s;
+    }
+}
+
+float et_dot_q4_1_scalar(int n, const void *wv, const void *xv) {
+    const et_block_q4_1 *w = wv;
+    const et_block_q8_1 *x = xv;
+    float acc[16] = {0};
+    for (int b = 0; b < n / ET_QK; b++) {
+        uint8_t v[32];   /* element j: low nibble of qs[j] (j < 16), high nibble of qs[j-16] */
+        for (int j = 0; j < 16; j++) {
+            v[j] = w[b].qs[j] & 0x0F;
+            v[j + 16] = w[b].qs[j] >> 4;
+        }
+        int32_t q[8];
+        groups_u(v, x[b].qs, q);
+        add_groups(acc, b, q, f16(w[b].d) * f16(x[b].d));
+        add_min(acc, b, f16(w[b].m) * f16(x[b].s));
+    }
+    return fold(acc, 16);
+}
+
+float et_dot_q5_1_scalar(int n, const void *wv, const void *xv) {
+    const et_block_q5_1 *w = wv;
+    const et_block_q8_1 *x = xv;
+    float acc[16] = {0};
+    for (int b = 0; b < n / ET_QK; b++) {
+        uint32_t qh;
+        memcpy(&qh, w[b].qh, 4);
+        uint8_t v[32];
+        for (int j = 0; j < 16; j++) {
+            v[j] = (uint8_t)((w[b].qs[j] & 0x0F) | (((qh >> j) & 1) << 4));
+            v[j + 16] = (uint8_t)((w[b].qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+        }
+        int32_t q[8];
+        groups_u(v, x[b].qs, q);
+        add_groups(acc, b, q, f16(w[b].d) * f16(x[b].d));
+        add_min(acc, b, f16(w[b].m) * f16(x[b].s));
+    }
+    return fold(acc, 16);
+}
+
 /* ---- K-quants against Q8_K: exact integers per super-block ---- */
 
 /* 6-bit scale and min j (0..7) of a Q4_K super-block (ggml get_scale_min_k4). */
@@ -219,8 +274,10 @@ float et_dot_q6_K_scalar(int n, const void *wv, const void *xv) {
 }
 
 const et_kernels et_kernels_scalar = {
-    "scalar",          et_dot_f32_scalar,  et_dot_f16_scalar,  et_dot_bf16_scalar, et_dot_q8_0_scalar,
-    et_dot_q4_0_scalar, et_dot_q5_0_scalar, et_dot_q4_K_scalar, et_dot_q6_K_scalar,
-    NULL, NULL,
-    NULL, NULL,
+    .name = "scalar",
+    .dot_f32 = et_dot_f32_scalar, .dot_f16 = et_dot_f16_scalar, .dot_bf16 = et_dot_bf16_scalar,
+    .dot_q8_0 = et_dot_q8_0_scalar, .dot_q4_0 = et_dot_q4_0_scalar, .dot_q5_0 = et_dot_q5_0_scalar,
+    .dot_q4_1 = et_dot_q4_1_scalar, .dot_q5_1 = et_dot_q5_1_scalar,
+    .dot_q4_K = et_dot_q4_K_scalar, .dot_q6_K = et_dot_q6_K_scalar,
+    /* dot4_*, gemv_*: NULL (single dots) */
 };

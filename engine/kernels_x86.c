@@ -178,6 +178,49 @@ static AVX2 float avx2_dot_q5_0(int n, const void *wv, const void *xv) {
     return fold8(_mm256_add_ps(acc[0], acc[1]));
 }
 
+/* Sums of 4 consecutive products of 32 unsigned (w, 0..31) by signed (x)
+ * bytes: 8 int32 lanes.  |2 * 31 * 127| fits maddubs' int16 exactly. */
+static inline AVX2 __m256i dot_groups4_u(__m256i w, __m256i x) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1));
+}
+
+/* Q5_1's 32 quants (0..31): nibbles with the fifth bits of qh. */
+static inline AVX2 __m256i q5_bytes(const uint8_t *qs, const uint8_t *qhb) {
+    uint32_t qh;
+    memcpy(&qh, qhb, 4);
+    return _mm256_or_si256(nibbles32(qs), _mm256_and_si256(bytes_from_bits(qh), _mm256_set1_epi8(0x10)));
+}
+
+/* Block b's min term into lane 0 of its parity's accumulator; the other
+ * lanes get + (+0), which leaves them as the scalar's (never -0). */
+static inline AVX2 void add_min(__m256 *acc, int b, float ms) {
+    acc[b & 1] = _mm256_add_ps(acc[b & 1], _mm256_setr_ps(ms, 0, 0, 0, 0, 0, 0, 0));
+}
+
+static AVX2 float avx2_dot_q4_1(int n, const void *wv, const void *xv) {
+    const et_block_q4_1 *w = wv;
+    const et_block_q8_1 *x = xv;
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / ET_QK; b++) {
+        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        add_block(acc, b, dot_groups4_u(nibbles32(w[b].qs), qx), f16(w[b].d) * f16(x[b].d));
+        add_min(acc, b, f16(w[b].m) * f16(x[b].s));
+    }
+    return fold8(_mm256_add_ps(acc[0], acc[1]));
+}
+
+static AVX2 float avx2_dot_q5_1(int n, const void *wv, const void *xv) {
+    const et_block_q5_1 *w = wv;
+    const et_block_q8_1 *x = xv;
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / ET_QK; b++) {
+        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        add_block(acc, b, dot_groups4_u(q5_bytes(w[b].qs, w[b].qh), qx), f16(w[b].d) * f16(x[b].d));
+        add_min(acc, b, f16(w[b].m) * f16(x[b].s));
+    }
+    return fold8(_mm256_add_ps(acc[0], acc[1]));
+}
+
 static void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
     if (j < 4) {
         *sc = q[j] & 63;
@@ -295,11 +338,42 @@ static AVX2 void avx2_dot4_q4_0(int n, const void *w, const void *x, size_t xs, 
     dot4_blocks(n / ET_QK, w, 1, x, xs, out);
 }
 
+/* Q4_1 (q5 = 0) / Q5_1 (q5 = 1) against four Q8_1 rows: the weight's
+ * quants, d and m unpacked once per block; each row keeps avx2_dot_q4_1's
+ * lanes and order. */
+static inline AVX2 void dot4_q_1(int nb, const void *wrow, int q5, const uint8_t *x, size_t xs, float *out) {
+    const et_block_q4_1 *w4 = wrow;
+    const et_block_q5_1 *w5 = wrow;
+    __m256 acc[4][2];
+    for (int k = 0; k < 4; k++) acc[k][0] = acc[k][1] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        __m256i qw = q5 ? q5_bytes(w5[b].qs, w5[b].qh) : nibbles32(w4[b].qs);
+        float dw = f16(q5 ? w5[b].d : w4[b].d), mw = f16(q5 ? w5[b].m : w4[b].m);
+        for (int k = 0; k < 4; k++) {
+            const et_block_q8_1 *xb = (const et_block_q8_1 *)(x + (size_t)k * xs) + b;
+            __m256i g = dot_groups4_u(qw, _mm256_loadu_si256((const __m256i *)xb->qs));
+            add_block(acc[k], b, g, dw * f16(xb->d));
+            add_min(acc[k], b, mw * f16(xb->s));
+        }
+    }
+    for (int k = 0; k < 4; k++) out[k] = fold8(_mm256_add_ps(acc[k][0], acc[k][1]));
+}
+
+static AVX2 void avx2_dot4_q4_1(int n, const void *w, const void *x, size_t xs, float *out) {
+    dot4_q_1(n / ET_QK, w, 0, x, xs, out);
+}
+
+static AVX2 void avx2_dot4_q5_1(int n, const void *w, const void *x, size_t xs, float *out) {
+    dot4_q_1(n / ET_QK, w, 1, x, xs, out);
+}
+
 const et_kernels et_kernels_avx2 = {
-    "avx2", avx2_dot_f32, avx2_dot_f16, avx2_dot_bf16, avx2_dot_q8_0,
-    avx2_dot_q4_0, avx2_dot_q5_0, avx2_dot_q4_K, avx2_dot_q6_K,
-    avx2_dot4_q8_0, avx2_dot4_q4_0,
-    NULL, NULL,
+    .name = "avx2",
+    .dot_f32 = avx2_dot_f32, .dot_f16 = avx2_dot_f16, .dot_bf16 = avx2_dot_bf16,
+    .dot_q8_0 = avx2_dot_q8_0, .dot_q4_0 = avx2_dot_q4_0, .dot_q5_0 = avx2_dot_q5_0,
+    .dot_q4_1 = avx2_dot_q4_1, .dot_q5_1 = avx2_dot_q5_1,
+    .dot_q4_K = avx2_dot_q4_K, .dot_q6_K = avx2_dot_q6_K,
+    .dot4_q8_0 = avx2_dot4_q8_0, .dot4_q4_0 = avx2_dot4_q4_0, .dot4_q4_1 = avx2_dot4_q4_1, .dot4_q5_1 = avx2_dot4_q5_1,
 };
 
 /* ------------------------------------------------------------ AVX-512 */
@@ -437,18 +511,75 @@ static AVX512 float avx512_dot_q4_0(int n, const void *wv, const void *xv) {
     return fold16_512(acc);
 }
 
+/* Q4_1/Q5_1: two blocks per zmm as Q4_0 (unsigned quants, no sign trick);
+ * the min terms of blocks b and b+1 into lanes 0 and 8 after the groups. */
+static inline AVX512 __m512i dot_groups4_u512(__m512i w, __m512i x) {
+    return _mm512_madd_epi16(_mm512_maddubs_epi16(w, x), _mm512_set1_epi16(1));
+}
+
+static inline AVX512 __m512i q8_1_pair(const et_block_q8_1 *x, int b, int two) {
+    return pair256(_mm256_loadu_si256((const __m256i *)x[b].qs),
+                   two ? _mm256_loadu_si256((const __m256i *)x[b + 1].qs) : _mm256_setzero_si256());
+}
+
+/* acc += (m0 in lane 0, m1 in lane 8, +0 elsewhere). */
+static inline AVX512 __m512 add_min_pair(__m512 acc, float m0, float m1) {
+    __m512 v = _mm512_maskz_mov_ps((__mmask16)0x0001, _mm512_set1_ps(m0));
+    v = _mm512_mask_mov_ps(v, (__mmask16)0x0100, _mm512_set1_ps(m1));
+    return _mm512_add_ps(acc, v);
+}
+
+static AVX512 float avx512_dot_q4_1(int n, const void *wv, const void *xv) {
+    const et_block_q4_1 *w = wv;
+    const et_block_q8_1 *x = xv;
+    int nb = n / ET_QK;
+    __m512 acc = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b += 2) {
+        int two = b + 1 < nb;   /* a last odd-numbered block pairs with zeros, as avx512_dot_q4_0 */
+        __m512i qw = pair256(nibbles32(w[b].qs), two ? nibbles32(w[b + 1].qs) : _mm256_setzero_si256());
+        float d1 = two ? f16(w[b + 1].d) * f16(x[b + 1].d) : 0.0f;
+        float m1 = two ? f16(w[b + 1].m) * f16(x[b + 1].s) : 0.0f;
+        acc = add_pair(acc, dot_groups4_u512(qw, q8_1_pair(x, b, two)), f16(w[b].d) * f16(x[b].d), d1);
+        acc = add_min_pair(acc, f16(w[b].m) * f16(x[b].s), m1);
+    }
+    return fold16_512(acc);
+}
+
+static AVX512 float avx512_dot_q5_1(int n, const void *wv, const void *xv) {
+    const et_block_q5_1 *w = wv;
+    const et_block_q8_1 *x = xv;
+    int nb = n / ET_QK;
+    __m512 acc = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b += 2) {
+        int two = b + 1 < nb;
+        __m512i qw = pair256(q5_bytes(w[b].qs, w[b].qh), two ? q5_bytes(w[b + 1].qs, w[b + 1].qh) : _mm256_setzero_si256());
+        float d1 = two ? f16(w[b + 1].d) * f16(x[b + 1].d) : 0.0f;
+        float m1 = two ? f16(w[b + 1].m) * f16(x[b + 1].s) : 0.0f;
+        acc = add_pair(acc, dot_groups4_u512(qw, q8_1_pair(x, b, two)), f16(w[b].d) * f16(x[b].d), d1);
+        acc = add_min_pair(acc, f16(w[b].m) * f16(x[b].s), m1);
+    }
+    return fold16_512(acc);
+}
+
 const et_kernels et_kernels_avx512 = {
-    "avx512", avx512_dot_f32, avx512_dot_f16, avx512_dot_bf16, avx512_dot_q8_0,
-    avx512_dot_q4_0, avx2_dot_q5_0, avx2_dot_q4_K, avx2_dot_q6_K,
-    avx2_dot4_q8_0, avx2_dot4_q4_0,   /* measured faster than two-block zmm versions */
-    NULL, NULL,
+    .name = "avx512",
+    .dot_f32 = avx512_dot_f32, .dot_f16 = avx512_dot_f16, .dot_bf16 = avx512_dot_bf16,
+    .dot_q8_0 = avx512_dot_q8_0, .dot_q4_0 = avx512_dot_q4_0, .dot_q5_0 = avx2_dot_q5_0,
+    .dot_q4_1 = avx512_dot_q4_1, .dot_q5_1 = avx512_dot_q5_1,
+    .dot_q4_K = avx2_dot_q4_K, .dot_q6_K = avx2_dot_q6_K,
+    .dot4_q8_0 = avx2_dot4_q8_0, .dot4_q4_0 = avx2_dot4_q4_0,   /* measured faster than two-block zmm versions */
+    .dot4_q4_1 = avx2_dot4_q4_1, .dot4_q5_1 = avx2_dot4_q5_1,
 };
 
 const et_kernels et_kernels_avx512vnni = {
-    "avx512vnni", avx512_dot_f32, avx512_dot_f16, avx512_dot_bf16, avx512_dot_q8_0,
-    avx512_dot_q4_0, avx2_dot_q5_0, avx2_dot_q4_K, avx2_dot_q6_K,
-    avx2_dot4_q8_0, avx2_dot4_q4_0,
-    et_gemv_q8_0_avx512vnni, et_gemv_q4_0_avx512vnni,
+    .name = "avx512vnni",
+    .dot_f32 = avx512_dot_f32, .dot_f16 = avx512_dot_f16, .dot_bf16 = avx512_dot_bf16,
+    .dot_q8_0 = avx512_dot_q8_0, .dot_q4_0 = avx512_dot_q4_0, .dot_q5_0 = avx2_dot_q5_0,
+    .dot_q4_1 = avx512_dot_q4_1, .dot_q5_1 = avx512_dot_q5_1,
+    .dot_q4_K = avx2_dot_q4_K, .dot_q6_K = avx2_dot_q6_K,
+    .dot4_q8_0 = avx2_dot4_q8_0, .dot4_q4_0 = avx2_dot4_q4_0,
+    .dot4_q4_1 = avx2_dot4_q4_1, .dot4_q5_1 = avx2_dot4_q5_1,
+    .gemv_q8_0 = et_gemv_q8_0_avx512vnni, .gemv_q4_0 = et_gemv_q4_0_avx512vnni, .gemv_q4_1 = et_gemv_q4_1_avx512vnni,
 };
 
 #endif

@@ -1,5 +1,5 @@
-/* engine/kernels_x86_gemv.c — single-token kernels (gemv) for Q4_0 and
- * Q8_0 weights on AVX-512 with VNNI (vpdpbusd), the generation path:
+/* engine/kernels_x86_gemv.c — single-token kernels (gemv) for Q4_0, Q4_1
+ * and Q8_0 weights on AVX-512 with VNNI (vpdpbusd), the generation path:
  * out[r] = dot(row r, x) for n rows, each bit-identical to the scalar
  * reference (engine/kernels.h accumulation order).
  *
@@ -14,7 +14,13 @@
  *    started from a correction instead of zero:
  *      Q4_0: nibbles u (0..15), w = u - 8:  sum w x = sum u x - 8 gsum
  *      Q8_0: w ^ 0x80 = w + 128 (unsigned): sum w x = sum (w+128) x - 128 gsum
- *    (integer arithmetic, so exactly the scalar s(b,g)).
+ *      Q4_1: the nibbles are the (unsigned) weights: no correction
+ *    (integer arithmetic, so exactly the scalar s(b,g));
+ *  - Q4_1 against Q8_1: the 16 lanes as Q4_0 (d of x from the activation's
+ *    float d[]); then per pair one more product and sum for the min terms:
+ *    fp16(m) of blocks b, b+1 broadcast into the lanes of their group 0
+ *    (two masked broadcasts and the d's vcvtph2ps) times the activation's
+ *    float s[] in those lanes, zeros elsewhere.
  * Rows are read one after another (rows side by side share more but stream
  * from DRAM at half speed; docs/speed.md), Q4_0 with a software prefetch
  * ahead (Q8_0 without: its prefetches made it stream slower than the dot),
@@ -102,7 +108,24 @@ static inline VNNI __m512i q4_0_pair(const et_block_q4_0 *w, int b) {
     return _mm512_and_si512(u, _mm512_set1_epi8(0x0F));
 }
 
-/* Lanes of block b+1 in a pair: 8..15 (Q8_0), the quarters 1 and 3 (Q4_0). */
+/* The weight formats (a compile-time constant in the inlined functions). */
+enum { K_Q8_0 = 0, K_Q4_0 = 1, K_Q4_1 = 2 };
+
+/* Q4_1 nibbles of blocks b, b+1 in the quarters order, as q4_0_pair (no offset: the quants are unsigned). */
+static inline VNNI __m512i q4_1_pair(const et_block_q4_1 *w, int b) {
+    __m256i t = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)w[b].qs)),
+                                        _mm_loadu_si128((const __m128i *)w[b + 1].qs), 1);
+    __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
+    return _mm512_and_si512(u, _mm512_set1_epi8(0x0F));
+}
+static inline VNNI __m512i q4_1_last(const et_block_q4_1 *w, int b) {
+    __m256i t = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)w[b].qs));
+    t = _mm256_inserti128_si256(t, _mm_setzero_si128(), 1);
+    __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
+    return _mm512_and_si512(u, _mm512_set1_epi8(0x0F));
+}
+
+/* Lanes of block b+1 in a pair: 8..15 (Q8_0), the quarters 1 and 3 (Q4_0, Q4_1). */
 static inline __mmask16 odd_lanes(int q4) { return (__mmask16)(q4 ? 0xF0F0 : 0xFF00); }
 
 /* fp32 of a row's fp16 d of blocks b and b+1 (two = 0: 0 for b+1) in the
@@ -116,37 +139,55 @@ static inline VNNI __m512 row_d(const void *db, const void *db1, int two, int q4
 
 /* The token's side of one block pair, made once per call and read by every row. */
 typedef struct act_pair {
-    __m512i qx;     /* activation bytes (Q4_0: quarters order) */
-    __m512i corr;   /* -128 (Q8_0) or -8 (Q4_0) times the group sums */
+    __m512i qx;     /* activation bytes (Q4_0, Q4_1: quarters order) */
+    __m512i corr;   /* -128 (Q8_0) or -8 (Q4_0) times the group sums; 0 (Q4_1) */
     __m512 d;       /* fp32(d_x) in the pair's lanes */
+    __m512 s;       /* Q4_1: fp32(s_x) of b in lane 0, of b+1 in lane 4 (their group 0), 0 elsewhere */
 } act_pair;
 
-static inline VNNI void make_act_pair(act_pair *a, const et_block_q8_0 *x, const int32_t *gsum, const float *xd, int b,
-                                      int two, int q4) {
-    __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[b].qs));
-    if (two) v = _mm512_inserti64x4(v, _mm256_loadu_si256((const __m256i *)x[b + 1].qs), 1);
-    else v = _mm512_maskz_mov_epi64(0x0F, v);
-    __m512i g = _mm512_maskz_loadu_epi32(two ? 0xFFFF : 0x00FF, gsum + 8 * b);
-    if (q4) {
-        v = _mm512_shuffle_i64x2(v, v, QUARTERS);
-        g = _mm512_shuffle_i64x2(g, g, QUARTERS);
-    }
+/* The activation's bytes of block b (and b+1 when two; Q8_0 or Q8_1 blocks). */
+static inline VNNI __m512i act_bytes(const void *x, int b, int two, int kind) {
+    const int8_t *q0 = kind == K_Q4_1 ? ((const et_block_q8_1 *)x)[b].qs : ((const et_block_q8_0 *)x)[b].qs;
+    __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)q0));
+    if (!two) return _mm512_maskz_mov_epi64(0x0F, v);
+    const int8_t *q1 = kind == K_Q4_1 ? ((const et_block_q8_1 *)x)[b + 1].qs : ((const et_block_q8_0 *)x)[b + 1].qs;
+    return _mm512_inserti64x4(v, _mm256_loadu_si256((const __m256i *)q1), 1);
+}
+
+static inline VNNI void make_act_pair(act_pair *a, const void *x, const int32_t *gsum, const float *xd,
+                                      const float *xs, int b, int two, int kind) {
+    const int q4 = kind != K_Q8_0;
+    __m512i v = act_bytes(x, b, two, kind);
+    if (q4) v = _mm512_shuffle_i64x2(v, v, QUARTERS);
     a->qx = v;
-    a->corr = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(g, q4 ? 3 : 7));
+    a->s = _mm512_setzero_ps();
+    if (kind == K_Q4_1) {
+        a->corr = _mm512_setzero_si512();
+        a->s = _mm512_maskz_mov_ps((__mmask16)0x0001, _mm512_set1_ps(xs[b]));
+        if (two) a->s = _mm512_mask_mov_ps(a->s, (__mmask16)0x0010, _mm512_set1_ps(xs[b + 1]));
+    } else {
+        __m512i g = _mm512_maskz_loadu_epi32(two ? 0xFFFF : 0x00FF, gsum + 8 * b);
+        if (q4) g = _mm512_shuffle_i64x2(g, g, QUARTERS);
+        a->corr = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(g, q4 ? 3 : 7));
+    }
     a->d = _mm512_mask_mov_ps(_mm512_set1_ps(xd[b]), odd_lanes(q4), _mm512_set1_ps(two ? xd[b + 1] : 0.0f));
 }
 
-#define CHUNK_PAIRS 64    /* activation pairs prepared at a time (12 KiB of stack) */
+#define CHUNK_PAIRS 64    /* activation pairs prepared at a time (16 KiB of stack) */
 #define ROW_GROUP 16      /* rows whose accumulators live across chunks */
 
 /* One row's share of block pair b, b+1 (two = 0: b alone): acc += (float)s * d. */
 static inline VNNI __attribute__((always_inline)) __m512 pair_step(__m512 acc, const uint8_t *row, int b, int two,
-                                                                   const act_pair *a, int q4) {
+                                                                   const act_pair *a, int kind) {
     const et_block_q8_0 *w8 = (const et_block_q8_0 *)row;
     const et_block_q4_0 *w4 = (const et_block_q4_0 *)row;
+    const et_block_q4_1 *w41 = (const et_block_q4_1 *)row;
     __m512i qw;
     __m512 dw;
-    if (q4) {
+    if (kind == K_Q4_1) {
+        qw = two ? q4_1_pair(w41, b) : q4_1_last(w41, b);
+        dw = row_d(&w41[b].d, two ? &w41[b + 1].d : NULL, two, 1);
+    } else if (kind == K_Q4_0) {
         qw = two ? q4_0_pair(w4, b) : q4_0_last(w4, b);
         dw = row_d(&w4[b].d, two ? &w4[b + 1].d : NULL, two, 1);
     } else {
@@ -155,7 +196,13 @@ static inline VNNI __attribute__((always_inline)) __m512 pair_step(__m512 acc, c
     }
     __m512i s = _mm512_dpbusd_epi32(a->corr, qw, a->qx);
     __m512 d = _mm512_mul_ps(dw, a->d);   /* fp32(d_w) * fp32(d_x), as the scalar */
-    return _mm512_add_ps(acc, _mm512_mul_ps(_mm512_cvtepi32_ps(s), d));
+    acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_cvtepi32_ps(s), d));
+    if (kind == K_Q4_1) {   /* the min terms: lanes 0 and 4 get fp16(m) * s, the others + 0 (never -0) */
+        __m256i h = _mm256_maskz_broadcastw_epi16((__mmask16)0x0001, _mm_loadu_si16(&w41[b].m));
+        if (two) h = _mm256_mask_broadcastw_epi16(h, (__mmask16)0x0010, _mm_loadu_si16(&w41[b + 1].m));
+        acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_cvtph_ps(h), a->s));
+    }
+    return acc;
 }
 
 #ifndef PF_AHEAD
@@ -164,39 +211,41 @@ static inline VNNI __attribute__((always_inline)) __m512 pair_step(__m512 acc, c
 /* One row, pairs [p0, p0 + np) of its nb blocks: acc +=.  Also prefetches
  * the bytes PF_AHEAD after those it reads (the rows that follow). */
 static inline VNNI __attribute__((always_inline)) __m512 row_pairs(__m512 acc, const uint8_t *row, int nb, int p0,
-                                                                   int np, const act_pair *ap, int q4) {
-    size_t bs = q4 ? sizeof(et_block_q4_0) : sizeof(et_block_q8_0);
+                                                                   int np, const act_pair *ap, int kind) {
+    size_t bs = kind == K_Q4_1 ? sizeof(et_block_q4_1) : kind == K_Q4_0 ? sizeof(et_block_q4_0) : sizeof(et_block_q8_0);
     int full = 2 * (p0 + np) <= nb ? np : np - 1;   /* pairs with both blocks */
     for (int p = 0; p < full; p++) {
         int b = 2 * (p0 + p);
 #if PF_AHEAD
-        if (q4) _mm_prefetch((const char *)((uintptr_t)row + (uintptr_t)b * bs + PF_AHEAD), _MM_HINT_T0);
+        if (kind != K_Q8_0) _mm_prefetch((const char *)((uintptr_t)row + (uintptr_t)b * bs + PF_AHEAD), _MM_HINT_T0);
 #endif
-        acc = pair_step(acc, row, b, 1, &ap[p], q4);
+        acc = pair_step(acc, row, b, 1, &ap[p], kind);
     }
-    if (full < np) acc = pair_step(acc, row, 2 * (p0 + full), 0, &ap[full], q4);   /* an odd last block */
+    if (full < np) acc = pair_step(acc, row, 2 * (p0 + full), 0, &ap[full], kind);   /* an odd last block */
     return acc;
 }
 
 static inline VNNI __attribute__((always_inline)) void gemv(int n, const void *w, size_t ws, int n_rows,
-                                                            const void *x, float *out, int q4) {
-    const int32_t *gsum = et_act_q8_0_gsum(x, n);
-    const float *xd = et_act_q8_0_d(x, n);
+                                                            const void *x, float *out, int kind) {
+    const int q4 = kind != K_Q8_0;
+    const int32_t *gsum = kind == K_Q4_1 ? NULL : et_act_q8_0_gsum(x, n);
+    const float *xd = kind == K_Q4_1 ? et_act_q8_1_d(x, n) : et_act_q8_0_d(x, n);
+    const float *xs = kind == K_Q4_1 ? et_act_q8_1_s(x, n) : NULL;
     int nb = n / ET_QK, n_pairs = (nb + 1) / 2;
     act_pair ap[CHUNK_PAIRS];
     if (n_pairs <= CHUNK_PAIRS) {   /* the usual case: the token's side made once for all rows */
-        for (int p = 0; p < n_pairs; p++) make_act_pair(&ap[p], x, gsum, xd, 2 * p, 2 * p + 1 < nb, q4);
+        for (int p = 0; p < n_pairs; p++) make_act_pair(&ap[p], x, gsum, xd, xs, 2 * p, 2 * p + 1 < nb, kind);
         int r = 0;
         for (; r + 4 <= n_rows; r += 4) {   /* rows one after another, folded four at a time */
             const uint8_t *row = (const uint8_t *)w + ws * (size_t)r;
-            __m512 a0 = row_pairs(_mm512_setzero_ps(), row, nb, 0, n_pairs, ap, q4);
-            __m512 a1 = row_pairs(_mm512_setzero_ps(), row + ws, nb, 0, n_pairs, ap, q4);
-            __m512 a2 = row_pairs(_mm512_setzero_ps(), row + 2 * ws, nb, 0, n_pairs, ap, q4);
-            __m512 a3 = row_pairs(_mm512_setzero_ps(), row + 3 * ws, nb, 0, n_pairs, ap, q4);
+            __m512 a0 = row_pairs(_mm512_setzero_ps(), row, nb, 0, n_pairs, ap, kind);
+            __m512 a1 = row_pairs(_mm512_setzero_ps(), row + ws, nb, 0, n_pairs, ap, kind);
+            __m512 a2 = row_pairs(_mm512_setzero_ps(), row + 2 * ws, nb, 0, n_pairs, ap, kind);
+            __m512 a3 = row_pairs(_mm512_setzero_ps(), row + 3 * ws, nb, 0, n_pairs, ap, kind);
             fold16x4(a0, a1, a2, a3, q4, out + r);
         }
         for (; r < n_rows; r++) {
-            __m512 acc = row_pairs(_mm512_setzero_ps(), (const uint8_t *)w + ws * (size_t)r, nb, 0, n_pairs, ap, q4);
+            __m512 acc = row_pairs(_mm512_setzero_ps(), (const uint8_t *)w + ws * (size_t)r, nb, 0, n_pairs, ap, kind);
             out[r] = fold16(q4 ? _mm512_shuffle_f32x4(acc, acc, QUARTERS) : acc);
         }
         return;
@@ -209,10 +258,10 @@ static inline VNNI __attribute__((always_inline)) void gemv(int n, const void *w
             int np = n_pairs - p0 < CHUNK_PAIRS ? n_pairs - p0 : CHUNK_PAIRS;
             for (int p = 0; p < np; p++) {
                 int b = 2 * (p0 + p);
-                make_act_pair(&ap[p], x, gsum, xd, b, b + 1 < nb, q4);
+                make_act_pair(&ap[p], x, gsum, xd, xs, b, b + 1 < nb, kind);
             }
             for (int r = 0; r < nr; r++)
-                acc[r] = row_pairs(acc[r], (const uint8_t *)w + ws * (size_t)(r0 + r), nb, p0, np, ap, q4);
+                acc[r] = row_pairs(acc[r], (const uint8_t *)w + ws * (size_t)(r0 + r), nb, p0, np, ap, kind);
         }
         int r = 0;
         for (; r + 4 <= nr; r += 4) fold16x4(acc[r], acc[r + 1], acc[r + 2], acc[r + 3], q4, out + r0 + r);
@@ -221,11 +270,15 @@ static inline VNNI __attribute__((always_inline)) void gemv(int n, const void *w
 }
 
 VNNI void et_gemv_q8_0_avx512vnni(int n, const void *w, size_t w_stride, int n_rows, const void *x, float *out) {
-    gemv(n, w, w_stride, n_rows, x, out, 0);
+    gemv(n, w, w_stride, n_rows, x, out, K_Q8_0);
 }
 
 VNNI void et_gemv_q4_0_avx512vnni(int n, const void *w, size_t w_stride, int n_rows, const void *x, float *out) {
-    gemv(n, w, w_stride, n_rows, x, out, 1);
+    gemv(n, w, w_stride, n_rows, x, out, K_Q4_0);
+}
+
+VNNI void et_gemv_q4_1_avx512vnni(int n, const void *w, size_t w_stride, int n_rows, const void *x, float *out) {
+    gemv(n, w, w_stride, n_rows, x, out, K_Q4_1);
 }
 
 #endif

@@ -4,17 +4,20 @@
  * aarch64 and tests/test_cross.c runs it under qemu-user:
  *   - every SIMD path this CPU has (NEON on aarch64) gives bit-identical dot
  *     products to the scalar reference, for every weight type;
- *   - whole-model logits are bit-identical between the paths;
+ *   - whole-model logits are bit-identical between the paths (the shared
+ *     models, and rand-llama-256 quantized here to Q4_1 and Q5_1);
  *   - stories260K reproduces ../shared/golden/stories260K_greedy.json.
  * Prints one line per check; exit status 0 when all pass, 1 otherwise.
  * Usage: rt_check_engine [SHARED_DIR] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../engine/engine.h"
 #include "../engine/kernels.h"
 #include "../quant/quant.h"
+#include "../quant/quantize_model.h"
 
 static int failures = 0;
 
@@ -38,8 +41,8 @@ static float frand(void) {
 static const char *const ISAS[] = {"avx2", "avx512", "avx512vnni", "neon"};
 
 static void check_dots(void) {
-    static const uint32_t types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0,
-                                     GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    static const uint32_t types[] = {GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
+                                     GGML_TYPE_Q5_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_1, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
     const et_kernels *sc = et_kernels_get("scalar");
     for (size_t k = 0; k < sizeof ISAS / sizeof ISAS[0]; k++) {
         const et_kernels *kk = et_kernels_get(ISAS[k]);
@@ -55,6 +58,7 @@ static void check_dots(void) {
                         w[i] = frand() * (trial == 2 && i % 31 == 0 ? 30.0f : 1.0f);
                         x[i] = frand() * (trial == 1 ? 1e-3f : 2.0f);
                     }
+                    if (trial == 1) for (int i = 32; i < 64; i++) w[i] = 0.25f;   /* a constant block */
                     et_quantize_row(t, w, wq, n);
                     et_act_convert(t, x, xq, n);
                     int lens[3] = {n, 37, 5};
@@ -94,20 +98,39 @@ static float *logits_of(const et_engine *m, const char *isa, const int32_t *tok,
     return lg;
 }
 
+/* rand-llama-256 quantized to `ftype` in /tmp (the shared folder has no
+ * llama.cpp file of Q4_1/Q5_1); path into out, 0 on success. */
+static int quantize_rand(const char *shared, const char *type, char *out, size_t cap) {
+    char src[1024];
+    snprintf(src, sizeof src, "%s/golden/quant/rand-llama-256.gguf", shared);
+    snprintf(out, cap, "/tmp/rt_check_engine-%d-%s.gguf", (int)getpid(), type);
+    et_quant_params p = {et_ftype_from_name(type), 0, NULL, NULL};
+    et_err e = {0};
+    if (et_quantize_model(src, out, &p, NULL, &e)) {
+        printf("skip: %s\n", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
 static void check_models(const char *shared) {
     static const char *const files[] = {"models/stories260K/stories260K.gguf", "golden/quant/rand-llama-256-F16.gguf",
                                         "golden/quant/rand-llama-256-Q8_0.gguf", "golden/quant/rand-llama-256-Q4_0.gguf",
-                                        "golden/quant/rand-llama-256-Q4_K_M.gguf", "golden/quant/rand-llama-256-Q6_K.gguf"};
+                                        "golden/quant/rand-llama-256-Q4_K_M.gguf", "golden/quant/rand-llama-256-Q6_K.gguf",
+                                        "Q4_1", "Q5_1"};
     int32_t tok[16];
     for (int i = 0; i < 16; i++) tok[i] = (int32_t)((i * 37 + 1) % 512);
     tok[0] = 1;
     for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
         char path[1024];
-        snprintf(path, sizeof path, "%s/%s", shared, files[f]);
+        int made = !strchr(files[f], '/');
+        if (made && quantize_rand(shared, files[f], path, sizeof path)) continue;
+        if (!made) snprintf(path, sizeof path, "%s/%s", shared, files[f]);
         et_engine *m;
         et_err e = {0};
         if (et_engine_load(&m, path, &e)) {
             printf("skip: %s\n", e.msg);
+            if (made) remove(path);
             continue;
         }
         float *ref = logits_of(m, "scalar", tok, 16);
@@ -115,12 +138,13 @@ static void check_models(const char *shared) {
             if (!et_kernels_get(ISAS[k]) || !ref) continue;
             float *lk = logits_of(m, ISAS[k], tok, 16);
             int same = lk && !memcmp(ref, lk, sizeof(float) * 16 * (size_t)m->hp.n_vocab);
-            CHECK(same, "%s: %s logits differ from scalar", files[f], ISAS[k]);
-            if (same) printf("ok: %s: %s logits == scalar\n", files[f], ISAS[k]);
+            CHECK(same, "%s%s: %s logits differ from scalar", made ? "rand-llama-256 -> " : "", files[f], ISAS[k]);
+            if (same) printf("ok: %s%s: %s logits == scalar\n", made ? "rand-llama-256 -> " : "", files[f], ISAS[k]);
             free(lk);
         }
         free(ref);
         et_engine_free(m);
+        if (made) remove(path);
     }
 }
 

@@ -5,7 +5,10 @@
  *  - build-cross/rt_check_engine: NEON == scalar bit for bit (dots and
  *    logits of every shared model), stories260K greedy == golden;
  *  - build-cross/edgerun prints the same 255 greedy tokens' text as the
- *    x86-64 ./edgerun. */
+ *    x86-64 ./edgerun;
+ *  - and the same 32 greedy tokens' text for the real SmolLM2-135M-Instruct
+ *    Q4_1 file (NEON Q4_1 x Q8_1 kernels; tests/test_smollm2.c checks
+ *    x86-64's tokens against llama.cpp's), when the file is present. */
 #include "testutil.h"
 
 #include <sys/wait.h>
@@ -82,10 +85,48 @@ static void test_edgerun_same_text(void **state) {
     free(b);
 }
 
+/* ../shared/models/smollm2-135m-instruct/, $ET_MODEL_CACHE, ~/.cache/edgetune
+ * (scripts/get_models.sh puts it there), as tests/test_smollm2.c. */
+static const char *smollm2_path(void) {
+    static char path[3][1024];   /* (et_shared_dir and $HOME are short) */
+    const char *cache = getenv("ET_MODEL_CACHE"), *home = getenv("HOME");
+    snprintf(path[0], sizeof path[0], "%s/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf", et_shared_dir());
+    snprintf(path[1], sizeof path[1], "%s/SmolLM2-135M-Instruct.Q4_1.gguf", cache && *cache ? cache : "/nonexistent");
+    snprintf(path[2], sizeof path[2], "%s/.cache/edgetune/SmolLM2-135M-Instruct.Q4_1.gguf", home ? home : "/nonexistent");
+    for (int i = 0; i < 3; i++)
+        if (access(path[i], R_OK) == 0) return path[i];
+    return NULL;
+}
+
+static void test_edgerun_smollm2_q4_1(void **state) {
+    (void)state;
+    NEED_CROSS("build-cross/edgerun");
+    const char *mp = smollm2_path();
+    if (!mp) {
+        fprintf(stderr, "SKIP: SmolLM2-135M-Instruct.Q4_1.gguf not found (scripts/get_models.sh fetches it into "
+                        "~/.cache/edgetune)\n");
+        skip();
+    }
+    if (access("edgerun", X_OK) != 0) skip();
+    char cmd[4096], *a = NULL, *b = NULL;
+    snprintf(cmd, sizeof cmd, "./edgerun -m %s -n 32 -c 64 --temp 0 --ignore-eos -p 'The capital of France is'", mp);
+    assert_int_equal(run(cmd, &a), 0);
+    snprintf(cmd, sizeof cmd, "%s build-cross/edgerun -m %s -n 32 -c 64 --temp 0 --ignore-eos -p 'The capital of France is'",
+             q, mp);
+    assert_int_equal(run(cmd, &b), 0);
+    fprintf(stderr, "%s\n", b);
+    /* llama.cpp's 32 tokens (tests/test_smollm2.c) read, from the prompt on: */
+    assert_non_null(strstr(a, "The capital of France is Paris."));
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rt_check_under_qemu),
         cmocka_unit_test(test_edgerun_same_text),
+        cmocka_unit_test(test_edgerun_smollm2_q4_1),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,7 +6,8 @@
  *    files agree on the argmax at no fewer positions than llama.cpp's own
  *    quantized file agrees with its F32 file (both figures printed);
  *  - every SIMD path gives bit-identical dot products and logits to the
- *    scalar reference; batch size, thread count and KV type checks;
+ *    scalar reference (also for Q4_1/Q5_1 models quantized here from the
+ *    F32 rand-llama-256); batch size, thread count and KV type checks;
  *  - LoRA adapters (one and two at once) against merged F32 weights;
  *  - samplers: seeded determinism, filters, and the empirical distribution;
  *  - bad inputs: wrong shape, unsupported/unknown type, truncated file,
@@ -22,6 +23,7 @@
 #include "../engine/kernels.h"
 #include "../export/model.h"
 #include "../quant/quant.h"
+#include "../quant/quantize_model.h"
 
 #define STORIES "models/stories260K/stories260K.gguf"
 
@@ -262,18 +264,36 @@ static void test_llamacpp_logits(void **state) {
 /* ------------------------------------------------------------ consistency */
 
 /* The same logits, bit for bit, whatever the chunking, thread count and SIMD path. */
+/* rand-llama-256 quantized to an ftype edgetune writes but ../shared has
+ * no llama.cpp file of (Q4_1, Q5_1): a path in the test's temp dir, or NULL
+ * when the F32 source is absent. */
+static const char *quantized_rand(const char *type) {
+    const char *src = shared_path("golden/quant/rand-llama-256.gguf");
+    if (!src) return NULL;
+    static char out[4][512];
+    static int k = 0;
+    char *p = out[k++ & 3];
+    snprintf(p, sizeof out[0], "%s/rand-llama-256-%s.gguf", test_tmpdir(), type);
+    if (access(p, R_OK) == 0) return p;
+    et_quant_params qp = {et_ftype_from_name(type), 0, NULL, NULL};
+    et_err e = {0};
+    if (et_quantize_model(src, p, &qp, NULL, &e)) fail_msg("%s", e.msg);
+    return p;
+}
+
 static void test_bitwise_consistency(void **state) {
     (void)state;
-    static const char *files[] = {STORIES, "golden/quant/rand-llama-256-Q4_K_M.gguf",
+    static const char *files[] = {STORIES, "golden/quant/rand-llama-256-Q4_K_M.gguf", "Q4_1",
                                   "golden/quant/rand-llama-256-Q8_0.gguf", "golden/quant/rand-llama-256-Q4_0.gguf",
-                                  "golden/quant/rand-llama-256-F16.gguf", "golden/quant/rand-llama-256-Q6_K.gguf"};
+                                  "golden/quant/rand-llama-256-F16.gguf", "golden/quant/rand-llama-256-Q6_K.gguf",
+                                  "Q5_1"};
     int32_t tok[40];
     for (int i = 0; i < 40; i++) tok[i] = (int32_t)((i * 37 + 1) % 512);
     tok[0] = 1;
     int done = 0;
-    size_t n_files = sanitized() ? 2 : sizeof files / sizeof files[0];
+    size_t n_files = sanitized() ? 3 : sizeof files / sizeof files[0];
     for (size_t fi = 0; fi < n_files; fi++) {
-        const char *mp = shared_path(files[fi]);
+        const char *mp = strchr(files[fi], '/') ? shared_path(files[fi]) : quantized_rand(files[fi]);
         if (!mp) continue;
         done++;
         et_engine *m = load_or_fail(mp);
@@ -317,9 +337,9 @@ static float frand(void) {   /* uniform in [-1, 1) */
 
 static void test_simd_dots_match_scalar(void **state) {
     (void)state;
-    static const uint32_t types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0,
-                                     GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
-    static const int sizes[] = {256, 512, 768, 2048, 4096 + 256, 288};
+    static const uint32_t types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
+                                     GGML_TYPE_Q5_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_1, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    static const int sizes[] = {256, 512, 768, 2048, 4096 + 256, 288, 32, 96};
     const et_kernels *sc = et_kernels_get("scalar");
     int n_isa = 0;
     for (size_t k = 0; k < sizeof ISAS / sizeof ISAS[0]; k++) {
@@ -330,14 +350,15 @@ static void test_simd_dots_match_scalar(void **state) {
             for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
                 int n = sizes[si];
                 uint32_t t = types[ti];
-                if (n % 256 && (t == GGML_TYPE_Q4_K || t == GGML_TYPE_Q6_K)) continue;   /* odd block count: 9 */
+                if (n % 256 && (t == GGML_TYPE_Q4_K || t == GGML_TYPE_Q6_K)) continue;   /* odd block counts: 9, 1, 3 */
                 float *w = malloc(sizeof(float) * (size_t)n), *x = malloc(sizeof(float) * (size_t)n);
                 for (int trial = 0; trial < 4; trial++) {
                     for (int i = 0; i < n; i++) {
                         w[i] = frand() * (trial == 3 && i % 97 == 0 ? 40.0f : 1.0f);   /* outliers */
                         x[i] = frand() * (trial == 2 ? 1e-3f : 3.0f);
                     }
-                    if (trial == 1) for (int i = 0; i < 64; i++) w[i] = 0;             /* an all-zero block */
+                    if (trial == 1) for (int i = 0; i < 64 && i < n; i++) w[i] = 0;    /* an all-zero block */
+                    if (trial == 2) for (int i = n - 32; i < n; i++) w[i] = -0.5f;    /* a constant block: d = 0 */
                     uint8_t *wq = malloc(et_quant_row_bytes(t, n)), *xq = malloc(et_act_bytes(t, n) + 64);
                     assert_int_equal(et_quantize_row(t, w, wq, n), 0);
                     et_act_convert(t, x, xq, n);
@@ -365,7 +386,7 @@ static void test_simd_dots_match_scalar(void **state) {
                     }
                     /* odd lengths for the float types (tails) */
                     if (t == GGML_TYPE_F32 || t == GGML_TYPE_F16 || t == GGML_TYPE_BF16) {
-                        for (int m = 1; m < 70; m += 3) {
+                        for (int m = 1; m < 70 && m <= n; m += 3) {
                             float c = et_kernels_dot(sc, t)(m, wq, xq), d = et_kernels_dot(kk, t)(m, wq, xq);
                             if (memcmp(&c, &d, sizeof c)) fail_msg("%s %s n=%d: %.9g != %.9g", ISAS[k], ggml_type_name(t), m, d, c);
                         }
@@ -385,14 +406,14 @@ static void test_simd_dots_match_scalar(void **state) {
  * (the rows folded four at a time and the rest one by one). */
 static void test_gemv_match_scalar(void **state) {
     (void)state;
-    static const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0};
+    static const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1};
     static const int sizes[] = {32, 64, 288, 512, 544, 576, 1024 + 96, 1536, 4096 + 256};
     const et_kernels *sc = et_kernels_get("scalar");
     int n_checked = 0;
     for (size_t k = 0; k < sizeof ISAS / sizeof ISAS[0]; k++) {
         const et_kernels *kk = et_kernels_get(ISAS[k]);
         if (!kk) continue;
-        for (size_t ti = 0; ti < 2; ti++) {
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
             uint32_t t = types[ti];
             et_gemv_fn gemv = et_kernels_gemv(kk, t);
             if (!gemv) continue;
@@ -405,6 +426,7 @@ static void test_gemv_match_scalar(void **state) {
                     for (int r = 0; r < max_rows; r++) {
                         for (int i = 0; i < n; i++) w[i] = frand() * (trial == 2 && i % 53 == r ? 40.0f : 1.0f);
                         if (r == 2) for (int i = 0; i < 32 && i < n; i++) w[i] = 0;   /* an all-zero block */
+                        if (r == 5) for (int i = n - 32; i < n; i++) w[i] = 0.75f;   /* a constant block (Q4_1: d = 0) */
                         assert_int_equal(et_quantize_row(t, w, wq + rb * (size_t)r, n), 0);
                     }
                     for (int i = 0; i < n; i++) x[i] = frand() * (trial == 1 ? 1e-3f : 3.0f);
@@ -432,8 +454,8 @@ static void test_gemv_match_scalar(void **state) {
  * computation on dequantized weights and activations. */
 static void test_scalar_dots_vs_double(void **state) {
     (void)state;
-    static const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K,
-                                     GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_F32};
+    static const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_1,
+                                     GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_F32};
     const et_kernels *sc = et_kernels_get("scalar");
     int n = 1024;
     float *w = malloc(sizeof(float) * n), *x = malloc(sizeof(float) * n), *wd = malloc(sizeof(float) * n),
@@ -454,6 +476,14 @@ static void test_scalar_dots_vs_double(void **state) {
                 for (int i = 0; i < 16; i++) s += b[0].qs[16 * j + i];
                 assert_int_equal(b[0].bsums[j], s);
             }
+        } else if (vt == GGML_TYPE_Q8_1) {   /* Q8_1 by hand: d * q; s is d * sum(q), rounded to fp16 */
+            const et_block_q8_1 *b = (const et_block_q8_1 *)xq;
+            for (int i = 0; i < n; i++) xd[i] = et_fp16_to_fp32(b[i / 32].d) * b[i / 32].qs[i % 32];
+            for (int k = 0; k < n / 32; k++) {
+                double sum = 0;
+                for (int i = 0; i < 32; i++) sum += xd[32 * k + i];
+                assert_true(fabs(et_fp16_to_fp32(b[k].s) - sum) <= 2e-3 * fabs(sum) + 1e-3 * et_fp16_to_fp32(b[k].d));
+            }
         } else {
             et_dequantize_row(vt, xq, xd, n);
         }
@@ -461,6 +491,17 @@ static void test_scalar_dots_vs_double(void **state) {
         for (int i = 0; i < n; i++) {
             ref += (double)wd[i] * xd[i];
             mag += fabs((double)wd[i] * xd[i]);
+        }
+        if (vt == GGML_TYPE_Q8_1) {   /* ggml's min term uses s (fp16), not the exact sum: m * (s - sum) per block */
+            const et_block_q8_1 *b = (const et_block_q8_1 *)xq;
+            const size_t bs = t == GGML_TYPE_Q4_1 ? sizeof(et_block_q4_1) : sizeof(et_block_q5_1);
+            for (int k = 0; k < n / 32; k++) {
+                uint16_t mh;
+                memcpy(&mh, wq + bs * (size_t)k + 2, 2);
+                double sum = 0;
+                for (int i = 0; i < 32; i++) sum += xd[32 * k + i];
+                ref += (double)et_fp16_to_fp32(mh) * (et_fp16_to_fp32(b[k].s) - sum);
+            }
         }
         double got = et_kernels_dot(sc, t)(n, wq, xq);
         if (fabs(got - ref) > 1e-5 * mag + 1e-6)
@@ -475,7 +516,8 @@ static void test_scalar_dots_vs_double(void **state) {
     free(w); free(x); free(wd); free(xd);
 }
 
-/* Activation quantizers against their definitions (ggml x86 quantize_row_q8_0, quantize_row_q8_K_ref). */
+/* Activation quantizers against their definitions (ggml x86 quantize_row_q8_0,
+ * x86 quantize_row_q8_1, quantize_row_q8_K_ref). */
 static void test_activation_quantizers(void **state) {
     (void)state;
     float x[288];
@@ -492,6 +534,54 @@ static void test_activation_quantizers(void **state) {
             float v = x[32 * b + j] * (127.f / amax);
             assert_int_equal(q0[b].qs[j], (int)nearbyintf(v));
         }
+    }
+    /* Q8_1: Q8_0's d and qs, s = fp16(d * sum) with the fp32 d; 9 blocks */
+    et_block_q8_1 q1[9];
+    et_quantize_q8_1(x, q1, 288);
+    for (int b = 0; b < 9; b++) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[32 * b + j]));
+        float d = amax / 127.f;
+        assert_int_equal(q1[b].d, et_fp32_to_fp16(d));
+        int sum = 0;
+        for (int j = 0; j < 32; j++) {
+            int want = (int)nearbyintf(x[32 * b + j] * (127.f / amax));
+            assert_int_equal(q1[b].qs[j], want);
+            if (b < 8) assert_int_equal(q1[b].qs[j], q0[b].qs[j]);
+            sum += want;
+        }
+        assert_int_equal(q1[b].s, et_fp32_to_fp16(d * (float)sum));
+    }
+    {   /* ties to even at id = 1 (amax 127), and the sum they give; a zero block */
+        float t[64] = {0};
+        t[0] = 127.0f; t[1] = 0.5f; t[2] = 1.5f; t[3] = -2.5f; t[4] = -127.0f;
+        et_block_q8_1 tb[2];
+        et_quantize_q8_1(t, tb, 64);
+        assert_int_equal(tb[0].qs[1], 0);
+        assert_int_equal(tb[0].qs[2], 2);
+        assert_int_equal(tb[0].qs[3], -2);
+        assert_int_equal(tb[0].d, et_fp32_to_fp16(1.0f));
+        assert_int_equal(tb[0].s, et_fp32_to_fp16(0.0f));   /* 127 + 0 + 2 - 2 - 127 */
+        assert_int_equal(tb[1].d, 0);
+        assert_int_equal(tb[1].s, 0);
+        for (int j = 0; j < 32; j++) assert_int_equal(tb[1].qs[j], 0);
+        /* the Q8_1 activation layout (kernels.h): the blocks, then float d[] and s[] */
+        assert_int_equal(et_vec_dot_type(GGML_TYPE_Q5_1), GGML_TYPE_Q8_1);
+        assert_int_equal(et_act_bytes(GGML_TYPE_Q4_1, 64), 128 + 2 * 8);
+        assert_int_equal(et_act_bytes(GGML_TYPE_Q5_1, 288), et_act_q8_1_extra_offset(288) + 9 * 8);
+        uint8_t *a = malloc(et_act_bytes(GGML_TYPE_Q5_1, 64));
+        et_act_convert(GGML_TYPE_Q5_1, t, a, 64);
+        assert_memory_equal(a, tb, sizeof tb);
+        for (int b = 0; b < 2; b++) {
+            assert_true(et_act_q8_1_d(a, 64)[b] == et_fp16_to_fp32(tb[b].d));
+            assert_true(et_act_q8_1_s(a, 64)[b] == et_fp16_to_fp32(tb[b].s));
+        }
+        free(a);
+        a = malloc(et_act_bytes(GGML_TYPE_Q4_1, 288));
+        et_act_convert(GGML_TYPE_Q4_1, x, a, 288);
+        assert_memory_equal(a, q1, sizeof q1);
+        for (int b = 0; b < 9; b++) assert_true(et_act_q8_1_s(a, 288)[b] == et_fp16_to_fp32(q1[b].s));
+        free(a);
     }
     et_block_q8_K qk;
     et_quantize_q8_K(x, &qk, 256);
@@ -682,11 +772,25 @@ static void test_bad_models(void **state) {
     int64_t ne[2] = {64, 48};
     copy_gguf(mp, p, "blk.0.attn_k.weight", ne, GGML_TYPE_F32, big, 0);
     expect_load_error(p, "blk.0.attn_k.weight", "shape");
-    /* a type the engine does not run (Q4_1: the reader knows it, the engine does not) */
-    snprintf(p, sizeof p, "%s/q4_1.gguf", test_tmpdir());
+    /* a type the engine does not run (IQ4_NL: the reader knows it, the engine does not) */
+    snprintf(p, sizeof p, "%s/iq4_nl.gguf", test_tmpdir());
     int64_t ne2[2] = {64, 32};
+    copy_gguf(mp, p, "blk.1.attn_v.weight", ne2, GGML_TYPE_IQ4_NL, big, 0);
+    expect_load_error(p, "blk.1.attn_v.weight", "IQ4_NL");
+    /* ... and a ternary TQ2_0 (256-element blocks) in rand-llama-256's 256-wide attn_q */
+    const char *rp = shared_path("golden/quant/rand-llama-256.gguf");
+    if (rp) {
+        snprintf(p, sizeof p, "%s/tq2_0.gguf", test_tmpdir());
+        int64_t ne3[2] = {256, 256};
+        uint8_t *tq = calloc(256, 66);
+        copy_gguf(rp, p, "blk.0.attn_q.weight", ne3, GGML_TYPE_TQ2_0, tq, 0);
+        expect_load_error(p, "blk.0.attn_q.weight", "TQ2_0");
+        free(tq);
+    }
+    /* Q4_1 runs now: the same tensor as Q4_1 loads */
+    snprintf(p, sizeof p, "%s/q4_1.gguf", test_tmpdir());
     copy_gguf(mp, p, "blk.1.attn_v.weight", ne2, GGML_TYPE_Q4_1, big, 0);
-    expect_load_error(p, "blk.1.attn_v.weight", "Q4_1");
+    et_engine_free(load_or_fail(p));
     /* missing tensor */
     snprintf(p, sizeof p, "%s/missing.gguf", test_tmpdir());
     copy_gguf(mp, p, "blk.4.ffn_up.weight", NULL, 0, NULL, 1);
