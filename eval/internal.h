@@ -51,7 +51,7 @@ int et_scorer_loglik(et_scorer *s, const int32_t *seq, int n, int b, double *sum
  *                0..len-2 are scored (targets 1..len-1).
  *  ET_WIN_LLAMA: llama.cpp tools/perplexity/perplexity.cpp: n/n_ctx whole
  *                chunks (the remainder is dropped), the chunk's first token
- *                replaced by BOS when the model has one, the predictions at
+ *                replaced by BOS when the vocabulary adds BOS (add_bos_token), the predictions at
  *                positions n_ctx/2 .. n_ctx-2 scored.
  * The callback gets each position p (0-based in the document) that has
  * logits, its row [n_vocab], the target id (-1 when p is not scored) and

@@ -167,7 +167,8 @@ int et_scorer_windows(et_scorer *s, const int32_t *tok, int64_t n, int n_ctx, in
     if (n_ctx < 4) return et_fail(e, ET_EUSAGE, "eval: llama scoring needs a context of at least 4 tokens");
     int32_t *w = malloc(sizeof(int32_t) * (size_t)n_ctx);
     if (!w) return et_fail(e, ET_ERUN, "eval: out of memory");
-    int bos = s->m->tok ? et_tok_bos(s->m->tok) : -1;
+    /* llama-perplexity replaces the chunk's first token only when the vocabulary adds BOS */
+    int bos = s->m->tok && et_tok_add_bos(s->m->tok) ? et_tok_bos(s->m->tok) : -1;
     for (int64_t c = 0; c < n / n_ctx && !rc; c++) {
         memcpy(w, tok + c * n_ctx, sizeof(int32_t) * (size_t)n_ctx);
         if (bos >= 0) w[0] = bos;
