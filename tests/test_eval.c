@@ -122,6 +122,69 @@ static void test_perplexity_scorings(void **st) {
     et_engine_free(m);
 }
 
+/* 2b. llama scoring on a vocabulary that adds no BOS (SmolLM2: add_bos_token
+ * false): each chunk's first token stays as it is, as llama-perplexity does. */
+static void test_llama_scoring_no_bos(void **st) {
+    (void)st;
+    char model[4096];
+    snprintf(model, sizeof model, "%s/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf", et_shared_dir());
+    if (access(model, R_OK) != 0) {
+        const char *h = getenv("ET_MODEL_CACHE");
+        if (h) snprintf(model, sizeof model, "%s/SmolLM2-135M-Instruct.Q4_1.gguf", h);
+        else snprintf(model, sizeof model, "%s/.cache/edgetune/SmolLM2-135M-Instruct.Q4_1.gguf", getenv("HOME") ? getenv("HOME") : ".");
+    }
+    if (access(model, R_OK) != 0 || getenv("ET_SANITIZED")) {
+        fprintf(stderr, "SKIP: SmolLM2-135M-Instruct absent (scripts/get_models.sh fetches it) or sanitized build\n");
+        skip();
+    }
+    SHARED_OR_SKIP(ts, "data/tinystories_sample.txt");
+    et_map mp;
+    et_err e = {0};
+    assert_int_equal(et_map_open(&mp, ts, &e), 0);
+    char *text = strndup((const char *)mp.data, 1500);
+    et_map_close(&mp);
+    const char *txt = tmp_file("ts1500.txt", text);
+    et_engine *m;
+    assert_int_equal(et_engine_load(&m, model, &e), 0);
+    assert_int_equal(et_tok_add_bos(m->tok), 0);
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(et_tok_encode(m->tok, text, strlen(text), ET_TOK_DEFAULT_BOS, &ids, &n, &e), 0);
+    assert_true(n >= 256);
+    et_state_opts so = et_state_default_opts();
+    so.n_ctx = 128;
+    so.kv_type = GGML_TYPE_F32;
+    et_state *s;
+    assert_int_equal(et_state_new(&s, m, &so, &e), 0);
+    int V = m->hp.n_vocab;
+    float *lg = malloc(sizeof(float) * 128 * (size_t)V);
+    double nll = 0;
+    long cnt = 0;
+    for (size_t c = 0; c < n / 128; c++) {
+        et_state_reset(s);
+        assert_int_equal(et_forward(s, ids + c * 128, 128, lg, 1, &e), 0); /* no BOS put in */
+        for (int p = 64; p < 127; p++) {
+            nll -= et_logprob(lg + (size_t)p * V, V, ids[c * 128 + p + 1]);
+            cnt++;
+        }
+    }
+    et_eval_opts o = et_eval_defaults();
+    o.model = model;
+    o.data = txt;
+    o.n_ctx = 128;
+    o.scoring = "llama";
+    cJSON *r = NULL;
+    assert_int_equal(et_eval_run(&o, &r, &e), 0);
+    assert_int_equal((long)metric(r, "tokens_scored"), cnt);
+    assert_true(fabs(metric(r, "nll_per_token") - nll / cnt) < 1e-9);
+    cJSON_Delete(r);
+    free(lg);
+    free(ids);
+    free(text);
+    et_state_free(s);
+    et_engine_free(m);
+}
+
 /* 3. classify: every choice's log-likelihood from the KV-reusing scorer equals
  * NLL(prompt) - NLL(prompt + verbalizer) from a fresh state; accuracy and
  * macro-F1 recomputed from the samples. */
@@ -540,7 +603,7 @@ static void test_cli(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_perplexity_golden), cmocka_unit_test(test_perplexity_scorings),
+        cmocka_unit_test(test_perplexity_golden), cmocka_unit_test(test_perplexity_scorings), cmocka_unit_test(test_llama_scoring_no_bos),
         cmocka_unit_test(test_classify_independent), cmocka_unit_test(test_logits_and_kl),
         cmocka_unit_test(test_choice_generate), cmocka_unit_test(test_bad_input), cmocka_unit_test(test_template), cmocka_unit_test(test_cli),
     };
