@@ -4,13 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../datasets/chat_template.h"
 #include "../datasets/ingest.h"
 #include "../datasets/ingest_tok.h"
 #include "cli.h"
 
 static const char *const KNOWN[] = {"tokenizer", "input", "output", "format", "separator", "valid_fraction",
                                     "seed", "pack", "seq_len", "max_len", "no_mask_prompt", "labels",
-                                    "label_first", "n_vocab", "template", "classes", "test_fraction", "test_out", NULL};
+                                    "label_first", "n_vocab", "template", "classes", "test_fraction", "test_out",
+                                    "chat_template", NULL};
 static const char *const BOOLS[] = {"pack", "no_mask_prompt", "label_first", NULL};
 
 /* "\n", "\t", "\\" in a --separator value become the characters. */
@@ -153,10 +155,16 @@ int cmd_data(int argc, char **argv) {
     o.separator = sep;
     et_tokenizer *tok = NULL;
     if (!rc) rc = et_ingest_load_tokenizer(&tok, tok_path, (int)n_vocab, &e);
+    /* chat template: --chat-template NAME, else the tokenizer file's tokenizer.chat_template */
+    const char *ct = cli_str(&a, "chat_template", NULL);
+    if (!rc && ct && (o.chat_template = et_chat_from_name(ct)) < 0)
+        rc = et_fail(&e, ET_EUSAGE, "--chat-template: unknown template '%s' (%s)", ct, et_chat_names());
+    if (!rc && !ct) o.chat_template = et_chat_detect(et_tok_chat_template(tok), NULL);
     et_ingest_summary s;
     if (!rc) {
         et_encoder enc;
-        et_encoder_from_tok(&enc, tok);
+        if (o.chat_template != ET_CHAT_NONE) et_encoder_from_tok_special(&enc, tok);
+        else et_encoder_from_tok(&enc, tok);
         double tf = 0;
         const char *test_out = cli_str(&a, "test_out", NULL);
         rc = cli_float_range(&a, "test_fraction", 0.0, 0.0, 0.99, &tf, &e);
@@ -168,6 +176,7 @@ int cmd_data(int argc, char **argv) {
             printf("%s (%s): %lld records, tokenizer %.12s…, n_vocab %d", in, et_format_name(s.format),
                    (long long)s.records, enc.sha256, enc.n_vocab);
             if (s.n_labels) printf(", %d labels", s.n_labels);
+            if (o.chat_template > 0) printf(", chat template %s", et_chat_name(o.chat_template));
             printf("\n");
             print_split("train", &s.train, o.pack);
             print_split("valid", &s.valid, o.pack);

@@ -20,7 +20,13 @@ static const char USAGE[] =
     "  --kv-type F16|F32   KV cache type (default F16)\n"
     "  --isa NAME          scalar, avx2, avx512, neon (default: the best available)\n"
     "  --tokenizer FILE    tokenizer.bin for a llama2.c model\n"
-    "  --ignore-eos        keep generating after EOS;  --stats  timings on stderr";
+    "  --ignore-eos        keep generating after EOS;  --stats  timings on stderr\n"
+    "  --chat              a conversation: each stdin line is a user turn, the reply goes to stdout\n"
+    "                      (the KV cache is kept across turns; --n caps each reply)\n"
+    "  --system TEXT       the conversation's system message\n"
+    "  --chat-template NAME  chatml, llama2, llama2-sys, llama2-sys-bos, llama2-sys-strip, llama3, zephyr,\n"
+    "                      phi3, gemma, alpaca (default: the model's tokenizer.chat_template)\n"
+    "  --verbose-prompt    chat: each turn's rendered prompt and cache use on stderr";
 
 int cli_open_runner(et_runner *r, et_runner_opts *o, const char *model, const char *tokenizer, et_model *mm,
                     int *have_mm, et_err *e) {
@@ -88,10 +94,10 @@ int cli_runner_opts(const cli_args *a, et_runner_opts *o, et_err *e) {
 }
 
 int cmd_run(int argc, char **argv) {
-    static const char *const bools[] = {"ignore_eos", "stats", "help", NULL};
+    static const char *const bools[] = {"ignore_eos", "stats", "help", "chat", "verbose_prompt", NULL};
     static const char *const known[] = {"model", "prompt", "file", "n", "temp", "top_k", "top_p", "min_p", "seed",
                                         "threads", "ctx", "lora", "kv_type", "isa", "tokenizer", "ignore_eos",
-                                        "stats", "help", NULL};
+                                        "stats", "help", "chat", "system", "chat_template", "verbose_prompt", NULL};
     cli_args a;
     int rc = cli_start(&a, argc, argv, bools, known, USAGE);
     if (rc >= 0) return rc;
@@ -108,6 +114,18 @@ int cmd_run(int argc, char **argv) {
     if ((rc = cli_runner_opts(&a, &o, &e))) goto out;
     o.prompt = cli_str(&a, "prompt", NULL);
     const char *pf = cli_str(&a, "file", NULL);
+    int chat = cli_str(&a, "chat", NULL) != NULL;
+    o.system = cli_str(&a, "system", NULL);
+    o.chat_template = cli_str(&a, "chat_template", NULL);
+    o.verbose_prompt = cli_str(&a, "verbose_prompt", NULL) != NULL;
+    if (chat && (o.prompt || pf)) {
+        rc = et_fail(&e, ET_EUSAGE, "--chat reads the user's turns from stdin; drop --prompt/--file");
+        goto out;
+    }
+    if (!chat && (o.system || o.chat_template)) {
+        rc = et_fail(&e, ET_EUSAGE, "--system and --chat-template go with --chat");
+        goto out;
+    }
     if (pf) {
         et_map m;
         if ((rc = et_map_open(&m, pf, &e))) goto out;
@@ -127,7 +145,7 @@ int cmd_run(int argc, char **argv) {
     int have_mm = 0;
     rc = cli_open_runner(&r, &o, model, cli_str(&a, "tokenizer", NULL), &mm, &have_mm, &e);
     if (!rc) {
-        rc = et_runner_generate(&r, stdout, &e);
+        rc = chat ? et_runner_chat(&r, stdin, stdout, &e) : et_runner_generate(&r, stdout, &e);
         et_runner_close(&r);
     }
     if (have_mm) et_model_free(&mm);

@@ -31,7 +31,12 @@ static const char USAGE[] =
     "  --isa NAME          scalar, avx2, avx512 or neon (default: the best available)\n"
     "  --ignore-eos        keep generating after the end-of-sequence token\n"
     "  --stats             timings, SIMD path and peak memory on stderr\n"
-    "  --perplexity FILE   perplexity of a text file, in windows of the context length\n";
+    "  --perplexity FILE   perplexity of a text file, in windows of the context length\n"
+    "  --chat              a conversation: each stdin line is a user turn (KV cache kept across turns)\n"
+    "  --system TEXT       the conversation's system message\n"
+    "  --chat-template NAME  chatml, llama2, llama2-sys, llama2-sys-bos, llama2-sys-strip, llama3,\n"
+    "                      zephyr, phi3, gemma, alpaca (default: the model's tokenizer.chat_template)\n"
+    "  --verbose-prompt    chat: each turn's rendered prompt and cache use on stderr\n";
 
 static int usage_error(const char *msg, const char *arg) {
     fprintf(stderr, "edgerun: %s%s%s\n%s", msg, arg ? " " : "", arg ? arg : "", USAGE);
@@ -77,6 +82,7 @@ int main(int argc, char **argv) {
     et_runner_defaults(&o);
     o.prog = "edgerun";
     const char *prompt_file = NULL, *ppl_file = NULL, *kv = NULL;
+    int chat = 0;
     et_err e = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -86,6 +92,8 @@ int main(int argc, char **argv) {
         }
         if (!strcmp(a, "--ignore-eos")) { o.ignore_eos = 1; continue; }
         if (!strcmp(a, "--stats")) { o.stats = 1; continue; }
+        if (!strcmp(a, "--chat")) { chat = 1; continue; }
+        if (!strcmp(a, "--verbose-prompt")) { o.verbose_prompt = 1; continue; }
         if (i + 1 >= argc) return usage_error("missing value for", a);
         const char *v = argv[++i];
         long n;
@@ -93,6 +101,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o.prompt = v;
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) prompt_file = v;
         else if (!strcmp(a, "--perplexity")) ppl_file = v;
+        else if (!strcmp(a, "--system")) o.system = v;
+        else if (!strcmp(a, "--chat-template")) o.chat_template = v;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
             if (parse_int(v, 0, 1 << 24, &n)) return usage_error("bad value for", a);
             o.n_predict = (int)n;
@@ -124,6 +134,7 @@ int main(int argc, char **argv) {
         else return usage_error("unknown option", a);
     }
     if (!o.model) return usage_error("no model (-m MODEL.gguf)", NULL);
+    if (chat && (ppl_file || prompt_file || o.prompt)) return usage_error("--chat reads the turns from stdin; drop", "-p/-f/--perplexity");
     if (kv && et_runner_kv_type(kv, &o.kv_type, &e)) return usage_error(e.msg, NULL);
     if (ppl_file && !kv) o.kv_type = GGML_TYPE_F32;
 
@@ -143,6 +154,8 @@ int main(int argc, char **argv) {
             et_ppl p = {0};
             rc = et_runner_perplexity_text(&r, text, text_len, &p, &e);
             if (!rc) et_runner_print_ppl(stdout, &p);
+        } else if (chat) {
+            rc = et_runner_chat(&r, stdin, stdout, &e);
         } else {
             rc = et_runner_generate(&r, stdout, &e);
         }

@@ -31,6 +31,10 @@ const cli_cmd cli_commands[] = {
      "                         (trained), as `edgetune eval --task classify` scores it; then --labels are the\n"
      "                         verbalizers (\" negative\",\" positive\"; default \" \" + class) and --classes the classes\n"
      "  --n-vocab N            vocabulary size of a llama2.c tokenizer.bin (default: from its length)\n"
+     "  --chat-template NAME   chat/Alpaca records through this template (default: the GGUF's\n"
+     "                         tokenizer.chat_template, recognised by signature): chatml, llama2, llama2-sys,\n"
+     "                         llama2-sys-bos, llama2-sys-strip, llama3, zephyr, phi3, gemma, alpaca, or none\n"
+     "                         (the \"### User:\" headers)\n"
      "  Rules and file format: docs/data.md, docs/formats.md", cmd_data},
     {"train", "train or continue training a llama-family model",
      "edgetune train --data tokens.h5 --out DIR (--model FILE | --n-embd N --n-layer N --n-head N --n-ff N) [options]\n"
@@ -74,6 +78,7 @@ const cli_cmd cli_commands[] = {
     {"run", "generate text with the reference engine",
      "edgetune run MODEL [--prompt TEXT | --file F] [--n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
      "             [--seed S] [--threads N] [--ctx N] [--lora FILE[:SCALE],...] [--kv-type F16|F32] [--stats]\n"
+     "  edgetune run MODEL --chat [--system TEXT] [--chat-template NAME]: a conversation on stdin/stdout\n"
      "  (edgetune run --help for all flags; the standalone runtime is ./edgerun)", cmd_run},
     {"perplexity", "perplexity of a model over text or tokens.h5",
      "edgetune perplexity MODEL FILE.txt|tokens.h5 [--ctx N] [--threads N] [--lora FILE[:SCALE],...]\n"

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../datasets/chat_template.h"
 #include "runner.h"
 
 void et_runner_defaults(et_runner_opts *o) {
@@ -158,6 +159,167 @@ int et_runner_generate(et_runner *r, FILE *out, et_err *e) {
     }
     et_sampler_free(&smp);
     free(ids);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ chat */
+
+typedef struct chat_ctx {
+    FILE *out;
+    int32_t eot;        /* the template's end-of-turn token, or -1 */
+    char *reply;        /* the streamed text */
+    size_t len, cap;
+    int oom;
+} chat_ctx;
+
+static int on_chat_token(void *user, int32_t id, const char *text, size_t len) {
+    chat_ctx *c = user;
+    if (id == c->eot) return 1;
+    if (!len) return 0;
+    fwrite(text, 1, len, c->out);
+    fflush(c->out);
+    if (c->len + len + 1 > c->cap) {
+        size_t cap = c->cap ? c->cap : 256;
+        while (cap < c->len + len + 1) cap *= 2;
+        char *q = realloc(c->reply, cap);
+        if (!q) {
+            c->oom = 1;
+            return 1;
+        }
+        c->reply = q;
+        c->cap = cap;
+    }
+    memcpy(c->reply + c->len, text, len);
+    c->len += len;
+    c->reply[c->len] = 0;
+    return 0;
+}
+
+/* The template to use: the option's name, else the model's. */
+static int chat_template_of(const et_runner *r, int *t, et_err *e) {
+    const et_engine *m = r->m;
+    if (r->o.chat_template) {
+        *t = et_chat_from_name(r->o.chat_template);
+        if (*t <= ET_CHAT_NONE)
+            return et_fail(e, ET_EUSAGE, "--chat-template: unknown template '%s' (%s)", r->o.chat_template,
+                           et_chat_names());
+        return 0;
+    }
+    const char *family = NULL;
+    *t = et_chat_detect(m->tok ? et_tok_chat_template(m->tok) : NULL, &family);
+    if (*t == ET_CHAT_NONE)
+        return et_fail(e, ET_EINPUT, "%s: the model has no chat template (tokenizer.chat_template); pass --chat-template NAME (%s)",
+                       m->path, et_chat_names());
+    if (*t == ET_CHAT_UNKNOWN) return et_chat_unknown_error(m->path, family, e);
+    return 0;
+}
+
+typedef struct chat_hist {
+    et_chat_msg *msg;   /* role static, content owned */
+    int n, cap;
+} chat_hist;
+
+static int hist_push(chat_hist *h, const char *role, const char *content, size_t len) {
+    if (h->n == h->cap) {
+        int c = h->cap ? 2 * h->cap : 16;
+        et_chat_msg *q = realloc(h->msg, (size_t)c * sizeof *q);
+        if (!q) return -1;
+        h->msg = q;
+        h->cap = c;
+    }
+    char *s = malloc(len + 1);
+    if (!s) return -1;
+    if (len) memcpy(s, content, len);
+    s[len] = 0;
+    h->msg[h->n].role = role;
+    h->msg[h->n].content = s;
+    h->n++;
+    return 0;
+}
+
+int et_runner_chat(et_runner *r, FILE *in, FILE *out, et_err *e) {
+    const et_engine *m = r->m;
+    if (!m->tok) return et_fail(e, ET_EINPUT, "%s: the model has no tokenizer", m->path);
+    int tmpl, rc = chat_template_of(r, &tmpl, e);
+    if (rc) return rc;
+    const int flags = ET_TOK_DEFAULT_BOS | ET_TOK_PARSE_SPECIAL;
+    chat_ctx cc = {out, -1, NULL, 0, 0, 0};
+    const char *eot = et_chat_eot(tmpl);
+    if (eot) { /* stop at the end-of-turn marker when it is one token of this vocabulary */
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (!et_tok_encode(m->tok, eot, strlen(eot), ET_TOK_PARSE_SPECIAL, &ids, &n, NULL) && n == 1) cc.eot = ids[0];
+        free(ids);
+    }
+    et_sampler smp;
+    if ((rc = et_sampler_init(&smp, &r->o.sp, m->hp.n_vocab, e))) return rc;
+    chat_hist h = {0};
+    int32_t *hist = NULL, *gen = malloc(sizeof(int32_t) * (size_t)(r->o.n_predict + 1));
+    size_t n_hist = 0;
+    char *line = NULL;
+    size_t line_cap = 0;
+    if (!gen || (r->o.system && hist_push(&h, "system", r->o.system, strlen(r->o.system))))
+        rc = et_fail(e, ET_ERUN, "out of memory");
+    et_state_reset(r->s);
+    for (int turn = 1; !rc; turn++) {
+        ssize_t got = getline(&line, &line_cap, in);
+        if (got < 0) break;
+        while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = 0;
+        if (got == 0) {
+            turn--;
+            continue;
+        }
+        if (hist_push(&h, "user", line, (size_t)got)) {
+            rc = et_fail(e, ET_ERUN, "out of memory");
+            break;
+        }
+        et_chat_out co;
+        if ((rc = et_chat_render(tmpl, h.msg, h.n, 1, &co, e))) break;
+        int32_t *ids = NULL;
+        size_t n = 0;
+        rc = et_tok_encode(m->tok, co.text, co.len, flags, &ids, &n, e);
+        /* reuse the cached prefix; feed at least one token */
+        size_t k = 0, n_past = (size_t)et_state_n_past(r->s);
+        while (!rc && k < n_hist && k < n_past && k < n && hist[k] == ids[k]) k++;
+        if (!rc && k == n) k = n ? n - 1 : 0;
+        if (!rc && n >= (size_t)et_state_n_ctx(r->s))
+            rc = et_fail(e, ET_EINPUT, "the conversation has %zu tokens; the context holds %d (--ctx)", n,
+                         et_state_n_ctx(r->s));
+        if (!rc && r->o.verbose_prompt)
+            fprintf(stderr, "%s: turn %d: %zu prompt tokens, %zu cached, %zu new\n%s\n", r->o.prog, turn, n, k, n - k,
+                    co.text);
+        et_chat_out_free(&co);
+        if (!rc) rc = et_state_truncate(r->s, (int)k, e);
+        int n_out = 0;
+        cc.len = 0;
+        if (cc.reply) cc.reply[0] = 0;
+        if (!rc)
+            rc = et_generate(r->s, &smp, ids + k, (int)(n - k), r->o.n_predict, !r->o.ignore_eos, on_chat_token, &cc,
+                             gen, &n_out, NULL, e);
+        if (!rc && cc.oom) rc = et_fail(e, ET_ERUN, "out of memory");
+        fputc('\n', out);
+        fflush(out);
+        if (!rc) { /* what the cache now holds: the prompt and the generated tokens that were fed */
+            size_t keep = (size_t)et_state_n_past(r->s);
+            int32_t *q = realloc(hist, sizeof(int32_t) * (n + (size_t)n_out + 1));
+            if (!q) rc = et_fail(e, ET_ERUN, "out of memory");
+            else {
+                hist = q;
+                memcpy(hist, ids, n * sizeof *ids);
+                memcpy(hist + n, gen, (size_t)n_out * sizeof *gen);
+                n_hist = keep < n + (size_t)n_out ? keep : n + (size_t)n_out;
+            }
+        }
+        free(ids);
+        if (!rc && hist_push(&h, "assistant", cc.reply ? cc.reply : "", cc.len)) rc = et_fail(e, ET_ERUN, "out of memory");
+    }
+    for (int i = 0; i < h.n; i++) free((char *)h.msg[i].content);
+    free(h.msg);
+    free(hist);
+    free(gen);
+    free(line);
+    free(cc.reply);
+    et_sampler_free(&smp);
     return rc;
 }
 

@@ -35,6 +35,11 @@ typedef struct et_runner_opts {
     int ignore_eos;             /* keep generating after EOS */
     int stats;                  /* timings (and sizes) on stderr */
     const char *prog;           /* "edgerun" or "edgetune", for messages */
+    /* et_runner_chat */
+    const char *system;         /* system message, or NULL */
+    const char *chat_template;  /* a template name (datasets/chat_template.h); NULL: the model's
+                                   tokenizer.chat_template, recognised by signature */
+    int verbose_prompt;         /* print each turn's rendered prompt and cache use on stderr */
 } et_runner_opts;
 
 typedef struct et_runner {
@@ -59,6 +64,16 @@ int et_runner_open(et_runner *r, const et_runner_opts *o, et_engine *engine, et_
 void et_runner_close(et_runner *r);
 /* Generate from the prompt, streaming text to out as it comes. */
 int et_runner_generate(et_runner *r, FILE *out, et_err *e);
+/* A conversation: each line of `in` is a user turn; the whole conversation
+ * (system message, earlier turns, the new one) is rendered through the chat
+ * template with the generation prompt, tokenized with special tokens parsed,
+ * and only the tokens after the part already in the KV cache are run (the
+ * cache is kept across turns; it is cut back where a re-rendered turn
+ * tokenizes differently).  The reply streams to `out` and stops at EOS or the
+ * template's end-of-turn token; it joins the conversation.  Ends at EOF.
+ * 0, ET_EINPUT (no recognisable template: the message names
+ * --chat-template; the conversation outgrows the context), or an et code. */
+int et_runner_chat(et_runner *r, FILE *in, FILE *out, et_err *e);
 /* Perplexity of tokens[0..n) in windows of the state's n_ctx (engine
  * et_perplexity); the result is added to *acc (zero it first). */
 int et_runner_perplexity(et_runner *r, const int32_t *tokens, size_t n, et_ppl *acc, et_err *e);

@@ -401,6 +401,30 @@ int et_tok_from_hf_json_mem(et_tokenizer **out, const char *json, size_t len, co
     return load(out, json, len, name ? name : "tokenizer.json", NULL, e);
 }
 
+/* The chat_template string of the tokenizer_config.json beside `path`, as
+ * llama.cpp's converters (gguf-py SpecialVocab) copy it into
+ * tokenizer.chat_template.  A missing or unreadable file is no error. */
+static int read_hf_chat_template(et_tokenizer *t, const char *path, et_err *e) {
+    const char *slash = strrchr(path, '/');
+    size_t dl = slash ? (size_t)(slash - path) + 1 : 0;
+    char *cfg = malloc(dl + sizeof "tokenizer_config.json");
+    if (!cfg) return et_fail(e, ET_ERUN, "out of memory");
+    memcpy(cfg, path, dl);
+    memcpy(cfg + dl, "tokenizer_config.json", sizeof "tokenizer_config.json");
+    et_map m;
+    int rc = 0;
+    if (!et_map_open(&m, cfg, NULL)) {
+        cJSON *j = cJSON_ParseWithLength((const char *)m.data, m.size);
+        const cJSON *ct = j ? cJSON_GetObjectItemCaseSensitive(j, "chat_template") : NULL;
+        if (cJSON_IsString(ct) && ct->valuestring)
+            rc = et_tok_set_chat_template(t, ct->valuestring, strlen(ct->valuestring), e);
+        cJSON_Delete(j);
+        et_map_close(&m);
+    }
+    free(cfg);
+    return rc;
+}
+
 int et_tok_from_hf_json(et_tokenizer **out, const char *path, et_err *e) {
     et_map m;
     *out = NULL;
@@ -408,6 +432,10 @@ int et_tok_from_hf_json(et_tokenizer **out, const char *path, et_err *e) {
     if (rc) return rc;
     rc = load(out, (const char *)m.data, m.size, path, path, e);
     et_map_close(&m);
+    if (!rc && (rc = read_hf_chat_template(*out, path, e))) {
+        et_tok_free(*out);
+        *out = NULL;
+    }
     return rc;
 }
 

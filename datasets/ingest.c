@@ -113,7 +113,8 @@ static int encode_doc(const et_encoder *enc, const et_doc *d, const et_ingest_op
     free(ids);
     if (enc->eos_id >= 0) {
         tok[n] = enc->eos_id;
-        mask[n] = (uint8_t)(masked ? last_train : 1);
+        /* with a chat template the turn's own end marker is what is trained */
+        mask[n] = (uint8_t)(masked ? last_train && o->chat_template <= 0 : 1);
     }
     if (n_all == 0) return et_fail(e, ET_EINPUT, "%s: line %lld: the document encodes to no tokens", source, (long long)d->line);
     if (o->max_len > 0 && n_all > (size_t)o->max_len) {

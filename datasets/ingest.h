@@ -57,6 +57,16 @@ typedef struct et_ingest_opts {
                                --task classify` scores).  NULL: the text alone, trained. */
     const char *verbalizers;/* with template_: comma-separated, one per class in class order
                                (spaces kept); NULL: " " + the class name */
+    int chat_template;      /* chat ("messages") and Alpaca records: ET_CHAT_NONE (0, default) =
+                               the "### User:" headers / the Alpaca prompt; ET_CHAT_CHATML... =
+                               rendered through that template (datasets/chat_template.h; an
+                               Alpaca record is a user turn + an assistant turn), only
+                               assistant contents and their end-of-turn markers trained;
+                               ET_CHAT_UNKNOWN = the model has a template edgetune cannot
+                               render: such records are an error naming --chat-template.
+                               Rendered text holds special-token markers such as
+                               "<|im_start|>": encode it with ET_TOK_PARSE_SPECIAL
+                               (et_encoder_from_tok_special). */
 } et_ingest_opts;
 
 /* format AUTO, blank-line separator, mask_prompt 1, valid_fraction 0, seed 0,
@@ -156,7 +166,8 @@ int64_t et_split_assign(int64_t n_docs, double valid_fraction, uint64_t seed, ui
  * tokenizer has one.  With mask_prompt and untrained segments, the token
  * boundary after each segment is the longest common prefix of encode(text[0..end))
  * and encode(text) (as Stanford Alpaca's train.py masks len(encode(prompt))
- * tokens), BOS gets mask 0 and EOS takes the last segment's flag.  `source` is
+ * tokens), BOS gets mask 0 and EOS takes the last segment's flag (0 with a
+ * chat template: the template's end-of-turn marker is trained instead).  `source` is
  * stored as the file's source attribute.  0, ET_EINPUT (encode failed),
  * ET_EUSAGE (bad options: valid_fraction, seq_len, packing classification
  * data), ET_ERUN (write failed; nothing is left behind). */

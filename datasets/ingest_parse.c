@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "chat_template.h"
 #include "tokenizer_int.h"
 
 const char *const ET_ALPACA_PROMPT_INPUT =
@@ -268,11 +269,38 @@ static int need_str(const cJSON *o, const char *key, const char **out, const cha
     return rc;
 }
 
-/* Chat: "### System:\n...", "### User:\n...", "### Assistant:\n..." joined by
+/* Render msgs through chat template `chat` into b (its segments kept). */
+static int render_chat(int chat, const et_chat_msg *msgs, int n, builder *b, const char *name, int64_t line, et_err *e) {
+    if (chat == ET_CHAT_UNKNOWN)
+        return fail_at(e, ET_EINPUT, name, line,
+                       "the model's chat template is not one edgetune recognises; pass --chat-template NAME (%s)",
+                       et_chat_names());
+    et_chat_out r;
+    int rc = et_chat_render(chat, msgs, n, 0, &r, e);
+    if (rc) {
+        char msg[sizeof e->msg];
+        snprintf(msg, sizeof msg, "%s", e ? e->msg : "");
+        return fail_at(e, rc, name, line, "%s", msg);
+    }
+    size_t start = 0;
+    for (int i = 0; i < r.n_segs; i++) {
+        b_add(b, r.text + start, r.segs[i].end - start);
+        b_seg(b, r.segs[i].train);
+        start = r.segs[i].end;
+    }
+    et_chat_out_free(&r);
+    return 0;
+}
+
+/* Chat: through the chat template when there is one (render_chat), else
+ * "### System:\n...", "### User:\n...", "### Assistant:\n..." joined by
  * blank lines; only the assistants' contents are trained. */
-static int chat_doc(const cJSON *msgs, builder *b, const char *name, int64_t line, et_err *e) {
+static int chat_doc(const cJSON *msgs, builder *b, int chat, const char *name, int64_t line, et_err *e) {
     if (!cJSON_IsArray(msgs)) return fail_at(e, ET_EINPUT, name, line, "field 'messages' is not an array");
-    int i = 0;
+    int i = 0, n_msgs = cJSON_GetArraySize(msgs);
+    et_chat_msg *cm = NULL;
+    if (chat && n_msgs > 0 && !(cm = calloc((size_t)n_msgs, sizeof *cm)))
+        return et_fail(e, ET_ERUN, "%s: out of memory", name);
     for (const cJSON *m = msgs->child; m; m = m->next, i++) {
         if (!cJSON_IsObject(m)) return fail_at(e, ET_EINPUT, name, line, "messages[%d] is not an object", i);
         const char *role, *content;
@@ -282,27 +310,40 @@ static int chat_doc(const cJSON *msgs, builder *b, const char *name, int64_t lin
             /* say which message */
             size_t l = strlen(e ? e->msg : "");
             if (e && l + 32 < sizeof e->msg) snprintf(e->msg + l, sizeof e->msg - l, " in messages[%d]", i);
+            free(cm);
             return rc;
+        }
+        if (cm && i < n_msgs) {
+            cm[i].role = role;
+            cm[i].content = content;
         }
         const char *hdr = !strcmp(role, "system") ? "### System:\n"
                         : !strcmp(role, "user") ? "### User:\n"
                         : !strcmp(role, "assistant") ? "### Assistant:\n" : NULL;
-        if (!hdr)
+        if (!hdr) {
+            free(cm);
             return fail_at(e, ET_EINPUT, name, line, "messages[%d]: unknown role '%.64s' (system, user, assistant)", i,
                            role);
+        }
+        if (chat) continue;
         if (i) b_str(b, "\n\n");
         b_str(b, hdr);
         b_seg(b, 0);
         b_str(b, content);
         b_seg(b, !strcmp(role, "assistant"));
     }
-    if (i == 0) return fail_at(e, ET_EINPUT, name, line, "field 'messages' is empty");
-    return 0;
+    if (i == 0) {
+        free(cm);
+        return fail_at(e, ET_EINPUT, name, line, "field 'messages' is empty");
+    }
+    int rc = chat ? render_chat(chat, cm, i < n_msgs ? i : n_msgs, b, name, line, e) : 0;
+    free(cm);
+    return rc;
 }
 
 /* Alpaca: the Stanford Alpaca prompt (masked) then the output (trained).  An
  * empty instruction with a non-empty input uses the input as the instruction. */
-static int alpaca_doc(const cJSON *o, builder *b, const char *name, int64_t line, et_err *e) {
+static int alpaca_doc(const cJSON *o, builder *b, int chat, const char *name, int64_t line, et_err *e) {
     const char *ins, *inp, *out;
     int rc = need_str(o, "instruction", &ins, name, line, e);
     if (!rc) rc = get_str(o, "input", &inp, name, line, e);
@@ -312,6 +353,21 @@ static int alpaca_doc(const cJSON *o, builder *b, const char *name, int64_t line
     if (!*ins) {
         ins = inp;
         inp = "";
+    }
+    if (chat) { /* a user turn (instruction, then the input after a blank line) and an assistant turn */
+        size_t li = strlen(ins), lp = strlen(inp);
+        char *user = malloc(li + lp + 3);
+        if (!user) return et_fail(e, ET_ERUN, "%s: out of memory", name);
+        memcpy(user, ins, li);
+        if (lp) {
+            memcpy(user + li, "\n\n", 2);
+            memcpy(user + li + 2, inp, lp);
+        }
+        user[li + (lp ? lp + 2 : 0)] = 0;
+        et_chat_msg m[2] = {{"user", user}, {"assistant", out}};
+        rc = render_chat(chat, m, 2, b, name, line, e);
+        free(user);
+        return rc;
     }
     /* expand the template by hand (no printf: the fields may hold '%') */
     const char *t = *inp ? ET_ALPACA_PROMPT_INPUT : ET_ALPACA_PROMPT_NO_INPUT;
@@ -332,16 +388,16 @@ static int alpaca_doc(const cJSON *o, builder *b, const char *name, int64_t line
 }
 
 /* One record (a JSON object) -> one document. */
-static int record_to_doc(const cJSON *o, et_docs *d, const char *name, int64_t line, et_err *e) {
+static int record_to_doc(const cJSON *o, et_docs *d, int chat, const char *name, int64_t line, et_err *e) {
     if (!cJSON_IsObject(o)) return fail_at(e, ET_EINPUT, name, line, "record is not a JSON object");
     builder b = {0};
     int rc;
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(o, "messages");
     const char *s1, *s2;
     if (msgs) {
-        rc = chat_doc(msgs, &b, name, line, e);
+        rc = chat_doc(msgs, &b, chat, name, line, e);
     } else if (cJSON_GetObjectItemCaseSensitive(o, "instruction") || cJSON_GetObjectItemCaseSensitive(o, "output")) {
-        rc = alpaca_doc(o, &b, name, line, e);
+        rc = alpaca_doc(o, &b, chat, name, line, e);
     } else if (cJSON_GetObjectItemCaseSensitive(o, "prompt") || cJSON_GetObjectItemCaseSensitive(o, "completion")) {
         rc = need_str(o, "prompt", &s1, name, line, e);
         if (!rc) rc = need_str(o, "completion", &s2, name, line, e);
@@ -374,7 +430,8 @@ static int record_to_doc(const cJSON *o, et_docs *d, const char *name, int64_t l
 
 /* Parse s[a..b) as one JSON value; error messages point at the line of the
  * offending byte. */
-static int parse_record(const char *s, size_t a, size_t b, et_docs *d, const char *name, int64_t line, et_err *e) {
+static int parse_record(const char *s, size_t a, size_t b, et_docs *d, int chat, const char *name, int64_t line,
+                        et_err *e) {
     const char *end = NULL;
     cJSON *o = cJSON_ParseWithLengthOpts(s + a, b - a, &end, 0);
     size_t pos = end ? (size_t)(end - s) : a;
@@ -389,12 +446,12 @@ static int parse_record(const char *s, size_t a, size_t b, et_docs *d, const cha
         if (pos < a || pos > b) pos = a;
         return fail_at(e, ET_EINPUT, name, line_of(s, pos), "malformed JSON (column %zu)", col_of(s, pos));
     }
-    int rc = record_to_doc(o, d, name, line, e);
+    int rc = record_to_doc(o, d, chat, name, line, e);
     cJSON_Delete(o);
     return rc;
 }
 
-static int parse_jsonl(const char *s, size_t n, const char *name, et_docs *d, et_err *e) {
+static int parse_jsonl(const char *s, size_t n, int chat, const char *name, et_docs *d, et_err *e) {
     int64_t line = 1;
     for (size_t i = 0; i < n; line++) {
         size_t j = i;
@@ -403,7 +460,7 @@ static int parse_jsonl(const char *s, size_t n, const char *name, et_docs *d, et
         while (a < b && is_ws(s[a])) a++;
         while (b > a && is_ws(s[b - 1])) b--;
         if (a < b) {
-            int rc = parse_record(s, a, b, d, name, line, e);
+            int rc = parse_record(s, a, b, d, chat, name, line, e);
             if (rc) return rc;
         }
         i = j < n ? j + 1 : n;
@@ -436,7 +493,7 @@ static size_t value_end(const char *s, size_t p, size_t n) {
 
 /* A JSON array of records, each parsed on its own so that an error names the
  * line of the record (or of the bad byte) rather than "somewhere in the file". */
-static int parse_json_array(const char *s, size_t p, size_t n, const char *name, et_docs *d, et_err *e) {
+static int parse_json_array(const char *s, size_t p, size_t n, int chat, const char *name, et_docs *d, et_err *e) {
     line_ctr lc = {s, 0, 1};
     p++; /* '[' */
     for (size_t count = 0;; count++) {
@@ -451,7 +508,7 @@ static int parse_json_array(const char *s, size_t p, size_t n, const char *name,
         while (b > p && is_ws(s[b - 1])) b--;
         int64_t line = line_at(&lc, p);
         if (b == p) return fail_at(e, ET_EINPUT, name, line, "malformed JSON: empty array element");
-        int rc = parse_record(s, p, b, d, name, line, e);
+        int rc = parse_record(s, p, b, d, chat, name, line, e);
         if (rc) return rc;
         if (end == n) return fail_at(e, ET_EINPUT, name, line_of(s, n), "malformed JSON: the array is not closed");
         p = end + 1;
@@ -462,11 +519,11 @@ static int parse_json_array(const char *s, size_t p, size_t n, const char *name,
     return 0;
 }
 
-static int parse_json(const char *s, size_t n, const char *name, et_docs *d, et_err *e) {
+static int parse_json(const char *s, size_t n, int chat, const char *name, et_docs *d, et_err *e) {
     size_t p = 0;
     while (p < n && is_ws(s[p])) p++;
-    if (p < n && s[p] == '[') return parse_json_array(s, p, n, name, d, e);
-    return parse_jsonl(s, n, name, d, e);
+    if (p < n && s[p] == '[') return parse_json_array(s, p, n, chat, name, d, e);
+    return parse_jsonl(s, n, chat, name, d, e);
 }
 
 /* -------------------------------------------------------------------- TSV */
@@ -819,7 +876,7 @@ int et_parse_input(const char *s, size_t n, const char *name, const et_ingest_op
     if (p == n) return et_fail(e, ET_EINPUT, "%s: empty file (only whitespace)", name);
     int rc = f == ET_FMT_TEXT ? parse_text(s, n, name, o->separator, d, e)
            : f == ET_FMT_TSV  ? parse_tsv(s, n, name, o, d, e)
-                              : parse_json(s, n, name, d, e);
+                              : parse_json(s, n, o->chat_template, name, d, e);
     if (!rc && d->n == 0) rc = et_fail(e, ET_EINPUT, "%s: no records", name);
     if (rc) {
         et_docs_free(d);

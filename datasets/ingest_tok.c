@@ -8,6 +8,16 @@ static int tok_encode(void *ctx, const char *text, size_t len, int32_t **ids, si
     return et_tok_encode((const et_tokenizer *)ctx, text, len, ET_TOK_DEFAULT_BOS, ids, n_ids, e);
 }
 
+static int tok_encode_special(void *ctx, const char *text, size_t len, int32_t **ids, size_t *n_ids, et_err *e) {
+    return et_tok_encode((const et_tokenizer *)ctx, text, len, ET_TOK_DEFAULT_BOS | ET_TOK_PARSE_SPECIAL, ids, n_ids,
+                         e);
+}
+
+void et_encoder_from_tok_special(et_encoder *enc, const et_tokenizer *t) {
+    et_encoder_from_tok(enc, t);
+    enc->encode = tok_encode_special;
+}
+
 void et_encoder_from_tok(et_encoder *enc, const et_tokenizer *t) {
     memset(enc, 0, sizeof *enc);
     enc->encode = tok_encode;

@@ -17,6 +17,10 @@
  * "<|endoftext|>" inside documents is encoded as plain text); n_vocab, bos,
  * eos and sha256 (et_tok_sha256) from t.  t must outlive enc. */
 void et_encoder_from_tok(et_encoder *enc, const et_tokenizer *t);
+/* The same with ET_TOK_PARSE_SPECIAL: special-token text ("<|im_start|>",
+ * "</s>") becomes its special id, as in a chat template's rendering
+ * (et_ingest_opts.chat_template) and as llama.cpp tokenizes a chat prompt. */
+void et_encoder_from_tok_special(et_encoder *enc, const et_tokenizer *t);
 
 /* Load a tokenizer from a GGUF (a model or a vocab-only file: tokenizer.ggml.*
  * keys) or a llama2.c tokenizer.bin.  A tokenizer.bin does not store its

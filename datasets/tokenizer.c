@@ -240,7 +240,22 @@ void et_tok_free(et_tokenizer *t) {
     free(t->prank);
     free(t->pres);
     free(t->specials);
+    free(t->chat_template);
     free(t);
+}
+
+const char *et_tok_chat_template(const et_tokenizer *t) { return t->chat_template; }
+
+int et_tok_set_chat_template(et_tokenizer *t, const char *tmpl, size_t len, et_err *e) {
+    char *c = NULL;
+    if (tmpl) {
+        if (!(c = malloc(len + 1))) return et_fail(e, ET_ERUN, "tokenizer: out of memory");
+        memcpy(c, tmpl, len);
+        c[len] = 0;
+    }
+    free(t->chat_template);
+    t->chat_template = c;
+    return 0;
 }
 
 /* Append a string to sbuf as string id t->n_str (capacity is reserved by

@@ -125,8 +125,16 @@ const char *et_tok_pre(const et_tokenizer *t);
 /* Number of BPE merges (0 for SPM). */
 size_t et_tok_n_merges(const et_tokenizer *t);
 
-/* Write the tokenizer.ggml.* keys into a GGUF being built, as llama.cpp's
- * converters do. 0 or ET_ERUN. */
+/* The chat template the file carried (GGUF tokenizer.chat_template: Jinja
+ * text, kept verbatim and written back by et_tok_write_gguf), or NULL.
+ * datasets/chat_template.h recognises it.  set copies tmpl[0..len) (NULL
+ * removes it); 0 or ET_ERUN.  Not part of et_tok_sha256. */
+const char *et_tok_chat_template(const et_tokenizer *t);
+int et_tok_set_chat_template(et_tokenizer *t, const char *tmpl, size_t len, et_err *e);
+
+/* Write the tokenizer.ggml.* keys (and tokenizer.chat_template when the
+ * tokenizer has one) into a GGUF being built, as llama.cpp's converters do.
+ * 0 or ET_ERUN. */
 int et_tok_write_gguf(const et_tokenizer *t, gguf_writer *w, et_err *e);
 /* SHA-256 over the vocabulary (model kind, pieces, scores, types, merges,
  * special ids): hex[65]. Equal vocabularies give equal hashes whatever

@@ -144,6 +144,14 @@ int et_tok_from_gguf(et_tokenizer **out, const gguf_file *g, et_err *e) {
     read_bool(g, "tokenizer.ggml.add_eos_token", &s.add_eos);
     read_bool(g, "tokenizer.ggml.add_space_prefix", &s.add_space_prefix);
     rc = et_tok_build(out, &s, g->path, e);
+    const gguf_kv *ct = find_kv(g, "tokenizer.chat_template"); /* optional: another type is ignored */
+    if (!rc && ct && ct->type == GGUF_TYPE_STRING) {
+        rc = et_tok_set_chat_template(*out, ct->strs[0].ptr, (size_t)ct->strs[0].len, e);
+        if (rc) {
+            et_tok_free(*out);
+            *out = NULL;
+        }
+    }
 done:
     free(pieces);
     free(lens);
@@ -188,6 +196,7 @@ int et_tok_write_gguf(const et_tokenizer *t, gguf_writer *w, et_err *e) {
     if (t->src_add_bos >= 0) rc |= gguf_set_bool(w, "tokenizer.ggml.add_bos_token", t->add_bos);
     if (t->src_add_eos >= 0) rc |= gguf_set_bool(w, "tokenizer.ggml.add_eos_token", t->add_eos);
     if (t->src_add_space_prefix >= 0) rc |= gguf_set_bool(w, "tokenizer.ggml.add_space_prefix", t->add_space_prefix);
+    if (t->chat_template) rc |= gguf_set_str(w, "tokenizer.chat_template", t->chat_template);
     free(strs);
     free(lens);
     free(ms);

@@ -115,6 +115,7 @@ struct et_tokenizer {
     int src_add_bos, src_add_eos, src_add_space_prefix; /* as given: -1 absent */
     int32_t *specials;      /* ids with CONTROL|USER|UNKNOWN, longest text first */
     int n_specials;
+    char *chat_template;    /* tokenizer.chat_template (Jinja text, NUL-terminated) or NULL */
 };
 
 /* String i (id < n_vocab: the piece), length in *len. */
