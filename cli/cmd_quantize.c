@@ -10,11 +10,13 @@
 #include "cli.h"
 
 static const char USAGE[] =
-    "usage: edgetune quantize IN.gguf OUT.gguf --type F16|BF16|Q8_0|Q4_0|Q4_1|Q5_1|Q4_K_M|Q6_K\n"
+    "usage: edgetune quantize IN.gguf OUT.gguf --type F16|BF16|Q8_0|Q4_0|Q4_1|Q5_1|Q2_K|\n"
+    "                         Q3_K_S|Q3_K_M|Q3_K_L|Q4_K_M|Q5_K_S|Q5_K_M|Q6_K\n"
     "                         [--allow-requantize] [--quiet]\n"
     "  Per-tensor types as llama.cpp's llama-quantize (no imatrix); tensors whose\n"
-    "  row length does not divide the block fall back (Q4_K -> Q5_0, Q6_K -> Q8_0,\n"
-    "  then F16) and are reported.";
+    "  row length does not divide the block fall back (Q4_K -> Q5_0, Q5_K -> Q5_1,\n"
+    "  Q6_K -> Q8_0, Q2_K/Q3_K -> Q4_0 where llama.cpp uses IQ4_NL, then F16) and\n"
+    "  are reported.";
 
 static void print_size(FILE *f, uint64_t bytes) {
     if (bytes >= (uint64_t)1 << 20) fprintf(f, "%.2f MiB", bytes / 1048576.0);

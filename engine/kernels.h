@@ -13,7 +13,10 @@
  *   Q5_0     Q8_0          dot_q5_0   (ggml_vec_dot_q5_0_q8_0)
  *   Q4_1     Q8_1          dot_q4_1   (ggml_vec_dot_q4_1_q8_1)
  *   Q5_1     Q8_1          dot_q5_1   (ggml_vec_dot_q5_1_q8_1)
+ *   Q2_K     Q8_K          dot_q2_K   (ggml_vec_dot_q2_K_q8_K)
+ *   Q3_K     Q8_K          dot_q3_K   (ggml_vec_dot_q3_K_q8_K)
  *   Q4_K     Q8_K          dot_q4_K   (ggml_vec_dot_q4_K_q8_K)
+ *   Q5_K     Q8_K          dot_q5_K   (ggml_vec_dot_q5_K_q8_K)
  *   Q6_K     Q8_K          dot_q6_K   (ggml_vec_dot_q6_K_q8_K)
  *
  * THE ACCUMULATION ORDER IS PART OF THE CONTRACT, so that every path gives
@@ -36,10 +39,18 @@
  *    are folded as above.  (ggml keeps the min terms in a separate sum,
  *    added after the fold; one more addend per lane instead keeps every
  *    path's arithmetic vectorized, see kernels_x86_gemv.c.)
- *  - Q4_K/Q6_K (super-blocks of 256): per super-block the exact integer sums
- *    sumi = sum_j scale_j * dot_j (and for Q4_K summ = sum_j min_j * bsum_j)
- *    are scaled: acc += d * (float)sumi; acc -= dmin * (float)summ, with
- *    d = fp16(x.d) * y.d, in super-block order.
+ *  - Q2_K/Q3_K/Q4_K/Q5_K/Q6_K (super-blocks of 256): per super-block the
+ *    exact integer sums sumi = sum_j scale_j * dot_j over the sub-blocks j
+ *    (dot_j = sum of q * y, q the weight's integer value: Q2_K 0..3, Q3_K
+ *    -4..3, Q4_K 0..15, Q5_K 0..31, Q6_K -32..31; scale_j: Q3_K the stored
+ *    6-bit value - 32, Q6_K the int8, the others unsigned) and, for the
+ *    types with mins (Q2_K, Q4_K, Q5_K), summ = sum_j min_j * bsum_j
+ *    (bsum over the sub-block's elements) are scaled:
+ *    acc += d * (float)sumi; acc -= dmin * (float)summ, with
+ *    d = fp16(x.d) * y.d and dmin = fp16(x.dmin) * y.d, in super-block
+ *    order.  A path may regroup the integer work at will (it is exact:
+ *    |sumi| < 2^23 for every type), e.g. Q3_K as sum_j sc_j * (dot'_j -
+ *    4 bsum_j) with unsigned q' = q + 4.
  *
  * Activation quantization (same in every path, done by the scalar code):
  *  - Q8_0: ggml-cpu's x86 quantize_row_q8_0: d = amax/127, id = 127/amax,
@@ -62,7 +73,7 @@
 
 #include "../quant/quant.h"
 
-/* Weight blocks: quant/quant.h (et_block_q8_0 ... et_block_q6_K, ggml's layouts). */
+/* Weight blocks: quant/quant.h (et_block_q8_0 ... et_block_q2_K, ggml's layouts). */
 #define ET_QK 32      /* elements per Q8_0/Q4_0/Q5_0/Q4_1/Q5_1/Q8_1 block */
 
 /* Q8_1, used only for activations (ggml block_q8_1): 36 bytes / 32. */
@@ -99,6 +110,7 @@ typedef void (*et_gemv_fn)(int n, const void *w, size_t w_stride, int n_rows, co
 typedef struct et_kernels {
     const char *name;          /* "scalar", "avx2", "avx512", "avx512vnni", "neon" */
     et_dot_fn dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q5_0, dot_q4_1, dot_q5_1, dot_q4_K, dot_q6_K;
+    et_dot_fn dot_q2_K, dot_q3_K, dot_q5_K;
     et_dot4_fn dot4_q8_0, dot4_q4_0, dot4_q4_1, dot4_q5_1;   /* NULL: four single dots */
     et_gemv_fn gemv_q8_0, gemv_q4_0, gemv_q4_1;   /* NULL: one single dot per row */
 } et_kernels;
@@ -181,6 +193,9 @@ float et_dot_q4_1_scalar(int n, const void *w, const void *x);
 float et_dot_q5_1_scalar(int n, const void *w, const void *x);
 float et_dot_q4_K_scalar(int n, const void *w, const void *x);
 float et_dot_q6_K_scalar(int n, const void *w, const void *x);
+float et_dot_q2_K_scalar(int n, const void *w, const void *x);
+float et_dot_q3_K_scalar(int n, const void *w, const void *x);
+float et_dot_q5_K_scalar(int n, const void *w, const void *x);
 
 /* The per-path tables (NULL-free; a path not compiled for this target is absent). */
 extern const et_kernels et_kernels_scalar;

@@ -284,12 +284,110 @@ static float neon_dot_q6_K(int n, const void *wv, const void *xv) {
     return acc;
 }
 
+static float neon_dot_q5_K(int n, const void *wv, const void *xv) {
+    const et_block_q5_K *w = wv;
+    const et_block_q8_K *x = xv;
+    const uint8x16_t m4 = vdupq_n_u8(0x0F), one = vdupq_n_u8(1);
+    float acc = 0;
+    for (int b = 0; b < n / ET_QK_K; b++) {
+        int32_t sumi = 0, summ = 0;
+        const uint8x16_t h0 = vld1q_u8(w[b].qh), h1 = vld1q_u8(w[b].qh + 16);
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            scale_min_k4(j, w[b].scales, &sc, &m);
+            const uint8_t *q = w[b].qs + 32 * (j / 2);
+            const int8_t *y = x[b].qs + 32 * j;
+            const int8x16_t sh = vdupq_n_s8((int8_t)-j);
+            uint8x16_t b0 = vshlq_n_u8(vandq_u8(vshlq_u8(h0, sh), one), 4);
+            uint8x16_t b1 = vshlq_n_u8(vandq_u8(vshlq_u8(h1, sh), one), 4);
+            uint8x16_t q0 = vld1q_u8(q), q1 = vld1q_u8(q + 16);
+            if (j & 1) { q0 = vshrq_n_u8(q0, 4); q1 = vshrq_n_u8(q1, 4); }
+            else { q0 = vandq_u8(q0, m4); q1 = vandq_u8(q1, m4); }
+            q0 = vorrq_u8(q0, b0);
+            q1 = vorrq_u8(q1, b1);
+            int32_t s = dot16(vreinterpretq_s8_u8(q0), vld1q_s8(y)) + dot16(vreinterpretq_s8_u8(q1), vld1q_s8(y + 16));
+            sumi += sc * s;
+            summ += m * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+        }
+        float d = f16(w[b].d) * x[b].d;
+        float dmin = f16(w[b].dmin) * x[b].d;
+        float t = d * (float)sumi;
+        acc = acc + t;
+        float u = dmin * (float)summ;
+        acc = acc - u;
+    }
+    return acc;
+}
+
+/* Signed 6-bit scale j of a Q3_K super-block, minus 32. */
+static inline int scale_q3(const uint8_t *s, int j) {
+    int lo = j < 8 ? (s[j] & 0xF) : (s[j - 8] >> 4);
+    return (lo | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+}
+
+static float neon_dot_q3_K(int n, const void *wv, const void *xv) {
+    const et_block_q3_K *w = wv;
+    const et_block_q8_K *x = xv;
+    const uint8x16_t m2 = vdupq_n_u8(3), one = vdupq_n_u8(1);
+    const int8x16_t four = vdupq_n_s8(4);
+    float acc = 0;
+    for (int b = 0; b < n / ET_QK_K; b++) {
+        int32_t sumi = 0;
+        for (int h = 0; h < 2; h++) {
+            for (int half = 0; half < 2; half++) {   /* l = 16*half .. 16*half+15 */
+                const uint8x16_t q = vld1q_u8(w[b].qs + 32 * h + 16 * half);
+                const uint8x16_t hm = vld1q_u8(w[b].hmask + 16 * half);
+                for (int k = 0; k < 4; k++) {   /* elements 128h + 32k + 16*half ..: sub-block 8h + 2k + half */
+                    uint8x16_t lo = vandq_u8(vshlq_u8(q, vdupq_n_s8((int8_t)(-2 * k))), m2);
+                    uint8x16_t hi = vshlq_n_u8(vandq_u8(vshlq_u8(hm, vdupq_n_s8((int8_t)(-(4 * h + k)))), one), 2);
+                    int8x16_t v = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo, hi)), four);
+                    sumi += scale_q3(w[b].scales, 8 * h + 2 * k + half) *
+                            dot16(v, vld1q_s8(x[b].qs + 128 * h + 32 * k + 16 * half));
+                }
+            }
+        }
+        float d = f16(w[b].d) * x[b].d;
+        float t = d * (float)sumi;
+        acc = acc + t;
+    }
+    return acc;
+}
+
+static float neon_dot_q2_K(int n, const void *wv, const void *xv) {
+    const et_block_q2_K *w = wv;
+    const et_block_q8_K *x = xv;
+    const uint8x16_t m2 = vdupq_n_u8(3);
+    float acc = 0;
+    for (int b = 0; b < n / ET_QK_K; b++) {
+        int32_t sumi = 0, summ = 0;
+        for (int j = 0; j < 16; j++) summ += (w[b].scales[j] >> 4) * x[b].bsums[j];
+        for (int h = 0; h < 2; h++) {
+            for (int half = 0; half < 2; half++) {
+                const uint8x16_t q = vld1q_u8(w[b].qs + 32 * h + 16 * half);
+                for (int k = 0; k < 4; k++) {   /* sub-block 8h + 2k + half */
+                    uint8x16_t v = vandq_u8(vshlq_u8(q, vdupq_n_s8((int8_t)(-2 * k))), m2);
+                    sumi += (w[b].scales[8 * h + 2 * k + half] & 0xF) *
+                            dot16(vreinterpretq_s8_u8(v), vld1q_s8(x[b].qs + 128 * h + 32 * k + 16 * half));
+                }
+            }
+        }
+        float d = f16(w[b].d) * x[b].d;
+        float dmin = f16(w[b].dmin) * x[b].d;
+        float t = d * (float)sumi;
+        acc = acc + t;
+        float u = dmin * (float)summ;
+        acc = acc - u;
+    }
+    return acc;
+}
+
 const et_kernels et_kernels_neon = {
     .name = "neon",
     .dot_f32 = neon_dot_f32, .dot_f16 = neon_dot_f16, .dot_bf16 = neon_dot_bf16,
     .dot_q8_0 = neon_dot_q8_0, .dot_q4_0 = neon_dot_q4_0, .dot_q5_0 = neon_dot_q5_0,
     .dot_q4_1 = neon_dot_q4_1, .dot_q5_1 = neon_dot_q5_1,
     .dot_q4_K = neon_dot_q4_K, .dot_q6_K = neon_dot_q6_K,
+    .dot_q2_K = neon_dot_q2_K, .dot_q3_K = neon_dot_q3_K, .dot_q5_K = neon_dot_q5_K,
     /* dot4_*, gemv_*: NULL (single dots) */
 };
 

@@ -273,11 +273,95 @@ float et_dot_q6_K_scalar(int n, const void *wv, const void *xv) {
     return acc;
 }
 
+float et_dot_q5_K_scalar(int n, const void *wv, const void *xv) {
+    const et_block_q5_K *w = wv;
+    const et_block_q8_K *x = xv;
+    float acc = 0;
+    for (int b = 0; b < n / ET_QK_K; b++) {
+        int32_t sumi = 0, summ = 0;
+        for (int j = 0; j < 8; j++) {   /* sub-block j: elements 32j .. 32j+31 */
+            int sc, m;
+            scale_min_k4(j, w[b].scales, &sc, &m);
+            const uint8_t *q = w[b].qs + 32 * (j / 2);
+            const int8_t *y = x[b].qs + 32 * j;
+            int32_t s = 0;
+            for (int l = 0; l < 32; l++) {
+                int v = ((j & 1) ? (q[l] >> 4) : (q[l] & 0x0F)) | (((w[b].qh[l] >> j) & 1) << 4);
+                s += v * y[l];
+            }
+            sumi += sc * s;
+            summ += m * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+        }
+        float d = f16(w[b].d) * x[b].d;
+        float dmin = f16(w[b].dmin) * x[b].d;
+        float t = d * (float)sumi;
+        acc = acc + t;
+        float u = dmin * (float)summ;
+        acc = acc - u;
+    }
+    return acc;
+}
+
+/* Signed 6-bit scale j (0..15) of a Q3_K super-block, minus 32. */
+static inline int scale_q3(const uint8_t *s, int j) {
+    int lo = j < 8 ? (s[j] & 0xF) : (s[j - 8] >> 4);
+    return (lo | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+}
+
+float et_dot_q3_K_scalar(int n, const void *wv, const void *xv) {
+    const et_block_q3_K *w = wv;
+    const et_block_q8_K *x = xv;
+    float acc = 0;
+    for (int b = 0; b < n / ET_QK_K; b++) {
+        int32_t sumi = 0;
+        for (int j = 0; j < 16; j++) {   /* sub-block j: elements 16j .. 16j+15 */
+            const int sc = scale_q3(w[b].scales, j);
+            int32_t s = 0;
+            for (int l = 0; l < 16; l++) {
+                const int e = 16 * j + l, h = e / 128, sh = (e % 128) / 32, k = e % 32;
+                const int v = ((w[b].qs[32 * h + k] >> (2 * sh)) & 3) - (((w[b].hmask[k] >> (4 * h + sh)) & 1) ? 0 : 4);
+                s += v * x[b].qs[e];
+            }
+            sumi += sc * s;
+        }
+        float d = f16(w[b].d) * x[b].d;
+        float t = d * (float)sumi;
+        acc = acc + t;
+    }
+    return acc;
+}
+
+float et_dot_q2_K_scalar(int n, const void *wv, const void *xv) {
+    const et_block_q2_K *w = wv;
+    const et_block_q8_K *x = xv;
+    float acc = 0;
+    for (int b = 0; b < n / ET_QK_K; b++) {
+        int32_t sumi = 0, summ = 0;
+        for (int j = 0; j < 16; j++) {   /* sub-block j: elements 16j .. 16j+15 */
+            int32_t s = 0;
+            for (int l = 0; l < 16; l++) {
+                const int e = 16 * j + l, h = e / 128, sh = (e % 128) / 32, k = e % 32;
+                s += ((w[b].qs[32 * h + k] >> (2 * sh)) & 3) * x[b].qs[e];
+            }
+            sumi += (w[b].scales[j] & 0xF) * s;
+            summ += (w[b].scales[j] >> 4) * x[b].bsums[j];
+        }
+        float d = f16(w[b].d) * x[b].d;
+        float dmin = f16(w[b].dmin) * x[b].d;
+        float t = d * (float)sumi;
+        acc = acc + t;
+        float u = dmin * (float)summ;
+        acc = acc - u;
+    }
+    return acc;
+}
+
 const et_kernels et_kernels_scalar = {
     .name = "scalar",
     .dot_f32 = et_dot_f32_scalar, .dot_f16 = et_dot_f16_scalar, .dot_bf16 = et_dot_bf16_scalar,
     .dot_q8_0 = et_dot_q8_0_scalar, .dot_q4_0 = et_dot_q4_0_scalar, .dot_q5_0 = et_dot_q5_0_scalar,
     .dot_q4_1 = et_dot_q4_1_scalar, .dot_q5_1 = et_dot_q5_1_scalar,
     .dot_q4_K = et_dot_q4_K_scalar, .dot_q6_K = et_dot_q6_K_scalar,
+    .dot_q2_K = et_dot_q2_K_scalar, .dot_q3_K = et_dot_q3_K_scalar, .dot_q5_K = et_dot_q5_K_scalar,
     /* dot4_*, gemv_*: NULL (single dots) */
 };

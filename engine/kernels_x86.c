@@ -301,6 +301,114 @@ static AVX2 float avx2_dot_q6_K(int n, const void *wv, const void *xv) {
     return acc;
 }
 
+/* Q5_K: Q4_K's nibbles plus the fifth bit of sub-block j from qh[l] bit j. */
+static AVX2 float avx2_dot_q5_K(int n, const void *wv, const void *xv) {
+    const et_block_q5_K *w = wv;
+    const et_block_q8_K *x = xv;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    float acc = 0;
+    for (int b = 0; b < n / ET_QK_K; b++) {
+        int sc[8], mn[8];
+        for (int j = 0; j < 8; j++) scale_min_k4(j, w[b].scales, &sc[j], &mn[j]);
+        int32_t summ = 0;
+        for (int j = 0; j < 8; j++) summ += mn[j] * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+        const __m256i hb = _mm256_loadu_si256((const __m256i *)w[b].qh);
+        __m256i isum = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {   /* 64 elements: sub-blocks 2c (low nibbles), 2c+1 (high) */
+            __m256i q = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * c));
+            __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c), one), 4);
+            __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c + 1), one), 4);
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)(x[b].qs + 64 * c));
+            __m256i y1 = _mm256_loadu_si256((const __m256i *)(x[b].qs + 64 * c + 32));
+            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), _mm256_set1_epi16((short)sc[2 * c]));
+            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), _mm256_set1_epi16((short)sc[2 * c + 1]));
+            isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
+        }
+        int32_t sumi = hsum_i32(isum);
+        float d = f16(w[b].d) * x[b].d;
+        float dmin = f16(w[b].dmin) * x[b].d;
+        float t = d * (float)sumi;
+        acc = acc + t;
+        float u = dmin * (float)summ;
+        acc = acc - u;
+    }
+    return acc;
+}
+
+/* Signed 6-bit scale j of a Q3_K super-block, minus 32. */
+static inline int scale_q3(const uint8_t *s, int j) {
+    int lo = j < 8 ? (s[j] & 0xF) : (s[j - 8] >> 4);
+    return (lo | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+}
+
+/* Q3_K with unsigned q' = q + 4 (0..7): sumi = sum_j sc_j (dot'_j - 4 bsum_j). */
+static AVX2 float avx2_dot_q3_K(int n, const void *wv, const void *xv) {
+    const et_block_q3_K *w = wv;
+    const et_block_q8_K *x = xv;
+    const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    float acc = 0;
+    for (int b = 0; b < n / ET_QK_K; b++) {
+        int sc[16];
+        int32_t corr = 0;
+        for (int j = 0; j < 16; j++) {
+            sc[j] = scale_q3(w[b].scales, j);
+            corr += sc[j] * x[b].bsums[j];
+        }
+        const __m256i hb = _mm256_loadu_si256((const __m256i *)w[b].hmask);
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
+            for (int k = 0; k < 4; k++) {   /* elements 128h + 32k ..: sub-blocks 8h + 2k, 8h + 2k + 1 */
+                __m256i lo = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m2);
+                __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4 * h + k), one), 2);
+                __m256i v = _mm256_or_si256(lo, hi);
+                __m256i yy = _mm256_loadu_si256((const __m256i *)(x[b].qs + 128 * h + 32 * k));
+                __m256i s = _mm256_set_m128i(_mm_set1_epi16((short)sc[8 * h + 2 * k + 1]),
+                                             _mm_set1_epi16((short)sc[8 * h + 2 * k]));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(v, yy), s));
+            }
+        }
+        int32_t sumi = hsum_i32(isum) - 4 * corr;
+        float d = f16(w[b].d) * x[b].d;
+        float t = d * (float)sumi;
+        acc = acc + t;
+    }
+    return acc;
+}
+
+static AVX2 float avx2_dot_q2_K(int n, const void *wv, const void *xv) {
+    const et_block_q2_K *w = wv;
+    const et_block_q8_K *x = xv;
+    const __m256i m2 = _mm256_set1_epi8(3);
+    float acc = 0;
+    for (int b = 0; b < n / ET_QK_K; b++) {
+        int32_t summ = 0;
+        for (int j = 0; j < 16; j++) summ += (w[b].scales[j] >> 4) * x[b].bsums[j];
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
+            for (int k = 0; k < 4; k++) {   /* elements 128h + 32k ..: sub-blocks 8h + 2k, 8h + 2k + 1 */
+                __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m2);
+                __m256i yy = _mm256_loadu_si256((const __m256i *)(x[b].qs + 128 * h + 32 * k));
+                const int j = 8 * h + 2 * k;
+                __m256i s = _mm256_set_m128i(_mm_set1_epi16((short)(w[b].scales[j + 1] & 0xF)),
+                                             _mm_set1_epi16((short)(w[b].scales[j] & 0xF)));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(v, yy), s));
+            }
+        }
+        int32_t sumi = hsum_i32(isum);
+        float d = f16(w[b].d) * x[b].d;
+        float dmin = f16(w[b].dmin) * x[b].d;
+        float t = d * (float)sumi;
+        acc = acc + t;
+        float u = dmin * (float)summ;
+        acc = acc - u;
+    }
+    return acc;
+}
+
 /* Four activation rows against one weight row: the weight bytes of a block
  * are loaded (and for Q4_0 unpacked) once; each output keeps the single
  * dot's lanes and order. */
@@ -373,6 +481,7 @@ const et_kernels et_kernels_avx2 = {
     .dot_q8_0 = avx2_dot_q8_0, .dot_q4_0 = avx2_dot_q4_0, .dot_q5_0 = avx2_dot_q5_0,
     .dot_q4_1 = avx2_dot_q4_1, .dot_q5_1 = avx2_dot_q5_1,
     .dot_q4_K = avx2_dot_q4_K, .dot_q6_K = avx2_dot_q6_K,
+    .dot_q2_K = avx2_dot_q2_K, .dot_q3_K = avx2_dot_q3_K, .dot_q5_K = avx2_dot_q5_K,
     .dot4_q8_0 = avx2_dot4_q8_0, .dot4_q4_0 = avx2_dot4_q4_0, .dot4_q4_1 = avx2_dot4_q4_1, .dot4_q5_1 = avx2_dot4_q5_1,
 };
 
@@ -567,6 +676,7 @@ const et_kernels et_kernels_avx512 = {
     .dot_q8_0 = avx512_dot_q8_0, .dot_q4_0 = avx512_dot_q4_0, .dot_q5_0 = avx2_dot_q5_0,
     .dot_q4_1 = avx512_dot_q4_1, .dot_q5_1 = avx512_dot_q5_1,
     .dot_q4_K = avx2_dot_q4_K, .dot_q6_K = avx2_dot_q6_K,
+    .dot_q2_K = avx2_dot_q2_K, .dot_q3_K = avx2_dot_q3_K, .dot_q5_K = avx2_dot_q5_K,
     .dot4_q8_0 = avx2_dot4_q8_0, .dot4_q4_0 = avx2_dot4_q4_0,   /* measured faster than two-block zmm versions */
     .dot4_q4_1 = avx2_dot4_q4_1, .dot4_q5_1 = avx2_dot4_q5_1,
 };
@@ -577,6 +687,7 @@ const et_kernels et_kernels_avx512vnni = {
     .dot_q8_0 = avx512_dot_q8_0, .dot_q4_0 = avx512_dot_q4_0, .dot_q5_0 = avx2_dot_q5_0,
     .dot_q4_1 = avx512_dot_q4_1, .dot_q5_1 = avx512_dot_q5_1,
     .dot_q4_K = avx2_dot_q4_K, .dot_q6_K = avx2_dot_q6_K,
+    .dot_q2_K = avx2_dot_q2_K, .dot_q3_K = avx2_dot_q3_K, .dot_q5_K = avx2_dot_q5_K,
     .dot4_q8_0 = avx2_dot4_q8_0, .dot4_q4_0 = avx2_dot4_q4_0,
     .dot4_q4_1 = avx2_dot4_q4_1, .dot4_q5_1 = avx2_dot4_q5_1,
     .gemv_q8_0 = et_gemv_q8_0_avx512vnni, .gemv_q4_0 = et_gemv_q4_0_avx512vnni, .gemv_q4_1 = et_gemv_q4_1_avx512vnni,

@@ -7,11 +7,8 @@
  * operation order; do not "simplify" it. */
 #include "quant_impl.h"
 
-/* Fit x[0..n) ~ scale * L + min with L in 0..nmax, min <= 0, minimising
- * the weighted squared (use_mad: absolute) error; tries nstep+1 trial
- * inverse scales (rmin + rdelta*is + nmax) / (max - min).  Returns the
- * scale and stores -min in *the_min.  ggml-quants.c make_qkx2_quants. */
-static float make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L,
+/* make_qkx2_quants (quant_impl.h): shared with Q5_K and Q2_K. */
+float et_make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L,
                               float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
                               int use_mad) {
     float min = x[0];
@@ -115,7 +112,7 @@ void et_quantize_row_q4_K(const float *x, void *vy, int64_t k) {
             for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
             float av_x = sqrtf(sum_x2 / 32);
             for (int l = 0; l < 32; ++l) weights[l] = av_x + fabsf(x[32 * j + l]);
-            scales[j] = make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
+            scales[j] = et_make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
                                          -1.f, 0.1f, 20, 0);
             float scale = scales[j];
             if (scale > max_scale) max_scale = scale;

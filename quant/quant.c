@@ -46,6 +46,9 @@ static const quant_type TYPES[] = {
     {GGML_TYPE_Q5_1, ET_QK5_1, sizeof(et_block_q5_1), et_quantize_row_q5_1, et_dequantize_row_q5_1},
     {GGML_TYPE_Q4_K, ET_QK_K, sizeof(et_block_q4_K), et_quantize_row_q4_K, et_dequantize_row_q4_K},
     {GGML_TYPE_Q6_K, ET_QK_K, sizeof(et_block_q6_K), et_quantize_row_q6_K, et_dequantize_row_q6_K},
+    {GGML_TYPE_Q5_K, ET_QK_K, sizeof(et_block_q5_K), et_quantize_row_q5_K, et_dequantize_row_q5_K},
+    {GGML_TYPE_Q3_K, ET_QK_K, sizeof(et_block_q3_K), et_quantize_row_q3_K, et_dequantize_row_q3_K},
+    {GGML_TYPE_Q2_K, ET_QK_K, sizeof(et_block_q2_K), et_quantize_row_q2_K, et_dequantize_row_q2_K},
 };
 
 static const quant_type *find_type(uint32_t type) {
@@ -89,7 +92,10 @@ uint32_t et_quant_fallback(uint32_t want, int64_t n_per_row) {
     uint32_t next;
     switch (want) {
     case GGML_TYPE_Q4_K: next = GGML_TYPE_Q5_0; break;  /* llama.cpp */
+    case GGML_TYPE_Q5_K: next = GGML_TYPE_Q5_1; break;  /* llama.cpp */
     case GGML_TYPE_Q6_K: next = GGML_TYPE_Q8_0; break;  /* llama.cpp */
+    case GGML_TYPE_Q2_K:
+    case GGML_TYPE_Q3_K: next = GGML_TYPE_Q4_0; break;  /* edgetune; llama.cpp: IQ4_NL */
     default: next = GGML_TYPE_F16; break;                /* edgetune: Q8_0/Q4_0/Q5_0/Q4_1/Q5_1 -> F16 */
     }
     be = et_quant_block_elems(next);

@@ -13,12 +13,12 @@
  * ggml-org/ggml as of early 2025.  "Reference" means what llama-quantize
  * writes when no importance matrix is given: llama_model_quantize_impl ->
  * ggml_quantize_chunk -> quantize_q4_K(..., quant_weights = NULL) ->
- * quantize_row_q4_K_ref, and the same for Q4_0, Q5_0, Q4_1, Q5_1, Q6_K,
- * Q8_0.
+ * quantize_row_q4_K_ref, and the same for Q4_0, Q5_0, Q4_1, Q5_1, Q2_K,
+ * Q3_K, Q5_K, Q6_K, Q8_0.
  *
  * Conventions: k is the number of float elements (a row, or several rows
  * back to back); it must be a multiple of the type's block size (32 for
- * Q8_0/Q4_0/Q5_0/Q4_1/Q5_1, 256 = ET_QK_K for Q4_K/Q6_K, 1 for
+ * Q8_0/Q4_0/Q5_0/Q4_1/Q5_1, 256 = ET_QK_K for Q2_K/Q3_K/Q4_K/Q5_K/Q6_K, 1 for
  * F16/BF16/F32).  The typed row functions do not check k (callers check
  * it once, e.g. with et_quant_row_bytes); the dispatchers et_quantize_row /
  * et_dequantize_row do, and return ET_EINPUT.  Quantized data is little-endian, packed, with
@@ -45,7 +45,7 @@
 #define ET_QK5_0 32  /* elements per Q5_0 block */
 #define ET_QK4_1 32  /* elements per Q4_1 block */
 #define ET_QK5_1 32  /* elements per Q5_1 block */
-#define ET_QK_K 256  /* elements per K-quant super-block (Q4_K, Q6_K) */
+#define ET_QK_K 256  /* elements per K-quant super-block (Q2_K .. Q6_K) */
 
 /* Q8_0 (34 bytes / 32 weights): w[j] = d * qs[j]. d = max|x| / 127. */
 typedef struct et_block_q8_0 {
@@ -109,6 +109,42 @@ typedef struct et_block_q6_K {
     uint16_t d;                   /* fp16 super-block scale */
 } et_block_q6_K;
 
+/* Q5_K (176 bytes / 256 weights): 8 sub-blocks of 32 with 6-bit scales and
+ * mins packed as Q4_K's; w = d*sc * q - dmin*m, q 5-bit unsigned: the low
+ * 4 bits in qs as Q4_K (4 groups of 64: low nibbles = the first 32, high =
+ * the next 32), bit 4 of weight 64g + l (l < 32) in qh[l] bit 2g and of
+ * weight 64g + 32 + l in qh[l] bit 2g+1 (ggml dequantize_row_q5_K). */
+typedef struct et_block_q5_K {
+    uint16_t d;              /* fp16 super-block scale for the scales */
+    uint16_t dmin;           /* fp16 super-block scale for the mins */
+    uint8_t scales[12];      /* 8 scales + 8 mins, 6 bits each */
+    uint8_t qh[ET_QK_K / 8]; /* fifth bits */
+    uint8_t qs[ET_QK_K / 2]; /* low 4 bits */
+} et_block_q5_K;
+
+/* Q3_K (110 bytes / 256 weights): 16 sub-blocks of 16 with 6-bit scales
+ * stored +32 (low 4 bits: scales[j] for j < 8, the high nibble of
+ * scales[j-8] after; bits 4-5: scales[8 + j%4] at bit 2*(j/4));
+ * w = d * (sc - 32) * (q - 4), q 3-bit: 2 low bits in qs (weight
+ * 128h + 32s + l at qs[32h + l] bits 2s), the high bit of weight j in
+ * hmask[j % 32] bit j / 32 (ggml dequantize_row_q3_K). */
+typedef struct et_block_q3_K {
+    uint8_t hmask[ET_QK_K / 8]; /* high bits */
+    uint8_t qs[ET_QK_K / 4];    /* low 2 bits */
+    uint8_t scales[12];         /* 16 scales, 6 bits each */
+    uint16_t d;                 /* fp16 super-block scale */
+} et_block_q3_K;
+
+/* Q2_K (84 bytes / 256 weights): 16 sub-blocks of 16, scales[j] = 4-bit
+ * scale (low nibble) | 4-bit min (high nibble); w = d*sc * q - dmin*m,
+ * q 2-bit unsigned in qs as Q3_K's low bits (ggml dequantize_row_q2_K). */
+typedef struct et_block_q2_K {
+    uint8_t scales[ET_QK_K / 16]; /* scale | min << 4 */
+    uint8_t qs[ET_QK_K / 4];      /* 2-bit quants */
+    uint16_t d;                   /* fp16 super-block scale for the scales */
+    uint16_t dmin;                /* fp16 super-block scale for the mins */
+} et_block_q2_K;
+
 _Static_assert(sizeof(et_block_q8_0) == 34, "Q8_0 block is 34 bytes");
 _Static_assert(sizeof(et_block_q4_0) == 18, "Q4_0 block is 18 bytes");
 _Static_assert(sizeof(et_block_q5_0) == 22, "Q5_0 block is 22 bytes");
@@ -116,6 +152,9 @@ _Static_assert(sizeof(et_block_q4_1) == 20, "Q4_1 block is 20 bytes");
 _Static_assert(sizeof(et_block_q5_1) == 24, "Q5_1 block is 24 bytes");
 _Static_assert(sizeof(et_block_q4_K) == 144, "Q4_K block is 144 bytes");
 _Static_assert(sizeof(et_block_q6_K) == 210, "Q6_K block is 210 bytes");
+_Static_assert(sizeof(et_block_q5_K) == 176, "Q5_K block is 176 bytes");
+_Static_assert(sizeof(et_block_q3_K) == 110, "Q3_K block is 110 bytes");
+_Static_assert(sizeof(et_block_q2_K) == 84, "Q2_K block is 84 bytes");
 
 /* ---- typed row functions: x [k] floats <-> y [k / block] blocks ----
  * quantize: ggml-quants.c quantize_row_*_ref (no importance matrix); they
@@ -127,6 +166,9 @@ void et_quantize_row_q4_1(const float *x, void *y, int64_t k);
 void et_quantize_row_q5_1(const float *x, void *y, int64_t k);
 void et_quantize_row_q4_K(const float *x, void *y, int64_t k);
 void et_quantize_row_q6_K(const float *x, void *y, int64_t k);
+void et_quantize_row_q5_K(const float *x, void *y, int64_t k);
+void et_quantize_row_q3_K(const float *x, void *y, int64_t k);
+void et_quantize_row_q2_K(const float *x, void *y, int64_t k);
 void et_quantize_row_f16(const float *x, void *y, int64_t k);  /* round to nearest even */
 void et_quantize_row_bf16(const float *x, void *y, int64_t k); /* round to nearest even */
 
@@ -139,13 +181,16 @@ void et_dequantize_row_q4_1(const void *x, float *y, int64_t k);
 void et_dequantize_row_q5_1(const void *x, float *y, int64_t k);
 void et_dequantize_row_q4_K(const void *x, float *y, int64_t k);
 void et_dequantize_row_q6_K(const void *x, float *y, int64_t k);
+void et_dequantize_row_q5_K(const void *x, float *y, int64_t k);
+void et_dequantize_row_q3_K(const void *x, float *y, int64_t k);
+void et_dequantize_row_q2_K(const void *x, float *y, int64_t k);
 void et_dequantize_row_f16(const void *x, float *y, int64_t k);
 void et_dequantize_row_bf16(const void *x, float *y, int64_t k);
 
 /* ---- by type number (enum ggml_type) ---- */
 
 /* 1 if et_quantize_row / et_dequantize_row handle `type`: F32, F16, BF16,
- * Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, Q4_K, Q6_K. */
+ * Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. */
 int et_quant_supported(uint32_t type);
 /* Elements per block (1 for F32/F16/BF16), or 0 for an unsupported type. */
 int64_t et_quant_block_elems(uint32_t type);
@@ -162,9 +207,13 @@ int et_dequantize_row(uint32_t type, const void *x, float *y, int64_t k);
 /* The type a tensor with rows of `n_per_row` elements gets when `want`
  * does not divide it (DESIGN §3).  Chain, as llama.cpp's
  * llama_tensor_get_type (src/llama-quant.cpp, "convert_incompatible_tensor"):
- *   Q4_K -> Q5_0, Q6_K -> Q8_0, and if that does not divide either -> F16;
- * edgetune adds Q8_0 / Q4_0 / Q5_0 / Q4_1 / Q5_1 -> F16, where llama.cpp throws
- * "Unsupported tensor size encountered".  Returns `want` itself when it
+ *   Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, and if that does not divide
+ *   either -> F16;
+ * llama.cpp sends Q2_K and Q3_K to IQ4_NL, which edgetune does not
+ * implement: edgetune sends them to Q4_0 (the same 4.5 bits per weight, a
+ * block of 32, symmetric) instead, then F16; edgetune adds Q8_0 / Q4_0 /
+ * Q5_0 / Q4_1 / Q5_1 -> F16, where llama.cpp throws "Unsupported tensor
+ * size encountered".  Returns `want` itself when it
  * divides n_per_row; F16/BF16/F32 always divide. */
 uint32_t et_quant_fallback(uint32_t want, int64_t n_per_row);
 

@@ -43,4 +43,25 @@ static inline int32_t et_trunc_i32(float v) {
  * edgetune supports (two's complement). */
 static inline int8_t et_low_i8(int32_t v) { return (int8_t)(uint8_t)((uint32_t)v & 0xffu); }
 
+/* Fit x[0..n) ~ scale * L + min with L in 0..nmax, min <= 0, minimising
+ * the weighted squared (use_mad: absolute) error; tries nstep+1 trial
+ * inverse scales (rmin + rdelta*is + nmax) / (max - min).  Returns the
+ * scale and stores -min in *the_min.  ggml-quants.c make_qkx2_quants
+ * (quant/q4_k.c; Q4_K, Q5_K and Q2_K use it). */
+float et_make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L,
+                          float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
+                          int use_mad);
+
+/* Scale and min (6 bits each) of sub-block j of a Q4_K/Q5_K super-block
+ * from its 12 packed bytes (ggml get_scale_min_k4). */
+static inline void et_get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
+    }
+}
+
 #endif

@@ -89,6 +89,7 @@ static int init_policy(et_quant_policy *qp, const gguf_file *g, const tref *orde
     int64_t n_head = arch_int(g, arch, "attention.head_count", 0);
     int64_t n_head_kv = arch_int(g, arch, "attention.head_count_kv", n_head);
     /* llama-model.cpp load_hparams: LLM_TYPE_70B */
+    qp->n_gqa = n_head_kv != 0 ? (int)(n_head / n_head_kv) : 0;
     qp->is_70b = n_layer == 80 && ((!strcmp(arch, "llama") && n_head != n_head_kv) || !strcmp(arch, "deci"));
     return 0;
 }
@@ -181,7 +182,7 @@ int et_quantize_model(const char *in, const char *out, const et_quant_params *p,
     if (stats) memset(stats, 0, sizeof *stats);
     if (!in || !out || !p) return et_fail(e, ET_EUSAGE, "et_quantize_model: NULL argument");
     if (et_ftype_base_type(p->ftype) == GGML_TYPE_COUNT)
-        return et_fail(e, ET_EUSAGE, "unknown quantization type %d (expected F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_1, Q4_K_M, Q6_K)",
+        return et_fail(e, ET_EUSAGE, "unknown quantization type %d (expected F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_1, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K)",
                        p->ftype);
 
     gguf_file g;

@@ -21,19 +21,27 @@
  *    adjusted by llama_tensor_get_type: output.weight (or token_embd.weight when the
  *    model has no output.weight, i.e. tied embeddings) -> Q6_K unless the
  *    base type is Q8_0 (or Q8_0 if its rows do not divide the base block);
- *    Q4_K_M: attn_v.weight and ffn_down of the layers picked by
+ *    Q4_K_M / Q5_K_M: attn_v.weight and ffn_down of the layers picked by
  *    use_more_bits (i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2) -> Q6_K;
+ *    Q2_K: attn_v -> Q3_K (Q4_K when n_head/n_head_kv >= 4), ffn_down and
+ *    attn_output -> Q3_K;  Q3_K_M: attn_v -> Q5_K for the first two, Q4_K
+ *    after, ffn_down -> Q5_K for layers < n/16, Q4_K after, attn_output ->
+ *    Q4_K;  Q3_K_L: attn_v, ffn_down, attn_output -> Q5_K;  Q3_K_S, Q5_K_S:
+ *    only the output rule;  attn_qkv: Q3_K_M/L -> Q4_K, Q4_K_M -> Q5_K,
+ *    Q5_K_M -> Q6_K;  70B attn_v in Q3_K/Q4_K -> Q5_K;  falcon's variants;
  *  - shape fallback when the row length ne[0] does not divide the block:
- *    Q4_K -> Q5_0, Q6_K -> Q8_0, then F16 (llama.cpp); Q8_0/Q4_0/Q4_1/Q5_1
- *    -> F16 (edgetune; llama-quantize refuses these), reported per tensor;
+ *    Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 (llama.cpp);
+ *    Q2_K/Q3_K -> Q4_0 (edgetune; llama.cpp uses IQ4_NL, not implemented
+ *    here), then F16; Q8_0/Q4_0/Q4_1/Q5_1 -> F16 (edgetune; llama-quantize
+ *    refuses these), reported per tensor;
  *  - KVs copied in order; split.* removed; general.quantization_version = 2
  *    and general.file_type = ftype set last (ggml's gguf_set_val removes
  *    and re-appends an existing key, so both end up at the end);
  *  - source tensors must be finite (llama.cpp's loader validates them);
  *    already-quantized sources are dequantized only with allow_requantize.
- * Not reproduced (refused with an error): mixture-of-experts models,
- * falcon's ffn_down rule and llama 70B's attn_v rule and fused attn_qkv
- * under Q4_K_M, which need Q5_K, a type edgetune does not implement.
+ * Not reproduced (refused with an error): mixture-of-experts models.
+ * Not byte-identical: tensors whose rows do not divide 256 under Q2_K/Q3_K
+ * (edgetune writes Q4_0 where llama.cpp writes IQ4_NL).
  *
  * The output is written atomically.  Memory: the input is mapped; the
  * output tensors are held in memory until the file is written.
@@ -55,12 +63,19 @@ enum et_ftype {
     ET_FTYPE_MOSTLY_Q4_1 = 3,
     ET_FTYPE_MOSTLY_Q8_0 = 7,
     ET_FTYPE_MOSTLY_Q5_1 = 9,
+    ET_FTYPE_MOSTLY_Q2_K = 10,
+    ET_FTYPE_MOSTLY_Q3_K_S = 11,
+    ET_FTYPE_MOSTLY_Q3_K_M = 12,
+    ET_FTYPE_MOSTLY_Q3_K_L = 13,
     ET_FTYPE_MOSTLY_Q4_K_M = 15,
+    ET_FTYPE_MOSTLY_Q5_K_S = 16,
+    ET_FTYPE_MOSTLY_Q5_K_M = 17,
     ET_FTYPE_MOSTLY_Q6_K = 18,
     ET_FTYPE_MOSTLY_BF16 = 32,
 };
 
-/* "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_1", "Q4_K_M", "Q6_K"
+/* "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_1", "Q2_K", "Q3_K_S",
+ * "Q3_K_M", "Q3_K_L", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K"
  * (case-insensitive) -> ftype, or -1. */
 int et_ftype_from_name(const char *name);
 /* The name of an ftype above, or NULL. */
@@ -121,6 +136,7 @@ typedef struct et_quant_policy {
     uint32_t base_type;
     int is_falcon;        /* general.architecture == "falcon" */
     int is_70b;           /* llama/deci with 80 layers (llama: and n_head != n_head_kv) */
+    int n_gqa;            /* n_head / n_head_kv of layer 0 (0 when n_head_kv is 0) */
     int has_output;       /* an "output.weight" tensor exists */
     int n_attention_wv;   /* tensors named *attn_v.weight, *attn_qkv.weight, *attn_kv_b.weight */
     int n_layer;          /* {arch}.block_count: n_ffn_down */
@@ -134,7 +150,7 @@ int et_quant_wants(const char *name, uint32_t n_dims);
  * counters: *want = the rule's type, return value = after the shape
  * fallback; msg (cap bytes, may be NULL) gets the fallback reason or "".
  * Returns GGML_TYPE_COUNT, with the reason in msg, when the rule asks for
- * a type edgetune cannot produce (Q5_K). */
+ * a type edgetune cannot produce (none at present). */
 uint32_t et_quant_choose(et_quant_policy *qp, const char *name, int64_t ne0, uint32_t *want,
                          char *msg, size_t cap);
 

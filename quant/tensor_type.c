@@ -2,7 +2,7 @@
  * llama_tensor_get_type and the "quantize this tensor?" test of
  * llama_model_quantize_impl (src/llama-quant.cpp, early 2025), restricted
  * to the ftypes edgetune writes (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_1,
- * Q4_K_M, Q6_K) and no importance matrix.  Q4_1/Q5_1 follow Q4_0's rules:
+ * Q2_K, Q3_K_S/M/L, Q4_K_M, Q5_K_S/M, Q6_K) and no importance matrix.  Q4_1/Q5_1 follow Q4_0's rules:
  * only the output (or tied token_embd) rule touches them; llama.cpp's
  * ffn_down -> Q4_1/Q5_1 rule needs an importance matrix.  See
  * quantize_model.h for the rules in prose. */
@@ -16,6 +16,8 @@ static const struct { const char *name; int ftype; } FTYPES[] = {
     {"F32", ET_FTYPE_ALL_F32},         {"F16", ET_FTYPE_MOSTLY_F16},   {"BF16", ET_FTYPE_MOSTLY_BF16},
     {"Q8_0", ET_FTYPE_MOSTLY_Q8_0},    {"Q4_0", ET_FTYPE_MOSTLY_Q4_0}, {"Q4_1", ET_FTYPE_MOSTLY_Q4_1},
     {"Q5_1", ET_FTYPE_MOSTLY_Q5_1},    {"Q4_K_M", ET_FTYPE_MOSTLY_Q4_K_M}, {"Q6_K", ET_FTYPE_MOSTLY_Q6_K},
+    {"Q2_K", ET_FTYPE_MOSTLY_Q2_K},    {"Q3_K_S", ET_FTYPE_MOSTLY_Q3_K_S}, {"Q3_K_M", ET_FTYPE_MOSTLY_Q3_K_M},
+    {"Q3_K_L", ET_FTYPE_MOSTLY_Q3_K_L}, {"Q5_K_S", ET_FTYPE_MOSTLY_Q5_K_S}, {"Q5_K_M", ET_FTYPE_MOSTLY_Q5_K_M},
 };
 
 static int same_nocase(const char *a, const char *b) {
@@ -51,6 +53,12 @@ uint32_t et_ftype_base_type(int ftype) {
     case ET_FTYPE_MOSTLY_Q5_1: return GGML_TYPE_Q5_1;
     case ET_FTYPE_MOSTLY_Q4_K_M: return GGML_TYPE_Q4_K;
     case ET_FTYPE_MOSTLY_Q6_K: return GGML_TYPE_Q6_K;
+    case ET_FTYPE_MOSTLY_Q2_K: return GGML_TYPE_Q2_K;
+    case ET_FTYPE_MOSTLY_Q3_K_S:
+    case ET_FTYPE_MOSTLY_Q3_K_M:
+    case ET_FTYPE_MOSTLY_Q3_K_L: return GGML_TYPE_Q3_K;
+    case ET_FTYPE_MOSTLY_Q5_K_S:
+    case ET_FTYPE_MOSTLY_Q5_K_M: return GGML_TYPE_Q5_K;
     default: return GGML_TYPE_COUNT;
     }
 }
@@ -96,9 +104,10 @@ uint32_t et_quant_choose(et_quant_policy *qp, const char *name, int64_t ne0, uin
     if (!is_quantized(t)) return t;  /* F32/F16/BF16: llama_tensor_get_type is not called */
 
     const int ftype = qp->ftype;
+    const int falcon = qp->is_falcon;
     int output_shape = 0;  /* the output rule picked Q8_0 because the rows do not fit */
     if (!strcmp(name, "output.weight") || (!qp->has_output && !strcmp(name, "token_embd.weight"))) {
-        if (qp->is_falcon) {
+        if (falcon) {
             t = GGML_TYPE_Q8_0;
         } else if (ne0 % et_quant_block_elems(t) != 0) {
             output_shape = t != GGML_TYPE_Q8_0;
@@ -111,28 +120,50 @@ uint32_t et_quant_choose(et_quant_policy *qp, const char *name, int64_t ne0, uin
     } else if (!strcmp(name, "token_embd.weight")) {
         /* unchanged for the ftypes edgetune writes */
     } else if (has(name, "attn_v.weight")) {
-        if (ftype == ET_FTYPE_MOSTLY_Q4_K_M && use_more_bits(qp->i_attention_wv, qp->n_attention_wv))
+        const int i = qp->i_attention_wv;
+        if (ftype == ET_FTYPE_MOSTLY_Q2_K)
+            t = qp->n_gqa >= 4 ? GGML_TYPE_Q4_K : GGML_TYPE_Q3_K;
+        else if (ftype == ET_FTYPE_MOSTLY_Q3_K_M)
+            t = i < 2 ? GGML_TYPE_Q5_K : GGML_TYPE_Q4_K;
+        else if (ftype == ET_FTYPE_MOSTLY_Q3_K_L)
+            t = GGML_TYPE_Q5_K;
+        else if ((ftype == ET_FTYPE_MOSTLY_Q4_K_M || ftype == ET_FTYPE_MOSTLY_Q5_K_M) &&
+                 use_more_bits(i, qp->n_attention_wv))
             t = GGML_TYPE_Q6_K;
-        if (qp->is_70b && (t == GGML_TYPE_Q4_K)) {
-            snprintf(msg, cap, "llama.cpp quantizes attn_v of 70B models to Q5_K, which edgetune does not implement");
-            return GGML_TYPE_COUNT;
-        }
+        if (qp->is_70b && (t == GGML_TYPE_Q3_K || t == GGML_TYPE_Q4_K)) t = GGML_TYPE_Q5_K;
         ++qp->i_attention_wv;
     } else if (has(name, "ffn_down")) {
         int i_layer = qp->i_ffn_down, n_layer = qp->n_layer;
-        if (ftype == ET_FTYPE_MOSTLY_Q4_K_M) {
-            if (qp->is_falcon) {
-                snprintf(msg, cap, "llama.cpp's falcon ffn_down rule uses Q5_K, which edgetune does not implement");
-                return GGML_TYPE_COUNT;
-            }
-            if (use_more_bits(i_layer, n_layer)) t = GGML_TYPE_Q6_K;
+        if (ftype == ET_FTYPE_MOSTLY_Q2_K) {
+            t = GGML_TYPE_Q3_K;
+        } else if (ftype == ET_FTYPE_MOSTLY_Q3_K_M) {
+            t = i_layer < n_layer / 16                          ? GGML_TYPE_Q5_K
+                : !falcon || use_more_bits(i_layer, n_layer) ? GGML_TYPE_Q4_K
+                                                              : GGML_TYPE_Q3_K;
+        } else if (ftype == ET_FTYPE_MOSTLY_Q3_K_L) {
+            t = falcon ? GGML_TYPE_Q4_K : GGML_TYPE_Q5_K;
+        } else if (ftype == ET_FTYPE_MOSTLY_Q4_K_M) {
+            if (falcon)
+                t = i_layer < n_layer / 16 ? GGML_TYPE_Q6_K
+                    : use_more_bits(i_layer, n_layer) ? GGML_TYPE_Q5_K : GGML_TYPE_Q4_K;
+            else if (use_more_bits(i_layer, n_layer))
+                t = GGML_TYPE_Q6_K;
+        } else if (ftype == ET_FTYPE_MOSTLY_Q5_K_M && use_more_bits(i_layer, n_layer)) {
+            t = GGML_TYPE_Q6_K;
         }
         ++qp->i_ffn_down;
-    } else if (has(name, "attn_qkv.weight")) {
-        if (ftype == ET_FTYPE_MOSTLY_Q4_K_M) {
-            snprintf(msg, cap, "llama.cpp quantizes attn_qkv to Q5_K under Q4_K_M, which edgetune does not implement");
-            return GGML_TYPE_COUNT;
+    } else if (has(name, "attn_output.weight")) {
+        if (!falcon) {
+            if (ftype == ET_FTYPE_MOSTLY_Q2_K) t = GGML_TYPE_Q3_K;
+            else if (ftype == ET_FTYPE_MOSTLY_Q3_K_M) t = GGML_TYPE_Q4_K;
+            else if (ftype == ET_FTYPE_MOSTLY_Q3_K_L) t = GGML_TYPE_Q5_K;
+        } else if (ftype == ET_FTYPE_MOSTLY_Q3_K_L) {
+            t = GGML_TYPE_Q4_K;
         }
+    } else if (has(name, "attn_qkv.weight")) {
+        if (ftype == ET_FTYPE_MOSTLY_Q3_K_M || ftype == ET_FTYPE_MOSTLY_Q3_K_L) t = GGML_TYPE_Q4_K;
+        else if (ftype == ET_FTYPE_MOSTLY_Q4_K_M) t = GGML_TYPE_Q5_K;
+        else if (ftype == ET_FTYPE_MOSTLY_Q5_K_M) t = GGML_TYPE_Q6_K;
     }
     *want = output_shape ? GGML_TYPE_Q6_K : t;
 
@@ -140,10 +171,15 @@ uint32_t et_quant_choose(et_quant_policy *qp, const char *name, int64_t ne0, uin
     int64_t blck = et_quant_block_elems(t);
     if (ne0 % blck == 0) return t;
     uint32_t next = et_quant_fallback(t, ne0);
-    uint32_t mid = t == GGML_TYPE_Q4_K ? GGML_TYPE_Q5_0 : t == GGML_TYPE_Q6_K ? GGML_TYPE_Q8_0 : GGML_TYPE_COUNT;
+    uint32_t mid = t == GGML_TYPE_Q4_K ? GGML_TYPE_Q5_0 : t == GGML_TYPE_Q6_K ? GGML_TYPE_Q8_0
+                 : t == GGML_TYPE_Q5_K ? GGML_TYPE_Q5_1
+                 : t == GGML_TYPE_Q2_K || t == GGML_TYPE_Q3_K ? GGML_TYPE_Q4_0 : GGML_TYPE_COUNT;
     if (next == GGML_TYPE_F16 && mid != GGML_TYPE_COUNT)
         snprintf(msg, cap, "row length %lld is not a multiple of %lld (%s) nor of %lld (%s): using F16",
                  (long long)ne0, (long long)blck, tname(t), (long long)et_quant_block_elems(mid), tname(mid));
+    else if (t == GGML_TYPE_Q2_K || t == GGML_TYPE_Q3_K)
+        snprintf(msg, cap, "row length %lld is not a multiple of %lld (%s): using %s (llama.cpp uses IQ4_NL, "
+                 "which edgetune does not implement)", (long long)ne0, (long long)blck, tname(t), tname(next));
     else
         snprintf(msg, cap, "row length %lld is not a multiple of %lld (%s): using %s", (long long)ne0,
                  (long long)blck, tname(t), tname(next));

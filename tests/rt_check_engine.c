@@ -4,8 +4,10 @@
  * aarch64 and tests/test_cross.c runs it under qemu-user:
  *   - every SIMD path this CPU has (NEON on aarch64) gives bit-identical dot
  *     products to the scalar reference, for every weight type;
+ *   - the same for K-quant blocks of random bytes (Q2_K .. Q6_K);
  *   - whole-model logits are bit-identical between the paths (the shared
- *     models, and rand-llama-256 quantized here to Q4_1 and Q5_1);
+ *     models, and rand-llama-256 quantized here to Q4_1, Q5_1, Q2_K,
+ *     Q3_K_M and Q5_K_M);
  *   - stories260K reproduces ../shared/golden/stories260K_greedy.json.
  * Prints one line per check; exit status 0 when all pass, 1 otherwise.
  * Usage: rt_check_engine [SHARED_DIR] */
@@ -42,7 +44,8 @@ static const char *const ISAS[] = {"avx2", "avx512", "avx512vnni", "neon"};
 
 static void check_dots(void) {
     static const uint32_t types[] = {GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
-                                     GGML_TYPE_Q5_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_1, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+                                     GGML_TYPE_Q5_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_1, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K,
+                                     GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q5_K};
     const et_kernels *sc = et_kernels_get("scalar");
     for (size_t k = 0; k < sizeof ISAS / sizeof ISAS[0]; k++) {
         const et_kernels *kk = et_kernels_get(ISAS[k]);
@@ -77,6 +80,44 @@ static void check_dots(void) {
     }
 }
 
+/* K-quant super-blocks of random bytes (every scale, min, high bit and
+ * quant reachable) with finite fp16 scales: each path's dot == scalar. */
+static void check_k_random_blocks(void) {
+    static const uint32_t types[] = {GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
+    static const size_t dofs[][2] = {{80, 82}, {108, 108}, {0, 2}, {0, 2}, {208, 208}};   /* fp16 d, dmin */
+    const et_kernels *sc = et_kernels_get("scalar");
+    const int n = 512;
+    float x[512];
+    for (size_t k = 0; k < sizeof ISAS / sizeof ISAS[0]; k++) {
+        const et_kernels *kk = et_kernels_get(ISAS[k]);
+        if (!kk) continue;
+        int n_checked = 0;
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            const uint32_t t = types[ti];
+            const size_t rb = et_quant_row_bytes(t, n), bb = rb / 2;
+            uint8_t *wq = malloc(rb), *xq = malloc(et_act_bytes(t, n));
+            for (int trial = 0; trial < 20; trial++) {
+                for (size_t i = 0; i < rb; i++) wq[i] = (uint8_t)(frand() * 128.0f + 128.0f);
+                if (trial % 5 == 0) memset(wq, trial % 10 ? 0xff : 0x00, bb);
+                for (int b = 0; b < 2; b++)
+                    for (int d = 0; d < 2; d++) {
+                        uint16_t h = et_fp32_to_fp16(frand() * 0.01f);
+                        memcpy(wq + bb * (size_t)b + dofs[ti][d], &h, 2);
+                    }
+                for (int i = 0; i < n; i++) x[i] = frand() * (trial % 3 ? 3.0f : 100.0f);
+                et_act_convert(t, x, xq, n);
+                float a = et_kernels_dot(sc, t)(n, wq, xq), b = et_kernels_dot(kk, t)(n, wq, xq);
+                CHECK(!memcmp(&a, &b, sizeof a), "%s %s random blocks trial %d: %.9g != scalar %.9g", ISAS[k],
+                      ggml_type_name(t), trial, b, a);
+                n_checked++;
+            }
+            free(wq);
+            free(xq);
+        }
+        printf("ok: %s K-quant random blocks == scalar (%d cases)\n", ISAS[k], n_checked);
+    }
+}
+
 static float *logits_of(const et_engine *m, const char *isa, const int32_t *tok, int n) {
     et_state_opts o = et_state_default_opts();
     o.n_ctx = 64;
@@ -99,7 +140,7 @@ static float *logits_of(const et_engine *m, const char *isa, const int32_t *tok,
 }
 
 /* rand-llama-256 quantized to `ftype` in /tmp (the shared folder has no
- * llama.cpp file of Q4_1/Q5_1); path into out, 0 on success. */
+ * llama.cpp file of Q4_1/Q5_1/Q2_K/Q3_K_M/Q5_K_M); path into out, 0 on success. */
 static int quantize_rand(const char *shared, const char *type, char *out, size_t cap) {
     char src[1024];
     snprintf(src, sizeof src, "%s/golden/quant/rand-llama-256.gguf", shared);
@@ -117,7 +158,7 @@ static void check_models(const char *shared) {
     static const char *const files[] = {"models/stories260K/stories260K.gguf", "golden/quant/rand-llama-256-F16.gguf",
                                         "golden/quant/rand-llama-256-Q8_0.gguf", "golden/quant/rand-llama-256-Q4_0.gguf",
                                         "golden/quant/rand-llama-256-Q4_K_M.gguf", "golden/quant/rand-llama-256-Q6_K.gguf",
-                                        "Q4_1", "Q5_1"};
+                                        "Q4_1", "Q5_1", "Q2_K", "Q3_K_M", "Q5_K_M"};
     int32_t tok[16];
     for (int i = 0; i < 16; i++) tok[i] = (int32_t)((i * 37 + 1) % 512);
     tok[0] = 1;
@@ -213,6 +254,7 @@ int main(int argc, char **argv) {
     et_kernels_init();
     printf("best SIMD path: %s\n", et_kernels_best()->name);
     check_dots();
+    check_k_random_blocks();
     check_models(shared);
     check_greedy(shared);
     printf("%s\n", failures ? "FAILED" : "all passed");

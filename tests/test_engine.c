@@ -286,7 +286,7 @@ static void test_bitwise_consistency(void **state) {
     static const char *files[] = {STORIES, "golden/quant/rand-llama-256-Q4_K_M.gguf", "Q4_1",
                                   "golden/quant/rand-llama-256-Q8_0.gguf", "golden/quant/rand-llama-256-Q4_0.gguf",
                                   "golden/quant/rand-llama-256-F16.gguf", "golden/quant/rand-llama-256-Q6_K.gguf",
-                                  "Q5_1"};
+                                  "Q5_1", "Q3_K_M", "Q2_K", "Q5_K_M"};
     int32_t tok[40];
     for (int i = 0; i < 40; i++) tok[i] = (int32_t)((i * 37 + 1) % 512);
     tok[0] = 1;
@@ -338,7 +338,8 @@ static float frand(void) {   /* uniform in [-1, 1) */
 static void test_simd_dots_match_scalar(void **state) {
     (void)state;
     static const uint32_t types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
-                                     GGML_TYPE_Q5_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_1, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+                                     GGML_TYPE_Q5_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_1, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K,
+                                     GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q5_K};
     static const int sizes[] = {256, 512, 768, 2048, 4096 + 256, 288, 32, 96};
     const et_kernels *sc = et_kernels_get("scalar");
     int n_isa = 0;
@@ -350,7 +351,7 @@ static void test_simd_dots_match_scalar(void **state) {
             for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
                 int n = sizes[si];
                 uint32_t t = types[ti];
-                if (n % 256 && (t == GGML_TYPE_Q4_K || t == GGML_TYPE_Q6_K)) continue;   /* odd block counts: 9, 1, 3 */
+                if (n % et_quant_block_elems(t)) continue;   /* K-quants: odd block counts 9, 1, 3 are not theirs */
                 float *w = malloc(sizeof(float) * (size_t)n), *x = malloc(sizeof(float) * (size_t)n);
                 for (int trial = 0; trial < 4; trial++) {
                     for (int i = 0; i < n; i++) {
@@ -399,6 +400,49 @@ static void test_simd_dots_match_scalar(void **state) {
             }
     }
     if (!n_isa) skip();
+}
+
+/* Q2_K/Q3_K/Q5_K (and Q4_K/Q6_K) blocks of random bytes — every scale,
+ * min, high bit and quant value reachable, not only what the quantizer
+ * writes — with finite fp16 scales: every ISA's dot == the scalar dot. */
+static void test_simd_k_random_blocks(void **state) {
+    (void)state;
+    static const uint32_t types[] = {GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
+    static const size_t dofs[][2] = {{80, 82}, {108, 108}, {0, 2}, {0, 2}, {208, 208}};   /* fp16 d, dmin offsets */
+    const et_kernels *sc = et_kernels_get("scalar");
+    int n_checked = 0;
+    const int n = 1024;
+    float *x = malloc(sizeof(float) * n);
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const uint32_t t = types[ti];
+        const size_t rb = et_quant_row_bytes(t, n), bb = rb / (size_t)(n / 256);
+        uint8_t *wq = malloc(rb), *xq = malloc(et_act_bytes(t, n));
+        for (int trial = 0; trial < 50; trial++) {
+            for (size_t i = 0; i < rb; i++) wq[i] = (uint8_t)(frand() * 128.0f + 128.0f);
+            if (trial % 5 == 0) memset(wq, trial % 10 ? 0xff : 0x00, bb);   /* extreme quants and scales */
+            for (int b = 0; b < n / 256; b++)
+                for (int k = 0; k < 2; k++) {
+                    uint16_t h = et_fp32_to_fp16(frand() * 0.01f);   /* finite scales */
+                    memcpy(wq + bb * (size_t)b + dofs[ti][k], &h, 2);
+                }
+            for (int i = 0; i < n; i++) x[i] = frand() * (trial % 3 ? 3.0f : 100.0f);
+            et_act_convert(t, x, xq, n);
+            const float want = et_kernels_dot(sc, t)(n, wq, xq);
+            for (size_t k = 0; k < sizeof ISAS / sizeof ISAS[0]; k++) {
+                const et_kernels *kk = et_kernels_get(ISAS[k]);
+                if (!kk) continue;
+                const float got = et_kernels_dot(kk, t)(n, wq, xq);
+                if (memcmp(&want, &got, sizeof want))
+                    fail_msg("%s %s random blocks trial %d: %.9g != scalar %.9g", ISAS[k], ggml_type_name(t), trial,
+                             got, want);
+                n_checked++;
+            }
+        }
+        free(wq);
+        free(xq);
+    }
+    free(x);
+    if (!n_checked) skip();
 }
 
 /* The multi-row single-token kernels (gemv) against the scalar dot, row by
@@ -455,7 +499,8 @@ static void test_gemv_match_scalar(void **state) {
 static void test_scalar_dots_vs_double(void **state) {
     (void)state;
     static const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_1,
-                                     GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_F32};
+                                     GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_F32,
+                                     GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q5_K};
     const et_kernels *sc = et_kernels_get("scalar");
     int n = 1024;
     float *w = malloc(sizeof(float) * n), *x = malloc(sizeof(float) * n), *wd = malloc(sizeof(float) * n),
@@ -1247,6 +1292,7 @@ int main(void) {
         cmocka_unit_test(test_llamacpp_logits),
         cmocka_unit_test(test_bitwise_consistency),
         cmocka_unit_test(test_simd_dots_match_scalar),
+        cmocka_unit_test(test_simd_k_random_blocks),
         cmocka_unit_test(test_gemv_match_scalar),
         cmocka_unit_test(test_scalar_dots_vs_double),
         cmocka_unit_test(test_activation_quantizers),

@@ -3,7 +3,10 @@
  * - dequantization of hand-built blocks against values worked out by hand
  *   from the block layouts in ggml-common.h (independent of quant/);
  * - quantization of small hand-checkable rows (Q8_0, Q4_0, Q5_0, Q4_1, Q5_1,
- *   F16, BF16);
+ *   F16, BF16) and of rows on the Q2_K/Q3_K/Q5_K grids (exact round trip);
+ * - Q2_K/Q3_K/Q5_K dequantization of random blocks against each weight's
+ *   value worked out in double from its bit positions (their quantization
+ *   is checked bit for bit by test_quantize_model's sha256 of whole files);
  * - Q4_1/Q5_1 on random rows (outliers, zeros, constant and negative
  *   blocks) against the ggml formula recomputed here in double;
  * - round-trip error bounds on random rows with zeros and outliers;
@@ -32,6 +35,9 @@ static const char *tname(uint32_t t) {
     case GGML_TYPE_Q5_1: return "Q5_1";
     case GGML_TYPE_Q4_K: return "Q4_K";
     case GGML_TYPE_Q6_K: return "Q6_K";
+    case GGML_TYPE_Q5_K: return "Q5_K";
+    case GGML_TYPE_Q3_K: return "Q3_K";
+    case GGML_TYPE_Q2_K: return "Q2_K";
     default: return "?";
     }
 }
@@ -197,6 +203,187 @@ static void test_dequant_q6_K(void **state) {
     assert_true(y[96] == 8.0f);
     /* weight 1: all bits zero -> q = -32, sub-block 0 (scale -8): 32 */
     assert_true(y[1] == 32.0f);
+}
+
+static void test_dequant_q5_K(void **state) {
+    (void)state;
+    et_block_q5_K b;
+    memset(&b, 0, sizeof b);
+    b.d = h(0.5f);
+    b.dmin = h(0.25f);
+    /* scales/mins packed as Q4_K's (see test_dequant_q4_K): j=0 sc 1 m 2,
+     * j=1 sc 3 m 4, j=4 sc 53 m 6 */
+    b.scales[0] = 0xC1; b.scales[1] = 3; b.scales[4] = 2; b.scales[5] = 4;
+    b.scales[8] = 0x65;
+    /* weight 0: low nibble of qs[0] = 10, qh[0] bit 0 -> q = 26: 0.5*1*26 - 0.25*2 = 12.5
+     * weight 32: high nibble of qs[0] = 3, qh[0] bit 1 -> q = 19: 0.5*3*19 - 0.25*4 = 27.5
+     * weight 130 (group 2, l = 2, sub-block 4): low nibble of qs[66] = 7,
+     *   qh[2] bit 4 -> q = 23: 0.5*53*23 - 0.25*6 = 608
+     * weight 66 (group 1, sub-block 2, scale and min 0): qh[2] bit 2 -> 0 */
+    b.qs[0] = 0x3A;
+    b.qh[0] = 0x03;
+    b.qs[66] = 0x07;
+    b.qh[2] = 0x14;
+    float y[256];
+    et_dequantize_row_q5_K(&b, y, 256);
+    assert_true(y[0] == 12.5f);
+    assert_true(y[32] == 27.5f);
+    assert_true(y[130] == 608.0f);
+    assert_true(y[66] == 0.0f);
+    assert_true(y[1] == -0.5f);   /* q = 0 in sub-block 0 */
+    assert_true(y[33] == -1.0f);  /* q = 0 in sub-block 1 */
+    assert_true(y[131] == -1.5f); /* q = 0 in sub-block 4 */
+}
+
+static void test_dequant_q3_K(void **state) {
+    (void)state;
+    et_block_q3_K b;
+    memset(&b, 0, sizeof b);
+    b.d = h(0.25f);
+    /* stored 6-bit scales, effective = stored - 32:
+     *   j=0: low 4 = scales[0] & 15 = 1, high 2 = scales[8] & 3 = 2 -> 33 -> 1
+     *   j=8: low 4 = scales[0] >> 4 = 2, high 2 = (scales[8] >> 4) & 3 = 3 -> 50 -> 18
+     *   j=1: low 4 = scales[1] & 15 = 15, high 2 = scales[9] & 3 = 3 -> 63 -> 31
+     *   all others 0 -> -32 */
+    b.scales[0] = 0x21; b.scales[8] = 0x32; b.scales[1] = 0x0F; b.scales[9] = 0x03;
+    /* weight 128h + 32s + l: low bits (qs[32h + l] >> 2s) & 3, high bit
+     * hmask[l] bit 4h + s (set: q - 0, clear: q - 4) */
+    b.qs[0] = 0x03; b.hmask[0] = 0x11;  /* weight 0: 3 - 0; weight 128: hmask bit 4 */
+    b.qs[32] = 0x02;                     /* weight 128: 2 - 0 */
+    b.qs[40] = 0x30; b.hmask[8] = 0x40;  /* weight 200 (h 1, s 2, l 8): 3 - 0 */
+    float y[256];
+    et_dequantize_row_q3_K(&b, y, 256);
+    assert_true(y[0] == 0.75f);    /* 0.25 * 1 * 3 */
+    assert_true(y[1] == -1.0f);    /* 0.25 * 1 * -4 */
+    assert_true(y[128] == 9.0f);   /* 0.25 * 18 * 2 */
+    assert_true(y[64] == 32.0f);   /* sub-block 4: 0.25 * -32 * -4 */
+    assert_true(y[16] == -31.0f);  /* sub-block 1: 0.25 * 31 * -4 */
+    assert_true(y[200] == -24.0f); /* sub-block 12: 0.25 * -32 * 3 */
+}
+
+static void test_dequant_q2_K(void **state) {
+    (void)state;
+    et_block_q2_K b;
+    memset(&b, 0, sizeof b);
+    b.d = h(0.5f);
+    b.dmin = h(0.125f);
+    /* scales[j] = scale | min << 4 */
+    b.scales[0] = 0x21;  /* sc 1, m 2 */
+    b.scales[8] = 0x3F;  /* sc 15, m 3 */
+    b.scales[4] = 0xF0;  /* sc 0, m 15 */
+    b.scales[6] = 0x13;  /* sc 3, m 1 */
+    /* weight 128h + 32s + l: (qs[32h + l] >> 2s) & 3 */
+    b.qs[0] = 0x83;  /* weight 0: 3, weight 64: 0, weight 96: 2 */
+    b.qs[32] = 0x02; /* weight 128: 2 */
+    float y[256];
+    et_dequantize_row_q2_K(&b, y, 256);
+    assert_true(y[0] == 1.25f);     /* 0.5*1*3 - 0.125*2 */
+    assert_true(y[1] == -0.25f);    /* q 0 */
+    assert_true(y[128] == 14.625f); /* 0.5*15*2 - 0.125*3 */
+    assert_true(y[64] == -1.875f);  /* 0 - 0.125*15 */
+    assert_true(y[96] == 2.875f);   /* 0.5*3*2 - 0.125*1 */
+    assert_true(y[255] == 0.0f);
+}
+
+/* Random Q2_K/Q3_K/Q5_K blocks (random bytes, finite fp16 scales) against
+ * the value of each weight worked out here in double from its bit
+ * positions: every product is exact in float, so ggml's float result is
+ * the double rounded once. */
+static uint32_t xs32(uint32_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 17;
+    *s ^= *s << 5;
+    return *s;
+}
+static uint16_t rand_h(uint32_t *s) {
+    uint16_t v;
+    do v = (uint16_t)xs32(s);
+    while (((v >> 10) & 31) == 31);  /* no inf/NaN */
+    return v;
+}
+static void test_k_dequant_vs_double(void **state) {
+    (void)state;
+    uint32_t s = 777;
+    for (int rep = 0; rep < 200; rep++) {
+        float y[256];
+        /* Q5_K */
+        et_block_q5_K a;
+        for (size_t i = 0; i < sizeof a; i++) ((uint8_t *)&a)[i] = (uint8_t)xs32(&s);
+        a.d = rand_h(&s);
+        a.dmin = rand_h(&s);
+        et_dequantize_row_q5_K(&a, y, 256);
+        for (int w = 0; w < 256; w++) {
+            int j = w / 32, g = w / 64, l = w % 32, hi = (w / 32) & 1;
+            int sc = j < 4 ? a.scales[j] & 63 : (a.scales[j + 4] & 15) + 16 * (a.scales[j - 4] >> 6);
+            int mn = j < 4 ? a.scales[j + 4] & 63 : (a.scales[j + 4] >> 4) + 16 * (a.scales[j] >> 6);
+            int q = (hi ? a.qs[32 * g + l] >> 4 : a.qs[32 * g + l] & 15) + 16 * ((a.qh[l] >> (2 * g + hi)) & 1);
+            double v = (double)et_fp16_to_fp32(a.d) * sc * q - (double)et_fp16_to_fp32(a.dmin) * mn;
+            if (y[w] != (float)v) fail_msg("Q5_K rep %d weight %d: %.9g, formula %.9g", rep, w, y[w], v);
+        }
+        /* Q3_K */
+        et_block_q3_K c;
+        for (size_t i = 0; i < sizeof c; i++) ((uint8_t *)&c)[i] = (uint8_t)xs32(&s);
+        c.d = rand_h(&s);
+        et_dequantize_row_q3_K(&c, y, 256);
+        for (int w = 0; w < 256; w++) {
+            int hh = w / 128, sh = (w % 128) / 32, l = w % 32, j = w / 16;
+            int lo4 = j < 8 ? c.scales[j] & 15 : c.scales[j - 8] >> 4;
+            int sc = lo4 + 16 * ((c.scales[8 + j % 4] >> (2 * (j / 4))) & 3) - 32;
+            int q = ((c.qs[32 * hh + l] >> (2 * sh)) & 3) + 4 * ((c.hmask[l] >> (4 * hh + sh)) & 1) - 4;
+            double v = (double)et_fp16_to_fp32(c.d) * sc * q;
+            if (y[w] != (float)v) fail_msg("Q3_K rep %d weight %d: %.9g, formula %.9g", rep, w, y[w], v);
+        }
+        /* Q2_K */
+        et_block_q2_K b;
+        for (size_t i = 0; i < sizeof b; i++) ((uint8_t *)&b)[i] = (uint8_t)xs32(&s);
+        b.d = rand_h(&s);
+        b.dmin = rand_h(&s);
+        et_dequantize_row_q2_K(&b, y, 256);
+        for (int w = 0; w < 256; w++) {
+            int hh = w / 128, sh = (w % 128) / 32, l = w % 32, j = w / 16;
+            int q = (b.qs[32 * hh + l] >> (2 * sh)) & 3;
+            double v = (double)et_fp16_to_fp32(b.d) * (b.scales[j] & 15) * q -
+                       (double)et_fp16_to_fp32(b.dmin) * (b.scales[j] >> 4);
+            if (y[w] != (float)v) fail_msg("Q2_K rep %d weight %d: %.9g, formula %.9g", rep, w, y[w], v);
+        }
+    }
+}
+
+/* Quantization of rows whose best fit is known: a sub-block holding the
+ * grid values themselves must come back exactly (Q3_K: 16 values c*l with
+ * l in -4..3 in every sub-block, same c, so the scales are all equal and
+ * the error is zero; Q5_K/Q2_K: c*q with q spanning 0..nmax, no min, c a
+ * multiple of 63 or 15 so that the fp16 super-block scale is exact). */
+static void test_quant_k_exact_grid(void **state) {
+    (void)state;
+    float x[256], y[256];
+    uint8_t q[256];
+    /* Q3_K: l = (i % 8) - 4, c = 0.5 */
+    for (int i = 0; i < 256; i++) x[i] = 0.5f * (float)((i % 8) - 4);
+    et_quantize_row_q3_K(x, q, 256);
+    et_dequantize_row_q3_K(q, y, 256);
+    for (int i = 0; i < 256; i++)
+        if (y[i] != x[i]) fail_msg("Q3_K weight %d: %g != %g", i, y[i], x[i]);
+    /* Q5_K: q = i % 32, c = 63/256 so that d = c/63 is exact in fp16 */
+    for (int i = 0; i < 256; i++) x[i] = (63.0f / 256) * (float)(i % 32);
+    et_quantize_row_q5_K(x, q, 256);
+    et_dequantize_row_q5_K(q, y, 256);
+    for (int i = 0; i < 256; i++)
+        if (y[i] != x[i]) fail_msg("Q5_K weight %d: %g != %g", i, y[i], x[i]);
+    /* Q2_K: q = i % 4, c = 15/8 so that d = c/15 is exact */
+    for (int i = 0; i < 256; i++) x[i] = (15.0f / 8) * (float)(i % 4);
+    et_quantize_row_q2_K(x, q, 256);
+    et_dequantize_row_q2_K(q, y, 256);
+    for (int i = 0; i < 256; i++)
+        if (y[i] != x[i]) fail_msg("Q2_K weight %d: %g != %g", i, y[i], x[i]);
+    /* all zero: d = dmin = 0 and every weight 0 */
+    memset(x, 0, sizeof x);
+    const uint32_t types[] = {GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q5_K};
+    for (int t = 0; t < 3; t++) {
+        assert_int_equal(et_quantize_row(types[t], x, q, 256), 0);
+        assert_int_equal(et_dequantize_row(types[t], q, y, 256), 0);
+        for (int i = 0; i < 256; i++) assert_true(y[i] == 0.0f);
+    }
 }
 
 static void test_dequant_f16_bf16(void **state) {
@@ -415,12 +602,14 @@ static void test_roundtrip(void **state) {
     (void)state;
     const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_K,
                               GGML_TYPE_Q6_K, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_F32,
-                              GGML_TYPE_Q4_1, GGML_TYPE_Q5_1};
+                              GGML_TYPE_Q4_1, GGML_TYPE_Q5_1, GGML_TYPE_Q5_K, GGML_TYPE_Q3_K,
+                              GGML_TYPE_Q2_K};
     /* max |error| / max |x| of the block, generous: half a quantization step
      * plus fp16 scale rounding (K-quants: the 6-bit sub-scales cost more). */
     const double tol[] = {0.5 / 127 + 2e-3, 1.0 / 8 + 2e-3, 1.0 / 16 + 2e-3, 0.1,
                           0.5 / 32 * 2 + 0.02, 1e-3, 1e-2, 0,
-                          1.0 / 15 + 2e-3, 1.0 / 31 + 2e-3};   /* Q4_1/Q5_1: half of (max-min)/15 or /31 */
+                          1.0 / 15 + 2e-3, 1.0 / 31 + 2e-3,   /* Q4_1/Q5_1: half of (max-min)/15 or /31 */
+                          0.06, 0.2, 0.45};                   /* Q5_K, Q3_K, Q2_K: measured x ~1.5 */
     enum { K = 1024 };
     float x[K], y[K];
     uint8_t q[K * 4];
@@ -431,7 +620,7 @@ static void test_roundtrip(void **state) {
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         assert_int_equal(et_quantize_row(types[t], x, q, K), 0);
         assert_int_equal(et_dequantize_row(types[t], q, y, K), 0);
-        const int be = (int)(types[t] == GGML_TYPE_Q4_K || types[t] == GGML_TYPE_Q6_K ? 256 : 32);
+        const int be = (int)et_quant_block_elems(types[t]);
         for (int b0 = 0; b0 < K; b0 += be) {
             double amax = 0, emax = 0;
             for (int i = b0; i < b0 + be; i++) {
@@ -453,8 +642,15 @@ static void test_dispatch(void **state) {
     uint8_t q[512];
     assert_int_equal(et_quantize_row(GGML_TYPE_Q8_0, x, q, 33), ET_EINPUT);
     assert_int_equal(et_quantize_row(GGML_TYPE_Q4_K, x, q, 64), ET_EINPUT);
-    assert_int_equal(et_quantize_row(GGML_TYPE_Q2_K, x, q, 256), ET_EINPUT);
-    assert_int_equal(et_dequantize_row(GGML_TYPE_Q5_K, q, x, 256), ET_EINPUT);
+    assert_int_equal(et_quantize_row(GGML_TYPE_Q2_K, x, q, 64), ET_EINPUT);
+    assert_int_equal(et_dequantize_row(GGML_TYPE_Q5_K, q, x, 128), ET_EINPUT);
+    assert_int_equal(et_quant_row_bytes(GGML_TYPE_Q2_K, 512), 168);
+    assert_int_equal(et_quant_row_bytes(GGML_TYPE_Q3_K, 256), 110);
+    assert_int_equal(et_quant_row_bytes(GGML_TYPE_Q5_K, 256), 176);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_Q5_K, 64), GGML_TYPE_Q5_1);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_Q5_K, 100), GGML_TYPE_F16);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_Q3_K, 64), GGML_TYPE_Q4_0);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_Q2_K, 48), GGML_TYPE_F16);
     assert_int_equal(et_dequantize_row(GGML_TYPE_IQ4_NL, q, x, 32), ET_EINPUT);
     assert_int_equal(et_quantize_row(GGML_TYPE_TQ2_0, x, q, 256), ET_EINPUT);
     assert_int_equal(et_quantize_row(GGML_TYPE_Q4_1, x, q, 48), ET_EINPUT);
@@ -488,7 +684,8 @@ static void test_dispatch(void **state) {
 static void test_nonfinite_no_ub(void **state) {
     (void)state;
     const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_1,
-                              GGML_TYPE_Q5_1, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+                              GGML_TYPE_Q5_1, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_Q5_K,
+                              GGML_TYPE_Q3_K, GGML_TYPE_Q2_K};
     float x[256], y[256];
     uint8_t q[1024];
     for (int i = 0; i < 256; i++) x[i] = (float)i;
@@ -680,6 +877,11 @@ int main(void) {
         cmocka_unit_test(test_dequant_q5_1),
         cmocka_unit_test(test_dequant_q4_K),
         cmocka_unit_test(test_dequant_q6_K),
+        cmocka_unit_test(test_dequant_q5_K),
+        cmocka_unit_test(test_dequant_q3_K),
+        cmocka_unit_test(test_dequant_q2_K),
+        cmocka_unit_test(test_k_dequant_vs_double),
+        cmocka_unit_test(test_quant_k_exact_grid),
         cmocka_unit_test(test_dequant_f16_bf16),
         cmocka_unit_test(test_quant_q8_0_small),
         cmocka_unit_test(test_quant_q4_0_small),

@@ -6,12 +6,15 @@
  *   is byte-identical; for Q4_1 and Q5_1, which have no file in ../shared,
  *   the whole file's sha256 equals that of llama-quantize's (recorded
  *   below), the tensor types are the policy's, and every tensor
- *   requantizes to itself (dequantize -> quantize is a fixed point);
+ *   requantizes to itself (dequantize -> quantize is a fixed point); so do
+ *   the K-quant mixes Q5_K_S/M, Q3_K_S/M/L and Q2_K, with every tensor's
+ *   type as llama-quantize's log printed it;
  * - stories260K (n_embd 64, n_ff 172) quantizes with the documented
  *   fallbacks, and every tensor of the result loads back and dequantizes
  *   close to the F32 original;
  * - the type policy on a 32-layer model against llama.cpp's Q4_K_M layer
- *   picks, tensor order, KV handling, and bad inputs. */
+ *   picks and the other K-quant mixes' (written out from llama-quant.cpp),
+ *   the row-length fallbacks, tensor order, KV handling, and bad inputs. */
 #include "testutil.h"
 
 #include <math.h>
@@ -170,6 +173,54 @@ static void test_golden_q5_1(void **state) {
     (void)state;
     check_model_sha("Q5_1", "ffc6cf495c7f02f6ee7c566b38cd59d6330f472c0fb405d1a132b82b0b3c07e9");
 }
+/* A K-quant mix: the whole file's sha256 is llama-quantize's, and the
+ * tensors carry the types `types` lists (in output order, F32 norms
+ * skipped), e.g. Q3_K_M's Q5_K/Q4_K attn_v and ffn_down. */
+static void check_mix_sha(const char *type, const char *want_sha, const char *types) {
+    SHARED_OR_SKIP(src, "golden/quant/rand-llama-256.gguf");
+    const char *out = tmp_path("mix-out.gguf");
+    et_quant_params p = {et_ftype_from_name(type), 0, NULL, NULL};
+    et_quant_stats st;
+    et_err e = {0};
+    if (et_quantize_model(src, out, &p, &st, &e)) fail_msg("%s: %s", type, e.msg);
+    assert_int_equal(st.n_fallback, 0);
+    gguf_file g;
+    assert_int_equal(gguf_open(&g, out, &e), 0);
+    char got[512] = "";
+    for (uint64_t i = 0; i < g.n_tensors; i++) {
+        if (g.tensors[i].type == GGML_TYPE_F32) continue;
+        size_t n = strlen(got);
+        snprintf(got + n, sizeof got - n, "%s%s", n ? " " : "", ggml_type_name(g.tensors[i].type));
+    }
+    gguf_close(&g);
+    if (strcmp(got, types)) fail_msg("%s: tensor types\n  %s\nexpected\n  %s", type, got, types);
+    et_sha256 s;
+    et_sha256_init(&s);
+    et_map m;
+    assert_int_equal(et_map_open(&m, out, &e), 0);
+    et_sha256_update(&s, m.data, m.size);
+    et_map_close(&m);
+    char hex[65];
+    et_sha256_final_hex(&s, hex);
+    if (strcmp(hex, want_sha)) fail_msg("%s: sha256 %s, llama-quantize's file has %s", type, hex, want_sha);
+}
+
+/* the K-quant mixes: sha256 of llama-quantize rand-llama-256.gguf out.gguf Q5_K_S (etc.), c392e509 */
+static void test_golden_k_mixes(void **state) {
+    (void)state;
+    check_mix_sha("Q5_K_S", "928dc28e829ae9acf13f2e6992d980e1b0f9d1cc8cd061b1039a538ef70f232a",
+                  "Q6_K Q5_K Q5_K Q5_K Q5_K Q5_K Q5_K Q5_K Q5_K Q5_K Q5_K Q5_K Q5_K Q5_K Q5_K Q5_K");
+    check_mix_sha("Q5_K_M", "b483b4a7b519a6a5d962d104e8220935502d5d4f9a61333d040420ffcd9f3c79",
+                  "Q6_K Q5_K Q5_K Q5_K Q5_K Q5_K Q5_K Q5_K Q5_K Q5_K Q5_K Q5_K Q6_K Q6_K Q5_K Q5_K");
+    check_mix_sha("Q3_K_S", "ee24aa04fd2fb0b6726da96fdc8b2976f02d690a666a27fbce1b38d71cb12450",
+                  "Q6_K Q3_K Q3_K Q3_K Q3_K Q3_K Q3_K Q3_K Q3_K Q3_K Q3_K Q3_K Q3_K Q3_K Q3_K Q3_K");
+    check_mix_sha("Q3_K_M", "982f4b950bf5da859bfb0bd161e16098bfea170f4970bdd06ccc4e80654bc4a9",
+                  "Q6_K Q3_K Q3_K Q4_K Q3_K Q5_K Q4_K Q3_K Q3_K Q3_K Q4_K Q3_K Q5_K Q4_K Q3_K Q3_K");
+    check_mix_sha("Q3_K_L", "25f0186169953b191a8119aa0a4cb1709814c7fa3d495bd45335885c8e838cb0",
+                  "Q6_K Q3_K Q3_K Q5_K Q3_K Q5_K Q5_K Q3_K Q3_K Q3_K Q5_K Q3_K Q5_K Q5_K Q3_K Q3_K");
+    check_mix_sha("Q2_K", "762c7f6d03c960d6c0794e027c11aef3e3417be2f90d72ea7e1774abc5d9afb1",
+                  "Q6_K Q2_K Q2_K Q3_K Q2_K Q3_K Q3_K Q2_K Q2_K Q2_K Q3_K Q2_K Q3_K Q3_K Q2_K Q2_K");
+}
 
 /* ------------------------------------------- stories260K: fallbacks */
 
@@ -310,13 +361,94 @@ static void test_policy_q4_k_m_32_layers(void **state) {
     /* F16: every 2-D tensor F16, output included */
     et_quant_policy f16 = {.ftype = ET_FTYPE_MOSTLY_F16, .base_type = GGML_TYPE_F16, .has_output = 1};
     assert_int_equal(et_quant_choose(&f16, "output.weight", 4096, &want, msg, sizeof msg), GGML_TYPE_F16);
-    /* 70B attn_v would need Q5_K: refused with a reason */
+    /* 70B: attn_v of a Q4_K layer goes to Q5_K (use_more_bits(10, 80) is false) */
     et_quant_policy big = qp;
     big.is_70b = 1;
     big.i_attention_wv = 10;
     big.n_attention_wv = 80;
-    assert_int_equal(et_quant_choose(&big, "blk.10.attn_v.weight", 8192, &want, msg, sizeof msg), GGML_TYPE_COUNT);
-    assert_non_null(strstr(msg, "Q5_K"));
+    assert_int_equal(et_quant_choose(&big, "blk.10.attn_v.weight", 8192, &want, msg, sizeof msg), GGML_TYPE_Q5_K);
+    /* falcon Q4_K_M ffn_down: Q6_K below n/16, Q5_K where use_more_bits, else Q4_K */
+    et_quant_policy fal = {.ftype = ET_FTYPE_MOSTLY_Q4_K_M, .base_type = GGML_TYPE_Q4_K, .n_layer = 32,
+                           .is_falcon = 1, .has_output = 1};
+    assert_int_equal(et_quant_choose(&fal, "blk.0.ffn_down.weight", 4096, &want, msg, sizeof msg), GGML_TYPE_Q6_K);
+    assert_int_equal(et_quant_choose(&fal, "blk.1.ffn_down.weight", 4096, &want, msg, sizeof msg), GGML_TYPE_Q6_K);
+    assert_int_equal(et_quant_choose(&fal, "blk.2.ffn_down.weight", 4096, &want, msg, sizeof msg), GGML_TYPE_Q5_K);
+    fal.i_ffn_down = 5;
+    assert_int_equal(et_quant_choose(&fal, "blk.5.ffn_down.weight", 4096, &want, msg, sizeof msg), GGML_TYPE_Q4_K);
+}
+
+/* The per-tensor choices of the K-quant mixes on a 32-layer model with
+ * n_head / n_head_kv = 1, written out from llama-quant.cpp's rules. */
+static void test_policy_k_mixes_32_layers(void **state) {
+    (void)state;
+    static const int more[] = {0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31};
+    static const struct { int ftype; uint32_t base; } MIX[] = {
+        {ET_FTYPE_MOSTLY_Q2_K, GGML_TYPE_Q2_K},   {ET_FTYPE_MOSTLY_Q3_K_S, GGML_TYPE_Q3_K},
+        {ET_FTYPE_MOSTLY_Q3_K_M, GGML_TYPE_Q3_K}, {ET_FTYPE_MOSTLY_Q3_K_L, GGML_TYPE_Q3_K},
+        {ET_FTYPE_MOSTLY_Q5_K_S, GGML_TYPE_Q5_K}, {ET_FTYPE_MOSTLY_Q5_K_M, GGML_TYPE_Q5_K},
+    };
+    for (size_t f = 0; f < sizeof MIX / sizeof MIX[0]; f++) {
+        const int ft = MIX[f].ftype;
+        assert_int_equal(et_ftype_base_type(ft), MIX[f].base);
+        et_quant_policy qp = {.ftype = ft, .base_type = MIX[f].base, .n_layer = 32, .n_attention_wv = 32,
+                              .has_output = 1, .n_gqa = 1};
+        uint32_t want;
+        for (int i = 0; i < 32; i++) {
+            int m = 0;
+            for (size_t j = 0; j < sizeof more / sizeof more[0]; j++) m |= more[j] == i;
+            uint32_t v = MIX[f].base, d = MIX[f].base, o = MIX[f].base;
+            switch (ft) {
+            case ET_FTYPE_MOSTLY_Q2_K: v = d = o = GGML_TYPE_Q3_K; break;
+            case ET_FTYPE_MOSTLY_Q3_K_M:
+                v = i < 2 ? GGML_TYPE_Q5_K : GGML_TYPE_Q4_K;
+                d = i < 2 ? GGML_TYPE_Q5_K : GGML_TYPE_Q4_K;  /* n/16 = 2 */
+                o = GGML_TYPE_Q4_K;
+                break;
+            case ET_FTYPE_MOSTLY_Q3_K_L: v = d = o = GGML_TYPE_Q5_K; break;
+            case ET_FTYPE_MOSTLY_Q5_K_M: v = d = m ? GGML_TYPE_Q6_K : GGML_TYPE_Q5_K; break;
+            default: break;
+            }
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.attn_v.weight", i);
+            assert_int_equal(et_quant_choose(&qp, name, 4096, &want, NULL, 0), v);
+            snprintf(name, sizeof name, "blk.%d.ffn_down.weight", i);
+            assert_int_equal(et_quant_choose(&qp, name, 11008 - 11008 % 256, &want, NULL, 0), d);
+            snprintf(name, sizeof name, "blk.%d.attn_output.weight", i);
+            assert_int_equal(et_quant_choose(&qp, name, 4096, &want, NULL, 0), o);
+            snprintf(name, sizeof name, "blk.%d.attn_q.weight", i);
+            assert_int_equal(et_quant_choose(&qp, name, 4096, &want, NULL, 0), MIX[f].base);
+            snprintf(name, sizeof name, "blk.%d.ffn_up.weight", i);
+            assert_int_equal(et_quant_choose(&qp, name, 4096, &want, NULL, 0), MIX[f].base);
+        }
+        assert_int_equal(et_quant_choose(&qp, "output.weight", 4096, &want, NULL, 0), GGML_TYPE_Q6_K);
+        assert_int_equal(et_quant_choose(&qp, "token_embd.weight", 4096, &want, NULL, 0), MIX[f].base);
+    }
+    uint32_t want;
+    char msg[200];
+    /* Q2_K with grouped-query attention (n_gqa >= 4): attn_v in Q4_K */
+    et_quant_policy g = {.ftype = ET_FTYPE_MOSTLY_Q2_K, .base_type = GGML_TYPE_Q2_K, .n_layer = 2,
+                         .n_attention_wv = 2, .has_output = 1, .n_gqa = 4};
+    assert_int_equal(et_quant_choose(&g, "blk.0.attn_v.weight", 4096, &want, msg, sizeof msg), GGML_TYPE_Q4_K);
+    /* attn_qkv: Q3_K_M/L -> Q4_K, Q5_K_M -> Q6_K */
+    et_quant_policy qkv = {.ftype = ET_FTYPE_MOSTLY_Q3_K_L, .base_type = GGML_TYPE_Q3_K, .n_layer = 2, .has_output = 1};
+    assert_int_equal(et_quant_choose(&qkv, "blk.0.attn_qkv.weight", 4096, &want, msg, sizeof msg), GGML_TYPE_Q4_K);
+    qkv.ftype = ET_FTYPE_MOSTLY_Q5_K_M;
+    qkv.base_type = GGML_TYPE_Q5_K;
+    assert_int_equal(et_quant_choose(&qkv, "blk.0.attn_qkv.weight", 4096, &want, msg, sizeof msg), GGML_TYPE_Q6_K);
+    /* row-length fallbacks: Q5_K -> Q5_1 (llama.cpp), Q3_K/Q2_K -> Q4_0 (llama.cpp: IQ4_NL), then F16 */
+    et_quant_policy q5 = {.ftype = ET_FTYPE_MOSTLY_Q5_K_S, .base_type = GGML_TYPE_Q5_K, .n_layer = 2, .has_output = 1};
+    assert_int_equal(et_quant_choose(&q5, "blk.0.attn_q.weight", 576, &want, msg, sizeof msg), GGML_TYPE_Q5_1);
+    assert_int_equal(want, GGML_TYPE_Q5_K);
+    assert_int_equal(et_quant_choose(&q5, "blk.0.attn_q.weight", 100, &want, msg, sizeof msg), GGML_TYPE_F16);
+    assert_non_null(strstr(msg, "Q5_1"));
+    et_quant_policy q3 = {.ftype = ET_FTYPE_MOSTLY_Q3_K_S, .base_type = GGML_TYPE_Q3_K, .n_layer = 2, .has_output = 1};
+    assert_int_equal(et_quant_choose(&q3, "blk.0.attn_q.weight", 576, &want, msg, sizeof msg), GGML_TYPE_Q4_0);
+    assert_non_null(strstr(msg, "IQ4_NL"));
+    assert_int_equal(et_quant_choose(&q3, "output.weight", 576, &want, msg, sizeof msg), GGML_TYPE_Q8_0);
+    et_quant_policy q2 = {.ftype = ET_FTYPE_MOSTLY_Q2_K, .base_type = GGML_TYPE_Q2_K, .n_layer = 2, .has_output = 1};
+    assert_int_equal(et_quant_choose(&q2, "blk.0.attn_q.weight", 48, &want, msg, sizeof msg), GGML_TYPE_F16);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_Q2_K, 576), GGML_TYPE_Q4_0);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_Q5_K, 576), GGML_TYPE_Q5_1);
 }
 
 static void test_wants(void **state) {
@@ -414,7 +546,10 @@ static void test_bad_inputs(void **state) {
     et_quant_params bad = {25 /* IQ4_NL */, 0, NULL, NULL};
     assert_int_equal(et_quantize_model(in, out, &bad, NULL, &e), ET_EUSAGE);
     assert_int_equal(et_ftype_from_name("IQ4_NL"), -1);
-    assert_int_equal(et_ftype_from_name("Q5_K_M"), -1);
+    assert_int_equal(et_ftype_from_name("Q4_K_S"), -1);
+    assert_int_equal(et_ftype_from_name("Q5_K_M"), ET_FTYPE_MOSTLY_Q5_K_M);
+    assert_int_equal(et_ftype_from_name("q3_k_l"), ET_FTYPE_MOSTLY_Q3_K_L);
+    assert_int_equal(et_ftype_from_name("Q2_K"), ET_FTYPE_MOSTLY_Q2_K);
     assert_int_equal(et_ftype_from_name("q4_1"), ET_FTYPE_MOSTLY_Q4_1);
     assert_int_equal(et_ftype_from_name("Q5_1"), ET_FTYPE_MOSTLY_Q5_1);
     assert_int_equal(et_ftype_base_type(ET_FTYPE_MOSTLY_Q5_1), GGML_TYPE_Q5_1);
@@ -457,8 +592,10 @@ int main(void) {
         cmocka_unit_test(test_golden_q6_k),
         cmocka_unit_test(test_golden_q4_1),
         cmocka_unit_test(test_golden_q5_1),
+        cmocka_unit_test(test_golden_k_mixes),
         cmocka_unit_test(test_stories260K_fallbacks),
         cmocka_unit_test(test_policy_q4_k_m_32_layers),
+        cmocka_unit_test(test_policy_k_mixes_32_layers),
         cmocka_unit_test(test_wants),
         cmocka_unit_test(test_order_and_kvs),
         cmocka_unit_test(test_bad_inputs),
