@@ -32,6 +32,8 @@ static const char EVAL_USAGE[] =
     "  --classes C1,C2     classify: class names as in the file, in order (default: sorted distinct)\n"
     "  --label-first       classify TSV: columns are label<TAB>text\n"
     "  --stop S1,S2        generate: stop strings (EOS always stops);  --n-predict N (default 128)\n"
+    "  --chat-template NAME  generate: chat/Alpaca records through this template (default: the model's\n"
+    "                      tokenizer.chat_template, as `edgetune data` renders them; none: plain layout)\n"
     "  --split all|train|valid  documents of a tokens.h5;  --scoring all|llama (perplexity)\n"
     "  --ctx N             context in tokens (default: the model's, at most 4096)\n"
     "  --max N             first N records only;  --skip-long: skip records longer than the context\n"
@@ -104,7 +106,7 @@ int cmd_eval(int argc, char **argv) {
     static const char *const known[] = {"model", "lora", "task", "data", "name", "json", "samples", "template",
                                         "labels", "classes", "label_first", "stop", "n_predict", "split", "scoring",
                                         "ctx", "max", "skip_long", "threads", "isa", "ref", "kv_type", "ref_model", "ref_top_k",
-                                        "ref_full", "help", NULL};
+                                        "ref_full", "chat_template", "help", NULL};
     cli_args a;
     int rc = cli_start(&a, argc, argv, bools, known, EVAL_USAGE);
     if (rc >= 0) return rc;
@@ -127,6 +129,7 @@ int cmd_eval(int argc, char **argv) {
     o.ref = cli_str(&a, "ref", NULL);
     o.ref_model = cli_str(&a, "ref_model", NULL);
     o.ref_full = cli_on(&a, "ref_full");
+    o.chat_template = cli_str(&a, "chat_template", NULL);
     const char *kvt = cli_str(&a, "kv_type", "F32");
     o.kv_f16 = !strcasecmp(kvt, "F16");
     if (!o.kv_f16 && strcasecmp(kvt, "F32")) rc = et_fail(&e, ET_EUSAGE, "--kv-type must be F16 or F32");

@@ -10,6 +10,7 @@
 
 #include "../datasets/teacher.h"
 
+#include "../datasets/chat_template.h"
 #include "../datasets/ingest.h"
 #include "logits.h"
 #include "tasks.h"
@@ -235,7 +236,14 @@ int et_eval_run(const et_eval_opts *o, cJSON **out, et_err *e) {
         np += p;
     }
     /* the task's input */
-    if (!rc && !is_kl && !is_ppl) rc = et_recs_read(o, &recs, e);
+    /* generate: chat records through the template `edgetune data` used for this model */
+    int chat = ET_CHAT_NONE;
+    if (!rc && !strcmp(o->task, "generate")) {
+        if (o->chat_template && (chat = et_chat_from_name(o->chat_template)) < 0)
+            rc = et_fail(e, ET_EUSAGE, "--chat-template '%s' is unknown (%s)", o->chat_template, et_chat_names());
+        else if (!o->chat_template) chat = et_chat_detect(et_tok_chat_template(m->tok), NULL);
+    }
+    if (!rc && !is_kl && !is_ppl) rc = et_recs_read_chat(o, chat, &recs, e);
     if (!rc && o->max_records > 0 && recs.n > o->max_records) {
         for (long i = o->max_records; i < recs.n; i++) {
             free(recs.r[i].prompt);
@@ -251,7 +259,8 @@ int et_eval_run(const et_eval_opts *o, cJSON **out, et_err *e) {
         have_samples = !rc;
     }
     et_task_ctx c = {.o = o, .m = m, .sc = have_sc ? &sc : NULL, .recs = &recs, .samples = have_samples ? &samples : NULL,
-                     .warnings = warnings, .task = task, .t0 = now_s()};
+                     .warnings = warnings, .task = task, .t0 = now_s(), .chat = chat > 0 ? chat : 0,
+                     .tok_flags = chat > 0 ? ET_TOK_PARSE_SPECIAL : 0};
     char dsha[65] = "";
     uint64_t dbytes = 0;
     const char *data = o->data ? o->data : o->ref;
@@ -268,6 +277,7 @@ int et_eval_run(const et_eval_opts *o, cJSON **out, et_err *e) {
         if (!strcmp(o->task, "generate")) {
             cJSON_AddNumberToObject(task, "n_predict", o->n_predict > 0 ? o->n_predict : 128);
             cJSON_AddItemToObject(task, "stop", cJSON_CreateStringArray(o->stop, o->n_stop));
+            cJSON_AddStringToObject(task, "chat_template", chat > 0 ? et_chat_name(chat) : "none");
         }
         if (!is_kl && !is_ppl) cJSON_AddNumberToObject(task, "n_ctx", sc.n_ctx);
     }

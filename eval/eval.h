@@ -95,6 +95,10 @@ typedef struct et_eval_opts {
     int n_predict;                           /* max new tokens (default 128) */
     const char *stop[ET_EVAL_MAX_STOP];      /* stop strings (default: none; EOS always stops) */
     int n_stop;
+    const char *chat_template;               /* generate: chat and Alpaca records rendered through this
+                                                template (datasets/chat_template.h names; "none": the
+                                                plain layout); NULL: the model's tokenizer.chat_template,
+                                                as `edgetune data` does */
     /* common */
     int n_ctx;                               /* 0: the model's (capped at 4096) */
     int n_threads;                           /* default 1 */

@@ -85,6 +85,10 @@ typedef struct et_recs {
 /* Read the task's records from o->data.  0, ET_EUSAGE (bad options, e.g. a
  * template without {text}), ET_EINPUT ("FILE: line N: ..."). */
 int et_recs_read(const et_eval_opts *o, et_recs *out, et_err *e);
+/* The same, with generate's chat/Alpaca records rendered through chat
+ * template `chat` (datasets/chat_template.h ET_CHAT_*; ET_CHAT_NONE: the
+ * plain layout), as `edgetune data` renders them for that model. */
+int et_recs_read_chat(const et_eval_opts *o, int chat, et_recs *out, et_err *e);
 void et_recs_free(et_recs *r);
 
 #endif

@@ -237,8 +237,9 @@ static int classify_tsv(const et_eval_opts *o, const et_map *m, et_recs *out, et
 
 /* Generate: every format `edgetune data` reads; the prompt is the text before
  * the last trained segment, the gold completion that segment. */
-static int generate_recs(const et_eval_opts *o, const et_map *m, et_recs *out, et_err *e) {
+static int generate_recs(const et_eval_opts *o, int chat, const et_map *m, et_recs *out, et_err *e) {
     et_ingest_opts io = et_ingest_defaults();
+    io.chat_template = chat;
     et_docs d;
     int rc = et_parse_input((const char *)m->data, m->size, o->data, &io, &d, e);
     if (rc) return rc;
@@ -273,7 +274,9 @@ static int ends_with(const char *s, const char *suf) {
     return a >= b && !strcmp(s + a - b, suf);
 }
 
-int et_recs_read(const et_eval_opts *o, et_recs *out, et_err *e) {
+int et_recs_read(const et_eval_opts *o, et_recs *out, et_err *e) { return et_recs_read_chat(o, 0, out, e); }
+
+int et_recs_read_chat(const et_eval_opts *o, int chat, et_recs *out, et_err *e) {
     memset(out, 0, sizeof *out);
     if (!o->data) return et_fail(e, ET_EUSAGE, "eval: --data FILE is needed for task %s", o->task);
     const char *task = o->task;
@@ -305,7 +308,7 @@ int et_recs_read(const et_eval_opts *o, et_recs *out, et_err *e) {
         out->owns_choices = 1;
         rc = each_jsonl(&m, o->data, choice_line, &c, e);
     } else {
-        rc = generate_recs(o, &m, out, e);
+        rc = generate_recs(o, chat, &m, out, e);
     }
     et_map_close(&m);
     if (!rc && out->n == 0) rc = et_fail(e, ET_EINPUT, "%s: no records (an empty test split?)", o->data);

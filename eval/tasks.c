@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../datasets/chat_template.h"
 #include "tasks.h"
 
 static double now_s(void) {
@@ -24,8 +25,8 @@ void et_task_progress(et_task_ctx *c, long done, long total) {
 /* ids = encode(prompt + cont) with BOS as the vocabulary says; *b = where the
  * continuation starts (longest common prefix with encode(prompt), at least 1:
  * as datasets/ingest.h masks prompts).  With eos, EOS is appended. */
-static int encode_pair(const et_tokenizer *tok, const char *prompt, const char *cont, int eos, int32_t **ids, int *n,
-                       int *b, et_err *e) {
+static int encode_pair(const et_tokenizer *tok, int flags, const char *prompt, const char *cont, int eos, int32_t **ids,
+                       int *n, int *b, et_err *e) {
     size_t lp = strlen(prompt), lc = strlen(cont);
     char *full = malloc(lp + lc + 1);
     if (!full) return et_fail(e, ET_ERUN, "eval: out of memory");
@@ -33,8 +34,8 @@ static int encode_pair(const et_tokenizer *tok, const char *prompt, const char *
     memcpy(full + lp, cont, lc + 1);
     int32_t *f = NULL, *p = NULL;
     size_t nf = 0, np = 0;
-    int rc = et_tok_encode(tok, full, lp + lc, ET_TOK_DEFAULT_BOS, &f, &nf, e);
-    if (!rc) rc = et_tok_encode(tok, prompt, lp, ET_TOK_DEFAULT_BOS, &p, &np, e);
+    int rc = et_tok_encode(tok, full, lp + lc, ET_TOK_DEFAULT_BOS | flags, &f, &nf, e);
+    if (!rc) rc = et_tok_encode(tok, prompt, lp, ET_TOK_DEFAULT_BOS | flags, &p, &np, e);
     free(full);
     if (!rc && eos >= 0) {
         int32_t *x = realloc(f, (nf + 1) * sizeof *x);
@@ -97,7 +98,7 @@ int et_task_choices(et_task_ctx *c, int is_classify, cJSON *metrics, et_err *e) 
         for (int j = 0; j < r->n_choices && !rc; j++) {
             int32_t *ids = NULL;
             int nt = 0, b = 0, gr = 0;
-            rc = encode_pair(c->m->tok, r->prompt, r->choices[j], -1, &ids, &nt, &b, e);
+            rc = encode_pair(c->m->tok, c->tok_flags, r->prompt, r->choices[j], -1, &ids, &nt, &b, e);
             if (!rc && b >= nt)
                 rc = et_fail(e, ET_EINPUT, "%s: line %lld: choice %d ('%.40s') adds no token to the prompt", c->o->data,
                              (long long)r->line, j, r->choices[j]);
@@ -196,11 +197,15 @@ typedef struct gen_buf {
     int oom;
     const et_eval_opts *o;
     int stopped;
+    int32_t stop_id;   /* the chat template's end-of-turn token, or -1 */
 } gen_buf;
 
 static int on_token(void *user, int32_t id, const char *text, size_t len) {
-    (void)id;
     gen_buf *g = user;
+    if (id == g->stop_id) {
+        g->stopped = 1;
+        return 1;
+    }
     if (g->n + len + 1 > g->cap) {
         size_t cap = (g->n + len + 1) * 2;
         char *ns = realloc(g->s, cap);
@@ -241,10 +246,28 @@ static int same_json(const char *a, const char *b) {
     return r;
 }
 
+/* The gold answer as generation would give it: without the chat template's
+ * end-of-turn marker (the trained segment ends with it), trailing
+ * whitespace trimmed.  Length of gold to compare. */
+static size_t gold_len(const char *gold, const char *eot) {
+    size_t n = trimmed_len(gold);
+    size_t k = eot ? strlen(eot) : 0;
+    if (k && n >= k && !memcmp(gold + n - k, eot, k)) {
+        n -= k;
+        while (n && isspace((unsigned char)gold[n - 1])) n--;
+    }
+    return n;
+}
+
 int et_task_generate(et_task_ctx *c, cJSON *metrics, et_err *e) {
     const et_recs *R = c->recs;
     const et_tokenizer *tok = c->m->tok;
-    int eos = et_tok_eos(tok), n_vocab = c->sc->n_vocab, rc = 0;
+    /* with a chat template the trained answer ends with its end-of-turn marker
+     * (its last token, whose probability is the "stop" probability), no EOS */
+    const char *eot = c->chat > 0 ? et_chat_eot(c->chat) : NULL;
+    int32_t eot_id = eot ? et_tok_find(tok, eot, strlen(eot)) : -1;
+    int eos = c->chat > 0 ? -1 : et_tok_eos(tok), n_vocab = c->sc->n_vocab, rc = 0;
+    int has_stop = c->chat > 0 ? eot_id >= 0 || et_tok_eos(tok) >= 0 : eos >= 0;
     long n_exact = 0, n_json = 0, n_done = 0, n_loss_tok = 0, n_eos = 0, n_gen = 0;
     double nll = 0, p_eos_sum = 0;
     et_sampler smp;
@@ -259,7 +282,7 @@ int et_task_generate(et_task_ctx *c, cJSON *metrics, et_err *e) {
         /* loss of the completion (and EOS) given the prompt */
         int32_t *ids = NULL;
         int nt = 0, b = 0, gr = 0;
-        rc = encode_pair(tok, r->prompt, r->gold, eos, &ids, &nt, &b, e);
+        rc = encode_pair(tok, c->tok_flags, r->prompt, r->gold, eos, &ids, &nt, &b, e);
         int f = rc ? 0 : fit(ids, &nt, &b, c->sc->n_ctx - 1);
         if (!rc && (f < 0 || (f > 0 && c->o->skip_long))) {
             c->n_skipped++;
@@ -278,13 +301,13 @@ int et_task_generate(et_task_ctx *c, cJSON *metrics, et_err *e) {
         if (!rc && b < nt) {
             nll -= sum;
             n_loss_tok += nt - b;
-            if (eos >= 0) {
+            if (has_stop) { /* EOS, or the end-of-turn token that closes the gold answer */
                 p_eos_sum += exp(lp[nt - b - 1]);
                 n_eos++;
             }
         }
         /* greedy generation from the prompt: its tokens are ids[0..b) */
-        gen_buf g = {.o = c->o};
+        gen_buf g = {.o = c->o, .stop_id = eot_id};
         int n_out = 0;
         if (!rc) {
             int np = b;
@@ -309,9 +332,11 @@ int et_task_generate(et_task_ctx *c, cJSON *metrics, et_err *e) {
             break;
         }
         const char *pred = g.s ? g.s : "";
-        size_t lg = trimmed_len(r->gold), lpd = trimmed_len(pred);
+        size_t lg = gold_len(r->gold, eot), lpd = trimmed_len(pred);
         int exact = lg == lpd && !memcmp(r->gold, pred, lg);
-        int js = same_json(r->gold, pred);
+        char *gold_cut = strndup(r->gold, lg);
+        int js = gold_cut && same_json(gold_cut, pred);
+        free(gold_cut);
         n_exact += exact;
         n_json += js;
         n_gen += n_out;

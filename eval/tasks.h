@@ -14,6 +14,8 @@ typedef struct et_task_ctx {
     cJSON *task;              /* the result's "task" object (tasks add their settings) */
     double t0;                /* start, for the progress line */
     long n_scored, n_skipped, n_truncated;
+    int chat;                 /* generate: the chat template the records went through (ET_CHAT_*) */
+    int tok_flags;            /* extra encode flags (ET_TOK_PARSE_SPECIAL with a chat template) */
 } et_task_ctx;
 
 /* Classify (is_classify 1: accuracy, macro_f1, per_class, confusion

@@ -185,6 +185,60 @@ static void test_llama_scoring_no_bos(void **st) {
     et_engine_free(m);
 }
 
+/* 2c. generate on chat records with the model's template (the real SmolLM2,
+ * ChatML): the completion tokens scored are exactly those `edgetune data`
+ * trains for the same records (an independent path: the ingest mask). */
+static void test_generate_chat(void **st) {
+    (void)st;
+    char model[4096];
+    snprintf(model, sizeof model, "%s/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf", et_shared_dir());
+    if (access(model, R_OK) != 0)
+        snprintf(model, sizeof model, "%s/SmolLM2-135M-Instruct.Q4_1.gguf",
+                 getenv("ET_MODEL_CACHE") ? getenv("ET_MODEL_CACHE") : "/root/.cache/edgetune");
+    if (access(model, R_OK) != 0 || getenv("ET_SANITIZED") || access("./edgetune", X_OK) != 0) {
+        fprintf(stderr, "SKIP: SmolLM2-135M-Instruct absent (scripts/get_models.sh fetches it), ./edgetune not built, "
+                        "or sanitized build\n");
+        skip();
+    }
+    const char *chat = tmp_file("chat.jsonl",
+        "{\"messages\": [{\"role\": \"system\", \"content\": \"You are brief.\"}, {\"role\": \"user\", \"content\": "
+        "\"What is the capital of France?\"}, {\"role\": \"assistant\", \"content\": \"Paris.\"}]}\n"
+        "{\"instruction\": \"Name a primary colour.\", \"input\": \"\", \"output\": \"Red.\"}\n");
+    const char *h5 = tmp_file("chat.h5", NULL), *samples = tmp_file("chat_samples.jsonl", NULL);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "./edgetune data --tokenizer %s --input %s -o %s", model, chat, h5);
+    assert_int_equal(system(cmd), 0);
+    et_ds *ds;
+    et_err e = {0};
+    assert_int_equal(et_ds_open(&ds, h5, &e), 0);
+    uint8_t mask[4096];
+    assert_true(ds->n_tokens < 4096);
+    assert_int_equal(et_ds_read_mask(ds, 0, ds->n_tokens, mask, &e), 0);
+    long trained = 0;
+    for (int64_t i = 0; i < ds->n_tokens; i++) trained += mask[i];
+    et_ds_close(ds);
+    et_eval_opts o = et_eval_defaults();
+    o.model = model;
+    o.task = "generate";
+    o.data = chat;
+    o.n_predict = 12;
+    o.samples = samples;
+    cJSON *r = NULL;
+    assert_int_equal(et_eval_run(&o, &r, &e), 0);
+    assert_int_equal((long)metric(r, "loss_tokens"), trained);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(r, "task");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(t, "chat_template")->valuestring, "chatml");
+    cJSON_Delete(r);
+    FILE *f = fopen(samples, "rb");
+    char line[8192];
+    assert_non_null(fgets(line, sizeof line, f));
+    fclose(f);
+    cJSON *j = cJSON_Parse(line);
+    assert_non_null(strstr(cJSON_GetObjectItemCaseSensitive(j, "prompt")->valuestring, "<|im_start|>assistant\n"));
+    assert_null(strstr(cJSON_GetObjectItemCaseSensitive(j, "pred")->valuestring, "<|im_end|>"));
+    cJSON_Delete(j);
+}
+
 /* 3. classify: every choice's log-likelihood from the KV-reusing scorer equals
  * NLL(prompt) - NLL(prompt + verbalizer) from a fresh state; accuracy and
  * macro-F1 recomputed from the samples. */
@@ -603,7 +657,7 @@ static void test_cli(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_perplexity_golden), cmocka_unit_test(test_perplexity_scorings), cmocka_unit_test(test_llama_scoring_no_bos),
+        cmocka_unit_test(test_perplexity_golden), cmocka_unit_test(test_perplexity_scorings), cmocka_unit_test(test_llama_scoring_no_bos), cmocka_unit_test(test_generate_chat),
         cmocka_unit_test(test_classify_independent), cmocka_unit_test(test_logits_and_kl),
         cmocka_unit_test(test_choice_generate), cmocka_unit_test(test_bad_input), cmocka_unit_test(test_template), cmocka_unit_test(test_cli),
     };
