@@ -131,16 +131,6 @@ static void default_name(const et_eval_opts *o, char *out, size_t cap) {
     }
 }
 
-static int check_finite(const cJSON *j, const char **where) {
-    for (const cJSON *c = j ? j->child : NULL; c; c = c->next) {
-        if (cJSON_IsNumber(c) && !isfinite(c->valuedouble)) {
-            *where = c->string ? c->string : "(array element)";
-            return 0;
-        }
-        if ((cJSON_IsObject(c) || cJSON_IsArray(c)) && !check_finite(c, where)) return 0;
-    }
-    return 1;
-}
 
 /* kl with --ref-model: reuse the cache o->ref when it was made from the same
  * reference, data, window and k; otherwise run the reference over the data
@@ -290,7 +280,7 @@ int et_eval_run(const et_eval_opts *o, cJSON **out, et_err *e) {
     }
     double t_end = now_s();
     const char *bad = NULL;
-    if (!rc && !check_finite(metrics, &bad)) rc = et_fail(e, ET_ERUN, "eval: metric '%s' is not a finite number", bad);
+    if (!rc && !et_json_all_finite(metrics, &bad)) rc = et_fail(e, ET_ERUN, "eval: metric '%s' is not a finite number", bad);
     if (!rc) {
         if (!is_kl && !is_ppl) {
             cJSON_AddNumberToObject(task, "records", (double)recs.n);

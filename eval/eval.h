@@ -129,6 +129,20 @@ int et_eval_write_json(const cJSON *r, const char *path, et_err *e);
  * file and the field.  *out is NULL on error. */
 int et_eval_read_json(const char *path, cJSON **out, et_err *e);
 
+/* Validate a parsed eval result (the checks of et_eval_read_json); `where`
+ * names it in messages.  0 or ET_EINPUT. */
+int et_eval_check(const cJSON *j, const char *where, et_err *e);
+
+/* cJSON helpers shared by eval/, report and gate.  get: the member or NULL;
+ * str: the string member or def; num: the number member or NaN. */
+const cJSON *et_json_get(const cJSON *j, const char *key);
+const char *et_json_str(const cJSON *j, const char *key, const char *def);
+double et_json_num(const cJSON *j, const char *key);
+/* 1 when every number under j is finite; else 0 with *where = the first bad key. */
+int et_json_all_finite(const cJSON *j, const char **where);
+/* Add v as a number, or null when it is not finite. */
+void et_json_num_or_null(cJSON *o, const char *key, double v);
+
 /* sha256 of a whole file (64 hex + NUL) and its size in bytes.  0 or ET_EINPUT. */
 int et_file_sha256(const char *path, char hex[65], uint64_t *bytes, et_err *e);
 

@@ -15,18 +15,6 @@ const char *const et_gate_limit_names[ET_GATE_NLIMITS] = {
  * points is within a limit of 1. */
 #define EPS 1e-9
 
-static const cJSON *get(const cJSON *j, const char *key) { return cJSON_GetObjectItemCaseSensitive(j, key); }
-
-static const char *get_str(const cJSON *j, const char *key, const char *def) {
-    const cJSON *v = get(j, key);
-    return cJSON_IsString(v) ? v->valuestring : def;
-}
-
-static double get_num(const cJSON *j, const char *key) {
-    const cJSON *v = get(j, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
 /* ================================================================ policy */
 
 int et_gate_limit_index(const char *key) {
@@ -179,15 +167,15 @@ int et_gate_policy_any(const et_gate_policy *p) {
 
 /* ================================================================ pairing */
 
-static const char *rname(const cJSON *r) { return get_str(r, "name", ""); }
-static const char *rtask(const cJSON *r) { return get_str(get(r, "task"), "name", ""); }
+static const char *rname(const cJSON *r) { return et_json_str(r, "name", ""); }
+static const char *rtask(const cJSON *r) { return et_json_str(et_json_get(r, "task"), "name", ""); }
 
 /* Same data: the sha256 when both results have one, else the path. */
 static int same_data(const cJSON *a, const cJSON *b) {
-    const cJSON *ta = get(a, "task"), *tb = get(b, "task");
-    const char *sa = get_str(ta, "data_sha256", NULL), *sb = get_str(tb, "data_sha256", NULL);
+    const cJSON *ta = et_json_get(a, "task"), *tb = et_json_get(b, "task");
+    const char *sa = et_json_str(ta, "data_sha256", NULL), *sb = et_json_str(tb, "data_sha256", NULL);
     if (sa && sb) return !strcmp(sa, sb);
-    return !strcmp(get_str(ta, "data", ""), get_str(tb, "data", ""));
+    return !strcmp(et_json_str(ta, "data", ""), et_json_str(tb, "data", ""));
 }
 
 /* level 3: same name, task and data; 2: name and task; 1: name. */
@@ -238,25 +226,25 @@ static void short_json(const cJSON *v, char *buf, size_t n) {
 /* The first setting of one task object that the other lacks or differs in. */
 static const char *setting_differs(const cJSON *x, const cJSON *y) {
     for (const cJSON *k = x ? x->child : NULL; k; k = k->next)
-        if (is_setting(k->string) && !cJSON_Compare(k, get(y, k->string), 1)) return k->string;
+        if (is_setting(k->string) && !cJSON_Compare(k, et_json_get(y, k->string), 1)) return k->string;
     return NULL;
 }
 
 /* Why b and c may not be compared (into why), or 0 when they may. */
 static int pair_differs(const cJSON *b, const cJSON *c, char *why, size_t n) {
-    const cJSON *tb = get(b, "task"), *tc = get(c, "task");
+    const cJSON *tb = et_json_get(b, "task"), *tc = et_json_get(c, "task");
     if (strcmp(rtask(b), rtask(c))) {
         snprintf(why, n, "the task differs (baseline %s, current %s)", rtask(b), rtask(c));
         return 1;
     }
     if (!same_data(b, c)) {
-        const char *sb = get_str(tb, "data_sha256", NULL), *sc = get_str(tc, "data_sha256", NULL);
+        const char *sb = et_json_str(tb, "data_sha256", NULL), *sc = et_json_str(tc, "data_sha256", NULL);
         if (sb && sc) snprintf(why, n, "the data differs (task.data_sha256 %.12s... vs %.12s...; %s, %s)", sb, sc,
-                               get_str(tb, "data", "?"), get_str(tc, "data", "?"));
-        else snprintf(why, n, "the data differs (%s vs %s)", get_str(tb, "data", "none"), get_str(tc, "data", "none"));
+                               et_json_str(tb, "data", "?"), et_json_str(tc, "data", "?"));
+        else snprintf(why, n, "the data differs (%s vs %s)", et_json_str(tb, "data", "none"), et_json_str(tc, "data", "none"));
         return 1;
     }
-    double vb = get_num(get(get(b, "artifact"), "model"), "n_vocab"), vc = get_num(get(get(c, "artifact"), "model"), "n_vocab");
+    double vb = et_json_num(et_json_get(et_json_get(b, "artifact"), "model"), "n_vocab"), vc = et_json_num(et_json_get(et_json_get(c, "artifact"), "model"), "n_vocab");
     if (!isnan(vb) && !isnan(vc) && vb != vc) {
         snprintf(why, n, "the model vocabulary differs (n_vocab %.0f vs %.0f)", vb, vc);
         return 1;
@@ -265,8 +253,8 @@ static int pair_differs(const cJSON *b, const cJSON *c, char *why, size_t n) {
     if (!k) k = setting_differs(tc, tb);
     if (k) {
         char vb_s[80], vc_s[80];
-        short_json(get(tb, k), vb_s, sizeof vb_s);
-        short_json(get(tc, k), vc_s, sizeof vc_s);
+        short_json(et_json_get(tb, k), vb_s, sizeof vb_s);
+        short_json(et_json_get(tc, k), vc_s, sizeof vc_s);
         snprintf(why, n, "task setting \"%s\" differs (baseline %s, current %s)", k, vb_s, vc_s);
         return 1;
     }
@@ -363,7 +351,7 @@ static spec spec_for(const cJSON *c, const char *metric, const char *kind) {
 static int check_acc(et_gate_result *g, const cJSON *b, const cJSON *c, double thr) {
     static const char *const acc[] = {"accuracy", "macro_f1", "exact_match", "acc", "acc_norm", NULL};
     for (const char *const *m = acc; *m; m++) {
-        double bv = get_num(get(b, "metrics"), *m), cv = get_num(get(c, "metrics"), *m);
+        double bv = et_json_num(et_json_get(b, "metrics"), *m), cv = et_json_num(et_json_get(c, "metrics"), *m);
         if (isnan(bv) || isnan(cv)) continue;
         spec s = spec_for(c, *m, "max_acc_drop");
         s.b = bv, s.c = cv, s.chg = 100.0 * (cv - bv), s.thr = thr;
@@ -427,9 +415,9 @@ static int check_abs(et_gate_result *g, spec s, int is_max, int vk) {
     return push(g, &s);
 }
 
-static double tps(const cJSON *r) { return get_num(get(r, "speed"), "tokens_per_s"); }
-static double bytes(const cJSON *r) { return get_num(get(r, "artifact"), "bytes"); }
-static double metric(const cJSON *r, const char *m) { return get_num(get(r, "metrics"), m); }
+static double tps(const cJSON *r) { return et_json_num(et_json_get(r, "speed"), "tokens_per_s"); }
+static double bytes(const cJSON *r) { return et_json_num(et_json_get(r, "artifact"), "bytes"); }
+static double metric(const cJSON *r, const char *m) { return et_json_num(et_json_get(r, "metrics"), m); }
 
 static spec spec_vals(const cJSON *c, const char *m, int k, double bv, double cv, const double *lim) {
     spec s = spec_for(c, m, et_gate_limit_names[k]);
@@ -542,11 +530,6 @@ int et_gate_write_junit(const et_gate_result *g, const char *path, et_err *e) {
     return rc;
 }
 
-static void num_or_null(cJSON *o, const char *key, double v) {
-    if (isfinite(v)) cJSON_AddNumberToObject(o, key, v);
-    else cJSON_AddNullToObject(o, key);
-}
-
 cJSON *et_gate_json(const et_gate_result *g) {
     static const char *const status[] = {"pass", "fail", "new"};
     cJSON *o = cJSON_CreateObject();
@@ -567,10 +550,10 @@ cJSON *et_gate_json(const et_gate_result *g) {
         cJSON_AddStringToObject(c, "task", k->task);
         cJSON_AddStringToObject(c, "metric", k->metric);
         cJSON_AddStringToObject(c, "kind", k->kind);
-        num_or_null(c, "baseline", k->baseline);
-        num_or_null(c, "current", k->current);
-        num_or_null(c, "change", k->change);
-        num_or_null(c, "threshold", k->threshold);
+        et_json_num_or_null(c, "baseline", k->baseline);
+        et_json_num_or_null(c, "current", k->current);
+        et_json_num_or_null(c, "change", k->change);
+        et_json_num_or_null(c, "threshold", k->threshold);
         cJSON_AddStringToObject(c, "message", k->message);
         cJSON_AddItemToArray(arr, c);
     }

@@ -80,47 +80,7 @@ int et_write_text(const char *path, const char *text, et_err *e) {
 
 /* ================================================================ results */
 
-static const cJSON *get(const cJSON *j, const char *key) { return cJSON_GetObjectItemCaseSensitive(j, key); }
-
-static const char *get_str(const cJSON *j, const char *key, const char *def) {
-    const cJSON *v = get(j, key);
-    return cJSON_IsString(v) ? v->valuestring : def;
-}
-
-static double get_num(const cJSON *j, const char *key) {
-    const cJSON *v = get(j, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
-/* The first non-finite number under j (its key in *where), as result.c. */
-static int all_finite(const cJSON *j, const char **where) {
-    for (const cJSON *c = j ? j->child : NULL; c; c = c->next) {
-        if (cJSON_IsNumber(c) && !isfinite(c->valuedouble)) {
-            *where = c->string ? c->string : "(array element)";
-            return 0;
-        }
-        if ((cJSON_IsObject(c) || cJSON_IsArray(c)) && !all_finite(c, where)) return 0;
-    }
-    return 1;
-}
-
-int et_result_check(const cJSON *j, const char *where, et_err *e) {
-    const cJSON *s = get(j, "schema"), *name = get(j, "name"), *prim = get(j, "primary");
-    const char *bad = NULL;
-    if (!cJSON_IsObject(j)) return et_fail(e, ET_EINPUT, "%s: not a JSON object", where);
-    if (!cJSON_IsString(s) || strcmp(s->valuestring, ET_EVAL_SCHEMA))
-        return et_fail(e, ET_EINPUT, "%s: \"schema\" is not \"%s\" (not an edgetune eval result)", where,
-                       ET_EVAL_SCHEMA);
-    if (!cJSON_IsString(name) || !*name->valuestring) return et_fail(e, ET_EINPUT, "%s: no \"name\"", where);
-    if (!cJSON_IsString(get(get(j, "task"), "name"))) return et_fail(e, ET_EINPUT, "%s: no \"task\".\"name\"", where);
-    if (!cJSON_IsObject(get(j, "metrics"))) return et_fail(e, ET_EINPUT, "%s: no \"metrics\" object", where);
-    if (!cJSON_IsString(get(prim, "metric")) || !cJSON_IsNumber(get(prim, "value")))
-        return et_fail(e, ET_EINPUT, "%s: no \"primary\" {metric, value}", where);
-    if (!cJSON_IsNumber(get(get(j, "artifact"), "bytes")))
-        return et_fail(e, ET_EINPUT, "%s: no \"artifact\".\"bytes\"", where);
-    if (!all_finite(j, &bad)) return et_fail(e, ET_EINPUT, "%s: \"%s\" is not a finite number", where, bad);
-    return 0;
-}
+int et_result_check(const cJSON *j, const char *where, et_err *e) { return et_eval_check(j, where, e); }
 
 int et_result_list_add(et_result_list *l, cJSON *res, const char *where, et_err *e) {
     if (l->n == l->cap) {
@@ -156,11 +116,11 @@ static void list_truncate(et_result_list *l, int n0) {
 
 /* Every tasks[i].rows[j].result of a report.json. */
 static int add_report_rows(et_result_list *l, const cJSON *rep, const char *path, et_err *e) {
-    const cJSON *tasks = get(rep, "tasks");
+    const cJSON *tasks = et_json_get(rep, "tasks");
     if (!cJSON_IsArray(tasks)) return et_fail(e, ET_EINPUT, "%s: report without a \"tasks\" array", path);
     int i = 0, n0 = l->n;
     for (const cJSON *t = tasks->child; t; t = t->next, i++) {
-        const cJSON *rows = get(t, "rows");
+        const cJSON *rows = et_json_get(t, "rows");
         if (!cJSON_IsArray(rows)) {
             list_truncate(l, n0);
             return et_fail(e, ET_EINPUT, "%s: tasks[%d] has no \"rows\" array", path, i);
@@ -169,7 +129,7 @@ static int add_report_rows(et_result_list *l, const cJSON *rep, const char *path
         for (const cJSON *row = rows->child; row; row = row->next, j++) {
             char where[1200];
             snprintf(where, sizeof where, "%s: tasks[%d].rows[%d].result", path, i, j);
-            const cJSON *res = get(row, "result");
+            const cJSON *res = et_json_get(row, "result");
             int rc = et_result_check(res, where, e);
             cJSON *dup = rc ? NULL : cJSON_Duplicate(res, 1);
             if (!rc && !dup) rc = et_fail(e, ET_ERUN, "%s: out of memory", where);
@@ -189,7 +149,7 @@ int et_result_list_add_file(et_result_list *l, const char *path, et_err *e) {
     if (rc) return rc;
     cJSON *j = m.size ? cJSON_ParseWithLength((const char *)m.data, m.size) : NULL;
     et_map_close(&m);
-    if (j && !strcmp(get_str(j, "schema", ""), ET_REPORT_SCHEMA)) {
+    if (j && !strcmp(et_json_str(j, "schema", ""), ET_REPORT_SCHEMA)) {
         rc = add_report_rows(l, j, path, e);
         cJSON_Delete(j);
         return rc;
@@ -306,17 +266,17 @@ static int same_group(const et_report_row *a, const et_report_row *b) {
 }
 
 static void row_fill(et_report_row *w, cJSON *res, char *where) {
-    const cJSON *task = get(res, "task"), *art = get(res, "artifact");
+    const cJSON *task = et_json_get(res, "task"), *art = et_json_get(res, "artifact");
     w->result = res;
     w->where = where;
-    w->name = get_str(res, "name", "");
-    w->task = get_str(task, "name", "");
-    w->data = get_str(task, "data", "");
-    w->bytes = get_num(art, "bytes");
-    w->n_params = get_num(art, "n_params");
-    w->tokens_per_s = get_num(get(res, "speed"), "tokens_per_s");
-    w->peak_rss = get_num(get(res, "memory"), "peak_rss_bytes");
-    w->value = get_num(get(res, "primary"), "value");
+    w->name = et_json_str(res, "name", "");
+    w->task = et_json_str(task, "name", "");
+    w->data = et_json_str(task, "data", "");
+    w->bytes = et_json_num(art, "bytes");
+    w->n_params = et_json_num(art, "n_params");
+    w->tokens_per_s = et_json_num(et_json_get(res, "speed"), "tokens_per_s");
+    w->peak_rss = et_json_num(et_json_get(res, "memory"), "peak_rss_bytes");
+    w->value = et_json_num(et_json_get(res, "primary"), "value");
 }
 
 int et_report_take(et_report *r, et_result_list *l, et_err *e) {
@@ -347,20 +307,20 @@ int et_report_take(et_report *r, et_result_list *l, et_err *e) {
 
 /* primary.higher_is_better, else what the metric's name says, else 1. */
 static int primary_higher(const cJSON *res) {
-    const cJSON *p = get(res, "primary"), *h = get(p, "higher_is_better");
+    const cJSON *p = et_json_get(res, "primary"), *h = et_json_get(p, "higher_is_better");
     if (cJSON_IsBool(h)) return cJSON_IsTrue(h);
     int higher, frac;
-    et_metric_info(get_str(p, "metric", ""), &higher, &frac);
+    et_metric_info(et_json_str(p, "metric", ""), &higher, &frac);
     return higher;
 }
 
 /* The rows of a group agree on the primary metric and its direction. */
 static int check_primary(const et_report *r, const et_report_group *g, et_err *e) {
     const et_report_row *a = &r->rows[g->rows[0]];
-    const char *pm = get_str(get(a->result, "primary"), "metric", "");
+    const char *pm = et_json_str(et_json_get(a->result, "primary"), "metric", "");
     for (int k = 1; k < g->n; k++) {
         const et_report_row *b = &r->rows[g->rows[k]];
-        const char *bm = get_str(get(b->result, "primary"), "metric", "");
+        const char *bm = et_json_str(et_json_get(b->result, "primary"), "metric", "");
         if (strcmp(pm, bm) || primary_higher(a->result) != primary_higher(b->result))
             return et_fail(e, ET_EINPUT, "%s and %s: task %s with different primary metrics (%s, %s)", a->where,
                            b->where, g->task, pm, bm);
@@ -373,10 +333,10 @@ static int group_metric(et_report *r, et_report_group *g, const char *metric, et
     int rc = check_primary(r, g, e);
     if (rc) return rc;
     const cJSON *r0 = r->rows[g->rows[0]].result;
-    const char *pm = get_str(get(r0, "primary"), "metric", "");
+    const char *pm = et_json_str(et_json_get(r0, "primary"), "metric", "");
     int have = 0, missing = -1;
     for (int k = 0; metric && k < g->n; k++) {
-        if (cJSON_IsNumber(get(get(r->rows[g->rows[k]].result, "metrics"), metric))) have++;
+        if (cJSON_IsNumber(et_json_get(et_json_get(r->rows[g->rows[k]].result, "metrics"), metric))) have++;
         else if (missing < 0) missing = g->rows[k];
     }
     if (have > 0 && have < g->n)
@@ -391,7 +351,7 @@ static int group_metric(et_report *r, et_report_group *g, const char *metric, et
     g->fraction = frac;
     for (int k = 0; k < g->n; k++) {
         et_report_row *w = &r->rows[g->rows[k]];
-        w->value = have ? get_num(get(w->result, "metrics"), metric) : get_num(get(w->result, "primary"), "value");
+        w->value = have ? et_json_num(et_json_get(w->result, "metrics"), metric) : et_json_num(et_json_get(w->result, "primary"), "value");
     }
     return 0;
 }
@@ -463,19 +423,14 @@ int et_report_finish(et_report *r, const char *metric, et_err *e) {
 
 /* ================================================================ report.json */
 
-static void add_num_or_null(cJSON *o, const char *key, double v) {
-    if (isfinite(v)) cJSON_AddNumberToObject(o, key, v);
-    else cJSON_AddNullToObject(o, key);
-}
-
 static cJSON *row_json(const et_report_row *w) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", w->name);
     cJSON_AddStringToObject(o, "file", w->where);
     cJSON_AddNumberToObject(o, "bytes", w->bytes);
-    add_num_or_null(o, "n_params", w->n_params);
-    add_num_or_null(o, "tokens_per_s", w->tokens_per_s);
-    add_num_or_null(o, "peak_rss_bytes", w->peak_rss);
+    et_json_num_or_null(o, "n_params", w->n_params);
+    et_json_num_or_null(o, "tokens_per_s", w->tokens_per_s);
+    et_json_num_or_null(o, "peak_rss_bytes", w->peak_rss);
     cJSON_AddNumberToObject(o, "value", w->value);
     cJSON_AddBoolToObject(o, "pareto", w->pareto);
     cJSON_AddItemToObject(o, "result", cJSON_Duplicate(w->result, 1));
@@ -555,7 +510,7 @@ static int md_columns(const et_report *r, const et_report_group *g, const char *
     int n = 0;
     col[n++] = g->metric;
     for (int k = 0; k < g->n; k++) {
-        const cJSON *m = get(r->rows[g->rows[k]].result, "metrics");
+        const cJSON *m = et_json_get(r->rows[g->rows[k]].result, "metrics");
         for (const cJSON *c = m->child; c && n < MD_MAX_COLS; c = c->next) {
             if (!cJSON_IsNumber(c)) continue;
             int seen = 0;
@@ -573,7 +528,7 @@ static void md_row(et_sbuf *b, const et_report_row *w, const char **col, int nco
     for (int c = 0; c < ncol; c++) {
         int higher, frac;
         et_metric_info(col[c], &higher, &frac);
-        fmt_value(get_num(get(w->result, "metrics"), col[c]), frac, s, sizeof s);
+        fmt_value(et_json_num(et_json_get(w->result, "metrics"), col[c]), frac, s, sizeof s);
         et_sbuf_printf(b, " | %s", s);
     }
     et_human_bytes(w->bytes, s, sizeof s);
@@ -1022,7 +977,7 @@ static int sw_task(et_sweep *s, const cJSON *t, int ti, et_eval_opts *o, const c
         int why = sw_task_key(s, o, k, c);
         if (why) return sw_fail(path, "tasks", ti, c->string, why, e);
     }
-    if (!cJSON_IsString(get(t, "task"))) return sw_fail(path, "tasks", ti, "task", -4, e);
+    if (!cJSON_IsString(et_json_get(t, "task"))) return sw_fail(path, "tasks", ti, "task", -4, e);
     return 0;
 }
 
@@ -1118,7 +1073,7 @@ static int sw_files(et_sweep *s, const et_eval_opts *art, const et_eval_opts *ta
 }
 
 static int sw_build(et_sweep *s, const et_eval_opts *def, const char *path, et_err *e) {
-    const cJSON *tasks = get(s->root, "tasks"), *arts = get(s->root, "artifacts");
+    const cJSON *tasks = et_json_get(s->root, "tasks"), *arts = et_json_get(s->root, "artifacts");
     for (const cJSON *c = s->root->child; c; c = c->next)
         if (strcmp(c->string, "tasks") && strcmp(c->string, "artifacts"))
             return et_fail(e, ET_EINPUT, "%s: unknown key \"%s\" (expected \"tasks\" and \"artifacts\")", path, c->string);

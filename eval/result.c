@@ -27,16 +27,51 @@ int et_eval_write_json(const cJSON *r, const char *path, et_err *e) {
     return rc;
 }
 
-/* 1 when every number in the tree is finite. *where gets the first bad key. */
-static int all_finite(const cJSON *j, const char **where) {
+const cJSON *et_json_get(const cJSON *j, const char *key) { return cJSON_GetObjectItemCaseSensitive(j, key); }
+
+const char *et_json_str(const cJSON *j, const char *key, const char *def) {
+    const cJSON *v = et_json_get(j, key);
+    return cJSON_IsString(v) ? v->valuestring : def;
+}
+
+double et_json_num(const cJSON *j, const char *key) {
+    const cJSON *v = et_json_get(j, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+int et_json_all_finite(const cJSON *j, const char **where) {
     for (const cJSON *c = j ? j->child : NULL; c; c = c->next) {
         if (cJSON_IsNumber(c) && !isfinite(c->valuedouble)) {
             *where = c->string ? c->string : "(array element)";
             return 0;
         }
-        if ((cJSON_IsObject(c) || cJSON_IsArray(c)) && !all_finite(c, where)) return 0;
+        if ((cJSON_IsObject(c) || cJSON_IsArray(c)) && !et_json_all_finite(c, where)) return 0;
     }
     return 1;
+}
+
+void et_json_num_or_null(cJSON *o, const char *key, double v) {
+    if (isfinite(v)) cJSON_AddNumberToObject(o, key, v);
+    else cJSON_AddNullToObject(o, key);
+}
+
+int et_eval_check(const cJSON *j, const char *where, et_err *e) {
+    const cJSON *s = et_json_get(j, "schema"), *name = et_json_get(j, "name"), *prim = et_json_get(j, "primary");
+    const char *bad = NULL;
+    if (!cJSON_IsObject(j)) return et_fail(e, ET_EINPUT, "%s: not a JSON object", where);
+    if (!cJSON_IsString(s) || strcmp(s->valuestring, ET_EVAL_SCHEMA))
+        return et_fail(e, ET_EINPUT, "%s: \"schema\" is not \"%s\" (not an edgetune eval result)", where,
+                       ET_EVAL_SCHEMA);
+    if (!cJSON_IsString(name) || !*name->valuestring) return et_fail(e, ET_EINPUT, "%s: no \"name\"", where);
+    if (!cJSON_IsString(et_json_get(et_json_get(j, "task"), "name")))
+        return et_fail(e, ET_EINPUT, "%s: no \"task\".\"name\"", where);
+    if (!cJSON_IsObject(et_json_get(j, "metrics"))) return et_fail(e, ET_EINPUT, "%s: no \"metrics\" object", where);
+    if (!cJSON_IsString(et_json_get(prim, "metric")) || !cJSON_IsNumber(et_json_get(prim, "value")))
+        return et_fail(e, ET_EINPUT, "%s: no \"primary\" {metric, value}", where);
+    if (!cJSON_IsNumber(et_json_get(et_json_get(j, "artifact"), "bytes")))
+        return et_fail(e, ET_EINPUT, "%s: no \"artifact\".\"bytes\"", where);
+    if (!et_json_all_finite(j, &bad)) return et_fail(e, ET_EINPUT, "%s: \"%s\" is not a finite number", where, bad);
+    return 0;
 }
 
 int et_eval_read_json(const char *path, cJSON **out, et_err *e) {
@@ -53,27 +88,7 @@ int et_eval_read_json(const char *path, cJSON **out, et_err *e) {
     size_t off = end ? (size_t)(end - (const char *)m.data) : 0;
     et_map_close(&m);
     if (!j) return et_fail(e, ET_EINPUT, "%s: not valid JSON (near byte %zu)", path, off);
-    const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "schema");
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "name");
-    const cJSON *task = cJSON_GetObjectItemCaseSensitive(j, "task");
-    const cJSON *tname = cJSON_GetObjectItemCaseSensitive(task, "name");
-    const cJSON *met = cJSON_GetObjectItemCaseSensitive(j, "metrics");
-    const cJSON *prim = cJSON_GetObjectItemCaseSensitive(j, "primary");
-    const cJSON *art = cJSON_GetObjectItemCaseSensitive(j, "artifact");
-    const char *bad = NULL;
-    if (!cJSON_IsObject(j)) rc = et_fail(e, ET_EINPUT, "%s: not a JSON object", path);
-    else if (!cJSON_IsString(s) || strcmp(s->valuestring, ET_EVAL_SCHEMA))
-        rc = et_fail(e, ET_EINPUT, "%s: \"schema\" is not \"%s\" (not an edgetune eval result)", path, ET_EVAL_SCHEMA);
-    else if (!cJSON_IsString(name) || !*name->valuestring) rc = et_fail(e, ET_EINPUT, "%s: no \"name\"", path);
-    else if (!cJSON_IsString(tname)) rc = et_fail(e, ET_EINPUT, "%s: no \"task\".\"name\"", path);
-    else if (!cJSON_IsObject(met)) rc = et_fail(e, ET_EINPUT, "%s: no \"metrics\" object", path);
-    else if (!cJSON_IsObject(prim) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(prim, "metric")) ||
-             !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(prim, "value")))
-        rc = et_fail(e, ET_EINPUT, "%s: no \"primary\" {metric, value}", path);
-    else if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(art, "bytes")))
-        rc = et_fail(e, ET_EINPUT, "%s: no \"artifact\".\"bytes\"", path);
-    else if (!all_finite(j, &bad)) rc = et_fail(e, ET_EINPUT, "%s: \"%s\" is not a finite number", path, bad);
-    if (rc) {
+    if ((rc = et_eval_check(j, path, e))) {
         cJSON_Delete(j);
         return rc;
     }
