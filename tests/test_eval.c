@@ -14,17 +14,10 @@
 #include "../eval/logits.h"
 #include "testutil.h"
 
+/* Path of name in the temporary folder, written with content unless NULL. */
 static const char *tmp_file(const char *name, const char *content) {
-    static char bufs[8][512];
-    static int k = 0;
-    char *p = bufs[k++ & 7];
-    snprintf(p, sizeof bufs[0], "%s/%s", test_tmpdir(), name);
-    if (content) {
-        FILE *f = fopen(p, "wb");
-        assert_non_null(f);
-        fputs(content, f);
-        fclose(f);
-    }
+    const char *p = test_tmp(name);
+    if (content) test_spit(p, content);
     return p;
 }
 
@@ -584,14 +577,6 @@ static void test_template(void **st) {
     assert_int_equal(et_split_list("a,,b", 8, &v, &n, &e), ET_EUSAGE);
 }
 
-/* Exit code of a shell command (output to a log in the temporary folder). */
-static int run(const char *cmd) {
-    char full[8192];
-    snprintf(full, sizeof full, "%.4096s >>%s/cmd.log 2>&1", cmd, test_tmpdir());
-    int st = system(full);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static long count_lines(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return -1;
@@ -622,7 +607,7 @@ static void test_cli(void **st) {
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "./edgetune data --tokenizer %s --input %s -o %s --template 'Story: {text}\\nFeeling:' "
              "--labels ' sad, happy' --test-fraction 0.25 --test-out %s --seed 3", model, tsv, h5, test);
-    assert_int_equal(run(cmd), 0);
+    assert_int_equal(test_run(cmd), 0);
     assert_int_equal(count_lines(test), 1 + 10); /* the header + 10 records */
     et_ds *ds;
     et_err e = {0};
@@ -637,7 +622,7 @@ static void test_cli(void **st) {
     fclose(f);
     snprintf(cmd, sizeof cmd, "./edgetune eval %s --task classify --data %s --template 'Story: {text}\\nFeeling:' "
              "--labels ' sad, happy' --json %s", model, test, js);
-    assert_int_equal(run(cmd), 0);
+    assert_int_equal(test_run(cmd), 0);
     cJSON *r = NULL;
     assert_int_equal(et_eval_read_json(js, &r, &e), 0);
     assert_int_equal((int)cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "task"), "records")->valuedouble, 10);
@@ -646,13 +631,13 @@ static void test_cli(void **st) {
     const char *bad = tmp_file("cli_bad.jsonl", "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": \n");
     const char *js2 = tmp_file("cli_bad.json", NULL);
     snprintf(cmd, sizeof cmd, "./edgetune eval %s --task generate --data %s --json %s", model, bad, js2);
-    assert_int_equal(run(cmd), 2);
+    assert_int_equal(test_run(cmd), 2);
     assert_int_equal(access(js2, F_OK), -1);
     snprintf(cmd, sizeof cmd, "./edgetune eval %s --task classify --data %s --template 'no placeholder' --json %s", model, tsv, js2);
-    assert_int_equal(run(cmd), 2);
+    assert_int_equal(test_run(cmd), 2);
     assert_int_equal(access(js2, F_OK), -1);
     snprintf(cmd, sizeof cmd, "./edgetune eval %s --task nope --data %s", model, tsv);
-    assert_int_equal(run(cmd), 1);
+    assert_int_equal(test_run(cmd), 1);
 }
 
 int main(void) {

@@ -20,51 +20,11 @@
 
 #define FX "tests/data/eval/"
 
-static const char *tmp(const char *name) {
-    static char buf[8][512];
-    static int k;
-    char *b = buf[k++ & 7];
-    snprintf(b, sizeof buf[0], "%s/%s", test_tmpdir(), name);
-    return b;
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
-    if (b) b[n] = 0;
-    fclose(f);
-    return b;
-}
-
-static void spit(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static int run(const char *cmd) {
-    char full[8192];
-    snprintf(full, sizeof full, "%.4096s >%.1000s 2>&1", cmd, tmp("cmd.log"));
-    int st = system(full);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int have_edgetune(void) {
-    if (access("./edgetune", X_OK) == 0) return 1;
-    fprintf(stderr, "SKIP: ./edgetune not built\n");
-    return 0;
-}
 
 /* ------------------------------------------------------------ results */
 
 static cJSON *load(const char *fixture) {
-    char *txt = slurp(fixture);
+    char *txt = test_slurp(fixture);
     assert_non_null(txt);
     cJSON *j = cJSON_Parse(txt);
     free(txt);
@@ -305,14 +265,14 @@ static void test_missing_and_new(void **state) {
 
 static void test_policy(void **state) {
     (void)state;
-    spit(tmp("policy.json"), "{\"default\": {\"max_acc_drop\": 5, \"max_bytes\": \"300M\"},\n"
+    test_spit(test_tmp("policy.json"), "{\"default\": {\"max_acc_drop\": 5, \"max_bytes\": \"300M\"},\n"
                              " \"tasks\": {\"classify\": {\"max_acc_drop\": 2, \"max-ppl-ratio\": 1.2}},\n"
                              " \"artifacts\": {\"merged-q4_k_m\": {\"max_acc_drop\": 0.5}}}\n");
     et_gate_policy p;
     et_gate_policy_init(&p);
     assert_false(et_gate_policy_any(&p));
     et_err e = {0};
-    if (et_gate_policy_read(&p, tmp("policy.json"), &e)) fail_msg("%s", e.msg);
+    if (et_gate_policy_read(&p, test_tmp("policy.json"), &e)) fail_msg("%s", e.msg);
     assert_true(et_gate_policy_any(&p));
     double lim[ET_GATE_NLIMITS];
     et_gate_resolve(&p, "merged-q4_k_m", "classify", lim);
@@ -350,8 +310,8 @@ static void test_policy(void **state) {
         {"not json", "not a JSON object"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        spit(tmp("bad_policy.json"), bad[i].json);
-        assert_int_equal(et_gate_policy_read(&p, tmp("bad_policy.json"), &e), ET_EINPUT);
+        test_spit(test_tmp("bad_policy.json"), bad[i].json);
+        assert_int_equal(et_gate_policy_read(&p, test_tmp("bad_policy.json"), &e), ET_EINPUT);
         if (!strstr(e.msg, bad[i].want) || !strstr(e.msg, "bad_policy.json")) fail_msg("case %zu: %s", i, e.msg);
     }
     assert_true(p.flags[ET_GATE_MAX_KL] == 0.1);
@@ -380,8 +340,8 @@ static void test_junit_and_json(void **state) {
     et_gate_result g;
     et_err e = {0};
     assert_int_equal(gate1(b, c, &p, &g, &e), ET_ECHECK);
-    if (et_gate_write_junit(&g, tmp("gate.xml"), &e)) fail_msg("%s", e.msg);
-    char *x = slurp(tmp("gate.xml"));
+    if (et_gate_write_junit(&g, test_tmp("gate.xml"), &e)) fail_msg("%s", e.msg);
+    char *x = test_slurp(test_tmp("gate.xml"));
     assert_non_null(x);
     assert_non_null(strstr(x, "<testsuites name=\"edgetune gate\" tests=\"2\" failures=\"1\""));
     assert_non_null(strstr(x, "<testcase classname=\"tiny-distilled-q8_0 &lt;r=8&gt; &amp; &quot;qat&quot;.classify\" "
@@ -396,8 +356,8 @@ static void test_junit_and_json(void **state) {
     assert_int_equal(close, 1); /* the passing one is <testcase .../> */
     if (access("/usr/bin/xmllint", X_OK) == 0) {
         char cmd[1024];
-        snprintf(cmd, sizeof cmd, "xmllint --noout %s", tmp("gate.xml"));
-        assert_int_equal(run(cmd), 0);
+        snprintf(cmd, sizeof cmd, "xmllint --noout %s", test_tmp("gate.xml"));
+        assert_int_equal(test_run(cmd), 0);
     }
     free(x);
     cJSON *j = et_gate_json(&g);
@@ -418,24 +378,24 @@ static void test_junit_and_json(void **state) {
 
 static void write_json(const char *path, cJSON *j) {
     char *t = cJSON_Print(j);
-    spit(path, t);
+    test_spit(path, t);
     free(t);
     cJSON_Delete(j);
 }
 
 static void test_cli_gate(void **state) {
     (void)state;
-    if (!have_edgetune()) skip();
+    if (!test_have_edgetune()) skip();
     cJSON *c = load(FX "cls_merged_q4_k_m.json");
     set_metric(c, "accuracy", 0.885);
-    write_json(tmp("cur_bad.json"), c);
+    write_json(test_tmp("cur_bad.json"), c);
     char cmd[4096];
     /* pass */
     snprintf(cmd, sizeof cmd, "./edgetune gate --baseline " FX "cls_merged_q4_k_m.json --current " FX
              "cls_merged_q4_k_m.json --max-acc-drop 1 --max-bytes 200M --junit %s --json %s",
-             tmp("ok.xml"), tmp("ok.json"));
-    assert_int_equal(run(cmd), 0);
-    char *log = slurp(tmp("cmd.log"));
+             test_tmp("ok.xml"), test_tmp("ok.json"));
+    assert_int_equal(test_run(cmd), 0);
+    char *log = test_slurp(test_tmp("cmd.log"));
     assert_non_null(strstr(log, "artifact"));
     assert_non_null(strstr(log, "PASS"));
     size_t n = strlen(log);
@@ -443,71 +403,71 @@ static void test_cli_gate(void **state) {
     log[n - 1] = 0;
     assert_string_equal(strrchr(log, '\n') + 1, "gate: 3 checks, 3 passed, 0 failed");
     free(log);
-    assert_int_equal(access(tmp("ok.xml"), R_OK), 0);
-    assert_int_equal(access(tmp("ok.json"), R_OK), 0);
+    assert_int_equal(access(test_tmp("ok.xml"), R_OK), 0);
+    assert_int_equal(access(test_tmp("ok.json"), R_OK), 0);
     /* fail: exit 4, the row and the JUnit failure */
     snprintf(cmd, sizeof cmd, "./edgetune gate --baseline " FX "cls_merged_q4_k_m.json --current %s --max-acc-drop 1 "
-             "--junit %s", tmp("cur_bad.json"), tmp("bad.xml"));
-    assert_int_equal(run(cmd), ET_ECHECK);
-    log = slurp(tmp("cmd.log"));
+             "--junit %s", test_tmp("cur_bad.json"), test_tmp("bad.xml"));
+    assert_int_equal(test_run(cmd), ET_ECHECK);
+    log = test_slurp(test_tmp("cmd.log"));
     assert_non_null(strstr(log, "accuracy fell 1.70 points"));
     assert_non_null(strstr(log, "gate: 2 checks, 1 passed, 1 failed\n"));
     free(log);
-    log = slurp(tmp("bad.xml"));
+    log = test_slurp(test_tmp("bad.xml"));
     assert_non_null(strstr(log, "<failure message=\"merged-q4_k_m (classify): accuracy fell 1.70 points"));
     free(log);
     /* a policy looser than the flag: the flag wins */
-    spit(tmp("loose.json"), "{\"default\": {\"max_acc_drop\": 5}}");
+    test_spit(test_tmp("loose.json"), "{\"default\": {\"max_acc_drop\": 5}}");
     snprintf(cmd, sizeof cmd, "./edgetune gate --baseline " FX "cls_merged_q4_k_m.json --current %s --policy %s",
-             tmp("cur_bad.json"), tmp("loose.json"));
-    assert_int_equal(run(cmd), 0);
+             test_tmp("cur_bad.json"), test_tmp("loose.json"));
+    assert_int_equal(test_run(cmd), 0);
     snprintf(cmd, sizeof cmd, "./edgetune gate --baseline " FX "cls_merged_q4_k_m.json --current %s --policy %s "
-             "--max-acc-drop 1", tmp("cur_bad.json"), tmp("loose.json"));
-    assert_int_equal(run(cmd), ET_ECHECK);
+             "--max-acc-drop 1", test_tmp("cur_bad.json"), test_tmp("loose.json"));
+    assert_int_equal(test_run(cmd), ET_ECHECK);
     /* bad input: another task, NaN, an unknown policy key (named) */
-    assert_int_equal(run("./edgetune gate --baseline " FX "ppl_merged_q4_k_m.json --current " FX
+    assert_int_equal(test_run("./edgetune gate --baseline " FX "ppl_merged_q4_k_m.json --current " FX
                          "cls_merged_q4_k_m.json --max-acc-drop 1"), ET_EINPUT);
-    assert_int_equal(run("./edgetune gate --baseline " FX "cls_base_f16.json --current " FX "nan.json --max-acc-drop 1"),
+    assert_int_equal(test_run("./edgetune gate --baseline " FX "cls_base_f16.json --current " FX "nan.json --max-acc-drop 1"),
                      ET_EINPUT);
-    spit(tmp("typo.json"), "{\"default\": {\"max_acc_dorp\": 1}}");
+    test_spit(test_tmp("typo.json"), "{\"default\": {\"max_acc_dorp\": 1}}");
     snprintf(cmd, sizeof cmd, "./edgetune gate --baseline " FX "cls_base_f16.json --current " FX "cls_base_f16.json "
-             "--policy %s", tmp("typo.json"));
-    assert_int_equal(run(cmd), ET_EINPUT);
-    log = slurp(tmp("cmd.log"));
+             "--policy %s", test_tmp("typo.json"));
+    assert_int_equal(test_run(cmd), ET_EINPUT);
+    log = test_slurp(test_tmp("cmd.log"));
     assert_non_null(strstr(log, "max_acc_dorp"));
     free(log);
     /* usage: no thresholds, a bad flag value, no --current */
-    assert_int_equal(run("./edgetune gate --baseline " FX "cls_base_f16.json --current " FX "cls_base_f16.json"), 1);
-    assert_int_equal(run("./edgetune gate --baseline " FX "cls_base_f16.json --current " FX
+    assert_int_equal(test_run("./edgetune gate --baseline " FX "cls_base_f16.json --current " FX "cls_base_f16.json"), 1);
+    assert_int_equal(test_run("./edgetune gate --baseline " FX "cls_base_f16.json --current " FX
                          "cls_base_f16.json --max-bytes 12X"), 1);
-    assert_int_equal(run("./edgetune gate --baseline " FX "cls_base_f16.json --max-acc-drop 1"), 1);
+    assert_int_equal(test_run("./edgetune gate --baseline " FX "cls_base_f16.json --max-acc-drop 1"), 1);
     /* I/O: the JUnit file cannot be written */
     snprintf(cmd, sizeof cmd, "./edgetune gate --baseline " FX "cls_base_f16.json --current " FX "cls_base_f16.json "
              "--max-acc-drop 1 --junit %s/no/such/dir/x.xml", test_tmpdir());
-    assert_int_equal(run(cmd), 3);
+    assert_int_equal(test_run(cmd), 3);
 }
 
 static void test_cli_gate_report(void **state) {
     (void)state;
-    if (!have_edgetune()) skip();
+    if (!test_have_edgetune()) skip();
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "./edgetune report " FX "cls_*.json " FX "ppl_*.json -o %s", tmp("rep"));
-    assert_int_equal(run(cmd), 0);
+    snprintf(cmd, sizeof cmd, "./edgetune report " FX "cls_*.json " FX "ppl_*.json -o %s", test_tmp("rep"));
+    assert_int_equal(test_run(cmd), 0);
     /* every row of the report against a comma-separated list of the same results */
     const char *cur = FX "cls_base_f16.json," FX "cls_base_lora.json," FX "cls_merged_q8_0.json," FX
                       "cls_merged_q4_k_m.json," FX "cls_merged_q4_0.json," FX "cls_pruned_q4_k_m.json," FX
                       "cls_tiny.json," FX "ppl_base_f16.json," FX "ppl_merged_q8_0.json," FX
                       "ppl_merged_q4_k_m.json," FX "ppl_pruned_q4_k_m.json";
     snprintf(cmd, sizeof cmd, "./edgetune gate --baseline %s --current %s --max-acc-drop 0 --max-ppl-ratio 1",
-             tmp("rep/report.json"), cur);
-    assert_int_equal(run(cmd), 0);
-    char *log = slurp(tmp("cmd.log"));
+             test_tmp("rep/report.json"), cur);
+    assert_int_equal(test_run(cmd), 0);
+    char *log = test_slurp(test_tmp("cmd.log"));
     assert_non_null(strstr(log, "gate: 18 checks, 18 passed, 0 failed")); /* 7 x 2 accuracy + 4 ppl */
     free(log);
     /* the report as the current side, under a size limit two of them break */
-    snprintf(cmd, sizeof cmd, "./edgetune gate --baseline %s --current %s --max-bytes 200M", cur, tmp("rep/report.json"));
-    assert_int_equal(run(cmd), ET_ECHECK);
-    log = slurp(tmp("cmd.log"));
+    snprintf(cmd, sizeof cmd, "./edgetune gate --baseline %s --current %s --max-bytes 200M", cur, test_tmp("rep/report.json"));
+    assert_int_equal(test_run(cmd), ET_ECHECK);
+    log = test_slurp(test_tmp("cmd.log"));
     assert_non_null(strstr(log, "gate: 11 checks, 8 passed, 3 failed"));
     free(log);
 }

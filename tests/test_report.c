@@ -25,47 +25,6 @@
 /* |a - b| <= tol (this cmocka has no assert_double_equal) */
 #define assert_near(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
 
-static const char *tmp(const char *name) {
-    static char buf[8][512];
-    static int k;
-    char *b = buf[k++ & 7];
-    snprintf(b, sizeof buf[0], "%s/%s", test_tmpdir(), name);
-    return b;
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
-    if (b) b[n] = 0;
-    fclose(f);
-    return b;
-}
-
-static void spit(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-/* Exit code of a shell command; its output goes to tmp("cmd.log"). */
-static int run(const char *cmd) {
-    char full[8192];
-    snprintf(full, sizeof full, "%.4096s >%.1000s 2>&1", cmd, tmp("cmd.log"));
-    int st = system(full);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int have_edgetune(void) {
-    if (access("./edgetune", X_OK) == 0) return 1;
-    fprintf(stderr, "SKIP: ./edgetune not built\n");
-    return 0;
-}
 
 /* ------------------------------------------------------------ XML checker */
 
@@ -275,11 +234,11 @@ static void test_report_files(void **state) {
     et_report r;
     build(&r, NULL);
     et_err e = {0};
-    const char *dir = tmp("rep/sub");
+    const char *dir = test_tmp("rep/sub");
     if (et_report_write(&r, dir, "SmolLM2 & friends", &e)) fail_msg("%s", e.msg);
     et_report_free(&r);
-    char *md = slurp(tmp("rep/sub/report.md")), *svg = slurp(tmp("rep/sub/report.svg"));
-    char *js = slurp(tmp("rep/sub/report.json"));
+    char *md = test_slurp(test_tmp("rep/sub/report.md")), *svg = test_slurp(test_tmp("rep/sub/report.svg"));
+    char *js = test_slurp(test_tmp("rep/sub/report.json"));
     assert_non_null(md);
     assert_non_null(svg);
     assert_non_null(js);
@@ -302,8 +261,8 @@ static void test_report_files(void **state) {
     assert_int_equal(circles, 11);
     if (access("/usr/bin/xmllint", X_OK) == 0) {
         char cmd[1024];
-        snprintf(cmd, sizeof cmd, "xmllint --noout %s", tmp("rep/sub/report.svg"));
-        assert_int_equal(run(cmd), 0);
+        snprintf(cmd, sizeof cmd, "xmllint --noout %s", test_tmp("rep/sub/report.svg"));
+        assert_int_equal(test_run(cmd), 0);
     } else {
         fprintf(stderr, "note: xmllint not installed; the SVG was checked by the built-in checker only\n");
     }
@@ -313,7 +272,7 @@ static void test_report_files(void **state) {
     assert_string_equal(cJSON_GetObjectItem(j, "schema")->valuestring, ET_REPORT_SCHEMA);
     cJSON_Delete(j);
     et_result_list l = {0};
-    if (et_result_list_add_file(&l, tmp("rep/sub/report.json"), &e)) fail_msg("%s", e.msg);
+    if (et_result_list_add_file(&l, test_tmp("rep/sub/report.json"), &e)) fail_msg("%s", e.msg);
     assert_int_equal(l.n, 11);
     assert_non_null(strstr(l.where[0], "tasks[0].rows[0]"));
     et_result_list_free(&l);
@@ -327,11 +286,11 @@ static void test_report_refusals(void **state) {
     et_err e = {0};
     et_result_list l = {0};
     /* the same name and task in two files */
-    char *txt = slurp(FX "cls_merged_q8_0.json");
-    spit(tmp("copy_q8.json"), txt);
+    char *txt = test_slurp(FX "cls_merged_q8_0.json");
+    test_spit(test_tmp("copy_q8.json"), txt);
     free(txt);
     assert_int_equal(et_result_list_add_file(&l, FX "cls_merged_q8_0.json", &e), 0);
-    assert_int_equal(et_result_list_add_file(&l, tmp("copy_q8.json"), &e), 0);
+    assert_int_equal(et_result_list_add_file(&l, test_tmp("copy_q8.json"), &e), 0);
     et_report r;
     et_report_init(&r);
     assert_int_equal(et_report_take(&r, &l, &e), ET_EINPUT);
@@ -343,22 +302,22 @@ static void test_report_refusals(void **state) {
     /* NaN (not JSON) and infinity (not finite) */
     assert_int_equal(et_result_list_add_file(&l, FX "nan.json", &e), ET_EINPUT);
     assert_non_null(strstr(e.msg, "nan.json"));
-    txt = slurp(FX "cls_merged_q8_0.json");
+    txt = test_slurp(FX "cls_merged_q8_0.json");
     char *acc = strstr(txt, "\"accuracy\": 0.913");
     assert_non_null(acc);
     memcpy(acc + 12, "1e999", 5);
-    spit(tmp("inf.json"), txt);
+    test_spit(test_tmp("inf.json"), txt);
     free(txt);
-    assert_int_equal(et_result_list_add_file(&l, tmp("inf.json"), &e), ET_EINPUT);
+    assert_int_equal(et_result_list_add_file(&l, test_tmp("inf.json"), &e), ET_EINPUT);
     assert_non_null(strstr(e.msg, "accuracy"));
     /* something else */
-    spit(tmp("other.json"), "{\"schema\": \"something/1\", \"name\": \"x\"}\n");
-    assert_int_equal(et_result_list_add_file(&l, tmp("other.json"), &e), ET_EINPUT);
+    test_spit(test_tmp("other.json"), "{\"schema\": \"something/1\", \"name\": \"x\"}\n");
+    assert_int_equal(et_result_list_add_file(&l, test_tmp("other.json"), &e), ET_EINPUT);
     assert_non_null(strstr(e.msg, "schema"));
-    spit(tmp("badrep.json"), "{\"schema\": \"edgetune.report/1\", \"tasks\": [{\"rows\": [{\"result\": {}}]}]}\n");
-    assert_int_equal(et_result_list_add_file(&l, tmp("badrep.json"), &e), ET_EINPUT);
+    test_spit(test_tmp("badrep.json"), "{\"schema\": \"edgetune.report/1\", \"tasks\": [{\"rows\": [{\"result\": {}}]}]}\n");
+    assert_int_equal(et_result_list_add_file(&l, test_tmp("badrep.json"), &e), ET_EINPUT);
     assert_non_null(strstr(e.msg, "tasks[0].rows[0]"));
-    assert_int_equal(et_result_list_add_file(&l, tmp("does-not-exist.json"), &e), ET_EINPUT);
+    assert_int_equal(et_result_list_add_file(&l, test_tmp("does-not-exist.json"), &e), ET_EINPUT);
     assert_int_equal(l.n, 0);
     et_result_list_free(&l);
 }
@@ -394,7 +353,7 @@ static void test_sizes(void **state) {
 
 static void test_sweep_parse(void **state) {
     (void)state;
-    spit(tmp("sweep.json"),
+    test_spit(test_tmp("sweep.json"),
          "{\"tasks\": [{\"task\": \"classify\", \"data\": \"t.tsv\", \"template\": \"Review: {text}\\n\","
          " \"labels\": [\" negative\", \" positive\"], \"label-first\": true, \"ctx\": 256, \"max\": 50},"
          " {\"task\": \"perplexity\", \"data\": \"w.txt\", \"scoring\": \"llama\", \"threads\": 2}],"
@@ -406,7 +365,7 @@ static void test_sweep_parse(void **state) {
     def.scoring = "all";
     et_sweep s;
     et_err e = {0};
-    if (et_sweep_read(tmp("sweep.json"), &def, &s, &e)) fail_msg("%s", e.msg);
+    if (et_sweep_read(test_tmp("sweep.json"), &def, &s, &e)) fail_msg("%s", e.msg);
     assert_int_equal(s.n_tasks, 2);
     assert_int_equal(s.n_artifacts, 2);
     const et_eval_opts *o = &s.jobs[0];
@@ -447,8 +406,8 @@ static void test_sweep_parse(void **state) {
         {"[1, 2]", "not a JSON object"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        spit(tmp("bad_sweep.json"), bad[i].json);
-        assert_int_equal(et_sweep_read(tmp("bad_sweep.json"), &def, &s, &e), ET_EINPUT);
+        test_spit(test_tmp("bad_sweep.json"), bad[i].json);
+        assert_int_equal(et_sweep_read(test_tmp("bad_sweep.json"), &def, &s, &e), ET_EINPUT);
         if (!strstr(e.msg, bad[i].want) || !strstr(e.msg, "bad_sweep.json")) fail_msg("case %zu: %s", i, e.msg);
         assert_null(s.jobs);
     }
@@ -458,77 +417,77 @@ static void test_sweep_parse(void **state) {
 
 static void test_cli_report(void **state) {
     (void)state;
-    if (!have_edgetune()) skip();
+    if (!test_have_edgetune()) skip();
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "./edgetune report " FX "cls_*.json " FX "ppl_*.json -o %s --title 'Size & accuracy'",
-             tmp("cli"));
-    assert_int_equal(run(cmd), 0);
+             test_tmp("cli"));
+    assert_int_equal(test_run(cmd), 0);
     struct stat st;
-    assert_int_equal(stat(tmp("cli/report.json"), &st), 0);
-    assert_int_equal(stat(tmp("cli/report.md"), &st), 0);
-    assert_int_equal(stat(tmp("cli/report.svg"), &st), 0);
-    char *log = slurp(tmp("cmd.log"));
+    assert_int_equal(stat(test_tmp("cli/report.json"), &st), 0);
+    assert_int_equal(stat(test_tmp("cli/report.md"), &st), 0);
+    assert_int_equal(stat(test_tmp("cli/report.svg"), &st), 0);
+    char *log = test_slurp(test_tmp("cmd.log"));
     assert_non_null(strstr(log, "11 results on 2 tasks"));
     free(log);
     /* a report of a report */
-    snprintf(cmd, sizeof cmd, "./edgetune report %s -o %s", tmp("cli/report.json"), tmp("cli2"));
-    assert_int_equal(run(cmd), 0);
+    snprintf(cmd, sizeof cmd, "./edgetune report %s -o %s", test_tmp("cli/report.json"), test_tmp("cli2"));
+    assert_int_equal(test_run(cmd), 0);
     /* usage */
-    assert_int_equal(run("./edgetune report " FX "cls_tiny.json"), 1);
-    assert_int_equal(run("./edgetune report -o /tmp/x"), 1);
-    assert_int_equal(run("./edgetune report " FX "cls_tiny.json -o /tmp/x --bogus 1"), 1);
+    assert_int_equal(test_run("./edgetune report " FX "cls_tiny.json"), 1);
+    assert_int_equal(test_run("./edgetune report -o /tmp/x"), 1);
+    assert_int_equal(test_run("./edgetune report " FX "cls_tiny.json -o /tmp/x --bogus 1"), 1);
     /* bad input: NaN, the same name and task twice */
-    snprintf(cmd, sizeof cmd, "./edgetune report " FX "nan.json -o %s", tmp("bad"));
-    assert_int_equal(run(cmd), 2);
-    snprintf(cmd, sizeof cmd, "./edgetune report " FX "cls_tiny.json " FX "cls_tiny.json -o %s", tmp("bad"));
-    assert_int_equal(run(cmd), 2);
-    log = slurp(tmp("cmd.log"));
+    snprintf(cmd, sizeof cmd, "./edgetune report " FX "nan.json -o %s", test_tmp("bad"));
+    assert_int_equal(test_run(cmd), 2);
+    snprintf(cmd, sizeof cmd, "./edgetune report " FX "cls_tiny.json " FX "cls_tiny.json -o %s", test_tmp("bad"));
+    assert_int_equal(test_run(cmd), 2);
+    log = test_slurp(test_tmp("cmd.log"));
     assert_non_null(strstr(log, "cls_tiny.json and " FX "cls_tiny.json"));
     free(log);
-    snprintf(cmd, sizeof cmd, "./edgetune report " FX "cls_tiny.json -o %s --sweep %s", tmp("bad"), tmp("bad_sweep.json"));
-    spit(tmp("bad_sweep.json"), "{\"tasks\": [{\"task\": \"ppl\", \"bogus\": 1}], \"artifacts\": [{\"model\": \"m\"}]}");
-    assert_int_equal(run(cmd), 2);
+    snprintf(cmd, sizeof cmd, "./edgetune report " FX "cls_tiny.json -o %s --sweep %s", test_tmp("bad"), test_tmp("bad_sweep.json"));
+    test_spit(test_tmp("bad_sweep.json"), "{\"tasks\": [{\"task\": \"ppl\", \"bogus\": 1}], \"artifacts\": [{\"model\": \"m\"}]}");
+    assert_int_equal(test_run(cmd), 2);
     /* I/O: the output is a file, not a directory */
-    spit(tmp("afile"), "x");
-    snprintf(cmd, sizeof cmd, "./edgetune report " FX "cls_tiny.json -o %s", tmp("afile/out"));
-    assert_int_equal(run(cmd), 3);
+    test_spit(test_tmp("afile"), "x");
+    snprintf(cmd, sizeof cmd, "./edgetune report " FX "cls_tiny.json -o %s", test_tmp("afile/out"));
+    assert_int_equal(test_run(cmd), 3);
 }
 
 static void test_cli_sweep_stories(void **state) {
     (void)state;
-    if (!have_edgetune()) skip();
+    if (!test_have_edgetune()) skip();
     SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
-    spit(tmp("story.txt"), "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun.\n"
+    test_spit(test_tmp("story.txt"), "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun.\n"
                            "One day, she saw a big red ball in the park. She ran to get it and played with her friends.\n");
     char sweep[4096], cmd[4096];
     snprintf(sweep, sizeof sweep,
              "{\"tasks\": [{\"task\": \"perplexity\", \"data\": \"%s\", \"ctx\": 64}],\n"
              " \"artifacts\": [{\"name\": \"f32\", \"model\": \"%s\"}, {\"name\": \"q8 <0>\", \"model\": \"%s\"}]}\n",
-             tmp("story.txt"), model, tmp("q8.gguf"));
-    spit(tmp("sweep_ok.json"), sweep);
-    snprintf(cmd, sizeof cmd, "./edgetune quantize %s %s --type Q8_0 --quiet", model, tmp("q8.gguf"));
-    assert_int_equal(run(cmd), 0);
-    snprintf(cmd, sizeof cmd, "./edgetune report --sweep %s -o %s", tmp("sweep_ok.json"), tmp("sw"));
-    int rc = run(cmd);
+             test_tmp("story.txt"), model, test_tmp("q8.gguf"));
+    test_spit(test_tmp("sweep_ok.json"), sweep);
+    snprintf(cmd, sizeof cmd, "./edgetune quantize %s %s --type Q8_0 --quiet", model, test_tmp("q8.gguf"));
+    assert_int_equal(test_run(cmd), 0);
+    snprintf(cmd, sizeof cmd, "./edgetune report --sweep %s -o %s", test_tmp("sweep_ok.json"), test_tmp("sw"));
+    int rc = test_run(cmd);
     if (rc) {
-        char *log = slurp(tmp("cmd.log"));
+        char *log = test_slurp(test_tmp("cmd.log"));
         fail_msg("report --sweep: exit %d\n%s", rc, log);
     }
     et_err e = {0};
     et_result_list l = {0};
-    if (et_result_list_add_file(&l, tmp("sw/evals/f32__perplexity.json"), &e)) fail_msg("%s", e.msg);
-    if (et_result_list_add_file(&l, tmp("sw/evals/q8__0___perplexity.json"), &e)) fail_msg("%s", e.msg);
+    if (et_result_list_add_file(&l, test_tmp("sw/evals/f32__perplexity.json"), &e)) fail_msg("%s", e.msg);
+    if (et_result_list_add_file(&l, test_tmp("sw/evals/q8__0___perplexity.json"), &e)) fail_msg("%s", e.msg);
     assert_string_equal(cJSON_GetObjectItem(l.res[1], "name")->valuestring, "q8 <0>");
     et_result_list_free(&l);
-    char *md = slurp(tmp("sw/report.md"));
+    char *md = test_slurp(test_tmp("sw/report.md"));
     assert_non_null(md);
     assert_non_null(strstr(md, "| ★ | q8 &lt;0&gt; |")); /* smaller, and no worse than F32 here */
     free(md);
     /* a model that is not there: the evaluation's error, exit 2 */
-    spit(tmp("sweep_missing.json"), "{\"tasks\": [{\"task\": \"perplexity\", \"data\": \"/nonexistent.txt\"}],"
+    test_spit(test_tmp("sweep_missing.json"), "{\"tasks\": [{\"task\": \"perplexity\", \"data\": \"/nonexistent.txt\"}],"
                                     " \"artifacts\": [{\"model\": \"/nonexistent.gguf\"}]}");
-    snprintf(cmd, sizeof cmd, "./edgetune report --sweep %s -o %s", tmp("sweep_missing.json"), tmp("sw2"));
-    assert_int_equal(run(cmd), 2);
+    snprintf(cmd, sizeof cmd, "./edgetune report --sweep %s -o %s", test_tmp("sweep_missing.json"), test_tmp("sw2"));
+    assert_int_equal(test_run(cmd), 2);
 }
 
 int main(void) {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -41,5 +42,51 @@ static inline const char *test_tmpdir(void) {
         if (!mkdtemp(dir)) { perror("mkdtemp"); abort(); }
     }
     return dir;
+}
+/* Path of `name` in the test's temporary directory (one of 8 rotating buffers). */
+static inline const char *test_tmp(const char *name) {
+    static char buf[8][512];
+    static int k;
+    char *b = buf[k++ & 7];
+    snprintf(b, sizeof buf[0], "%s/%s", test_tmpdir(), name);
+    return b;
+}
+
+/* A whole file as a malloc'd NUL-terminated string, or NULL. */
+static inline char *test_slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = n >= 0 ? (char *)malloc((size_t)n + 1) : NULL;
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
+    if (b) b[n] = 0;
+    fclose(f);
+    return b;
+}
+
+/* Write text to path (the test fails when it cannot). */
+static inline void test_spit(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Exit code of a shell command run from the project root; its output goes
+ * to cmd.log in the temporary directory (replaced by each command). */
+static inline int test_run(const char *cmd) {
+    char full[8192];
+    snprintf(full, sizeof full, "%.4096s >%.1000s 2>&1", cmd, test_tmp("cmd.log"));
+    int st = system(full);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* 1 when ./edgetune is built; else a SKIP line and 0. */
+static inline int test_have_edgetune(void) {
+    if (access("./edgetune", X_OK) == 0) return 1;
+    fprintf(stderr, "SKIP: ./edgetune not built\n");
+    return 0;
 }
 #endif
