@@ -62,8 +62,9 @@ int main(int argc, char **argv) {
     printf("%-6s %12.0f %12s   (baseline)\n", "memcpy", mc, "");
     const uint32_t types[] = {GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0,
                               GGML_TYPE_Q4_1, GGML_TYPE_Q5_1, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_Q2_K,
-                              GGML_TYPE_Q3_K, GGML_TYPE_Q5_K};
-    const char *names[] = {"F16", "BF16", "Q8_0", "Q4_0", "Q5_0", "Q4_1", "Q5_1", "Q4_K", "Q6_K", "Q2_K", "Q3_K", "Q5_K"};
+                              GGML_TYPE_Q3_K, GGML_TYPE_Q5_K, GGML_TYPE_IQ4_NL};
+    const char *names[] = {"F16",  "BF16", "Q8_0", "Q4_0", "Q5_0", "Q4_1", "Q5_1",
+                           "Q4_K", "Q6_K", "Q2_K", "Q3_K", "Q5_K", "IQ4_NL"};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         j.type = types[t];
         double qr = rate(do_quant, &j, bytes, 0.3);

@@ -15,8 +15,7 @@ static const char USAGE[] =
     "                         [--allow-requantize] [--quiet]\n"
     "  Per-tensor types as llama.cpp's llama-quantize (no imatrix); tensors whose\n"
     "  row length does not divide the block fall back (Q4_K -> Q5_0, Q5_K -> Q5_1,\n"
-    "  Q6_K -> Q8_0, Q2_K/Q3_K -> Q4_0 where llama.cpp uses IQ4_NL, then F16) and\n"
-    "  are reported.";
+    "  Q6_K -> Q8_0, Q2_K/Q3_K -> IQ4_NL, then F16) and are reported.";
 
 static void print_size(FILE *f, uint64_t bytes) {
     if (bytes >= (uint64_t)1 << 20) fprintf(f, "%.2f MiB", bytes / 1048576.0);

@@ -2,9 +2,9 @@
  *
  * A GGUF llama-family model (arch "llama", or "deci" with per-layer widths)
  * is mapped read-only and its weights are used IN PLACE: F32, F16, BF16,
- * Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K.
+ * Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_NL.
  * Matrix-vector products quantize the activations to the weight's ggml
- * "vec_dot_type" (Q8_0 for Q8_0/Q4_0/Q5_0, Q8_1 for Q4_1/Q5_1, Q8_K for
+ * "vec_dot_type" (Q8_0 for Q8_0/Q4_0/Q5_0/IQ4_NL, Q8_1 for Q4_1/Q5_1, Q8_K for
  * Q2_K..Q6_K, F16 for F16,
  * BF16 for BF16) as ggml-cpu does, so the logits agree with llama.cpp's
  * CPU backend.  The forward pass is

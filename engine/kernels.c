@@ -103,6 +103,7 @@ et_dot_fn et_kernels_dot(const et_kernels *k, uint32_t t) {
     case GGML_TYPE_Q2_K: return k->dot_q2_K;
     case GGML_TYPE_Q3_K: return k->dot_q3_K;
     case GGML_TYPE_Q5_K: return k->dot_q5_K;
+    case GGML_TYPE_IQ4_NL: return k->dot_iq4_nl;
     default: return NULL;
     }
 }
@@ -129,7 +130,7 @@ et_gemv_fn et_kernels_gemv(const et_kernels *k, uint32_t t) {
 uint32_t et_vec_dot_type(uint32_t t) {
     switch (t) {
     case GGML_TYPE_F32: case GGML_TYPE_F16: case GGML_TYPE_BF16: return t;
-    case GGML_TYPE_Q8_0: case GGML_TYPE_Q4_0: case GGML_TYPE_Q5_0: return GGML_TYPE_Q8_0;
+    case GGML_TYPE_Q8_0: case GGML_TYPE_Q4_0: case GGML_TYPE_Q5_0: case GGML_TYPE_IQ4_NL: return GGML_TYPE_Q8_0;
     case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_1: return GGML_TYPE_Q8_1;
     case GGML_TYPE_Q2_K: case GGML_TYPE_Q3_K: case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
         return GGML_TYPE_Q8_K;

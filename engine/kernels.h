@@ -11,6 +11,7 @@
  *   Q8_0     Q8_0          dot_q8_0   (ggml_vec_dot_q8_0_q8_0)
  *   Q4_0     Q8_0          dot_q4_0   (ggml_vec_dot_q4_0_q8_0)
  *   Q5_0     Q8_0          dot_q5_0   (ggml_vec_dot_q5_0_q8_0)
+ *   IQ4_NL   Q8_0          dot_iq4_nl (ggml_vec_dot_iq4_nl_q8_0)
  *   Q4_1     Q8_1          dot_q4_1   (ggml_vec_dot_q4_1_q8_1)
  *   Q5_1     Q8_1          dot_q5_1   (ggml_vec_dot_q5_1_q8_1)
  *   Q2_K     Q8_K          dot_q2_K   (ggml_vec_dot_q2_K_q8_K)
@@ -26,7 +27,7 @@
  *  - F32/F16/BF16: 32 partial sums, element i goes to lane i % 32 over the
  *    whole multiples of 32; lanes are folded pairwise (lane l += lane l+w for
  *    w = 16, 8, 4, 2, 1); the remaining n % 32 products are then added in order.
- *  - Q8_0/Q4_0/Q5_0 (blocks of 32): per block b and group g of 4 consecutive
+ *  - Q8_0/Q4_0/Q5_0/IQ4_NL (blocks of 32): per block b and group g of 4 consecutive
  *    elements (g = 0..7) the exact integer sum s(b,g) of the products is
  *    converted to float and multiplied by d(b) = fp16(x.d) * fp16(y.d);
  *    that is added to lane (b % 2)*8 + g of 16 partial sums, which are folded
@@ -74,7 +75,7 @@
 #include "../quant/quant.h"
 
 /* Weight blocks: quant/quant.h (et_block_q8_0 ... et_block_q2_K, ggml's layouts). */
-#define ET_QK 32      /* elements per Q8_0/Q4_0/Q5_0/Q4_1/Q5_1/Q8_1 block */
+#define ET_QK 32      /* elements per Q8_0/Q4_0/Q5_0/Q4_1/Q5_1/IQ4_NL/Q8_1 block */
 
 /* Q8_1, used only for activations (ggml block_q8_1): 36 bytes / 32. */
 typedef struct et_block_q8_1 {
@@ -110,12 +111,12 @@ typedef void (*et_gemv_fn)(int n, const void *w, size_t w_stride, int n_rows, co
 typedef struct et_kernels {
     const char *name;          /* "scalar", "avx2", "avx512", "avx512vnni", "neon" */
     et_dot_fn dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q5_0, dot_q4_1, dot_q5_1, dot_q4_K, dot_q6_K;
-    et_dot_fn dot_q2_K, dot_q3_K, dot_q5_K;
+    et_dot_fn dot_q2_K, dot_q3_K, dot_q5_K, dot_iq4_nl;
     et_dot4_fn dot4_q8_0, dot4_q4_0, dot4_q4_1, dot4_q5_1;   /* NULL: four single dots */
     et_gemv_fn gemv_q8_0, gemv_q4_0, gemv_q4_1;   /* NULL: one single dot per row */
 } et_kernels;
 
-/* Q8_0 activations (the vec_dot_type of Q8_0, Q4_0 and Q5_0 weights) of n =
+/* Q8_0 activations (the vec_dot_type of Q8_0, Q4_0, Q5_0 and IQ4_NL weights) of n =
  * 32 nb elements, as et_act_convert writes them (et_act_bytes long):
  *   bytes [0, 34 nb): nb et_block_q8_0 (ggml's block_q8_0) — every dot_*
  *                     and dot4_* kernel reads only these, so a bare
@@ -196,6 +197,7 @@ float et_dot_q6_K_scalar(int n, const void *w, const void *x);
 float et_dot_q2_K_scalar(int n, const void *w, const void *x);
 float et_dot_q3_K_scalar(int n, const void *w, const void *x);
 float et_dot_q5_K_scalar(int n, const void *w, const void *x);
+float et_dot_iq4_nl_scalar(int n, const void *w, const void *x);
 
 /* The per-path tables (NULL-free; a path not compiled for this target is absent). */
 extern const et_kernels et_kernels_scalar;

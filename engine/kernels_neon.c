@@ -134,6 +134,21 @@ static float neon_dot_q4_0(int n, const void *wv, const void *xv) {
     return fold16(a);
 }
 
+static float neon_dot_iq4_nl(int n, const void *wv, const void *xv) {
+    const et_block_iq4_nl *w = wv;
+    const et_block_q8_0 *x = xv;
+    float32x4_t a[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    const int8x16_t table = vld1q_s8(et_kvalues_iq4nl);
+    for (int b = 0; b < n / ET_QK; b++) {
+        uint8x16_t q = vld1q_u8(w[b].qs);
+        int8x16_t lo = vqtbl1q_s8(table, vandq_u8(q, m4));
+        int8x16_t hi = vqtbl1q_s8(table, vshrq_n_u8(q, 4));
+        add_block(a, b, lo, hi, x[b].qs, f16(w[b].d) * f16(x[b].d));
+    }
+    return fold16(a);
+}
+
 static float neon_dot_q5_0(int n, const void *wv, const void *xv) {
     const et_block_q5_0 *w = wv;
     const et_block_q8_0 *x = xv;
@@ -387,7 +402,7 @@ const et_kernels et_kernels_neon = {
     .dot_q8_0 = neon_dot_q8_0, .dot_q4_0 = neon_dot_q4_0, .dot_q5_0 = neon_dot_q5_0,
     .dot_q4_1 = neon_dot_q4_1, .dot_q5_1 = neon_dot_q5_1,
     .dot_q4_K = neon_dot_q4_K, .dot_q6_K = neon_dot_q6_K,
-    .dot_q2_K = neon_dot_q2_K, .dot_q3_K = neon_dot_q3_K, .dot_q5_K = neon_dot_q5_K,
+    .dot_q2_K = neon_dot_q2_K, .dot_q3_K = neon_dot_q3_K, .dot_q5_K = neon_dot_q5_K, .dot_iq4_nl = neon_dot_iq4_nl,
     /* dot4_*, gemv_*: NULL (single dots) */
 };
 

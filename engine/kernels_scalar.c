@@ -150,6 +150,27 @@ float et_dot_q5_0_scalar(int n, const void *wv, const void *xv) {
     return fold(acc, 16);
 }
 
+float et_dot_iq4_nl_scalar(int n, const void *wv, const void *xv) {
+    const et_block_iq4_nl *w = wv;
+    const et_block_q8_0 *x = xv;
+    float acc[16] = {0};
+    for (int b = 0; b < n / ET_QK; b++) {
+        int8_t v[32];   /* element j: table value of the low nibble of qs[j] (j < 16), high nibble of qs[j-16] */
+        for (int j = 0; j < 16; j++) {
+            v[j] = et_kvalues_iq4nl[w[b].qs[j] & 0x0F];
+            v[j + 16] = et_kvalues_iq4nl[w[b].qs[j] >> 4];
+        }
+        int32_t q[8];
+        for (int g = 0; g < 8; g++) {
+            int32_t s = 0;
+            for (int k = 0; k < 4; k++) s += v[4 * g + k] * x[b].qs[4 * g + k];
+            q[g] = s;
+        }
+        add_groups(acc, b, q, f16(w[b].d) * f16(x[b].d));
+    }
+    return fold(acc, 16);
+}
+
 /* ---- Q4_1/Q5_1 against Q8_1: the 16 lanes of d_w q, each block's min term in its group 0 lane ---- */
 
 /* Block b's min term m_w * s_y, added to lane (b%2)*8 after the groups. */
@@ -363,5 +384,6 @@ const et_kernels et_kernels_scalar = {
     .dot_q4_1 = et_dot_q4_1_scalar, .dot_q5_1 = et_dot_q5_1_scalar,
     .dot_q4_K = et_dot_q4_K_scalar, .dot_q6_K = et_dot_q6_K_scalar,
     .dot_q2_K = et_dot_q2_K_scalar, .dot_q3_K = et_dot_q3_K_scalar, .dot_q5_K = et_dot_q5_K_scalar,
+    .dot_iq4_nl = et_dot_iq4_nl_scalar,
     /* dot4_*, gemv_*: NULL (single dots) */
 };

@@ -163,6 +163,21 @@ static AVX2 float avx2_dot_q4_0(int n, const void *wv, const void *xv) {
     return fold8(_mm256_add_ps(acc[0], acc[1]));
 }
 
+/* IQ4_NL: the nibbles as Q4_0's, mapped through the table by pshufb. */
+static AVX2 float avx2_dot_iq4_nl(int n, const void *wv, const void *xv) {
+    const et_block_iq4_nl *w = wv;
+    const et_block_q8_0 *x = xv;
+    const __m128i t = _mm_loadu_si128((const __m128i *)et_kvalues_iq4nl);
+    const __m256i table = _mm256_set_m128i(t, t);
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / ET_QK; b++) {
+        __m256i qw = _mm256_shuffle_epi8(table, nibbles32(w[b].qs));
+        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        add_block(acc, b, dot_groups4(qw, qx), f16(w[b].d) * f16(x[b].d));
+    }
+    return fold8(_mm256_add_ps(acc[0], acc[1]));
+}
+
 static AVX2 float avx2_dot_q5_0(int n, const void *wv, const void *xv) {
     const et_block_q5_0 *w = wv;
     const et_block_q8_0 *x = xv;
@@ -481,7 +496,7 @@ const et_kernels et_kernels_avx2 = {
     .dot_q8_0 = avx2_dot_q8_0, .dot_q4_0 = avx2_dot_q4_0, .dot_q5_0 = avx2_dot_q5_0,
     .dot_q4_1 = avx2_dot_q4_1, .dot_q5_1 = avx2_dot_q5_1,
     .dot_q4_K = avx2_dot_q4_K, .dot_q6_K = avx2_dot_q6_K,
-    .dot_q2_K = avx2_dot_q2_K, .dot_q3_K = avx2_dot_q3_K, .dot_q5_K = avx2_dot_q5_K,
+    .dot_q2_K = avx2_dot_q2_K, .dot_q3_K = avx2_dot_q3_K, .dot_q5_K = avx2_dot_q5_K, .dot_iq4_nl = avx2_dot_iq4_nl,
     .dot4_q8_0 = avx2_dot4_q8_0, .dot4_q4_0 = avx2_dot4_q4_0, .dot4_q4_1 = avx2_dot4_q4_1, .dot4_q5_1 = avx2_dot4_q5_1,
 };
 
@@ -676,7 +691,7 @@ const et_kernels et_kernels_avx512 = {
     .dot_q8_0 = avx512_dot_q8_0, .dot_q4_0 = avx512_dot_q4_0, .dot_q5_0 = avx2_dot_q5_0,
     .dot_q4_1 = avx512_dot_q4_1, .dot_q5_1 = avx512_dot_q5_1,
     .dot_q4_K = avx2_dot_q4_K, .dot_q6_K = avx2_dot_q6_K,
-    .dot_q2_K = avx2_dot_q2_K, .dot_q3_K = avx2_dot_q3_K, .dot_q5_K = avx2_dot_q5_K,
+    .dot_q2_K = avx2_dot_q2_K, .dot_q3_K = avx2_dot_q3_K, .dot_q5_K = avx2_dot_q5_K, .dot_iq4_nl = avx2_dot_iq4_nl,
     .dot4_q8_0 = avx2_dot4_q8_0, .dot4_q4_0 = avx2_dot4_q4_0,   /* measured faster than two-block zmm versions */
     .dot4_q4_1 = avx2_dot4_q4_1, .dot4_q5_1 = avx2_dot4_q5_1,
 };
@@ -687,7 +702,7 @@ const et_kernels et_kernels_avx512vnni = {
     .dot_q8_0 = avx512_dot_q8_0, .dot_q4_0 = avx512_dot_q4_0, .dot_q5_0 = avx2_dot_q5_0,
     .dot_q4_1 = avx512_dot_q4_1, .dot_q5_1 = avx512_dot_q5_1,
     .dot_q4_K = avx2_dot_q4_K, .dot_q6_K = avx2_dot_q6_K,
-    .dot_q2_K = avx2_dot_q2_K, .dot_q3_K = avx2_dot_q3_K, .dot_q5_K = avx2_dot_q5_K,
+    .dot_q2_K = avx2_dot_q2_K, .dot_q3_K = avx2_dot_q3_K, .dot_q5_K = avx2_dot_q5_K, .dot_iq4_nl = avx2_dot_iq4_nl,
     .dot4_q8_0 = avx2_dot4_q8_0, .dot4_q4_0 = avx2_dot4_q4_0,
     .dot4_q4_1 = avx2_dot4_q4_1, .dot4_q5_1 = avx2_dot4_q5_1,
     .gemv_q8_0 = et_gemv_q8_0_avx512vnni, .gemv_q4_0 = et_gemv_q4_0_avx512vnni, .gemv_q4_1 = et_gemv_q4_1_avx512vnni,

@@ -125,7 +125,7 @@ static int bind_mat(loader *L, et_wmat *w, const char *name, int n_in, int n_out
     if (!t) return required ? et_fail(e, ET_EINPUT, "%s: missing tensor '%s'", L->path, name) : 0;
     if (!weight_type_ok(t->type))
         return et_fail(e, ET_EINPUT, "%s: tensor '%s' has type %s (%u), which the engine does not run "
-                       "(supported: F32 F16 BF16 Q8_0 Q4_0 Q5_0 Q4_1 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K)", L->path, name, type_str(t->type), t->type);
+                       "(supported: F32 F16 BF16 Q8_0 Q4_0 Q5_0 Q4_1 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL)", L->path, name, type_str(t->type), t->type);
     if (t->n_dims > 2 || t->ne[0] != n_in || t->ne[1] != n_out || t->ne[2] != 1 || t->ne[3] != 1)
         return et_fail(e, ET_EINPUT, "%s: tensor '%s' has shape [%" PRId64 ", %" PRId64 "], expected [%d, %d] (ne0 = in, ne1 = out)",
                        L->path, name, t->ne[0], t->ne[1], n_in, n_out);

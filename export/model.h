@@ -3,7 +3,7 @@
  * One struct for every llama-family import: GGUF arch "llama" and "deci"
  * (per-layer widths), llama2.c .bin v0, Hugging Face directories
  * (config.json + safetensors).  A quantized GGUF (Q8_0, Q4_0, Q5_0, Q4_1,
- * Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, F16, BF16) is dequantized to F32 on import, bit-exact with ggml's
+ * Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, F16, BF16) is dequantized to F32 on import, bit-exact with ggml's
  * dequantize_row_* (quant/quant.h); src_type records each tensor's file
  * type.  All weights are F32 in ONE contiguous block
  * (karpathy/llm.c train_gpt2.c ParameterTensors): zero-grad is a memset,
@@ -132,7 +132,7 @@ int et_model_load_gguf(et_model *m, const char *path, et_err *e);
 /* The same from an open GGUF (arch "llama" or "deci"): every tensor's type
  * and shape are checked against the hparams before anything large is
  * allocated, and a tensor the model has no place for is refused by name.
- * Types: F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
+ * Types: F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL
  * (et_quant_supported),
  * each converted to F32 with et_dequantize_row (so a tensor's floats are
  * exactly what ggml's dequantize_row_* gives; a Q8_0/Q4_0 tensor written

@@ -5,7 +5,7 @@
  * convert_hf_to_gguf.py writes them (gguf-py GGUFWriter: counts UINT32,
  * epsilon and rope base FLOAT32, per-layer lists INT32 arrays).  Import
  * accepts every type quant/quant.h dequantizes (F32, F16, BF16, Q8_0, Q4_0,
- * Q5_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) and converts it to F32; m->src_type keeps each
+ * Q5_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL) and converts it to F32; m->src_type keeps each
  * tensor's file type. */
 #include <math.h>
 #include <stdio.h>
@@ -210,7 +210,7 @@ static int check_tensor(const gguf_file *g, const et_named *want, const gguf_ten
     if (!et_quant_supported(t->type))
         return et_fail(e, ET_EINPUT,
                        "%s: tensor '%s' has type %s%s%u%s: only F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, "
-                       "Q5_K and Q6_K tensors can be loaded into the model",
+                       "Q5_K, Q6_K and IQ4_NL tensors can be loaded into the model",
                        g->path, want->name, tn ? tn : "", tn ? " (" : "unknown (", t->type, ")");
     uint64_t row = et_quant_row_bytes(t->type, want->ne[0]);
     uint64_t rows = want->n_dims == 2 ? (uint64_t)want->ne[1] : 1;

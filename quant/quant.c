@@ -49,6 +49,7 @@ static const quant_type TYPES[] = {
     {GGML_TYPE_Q5_K, ET_QK_K, sizeof(et_block_q5_K), et_quantize_row_q5_K, et_dequantize_row_q5_K},
     {GGML_TYPE_Q3_K, ET_QK_K, sizeof(et_block_q3_K), et_quantize_row_q3_K, et_dequantize_row_q3_K},
     {GGML_TYPE_Q2_K, ET_QK_K, sizeof(et_block_q2_K), et_quantize_row_q2_K, et_dequantize_row_q2_K},
+    {GGML_TYPE_IQ4_NL, ET_QK4_NL, sizeof(et_block_iq4_nl), et_quantize_row_iq4_nl, et_dequantize_row_iq4_nl},
 };
 
 static const quant_type *find_type(uint32_t type) {
@@ -95,8 +96,8 @@ uint32_t et_quant_fallback(uint32_t want, int64_t n_per_row) {
     case GGML_TYPE_Q5_K: next = GGML_TYPE_Q5_1; break;  /* llama.cpp */
     case GGML_TYPE_Q6_K: next = GGML_TYPE_Q8_0; break;  /* llama.cpp */
     case GGML_TYPE_Q2_K:
-    case GGML_TYPE_Q3_K: next = GGML_TYPE_Q4_0; break;  /* edgetune; llama.cpp: IQ4_NL */
-    default: next = GGML_TYPE_F16; break;                /* edgetune: Q8_0/Q4_0/Q5_0/Q4_1/Q5_1 -> F16 */
+    case GGML_TYPE_Q3_K: next = GGML_TYPE_IQ4_NL; break;  /* llama.cpp */
+    default: next = GGML_TYPE_F16; break;                /* edgetune: Q8_0/Q4_0/Q5_0/Q4_1/Q5_1/IQ4_NL -> F16 */
     }
     be = et_quant_block_elems(next);
     return n_per_row % be == 0 ? next : GGML_TYPE_F16;

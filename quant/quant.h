@@ -14,11 +14,12 @@
  * writes when no importance matrix is given: llama_model_quantize_impl ->
  * ggml_quantize_chunk -> quantize_q4_K(..., quant_weights = NULL) ->
  * quantize_row_q4_K_ref, and the same for Q4_0, Q5_0, Q4_1, Q5_1, Q2_K,
- * Q3_K, Q5_K, Q6_K, Q8_0.
+ * Q3_K, Q5_K, Q6_K, Q8_0; for IQ4_NL it is quantize_iq4_nl itself (the
+ * _ref version differs: it skips the scale search).
  *
  * Conventions: k is the number of float elements (a row, or several rows
  * back to back); it must be a multiple of the type's block size (32 for
- * Q8_0/Q4_0/Q5_0/Q4_1/Q5_1, 256 = ET_QK_K for Q2_K/Q3_K/Q4_K/Q5_K/Q6_K, 1 for
+ * Q8_0/Q4_0/Q5_0/Q4_1/Q5_1/IQ4_NL, 256 = ET_QK_K for Q2_K/Q3_K/Q4_K/Q5_K/Q6_K, 1 for
  * F16/BF16/F32).  The typed row functions do not check k (callers check
  * it once, e.g. with et_quant_row_bytes); the dispatchers et_quantize_row /
  * et_dequantize_row do, and return ET_EINPUT.  Quantized data is little-endian, packed, with
@@ -45,6 +46,7 @@
 #define ET_QK5_0 32  /* elements per Q5_0 block */
 #define ET_QK4_1 32  /* elements per Q4_1 block */
 #define ET_QK5_1 32  /* elements per Q5_1 block */
+#define ET_QK4_NL 32 /* elements per IQ4_NL block */
 #define ET_QK_K 256  /* elements per K-quant super-block (Q2_K .. Q6_K) */
 
 /* Q8_0 (34 bytes / 32 weights): w[j] = d * qs[j]. d = max|x| / 127. */
@@ -145,6 +147,15 @@ typedef struct et_block_q2_K {
     uint16_t dmin;                /* fp16 super-block scale for the mins */
 } et_block_q2_K;
 
+/* IQ4_NL (18 bytes / 32 weights): w[j] = d * et_kvalues_iq4nl[q[j]], q[j]
+ * the 4-bit index in Q4_0's nibble order (low nibbles = weights 0..15). */
+typedef struct et_block_iq4_nl {
+    uint16_t d;                 /* fp16 scale */
+    uint8_t qs[ET_QK4_NL / 2];  /* 4-bit indices */
+} et_block_iq4_nl;
+/* ggml-common.h kvalues_iq4nl: the 16 values an IQ4_NL index selects. */
+extern const int8_t et_kvalues_iq4nl[16];
+
 _Static_assert(sizeof(et_block_q8_0) == 34, "Q8_0 block is 34 bytes");
 _Static_assert(sizeof(et_block_q4_0) == 18, "Q4_0 block is 18 bytes");
 _Static_assert(sizeof(et_block_q5_0) == 22, "Q5_0 block is 22 bytes");
@@ -155,6 +166,7 @@ _Static_assert(sizeof(et_block_q6_K) == 210, "Q6_K block is 210 bytes");
 _Static_assert(sizeof(et_block_q5_K) == 176, "Q5_K block is 176 bytes");
 _Static_assert(sizeof(et_block_q3_K) == 110, "Q3_K block is 110 bytes");
 _Static_assert(sizeof(et_block_q2_K) == 84, "Q2_K block is 84 bytes");
+_Static_assert(sizeof(et_block_iq4_nl) == 18, "IQ4_NL block is 18 bytes");
 
 /* ---- typed row functions: x [k] floats <-> y [k / block] blocks ----
  * quantize: ggml-quants.c quantize_row_*_ref (no importance matrix); they
@@ -169,6 +181,7 @@ void et_quantize_row_q6_K(const float *x, void *y, int64_t k);
 void et_quantize_row_q5_K(const float *x, void *y, int64_t k);
 void et_quantize_row_q3_K(const float *x, void *y, int64_t k);
 void et_quantize_row_q2_K(const float *x, void *y, int64_t k);
+void et_quantize_row_iq4_nl(const float *x, void *y, int64_t k);  /* quantize_iq4_nl, no imatrix */
 void et_quantize_row_f16(const float *x, void *y, int64_t k);  /* round to nearest even */
 void et_quantize_row_bf16(const float *x, void *y, int64_t k); /* round to nearest even */
 
@@ -184,13 +197,14 @@ void et_dequantize_row_q6_K(const void *x, float *y, int64_t k);
 void et_dequantize_row_q5_K(const void *x, float *y, int64_t k);
 void et_dequantize_row_q3_K(const void *x, float *y, int64_t k);
 void et_dequantize_row_q2_K(const void *x, float *y, int64_t k);
+void et_dequantize_row_iq4_nl(const void *x, float *y, int64_t k);
 void et_dequantize_row_f16(const void *x, float *y, int64_t k);
 void et_dequantize_row_bf16(const void *x, float *y, int64_t k);
 
 /* ---- by type number (enum ggml_type) ---- */
 
 /* 1 if et_quantize_row / et_dequantize_row handle `type`: F32, F16, BF16,
- * Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. */
+ * Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL. */
 int et_quant_supported(uint32_t type);
 /* Elements per block (1 for F32/F16/BF16), or 0 for an unsupported type. */
 int64_t et_quant_block_elems(uint32_t type);
@@ -207,13 +221,10 @@ int et_dequantize_row(uint32_t type, const void *x, float *y, int64_t k);
 /* The type a tensor with rows of `n_per_row` elements gets when `want`
  * does not divide it (DESIGN §3).  Chain, as llama.cpp's
  * llama_tensor_get_type (src/llama-quant.cpp, "convert_incompatible_tensor"):
- *   Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, and if that does not divide
- *   either -> F16;
- * llama.cpp sends Q2_K and Q3_K to IQ4_NL, which edgetune does not
- * implement: edgetune sends them to Q4_0 (the same 4.5 bits per weight, a
- * block of 32, symmetric) instead, then F16; edgetune adds Q8_0 / Q4_0 /
- * Q5_0 / Q4_1 / Q5_1 -> F16, where llama.cpp throws "Unsupported tensor
- * size encountered".  Returns `want` itself when it
+ *   Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K -> IQ4_NL, and if
+ *   that does not divide either -> F16;
+ * edgetune adds Q8_0 / Q4_0 / Q5_0 / Q4_1 / Q5_1 / IQ4_NL -> F16, where
+ * llama.cpp throws "Unsupported tensor size encountered".  Returns `want` itself when it
  * divides n_per_row; F16/BF16/F32 always divide. */
 uint32_t et_quant_fallback(uint32_t want, int64_t n_per_row);
 

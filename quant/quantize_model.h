@@ -30,9 +30,8 @@
  *    only the output rule;  attn_qkv: Q3_K_M/L -> Q4_K, Q4_K_M -> Q5_K,
  *    Q5_K_M -> Q6_K;  70B attn_v in Q3_K/Q4_K -> Q5_K;  falcon's variants;
  *  - shape fallback when the row length ne[0] does not divide the block:
- *    Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 (llama.cpp);
- *    Q2_K/Q3_K -> Q4_0 (edgetune; llama.cpp uses IQ4_NL, not implemented
- *    here), then F16; Q8_0/Q4_0/Q4_1/Q5_1 -> F16 (edgetune; llama-quantize
+ *    Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K -> IQ4_NL, then
+ *    F16 (llama.cpp); Q8_0/Q4_0/Q4_1/Q5_1 -> F16 (edgetune; llama-quantize
  *    refuses these), reported per tensor;
  *  - KVs copied in order; split.* removed; general.quantization_version = 2
  *    and general.file_type = ftype set last (ggml's gguf_set_val removes
@@ -40,8 +39,6 @@
  *  - source tensors must be finite (llama.cpp's loader validates them);
  *    already-quantized sources are dequantized only with allow_requantize.
  * Not reproduced (refused with an error): mixture-of-experts models.
- * Not byte-identical: tensors whose rows do not divide 256 under Q2_K/Q3_K
- * (edgetune writes Q4_0 where llama.cpp writes IQ4_NL).
  *
  * The output is written atomically.  Memory: the input is mapped; the
  * output tensors are held in memory until the file is written.

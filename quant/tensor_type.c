@@ -173,13 +173,10 @@ uint32_t et_quant_choose(et_quant_policy *qp, const char *name, int64_t ne0, uin
     uint32_t next = et_quant_fallback(t, ne0);
     uint32_t mid = t == GGML_TYPE_Q4_K ? GGML_TYPE_Q5_0 : t == GGML_TYPE_Q6_K ? GGML_TYPE_Q8_0
                  : t == GGML_TYPE_Q5_K ? GGML_TYPE_Q5_1
-                 : t == GGML_TYPE_Q2_K || t == GGML_TYPE_Q3_K ? GGML_TYPE_Q4_0 : GGML_TYPE_COUNT;
+                 : t == GGML_TYPE_Q2_K || t == GGML_TYPE_Q3_K ? GGML_TYPE_IQ4_NL : GGML_TYPE_COUNT;
     if (next == GGML_TYPE_F16 && mid != GGML_TYPE_COUNT)
         snprintf(msg, cap, "row length %lld is not a multiple of %lld (%s) nor of %lld (%s): using F16",
                  (long long)ne0, (long long)blck, tname(t), (long long)et_quant_block_elems(mid), tname(mid));
-    else if (t == GGML_TYPE_Q2_K || t == GGML_TYPE_Q3_K)
-        snprintf(msg, cap, "row length %lld is not a multiple of %lld (%s): using %s (llama.cpp uses IQ4_NL, "
-                 "which edgetune does not implement)", (long long)ne0, (long long)blck, tname(t), tname(next));
     else
         snprintf(msg, cap, "row length %lld is not a multiple of %lld (%s): using %s", (long long)ne0,
                  (long long)blck, tname(t), tname(next));

@@ -6,8 +6,8 @@
  *     products to the scalar reference, for every weight type;
  *   - the same for K-quant blocks of random bytes (Q2_K .. Q6_K);
  *   - whole-model logits are bit-identical between the paths (the shared
- *     models, and rand-llama-256 quantized here to Q4_1, Q5_1, Q2_K,
- *     Q3_K_M and Q5_K_M);
+ *     models, rand-llama-256 quantized here to Q4_1, Q5_1, Q2_K, Q3_K_M
+ *     and Q5_K_M, and stories260K to Q3_K_M: IQ4_NL, Q5_0, Q5_1 tensors);
  *   - stories260K reproduces ../shared/golden/stories260K_greedy.json.
  * Prints one line per check; exit status 0 when all pass, 1 otherwise.
  * Usage: rt_check_engine [SHARED_DIR] */
@@ -45,7 +45,7 @@ static const char *const ISAS[] = {"avx2", "avx512", "avx512vnni", "neon"};
 static void check_dots(void) {
     static const uint32_t types[] = {GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
                                      GGML_TYPE_Q5_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_1, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K,
-                                     GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q5_K};
+                                     GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q5_K, GGML_TYPE_IQ4_NL};
     const et_kernels *sc = et_kernels_get("scalar");
     for (size_t k = 0; k < sizeof ISAS / sizeof ISAS[0]; k++) {
         const et_kernels *kk = et_kernels_get(ISAS[k]);
@@ -140,10 +140,15 @@ static float *logits_of(const et_engine *m, const char *isa, const int32_t *tok,
 }
 
 /* rand-llama-256 quantized to `ftype` in /tmp (the shared folder has no
- * llama.cpp file of Q4_1/Q5_1/Q2_K/Q3_K_M/Q5_K_M); path into out, 0 on success. */
-static int quantize_rand(const char *shared, const char *type, char *out, size_t cap) {
+ * llama.cpp file of Q4_1/Q5_1/Q2_K/Q3_K_M/Q5_K_M), or stories260K for
+ * "stories:TYPE" (its 64-wide rows take the IQ4_NL/Q5_0/Q5_1 fallbacks);
+ * path into out, 0 on success. */
+static int quantize_rand(const char *shared, const char *spec, char *out, size_t cap) {
+    const int st = !strncmp(spec, "stories:", 8);
+    const char *type = st ? spec + 8 : spec;
     char src[1024];
-    snprintf(src, sizeof src, "%s/golden/quant/rand-llama-256.gguf", shared);
+    snprintf(src, sizeof src, "%s/%s", shared,
+             st ? "models/stories260K/stories260K.gguf" : "golden/quant/rand-llama-256.gguf");
     snprintf(out, cap, "/tmp/rt_check_engine-%d-%s.gguf", (int)getpid(), type);
     et_quant_params p = {et_ftype_from_name(type), 0, NULL, NULL};
     et_err e = {0};
@@ -158,7 +163,7 @@ static void check_models(const char *shared) {
     static const char *const files[] = {"models/stories260K/stories260K.gguf", "golden/quant/rand-llama-256-F16.gguf",
                                         "golden/quant/rand-llama-256-Q8_0.gguf", "golden/quant/rand-llama-256-Q4_0.gguf",
                                         "golden/quant/rand-llama-256-Q4_K_M.gguf", "golden/quant/rand-llama-256-Q6_K.gguf",
-                                        "Q4_1", "Q5_1", "Q2_K", "Q3_K_M", "Q5_K_M"};
+                                        "Q4_1", "Q5_1", "Q2_K", "Q3_K_M", "Q5_K_M", "stories:Q3_K_M"};
     int32_t tok[16];
     for (int i = 0; i < 16; i++) tok[i] = (int32_t)((i * 37 + 1) % 512);
     tok[0] = 1;
@@ -179,8 +184,9 @@ static void check_models(const char *shared) {
             if (!et_kernels_get(ISAS[k]) || !ref) continue;
             float *lk = logits_of(m, ISAS[k], tok, 16);
             int same = lk && !memcmp(ref, lk, sizeof(float) * 16 * (size_t)m->hp.n_vocab);
-            CHECK(same, "%s%s: %s logits differ from scalar", made ? "rand-llama-256 -> " : "", files[f], ISAS[k]);
-            if (same) printf("ok: %s%s: %s logits == scalar\n", made ? "rand-llama-256 -> " : "", files[f], ISAS[k]);
+            const char *pre = !made ? "" : strncmp(files[f], "stories:", 8) ? "rand-llama-256 -> " : "";
+            CHECK(same, "%s%s: %s logits differ from scalar", pre, files[f], ISAS[k]);
+            if (same) printf("ok: %s%s: %s logits == scalar\n", pre, files[f], ISAS[k]);
             free(lk);
         }
         free(ref);

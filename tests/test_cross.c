@@ -4,8 +4,9 @@
  * installs it); without it, or without qemu-aarch64, these tests skip.
  *  - build-cross/rt_check_engine: NEON == scalar bit for bit (dots, K-quant
  *    blocks of random bytes, and logits of every shared model and of
- *    rand-llama-256 quantized to Q4_1/Q5_1/Q2_K/Q3_K_M/Q5_K_M), stories260K
- *    greedy == golden;
+ *    rand-llama-256 quantized to Q4_1/Q5_1/Q2_K/Q3_K_M/Q5_K_M and of
+ *    stories260K quantized to Q3_K_M, with IQ4_NL), stories260K greedy ==
+ *    golden;
  *  - build-cross/edgerun prints the same 255 greedy tokens' text as the
  *    x86-64 ./edgerun;
  *  - and the same 32 greedy tokens' text for the real SmolLM2-135M-Instruct
@@ -60,6 +61,7 @@ static void test_rt_check_under_qemu(void **state) {
     assert_non_null(strstr(out, "ok: neon dot products == scalar"));
     assert_non_null(strstr(out, "ok: neon K-quant random blocks == scalar"));
     assert_non_null(strstr(out, "rand-llama-256 -> Q3_K_M: neon logits == scalar"));
+    assert_non_null(strstr(out, "stories:Q3_K_M: neon logits == scalar"));
     assert_non_null(strstr(out, "greedy tokens == golden (neon)"));
     assert_int_equal(rc, 0);
     free(out);

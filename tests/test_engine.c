@@ -265,15 +265,19 @@ static void test_llamacpp_logits(void **state) {
 
 /* The same logits, bit for bit, whatever the chunking, thread count and SIMD path. */
 /* rand-llama-256 quantized to an ftype edgetune writes but ../shared has
- * no llama.cpp file of (Q4_1, Q5_1): a path in the test's temp dir, or NULL
+ * no llama.cpp file of (Q4_1, Q5_1, the K-quant mixes), or stories260K
+ * when the spec is "stories:TYPE" (its 64-wide rows take the fallbacks:
+ * IQ4_NL, Q5_0, Q5_1, Q8_0, F16): a path in the test's temp dir, or NULL
  * when the F32 source is absent. */
-static const char *quantized_rand(const char *type) {
-    const char *src = shared_path("golden/quant/rand-llama-256.gguf");
+static const char *quantized_rand(const char *spec) {
+    const int st = !strncmp(spec, "stories:", 8);
+    const char *type = st ? spec + 8 : spec;
+    const char *src = shared_path(st ? STORIES : "golden/quant/rand-llama-256.gguf");
     if (!src) return NULL;
     static char out[4][512];
     static int k = 0;
     char *p = out[k++ & 3];
-    snprintf(p, sizeof out[0], "%s/rand-llama-256-%s.gguf", test_tmpdir(), type);
+    snprintf(p, sizeof out[0], "%s/%s-%s.gguf", test_tmpdir(), st ? "stories260K" : "rand-llama-256", type);
     if (access(p, R_OK) == 0) return p;
     et_quant_params qp = {et_ftype_from_name(type), 0, NULL, NULL};
     et_err e = {0};
@@ -286,7 +290,7 @@ static void test_bitwise_consistency(void **state) {
     static const char *files[] = {STORIES, "golden/quant/rand-llama-256-Q4_K_M.gguf", "Q4_1",
                                   "golden/quant/rand-llama-256-Q8_0.gguf", "golden/quant/rand-llama-256-Q4_0.gguf",
                                   "golden/quant/rand-llama-256-F16.gguf", "golden/quant/rand-llama-256-Q6_K.gguf",
-                                  "Q5_1", "Q3_K_M", "Q2_K", "Q5_K_M"};
+                                  "Q5_1", "Q3_K_M", "Q2_K", "Q5_K_M", "stories:Q3_K_M"};
     int32_t tok[40];
     for (int i = 0; i < 40; i++) tok[i] = (int32_t)((i * 37 + 1) % 512);
     tok[0] = 1;
@@ -339,7 +343,7 @@ static void test_simd_dots_match_scalar(void **state) {
     (void)state;
     static const uint32_t types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
                                      GGML_TYPE_Q5_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_1, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K,
-                                     GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q5_K};
+                                     GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q5_K, GGML_TYPE_IQ4_NL};
     static const int sizes[] = {256, 512, 768, 2048, 4096 + 256, 288, 32, 96};
     const et_kernels *sc = et_kernels_get("scalar");
     int n_isa = 0;
@@ -500,7 +504,7 @@ static void test_scalar_dots_vs_double(void **state) {
     (void)state;
     static const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_1,
                                      GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_F32,
-                                     GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q5_K};
+                                     GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q5_K, GGML_TYPE_IQ4_NL};
     const et_kernels *sc = et_kernels_get("scalar");
     int n = 1024;
     float *w = malloc(sizeof(float) * n), *x = malloc(sizeof(float) * n), *wd = malloc(sizeof(float) * n),
@@ -817,11 +821,11 @@ static void test_bad_models(void **state) {
     int64_t ne[2] = {64, 48};
     copy_gguf(mp, p, "blk.0.attn_k.weight", ne, GGML_TYPE_F32, big, 0);
     expect_load_error(p, "blk.0.attn_k.weight", "shape");
-    /* a type the engine does not run (IQ4_NL: the reader knows it, the engine does not) */
-    snprintf(p, sizeof p, "%s/iq4_nl.gguf", test_tmpdir());
+    /* a type the engine does not run (MXFP4: the reader knows it, the engine does not) */
+    snprintf(p, sizeof p, "%s/mxfp4.gguf", test_tmpdir());
     int64_t ne2[2] = {64, 32};
-    copy_gguf(mp, p, "blk.1.attn_v.weight", ne2, GGML_TYPE_IQ4_NL, big, 0);
-    expect_load_error(p, "blk.1.attn_v.weight", "IQ4_NL");
+    copy_gguf(mp, p, "blk.1.attn_v.weight", ne2, GGML_TYPE_MXFP4, big, 0);
+    expect_load_error(p, "blk.1.attn_v.weight", "MXFP4");
     /* ... and a ternary TQ2_0 (256-element blocks) in rand-llama-256's 256-wide attn_q */
     const char *rp = shared_path("golden/quant/rand-llama-256.gguf");
     if (rp) {

@@ -496,9 +496,9 @@ static void test_gguf_hostile(void **state) {
     expect_msg(et_model_load_gguf(&m, p, &e), &e, ET_EINPUT, p, "'blk.2.attn_k.weight' has shape [64, 64], expected [64, 32]");
     rewrite_gguf(gg, p, "blk.0.ffn_norm.weight", GGML_TYPE_F32, 1, (int64_t[]){63}, buf, NULL);
     expect_msg(et_model_load_gguf(&m, p, &e), &e, ET_EINPUT, p, "'blk.0.ffn_norm.weight'");
-    /* a type quant/ cannot dequantize (IQ4_NL) */
-    rewrite_gguf(gg, p, "blk.1.attn_q.weight", GGML_TYPE_IQ4_NL, 2, (int64_t[]){64, 64}, buf, NULL);
-    expect_msg(et_model_load_gguf(&m, p, &e), &e, ET_EINPUT, "'blk.1.attn_q.weight'", "IQ4_NL");
+    /* a type quant/ cannot dequantize (MXFP4) */
+    rewrite_gguf(gg, p, "blk.1.attn_q.weight", GGML_TYPE_MXFP4, 2, (int64_t[]){64, 64}, buf, NULL);
+    expect_msg(et_model_load_gguf(&m, p, &e), &e, ET_EINPUT, "'blk.1.attn_q.weight'", "MXFP4");
     rewrite_gguf(gg, p, "blk.4.ffn_up.weight", UINT32_MAX, 0, NULL, NULL, NULL);
     expect_msg(et_model_load_gguf(&m, p, &e), &e, ET_EINPUT, p, "missing tensor 'blk.4.ffn_up.weight'");
     rewrite_gguf(gg, p, NULL, 0, 0, NULL, NULL, "blk.0.attn_output.bias");

@@ -290,9 +290,9 @@ static void test_hostile(void **state) {
     assert_non_null(up);
     assert_int_equal(up->type, GGML_TYPE_Q8_0);
     static uint8_t buf[768 * 256 * 4];
-    /* a type quant/ does not dequantize (IQ4_NL: 18 bytes / 32) */
-    rewrite(q8, p, "blk.0.ffn_up.weight", GGML_TYPE_IQ4_NL, (int64_t[]){256, 768}, buf);
-    expect_refused(p, "'blk.0.ffn_up.weight'", "IQ4_NL");
+    /* a type quant/ does not dequantize (MXFP4: 17 bytes / 32) */
+    rewrite(q8, p, "blk.0.ffn_up.weight", GGML_TYPE_MXFP4, (int64_t[]){256, 768}, buf);
+    expect_refused(p, "'blk.0.ffn_up.weight'", "MXFP4");
     /* (rows that are not a whole number of blocks cannot even be written:
      * gguf_add_tensor refuses them, and gguf_open refuses them on read) */
     /* right byte count, wrong shape for the hyperparameters */

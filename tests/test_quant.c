@@ -38,6 +38,7 @@ static const char *tname(uint32_t t) {
     case GGML_TYPE_Q5_K: return "Q5_K";
     case GGML_TYPE_Q3_K: return "Q3_K";
     case GGML_TYPE_Q2_K: return "Q2_K";
+    case GGML_TYPE_IQ4_NL: return "IQ4_NL";
     default: return "?";
     }
 }
@@ -386,6 +387,42 @@ static void test_quant_k_exact_grid(void **state) {
     }
 }
 
+static void test_dequant_iq4_nl(void **state) {
+    (void)state;
+    /* ggml-common.h kvalues_iq4nl, written out again here */
+    static const int kv[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    et_block_iq4_nl b;
+    b.d = h(0.5f);
+    for (int j = 0; j < 16; j++) b.qs[j] = (uint8_t)(j | (15 - j) << 4);
+    float y[32];
+    et_dequantize_row_iq4_nl(&b, y, 32);
+    for (int j = 0; j < 16; j++) {
+        assert_true(y[j] == 0.5f * (float)kv[j]);            /* low nibble j: weight j */
+        assert_true(y[j + 16] == 0.5f * (float)kv[15 - j]);  /* high nibble: weight 16 + j */
+    }
+    assert_true(y[0] == -63.5f && y[15] == 56.5f && y[16] == 56.5f);
+}
+
+/* IQ4_NL quantization, checked where the answer is known: a block whose
+ * values are c * kvalues (every table entry twice) comes back exactly when
+ * c is a power of two (the fit finds the scale c and fp16 holds it), and
+ * an all-zero block gives d = 0 with every index 8 (the table value 1
+ * nearest to 0, as ggml's best_index_int8: 0 - (-10) < 1 - 0 is false). */
+static void test_quant_iq4_nl(void **state) {
+    (void)state;
+    float x[64], y[64];
+    et_block_iq4_nl q[2];
+    for (int i = 0; i < 32; i++) x[i] = 0.25f * (float)et_kvalues_iq4nl[(i * 7) % 16];
+    for (int i = 32; i < 64; i++) x[i] = 0.0f;
+    et_quantize_row_iq4_nl(x, q, 64);
+    et_dequantize_row_iq4_nl(q, y, 64);
+    for (int i = 0; i < 32; i++)
+        if (y[i] != x[i]) fail_msg("IQ4_NL weight %d: %g != %g", i, y[i], x[i]);
+    assert_int_equal(q[1].d, 0);
+    for (int j = 0; j < 16; j++) assert_int_equal(q[1].qs[j], 0x88);
+    for (int i = 32; i < 64; i++) assert_true(y[i] == 0.0f);
+}
+
 static void test_dequant_f16_bf16(void **state) {
     (void)state;
     uint16_t a[3] = {0x3c00, 0xc000, 0x3555};  /* 1, -2, 0.333251953125 */
@@ -603,13 +640,14 @@ static void test_roundtrip(void **state) {
     const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_K,
                               GGML_TYPE_Q6_K, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_F32,
                               GGML_TYPE_Q4_1, GGML_TYPE_Q5_1, GGML_TYPE_Q5_K, GGML_TYPE_Q3_K,
-                              GGML_TYPE_Q2_K};
+                              GGML_TYPE_Q2_K, GGML_TYPE_IQ4_NL};
     /* max |error| / max |x| of the block, generous: half a quantization step
      * plus fp16 scale rounding (K-quants: the 6-bit sub-scales cost more). */
     const double tol[] = {0.5 / 127 + 2e-3, 1.0 / 8 + 2e-3, 1.0 / 16 + 2e-3, 0.1,
                           0.5 / 32 * 2 + 0.02, 1e-3, 1e-2, 0,
                           1.0 / 15 + 2e-3, 1.0 / 31 + 2e-3,   /* Q4_1/Q5_1: half of (max-min)/15 or /31 */
-                          0.06, 0.2, 0.45};                   /* Q5_K, Q3_K, Q2_K: measured x ~1.5 */
+                          0.06, 0.2, 0.45,                    /* Q5_K, Q3_K, Q2_K: measured x ~1.5 */
+                          0.12};                              /* IQ4_NL: the widest table gap / 2 / 127 ~ 0.09 */
     enum { K = 1024 };
     float x[K], y[K];
     uint8_t q[K * 4];
@@ -649,9 +687,11 @@ static void test_dispatch(void **state) {
     assert_int_equal(et_quant_row_bytes(GGML_TYPE_Q5_K, 256), 176);
     assert_int_equal(et_quant_fallback(GGML_TYPE_Q5_K, 64), GGML_TYPE_Q5_1);
     assert_int_equal(et_quant_fallback(GGML_TYPE_Q5_K, 100), GGML_TYPE_F16);
-    assert_int_equal(et_quant_fallback(GGML_TYPE_Q3_K, 64), GGML_TYPE_Q4_0);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_Q3_K, 64), GGML_TYPE_IQ4_NL);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_IQ4_NL, 48), GGML_TYPE_F16);
+    assert_int_equal(et_quant_row_bytes(GGML_TYPE_IQ4_NL, 64), 36);
     assert_int_equal(et_quant_fallback(GGML_TYPE_Q2_K, 48), GGML_TYPE_F16);
-    assert_int_equal(et_dequantize_row(GGML_TYPE_IQ4_NL, q, x, 32), ET_EINPUT);
+    assert_int_equal(et_dequantize_row(GGML_TYPE_MXFP4, q, x, 32), ET_EINPUT);
     assert_int_equal(et_quantize_row(GGML_TYPE_TQ2_0, x, q, 256), ET_EINPUT);
     assert_int_equal(et_quantize_row(GGML_TYPE_Q4_1, x, q, 48), ET_EINPUT);
     assert_int_equal(et_quant_row_bytes(GGML_TYPE_Q4_1, 64), 40);
@@ -685,7 +725,7 @@ static void test_nonfinite_no_ub(void **state) {
     (void)state;
     const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_1,
                               GGML_TYPE_Q5_1, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_Q5_K,
-                              GGML_TYPE_Q3_K, GGML_TYPE_Q2_K};
+                              GGML_TYPE_Q3_K, GGML_TYPE_Q2_K, GGML_TYPE_IQ4_NL};
     float x[256], y[256];
     uint8_t q[1024];
     for (int i = 0; i < 256; i++) x[i] = (float)i;
@@ -882,6 +922,8 @@ int main(void) {
         cmocka_unit_test(test_dequant_q2_K),
         cmocka_unit_test(test_k_dequant_vs_double),
         cmocka_unit_test(test_quant_k_exact_grid),
+        cmocka_unit_test(test_dequant_iq4_nl),
+        cmocka_unit_test(test_quant_iq4_nl),
         cmocka_unit_test(test_dequant_f16_bf16),
         cmocka_unit_test(test_quant_q8_0_small),
         cmocka_unit_test(test_quant_q4_0_small),

@@ -8,7 +8,9 @@
  *   below), the tensor types are the policy's, and every tensor
  *   requantizes to itself (dequantize -> quantize is a fixed point); so do
  *   the K-quant mixes Q5_K_S/M, Q3_K_S/M/L and Q2_K, with every tensor's
- *   type as llama-quantize's log printed it;
+ *   type as llama-quantize's log printed it; stories260K through the six
+ *   mixes (IQ4_NL, Q5_0, Q5_1, Q8_0 and F16 fallbacks) gives llama-quantize's
+ *   files' sha256;
  * - stories260K (n_embd 64, n_ff 172) quantizes with the documented
  *   fallbacks, and every tensor of the result loads back and dequantizes
  *   close to the F32 original;
@@ -203,6 +205,37 @@ static void check_mix_sha(const char *type, const char *want_sha, const char *ty
     char hex[65];
     et_sha256_final_hex(&s, hex);
     if (strcmp(hex, want_sha)) fail_msg("%s: sha256 %s, llama-quantize's file has %s", type, hex, want_sha);
+}
+
+/* stories260K (n_embd 64, n_ff 172) through a K-quant mix: every fallback
+ * of llama.cpp's chain at once (Q3_K -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1,
+ * output -> Q8_0, 172-wide rows -> F16); the whole file's sha256 is
+ * llama-quantize's (c392e509: llama-quantize stories260K.gguf out.gguf Q3_K_M). */
+static void check_stories_sha(const char *type, const char *want_sha) {
+    SHARED_OR_SKIP(src, "models/stories260K/stories260K.gguf");
+    const char *out = tmp_path("stories-mix.gguf");
+    et_quant_params p = {et_ftype_from_name(type), 0, NULL, NULL};
+    et_err e = {0};
+    if (et_quantize_model(src, out, &p, NULL, &e)) fail_msg("%s: %s", type, e.msg);
+    et_sha256 s;
+    et_sha256_init(&s);
+    et_map m;
+    assert_int_equal(et_map_open(&m, out, &e), 0);
+    et_sha256_update(&s, m.data, m.size);
+    et_map_close(&m);
+    char hex[65];
+    et_sha256_final_hex(&s, hex);
+    if (strcmp(hex, want_sha)) fail_msg("stories260K %s: sha256 %s, llama-quantize's file has %s", type, hex, want_sha);
+}
+
+static void test_stories260K_k_mixes(void **state) {
+    (void)state;
+    check_stories_sha("Q3_K_M", "f3814735f08781006cc032d9c1a2d94b63f4fc3e113052a8b19f1a24506570f0");
+    check_stories_sha("Q3_K_S", "69ee8bab5840a3166749017fa4bc4ecfb441941cfd5fd8042c92874a658b8ad4");
+    check_stories_sha("Q3_K_L", "f0d86cfc324b819cc70bae4b80166ec6ff0b284218d5ffcbd7f8e3eba1633ce2");
+    check_stories_sha("Q2_K", "cde7e9520495a6f8ae3f3a8bda69982b9c6fa159fc29ef93a9d092d6b365658e");
+    check_stories_sha("Q5_K_S", "66ed769a4df768d67b88ea4395e9dab273b717de9f64980b9cd5cfe832108b6f");
+    check_stories_sha("Q5_K_M", "017253a152346d29609472739647c6c1136557abaad67c24e6966fccd07eafda");
 }
 
 /* the K-quant mixes: sha256 of llama-quantize rand-llama-256.gguf out.gguf Q5_K_S (etc.), c392e509 */
@@ -435,19 +468,19 @@ static void test_policy_k_mixes_32_layers(void **state) {
     qkv.ftype = ET_FTYPE_MOSTLY_Q5_K_M;
     qkv.base_type = GGML_TYPE_Q5_K;
     assert_int_equal(et_quant_choose(&qkv, "blk.0.attn_qkv.weight", 4096, &want, msg, sizeof msg), GGML_TYPE_Q6_K);
-    /* row-length fallbacks: Q5_K -> Q5_1 (llama.cpp), Q3_K/Q2_K -> Q4_0 (llama.cpp: IQ4_NL), then F16 */
+    /* row-length fallbacks (llama.cpp's): Q5_K -> Q5_1, Q3_K/Q2_K -> IQ4_NL, then F16 */
     et_quant_policy q5 = {.ftype = ET_FTYPE_MOSTLY_Q5_K_S, .base_type = GGML_TYPE_Q5_K, .n_layer = 2, .has_output = 1};
     assert_int_equal(et_quant_choose(&q5, "blk.0.attn_q.weight", 576, &want, msg, sizeof msg), GGML_TYPE_Q5_1);
     assert_int_equal(want, GGML_TYPE_Q5_K);
     assert_int_equal(et_quant_choose(&q5, "blk.0.attn_q.weight", 100, &want, msg, sizeof msg), GGML_TYPE_F16);
     assert_non_null(strstr(msg, "Q5_1"));
     et_quant_policy q3 = {.ftype = ET_FTYPE_MOSTLY_Q3_K_S, .base_type = GGML_TYPE_Q3_K, .n_layer = 2, .has_output = 1};
-    assert_int_equal(et_quant_choose(&q3, "blk.0.attn_q.weight", 576, &want, msg, sizeof msg), GGML_TYPE_Q4_0);
+    assert_int_equal(et_quant_choose(&q3, "blk.0.attn_q.weight", 576, &want, msg, sizeof msg), GGML_TYPE_IQ4_NL);
     assert_non_null(strstr(msg, "IQ4_NL"));
     assert_int_equal(et_quant_choose(&q3, "output.weight", 576, &want, msg, sizeof msg), GGML_TYPE_Q8_0);
     et_quant_policy q2 = {.ftype = ET_FTYPE_MOSTLY_Q2_K, .base_type = GGML_TYPE_Q2_K, .n_layer = 2, .has_output = 1};
     assert_int_equal(et_quant_choose(&q2, "blk.0.attn_q.weight", 48, &want, msg, sizeof msg), GGML_TYPE_F16);
-    assert_int_equal(et_quant_fallback(GGML_TYPE_Q2_K, 576), GGML_TYPE_Q4_0);
+    assert_int_equal(et_quant_fallback(GGML_TYPE_Q2_K, 576), GGML_TYPE_IQ4_NL);
     assert_int_equal(et_quant_fallback(GGML_TYPE_Q5_K, 576), GGML_TYPE_Q5_1);
 }
 
@@ -593,6 +626,7 @@ int main(void) {
         cmocka_unit_test(test_golden_q4_1),
         cmocka_unit_test(test_golden_q5_1),
         cmocka_unit_test(test_golden_k_mixes),
+        cmocka_unit_test(test_stories260K_k_mixes),
         cmocka_unit_test(test_stories260K_fallbacks),
         cmocka_unit_test(test_policy_q4_k_m_32_layers),
         cmocka_unit_test(test_policy_k_mixes_32_layers),

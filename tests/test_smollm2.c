@@ -4,7 +4,7 @@
  * the quantizer.
  *  - the file's Q4_1 blocks dequantize as the formula w = d * q + m says,
  *    with the nibbles and fp16 scales decoded here by hand;
- *  - requantizing it (Q4_1 -> F32 -> Q5_1 / Q8_0) gives byte for byte the
+ *  - requantizing it (Q4_1 -> F32 -> Q5_1 / Q8_0 / Q3_K_M / Q2_K) gives byte for byte the
  *    files llama.cpp's llama-quantize --allow-requantize writes (sha256
  *    below), which needs the Q4_1 dequantization and the Q5_1 quantization
  *    to be ggml's;
@@ -163,6 +163,11 @@ static void test_requantize_matches_llamacpp(void **state) {
     MODEL_OR_SKIP(mp);
     check_requant(mp, "Q5_1", "d0fe3cbb20771ac9dab0f4dd5aaa259785158177f6503d4dca32f4495dcffaea");
     check_requant(mp, "Q8_0", "7b46609d11703c058397e5cfe4cc6e4b2508cb1eb4c80ddc472a5d421fbdb508");
+    /* K-quant mixes: the 576-wide tensors take llama.cpp's fallbacks (Q3_K ->
+     * IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1), the 1536-wide ffn_down the K-quants
+     * (llama-quantize --allow-requantize ... Q3_K_M, Q2_K) */
+    check_requant(mp, "Q3_K_M", "724a348c6fe99fb11a0db98725fadb45f01caf257be661ac53fbd6fe764afd4d");
+    check_requant(mp, "Q2_K", "1e014d3c45f6cf502397a3b85b1d9d282605afb02079fd32665b0422c3f0106c");
 }
 
 /* ------------------------------------------------------------ the engine */
