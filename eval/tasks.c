@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "../datasets/chat_template.h"
+#include "../datasets/ingest.h"
 #include "tasks.h"
 
 static double now_s(void) {
@@ -237,6 +238,30 @@ static size_t trimmed_len(const char *s) {
     return n;
 }
 
+/* s with every byte that is not part of valid UTF-8 replaced by U+FFFD, so
+ * that the samples file stays valid JSON text (a model may emit a lone
+ * byte-fallback token); malloc'd, NULL on out of memory. */
+static char *utf8_clean(const char *s) {
+    size_t n = strlen(s), o = 0, bad;
+    char *out = malloc(3 * n + 1);
+    if (!out) return NULL;
+    while (n) {
+        size_t good = et_utf8_valid(s, n, &bad) ? n : bad;
+        memcpy(out + o, s, good);
+        o += good;
+        s += good;
+        n -= good;
+        if (n) {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            s++;
+            n--;
+        }
+    }
+    out[o] = 0;
+    return out;
+}
+
 /* 1 when both parse as JSON and are equal (cJSON_Compare, case-sensitive). */
 static int same_json(const char *a, const char *b) {
     cJSON *x = cJSON_Parse(a), *y = cJSON_Parse(b);
@@ -346,7 +371,9 @@ int et_task_generate(et_task_ctx *c, cJSON *metrics, et_err *e) {
             cJSON_AddNumberToObject(s, "line", (double)r->line);
             cJSON_AddStringToObject(s, "prompt", r->prompt);
             cJSON_AddStringToObject(s, "gold", r->gold);
-            cJSON_AddStringToObject(s, "pred", pred);
+            char *clean = utf8_clean(pred);
+            cJSON_AddStringToObject(s, "pred", clean ? clean : "");
+            free(clean);
             cJSON_AddBoolToObject(s, "exact", exact);
             cJSON_AddBoolToObject(s, "same_json", js);
             cJSON_AddNumberToObject(s, "loss", -sum);
