@@ -91,16 +91,21 @@ static inline void add_groups(float *acc, int b, const int32_t *q, float d) {
     }
 }
 
+/* The 8 exact group sums (4 elements each) of one block's signed quants v times y. */
+static inline void groups_s(const int8_t *v, const int8_t *y, int32_t *q) {
+    for (int g = 0; g < 8; g++) {
+        int32_t s = 0;
+        for (int k = 0; k < 4; k++) s += v[4 * g + k] * y[4 * g + k];
+        q[g] = s;
+    }
+}
+
 float et_dot_q8_0_scalar(int n, const void *wv, const void *xv) {
     const et_block_q8_0 *w = wv, *x = xv;
     float acc[16] = {0};
     for (int b = 0; b < n / ET_QK; b++) {
         int32_t q[8];
-        for (int g = 0; g < 8; g++) {
-            int32_t s = 0;
-            for (int k = 0; k < 4; k++) s += w[b].qs[4 * g + k] * x[b].qs[4 * g + k];
-            q[g] = s;
-        }
+        groups_s(w[b].qs, x[b].qs, q);
         add_groups(acc, b, q, f16(w[b].d) * f16(x[b].d));
     }
     return fold(acc, 16);
@@ -117,11 +122,7 @@ float et_dot_q4_0_scalar(int n, const void *wv, const void *xv) {
             v[j + 16] = (int8_t)((w[b].qs[j] >> 4) - 8);
         }
         int32_t q[8];
-        for (int g = 0; g < 8; g++) {
-            int32_t s = 0;
-            for (int k = 0; k < 4; k++) s += v[4 * g + k] * x[b].qs[4 * g + k];
-            q[g] = s;
-        }
+        groups_s(v, x[b].qs, q);
         add_groups(acc, b, q, f16(w[b].d) * f16(x[b].d));
     }
     return fold(acc, 16);
@@ -140,11 +141,7 @@ float et_dot_q5_0_scalar(int n, const void *wv, const void *xv) {
             v[j + 16] = (int8_t)(((w[b].qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
         }
         int32_t q[8];
-        for (int g = 0; g < 8; g++) {
-            int32_t s = 0;
-            for (int k = 0; k < 4; k++) s += v[4 * g + k] * x[b].qs[4 * g + k];
-            q[g] = s;
-        }
+        groups_s(v, x[b].qs, q);
         add_groups(acc, b, q, f16(w[b].d) * f16(x[b].d));
     }
     return fold(acc, 16);
@@ -161,11 +158,7 @@ float et_dot_iq4_nl_scalar(int n, const void *wv, const void *xv) {
             v[j + 16] = et_kvalues_iq4nl[w[b].qs[j] >> 4];
         }
         int32_t q[8];
-        for (int g = 0; g < 8; g++) {
-            int32_t s = 0;
-            for (int k = 0; k < 4; k++) s += v[4 * g + k] * x[b].qs[4 * g + k];
-            q[g] = s;
-        }
+        groups_s(v, x[b].qs, q);
         add_groups(acc, b, q, f16(w[b].d) * f16(x[b].d));
     }
     return fold(acc, 16);

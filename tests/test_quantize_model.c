@@ -21,6 +21,7 @@
 
 #include <math.h>
 
+#include "../eval/eval.h"
 #include "../export/gguf.h"
 #include "../quant/quant.h"
 #include "../quant/quantize_model.h"
@@ -156,14 +157,8 @@ static void check_model_sha(const char *type, const char *want_sha) {
     }
     assert_true(n_base >= 14);
     gguf_close(&g);
-    et_sha256 s;
-    et_sha256_init(&s);
-    et_map m;
-    assert_int_equal(et_map_open(&m, out, &e), 0);
-    et_sha256_update(&s, m.data, m.size);
-    et_map_close(&m);
     char hex[65];
-    et_sha256_final_hex(&s, hex);
+    assert_int_equal(et_file_sha256(out, hex, NULL, &e), 0);
     if (strcmp(hex, want_sha)) fail_msg("%s: sha256 %s, llama-quantize's file has %s", type, hex, want_sha);
 }
 
@@ -196,14 +191,8 @@ static void check_mix_sha(const char *type, const char *want_sha, const char *ty
     }
     gguf_close(&g);
     if (strcmp(got, types)) fail_msg("%s: tensor types\n  %s\nexpected\n  %s", type, got, types);
-    et_sha256 s;
-    et_sha256_init(&s);
-    et_map m;
-    assert_int_equal(et_map_open(&m, out, &e), 0);
-    et_sha256_update(&s, m.data, m.size);
-    et_map_close(&m);
     char hex[65];
-    et_sha256_final_hex(&s, hex);
+    assert_int_equal(et_file_sha256(out, hex, NULL, &e), 0);
     if (strcmp(hex, want_sha)) fail_msg("%s: sha256 %s, llama-quantize's file has %s", type, hex, want_sha);
 }
 
@@ -217,14 +206,8 @@ static void check_stories_sha(const char *type, const char *want_sha) {
     et_quant_params p = {et_ftype_from_name(type), 0, NULL, NULL};
     et_err e = {0};
     if (et_quantize_model(src, out, &p, NULL, &e)) fail_msg("%s: %s", type, e.msg);
-    et_sha256 s;
-    et_sha256_init(&s);
-    et_map m;
-    assert_int_equal(et_map_open(&m, out, &e), 0);
-    et_sha256_update(&s, m.data, m.size);
-    et_map_close(&m);
     char hex[65];
-    et_sha256_final_hex(&s, hex);
+    assert_int_equal(et_file_sha256(out, hex, NULL, &e), 0);
     if (strcmp(hex, want_sha)) fail_msg("stories260K %s: sha256 %s, llama-quantize's file has %s", type, hex, want_sha);
 }
 

@@ -18,6 +18,7 @@
  * $ET_MODEL_CACHE, then ~/.cache/edgetune; without it (scripts/get_models.sh,
  * `make models`, fetches it) every test skips, saying so. */
 #include "testutil.h"
+#include "../eval/eval.h"
 
 #include <math.h>
 
@@ -33,18 +34,8 @@
 
 static int sanitized(void) { return getenv("ET_SANITIZED") != NULL; }
 
-static int file_sha256(const char *path, char hex[65]) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    et_sha256 s;
-    et_sha256_init(&s);
-    static uint8_t buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) et_sha256_update(&s, buf, n);
-    fclose(f);
-    et_sha256_final_hex(&s, hex);
-    return 0;
-}
+/* sha256 of a whole file (eval/eval.h et_file_sha256); 0 or -1. */
+static int file_sha256(const char *path, char hex[65]) { return et_file_sha256(path, hex, NULL, NULL) ? -1 : 0; }
 
 /* The model file (its sha256 checked once), or NULL. */
 static const char *find_model(void) {
