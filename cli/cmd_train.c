@@ -14,20 +14,25 @@
 #include "../datasets/ingest_tok.h"
 #include "../datasets/loader.h"
 #include "../export/model.h"
+#include "../quant/quant.h"
+#include "../quant/quantize_model.h"
 #include "../train/checkpoint.h"
 #include "../train/gemm.h"
 #include "../train/init.h"
+#include "../train/qat.h"
 #include "../train/threads.h"
 #include "../train/train_llama.h"
 #include "../train/trainer.h"
 #include "cli.h"
+#include "qat_cli.h"
 #include "train_ui.h"
 
 static const char *const KNOWN[] = {
     "model", "tokenizer", "data", "out", "n_embd", "n_layer", "n_head", "n_head_kv", "n_ff", "n_vocab", "n_ctx",
     "head_dim", "rope_theta", "rms_eps", "untied", "init_std", "steps", "batch_size", "seq_len", "grad_accum", "lr",
     "min_lr", "warmup", "schedule", "weight_decay", "decay", "beta1", "beta2", "eps", "grad_clip", "eval_every",
-    "eval_batches", "ckpt_every", "seed", "threads", "metrics", "type", "resume", "log_every", "recompute", "precision", NULL};
+    "eval_batches", "ckpt_every", "seed", "threads", "metrics", "type", "resume", "log_every", "recompute", "precision",
+    "qat", "qat_start", "qat_type_map", NULL};
 static const char *const BOOLS[] = {"resume", "untied", "recompute", NULL};
 
 /* Everything the command decided, before training starts. */
@@ -39,7 +44,8 @@ typedef struct train_cfg {
     uint32_t gguf_type;
     int threads, log_every, recompute;
     int precision;          /* ET_GEMM_* of the matmuls (--precision) */
-    char ckpt[4096], recipe[4096], gguf[4096];
+    cli_qat qat;            /* --qat TYPE, --qat-start, --qat-type-map */
+    char ckpt[4096], recipe[4096], gguf[4096], qgguf[4096];
 } train_cfg;
 
 /* The architecture flags of a model trained from scratch (n_vocab may stay 0: taken later
@@ -102,6 +108,10 @@ static int read_cfg(const cli_args *a, train_cfg *c, et_err *e) {
     if (strcmp(type, "F32") && strcmp(type, "F16")) return et_fail(e, ET_EUSAGE, "--type: '%s' is not F32 or F16", type);
     c->gguf_type = !strcmp(type, "F16") ? GGML_TYPE_F16 : GGML_TYPE_F32;
     c->recompute = cli_on(a, "recompute");
+    if ((rc = cli_qat_opts(a, &c->qat, e))) return rc;
+    if (c->qat.on && c->gguf_type != GGML_TYPE_F32)
+        return et_fail(e, ET_EUSAGE, "--qat needs --type F32: the quantized export is made from the F32 master weights");
+    snprintf(c->qgguf, sizeof c->qgguf, "%s/model-%s.gguf", c->out, c->qat.on ? c->qat.name : "");
     snprintf(c->ckpt, sizeof c->ckpt, "%s/checkpoint.h5", c->out);
     snprintf(c->recipe, sizeof c->recipe, "%s/recipe.json", c->out);
     snprintf(c->gguf, sizeof c->gguf, "%s/model.gguf", c->out);
@@ -161,7 +171,20 @@ static int save_recipe(const train_cfg *c, const et_model *m, char **json, et_er
     if (c->recompute) cli_recipe_add(&r, "recompute", "1");
     cli_recipe_add(&r, "precision", "%s", et_gemm_precision_name(c->precision));
     if (c->metrics) cli_recipe_add(&r, "metrics", "%s", c->metrics);
+    cli_qat_recipe(&c->qat, &r);
     return cli_recipe_save(&r, c->recipe, json, e);
+}
+
+/* The trainer's events: QAT requantizes after every optimizer step. */
+typedef struct train_events {
+    cli_progress *p;
+    et_qat *q;
+} train_events;
+
+static int on_event(void *user, const et_train_event *ev) {
+    train_events *u = user;
+    if (u->q && ev->kind == ET_EV_STEP) et_qat_step(u->q, ev->step);
+    return cli_progress_event(u->p, ev);
 }
 
 int cmd_train(int argc, char **argv) {
@@ -174,6 +197,7 @@ int cmd_train(int argc, char **argv) {
     et_loader *train = NULL, *valid = NULL;
     et_train_llama tl = {0};
     et_train_model tm;
+    et_qat q = {0};
     char *recipe = NULL;
     cli_progress p;
     cli_progress_init(&p, NULL, 1, NULL);
@@ -204,6 +228,10 @@ int cmd_train(int argc, char **argv) {
         goto done;
     tl.recompute = c.recompute;
     tl.tape.gemm_precision = c.precision;
+    if (c.qat.on) {
+        if ((rc = cli_qat_attach(&c.qat, &q, &tl.L, c.o.resume ? c.ckpt : NULL, &e))) goto done;
+        tl.qat = &q;
+    }
     if (!c.model && !c.o.resume) {
         et_xoshiro r;
         et_xoshiro_seed(&r, c.o.seed);
@@ -229,8 +257,9 @@ int cmd_train(int argc, char **argv) {
             c.model ? c.model : "new model", m.n_params, m.hp.n_embd, m.hp.n_layer, m.hp.n_head, m.hp.n_head_kv,
             m.hp.n_ff, m.hp.n_vocab, c.data, (long long)ds->n_tokens, c.o.batch_size, c.o.seq_len, c.o.grad_accum,
             (long long)c.o.steps, et_gemm_precision_name(c.precision), c.o.resume ? " (resumed)" : "");
-    c.o.on_event = cli_progress_event;
-    c.o.user = &p;
+    train_events ev = {&p, c.qat.on ? &q : NULL};
+    c.o.on_event = on_event;
+    c.o.user = &ev;
     cli_progress_catch_sigint(1);
     et_train_result res;
     rc = et_train_run(&tm, train, valid, &c.o, &res, &e);
@@ -238,6 +267,7 @@ int cmd_train(int argc, char **argv) {
     cli_progress_end(&p);
     if (rc) goto done;
     if ((rc = et_model_save_gguf(&m, c.gguf, c.gguf_type, &e))) goto done;
+    if (c.qat.on && (rc = cli_qat_export(&c.qat, &q, c.gguf, c.qgguf, &e))) goto done;
     if (cli_interrupted()) {
         rc = et_fail(&e, ET_ERUN, "interrupted at step %lld (checkpoint and %s written): continue with "
                      "`edgetune train --resume --out %s`", (long long)res.step, c.gguf, c.out);
@@ -250,10 +280,13 @@ int cmd_train(int argc, char **argv) {
         printf("trained %lld steps, %lld tokens: train loss %.4f, val loss %.4f (ppl %.3f)\n", (long long)res.step,
                (long long)res.tokens, res.last_loss, res.val_loss, exp(res.val_loss));
     printf("wrote %s, %s, %s\n", c.gguf, c.ckpt, c.recipe);
+    if (c.qat.on) printf("wrote %s: the QAT model in %s, the weights the training forward used\n", c.qgguf, c.qat.name);
 done:
     if (p.metrics) fclose(p.metrics);
     et_loader_close(train);
     et_loader_close(valid);
+    et_qat_free(&q);
+    cli_qat_free(&c.qat);
     et_train_llama_free(&tl);
     et_model_free(&m);
     if (ds) et_ds_close(ds);

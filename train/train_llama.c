@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "qat.h"
 #include "recompute.h"
 #include "train_llama.h"
 
@@ -28,6 +29,7 @@ static int run_loss(et_train_llama *tl, const int32_t *tokens, const uint8_t *ma
     int rc = et_batch_split(tokens, mask, B, T, &tl->inputs, &tl->targets, &tl->row_loss, &tl->cap, "train", e);
     if (rc) return rc;
     et_tape *t = &tl->tape;
+    if (tl->qat) et_qat_sync(tl->qat);
     t->record = backward;
     /* backward is seeded with 1: the LM head's gradients are made in its forward (ops.h) */
     et_xent_opts xo = {.norm = norm, .chunk_rows = tl->chunk_rows, .row_loss_out = tl->row_loss,

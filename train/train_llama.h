@@ -27,6 +27,8 @@ typedef struct et_train_llama {
     int32_t *inputs;        /* [B*T] */
     int32_t *targets;       /* [B*T], -1 where the mask is 0 */
     float *row_loss;        /* [B*T] */
+    struct et_qat *qat;     /* NULL, or fake quantization attached to L (train/qat.h):
+                               synced before every forward */
 } et_train_llama;
 
 /* Bind m for training (every tensor trainable) and fill *tm.  chunk_rows

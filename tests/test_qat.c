@@ -1,0 +1,426 @@
+/* tests/test_qat.c — quantization-aware training (train/qat.h,
+ * train/op_fakequant.c, `edgetune train --qat`).
+ *
+ *  - the fake-quant forward of every type equals an independent
+ *    quantize -> dequantize of each row (quant/quant.h), in place too;
+ *  - the STE gradient: after fwd_bwd, w's gradient equals central finite
+ *    differences of the loss with respect to the cached w_q (the function
+ *    the forward computes), summed in double; with per-layer recomputation
+ *    and gradient accumulation, and the cache is made once per step;
+ *  - the export (the key property): stories260K trained with --qat TYPE,
+ *    then `edgetune quantize --type TYPE` on its F32 model.gguf: the file's
+ *    tensors have the types QAT chose and dequantize to the training
+ *    forward's w_q bit for bit, and the engine's logits on those weights
+ *    equal the training forward's logits up to float summation order;
+ *  - bad input: an unknown --qat type and a type map naming no tensor exit 2;
+ *    a row length the block does not divide falls back with a notice;
+ *  - resume with --qat is bit-exact. */
+#include <math.h>
+
+#include "testutil.h"
+#include "../engine/engine.h"
+#include "../export/gguf.h"
+#include "../quant/quant.h"
+#include "../quant/quantize_model.h"
+#include "../train/init.h"
+#include "../train/qat.h"
+#include "../train/train_llama.h"
+
+static const uint32_t TYPES[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
+                                 GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q3_K, GGML_TYPE_Q2_K};
+
+static void test_rows_each_type(void **state) {
+    (void)state;
+    enum { R = 6, K = 512 };
+    float *w = malloc(sizeof(float) * R * K), *wq = malloc(sizeof(float) * R * K),
+          *ref = malloc(sizeof(float) * K), *in = malloc(sizeof(float) * R * K);
+    uint8_t *scratch = malloc(R * K * 2), *blk = malloc(K * 2);
+    uint32_t s = 12345;
+    for (int i = 0; i < R * K; i++) {
+        s = s * 1664525u + 1013904223u;
+        w[i] = ((float)(s >> 8) / 16777216.0f - 0.5f) * (i % 97 == 0 ? 4.0f : 0.2f);
+    }
+    for (size_t k = 0; k < sizeof TYPES / sizeof TYPES[0]; k++) {
+        const uint32_t ty = TYPES[k];
+        assert_int_equal(et_fake_quant_rows(ty, w, wq, R, K, scratch), 0);
+        memcpy(in, w, sizeof(float) * R * K);
+        assert_int_equal(et_fake_quant_rows(ty, in, in, R, K, scratch), 0); /* in place */
+        int moved = 0;
+        for (int r = 0; r < R; r++) {
+            assert_int_equal(et_quantize_row(ty, w + r * K, blk, K), 0);
+            assert_int_equal(et_dequantize_row(ty, blk, ref, K), 0);
+            if (memcmp(ref, wq + r * K, sizeof(float) * K) || memcmp(ref, in + r * K, sizeof(float) * K))
+                fail_msg("%s: row %d differs from quantize -> dequantize", ggml_type_name(ty), r);
+            for (int i = 0; i < K; i++) moved += ref[i] != w[r * K + i];
+        }
+        assert_true(moved > R * K / 2); /* it did quantize */
+    }
+    /* a row length the block does not divide */
+    assert_int_equal(et_fake_quant_rows(GGML_TYPE_Q4_0, w, wq, 2, 100, scratch), ET_EINPUT);
+    assert_int_equal(et_fake_quant_rows(GGML_TYPE_Q4_K, w, wq, 2, 128, scratch), ET_EINPUT);
+    free(w), free(wq), free(ref), free(in), free(scratch), free(blk);
+}
+
+/* ---- STE gradient against finite differences ---- */
+
+enum { B = 2, T = 10, N_ACCUM = 2, VOCAB = 40 };
+
+static void fill_batch(int32_t tok[N_ACCUM][B][T + 1], uint8_t mask[N_ACCUM][B][T + 1], int *n_tok) {
+    uint32_t s = 7;
+    *n_tok = 0;
+    for (int a = 0; a < N_ACCUM; a++)
+        for (int b = 0; b < B; b++)
+            for (int j = 0; j <= T; j++) {
+                s = s * 1664525u + 1013904223u;
+                tok[a][b][j] = (int32_t)((s >> 8) % VOCAB);
+                mask[a][b][j] = j >= 3;
+                *n_tok += j >= 1 && mask[a][b][j];
+            }
+}
+
+static void check_ste(int recompute, int ftype) {
+    et_hparams hp;
+    memset(&hp, 0, sizeof hp);
+    snprintf(hp.arch, sizeof hp.arch, "llama");
+    hp.n_vocab = VOCAB, hp.n_embd = 256, hp.n_layer = 2, hp.n_ctx = 64, hp.n_head = 4, hp.n_head_kv = 2;
+    hp.n_ff = 256, hp.head_dim = 64, hp.rms_eps = 1e-5f, hp.rope_theta = 10000.0f, hp.tied_output = 0;
+    et_model m;
+    et_train_llama tl;
+    et_train_model tm;
+    et_err e = {0};
+    assert_int_equal(et_model_alloc(&m, &hp, &e), 0);
+    assert_int_equal(et_train_llama_init(&tl, &m, 7, &tm, &e), 0);
+    tl.recompute = recompute;
+    et_xoshiro rng;
+    et_xoshiro_seed(&rng, 5);
+    et_init_normal(tm.t, tm.n_t, hp.n_layer, 0.3f, &rng);
+    int32_t tok[N_ACCUM][B][T + 1];
+    uint8_t mask[N_ACCUM][B][T + 1];
+    int n_tok;
+    fill_batch(tok, mask, &n_tok);
+
+    /* the loss without QAT, to see that fake quantization changes it */
+    double plain = 0.0, ls;
+    for (int a = 0; a < N_ACCUM; a++) {
+        assert_int_equal(tm.forward(tm.ctx, &tok[a][0][0], &mask[a][0][0], B, T, &ls, &e), 0);
+        plain += ls;
+    }
+    et_qat q;
+    et_qat_opts o = {.ftype = ftype};
+    if (et_qat_attach(&q, &tl.L, &o, &e)) fail_msg("%s", e.msg);
+    et_qat_set_step(&q, 0);
+    tl.qat = &q;
+    assert_true(q.n_w == 2 + 7 * hp.n_layer); /* token_embd, output and every linear */
+    memset(tm.grads, 0, tm.n * sizeof(float));
+    double fq = 0.0;
+    for (int a = 0; a < N_ACCUM; a++) {
+        if (tm.fwd_bwd(tm.ctx, &tok[a][0][0], &mask[a][0][0], B, T, (double)n_tok, &ls, &e)) fail_msg("%s", e.msg);
+        fq += ls;
+    }
+    assert_true(fabs(fq - plain) > 1e-4 * fabs(plain));
+    assert_int_equal((int)q.n_refresh, q.n_w); /* once per step, whatever the micro-batches and recomputation */
+
+    double worst = 0.0;
+    for (int k = 0; k < q.n_w; k++) {
+        et_qat_w *w = &q.w[k];
+        const size_t n = (size_t)(w->rows * w->cols), stride = n > 20 ? n / 19 : 1;
+        const size_t off = (size_t)(w->master - tm.params);
+        double num = 0.0, den = 0.0;
+        for (size_t i = 0; i < n; i += stride) {
+            float *p = w->wq + i; /* the forward reads the cache: perturb w_q */
+            const float old = *p, hi = old + 1e-2f, lo = old - 1e-2f;
+            double l[2] = {0.0, 0.0};
+            for (int side = 0; side < 2; side++) {
+                *p = side ? lo : hi;
+                for (int a = 0; a < N_ACCUM; a++) {
+                    assert_int_equal(tm.forward(tm.ctx, &tok[a][0][0], &mask[a][0][0], B, T, &ls, &e), 0);
+                    l[side] += ls;
+                }
+            }
+            *p = old;
+            const double fd = (l[0] - l[1]) / ((double)hi - (double)lo) / n_tok, g = tm.grads[off + i];
+            num += (g - fd) * (g - fd);
+            den += fd * fd;
+        }
+        const double rel = sqrt(num / (den + 1e-30));
+        if (rel > 3e-2) fprintf(stderr, "%s (%s): STE gradient vs finite differences in w_q: %.3g\n", w->name,
+                                ggml_type_name(w->type), rel);
+        worst = fmax(worst, rel);
+    }
+    fprintf(stderr, "qat %s recompute %d: %d tensors, STE gradient vs finite differences: worst relative error %.3g\n",
+            et_ftype_name(ftype), recompute, q.n_w, worst);
+    /* float forwards, h = 1e-2: the sparse embedding rows reach ~1.7e-2;
+       a gradient routed wrongly (not added, or missing the STE) is off by O(1) */
+    assert_true(worst < 3e-2);
+    assert_int_equal((int)q.n_refresh, q.n_w); /* forwards alone never requantize */
+
+    /* after an optimizer step the cache follows the master weights */
+    float *m0 = q.w[0].master;
+    m0[0] += 0.5f;
+    et_qat_step(&q, 1);
+    assert_int_equal(tm.forward(tm.ctx, &tok[0][0][0], &mask[0][0][0], B, T, &ls, &e), 0);
+    assert_int_equal((int)q.n_refresh, 2 * q.n_w);
+    float *ref = malloc(sizeof(float) * (size_t)(q.w[0].rows * q.w[0].cols));
+    uint8_t *scr = malloc(q.scratch_bytes);
+    et_fake_quant_rows(q.w[0].type, m0, ref, q.w[0].rows, q.w[0].cols, scr);
+    assert_memory_equal(ref, q.w[0].wq, sizeof(float) * (size_t)(q.w[0].rows * q.w[0].cols));
+    free(ref), free(scr);
+    /* detached: the model is as it was */
+    et_qat_free(&q);
+    tl.qat = NULL;
+    for (int i = 0; i < tl.L.n_tensors; i++) assert_true(tl.L.tensors[i]->data >= m.params &&
+                                                          tl.L.tensors[i]->data < m.params + m.n_params);
+    et_train_llama_free(&tl);
+    et_model_free(&m);
+}
+
+static void test_ste_q4_0(void **state) { (void)state; check_ste(0, ET_FTYPE_MOSTLY_Q4_0); }
+static void test_ste_q4_k_m_recompute(void **state) { (void)state; check_ste(1, ET_FTYPE_MOSTLY_Q4_K_M); }
+
+/* ---- the export ---- */
+
+static const char *data_h5(void) {
+    static char path[512];
+    if (path[0]) return path;
+    const char *txt = shared_path("data/tinystories_sample.txt"), *model = shared_path("models/stories260K/stories260K.gguf");
+    if (!txt || !model) return NULL;
+    snprintf(path, sizeof path, "%s", test_tmp("ts.h5"));
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "head -c 120000 %s > %s && ./edgetune data --tokenizer %s --input %s -o %s "
+             "--valid-fraction 0.1", txt, test_tmp("ts.txt"), model, test_tmp("ts.txt"), path);
+    if (test_run(cmd)) fail_msg("%s failed", cmd);
+    return path;
+}
+
+static double max_abs(const float *a, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(a[i]));
+    return m;
+}
+
+static void engine_logits(et_engine *en, const int32_t *tok, int n, float *logits) {
+    et_err e = {0};
+    et_state_opts o = et_state_default_opts();
+    o.kv_type = GGML_TYPE_F32;
+    o.n_ctx = 64;
+    et_state *s;
+    if (et_state_new(&s, en, &o, &e)) fail_msg("%s", e.msg);
+    if (et_forward(s, tok, n, logits, 1, &e)) fail_msg("%s", e.msg);
+    et_state_free(s);
+}
+
+/* wide: a new 256-wide model (from scratch, the stories260K tokenizer), so the
+ * K-quants' blocks of 256 divide its rows; else stories260K itself (rows of
+ * 64 and 172: the fallback chain). */
+static void check_export(const char *type, int wide) {
+    if (!test_have_edgetune()) skip();
+    SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
+    char margs[1024];
+    if (wide) snprintf(margs, sizeof margs, "--tokenizer %s --n-embd 256 --n-layer 2 --n-head 4 --n-head-kv 2 "
+                       "--n-ff 512 --n-ctx 128", model);
+    else snprintf(margs, sizeof margs, "--model %s", model);
+    const char *data = data_h5();
+    char dir[512], cmd[4096], qpath[600], f32[600], mine[600];
+    snprintf(dir, sizeof dir, "%s-%d", test_tmp(type), wide);
+    snprintf(cmd, sizeof cmd, "./edgetune train %s --data %s --out %s --qat %s --steps 3 --batch-size 4 "
+             "--seq-len 64 --lr 1e-3 --warmup 0 --threads 2", margs, data, dir, type);
+    if (test_run(cmd)) fail_msg("%s failed", cmd);
+    snprintf(f32, sizeof f32, "%s/model.gguf", dir);
+    snprintf(mine, sizeof mine, "%s/model-%s.gguf", dir, type);
+    snprintf(qpath, sizeof qpath, "%s/quantized.gguf", dir);
+    snprintf(cmd, sizeof cmd, "./edgetune quantize %s %s --type %s --quiet", f32, qpath, type);
+    if (test_run(cmd)) fail_msg("%s failed", cmd);
+    /* train's own export is the same file */
+    char *a = NULL, *b = NULL;
+    {
+        FILE *fa = fopen(qpath, "rb"), *fb = fopen(mine, "rb");
+        assert_non_null(fa), assert_non_null(fb);
+        fseek(fa, 0, SEEK_END), fseek(fb, 0, SEEK_END);
+        long na = ftell(fa), nb = ftell(fb);
+        assert_int_equal(na, nb);
+        rewind(fa), rewind(fb);
+        a = malloc((size_t)na), b = malloc((size_t)nb);
+        assert_int_equal(fread(a, 1, (size_t)na, fa), (size_t)na);
+        assert_int_equal(fread(b, 1, (size_t)nb, fb), (size_t)nb);
+        assert_memory_equal(a, b, (size_t)na);
+        fclose(fa), fclose(fb), free(a), free(b);
+    }
+
+    /* the training forward on the trained F32 weights, with QAT */
+    et_err e = {0};
+    et_model m, mq;
+    if (et_model_load(&m, f32, NULL, &e)) fail_msg("%s", e.msg);
+    et_llama L;
+    if (et_llama_bind(&L, &m, NULL, &e)) fail_msg("%s", e.msg);
+    et_qat q;
+    et_qat_opts o = {.ftype = et_ftype_from_name(type)};
+    if (et_qat_attach(&q, &L, &o, &e)) fail_msg("%s", e.msg);
+    et_qat_set_step(&q, 0);
+    et_qat_sync(&q);
+
+    /* every quantized tensor of the file: QAT's type, and w_q bit for bit */
+    gguf_file g;
+    if (gguf_open(&g, qpath, &e)) fail_msg("%s", e.msg);
+    int n_quant = 0;
+    for (uint64_t i = 0; i < g.n_tensors; i++) n_quant += g.tensors[i].type != GGML_TYPE_F32;
+    assert_int_equal(n_quant, q.n_w);
+    for (int k = 0; k < q.n_w; k++) {
+        const et_qat_w *w = &q.w[k];
+        const gguf_tensor *t = gguf_find_tensor(&g, w->name);
+        assert_non_null(t);
+        if (t->type != w->type)
+            fail_msg("%s: file has %s, QAT trained %s", w->name, ggml_type_name(t->type), ggml_type_name(w->type));
+        const size_t n = (size_t)(w->rows * w->cols);
+        float *deq = malloc(n * sizeof *deq);
+        assert_int_equal(et_dequantize_row(t->type, t->data, deq, (int64_t)n), 0);
+        if (memcmp(deq, w->wq, n * sizeof *deq)) fail_msg("%s (%s): the file's weights differ from w_q", w->name, type);
+        free(deq);
+    }
+    gguf_close(&g);
+
+    /* logits: training forward vs the engine */
+    enum { NT = 48 };
+    int32_t tok[NT], tgt[NT];
+    for (int i = 0; i < NT; i++) tok[i] = 1 + (i * 37 + 11) % 500, tgt[i] = 0;
+    const int V = m.hp.n_vocab;
+    float *lt = malloc(sizeof(float) * NT * V), *lq = malloc(sizeof(float) * NT * V), *lf = malloc(sizeof(float) * NT * V);
+    et_tape tp;
+    if (et_tape_init(&tp, 0, &e)) fail_msg("%s", e.msg);
+    tp.record = 0;
+    et_xent_opts xo = {.logits_out = lt};
+    et_llama_forward(&tp, &L, tok, tgt, 1, NT, &xo);
+    if (et_tape_status(&tp, &e)) fail_msg("%s", e.msg);
+    et_tape_free(&tp);
+    et_engine *eq, *ef;
+    if (et_engine_load(&eq, qpath, &e)) fail_msg("%s", e.msg);
+    if (et_model_load_gguf(&mq, qpath, &e)) fail_msg("%s", e.msg); /* the file's weights, dequantized */
+    if (et_engine_from_model(&ef, &mq, &e)) fail_msg("%s", e.msg);
+    engine_logits(eq, tok, NT, lq);
+    engine_logits(ef, tok, NT, lf);
+    const size_t all = (size_t)NT * V;
+    double scale = max_abs(lt, all), d_f = 0, d_q = 0, ss = 0, sq = 0;
+    int agree = 0;
+    for (size_t i = 0; i < all; i++) {
+        d_f = fmax(d_f, fabs((double)lf[i] - lt[i]));
+        d_q = fmax(d_q, fabs((double)lq[i] - lt[i]));
+        ss += (double)lt[i] * lt[i];
+        sq += ((double)lq[i] - lt[i]) * ((double)lq[i] - lt[i]);
+    }
+    for (int t = 0; t < NT; t++) agree += et_argmax(lq + (size_t)t * V, V) == et_argmax(lt + (size_t)t * V, V);
+    fprintf(stderr, "qat %s: %d tensors == file bit for bit; max|logit| %.3g; engine on the file's weights (F32 "
+            "activations) - training forward: max %.3g (%.2g relative); engine on the quantized file (Q8 "
+            "activations): max %.3g, rms/rms %.3g, argmax %d/%d\n",
+            type, q.n_w, scale, d_f, d_f / scale, d_q, sqrt(sq / ss), agree, NT);
+    /* the same weights: only float summation order differs */
+    assert_true(d_f <= 2e-5 * fmax(1.0, scale));
+    /* the engine's activation rounding (ggml's Q8_0/Q8_K vec_dot) is the rest */
+    assert_true(sqrt(sq / ss) < 0.08);
+    free(lt), free(lq), free(lf);
+    et_engine_free(eq), et_engine_free(ef);
+    et_model_free(&mq);
+    et_qat_free(&q);
+    et_llama_unbind(&L);
+    et_model_free(&m);
+}
+
+static void test_export_q4_0(void **state) { (void)state; check_export("Q4_0", 0); }
+static void test_export_q8_0(void **state) { (void)state; check_export("Q8_0", 0); }
+static void test_export_q5_1(void **state) { (void)state; check_export("Q5_1", 0); }
+static void test_export_q4_k_m_fallbacks(void **state) { (void)state; check_export("Q4_K_M", 0); }
+static void test_export_q3_k_m_fallbacks(void **state) { (void)state; check_export("Q3_K_M", 0); }
+static void test_export_q4_k_m(void **state) { (void)state; check_export("Q4_K_M", 1); }
+static void test_export_q3_k_m(void **state) { (void)state; check_export("Q3_K_M", 1); }
+static void test_export_q2_k(void **state) { (void)state; check_export("Q2_K", 1); }
+static void test_export_q5_k_m(void **state) { (void)state; check_export("Q5_K_M", 1); }
+
+/* ---- the command line ---- */
+
+static void test_bad_input(void **state) {
+    (void)state;
+    if (!test_have_edgetune()) skip();
+    SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
+    const char *data = data_h5();
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "./edgetune train --model %s --data %s --out %s --qat Q4_Z --steps 1", model, data,
+             test_tmp("bad1"));
+    assert_int_equal(test_run(cmd), 2);
+    char *log = test_slurp(test_tmp("cmd.log"));
+    assert_non_null(strstr(log, "'Q4_Z' is not a quantization type"));
+    free(log);
+    test_spit(test_tmp("map.txt"), "# per-tensor types\nblk.0.attn_q.weight Q8_0\nblk.9.nothing.weight Q4_0\n");
+    snprintf(cmd, sizeof cmd, "./edgetune train --model %s --data %s --out %s --qat Q4_0 --qat-type-map %s --steps 1",
+             model, data, test_tmp("bad2"), test_tmp("map.txt"));
+    assert_int_equal(test_run(cmd), 2);
+    log = test_slurp(test_tmp("cmd.log"));
+    assert_non_null(strstr(log, "blk.9.nothing.weight"));
+    free(log);
+    test_spit(test_tmp("map2.txt"), "blk.0.attn_q.weight Q9_9\n");
+    snprintf(cmd, sizeof cmd, "./edgetune train --model %s --data %s --out %s --qat Q4_0 --qat-type-map %s --steps 1",
+             model, data, test_tmp("bad3"), test_tmp("map2.txt"));
+    assert_int_equal(test_run(cmd), 2);
+    /* stories260K's ffn_down rows (172) fit no block of 32: F16, said per tensor */
+    snprintf(cmd, sizeof cmd, "./edgetune train --model %s --data %s --out %s --qat Q4_0 --steps 1 --batch-size 2 "
+             "--seq-len 32", model, data, test_tmp("fb"));
+    assert_int_equal(test_run(cmd), 0);
+    log = test_slurp(test_tmp("cmd.log"));
+    assert_non_null(strstr(log, "qat: blk.0.ffn_down.weight: row length 172"));
+    free(log);
+    /* a type map: trained and exported with its types */
+    test_spit(test_tmp("map3.txt"), "blk.0.attn_q.weight Q8_0\nblk.1.ffn_up.weight Q5_0  # comment\n");
+    snprintf(cmd, sizeof cmd, "./edgetune train --model %s --data %s --out %s --qat Q4_0 --qat-type-map %s --steps 1 "
+             "--batch-size 2 --seq-len 32", model, data, test_tmp("map"), test_tmp("map3.txt"));
+    assert_int_equal(test_run(cmd), 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/model-Q4_0.gguf", test_tmp("map"));
+    gguf_file g;
+    et_err e = {0};
+    if (gguf_open(&g, path, &e)) fail_msg("%s", e.msg);
+    assert_int_equal(gguf_find_tensor(&g, "blk.0.attn_q.weight")->type, GGML_TYPE_Q8_0);
+    assert_int_equal(gguf_find_tensor(&g, "blk.1.ffn_up.weight")->type, GGML_TYPE_Q5_0);
+    assert_int_equal(gguf_find_tensor(&g, "blk.1.attn_q.weight")->type, GGML_TYPE_Q4_0);
+    gguf_close(&g);
+}
+
+/* --resume with QAT continues bit for bit, across the --qat-start switch */
+static void test_resume(void **state) {
+    (void)state;
+    if (!test_have_edgetune()) skip();
+    SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
+    const char *data = data_h5();
+    char cmd[4096];
+    const char *common = "--qat Q4_0 --qat-start 2 --batch-size 4 --seq-len 64 --lr 1e-3 --threads 2 --seed 3";
+    snprintf(cmd, sizeof cmd, "./edgetune train --model %s --data %s --out %s %s --steps 4", model, data,
+             test_tmp("full"), common);
+    assert_int_equal(test_run(cmd), 0);
+    snprintf(cmd, sizeof cmd, "./edgetune train --model %s --data %s --out %s %s --steps 1", model, data,
+             test_tmp("part"), common);
+    assert_int_equal(test_run(cmd), 0);
+    snprintf(cmd, sizeof cmd, "./edgetune train --model %s --data %s --out %s %s --steps 4 --resume", model, data,
+             test_tmp("part"), common);
+    assert_int_equal(test_run(cmd), 0);
+    char a[600], b[600];
+    snprintf(a, sizeof a, "cmp %s/model.gguf %s/model.gguf && cmp %s/model-Q4_0.gguf %s/model-Q4_0.gguf",
+             test_tmp("full"), test_tmp("part"), test_tmp("full"), test_tmp("part"));
+    (void)b;
+    assert_int_equal(test_run(a), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rows_each_type),
+        cmocka_unit_test(test_ste_q4_0),
+        cmocka_unit_test(test_ste_q4_k_m_recompute),
+        cmocka_unit_test(test_export_q4_0),
+        cmocka_unit_test(test_export_q8_0),
+        cmocka_unit_test(test_export_q5_1),
+        cmocka_unit_test(test_export_q4_k_m_fallbacks),
+        cmocka_unit_test(test_export_q3_k_m_fallbacks),
+        cmocka_unit_test(test_export_q4_k_m),
+        cmocka_unit_test(test_export_q3_k_m),
+        cmocka_unit_test(test_export_q2_k),
+        cmocka_unit_test(test_export_q5_k_m),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_resume),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
