@@ -68,6 +68,7 @@ int cmd_train(int argc, char **argv);
 int cmd_lora(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_imatrix(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_vocab(int argc, char **argv);        /* cli/cmd_vocab.c */

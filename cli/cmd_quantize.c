@@ -6,16 +6,19 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../quant/imatrix.h"
 #include "../quant/quantize_model.h"
 #include "cli.h"
 
 static const char USAGE[] =
     "usage: edgetune quantize IN.gguf OUT.gguf --type F16|BF16|Q8_0|Q4_0|Q4_1|Q5_1|Q2_K|\n"
     "                         Q3_K_S|Q3_K_M|Q3_K_L|Q4_K_M|Q5_K_S|Q5_K_M|Q6_K\n"
-    "                         [--allow-requantize] [--quiet]\n"
-    "  Per-tensor types as llama.cpp's llama-quantize (no imatrix); tensors whose\n"
+    "                         [--imatrix FILE] [--allow-requantize] [--quiet]\n"
+    "  Per-tensor types as llama.cpp's llama-quantize; tensors whose\n"
     "  row length does not divide the block fall back (Q4_K -> Q5_0, Q5_K -> Q5_1,\n"
-    "  Q6_K -> Q8_0, Q2_K/Q3_K -> IQ4_NL, then F16) and are reported.";
+    "  Q6_K -> Q8_0, Q2_K/Q3_K -> IQ4_NL, then F16) and are reported.\n"
+    "  --imatrix FILE  importance matrix (edgetune imatrix / llama-imatrix, .dat or GGUF):\n"
+    "                  weighted quantization, byte-identical to llama-quantize --imatrix FILE";
 
 static void print_size(FILE *f, uint64_t bytes) {
     if (bytes >= (uint64_t)1 << 20) fprintf(f, "%.2f MiB", bytes / 1048576.0);
@@ -38,7 +41,7 @@ static void on_tensor(const et_quant_tensor *t, void *ctx) {
         print_size(stdout, t->bytes_in);
         printf(" -> ");
         print_size(stdout, t->bytes_out);
-        printf("\n");
+        printf("%s\n", t->imatrix ? "  (imatrix)" : "");
     }
     if (t->fallback) {
         const char *want = ggml_type_name(t->type_want);
@@ -49,7 +52,7 @@ static void on_tensor(const et_quant_tensor *t, void *ctx) {
 
 int cmd_quantize(int argc, char **argv) {
     static const char *const bools[] = {"allow_requantize", "quiet", "help", NULL};
-    static const char *const known[] = {"type", "allow_requantize", "quiet", "output", "help", NULL};
+    static const char *const known[] = {"type", "allow_requantize", "quiet", "output", "imatrix", "help", NULL};
     cli_args a;
     int rc = cli_start(&a, argc, argv, bools, known, USAGE);
     if (rc >= 0) return rc;
@@ -73,7 +76,19 @@ int cmd_quantize(int argc, char **argv) {
     progress pr = {cli_str(&a, "quiet", NULL) != NULL};
     et_quant_params p = {ftype, cli_str(&a, "allow_requantize", NULL) != NULL, on_tensor, &pr};
     et_quant_stats st;
-    rc = et_quantize_model(in, out, &p, &st, &e);
+    const char *imf = cli_str(&a, "imatrix", NULL);
+    et_imatrix im;
+    et_imatrix_init(&im);
+    if (imf) {
+        if ((rc = et_imatrix_load(&im, imf, &e))) {
+            cli_free(&a);
+            return cli_report(&e);
+        }
+        printf("imatrix %s: %d entries computed on %d chunks%s%s\n", imf, im.n_entries, (int)im.chunk_count,
+               im.dataset ? ", dataset " : "", im.dataset ? im.dataset : "");
+    }
+    rc = et_quantize_model_imatrix(in, out, &p, imf ? &im : NULL, imf, &st, &e);
+    et_imatrix_free(&im);
     if (rc) {
         cli_free(&a);
         return cli_report(&e);

@@ -75,6 +75,7 @@ const cli_cmd cli_commands[] = {
     {"merge", "fold LoRA adapters into a base model", "edgetune merge BASE.gguf ADAPTER.gguf[:SCALE]... -o OUT.gguf", cmd_merge},
     {"quantize", "quantize a GGUF model as llama-quantize does (F16, BF16, Q8_0, Q4_0, Q4_1, Q5_1, Q4_K_M, Q6_K)",
      "edgetune quantize IN.gguf OUT.gguf --type F16|BF16|Q8_0|Q4_0|Q4_1|Q5_1|Q4_K_M|Q6_K [--allow-requantize] [--quiet]", cmd_quantize},
+    {"imatrix", "importance matrix (llama-imatrix's per-column sum of squared activations) for quantize --imatrix", "edgetune imatrix MODEL --data TEXT|tokens.h5 -o OUT [--ctx 512] [--chunks N] [--output-format dat|gguf] [--lora A.gguf]   (edgetune imatrix --help)", cmd_imatrix},
     {"run", "generate text with the reference engine",
      "edgetune run MODEL [--prompt TEXT | --file F] [--n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
      "             [--seed S] [--threads N] [--ctx N] [--lora FILE[:SCALE],...] [--kv-type F16|F32] [--stats]\n"

@@ -179,6 +179,17 @@ int et_state_truncate(et_state *s, int n_past, et_err *e);
  * cache would overflow or a token id is outside [0, n_vocab). */
 int et_forward(et_state *s, const int32_t *tokens, int n, float *logits, int all_logits, et_err *e);
 
+/* An observer of the weight matmuls (for edgetune imatrix): called with
+ * each matrix w and its input x [n_tok][w->n_in] before y = W x is
+ * computed — the base projections (q, k, v, output, gate, up, down), the
+ * LM head when logits are wanted, and each attached LoRA adapter's A (input
+ * x) and B (input A x) — in the order the forward uses them.  A nonzero
+ * return aborts the forward with that code (the message in e).  The
+ * callback runs on the calling thread; NULL fn removes it.  With no hook
+ * the matmul path costs one pointer test. */
+typedef int (*et_matmul_hook)(void *user, const et_wmat *w, const float *x, int n_tok, et_err *e);
+void et_state_set_matmul_hook(et_state *s, et_matmul_hook fn, void *user);
+
 /* ------------------------------------------------------------ sampling */
 
 /* Deterministic RNG: xoshiro256** seeded by splitmix64 (Blackman & Vigna). */
@@ -276,5 +287,35 @@ int et_nll(et_state *s, const int32_t *tokens, int n, et_ppl *r, et_err *e);
  * cache, every token after a window's first scored (the last window may be
  * shorter).  Result in *r (zeroed first). */
 int et_perplexity(et_state *s, const int32_t *tokens, size_t n, int window, et_ppl *r, et_err *e);
+
+/* ------------------------------------------------------------ importance matrix */
+
+struct et_imatrix;
+
+typedef struct et_imatrix_opts {
+    int n_ctx;            /* tokens per chunk (llama-imatrix -c; default 512) */
+    int n_chunks;         /* chunks to run (-1: all that fit, as --chunks) */
+    int process_output;   /* also collect output.weight (--process-output) */
+    int bos;              /* token put first in every chunk, or -1 (llama-imatrix: the
+                           * vocabulary's BOS when it adds BOS) */
+} et_imatrix_opts;
+
+/* Called after each chunk: chunk (0-based), n_chunk, seconds so far. */
+typedef void (*et_imatrix_progress)(void *user, int chunk, int n_chunk, double seconds);
+
+/* The calibration run of llama.cpp's llama-imatrix (examples/imatrix,
+ * compute_imatrix at c392e509): tokens [n] (the whole text tokenized with
+ * BOS as the vocabulary says) are cut into n_chunk = min(n_chunks, n / n_ctx)
+ * windows of n_ctx tokens; each runs from an empty cache with its first
+ * token replaced by o->bos (when >= 0), in ubatches of the state's n_batch
+ * (set it to llama.cpp's n_ubatch, 512: one matmul call per ubatch, the
+ * "ncall" unit).  Through the matmul hook, every matrix named "blk.*" (and
+ * "output.weight" when process_output) whose input has >= 16 rows adds
+ * Σx² per column to `im` (et_imatrix_accumulate), as collect_imatrix does.
+ * im->chunk_count becomes the largest ncall and im->chunk_size n_ctx.  The
+ * state needs n_ctx >= o->n_ctx.  0, ET_EUSAGE (fewer than 2 * n_ctx
+ * tokens, as llama-imatrix requires; bad options), or the forward's error. */
+int et_imatrix_run(et_state *s, const int32_t *tokens, size_t n, const et_imatrix_opts *o, struct et_imatrix *im,
+                   et_imatrix_progress progress, void *user, et_err *e);
 
 #endif

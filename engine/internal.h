@@ -29,6 +29,8 @@ struct et_state {
     size_t lora_cap;         /* floats */
     void *att_tmp;           /* per thread: scores [n_ctx] f32, probs [n_ctx] kv type, q [head_dim] kv type */
     size_t att_tmp_stride;   /* bytes per thread */
+    et_matmul_hook hook;     /* et_state_set_matmul_hook, or NULL */
+    void *hook_user;
 };
 
 /* Every weight matrix with data (token_embd, output unless tied, then the

@@ -246,6 +246,11 @@ static int matmul_plain(et_state *s, int n, const et_wmat *const *w, const float
     return 0;
 }
 
+void et_state_set_matmul_hook(et_state *s, et_matmul_hook fn, void *user) {
+    s->hook = fn;
+    s->hook_user = user;
+}
+
 static int add_lora(et_state *s, const et_wmat *w, const float *x, int n_tok, float *y, float alpha, et_err *e) {
     for (int i = 0; i < w->n_lora; i++) {
         const et_lora_use *u = &w->lora[i];
@@ -254,7 +259,9 @@ static int add_lora(et_state *s, const et_wmat *w, const float *x, int n_tok, fl
         if (ensure((void **)&s->lora_t, &cap_bytes, (size_t)rank * (size_t)n_tok * sizeof(float), e)) return ET_ERUN;
         s->lora_cap = cap_bytes / sizeof(float);
         float *t = s->lora_t;
+        if (s->hook && (rc = s->hook(s->hook_user, u->a, x, n_tok, e))) return rc;
         if ((rc = matmul_plain(s, 1, &u->a, x, n_tok, &t, 0, 1.0f, e))) return rc;
+        if (s->hook && (rc = s->hook(s->hook_user, u->b, s->lora_t, n_tok, e))) return rc;
         if ((rc = matmul_plain(s, 1, &u->b, s->lora_t, n_tok, &y, 1, u->scale * alpha, e))) return rc;
     }
     return 0;
@@ -263,14 +270,17 @@ static int add_lora(et_state *s, const et_wmat *w, const float *x, int n_tok, fl
 int et_wmat_matmul_multi(et_state *s, int n, const et_wmat *const *w, const float *x, int n_tok, float *const *y,
                     et_err *e) {
     if (n < 1 || n > MAX_MATS) return et_fail(e, ET_EUSAGE, "engine: %d matrices in one job", n);
-    int rc = matmul_plain(s, n, w, x, n_tok, y, 0, 1.0f, e);
+    int rc = 0;
+    for (int i = 0; s->hook && !rc && i < n; i++) rc = s->hook(s->hook_user, w[i], x, n_tok, e);
+    if (!rc) rc = matmul_plain(s, n, w, x, n_tok, y, 0, 1.0f, e);
     for (int i = 0; !rc && i < n; i++) rc = add_lora(s, w[i], x, n_tok, y[i], 1.0f, e);
     return rc;
 }
 
 int et_wmat_matmul(et_state *s, const et_wmat *w, const float *x, int n_tok, float *y, int accumulate, float alpha,
               int with_lora, et_err *e) {
-    int rc = matmul_plain(s, 1, &w, x, n_tok, &y, accumulate, alpha, e);
+    int rc = s->hook ? s->hook(s->hook_user, w, x, n_tok, e) : 0;
+    if (!rc) rc = matmul_plain(s, 1, &w, x, n_tok, &y, accumulate, alpha, e);
     if (rc || !with_lora) return rc;
     return add_lora(s, w, x, n_tok, y, accumulate ? alpha : 1.0f, e);
 }

@@ -29,7 +29,12 @@ static inline int best_index(const int8_t *val, float x) {
     return x - val[mu - 1] < val[mu] - x ? mu - 1 : mu;
 }
 
-void et_quantize_row_iq4_nl(const float *x, void *vy, int64_t k) {
+void et_quantize_row_iq4_nl(const float *x, void *vy, int64_t k) { et_quantize_row_iq4_nl_w(x, vy, k, NULL); }
+
+/* With qw (one weight per element of the row): the error weights are
+ * qw[j] * sqrt(sigma2 + x[j]^2), sigma2 = 2 * the block's mean square
+ * (quantize_row_iq4_nl_impl with quant_weights, super-block = block = 32). */
+void et_quantize_row_iq4_nl_w(const float *x, void *vy, int64_t k, const float *qw) {
     et_block_iq4_nl *y = vy;
     const int8_t *values = et_kvalues_iq4nl;
     const int64_t nb = k / ET_QK4_NL;
@@ -40,7 +45,15 @@ void et_quantize_row_iq4_nl(const float *x, void *vy, int64_t k) {
         const float *xb = x;
         memset(y[i].qs, 0, sizeof y[i].qs);
         float scale;
-        for (int j = 0; j < ET_QK4_NL; ++j) weight[j] = xb[j] * xb[j];
+        if (qw) {
+            float sigma2 = 0;
+            for (int j = 0; j < ET_QK4_NL; ++j) sigma2 += xb[j] * xb[j];
+            sigma2 *= 2.f / ET_QK4_NL;
+            const float *qb = qw + i * ET_QK4_NL;
+            for (int j = 0; j < ET_QK4_NL; ++j) weight[j] = qb[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+        } else {
+            for (int j = 0; j < ET_QK4_NL; ++j) weight[j] = xb[j] * xb[j];
+        }
         float amax = 0, max = 0;
         for (int j = 0; j < ET_QK4_NL; ++j) {
             float ax = fabsf(xb[j]);

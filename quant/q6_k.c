@@ -2,66 +2,18 @@
  * int8 sub-block scales under one fp16 scale, 6-bit quants.
  *
  * Bit-exact with ggml-quants.c quantize_row_q6_K_ref, make_qx_quants
- * (rmse_type 1, no importance weights) and dequantize_row_q6_K.  The float
+ * (rmse_type 1; quant/weighted.c), quantize_row_q6_K_impl with an importance
+ * matrix, and dequantize_row_q6_K.  The float
  * expressions keep ggml's operation order on purpose. */
 #include "quant_impl.h"
 
 #define GROUP_MAX_EPS 1e-15f /* ggml-quants.c: below this a group is all zero */
 
-/* Symmetric fit x ~ scale * (L - nmax), L in 0..2*nmax-1, weighted by
- * x^2 (rmse_type 1), trying 18 inverse scales around -nmax/max.  Returns
- * the scale.  ggml-quants.c make_qx_quants with rmse_type = 1, qw = NULL. */
-static float make_qx_quants_rmse1(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0;
-    float amax = 0;
-    for (int i = 0; i < n; ++i) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < GROUP_MAX_EPS) {
-        for (int i = 0; i < n; ++i) L[i] = 0;
-        return 0.f;
-    }
-    float iscale = -nmax / max;
-    float sumlx = 0;
-    float suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-        int l = et_nearest_int(iscale * x[i]);
-        l = et_imax(-nmax, et_imin(nmax - 1, l));
-        L[i] = (int8_t)(l + nmax);
-        float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
-    float scale = suml2 ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
-    for (int is = -9; is <= 9; ++is) {
-        if (is == 0) continue;
-        iscale = -(nmax + 0.1f * is) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; ++i) {
-            int l = et_nearest_int(iscale * x[i]);
-            l = et_imax(-nmax, et_imin(nmax - 1, l));
-            float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; ++i) {
-                int l = et_nearest_int(iscale * x[i]);
-                L[i] = (int8_t)(nmax + et_imax(-nmax, et_imin(nmax - 1, l)));
-            }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
-    }
-    return scale;
-}
+void et_quantize_row_q6_K(const float *x, void *vy, int64_t k) { et_quantize_row_q6_K_w(x, vy, k, NULL); }
 
-void et_quantize_row_q6_K(const float *x, void *vy, int64_t k) {
+/* quantize_row_q6_K_impl: with qw, the sub-block fits are weighted by qw
+ * alone (ggml's sqrt(sigma2 + x^2) factor is commented out there). */
+void et_quantize_row_q6_K_w(const float *x, void *vy, int64_t k, const float *qw) {
     et_block_q6_K *y = vy;
     const int64_t nb = k / ET_QK_K;
     int8_t L[ET_QK_K];
@@ -71,7 +23,7 @@ void et_quantize_row_q6_K(const float *x, void *vy, int64_t k) {
         float max_scale = 0;
         float max_abs_scale = 0;
         for (int ib = 0; ib < ET_QK_K / 16; ++ib) {
-            const float scale = make_qx_quants_rmse1(16, 32, x + 16 * ib, L + 16 * ib);
+            const float scale = et_make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, qw ? qw + ET_QK_K * i + 16 * ib : NULL);
             scales[ib] = scale;
             const float abs_scale = fabsf(scale);
             if (abs_scale > max_abs_scale) {

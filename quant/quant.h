@@ -218,6 +218,18 @@ int et_quantize_row(uint32_t type, const float *x, void *y, int64_t k);
 /* Dequantize k elements of `type` (x) into floats (y).  0 or ET_EINPUT. */
 int et_dequantize_row(uint32_t type, const void *x, float *y, int64_t k);
 
+/* Quantize nrows rows of n_per_row floats (x, row-major) into `type` (y,
+ * nrows * et_quant_row_bytes(type, n_per_row) bytes) with an importance
+ * matrix: qw [n_per_row] weights one column each (llama-imatrix's mean
+ * squared activation), the same for every row.  qw NULL is et_quantize_row.
+ * ggml.c ggml_quantize_chunk(type, ..., imatrix) -> quantize_row_*_impl
+ * (quant/weighted.c): Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
+ * and IQ4_NL use the weights; F32/F16/BF16/Q8_0 ignore them.  Returns 0, or
+ * ET_EINPUT for an unsupported type, nrows < 0, or a row length that is not
+ * a positive multiple of the block. */
+int et_quantize_rows_imatrix(uint32_t type, const float *x, void *y, int64_t nrows, int64_t n_per_row,
+                             const float *qw);
+
 /* The type a tensor with rows of `n_per_row` elements gets when `want`
  * does not divide it (DESIGN §3).  Chain, as llama.cpp's
  * llama_tensor_get_type (src/llama-quant.cpp, "convert_incompatible_tensor"):

@@ -52,6 +52,19 @@ float et_make_qkx2_quants(int n, int nmax, const float *x, const float *weights,
                           float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
                           int use_mad);
 
+/* Symmetric fit x ~ scale * (L - nmax), L in 0..2*nmax-1, minimising
+ * Σ w (x - scale*l)^2 with w = qw[i], or x[i]^2 when qw is NULL, over 18
+ * trial inverse scales around -nmax/max.  Returns the scale.
+ * ggml-quants.c make_qx_quants with rmse_type = 1 (quant/weighted.c;
+ * Q6_K, and with weights Q3_K, Q4_0, Q5_0). */
+float et_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float *qw);
+
+/* One row x [n] (n a multiple of the block) quantized with per-column
+ * importance weights qw [n] (NULL: the unweighted path): ggml-quants.c
+ * quantize_row_q6_K_impl / quantize_iq4_nl's impl with quant_weights. */
+void et_quantize_row_q6_K_w(const float *x, void *y, int64_t n, const float *qw);
+void et_quantize_row_iq4_nl_w(const float *x, void *y, int64_t n, const float *qw);
+
 /* Scale and min (6 bits each) of sub-block j of a Q4_K/Q5_K super-block
  * from its 12 packed bytes (ggml get_scale_min_k4). */
 static inline void et_get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {

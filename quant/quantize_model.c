@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "imatrix.h"
 #include "quant.h"
 #include "quantize_model.h"
 
@@ -175,8 +176,65 @@ static int copy_kvs(gguf_writer *w, const gguf_file *g, int ftype) {
     return 0;
 }
 
+/* llama-quantize's KV overrides for an imatrix (examples/quantize/quantize.cpp:
+ * strncpy into a 128-byte val_str, so at most 127 bytes and up to a NUL;
+ * INT overrides are written as INT32), appended after the copied KVs. */
+static int imatrix_kvs(gguf_writer *w, const et_imatrix *im, const char *imatrix_name) {
+    const char *file = imatrix_name ? imatrix_name : "";
+    gguf_remove_key(w, "quantize.imatrix.file");
+    if (gguf_set_strn(w, "quantize.imatrix.file", file, strnlen(file, 127))) return ET_ERUN;
+    if (im->dataset && im->dataset[0]) {
+        gguf_remove_key(w, "quantize.imatrix.dataset");
+        if (gguf_set_strn(w, "quantize.imatrix.dataset", im->dataset, strnlen(im->dataset, 127))) return ET_ERUN;
+    }
+    gguf_remove_key(w, "quantize.imatrix.entries_count");
+    if (gguf_set_i32(w, "quantize.imatrix.entries_count", im->n_entries)) return ET_ERUN;
+    if (im->chunk_count > 0) {
+        gguf_remove_key(w, "quantize.imatrix.chunks_count");
+        if (gguf_set_i32(w, "quantize.imatrix.chunks_count", im->chunk_count)) return ET_ERUN;
+    }
+    return 0;
+}
+
+/* The quantize-with-weights decision of every tensor (a dry run of the
+ * type policy on a copy), then et_imatrix_check against the model. */
+static int check_imatrix(const gguf_file *g, const tref *order, const et_quant_policy *qp0, const et_imatrix *im,
+                         const char *imatrix_name, et_err *e) {
+    int n = (int)g->n_tensors, rc = 0;
+    const char **names = calloc((size_t)n + 1, sizeof *names);
+    int64_t *ne0 = calloc((size_t)n + 1, sizeof *ne0), *ne2 = calloc((size_t)n + 1, sizeof *ne2);
+    int *want = calloc((size_t)n + 1, sizeof *want);
+    if (!names || !ne0 || !ne2 || !want) {
+        rc = et_fail(e, ET_ERUN, "%s: out of memory", g->path);
+        goto out;
+    }
+    et_quant_policy qp = *qp0;
+    for (int k = 0; k < n; k++) {
+        const gguf_tensor *t = &g->tensors[order[k].idx];
+        names[k] = order[k].name;
+        ne0[k] = t->ne[0];
+        ne2[k] = t->ne[2];
+        if (!et_quant_wants(order[k].name, n_dims_of(t->ne))) continue;
+        uint32_t w, type_out = et_quant_choose(&qp, order[k].name, t->ne[0], &w, NULL, 0);
+        want[k] = type_out != t->type && type_out != GGML_TYPE_F32 && type_out != GGML_TYPE_F16 &&
+                  type_out != GGML_TYPE_BF16 && type_out != GGML_TYPE_Q8_0;
+    }
+    rc = et_imatrix_check(im, imatrix_name ? imatrix_name : "imatrix", n, names, ne0, ne2, want, e);
+out:
+    free(names);
+    free(ne0);
+    free(ne2);
+    free(want);
+    return rc;
+}
+
 int et_quantize_model(const char *in, const char *out, const et_quant_params *p, et_quant_stats *stats,
                       et_err *e) {
+    return et_quantize_model_imatrix(in, out, p, NULL, NULL, stats, e);
+}
+
+int et_quantize_model_imatrix(const char *in, const char *out, const et_quant_params *p,
+                              const et_imatrix *imatrix, const char *imatrix_name, et_quant_stats *stats, et_err *e) {
     et_quant_stats st;
     memset(&st, 0, sizeof st);
     if (stats) memset(stats, 0, sizeof *stats);
@@ -210,7 +268,9 @@ int et_quantize_model(const char *in, const char *out, const et_quant_params *p,
 
     et_quant_policy qp;
     if ((rc = init_policy(&qp, &g, order, p->ftype, e))) goto done;
-    if ((rc = copy_kvs(w, &g, p->ftype))) {
+    qp.has_imatrix = imatrix != NULL;
+    if (imatrix && (rc = check_imatrix(&g, order, &qp, imatrix, imatrix_name, e))) goto done;
+    if ((rc = copy_kvs(w, &g, p->ftype)) || (imatrix && (rc = imatrix_kvs(w, imatrix, imatrix_name)))) {
         et_fail(e, rc, "%s: out of memory copying metadata", out);
         goto done;
     }
@@ -235,6 +295,7 @@ int et_quantize_model(const char *in, const char *out, const et_quant_params *p,
         }
         const void *data = t->data;
         uint64_t bytes_out = t->nbytes;
+        int used_imatrix = 0;
         if (type_out != t->type) {
             bytes_out = et_quant_row_bytes(type_out, t->ne[0]) * (uint64_t)(nel / t->ne[0]);
             float *owned;
@@ -246,7 +307,26 @@ int et_quantize_model(const char *in, const char *out, const et_quant_params *p,
                 rc = et_fail(e, ET_ERUN, "%s: tensor '%s': out of memory (%" PRIu64 " bytes)", in, name, bytes_out);
                 goto done;
             }
-            et_quantize_row(type_out, src, bufs[k], nel);
+            const et_imatrix_entry *ix = imatrix ? et_imatrix_find(imatrix, name) : NULL;
+            if (ix && ix->n == t->ne[0] * t->ne[2]) {
+                /* llama_model_quantize_impl: one imatrix slice per ne[2] matrix */
+                float *qw = malloc(sizeof(float) * (size_t)ix->n);
+                if (!qw) {
+                    free(owned);
+                    rc = et_fail(e, ET_ERUN, "%s: tensor '%s': out of memory", in, name);
+                    goto done;
+                }
+                et_imatrix_weights(imatrix, ix, qw);
+                const int64_t nrows = t->ne[1], per_mat = t->ne[0] * t->ne[1];
+                const uint64_t mat_bytes = et_quant_row_bytes(type_out, t->ne[0]) * (uint64_t)nrows;
+                for (int64_t i3 = 0; i3 < nel / per_mat; i3++)
+                    et_quantize_rows_imatrix(type_out, src + i3 * per_mat, (uint8_t *)bufs[k] + (uint64_t)i3 * mat_bytes,
+                                             nrows, t->ne[0], qw + (i3 % t->ne[2]) * t->ne[0]);
+                free(qw);
+                used_imatrix = 1;
+            } else {
+                et_quantize_row(type_out, src, bufs[k], nel);
+            }
             free(owned);
             data = bufs[k];
             st.n_quantized++;
@@ -259,7 +339,7 @@ int et_quantize_model(const char *in, const char *out, const et_quant_params *p,
         if (p->on_tensor) {
             et_quant_tensor info = {name, k, g.n_tensors, n_dims, {t->ne[0], t->ne[1], t->ne[2], t->ne[3]},
                                     t->type, want, type_out, t->nbytes, bytes_out, fallback,
-                                    msg[0] ? msg : NULL};
+                                    msg[0] ? msg : NULL, used_imatrix};
             p->on_tensor(&info, p->ctx);
         }
     }

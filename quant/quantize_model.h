@@ -9,7 +9,7 @@
  *
  * What it does, following llama.cpp src/llama-quant.cpp
  * (llama_model_quantize_impl, llama_tensor_get_type; early-2025 version)
- * with no importance matrix and default options:
+ * with default options (an importance matrix: see et_quant_params.imatrix):
  *  - tensors are written in llama_model_loader's weights_map order: by
  *    layer number parsed as sscanf("blk.%d."), non-layer tensors (-1)
  *    first, then by name (byte order);
@@ -95,6 +95,7 @@ typedef struct et_quant_tensor {
     const char *message;  /* for a fallback: why, e.g. "row length 172 is not a
                            * multiple of 256 (Q4_K) nor of 32 (Q5_0): using F16";
                            * NULL otherwise */
+    int imatrix;          /* 1 if quantized with importance weights */
 } et_quant_tensor;
 
 typedef void (*et_quant_progress)(const et_quant_tensor *t, void *ctx);
@@ -124,6 +125,22 @@ typedef struct et_quant_stats {
 int et_quantize_model(const char *in, const char *out, const et_quant_params *p,
                       et_quant_stats *stats, et_err *e);
 
+/* The same with an importance matrix (quant/imatrix.h; llama-quantize
+ * --imatrix F): every quantized tensor with an entry of ne[0] values is
+ * quantized by the weighted paths (et_quantize_rows_imatrix, also in the
+ * fallback types); Q4_0's first n_layer/8 ffn_down become Q4_1 (llama.cpp's
+ * rule with an imatrix); the imatrix must match the model (et_imatrix_check:
+ * ET_EINPUT naming the first tensor that differs, before anything is
+ * written); and the output gets llama-quantize's KVs after the copied ones:
+ * quantize.imatrix.file = imatrix_name (at most 127 bytes, the path as the
+ * user typed it), quantize.imatrix.dataset (when the file names one),
+ * quantize.imatrix.entries_count and quantize.imatrix.chunks_count (when
+ * > 0) as INT32.  imatrix NULL is et_quantize_model. */
+struct et_imatrix;
+int et_quantize_model_imatrix(const char *in, const char *out, const et_quant_params *p,
+                              const struct et_imatrix *imatrix, const char *imatrix_name, et_quant_stats *stats,
+                              et_err *e);
+
 /* ---- the type policy alone (used by et_quantize_model; exposed for tests) ---- */
 
 /* What llama_tensor_get_type needs to know about the whole model, and its
@@ -139,6 +156,7 @@ typedef struct et_quant_policy {
     int n_layer;          /* {arch}.block_count: n_ffn_down */
     int i_attention_wv;   /* counters, advanced as tensors are decided in output order */
     int i_ffn_down;
+    int has_imatrix;      /* quantize_state_impl.has_imatrix: Q4_0's first n/8 ffn_down -> Q4_1 */
 } et_quant_policy;
 
 /* 1 if llama-quantize would quantize this tensor at all (see above). */

@@ -2,9 +2,9 @@
  * llama_tensor_get_type and the "quantize this tensor?" test of
  * llama_model_quantize_impl (src/llama-quant.cpp, early 2025), restricted
  * to the ftypes edgetune writes (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_1,
- * Q2_K, Q3_K_S/M/L, Q4_K_M, Q5_K_S/M, Q6_K) and no importance matrix.  Q4_1/Q5_1 follow Q4_0's rules:
+ * Q2_K, Q3_K_S/M/L, Q4_K_M, Q5_K_S/M, Q6_K).  Q4_1/Q5_1 follow Q4_0's rules:
  * only the output (or tied token_embd) rule touches them; llama.cpp's
- * ffn_down -> Q4_1/Q5_1 rule needs an importance matrix.  See
+ * ffn_down -> Q4_1 rule for Q4_0 applies with an importance matrix.  See
  * quantize_model.h for the rules in prose. */
 #include <stdio.h>
 #include <string.h>
@@ -150,6 +150,10 @@ uint32_t et_quant_choose(et_quant_policy *qp, const char *name, int64_t ne0, uin
                 t = GGML_TYPE_Q6_K;
         } else if (ftype == ET_FTYPE_MOSTLY_Q5_K_M && use_more_bits(i_layer, n_layer)) {
             t = GGML_TYPE_Q6_K;
+        } else if (ftype == ET_FTYPE_MOSTLY_Q4_0 && qp->has_imatrix && i_layer < n_layer / 8) {
+            /* llama.cpp: "guard against craziness in the first few ffn_down
+             * layers", only with an imatrix (Q5_0 -> Q5_1 likewise; not an ftype here) */
+            t = GGML_TYPE_Q4_1;
         }
         ++qp->i_ffn_down;
     } else if (has(name, "attn_output.weight")) {

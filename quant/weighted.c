@@ -1,0 +1,544 @@
+/* quant/weighted.c — quantization with an importance matrix: ggml's
+ * quantize_row_*_impl paths, which llama-quantize --imatrix takes through
+ * ggml_quantize_chunk(type, ..., imatrix) (ggml/src/ggml-quants.c,
+ * quantize_q4_0 .. quantize_q6_K, quantize_iq4_nl, early 2025).
+ *
+ * Each row is quantized with per-column weights qw[n_per_row] (the mean
+ * squared activation entering that column: llama-imatrix's Σx²/count).
+ * The weight of element j in the error being minimised is
+ *   qw[j] * sqrt(sigma2 + x[j]^2)
+ * with sigma2 the row's (Q4_0/Q4_1/Q5_0/Q5_1), super-block's (Q2_K: mean,
+ * Q3_K/Q4_K/Q5_K: twice the mean) or block's (IQ4_NL: twice the mean)
+ * mean square; Q6_K uses qw alone.  The K-quants' sub-block scales and
+ * mins are then fitted with the summed weights (make_qp_quants,
+ * make_qx_quants on the scales).
+ *
+ * Bit-exact with ggml: the float expressions keep ggml's operation order
+ * (no FMA; quant_impl.h); do not "simplify" them. */
+#include "quant_impl.h"
+
+#define GROUP_MAX_EPS 1e-15f /* ggml-quants.c: below this a group is all zero */
+
+static inline uint8_t low_u8(int v) { return (uint8_t)((unsigned)v & 0xffu); }
+
+/* ---------------------------------------------------------- the fitters */
+
+float et_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float *qw) {
+    float max = 0;
+    float amax = 0;
+    for (int i = 0; i < n; ++i) {
+        float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < GROUP_MAX_EPS) {
+        for (int i = 0; i < n; ++i) L[i] = 0;
+        return 0.f;
+    }
+    float iscale = -nmax / max;
+    float sumlx = 0;
+    float suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+        int l = et_nearest_int(iscale * x[i]);
+        l = et_imax(-nmax, et_imin(nmax - 1, l));
+        L[i] = (int8_t)(l + nmax);
+        float w = qw ? qw[i] : x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    float scale = suml2 ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    for (int is = -9; is <= 9; ++is) {
+        if (is == 0) continue;
+        iscale = -(nmax + 0.1f * is) / max;
+        sumlx = suml2 = 0;
+        for (int i = 0; i < n; ++i) {
+            int l = et_nearest_int(iscale * x[i]);
+            l = et_imax(-nmax, et_imin(nmax - 1, l));
+            float w = qw ? qw[i] : x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < n; ++i) {
+                int l = et_nearest_int(iscale * x[i]);
+                L[i] = (int8_t)(nmax + et_imax(-nmax, et_imin(nmax - 1, l)));
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+/* Fit x ~ scale * L + min (L in 0..nmax, min <= 0) minimising the weighted
+ * squared error: the plain rounding at nmax/(max - min), then nstep + 1
+ * trial inverse scales (rmin + rdelta*is + nmax)/(max - min), each refitted
+ * by weighted least squares.  Returns the scale, *the_min = -min.
+ * ggml-quants.c make_qkx3_quants (use_mad false; weights never NULL here). */
+static float make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+                              uint8_t *Laux, float rmin, float rdelta, int nstep) {
+    float min = x[0];
+    float max = x[0];
+    float sum_w = weights[0];
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < n; ++i) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        float w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max <= min) {
+        memset(L, 0, (size_t)n);
+        *the_min = -min;
+        return 0.f;
+    }
+    float iscale = nmax / (max - min);
+    float scale = 1 / iscale;
+    float best_mad = 0;
+    for (int i = 0; i < n; ++i) {
+        int l = et_nearest_int(iscale * (x[i] - min));
+        L[i] = (uint8_t)et_imax(0, et_imin(nmax, l));
+        float diff = scale * L[i] + min - x[i];
+        diff = diff * diff;
+        float w = weights[i];
+        best_mad += w * diff;
+    }
+    if (nstep < 1) {
+        *the_min = -min;
+        return scale;
+    }
+    for (int is = 0; is <= nstep; ++is) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; ++i) {
+            int l = et_nearest_int(iscale * (x[i] - min));
+            l = et_imax(0, et_imin(nmax, l));
+            Laux[i] = (uint8_t)l;
+            float w = weights[i];
+            sum_l += w * l;
+            sum_l2 += w * l * l;
+            sum_xl += w * l * x[i];
+        }
+        float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float mad = 0;
+            for (int i = 0; i < n; ++i) {
+                float diff = this_scale * Laux[i] + this_min - x[i];
+                diff = diff * diff;
+                float w = weights[i];
+                mad += w * diff;
+            }
+            if (mad < best_mad) {
+                for (int i = 0; i < n; ++i) L[i] = Laux[i];
+                best_mad = mad;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+/* Fit non-negative x ~ scale * L, L in 0..nmax, weighted by qw: 9 trial
+ * inverse scales (0.1*is + nmax)/max, then up to 5 passes moving single L's
+ * where that raises (Σ w x L)^2 / Σ w L^2.  Returns the scale.
+ * ggml-quants.c make_qp_quants (the K-quants' scales and mins). */
+static float make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw) {
+    float max = 0;
+    for (int i = 0; i < n; ++i) max = max > x[i] ? max : x[i];
+    if (!(max != 0.0f)) {  /* ggml: if (!max) */
+        for (int i = 0; i < n; ++i) L[i] = 0;
+        return 0.f;
+    }
+    float iscale = nmax / max;
+    for (int i = 0; i < n; ++i) L[i] = low_u8(et_nearest_int(iscale * x[i]));
+    float scale = 1 / iscale;
+    float best_mse = 0;
+    for (int i = 0; i < n; ++i) {
+        float diff = x[i] - scale * L[i];
+        float w = qw[i];
+        best_mse += w * diff * diff;
+    }
+    for (int is = -4; is <= 4; ++is) {
+        if (is == 0) continue;
+        float iscale_is = (0.1f * is + nmax) / max;
+        float scale_is = 1 / iscale_is;
+        float mse = 0;
+        for (int i = 0; i < n; ++i) {
+            int l = et_nearest_int(iscale_is * x[i]);
+            l = et_imin(nmax, l);
+            float diff = x[i] - scale_is * l;
+            float w = qw[i];
+            mse += w * diff * diff;
+        }
+        if (mse < best_mse) {
+            best_mse = mse;
+            iscale = iscale_is;
+        }
+    }
+    float sumlx = 0;
+    float suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+        int l = et_nearest_int(iscale * x[i]);
+        l = et_imin(nmax, l);
+        L[i] = low_u8(l);
+        float w = qw[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    for (int itry = 0; itry < 5; ++itry) {
+        int n_changed = 0;
+        for (int i = 0; i < n; ++i) {
+            float w = qw[i];
+            float slx = sumlx - w * x[i] * L[i];
+            float sl2 = suml2 - w * L[i] * L[i];
+            if (slx > 0 && sl2 > 0) {
+                int new_l = et_nearest_int(x[i] * sl2 / slx);
+                new_l = et_imin(nmax, new_l);
+                if (new_l != L[i]) {
+                    slx += w * x[i] * new_l;
+                    sl2 += w * new_l * new_l;
+                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = low_u8(new_l);
+                        sumlx = slx;
+                        suml2 = sl2;
+                        ++n_changed;
+                    }
+                }
+            }
+        }
+        if (!n_changed) break;
+    }
+    return sumlx / suml2;
+}
+
+/* ---------------------------------------------------------- 32-weight blocks */
+
+/* Σ x^2 / n over the whole row (ggml: float sum, then / n_per_row). */
+static float row_sigma2(const float *x, int64_t n) {
+    float sum_x2 = 0;
+    for (int64_t j = 0; j < n; ++j) sum_x2 += x[j] * x[j];
+    return sum_x2 / n;
+}
+
+static void block_weights(const float *xb, const float *qw, float sigma2, float *w) {
+    for (int j = 0; j < 32; ++j) w[j] = qw[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+}
+
+/* quantize_row_q4_0_impl / q5_0_impl: nmax 8 (Q4_0) or 16 (Q5_0). */
+static void row_q4_0(const float *x, void *vy, int64_t n, const float *qw) {
+    et_block_q4_0 *y = vy;
+    float weight[32];
+    int8_t L[32];
+    const float sigma2 = row_sigma2(x, n);
+    for (int64_t ib = 0; ib < n / 32; ++ib) {
+        const float *xb = x + 32 * ib;
+        block_weights(xb, qw + 32 * ib, sigma2, weight);
+        float d = et_make_qx_quants(32, 8, xb, L, weight);
+        y[ib].d = et_fp32_to_fp16(d);
+        for (int j = 0; j < 16; ++j) y[ib].qs[j] = low_u8(L[j] | (L[j + 16] << 4));
+    }
+}
+
+static void row_q5_0(const float *x, void *vy, int64_t n, const float *qw) {
+    et_block_q5_0 *y = vy;
+    float weight[32];
+    int8_t L[32];
+    const float sigma2 = row_sigma2(x, n);
+    for (int64_t ib = 0; ib < n / 32; ++ib) {
+        const float *xb = x + 32 * ib;
+        block_weights(xb, qw + 32 * ib, sigma2, weight);
+        float d = et_make_qx_quants(32, 16, xb, L, weight);
+        y[ib].d = et_fp32_to_fp16(d);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; ++j) {
+            const uint8_t xi0 = (uint8_t)L[j], xi1 = (uint8_t)L[j + 16];
+            y[ib].qs[j] = (uint8_t)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
+            qh |= ((xi0 & 0x10u) >> 4) << (j + 0);
+            qh |= ((xi1 & 0x10u) >> 4) << (j + 16);
+        }
+        memcpy(y[ib].qh, &qh, sizeof qh);  /* little-endian targets only, as ggml */
+    }
+}
+
+/* quantize_row_q4_1_impl / q5_1_impl: make_qkx3_quants, nmax 15 or 31. */
+static void row_q4_1(const float *x, void *vy, int64_t n, const float *qw) {
+    et_block_q4_1 *y = vy;
+    float weight[32];
+    uint8_t L[32], Laux[32];
+    const float sigma2 = row_sigma2(x, n);
+    for (int64_t ib = 0; ib < n / 32; ++ib) {
+        const float *xb = x + 32 * ib;
+        block_weights(xb, qw + 32 * ib, sigma2, weight);
+        float min;
+        float d = make_qkx3_quants(32, 15, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+        y[ib].d = et_fp32_to_fp16(d);
+        y[ib].m = et_fp32_to_fp16(-min);
+        for (int j = 0; j < 16; ++j) y[ib].qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
+    }
+}
+
+static void row_q5_1(const float *x, void *vy, int64_t n, const float *qw) {
+    et_block_q5_1 *y = vy;
+    float weight[32];
+    uint8_t L[32], Laux[32];
+    const float sigma2 = row_sigma2(x, n);
+    for (int64_t ib = 0; ib < n / 32; ++ib) {
+        const float *xb = x + 32 * ib;
+        block_weights(xb, qw + 32 * ib, sigma2, weight);
+        float min;
+        float d = make_qkx3_quants(32, 31, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+        y[ib].d = et_fp32_to_fp16(d);
+        y[ib].m = et_fp32_to_fp16(-min);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; ++j) {
+            const uint8_t xi0 = L[j], xi1 = L[j + 16];
+            y[ib].qs[j] = (uint8_t)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
+            qh |= ((xi0 & 0x10u) >> 4) << (j + 0);
+            qh |= ((xi1 & 0x10u) >> 4) << (j + 16);
+        }
+        memcpy(y[ib].qh, &qh, sizeof qh);
+    }
+}
+
+/* ---------------------------------------------------------- K-quants */
+
+/* Q2_K / Q3_K pack: 2 low bits of weight 128h + 32s + l at qs[32h + l] bits 2s. */
+static void pack_2bit(const uint8_t *L, uint8_t *qs) {
+    for (int j = 0; j < ET_QK_K; j += 128)
+        for (int l = 0; l < 32; ++l)
+            qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
+/* quantize_row_q2_K_impl */
+static void row_q2_K(const float *x, void *vy, int64_t n, const float *quant_weights) {
+    et_block_q2_K *y = vy;
+    uint8_t L[ET_QK_K], Laux[16], Ls[16], Lm[16];
+    float mins[16], scales[16], sw[16], weight[16];
+    for (int64_t i = 0; i < n / ET_QK_K; i++) {
+        memset(sw, 0, sizeof sw);
+        float sumx2 = 0;
+        for (int j = 0; j < ET_QK_K; ++j) sumx2 += x[j] * x[j];
+        float sigma2 = sumx2 / ET_QK_K;
+        for (int j = 0; j < 16; ++j) {
+            const float *qw = quant_weights + ET_QK_K * i + 16 * j;
+            for (int l = 0; l < 16; ++l) weight[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            for (int l = 0; l < 16; ++l) sw[j] += weight[l];
+            scales[j] = make_qkx3_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+        }
+        float dm = make_qp_quants(16, 15, scales, Ls, sw);
+        float mm = make_qp_quants(16, 15, mins, Lm, sw);
+        y[i].d = et_fp32_to_fp16(dm);
+        y[i].dmin = et_fp32_to_fp16(mm);
+        dm = et_fp16_to_fp32(y[i].d);
+        mm = et_fp16_to_fp32(y[i].dmin);
+        for (int j = 0; j < 16; ++j) y[i].scales[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
+        for (int j = 0; j < 16; ++j) {
+            const float d = dm * (y[i].scales[j] & 0xF);
+            if (!(d != 0.0f)) continue;
+            const float m = mm * (y[i].scales[j] >> 4);
+            for (int ii = 0; ii < 16; ++ii) {
+                int l = et_nearest_int((x[16 * j + ii] + m) / d);
+                L[16 * j + ii] = (uint8_t)et_imax(0, et_imin(3, l));
+            }
+        }
+        pack_2bit(L, y[i].qs);
+        x += ET_QK_K;
+    }
+}
+
+/* quantize_row_q3_K_impl */
+static void row_q3_K(const float *x, void *vy, int64_t n, const float *quant_weights) {
+    et_block_q3_K *y = vy;
+    int8_t L[ET_QK_K], Ls[16];
+    float scales[16], weight[16], sw[16];
+    for (int64_t i = 0; i < n / ET_QK_K; i++) {
+        float sumx2 = 0;
+        for (int j = 0; j < ET_QK_K; ++j) sumx2 += x[j] * x[j];
+        float sigma2 = 2 * sumx2 / ET_QK_K;
+        for (int j = 0; j < 16; ++j) {
+            const float *qw = quant_weights + ET_QK_K * i + 16 * j;
+            for (int l = 0; l < 16; ++l) weight[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            float sumw = 0;
+            for (int l = 0; l < 16; ++l) sumw += weight[l];
+            sw[j] = sumw;
+            scales[j] = et_make_qx_quants(16, 4, x + 16 * j, L + 16 * j, weight);
+        }
+        memset(y[i].scales, 0, 12);
+        float d_block = et_make_qx_quants(16, 32, scales, Ls, sw);
+        for (int j = 0; j < 16; ++j) {
+            int l = Ls[j];
+            if (j < 8) y[i].scales[j] = (uint8_t)(l & 0xF);
+            else y[i].scales[j - 8] |= (uint8_t)((l & 0xF) << 4);
+            l >>= 4;
+            y[i].scales[j % 4 + 8] |= (uint8_t)(l << (2 * (j / 4)));
+        }
+        y[i].d = et_fp32_to_fp16(d_block);
+        for (int j = 0; j < 16; ++j) {
+            int sc = j < 8 ? y[i].scales[j] & 0xF : y[i].scales[j - 8] >> 4;
+            sc = (sc | (((y[i].scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+            float d = et_fp16_to_fp32(y[i].d) * sc;
+            if (!(d != 0.0f)) continue;
+            for (int ii = 0; ii < 16; ++ii) {
+                int l = et_nearest_int(x[16 * j + ii] / d);
+                l = et_imax(-4, et_imin(3, l));
+                L[16 * j + ii] = (int8_t)(l + 4);
+            }
+        }
+        memset(y[i].hmask, 0, ET_QK_K / 8);
+        int m = 0;
+        uint8_t hm = 1;
+        for (int j = 0; j < ET_QK_K; ++j) {
+            if (L[j] > 3) {
+                y[i].hmask[m] |= hm;
+                L[j] = (int8_t)(L[j] - 4);
+            }
+            if (++m == ET_QK_K / 8) {
+                m = 0;
+                hm = (uint8_t)(hm << 1);
+            }
+        }
+        pack_2bit((const uint8_t *)L, y[i].qs);
+        x += ET_QK_K;
+    }
+}
+
+/* The 8 sub-block scales/mins (6 bits each) of Q4_K/Q5_K into 12 bytes. */
+static void pack_scales_k4(const uint8_t *Ls, const uint8_t *Lm, uint8_t *s, int clamp63) {
+    for (int j = 0; j < 8; ++j) {
+        uint8_t ls = Ls[j], lm = Lm[j];
+        if (clamp63) {
+            ls = ls < 63 ? ls : 63;
+            lm = lm < 63 ? lm : 63;
+        }
+        if (j < 4) {
+            s[j] = ls;
+            s[j + 4] = lm;
+        } else {
+            s[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+            s[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            s[j - 0] |= (uint8_t)((lm >> 4) << 6);
+        }
+    }
+}
+
+/* Shared head of quantize_row_q4_K_impl / q5_K_impl: per 32-weight
+ * sub-block, make_qkx3_quants with nmax, then the scales and mins by
+ * make_qp_quants; leaves d, dmin, scales set and L[256] requantized
+ * against the stored scales (0..nmax). */
+static void k4_scales(const float *x, const float *qwb, int nmax, uint16_t *d, uint16_t *dmin, uint8_t *sc12,
+                      uint8_t *L, int clamp63) {
+    uint8_t Laux[32], Ls[8], Lm[8];
+    float weights[32], sw[8], mins[8], scales[8];
+    float sum_x2 = 0;
+    for (int l = 0; l < ET_QK_K; ++l) sum_x2 += x[l] * x[l];
+    float sigma2 = 2 * sum_x2 / ET_QK_K;
+    for (int j = 0; j < 8; ++j) {
+        const float *qw = qwb + 32 * j;
+        for (int l = 0; l < 32; ++l) weights[l] = qw[l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
+        float sumw = 0;
+        for (int l = 0; l < 32; ++l) sumw += weights[l];
+        sw[j] = sumw;
+        scales[j] = make_qkx3_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+    }
+    float d_block = make_qp_quants(8, 63, scales, Ls, sw);
+    float m_block = make_qp_quants(8, 63, mins, Lm, sw);
+    memset(sc12, 0, 12);  /* ggml leaves the |= targets as set by j < 4 first; zeroing first is the same */
+    pack_scales_k4(Ls, Lm, sc12, clamp63);
+    *d = et_fp32_to_fp16(d_block);
+    *dmin = et_fp32_to_fp16(m_block);
+    for (int j = 0; j < 8; ++j) {
+        uint8_t sc, m;
+        et_get_scale_min_k4(j, sc12, &sc, &m);
+        const float dd = et_fp16_to_fp32(*d) * sc;
+        if (!(dd != 0.0f)) continue;
+        const float dm = et_fp16_to_fp32(*dmin) * m;
+        for (int ii = 0; ii < 32; ++ii) {
+            int l = et_nearest_int((x[32 * j + ii] + dm) / dd);
+            L[32 * j + ii] = (uint8_t)et_imax(0, et_imin(nmax, l));
+        }
+    }
+}
+
+static void row_q4_K(const float *x, void *vy, int64_t n, const float *quant_weights) {
+    et_block_q4_K *y = vy;
+    uint8_t L[ET_QK_K];
+    for (int64_t i = 0; i < n / ET_QK_K; i++) {
+        k4_scales(x, quant_weights + ET_QK_K * i, 15, &y[i].d, &y[i].dmin, y[i].scales, L, 0);
+        uint8_t *q = y[i].qs;
+        for (int j = 0; j < ET_QK_K; j += 64) {
+            for (int l = 0; l < 32; ++l) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+            q += 32;
+        }
+        x += ET_QK_K;
+    }
+}
+
+static void row_q5_K(const float *x, void *vy, int64_t n, const float *quant_weights) {
+    et_block_q5_K *y = vy;
+    uint8_t L[ET_QK_K];
+    for (int64_t i = 0; i < n / ET_QK_K; i++) {
+        k4_scales(x, quant_weights + ET_QK_K * i, 31, &y[i].d, &y[i].dmin, y[i].scales, L, 1);
+        uint8_t *qh = y[i].qh, *ql = y[i].qs;
+        memset(qh, 0, ET_QK_K / 8);
+        uint8_t m1 = 1, m2 = 2;
+        for (int nn = 0; nn < ET_QK_K; nn += 64) {
+            for (int j = 0; j < 32; ++j) {
+                int l1 = L[nn + j];
+                if (l1 > 15) {
+                    l1 -= 16;
+                    qh[j] |= m1;
+                }
+                int l2 = L[nn + j + 32];
+                if (l2 > 15) {
+                    l2 -= 16;
+                    qh[j] |= m2;
+                }
+                ql[j] = (uint8_t)(l1 | (l2 << 4));
+            }
+            m1 = (uint8_t)(m1 << 2);
+            m2 = (uint8_t)(m2 << 2);
+            ql += 32;
+        }
+        x += ET_QK_K;
+    }
+}
+
+/* ---------------------------------------------------------- dispatch */
+
+int et_quantize_rows_imatrix(uint32_t type, const float *x, void *y, int64_t nrows, int64_t n_per_row,
+                             const float *qw) {
+    const int64_t be = et_quant_block_elems(type);
+    if (be <= 0 || nrows < 0 || n_per_row <= 0 || n_per_row % be) return ET_EINPUT;
+    if (!qw) return et_quantize_row(type, x, y, nrows * n_per_row);
+    void (*row)(const float *, void *, int64_t, const float *) = NULL;
+    switch (type) {
+    case GGML_TYPE_Q4_0: row = row_q4_0; break;
+    case GGML_TYPE_Q5_0: row = row_q5_0; break;
+    case GGML_TYPE_Q4_1: row = row_q4_1; break;
+    case GGML_TYPE_Q5_1: row = row_q5_1; break;
+    case GGML_TYPE_Q2_K: row = row_q2_K; break;
+    case GGML_TYPE_Q3_K: row = row_q3_K; break;
+    case GGML_TYPE_Q4_K: row = row_q4_K; break;
+    case GGML_TYPE_Q5_K: row = row_q5_K; break;
+    case GGML_TYPE_Q6_K: row = et_quantize_row_q6_K_w; break;
+    case GGML_TYPE_IQ4_NL: row = et_quantize_row_iq4_nl_w; break;
+    default:  /* F32/F16/BF16/Q8_0: ggml ignores the weights */
+        return et_quantize_row(type, x, y, nrows * n_per_row);
+    }
+    const uint64_t rb = et_quant_row_bytes(type, n_per_row);
+    for (int64_t r = 0; r < nrows; r++) row(x + r * n_per_row, (uint8_t *)y + (uint64_t)r * rb, n_per_row, qw);
+    return 0;
+}
