@@ -78,6 +78,7 @@ int cmd_eval(int argc, char **argv);         /* cli/cmd_eval.c */
 int cmd_logits(int argc, char **argv);       /* cli/cmd_logits.c */
 int cmd_report(int argc, char **argv);       /* cli/cmd_report.c */
 int cmd_gate(int argc, char **argv);         /* cli/cmd_gate.c */
+int cmd_prune(int argc, char **argv);        /* cli/cmd_prune.c */
 
 extern const cli_cmd cli_commands[];
 #endif

@@ -93,6 +93,40 @@ static void print_ne(const int64_t *ne, uint32_t n_dims, char *buf, size_t cap) 
 
 /* ---------------------------------------------------------------- GGUF */
 
+/* Per-layer widths of a model whose attention.head_count /
+ * head_count_kv / feed_forward_length are INT32 arrays (arch "deci",
+ * structured pruning: prune/plan.h), one line per layer. */
+static void print_layer_widths(const gguf_file *g) {
+    char arch[32], k[3][96];
+    if (gguf_get_str(g, "general.architecture", arch, sizeof arch, NULL)) return;
+    snprintf(k[0], sizeof k[0], "%s.attention.head_count", arch);
+    snprintf(k[1], sizeof k[1], "%s.attention.head_count_kv", arch);
+    snprintf(k[2], sizeof k[2], "%s.feed_forward_length", arch);
+    const gguf_kv *kv[3];
+    uint64_t n = 0;
+    for (int j = 0; j < 3; j++) {
+        int64_t i = gguf_find_key(g, k[j]);
+        kv[j] = i >= 0 ? &g->kv[i] : NULL;
+        if (kv[j] && kv[j]->type == GGUF_TYPE_ARRAY) n = kv[j]->n;
+    }
+    if (!n) return; /* uniform: the scalar keys above say it all */
+    printf("per-layer widths (%" PRIu64 " layers): layer n_head n_head_kv n_ff\n", n);
+    for (uint64_t l = 0; l < n; l++) {
+        int64_t v[3];
+        for (int j = 0; j < 3; j++) {
+            v[j] = -1;
+            if (!kv[j]) continue;
+            if (kv[j]->type == GGUF_TYPE_ARRAY) {
+                if (l >= kv[j]->n || gguf_arr_i64(kv[j], l, &v[j])) v[j] = -1;
+            } else {
+                uint32_t u;
+                if (!gguf_get_u32(g, k[j], &u, NULL)) v[j] = u;
+            }
+        }
+        printf("  %5" PRIu64 " %6" PRId64 " %9" PRId64 " %6" PRId64 "\n", l, v[0], v[1], v[2]);
+    }
+}
+
 static int inspect_gguf(const char *path, uint64_t kv_max) {
     gguf_file g;
     et_err e = {0};
@@ -102,6 +136,7 @@ static int inspect_gguf(const char *path, uint64_t kv_max) {
     else printf(", no tensor data\n");
     printf("metadata: %" PRIu64 " keys\n", g.n_kv);
     for (uint64_t i = 0; i < g.n_kv; i++) print_kv(&g.kv[i], kv_max);
+    print_layer_widths(&g);
     printf("tensors: %" PRIu64 " (ne: row length first; offset: from the data section)\n", g.n_tensors);
     if (g.n_tensors) printf("  %-40s %-5s %-22s %12s %12s\n", "name", "type", "ne", "bytes", "offset");
     uint64_t total_bytes = 0, total_elems = 0, by_type[GGML_TYPE_COUNT] = {0};
