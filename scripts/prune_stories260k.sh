@@ -14,7 +14,7 @@
 # (whole kv groups), activation importance (Minitron); recovery is
 # continued training of all weights (edgetune train --model PRUNED) and a
 # LoRA adapter on every linear, merged (edgetune prune --recover lora); the
-# scratch model has the pruned model's widths and gets the same steps x
+# scratch model has the pruned model's widths (untied output, as stories260K's GGUF) and gets the same steps x
 # batch x seq-len tokens.  Each eval is an eval JSON in $OUT/eval/.
 set -euo pipefail
 ET=${ET:-./edgetune}
@@ -58,7 +58,7 @@ import json,sys
 p=json.load(open(sys.argv[1])); L=[l for l in p['layers'] if not l.get('removed')]
 print(len(L[0]['heads']), len(L[0]['kv_heads']), len(L[0]['ffn']))" "$P.plan.json")"
     for LR in 1e-3 3e-3; do
-        $ET train --n-embd 64 --n-layer 5 --n-head "$NH" --n-head-kv "$NKV" --head-dim 8 --n-ff "$NFF" --tokenizer "$M" \
+        $ET train --n-embd 64 --n-layer 5 --n-head "$NH" --n-head-kv "$NKV" --head-dim 8 --n-ff "$NFF" --untied --tokenizer "$M" \
             --data "$OUT/ts.h5" --out "$P.scratch$LR" --steps "$STEPS" --batch-size "$BATCH" --seq-len "$SEQ" --lr "$LR" \
             --warmup 30 --eval-every "$STEPS" --threads "$THREADS" --log-every 50 >"$P.scratch$LR.log" 2>&1
         ev "$P.scratch$LR/model.gguf" "scratch-$R-lr$LR"
