@@ -6,10 +6,12 @@
  * tensor pairs "<base>.lora_a" (ne {n_in, rank}) / "<base>.lora_b"
  * (ne {rank, n_out}) whose base tensor exists with ne {n_in, n_out}. */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../quant/quant.h"
 #include "internal.h"
 
 typedef struct lora_pair {
@@ -71,6 +73,33 @@ static int bind(et_adapter *a, et_wmat *w, const gguf_tensor *t, const char *nam
     w->n_out = (int)t->ne[1];
     w->row_bytes = (size_t)rb;
     return 0;
+}
+
+int et_lora_check_alpha(const char *path, double alpha, et_err *e) {
+    if (!isfinite(alpha)) return et_fail(e, ET_EINPUT, "%s: adapter.lora.alpha is not finite (%g)", path, alpha);
+    return 0;
+}
+
+int et_lora_check_values(const char *path, const char *tensor, const float *x, size_t n, et_err *e) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return et_fail(e, ET_EINPUT, "%s: tensor '%s' holds a non-finite value (%s at element %zu)", path, tensor,
+                           isnan(x[i]) ? "NaN" : "Inf", i);
+    return 0;
+}
+
+/* Every element of a bound LoRA matrix [n_out][n_in], dequantized, through
+ * et_lora_check_values (so both loaders name the same element). */
+static int check_wmat_values(const char *path, const et_wmat *w, et_err *e) {
+    size_t n = (size_t)w->n_in * (size_t)w->n_out;
+    float *x = malloc(sizeof(float) * n);
+    if (!x) return et_fail(e, ET_ERUN, "%s: out of memory", path);
+    for (int r = 0; r < w->n_out; r++)
+        et_dequantize_row(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes, x + (size_t)r * w->n_in,
+                          w->n_in);
+    int rc = et_lora_check_values(path, w->name, x, n, e);
+    free(x);
+    return rc;
 }
 
 static const et_wmat *find_base(const et_engine *m, const char *name) {
@@ -140,6 +169,7 @@ int et_adapter_load(et_adapter **out, const char *path, const et_engine *base, e
     if (gguf_find_key(&a->g, "adapter.lora.alpha") >= 0 &&
         (rc = gguf_get_f32(&a->g, "adapter.lora.alpha", &a->alpha, e)))
         goto fail;
+    if ((rc = et_lora_check_alpha(path, a->alpha, e))) goto fail;
     a->pairs = calloc(a->g.n_tensors + 1, sizeof *a->pairs);
     if (!a->pairs) {
         rc = et_fail(e, ET_ERUN, "%s: out of memory", path);
@@ -162,7 +192,7 @@ int et_adapter_load(et_adapter **out, const char *path, const et_engine *base, e
             rc = et_fail(e, ET_EINPUT, "%s: tensor '%s' appears twice", path, name);
             goto fail;
         }
-        if ((rc = bind(a, w, t, name, e))) goto fail;
+        if ((rc = bind(a, w, t, name, e)) || (rc = check_wmat_values(path, w, e))) goto fail;
     }
     for (int i = 0; i < a->n_pairs; i++) {
         lora_pair *p = &a->pairs[i];

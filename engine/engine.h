@@ -134,6 +134,15 @@ uint64_t et_engine_weight_bytes(const et_engine *m);
 int et_adapter_load(et_adapter **out, const char *path, const et_engine *base, et_err *e);
 /* Free an adapter (detach it from every engine first); NULL is fine. */
 void et_adapter_free(et_adapter *a);
+/* The one validation of a LoRA adapter's numbers, shared by every path that
+ * loads an adapter: et_adapter_load (run, edgerun, perplexity, eval, logits)
+ * and lora/adapter_gguf.c, lora/adapter_peft.c (merge, lora --resume, the
+ * PEFT reader).  alpha must be finite; every element of a lora_a/lora_b
+ * tensor [n] (F32, after dequantization) must be finite.  0 or ET_EINPUT
+ * naming `path` and the tensor, e.g. "a.gguf: tensor
+ * 'blk.0.attn_q.weight.lora_b' holds a non-finite value (NaN at element 12)". */
+int et_lora_check_alpha(const char *path, double alpha, et_err *e);
+int et_lora_check_values(const char *path, const char *tensor, const float *x, size_t n, et_err *e);
 /* adapter.lora.alpha as stored (0 when the key is absent).  The term added
  * is (scale * alpha / rank) B A x, or scale B A x when alpha is 0
  * (llama.cpp src/llama-adapter.cpp, llama_adapter_lora_weight::get_scale). */

@@ -351,6 +351,27 @@ static void run_step(et_state *s, int step, int layer, int n, int pos0, int add_
 
 /* ------------------------------------------------------------ one chunk of tokens */
 
+/* Logits [nt][n_vocab] of positions pos0 .. pos0+nt-1 must be finite: a NaN
+ * or Inf (NaN/Inf weights in the model or an adapter, or an overflow) would
+ * otherwise reach the samplers and the scores as garbage.  ET_ERUN naming
+ * the first position and token id. */
+static int check_logits(const et_engine *m, const float *logits, int nt, int pos0, et_err *e) {
+    size_t nv = (size_t)m->hp.n_vocab;
+    for (int t = 0; t < nt; t++) {
+        const float *row = logits + (size_t)t * nv;
+        float acc = 0;
+        for (size_t i = 0; i < nv; i++) acc += row[i] * 0.0f;   /* 0 unless some value is NaN or Inf */
+        if (acc == 0) continue;
+        for (size_t i = 0; i < nv; i++)
+            if (!isfinite(row[i]))
+                return et_fail(e, ET_ERUN,
+                               "%s: the logits at position %d are not finite (%s for token id %zu): the model or an "
+                               "adapter holds NaN/Inf weights, or the activations overflowed",
+                               m->path ? m->path : "engine", pos0 + t, isnan(row[i]) ? "NaN" : "Inf", i);
+    }
+    return 0;
+}
+
 static int forward_chunk(et_state *s, const int32_t *tok, int n, float *logits, int all_logits, int want_logits,
                          et_err *e) {
     const et_engine *m = s->m;
@@ -398,7 +419,8 @@ static int forward_chunk(et_state *s, const int32_t *tok, int n, float *logits, 
     int t0 = all_logits ? 0 : n - 1, nt = all_logits ? n : 1;
     for (int t = t0; t < n; t++)
         rmsnorm(s->xb + (size_t)t * d, s->x + (size_t)t * d, m->output_norm, d, hp->rms_eps);
-    return et_wmat_matmul(s, &m->output, s->xb + (size_t)t0 * d, nt, logits, 0, 1.0f, 1, e);
+    if ((rc = et_wmat_matmul(s, &m->output, s->xb + (size_t)t0 * d, nt, logits, 0, 1.0f, 1, e))) return rc;
+    return check_logits(m, logits, nt, pos0 + t0, e);
 }
 
 int et_forward(et_state *s, const int32_t *tokens, int n, float *logits, int all_logits, et_err *e) {

@@ -129,7 +129,10 @@ int et_sample(et_sampler *s, const float *logits) {
         int kk = 0;
         for (int i = 0; i < k; i++)
             if (s->prob[i] >= s->p.min_p) s->idx[kk++] = s->idx[i];
-        k = kk;   /* the best has prob 1 >= min_p, so k >= 1 */
+        /* the best has prob 1 >= min_p for finite logits; non-finite ones
+         * (which et_forward refuses, but a caller may pass any array) can
+         * leave nothing: keep the best candidate rather than index idx[-1] */
+        k = kk > 0 ? kk : 1;
     }
     /* temperature on the survivors, then a draw */
     sum = 0;
@@ -142,5 +145,5 @@ int et_sample(et_sampler *s, const float *logits) {
         cum += s->prob[i];
         if (r < cum) return s->idx[i];
     }
-    return s->idx[k - 1];
+    return s->idx[k > 0 ? k - 1 : 0];
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../engine/engine.h"
 #include "../quant/quant.h"
 #include "adapter.h"
 #include "lora_impl.h"
@@ -206,7 +207,7 @@ int lora_adapter_load_gguf(lora_adapter *ad, const char *path, et_err *e) {
     float gguf_alpha = 0.0f;
     if (gguf_find_key(&g, "adapter.lora.alpha") >= 0 && (rc = gguf_get_f32(&g, "adapter.lora.alpha", &gguf_alpha, e)))
         goto done;
-    if (!isfinite(gguf_alpha)) FAIL("%s: key 'adapter.lora.alpha' is not finite", path);
+    if ((rc = et_lora_check_alpha(path, gguf_alpha, e))) goto done;
 
     uint64_t nt = g.n_tensors;
     shapes = calloc(nt ? nt : 1, sizeof *shapes);
@@ -274,13 +275,15 @@ int lora_adapter_load_gguf(lora_adapter *ad, const char *path, et_err *e) {
         if ((rc = tensor_to_f32(&g, ta[k], ad->tensors[i].lora_a, e))) goto done;
         if ((rc = tensor_to_f32(&g, tb[k], ad->tensors[i].lora_b, e))) goto done;
     }
-    for (size_t i = 0; i < ad->n_params; i++)
-        if (!isfinite(ad->params[i])) {
-            const lora_tensor *t = &ad->tensors[0];
-            for (int j = 0; j < ad->n_tensors; j++)
-                if (ad->params + i >= ad->tensors[j].lora_a) t = &ad->tensors[j];
-            FAIL("%s: tensor '%s' (lora_a or lora_b) holds a non-finite value", path, t->base_name);
-        }
+    for (int i = 0; i < n; i++) {   /* the shared validation (engine/engine.h) */
+        const lora_tensor *t = &ad->tensors[i];
+        char na[GGUF_MAX_NAME + 8], nb[GGUF_MAX_NAME + 8];
+        snprintf(na, sizeof na, "%s.lora_a", t->base_name);
+        snprintf(nb, sizeof nb, "%s.lora_b", t->base_name);
+        if ((rc = et_lora_check_values(path, na, t->lora_a, (size_t)t->rank * (size_t)t->n_in, e)) ||
+            (rc = et_lora_check_values(path, nb, t->lora_b, (size_t)t->n_out * (size_t)t->rank, e)))
+            goto done;
+    }
     read_edgetune_keys(&g, ad, gguf_alpha);
 #undef FAIL
 done:

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../engine/engine.h"
 #include "../export/safetensors.h"
 #include "adapter.h"
 #include "lora_impl.h"
@@ -386,8 +387,14 @@ int lora_adapter_load_peft(lora_adapter *ad, const char *dir, const gguf_file *b
                          tb[k]->name, t->n_head_rope, t->n_out);
         free(hf);
     }
-    for (size_t i = 0; !rc && i < ad->n_params; i++)
-        if (!isfinite(ad->params[i])) rc = et_fail(e, ET_EINPUT, "%s: a LoRA weight is not finite", st_path);
+    for (int i = 0; !rc && i < ad->n_tensors; i++) {   /* the shared validation (engine/engine.h) */
+        const lora_tensor *t = &ad->tensors[i];
+        char na[GGUF_MAX_NAME + 8], nb[GGUF_MAX_NAME + 8];
+        snprintf(na, sizeof na, "%s.lora_a", t->base_name);
+        snprintf(nb, sizeof nb, "%s.lora_b", t->base_name);
+        if (!(rc = et_lora_check_values(st_path, na, t->lora_a, (size_t)t->rank * (size_t)t->n_in, e)))
+            rc = et_lora_check_values(st_path, nb, t->lora_b, (size_t)t->n_out * (size_t)t->rank, e);
+    }
 done:
     if (rc) lora_adapter_free(ad);
     if (f_open) st_close(&f);
