@@ -1,6 +1,7 @@
 /* datasets/dataset.c — tokens.h5 writer and validating reader (HDF5 C API).
  * Schema: dataset.h and docs/formats.md. */
 #include "dataset.h"
+#include "h5file.h"
 
 #include <hdf5.h>
 #include <inttypes.h>
@@ -75,7 +76,8 @@ static void writer_free(et_ds_writer *w) {
     close_id(&w->d_offsets, H5Dclose);
     close_id(&w->d_mask, H5Dclose);
     close_id(&w->d_labels, H5Dclose);
-    close_id(&w->file, H5Fclose);
+    if (w->file >= 0) et_h5_close(w->file);
+    w->file = -1;
     if (w->label_names)
         for (int i = 0; i < w->n_labels; i++) free(w->label_names[i]);
     free(w->label_names);
@@ -141,8 +143,7 @@ int et_ds_writer_open(et_ds_writer **out, const char *path, const et_ds_meta *m,
         return et_fail(e, ET_ERUN, "%s: out of memory", path);
     }
     snprintf(w->tmp, tn, "%s.tmp.%ld", path, (long)getpid());
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl >= 0) H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
+    hid_t fapl = et_h5_fapl();   /* a failed write cannot crash the process (h5file.h) */
     w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl >= 0 ? fapl : H5P_DEFAULT);
     if (fapl >= 0) H5Pclose(fapl);
     if (w->file < 0) {
@@ -279,8 +280,8 @@ int et_ds_writer_commit(et_ds_writer *w, et_err *e) {
     close_id(&w->d_offsets, H5Dclose);
     close_id(&w->d_mask, H5Dclose);
     close_id(&w->d_labels, H5Dclose);
-    if (w->file >= 0 && H5Fclose(w->file) < 0 && !rc)
-        rc = et_fail(e, ET_ERUN, "%s: cannot close %s", w->path, w->tmp);
+    if (w->file >= 0 && et_h5_close(w->file) < 0 && !rc)
+        rc = et_fail(e, ET_ERUN, "%s: write error in %s (disk full?)", w->path, w->tmp);
     w->file = -1;
     if (!rc) rc = et_commit_tmp(w->tmp, w->path, e); /* removes tmp on failure */
     else unlink(w->tmp);
@@ -294,7 +295,8 @@ void et_ds_writer_abort(et_ds_writer *w) {
     close_id(&w->d_offsets, H5Dclose);
     close_id(&w->d_mask, H5Dclose);
     close_id(&w->d_labels, H5Dclose);
-    close_id(&w->file, H5Fclose);
+    if (w->file >= 0) et_h5_close(w->file);
+    w->file = -1;
     unlink(w->tmp);
     writer_free(w);
 }

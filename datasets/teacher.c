@@ -2,6 +2,8 @@
 #include "teacher.h"
 
 #include <hdf5.h>
+
+#include "h5file.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,16 +29,18 @@ struct et_teacher_writer {
     char *path;
 };
 
-static void wclose(et_teacher_writer *w) {
+/* Close every object and the file; -1 when a write failed (now or before). */
+static int wclose(et_teacher_writer *w) {
     if (w->d_ids >= 0) H5Dclose(w->d_ids);
     if (w->d_lp >= 0) H5Dclose(w->d_lp);
     if (w->d_tgt >= 0) H5Dclose(w->d_tgt);
     if (w->d_sc >= 0) H5Dclose(w->d_sc);
     if (w->f16 >= 0) H5Tclose(w->f16);
     if (w->grp >= 0) H5Gclose(w->grp);
-    if (w->file >= 0) H5Fclose(w->file);
+    int rc = w->file >= 0 ? et_h5_close(w->file) : 0;
     free(w->path);
     free(w);
+    return rc;
 }
 
 static hid_t create_nd(hid_t g, const char *name, hid_t type, int rank, int64_t n, int64_t k) {
@@ -67,7 +71,9 @@ int et_teacher_writer_open(et_teacher_writer **out, const char *path, int64_t n_
     w->k = m->k;
     w->m = *m;
     w->path = strdup(path);
-    w->file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t fapl = et_h5_fapl();
+    w->file = H5Fopen(path, H5F_ACC_RDWR, fapl >= 0 ? fapl : H5P_DEFAULT);
+    if (fapl >= 0) H5Pclose(fapl);
     if (w->file >= 0) w->grp = H5Gcreate2(w->file, "teacher", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     w->f16 = f16_type();
     if (w->grp >= 0 && w->f16 >= 0) {
@@ -145,8 +151,8 @@ int et_teacher_writer_close(et_teacher_writer *w, et_err *e) {
               attr_num(w->grp, "n_ctx", H5T_STD_I64LE, H5T_NATIVE_INT64, &nc) || attr_str(w->grp, "scoring", m->scoring);
     char *path = w->path;
     w->path = NULL;
-    wclose(w);
-    int rc = bad ? et_fail(e, ET_ERUN, "%s: writing the /teacher attributes failed", path) : 0;
+    bad |= wclose(w) != 0;
+    int rc = bad ? et_fail(e, ET_ERUN, "%s: writing the /teacher rows or attributes failed (disk full?)", path) : 0;
     free(path);
     return rc;
 }

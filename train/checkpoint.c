@@ -5,6 +5,7 @@
 
 #include <hdf5.h>
 
+#include "../datasets/h5file.h"
 #include "checkpoint.h"
 
 #define CKPT_FORMAT "edgetune-checkpoint"
@@ -111,7 +112,7 @@ int et_ckpt_save(const char *path, const et_param_block *b, const et_adamw *o, c
     snprintf(tmp, tl, "%s.tmp.%ld", path, (long)getpid());
     quiet q;
     quiet_on(&q);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    hid_t fapl = et_h5_fapl();   /* a failed write cannot crash the process (datasets/h5file.h) */
     if (fapl >= 0) H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_LATEST);
     hid_t f = fapl >= 0 ? H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : -1;
     if (fapl >= 0) H5Pclose(fapl);
@@ -141,7 +142,7 @@ int et_ckpt_save(const char *path, const et_param_block *b, const et_adamw *o, c
         hsize_t c = st->cursor_len;
         bad = write_ds(f, "data_cursor", H5T_STD_U8LE, H5T_NATIVE_UINT8, st->cursor, 1, &c, 0);
     }
-    if (H5Fclose(f) < 0) bad = 1;
+    if (et_h5_close(f) < 0) bad = 1;
     quiet_off(&q);
     if (bad) {
         unlink(tmp);
