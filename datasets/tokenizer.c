@@ -1191,6 +1191,15 @@ static void sha_bytes(et_sha256 *s, const void *p, size_t n) {
     et_sha256_update(s, p, n);
 }
 
+int et_tok_check_rows(const et_tokenizer *t, const char *path, const char *tensor, int64_t n_rows, et_err *e) {
+    int n = et_tok_n_vocab(t);
+    if ((int64_t)n != n_rows)
+        return et_fail(e, ET_EINPUT, "%s: the tokenizer has %d tokens but the model's vocabulary is %lld (the rows "
+                       "of %s)%s", path, n, (long long)n_rows, tensor,
+                       (int64_t)n < n_rows ? " (padded vocabularies are not supported)" : "");
+    return 0;
+}
+
 void et_tok_sha256(const et_tokenizer *t, char hex[65]) {
     et_sha256 s;
     et_sha256_init(&s);

@@ -60,6 +60,15 @@ void et_tok_free(et_tokenizer *t);              /* NULL is fine */
 /* Accessors; none fails.  Special-token ids are in [0, n_vocab) or -1. */
 int et_tok_model(const et_tokenizer *t);      /* ET_TOK_SPM or ET_TOK_BPE */
 int et_tok_n_vocab(const et_tokenizer *t);
+/* The one check of a model's vocabulary against the rows of its embedding
+ * (and output) matrix, used by every model loader: engine/load.c (run,
+ * edgerun, perplexity, eval, logits) and export/model_gguf.c, export/model.c
+ * (convert, train, lora, merge, the llama2.c and HF imports).  llama.cpp
+ * sizes token_embd.weight and output.weight by the token list
+ * (src/llama-model.cpp), so the tokenizer must have exactly n_rows tokens
+ * (a model with 100 tokens over 512 rows used to load and fail only when
+ * decoding).  0 or ET_EINPUT naming path and tensor. */
+int et_tok_check_rows(const et_tokenizer *t, const char *path, const char *tensor, int64_t n_rows, et_err *e);
 int et_tok_bos(const et_tokenizer *t);        /* -1 when none */
 int et_tok_eos(const et_tokenizer *t);
 int et_tok_pad(const et_tokenizer *t);

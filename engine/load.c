@@ -317,9 +317,8 @@ static int load_gguf(et_engine *m, loader *L, et_err *e) {
 
     if (gguf_find_key(g, "tokenizer.ggml.model") >= 0) {
         if ((rc = et_tok_from_gguf(&m->tok, g, e))) return rc;
-        if (et_tok_n_vocab(m->tok) > hp->n_vocab)
-            return et_fail(e, ET_EINPUT, "%s: the tokenizer has %d tokens but token_embd.weight only %d rows", L->path,
-                           et_tok_n_vocab(m->tok), hp->n_vocab);
+        /* the shared vocabulary check (datasets/tokenizer.h); output.weight was bound with the same rows */
+        if ((rc = et_tok_check_rows(m->tok, L->path, "token_embd.weight", hp->n_vocab, e))) return rc;
     }
     return 0;
 }

@@ -60,9 +60,10 @@ int et_model_load_llama2c(et_model *m, const char *path, const char *tokenizer_p
     et_map map;
     int rc = et_map_open(&map, path, e);
     if (rc) return rc;
-    if (map.size < 28) {
+    const size_t size = map.size;   /* the messages below print it after et_map_close */
+    if (size < 28) {
         et_map_close(&map);
-        return et_fail(e, ET_EINPUT, "%s: %zu bytes, too short for a llama2.c header (28 bytes)", path, map.size);
+        return et_fail(e, ET_EINPUT, "%s: %zu bytes, too short for a llama2.c header (28 bytes)", path, size);
     }
     int32_t h[7];
     for (int i = 0; i < 7; i++) h[i] = rd_i32(map.data + 4 * i);
@@ -89,12 +90,12 @@ int et_model_load_llama2c(et_model *m, const char *path, const char *tokenizer_p
     uint64_t floats = V * D + L * D + L * D * D + 2 * L * kvd * D + L * D * D + L * D + 3 * L * F * D + D +
                       (uint64_t)seq_len * hs + (shared ? 0 : V * D);
     uint64_t want = 28 + 4 * floats;
-    if ((uint64_t)map.size != want) {
+    if ((uint64_t)size != want) {
         et_map_close(&map);
         return et_fail(e, ET_EINPUT,
                        "%s: %zu bytes, but the header (dim %d, hidden_dim %d, n_layers %d, n_heads %d, n_kv_heads %d, "
                        "vocab_size %d, seq_len %d) implies %llu bytes",
-                       path, map.size, dim, hidden, n_layers, n_heads, n_kv, vocab, seq_len, (unsigned long long)want);
+                       path, size, dim, hidden, n_layers, n_heads, n_kv, vocab, seq_len, (unsigned long long)want);
     }
 
     et_hparams hp = {0};

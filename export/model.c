@@ -240,10 +240,7 @@ int et_model_set_tokenizer(et_model *m, const char *path, et_err *e) {
         rc = et_tok_from_llama2c(&t, path, m->hp.n_vocab, e);
     }
     if (rc) return rc;
-    if (et_tok_n_vocab(t) != m->hp.n_vocab) {
-        rc = et_fail(e, ET_EINPUT, "%s: the tokenizer has %d tokens but the model's vocabulary is %d%s", path,
-                     et_tok_n_vocab(t), m->hp.n_vocab,
-                     et_tok_n_vocab(t) < m->hp.n_vocab ? " (padded vocabularies are not supported)" : "");
+    if ((rc = et_tok_check_rows(t, path, "token_embd.weight", m->hp.n_vocab, e))) {   /* datasets/tokenizer.h */
         et_tok_free(t);
         return rc;
     }

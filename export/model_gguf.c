@@ -295,9 +295,8 @@ int et_model_from_gguf(et_model *m, const gguf_file *g, et_err *e) {
     free(want);
     if (!rc && has_key(g, "tokenizer.ggml.model")) {
         rc = et_tok_from_gguf(&m->tok, g, e);
-        if (!rc && et_tok_n_vocab(m->tok) != m->hp.n_vocab)
-            rc = et_fail(e, ET_EINPUT, "%s: the tokenizer has %d tokens but the model's vocabulary is %d", g->path,
-                         et_tok_n_vocab(m->tok), m->hp.n_vocab);
+        /* the shared vocabulary check (datasets/tokenizer.h): token_embd/output have n_vocab rows */
+        if (!rc) rc = et_tok_check_rows(m->tok, g->path, "token_embd.weight", m->hp.n_vocab, e);
     }
     if (rc) et_model_free(m);
     return rc;

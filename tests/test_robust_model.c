@@ -1,0 +1,120 @@
+/* tests/test_robust_model.c — issue 11, item 6: every model loader checks
+ * the vocabulary against the embedding/output rows (the shared
+ * et_tok_check_rows, datasets/tokenizer.h).  A copy of stories260K whose
+ * token list has 100 entries over its 512 token_embd rows used to be
+ * accepted by `perplexity` and `run` (which failed only when decoding); now
+ * the engine loader (run, edgerun, perplexity, eval, logits) and the export
+ * loader (convert, train, lora, merge) refuse it with the same message. */
+#include "testutil.h"
+
+#include "../engine/engine.h"
+#include "../export/gguf.h"
+#include "../export/model.h"
+
+/* stories260K.gguf with tokenizer.ggml.{tokens,scores,token_type} cut to n. */
+static const char *short_vocab_model(const char *src, uint64_t n) {
+    gguf_file g;
+    et_err e = {0};
+    assert_int_equal(gguf_open(&g, src, &e), 0);
+    gguf_writer *w = gguf_writer_new();
+    assert_non_null(w);
+    const char **strs = NULL;
+    uint64_t *lens = NULL;
+    for (uint64_t i = 0; i < g.n_kv; i++) {
+        const gguf_kv *kv = &g.kv[i];
+        char key[128];
+        snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.ptr);
+        if (!strcmp(key, "tokenizer.ggml.tokens")) {
+            assert_true(kv->n >= n);
+            strs = malloc(sizeof *strs * n);
+            lens = malloc(sizeof *lens * n);
+            for (uint64_t j = 0; j < n; j++) strs[j] = kv->strs[j].ptr, lens[j] = kv->strs[j].len;
+            assert_int_equal(gguf_set_arr_str(w, key, strs, lens, n), 0);
+        } else if (!strcmp(key, "tokenizer.ggml.scores") || !strcmp(key, "tokenizer.ggml.token_type")) {
+            assert_true(kv->n >= n);
+            assert_int_equal(gguf_set_arr(w, key, kv->arr_type, kv->data, n), 0);
+        } else {
+            assert_int_equal(gguf_set_kv_from(w, &g, i), 0);
+        }
+    }
+    for (uint64_t i = 0; i < g.n_tensors; i++) assert_int_equal(gguf_add_tensor_from(w, &g, i, &e), 0);
+    const char *out = test_tmp("short_vocab.gguf");
+    assert_int_equal(gguf_writer_write(w, out, &e), 0);
+    gguf_writer_free(w);
+    free(strs);
+    free(lens);
+    gguf_close(&g);
+    return out;
+}
+
+static void test_vocab_vs_embedding(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(src, "models/stories260K/stories260K.gguf");
+    const char *path = short_vocab_model(src, 100);
+    const char *want = "the tokenizer has 100 tokens but the model's vocabulary is 512 (the rows of token_embd.weight)";
+    et_err e = {0};
+    et_engine *m = NULL;
+    assert_int_equal(et_engine_load(&m, path, &e), ET_EINPUT);
+    assert_null(m);
+    assert_non_null(strstr(e.msg, want));
+    et_model mm;
+    memset(&e, 0, sizeof e);
+    assert_int_equal(et_model_load(&mm, path, NULL, &e), ET_EINPUT);
+    /* the export loader sizes the vocabulary by the token list (as llama.cpp) and
+     * refuses the 512-row embedding by its shape, before reading the tokenizer */
+    assert_non_null(strstr(e.msg, "token_embd.weight' has shape [64, 512], expected [64, 100]"));
+    /* the unmodified model still loads both ways */
+    assert_int_equal(et_engine_load(&m, src, &e), 0);
+    et_engine_free(m);
+    assert_int_equal(et_model_load(&mm, src, NULL, &e), 0);
+    et_model_free(&mm);
+    if (!test_have_edgetune()) return;
+    const char *text = test_tmp("v.txt");
+    test_spit(text, "Once upon a time there was a little dog. The dog liked to run in the sun.\n");
+    char cmd[4096];
+    const char *fmts[] = {"./edgetune perplexity %s %s", "./edgetune run %s --prompt Once --n 4",
+                          "./edgetune convert %s -o %s.f16.gguf --type F16", "./edgerun -m %s -p Once -n 4"};
+    for (size_t i = 0; i < sizeof fmts / sizeof *fmts; i++) {
+        if (i == 0) snprintf(cmd, sizeof cmd, fmts[i], path, text);
+        else if (i == 2) snprintf(cmd, sizeof cmd, fmts[i], path, path);
+        else if (i == 3 && access("./edgerun", X_OK)) continue;
+        else snprintf(cmd, sizeof cmd, fmts[i], path);
+        int rc = test_run(cmd);
+        char *log = test_slurp(test_tmp("cmd.log"));
+        const char *w = i == 2 ? "expected [64, 100]" : want;
+        if (rc != 2 || !log || !strstr(log, w)) fprintf(stderr, "%s -> %d\n%s\n", cmd, rc, log ? log : "");
+        assert_int_equal(rc, 2);
+        assert_non_null(strstr(log, w));
+        free(log);
+    }
+}
+
+/* Smaller item: llama2.c errors printed the size after the mapping was
+ * closed ("0 bytes"). */
+static void test_llama2c_size_in_messages(void **state) {
+    (void)state;
+    const char *p = test_tmp("short.bin");
+    test_spit(p, "0123456789abcdefghij");   /* 20 bytes */
+    et_model m;
+    et_err e = {0};
+    assert_int_equal(et_model_load_llama2c(&m, p, NULL, &e), ET_EINPUT);
+    assert_non_null(strstr(e.msg, "20 bytes, too short"));
+    /* a sane header (dim 8, hidden 16, 1 layer, 2 heads, 2 kv heads, vocab 4, seq 4) with no weights */
+    int32_t h[7] = {8, 16, 1, 2, 2, 4, 4};
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(h, sizeof h, 1, f), 1);
+    fputs("0123456789ab", f);   /* 28 + 12 = 40 bytes */
+    fclose(f);
+    memset(&e, 0, sizeof e);
+    assert_int_equal(et_model_load_llama2c(&m, p, NULL, &e), ET_EINPUT);
+    assert_non_null(strstr(e.msg, ": 40 bytes, but the header"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_vocab_vs_embedding),
+        cmocka_unit_test(test_llama2c_size_in_messages),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
