@@ -56,6 +56,19 @@ int cli_start(cli_args *a, int argc, char **argv, const char *const *bools, cons
  * then "... (len bytes)" when it was cut. */
 void cli_print_escaped(const char *s, uint64_t len, uint64_t max);
 
+/* Lock the output directory of a run (cli/outdir.c): create `dir` when
+ * absent and take an exclusive flock on dir/.edgetune.lock (holding this
+ * process's pid) until the process exits; then remove the temporary files
+ * of killed writes (*.tmp.<pid>, in dir and dir/peft).  A second run on the
+ * same directory is refused with ET_EUSAGE: "DIR is in use by another
+ * edgetune run (pid N, lock DIR/.edgetune.lock) ...".  Every command that
+ * writes into an --out DIR calls it once its inputs are validated and
+ * before it writes anything there: train, lora, demo-task, report, and
+ * distill (written by another worker: call it the same way).  A second call
+ * in the same process is a no-op.  0, ET_EUSAGE (busy, or not a directory)
+ * or ET_ERUN (cannot create or lock). */
+int cli_lock_outdir(const char *dir, et_err *e);
+
 /* Print "edgetune: <msg>" to stderr and return e->code (or 3 if unset). */
 int cli_report(const et_err *e);
 

@@ -52,7 +52,7 @@ int cmd_demo_task(int argc, char **argv) {
     int style = !strcmp(style_name, "alpaca") ? DEMO_STYLE_ALPACA : DEMO_STYLE_PROMPT;
     if (!rc && strcmp(style_name, "prompt") && strcmp(style_name, "alpaca"))
         rc = et_fail(&e, ET_EUSAGE, "--style: '%s' is not prompt or alpaca", style_name);
-    if (!rc && mkdir(out, 0777) && errno != EEXIST) rc = et_fail(&e, ET_ERUN, "%s: cannot create the directory", out);
+    if (!rc) rc = cli_lock_outdir(out, &e);   /* creates it; one run per directory */
     demo_task t = {0};
     if (!rc) rc = demo_task_generate(&t, &o, &e);
     /* the held-out examples: the first part validates, the rest is the test */

@@ -182,10 +182,6 @@ int cmd_lora(int argc, char **argv) {
         omp_set_num_threads(c.threads);
         openblas_set_num_threads(c.threads);
     }
-    if (mkdir(c.out, 0777) && access(c.out, W_OK)) {
-        rc = et_fail(&e, ET_ERUN, "%s: cannot create the output directory", c.out);
-        goto done;
-    }
     if (c.o.resume && access(c.ckpt, R_OK)) {
         rc = et_fail(&e, ET_EUSAGE, "%s: no checkpoint to resume from", c.ckpt);
         goto done;
@@ -212,7 +208,8 @@ int cmd_lora(int argc, char **argv) {
         valid = NULL;
         fprintf(stderr, "edgetune: no validation loss: %s\n", ve.msg);
     }
-    if ((rc = save_recipe(&c, &recipe, &e))) goto done;
+    /* inputs validated: lock (and create) --out before writing into it */
+    if ((rc = cli_lock_outdir(c.out, &e)) || (rc = save_recipe(&c, &recipe, &e))) goto done;
     c.o.config = recipe;
     if (c.metrics && !(metrics = fopen(c.metrics, c.o.resume ? "a" : "w"))) {
         rc = et_fail(&e, ET_ERUN, "%s: cannot open the metrics file", c.metrics);

@@ -77,6 +77,7 @@ static int report_run(const cli_args *a, et_err *e) {
     et_report_init(&r);
     int rc = 0;
     for (int i = 0; !rc && i < a->npos; i++) rc = et_result_list_add_file(&l, a->pos[i], e);
+    if (!rc && dir) rc = cli_lock_outdir(dir, e);   /* one run per output directory */
     if (!rc && sweep) rc = run_sweep(sweep, dir, &l, e);
     if (!rc) rc = et_report_take(&r, &l, e);
     if (!rc) rc = et_report_finish(&r, cli_str(a, "metric", NULL), e);

@@ -212,10 +212,6 @@ int cmd_train(int argc, char **argv) {
     }
     p.log_every = c.log_every > 0 ? c.log_every : 1;
     p.tokens_per_step = (double)c.o.batch_size * c.o.grad_accum;
-    if (mkdir(c.out, 0777) && access(c.out, W_OK)) {
-        rc = et_fail(&e, ET_ERUN, "%s: cannot create the output directory", c.out);
-        goto done;
-    }
     if (c.o.resume && access(c.ckpt, R_OK)) {
         rc = et_fail(&e, ET_EUSAGE, "%s: no checkpoint to resume from", c.ckpt);
         goto done;
@@ -246,7 +242,8 @@ int cmd_train(int argc, char **argv) {
         valid = NULL;
         fprintf(stderr, "edgetune: no evaluation: %s\n", ve.msg);
     }
-    if ((rc = save_recipe(&c, &m, &recipe, &e))) goto done;
+    /* inputs validated: lock (and create) --out before writing into it */
+    if ((rc = cli_lock_outdir(c.out, &e)) || (rc = save_recipe(&c, &m, &recipe, &e))) goto done;
     c.o.config = recipe;
     if (c.metrics && !(p.metrics = fopen(c.metrics, c.o.resume ? "a" : "w"))) {
         rc = et_fail(&e, ET_ERUN, "%s: cannot open the metrics file", c.metrics);

@@ -1,0 +1,108 @@
+/* tests/test_robust_cli.c — issue 11, item 7 (and the --out part of the
+ * smaller items): an output directory is locked for the run.
+ *
+ * The test holds DIR/.edgetune.lock itself (flock, its pid inside, as
+ * cli_lock_outdir does), then `train`, `lora` and `demo-task` on --out DIR
+ * must refuse (exit 1) with a message naming that pid, and write nothing
+ * into DIR; once the lock is released the same `lora` run succeeds and
+ * removes the *.tmp.<pid> files a killed run left (in DIR and DIR/peft).  A run
+ * rejected for its inputs leaves no empty --out directory behind. */
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include "testutil.h"
+
+static int count_entries(const char *dir) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "test $(ls -A %s | wc -l) -eq 1", dir);   /* only the lock file */
+    return system(cmd) == 0;
+}
+
+static void test_outdir_locked(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
+    SHARED_OR_SKIP(text, "data/tinystories_sample.txt");
+    if (!test_have_edgetune()) return;
+    char cmd[4096];
+    const char *tok = test_tmp("tok.h5"), *out = test_tmp("run");
+    snprintf(cmd, sizeof cmd,
+             "head -c 40000 %s > %s.txt && ./edgetune data --tokenizer %s --input %s.txt --separator "
+             "'<|endoftext|>' --valid-fraction 0.1 -o %s",
+             text, tok, model, tok, tok);
+    assert_int_equal(test_run(cmd), 0);
+    assert_int_equal(mkdir(out, 0777), 0);
+    char lock[1024];
+    snprintf(lock, sizeof lock, "%s/.edgetune.lock", out);
+    int fd = open(lock, O_RDWR | O_CREAT, 0666);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    assert_int_equal(write(fd, pid, (size_t)n), n);
+    char want[64];
+    snprintf(want, sizeof want, "(pid %ld", (long)getpid());
+    const char *runs[] = {
+        "./edgetune lora --model %s --data %s --out %s --steps 2 --batch-size 2 --seq-len 16 --eval-every 0",
+        "./edgetune train --model %s --data %s --out %s --steps 2 --batch-size 2 --seq-len 16 --eval-every 0",
+    };
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd, runs[i], model, tok, out);
+        int rc = test_run(cmd);
+        char *log = test_slurp(test_tmp("cmd.log"));
+        if (rc != 1 || !log || !strstr(log, want)) fprintf(stderr, "%s -> %d\n%s\n", cmd, rc, log ? log : "");
+        assert_int_equal(rc, 1);
+        assert_non_null(strstr(log, "in use by another edgetune run"));
+        assert_non_null(strstr(log, want));
+        free(log);
+        assert_true(count_entries(out));   /* nothing written beside the lock */
+    }
+    snprintf(cmd, sizeof cmd, "./edgetune demo-task --out %s", out);
+    assert_int_equal(test_run(cmd), 1);
+    assert_true(count_entries(out));
+    /* released: the run goes through, records its own pid, and removes the
+     * temporary files of killed writes (smaller item: --resume left them) */
+    close(fd);
+    char stale[1024], stale2[1024], keep[1024];
+    snprintf(stale, sizeof stale, "%s/checkpoint.h5.tmp.123456", out);
+    snprintf(keep, sizeof keep, "%s/notes.tmp.txt", out);
+    test_spit(stale, "partial");
+    test_spit(keep, "a user's file");
+    snprintf(stale2, sizeof stale2, "%s/peft", out);
+    assert_int_equal(mkdir(stale2, 0777), 0);
+    snprintf(stale2, sizeof stale2, "%s/peft/adapter_model.safetensors.tmp.77", out);
+    test_spit(stale2, "partial");
+    snprintf(cmd, sizeof cmd, runs[0], model, tok, out);
+    assert_int_equal(test_run(cmd), 0);
+    assert_int_not_equal(access(stale, F_OK), 0);
+    assert_int_not_equal(access(stale2, F_OK), 0);
+    assert_int_equal(access(keep, F_OK), 0);
+    char *held = test_slurp(lock);
+    assert_non_null(held);
+    assert_true(atol(held) > 0 && atol(held) != (long)getpid());
+    free(held);
+}
+
+static void test_rejected_run_leaves_no_outdir(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
+    if (!test_have_edgetune()) return;
+    char cmd[4096];
+    const char *out = test_tmp("never");
+    snprintf(cmd, sizeof cmd, "./edgetune lora --model %s --data %s/missing.h5 --out %s --steps 2", model,
+             test_tmpdir(), out);
+    assert_int_equal(test_run(cmd), 2);
+    assert_int_not_equal(access(out, F_OK), 0);
+    snprintf(cmd, sizeof cmd, "./edgetune train --model %s --data %s/missing.h5 --out %s --steps 2", model,
+             test_tmpdir(), out);
+    assert_int_equal(test_run(cmd), 2);
+    assert_int_not_equal(access(out, F_OK), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_outdir_locked),
+        cmocka_unit_test(test_rejected_run_leaves_no_outdir),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
