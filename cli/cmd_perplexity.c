@@ -40,7 +40,9 @@ static int ppl_dataset(et_runner *r, const char *path, const char *split, et_ppl
     int rc = et_ds_open(&ds, path, e);
     if (rc) return rc;
     /* the one compatibility check every command pairing a model with a tokens.h5 uses */
-    if ((rc = et_check_tokenizer(r->m, path, ds->tokenizer_sha256, ds->n_vocab, e))) goto out;
+    if ((rc = et_ds_check_tokenizer(path, ds->tokenizer_sha256, ds->n_vocab, ds->bos_id, ds->eos_id, r->m->tok,
+                                    r->m->hp.n_vocab, "model", e)))
+        goto out;
     int64_t d0 = 0, d1 = ds->n_docs;
     if (!strcmp(split, "train")) et_ds_split_docs(ds, ET_SPLIT_TRAIN, &d0, &d1);
     else if (!strcmp(split, "valid")) et_ds_split_docs(ds, ET_SPLIT_VALID, &d0, &d1);
@@ -104,8 +106,7 @@ int cmd_perplexity(int argc, char **argv) {
                 et_map_close(&m);
             }
         }
-        if (!rc && acc.n_scored == 0)
-            rc = et_fail(&e, ET_EINPUT, "%s: nothing to score (no document of 2 or more tokens)", file);
+        if (!rc) rc = et_runner_check_scored(&acc, file, &e);
         if (!rc) et_runner_print_ppl(stdout, &acc);
         et_runner_close(&r);
     }

@@ -344,6 +344,11 @@ int et_runner_perplexity_text(et_runner *r, const char *text, size_t len, et_ppl
     return rc;
 }
 
+int et_runner_check_scored(const et_ppl *acc, const char *file, et_err *e) {
+    if (acc->n_scored > 0) return 0;
+    return et_fail(e, ET_EINPUT, "%s: nothing to score (no document of 2 or more tokens)", file);
+}
+
 void et_runner_print_ppl(FILE *f, const et_ppl *p) {
     fprintf(f, "perplexity %.6f (NLL %.6f nats over %ld tokens, %.6f nats/token)\n", p->ppl, p->nll, p->n_scored,
             p->n_scored ? p->nll / (double)p->n_scored : 0.0);

@@ -79,6 +79,10 @@ int et_runner_chat(et_runner *r, FILE *in, FILE *out, et_err *e);
 int et_runner_perplexity(et_runner *r, const int32_t *tokens, size_t n, et_ppl *acc, et_err *e);
 /* Tokenize text (BOS as the vocabulary says) and score it. */
 int et_runner_perplexity_text(et_runner *r, const char *text, size_t len, et_ppl *acc, et_err *e);
+/* The one "nothing to score" rule of `edgetune perplexity` and `edgerun
+ * --perplexity` (empty input, a FIFO with nothing in it, documents of one
+ * token): 0 when acc scored at least one token, else ET_EINPUT naming file. */
+int et_runner_check_scored(const et_ppl *acc, const char *file, et_err *e);
 /* "perplexity 4.9536 (NLL 54.404152 nats over 34 tokens, 1.600122 nats/token)" */
 void et_runner_print_ppl(FILE *f, const et_ppl *p);
 

@@ -136,16 +136,10 @@ int cli_parse_with_resume(cli_args *a, int argc, char **argv, const char *const 
 
 int cli_check_data(const char *data_path, const char *what, int seq_len, const et_model *m, const et_ds *ds,
                    et_err *e) {
-    if (ds->n_vocab > m->hp.n_vocab)
-        return et_fail(e, ET_EINPUT, "%s: n_vocab %lld is larger than the %s's %d", data_path,
-                       (long long)ds->n_vocab, what, m->hp.n_vocab);
-    if (m->tok && ds->tokenizer_sha256[0]) {
-        char hex[65];
-        et_tok_sha256(m->tok, hex);
-        if (strcmp(hex, ds->tokenizer_sha256))
-            return et_fail(e, ET_EINPUT, "%s: tokenized with tokenizer %.12s…, but the %s's tokenizer is %.12s…",
-                           data_path, ds->tokenizer_sha256, what, hex);
-    }
+    /* the one compatibility check (datasets/dataset.h) */
+    int rc = et_ds_check_tokenizer(data_path, ds->tokenizer_sha256, ds->n_vocab, ds->bos_id, ds->eos_id, m->tok,
+                                   m->hp.n_vocab, what, e);
+    if (rc) return rc;
     if (seq_len > m->hp.n_ctx && m->hp.n_ctx > 0)
         return et_fail(e, ET_EUSAGE, "--seq-len %d exceeds the %s's context length %d", seq_len, what, m->hp.n_ctx);
     return 0;

@@ -80,7 +80,8 @@ int cli_train_opts(const cli_args *a, const cli_train_defaults *d, et_train_opts
 int cli_train_precision(const cli_args *a, int *precision, et_err *e);
 
 /* The data must fit the model: token ids below n_vocab, the same tokenizer
- * (tokenizer_sha256), seq_len at most n_ctx.  `what` names the model in
+ * (tokenizer_sha256), the same BOS/EOS (datasets/dataset.h
+ * et_ds_check_tokenizer, the check every command shares), seq_len at most n_ctx.  `what` names the model in
  * messages ("model", "base").  0, ET_EINPUT or ET_EUSAGE naming data_path. */
 int cli_check_data(const char *data_path, const char *what, int seq_len, const et_model *m, const et_ds *ds,
                    et_err *e);

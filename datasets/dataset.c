@@ -2,6 +2,7 @@
  * Schema: dataset.h and docs/formats.md. */
 #include "dataset.h"
 #include "h5file.h"
+#include "tokenizer.h"
 
 #include <hdf5.h>
 #include <inttypes.h>
@@ -299,6 +300,29 @@ void et_ds_writer_abort(et_ds_writer *w) {
     w->file = -1;
     unlink(w->tmp);
     writer_free(w);
+}
+
+int et_ds_check_tokenizer(const char *path, const char *sha, int64_t n_vocab, int64_t bos, int64_t eos,
+                          const struct et_tokenizer *tok, int model_n_vocab, const char *what, et_err *e) {
+    if (n_vocab > model_n_vocab)
+        return et_fail(e, ET_EINPUT, "%s: n_vocab %lld is larger than the %s's %d", path, (long long)n_vocab, what,
+                       model_n_vocab);
+    if (!tok) return 0;
+    if (sha && sha[0]) {
+        char hex[65];
+        et_tok_sha256(tok, hex);
+        if (strcmp(hex, sha))
+            return et_fail(e, ET_EINPUT, "%s was tokenized with another vocabulary (tokenizer sha256 %.12s..., the "
+                           "%s's %.12s...)", path, sha, what, hex);
+    }
+    const int64_t mb = et_tok_bos(tok), me = et_tok_eos(tok);
+    if (bos >= 0 && bos != mb)
+        return et_fail(e, ET_EINPUT, "%s: bos_id %lld differs from the %s's BOS %lld (made with another tokenizer)",
+                       path, (long long)bos, what, (long long)mb);
+    if (eos >= 0 && eos != me)
+        return et_fail(e, ET_EINPUT, "%s: eos_id %lld differs from the %s's EOS %lld (made with another tokenizer)",
+                       path, (long long)eos, what, (long long)me);
+    return 0;
 }
 
 /* ====================================================================== */

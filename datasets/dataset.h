@@ -133,4 +133,18 @@ int et_ds_read_labels(const et_ds *ds, int64_t start, int64_t count, int32_t *ou
 /* Documents [*begin, *end) of split ET_SPLIT_TRAIN or ET_SPLIT_VALID. */
 void et_ds_split_docs(const et_ds *ds, int split, int64_t *begin, int64_t *end);
 
+struct et_tokenizer;
+/* The one compatibility check of token data with a model, used by every
+ * command that pairs a model with a tokens.h5 (or a teacher file): train,
+ * lora, distill (cli/train_ui.c cli_check_data), perplexity, eval, logits
+ * (eval/logits.h et_check_tokenizer, et_doc_tokens_read).  Refused
+ * (ET_EINPUT naming `path` and `what`, e.g. "model", "base"): a tokenizer
+ * sha256 that differs from the model tokenizer's (when both are known), an
+ * n_vocab larger than the model's, a BOS or EOS id that differs from the
+ * model tokenizer's (when the data records it, >= 0).  sha: 64 hex or ""
+ * (unknown); bos/eos: -1 when unknown; tok may be NULL (a model without a
+ * tokenizer: only n_vocab is checked). */
+int et_ds_check_tokenizer(const char *path, const char *sha, int64_t n_vocab, int64_t bos, int64_t eos,
+                          const struct et_tokenizer *tok, int model_n_vocab, const char *what, et_err *e);
+
 #endif

@@ -27,7 +27,8 @@ int et_is_hdf5(const char *path);
 int et_doc_tokens_read(const et_engine *m, const char *path, const char *split, et_doc_tokens *out, et_err *e);
 void et_docs_tok_free(et_doc_tokens *d);
 /* ET_EINPUT when data made with tokenizer `sha` (64 hex, "" = unknown) and
- * n_vocab cannot be read by model m. */
+ * n_vocab cannot be read by model m: datasets/dataset.h et_ds_check_tokenizer
+ * (the one check, which also compares BOS/EOS where a tokens.h5 has them). */
 int et_check_tokenizer(const et_engine *m, const char *path, const char *sha, int64_t n_vocab, et_err *e);
 
 typedef struct et_logits_opts {

@@ -33,17 +33,7 @@ void et_docs_tok_free(et_doc_tokens *d) {
 }
 
 int et_check_tokenizer(const et_engine *m, const char *path, const char *sha, int64_t n_vocab, et_err *e) {
-    if (n_vocab > m->hp.n_vocab)
-        return et_fail(e, ET_EINPUT, "%s: n_vocab %lld is larger than the model's %d", path, (long long)n_vocab,
-                       m->hp.n_vocab);
-    if (m->tok && sha && sha[0]) {
-        char hex[65];
-        et_tok_sha256(m->tok, hex);
-        if (strcmp(hex, sha))
-            return et_fail(e, ET_EINPUT, "%s was tokenized with another vocabulary (tokenizer sha256 %.12s..., the "
-                           "model's %.12s...)", path, sha, hex);
-    }
-    return 0;
+    return et_ds_check_tokenizer(path, sha, n_vocab, -1, -1, m->tok, m->hp.n_vocab, "model", e);
 }
 
 int et_doc_tokens_read(const et_engine *m, const char *path, const char *split, et_doc_tokens *out, et_err *e) {
@@ -52,7 +42,8 @@ int et_doc_tokens_read(const et_engine *m, const char *path, const char *split, 
     if (et_is_hdf5(path)) {
         et_ds *ds;
         if ((rc = et_ds_open(&ds, path, e))) return rc;
-        rc = et_check_tokenizer(m, path, ds->tokenizer_sha256, ds->n_vocab, e);
+        rc = et_ds_check_tokenizer(path, ds->tokenizer_sha256, ds->n_vocab, ds->bos_id, ds->eos_id, m->tok,
+                                   m->hp.n_vocab, "model", e);   /* datasets/dataset.h: the one check */
         int64_t d0 = 0, d1 = ds->n_docs;
         if (!rc && split && !strcmp(split, "train")) et_ds_split_docs(ds, ET_SPLIT_TRAIN, &d0, &d1);
         else if (!rc && split && !strcmp(split, "valid")) et_ds_split_docs(ds, ET_SPLIT_VALID, &d0, &d1);
