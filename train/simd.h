@@ -5,8 +5,8 @@
  * scalar).  Relative error below 3e-7 for x in [-87.3, 88]
  * (tests/test_autograd_ops.c); smaller x return exp(-87.33) ~ 1e-38 instead
  * of a denormal or 0 (harmless in a softmax), larger x return exp(88).
- * x must be finite (-inf or NaN give NaN, through an out-of-range
- * float-to-int conversion).
+ * x must be finite for a meaningful result (NaN gives NaN; an infinite or
+ * |x| > ~1e9 gives garbage, without undefined behaviour).
  * The clamps are arithmetic rather than `?:` so that GCC's if-conversion is
  * not needed (it refuses at -O2 with trapping math).
  *
@@ -25,8 +25,8 @@ static inline float et_vexpf(float x) {
     x += (float)(x < -87.33f) * (-87.33f - x); /* clamp without a branch */
     x -= (float)(x > 88.0f) * (x - 88.0f);
     const float magic = 12582912.0f; /* 1.5 * 2^23 */
-    float kf = x * 1.44269504088896341f + magic;
-    kf -= magic;                     /* round(x / ln2) */
+    float m = x * 1.44269504088896341f + magic;
+    float kf = m - magic;            /* round(x / ln2) */
     float r = x - kf * 0.693359375f; /* ln2 = 0.693359375 - 2.12194440e-4 */
     r = r + kf * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -36,8 +36,12 @@ static inline float et_vexpf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t k = (int32_t)kf;
-    int32_t bits = (k + 127) * (1 << 23);
+    /* 2^k from m's bits (k = bits(m) - bits(magic) for |k| < 2^22), in
+     * unsigned arithmetic: a NaN or a huge x makes garbage, never UB (was
+     * (int32_t)kf and a signed overflow, issue 11). */
+    uint32_t mb;
+    memcpy(&mb, &m, sizeof mb);
+    uint32_t bits = (mb - 0x4B400000u + 127u) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
