@@ -4,6 +4,7 @@
 #include "h5file.h"
 #include "tokenizer.h"
 
+#include <errno.h>
 #include <hdf5.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -610,7 +611,7 @@ static int open_inner(et_ds *ds, et_err *e) {
     h->file = H5Fopen(ds->path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT);
     if (fapl >= 0) H5Pclose(fapl);
     if (h->file < 0) {
-        if (access(ds->path, R_OK) != 0) return et_fail(e, ET_EINPUT, "%s: cannot open (no such file or no permission)", ds->path);
+        if (access(ds->path, R_OK) != 0) return et_fail(e, ET_EINPUT, "%s: cannot open: %s", ds->path, strerror(errno));
         return et_fail(e, ET_EINPUT, "%s: not an HDF5 file (or damaged)", ds->path);
     }
     int rc;

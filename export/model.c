@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -252,7 +253,7 @@ int et_model_set_tokenizer(et_model *m, const char *path, et_err *e) {
 int et_model_load(et_model *m, const char *path, const char *tokenizer_path, et_err *e) {
     memset(m, 0, sizeof *m);
     struct stat st;
-    if (stat(path, &st) != 0) return et_fail(e, ET_EINPUT, "%s: no such file or directory", path);
+    if (stat(path, &st) != 0) return et_fail(e, ET_EINPUT, "%s: cannot open: %s", path, strerror(errno));
     int rc;
     if (S_ISDIR(st.st_mode)) rc = et_model_load_hf_with_tokenizer(m, path, tokenizer_path, e);
     else if (is_gguf(path)) rc = et_model_load_gguf(m, path, e);

@@ -5,7 +5,11 @@
  * accepted by `perplexity` and `run` (which failed only when decoding); now
  * the engine loader (run, edgerun, perplexity, eval, logits) and the export
  * loader (convert, train, lora, merge) refuse it with the same message. */
+#include <errno.h>
+
 #include "testutil.h"
+
+#include "../datasets/dataset.h"
 
 #include "../engine/engine.h"
 #include "../export/gguf.h"
@@ -111,8 +115,29 @@ static void test_llama2c_size_in_messages(void **state) {
     assert_non_null(strstr(e.msg, ": 40 bytes, but the header"));
 }
 
+/* Smaller item: a symlink loop was reported as "no such file". */
+static void test_symlink_loop(void **state) {
+    (void)state;
+    char a[600], b[600];
+    snprintf(a, sizeof a, "%s", test_tmp("loop_a"));
+    snprintf(b, sizeof b, "%s", test_tmp("loop_b"));
+    unlink(a);
+    unlink(b);
+    assert_int_equal(symlink(b, a), 0);
+    assert_int_equal(symlink(a, b), 0);
+    et_model m;
+    et_err e = {0};
+    assert_int_equal(et_model_load(&m, a, NULL, &e), ET_EINPUT);
+    assert_non_null(strstr(e.msg, strerror(ELOOP)));
+    et_ds *ds;
+    memset(&e, 0, sizeof e);
+    assert_int_not_equal(et_ds_open(&ds, a, &e), 0);
+    assert_non_null(strstr(e.msg, strerror(ELOOP)));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_symlink_loop),
         cmocka_unit_test(test_vocab_vs_embedding),
         cmocka_unit_test(test_llama2c_size_in_messages),
     };
