@@ -10,6 +10,7 @@
 #include "../lora/merge.h"
 #include "../quant/quantize_model.h"
 #include "cli.h"
+#include "runner.h"
 
 static const char USAGE[] =
     "usage: edgetune merge BASE.gguf ADAPTER.gguf[:SCALE]... -o OUT.gguf\n"
@@ -21,20 +22,6 @@ static const char USAGE[] =
     "  merged model is quantized with llama-quantize's per-tensor policy.\n"
     "  Adapters whose base differs (architecture, a tensor, a shape) are refused.";
 
-/* Split "path[:scale]": the suffix after the last ':' is a scale only if
- * it parses completely as a finite number (so "C:\x" or "a:b.gguf" stay paths). */
-static int split_scale(char *arg, float *scale) {
-    *scale = 1.0f;
-    char *colon = strrchr(arg, ':');
-    if (!colon || !colon[1]) return 0;
-    char *end;
-    errno = 0;
-    double v = strtod(colon + 1, &end);
-    if (*end || errno || !isfinite(v)) return 0;
-    *scale = (float)v;
-    *colon = 0;
-    return 1;
-}
 
 int cmd_merge(int argc, char **argv) {
     static const char *const bools[] = {"help", NULL};
@@ -63,7 +50,11 @@ int cmd_merge(int argc, char **argv) {
         return cli_report(&(et_err){ET_ERUN, "out of memory"});
     }
     for (int k = 0; k < n; k++) {
-        split_scale(a.pos[k + 1], &ads[k].scale);
+        if ((rc = et_runner_split_scale(a.pos[k + 1], &ads[k].scale, &e))) {   /* cli/runner.h: --lora's rule */
+            free(ads);
+            cli_free(&a);
+            return cli_report(&e);
+        }
         ads[k].path = a.pos[k + 1];
     }
     lora_merge_stats st;

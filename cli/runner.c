@@ -25,6 +25,21 @@ int et_runner_kv_type(const char *s, uint32_t *type, et_err *e) {
     return 0;
 }
 
+int et_runner_split_scale(char *item, float *scale, et_err *e) {
+    *scale = 1.0f;
+    char *colon = strrchr(item, ':');
+    if (!colon || !colon[1]) return 0;
+    char *stop;
+    errno = 0;
+    double v = strtod(colon + 1, &stop);
+    if (stop == colon + 1 || *stop) return 0;   /* not a number: part of the path */
+    if (errno == ERANGE || !isfinite(v) || fabs(v) > 3.4e38)
+        return et_fail(e, ET_EUSAGE, "'%s': the adapter scale '%s' is not a finite number", item, colon + 1);
+    *scale = (float)v;
+    *colon = 0;
+    return 0;
+}
+
 int et_runner_add_lora(et_runner_opts *o, const char *spec, et_err *e) {
     const char *p = spec;
     while (*p) {
@@ -36,15 +51,10 @@ int et_runner_add_lora(et_runner_opts *o, const char *spec, et_err *e) {
         memcpy(item, p, len);
         item[len] = 0;
         float scale = 1.0f;
-        char *colon = strrchr(item, ':');
-        if (colon && colon[1]) {
-            char *stop;
-            errno = 0;
-            double v = strtod(colon + 1, &stop);
-            if (!errno && !*stop && isfinite(v)) {
-                scale = (float)v;
-                *colon = 0;
-            }
+        int rc = et_runner_split_scale(item, &scale, e);
+        if (rc) {
+            free(item);
+            return rc;
         }
         if (!item[0]) {
             free(item);

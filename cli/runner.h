@@ -55,6 +55,13 @@ void et_runner_defaults(et_runner_opts *o);
 /* Add adapters from "FILE[:SCALE]" (a comma-separated list is accepted).
  * ET_EUSAGE for a malformed scale or too many adapters. */
 int et_runner_add_lora(et_runner_opts *o, const char *spec, et_err *e);
+/* Split an adapter argument "FILE[:SCALE]" in place, the one rule of
+ * --lora (run, perplexity, edgerun) and `merge`: the suffix after the last
+ * ':' is the scale when it parses completely as a number (so "C:\x" or
+ * "a:b.gguf" stay paths); a number that is not finite ("A.gguf:nan",
+ * ":inf", ":1e999") is refused (ET_EUSAGE naming it) instead of being
+ * taken as part of the file name.  *scale is 1 without a suffix. */
+int et_runner_split_scale(char *item, float *scale, et_err *e);
 /* Parse "F16"/"F32" (any case) into *type; ET_EUSAGE otherwise. */
 int et_runner_kv_type(const char *s, uint32_t *type, et_err *e);
 /* Load the model (or use `engine`, borrowed, when not NULL), attach the

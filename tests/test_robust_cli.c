@@ -99,8 +99,39 @@ static void test_rejected_run_leaves_no_outdir(void **state) {
     assert_int_not_equal(access(out, F_OK), 0);
 }
 
+/* Smaller item: "A.gguf:nan" was taken as a file name ("cannot open
+ * A.gguf:nan"); a scale that parses as a number but is not finite is now
+ * refused as such by every command reading FILE[:SCALE]. */
+static void test_adapter_scale_not_finite(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
+    if (!test_have_edgetune()) return;
+    const char *cmds[] = {"./edgetune run %s --prompt a --n 2 --lora %s/a.gguf:%s",
+                          "./edgetune perplexity %s %s/x.txt --lora %s/a.gguf:%s",
+                          "./edgetune merge %s %s/a.gguf:%s -o %s/m.gguf", "./edgerun -m %s -p a -n 2 --lora %s/a.gguf:%s"};
+    const char *scales[] = {"nan", "inf", "-1e999"};
+    const char *dir = test_tmpdir();
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        if (i == 3 && access("./edgerun", X_OK)) continue;
+        for (size_t k = 0; k < 3; k++) {
+            char cmd[4096];
+            if (i == 1) snprintf(cmd, sizeof cmd, cmds[i], model, dir, dir, scales[k]);
+            else if (i == 2) snprintf(cmd, sizeof cmd, cmds[i], model, dir, scales[k], dir);
+            else snprintf(cmd, sizeof cmd, cmds[i], model, dir, scales[k]);
+            int rc = test_run(cmd);
+            char *log = test_slurp(test_tmp("cmd.log"));
+            if (rc != 1 || !log || !strstr(log, "is not a finite number"))
+                fprintf(stderr, "%s -> %d\n%s\n", cmd, rc, log ? log : "");
+            assert_int_equal(rc, 1);
+            assert_non_null(strstr(log, "is not a finite number"));
+            free(log);
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_adapter_scale_not_finite),
         cmocka_unit_test(test_outdir_locked),
         cmocka_unit_test(test_rejected_run_leaves_no_outdir),
     };
