@@ -245,7 +245,8 @@ int et_argmax(const float *logits, int n);
 
 /* Turns a stream of token ids into UTF-8 text pieces as they arrive:
  * decodes a small window with the tokenizer and emits only the new bytes,
- * holding back an incomplete UTF-8 sequence until it completes. */
+ * holding back an incomplete UTF-8 sequence until it completes (a byte that
+ * can never start a character, 0xC0, 0xC1, 0xF5..0xFF, is not held). */
 typedef struct et_detok {
     const et_tokenizer *tok;
     int32_t win[8];      /* last ids (context for decoding) */
@@ -262,6 +263,12 @@ void et_detok_init(et_detok *d, const et_tokenizer *tok, const int32_t *prompt, 
 /* Text for one more id, in a malloc'd NUL-terminated buffer (*len bytes,
  * possibly 0). 0 or ET_EINPUT (id out of range) / ET_ERUN. */
 int et_detok_push(et_detok *d, int32_t id, char **text, size_t *len, et_err *e);
+
+/* The bytes still held back (an incomplete UTF-8 sequence at the end of a
+ * generation), in a malloc'd NUL-terminated buffer (*len bytes, possibly 0);
+ * the detokenizer then holds nothing.  et_generate appends them to the last
+ * token's text.  0 or ET_ERUN. */
+int et_detok_flush(et_detok *d, char **text, size_t *len, et_err *e);
 
 /* Called once per generated token with its text (may be empty); return
  * nonzero to stop. */

@@ -37,6 +37,7 @@ static size_t utf8_complete(const char *s, size_t n) {
     while (i > 0 && back < 4 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) { i--; back++; }
     if (i == 0) return n;
     unsigned char c = (unsigned char)s[i - 1];
+    if (c == 0xC0 || c == 0xC1 || c >= 0xF5) return n;   /* can never start a character: nothing to wait for */
     size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
     return back + 1 >= need ? n : i - 1;
 }
@@ -92,6 +93,19 @@ int et_detok_push(et_detok *d, int32_t id, char **text, size_t *len, et_err *e) 
     return 0;
 }
 
+int et_detok_flush(et_detok *d, char **text, size_t *len, et_err *e) {
+    *text = NULL;
+    *len = 0;
+    char *buf = malloc((size_t)d->n_pend + 1);
+    if (!buf) return et_fail(e, ET_ERUN, "engine: out of memory");
+    memcpy(buf, d->pend, (size_t)d->n_pend);
+    buf[d->n_pend] = 0;
+    *text = buf;
+    *len = (size_t)d->n_pend;
+    d->n_pend = 0;
+    return 0;
+}
+
 /* ------------------------------------------------------------ generation */
 
 int et_generate(et_state *s, et_sampler *smp, const int32_t *prompt, int n_prompt, int n_predict, int stop_at_eos,
@@ -122,10 +136,34 @@ int et_generate(et_state *s, et_sampler *smp, const int32_t *prompt, int n_promp
         if (out_ids) out_ids[n_gen] = id;
         n_gen++;
         int stop = stop_at_eos && id == eos;
+        /* the last token of the generation gets the bytes still held back
+         * (an incomplete UTF-8 sequence is printed as it is, as llama.cpp does) */
+        int last = stop || n_gen == n_predict || s->n_past >= s->n_ctx;
         if (cb) {
             char *text = NULL;
             size_t len = 0;
             if (!stop && m->tok && (rc = et_detok_push(&dt, id, &text, &len, e))) goto done;
+            if (last && dt.n_pend > 0) {
+                char *tail = NULL;
+                size_t tl = 0;
+                if ((rc = et_detok_flush(&dt, &tail, &tl, e))) {
+                    free(text);
+                    goto done;
+                }
+                char *both = malloc(len + tl + 1);
+                if (!both) {
+                    free(text);
+                    free(tail);
+                    rc = et_fail(e, ET_ERUN, "generate: out of memory");
+                    goto done;
+                }
+                if (len) memcpy(both, text, len);
+                memcpy(both + len, tail, tl + 1);
+                free(text);
+                free(tail);
+                text = both;
+                len += tl;
+            }
             int r = cb(user, id, text ? text : "", len);
             free(text);
             if (r) break;

@@ -221,8 +221,55 @@ static void test_adapter_nonfinite(void **state) {
     expect_refused(model, write_adapter("nan_alpha.gguf", NAN, -1, 0), "adapter.lora.alpha is not finite");
 }
 
+/* ------------------------------------------------------------ smaller: trailing bytes */
+
+/* The id whose decoding is the single byte b, or -1. */
+static int byte_id(const et_tokenizer *t, unsigned char b) {
+    for (int32_t id = 0; id < et_tok_n_vocab(t); id++) {
+        char *out = NULL;
+        size_t len = 0;
+        et_err e = {0};
+        if (et_tok_decode(t, &id, 1, 0, &out, &len, &e)) continue;
+        int hit = len == 1 && (unsigned char)out[0] == b;
+        free(out);
+        if (hit) return id;
+    }
+    return -1;
+}
+
+/* edgerun held back a raw-byte token that can never start a character
+ * (0xC1) and dropped an incomplete sequence at the end of a generation;
+ * llama.cpp prints such bytes. */
+static void test_detok_trailing_bytes(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(path, "models/stories260K/stories260K.gguf");
+    et_engine *m;
+    et_err e = {0};
+    assert_int_equal(et_engine_load(&m, path, &e), 0);
+    int c1 = byte_id(m->tok, 0xC1), e2 = byte_id(m->tok, 0xE2);
+    assert_true(c1 >= 0 && e2 >= 0);
+    et_detok d;
+    int32_t prompt[2] = {1, 400};
+    et_detok_init(&d, m->tok, prompt, 2);
+    char *text;
+    size_t len;
+    assert_int_equal(et_detok_push(&d, c1, &text, &len, &e), 0);
+    assert_int_equal(len, 1);   /* not held: 0xC1 never starts a character */
+    assert_int_equal((unsigned char)text[0], 0xC1);
+    free(text);
+    assert_int_equal(et_detok_push(&d, e2, &text, &len, &e), 0);
+    assert_int_equal(len, 0);   /* a lead byte: held for its continuation */
+    free(text);
+    assert_int_equal(et_detok_flush(&d, &text, &len, &e), 0);
+    assert_int_equal(len, 1);   /* the end of a generation gives it back */
+    assert_int_equal((unsigned char)text[0], 0xE2);
+    free(text);
+    et_engine_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_detok_trailing_bytes),
         cmocka_unit_test(test_sampler_nonfinite),
         cmocka_unit_test(test_engine_nonfinite_logits),
         cmocka_unit_test(test_adapter_nonfinite),
