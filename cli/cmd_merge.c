@@ -58,7 +58,8 @@ int cmd_merge(int argc, char **argv) {
         ads[k].path = a.pos[k + 1];
     }
     lora_merge_stats st;
-    rc = lora_merge(a.pos[0], ads, n, out, ftype, &st, &e);
+    rc = et_engine_check_file(a.pos[0], &e);   /* the base, validated as the loaders do */
+    if (!rc) rc = lora_merge(a.pos[0], ads, n, out, ftype, &st, &e);
     if (rc) {
         free(ads);
         cli_free(&a);

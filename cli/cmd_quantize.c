@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../engine/engine.h"
 #include "../quant/imatrix.h"
 #include "../quant/quantize_model.h"
 #include "cli.h"
@@ -76,6 +77,11 @@ int cmd_quantize(int argc, char **argv) {
     progress pr = {cli_str(&a, "quiet", NULL) != NULL};
     et_quant_params p = {ftype, cli_str(&a, "allow_requantize", NULL) != NULL, on_tensor, &pr};
     et_quant_stats st;
+    /* the model is validated as the loaders do before anything is written */
+    if ((rc = et_engine_check_file(in, &e))) {
+        cli_free(&a);
+        return cli_report(&e);
+    }
     const char *imf = cli_str(&a, "imatrix", NULL);
     et_imatrix im;
     et_imatrix_init(&im);

@@ -112,6 +112,13 @@ int et_engine_load_mem(et_engine **out, const void *data, size_t size, const cha
  * directory, or a model being trained).  The weights are BORROWED: m must
  * outlive the engine.  The tokenizer pointer is borrowed too. 0 or ET_EINPUT. */
 int et_engine_from_model(et_engine **out, const et_model *m, et_err *e);
+/* Validate a model file before a command rewrites it (quantize, merge): for
+ * arch "llama"/"deci", everything et_engine_load checks (every tensor's
+ * presence, shape and type against the metadata, the vocabulary against the
+ * embedding rows), plus the special token ids (tokenizer.ggml.bos/eos/
+ * unknown/padding_token_id) inside the vocabulary (-1 = none).  Other archs are not
+ * judged (0).  0 or ET_EINPUT naming the file and the key or tensor. */
+int et_engine_check_file(const char *path, et_err *e);
 /* Free the engine (and its mapping); NULL is fine. */
 void et_engine_free(et_engine *m);
 /* Max over layers of n_head*head_dim, n_head_kv*head_dim, n_ff. */

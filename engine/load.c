@@ -360,6 +360,34 @@ int et_engine_load_mem(et_engine **out, const void *data, size_t size, const cha
     return engine_open(out, name, data, size, e);
 }
 
+int et_engine_check_file(const char *path, et_err *e) {
+    gguf_file g;
+    int rc = gguf_open(&g, path, e);   /* mapped in place: no copy of the weights */
+    if (rc) return rc;
+    char arch[32] = "";
+    if (gguf_find_key(&g, "general.architecture") >= 0) gguf_get_str(&g, "general.architecture", arch, sizeof arch, NULL);
+    if (strcmp(arch, "llama") && strcmp(arch, "deci")) {   /* other archs: not ours to judge (llama-quantize's) */
+        gguf_close(&g);
+        return 0;
+    }
+    et_engine *m = NULL;
+    rc = et_engine_load_mem(&m, g.map.data, g.map.size, path, e);
+    static const char *const ids[] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                                      "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id"};
+    for (size_t i = 0; !rc && m->tok && i < sizeof ids / sizeof *ids; i++) {
+        int64_t v;
+        if (gguf_find_key(&g, ids[i]) < 0) continue;
+        if ((rc = gguf_get_i64(&g, ids[i], &v, e))) break;
+        if (v == -1 || v == (int64_t)UINT32_MAX) continue;   /* "none", as llama.cpp's converters write it */
+        if (v < 0 || v >= et_tok_n_vocab(m->tok))
+            rc = et_fail(e, ET_EINPUT, "%s: key '%s' is %lld, outside the vocabulary [0, %d)", path, ids[i],
+                         (long long)v, et_tok_n_vocab(m->tok));
+    }
+    et_engine_free(m);
+    gguf_close(&g);
+    return rc;
+}
+
 /* ------------------------------------------------------------ from et_model */
 
 static float *copy_vec(const float *v, int n) {

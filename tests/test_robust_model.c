@@ -135,8 +135,65 @@ static void test_symlink_loop(void **state) {
     assert_non_null(strstr(e.msg, strerror(ELOOP)));
 }
 
+/* stories260K.gguf with one u32 key set to v (added when absent). */
+static const char *with_u32(const char *src, const char *name, const char *key, uint32_t v) {
+    gguf_file g;
+    et_err e = {0};
+    assert_int_equal(gguf_open(&g, src, &e), 0);
+    gguf_writer *w = gguf_writer_new();
+    assert_non_null(w);
+    for (uint64_t i = 0; i < g.n_kv; i++) assert_int_equal(gguf_set_kv_from(w, &g, i), 0);
+    assert_int_equal(gguf_set_u32(w, key, v), 0);   /* replaces in place */
+    for (uint64_t i = 0; i < g.n_tensors; i++) assert_int_equal(gguf_add_tensor_from(w, &g, i, &e), 0);
+    static char out[8][600];
+    static int k;
+    char *o = out[k++ & 7];
+    snprintf(o, sizeof out[0], "%s", test_tmp(name));
+    assert_int_equal(gguf_writer_write(w, o, &e), 0);
+    gguf_writer_free(w);
+    gguf_close(&g);
+    return o;
+}
+
+/* Smaller item: quantize and merge wrote models whose metadata contradicts
+ * their tensors, or with a BOS id outside the vocabulary; the input is now
+ * validated as the loaders do (et_engine_check_file) before anything is
+ * written. */
+static void test_quantize_merge_validate(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(src, "models/stories260K/stories260K.gguf");
+    if (!test_have_edgetune()) return;
+    const char *bad_ff = with_u32(src, "bad_ff.gguf", "llama.feed_forward_length", 200);
+    const char *bad_bos = with_u32(src, "bad_bos.gguf", "tokenizer.ggml.bos_token_id", 9999);
+    et_err e = {0};
+    assert_int_equal(et_engine_check_file(src, &e), 0);
+    assert_int_equal(et_engine_check_file(bad_ff, &e), ET_EINPUT);
+    assert_non_null(strstr(e.msg, "ffn_"));
+    memset(&e, 0, sizeof e);
+    assert_int_equal(et_engine_check_file(bad_bos, &e), ET_EINPUT);
+    assert_non_null(strstr(e.msg, "tokenizer.ggml.bos_token_id' is 9999"));
+    const char *bads[2] = {bad_ff, bad_bos}, *want[2] = {"ffn_", "bos_token_id"};
+    char cmd[4096];
+    for (int i = 0; i < 2; i++) {
+        char out[700];
+        snprintf(out, sizeof out, "%s.q8.gguf", bads[i]);
+        snprintf(cmd, sizeof cmd, "./edgetune quantize %s %s Q8_0", bads[i], out);
+        int rc = test_run(cmd);
+        char *log = test_slurp(test_tmp("cmd.log"));
+        if (rc != 2 || !log || !strstr(log, want[i])) fprintf(stderr, "%s -> %d\n%s\n", cmd, rc, log ? log : "");
+        assert_int_equal(rc, 2);
+        assert_non_null(strstr(log, want[i]));
+        free(log);
+        assert_int_not_equal(access(out, F_OK), 0);
+    }
+    /* the sane model still quantizes */
+    snprintf(cmd, sizeof cmd, "./edgetune quantize %s %s Q8_0", src, test_tmp("ok.q8.gguf"));
+    assert_int_equal(test_run(cmd), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_quantize_merge_validate),
         cmocka_unit_test(test_symlink_loop),
         cmocka_unit_test(test_vocab_vs_embedding),
         cmocka_unit_test(test_llama2c_size_in_messages),
