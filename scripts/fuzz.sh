@@ -9,7 +9,7 @@ out=build-fuzz
 mkdir -p "$out"
 inc=$(pkg-config --cflags hdf5-serial openblas libcjson 2>/dev/null || true)
 libs=$(pkg-config --libs hdf5-serial openblas libcjson 2>/dev/null || true)
-srcs=$(ls common/*.c export/*.c datasets/*.c quant/*.c engine/*.c eval/*.c 2>/dev/null || true)  # some folders may be empty
+srcs=$(ls common/*.c export/*.c datasets/*.c quant/*.c engine/*.c eval/*.c train/checkpoint.c 2>/dev/null || true)  # some folders may be empty
 summary=()
 for f in "$@"; do
   name=$(basename "$f" .c)
