@@ -94,6 +94,12 @@ int cmd_perplexity(int argc, char **argv) {
     et_model mm;
     int have_mm = 0;
     et_ppl acc = {0};
+    const char *split = cli_str(&a, "split", "all");
+    if (strcmp(split, "all") && strcmp(split, "train") && strcmp(split, "valid")) {   /* also for text input */
+        et_fail(&e, ET_EUSAGE, "--split must be all, train or valid (got '%s')", split);
+        cli_free(&a);
+        return cli_report(&e);
+    }
     rc = cli_open_runner(&r, &o, model, cli_str(&a, "tokenizer", NULL), &mm, &have_mm, &e);
     if (!rc) {
         if (is_hdf5(file)) {

@@ -25,7 +25,7 @@ static const char USAGE[] =
     "  --min-p P           drop tokens below P x the most likely (default 0.05; 0 = off)\n"
     "  --seed S            sampler seed (default 0)\n"
     "  -t, --threads N     threads (default 1)\n"
-    "  -c, --ctx N         context length (default: the model's, at most 4096)\n"
+    "  -c, --ctx N         context length (default or 0: the model's, at most 4096)\n"
     "  --lora FILE[:SCALE] apply a GGUF LoRA adapter (repeatable; scale 1 by default)\n"
     "  --kv-type F16|F32   KV cache type (default F16; F32 for --perplexity)\n"
     "  --isa NAME          scalar, avx2, avx512 or neon (default: the best available)\n"
@@ -125,7 +125,8 @@ int main(int argc, char **argv) {
             if (parse_int(v, 1, 256, &n)) return usage_error("bad value for", a);
             o.n_threads = (int)n;
         } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) {
-            if (parse_int(v, 2, 1 << 22, &n)) return usage_error("bad value for", a);
+            /* 0 = the model's context, as `edgetune run --ctx 0` (issue 11) */
+            if (parse_int(v, 0, 1 << 22, &n) || n == 1) return usage_error("bad value for", a);
             o.n_ctx = (int)n;
         } else if (!strcmp(a, "--lora")) {
             if (et_runner_add_lora(&o, v, &e)) return usage_error(e.msg, NULL);

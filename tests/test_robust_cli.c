@@ -129,8 +129,36 @@ static void test_adapter_scale_not_finite(void **state) {
     }
 }
 
+/* Smaller items: `run --ctx 0` was accepted (the model's context) while
+ * `edgerun -c 0` was refused: 0 now means the model's context in both, 1 is
+ * refused by both; `perplexity --split nope` was ignored for text input. */
+static void test_ctx_zero_alike(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
+    if (!test_have_edgetune()) return;
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "./edgetune run %s --prompt Once --n 3 --temp 0 --ctx 0", model);
+    assert_int_equal(test_run(cmd), 0);
+    snprintf(cmd, sizeof cmd, "./edgetune run %s --prompt Once --n 3 --ctx 1", model);
+    assert_int_equal(test_run(cmd), 1);
+    if (access("./edgerun", X_OK) == 0) {
+        snprintf(cmd, sizeof cmd, "./edgerun -m %s -p Once -n 3 --temp 0 -c 0", model);
+        assert_int_equal(test_run(cmd), 0);
+        snprintf(cmd, sizeof cmd, "./edgerun -m %s -p Once -n 3 -c 1", model);
+        assert_int_equal(test_run(cmd), 1);
+    }
+    const char *t = test_tmp("s.txt");
+    test_spit(t, "Once upon a time there was a cat.\n");
+    snprintf(cmd, sizeof cmd, "./edgetune perplexity %s %s --split nope", model, t);
+    assert_int_equal(test_run(cmd), 1);
+    char *log = test_slurp(test_tmp("cmd.log"));
+    assert_non_null(strstr(log, "--split must be"));
+    free(log);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ctx_zero_alike),
         cmocka_unit_test(test_adapter_scale_not_finite),
         cmocka_unit_test(test_outdir_locked),
         cmocka_unit_test(test_rejected_run_leaves_no_outdir),
