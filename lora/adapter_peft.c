@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../engine/engine.h"
 #include "../export/safetensors.h"
@@ -142,6 +145,59 @@ static int permute_rope_rows(float *dst, const float *src, const lora_tensor *t,
 
 static int is_rope(const lora_tensor *t) { return t->target == LORA_T_Q || t->target == LORA_T_K; }
 
+/* Remove the plain files in d, then d itself (best effort). */
+static void remove_dir_files(const char *d) {
+    DIR *dd = opendir(d);
+    if (dd) {
+        struct dirent *de;
+        while ((de = readdir(dd))) {
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+            char *p = join(d, de->d_name);
+            if (p) unlink(p);
+            free(p);
+        }
+        closedir(dd);
+    }
+    rmdir(d);
+}
+
+/* Put the finished folder tmp in place of dir as a unit: swapped atomically
+ * with an existing dir (renameat2 RENAME_EXCHANGE, Linux), else renamed. */
+static int commit_dir(const char *tmp, const char *dir, et_err *e) {
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        if (rename(tmp, dir) == 0) return 0;
+        int err = errno;
+        remove_dir_files(tmp);
+        return et_fail(e, ET_ERUN, "%s: cannot rename %s into place: %s", dir, tmp, strerror(err));
+    }
+#ifdef RENAME_EXCHANGE
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
+        remove_dir_files(tmp);   /* now the old folder */
+        return 0;
+    }
+#endif
+    /* no exchange on this system or file system: old folder aside, new one in */
+    size_t n = strlen(dir) + 48;
+    char *old = malloc(n);
+    if (!old) {
+        remove_dir_files(tmp);
+        return et_fail(e, ET_ERUN, "%s: out of memory", dir);
+    }
+    snprintf(old, n, "%s.old.tmp.%ld", dir, (long)getpid());
+    int rc = 0;
+    if (rename(dir, old) != 0 || rename(tmp, dir) != 0) {
+        int err = errno;
+        rename(old, dir);   /* put the old folder back if it was moved */
+        remove_dir_files(tmp);
+        rc = et_fail(e, ET_ERUN, "%s: cannot rename %s into place: %s", dir, tmp, strerror(err));
+    } else {
+        remove_dir_files(old);
+    }
+    free(old);
+    return rc;
+}
+
 int lora_adapter_save_peft(const lora_adapter *ad, const char *dir, const char *base_name, int dtype, et_err *e) {
     if (dtype != ST_F32 && dtype != ST_F16 && dtype != ST_BF16)
         return et_fail(e, ET_EUSAGE, "%s: PEFT adapter dtype must be F32, F16 or BF16", dir);
@@ -156,15 +212,27 @@ int lora_adapter_save_peft(const lora_adapter *ad, const char *dir, const char *
                            "%s: tensor '%s': head count %d unknown or does not split %d rows into even heads "
                            "(check the adapter against its base first)", dir, t->base_name, t->n_head_rope, t->n_out);
     }
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return et_fail(e, ET_ERUN, "%s: cannot create directory: %s", dir, strerror(errno));
+    /* the folder is written as a unit: into "<dir>.tmp.<pid>", then put in
+     * place, so a full disk never leaves the safetensors without its
+     * adapter_config.json (issue 11) */
+    size_t tn = strlen(dir) + 32;
+    char *tmp = malloc(tn);
+    if (!tmp) return et_fail(e, ET_ERUN, "%s: out of memory", dir);
+    snprintf(tmp, tn, "%s.tmp.%ld", dir, (long)getpid());
+    remove_dir_files(tmp);   /* a leftover of this pid */
+    if (mkdir(tmp, 0777) != 0 && errno != EEXIST) {
+        int err = errno;
+        int rc = et_fail(e, ET_ERUN, "%s: cannot create directory %s: %s", dir, tmp, strerror(err));
+        free(tmp);
+        return rc;
+    }
     /* un-permuted lora_B of q/k go to one scratch block */
     size_t scratch_n = 0;
     for (int i = 0; i < ad->n_tensors; i++)
         if (is_rope(&ad->tensors[i])) scratch_n += (size_t)ad->tensors[i].n_out * (size_t)ad->rank;
     float *scratch = malloc((scratch_n ? scratch_n : 1) * sizeof *scratch);
     st_writer *w = st_writer_new();
-    char *st_path = join(dir, "adapter_model.safetensors"), *cfg_path = join(dir, "adapter_config.json");
+    char *st_path = join(tmp, "adapter_model.safetensors"), *cfg_path = join(tmp, "adapter_config.json");
     int rc = 0;
     if (!scratch || !w || !st_path || !cfg_path) rc = et_fail(e, ET_ERUN, "%s: out of memory", dir);
     if (!rc && st_writer_set_meta(w, "format", "pt")) rc = et_fail(e, ET_ERUN, "%s: out of memory", dir);
@@ -187,10 +255,13 @@ int lora_adapter_save_peft(const lora_adapter *ad, const char *dir, const char *
     }
     if (!rc) rc = st_writer_write(w, st_path, e);
     if (!rc) rc = write_config(ad, cfg_path, base_name, e);
+    if (!rc) rc = commit_dir(tmp, dir, e);
+    else remove_dir_files(tmp);
     st_writer_free(w);
     free(scratch);
     free(st_path);
     free(cfg_path);
+    free(tmp);
     return rc;
 }
 

@@ -6,6 +6,7 @@
  * the engine loader (run, edgerun, perplexity, eval, logits) and the export
  * loader (convert, train, lora, merge) refuse it with the same message. */
 #include <errno.h>
+#include <sys/stat.h>
 
 #include "testutil.h"
 
@@ -14,6 +15,8 @@
 #include "../engine/engine.h"
 #include "../export/gguf.h"
 #include "../export/model.h"
+#include "../export/safetensors.h"
+#include "../lora/adapter.h"
 
 /* stories260K.gguf with tokenizer.ggml.{tokens,scores,token_type} cut to n. */
 static const char *short_vocab_model(const char *src, uint64_t n) {
@@ -191,8 +194,62 @@ static void test_quantize_merge_validate(void **state) {
     assert_int_equal(test_run(cmd), 0);
 }
 
+/* Smaller item: a full disk could leave peft/ with the safetensors but no
+ * adapter_config.json.  The folder is now written as a unit (a temporary
+ * folder, then swapped in): a save that fails leaves the previous folder as
+ * it was, byte for byte, and no temporary folder. */
+static void test_peft_folder_as_a_unit(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(src, "models/stories260K/stories260K.gguf");
+    et_model m;
+    et_err e = {0};
+    assert_int_equal(et_model_load(&m, src, NULL, &e), 0);
+    lora_config c = {.rank = 2, .alpha = 4, .seed = 1};
+    lora_adapter ad;
+    assert_int_equal(lora_adapter_create(&ad, &m, &c, &e), 0);
+    lora_adapter_init(&ad, 1);
+    char dir[600], st[700], cfg[700], trap[700];
+    snprintf(dir, sizeof dir, "%s", test_tmp("peft"));
+    snprintf(st, sizeof st, "%s/adapter_model.safetensors", dir);
+    snprintf(cfg, sizeof cfg, "%s/adapter_config.json", dir);
+    assert_int_equal(lora_adapter_save_peft(&ad, dir, "stories260K", ST_F32, &e), 0);
+    char *st0 = test_slurp(st), *cfg0 = test_slurp(cfg);
+    assert_non_null(st0);
+    assert_non_null(cfg0);
+    struct stat sb;
+    assert_int_equal(stat(st, &sb), 0);
+    /* a second save whose config cannot be written (a folder where the file goes) */
+    for (size_t i = 0; i < ad.n_params; i++) ad.params[i] += 0.5f;
+    snprintf(trap, sizeof trap, "%s.tmp.%ld", dir, (long)getpid());
+    mkdir(trap, 0777);
+    snprintf(trap, sizeof trap, "%s.tmp.%ld/adapter_config.json", dir, (long)getpid());
+    assert_int_equal(mkdir(trap, 0777), 0);
+    assert_int_not_equal(lora_adapter_save_peft(&ad, dir, "stories260K", ST_F32, &e), 0);
+    char *st1 = test_slurp(st), *cfg1 = test_slurp(cfg);
+    assert_non_null(st1);
+    assert_non_null(cfg1);
+    assert_memory_equal(st0, st1, (size_t)sb.st_size);   /* the previous folder, untouched */
+    assert_string_equal(cfg0, cfg1);
+    free(st1);
+    free(cfg1);
+    rmdir(trap);
+    snprintf(trap, sizeof trap, "%s.tmp.%ld", dir, (long)getpid());
+    rmdir(trap);
+    /* and a save that works replaces both files */
+    assert_int_equal(lora_adapter_save_peft(&ad, dir, "stories260K", ST_F32, &e), 0);
+    st1 = test_slurp(st);
+    assert_true(memcmp(st0, st1, (size_t)sb.st_size) != 0);
+    assert_int_not_equal(access(trap, F_OK), 0);
+    free(st0);
+    free(st1);
+    free(cfg0);
+    lora_adapter_free(&ad);
+    et_model_free(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_peft_folder_as_a_unit),
         cmocka_unit_test(test_quantize_merge_validate),
         cmocka_unit_test(test_symlink_loop),
         cmocka_unit_test(test_vocab_vs_embedding),
