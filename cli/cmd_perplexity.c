@@ -108,7 +108,7 @@ int cmd_perplexity(int argc, char **argv) {
             et_map m;
             rc = et_map_open(&m, file, &e);
             if (!rc) {
-                rc = et_runner_perplexity_text(&r, (const char *)m.data, m.size, &acc, &e);
+                rc = et_runner_perplexity_text(&r, (const char *)m.data, m.size, file, &acc, &e);
                 et_map_close(&m);
             }
         }

@@ -153,7 +153,7 @@ int main(int argc, char **argv) {
     if (!rc) {
         if (ppl_file) {
             et_ppl p = {0};
-            rc = et_runner_perplexity_text(&r, text, text_len, &p, &e);
+            rc = et_runner_perplexity_text(&r, text, text_len, ppl_file, &p, &e);
             if (!rc) rc = et_runner_check_scored(&p, ppl_file, &e);
             if (!rc) et_runner_print_ppl(stdout, &p);
         } else if (chat) {

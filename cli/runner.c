@@ -343,12 +343,22 @@ int et_runner_perplexity(et_runner *r, const int32_t *tokens, size_t n, et_ppl *
     return 0;
 }
 
-int et_runner_perplexity_text(et_runner *r, const char *text, size_t len, et_ppl *acc, et_err *e) {
+int et_runner_perplexity_text(et_runner *r, const char *text, size_t len, const char *file, et_ppl *acc, et_err *e) {
     if (!r->m->tok) return et_fail(e, ET_EINPUT, "%s: the model has no tokenizer", r->m->path);
     int32_t *ids;
     size_t n;
     int rc = et_tok_encode(r->m->tok, text, len, ET_TOK_DEFAULT_BOS, &ids, &n, e);
-    if (rc) return rc;
+    if (rc) {   /* the tokenizer says "text: ..."; name the file */
+        char msg[sizeof e->msg];
+        const char *m = strncmp(e->msg, "text: ", 6) ? e->msg : e->msg + 6;
+        size_t lf = strnlen(file, 512), lm = strnlen(m, sizeof msg - lf - 3);
+        memcpy(msg, file, lf);
+        memcpy(msg + lf, ": ", 2);
+        memcpy(msg + lf + 2, m, lm);
+        msg[lf + 2 + lm] = 0;
+        memcpy(e->msg, msg, lf + 3 + lm);
+        return rc;
+    }
     rc = et_runner_perplexity(r, ids, n, acc, e);
     free(ids);
     return rc;

@@ -84,8 +84,9 @@ int et_runner_chat(et_runner *r, FILE *in, FILE *out, et_err *e);
 /* Perplexity of tokens[0..n) in windows of the state's n_ctx (engine
  * et_perplexity); the result is added to *acc (zero it first). */
 int et_runner_perplexity(et_runner *r, const int32_t *tokens, size_t n, et_ppl *acc, et_err *e);
-/* Tokenize text (BOS as the vocabulary says) and score it. */
-int et_runner_perplexity_text(et_runner *r, const char *text, size_t len, et_ppl *acc, et_err *e);
+/* Tokenize text (BOS as the vocabulary says) and score it; `file` names the
+ * text in messages (invalid UTF-8 at byte N). */
+int et_runner_perplexity_text(et_runner *r, const char *text, size_t len, const char *file, et_ppl *acc, et_err *e);
 /* The one "nothing to score" rule of `edgetune perplexity` and `edgerun
  * --perplexity` (empty input, a FIFO with nothing in it, documents of one
  * token): 0 when acc scored at least one token, else ET_EINPUT naming file. */

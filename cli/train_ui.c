@@ -121,8 +121,9 @@ int cli_parse_with_resume(cli_args *a, int argc, char **argv, const char *const 
         if (!strncmp(argv[i], "--config", 8)) return 0;
     const char *out = cli_str(a, "out", cli_str(a, "output", NULL));
     if (!out) return et_fail(e, ET_EUSAGE, "--resume needs --out DIR (the directory of the run)");
-    char path[4096];
+    char path[4096], dir[4096];
     snprintf(path, sizeof path, "%s/recipe.json", out);
+    snprintf(dir, sizeof dir, "%s", out);   /* `out` points into a, freed below */
     if (access(path, R_OK)) return et_fail(e, ET_EUSAGE, "%s: no run to resume (no recipe.json)", out);
     char **v = malloc(sizeof(char *) * (size_t)(argc + 3));
     if (!v) return et_fail(e, ET_ERUN, "out of memory");
@@ -131,6 +132,15 @@ int cli_parse_with_resume(cli_args *a, int argc, char **argv, const char *const 
     cli_free(a);
     rc = cli_parse(a, argc + 2, v, bools, e);
     free(v);
+    /* the run's kind, before an "unknown flag --targets" (issue 11) */
+    const char *cmd = argc > 0 && argv[0] ? argv[0] : "";
+    int lora_run = cli_str(a, "targets", NULL) != NULL || cli_str(a, "rank", NULL) != NULL;
+    if (!rc && !strcmp(cmd, "train") && lora_run)
+        rc = et_fail(e, ET_EUSAGE, "%s is a LoRA run (its recipe has targets/rank): continue it with "
+                     "`edgetune lora --resume --out %s`", dir, dir);
+    else if (!rc && !strcmp(cmd, "lora") && !lora_run)
+        rc = et_fail(e, ET_EUSAGE, "%s is not a LoRA run (its recipe has no targets/rank): continue it with the "
+                     "command that made it (e.g. `edgetune train --resume --out %s`)", dir, dir);
     return rc;
 }
 

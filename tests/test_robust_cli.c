@@ -156,8 +156,50 @@ static void test_ctx_zero_alike(void **state) {
     free(log);
 }
 
+/* Smaller items: perplexity on invalid UTF-8 did not name the file
+ * ("text: invalid UTF-8 ..."); `train --resume` on a LoRA run said
+ * "unknown flag --targets". */
+static void test_messages_name_things(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
+    SHARED_OR_SKIP(text, "data/tinystories_sample.txt");
+    if (!test_have_edgetune()) return;
+    char bad[600], cmd[4096];
+    snprintf(bad, sizeof bad, "%s", test_tmp("bad_utf8.txt"));
+    test_spit(bad, "Once upon \xff\xfe a time");
+    const char *fmts[] = {"./edgetune perplexity %s %s", "./edgerun -m %s --perplexity %s"};
+    for (int i = 0; i < 2; i++) {
+        if (i == 1 && access("./edgerun", X_OK)) continue;
+        snprintf(cmd, sizeof cmd, fmts[i], model, bad);
+        assert_int_equal(test_run(cmd), 2);
+        char *log = test_slurp(test_tmp("cmd.log"));
+        char want[700];
+        snprintf(want, sizeof want, "%s: invalid UTF-8 at byte offset 10", bad);
+        if (!strstr(log, want)) fprintf(stderr, "%s\n%s\n", cmd, log);
+        assert_non_null(strstr(log, want));
+        free(log);
+    }
+    char tok[600], out[600];
+    snprintf(tok, sizeof tok, "%s", test_tmp("m_tok.h5"));
+    snprintf(out, sizeof out, "%s", test_tmp("m_lora"));
+    snprintf(cmd, sizeof cmd,
+             "head -c 30000 %s > %s.txt && ./edgetune data --tokenizer %s --input %s.txt --separator "
+             "'<|endoftext|>' --valid-fraction 0.1 -o %s && ./edgetune lora --model %s --data %s --out %s --steps 1 "
+             "--batch-size 1 --seq-len 16 --eval-every 0",
+             text, tok, model, tok, tok, model, tok, out);
+    assert_int_equal(test_run(cmd), 0);
+    snprintf(cmd, sizeof cmd, "./edgetune train --resume --out %s", out);
+    assert_int_equal(test_run(cmd), 1);
+    char *log = test_slurp(test_tmp("cmd.log"));
+    assert_non_null(strstr(log, "is a LoRA run"));
+    assert_non_null(strstr(log, "edgetune lora --resume"));
+    assert_null(strstr(log, "unknown flag"));
+    free(log);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_messages_name_things),
         cmocka_unit_test(test_ctx_zero_alike),
         cmocka_unit_test(test_adapter_scale_not_finite),
         cmocka_unit_test(test_outdir_locked),
