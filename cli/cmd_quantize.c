@@ -90,14 +90,21 @@ int cmd_quantize(int argc, char **argv) {
             cli_free(&a);
             return cli_report(&e);
         }
-        printf("imatrix %s: %d entries computed on %d chunks%s%s\n", imf, im.n_entries, (int)im.chunk_count,
-               im.dataset ? ", dataset " : "", im.dataset ? im.dataset : "");
+        if (!pr.quiet)
+            printf("imatrix %s: %d entries computed on %d chunks%s%s\n", imf, im.n_entries, (int)im.chunk_count,
+                   im.dataset ? ", dataset " : "", im.dataset ? im.dataset : "");
     }
     rc = et_quantize_model_imatrix(in, out, &p, imf ? &im : NULL, imf, &st, &e);
     et_imatrix_free(&im);
+    char *hint = rc ? strstr(e.msg, "(allow it explicitly)") : NULL;
+    if (hint) snprintf(hint, sizeof e.msg - (size_t)(hint - e.msg), "(allow it with --allow-requantize)");
     if (rc) {
         cli_free(&a);
         return cli_report(&e);
+    }
+    if (pr.quiet) {   /* --quiet: nothing on stdout (fallback warnings still go to stderr) */
+        cli_free(&a);
+        return 0;
     }
     printf("%s -> %s (%s): %" PRIu64 " tensors, %" PRIu64 " quantized, %" PRIu64 " fallback%s\n", in, out,
            et_ftype_name(ftype), st.n_tensors, st.n_quantized, st.n_fallback, st.n_fallback == 1 ? "" : "s");

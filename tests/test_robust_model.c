@@ -190,8 +190,21 @@ static void test_quantize_merge_validate(void **state) {
         assert_int_not_equal(access(out, F_OK), 0);
     }
     /* the sane model still quantizes */
-    snprintf(cmd, sizeof cmd, "./edgetune quantize %s %s Q8_0", src, test_tmp("ok.q8.gguf"));
+    char q8[700];
+    snprintf(q8, sizeof q8, "%s", test_tmp("ok.q8.gguf"));
+    snprintf(cmd, sizeof cmd, "./edgetune quantize %s %s Q8_0", src, q8);
     assert_int_equal(test_run(cmd), 0);
+    /* smaller items: the requantize refusal names the flag; --quiet prints nothing on stdout */
+    snprintf(cmd, sizeof cmd, "./edgetune quantize %s %s.q4.gguf Q4_0", q8, q8);
+    assert_int_equal(test_run(cmd), 2);
+    char *log = test_slurp(test_tmp("cmd.log"));
+    assert_non_null(strstr(log, "--allow-requantize"));
+    free(log);
+    snprintf(cmd, sizeof cmd, "sh -c './edgetune quantize %s %s.q8b.gguf Q8_0 --quiet 2>/dev/null'", src, q8);
+    assert_int_equal(test_run(cmd), 0);
+    log = test_slurp(test_tmp("cmd.log"));
+    assert_string_equal(log, "");
+    free(log);
 }
 
 /* Smaller item: a full disk could leave peft/ with the safetensors but no
