@@ -104,6 +104,8 @@ int cmd_perplexity(int argc, char **argv) {
     if (!rc) {
         if (is_hdf5(file)) {
             rc = ppl_dataset(&r, file, cli_str(&a, "split", "all"), &acc, &e);
+        } else if (et_is_h5_name(file)) {
+            rc = et_fail(&e, ET_EINPUT, "%s: not an HDF5 file (no HDF5 signature), though named like a tokens.h5", file);
         } else {
             et_map m;
             rc = et_map_open(&m, file, &e);

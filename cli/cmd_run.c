@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "run_opts.h"
 
@@ -31,6 +32,12 @@ static const char USAGE[] =
 int cli_open_runner(et_runner *r, et_runner_opts *o, const char *model, const char *tokenizer, et_model *mm,
                     int *have_mm, et_err *e) {
     *have_mm = 0;
+    if (!et_is_regular_path(model) && access(model, R_OK) == 0) {
+        /* a FIFO or a device: no sniffing (it would eat the first bytes); the
+         * engine reads a GGUF from it into memory, as edgerun does */
+        o->model = model;
+        return et_runner_open(r, o, NULL, e);
+    }
     FILE *f = fopen(model, "rb");
     char magic[4] = {0};
     if (f) {

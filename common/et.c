@@ -29,6 +29,16 @@ const char *et_shared_dir(void) {
 
 /* ------------------------------------------------------------------ mapping */
 
+int et_is_h5_name(const char *path) {
+    size_t n = strlen(path);
+    return (n >= 3 && !strcmp(path + n - 3, ".h5")) || (n >= 5 && !strcmp(path + n - 5, ".hdf5"));
+}
+
+int et_is_regular_path(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode));
+}
+
 int et_map_open(et_map *m, const char *path, et_err *e) {
     memset(m, 0, sizeof *m);
     int fd = open(path, O_RDONLY);

@@ -43,6 +43,14 @@ typedef struct et_map {
     int is_mmap;         /* internal: 1 if data came from mmap, 0 if malloc */
 } et_map;
 
+/* 1 when path names an HDF5 file by its extension (".h5", ".hdf5"): such a
+ * path is never read as text (a file named tokens.h5 without the HDF5
+ * signature is refused by the readers that also take text). */
+int et_is_h5_name(const char *path);
+/* 1 when path is a regular file or a directory; 0 for a FIFO, socket or
+ * device (which cannot be sniffed and then mapped), or when stat fails. */
+int et_is_regular_path(const char *path);
+
 /* Map `path` read-only. Returns 0 or ET_EINPUT (cannot open/stat/map). */
 int et_map_open(et_map *m, const char *path, et_err *e);
 /* Unmap (or free) and zero m; safe on a zeroed or already closed map. */

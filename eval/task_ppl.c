@@ -60,6 +60,8 @@ int et_doc_tokens_read(const et_engine *m, const char *path, const char *split, 
         out->first_token = t0;
         et_ds_close(ds);
     } else {
+        if (et_is_h5_name(path))   /* common/et.h: never read a .h5 as text */
+            return et_fail(e, ET_EINPUT, "%s: not an HDF5 file (no HDF5 signature), though named like a tokens.h5", path);
         if (!m->tok) return et_fail(e, ET_EINPUT, "%s: the model has no tokenizer to read text with", m->path);
         et_map mp;
         if ((rc = et_map_open(&mp, path, e))) return rc;

@@ -254,6 +254,9 @@ int et_model_load(et_model *m, const char *path, const char *tokenizer_path, et_
     memset(m, 0, sizeof *m);
     struct stat st;
     if (stat(path, &st) != 0) return et_fail(e, ET_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))   /* sniffing would eat a pipe's first bytes */
+        return et_fail(e, ET_EINPUT, "%s: not a regular file (a FIFO or a device): this command needs the model in "
+                       "a file (`edgetune run`, `perplexity` and edgerun read a GGUF from a pipe)", path);
     int rc;
     if (S_ISDIR(st.st_mode)) rc = et_model_load_hf_with_tokenizer(m, path, tokenizer_path, e);
     else if (is_gguf(path)) rc = et_model_load_gguf(m, path, e);

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 
 #include "testutil.h"
 
@@ -197,8 +198,44 @@ static void test_messages_name_things(void **state) {
     free(log);
 }
 
+/* Smaller items: a FIFO carrying a valid GGUF was "bad magic" for `edgetune
+ * run` (the format sniffing ate its first bytes) while edgerun read it; the
+ * loaders that need a file (convert, train, lora) now say so; a text file
+ * named like a tokens.h5 was read as text by perplexity and eval. */
+static void test_fifo_and_fake_h5(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
+    if (!test_have_edgetune()) return;
+    char fifo[600], cmd[4096];
+    snprintf(fifo, sizeof fifo, "%s", test_tmp("model.fifo"));
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0666), 0);
+    snprintf(cmd, sizeof cmd, "sh -c 'cat %s > %s & exec ./edgetune run %s --prompt Once --n 4 --temp 0'", model, fifo,
+             fifo);
+    assert_int_equal(test_run(cmd), 0);
+    snprintf(cmd, sizeof cmd,
+             "sh -c '(cat %s > %s 2>/dev/null &); ./edgetune convert %s -o %s.gguf; rc=$?; cat %s > /dev/null; exit $rc'",
+             model, fifo, fifo, fifo, fifo);
+    assert_int_equal(test_run(cmd), 2);
+    char *log = test_slurp(test_tmp("cmd.log"));
+    assert_non_null(strstr(log, "not a regular file"));
+    free(log);
+    char fake[600];
+    snprintf(fake, sizeof fake, "%s", test_tmp("fake.h5"));
+    test_spit(fake, "Once upon a time there was a cat. It liked milk.\n");
+    const char *fmts[] = {"./edgetune perplexity %s %s", "./edgetune eval %s --task perplexity --data %s"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd, fmts[i], model, fake);
+        assert_int_equal(test_run(cmd), 2);
+        log = test_slurp(test_tmp("cmd.log"));
+        assert_non_null(strstr(log, "not an HDF5 file"));
+        free(log);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fifo_and_fake_h5),
         cmocka_unit_test(test_messages_name_things),
         cmocka_unit_test(test_ctx_zero_alike),
         cmocka_unit_test(test_adapter_scale_not_finite),
