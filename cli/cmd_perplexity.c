@@ -115,6 +115,12 @@ int cmd_perplexity(int argc, char **argv) {
             }
         }
         if (!rc) rc = et_runner_check_scored(&acc, file, &e);
+        /* say which window the figure belongs to (issue 11): by default the
+         * GGUF's context_length, which may exceed the length the model was
+         * trained on (llama.cpp's llama2.c converter writes 2048 for 512) */
+        if (!rc)
+            fprintf(stderr, "perplexity: windows of %d tokens (%s), every token after a window's first scored\n",
+                    et_state_n_ctx(r.s), o.n_ctx > 0 ? "--ctx" : "the model's context length; --ctx N to change it");
         if (!rc) et_runner_print_ppl(stdout, &acc);
         et_runner_close(&r);
     }

@@ -150,6 +150,12 @@ static void test_ctx_zero_alike(void **state) {
     }
     const char *t = test_tmp("s.txt");
     test_spit(t, "Once upon a time there was a cat.\n");
+    /* the window a perplexity belongs to is stated: the GGUF's context_length by default */
+    snprintf(cmd, sizeof cmd, "./edgetune perplexity %s %s", model, t);
+    assert_int_equal(test_run(cmd), 0);
+    char *said = test_slurp(test_tmp("cmd.log"));
+    assert_non_null(strstr(said, "windows of 2048 tokens (the model's context length"));
+    free(said);
     snprintf(cmd, sizeof cmd, "./edgetune perplexity %s %s --split nope", model, t);
     assert_int_equal(test_run(cmd), 1);
     char *log = test_slurp(test_tmp("cmd.log"));
