@@ -21,6 +21,7 @@
 #include "../export/model.h"
 #include "../export/safetensors.h"
 #include "../lora/lora_train.h"
+#include "../train/checkpoint.h"
 #include "../train/gemm.h"
 #include "../train/threads.h"
 #include "cli.h"
@@ -186,6 +187,7 @@ int cmd_lora(int argc, char **argv) {
         rc = et_fail(&e, ET_EUSAGE, "%s: no checkpoint to resume from", c.ckpt);
         goto done;
     }
+    if (c.o.resume && (rc = et_ckpt_check_optimizer(c.ckpt, &c.o.adamw, &e))) goto done;   /* before the recipe */
     if ((rc = et_ds_open(&ds, c.data, &e)) || (rc = et_model_load(&m, c.model, c.tokenizer, &e))) goto done;
     if (!c.o.seq_len) c.o.seq_len = m.hp.n_ctx > 0 && m.hp.n_ctx < 256 ? m.hp.n_ctx : 256;
     if ((rc = cli_check_data(c.data, "base", c.o.seq_len, &m, ds, &e)) ||

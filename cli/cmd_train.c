@@ -216,6 +216,7 @@ int cmd_train(int argc, char **argv) {
         rc = et_fail(&e, ET_EUSAGE, "%s: no checkpoint to resume from", c.ckpt);
         goto done;
     }
+    if (c.o.resume && (rc = et_ckpt_check_optimizer(c.ckpt, &c.o.adamw, &e))) goto done;   /* before the recipe */
     if ((rc = et_ds_open(&ds, c.data, &e)) || (rc = make_model(&c, &m, ds, &e))) goto done;
     if (!c.o.seq_len) c.o.seq_len = m.hp.n_ctx > 0 && m.hp.n_ctx < 256 ? m.hp.n_ctx : 256;
     p.tokens_per_step *= c.o.seq_len;

@@ -202,6 +202,21 @@ static void test_messages_name_things(void **state) {
     assert_non_null(strstr(log, "edgetune lora --resume"));
     assert_null(strstr(log, "unknown flag"));
     free(log);
+    /* a resume with another AdamW refuses before it rewrites the recipe */
+    char recipe[700];
+    snprintf(recipe, sizeof recipe, "%s/recipe.json", out);
+    char *before = test_slurp(recipe);
+    snprintf(cmd, sizeof cmd, "./edgetune lora --resume --out %s --steps 2 --beta2 0.5", out);
+    assert_int_equal(test_run(cmd), 1);
+    log = test_slurp(test_tmp("cmd.log"));
+    assert_non_null(strstr(log, "the run's AdamW beta2 was 0.999, this resume has 0.5"));
+    free(log);
+    char *after = test_slurp(recipe);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    snprintf(cmd, sizeof cmd, "./edgetune lora --resume --out %s --steps 2", out);
+    assert_int_equal(test_run(cmd), 0);
 }
 
 /* Smaller items: a FIFO carrying a valid GGUF was "bad magic" for `edgetune

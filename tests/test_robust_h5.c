@@ -116,6 +116,29 @@ static void test_checkpoint_write_fails(void **state) {
     free(before);
 }
 
+/* Training-loop audit: the AdamW hyperparameters a checkpoint stores were
+ * never checked on load; a resume with another beta2 mixed two optimizers. */
+static void test_checkpoint_optimizer_checked(void **state) {
+    (void)state;
+    block_init();
+    et_ckpt st = {.step = 1, .tokens = 32, .rng = {5, 6, 7, 8}, .config = "{}"};
+    et_err e = {0};
+    const char *p = test_tmp("hp.h5");
+    assert_int_equal(et_ckpt_save(p, &g_b, &g_o, &st, &e), 0);
+    assert_int_equal(et_ckpt_check_optimizer(p, &g_o.hp, &e), 0);
+    et_adamw other = g_o;
+    other.hp.beta2 = 0.999f;
+    assert_int_equal(et_ckpt_check_optimizer(p, &other.hp, &e), ET_EUSAGE);
+    assert_non_null(strstr(e.msg, "beta2 was 0.95, this resume has 0.999"));
+    assert_non_null(strstr(e.msg, "--beta2"));
+    et_ckpt back;
+    memset(&e, 0, sizeof e);
+    assert_int_equal(et_ckpt_load(p, &g_b, &other, &back, &e), ET_EUSAGE);
+    assert_non_null(strstr(e.msg, "--beta2"));
+    assert_int_equal(et_ckpt_load(p, &g_b, &g_o, &back, &e), 0);
+    et_ckpt_free(&back);
+}
+
 /* ------------------------------------------------------------ tokens.h5 and teacher */
 
 static int write_tokens(const char *path, int64_t n_docs, et_err *e) {
@@ -238,6 +261,7 @@ static void test_lora_full_disk(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_checkpoint_write_fails),
+        cmocka_unit_test(test_checkpoint_optimizer_checked),
         cmocka_unit_test(test_tokens_write_fails),
         cmocka_unit_test(test_teacher_write_fails),
         cmocka_unit_test(test_lora_full_disk),

@@ -319,6 +319,36 @@ static int check_table(hid_t f, const char *path, const et_param_block *b, et_er
     return rc;
 }
 
+/* The optimizer must be the one the moments were made with: a resume with
+ * another beta1/beta2/eps/weight_decay would mix two optimizers (issue 11).
+ * Checkpoints written before these attributes existed are not checked. */
+static int check_optimizer(hid_t f, const char *path, const et_adamw_hp *hp, et_err *e) {
+    const float want[4] = {hp->beta1, hp->beta2, hp->eps, hp->weight_decay};
+    const char *names[4] = {"adamw_beta1", "adamw_beta2", "adamw_eps", "adamw_weight_decay"};
+    const char *flags[4] = {"--beta1", "--beta2", "--eps", "--weight-decay"};
+    for (int i = 0; i < 4; i++) {
+        float got;
+        if (H5Aexists(f, names[i]) <= 0) continue;
+        if (read_attr(f, names[i], H5T_FLOAT, H5T_NATIVE_FLOAT, &got, 1))
+            return et_fail(e, ET_EINPUT, "%s: attribute %s malformed", path, names[i]);
+        if (got != want[i])
+            return et_fail(e, ET_EUSAGE, "%s: the run's AdamW %s was %g, this resume has %g: resume with the same %s "
+                           "(the moments belong to that optimizer), or start a new run", path, names[i] + 6,
+                           (double)got, (double)want[i], flags[i]);
+    }
+    return 0;
+}
+
+int et_ckpt_check_optimizer(const char *path, const et_adamw_hp *hp, et_err *e) {
+    quiet q;
+    quiet_on(&q);
+    hid_t f = open_ckpt(path, e);
+    int rc = f < 0 ? ET_EINPUT : check_optimizer(f, path, hp, e);
+    if (f >= 0) H5Fclose(f);
+    quiet_off(&q);
+    return rc;
+}
+
 int et_ckpt_load(const char *path, et_param_block *b, et_adamw *o, et_ckpt *st, et_err *e) {
     memset(st, 0, sizeof *st);
     int rc = check_block(path, b, o, e);
@@ -340,6 +370,7 @@ int et_ckpt_load(const char *path, et_param_block *b, et_adamw *o, et_ckpt *st, 
         if (ds_dims(f, ds[i], 1, dims[i]) || dims[i][0] != (hsize_t)b->n)
             rc = et_fail(e, ET_EINPUT, "%s: dataset /%s missing or not of length %zu", path, ds[i], b->n);
     if (!rc) rc = check_table(f, path, b, e);
+    if (!rc) rc = check_optimizer(f, path, &o->hp, e);
     float *dst[3] = {b->data, o->m, o->v};
     for (int i = 0; i < 3 && !rc; i++)
         if (read_ds(f, ds[i], H5T_NATIVE_FLOAT, dst[i]))

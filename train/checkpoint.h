@@ -71,6 +71,13 @@ int et_ckpt_load(const char *path, et_param_block *b, et_adamw *o, et_ckpt *st, 
  * 0 or ET_EINPUT. */
 int et_ckpt_peek(const char *path, et_ckpt *st, et_err *e);
 
+/* The AdamW hyperparameters stored in the checkpoint (adamw_beta1, _beta2,
+ * _eps, _weight_decay) must equal hp: a resume with other values would mix
+ * two optimizers' moments.  et_ckpt_load checks it too; commands call this
+ * before they write anything for the resumed run.  Checkpoints without the
+ * attributes pass.  0, ET_EUSAGE naming the value and its flag, ET_EINPUT. */
+int et_ckpt_check_optimizer(const char *path, const et_adamw_hp *hp, et_err *e);
+
 /* Free st's cursor and config and zero it; safe to call twice. */
 void et_ckpt_free(et_ckpt *st);
 
