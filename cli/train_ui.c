@@ -198,5 +198,8 @@ int cli_train_opts(const cli_args *a, const cli_train_defaults *d, et_train_opts
     o->grad_clip = (float)clip, o->eval_every = eval_every, o->eval_batches = eval_batches;
     o->ckpt_every = ckpt_every, o->seed = (uint64_t)seed, o->resume = cli_on(a, "resume");
     *threads = (int)th, *log_every = (int)le;
+    if (steps > 0 && warmup >= steps)   /* issue 11: accepted silently before */
+        fprintf(stderr, "edgetune: warning: --warmup %ld is not below --steps %ld: the peak learning rate %g is never "
+                "reached\n", warmup, steps, lr);
     return 0;
 }

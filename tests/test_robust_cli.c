@@ -192,9 +192,13 @@ static void test_messages_name_things(void **state) {
     snprintf(cmd, sizeof cmd,
              "head -c 30000 %s > %s.txt && ./edgetune data --tokenizer %s --input %s.txt --separator "
              "'<|endoftext|>' --valid-fraction 0.1 -o %s && ./edgetune lora --model %s --data %s --out %s --steps 1 "
-             "--batch-size 1 --seq-len 16 --eval-every 0",
+             "--batch-size 1 --seq-len 16 --eval-every 0 --warmup 2",
              text, tok, model, tok, tok, model, tok, out);
     assert_int_equal(test_run(cmd), 0);
+    /* training-loop audit: a warmup as long as the run is no longer silent */
+    char *warn = test_slurp(test_tmp("cmd.log"));
+    assert_non_null(strstr(warn, "--warmup 2 is not below --steps 1: the peak learning rate"));
+    free(warn);
     snprintf(cmd, sizeof cmd, "./edgetune train --resume --out %s", out);
     assert_int_equal(test_run(cmd), 1);
     char *log = test_slurp(test_tmp("cmd.log"));
