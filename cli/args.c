@@ -154,11 +154,42 @@ int cli_float_range(const cli_args *a, const char *name, double def, double lo, 
 
 int cli_on(const cli_args *a, const char *name) { return !strcmp(cli_str(a, name, "0"), "1"); }
 
+/* Levenshtein distance of two short strings (longer ones: a large value). */
+static int edit_distance(const char *s, const char *t) {
+    size_t n = strlen(s), m = strlen(t);
+    if (n > 63 || m > 63) return 1 << 20;
+    int d[64][64];
+    for (size_t i = 0; i <= n; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= m; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            int c = d[i - 1][j - 1] + (s[i - 1] != t[j - 1]);
+            if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
+            d[i][j] = c;
+        }
+    return d[n][m];
+}
+
 int cli_check_known(const cli_args *a, const char *const *known, et_err *e) {
     for (int i = 0; i < a->n; i++) {
         int ok = 0;
         for (const char *const *k = known; *k; k++) if (!strcmp(*k, a->names[i])) ok = 1;
-        if (!ok) return et_fail(e, ET_EUSAGE, "unknown flag --%s", a->names[i]);
+        if (ok) continue;
+        /* the closest known flag within 2 edits: "did you mean --steps?" (issue 11) */
+        const char *best = NULL;
+        int bd = 3;
+        for (const char *const *k = known; *k; k++) {
+            int d = edit_distance(a->names[i], *k);
+            if (d < bd) bd = d, best = *k;
+        }
+        char flag[80] = "";
+        if (best) {
+            snprintf(flag, sizeof flag, "%s", best);
+            for (char *p = flag; *p; p++) if (*p == '_') *p = '-';
+        }
+        return best ? et_fail(e, ET_EUSAGE, "unknown flag --%s (did you mean --%s?)", a->names[i], flag)
+                    : et_fail(e, ET_EUSAGE, "unknown flag --%s", a->names[i]);
     }
     return 0;
 }

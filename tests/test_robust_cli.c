@@ -206,6 +206,12 @@ static void test_messages_name_things(void **state) {
     assert_non_null(strstr(log, "edgetune lora --resume"));
     assert_null(strstr(log, "unknown flag"));
     free(log);
+    /* new user's first hour: an unknown flag gets the nearest known one */
+    snprintf(cmd, sizeof cmd, "./edgetune lora --model %s --data %s --out %s --stepz 3", model, tok, out);
+    assert_int_equal(test_run(cmd), 1);
+    log = test_slurp(test_tmp("cmd.log"));
+    assert_non_null(strstr(log, "unknown flag --stepz (did you mean --steps?)"));
+    free(log);
     /* a resume with another AdamW refuses before it rewrites the recipe */
     char recipe[700];
     snprintf(recipe, sizeof recipe, "%s/recipe.json", out);
