@@ -194,6 +194,11 @@ int cmd_lora(int argc, char **argv) {
         (rc = lora_adapter_create(&ad, &m, &c.lc, &e)))
         goto done;
     const size_t base_params = m.n_params;
+    /* PEFT's base_model_name_or_path: --base-name, else the base's general.name, else its file name */
+    char base_name[256];
+    if (c.base_name) snprintf(base_name, sizeof base_name, "%s", c.base_name);
+    else if (m.name[0]) snprintf(base_name, sizeof base_name, "%s", m.name);
+    else snprintf(base_name, sizeof base_name, "%s", strrchr(c.model, '/') ? strrchr(c.model, '/') + 1 : c.model);
     const et_hparams hp = m.hp;
     if ((rc = lora_train_init(&lt, &m, c.base_type, &ad, &tm, &e))) goto done;
     lt.recompute = c.recompute;
@@ -236,7 +241,7 @@ int cmd_lora(int argc, char **argv) {
     cli_progress_end(&p);
     if (rc) goto done;
     if ((rc = lora_adapter_save_gguf(&ad, c.gguf, c.adapter_type, &e)) ||
-        (rc = lora_adapter_save_peft(&ad, c.peft, c.base_name, c.adapter_type == GGML_TYPE_F16 ? ST_F16 : ST_F32, &e)))
+        (rc = lora_adapter_save_peft(&ad, c.peft, base_name, c.adapter_type == GGML_TYPE_F16 ? ST_F16 : ST_F32, &e)))
         goto done;
     if (cli_interrupted()) {
         rc = et_fail(&e, ET_ERUN, "interrupted at step %lld (checkpoint and %s written): continue with "
