@@ -21,7 +21,6 @@
 #include "../export/model.h"
 #include "../export/safetensors.h"
 #include "../lora/lora_train.h"
-#include "../train/checkpoint.h"
 #include "../train/gemm.h"
 #include "../train/threads.h"
 #include "cli.h"

@@ -10,6 +10,7 @@
 
 #include "../datasets/dataset.h"
 #include "../export/model.h"
+#include "../train/checkpoint.h"
 #include "../train/trainer.h"
 #include "cli.h"
 
