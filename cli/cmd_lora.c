@@ -21,16 +21,21 @@
 #include "../export/model.h"
 #include "../export/safetensors.h"
 #include "../lora/lora_train.h"
+#include "../lora/merge.h"
+#include "../quant/quantize_model.h"
+#include "../train/qat.h"
 #include "../train/gemm.h"
 #include "../train/threads.h"
 #include "cli.h"
+#include "qat_cli.h"
 #include "train_ui.h"
 
 static const char *const KNOWN[] = {
     "model", "tokenizer", "data", "out", "targets", "layers", "rank", "alpha", "dropout", "rslora", "seed",
     "base_type", "recompute", "steps", "batch_size", "seq_len", "grad_accum", "lr", "min_lr", "warmup", "schedule",
     "weight_decay", "beta1", "beta2", "eps", "grad_clip", "eval_every", "eval_batches", "ckpt_every", "threads",
-    "metrics", "log_every", "resume", "adapter_type", "base_name", "precision", "recompute_layers", NULL};
+    "metrics", "log_every", "resume", "adapter_type", "base_name", "precision", "recompute_layers",
+    "qat", "qat_start", "qat_type_map", NULL};
 static const char *const BOOLS[] = {"resume", "rslora", "recompute", NULL};
 
 typedef struct lora_cfg {
@@ -40,8 +45,9 @@ typedef struct lora_cfg {
     uint32_t base_type, adapter_type;
     int recompute, recompute_layers, threads, log_every;
     int precision;          /* ET_GEMM_* of the base's GEMMs (--precision) */
+    cli_qat qat;            /* --qat TYPE (LoRA-QAT), --qat-start, --qat-type-map */
     et_train_opts o;
-    char ckpt[4096], recipe[4096], gguf[4096], peft[4096];
+    char ckpt[4096], recipe[4096], gguf[4096], peft[4096], merged[4096], qmerged[4096];
 } lora_cfg;
 
 static const char *type_name(uint32_t t) {
@@ -79,12 +85,13 @@ static int read_cfg(const cli_args *a, lora_cfg *c, et_err *e) {
     int rc;
     long rank;
     double alpha, dropout;
+    if ((rc = cli_qat_opts(a, &c->qat, e))) return rc;
     static const cli_train_defaults defs = {.steps = 200, .lr = 2e-4, .weight_decay = 0.0, .beta2 = 0.999,
                                             .eval_every = 50};
     et_train_opts *o = &c->o;
     if ((rc = cli_int_range(a, "rank", 8, 1, LORA_MAX_RANK, &rank, e)) ||
         (rc = cli_float_range(a, "alpha", 16.0, 1e-6, 1e6, &alpha, e)) ||
-        (rc = cli_float_range(a, "dropout", 0.05, 0.0, 0.99, &dropout, e)) ||
+        (rc = cli_float_range(a, "dropout", c->qat.on ? 0.0 : 0.05, 0.0, 0.99, &dropout, e)) ||
         (rc = cli_train_opts(a, &defs, o, &c->threads, &c->log_every, e)))
         return rc;
     unsigned targets;
@@ -93,7 +100,9 @@ static int read_cfg(const cli_args *a, lora_cfg *c, et_err *e) {
     /* --precision: default bf16 where the native bf16 GEMM runs (about 2x the
        f32 GEMM rate; the adapter, its gradients and AdamW stay f32), else f32 */
     const char *prec = cli_str(a, "precision", NULL);
-    if (!prec || !strcmp(prec, "auto"))
+    if (c->qat.on && (!prec || !strcmp(prec, "auto")))
+        c->precision = ET_GEMM_F32; /* bf16 operands would leave the quantization grid */
+    else if (!prec || !strcmp(prec, "auto"))
         c->precision = et_gemm_bf16_native() ? ET_GEMM_BF16 : ET_GEMM_F32;
     else if ((rc = cli_train_precision(a, &c->precision, e)))
         return rc;
@@ -105,6 +114,10 @@ static int read_cfg(const cli_args *a, lora_cfg *c, et_err *e) {
     if ((rc = parse_type(bt, "base-type", 1, &c->base_type, e)) ||
         (rc = parse_type(cli_str(a, "adapter_type", "F32"), "adapter-type", 0, &c->adapter_type, e)))
         return rc;
+    if (c->qat.on && (c->base_type != GGML_TYPE_F32 || c->precision != ET_GEMM_F32 || dropout > 0.0 ||
+                      c->adapter_type != GGML_TYPE_F32))
+        return et_fail(e, ET_EUSAGE, "--qat (LoRA-QAT) needs --base-type F32, --precision f32, --dropout 0 and "
+                       "--adapter-type F32 (the merged weight is what is quantized)");
     c->lc = (lora_config){.targets = targets, .layers = c->layers, .rank = (int)rank, .alpha = (float)alpha,
                           .use_rslora = cli_on(a, "rslora"), .dropout = (float)dropout, .seed = o->seed};
     o->wd_policy = ET_WD_ALL; /* every adapter tensor is a 2-D weight */
@@ -117,6 +130,8 @@ static int read_cfg(const cli_args *a, lora_cfg *c, et_err *e) {
     snprintf(c->recipe, sizeof c->recipe, "%s/recipe.json", c->out);
     snprintf(c->gguf, sizeof c->gguf, "%s/adapter.gguf", c->out);
     snprintf(c->peft, sizeof c->peft, "%s/peft", c->out);
+    snprintf(c->merged, sizeof c->merged, "%s/merged.gguf", c->out);
+    snprintf(c->qmerged, sizeof c->qmerged, "%s/merged-%s.gguf", c->out, c->qat.name);
     o->ckpt_path = c->ckpt;
     return 0;
 }
@@ -151,6 +166,7 @@ static int save_recipe(const lora_cfg *c, char **json, et_err *e) {
     cli_recipe_add(&r, "seed", "%llu", (unsigned long long)o->seed);
     if (c->threads) cli_recipe_add(&r, "threads", "%d", c->threads);
     if (c->metrics) cli_recipe_add(&r, "metrics", "%s", c->metrics);
+    cli_qat_recipe(&c->qat, &r);
     return cli_recipe_save(&r, c->recipe, json, e);
 }
 
@@ -163,13 +179,14 @@ int cmd_lora(int argc, char **argv) {
     et_omp_passive_reexec(); /* idle OpenMP workers sleep while OpenBLAS runs: train/threads.h */
     cli_args a;
     et_err e = {0};
-    lora_cfg c;
+    lora_cfg c = {0};
     et_model m = {0};
     et_ds *ds = NULL;
     et_loader *train = NULL, *valid = NULL;
     lora_adapter ad = {0};
     lora_train lt = {0};
     et_train_model tm;
+    et_qat q = {0};
     char *recipe = NULL;
     FILE *metrics = NULL;
     cli_progress p;
@@ -203,6 +220,7 @@ int cmd_lora(int argc, char **argv) {
     lt.recompute = c.recompute;
     lt.ll.recompute_layers = c.recompute_layers;
     lt.tape.gemm_precision = c.precision;
+    if (c.qat.on && (rc = cli_qat_attach(&c.qat, &q, NULL, &lt.ll, c.o.resume ? c.ckpt : NULL, &e))) goto done;
     if (c.base_type != GGML_TYPE_F32) et_model_free(&m); /* the frozen base holds its own copies */
 
     et_loader_opts lo = et_loader_defaults();
@@ -231,8 +249,9 @@ int cmd_lora(int argc, char **argv) {
             c.targets, ad.n_params, adapter_bytes / 1024.0, type_name(c.adapter_type), c.data,
             (long long)ds->n_tokens, c.o.batch_size, c.o.seq_len, c.o.grad_accum, (long long)c.o.steps,
             et_gemm_precision_name(c.precision), c.o.resume ? " (resumed)" : "");
-    c.o.on_event = cli_progress_event;
-    c.o.user = &p;
+    cli_qat_events ev = {&p, c.qat.on ? &q : NULL};
+    c.o.on_event = cli_qat_event;
+    c.o.user = &ev;
     cli_progress_catch_sigint(1);
     et_train_result res;
     rc = et_train_run(&tm, train, valid, &c.o, &res, &e);
@@ -242,6 +261,19 @@ int cmd_lora(int argc, char **argv) {
     if ((rc = lora_adapter_save_gguf(&ad, c.gguf, c.adapter_type, &e)) ||
         (rc = lora_adapter_save_peft(&ad, c.peft, base_name, c.adapter_type == GGML_TYPE_F16 ? ST_F16 : ST_F32, &e)))
         goto done;
+    if (c.qat.on) { /* merge into the F32 base, then quantize: the weights training saw */
+        const size_t n = strlen(c.model);
+        if (n < 5 || strcmp(c.model + n - 5, ".gguf")) {
+            fprintf(stderr, "edgetune: qat: the base is not a GGUF file: merge the adapter into a GGUF of it with "
+                    "`edgetune merge`, then `edgetune quantize --type %s`\n", c.qat.name);
+        } else {
+            lora_merge_adapter in = {c.gguf, 1.0f};
+            if ((rc = lora_merge(c.model, &in, 1, c.merged, ET_FTYPE_ALL_F32, NULL, &e)) ||
+                (rc = cli_qat_export(&c.qat, &q, c.merged, c.qmerged, &e)))
+                goto done;
+            printf("wrote %s (base + adapter, F32) and %s: the LoRA-QAT model in %s\n", c.merged, c.qmerged, c.qat.name);
+        }
+    }
     if (cli_interrupted()) {
         rc = et_fail(&e, ET_ERUN, "interrupted at step %lld (checkpoint and %s written): continue with "
                      "`edgetune lora --resume --out %s`", (long long)res.step, c.gguf, c.out);
@@ -260,6 +292,8 @@ done:
     if (metrics) fclose(metrics);
     et_loader_close(train);
     et_loader_close(valid);
+    et_qat_free(&q);
+    cli_qat_free(&c.qat);
     lora_train_free(&lt);
     lora_adapter_free(&ad);
     et_model_free(&m);

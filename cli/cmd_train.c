@@ -175,23 +175,11 @@ static int save_recipe(const train_cfg *c, const et_model *m, char **json, et_er
     return cli_recipe_save(&r, c->recipe, json, e);
 }
 
-/* The trainer's events: QAT requantizes after every optimizer step. */
-typedef struct train_events {
-    cli_progress *p;
-    et_qat *q;
-} train_events;
-
-static int on_event(void *user, const et_train_event *ev) {
-    train_events *u = user;
-    if (u->q && ev->kind == ET_EV_STEP) et_qat_step(u->q, ev->step);
-    return cli_progress_event(u->p, ev);
-}
-
 int cmd_train(int argc, char **argv) {
     et_omp_passive_reexec(); /* idle OpenMP workers sleep while OpenBLAS runs: train/threads.h */
     cli_args a;
     et_err e = {0};
-    train_cfg c;
+    train_cfg c = {0};
     et_model m = {0};
     et_ds *ds = NULL;
     et_loader *train = NULL, *valid = NULL;
@@ -226,7 +214,7 @@ int cmd_train(int argc, char **argv) {
     tl.recompute = c.recompute;
     tl.tape.gemm_precision = c.precision;
     if (c.qat.on) {
-        if ((rc = cli_qat_attach(&c.qat, &q, &tl.L, c.o.resume ? c.ckpt : NULL, &e))) goto done;
+        if ((rc = cli_qat_attach(&c.qat, &q, &tl.L, NULL, c.o.resume ? c.ckpt : NULL, &e))) goto done;
         tl.qat = &q;
     }
     if (!c.model && !c.o.resume) {
@@ -255,8 +243,8 @@ int cmd_train(int argc, char **argv) {
             c.model ? c.model : "new model", m.n_params, m.hp.n_embd, m.hp.n_layer, m.hp.n_head, m.hp.n_head_kv,
             m.hp.n_ff, m.hp.n_vocab, c.data, (long long)ds->n_tokens, c.o.batch_size, c.o.seq_len, c.o.grad_accum,
             (long long)c.o.steps, et_gemm_precision_name(c.precision), c.o.resume ? " (resumed)" : "");
-    train_events ev = {&p, c.qat.on ? &q : NULL};
-    c.o.on_event = on_event;
+    cli_qat_events ev = {&p, c.qat.on ? &q : NULL};
+    c.o.on_event = cli_qat_event;
     c.o.user = &ev;
     cli_progress_catch_sigint(1);
     et_train_result res;

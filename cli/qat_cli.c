@@ -91,11 +91,17 @@ static void notice(void *ctx, const char *name, const char *why) {
     fprintf(stderr, "edgetune: qat: %s: %s\n", name, why);
 }
 
-int cli_qat_attach(const cli_qat *c, et_qat *q, et_llama *L, const char *resume_ckpt, et_err *e) {
+int cli_qat_event(void *user, const et_train_event *ev) {
+    cli_qat_events *u = user;
+    if (u->q && ev->kind == ET_EV_STEP) et_qat_step(u->q, ev->step);
+    return cli_progress_event(u->p, ev);
+}
+
+int cli_qat_attach(const cli_qat *c, et_qat *q, et_llama *L, et_lora_llama *ll, const char *resume_ckpt, et_err *e) {
     et_qat_opts o = {.ftype = c->ftype, .start_step = c->start, .n_over = c->n_over,
                      .over_names = (const char *const *)c->over_names, .over_types = c->over_types,
                      .notice = notice};
-    int rc = et_qat_attach(q, L, &o, e);
+    int rc = ll ? et_lora_llama_qat(ll, q, &o, e) : et_qat_attach(q, L, &o, e);
     if (rc) return rc;
     int64_t step = 0;
     if (resume_ckpt) {
@@ -115,8 +121,8 @@ int cli_qat_attach(const cli_qat *c, et_qat *q, et_llama *L, const char *resume_
         if (n && len < sizeof buf)
             len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%d %s", len ? ", " : "", n, ggml_type_name(t));
     }
-    fprintf(stderr, "edgetune: qat %s: %d tensors fake-quantized (%s%s)%s, straight-through gradients; from step %ld\n",
-            c->name, q->n_w, buf, c->n_over ? "; type map applied" : "",
+    fprintf(stderr, "edgetune: qat %s: %d tensors fake-quantized%s (%s%s)%s, straight-through gradients; from step %ld\n",
+            c->name, q->n_w, ll ? " (adapted ones as merged with their LoRA branch)" : "", buf, c->n_over ? "; type map applied" : "",
             q->n_fallback ? " with row-length fallbacks as above" : "", c->start);
     return 0;
 }

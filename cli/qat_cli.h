@@ -17,6 +17,7 @@
 #ifndef ET_CLI_QAT_H
 #define ET_CLI_QAT_H
 
+#include "../train/lora_llama.h"
 #include "../train/qat.h"
 #include "cli.h"
 #include "train_ui.h"
@@ -37,10 +38,18 @@ typedef struct cli_qat {
 int cli_qat_opts(const cli_args *a, cli_qat *c, et_err *e);
 /* Add the three flags to a recipe (nothing when --qat is off). */
 void cli_qat_recipe(const cli_qat *c, cli_recipe *r);
-/* et_qat_attach on L with c's options, fallbacks reported on stderr, a one-line
+/* et_qat_attach on L (or, when ll is set, et_lora_llama_qat on ll: L is then
+ * ignored) with c's options, fallbacks reported on stderr, a one-line
  * summary; resume_ckpt (or NULL): the checkpoint whose step decides whether
  * fake quantization is already on.  0 or an error code. */
-int cli_qat_attach(const cli_qat *c, et_qat *q, et_llama *L, const char *resume_ckpt, et_err *e);
+int cli_qat_attach(const cli_qat *c, et_qat *q, et_llama *L, et_lora_llama *ll, const char *resume_ckpt, et_err *e);
+/* et_train_opts.on_event for a training command with QAT: et_qat_step after
+ * every optimizer step, then cli_progress_event.  user: a cli_qat_events. */
+typedef struct cli_qat_events {
+    cli_progress *p;
+    et_qat *q;              /* NULL: no QAT */
+} cli_qat_events;
+int cli_qat_event(void *user, const et_train_event *ev);
 /* The quantized GGUF of the trained model: f32_path (the F32 export) ->
  * out_path.  Without a type map this is et_quantize_model with c's ftype,
  * i.e. `edgetune quantize --type TYPE f32_path`; with one, each tensor in

@@ -20,6 +20,7 @@
 #include "testutil.h"
 #include "../engine/engine.h"
 #include "../export/gguf.h"
+#include "../lora/lora_train.h"
 #include "../quant/quant.h"
 #include "../quant/quantize_model.h"
 #include "../train/init.h"
@@ -333,6 +334,79 @@ static void test_export_q3_k_m(void **state) { (void)state; check_export("Q3_K_M
 static void test_export_q2_k(void **state) { (void)state; check_export("Q2_K", 1); }
 static void test_export_q5_k_m(void **state) { (void)state; check_export("Q5_K_M", 1); }
 
+/* LoRA-QAT: `edgetune lora --qat TYPE`, then its merged-TYPE.gguf (= merge
+ * into the F32 base, then quantize): the engine on that file's weights gives
+ * the training forward's logits (base + adapter with fake quantization). */
+static void test_lora_export(void **state) {
+    (void)state;
+    if (!test_have_edgetune()) skip();
+    SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
+    const char *data = data_h5();
+    char cmd[4096], path[600];
+    const char *dir = test_tmp("lora");
+    snprintf(cmd, sizeof cmd, "./edgetune lora --model %s --data %s --out %s --qat Q4_0 --steps 4 --batch-size 4 "
+             "--seq-len 64 --lr 1e-2 --warmup 0 --targets q,v,down --threads 2", model, data, dir);
+    if (test_run(cmd)) fail_msg("%s failed", cmd);
+    et_err e = {0};
+    et_model m, mq;
+    lora_adapter ad;
+    lora_train lt;
+    et_train_model tm;
+    if (et_model_load(&m, model, NULL, &e)) fail_msg("%s", e.msg);
+    snprintf(path, sizeof path, "%s/adapter.gguf", dir);
+    if (lora_adapter_load_gguf(&ad, path, &e)) fail_msg("%s", e.msg);
+    if (lora_train_init(&lt, &m, GGML_TYPE_F32, &ad, &tm, &e)) fail_msg("%s", e.msg);
+    et_qat q;
+    et_qat_opts o = {.ftype = ET_FTYPE_MOSTLY_Q4_0};
+    if (et_lora_llama_qat(&lt.ll, &q, &o, &e)) fail_msg("%s", e.msg);
+    et_qat_set_step(&q, 0);
+    int adapted = 0;
+    for (int k = 0; k < q.n_w; k++) adapted += q.w[k].lora_a != NULL;
+    assert_int_equal(adapted, 3 * m.hp.n_layer);
+
+    enum { NT = 48 };
+    int32_t tok[NT], tgt[NT];
+    for (int i = 0; i < NT; i++) tok[i] = 1 + (i * 37 + 11) % 500, tgt[i] = 0;
+    const int V = m.hp.n_vocab;
+    float *lt_ = malloc(sizeof(float) * NT * V), *lf = malloc(sizeof(float) * NT * V), *l0 = malloc(sizeof(float) * NT * V);
+    et_tape tp;
+    if (et_tape_init(&tp, 0, &e)) fail_msg("%s", e.msg);
+    tp.record = 0;
+    et_xent_opts xo = {.logits_out = lt_};
+    et_lora_llama_forward(&tp, &lt.ll, tok, tgt, 1, NT, &xo);
+    if (et_tape_status(&tp, &e)) fail_msg("%s", e.msg);
+    et_tape_free(&tp);
+    snprintf(path, sizeof path, "%s/merged-Q4_0.gguf", dir);
+    et_engine *ef, *e0;
+    if (et_model_load_gguf(&mq, path, &e)) fail_msg("%s", e.msg);
+    if (et_engine_from_model(&ef, &mq, &e)) fail_msg("%s", e.msg);
+    engine_logits(ef, tok, NT, lf);
+    /* the base without the adapter, quantized: the adapter must matter */
+    snprintf(cmd, sizeof cmd, "./edgetune quantize %s %s --type Q4_0 --quiet", model, test_tmp("base-q4_0.gguf"));
+    assert_int_equal(test_run(cmd), 0);
+    et_model mb;
+    if (et_model_load_gguf(&mb, test_tmp("base-q4_0.gguf"), &e)) fail_msg("%s", e.msg);
+    if (et_engine_from_model(&e0, &mb, &e)) fail_msg("%s", e.msg);
+    engine_logits(e0, tok, NT, l0);
+    const size_t all = (size_t)NT * V;
+    double scale = max_abs(lt_, all), d = 0, d0 = 0;
+    for (size_t i = 0; i < all; i++) {
+        d = fmax(d, fabs((double)lf[i] - lt_[i]));
+        d0 = fmax(d0, fabs((double)l0[i] - lt_[i]));
+    }
+    fprintf(stderr, "lora qat Q4_0: engine on merged-Q4_0's weights - training forward: max %.3g (%.2g relative); "
+            "without the adapter: %.3g\n", d, d / scale, d0);
+    assert_true(d <= 2e-5 * fmax(1.0, scale));
+    assert_true(d0 > 100 * d);
+    free(lt_), free(lf), free(l0);
+    et_engine_free(ef), et_engine_free(e0);
+    et_model_free(&mq), et_model_free(&mb);
+    et_qat_free(&q);
+    lora_train_free(&lt);
+    lora_adapter_free(&ad);
+    et_model_free(&m);
+}
+
 /* ---- the command line ---- */
 
 static void test_bad_input(void **state) {
@@ -419,6 +493,7 @@ int main(void) {
         cmocka_unit_test(test_export_q3_k_m),
         cmocka_unit_test(test_export_q2_k),
         cmocka_unit_test(test_export_q5_k_m),
+        cmocka_unit_test(test_lora_export),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_resume),
     };

@@ -8,6 +8,7 @@
 #include "../quant/quant.h"
 #include "ffn_frozen.h"
 #include "op_lmhead.h"
+#include "qat.h"
 
 static et_linear *lin_of(et_llama_block *b, int i) {
     switch (i) {
@@ -222,6 +223,35 @@ int et_lora_llama_attach(et_lora_llama *ll, int layer, int lin, float *lora_a, f
     return 0;
 }
 
+int et_lora_llama_qat(et_lora_llama *ll, et_qat *q, const et_qat_opts *o_in, et_err *e) {
+    if (ll->wblock || ll->base_type != GGML_TYPE_F32 || !ll->L.m)
+        return et_fail(e, ET_EUSAGE, "lora qat: the base must be held as F32 (the merge adds to F32 weights)");
+    if (ll->dropout > 0.0f)
+        return et_fail(e, ET_EUSAGE, "lora qat: dropout %g must be 0 (a dropped branch has no merged weight)",
+                       (double)ll->dropout);
+    et_qat_opts o = *o_in;
+    o.no_hooks = 1;
+    int rc = et_qat_attach(q, &ll->L, &o, e);
+    if (rc) return rc;
+    for (int k = 0; k < q->n_w; k++) {
+        et_qat_w *w = &q->w[k];
+        if (!w->lin) continue;
+        et_lora_slot *s = NULL;
+        for (int l = 0; l < ll->L.n_layer && !s; l++)
+            for (int i = 0; i < ET_N_LIN && !s; i++)
+                if (lin_of(&ll->L.blocks[l], i) == w->lin) s = et_lora_llama_slot(ll, l, i);
+        if (!s) continue;
+        w->frozen_ptr = &s->w.data;
+        if (s->a.data) {
+            w->lora_a = s->a.data, w->lora_b = s->b.data;
+            w->rank = (int)s->a.shape[0], w->lora_scale = s->scale;
+            w->constant = 0;
+        }
+    }
+    ll->qat = q;
+    return 0;
+}
+
 uint64_t et_lora_llama_base_bytes(const et_lora_llama *ll) {
     uint64_t n = 0;
     if (ll->wblock) return (uint64_t)ll->wbytes + (uint64_t)ll->small_floats * sizeof(float);
@@ -260,6 +290,7 @@ et_tensor *et_lora_llama_forward(et_tape *t, et_lora_llama *ll, const int32_t *t
     if (!xo.chunk_rows) xo.chunk_rows = ET_LORA_XENT_CHUNK_ROWS;
     if (B < 1 || T < 1 || (int64_t)B * T > INT32_MAX)
         return et_tape_fail(t, ET_EINPUT, "llama forward: batch %d x %d tokens", B, T);
+    if (ll->qat) et_qat_sync(ll->qat);
     const int rc_on = ll->recompute && t->record;
     if (rc_on && !ll->inner_ready) {
         et_err e = {0};

@@ -36,6 +36,9 @@
 #include "op_lora.h"
 #include "recompute.h"
 
+struct et_qat;
+struct et_qat_opts;
+
 enum { ET_LIN_Q, ET_LIN_K, ET_LIN_V, ET_LIN_O, ET_LIN_GATE, ET_LIN_UP, ET_LIN_DOWN, ET_N_LIN };
 
 typedef struct et_lora_llama et_lora_llama;
@@ -74,6 +77,8 @@ struct et_lora_llama {
                                3 n_ff) * 4 bytes per token) for ~1/3 of its time */
     et_tape inner;          /* the recomputation tape (allocated on first use) */
     int inner_ready;
+    struct et_qat *qat;     /* NULL, or LoRA-QAT (et_lora_llama_qat): synced at
+                               the start of every et_lora_llama_forward */
 };
 
 /* Bind m frozen with its linear weights held as base_type (see top).
@@ -122,6 +127,21 @@ int et_lora_llama_attach(et_lora_llama *ll, int layer, int lin, float *lora_a, f
  * NULL on error (t's status). */
 et_tensor *et_lora_llama_forward(et_tape *t, et_lora_llama *ll, const int32_t *tokens, const int32_t *targets,
                                  int B, int T, const et_xent_opts *xo);
+
+/* LoRA-QAT (train/qat.h): fake-quantize the weights the model would have
+ * after merging, W + s B A for adapted linears (s the slot's scale), as
+ * `edgetune quantize --type o->ftype` (or merge --type) would store them,
+ * so merging the trained adapter into the F32 base and quantizing ships
+ * exactly the weights training saw.  Call after every et_lora_llama_attach,
+ * on an F32 base (the merge adds to F32 weights).  The adapted linears keep
+ * their LoRA op: their frozen weight becomes fq(W + s B A) - s B A
+ * (recomputed once per optimizer step, et_qat_step), so the op's
+ * x W'^T + s (x A^T) B^T is x fq(W + s B A)^T up to float rounding, with
+ * the straight-through gradients for A and B; the other linears, token_embd
+ * and output become fq(W) once.  LoRA dropout must be 0 (a dropped branch
+ * has no merged weight).  0, ET_EUSAGE (base not F32, dropout set) or
+ * et_qat_attach's errors.  Free q with et_qat_free before ll. */
+int et_lora_llama_qat(et_lora_llama *ll, struct et_qat *q, const struct et_qat_opts *o, et_err *e);
 
 /* Bytes held for the frozen base: linear weights in their types plus the
  * F32 tensors (counts the model's own floats for an F32 base). */

@@ -159,16 +159,15 @@ int et_qat_attach(et_qat *q, et_llama *L, const et_qat_opts *o, et_err *e) {
         const size_t bytes = (size_t)et_quant_row_bytes(w->type, w->cols) * (size_t)w->rows;
         if (bytes > scratch) scratch = bytes;
         et_linear *lin = linear_of(L, t);
-        if (lin && lin->fn) {
+        w->lin = lin;
+        if (!lin || o->no_hooks) {
+            w->data_ptr = &t->data;
+        } else if (lin->fn) {
             rc = et_fail(e, ET_EUSAGE, "qat: %s already has a linear hook (LoRA: use et_lora_llama_qat)", t->name);
             break;
-        }
-        if (lin) {
-            w->lin = lin;
+        } else {
             lin->fn = et_qat_linear;
             lin->ctx = w;
-        } else {
-            w->data_ptr = &t->data;
         }
     }
     if (!rc && !(q->scratch = malloc(scratch))) rc = et_fail(e, ET_ERUN, "qat: out of memory");

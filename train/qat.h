@@ -69,6 +69,8 @@ typedef struct et_qat_opts {
      * type, with the reason (as `edgetune quantize` prints it). */
     void (*notice)(void *ctx, const char *name, const char *why);
     void *notice_ctx;
+    int no_hooks;           /* 1: no linear hooks; every weight's data pointer is
+                               switched instead (et_lora_llama_qat wires the rest) */
 } et_qat_opts;
 
 /* One fake-quantized weight. */
@@ -83,7 +85,8 @@ typedef struct et_qat_w {
     int64_t rows, cols;     /* [rows, cols], cols = row length ne[0] */
     uint64_t gen;           /* q->gen when wq was made (0: never) */
     int constant;           /* the tensor is frozen (no gradient, no LoRA): made once */
-    et_linear *lin;         /* the linear hooked (et_qat_linear), or NULL */
+    et_linear *lin;         /* its linear (hooked with et_qat_linear unless
+                               no_hooks), or NULL for token_embd/output */
     float **data_ptr;       /* token_embd/output: the tensor's data pointer, set to
                                wq while QAT is on (else the master) */
     const void **frozen_ptr;/* LoRA-QAT: the slot's frozen weight pointer, the same way */

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# scripts/qat_stories260k.sh — PTQ vs QAT on stories260K (docs/qat.md).
+# Usage: scripts/qat_stories260k.sh WORKDIR [TYPES...]   (default: Q4_0 Q4_K_M Q3_K_M Q2_K)
+# Data: ../shared/data/tinystories_sample.txt, the first 90% of its lines to
+# train (2% of those documents for validation), the last 10% held out
+# (ts_test.txt) for perplexity and KL to the F32 model.
+# For each type: PTQ of the F32 model; "ft+PTQ" = the same fine-tune as QAT
+# without fake quantization, then PTQ (the control); QAT = train --qat TYPE.
+# imatrix PTQ is added when `edgetune imatrix` exists (issue 15 section 1).
+set -euo pipefail
+W=$(cd "$(dirname "$0")/.." && pwd)/edgetune
+S=$(cd "$(dirname "$0")/../../shared" && pwd)
+M=$S/models/stories260K/stories260K.gguf
+D=$1; shift
+TYPES=${*:-Q4_0 Q4_K_M Q3_K_M Q2_K}
+STEPS=${STEPS:-300}
+TH=${THREADS:-1}
+mkdir -p "$D"; cd "$D"
+if [ ! -f ts_train.h5 ]; then
+  n=$(wc -l < "$S/data/tinystories_sample.txt")
+  head -n $((n * 9 / 10)) "$S/data/tinystories_sample.txt" > ts_train.txt
+  tail -n +$((n * 9 / 10 + 1)) "$S/data/tinystories_sample.txt" > ts_test.txt
+  "$W" data --tokenizer "$M" --input ts_train.txt -o ts_train.h5 --valid-fraction 0.02 > /dev/null
+fi
+TR=(--data ts_train.h5 --steps "$STEPS" --batch-size 8 --seq-len 256 --lr 5e-5 --min-lr 5e-6 --warmup 20
+    --weight-decay 0 --threads "$TH" --eval-every 100 --log-every 50)
+ev() { # name model
+  "$W" eval "$2" --task perplexity --data ts_test.txt --scoring llama --ctx 256 --threads "$TH" --name "$1" \
+    --json "ev_$1.ppl.json" > /dev/null
+  "$W" eval "$2" --task kl --ref-model "$M" --ref ref_f32.h5 --data ts_test.txt --ctx 256 --threads "$TH" \
+    --name "$1" --json "ev_$1.kl.json" > /dev/null
+}
+ev F32 "$M"
+[ -f ft/model.gguf ] || "$W" train --model "$M" --out ft "${TR[@]}" > ft.log 2>&1
+ev ft-F32 ft/model.gguf
+IMX=0
+if "$W" help imatrix > /dev/null 2>&1; then
+  IMX=1
+  [ -f imatrix.dat ] || "$W" imatrix "$M" --data ts_train.h5 -o imatrix.dat > imatrix.log 2>&1 || IMX=0
+fi
+for t in $TYPES; do
+  "$W" quantize "$M" "ptq-$t.gguf" --type "$t" --quiet
+  ev "PTQ-$t" "ptq-$t.gguf"
+  if [ $IMX = 1 ]; then
+    "$W" quantize "$M" "imx-$t.gguf" --type "$t" --imatrix imatrix.dat --quiet && ev "iPTQ-$t" "imx-$t.gguf"
+  fi
+  "$W" quantize ft/model.gguf "ftptq-$t.gguf" --type "$t" --quiet
+  ev "ft+PTQ-$t" "ftptq-$t.gguf"
+  [ -f "qat-$t/model-$t.gguf" ] || "$W" train --model "$M" --out "qat-$t" --qat "$t" "${TR[@]}" > "qat-$t.log" 2>&1
+  ev "QAT-$t" "qat-$t/model-$t.gguf"
+done
+# one table: name, bytes, ppl, KL mean
+python3 - <<'PY'
+import json,glob,os
+rows={}
+for f in sorted(glob.glob('ev_*.json')):
+    j=json.load(open(f)); n=j.get('name') or f
+    r=rows.setdefault(n,{})
+    m=j.get('metrics',{})
+    r.update({k:v for k,v in m.items() if k in('ppl','kl_mean','same_top1')})
+    r['bytes']=j.get('model',{}).get('bytes',r.get('bytes'))
+for n,r in rows.items(): print(f"{n:14s} {r.get('bytes')} ppl {r.get('ppl')} kl {r.get('kl_mean')} top1 {r.get('same_top1')}")
+PY
