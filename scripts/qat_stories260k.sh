@@ -30,6 +30,10 @@ ev() { # name model
   "$W" eval "$2" --task kl --ref-model "$M" --ref ref_f32.h5 --data ts_test.txt --ctx 256 --threads "$TH" \
     --name "$1" --json "ev_$1.kl.json" > /dev/null
 }
+evft() { # name model: KL to the fine-tuned F32 model (the same training without fake quantization)
+  "$W" eval "$2" --task kl --ref-model ft/model.gguf --ref ref_ft.h5 --data ts_test.txt --ctx 256 --threads "$TH" \
+    --name "$1" --json "evft_$1.kl.json" > /dev/null
+}
 ev F32 "$M"
 [ -f ft/model.gguf ] || "$W" train --model "$M" --out ft "${TR[@]}" > ft.log 2>&1
 ev ft-F32 ft/model.gguf
@@ -45,19 +49,23 @@ for t in $TYPES; do
     "$W" quantize "$M" "imx-$t.gguf" --type "$t" --imatrix imatrix.dat --quiet && ev "iPTQ-$t" "imx-$t.gguf"
   fi
   "$W" quantize ft/model.gguf "ftptq-$t.gguf" --type "$t" --quiet
-  ev "ft+PTQ-$t" "ftptq-$t.gguf"
+  ev "ft+PTQ-$t" "ftptq-$t.gguf"; evft "ft+PTQ-$t" "ftptq-$t.gguf"
   [ -f "qat-$t/model-$t.gguf" ] || "$W" train --model "$M" --out "qat-$t" --qat "$t" "${TR[@]}" > "qat-$t.log" 2>&1
-  ev "QAT-$t" "qat-$t/model-$t.gguf"
+  ev "QAT-$t" "qat-$t/model-$t.gguf"; evft "QAT-$t" "qat-$t/model-$t.gguf"
 done
-# one table: name, bytes, ppl, KL mean
+# one table: name, bytes, held-out ppl, KL to F32, KL to the fine-tuned F32
 python3 - <<'PY'
-import json,glob,os
+import json,glob
 rows={}
-for f in sorted(glob.glob('ev_*.json')):
-    j=json.load(open(f)); n=j.get('name') or f
-    r=rows.setdefault(n,{})
-    m=j.get('metrics',{})
-    r.update({k:v for k,v in m.items() if k in('ppl','kl_mean','same_top1')})
-    r['bytes']=j.get('model',{}).get('bytes',r.get('bytes'))
-for n,r in rows.items(): print(f"{n:14s} {r.get('bytes')} ppl {r.get('ppl')} kl {r.get('kl_mean')} top1 {r.get('same_top1')}")
+for f in sorted(glob.glob('ev*_*.json')):
+    j=json.load(open(f)); r=rows.setdefault(j['name'],{}); m=j['metrics']
+    r['bytes']=j['artifact']['bytes']
+    if f.startswith('evft_'): r['kl_ft']=m['kl_mean']
+    elif 'kl_mean' in m: r['kl']=m['kl_mean']; r['top1']=m['same_top1']
+    else: r['ppl']=m['ppl']
+f=lambda v: '-' if v is None else ('%.4f' % v)
+print('| model | bytes | ppl (held out) | KL to F32 | same top-1 | KL to ft-F32 |')
+print('|---|---:|---:|---:|---:|---:|')
+for n,r in rows.items():
+    print(f"| {n} | {r['bytes']} | {f(r.get('ppl'))} | {f(r.get('kl'))} | {f(r.get('top1'))} | {f(r.get('kl_ft'))} |")
 PY

@@ -8,7 +8,9 @@
  *    the forward computes), summed in double; with per-layer recomputation
  *    and gradient accumulation, and the cache is made once per step;
  *  - the export (the key property): stories260K trained with --qat TYPE,
- *    then `edgetune quantize --type TYPE` on its F32 model.gguf: the file's
+ *    then `edgetune quantize --type TYPE` on its F32 model.gguf (Q4_0, Q4_K_M
+ *    on stories260K's rows of 64/172: the fallback chain; Q4_K_M, Q3_K_M,
+ *    Q2_K on a 256-wide model: the K-quant grids themselves): the file's
  *    tensors have the types QAT chose and dequantize to the training
  *    forward's w_q bit for bit, and the engine's logits on those weights
  *    equal the training forward's logits up to float summation order;
@@ -124,7 +126,7 @@ static void check_ste(int recompute, int ftype) {
     double worst = 0.0;
     for (int k = 0; k < q.n_w; k++) {
         et_qat_w *w = &q.w[k];
-        const size_t n = (size_t)(w->rows * w->cols), stride = n > 20 ? n / 19 : 1;
+        const size_t n = (size_t)(w->rows * w->cols), stride = n > 10 ? n / 9 : 1;
         const size_t off = (size_t)(w->master - tm.params);
         double num = 0.0, den = 0.0;
         for (size_t i = 0; i < n; i += stride) {
@@ -223,8 +225,8 @@ static void check_export(const char *type, int wide) {
     const char *data = data_h5();
     char dir[512], cmd[4096], qpath[600], f32[600], mine[600];
     snprintf(dir, sizeof dir, "%s-%d", test_tmp(type), wide);
-    snprintf(cmd, sizeof cmd, "./edgetune train %s --data %s --out %s --qat %s --steps 3 --batch-size 4 "
-             "--seq-len 64 --lr 1e-3 --warmup 0 --threads 2", margs, data, dir, type);
+    snprintf(cmd, sizeof cmd, "./edgetune train %s --data %s --out %s --qat %s --steps 2 --batch-size 4 "
+             "--seq-len 64 --lr 1e-3 --warmup 0 --threads 2 --eval-batches 1", margs, data, dir, type);
     if (test_run(cmd)) fail_msg("%s failed", cmd);
     snprintf(f32, sizeof f32, "%s/model.gguf", dir);
     snprintf(mine, sizeof mine, "%s/model-%s.gguf", dir, type);
@@ -325,14 +327,10 @@ static void check_export(const char *type, int wide) {
 }
 
 static void test_export_q4_0(void **state) { (void)state; check_export("Q4_0", 0); }
-static void test_export_q8_0(void **state) { (void)state; check_export("Q8_0", 0); }
-static void test_export_q5_1(void **state) { (void)state; check_export("Q5_1", 0); }
 static void test_export_q4_k_m_fallbacks(void **state) { (void)state; check_export("Q4_K_M", 0); }
-static void test_export_q3_k_m_fallbacks(void **state) { (void)state; check_export("Q3_K_M", 0); }
 static void test_export_q4_k_m(void **state) { (void)state; check_export("Q4_K_M", 1); }
 static void test_export_q3_k_m(void **state) { (void)state; check_export("Q3_K_M", 1); }
 static void test_export_q2_k(void **state) { (void)state; check_export("Q2_K", 1); }
-static void test_export_q5_k_m(void **state) { (void)state; check_export("Q5_K_M", 1); }
 
 /* LoRA-QAT: `edgetune lora --qat TYPE`, then its merged-TYPE.gguf (= merge
  * into the F32 base, then quantize): the engine on that file's weights gives
@@ -345,7 +343,7 @@ static void test_lora_export(void **state) {
     char cmd[4096], path[600];
     const char *dir = test_tmp("lora");
     snprintf(cmd, sizeof cmd, "./edgetune lora --model %s --data %s --out %s --qat Q4_0 --steps 4 --batch-size 4 "
-             "--seq-len 64 --lr 1e-2 --warmup 0 --targets q,v,down --threads 2", model, data, dir);
+             "--seq-len 64 --lr 1e-2 --warmup 0 --targets q,v,down --threads 2 --eval-batches 1", model, data, dir);
     if (test_run(cmd)) fail_msg("%s failed", cmd);
     et_err e = {0};
     et_model m, mq;
@@ -462,7 +460,7 @@ static void test_resume(void **state) {
     SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
     const char *data = data_h5();
     char cmd[4096];
-    const char *common = "--qat Q4_0 --qat-start 2 --batch-size 4 --seq-len 64 --lr 1e-3 --threads 2 --seed 3";
+    const char *common = "--qat Q4_0 --qat-start 2 --batch-size 4 --seq-len 64 --lr 1e-3 --threads 2 --seed 3 --eval-batches 1";
     snprintf(cmd, sizeof cmd, "./edgetune train --model %s --data %s --out %s %s --steps 4", model, data,
              test_tmp("full"), common);
     assert_int_equal(test_run(cmd), 0);
@@ -485,14 +483,10 @@ int main(void) {
         cmocka_unit_test(test_ste_q4_0),
         cmocka_unit_test(test_ste_q4_k_m_recompute),
         cmocka_unit_test(test_export_q4_0),
-        cmocka_unit_test(test_export_q8_0),
-        cmocka_unit_test(test_export_q5_1),
         cmocka_unit_test(test_export_q4_k_m_fallbacks),
-        cmocka_unit_test(test_export_q3_k_m_fallbacks),
         cmocka_unit_test(test_export_q4_k_m),
         cmocka_unit_test(test_export_q3_k_m),
         cmocka_unit_test(test_export_q2_k),
-        cmocka_unit_test(test_export_q5_k_m),
         cmocka_unit_test(test_lora_export),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_resume),
