@@ -336,8 +336,9 @@ typedef void (*et_imatrix_progress)(void *user, int chunk, int n_chunk, double s
  * "output.weight" when process_output) whose input has >= 16 rows adds
  * Σx² per column to `im` (et_imatrix_accumulate), as collect_imatrix does.
  * im->chunk_count becomes the largest ncall and im->chunk_size n_ctx.  The
- * state needs n_ctx >= o->n_ctx.  0, ET_EUSAGE (fewer than 2 * n_ctx
- * tokens, as llama-imatrix requires; bad options), or the forward's error. */
+ * state needs n_ctx >= o->n_ctx.  0, ET_EINPUT (fewer than 2 * n_ctx
+ * tokens, as llama-imatrix requires), ET_EUSAGE (n_ctx above the state's),
+ * or the forward's error. */
 int et_imatrix_run(et_state *s, const int32_t *tokens, size_t n, const et_imatrix_opts *o, struct et_imatrix *im,
                    et_imatrix_progress progress, void *user, et_err *e);
 

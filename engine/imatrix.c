@@ -35,7 +35,7 @@ int et_imatrix_run(et_state *s, const int32_t *tokens, size_t n, const et_imatri
     if (n_ctx > s->n_ctx)
         return et_fail(e, ET_EUSAGE, "imatrix: a context of %d tokens exceeds the state's %d", n_ctx, s->n_ctx);
     if (n < 2 * (size_t)n_ctx)
-        return et_fail(e, ET_EUSAGE, "imatrix: you need at least %d tokens for a context of %d tokens (the data "
+        return et_fail(e, ET_EINPUT, "imatrix: you need at least %d tokens for a context of %d tokens (the data "
                        "has %zu)", 2 * n_ctx, n_ctx, n);
     size_t n_chunk_max = n / (size_t)n_ctx;
     int n_chunk = o->n_chunks < 0 || (size_t)o->n_chunks > n_chunk_max ? (int)n_chunk_max : o->n_chunks;

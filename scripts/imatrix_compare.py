@@ -36,14 +36,16 @@ b, lb = load(sys.argv[2])
 if set(a) != set(b):
     print('entries differ: only in A', sorted(set(a) - set(b)), 'only in B', sorted(set(b) - set(a)))
     sys.exit(1)
-worst, wname, nc_diff = 0.0, None, 0
+worst, wname, nc_diff, ent_worst = 0.0, None, 0, 0.0
 for k in sorted(a):
     (na, va), (nb, vb) = a[k], b[k]
     nc_diff += na != nb
+    sa, sb = sum(va) / max(na, 1), sum(vb) / max(nb, 1)
+    ent_worst = max(ent_worst, abs(sa - sb) / max(abs(sa), abs(sb), 1e-30))
     for x, y in zip(va, vb):
         wa, wb = x / max(na, 1), y / max(nb, 1)
         r = abs(wa - wb) / max(abs(wa), abs(wb), 1e-30)
         if r > worst:
             worst, wname = r, k
-print('%d entries, chunks %s vs %s, ncall differs in %d, max relative difference of the weights %.3g (%s)'
-      % (len(a), la, lb, nc_diff, worst, wname))
+print('%d entries, chunks %s vs %s, ncall differs in %d, max relative difference of the weights %.3g (%s), '
+      'of an entry\'s summed weights %.3g' % (len(a), la, lb, nc_diff, worst, wname, ent_worst))
