@@ -85,7 +85,9 @@ for t in ['Q4_0', 'Q4_K_M', 'Q3_K_M', 'Q2_K']:
         if first is None:
             first = k
             ppl_f = f['metrics']['ppl'] if f else k['metrics']['ppl_ref']
-            print('| F32 | %.4f | 0 | 100%% | %s |' % (ppl_f, f['artifact']['bytes'] if f else '-'))
+            f32 = os.path.join(os.path.dirname(d), '%s-f32.gguf' % label)
+            size = f['artifact']['bytes'] if f else os.path.getsize(f32) if os.path.exists(f32) else '-'
+            print('| F32 | %.4f | 0 | 100%% | %s |' % (ppl_f, size))
         ppl = p['metrics']['ppl'] if p else k['metrics']['ppl']
         print('| %s %s | %.4f | %.5f | %.2f%% | %d |' % (t, m, ppl, k['metrics']['kl_mean'],
               100 * k['metrics']['same_top1'], k['artifact']['bytes']))
