@@ -46,7 +46,7 @@ static const char *USAGE =
     "  --type F32|F16 (output, default F32) --threads N\n"
     "  recovery: --recover lora --recover-data T.h5 [--recover-steps 200 --recover-out DIR\n"
     "            --recover-rank 16 --recover-lr 1e-3 --recover-batch 8 --recover-seq-len 256]\n"
-    "            trains a LoRA adapter on every linear of the pruned model and merges it into OUT.gguf\n"
+    "            trains a LoRA adapter (alpha = rank) on every linear of the pruned model and merges it into OUT.gguf\n"
     "            (DIR, default OUT.gguf.lora/, keeps the adapter; the unrecovered model is OUT.gguf.pruned.gguf)\n"
     "  Details: docs/pruning.md";
 

@@ -4,7 +4,7 @@
 # (docs/pruning.md).
 #
 #   scripts/prune_smollm2.sh          # from the project root, after make
-#   OUT=DIR THREADS=2 WIKI_BYTES=40000 REC_STEPS=60 scripts/prune_smollm2.sh
+#   OUT=DIR THREADS=2 WIKI_BYTES=40000 REC_STEPS=30 scripts/prune_smollm2.sh
 #
 # Data kept apart: calibration (64 x 256 tokens) and recovery read the
 # training split of Stanford Alpaca (../shared/data/alpaca_5000.json as
@@ -23,7 +23,7 @@ S=${SHARED:-../shared}
 OUT=${OUT:-build/prune_smol}
 THREADS=${THREADS:-2}
 WIKI_BYTES=${WIKI_BYTES:-40000}
-REC_STEPS=${REC_STEPS:-60}
+REC_STEPS=${REC_STEPS:-30}
 Q41=${SMOLLM2:-$HOME/.cache/edgetune/SmolLM2-135M-Instruct.Q4_1.gguf}
 mkdir -p "$OUT/eval"
 M=$OUT/smol_f32.gguf
@@ -42,7 +42,8 @@ fi
 W=$OUT/wiki_test.txt
 if [ "$WIKI_BYTES" -gt 0 ]; then head -c "$WIKI_BYTES" "$S/data/wikitext2/wiki.test.raw" >"$W"; else cp "$S/data/wikitext2/wiki.test.raw" "$W"; fi
 
-ev() { # ev MODEL NAME: ppl + KL to the original, one pass
+ev() { # ev MODEL NAME: ppl + KL to the original, one pass (skipped when its JSON exists)
+    [ -f "$OUT/eval/$2.json" ] && { grep -F "$2 " "$OUT/summary.txt" >/dev/null 2>&1 || true; return 0; }
     $ET eval "$1" --task kl --ref-model "$M" --ref "$OUT/ref.h5" --data "$W" --scoring llama --ctx 512 \
         --threads "$THREADS" --name "$2" --json "$OUT/eval/$2.json" >"$OUT/eval/$2.log" 2>&1
     local tps
@@ -62,13 +63,14 @@ quant_rows() { # quant_rows MODEL NAME
     done
 }
 
-: >"$OUT/summary.txt"
+touch "$OUT/summary.txt"
 # 1. importance, once (activation, Minitron), timed
 [ -f "$OUT/scores.json" ] || $ET prune "$M" --calib "$OUT/alpaca.h5" --calib-rows 64 --seq-len 256 --threads "$THREADS" \
     --scores "$OUT/scores.json" 2>&1 | grep 'scores over' | tee -a "$OUT/summary.txt"
-# 2. plans and pruned models (uniform widths: arch llama)
-$ET prune "$M" --scores "$OUT/scores.json" --target-params 90000000 --uniform --plan "$OUT/p90.plan.json" -o "$OUT/p90.gguf"
-$ET prune "$M" --scores "$OUT/scores.json" --heads 0.3 --target-params 70000000 --uniform --plan "$OUT/p70.plan.json" \
+# 2. plans and pruned models (uniform widths: arch llama; whole kv groups: removing one query head
+#    of every group instead gave ppl 2624 vs 88.6 for 30% of heads on 6 KB of the test text)
+$ET prune "$M" --scores "$OUT/scores.json" --target-params 90000000 --uniform --head-groups --plan "$OUT/p90.plan.json" -o "$OUT/p90.gguf"
+$ET prune "$M" --scores "$OUT/scores.json" --heads 0.3 --target-params 70000000 --uniform --head-groups --plan "$OUT/p70.plan.json" \
     -o "$OUT/p70.gguf"
 # 3. before recovery
 ev "$M" original
