@@ -50,6 +50,7 @@ struct opcase {
     const int32_t *ids, *pos;
     const uint8_t *mask;
     double norm;
+    const et_kd_opts *kd;        /* et_kd_loss cases: inputs x, w (and teacher x, w) */
 };
 
 static size_t numel(const opcase *c, int i) {
@@ -611,6 +612,113 @@ static void test_cross_entropy_options(void **state) {
     assert_true(fabs(mean - loss[2]) < 1e-5);
 }
 
+/* ================= distillation loss ================= */
+static et_tensor *b_kd(et_tape *t, et_tensor **in, const opcase *c) {
+    et_kd_opts o = *c->kd;
+    o.mask = c->mask, o.norm = c->norm, o.chunk_rows = c->chunk, o.grad_in_forward = c->fused;
+    if (c->n_in == 4) o.teacher_x = in[2], o.teacher_w = in[3];
+    return et_kd_loss(t, "loss", in[0], in[1], c->ids, &o);
+}
+/* log-softmax of s z (z = x_i w^T, [V]) in double */
+static void ref_logsoftmax(const double *x, const double *w, int C, int V, double s, double *lq) {
+    double m = -1e300, se = 0;
+    for (int v = 0; v < V; v++) {
+        double z = 0;
+        for (int k = 0; k < C; k++) z += x[k] * w[v * C + k];
+        lq[v] = s * z;
+        m = fmax(m, lq[v]);
+    }
+    for (int v = 0; v < V; v++) se += exp(lq[v] - m);
+    for (int v = 0; v < V; v++) lq[v] -= m + log(se);
+}
+/* The definitions of op_kd.c written out directly, per row, in double. */
+static void r_kd(const double *const *x, double *out, const opcase *c) {
+    const et_kd_opts *o = c->kd;
+    const int C = c->C, V = c->V, k = o->k;
+    const double T = o->temperature, s = 1.0 / T;
+    double lq[64], l1[64], lp[64], ce = 0, kd = 0;
+    int n_in = 0;
+    for (int i = 0; i < c->N; i++) {
+        if (c->mask && !c->mask[i]) continue;
+        const int has_kd = !o->kd_mask || o->kd_mask[i];
+        if (c->ids[i] < 0 && !has_kd) continue;
+        n_in++;
+        ref_logsoftmax(x[0] + i * C, x[1], C, V, 1.0, l1);
+        ref_logsoftmax(x[0] + i * C, x[1], C, V, s, lq);
+        if (c->ids[i] >= 0) ce -= l1[c->ids[i]];
+        if (!has_kd) continue;
+        if (c->n_in == 4) { /* dense teacher */
+            const int Ct = (int)c->shape[2][1];
+            ref_logsoftmax(x[2] + i * Ct, x[3], Ct, V, s, lp);
+            for (int v = 0; v < V; v++)
+                kd += o->kind == ET_KD_FORWARD ? exp(lp[v]) * (lp[v] - lq[v]) : exp(lq[v]) * (lq[v] - lp[v]);
+            continue;
+        }
+        const int32_t *id = o->ids + i * k;
+        const float *lpk = o->logprobs + i * k;
+        if (o->weights) {
+            for (int j = 0; j < k; j++) kd += o->weights[i * k + j] * (lpk[j] - lq[id[j]]);
+            continue;
+        }
+        double zp = 0, zq = 0;
+        for (int j = 0; j < k; j++) zp += exp(lpk[j]), zq += exp(lq[id[j]]);
+        for (int j = 0; j < k; j++) {
+            const double pn = exp(lpk[j]) / zp, qn = exp(lq[id[j]]) / zq;
+            kd += o->kind == ET_KD_FORWARD ? pn * (log(pn) - lq[id[j]]) : qn * (log(qn) - log(pn));
+        }
+    }
+    const double norm = c->norm > 0 ? c->norm : n_in;
+    out[0] = (o->alpha * T * T * kd + (1 - o->alpha) * ce) / norm;
+}
+static void test_kd_loss(void **state) {
+    (void)state;
+    enum { N = 7, C = 5, V = 11, K = 4 };
+    static const int32_t tg[N] = {2, 9, 0, -1, 5, 5, 1};
+    static const uint8_t mask[N] = {1, 1, 1, 1, 0, 1, 1};
+    static const uint8_t kdm[N] = {1, 0, 1, 1, 1, 1, 1};
+    int32_t ids[N * K];
+    float lp[N * K], wt[N * K];
+    for (int i = 0; i < N; i++) { /* a teacher: distinct ids, log-probs of a random softmax */
+        double z[V], m = -1e300, se = 0;
+        for (int v = 0; v < V; v++) z[v] = 2.0 * urand(), m = fmax(m, z[v]);
+        for (int v = 0; v < V; v++) se += exp(z[v] - m);
+        for (int j = 0; j < K; j++) {
+            ids[i * K + j] = (i * 3 + j * 5) % V;
+            lp[i * K + j] = (float)(z[ids[i * K + j]] - m - log(se));
+        }
+        const int draws[K] = {5, 3, 0, 4}; /* sampled: counts of 12 draws (one slot unused) */
+        for (int j = 0; j < K; j++) wt[i * K + j] = (float)draws[(j + i) % K] / 12.0f;
+    }
+    et_kd_opts fw = {.kind = ET_KD_FORWARD, .temperature = 2.0f, .alpha = 0.6f, .k = K, .ids = ids, .logprobs = lp,
+                     .kd_mask = kdm};
+    opcase c = {.name = "kd forward top-k", .n_in = 2, .ndim = {2, 2}, .shape = {{N, C}, {V, C}}, .needs_grad = {1, 1},
+                .lo = {-2, -1}, .hi = {2, 1}, .build = b_kd, .ref = r_kd, .N = N, .C = C, .V = V, .chunk = 3,
+                .ids = tg, .mask = mask, .kd = &fw};
+    c.n_out = 1;
+    expect_ok(&c);
+    et_kd_opts rv = fw;
+    rv.kind = ET_KD_REVERSE, rv.temperature = 1.5f, rv.alpha = 0.8f;
+    c.name = "kd reverse top-k", c.kd = &rv, c.norm = 13.0;
+    expect_ok(&c);
+    et_kd_opts sm = fw;
+    sm.weights = wt, sm.temperature = 1.0f, sm.alpha = 1.0f;
+    c.name = "kd sampled", c.kd = &sm, c.norm = 0;
+    expect_ok(&c);
+    c.name = "kd sampled fused", c.fused = 1;
+    expect_ok(&c);
+    /* an online teacher: its hidden states and output weight are inputs without gradients */
+    et_kd_opts dn = {.kind = ET_KD_FORWARD, .temperature = 2.0f, .alpha = 0.5f, .kd_mask = kdm};
+    opcase d = {.name = "kd dense forward", .n_in = 4, .ndim = {2, 2, 2, 2}, .shape = {{N, C}, {V, C}, {N, 3}, {V, 3}},
+                .needs_grad = {1, 1, 0, 0}, .lo = {-2, -1, -2, -1}, .hi = {2, 1, 2, 1}, .build = b_kd, .ref = r_kd,
+                .N = N, .C = C, .V = V, .chunk = 4, .ids = tg, .mask = mask, .kd = &dn};
+    d.n_out = 1;
+    expect_ok(&d);
+    et_kd_opts dr = dn;
+    dr.kind = ET_KD_REVERSE, dr.temperature = 0.7f;
+    d.name = "kd dense reverse", d.kd = &dr, d.fused = 1;
+    expect_ok(&d);
+}
+
 /* ================= the checker can fail ================= */
 /* A deliberately wrong SwiGLU backward: uses silu'(g) = sigmoid(g) (forgets
  * the g s (1 - s) term).  Also shows an op written outside train/. */
@@ -827,6 +935,7 @@ int main(void) {
         cmocka_unit_test(test_add_scale),
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_cross_entropy_options),
+        cmocka_unit_test(test_kd_loss),
         cmocka_unit_test(test_fd_catches_wrong_backward),
         cmocka_unit_test(test_fd_catches_perturbed_gradient),
         cmocka_unit_test(test_vexpf),

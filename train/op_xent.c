@@ -32,24 +32,6 @@ typedef struct {
     int dw_done;      /*   dloss/dw for dloss = 1 already added into w's gradient */
 } xent_saved;
 
-/* logsumexp of one row of logits z [V]: max over 16 lanes, exponentials
- * summed in 16 double lanes (V up to 128k: float sums would lose ~1e-5). */
-ET_SIMD_CLONES
-static float row_logsumexp(const float *z, int V) {
-    const int V16 = V / 16 * 16;
-    float m = V16 ? et_max16(z, V16) : z[0];
-    for (int v = V16; v < V; v++) m = z[v] > m ? z[v] : m;
-    double acc[16] = {0};
-    for (int j = 0; j < V16; j += 16) {
-        #pragma omp simd
-        for (int u = 0; u < 16; u++) acc[u] += et_vexpf(z[j + u] - m);
-    }
-    double se = 0.0;
-    for (int u = 0; u < 16; u++) se += acc[u];
-    for (int v = V16; v < V; v++) se += et_vexpf(z[v] - m);
-    return m + (float)log(se);
-}
-
 /* z [V] := c * softmax(z) given its logsumexp L */
 ET_SIMD_CLONES
 static void row_scaled_softmax(float *z, int V, float L, float c) {
@@ -184,7 +166,7 @@ et_tensor *et_cross_entropy(et_tape *t, const char *name, et_tensor *x, et_tenso
         #pragma omp parallel for schedule(static) if ((size_t)nr * V > ET_OMP_MIN_WORK)
         for (int i = 0; i < nr; i++) {
             float *zi = z + (size_t)i * V;
-            const float L = row_logsumexp(zi, V);
+            const float L = et_row_lse(zi, V, 1.0f);
             s->lse[r0 + i] = L;
             const int tg = s->target[r0 + i];
             row_loss[r0 + i] = tg < 0 ? 0.0f : L - zi[tg];

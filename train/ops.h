@@ -130,4 +130,45 @@ typedef struct et_xent_opts {
 et_tensor *et_cross_entropy(et_tape *t, const char *name, et_tensor *x, et_tensor *w,
                             const int32_t *targets, const et_xent_opts *opts);
 
+/* ---- LM head + knowledge-distillation loss, over chunks of rows (op_kd.c) ---- */
+enum { ET_KD_FORWARD = 0, ET_KD_REVERSE = 1 };
+
+typedef struct et_kd_opts {
+    int kind;                 /* ET_KD_FORWARD: KL(teacher || student); ET_KD_REVERSE: KL(student || teacher) */
+    float temperature;        /* T > 0: both distributions are softmax(logits / T) */
+    float alpha;              /* loss = (alpha T^2 sum KD_r + (1 - alpha) sum CE_r) / norm, alpha in [0, 1] */
+    double norm;              /* 0: the rows in the loss (a mean); else e.g. the step's token count */
+    const uint8_t *mask;      /* [N] 0 = row in neither term; NULL = all rows */
+    const uint8_t *kd_mask;   /* [N] 0 = row has no teacher (CE only); NULL = every row in mask */
+    /* a stored teacher (top-k or sampled), row-major [N, k]: */
+    int k;
+    const int32_t *ids;       /* [N, k] token ids in [0, V) */
+    const float *logprobs;    /* [N, k] log p(ids) at temperature T over the full vocabulary (<= 0) */
+    const float *weights;     /* [N, k] sampled mode: count / draws (each row sums to 1; 0 = unused
+                                 slot); NULL = top-k mode (teacher renormalised over its k) */
+    /* or an online teacher: logits [N, V] = teacher_x [N, Ct] @ teacher_w [V, Ct]^T, computed
+       chunk by chunk (full-vocabulary KL); both must stay alive until backward */
+    const et_tensor *teacher_x, *teacher_w;
+    int chunk_rows;           /* rows per chunk; 0 = about 16M logits per chunk */
+    float *row_ce_out;        /* [N] caller-owned, or NULL: each row's CE (nats, T = 1; 0 without target) */
+    float *row_kd_out;        /* [N] caller-owned, or NULL: each row's KL (nats, at T, without T^2) */
+    int grad_in_forward;      /* as et_xent_opts: each chunk of logits computed once per step */
+} et_kd_opts;
+
+/* Fused LM head + distillation loss (the formulas, their sources and the
+ * gradients are in op_kd.c's header; stored top-k follows the `definitions`
+ * of ../shared/golden/kd_topk.h5):
+ *   x [N, C] student hidden states, w [V, C] student output weight,
+ *   targets [N] next tokens (< 0: no CE term; may be NULL when alpha = 1).
+ * Returns the loss [1]; the ids, log-probs, weights and targets are copied.
+ * Errors (tape error, NULL): shapes, T <= 0, alpha outside [0, 1], k outside
+ * [1, V], an id outside [0, V) or a NaN / positive log-prob in a row with a
+ * teacher (ET_EINPUT, naming the row), reverse KL on sampled tokens. */
+et_tensor *et_kd_loss(et_tape *t, const char *name, et_tensor *x, et_tensor *w, const int32_t *targets,
+                      const et_kd_opts *opts);
+
+/* logsumexp_v (s z_v) of one row z [V], s > 0, exponentials summed in double
+ * (shared by the cross-entropy and distillation ops). */
+float et_row_lse(const float *z, int V, float s);
+
 #endif
