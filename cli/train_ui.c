@@ -58,12 +58,18 @@ int cli_progress_event(void *user, const et_train_event *ev) {
         }
         fmt_eta(ev->eta_s, eta, sizeof eta);
         if (p->tty) {
-            fprintf(stderr, "\r\033[K%s%sstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s", what, sp,
-                    (long long)ev->step, (long long)ev->steps, ev->loss, (double)ev->lr, rate, eta);
+            char aux[128] = "";
+            for (int i = 0, n = 0; i < ev->n_aux && n < (int)sizeof aux; i++)
+                n += snprintf(aux + n, sizeof aux - (size_t)n, "  %s %.4f", ev->aux_name[i], ev->aux[i]);
+            fprintf(stderr, "\r\033[K%s%sstep %lld/%lld  loss %.4f%s  lr %.2e  %.0f tok/s  ETA %s", what, sp,
+                    (long long)ev->step, (long long)ev->steps, ev->loss, aux, (double)ev->lr, rate, eta);
             p->line_open = 1;
         } else if (ev->step % p->log_every == 0 || ev->step == ev->steps) {
-            fprintf(stderr, "%s%sstep %lld/%lld loss %.4f lr %.3e grad_norm %.3f tok/s %.0f eta %s\n", what, sp,
-                    (long long)ev->step, (long long)ev->steps, ev->loss, (double)ev->lr, ev->grad_norm, rate, eta);
+            char aux[128] = "";
+            for (int i = 0, n = 0; i < ev->n_aux && n < (int)sizeof aux; i++)
+                n += snprintf(aux + n, sizeof aux - (size_t)n, " %s %.4f", ev->aux_name[i], ev->aux[i]);
+            fprintf(stderr, "%s%sstep %lld/%lld loss %.4f%s lr %.3e grad_norm %.3f tok/s %.0f eta %s\n", what, sp,
+                    (long long)ev->step, (long long)ev->steps, ev->loss, aux, (double)ev->lr, ev->grad_norm, rate, eta);
         }
     } else if (ev->kind == ET_EV_EVAL) {
         cli_progress_end(p);

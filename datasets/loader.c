@@ -90,18 +90,23 @@ void et_loader_close(et_loader *L) {
 int64_t et_loader_n_samples(const et_loader *L) { return L->n_samples; }
 int et_loader_mode(const et_loader *L) { return L->mode; }
 
+/* /tokens index of sample k's first token and its available length */
+static void sample_span(const et_loader *L, int64_t k, int64_t *start, int64_t *len) {
+    if (L->mode == ET_LOAD_ROWS) {
+        int64_t d = L->doc_begin + k;
+        *start = L->ds->doc_offsets[d];
+        *len = L->ds->doc_offsets[d + 1] - *start;
+    } else {
+        *start = L->tok_begin + k * L->o.seq_len;
+        *len = L->tok_end - *start;
+    }
+}
+
 int et_loader_sample(const et_loader *L, int64_t k, int32_t *tokens, uint8_t *mask, et_err *e) {
     if (k < 0 || k >= L->n_samples)
         return et_fail(e, ET_EUSAGE, "%s: sample %" PRId64 " outside [0, %" PRId64 ")", L->ds->path, k, L->n_samples);
     int64_t row = L->o.seq_len + 1, start, len;
-    if (L->mode == ET_LOAD_ROWS) {
-        int64_t d = L->doc_begin + k;
-        start = L->ds->doc_offsets[d];
-        len = L->ds->doc_offsets[d + 1] - start;
-    } else {
-        start = L->tok_begin + k * L->o.seq_len;
-        len = L->tok_end - start;
-    }
+    sample_span(L, k, &start, &len);
     if (len > row) len = row;
     int rc = et_ds_read_tokens(L->ds, start, len, tokens, e);
     if (!rc) rc = et_ds_read_mask(L->ds, start, len, mask, e);
@@ -114,6 +119,10 @@ int et_loader_sample(const et_loader *L, int64_t k, int32_t *tokens, uint8_t *ma
 }
 
 int et_loader_next(et_loader *L, int32_t *tokens, uint8_t *mask, int64_t *n_rows, et_err *e) {
+    return et_loader_next_pos(L, tokens, mask, NULL, n_rows, e);
+}
+
+int et_loader_next_pos(et_loader *L, int32_t *tokens, uint8_t *mask, int64_t *pos, int64_t *n_rows, et_err *e) {
     int64_t row = L->o.seq_len + 1, got = 0;
     for (int64_t b = 0; b < L->o.batch_size; b++) {
         int32_t *t = tokens + b * row;
@@ -128,9 +137,14 @@ int et_loader_next(et_loader *L, int32_t *tokens, uint8_t *mask, int64_t *n_rows
                 t[j] = L->pad_id;
                 m[j] = 0;
             }
+            if (pos) pos[b] = -1;
             continue;
         }
         int64_t k = L->perm ? L->perm[L->cur.position] : (int64_t)L->cur.position;
+        if (pos) {
+            int64_t len;
+            sample_span(L, k, &pos[b], &len);
+        }
         int rc = et_loader_sample(L, k, t, m, e);
         if (rc) return rc;
         L->cur.position++;

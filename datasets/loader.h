@@ -90,6 +90,11 @@ int et_loader_mode(const et_loader *L);
 /* Fill tokens [B, T+1] and mask [B, T+1]; *n_rows = real rows (B with loop,
  * possibly fewer, then 0, without).  0 or ET_ERUN (read error). */
 int et_loader_next(et_loader *L, int32_t *tokens, uint8_t *mask, int64_t *n_rows, et_err *e);
+/* et_loader_next, and pos [B] (may be NULL) gets the /tokens index of each
+ * row's first token (tokens[b][0]; -1 for a padding row), so callers can
+ * find per-position data stored beside the tokens (the teacher log-probs of
+ * datasets/teacher.h).  0 or ET_ERUN. */
+int et_loader_next_pos(et_loader *L, int32_t *tokens, uint8_t *mask, int64_t *pos, int64_t *n_rows, et_err *e);
 /* Sample k (in file order, 0 <= k < n_samples) into tokens [T+1], mask [T+1].
  * 0, ET_EUSAGE (k out of range), ET_ERUN. */
 int et_loader_sample(const et_loader *L, int64_t k, int32_t *tokens, uint8_t *mask, et_err *e);

@@ -14,13 +14,19 @@ static double sum_rows(const float *x, size_t n) {
     return s;
 }
 
-/* et_llama_forward, or the same graph with each layer recomputed in backward. */
+/* et_llama_forward, or the same graph with each layer recomputed in backward;
+ * the loss is the cross-entropy or tl->loss_fn on the final hidden states. */
 static et_tensor *forward_loss(et_train_llama *tl, et_tape *t, int B, int T, const et_xent_opts *xo) {
-    if (!tl->recompute || !t->record) return et_llama_forward(t, &tl->L, tl->inputs, tl->targets, B, T, xo);
     et_llama *L = &tl->L;
-    et_tensor *x = et_embedding(t, "inp_embd", &L->tok_embd, tl->inputs, B * T);
-    for (int l = 0; l < L->n_layer; l++) x = et_llama_layer_recompute(t, &tl->inner, L, l, x, T, NULL);
-    et_tensor *h = et_rmsnorm(t, "result_norm", x, &L->output_norm, L->rms_eps);
+    et_tensor *h;
+    if (!tl->recompute || !t->record) {
+        h = et_llama_hidden(t, L, tl->inputs, B, T, NULL);
+    } else {
+        et_tensor *x = et_embedding(t, "inp_embd", &L->tok_embd, tl->inputs, B * T);
+        for (int l = 0; l < L->n_layer; l++) x = et_llama_layer_recompute(t, &tl->inner, L, l, x, T, NULL);
+        h = et_rmsnorm(t, "result_norm", x, &L->output_norm, L->rms_eps);
+    }
+    if (tl->loss_fn) return h ? tl->loss_fn(tl->loss_ctx, t, tl, h, B, T, xo->norm) : NULL;
     return et_cross_entropy(t, "loss", h, L->output, tl->targets, xo);
 }
 

@@ -13,7 +13,8 @@
 #include "llama.h"
 #include "trainer.h"
 
-typedef struct et_train_llama {
+typedef struct et_train_llama et_train_llama;
+struct et_train_llama {
     et_model *m;            /* borrowed */
     et_model g;             /* gradients (et_model_grads_alloc) */
     et_llama L;
@@ -29,7 +30,18 @@ typedef struct et_train_llama {
     float *row_loss;        /* [B*T] */
     struct et_qat *qat;     /* NULL, or fake quantization attached to L (train/qat.h):
                                synced before every forward */
-} et_train_llama;
+    /* Optional loss hook (distillation, distill/distill.h): when set, the
+     * step's loss is loss_fn(loss_ctx, t, tl, h, B, T, norm) on the final
+     * hidden states h [B*T, n_embd] ("result_norm", from the same forward,
+     * recomputation and precision as the cross-entropy) instead of
+     * et_cross_entropy(h, output, tl->targets).  It returns a [1] loss (sum
+     * of row losses / norm, norm 0 = a mean), fills tl->row_loss [B*T] with
+     * each row's loss in nats, and reads t->record to know whether a
+     * backward follows.  NULL on error (tape status). */
+    et_tensor *(*loss_fn)(void *loss_ctx, et_tape *t, struct et_train_llama *tl, et_tensor *h, int B, int T,
+                          double norm);
+    void *loss_ctx;
+};
 
 /* Bind m for training (every tensor trainable) and fill *tm.  chunk_rows
  * as et_xent_opts (0 = default).  0 or ET_EINPUT / ET_ERUN.

@@ -63,6 +63,7 @@ int et_train_event_json(const et_train_event *ev, char *buf, size_t cap) {
         ADD(json_num(REST, "grad_norm", ev->grad_norm));
         ADD(json_num(REST, "tokens_per_s", ev->tokens_per_s));
         ADD(json_num(REST, "eta_s", ev->eta_s));
+        for (int i = 0; i < ev->n_aux && i < ET_TRAIN_MAX_AUX; i++) ADD(json_num(REST, ev->aux_name[i], ev->aux[i]));
     } else if (ev->kind == ET_EV_EVAL) {
         ADD(json_num(REST, "val_loss", ev->val_loss));
         ADD(json_num(REST, "val_ppl", ev->val_ppl));
@@ -103,7 +104,7 @@ int et_train_evaluate(const et_train_model *tm, et_loader *valid, int B, int T, 
     if (!tok || !msk) rc = et_fail(e, ET_ERUN, "evaluate: out of memory");
     for (int64_t k = 0; !rc && (max_batches <= 0 || k < max_batches); k++) {
         int64_t rows = 0;
-        rc = et_loader_next(valid, tok, msk, &rows, e);
+        rc = et_loader_next_pos(valid, tok, msk, tm->row_pos, &rows, e);
         if (rc || rows == 0) break;
         double s = 0.0;
         rc = tm->forward(tm->ctx, tok, msk, B, T, &s, e);
@@ -210,6 +211,8 @@ static int stop_message(run *r, et_err *e, int64_t step, const char *what, doubl
 static int check_opts(const et_train_model *tm, const et_train_opts *o, et_loader *train, et_err *e) {
     if (!tm || !tm->params || !tm->grads || !tm->n || !tm->fwd_bwd || !tm->forward || !tm->t || tm->n_t <= 0)
         return et_fail(e, ET_EUSAGE, "train: incomplete model binding");
+    if (tm->n_aux < 0 || tm->n_aux > ET_TRAIN_MAX_AUX)
+        return et_fail(e, ET_EUSAGE, "train: %d extra figures (at most %d)", tm->n_aux, ET_TRAIN_MAX_AUX);
     if (!train) return et_fail(e, ET_EUSAGE, "train: no training data");
     if (o->steps < 0 || o->batch_size < 1 || o->seq_len < 1 || o->grad_accum < 1)
         return et_fail(e, ET_EUSAGE, "train: steps %lld, batch %d, seq %d, accum %d must be positive",
@@ -237,13 +240,15 @@ int et_train_run(const et_train_model *tm, et_loader *train, et_loader *valid, c
     const size_t row = (size_t)T + 1, per = (size_t)B * row;
     int32_t *tok = NULL;
     uint8_t *msk = NULL;
+    int64_t *pos = NULL;
     rc = et_adamw_init(&r.opt, tm->n, &opts->adamw, e);
     if (!rc) rc = et_adamw_mask_tensors(&r.opt, tm->params, tm->t, tm->n_t, opts->wd_policy, e);
     if (rc) goto done;
     et_xoshiro_seed(&r.rng, opts->seed);
     tok = malloc(sizeof *tok * per * (size_t)A);
     msk = malloc(per * (size_t)A);
-    if (!tok || !msk) {
+    pos = malloc(sizeof *pos * (size_t)B * (size_t)A);
+    if (!tok || !msk || !pos) {
         rc = et_fail(e, ET_ERUN, "train: out of memory for %d micro-batches", A);
         goto done;
     }
@@ -265,7 +270,7 @@ int et_train_run(const et_train_model *tm, et_loader *train, et_loader *valid, c
         int64_t n_tok = 0;
         for (int a = 0; a < A && !rc; a++) {
             int64_t rows = 0;
-            rc = et_loader_next(train, tok + (size_t)a * per, msk + (size_t)a * per, &rows, e);
+            rc = et_loader_next_pos(train, tok + (size_t)a * per, msk + (size_t)a * per, pos + (size_t)a * B, &rows, e);
             if (!rc && rows == 0) rc = et_fail(e, ET_ERUN, "step %lld: the training data ran out", (long long)s);
             if (!rc) n_tok += count_targets(msk + (size_t)a * per, B, T);
         }
@@ -275,9 +280,12 @@ int et_train_run(const et_train_model *tm, et_loader *train, et_loader *valid, c
         double loss_sum = 0.0;
         for (int a = 0; a < A && !rc && n_tok > 0; a++) {
             double ls = 0.0;
+            if (tm->row_pos) memcpy(tm->row_pos, pos + (size_t)a * B, sizeof *pos * (size_t)B);
             rc = tm->fwd_bwd(tm->ctx, tok + (size_t)a * per, msk + (size_t)a * per, B, T, (double)n_tok, &ls, e);
             loss_sum += ls;
         }
+        double aux[ET_TRAIN_MAX_AUX] = {0};
+        if (tm->aux_take) tm->aux_take(tm->ctx, aux); /* taken (and reset) even when the step failed */
         if (rc) break;
         double loss = n_tok ? loss_sum / (double)n_tok : 0.0;
         /* 3. NaN / Inf: stop before touching the parameters */
@@ -303,7 +311,9 @@ int et_train_run(const et_train_model *tm, et_loader *train, et_loader *valid, c
         n_timed++;
         et_train_event ev = {.kind = ET_EV_STEP, .step = s, .loss = loss, .grad_norm = norm, .lr = lr,
                              .tokens_per_s = dt > 0 ? (double)B * T * A / dt : 0.0,
-                             .eta_s = t_steps / (double)n_timed * (double)(opts->steps - s)};
+                             .eta_s = t_steps / (double)n_timed * (double)(opts->steps - s),
+                             .n_aux = tm->aux_take ? tm->n_aux : 0, .aux_name = tm->aux_name};
+        for (int i = 0; i < ev.n_aux && i < ET_TRAIN_MAX_AUX; i++) ev.aux[i] = n_tok ? aux[i] / (double)n_tok : 0.0;
         emit(&r, &ev);
         /* 5, 6: evaluation, checkpoint */
         done_eval = done_ckpt = 0;
@@ -323,6 +333,7 @@ int et_train_run(const et_train_model *tm, et_loader *train, et_loader *valid, c
 done:
     free(tok);
     free(msk);
+    free(pos);
     et_adamw_free(&r.opt);
     return rc;
 }

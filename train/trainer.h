@@ -42,6 +42,8 @@
 #include "optim.h"
 #include "rng.h"
 
+#define ET_TRAIN_MAX_AUX 4
+
 /* What the loop trains.  fwd_bwd ADDS into grads. */
 typedef struct et_train_model {
     void *ctx;
@@ -60,6 +62,18 @@ typedef struct et_train_model {
     /* The same loss without gradients (evaluation). */
     int (*forward)(void *ctx, const int32_t *tokens, const uint8_t *mask, int B, int T, double *loss_sum,
                    et_err *e);
+    /* Optional, for losses that need data stored beside the tokens (the
+     * teacher log-probs of distillation): when set, row_pos [B] gets each
+     * row's /tokens index (et_loader_next_pos; -1 = padding) before every
+     * fwd_bwd and forward call. */
+    int64_t *row_pos;
+    /* Optional extra figures per step (distillation: "ce" and "kl"): after a
+     * step's fwd_bwd calls, aux_take(ctx, sums) gives n_aux sums over the
+     * step's target tokens and resets them; STEP events carry them as means
+     * per target token (et_train_event.aux). */
+    int n_aux;
+    const char *aux_name[ET_TRAIN_MAX_AUX];
+    void (*aux_take)(void *ctx, double *sums);
 } et_train_model;
 
 typedef struct et_train_event et_train_event;
@@ -109,6 +123,9 @@ struct et_train_event {
     double val_ppl;         /* EVAL: exp(val_loss) */
     int64_t val_tokens;     /* EVAL: validation targets counted */
     const char *path;       /* CKPT: file written */
+    int n_aux;              /* STEP: extra figures of the model (et_train_model.aux_name), */
+    const char *const *aux_name;
+    double aux[ET_TRAIN_MAX_AUX]; /* as means per target token */
 };
 
 /* The event as one JSON object (no newline) in buf; returns the length
