@@ -78,6 +78,7 @@ int cmd_data(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_distill(int argc, char **argv);
 int cmd_lora(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);

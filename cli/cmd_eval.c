@@ -1,5 +1,6 @@
 /* cli/cmd_eval.c — `edgetune eval` and `edgetune logits`: the evaluation
  * stage on the engine (eval/eval.h, eval/logits.h), printing for people. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,8 @@ static const char LOGITS_USAGE[] =
     "  (float16), the log-probability of the actual next token (float32) and which positions are scored.\n"
     "  REF.h5 is also a tokens.h5 of the same data: `eval --task kl --ref REF.h5` and distillation read it.\n"
     "  --top-k K           entries per position (default 64);  --full: the whole vocabulary (exact KL)\n"
+    "  --sample K          instead of top-k: K draws per position from the teacher at --temperature, stored as\n"
+    "                      distinct ids with counts (Random Sampling KD, arXiv:2503.16870); --seed S (default 1)\n"
     "  --temperature T     log_softmax(logits / T) (default 1; KL references need 1)\n"
     "  --ctx N             window length (default: the model's, at most 4096)\n"
     "  --scoring all|llama which positions count (llama: as llama-perplexity, second half of each chunk)\n"
@@ -180,7 +183,7 @@ static const char LOGITS_USAGE[] =
 int cmd_logits(int argc, char **argv) {
     static const char *const bools[] = {"help", "full", NULL};
     static const char *const known[] = {"model", "data", "o", "output", "top_k", "full", "temperature", "ctx", "scoring",
-                                        "split", "lora", "threads", "isa", "kv_type", "help", NULL};
+                                        "split", "lora", "threads", "isa", "kv_type", "sample", "seed", "help", NULL};
     cli_args a;
     int rc = cli_start(&a, argc, argv, bools, known, LOGITS_USAGE);
     if (rc >= 0) return rc;
@@ -196,6 +199,10 @@ int cmd_logits(int argc, char **argv) {
     if (!rc && (rc = cli_int_range(&a, "top_k", 64, 1, 1 << 20, &v, &e)) == 0) lo.top_k = (int)v;
     if (!rc && (rc = cli_int_range(&a, "ctx", 0, 0, 1 << 20, &v, &e)) == 0) lo.n_ctx = (int)v;
     if (!rc && (rc = cli_int_range(&a, "threads", 1, 1, 256, &v, &e)) == 0) lo.n_threads = (int)v;
+    if (!rc && (rc = cli_int_range(&a, "sample", 0, 0, 65535, &v, &e)) == 0) lo.sample = (int)v;
+    if (!rc && (rc = cli_int_range(&a, "seed", 1, 0, LONG_MAX, &v, &e)) == 0) lo.seed = (uint64_t)v;
+    if (!rc && lo.sample && (cli_str(&a, "top_k", NULL) || cli_on(&a, "full")))
+        rc = et_fail(&e, ET_EUSAGE, "--sample K stores draws; it does not go with --top-k or --full");
     if (!rc && (rc = cli_float_range(&a, "temperature", 1.0, 1e-3, 1e3, &t, &e)) == 0) lo.temperature = t;
     lo.full = cli_on(&a, "full");
     lo.scoring = cli_str(&a, "scoring", "all");
@@ -214,7 +221,9 @@ int cmd_logits(int argc, char **argv) {
     }
     double tps = 0;
     int64_t rows = 0;
+    const double t0 = et_now_s();
     if (!rc) rc = et_logits_run(m, model, data, &lo, out, &tps, &rows, &e);
+    const double wall = et_now_s() - t0;
     if (!rc) {
         FILE *f = fopen(out, "rb");
         long bytes = 0;
@@ -223,8 +232,12 @@ int cmd_logits(int argc, char **argv) {
             bytes = ftell(f);
             fclose(f);
         }
-        printf("logits: %lld positions, top-%d, %.1f bytes/token, %.1f tokens/s -> %s\n", (long long)rows,
-               lo.full ? m->hp.n_vocab : lo.top_k, rows ? (double)bytes / (double)rows : 0.0, tps, out);
+        char what[32];
+        snprintf(what, sizeof what, lo.sample ? "%d draws" : "top-%d", lo.sample ? lo.sample : lo.full ? m->hp.n_vocab : lo.top_k);
+        const double rate = wall > 0 ? (double)rows / wall : 0.0;
+        printf("logits: %lld positions, %s, %.1f bytes/token, %.1f tokens/s end to end (%.2fx the engine's "
+               "forward rate in this run, %.1f tokens/s) -> %s\n", (long long)rows, what,
+               rows ? (double)bytes / (double)rows : 0.0, rate, tps > 0 ? rate / tps : 0.0, tps, out);
     }
     if (m) et_engine_detach_all(m);
     for (int i = 0; i < ro.n_lora; i++) {

@@ -1,7 +1,9 @@
 /* cli/cmd_train.c — `edgetune train`: full training from scratch or
  * continued pretraining of an imported model on a tokens.h5
  * (train/trainer.h), with a progress line, JSON-lines metrics, checkpoints,
- * --resume, the effective recipe and a GGUF export in --out DIR. */
+ * --resume, the effective recipe and a GGUF export in --out DIR.
+ * `edgetune distill` is the same command with the loss of distill/distill.h
+ * (a stored or online teacher) and students made from the teacher. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -12,6 +14,9 @@
 #include <unistd.h>
 
 #include "../datasets/ingest_tok.h"
+#include "../distill/distill.h"
+#include "../distill/student.h"
+#include "../eval/eval.h"
 #include "../datasets/loader.h"
 #include "../export/model.h"
 #include "../quant/quant.h"
@@ -31,9 +36,12 @@ static const char *const KNOWN[] = {
     "model", "tokenizer", "data", "out", "n_embd", "n_layer", "n_head", "n_head_kv", "n_ff", "n_vocab", "n_ctx",
     "head_dim", "rope_theta", "rms_eps", "untied", "init_std", "steps", "batch_size", "seq_len", "grad_accum", "lr",
     "min_lr", "warmup", "schedule", "weight_decay", "decay", "beta1", "beta2", "eps", "grad_clip", "eval_every",
-    "eval_batches", "ckpt_every", "seed", "threads", "metrics", "type", "resume", "log_every", "recompute", "precision",
+    "eval_batches", "ckpt_every", "seed", "threads", "metrics", "type", "resume", "log_every", "recompute", "precision", "loader",
     "qat", "qat_start", "qat_type_map", NULL};
-static const char *const BOOLS[] = {"resume", "untied", "recompute", NULL};
+static const char *const BOOLS[] = {"resume", "untied", "recompute", "no_eval", NULL};
+/* distill adds these to KNOWN */
+static const char *const KNOWN_KD[] = {"teacher", "teacher_logits", "student", "keep_layers", "kd", "temperature", "alpha",
+                                       "no_eval", NULL};
 
 /* Everything the command decided, before training starts. */
 typedef struct train_cfg {
@@ -44,8 +52,14 @@ typedef struct train_cfg {
     uint32_t gguf_type;
     int threads, log_every, recompute;
     int precision;          /* ET_GEMM_* of the matmuls (--precision) */
+    int loader_mode;        /* ET_LOAD_* (--loader auto|stream|rows) */
     cli_qat qat;            /* --qat TYPE, --qat-start, --qat-type-map */
     char ckpt[4096], recipe[4096], gguf[4096], qgguf[4096];
+    /* distill */
+    int distill, no_eval;
+    const char *teacher, *teacher_logits, *keep_layers;
+    et_distill_opts kd;
+    char eval_student[4096], eval_teacher[4096], ref_cache[4096];
 } train_cfg;
 
 /* The architecture flags of a model trained from scratch (n_vocab may stay 0: taken later
@@ -74,21 +88,54 @@ static int read_arch(const cli_args *a, et_hparams *hp, et_err *e) {
     return 0;
 }
 
-static int read_cfg(const cli_args *a, train_cfg *c, et_err *e) {
+/* distill's own flags; the data defaults to the teacher-logits file (it is a tokens.h5). */
+static int read_kd(const cli_args *a, train_cfg *c, et_err *e) {
+    c->teacher = cli_str(a, "teacher", NULL);
+    c->teacher_logits = cli_str(a, "teacher_logits", NULL);
+    c->keep_layers = cli_str(a, "keep_layers", NULL);
+    c->no_eval = cli_on(a, "no_eval");
+    if (!c->model) c->model = cli_str(a, "student", NULL);
+    if (!c->teacher)
+        return et_fail(e, ET_EUSAGE, "distill needs --teacher MODEL (the online teacher, or with --teacher-logits F the "
+                                     "model F was made with; see `edgetune help distill`)");
+    if (c->keep_layers && c->model)
+        return et_fail(e, ET_EUSAGE, "give either --student FILE or --keep-layers LIST (a student made from the teacher)");
+    if (!c->data) c->data = c->teacher_logits;
+    c->kd = et_distill_defaults();
+    c->kd.teacher_logits = c->teacher_logits;
+    const char *kind = cli_str(a, "kd", "forward");
+    if (strcmp(kind, "forward") && strcmp(kind, "reverse"))
+        return et_fail(e, ET_EUSAGE, "--kd: '%s' is not forward (KL(teacher || student)) or reverse", kind);
+    c->kd.kind = !strcmp(kind, "reverse") ? ET_KD_REVERSE : ET_KD_FORWARD;
+    double t, al;
+    int rc;
+    if ((rc = cli_float_range(a, "temperature", 1.0, 1e-3, 1e3, &t, e)) ||
+        (rc = cli_float_range(a, "alpha", 0.5, 0.0, 1.0, &al, e)))
+        return rc;
+    c->kd.temperature = (float)t, c->kd.alpha = (float)al;
+    return 0;
+}
+
+static int read_cfg(const cli_args *a, train_cfg *c, int distill, et_err *e) {
     memset(c, 0, sizeof *c);
+    c->distill = distill;
     c->model = cli_str(a, "model", NULL);
     c->tokenizer = cli_str(a, "tokenizer", NULL);
     c->data = cli_str(a, "data", NULL);
     c->out = cli_str(a, "out", cli_str(a, "output", NULL));
     c->metrics = cli_str(a, "metrics", NULL);
-    if (!c->data || !c->out)
-        return et_fail(e, ET_EUSAGE, "train needs --data tokens.h5 and --out DIR (see `edgetune help train`)");
     int rc = 0;
-    if (!c->model) {
+    if (distill && (rc = read_kd(a, c, e))) return rc;
+    if (!c->data || !c->out)
+        return et_fail(e, ET_EUSAGE, "%s needs --data tokens.h5 and --out DIR (see `edgetune help %s`)",
+                       distill ? "distill" : "train", distill ? "distill" : "train");
+    if (!c->model && !c->keep_layers) {
         if (!cli_str(a, "n_embd", NULL) || !cli_str(a, "n_layer", NULL) || !cli_str(a, "n_head", NULL) ||
             !cli_str(a, "n_ff", NULL))
-            return et_fail(e, ET_EUSAGE, "train needs --model FILE, or the architecture of a new model: "
-                                         "--n-embd --n-layer --n-head --n-ff [--n-head-kv --n-vocab --n-ctx]");
+            return et_fail(e, ET_EUSAGE, "%s needs --%s FILE, or the architecture of a new model: "
+                                         "--n-embd --n-layer --n-head --n-ff [--n-head-kv --n-vocab --n-ctx]%s",
+                           distill ? "distill" : "train", distill ? "student" : "model",
+                           distill ? ", or --keep-layers LIST (the teacher's layers)" : "");
         if ((rc = read_arch(a, &c->hp, e))) return rc;
     }
     et_train_opts *o = &c->o;
@@ -112,9 +159,17 @@ static int read_cfg(const cli_args *a, train_cfg *c, et_err *e) {
     if (c->qat.on && c->gguf_type != GGML_TYPE_F32)
         return et_fail(e, ET_EUSAGE, "--qat needs --type F32: the quantized export is made from the F32 master weights");
     snprintf(c->qgguf, sizeof c->qgguf, "%s/model-%s.gguf", c->out, c->qat.on ? c->qat.name : "");
+    const char *lm = cli_str(a, "loader", "auto");
+    c->loader_mode = !strcmp(lm, "stream") ? ET_LOAD_STREAM : !strcmp(lm, "rows") ? ET_LOAD_ROWS : ET_LOAD_AUTO;
+    if (strcmp(lm, "auto") && strcmp(lm, "stream") && strcmp(lm, "rows"))
+        return et_fail(e, ET_EUSAGE, "--loader: '%s' is not auto, stream (documents concatenated, cut into windows) "
+                                     "or rows (one sample per document, from its start)", lm);
     snprintf(c->ckpt, sizeof c->ckpt, "%s/checkpoint.h5", c->out);
     snprintf(c->recipe, sizeof c->recipe, "%s/recipe.json", c->out);
     snprintf(c->gguf, sizeof c->gguf, "%s/model.gguf", c->out);
+    snprintf(c->eval_student, sizeof c->eval_student, "%s/eval_student.json", c->out);
+    snprintf(c->eval_teacher, sizeof c->eval_teacher, "%s/eval_teacher.json", c->out);
+    snprintf(c->ref_cache, sizeof c->ref_cache, "%s/teacher_valid_ref.h5", c->out);
     o->ckpt_path = c->ckpt;
     return 0;
 }
@@ -124,6 +179,15 @@ static int read_cfg(const cli_args *a, train_cfg *c, et_err *e) {
 /* Load --model, or build a new one from the flags and initialize it from --seed. */
 static int make_model(train_cfg *c, et_model *m, const et_ds *ds, et_err *e) {
     if (c->model) return et_model_load(m, c->model, c->tokenizer, e);
+    if (c->keep_layers) { /* distill: the teacher's layers */
+        et_model t = {0};
+        int keep[1024], n = 0;
+        int rc = et_model_load(&t, c->teacher, c->tokenizer, e);
+        if (!rc) rc = et_parse_layer_list(c->keep_layers, t.hp.n_layer, keep, 1024, &n, e);
+        if (!rc) rc = et_student_keep_layers(m, &t, keep, n, t.tok ? (c->tokenizer ? c->tokenizer : c->teacher) : NULL, e);
+        et_model_free(&t);
+        return rc;
+    }
     et_tokenizer *tok = NULL;
     int rc = 0;
     if (c->tokenizer && (rc = et_ingest_load_tokenizer(&tok, c->tokenizer, c->hp.n_vocab, e))) return rc;
@@ -144,9 +208,17 @@ static int make_model(train_cfg *c, et_model *m, const et_ds *ds, et_err *e) {
 static int save_recipe(const train_cfg *c, const et_model *m, char **json, et_err *e) {
     cli_recipe r = {0};
     const et_train_opts *o = &c->o;
-    if (c->model) cli_recipe_add(&r, "model", "%s", c->model);
+    if (c->model) cli_recipe_add(&r, c->distill ? "student" : "model", "%s", c->model);
     if (c->tokenizer) cli_recipe_add(&r, "tokenizer", "%s", c->tokenizer);
-    if (!c->model) {
+    if (c->distill) {
+        cli_recipe_add(&r, "teacher", "%s", c->teacher);
+        if (c->teacher_logits) cli_recipe_add(&r, "teacher_logits", "%s", c->teacher_logits);
+        if (c->keep_layers) cli_recipe_add(&r, "keep_layers", "%s", c->keep_layers);
+        cli_recipe_add(&r, "kd", "%s", c->kd.kind == ET_KD_REVERSE ? "reverse" : "forward");
+        cli_recipe_float(&r, "temperature", c->kd.temperature), cli_recipe_float(&r, "alpha", c->kd.alpha);
+        if (c->no_eval) cli_recipe_add(&r, "no_eval", "1");
+    }
+    if (!c->model && !c->keep_layers) {
         const et_hparams *h = &m->hp;
         cli_recipe_add(&r, "n_embd", "%d", h->n_embd), cli_recipe_add(&r, "n_layer", "%d", h->n_layer);
         cli_recipe_add(&r, "n_head", "%d", h->n_head), cli_recipe_add(&r, "n_head_kv", "%d", h->n_head_kv);
@@ -170,12 +242,49 @@ static int save_recipe(const train_cfg *c, const et_model *m, char **json, et_er
     if (c->threads) cli_recipe_add(&r, "threads", "%d", c->threads);
     if (c->recompute) cli_recipe_add(&r, "recompute", "1");
     cli_recipe_add(&r, "precision", "%s", et_gemm_precision_name(c->precision));
+    if (c->loader_mode) cli_recipe_add(&r, "loader", "%s", c->loader_mode == ET_LOAD_ROWS ? "rows" : "stream");
     if (c->metrics) cli_recipe_add(&r, "metrics", "%s", c->metrics);
     cli_qat_recipe(&c->qat, &r);
     return cli_recipe_save(&r, c->recipe, json, e);
 }
 
-int cmd_train(int argc, char **argv) {
+/* distill: the student against the teacher on the validation split, as eval JSONs
+ * (KL, same top-1, both perplexities; the teacher's perplexity alone). */
+static int distill_eval(const train_cfg *c, et_err *e) {
+    FILE *f = fopen(c->teacher, "rb");
+    char magic[4] = {0};
+    if (f) {
+        if (fread(magic, 1, 4, f) != 4) magic[0] = 0;
+        fclose(f);
+    }
+    if (memcmp(magic, "GGUF", 4)) {
+        fprintf(stderr, "edgetune distill: no eval JSONs (the teacher %s is not a GGUF the engine runs)\n", c->teacher);
+        return 0;
+    }
+    et_eval_opts o = et_eval_defaults();
+    o.model = c->gguf, o.task = "kl", o.data = c->data, o.split = "valid", o.ref_model = c->teacher, o.ref = c->ref_cache;
+    o.n_ctx = c->o.seq_len + 1, o.n_threads = c->threads > 0 ? c->threads : 1, o.name = "student";
+    cJSON *r = NULL;
+    int rc = et_eval_run(&o, &r, e);
+    if (!rc) rc = et_eval_write_json(r, c->eval_student, e);
+    if (!rc) {
+        const cJSON *m = cJSON_GetObjectItem(r, "metrics");
+        printf("student vs teacher on the validation split: ppl %.3f vs %.3f, KL %.4f nats/token, same top-1 %.1f%%\n",
+               cJSON_GetNumberValue(cJSON_GetObjectItem(m, "ppl")), cJSON_GetNumberValue(cJSON_GetObjectItem(m, "ppl_ref")),
+               cJSON_GetNumberValue(cJSON_GetObjectItem(m, "kl_mean")),
+               100.0 * cJSON_GetNumberValue(cJSON_GetObjectItem(m, "same_top1")));
+    }
+    cJSON_Delete(r);
+    r = NULL;
+    o.model = c->teacher, o.task = "perplexity", o.ref_model = NULL, o.ref = NULL, o.name = "teacher";
+    if (!rc) rc = et_eval_run(&o, &r, e);
+    if (!rc) rc = et_eval_write_json(r, c->eval_teacher, e);
+    cJSON_Delete(r);
+    if (!rc) printf("wrote %s, %s\n", c->eval_student, c->eval_teacher);
+    return rc;
+}
+
+static int train_or_distill(int argc, char **argv, int distill) {
     et_omp_passive_reexec(); /* idle OpenMP workers sleep while OpenBLAS runs: train/threads.h */
     cli_args a;
     et_err e = {0};
@@ -186,13 +295,21 @@ int cmd_train(int argc, char **argv) {
     et_train_llama tl = {0};
     et_train_model tm;
     et_qat q = {0};
+    et_model teacher = {0};
+    et_distill kd;
+    int have_kd = 0;
     char *recipe = NULL;
     cli_progress p;
-    cli_progress_init(&p, NULL, 1, NULL);
+    cli_progress_init(&p, distill ? "distill" : NULL, 1, NULL);
+    const char *known[sizeof KNOWN / sizeof KNOWN[0] + sizeof KNOWN_KD / sizeof KNOWN_KD[0]];
+    size_t nk = 0;
+    for (size_t i = 0; KNOWN[i]; i++) known[nk++] = KNOWN[i];
+    for (size_t i = 0; distill && KNOWN_KD[i]; i++) known[nk++] = KNOWN_KD[i];
+    known[nk] = NULL;
     int rc = cli_parse_with_resume(&a, argc, argv, BOOLS, &e);
-    if (!rc) rc = cli_check_known(&a, KNOWN, &e);
+    if (!rc) rc = cli_check_known(&a, known, &e);
     if (!rc && a.npos > 0) rc = et_fail(&e, ET_EUSAGE, "unexpected argument '%s'", a.pos[0]);
-    if (!rc) rc = read_cfg(&a, &c, &e);
+    if (!rc) rc = read_cfg(&a, &c, distill, &e);
     if (rc) goto done;
     if (c.threads > 0) {
         omp_set_num_threads(c.threads);
@@ -217,13 +334,19 @@ int cmd_train(int argc, char **argv) {
         if ((rc = cli_qat_attach(&c.qat, &q, &tl.L, NULL, c.o.resume ? c.ckpt : NULL, &e))) goto done;
         tl.qat = &q;
     }
+    if (c.distill) {
+        if (!c.teacher_logits && (rc = et_model_load(&teacher, c.teacher, c.tokenizer, &e))) goto done;
+        if (!c.teacher_logits) c.kd.teacher = &teacher;
+        if ((rc = et_distill_init(&kd, &tl, &tm, &c.kd, c.o.batch_size, c.o.seq_len, &e))) goto done;
+        have_kd = 1;
+    }
     if (!c.model && !c.o.resume) {
         et_xoshiro r;
         et_xoshiro_seed(&r, c.o.seed);
         et_init_normal(tm.t, tm.n_t, m.hp.n_layer, c.init_std, &r);
     }
     et_loader_opts lo = et_loader_defaults();
-    lo.batch_size = c.o.batch_size, lo.seq_len = c.o.seq_len, lo.seed = c.o.seed;
+    lo.batch_size = c.o.batch_size, lo.seq_len = c.o.seq_len, lo.seed = c.o.seed, lo.mode = c.loader_mode;
     if ((rc = et_loader_open(&train, ds, &lo, &e))) goto done;
     lo.split = ET_SPLIT_VALID, lo.shuffle = 0, lo.loop = 0;
     et_err ve = {0};
@@ -238,9 +361,14 @@ int cmd_train(int argc, char **argv) {
         rc = et_fail(&e, ET_ERUN, "%s: cannot open the metrics file", c.metrics);
         goto done;
     }
-    fprintf(stderr, "edgetune train: %s, %zu parameters (n_embd %d, n_layer %d, n_head %d/%d, n_ff %d, n_vocab %d); "
+    if (c.distill)
+        fprintf(stderr, "edgetune distill: teacher %s, %s; KD %s, T %g, alpha %g\n", c.teacher,
+                c.teacher_logits ? c.teacher_logits : "run online (full vocabulary)",
+                c.kd.kind == ET_KD_REVERSE ? "reverse KL(student || teacher)" : "forward KL(teacher || student)",
+                c.kd.temperature, c.kd.alpha);
+    fprintf(stderr, "edgetune %s: %s, %zu parameters (n_embd %d, n_layer %d, n_head %d/%d, n_ff %d, n_vocab %d); "
             "%s: %lld tokens; batch %d x %d x %d; %lld steps; %s GEMMs%s\n",
-            c.model ? c.model : "new model", m.n_params, m.hp.n_embd, m.hp.n_layer, m.hp.n_head, m.hp.n_head_kv,
+            distill ? "distill student" : "train", c.model ? c.model : c.keep_layers ? "teacher layers" : "new model", m.n_params, m.hp.n_embd, m.hp.n_layer, m.hp.n_head, m.hp.n_head_kv,
             m.hp.n_ff, m.hp.n_vocab, c.data, (long long)ds->n_tokens, c.o.batch_size, c.o.seq_len, c.o.grad_accum,
             (long long)c.o.steps, et_gemm_precision_name(c.precision), c.o.resume ? " (resumed)" : "");
     cli_qat_events ev = {&p, c.qat.on ? &q : NULL};
@@ -267,12 +395,22 @@ int cmd_train(int argc, char **argv) {
                (long long)res.tokens, res.last_loss, res.val_loss, exp(res.val_loss));
     printf("wrote %s, %s, %s\n", c.gguf, c.ckpt, c.recipe);
     if (c.qat.on) printf("wrote %s: the QAT model in %s, the weights the training forward used\n", c.qgguf, c.qat.name);
+    if (have_kd) {
+        int64_t n_kd;
+        double share = et_distill_context_share(&kd, &n_kd);
+        if (share >= 0)
+            printf("KD positions %lld; the stored teacher saw the student's context at %.1f%% of them\n", (long long)n_kd,
+                   100.0 * share);
+    }
+    if (c.distill && !c.no_eval && valid) rc = distill_eval(&c, &e);
 done:
     if (p.metrics) fclose(p.metrics);
     et_loader_close(train);
     et_loader_close(valid);
     et_qat_free(&q);
     cli_qat_free(&c.qat);
+    if (have_kd) et_distill_free(&kd);
+    et_model_free(&teacher);
     et_train_llama_free(&tl);
     et_model_free(&m);
     if (ds) et_ds_close(ds);
@@ -280,3 +418,7 @@ done:
     cli_free(&a);
     return rc ? cli_report(&e) : 0;
 }
+
+int cmd_train(int argc, char **argv) { return train_or_distill(argc, argv, 0); }
+
+int cmd_distill(int argc, char **argv) { return train_or_distill(argc, argv, 1); }

@@ -48,10 +48,26 @@ const cli_cmd cli_commands[] = {
      "  --eval-every 100 --eval-batches 0 (= whole validation split) --ckpt-every 100 --threads N\n"
      "  --metrics FILE (JSON lines) --log-every 1 --type F32|F16 --resume (continue DIR's run bit for bit)\n"
      "  --recompute (activation recomputation per layer: far less memory, one more forward)\n"
+     "  --loader auto|stream|rows (stream: the split's documents concatenated and cut into windows;\n"
+     "         rows: one sample per document from its start; auto: rows for files packed to seq-len+1)\n"
      "  --precision f32|bf16 (bf16: matmul operands rounded to bfloat16, f32 accumulation and weights;\n"
      "         about 2x faster GEMMs on CPUs with AVX512_BF16)\n"
      "  DIR gets checkpoint.h5, recipe.json (every setting; reuse with --config) and model.gguf.\n"
      "  Details: docs/training.md", cmd_train},
+    {"distill", "train a student from a teacher's logits (stored or online)",
+     "edgetune distill --teacher T.gguf [--teacher-logits F.h5] [--data D.h5] --out DIR (student) [options]\n"
+     "  teacher: --teacher-logits F from `edgetune logits T --data D.h5 -o F [--top-k 64 | --sample 12]`\n"
+     "         (F is also the training data: its /tokens and split), or none: T runs forward online at\n"
+     "         every step (full-vocabulary KL, nothing stored)\n"
+     "  student: --student FILE (any model), --keep-layers 0,2,4 (the teacher's layers, e.g. every other\n"
+     "         one), or a new model: --n-embd --n-layer --n-head --n-ff [...] as `edgetune train`\n"
+     "  --kd forward|reverse (KL(teacher || student) or KL(student || teacher))  --temperature 1 (T; with\n"
+     "         a stored teacher, the T it was stored at)  --alpha 0.5 (loss = alpha T^2 KL + (1-alpha) CE)\n"
+     "  every flag of `edgetune train` (schedule, accumulation, clipping, bf16, --recompute, checkpoints,\n"
+     "         --resume, --metrics: the progress line and metrics carry ce and kl); --no-eval\n"
+     "  DIR gets model.gguf, checkpoint.h5, recipe.json and, with a validation split and a GGUF teacher,\n"
+     "  eval_student.json (KL to the teacher, same top-1, both ppl) and eval_teacher.json.\n"
+     "  Details: docs/distillation.md", cmd_distill},
     {"lora", "train a LoRA adapter on a frozen base",
      "edgetune lora --model BASE --data tokens.h5 --out DIR [options]\n"
      "  BASE: GGUF (F32/F16), HF directory or llama2.c .bin [--tokenizer F]; the data from `edgetune data`\n"

@@ -1,5 +1,6 @@
 /* common/et.c — see et.h. */
 #define _POSIX_C_SOURCE 200809L
+#include <time.h>
 #include "et.h"
 
 #include <errno.h>
@@ -314,4 +315,10 @@ uint64_t et_xoshiro256ss(uint64_t s[4]) {
     s[2] ^= t;
     s[3] = rotl64(s[3], 45);
     return out;
+}
+
+double et_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -107,4 +107,7 @@ uint64_t et_xoshiro256ss(uint64_t s[4]);
 /* Path of the shared data folder: $ET_SHARED if set, else "../shared". */
 const char *et_shared_dir(void);
 
+/* Seconds on the monotonic clock (CLOCK_MONOTONIC), for durations. */
+double et_now_s(void);
+
 #endif

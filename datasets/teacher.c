@@ -23,7 +23,7 @@ static hid_t f16_type(void) {
 }
 
 struct et_teacher_writer {
-    hid_t file, grp, d_ids, d_lp, d_tgt, d_sc, f16;
+    hid_t file, grp, d_ids, d_lp, d_tgt, d_sc, f16, d_cnt;
     int64_t n, k;
     et_teacher_meta m;
     char *path;
@@ -35,6 +35,7 @@ static int wclose(et_teacher_writer *w) {
     if (w->d_lp >= 0) H5Dclose(w->d_lp);
     if (w->d_tgt >= 0) H5Dclose(w->d_tgt);
     if (w->d_sc >= 0) H5Dclose(w->d_sc);
+    if (w->d_cnt >= 0) H5Dclose(w->d_cnt);
     if (w->f16 >= 0) H5Tclose(w->f16);
     if (w->grp >= 0) H5Gclose(w->grp);
     int rc = w->file >= 0 ? et_h5_close(w->file) : 0;
@@ -66,7 +67,7 @@ int et_teacher_writer_open(et_teacher_writer **out, const char *path, int64_t n_
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     et_teacher_writer *w = calloc(1, sizeof *w);
     if (!w) return et_fail(e, ET_ERUN, "out of memory");
-    w->file = w->grp = w->d_ids = w->d_lp = w->d_tgt = w->d_sc = w->f16 = -1;
+    w->file = w->grp = w->d_ids = w->d_lp = w->d_tgt = w->d_sc = w->f16 = w->d_cnt = -1;
     w->n = n_rows;
     w->k = m->k;
     w->m = *m;
@@ -81,8 +82,10 @@ int et_teacher_writer_open(et_teacher_writer **out, const char *path, int64_t n_
         w->d_lp = create_nd(w->grp, "topk_logprobs", w->f16, 2, n_rows, m->k);
         w->d_tgt = create_nd(w->grp, "target_logprob", H5T_IEEE_F32LE, 1, n_rows, 1);
         w->d_sc = create_nd(w->grp, "scored", H5T_STD_U8LE, 1, n_rows, 1);
+        if (!strcmp(m->mode, "sample")) w->d_cnt = create_nd(w->grp, "sample_counts", H5T_STD_U16LE, 2, n_rows, m->k);
     }
-    if (!w->path || w->d_ids < 0 || w->d_lp < 0 || w->d_tgt < 0 || w->d_sc < 0) {
+    if (!w->path || w->d_ids < 0 || w->d_lp < 0 || w->d_tgt < 0 || w->d_sc < 0 ||
+        (!strcmp(m->mode, "sample") && w->d_cnt < 0)) {
         wclose(w);
         return et_fail(e, ET_ERUN, "%s: cannot create the /teacher datasets", path);
     }
@@ -113,6 +116,18 @@ int et_teacher_writer_rows(et_teacher_writer *w, int64_t start, int64_t count, c
         write_rows(w->d_tgt, H5T_NATIVE_FLOAT, 1, start, count, 1, target) ||
         write_rows(w->d_sc, H5T_NATIVE_UINT8, 1, start, count, 1, scored))
         return et_fail(e, ET_ERUN, "%s: writing /teacher rows %lld.. failed (disk full?)", w->path, (long long)start);
+    return 0;
+}
+
+int et_teacher_writer_counts(et_teacher_writer *w, int64_t start, int64_t count, const uint16_t *counts, et_err *e) {
+    if (count == 0) return 0;
+    if (w->d_cnt < 0) return et_fail(e, ET_EUSAGE, "%s: counts are only written in sample mode", w->path);
+    if (start < 0 || count < 0 || start + count > w->n)
+        return et_fail(e, ET_EUSAGE, "%s: rows [%lld, +%lld) outside [0, %lld)", w->path, (long long)start,
+                       (long long)count, (long long)w->n);
+    if (write_rows(w->d_cnt, H5T_NATIVE_UINT16, 2, start, count, w->k, counts))
+        return et_fail(e, ET_ERUN, "%s: writing /teacher/sample_counts rows %lld.. failed (disk full?)", w->path,
+                       (long long)start);
     return 0;
 }
 
@@ -148,7 +163,8 @@ int et_teacher_writer_close(et_teacher_writer *w, et_err *e) {
               attr_str(w->grp, "tokenizer_sha256", m->tokenizer_sha256) ||
               attr_str(w->grp, "data_sha256", m->data_sha256) ||
               attr_num(w->grp, "n_vocab", H5T_STD_I64LE, H5T_NATIVE_INT64, &nv) ||
-              attr_num(w->grp, "n_ctx", H5T_STD_I64LE, H5T_NATIVE_INT64, &nc) || attr_str(w->grp, "scoring", m->scoring);
+              attr_num(w->grp, "n_ctx", H5T_STD_I64LE, H5T_NATIVE_INT64, &nc) || attr_str(w->grp, "scoring", m->scoring) ||
+              (w->d_cnt >= 0 && attr_num(w->grp, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &m->seed));
     char *path = w->path;
     w->path = NULL;
     bad |= wclose(w) != 0;
@@ -160,7 +176,7 @@ int et_teacher_writer_close(et_teacher_writer *w, et_err *e) {
 /* ------------------------------------------------------------------ reader */
 
 struct et_teacher {
-    hid_t file, d_ids, d_lp, d_tgt, d_sc;
+    hid_t file, d_ids, d_lp, d_tgt, d_sc, d_cnt;
     int64_t n, k, n_vocab;
     char *path;
 };
@@ -171,6 +187,7 @@ void et_teacher_close(et_teacher *t) {
     if (t->d_lp >= 0) H5Dclose(t->d_lp);
     if (t->d_tgt >= 0) H5Dclose(t->d_tgt);
     if (t->d_sc >= 0) H5Dclose(t->d_sc);
+    if (t->d_cnt >= 0) H5Dclose(t->d_cnt);
     if (t->file >= 0) H5Fclose(t->file);
     free(t->path);
     free(t);
@@ -245,7 +262,7 @@ int et_teacher_open(et_teacher **out, const char *path, et_teacher_meta *meta, e
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     et_teacher *t = calloc(1, sizeof *t);
     if (!t) return et_fail(e, ET_ERUN, "out of memory");
-    t->file = t->d_ids = t->d_lp = t->d_tgt = t->d_sc = -1;
+    t->file = t->d_ids = t->d_lp = t->d_tgt = t->d_sc = t->d_cnt = -1;
     t->path = strdup(path);
     t->n_vocab = n_vocab;
     /* the same close degree as et_ds_open, so both may hold the file at once */
@@ -289,6 +306,22 @@ int et_teacher_open(et_teacher **out, const char *path, et_teacher_meta *meta, e
     if (!rc && (t->k < 1 || t->k > n_vocab || t->k > ET_TEACHER_MAX_K))
         rc = et_fail(e, ET_EINPUT, "%s: /teacher k = %lld is outside [1, n_vocab %lld]", path, (long long)t->k,
                      (long long)n_vocab);
+    /* sample mode: counts beside the ids */
+    char mode[16] = "";
+    read_attr_s(g, "mode", mode, sizeof mode);
+    if (!rc && !strcmp(mode, "sample")) {
+        int rank;
+        hsize_t d[2] = {0, 0};
+        hid_t ty = -1;
+        if (H5Lexists(g, "sample_counts", H5P_DEFAULT) <= 0 || (t->d_cnt = H5Dopen2(g, "sample_counts", H5P_DEFAULT)) < 0)
+            rc = et_fail(e, ET_EINPUT, "%s: mode 'sample' but /teacher/sample_counts is missing", path);
+        else if (dims_of(t->d_cnt, &rank, d) || rank != 2 || (int64_t)d[0] != n_tokens || (int64_t)d[1] != t->k)
+            rc = et_fail(e, ET_EINPUT, "%s: /teacher/sample_counts must have the shape of topk_ids [%lld, %lld]", path,
+                         (long long)n_tokens, (long long)t->k);
+        else if ((ty = H5Dget_type(t->d_cnt)) < 0 || H5Tget_class(ty) != H5T_INTEGER)
+            rc = et_fail(e, ET_EINPUT, "%s: /teacher/sample_counts is not an integer dataset", path);
+        if (ty >= 0) H5Tclose(ty);
+    }
     if (!rc && meta) {
         memset(meta, 0, sizeof *meta);
         double v;
@@ -306,8 +339,9 @@ int et_teacher_open(et_teacher **out, const char *path, et_teacher_meta *meta, e
         if (!(meta->temperature > 0) || !isfinite(meta->temperature))
             rc = et_fail(e, ET_EINPUT, "%s: /teacher temperature must be a positive number", path);
         if (!meta->mode[0]) snprintf(meta->mode, sizeof meta->mode, "topk");
-        if (!rc && strcmp(meta->mode, "topk"))
-            rc = et_fail(e, ET_EINPUT, "%s: /teacher mode '%s' is not supported here (topk)", path, meta->mode);
+        if (!rc && strcmp(meta->mode, "topk") && strcmp(meta->mode, "sample"))
+            rc = et_fail(e, ET_EINPUT, "%s: /teacher mode '%s' is not topk or sample", path, meta->mode);
+        if (!strcmp(meta->mode, "sample") && read_attr_d(g, "seed", &v) == 0) meta->seed = (uint64_t)v;
     }
     H5Gclose(g);
     if (rc) {
@@ -353,4 +387,32 @@ int et_teacher_read(const et_teacher *t, int64_t start, int64_t count, int32_t *
             return et_fail(e, ET_EINPUT, "%s: /teacher/target_logprob[%lld] = %g is not a log-probability", t->path,
                            (long long)(start + i), (double)target[i]);
     return 0;
+}
+
+int et_teacher_read_weights(const et_teacher *t, int64_t start, int64_t count, float *weights, et_err *e) {
+    if (t->d_cnt < 0) return et_fail(e, ET_EUSAGE, "%s: not a sampled teacher file (mode topk)", t->path);
+    if (start < 0 || count < 0 || start > t->n || count > t->n - start)
+        return et_fail(e, ET_EUSAGE, "%s: rows [%lld, +%lld) outside [0, %lld)", t->path, (long long)start,
+                       (long long)count, (long long)t->n);
+    if (count == 0) return 0;
+    size_t nk = (size_t)count * (size_t)t->k;
+    uint16_t *c = malloc(sizeof *c * nk);
+    if (!c) return et_fail(e, ET_ERUN, "out of memory");
+    hsize_t st[2] = {(hsize_t)start, 0}, cn[2] = {(hsize_t)count, (hsize_t)t->k};
+    hid_t fs = H5Dget_space(t->d_cnt), ms = H5Screate_simple(2, cn, NULL);
+    int ok = fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, st, NULL, cn, NULL) >= 0 &&
+             H5Dread(t->d_cnt, H5T_NATIVE_UINT16, ms, fs, H5P_DEFAULT, c) >= 0;
+    if (ms >= 0) H5Sclose(ms);
+    if (fs >= 0) H5Sclose(fs);
+    int rc = ok ? 0 : et_fail(e, ET_ERUN, "%s: reading /teacher/sample_counts rows %lld.. failed", t->path, (long long)start);
+    for (int64_t r = 0; !rc && r < count; r++) {
+        int64_t sum = 0;
+        for (int64_t j = 0; j < t->k; j++) sum += c[r * t->k + j];
+        if (sum != 0 && sum != t->k)
+            rc = et_fail(e, ET_EINPUT, "%s: /teacher/sample_counts row %lld adds up to %lld draws, not k = %lld", t->path,
+                         (long long)(start + r), (long long)sum, (long long)t->k);
+        for (int64_t j = 0; !rc && j < t->k; j++) weights[r * t->k + j] = (float)c[r * t->k + j] / (float)t->k;
+    }
+    free(c);
+    return rc;
 }

@@ -26,12 +26,6 @@ et_eval_opts et_eval_defaults(void) {
     return o;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int et_task_sample(et_task_ctx *c, cJSON *s, et_err *e) {
     char *line = cJSON_PrintUnformatted(s);
     cJSON_Delete(s);
@@ -160,7 +154,8 @@ static int ensure_ref(const et_eval_opts *o, char *path, size_t cap, int *tmp, e
         if (access(path, R_OK) == 0 && !et_teacher_open(&t, path, &mt, &ignore)) {
             int same = !strcmp(mt.teacher_sha256, msha) && !strcmp(mt.data_sha256, dsha) &&
                        !strcmp(mt.scoring, lo.scoring) && (o->n_ctx <= 0 || mt.n_ctx == o->n_ctx) &&
-                       (lo.full ? mt.k == mt.n_vocab : mt.k == lo.top_k) && mt.temperature == 1.0;
+                       (lo.full ? mt.k == mt.n_vocab : mt.k == lo.top_k) && mt.temperature == 1.0 &&
+                       !strcmp(mt.mode, "topk");
             et_teacher_close(t);
             if (same) return 0; /* the cache holds this reference */
         }
@@ -189,7 +184,7 @@ int et_eval_run(const et_eval_opts *o, cJSON **out, et_err *e) {
     if (o->n_stop < 0 || o->n_stop > ET_EVAL_MAX_STOP) return et_fail(e, ET_EUSAGE, "eval: too many stop strings");
     int is_kl = !strcmp(o->task, "kl"), is_ppl = !strcmp(o->task, "perplexity");
     if (!is_kl && !o->data) return et_fail(e, ET_EUSAGE, "eval: --data FILE is needed for task %s", o->task);
-    double t_start = now_s();
+    double t_start = et_now_s();
     et_engine *m = NULL;
     et_adapter *ad[ET_EVAL_MAX_LORA] = {0};
     et_recs recs = {0};
@@ -249,7 +244,7 @@ int et_eval_run(const et_eval_opts *o, cJSON **out, et_err *e) {
         have_samples = !rc;
     }
     et_task_ctx c = {.o = o, .m = m, .sc = have_sc ? &sc : NULL, .recs = &recs, .samples = have_samples ? &samples : NULL,
-                     .warnings = warnings, .task = task, .t0 = now_s(), .chat = chat > 0 ? chat : 0,
+                     .warnings = warnings, .task = task, .t0 = et_now_s(), .chat = chat > 0 ? chat : 0,
                      .tok_flags = chat > 0 ? ET_TOK_PARSE_SPECIAL : 0};
     char dsha[65] = "";
     uint64_t dbytes = 0;
@@ -271,14 +266,14 @@ int et_eval_run(const et_eval_opts *o, cJSON **out, et_err *e) {
         }
         if (!is_kl && !is_ppl) cJSON_AddNumberToObject(task, "n_ctx", sc.n_ctx);
     }
-    double t_task = now_s();
+    double t_task = et_now_s();
     if (!rc) {
         if (is_ppl) rc = et_task_perplexity(&c, metrics, e);
         else if (is_kl) rc = et_task_kl(&c, metrics, e);
         else if (!strcmp(o->task, "generate")) rc = et_task_generate(&c, metrics, e);
         else rc = et_task_choices(&c, !strcmp(o->task, "classify"), metrics, e);
     }
-    double t_end = now_s();
+    double t_end = et_now_s();
     const char *bad = NULL;
     if (!rc && !et_json_all_finite(metrics, &bad)) rc = et_fail(e, ET_ERUN, "eval: metric '%s' is not a finite number", bad);
     if (!rc) {

@@ -27,7 +27,52 @@ typedef struct lg_ctx {
     uint8_t *scored;
     double *ls;          /* [n_vocab] scratch */
     int32_t *heap;       /* [k] min-heap of ids by ls */
+    int sample;          /* sample mode: k draws */
+    uint64_t seed;
+    int64_t base;        /* /tokens index of the current document's first token */
+    uint16_t *cnt;       /* [n_doc][k] sample counts */
+    double *cdf;         /* [n_vocab] */
+    int *drawn;          /* [n_vocab] counts of this position (zeroed after use) */
 } lg_ctx;
+
+static const int *g_cnt_v;
+static int cmp_count(const void *a, const void *b) {
+    int x = g_cnt_v[*(const int32_t *)a], y = g_cnt_v[*(const int32_t *)b];
+    if (x != y) return x > y ? -1 : 1;
+    return *(const int32_t *)a - *(const int32_t *)b;
+}
+
+/* Sample mode: K draws from exp(ls) by inversion of the CDF with a generator
+ * seeded from (seed, absolute position), so any subset of rows can be redone
+ * identically; distinct ids stored most drawn first with their counts. */
+static void lg_sample(lg_ctx *c, int64_t pos) {
+    const int V = c->n_vocab, K = c->k;
+    double acc = 0;
+    for (int v = 0; v < V; v++) c->cdf[v] = (acc += exp(c->ls[v]));
+    uint64_t x = c->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(c->base + pos + 1)), s[4];
+    for (int i = 0; i < 4; i++) s[i] = et_splitmix64(&x);
+    int n = 0;
+    for (int d = 0; d < K; d++) {
+        const double u = (double)(et_xoshiro256ss(s) >> 11) * 0x1.0p-53 * acc;
+        int lo = 0, hi = V - 1; /* first v with cdf[v] > u */
+        while (lo < hi) {
+            int mid = (lo + hi) / 2;
+            if (c->cdf[mid] > u) hi = mid;
+            else lo = mid + 1;
+        }
+        if (c->drawn[lo]++ == 0) c->heap[n++] = lo;
+    }
+    g_cnt_v = c->drawn;
+    qsort(c->heap, (size_t)n, sizeof *c->heap, cmp_count);
+    for (int j = 0; j < K; j++) {
+        const size_t at = (size_t)pos * K + j;
+        const int32_t id = j < n ? c->heap[j] : 0;
+        c->ids[at] = id;
+        c->lp[at] = j < n ? et_fp32_to_fp16((float)c->ls[id]) : 0;
+        c->cnt[at] = j < n ? (uint16_t)c->drawn[id] : 0;
+    }
+    for (int j = 0; j < n; j++) c->drawn[c->heap[j]] = 0;
+}
 
 static void sift_down(int32_t *h, int n, const double *v, int i) {
     for (;;) {
@@ -62,6 +107,12 @@ static int lg_cb(void *user, int64_t pos, const float *row, int target, et_err *
     for (int v = 0; v < V; v++) s += exp(c->ls[v] - mx);
     double lse = mx + log(s);
     for (int v = 0; v < V; v++) c->ls[v] -= lse;
+    c->tgt[pos] = target >= 0 ? (float)c->ls[target] : 0.0f;
+    c->scored[pos] = target >= 0;
+    if (c->sample) {
+        lg_sample(c, pos);
+        return 0;
+    }
     /* the k largest: a min-heap of k ids, then sorted best first */
     int32_t *h = c->heap;
     for (int v = 0; v < K; v++) h[v] = v;
@@ -77,8 +128,6 @@ static int lg_cb(void *user, int64_t pos, const float *row, int target, et_err *
         c->ids[(size_t)pos * K + j] = h[j];
         c->lp[(size_t)pos * K + j] = et_fp32_to_fp16((float)c->ls[h[j]]);
     }
-    c->tgt[pos] = target >= 0 ? (float)c->ls[target] : 0.0f;
-    c->scored[pos] = target >= 0;
     return 0;
 }
 
@@ -87,8 +136,10 @@ int et_logits_run(const et_engine *m, const char *model_path, const char *data, 
     int scoring = et_scoring_from_name(o->scoring);
     if (scoring < 0) return et_fail(e, ET_EUSAGE, "--scoring must be all or llama");
     if (!(o->temperature > 0) || !isfinite(o->temperature)) return et_fail(e, ET_EUSAGE, "--temperature must be > 0");
-    int V = m->hp.n_vocab, K = o->full ? V : o->top_k;
-    if (K < 1 || K > V) return et_fail(e, ET_EUSAGE, "--top-k must be in [1, n_vocab %d]", V);
+    int V = m->hp.n_vocab, K = o->full ? V : o->sample > 0 ? o->sample : o->top_k;
+    if (o->sample > 0 && (o->full || o->sample > 65535))
+        return et_fail(e, ET_EUSAGE, "--sample K: K in [1, 65535], and not with --full");
+    if (!o->sample && (K < 1 || K > V)) return et_fail(e, ET_EUSAGE, "--top-k must be in [1, n_vocab %d]", V);
     et_doc_tokens d;
     int rc = et_doc_tokens_read(m, data, o->split, &d, e);
     if (rc) return rc;
@@ -102,7 +153,8 @@ int et_logits_run(const et_engine *m, const char *model_path, const char *data, 
     if (m->tok) et_tok_sha256(m->tok, meta.tokenizer_sha256);
     meta.temperature = o->temperature;
     meta.k = K;
-    snprintf(meta.mode, sizeof meta.mode, "topk");
+    snprintf(meta.mode, sizeof meta.mode, "%s", o->sample > 0 ? "sample" : "topk");
+    meta.seed = o->seed;
     meta.n_vocab = V;
     snprintf(meta.scoring, sizeof meta.scoring, "%s", scoring == ET_WIN_LLAMA ? "llama" : "all");
     et_scorer sc;
@@ -122,8 +174,10 @@ int et_logits_run(const et_engine *m, const char *model_path, const char *data, 
         snprintf(dm.tokenizer_sha256, sizeof dm.tokenizer_sha256, "%s", meta.tokenizer_sha256);
         rc = et_ds_writer_open(&w, part, &dm, 0, e);
         if (!rc) et_ds_writer_size_hint(w, d.n_tokens);
-        for (int64_t q = 0; !rc && q < d.n_docs; q++)
+        for (int64_t q = 0; !rc && q < d.n_docs; q++) {
+            if (q == d.valid_doc) et_ds_writer_begin_valid(w); /* the data's split is kept */
             rc = et_ds_writer_add(w, d.tok + d.off[q], NULL, (size_t)(d.off[q + 1] - d.off[q]), -1, e);
+        }
         if (!rc) rc = et_ds_writer_commit(w, e);
         else et_ds_writer_abort(w);
     }
@@ -131,8 +185,10 @@ int et_logits_run(const et_engine *m, const char *model_path, const char *data, 
     et_teacher_writer *tw = NULL;
     int made_part = !rc;
     if (!rc) rc = et_teacher_writer_open(&tw, part, d.n_tokens, &meta, e);
-    lg_ctx c = {.k = K, .n_vocab = V, .inv_t = 1.0 / o->temperature};
+    lg_ctx c = {.k = K, .n_vocab = V, .inv_t = 1.0 / o->temperature, .sample = o->sample > 0, .seed = o->seed};
     if (!rc && (!(c.ls = malloc(sizeof(double) * (size_t)V)) || !(c.heap = malloc(sizeof(int32_t) * (size_t)K))))
+        rc = et_fail(e, ET_ERUN, "out of memory");
+    if (!rc && c.sample && (!(c.cdf = malloc(sizeof(double) * (size_t)V)) || !(c.drawn = calloc((size_t)V, sizeof(int)))))
         rc = et_fail(e, ET_ERUN, "out of memory");
     for (int64_t q = 0; !rc && q < d.n_docs; q++) {
         int64_t a = d.off[q], n = d.off[q + 1] - a;
@@ -140,17 +196,21 @@ int et_logits_run(const et_engine *m, const char *model_path, const char *data, 
         free(c.lp);
         free(c.tgt);
         free(c.scored);
+        free(c.cnt);
+        c.cnt = c.sample ? calloc((size_t)n * (size_t)K, sizeof(uint16_t)) : NULL;
+        c.base = a;
         c.ids = calloc((size_t)n * (size_t)K, sizeof(int32_t));
         c.lp = malloc(sizeof(uint16_t) * (size_t)n * (size_t)K);
         c.tgt = calloc((size_t)n, sizeof(float));
         c.scored = calloc((size_t)n, 1);
-        if (!c.ids || !c.lp || !c.tgt || !c.scored) {
+        if (!c.ids || !c.lp || !c.tgt || !c.scored || (c.sample && !c.cnt)) {
             rc = et_fail(e, ET_ERUN, "logits: out of memory for %lld rows of %d", (long long)n, K);
             break;
         }
         for (size_t i = 0; i < (size_t)n * (size_t)K; i++) c.lp[i] = 0xfc00; /* -inf: no logits (dropped tail) */
         rc = et_scorer_windows(&sc, d.tok + a, n, meta.n_ctx, scoring, lg_cb, &c, e);
         if (!rc) rc = et_teacher_writer_rows(tw, a, n, c.ids, c.lp, c.tgt, c.scored, e);
+        if (!rc && c.sample) rc = et_teacher_writer_counts(tw, a, n, c.cnt, e);
     }
     if (tw) {
         int rc2 = et_teacher_writer_close(tw, e);
@@ -166,6 +226,9 @@ int et_logits_run(const et_engine *m, const char *model_path, const char *data, 
     free(c.scored);
     free(c.ls);
     free(c.heap);
+    free(c.cnt);
+    free(c.cdf);
+    free(c.drawn);
     free(part);
     if (have_sc) et_scorer_free(&sc);
     et_docs_tok_free(&d);

@@ -17,6 +17,7 @@ typedef struct et_doc_tokens {
     int64_t *off;        /* [n_docs+1] document d is tok[off[d] .. off[d+1]) */
     int64_t n_docs, n_tokens;
     int64_t first_token; /* index of tok[0] in the file's /tokens */
+    int64_t valid_doc;   /* the first document of the file's validation split (n_docs: none) */
 } et_doc_tokens;
 
 /* 1 when path starts with the HDF5 signature. */
@@ -34,6 +35,9 @@ int et_check_tokenizer(const et_engine *m, const char *path, const char *sha, in
 typedef struct et_logits_opts {
     int top_k;            /* stored entries per position (default 64); full = n_vocab */
     int full;             /* store the whole distribution (k = n_vocab) */
+    int sample;           /* > 0: mode "sample", K = sample draws per position from the
+                             teacher at the temperature (datasets/teacher.h), instead of top-k */
+    uint64_t seed;        /* the draws' seed (position p uses a generator seeded from seed and p) */
     double temperature;   /* log_softmax(logits / T) (default 1) */
     int n_ctx;            /* window (0: the model's, capped at 4096) */
     const char *scoring;  /* "all" (default) or "llama" */

@@ -7,12 +7,6 @@
 
 #include "internal.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int et_scorer_init(et_scorer *s, const et_engine *m, int n_ctx, int n_threads, const char *isa, int kv_f16, et_err *e) {
     memset(s, 0, sizeof *s);
     et_state_opts so = et_state_default_opts();
@@ -41,9 +35,9 @@ void et_scorer_free(et_scorer *s) {
 }
 
 int et_scorer_forward(et_scorer *s, const int32_t *ids, int n, float *logits, int all_logits, et_err *e) {
-    double t0 = now_s();
+    double t0 = et_now_s();
     int rc = et_forward(s->st, ids, n, logits, all_logits, e);
-    s->t_fwd += now_s() - t0;
+    s->t_fwd += et_now_s() - t0;
     s->n_tokens += n;
     return rc;
 }

@@ -58,6 +58,10 @@ int et_doc_tokens_read(const et_engine *m, const char *path, const char *split, 
         out->n_docs = d1 - d0;
         out->n_tokens = nt;
         out->first_token = t0;
+        int64_t v0 = 0, v1 = 0;
+        et_ds_split_docs(ds, ET_SPLIT_VALID, &v0, &v1);
+        /* the whole file keeps its split; a single split is all training */
+        out->valid_doc = d0 == 0 && d1 == ds->n_docs && v1 > v0 && v0 > 0 ? v0 : out->n_docs;
         et_ds_close(ds);
     } else {
         if (et_is_h5_name(path))   /* common/et.h: never read a .h5 as text */
@@ -81,6 +85,7 @@ int et_doc_tokens_read(const et_engine *m, const char *path, const char *split, 
         out->off[0] = 0;
         out->off[1] = (int64_t)n;
         out->n_docs = 1;
+        out->valid_doc = 1;
         out->n_tokens = (int64_t)n;
     }
     if (rc) et_docs_tok_free(out);
@@ -245,6 +250,9 @@ int et_task_kl(et_task_ctx *c, cJSON *metrics, et_err *e) {
     if (meta.temperature != 1.0)
         rc = et_fail(e, ET_EINPUT, "%s: stored at temperature %g; a KL reference must be at temperature 1", ref,
                      meta.temperature);
+    if (!rc && strcmp(meta.mode, "topk"))
+        rc = et_fail(e, ET_EINPUT, "%s: a sampled teacher file (mode %s) is a distillation target, not a KL reference "
+                     "(make one with `edgetune logits --top-k K` or --full)", ref, meta.mode);
     if (!rc) rc = et_check_tokenizer(c->m, ref, meta.tokenizer_sha256, meta.n_vocab, e);
     if (!rc && meta.n_vocab != c->m->hp.n_vocab)
         rc = et_fail(e, ET_EINPUT, "%s: reference n_vocab %lld differs from the model's %d", ref, (long long)meta.n_vocab,

@@ -11,14 +11,8 @@
 #include "../datasets/ingest.h"
 #include "tasks.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 void et_task_progress(et_task_ctx *c, long done, long total) {
-    if (c->o->progress) c->o->progress(c->o->progress_user, c->o->task, done, total, now_s() - c->t0);
+    if (c->o->progress) c->o->progress(c->o->progress_user, c->o->task, done, total, et_now_s() - c->t0);
 }
 
 /* ------------------------------------------------------------ tokens of a choice */

@@ -34,12 +34,6 @@ et_train_opts et_train_defaults(void) {
     return o;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int json_num(char *buf, size_t cap, const char *key, double v) {
     if (isfinite(v)) return snprintf(buf, cap, ",\"%s\":%.9g", key, v);
     return snprintf(buf, cap, ",\"%s\":null", key); /* JSON has no NaN */
@@ -138,7 +132,7 @@ typedef struct run {
 static void emit(run *r, et_train_event *ev) {
     ev->steps = r->o->steps;
     ev->tokens = r->tokens;
-    ev->elapsed_s = now_s() - r->t0;
+    ev->elapsed_s = et_now_s() - r->t0;
     if (r->o->on_event && r->o->on_event(r->o->user, ev)) r->stop = 1;
 }
 
@@ -233,7 +227,7 @@ int et_train_run(const et_train_model *tm, et_loader *train, et_loader *valid, c
     *res = (et_train_result){0, NAN, NAN, 0};
     int rc = check_opts(tm, opts, train, e);
     if (rc) return rc;
-    run r = {.tm = tm, .o = opts, .train = train, .valid = valid, .last_ckpt = -1, .t0 = now_s(), .res = res};
+    run r = {.tm = tm, .o = opts, .train = train, .valid = valid, .last_ckpt = -1, .t0 = et_now_s(), .res = res};
     et_lr_sched sched = opts->sched;
     sched.total = opts->steps;
     const int B = opts->batch_size, T = opts->seq_len, A = opts->grad_accum;
@@ -265,7 +259,7 @@ int et_train_run(const et_train_model *tm, et_loader *train, et_loader *valid, c
     int64_t n_timed = 0;
     while (r.opt.step < opts->steps && !r.stop) {
         const int64_t s = r.opt.step + 1;
-        double t_start = now_s();
+        double t_start = et_now_s();
         /* 1. the step's micro-batches and their target count */
         int64_t n_tok = 0;
         for (int a = 0; a < A && !rc; a++) {
@@ -306,7 +300,7 @@ int et_train_run(const et_train_model *tm, et_loader *train, et_loader *valid, c
         res->step = s;
         res->last_loss = loss;
         res->tokens = r.tokens;
-        double dt = now_s() - t_start;
+        double dt = et_now_s() - t_start;
         t_steps += dt;
         n_timed++;
         et_train_event ev = {.kind = ET_EV_STEP, .step = s, .loss = loss, .grad_norm = norm, .lr = lr,

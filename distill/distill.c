@@ -1,0 +1,195 @@
+/* distill/distill.c — the KD loss hook of the student's forward (see distill.h). */
+#include "distill.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../datasets/dataset.h"
+#include "../datasets/tokenizer.h"
+
+et_distill_opts et_distill_defaults(void) {
+    et_distill_opts o = {.kind = ET_KD_FORWARD, .temperature = 1.0f, .alpha = 0.5f};
+    return o;
+}
+
+static const char *const AUX[2] = {"ce", "kl"};
+
+static void aux_take(void *ctx, double *sums) {
+    et_distill *d = ((et_train_llama *)ctx)->loss_ctx;
+    sums[0] = d->ce_sum, sums[1] = d->kd_sum;
+    d->ce_sum = d->kd_sum = 0.0;
+}
+
+/* Window start of position p under `edgetune logits` windows of n_ctx from
+ * each document's start (doc_offsets [n_docs+1]). */
+static int64_t window_start(const int64_t *off, int64_t n_docs, int n_ctx, int64_t p) {
+    int64_t lo = 0, hi = n_docs - 1;
+    while (lo < hi) { /* last document whose start <= p */
+        int64_t mid = (lo + hi + 1) / 2;
+        if (off[mid] <= p) lo = mid;
+        else hi = mid - 1;
+    }
+    return off[lo] + (p - off[lo]) / n_ctx * n_ctx;
+}
+
+/* Share of KD positions whose teacher window started where the student's row does. */
+static void count_context(et_distill *d) {
+    const et_ds *ds = d->ds;
+    if (!ds || d->meta.n_ctx <= 0 || strcmp(d->meta.scoring, "all")) return;
+    for (int b = 0; b < d->B; b++) {
+        const int64_t p0 = d->row_pos[b];
+        if (p0 < 0) continue;
+        for (int j = 0; j < d->T; j++) {
+            if (!d->kd_mask[(size_t)b * d->T + j]) continue;
+            d->n_kd++;
+            d->n_ctx_same += window_start(ds->doc_offsets, ds->n_docs, d->meta.n_ctx, p0 + j) == p0;
+        }
+    }
+}
+
+/* Teacher rows for the batch: ids/lp/w [B*T, k] and kd_mask [B*T]. */
+static int load_rows(et_distill *d, const uint8_t *in_loss, et_err *e) {
+    const int B = d->B, T = d->T, k = d->k;
+    memset(d->kd_mask, 0, (size_t)B * T);
+    for (int b = 0; b < B; b++) {
+        const int64_t p0 = d->row_pos[b];
+        if (p0 < 0) continue;
+        int64_t n = p0 + T <= d->n_rows ? T : d->n_rows - p0;
+        if (n <= 0) continue;
+        const size_t at = (size_t)b * T;
+        int rc = et_teacher_read(d->tf, p0, n, d->ids + at * k, d->lp + at * k, NULL, d->scored + at, e);
+        if (!rc && d->sampled) rc = et_teacher_read_weights(d->tf, p0, n, d->w + at * k, e);
+        if (rc) return rc;
+        for (int64_t j = 0; j < n; j++) d->kd_mask[at + j] = d->scored[at + j] && in_loss[at + j];
+    }
+    count_context(d);
+    return 0;
+}
+
+static et_tensor *kd_loss_fn(void *ctx, et_tape *t, et_train_llama *tl, et_tensor *h, int B, int T, double norm) {
+    et_distill *d = ctx;
+    const size_t N = (size_t)B * T;
+    if (B != d->B || T != d->T)
+        return et_tape_fail(t, ET_EUSAGE, "distill: batch %dx%d differs from the %dx%d it was set up for", B, T, d->B, d->T);
+    uint8_t *in_loss = et_tape_alloc(t, N);
+    if (!in_loss) return NULL;
+    for (size_t i = 0; i < N; i++) in_loss[i] = tl->targets[i] >= 0;
+    if (!t->record) { /* validation: the student's own cross-entropy */
+        et_xent_opts xo = {.norm = norm, .chunk_rows = tl->chunk_rows, .row_loss_out = tl->row_loss};
+        return et_cross_entropy(t, "loss", h, tl->L.output, tl->targets, &xo);
+    }
+    et_kd_opts ko = {.kind = d->o.kind, .temperature = d->o.temperature, .alpha = d->o.alpha, .norm = norm,
+                     .mask = in_loss, .chunk_rows = tl->chunk_rows, .row_ce_out = d->row_ce, .row_kd_out = d->row_kd,
+                     .grad_in_forward = 1};
+    if (d->tf) {
+        et_err e = {0};
+        if (load_rows(d, in_loss, &e)) return et_tape_fail(t, e.code ? e.code : ET_ERUN, "%s", e.msg);
+        ko.kd_mask = d->kd_mask, ko.k = d->k, ko.ids = d->ids, ko.logprobs = d->lp, ko.weights = d->sampled ? d->w : NULL;
+    } else {
+        et_tape_reset(&d->ttape);
+        d->ttape.record = 0;
+        d->ttape.gemm_precision = t->gemm_precision;
+        et_tensor *th = et_llama_hidden(&d->ttape, &d->TL, tl->inputs, B, T, NULL);
+        et_err e = {0};
+        if (!th || et_tape_status(&d->ttape, &e)) return et_tape_fail(t, e.code ? e.code : ET_ERUN, "teacher: %s", e.msg);
+        ko.teacher_x = th, ko.teacher_w = d->TL.output;
+    }
+    et_tensor *loss = et_kd_loss(t, "loss", h, tl->L.output, tl->targets, &ko);
+    if (!loss) return NULL;
+    const double a = d->o.alpha, t2 = (double)d->o.temperature * d->o.temperature;
+    for (size_t i = 0; i < N; i++) {
+        tl->row_loss[i] = (float)(a * t2 * d->row_kd[i] + (1.0 - a) * d->row_ce[i]);
+        d->ce_sum += d->row_ce[i];
+        d->kd_sum += d->row_kd[i];
+    }
+    return loss;
+}
+
+static int check_vocab(const char *what, const char *path, const char *sha, int64_t n_vocab, const et_model *s, et_err *e) {
+    if (n_vocab != s->hp.n_vocab)
+        return et_fail(e, ET_EINPUT, "%s %s has n_vocab %lld, the student %d", what, path, (long long)n_vocab, s->hp.n_vocab);
+    if (s->tok && sha && sha[0]) {
+        char ssha[65];
+        et_tok_sha256(s->tok, ssha);
+        if (strcmp(ssha, sha))
+            return et_fail(e, ET_EINPUT, "%s %s was made with another tokenizer (sha256 %.12s…, the student's %.12s…)", what,
+                           path, sha, ssha);
+    }
+    return 0;
+}
+
+int et_distill_init(et_distill *d, et_train_llama *tl, et_train_model *tm, const et_distill_opts *o, int B, int T,
+                    et_err *e) {
+    memset(d, 0, sizeof *d);
+    d->o = *o;
+    d->tl = tl;
+    d->B = B, d->T = T;
+    if (!o->teacher_logits == !o->teacher)
+        return et_fail(e, ET_EUSAGE, "distill: give a teacher model or a teacher-logits file (one of the two)");
+    if (!(o->temperature > 0.0f) || !isfinite(o->temperature) || !(o->alpha >= 0.0f && o->alpha <= 1.0f))
+        return et_fail(e, ET_EUSAGE, "distill: temperature %g must be > 0 and alpha %g in [0, 1]", o->temperature, o->alpha);
+    if (o->kind != ET_KD_FORWARD && o->kind != ET_KD_REVERSE) return et_fail(e, ET_EUSAGE, "distill: unknown KL direction");
+    const et_model *s = tl->m;
+    int rc = 0;
+    const size_t N = (size_t)B * T;
+    if (o->teacher_logits) {
+        if ((rc = et_teacher_open(&d->tf, o->teacher_logits, &d->meta, e))) return rc;
+        d->k = d->meta.k;
+        d->sampled = !strcmp(d->meta.mode, "sample");
+        rc = check_vocab("teacher file", o->teacher_logits, d->meta.tokenizer_sha256, d->meta.n_vocab, s, e);
+        if (!rc && fabs(d->meta.temperature - o->temperature) > 1e-6 * o->temperature)
+            rc = et_fail(e, ET_EINPUT, "%s: stored at temperature %g, but --temperature is %g (store it again, or match it)",
+                         o->teacher_logits, d->meta.temperature, o->temperature);
+        if (!rc && d->sampled && o->kind == ET_KD_REVERSE)
+            rc = et_fail(e, ET_EUSAGE, "%s: reverse KL needs top-k or an online teacher, not sampled tokens", o->teacher_logits);
+        if (!rc && !(rc = et_ds_open(&d->ds, o->teacher_logits, e))) d->n_rows = d->ds->n_tokens;
+        if (!rc && (!(d->ids = malloc(sizeof(int32_t) * N * d->k)) || !(d->lp = malloc(sizeof(float) * N * d->k)) ||
+                    (d->sampled && !(d->w = malloc(sizeof(float) * N * d->k))) || !(d->scored = malloc(N)) ||
+                    !(d->kd_mask = malloc(N))))
+            rc = et_fail(e, ET_ERUN, "distill: out of memory for %zu rows of %d teacher entries", N, d->k);
+    } else {
+        const et_model *tm_ = o->teacher;
+        rc = check_vocab("teacher", "model", NULL, tm_->hp.n_vocab, s, e);
+        if (!rc && tm_->tok && s->tok) {
+            char a[65], b[65];
+            et_tok_sha256(tm_->tok, a), et_tok_sha256(s->tok, b);
+            if (strcmp(a, b)) rc = et_fail(e, ET_EINPUT, "the teacher and the student use different tokenizers");
+        }
+        if (!rc) rc = et_llama_bind(&d->TL, o->teacher, NULL, e);
+        if (!rc) d->have_tl = 1;
+        if (!rc) rc = et_tape_init(&d->ttape, 0, e);
+    }
+    if (!rc && (!(d->row_pos = calloc((size_t)B, sizeof(int64_t))) || !(d->row_ce = malloc(sizeof(float) * N)) ||
+                !(d->row_kd = malloc(sizeof(float) * N))))
+        rc = et_fail(e, ET_ERUN, "distill: out of memory");
+    if (rc) {
+        et_distill_free(d);
+        return rc;
+    }
+    tl->loss_fn = kd_loss_fn;
+    tl->loss_ctx = d;
+    tm->row_pos = d->row_pos;
+    tm->n_aux = 2;
+    tm->aux_name[0] = AUX[0], tm->aux_name[1] = AUX[1];
+    tm->aux_take = aux_take;
+    return 0;
+}
+
+void et_distill_free(et_distill *d) {
+    if (d->tl && d->tl->loss_ctx == d) d->tl->loss_fn = NULL, d->tl->loss_ctx = NULL;
+    et_teacher_close(d->tf);
+    if (d->ds) et_ds_close(d->ds);
+    if (d->have_tl) {
+        et_llama_unbind(&d->TL);
+        et_tape_free(&d->ttape);
+    }
+    free(d->ids), free(d->lp), free(d->w), free(d->scored), free(d->kd_mask);
+    free(d->row_pos), free(d->row_ce), free(d->row_kd);
+    memset(d, 0, sizeof *d);
+}
+
+double et_distill_context_share(const et_distill *d, int64_t *n_kd) {
+    if (n_kd) *n_kd = d->n_kd;
+    return d->tf && d->n_kd ? (double)d->n_ctx_same / (double)d->n_kd : -1.0;
+}
