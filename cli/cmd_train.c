@@ -100,7 +100,22 @@ static int read_kd(const cli_args *a, train_cfg *c, et_err *e) {
                                      "model F was made with; see `edgetune help distill`)");
     if (c->keep_layers && c->model)
         return et_fail(e, ET_EUSAGE, "give either --student FILE or --keep-layers LIST (a student made from the teacher)");
-    if (!c->data) c->data = c->teacher_logits;
+    if (c->teacher_logits && c->data && strcmp(c->data, c->teacher_logits)) {
+        /* the stored rows are positions of the teacher file's own /tokens: train on those, after
+           checking they are this data's */
+        et_teacher *t = NULL;
+        et_teacher_meta mt;
+        char sha[65];
+        uint64_t bytes;
+        int rc = et_teacher_open(&t, c->teacher_logits, &mt, e);
+        et_teacher_close(t);
+        if (!rc) rc = et_file_sha256(c->data, sha, &bytes, e);
+        if (!rc && strcmp(sha, mt.data_sha256))
+            rc = et_fail(e, ET_EINPUT, "%s was made from another data file (sha256 %.12s…) than --data %s (%.12s…)",
+                         c->teacher_logits, mt.data_sha256, c->data, sha);
+        if (rc) return rc;
+    }
+    if (c->teacher_logits) c->data = c->teacher_logits;
     c->kd = et_distill_defaults();
     c->kd.teacher_logits = c->teacher_logits;
     const char *kind = cli_str(a, "kd", "forward");

@@ -20,7 +20,7 @@ int et_parse_layer_list(const char *s, int n_layer, int *keep, int cap, int *n, 
         if (*end && *end != ',') return et_fail(e, ET_EUSAGE, "--keep-layers '%s': unexpected '%c'", s, *end);
         for (long v = a; v <= b; v++) {
             if (v < 0 || v >= n_layer)
-                return et_fail(e, ET_EUSAGE, "--keep-layers: layer %ld does not exist (the teacher has layers 0..%d)", v,
+                return et_fail(e, ET_EINPUT, "--keep-layers: layer %ld does not exist (the teacher has layers 0..%d)", v,
                                n_layer - 1);
             if (*n > 0 && v <= keep[*n - 1])
                 return et_fail(e, ET_EUSAGE, "--keep-layers '%s': layers must be increasing (%ld after %d)", s, v,

@@ -1,0 +1,181 @@
+/* tests/test_distill.c — `edgetune logits` + `edgetune distill` on the real
+ * stories260K: a 3-layer student made of the teacher's layers gets closer to
+ * the teacher (KL measured by `edgetune eval`, an independent path: the
+ * engine); stored and online teachers; bit-exact resume; and bad teacher
+ * files refused with exit 2 and nothing written. */
+#include <hdf5.h>
+#include <math.h>
+#include <sys/stat.h>
+
+#include "../eval/eval.h"
+#include "testutil.h"
+
+static const char *S; /* stories260K.gguf */
+
+static char *cmdf(const char *fmt, ...) {
+    static char b[4][4096];
+    static int k;
+    char *o = b[k++ & 3];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(o, sizeof b[0], fmt, ap);
+    va_end(ap);
+    return o;
+}
+
+/* Once: a small tokens.h5 with a validation split and a top-16 teacher file. */
+static int setup(void **state) {
+    (void)state;
+    S = shared_path("models/stories260K/stories260K.gguf");
+    const char *txt = shared_path("data/tinystories_sample.txt");
+    if (!S || !txt || access("./edgetune", X_OK)) return 0;
+    char *t = test_slurp(txt);
+    if (!t) return 0;
+    t[60000] = 0;
+    char *cut = strrchr(t, '\n');
+    if (cut) *cut = 0;
+    test_spit(test_tmp("ts.txt"), t);
+    free(t);
+    if (test_run(cmdf("./edgetune data --tokenizer %s --input %s -o %s --valid-fraction 0.2 --seed 1", S, test_tmp("ts.txt"),
+                      test_tmp("ts.h5"))) ||
+        test_run(cmdf("./edgetune logits %s --data %s -o %s --ctx 64 --top-k 16", S, test_tmp("ts.h5"), test_tmp("t16.h5"))))
+        fprintf(stderr, "setup failed: see %s\n", test_tmp("cmd.log"));
+    return 0;
+}
+
+#define NEED()                                                                                  \
+    if (!S || access("./edgetune", X_OK)) {                                                     \
+        fprintf(stderr, "SKIP: needs ../shared/models/stories260K and ./edgetune\n");            \
+        skip();                                                                                 \
+    }
+
+static double kl_of(const char *model, const char *name) {
+    et_eval_opts o = et_eval_defaults();
+    o.model = model, o.task = "kl", o.data = test_tmp("ts.h5"), o.split = "valid", o.ref_model = S;
+    o.ref = test_tmp("ref_valid.h5"), o.n_ctx = 64, o.ref_full = 1, o.name = name;
+    cJSON *r = NULL;
+    et_err e = {0};
+    assert_int_equal(et_eval_run(&o, &r, &e), 0);
+    double kl = cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "metrics"), "kl_mean"));
+    cJSON_Delete(r);
+    return kl;
+}
+
+#define DISTILL "./edgetune distill --teacher %s --keep-layers 0,2,4 --batch-size 8 --seq-len 63 --loader rows " \
+                "--lr 3e-3 --warmup 2 --eval-every 0 --eval-batches 2 --threads 1 --no-eval "
+
+/* The student moves toward the teacher: KL on held-out text, from the
+ * engine's forward over the saved GGUFs, before (0 steps) and after. */
+static void test_distill_lowers_kl(void **state) {
+    (void)state;
+    NEED();
+    assert_int_equal(test_run(cmdf(DISTILL "--teacher-logits %s --steps 0 --out %s", S, test_tmp("t16.h5"), test_tmp("d0"))), 0);
+    assert_int_equal(test_run(cmdf(DISTILL "--teacher-logits %s --steps 40 --alpha 1 --out %s", S, test_tmp("t16.h5"),
+                                   test_tmp("dk"))), 0);
+    assert_int_equal(test_run(cmdf(DISTILL "--data %s --steps 40 --alpha 1 --out %s", S, test_tmp("ts.h5"), test_tmp("don"))), 0);
+    char p0[512], pk[512], pon[512];
+    snprintf(p0, sizeof p0, "%s/model.gguf", test_tmp("d0"));
+    snprintf(pk, sizeof pk, "%s/model.gguf", test_tmp("dk"));
+    snprintf(pon, sizeof pon, "%s/model.gguf", test_tmp("don"));
+    const double k0 = kl_of(p0, "init"), kk = kl_of(pk, "top16"), kon = kl_of(pon, "online");
+    printf("  KL(teacher || 3-layer student) on held-out text: init %.4f, 40 steps top-16 %.4f, online %.4f\n", k0, kk, kon);
+    assert_true(kk < 0.8 * k0);
+    assert_true(kon < 0.8 * k0);
+}
+
+static int same_file(const char *a, const char *b) {
+    FILE *f = fopen(a, "rb"), *g = fopen(b, "rb");
+    int same = f && g;
+    while (same) {
+        int x = fgetc(f), y = fgetc(g);
+        if (x != y) same = 0;
+        if (x == EOF || y == EOF) break;
+    }
+    if (f) fclose(f);
+    if (g) fclose(g);
+    return same;
+}
+
+/* Stopping after 3 steps and resuming gives the same bytes as 6 steps straight. */
+static void test_distill_resume(void **state) {
+    (void)state;
+    NEED();
+    const char *dir_a = test_tmp("ra"), *dir_b = test_tmp("rb");
+    assert_int_equal(test_run(cmdf(DISTILL "--teacher-logits %s --steps 6 --ckpt-every 3 --out %s", S, test_tmp("t16.h5"), dir_a)), 0);
+    assert_int_equal(test_run(cmdf(DISTILL "--teacher-logits %s --steps 3 --out %s", S, test_tmp("t16.h5"), dir_b)), 0);
+    assert_int_equal(test_run(cmdf(DISTILL "--teacher-logits %s --steps 6 --resume --out %s", S, test_tmp("t16.h5"), dir_b)), 0);
+    char a[512], b[512];
+    snprintf(a, sizeof a, "%s/model.gguf", dir_a);
+    snprintf(b, sizeof b, "%s/model.gguf", dir_b);
+    assert_true(same_file(a, b));
+}
+
+/* Copy src to dst, then change one thing in dst's /teacher with HDF5. */
+static void copy_file(const char *src, const char *dst) {
+    assert_int_equal(test_run(cmdf("cp %s %s", src, dst)), 0);
+}
+static void set_attr_str(const char *path, const char *name, const char *val) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t g = H5Gopen2(f, "teacher", H5P_DEFAULT);
+    H5Adelete(g, name);
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, H5T_VARIABLE);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(g, name, st, sp, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(H5Awrite(a, st, &val) >= 0);
+    H5Aclose(a), H5Sclose(sp), H5Tclose(st), H5Gclose(g), H5Fclose(f);
+}
+static void set_logprob(const char *path, int64_t row, float v) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "teacher/topk_logprobs", H5P_DEFAULT);
+    hid_t fs = H5Dget_space(d);
+    hsize_t st[2] = {(hsize_t)row, 0}, cn[2] = {1, 1};
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, st, NULL, cn, NULL);
+    hid_t ms = H5Screate_simple(2, cn, NULL);
+    assert_true(H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, &v) >= 0);
+    H5Sclose(ms), H5Sclose(fs), H5Dclose(d), H5Fclose(f);
+}
+
+static void expect_refused(const char *cmd, const char *out_dir, const char *needle) {
+    int rc = test_run(cmd);
+    char *log = test_slurp(test_tmp("cmd.log"));
+    if (rc != 2 || !log || !strstr(log, needle))
+        fail_msg("expected exit 2 with '%s', got %d: %s", needle, rc, log ? log : "(no output)");
+    free(log);
+    char p[512];
+    snprintf(p, sizeof p, "%s/model.gguf", out_dir);
+    assert_int_not_equal(access(p, F_OK), 0); /* nothing written */
+}
+
+static void test_distill_bad_teacher(void **state) {
+    (void)state;
+    NEED();
+    const char *bad = test_tmp("bad.h5"), *out = test_tmp("dbad");
+    copy_file(test_tmp("t16.h5"), bad);
+    set_attr_str(bad, "tokenizer_sha256", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+    expect_refused(cmdf(DISTILL "--teacher-logits %s --steps 2 --out %s", S, bad, out), out, "another tokenizer");
+    copy_file(test_tmp("t16.h5"), bad);
+    set_logprob(bad, 5, NAN);
+    expect_refused(cmdf(DISTILL "--teacher-logits %s --steps 30 --out %s", S, bad, out), out, "topk_logprobs");
+    expect_refused(cmdf(DISTILL "--teacher-logits %s --temperature 2 --steps 2 --out %s", S, test_tmp("t16.h5"), out), out,
+                   "temperature");
+    /* a teacher file made from other data than --data */
+    expect_refused(cmdf(DISTILL "--teacher-logits %s --data %s --steps 2 --out %s", S, test_tmp("t16.h5"), test_tmp("t16.h5.x"),
+                        out), out, "t16.h5.x");
+    test_spit(test_tmp("other.txt"), "Once upon a time there was a cat.\n\nThe end.\n");
+    assert_int_equal(test_run(cmdf("./edgetune data --tokenizer %s --input %s -o %s", S, test_tmp("other.txt"),
+                                   test_tmp("other.h5"))), 0);
+    expect_refused(cmdf(DISTILL "--teacher-logits %s --data %s --steps 2 --out %s", S, test_tmp("t16.h5"),
+                        test_tmp("other.h5"), out), out, "another data file");
+    expect_refused(cmdf("./edgetune distill --teacher %s --keep-layers 0,7 --data %s --steps 2 --out %s", S,
+                        test_tmp("ts.h5"), out), out, "layer 7 does not exist");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_distill_lowers_kl),
+        cmocka_unit_test(test_distill_resume),
+        cmocka_unit_test(test_distill_bad_teacher),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
