@@ -176,7 +176,10 @@ static const char LOGITS_USAGE[] =
     "                      distinct ids with counts (Random Sampling KD, arXiv:2503.16870); --seed S (default 1)\n"
     "  --temperature T     log_softmax(logits / T) (default 1; KL references need 1)\n"
     "  --ctx N             window length (default: the model's, at most 4096)\n"
-    "  --scoring all|llama which positions count (llama: as llama-perplexity, second half of each chunk)\n"
+    "  --scoring all|llama|stream  windows (all: from each document's start; llama: as llama-perplexity,\n"
+    "                      second half of each chunk; stream: each split's documents as one stream in windows\n"
+    "                      of --ctx at stride ctx-1 = the rows `edgetune distill --loader stream --seq-len ctx-1`\n"
+    "                      reads, so a stored teacher sees exactly the student's context)\n"
     "  --split all|train|valid  --lora A.gguf[:S],...  --threads N  --isa NAME  --kv-type F32|F16\n"
     "  Format: docs/formats.md (Teacher logits).";
 

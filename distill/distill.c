@@ -33,17 +33,31 @@ static int64_t window_start(const int64_t *off, int64_t n_docs, int n_ctx, int64
     return off[lo] + (p - off[lo]) / n_ctx * n_ctx;
 }
 
-/* Share of KD positions whose teacher window started where the student's row does. */
+/* Share of KD positions whose teacher window started where the student's row
+ * does: windows of n_ctx from each document's start ("all"), or of n_ctx at
+ * stride n_ctx-1 over each split's stream ("stream"). */
 static void count_context(et_distill *d) {
     const et_ds *ds = d->ds;
-    if (!ds || d->meta.n_ctx <= 0 || strcmp(d->meta.scoring, "all")) return;
+    const int stream = !strcmp(d->meta.scoring, "stream");
+    if (!ds || d->meta.n_ctx <= 1 || (strcmp(d->meta.scoring, "all") && !stream)) return;
+    int64_t v0, v1;
+    et_ds_split_docs(ds, ET_SPLIT_VALID, &v0, &v1);
+    const int64_t valid_start = v1 > v0 ? ds->doc_offsets[v0] : ds->n_tokens;
     for (int b = 0; b < d->B; b++) {
         const int64_t p0 = d->row_pos[b];
         if (p0 < 0) continue;
         for (int j = 0; j < d->T; j++) {
             if (!d->kd_mask[(size_t)b * d->T + j]) continue;
+            const int64_t p = p0 + j;
+            int64_t ws;
+            if (stream) {
+                const int64_t s0 = p >= valid_start ? valid_start : 0, w = d->meta.n_ctx - 1;
+                ws = s0 + (p - s0) / w * w;
+            } else {
+                ws = window_start(ds->doc_offsets, ds->n_docs, d->meta.n_ctx, p);
+            }
             d->n_kd++;
-            d->n_ctx_same += window_start(ds->doc_offsets, ds->n_docs, d->meta.n_ctx, p0 + j) == p0;
+            d->n_ctx_same += ws == p0;
         }
     }
 }

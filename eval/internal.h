@@ -53,14 +53,21 @@ int et_scorer_loglik(et_scorer *s, const int32_t *seq, int n, int b, double *sum
  *                chunks (the remainder is dropped), the chunk's first token
  *                replaced by BOS when the vocabulary adds BOS (add_bos_token), the predictions at
  *                positions n_ctx/2 .. n_ctx-2 scored.
+ *  ET_WIN_STREAM: windows [i*(n_ctx-1), +n_ctx): consecutive windows share
+ *                one token, so every position but the last is scored once,
+ *                in the window that starts at a multiple of n_ctx-1 before
+ *                it: the samples of datasets/loader.h's stream mode with
+ *                T = n_ctx - 1 (a distillation teacher that sees exactly the
+ *                student's context).  A window's last position is also
+ *                passed (unscored) before the next window scores it.
  * The callback gets each position p (0-based in the document) that has
  * logits, its row [n_vocab], the target id (-1 when p is not scored) and
  * returns 0 or an et code. */
-enum { ET_WIN_ALL = 0, ET_WIN_LLAMA = 1 };
+enum { ET_WIN_ALL = 0, ET_WIN_LLAMA = 1, ET_WIN_STREAM = 2 };
 typedef int (*et_win_fn)(void *user, int64_t pos, const float *row, int target, et_err *e);
 int et_scorer_windows(et_scorer *s, const int32_t *tok, int64_t n, int n_ctx, int scoring, et_win_fn fn, void *user,
                       et_err *e);
-/* "all" / "llama" -> ET_WIN_*; -1 when unknown. */
+/* "all" / "llama" / "stream" -> ET_WIN_*; -1 when unknown. */
 int et_scoring_from_name(const char *name);
 
 /* Records of a task file (eval/records.c). */

@@ -134,7 +134,7 @@ static int lg_cb(void *user, int64_t pos, const float *row, int target, et_err *
 int et_logits_run(const et_engine *m, const char *model_path, const char *data, const et_logits_opts *o,
                   const char *out_path, double *tokens_per_s, int64_t *n_rows, et_err *e) {
     int scoring = et_scoring_from_name(o->scoring);
-    if (scoring < 0) return et_fail(e, ET_EUSAGE, "--scoring must be all or llama");
+    if (scoring < 0) return et_fail(e, ET_EUSAGE, "--scoring must be all, llama or stream");
     if (!(o->temperature > 0) || !isfinite(o->temperature)) return et_fail(e, ET_EUSAGE, "--temperature must be > 0");
     int V = m->hp.n_vocab, K = o->full ? V : o->sample > 0 ? o->sample : o->top_k;
     if (o->sample > 0 && (o->full || o->sample > 65535))
@@ -156,7 +156,7 @@ int et_logits_run(const et_engine *m, const char *model_path, const char *data, 
     snprintf(meta.mode, sizeof meta.mode, "%s", o->sample > 0 ? "sample" : "topk");
     meta.seed = o->seed;
     meta.n_vocab = V;
-    snprintf(meta.scoring, sizeof meta.scoring, "%s", scoring == ET_WIN_LLAMA ? "llama" : "all");
+    snprintf(meta.scoring, sizeof meta.scoring, "%s", scoring == ET_WIN_LLAMA ? "llama" : scoring == ET_WIN_STREAM ? "stream" : "all");
     et_scorer sc;
     int have_sc = 0;
     if (!rc) rc = et_scorer_init(&sc, m, o->n_ctx, o->n_threads, o->isa, o->kv_f16, e);
@@ -190,8 +190,22 @@ int et_logits_run(const et_engine *m, const char *model_path, const char *data, 
         rc = et_fail(e, ET_ERUN, "out of memory");
     if (!rc && c.sample && (!(c.cdf = malloc(sizeof(double) * (size_t)V)) || !(c.drawn = calloc((size_t)V, sizeof(int)))))
         rc = et_fail(e, ET_ERUN, "out of memory");
-    for (int64_t q = 0; !rc && q < d.n_docs; q++) {
-        int64_t a = d.off[q], n = d.off[q + 1] - a;
+    /* the units scored: documents, or (stream) each split's documents as one
+       stream, in pieces of 64 windows that overlap by one token */
+    int64_t n_units = d.n_docs, seg[3] = {0, d.off[d.valid_doc < d.n_docs ? d.valid_doc : d.n_docs], d.n_tokens};
+    if (scoring == ET_WIN_STREAM) n_units = seg[1] > 0 && seg[1] < d.n_tokens ? 2 : 1, seg[1] = n_units == 2 ? seg[1] : d.n_tokens;
+    const int64_t piece = scoring == ET_WIN_STREAM ? 64 * (int64_t)(meta.n_ctx - 1) : 0;
+    for (int64_t q = 0, at = 0; !rc && q < n_units;) {
+        int64_t a, n;
+        if (scoring != ET_WIN_STREAM) {
+            a = d.off[q], n = d.off[q + 1] - a, q++;
+        } else {
+            a = at > seg[q] ? at : seg[q];
+            n = seg[q + 1] - a > piece + 1 ? piece + 1 : seg[q + 1] - a;
+            at = a + piece;
+            if (at + 1 >= seg[q + 1]) q++, at = 0;
+            if (n < 2) continue;
+        }
         free(c.ids);
         free(c.lp);
         free(c.tgt);

@@ -117,6 +117,7 @@ int et_scorer_loglik(et_scorer *s, const int32_t *seq, int n, int b, double *sum
 int et_scoring_from_name(const char *name) {
     if (!name || !strcmp(name, "all")) return ET_WIN_ALL;
     if (!strcmp(name, "llama")) return ET_WIN_LLAMA;
+    if (!strcmp(name, "stream")) return ET_WIN_STREAM;
     return -1;
 }
 
@@ -151,6 +152,13 @@ int et_scorer_windows(et_scorer *s, const int32_t *tok, int64_t n, int n_ctx, in
     if (n_ctx <= 0 || n_ctx > s->n_ctx) n_ctx = s->n_ctx;
     if (n_ctx < 2) return et_fail(e, ET_EUSAGE, "eval: the context must hold at least 2 tokens");
     int rc = 0;
+    if (scoring == ET_WIN_STREAM) {
+        for (int64_t i = 0; i + 1 < n && !rc; i += n_ctx - 1) {
+            int len = n - i < n_ctx ? (int)(n - i) : n_ctx;
+            rc = run_window(s, tok + i, len, i, 0, fn, user, e);
+        }
+        return rc;
+    }
     if (scoring == ET_WIN_ALL) {
         for (int64_t i = 0; i < n && !rc; i += n_ctx) {
             int len = n - i < n_ctx ? (int)(n - i) : n_ctx;

@@ -171,11 +171,37 @@ static void test_distill_bad_teacher(void **state) {
                         test_tmp("ts.h5"), out), out, "layer 7 does not exist");
 }
 
+/* A teacher stored with --scoring stream sees each student row of the stream
+ * loader exactly (T = ctx - 1): distill reports 100% context agreement;
+ * rows mode on documents within the window does too. */
+#define STREAM "./edgetune distill --teacher %s --keep-layers 0,2,4 --batch-size 8 --loader stream --eval-every 0 " \
+               "--eval-batches 2 --threads 1 --no-eval "
+static void test_distill_context(void **state) {
+    (void)state;
+    NEED();
+    assert_int_equal(test_run(cmdf("./edgetune logits %s --data %s -o %s --ctx 32 --top-k 4 --scoring stream", S,
+                                   test_tmp("ts.h5"), test_tmp("ts_stream.h5"))), 0);
+    assert_int_equal(test_run(cmdf(STREAM "--teacher-logits %s --seq-len 31 --steps 3 --out %s", S,
+                                   test_tmp("ts_stream.h5"), test_tmp("dst"))), 0);
+    char *log = test_slurp(test_tmp("cmd.log"));
+    assert_non_null(log);
+    assert_non_null(strstr(log, "context at 100.0%"));
+    free(log);
+    /* the same file read with rows of 15: windows no longer match */
+    assert_int_equal(test_run(cmdf(STREAM "--teacher-logits %s --seq-len 15 --steps 3 --out %s", S,
+                                   test_tmp("ts_stream.h5"), test_tmp("dst2"))), 0);
+    log = test_slurp(test_tmp("cmd.log"));
+    assert_non_null(log);
+    assert_null(strstr(log, "context at 100.0%"));
+    free(log);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_distill_lowers_kl),
         cmocka_unit_test(test_distill_resume),
         cmocka_unit_test(test_distill_bad_teacher),
+        cmocka_unit_test(test_distill_context),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
