@@ -41,7 +41,7 @@ static const char *const KNOWN[] = {
 static const char *const BOOLS[] = {"resume", "untied", "recompute", "no_eval", NULL};
 /* distill adds these to KNOWN */
 static const char *const KNOWN_KD[] = {"teacher", "teacher_logits", "student", "keep_layers", "kd", "temperature", "alpha",
-                                       "no_eval", NULL};
+                                       "no_eval", "hidden_map", "hidden_loss", "hidden_weight", NULL};
 
 /* Everything the command decided, before training starts. */
 typedef struct train_cfg {
@@ -128,6 +128,13 @@ static int read_kd(const cli_args *a, train_cfg *c, et_err *e) {
         (rc = cli_float_range(a, "alpha", 0.5, 0.0, 1.0, &al, e)))
         return rc;
     c->kd.temperature = (float)t, c->kd.alpha = (float)al;
+    c->kd.hidden_map = cli_str(a, "hidden_map", NULL);
+    const char *hk = cli_str(a, "hidden_loss", "mse");
+    if (strcmp(hk, "mse") && strcmp(hk, "cosine")) return et_fail(e, ET_EUSAGE, "--hidden-loss: '%s' is not mse or cosine", hk);
+    c->kd.hidden_kind = !strcmp(hk, "cosine") ? ET_HIDDEN_COSINE : ET_HIDDEN_MSE;
+    double hw;
+    if ((rc = cli_float_range(a, "hidden_weight", 1.0, 0.0, 1e6, &hw, e))) return rc;
+    c->kd.hidden_weight = (float)hw;
     return 0;
 }
 
@@ -232,6 +239,11 @@ static int save_recipe(const train_cfg *c, const et_model *m, char **json, et_er
         cli_recipe_add(&r, "kd", "%s", c->kd.kind == ET_KD_REVERSE ? "reverse" : "forward");
         cli_recipe_float(&r, "temperature", c->kd.temperature), cli_recipe_float(&r, "alpha", c->kd.alpha);
         if (c->no_eval) cli_recipe_add(&r, "no_eval", "1");
+        if (c->kd.hidden_map) {
+            cli_recipe_add(&r, "hidden_map", "%s", c->kd.hidden_map);
+            cli_recipe_add(&r, "hidden_loss", "%s", c->kd.hidden_kind == ET_HIDDEN_COSINE ? "cosine" : "mse");
+            cli_recipe_float(&r, "hidden_weight", c->kd.hidden_weight);
+        }
     }
     if (!c->model && !c->keep_layers) {
         const et_hparams *h = &m->hp;

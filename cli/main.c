@@ -63,6 +63,8 @@ const cli_cmd cli_commands[] = {
      "         one), or a new model: --n-embd --n-layer --n-head --n-ff [...] as `edgetune train`\n"
      "  --kd forward|reverse (KL(teacher || student) or KL(student || teacher))  --temperature 1 (T; with\n"
      "         a stored teacher, the T it was stored at)  --alpha 0.5 (loss = alpha T^2 KL + (1-alpha) CE)\n"
+     "  --hidden-map 0:0,1:2,2:4 (online teacher: + --hidden-weight 1 x MSE (--hidden-loss mse|cosine) between\n"
+     "         the student's and the teacher's layer outputs, TinyBERT; equal n_embd)\n"
      "  every flag of `edgetune train` (schedule, accumulation, clipping, bf16, --recompute, checkpoints,\n"
      "         --resume, --metrics: the progress line and metrics carry ce and kl); --no-eval\n"
      "  DIR gets model.gguf, checkpoint.h5, recipe.json and, with a validation split and a GGUF teacher,\n"

@@ -2,6 +2,7 @@
 #include "distill.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,16 +10,31 @@
 #include "../datasets/tokenizer.h"
 
 et_distill_opts et_distill_defaults(void) {
-    et_distill_opts o = {.kind = ET_KD_FORWARD, .temperature = 1.0f, .alpha = 0.5f};
+    et_distill_opts o = {.kind = ET_KD_FORWARD, .temperature = 1.0f, .alpha = 0.5f, .hidden_kind = ET_HIDDEN_MSE,
+                         .hidden_weight = 1.0f};
     return o;
 }
 
-static const char *const AUX[2] = {"ce", "kl"};
+static const char *const AUX[3] = {"ce", "kl", "hidden"};
 
 static void aux_take(void *ctx, double *sums) {
     et_distill *d = ((et_train_llama *)ctx)->loss_ctx;
-    sums[0] = d->ce_sum, sums[1] = d->kd_sum;
-    d->ce_sum = d->kd_sum = 0.0;
+    sums[0] = d->ce_sum, sums[1] = d->kd_sum, sums[2] = d->hid_sum;
+    d->ce_sum = d->kd_sum = d->hid_sum = 0.0;
+}
+
+/* The online teacher's final hidden states (and its l_out at the mapped layers, in d->th),
+ * layer by layer on its own tape (nothing recorded): et_llama_hidden's loop. */
+static et_tensor *teacher_forward(et_distill *d, const int32_t *inputs, int B, int T) {
+    et_tape *tt = &d->ttape;
+    et_llama *L = &d->TL;
+    et_tensor *x = et_embedding(tt, "inp_embd", &L->tok_embd, inputs, B * T);
+    for (int l = 0; l < L->n_layer && x; l++) {
+        x = et_llama_layer(tt, L, l, x, T, NULL);
+        for (int i = 0; x && i < d->n_pairs; i++)
+            if (d->pair_t[i] == l) d->th[i] = x->data;
+    }
+    return et_rmsnorm(tt, "result_norm", x, &L->output_norm, L->rms_eps);
 }
 
 /* Window start of position p under `edgetune logits` windows of n_ctx from
@@ -104,13 +120,26 @@ static et_tensor *kd_loss_fn(void *ctx, et_tape *t, et_train_llama *tl, et_tenso
         et_tape_reset(&d->ttape);
         d->ttape.record = 0;
         d->ttape.gemm_precision = t->gemm_precision;
-        et_tensor *th = et_llama_hidden(&d->ttape, &d->TL, tl->inputs, B, T, NULL);
+        et_tensor *th = teacher_forward(d, tl->inputs, B, T);
         et_err e = {0};
         if (!th || et_tape_status(&d->ttape, &e)) return et_tape_fail(t, e.code ? e.code : ET_ERUN, "teacher: %s", e.msg);
         ko.teacher_x = th, ko.teacher_w = d->TL.output;
     }
     et_tensor *loss = et_kd_loss(t, "loss", h, tl->L.output, tl->targets, &ko);
     if (!loss) return NULL;
+    for (int i = 0; i < d->n_pairs; i++) { /* hidden states: the student's l_out-s against the teacher's */
+        char nm[32];
+        snprintf(nm, sizeof nm, "l_out-%d", d->pair_s[i]);
+        et_tensor *xs = et_tape_find(t, nm);
+        if (!xs) return et_tape_fail(t, ET_ERUN, "distill: the student's %s is not on the tape", nm);
+        et_tensor *hl = et_hidden_loss(t, "hidden_loss", xs, d->th[i], in_loss, d->o.hidden_kind, norm);
+        et_tensor *w = hl ? et_scale(t, "hidden_loss_w", hl, d->o.hidden_weight) : NULL;
+        loss = w ? et_add(t, "loss", loss, w) : NULL;
+        if (!loss) return NULL;
+        int n = 0;
+        for (size_t r = 0; r < N; r++) n += in_loss[r];
+        d->hid_sum += (double)hl->data[0] * (norm > 0 ? norm : n); /* a sum over rows, unweighted */
+    }
     const double a = d->o.alpha, t2 = (double)d->o.temperature * d->o.temperature;
     for (size_t i = 0; i < N; i++) {
         tl->row_loss[i] = (float)(a * t2 * d->row_kd[i] + (1.0 - a) * d->row_ce[i]);
@@ -144,6 +173,8 @@ int et_distill_init(et_distill *d, et_train_llama *tl, et_train_model *tm, const
     if (!(o->temperature > 0.0f) || !isfinite(o->temperature) || !(o->alpha >= 0.0f && o->alpha <= 1.0f))
         return et_fail(e, ET_EUSAGE, "distill: temperature %g must be > 0 and alpha %g in [0, 1]", o->temperature, o->alpha);
     if (o->kind != ET_KD_FORWARD && o->kind != ET_KD_REVERSE) return et_fail(e, ET_EUSAGE, "distill: unknown KL direction");
+    if (o->hidden_map && !o->teacher)
+        return et_fail(e, ET_EUSAGE, "--hidden-map needs an online teacher (no --teacher-logits): stored files hold logits only");
     const et_model *s = tl->m;
     int rc = 0;
     const size_t N = (size_t)B * T;
@@ -170,6 +201,32 @@ int et_distill_init(et_distill *d, et_train_llama *tl, et_train_model *tm, const
             et_tok_sha256(tm_->tok, a), et_tok_sha256(s->tok, b);
             if (strcmp(a, b)) rc = et_fail(e, ET_EINPUT, "the teacher and the student use different tokenizers");
         }
+        if (!rc && o->hidden_map && tm_->hp.n_embd != s->hp.n_embd)
+            rc = et_fail(e, ET_EUSAGE, "--hidden-map: the student's n_embd %d differs from the teacher's %d (a learned "
+                         "projection between them is not built yet)", s->hp.n_embd, tm_->hp.n_embd);
+        for (const char *p = o->hidden_map; !rc && p && *p;) {
+            char *end;
+            long a = strtol(p, &end, 10), b;
+            if (end == p || *end != ':') {
+                rc = et_fail(e, ET_EUSAGE, "--hidden-map '%s': pairs are student:teacher, e.g. 0:0,1:2", o->hidden_map);
+                break;
+            }
+            const char *q = end + 1;
+            b = strtol(q, &end, 10);
+            if (end == q || (*end && *end != ',')) {
+                rc = et_fail(e, ET_EUSAGE, "--hidden-map '%s': pairs are student:teacher, e.g. 0:0,1:2", o->hidden_map);
+                break;
+            }
+            if (a < 0 || a >= s->hp.n_layer || b < 0 || b >= tm_->hp.n_layer)
+                rc = et_fail(e, ET_EINPUT, "--hidden-map %ld:%ld: the %s has no layer %ld (layers 0..%d)", a, b,
+                             a < 0 || a >= s->hp.n_layer ? "student" : "teacher", a < 0 || a >= s->hp.n_layer ? a : b,
+                             (a < 0 || a >= s->hp.n_layer ? s->hp.n_layer : tm_->hp.n_layer) - 1);
+            else if (d->n_pairs >= 64)
+                rc = et_fail(e, ET_EUSAGE, "--hidden-map: at most 64 pairs");
+            else
+                d->pair_s[d->n_pairs] = (int)a, d->pair_t[d->n_pairs++] = (int)b;
+            p = *end ? end + 1 : end;
+        }
         if (!rc) rc = et_llama_bind(&d->TL, o->teacher, NULL, e);
         if (!rc) d->have_tl = 1;
         if (!rc) rc = et_tape_init(&d->ttape, 0, e);
@@ -184,8 +241,8 @@ int et_distill_init(et_distill *d, et_train_llama *tl, et_train_model *tm, const
     tl->loss_fn = kd_loss_fn;
     tl->loss_ctx = d;
     tm->row_pos = d->row_pos;
-    tm->n_aux = 2;
-    tm->aux_name[0] = AUX[0], tm->aux_name[1] = AUX[1];
+    tm->n_aux = d->n_pairs ? 3 : 2;
+    tm->aux_name[0] = AUX[0], tm->aux_name[1] = AUX[1], tm->aux_name[2] = AUX[2];
     tm->aux_take = aux_take;
     return 0;
 }

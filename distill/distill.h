@@ -42,6 +42,11 @@ typedef struct et_distill_opts {
     float alpha;                /* loss = alpha T^2 KD + (1 - alpha) CE (default 0.5) */
     const char *teacher_logits; /* stored teacher (its /tokens are the training data), or NULL */
     et_model *teacher;          /* online teacher (borrowed, frozen), or NULL; exactly one of the two */
+    /* hidden-state loss (online teacher only; TinyBERT, Jiao et al. 2019, arXiv:1909.10351):
+     * + hidden_weight * sum over pairs of loss(student l_out-s, teacher l_out-t) */
+    const char *hidden_map;     /* "s:t,s:t,..." student:teacher layer pairs, or NULL */
+    int hidden_kind;            /* ET_HIDDEN_MSE (default) or ET_HIDDEN_COSINE */
+    float hidden_weight;        /* default 1 */
 } et_distill_opts;
 
 et_distill_opts et_distill_defaults(void);
@@ -63,6 +68,10 @@ typedef struct et_distill {
     et_llama TL;
     et_tape ttape;
     int have_tl;
+    int n_pairs;
+    int pair_s[64], pair_t[64];  /* hidden-state pairs: student layer, teacher layer */
+    const float *th[64];         /* the teacher's l_out of each pair, this step */
+    double hid_sum;
     /* per call */
     int64_t *row_pos;            /* [B] filled by the trainer */
     int B, T;
@@ -72,7 +81,10 @@ typedef struct et_distill {
 } et_distill;
 
 /* Attach distillation to a bound student: tl->loss_fn / loss_ctx, and
- * tm->row_pos, n_aux, aux_name, aux_take.  B, T: the trainer's batch and
+ * tm->row_pos, n_aux, aux_name, aux_take ("ce", "kl", and "hidden" with a
+ * hidden map).  A hidden map needs an online teacher and the same n_embd
+ * (a learned projection for unequal widths is not built: ET_EUSAGE); a pair
+ * naming a layer that does not exist is ET_EINPUT.  B, T: the trainer's batch and
  * sequence length.  Checks: a stored teacher's n_vocab, tokenizer (sha256)
  * and temperature against the student and the options; an online teacher's
  * n_vocab and tokenizer.  0, ET_EUSAGE (options), ET_EINPUT (a teacher that

@@ -670,6 +670,36 @@ static void r_kd(const double *const *x, double *out, const opcase *c) {
     const double norm = c->norm > 0 ? c->norm : n_in;
     out[0] = (o->alpha * T * T * kd + (1 - o->alpha) * ce) / norm;
 }
+/* hidden-state loss: x = in[0], the teacher's y = in[1] (no gradient) */
+static et_tensor *b_hid(et_tape *t, et_tensor **in, const opcase *c) {
+    return et_hidden_loss(t, "h", in[0], in[1]->data, c->mask, c->G, c->norm);
+}
+static void r_hid(const double *const *x, double *out, const opcase *c) {
+    double total = 0;
+    int n_in = 0;
+    for (int r = 0; r < c->N; r++) {
+        if (c->mask && !c->mask[r]) continue;
+        n_in++;
+        double a = 0, xx = 0, yy = 0, xy = 0;
+        for (int k = 0; k < c->C; k++) {
+            const double u = x[0][r * c->C + k], v = x[1][r * c->C + k];
+            a += (u - v) * (u - v), xx += u * u, yy += v * v, xy += u * v;
+        }
+        total += c->G == ET_HIDDEN_MSE ? a / c->C : 1 - xy / sqrt(xx * yy);
+    }
+    out[0] = total / (c->norm > 0 ? c->norm : n_in);
+}
+static void test_hidden_loss(void **state) {
+    (void)state;
+    static const uint8_t mask[5] = {1, 0, 1, 1, 1};
+    opcase c = {.name = "hidden mse", .n_in = 2, .ndim = {2, 2}, .shape = {{5, 6}, {5, 6}}, .needs_grad = {1, 0},
+                .build = b_hid, .ref = r_hid, .N = 5, .C = 6, .G = ET_HIDDEN_MSE, .mask = mask};
+    c.n_out = 1;
+    expect_ok(&c);
+    c.name = "hidden cosine", c.G = ET_HIDDEN_COSINE, c.norm = 7;
+    expect_ok(&c);
+}
+
 static void test_kd_loss(void **state) {
     (void)state;
     enum { N = 7, C = 5, V = 11, K = 4 };
@@ -936,6 +966,7 @@ int main(void) {
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_cross_entropy_options),
         cmocka_unit_test(test_kd_loss),
+        cmocka_unit_test(test_hidden_loss),
         cmocka_unit_test(test_fd_catches_wrong_backward),
         cmocka_unit_test(test_fd_catches_perturbed_gradient),
         cmocka_unit_test(test_vexpf),

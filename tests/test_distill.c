@@ -169,6 +169,8 @@ static void test_distill_bad_teacher(void **state) {
                         test_tmp("other.h5"), out), out, "another data file");
     expect_refused(cmdf("./edgetune distill --teacher %s --keep-layers 0,7 --data %s --steps 2 --out %s", S,
                         test_tmp("ts.h5"), out), out, "layer 7 does not exist");
+    expect_refused(cmdf(DISTILL "--data %s --hidden-map 0:0,1:9 --steps 2 --out %s", S, test_tmp("ts.h5"), out), out,
+                   "the teacher has no layer 9");
 }
 
 /* A teacher stored with --scoring stream sees each student row of the stream

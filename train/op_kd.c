@@ -360,3 +360,77 @@ et_tensor *et_kd_loss(et_tape *t, const char *name, et_tensor *x, et_tensor *w, 
     if (wants && !et_tape_push(t, "kd_loss", kd_backward, out, in, 2, s)) return NULL;
     return out;
 }
+
+/* ---- hidden-state distillation (TinyBERT, Jiao et al. 2019, arXiv:1909.10351) ----
+ * x [N, C] student hidden states, y [N, C] the teacher's (a constant), per row r in the mask:
+ *   MSE     l_r = (1/C) sum_c (x_rc - y_rc)^2          dl_r/dx_rc = 2 (x_rc - y_rc) / C
+ *   cosine  l_r = 1 - x_r.y_r / (|x_r| |y_r|)           dl_r/dx_r = -(y_r / (|x_r||y_r|) - (x_r.y_r) x_r / (|x_r|^3 |y_r|))
+ * loss = sum_r l_r / norm. */
+typedef struct {
+    int N, C, kind;
+    double norm;
+    const float *y;
+    uint8_t *in;
+} hid_saved;
+
+static void hidden_backward(et_tape *t, const et_node *nd) {
+    et_tensor *x = nd->in[0];
+    const hid_saved *s = nd->saved;
+    float *dx = et_grad(t, x);
+    if (!dx || s->norm == 0.0) return;
+    const double g = nd->out->grad[0] / s->norm;
+    #pragma omp parallel for schedule(static) if ((size_t)s->N * s->C > ET_OMP_MIN_WORK)
+    for (int r = 0; r < s->N; r++) {
+        if (!s->in[r]) continue;
+        const float *xr = x->data + (size_t)r * s->C, *yr = s->y + (size_t)r * s->C;
+        float *d = dx + (size_t)r * s->C;
+        if (s->kind == ET_HIDDEN_MSE) {
+            for (int c = 0; c < s->C; c++) d[c] += (float)(g * 2.0 * ((double)xr[c] - yr[c]) / s->C);
+            continue;
+        }
+        double xx = 0, yy = 0, xy = 0;
+        for (int c = 0; c < s->C; c++) xx += (double)xr[c] * xr[c], yy += (double)yr[c] * yr[c], xy += (double)xr[c] * yr[c];
+        const double nx = sqrt(xx), ny = sqrt(yy);
+        if (nx == 0 || ny == 0) continue;
+        for (int c = 0; c < s->C; c++) d[c] += (float)(-g * (yr[c] / (nx * ny) - xy * xr[c] / (nx * nx * nx * ny)));
+    }
+}
+
+et_tensor *et_hidden_loss(et_tape *t, const char *name, et_tensor *x, const float *y, const uint8_t *mask, int kind,
+                          double norm) {
+    if (t->code) return NULL;
+    const char *nm = name ? name : "";
+    if (!x || !y) return et_tape_fail(t, ET_EINPUT, "hidden_loss %s: NULL input", nm);
+    if (kind != ET_HIDDEN_MSE && kind != ET_HIDDEN_COSINE)
+        return et_tape_fail(t, ET_EINPUT, "hidden_loss %s: kind %d is not MSE or cosine", nm, kind);
+    if (norm < 0) return et_tape_fail(t, ET_EINPUT, "hidden_loss %s: negative norm", nm);
+    const int N = (int)et_rows(x), C = (int)et_cols(x);
+    et_tensor *in[1] = {x};
+    int wants = et_tape_wants_grad(t, in, 1);
+    et_tensor *out = et_tensor_2d(t, name, 1, 1, wants);
+    if (out) out->ndim = 1;
+    hid_saved *s = out ? et_tape_alloc(t, sizeof *s) : NULL;
+    uint8_t *inm = s ? et_tape_alloc(t, (size_t)N) : NULL;
+    if (!inm) return NULL;
+    int n_in = 0;
+    for (int r = 0; r < N; r++) n_in += inm[r] = !mask || mask[r];
+    s->N = N, s->C = C, s->kind = kind, s->y = y, s->in = inm;
+    s->norm = n_in == 0 ? 0.0 : norm > 0 ? norm : (double)n_in;
+    double total = 0;
+    for (int r = 0; r < N; r++) {
+        if (!inm[r]) continue;
+        const float *xr = x->data + (size_t)r * C, *yr = y + (size_t)r * C;
+        if (kind == ET_HIDDEN_MSE) {
+            double a = 0;
+            for (int c = 0; c < C; c++) a += ((double)xr[c] - yr[c]) * ((double)xr[c] - yr[c]);
+            total += a / C;
+        } else {
+            double xx = 0, yy = 0, xy = 0;
+            for (int c = 0; c < C; c++) xx += (double)xr[c] * xr[c], yy += (double)yr[c] * yr[c], xy += (double)xr[c] * yr[c];
+            total += xx > 0 && yy > 0 ? 1.0 - xy / sqrt(xx * yy) : 0.0;
+        }
+    }
+    out->data[0] = s->norm == 0.0 ? 0.0f : (float)(total / s->norm);
+    if (wants && !et_tape_push(t, "hidden_loss", hidden_backward, out, in, 1, s)) return NULL;
+    return out;
+}

@@ -167,6 +167,17 @@ typedef struct et_kd_opts {
 et_tensor *et_kd_loss(et_tape *t, const char *name, et_tensor *x, et_tensor *w, const int32_t *targets,
                       const et_kd_opts *opts);
 
+/* Hidden-state distillation loss (TinyBERT, arXiv:1909.10351; op_kd.c):
+ * x [N, C] student hidden states, y [N, C] the teacher's at the mapped layer
+ * (a constant the caller keeps alive until backward), mask [N] or NULL.
+ *   ET_HIDDEN_MSE:    mean over rows of (1/C) |x_r - y_r|^2
+ *   ET_HIDDEN_COSINE: mean over rows of 1 - cos(x_r, y_r)
+ * "mean" = sum / norm (0: the rows in the mask).  Returns the loss [1] or
+ * NULL (tape error: unknown kind, negative norm). */
+enum { ET_HIDDEN_MSE = 0, ET_HIDDEN_COSINE = 1 };
+et_tensor *et_hidden_loss(et_tape *t, const char *name, et_tensor *x, const float *y, const uint8_t *mask, int kind,
+                          double norm);
+
 /* logsumexp_v (s z_v) of one row z [V], s > 0, exponentials summed in double
  * (shared by the cross-entropy and distillation ops). */
 float et_row_lse(const float *z, int V, float s);
