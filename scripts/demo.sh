@@ -10,7 +10,8 @@
 #      exported as GGUF and PEFT; the merged GGUF (edgetune merge)
 #   6. the engine on held-out prompts (edgetune eval --task generate): loss and greedy
 #      exact-match accuracy before and after, and a table.
-#   7. accuracy vs size: every artifact (base, + LoRA, merged F32/Q8_0/Q4_0)
+#   7. accuracy vs size: every artifact (base, + LoRA, merged F32/Q8_0/Q4_0, and a
+#      1-layer student distilled from the merged model: edgetune distill)
 #      through `edgetune eval`, `edgetune report` (report.md/.json/.svg) and
 #      `edgetune gate` against scripts/demo_gate/baseline.json.
 # When ../shared (or $ET_SHARED) is present, also the LoRA fine-tune of the
@@ -35,6 +36,7 @@ BASE_STEPS=${ET_DEMO_BASE_STEPS:-600}
 LORA_STEPS=${ET_DEMO_LORA_STEPS:-300}
 LORA_OPTS=(--rank 16 --alpha 32 --targets all-linear --dropout 0 --lr 3e-3)
 SH_STEPS=${ET_DEMO_SHARED_STEPS:-150}
+KD_STEPS=${ET_DEMO_KD_STEPS:-200}
 
 T0=$(date +%s.%N)
 elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }'; }
@@ -52,7 +54,7 @@ if ! "$ET" help lora 2>/dev/null | grep -q -- '--rank'; then
   echo "demo: this build has no 'edgetune lora' yet: the LoRA steps are skipped" >&2
 fi
 # start clean, removing only what this script writes
-rm -rf "$OUT/task" "$OUT/base" "$OUT/lora" "$OUT/eval" "$OUT/stories260K" "$OUT/merged.gguf" "$OUT/evals" "$OUT/report"
+rm -rf "$OUT/task" "$OUT/base" "$OUT/lora" "$OUT/student" "$OUT/eval" "$OUT/stories260K" "$OUT/merged.gguf" "$OUT/evals" "$OUT/report"
 mkdir -p "$OUT/eval" "$OUT/evals"
 D=$OUT/task
 
@@ -123,6 +125,14 @@ if [ $HAVE_LORA = 1 ]; then
   run "$ET" quantize "$OUT/merged.gguf" "$OUT/merged-Q4_0.gguf" --type Q4_0 --quiet
   evaluate merged-Q8_0 "$OUT/merged-Q8_0.gguf"
   evaluate merged-Q4_0 "$OUT/merged-Q4_0.gguf"
+  if "$ET" help distill >/dev/null 2>&1; then
+    N_STEPS=$((N_STEPS + 1))
+    step "a distilled student: layer 0 of the merged model (1 of 2 layers), the merged model as online teacher"
+    run "$ET" distill --teacher "$OUT/merged.gguf" --keep-layers 0 --data "$D/task.h5" --out "$OUT/student" \
+      --alpha 0.5 --steps "$KD_STEPS" --batch-size 16 --seq-len 64 --lr 2e-3 --eval-every 100 --ckpt-every 0 \
+      --log-every 50 --seed "$SEED" --threads "$THREADS" --no-eval
+    evaluate student-1L "$OUT/student/model.gguf"
+  fi
   run "$ET" report "$OUT"/evals/*.json -o "$OUT/report" --title "make demo: smart-home commands -> JSON"
   GATE_RC=0
   "$ET" gate --baseline scripts/demo_gate/baseline.json --current "$OUT/report/report.json" \
@@ -146,6 +156,7 @@ row() { # label name size
   if [ $HAVE_LORA = 1 ]; then
     row "base + LoRA (run time)" base+lora "adapter.gguf $(kb "$ADAPTER"), PEFT $(kb "$PEFT")"
     row "merged GGUF" merged-F32 "merged.gguf $(kb "$OUT/merged.gguf")"
+    [ -f "$OUT/evals/student-1L.json" ] && row "distilled 1-layer student" student-1L "model.gguf $(kb "$OUT/student/model.gguf")"
   else
     echo "  (no 'edgetune lora' in this build: no adapter rows)"
   fi
