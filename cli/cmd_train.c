@@ -362,8 +362,9 @@ static int train_or_distill(int argc, char **argv, int distill) {
         tl.qat = &q;
     }
     if (c.distill) {
-        if (!c.teacher_logits && (rc = et_model_load(&teacher, c.teacher, c.tokenizer, &e))) goto done;
-        if (!c.teacher_logits) c.kd.teacher = &teacher;
+        const int online = !c.teacher_logits && (c.kd.alpha > 0.0f || c.kd.hidden_map); /* alpha 0: no teacher run */
+        if (online && (rc = et_model_load(&teacher, c.teacher, c.tokenizer, &e))) goto done;
+        if (online) c.kd.teacher = &teacher;
         if ((rc = et_distill_init(&kd, &tl, &tm, &c.kd, c.o.batch_size, c.o.seq_len, &e))) goto done;
         have_kd = 1;
     }
@@ -390,7 +391,7 @@ static int train_or_distill(int argc, char **argv, int distill) {
     }
     if (c.distill)
         fprintf(stderr, "edgetune distill: teacher %s, %s; KD %s, T %g, alpha %g\n", c.teacher,
-                c.teacher_logits ? c.teacher_logits : "run online (full vocabulary)",
+                c.teacher_logits ? c.teacher_logits : c.kd.teacher ? "run online (full vocabulary)" : "not run (alpha 0: CE only)",
                 c.kd.kind == ET_KD_REVERSE ? "reverse KL(student || teacher)" : "forward KL(teacher || student)",
                 c.kd.temperature, c.kd.alpha);
     fprintf(stderr, "edgetune %s: %s, %zu parameters (n_embd %d, n_layer %d, n_head %d/%d, n_ff %d, n_vocab %d); "

@@ -112,7 +112,8 @@ static et_tensor *kd_loss_fn(void *ctx, et_tape *t, et_train_llama *tl, et_tenso
     et_kd_opts ko = {.kind = d->o.kind, .temperature = d->o.temperature, .alpha = d->o.alpha, .norm = norm,
                      .mask = in_loss, .chunk_rows = tl->chunk_rows, .row_ce_out = d->row_ce, .row_kd_out = d->row_kd,
                      .grad_in_forward = 1};
-    if (d->tf) {
+    if (!d->tf && !d->have_tl) { /* alpha 0: cross-entropy only */
+    } else if (d->tf) {
         et_err e = {0};
         if (load_rows(d, in_loss, &e)) return et_tape_fail(t, e.code ? e.code : ET_ERUN, "%s", e.msg);
         ko.kd_mask = d->kd_mask, ko.k = d->k, ko.ids = d->ids, ko.logprobs = d->lp, ko.weights = d->sampled ? d->w : NULL;
@@ -168,8 +169,11 @@ int et_distill_init(et_distill *d, et_train_llama *tl, et_train_model *tm, const
     d->o = *o;
     d->tl = tl;
     d->B = B, d->T = T;
-    if (!o->teacher_logits == !o->teacher)
-        return et_fail(e, ET_EUSAGE, "distill: give a teacher model or a teacher-logits file (one of the two)");
+    const int need_teacher = o->alpha > 0.0f || o->hidden_map; /* alpha 0: CE only, the same student and loop */
+    if (o->teacher_logits && o->teacher)
+        return et_fail(e, ET_EUSAGE, "distill: give a teacher model or a teacher-logits file, not both");
+    if (need_teacher && !o->teacher_logits && !o->teacher)
+        return et_fail(e, ET_EUSAGE, "distill: give a teacher model or a teacher-logits file");
     if (!(o->temperature > 0.0f) || !isfinite(o->temperature) || !(o->alpha >= 0.0f && o->alpha <= 1.0f))
         return et_fail(e, ET_EUSAGE, "distill: temperature %g must be > 0 and alpha %g in [0, 1]", o->temperature, o->alpha);
     if (o->kind != ET_KD_FORWARD && o->kind != ET_KD_REVERSE) return et_fail(e, ET_EUSAGE, "distill: unknown KL direction");
@@ -193,7 +197,7 @@ int et_distill_init(et_distill *d, et_train_llama *tl, et_train_model *tm, const
                     (d->sampled && !(d->w = malloc(sizeof(float) * N * d->k))) || !(d->scored = malloc(N)) ||
                     !(d->kd_mask = malloc(N))))
             rc = et_fail(e, ET_ERUN, "distill: out of memory for %zu rows of %d teacher entries", N, d->k);
-    } else {
+    } else if (o->teacher) {
         const et_model *tm_ = o->teacher;
         rc = check_vocab("teacher", "model", NULL, tm_->hp.n_vocab, s, e);
         if (!rc && tm_->tok && s->tok) {
