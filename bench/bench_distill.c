@@ -152,13 +152,7 @@ int main(int argc, char **argv) {
         const int mode = atoi(argv[4] + 3);
         b.tl.loss_fn = mode ? kd_fn : NULL;
         if (step(&b, mode, &e) || step(&b, mode, &e)) return 1;
-        FILE *f = fopen("/proc/self/status", "r");
-        char line[256];
-        long kb = -1;
-        while (f && fgets(line, sizeof line, f))
-            if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
-        if (f) fclose(f);
-        printf("%ld\n", kb);
+        printf("%ld\n", peak_rss_kb());
         remove(path);
         return 0;
     }

@@ -26,16 +26,6 @@
 
 #include "bench_util.h"
 
-static long peak_rss_kb(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
-    if (f) fclose(f);
-    return kb;
-}
-
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static float frand(void) { /* uniform [-1, 1) */
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;

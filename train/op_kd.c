@@ -230,17 +230,7 @@ static void kd_backward(et_tape *t, const et_node *nd) {
         kd_grad_chunks(t, s, x, w, g, dx, dw);
         return;
     }
-    if (dx && s->dx1) {
-        const long n = (long)x->n;
-        const float *d1 = s->dx1;
-        if (fresh) {
-            #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
-            for (long i = 0; i < n; i++) dx[i] = 0.0f + g * d1[i];
-        } else {
-            #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
-            for (long i = 0; i < n; i++) dx[i] += g * d1[i];
-        }
-    }
+    if (dx && s->dx1) et_fused_dx(dx, s->dx1, g, x->n, fresh);
     if (dw && g != 1.0f)
         kd_grad_chunks(t, s, x, w, g - 1.0f, NULL, dw);
     else if (dw && !s->dw_done)

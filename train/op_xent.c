@@ -32,6 +32,17 @@ typedef struct {
     int dw_done;      /*   dloss/dw for dloss = 1 already added into w's gradient */
 } xent_saved;
 
+void et_fused_dx(float *dx, const float *dx1, float g, size_t n, int fresh) {
+    const long m = (long)n;
+    if (fresh) {
+        #pragma omp parallel for schedule(static) if (n > ET_OMP_MIN_WORK)
+        for (long i = 0; i < m; i++) dx[i] = 0.0f + g * dx1[i];
+    } else {
+        #pragma omp parallel for schedule(static) if (n > ET_OMP_MIN_WORK)
+        for (long i = 0; i < m; i++) dx[i] += g * dx1[i];
+    }
+}
+
 /* z [V] := c * softmax(z) given its logsumexp L */
 ET_SIMD_CLONES
 static void row_scaled_softmax(float *z, int V, float L, float c) {
@@ -86,17 +97,7 @@ static void xent_backward(et_tape *t, const et_node *nd) {
     }
     /* grad_in_forward: the gradients for g = 1 exist; scale dx1 by g, and
        (only when g != 1) add (g - 1) times dw's share, recomputed */
-    if (dx && s->dx1) {
-        const long n = (long)x->n;
-        const float *d1 = s->dx1;
-        if (fresh) {
-            #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
-            for (long i = 0; i < n; i++) dx[i] = 0.0f + g * d1[i];
-        } else {
-            #pragma omp parallel for schedule(static) if ((size_t)n > ET_OMP_MIN_WORK)
-            for (long i = 0; i < n; i++) dx[i] += g * d1[i];
-        }
-    }
+    if (dx && s->dx1) et_fused_dx(dx, s->dx1, g, x->n, fresh);
     if (dw && g != 1.0f)
         grad_chunks(t, s, x, w, (float)((g - 1.0f) / s->norm), NULL, dw);
     else if (dw && !s->dw_done)

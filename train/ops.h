@@ -178,6 +178,11 @@ enum { ET_HIDDEN_MSE = 0, ET_HIDDEN_COSINE = 1 };
 et_tensor *et_hidden_loss(et_tape *t, const char *name, et_tensor *x, const float *y, const uint8_t *mask, int kind,
                           double norm);
 
+/* The fused LM-head ops' backward share for x (grad_in_forward): dx [n] =
+ * 0 + g dx1 when fresh (a first gradient: the same floats as adding into
+ * zeros, -0 included), else dx += g dx1 (op_xent.c, op_kd.c). */
+void et_fused_dx(float *dx, const float *dx1, float g, size_t n, int fresh);
+
 /* logsumexp_v (s z_v) of one row z [V], s > 0, exponentials summed in double
  * (shared by the cross-entropy and distillation ops). */
 float et_row_lse(const float *z, int V, float s);
