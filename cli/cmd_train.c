@@ -17,6 +17,7 @@
 #include "../distill/distill.h"
 #include "../distill/student.h"
 #include "../eval/eval.h"
+#include "../prune/plan.h"
 #include "../datasets/loader.h"
 #include "../export/model.h"
 #include "../quant/quant.h"
@@ -41,7 +42,7 @@ static const char *const KNOWN[] = {
 static const char *const BOOLS[] = {"resume", "untied", "recompute", "no_eval", NULL};
 /* distill adds these to KNOWN */
 static const char *const KNOWN_KD[] = {"teacher", "teacher_logits", "student", "keep_layers", "kd", "temperature", "alpha",
-                                       "no_eval", "hidden_map", "hidden_loss", "hidden_weight", NULL};
+                                       "no_eval", "prune_plan", "hidden_map", "hidden_loss", "hidden_weight", NULL};
 
 /* Everything the command decided, before training starts. */
 typedef struct train_cfg {
@@ -57,7 +58,7 @@ typedef struct train_cfg {
     char ckpt[4096], recipe[4096], gguf[4096], qgguf[4096];
     /* distill */
     int distill, no_eval;
-    const char *teacher, *teacher_logits, *keep_layers;
+    const char *teacher, *teacher_logits, *keep_layers, *prune_plan;
     et_distill_opts kd;
     char eval_student[4096], eval_teacher[4096], ref_cache[4096];
 } train_cfg;
@@ -93,13 +94,15 @@ static int read_kd(const cli_args *a, train_cfg *c, et_err *e) {
     c->teacher = cli_str(a, "teacher", NULL);
     c->teacher_logits = cli_str(a, "teacher_logits", NULL);
     c->keep_layers = cli_str(a, "keep_layers", NULL);
+    c->prune_plan = cli_str(a, "prune_plan", NULL);
     c->no_eval = cli_on(a, "no_eval");
     if (!c->model) c->model = cli_str(a, "student", NULL);
     if (!c->teacher)
         return et_fail(e, ET_EUSAGE, "distill needs --teacher MODEL (the online teacher, or with --teacher-logits F the "
                                      "model F was made with; see `edgetune help distill`)");
-    if (c->keep_layers && c->model)
-        return et_fail(e, ET_EUSAGE, "give either --student FILE or --keep-layers LIST (a student made from the teacher)");
+    if ((c->keep_layers != NULL) + (c->model != NULL) + (c->prune_plan != NULL) > 1)
+        return et_fail(e, ET_EUSAGE, "give one of --student FILE, --keep-layers LIST or --prune-plan PLAN.json (a student "
+                                     "made from the teacher)");
     if (c->teacher_logits && c->data && strcmp(c->data, c->teacher_logits)) {
         /* the stored rows are positions of the teacher file's own /tokens: train on those, after
            checking they are this data's */
@@ -151,7 +154,7 @@ static int read_cfg(const cli_args *a, train_cfg *c, int distill, et_err *e) {
     if (!c->data || !c->out)
         return et_fail(e, ET_EUSAGE, "%s needs --data tokens.h5 and --out DIR (see `edgetune help %s`)",
                        distill ? "distill" : "train", distill ? "distill" : "train");
-    if (!c->model && !c->keep_layers) {
+    if (!c->model && !c->keep_layers && !c->prune_plan) {
         if (!cli_str(a, "n_embd", NULL) || !cli_str(a, "n_layer", NULL) || !cli_str(a, "n_head", NULL) ||
             !cli_str(a, "n_ff", NULL))
             return et_fail(e, ET_EUSAGE, "%s needs --%s FILE, or the architecture of a new model: "
@@ -201,6 +204,20 @@ static int read_cfg(const cli_args *a, train_cfg *c, int distill, et_err *e) {
 /* Load --model, or build a new one from the flags and initialize it from --seed. */
 static int make_model(train_cfg *c, et_model *m, const et_ds *ds, et_err *e) {
     if (c->model) return et_model_load(m, c->model, c->tokenizer, e);
+    if (c->prune_plan) { /* distill: the teacher pruned by a plan of `edgetune prune` (prune/plan.h) */
+        et_model t = {0};
+        et_prune_plan plan;
+        memset(&plan, 0, sizeof plan);
+        char sha[65];
+        int rc = et_model_load(&t, c->teacher, c->tokenizer, e);
+        if (!rc) rc = et_prune_plan_read(&plan, c->prune_plan, e);
+        if (!rc) rc = et_prune_file_sha256(c->teacher, sha, e);
+        if (!rc) rc = et_prune_plan_check_model(&plan, &t, sha, c->teacher, e);
+        if (!rc) rc = et_prune_apply(&t, &plan, m, 1, e);
+        et_prune_plan_free(&plan);
+        et_model_free(&t);
+        return rc;
+    }
     if (c->keep_layers) { /* distill: the teacher's layers */
         et_model t = {0};
         int keep[1024], n = 0;
@@ -236,6 +253,7 @@ static int save_recipe(const train_cfg *c, const et_model *m, char **json, et_er
         cli_recipe_add(&r, "teacher", "%s", c->teacher);
         if (c->teacher_logits) cli_recipe_add(&r, "teacher_logits", "%s", c->teacher_logits);
         if (c->keep_layers) cli_recipe_add(&r, "keep_layers", "%s", c->keep_layers);
+        if (c->prune_plan) cli_recipe_add(&r, "prune_plan", "%s", c->prune_plan);
         cli_recipe_add(&r, "kd", "%s", c->kd.kind == ET_KD_REVERSE ? "reverse" : "forward");
         cli_recipe_float(&r, "temperature", c->kd.temperature), cli_recipe_float(&r, "alpha", c->kd.alpha);
         if (c->no_eval) cli_recipe_add(&r, "no_eval", "1");
@@ -245,7 +263,7 @@ static int save_recipe(const train_cfg *c, const et_model *m, char **json, et_er
             cli_recipe_float(&r, "hidden_weight", c->kd.hidden_weight);
         }
     }
-    if (!c->model && !c->keep_layers) {
+    if (!c->model && !c->keep_layers && !c->prune_plan) {
         const et_hparams *h = &m->hp;
         cli_recipe_add(&r, "n_embd", "%d", h->n_embd), cli_recipe_add(&r, "n_layer", "%d", h->n_layer);
         cli_recipe_add(&r, "n_head", "%d", h->n_head), cli_recipe_add(&r, "n_head_kv", "%d", h->n_head_kv);
@@ -396,7 +414,7 @@ static int train_or_distill(int argc, char **argv, int distill) {
                 c.kd.temperature, c.kd.alpha);
     fprintf(stderr, "edgetune %s: %s, %zu parameters (n_embd %d, n_layer %d, n_head %d/%d, n_ff %d, n_vocab %d); "
             "%s: %lld tokens; batch %d x %d x %d; %lld steps; %s GEMMs%s\n",
-            distill ? "distill student" : "train", c.model ? c.model : c.keep_layers ? "teacher layers" : "new model", m.n_params, m.hp.n_embd, m.hp.n_layer, m.hp.n_head, m.hp.n_head_kv,
+            distill ? "distill student" : "train", c.model ? c.model : c.keep_layers ? "teacher layers" : c.prune_plan ? "pruned teacher" : "new model", m.n_params, m.hp.n_embd, m.hp.n_layer, m.hp.n_head, m.hp.n_head_kv,
             m.hp.n_ff, m.hp.n_vocab, c.data, (long long)ds->n_tokens, c.o.batch_size, c.o.seq_len, c.o.grad_accum,
             (long long)c.o.steps, et_gemm_precision_name(c.precision), c.o.resume ? " (resumed)" : "");
     cli_qat_events ev = {&p, c.qat.on ? &q : NULL};

@@ -60,7 +60,7 @@ const cli_cmd cli_commands[] = {
      "         (F is also the training data: its /tokens and split), or none: T runs forward online at\n"
      "         every step (full-vocabulary KL, nothing stored)\n"
      "  student: --student FILE (any model), --keep-layers 0,2,4 (the teacher's layers, e.g. every other\n"
-     "         one), or a new model: --n-embd --n-layer --n-head --n-ff [...] as `edgetune train`\n"
+     "         one), --prune-plan PLAN.json (the teacher pruned by `edgetune prune --plan`), or a new model: --n-embd --n-layer --n-head --n-ff [...] as `edgetune train`\n"
      "  --kd forward|reverse (KL(teacher || student) or KL(student || teacher))  --temperature 1 (T; with\n"
      "         a stored teacher, the T it was stored at)  --alpha 0.5 (loss = alpha T^2 KL + (1-alpha) CE)\n"
      "  --hidden-map 0:0,1:2,2:4 (online teacher: + --hidden-weight 1 x MSE (--hidden-loss mse|cosine) between\n"

@@ -198,12 +198,42 @@ static void test_distill_context(void **state) {
     free(log);
 }
 
+/* A student pruned by a plan of `edgetune prune` (per-layer widths: arch deci) distils and
+ * moves toward the teacher; a plan for another model is refused. */
+static void test_distill_prune_plan(void **state) {
+    (void)state;
+    NEED();
+    char plan[512];
+    snprintf(plan, sizeof plan, "%s", test_tmp("p.plan.json"));
+    assert_int_equal(test_run(cmdf("./edgetune prune %s -o %s --calib %s --calib-rows 8 --seq-len 32 --heads 0.25 --ffn 0.3 "
+                                   "--plan %s", S, test_tmp("pruned.gguf"), test_tmp("ts.h5"), plan)), 0);
+    const char *common = "./edgetune distill --teacher %s --data %s --prune-plan %s --batch-size 8 --seq-len 63 "
+                         "--loader rows --lr 3e-3 --warmup 2 --eval-every 0 --eval-batches 2 --threads 1 --no-eval "
+                         "--alpha 1 --steps %d --out %s";
+    assert_int_equal(test_run(cmdf(common, S, test_tmp("ts.h5"), plan, 0, test_tmp("dp0"))), 0);
+    assert_int_equal(test_run(cmdf(common, S, test_tmp("ts.h5"), plan, 30, test_tmp("dp"))), 0);
+    char p0[512], p1[512];
+    snprintf(p0, sizeof p0, "%s/model.gguf", test_tmp("dp0"));
+    snprintf(p1, sizeof p1, "%s/model.gguf", test_tmp("dp"));
+    char *g = test_slurp(p1);
+    assert_non_null(g);
+    assert_non_null(memmem(g, 4096, "deci", 4)); /* per-layer widths */
+    free(g);
+    const double k0 = kl_of(p0, "pruned"), k1 = kl_of(p1, "pruned+kd");
+    printf("  pruned student: KL to the teacher %.4f -> %.4f after 30 steps of KD\n", k0, k1);
+    assert_true(k1 < 0.9 * k0);
+    /* the plan applied to another teacher (the pruned file itself): exit 2 */
+    expect_refused(cmdf(common, test_tmp("pruned.gguf"), test_tmp("ts.h5"), plan, 2, test_tmp("dpx")), test_tmp("dpx"),
+                   "layer");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_distill_lowers_kl),
         cmocka_unit_test(test_distill_resume),
         cmocka_unit_test(test_distill_bad_teacher),
         cmocka_unit_test(test_distill_context),
+        cmocka_unit_test(test_distill_prune_plan),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
