@@ -172,11 +172,11 @@ int et_logits_run(const et_engine *m, const char *model_path, const char *data, 
         et_ds_meta dm = {.n_vocab = V, .bos_id = m->tok ? et_tok_bos(m->tok) : -1, .eos_id = m->tok ? et_tok_eos(m->tok) : -1,
                          .source = data, .format = et_is_hdf5(data) ? "tokens.h5" : "text"};
         snprintf(dm.tokenizer_sha256, sizeof dm.tokenizer_sha256, "%s", meta.tokenizer_sha256);
-        rc = et_ds_writer_open(&w, part, &dm, 0, e);
+        rc = et_ds_writer_open(&w, part, &dm, d.mask ? ET_DS_WITH_MASK : 0, e); /* the data's loss mask is kept */
         if (!rc) et_ds_writer_size_hint(w, d.n_tokens);
         for (int64_t q = 0; !rc && q < d.n_docs; q++) {
             if (q == d.valid_doc) et_ds_writer_begin_valid(w); /* the data's split is kept */
-            rc = et_ds_writer_add(w, d.tok + d.off[q], NULL, (size_t)(d.off[q + 1] - d.off[q]), -1, e);
+            rc = et_ds_writer_add(w, d.tok + d.off[q], d.mask ? d.mask + d.off[q] : NULL, (size_t)(d.off[q + 1] - d.off[q]), -1, e);
         }
         if (!rc) rc = et_ds_writer_commit(w, e);
         else et_ds_writer_abort(w);

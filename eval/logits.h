@@ -18,6 +18,7 @@ typedef struct et_doc_tokens {
     int64_t n_docs, n_tokens;
     int64_t first_token; /* index of tok[0] in the file's /tokens */
     int64_t valid_doc;   /* the first document of the file's validation split (n_docs: none) */
+    uint8_t *mask;       /* [n_tokens] the file's /loss_mask, or NULL when it has none (text) */
 } et_doc_tokens;
 
 /* 1 when path starts with the HDF5 signature. */

@@ -29,6 +29,7 @@ void et_docs_tok_free(et_doc_tokens *d) {
     if (!d) return;
     free(d->tok);
     free(d->off);
+    free(d->mask);
     memset(d, 0, sizeof *d);
 }
 
@@ -54,6 +55,8 @@ int et_doc_tokens_read(const et_engine *m, const char *path, const char *split, 
                     !(out->off = malloc(sizeof(int64_t) * (size_t)(d1 - d0 + 1)))))
             rc = et_fail(e, ET_ERUN, "%s: out of memory", path);
         if (!rc) rc = et_ds_read_tokens(ds, t0, nt, out->tok, e);
+        if (!rc && ds->has_mask && !(out->mask = malloc((size_t)nt))) rc = et_fail(e, ET_ERUN, "%s: out of memory", path);
+        if (!rc && out->mask) rc = et_ds_read_mask(ds, t0, nt, out->mask, e);
         for (int64_t d = d0; !rc && d <= d1; d++) out->off[d - d0] = ds->doc_offsets[d] - t0;
         out->n_docs = d1 - d0;
         out->n_tokens = nt;

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <sys/stat.h>
 
+#include "../datasets/dataset.h"
 #include "../eval/eval.h"
 #include "testutil.h"
 
@@ -227,6 +228,35 @@ static void test_distill_prune_plan(void **state) {
                    "layer");
 }
 
+/* The teacher file keeps the data's loss mask (instruction data: prompts are not trained on, by
+ * CE or KD), so `distill --teacher-logits F` trains on what `train --data D` would. */
+static void test_logits_keep_mask(void **state) {
+    (void)state;
+    NEED();
+    test_spit(test_tmp("inst.jsonl"), "{\"prompt\": \"Once upon a time\", \"completion\": \" there was a cat.\"}\n"
+                                      "{\"prompt\": \"The dog\", \"completion\": \" ran home to his mom.\"}\n");
+    assert_int_equal(test_run(cmdf("./edgetune data --tokenizer %s --input %s -o %s", S, test_tmp("inst.jsonl"),
+                                   test_tmp("inst.h5"))), 0);
+    assert_int_equal(test_run(cmdf("./edgetune logits %s --data %s -o %s --top-k 4", S, test_tmp("inst.h5"),
+                                   test_tmp("inst_t.h5"))), 0);
+    et_ds *a, *b;
+    et_err e = {0};
+    assert_int_equal(et_ds_open(&a, test_tmp("inst.h5"), &e), 0);
+    assert_int_equal(et_ds_open(&b, test_tmp("inst_t.h5"), &e), 0);
+    assert_true(a->has_mask && b->has_mask);
+    assert_int_equal(a->n_tokens, b->n_tokens);
+    uint8_t ma[256], mb[256];
+    assert_true(a->n_tokens <= 256);
+    assert_int_equal(et_ds_read_mask(a, 0, a->n_tokens, ma, &e), 0);
+    assert_int_equal(et_ds_read_mask(b, 0, b->n_tokens, mb, &e), 0);
+    int masked = 0;
+    for (int64_t i = 0; i < a->n_tokens; i++) masked += !ma[i];
+    assert_true(masked > 0);
+    assert_memory_equal(ma, mb, (size_t)a->n_tokens);
+    et_ds_close(a);
+    et_ds_close(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_distill_lowers_kl),
@@ -234,6 +264,7 @@ int main(void) {
         cmocka_unit_test(test_distill_bad_teacher),
         cmocka_unit_test(test_distill_context),
         cmocka_unit_test(test_distill_prune_plan),
+        cmocka_unit_test(test_logits_keep_mask),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
