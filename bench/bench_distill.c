@@ -4,7 +4,7 @@
  * teacher, medians of the repeats; then each mode once more in a child
  * process for its peak RSS.
  *
- *   build/bench/bench_distill [smollm2|stories260K] [B] [T] [reps]
+ *   build/bench/bench_distill [smollm2|stories260K] [B (4)] [T (128)] [reps (5)]
  *
  * smollm2 (default): SmolLM2-135M's shapes (n_vocab 49152, n_embd 576, 9
  * heads / 3 kv, n_ff 1536), a student of 15 layers, a teacher of 30, random
@@ -107,7 +107,7 @@ static int step(bench *b, int mode, et_err *e) {
 
 int main(int argc, char **argv) {
     const char *shape = argc > 1 ? argv[1] : "smollm2";
-    const int B = argc > 2 ? atoi(argv[2]) : 4, T = argc > 3 ? atoi(argv[3]) : 256, reps = argc > 4 && atoi(argv[4]) > 0 ? atoi(argv[4]) : 5;
+    const int B = argc > 2 ? atoi(argv[2]) : 4, T = argc > 3 ? atoi(argv[3]) : 128, reps = argc > 4 && atoi(argv[4]) > 0 ? atoi(argv[4]) : 5;
     et_omp_passive_reexec();
     et_hparams hp = {.arch = "llama", .n_vocab = 49152, .n_embd = 576, .n_head = 9, .n_head_kv = 3, .n_ff = 1536,
                      .n_ctx = 2048, .rms_eps = 1e-5f, .rope_theta = 10000.0f, .tied_output = 1};
