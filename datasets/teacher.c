@@ -177,6 +177,8 @@ int et_teacher_writer_close(et_teacher_writer *w, et_err *e) {
 
 struct et_teacher {
     hid_t file, d_ids, d_lp, d_tgt, d_sc, d_cnt;
+    hid_t lp_half;          /* the log-probs' IEEE half type (read raw, converted here: HDF5's soft
+                               float16 conversion is slow), or -1 */
     int64_t n, k, n_vocab;
     char *path;
 };
@@ -188,6 +190,7 @@ void et_teacher_close(et_teacher *t) {
     if (t->d_tgt >= 0) H5Dclose(t->d_tgt);
     if (t->d_sc >= 0) H5Dclose(t->d_sc);
     if (t->d_cnt >= 0) H5Dclose(t->d_cnt);
+    if (t->lp_half >= 0) H5Tclose(t->lp_half);
     if (t->file >= 0) H5Fclose(t->file);
     free(t->path);
     free(t);
@@ -262,7 +265,7 @@ int et_teacher_open(et_teacher **out, const char *path, et_teacher_meta *meta, e
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     et_teacher *t = calloc(1, sizeof *t);
     if (!t) return et_fail(e, ET_ERUN, "out of memory");
-    t->file = t->d_ids = t->d_lp = t->d_tgt = t->d_sc = t->d_cnt = -1;
+    t->file = t->d_ids = t->d_lp = t->d_tgt = t->d_sc = t->d_cnt = t->lp_half = -1;
     t->path = strdup(path);
     t->n_vocab = n_vocab;
     /* the same close degree as et_ds_open, so both may hold the file at once */
@@ -306,6 +309,16 @@ int et_teacher_open(et_teacher **out, const char *path, et_teacher_meta *meta, e
     if (!rc && (t->k < 1 || t->k > n_vocab || t->k > ET_TEACHER_MAX_K))
         rc = et_fail(e, ET_EINPUT, "%s: /teacher k = %lld is outside [1, n_vocab %lld]", path, (long long)t->k,
                      (long long)n_vocab);
+    if (!rc) { /* IEEE half little-endian log-probs (what the writer makes): read raw */
+        hid_t ty = H5Dget_type(t->d_lp);
+        size_t spos, epos, esize, mpos, msize;
+        if (ty >= 0 && H5Tget_class(ty) == H5T_FLOAT && H5Tget_size(ty) == 2 && H5Tget_order(ty) == H5T_ORDER_LE &&
+            H5Tget_fields(ty, &spos, &epos, &esize, &mpos, &msize) >= 0 && spos == 15 && epos == 10 && esize == 5 &&
+            mpos == 0 && msize == 10 && H5Tget_ebias(ty) == 15)
+            t->lp_half = ty;
+        else if (ty >= 0)
+            H5Tclose(ty);
+    }
     /* sample mode: counts beside the ids */
     char mode[16] = "";
     read_attr_s(g, "mode", mode, sizeof mode);
@@ -360,7 +373,7 @@ int et_teacher_read(const et_teacher *t, int64_t start, int64_t count, int32_t *
     if (count == 0) return 0;
     hsize_t st[2] = {(hsize_t)start, 0}, cn[2] = {(hsize_t)count, (hsize_t)t->k};
     struct { hid_t d; hid_t mt; int rank; void *buf; } r[4] = {
-        {t->d_ids, H5T_NATIVE_INT32, 2, ids}, {t->d_lp, H5T_NATIVE_FLOAT, 2, logprobs},
+        {t->d_ids, H5T_NATIVE_INT32, 2, ids}, {t->d_lp, t->lp_half >= 0 ? t->lp_half : H5T_NATIVE_FLOAT, 2, logprobs},
         {t->d_tgt, H5T_NATIVE_FLOAT, 1, target}, {t->d_sc, H5T_NATIVE_UINT8, 1, scored}};
     for (int i = 0; i < 4; i++) {
         if (!r[i].buf) continue;
@@ -372,6 +385,10 @@ int et_teacher_read(const et_teacher *t, int64_t start, int64_t count, int32_t *
         if (!ok) return et_fail(e, ET_ERUN, "%s: reading /teacher rows %lld.. failed", t->path, (long long)start);
     }
     size_t nk = (size_t)count * (size_t)t->k;
+    if (logprobs && t->lp_half >= 0) { /* nk halves at the start of the float buffer: widen from the end */
+        const uint16_t *h = (const uint16_t *)logprobs;
+        for (size_t i = nk; i-- > 0;) logprobs[i] = et_fp16_to_fp32(h[i]);
+    }
     for (size_t i = 0; ids && i < nk; i++)
         if (ids[i] < 0 || ids[i] >= t->n_vocab)
             return et_fail(e, ET_EINPUT, "%s: /teacher/topk_ids[%lld][%lld] = %d is outside [0, %lld)", t->path,
