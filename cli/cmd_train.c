@@ -386,7 +386,7 @@ static int train_or_distill(int argc, char **argv, int distill) {
         if ((rc = et_distill_init(&kd, &tl, &tm, &c.kd, c.o.batch_size, c.o.seq_len, &e))) goto done;
         have_kd = 1;
     }
-    if (!c.model && !c.o.resume) {
+    if (!c.model && !c.keep_layers && !c.prune_plan && !c.o.resume) { /* a new model: random init */
         et_xoshiro r;
         et_xoshiro_seed(&r, c.o.seed);
         et_init_normal(tm.t, tm.n_t, m.hp.n_layer, c.init_std, &r);

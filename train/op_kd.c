@@ -59,7 +59,7 @@ typedef struct {
 enum { KD_SPARSE = 0, KD_SAMPLED = 1, KD_DENSE = 2 };
 
 ET_SIMD_CLONES
-float et_row_lse(const float *z, int V, float s) {
+static float row_lse(const float *z, int V, float s) {
     const int V16 = V / 16 * 16;
     float m = V16 ? et_max16(z, V16) : z[0];
     for (int v = V16; v < V; v++) m = z[v] > m ? z[v] : m;
@@ -74,6 +74,10 @@ float et_row_lse(const float *z, int V, float s) {
     for (int v = V16; v < V; v++) se += et_vexpf(s * z[v] - m);
     return m + (float)log(se);
 }
+
+/* the exported symbol is a plain function (clang emits only the clones of a
+   target_clones function declared without the attribute) */
+float et_row_lse(const float *z, int V, float s) { return row_lse(z, V, s); }
 
 /* zi [V] := a exp(z - L1) + b exp(s z - LT) (either term skipped when its factor is 0) */
 ET_SIMD_CLONES
