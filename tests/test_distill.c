@@ -62,7 +62,8 @@ static double kl_of(const char *model, const char *name) {
     return kl;
 }
 
-#define DISTILL "./edgetune distill --teacher %s --keep-layers 0,2,4 --batch-size 8 --seq-len 63 --loader rows " \
+#define DISTILL DISTILL0 "--keep-layers 0,2,4 "
+#define DISTILL0 "./edgetune distill --teacher %s --batch-size 8 --seq-len 63 --loader rows " \
                 "--lr 3e-3 --warmup 2 --eval-every 0 --eval-batches 2 --threads 1 --no-eval "
 
 /* The student moves toward the teacher: KL on held-out text, from the
@@ -78,6 +79,13 @@ static void test_distill_lowers_kl(void **state) {
     snprintf(p0, sizeof p0, "%s/model.gguf", test_tmp("d0"));
     snprintf(pk, sizeof pk, "%s/model.gguf", test_tmp("dk"));
     snprintf(pon, sizeof pon, "%s/model.gguf", test_tmp("don"));
+    /* a student of all the teacher's layers is the teacher (its layers are copied, not re-initialised) */
+    assert_int_equal(test_run(cmdf(DISTILL0 "--keep-layers 0-4 --teacher-logits %s --steps 0 --out %s", S, test_tmp("t16.h5"), test_tmp("dall"))), 0);
+    char pall[512];
+    snprintf(pall, sizeof pall, "%s/model.gguf", test_tmp("dall"));
+    const double kall = kl_of(pall, "all-layers");
+    printf("  KL(teacher || student of all 5 layers, 0 steps) = %.3g\n", kall);
+    assert_true(kall < 1e-5);
     const double k0 = kl_of(p0, "init"), kk = kl_of(pk, "top16"), kon = kl_of(pon, "online");
     printf("  KL(teacher || 3-layer student) on held-out text: init %.4f, 40 steps top-16 %.4f, online %.4f\n", k0, kk, kon);
     assert_true(kk < 0.8 * k0);
@@ -220,7 +228,8 @@ static void test_distill_prune_plan(void **state) {
     assert_non_null(g);
     assert_non_null(memmem(g, 4096, "deci", 4)); /* per-layer widths */
     free(g);
-    const double k0 = kl_of(p0, "pruned"), k1 = kl_of(p1, "pruned+kd");
+    const double k0 = kl_of(p0, "pruned"), k1 = kl_of(p1, "pruned+kd"), kp = kl_of(test_tmp("pruned.gguf"), "prune");
+    assert_true(fabs(k0 - kp) < 1e-6); /* the 0-step student is edgetune prune's model, weights kept */
     printf("  pruned student: KL to the teacher %.4f -> %.4f after 30 steps of KD\n", k0, k1);
     assert_true(k1 < 0.9 * k0);
     /* the plan applied to another teacher (the pruned file itself): exit 2 */
