@@ -375,21 +375,21 @@ static int train_or_distill(int argc, char **argv, int distill) {
         goto done;
     tl.recompute = c.recompute;
     tl.tape.gemm_precision = c.precision;
-    if (c.qat.on) {
-        if ((rc = cli_qat_attach(&c.qat, &q, &tl.L, NULL, c.o.resume ? c.ckpt : NULL, &e))) goto done;
-        tl.qat = &q;
-    }
-    if (c.distill) {
+    if (c.distill) { /* first: a hidden-state projection moves the student's block (distill.h) */
         const int online = !c.teacher_logits && (c.kd.alpha > 0.0f || c.kd.hidden_map); /* alpha 0: no teacher run */
         if (online && (rc = et_model_load(&teacher, c.teacher, c.tokenizer, &e))) goto done;
         if (online) c.kd.teacher = &teacher;
         if ((rc = et_distill_init(&kd, &tl, &tm, &c.kd, c.o.batch_size, c.o.seq_len, &e))) goto done;
         have_kd = 1;
     }
+    if (c.qat.on) {
+        if ((rc = cli_qat_attach(&c.qat, &q, &tl.L, NULL, c.o.resume ? c.ckpt : NULL, &e))) goto done;
+        tl.qat = &q;
+    }
     if (!c.model && !c.keep_layers && !c.prune_plan && !c.o.resume) { /* a new model: random init */
         et_xoshiro r;
         et_xoshiro_seed(&r, c.o.seed);
-        et_init_normal(tm.t, tm.n_t, m.hp.n_layer, c.init_std, &r);
+        et_init_normal(tm.t, tm.n_t - tl.n_extra, m.hp.n_layer, c.init_std, &r); /* the model's own tensors */
     }
     et_loader_opts lo = et_loader_defaults();
     lo.batch_size = c.o.batch_size, lo.seq_len = c.o.seq_len, lo.seed = c.o.seed, lo.mode = c.loader_mode;

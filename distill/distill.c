@@ -8,6 +8,7 @@
 
 #include "../datasets/dataset.h"
 #include "../datasets/tokenizer.h"
+#include "../train/rng.h"
 
 et_distill_opts et_distill_defaults(void) {
     et_distill_opts o = {.kind = ET_KD_FORWARD, .temperature = 1.0f, .alpha = 0.5f, .hidden_kind = ET_HIDDEN_MSE,
@@ -133,6 +134,7 @@ static et_tensor *kd_loss_fn(void *ctx, et_tape *t, et_train_llama *tl, et_tenso
         snprintf(nm, sizeof nm, "l_out-%d", d->pair_s[i]);
         et_tensor *xs = et_tape_find(t, nm);
         if (!xs) return et_tape_fail(t, ET_ERUN, "distill: the student's %s is not on the tape", nm);
+        if (d->proj[i] && !(xs = et_matmul(t, "hidden_proj", xs, d->proj[i], NULL))) return NULL;
         et_tensor *hl = et_hidden_loss(t, "hidden_loss", xs, d->th[i], in_loss, d->o.hidden_kind, norm);
         et_tensor *w = hl ? et_scale(t, "hidden_loss_w", hl, d->o.hidden_weight) : NULL;
         loss = w ? et_add(t, "loss", loss, w) : NULL;
@@ -148,6 +150,34 @@ static et_tensor *kd_loss_fn(void *ctx, et_tape *t, et_train_llama *tl, et_tenso
         d->kd_sum += d->row_kd[i];
     }
     return loss;
+}
+
+/* One learned projection W_i [n_embd teacher, n_embd student] per hidden
+ * pair (TinyBERT's W_h, arXiv:1909.10351 eq. 8: the student's hidden state
+ * times W_h against the teacher's), trained with the student:
+ * "distill.hidden_proj.<i>.weight" in the trainer's block and checkpoint,
+ * not in the exported model.  Initialised N(0, 1/n_embd_s) from a fixed
+ * seed (a resumed run reads the trained values from its checkpoint). */
+static int add_projections(et_distill *d, et_train_llama *tl, et_train_model *tm, int n_t, et_err *e) {
+    const int n_s = tl->m->hp.n_embd;
+    char names[64][40];
+    const char *np[64];
+    int64_t rows[64], cols[64];
+    for (int i = 0; i < d->n_pairs; i++) {
+        snprintf(names[i], sizeof names[i], "distill.hidden_proj.%d.weight", i);
+        np[i] = names[i], rows[i] = n_t, cols[i] = n_s;
+    }
+    int rc = et_train_llama_add_params(tl, tm, d->n_pairs, np, rows, cols, e);
+    if (rc) return rc;
+    et_xoshiro r;
+    et_xoshiro_seed(&r, 0x6869646465ull); /* "hidde" */
+    const double sd = 1.0 / sqrt((double)n_s);
+    for (int i = 0; i < d->n_pairs; i++) {
+        et_tensor *w = &tl->extra[i];
+        for (size_t j = 0; j < w->n; j++) w->data[j] = (float)(sd * et_xoshiro_normal(&r));
+        d->proj[i] = w;
+    }
+    return 0;
 }
 
 static int check_vocab(const char *what, const char *path, const char *sha, int64_t n_vocab, const et_model *s, et_err *e) {
@@ -205,9 +235,6 @@ int et_distill_init(et_distill *d, et_train_llama *tl, et_train_model *tm, const
             et_tok_sha256(tm_->tok, a), et_tok_sha256(s->tok, b);
             if (strcmp(a, b)) rc = et_fail(e, ET_EINPUT, "the teacher and the student use different tokenizers");
         }
-        if (!rc && o->hidden_map && tm_->hp.n_embd != s->hp.n_embd)
-            rc = et_fail(e, ET_EUSAGE, "--hidden-map: the student's n_embd %d differs from the teacher's %d (a learned "
-                         "projection between them is not built yet)", s->hp.n_embd, tm_->hp.n_embd);
         for (const char *p = o->hidden_map; !rc && p && *p;) {
             char *end;
             long a = strtol(p, &end, 10), b;
@@ -231,6 +258,7 @@ int et_distill_init(et_distill *d, et_train_llama *tl, et_train_model *tm, const
                 d->pair_s[d->n_pairs] = (int)a, d->pair_t[d->n_pairs++] = (int)b;
             p = *end ? end + 1 : end;
         }
+        if (!rc && d->n_pairs && tm_->hp.n_embd != s->hp.n_embd) rc = add_projections(d, tl, tm, tm_->hp.n_embd, e);
         if (!rc) rc = et_llama_bind(&d->TL, o->teacher, NULL, e);
         if (!rc) d->have_tl = 1;
         if (!rc) rc = et_tape_init(&d->ttape, 0, e);

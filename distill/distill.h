@@ -71,6 +71,8 @@ typedef struct et_distill {
     int n_pairs;
     int pair_s[64], pair_t[64];  /* hidden-state pairs: student layer, teacher layer */
     const float *th[64];         /* the teacher's l_out of each pair, this step */
+    et_tensor *proj[64];         /* learned projection of each pair [n_embd_t, n_embd_s] when the
+                                    widths differ (in the trainer's block), else NULL */
     double hid_sum;
     /* per call */
     int64_t *row_pos;            /* [B] filled by the trainer */
@@ -82,9 +84,11 @@ typedef struct et_distill {
 
 /* Attach distillation to a bound student: tl->loss_fn / loss_ctx, and
  * tm->row_pos, n_aux, aux_name, aux_take ("ce", "kl", and "hidden" with a
- * hidden map).  A hidden map needs an online teacher and the same n_embd
- * (a learned projection for unequal widths is not built: ET_EUSAGE); a pair
- * naming a layer that does not exist is ET_EINPUT.  B, T: the trainer's batch and
+ * hidden map).  A hidden map needs an online teacher; when the student's
+ * n_embd differs from the teacher's, each pair gets a learned projection
+ * (TinyBERT's W_h, et_train_llama_add_params: call this right after
+ * et_train_llama_init, before QAT or LoRA hook the student); a pair naming
+ * a layer that does not exist is ET_EINPUT.  B, T: the trainer's batch and
  * sequence length.  Checks: a stored teacher's n_vocab, tokenizer (sha256)
  * and temperature against the student and the options; an online teacher's
  * n_vocab and tokenizer.  0, ET_EUSAGE (options), ET_EINPUT (a teacher that

@@ -10,6 +10,7 @@
 
 #include "../datasets/dataset.h"
 #include "../datasets/teacher.h"
+#include "../train/ops.h"
 #include "eval.h"
 #include "internal.h"
 
@@ -26,7 +27,8 @@ typedef struct lg_ctx {
     float *tgt;
     uint8_t *scored;
     double *ls;          /* [n_vocab] scratch */
-    int32_t *heap;       /* [k] min-heap of ids by ls */
+    int32_t *heap;       /* [k] ids drawn (sample mode) */
+    float *sel;          /* [n_vocab] scratch of the top-k selection */
     int sample;          /* sample mode: k draws */
     uint64_t seed;
     int64_t base;        /* /tokens index of the current document's first token */
@@ -74,60 +76,89 @@ static void lg_sample(lg_ctx *c, int64_t pos) {
     for (int j = 0; j < n; j++) c->drawn[c->heap[j]] = 0;
 }
 
-static void sift_down(int32_t *h, int n, const double *v, int i) {
-    for (;;) {
-        int l = 2 * i + 1, r = l + 1, m = i;
-        if (l < n && v[h[l]] < v[h[m]]) m = l;
-        if (r < n && v[h[r]] < v[h[m]]) m = r;
-        if (m == i) return;
-        int32_t t = h[i];
-        h[i] = h[m];
-        h[m] = t;
-        i = m;
+/* The k-th largest of x [n] (0 < k <= n; x is reordered): quickselect with
+ * median-of-three pivots (Hoare 1961), expected O(n). */
+static float kth_largest(float *x, int n, int k) {
+    int lo = 0, hi = n - 1;
+    const int want = k - 1; /* index in descending order */
+    while (lo < hi) {
+        const int mid = lo + (hi - lo) / 2;
+        float a = x[lo], b = x[mid], c = x[hi];
+        float p = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (x[i] > p) i++;
+            while (x[j] < p) j--;
+            if (i <= j) {
+                float t = x[i];
+                x[i++] = x[j];
+                x[j--] = t;
+            }
+        }
+        if (want <= j) hi = j;
+        else if (want >= i) lo = i;
+        else return x[want];
+    }
+    return x[want];
+}
+
+static const float *g_sort_z; /* the callback runs on one thread */
+static int cmp_desc(const void *a, const void *b) {
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    if (g_sort_z[x] != g_sort_z[y]) return g_sort_z[x] > g_sort_z[y] ? -1 : 1;
+    return x - y;
+}
+
+/* ids [k] sorted by z descending, ties by id ascending (insertion sort while k
+ * is small, qsort beyond: --full stores the whole vocabulary). */
+static void sort_ids(int32_t *ids, int k, const float *z) {
+    if (k > 128) {
+        g_sort_z = z;
+        qsort(ids, (size_t)k, sizeof *ids, cmp_desc);
+        return;
+    }
+    for (int i = 1; i < k; i++) {
+        const int32_t id = ids[i];
+        const float v = z[id];
+        int j = i - 1;
+        while (j >= 0 && (z[ids[j]] < v || (z[ids[j]] == v && ids[j] > id))) {
+            ids[j + 1] = ids[j];
+            j--;
+        }
+        ids[j + 1] = id;
     }
 }
 
-static const double *g_sort_v;
-static int cmp_desc(const void *a, const void *b) {
-    double x = g_sort_v[*(const int32_t *)a], y = g_sort_v[*(const int32_t *)b];
-    if (x != y) return x > y ? -1 : 1;
-    return *(const int32_t *)a - *(const int32_t *)b; /* ties: lower id first */
-}
-
+/* The log-softmax of row/T is z/T - lse: the top-k of the log-probs are the
+ * top-k of the logits (T > 0), so they are selected on the float row and only
+ * the k kept (and the target) are turned into log-probs.  lse: et_row_lse
+ * (exponentials summed in double). */
 static int lg_cb(void *user, int64_t pos, const float *row, int target, et_err *e) {
     (void)e;
     lg_ctx *c = user;
-    int V = c->n_vocab, K = c->k;
-    double mx = -INFINITY;
-    for (int v = 0; v < V; v++) {
-        c->ls[v] = (double)row[v] * c->inv_t;
-        if (c->ls[v] > mx) mx = c->ls[v];
-    }
-    double s = 0;
-    for (int v = 0; v < V; v++) s += exp(c->ls[v] - mx);
-    double lse = mx + log(s);
-    for (int v = 0; v < V; v++) c->ls[v] -= lse;
-    c->tgt[pos] = target >= 0 ? (float)c->ls[target] : 0.0f;
+    const int V = c->n_vocab, K = c->k;
+    const float it = (float)c->inv_t, lse = et_row_lse(row, V, it);
+    c->tgt[pos] = target >= 0 ? row[target] * it - lse : 0.0f;
     c->scored[pos] = target >= 0;
     if (c->sample) {
+        for (int v = 0; v < V; v++) c->ls[v] = (double)(row[v] * it - lse);
         lg_sample(c, pos);
         return 0;
     }
-    /* the k largest: a min-heap of k ids, then sorted best first */
-    int32_t *h = c->heap;
-    for (int v = 0; v < K; v++) h[v] = v;
-    for (int i = K / 2 - 1; i >= 0; i--) sift_down(h, K, c->ls, i);
-    for (int v = K; v < V; v++)
-        if (c->ls[v] > c->ls[h[0]]) {
-            h[0] = v;
-            sift_down(h, K, c->ls, 0);
-        }
-    g_sort_v = c->ls;
-    qsort(h, (size_t)K, sizeof *h, cmp_desc);
-    for (int j = 0; j < K; j++) {
-        c->ids[(size_t)pos * K + j] = h[j];
-        c->lp[(size_t)pos * K + j] = et_fp32_to_fp16((float)c->ls[h[j]]);
-    }
+    /* the k largest: their threshold by quickselect on a copy, then the ids above it (and the
+     * lowest ids among ties at it), sorted best first */
+    float *x = c->sel;
+    memcpy(x, row, sizeof(float) * (size_t)V);
+    const float thr = kth_largest(x, V, K);
+    int32_t *ids = c->ids + (size_t)pos * K;
+    int n = 0;
+    for (int v = 0; v < V; v++)
+        if (row[v] > thr) ids[n++] = v;
+    for (int v = 0; v < V && n < K; v++)
+        if (row[v] == thr) ids[n++] = v;
+    sort_ids(ids, K, row);
+    uint16_t *lp = c->lp + (size_t)pos * K;
+    for (int j = 0; j < K; j++) lp[j] = et_fp32_to_fp16(row[ids[j]] * it - lse);
     return 0;
 }
 
@@ -186,7 +217,8 @@ int et_logits_run(const et_engine *m, const char *model_path, const char *data, 
     int made_part = !rc;
     if (!rc) rc = et_teacher_writer_open(&tw, part, d.n_tokens, &meta, e);
     lg_ctx c = {.k = K, .n_vocab = V, .inv_t = 1.0 / o->temperature, .sample = o->sample > 0, .seed = o->seed};
-    if (!rc && (!(c.ls = malloc(sizeof(double) * (size_t)V)) || !(c.heap = malloc(sizeof(int32_t) * (size_t)K))))
+    if (!rc && (!(c.ls = malloc(sizeof(double) * (size_t)V)) || !(c.heap = malloc(sizeof(int32_t) * (size_t)K)) ||
+                !(c.sel = malloc(sizeof(float) * (size_t)V))))
         rc = et_fail(e, ET_ERUN, "out of memory");
     if (!rc && c.sample && (!(c.cdf = malloc(sizeof(double) * (size_t)V)) || !(c.drawn = calloc((size_t)V, sizeof(int)))))
         rc = et_fail(e, ET_ERUN, "out of memory");
@@ -239,6 +271,7 @@ int et_logits_run(const et_engine *m, const char *model_path, const char *data, 
     free(c.tgt);
     free(c.scored);
     free(c.ls);
+    free(c.sel);
     free(c.heap);
     free(c.cnt);
     free(c.cdf);

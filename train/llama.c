@@ -10,6 +10,30 @@ static float *rebase(float *p, const et_model *m, float *base) {
     return p ? base + (p - m->params) : NULL;
 }
 
+/* dst's tensor pointers at the offsets src's have in src->params, over base
+ * (dst may be src itself: its pointers move to base). */
+static void rebase_model(et_model *dst, const et_model *src, float *base) {
+    dst->tok_embd = rebase(src->tok_embd, src, base);
+    dst->output_norm = rebase(src->output_norm, src, base);
+    dst->output = rebase(src->output, src, base);
+    for (int l = 0; l < src->hp.n_layer; l++) {
+        const et_layer *s = &src->layers[l];
+        et_layer *d = &dst->layers[l];
+        d->attn_norm = rebase(s->attn_norm, src, base);
+        d->wq = rebase(s->wq, src, base);
+        d->wk = rebase(s->wk, src, base);
+        d->wv = rebase(s->wv, src, base);
+        d->bq = rebase(s->bq, src, base);
+        d->bk = rebase(s->bk, src, base);
+        d->bv = rebase(s->bv, src, base);
+        d->wo = rebase(s->wo, src, base);
+        d->ffn_norm = rebase(s->ffn_norm, src, base);
+        d->w_gate = rebase(s->w_gate, src, base);
+        d->w_up = rebase(s->w_up, src, base);
+        d->w_down = rebase(s->w_down, src, base);
+    }
+}
+
 int et_model_grads_alloc(et_model *g, const et_model *m, et_err *e) {
     memset(g, 0, sizeof *g);
     g->hp = m->hp;
@@ -20,25 +44,19 @@ int et_model_grads_alloc(et_model *g, const et_model *m, et_err *e) {
         et_model_grads_free(g);
         return et_fail(e, ET_ERUN, "gradients: out of memory for %zu floats", m->n_params);
     }
-    g->tok_embd = rebase(m->tok_embd, m, g->params);
-    g->output_norm = rebase(m->output_norm, m, g->params);
-    g->output = rebase(m->output, m, g->params);
-    for (int l = 0; l < m->hp.n_layer; l++) {
-        const et_layer *s = &m->layers[l];
-        et_layer *d = &g->layers[l];
-        d->attn_norm = rebase(s->attn_norm, m, g->params);
-        d->wq = rebase(s->wq, m, g->params);
-        d->wk = rebase(s->wk, m, g->params);
-        d->wv = rebase(s->wv, m, g->params);
-        d->bq = rebase(s->bq, m, g->params);
-        d->bk = rebase(s->bk, m, g->params);
-        d->bv = rebase(s->bv, m, g->params);
-        d->wo = rebase(s->wo, m, g->params);
-        d->ffn_norm = rebase(s->ffn_norm, m, g->params);
-        d->w_gate = rebase(s->w_gate, m, g->params);
-        d->w_up = rebase(s->w_up, m, g->params);
-        d->w_down = rebase(s->w_down, m, g->params);
-    }
+    rebase_model(g, m, g->params);
+    return 0;
+}
+
+int et_model_grow_block(et_model *m, size_t n_total, et_err *e) {
+    if (n_total < m->n_params)
+        return et_fail(e, ET_EUSAGE, "model block: %zu floats asked, the model has %zu", n_total, m->n_params);
+    float *b = calloc(n_total ? n_total : 1, sizeof(float));
+    if (!b) return et_fail(e, ET_ERUN, "model block: out of memory for %zu floats", n_total);
+    if (m->n_params) memcpy(b, m->params, m->n_params * sizeof(float));
+    rebase_model(m, m, b);
+    free(m->params);
+    m->params = b;
     return 0;
 }
 

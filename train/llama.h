@@ -82,6 +82,13 @@ typedef struct et_llama {
  * 0 or ET_ERUN (out of memory). */
 int et_model_grads_alloc(et_model *g, const et_model *m, et_err *e);
 void et_model_grads_free(et_model *g);
+/* Move m's parameters into a new zeroed block of n_total >= m->n_params
+ * floats (the model's own tensors first, at the same offsets; the tail is
+ * room for other trainable tensors, e.g. et_train_llama_add_params).
+ * m->n_params is unchanged; every pointer into the old block (m's own are
+ * rebased; anything bound to it, such as an et_llama, is not) is stale.
+ * 0, ET_EUSAGE (n_total too small) or ET_ERUN (out of memory; m unchanged). */
+int et_model_grow_block(et_model *m, size_t n_total, et_err *e);
 
 /* Describe m's parameters as tape tensors named as in GGUF, with gradients
  * in g (same layout, from et_model_grads_alloc) or none (g == NULL).

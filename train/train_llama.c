@@ -92,7 +92,50 @@ int et_train_llama_init(et_train_llama *tl, et_model *m, int chunk_rows, et_trai
     return 0;
 }
 
+int et_train_llama_add_params(et_train_llama *tl, et_train_model *tm, int n, const char *const *names,
+                              const int64_t *rows, const int64_t *cols, et_err *e) {
+    if (tl->n_extra || tl->qat) return et_fail(e, ET_EUSAGE, "train: extra parameters must be added once, before hooks");
+    if (n < 1 || n > 4096) return et_fail(e, ET_EUSAGE, "train: %d extra tensors", n);
+    size_t total = tl->m->n_params;
+    for (int i = 0; i < n; i++) {
+        if (rows[i] < 1 || cols[i] < 0 || rows[i] > ((int64_t)1 << 31) || cols[i] > ((int64_t)1 << 31) ||
+            strlen(names[i]) >= sizeof tl->t[0].name)
+            return et_fail(e, ET_EUSAGE, "train: extra tensor %d: bad name or shape", i);
+        total += (size_t)rows[i] * (size_t)(cols[i] ? cols[i] : 1);
+    }
+    et_named *t = realloc(tl->t, sizeof *t * (size_t)(tl->n_t + n));
+    if (t) tl->t = t;
+    tl->extra = calloc((size_t)n, sizeof *tl->extra);
+    int rc = !t || !tl->extra ? et_fail(e, ET_ERUN, "train: out of memory") : 0;
+    if (!rc) rc = et_model_grow_block(tl->m, total, e);
+    if (!rc) rc = et_model_grow_block(&tl->g, total, e);
+    if (rc) return rc;
+    et_llama_unbind(&tl->L);
+    if ((rc = et_llama_bind(&tl->L, tl->m, &tl->g, e))) return rc;
+    for (int i = 0; i < tl->n_t; i++) tl->t[i].data = tl->L.tensors[i]->data; /* the same order, moved */
+    size_t off = tl->m->n_params;
+    for (int i = 0; i < n; i++) {
+        const int64_t shape[2] = {rows[i], cols[i]};
+        const size_t k = (size_t)rows[i] * (size_t)(cols[i] ? cols[i] : 1);
+        et_tensor_wrap(&tl->extra[i], names[i], tl->m->params + off, tl->g.params + off, cols[i] ? 2 : 1, shape);
+        et_named *d = &tl->t[tl->n_t + i];
+        memset(d, 0, sizeof *d);
+        snprintf(d->name, sizeof d->name, "%s", names[i]);
+        d->data = tl->m->params + off;
+        d->n_dims = cols[i] ? 2 : 1;
+        d->ne[0] = cols[i] ? cols[i] : rows[i];
+        d->ne[1] = cols[i] ? rows[i] : 1;
+        d->n = k;
+        off += k;
+    }
+    tl->n_t += n;
+    tl->n_extra = n;
+    tm->params = tl->m->params, tm->grads = tl->g.params, tm->n = total, tm->t = tl->t, tm->n_t = tl->n_t;
+    return 0;
+}
+
 void et_train_llama_free(et_train_llama *tl) {
+    free(tl->extra);
     et_tape_free(&tl->tape);
     et_tape_free(&tl->inner);
     et_llama_unbind(&tl->L);

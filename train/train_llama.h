@@ -41,6 +41,10 @@ struct et_train_llama {
     et_tensor *(*loss_fn)(void *loss_ctx, et_tape *t, struct et_train_llama *tl, et_tensor *h, int B, int T,
                           double norm);
     void *loss_ctx;
+    /* Trainable tensors beyond the model's own (et_train_llama_add_params),
+     * after them in the same block: in the checkpoint, not in the model. */
+    et_tensor *extra;       /* [n_extra] */
+    int n_extra;
 };
 
 /* Bind m for training (every tensor trainable) and fill *tm.  chunk_rows
@@ -56,5 +60,19 @@ struct et_train_llama {
  * layers follow the outer tape's setting). */
 int et_train_llama_init(et_train_llama *tl, et_model *m, int chunk_rows, et_train_model *tm, et_err *e);
 void et_train_llama_free(et_train_llama *tl);
+
+/* Append n trainable tensors to the block the trainer sees, after the
+ * model's own (so the model, its export and its layout are unchanged): e.g.
+ * the learned projections of distillation's hidden-state loss.  Tensor i is
+ * names[i] (< 64 bytes), [rows[i], cols[i]] (cols 0: a vector [rows]),
+ * zeros; tl->extra[i] is it on the tape (data and gradient in the blocks).
+ * It is in tm->t, so checkpoints save and resume it, AdamW and clipping
+ * see it, and et_adamw's decay policy applies by its shape.
+ * The model's block moves (et_model_grow_block) and tl->L is bound again:
+ * call it right after et_train_llama_init, before anything hooks tl->L
+ * (QAT, LoRA).  Once per tl.  0, ET_EUSAGE (called twice, after a hook, or
+ * bad sizes) or ET_ERUN (out of memory; tl is then unusable: free it). */
+int et_train_llama_add_params(et_train_llama *tl, et_train_model *tm, int n, const char *const *names,
+                              const int64_t *rows, const int64_t *cols, et_err *e);
 
 #endif
