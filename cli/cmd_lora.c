@@ -45,6 +45,7 @@ typedef struct lora_cfg {
     uint32_t base_type, adapter_type;
     int recompute, recompute_layers, threads, log_every;
     int precision;          /* ET_GEMM_* of the base's GEMMs (--precision) */
+    int base_type_auto;     /* --base-type auto: follows the precision */
     cli_qat qat;            /* --qat TYPE (LoRA-QAT), --qat-start, --qat-type-map */
     et_train_opts o;
     char ckpt[4096], recipe[4096], gguf[4096], peft[4096], merged[4096], qmerged[4096];
@@ -97,20 +98,23 @@ static int read_cfg(const cli_args *a, lora_cfg *c, et_err *e) {
     unsigned targets;
     if ((rc = lora_parse_targets(cli_str(a, "targets", "q,v"), &targets, e))) return rc;
     lora_format_targets(targets, c->targets, sizeof c->targets);
-    /* --precision: default bf16 where the native bf16 GEMM runs (about 2x the
-       f32 GEMM rate; the adapter, its gradients and AdamW stay f32), else f32 */
+    /* --precision: default auto, the faster of bf16 and f32 on this CPU for
+       this model's products, measured (train/gemm_auto.h; the adapter, its
+       gradients and AdamW stay f32), resolved in cmd_lora once the base is
+       loaded (resolve_auto) */
     const char *prec = cli_str(a, "precision", NULL);
     if (c->qat.on && (!prec || !strcmp(prec, "auto")))
         c->precision = ET_GEMM_F32; /* bf16 operands would leave the quantization grid */
     else if (!prec || !strcmp(prec, "auto"))
-        c->precision = et_gemm_bf16_native() ? ET_GEMM_BF16 : ET_GEMM_F32;
+        c->precision = CLI_PRECISION_AUTO;
     else if ((rc = cli_train_precision(a, &c->precision, e)))
         return rc;
     /* --base-type: default BF16 in bf16 precision (the GEMMs round W to bf16
        anyway, so the numbers are an F32 base's, in half the memory and
        without converting W in every product), else F32 */
     const char *bt = cli_str(a, "base_type", "auto");
-    if (!strcmp(bt, "auto")) bt = c->precision == ET_GEMM_BF16 ? "BF16" : "F32";
+    c->base_type_auto = !strcmp(bt, "auto");
+    if (c->base_type_auto) bt = c->precision == ET_GEMM_BF16 ? "BF16" : "F32";
     if ((rc = parse_type(bt, "base-type", 1, &c->base_type, e)) ||
         (rc = parse_type(cli_str(a, "adapter_type", "F32"), "adapter-type", 0, &c->adapter_type, e)))
         return rc;
@@ -206,6 +210,11 @@ int cmd_lora(int argc, char **argv) {
     if (c.o.resume && (rc = et_ckpt_check_optimizer(c.ckpt, &c.o.adamw, &e))) goto done;   /* before the recipe */
     if ((rc = et_ds_open(&ds, c.data, &e)) || (rc = et_model_load(&m, c.model, c.tokenizer, &e))) goto done;
     if (!c.o.seq_len) c.o.seq_len = m.hp.n_ctx > 0 && m.hp.n_ctx < 256 ? m.hp.n_ctx : 256;
+    char prec_why[1600];
+    const int was_auto = c.precision == CLI_PRECISION_AUTO;
+    if ((rc = cli_resolve_precision(&c.precision, &m.hp, c.o.batch_size * c.o.seq_len, prec_why, sizeof prec_why, &e)))
+        goto done;
+    if (was_auto && c.base_type_auto) c.base_type = c.precision == ET_GEMM_BF16 ? GGML_TYPE_BF16 : GGML_TYPE_F32;
     if ((rc = cli_check_data(c.data, "base", c.o.seq_len, &m, ds, &e)) ||
         (rc = lora_adapter_create(&ad, &m, &c.lc, &e)))
         goto done;
@@ -243,12 +252,12 @@ int cmd_lora(int argc, char **argv) {
     const uint64_t adapter_bytes = lora_adapter_gguf_bytes(&ad, c.adapter_type);
     fprintf(stderr, "edgetune lora: base %s (%zu parameters, n_embd %d, n_layer %d, held as %s: %.1f MiB); "
             "adapter rank %d alpha %g%s on %s, %zu parameters (%.1f KB as %s GGUF); %s: %lld tokens; "
-            "batch %d x %d x %d; %lld steps; GEMMs in %s%s\n",
+            "batch %d x %d x %d; %lld steps; GEMMs in %s%s%s\n",
             c.model, base_params, hp.n_embd, hp.n_layer, type_name(c.base_type),
             et_lora_llama_base_bytes(&lt.ll) / 1048576.0, ad.rank, (double)ad.alpha, ad.use_rslora ? " (rsLoRA)" : "",
             c.targets, ad.n_params, adapter_bytes / 1024.0, type_name(c.adapter_type), c.data,
             (long long)ds->n_tokens, c.o.batch_size, c.o.seq_len, c.o.grad_accum, (long long)c.o.steps,
-            et_gemm_precision_name(c.precision), c.o.resume ? " (resumed)" : "");
+            et_gemm_precision_name(c.precision), prec_why, c.o.resume ? " (resumed)" : "");
     cli_qat_events ev = {&p, c.qat.on ? &q : NULL};
     c.o.on_event = cli_qat_event;
     c.o.user = &ev;

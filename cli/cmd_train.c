@@ -370,6 +370,9 @@ static int train_or_distill(int argc, char **argv, int distill) {
     if ((rc = et_ds_open(&ds, c.data, &e)) || (rc = make_model(&c, &m, ds, &e))) goto done;
     if (!c.o.seq_len) c.o.seq_len = m.hp.n_ctx > 0 && m.hp.n_ctx < 256 ? m.hp.n_ctx : 256;
     p.tokens_per_step *= c.o.seq_len;
+    char prec_why[1600];
+    if ((rc = cli_resolve_precision(&c.precision, &m.hp, c.o.batch_size * c.o.seq_len, prec_why, sizeof prec_why, &e)))
+        goto done;
     if ((rc = cli_check_data(c.data, "model", c.o.seq_len, &m, ds, &e)) ||
         (rc = et_train_llama_init(&tl, &m, 0, &tm, &e)))
         goto done;
@@ -413,10 +416,10 @@ static int train_or_distill(int argc, char **argv, int distill) {
                 c.kd.kind == ET_KD_REVERSE ? "reverse KL(student || teacher)" : "forward KL(teacher || student)",
                 c.kd.temperature, c.kd.alpha);
     fprintf(stderr, "edgetune %s: %s, %zu parameters (n_embd %d, n_layer %d, n_head %d/%d, n_ff %d, n_vocab %d); "
-            "%s: %lld tokens; batch %d x %d x %d; %lld steps; %s GEMMs%s\n",
+            "%s: %lld tokens; batch %d x %d x %d; %lld steps; %s GEMMs%s%s\n",
             distill ? "distill student" : "train", c.model ? c.model : c.keep_layers ? "teacher layers" : c.prune_plan ? "pruned teacher" : "new model", m.n_params, m.hp.n_embd, m.hp.n_layer, m.hp.n_head, m.hp.n_head_kv,
             m.hp.n_ff, m.hp.n_vocab, c.data, (long long)ds->n_tokens, c.o.batch_size, c.o.seq_len, c.o.grad_accum,
-            (long long)c.o.steps, et_gemm_precision_name(c.precision), c.o.resume ? " (resumed)" : "");
+            (long long)c.o.steps, et_gemm_precision_name(c.precision), prec_why, c.o.resume ? " (resumed)" : "");
     cli_qat_events ev = {&p, c.qat.on ? &q : NULL};
     c.o.on_event = cli_qat_event;
     c.o.user = &ev;

@@ -1,14 +1,18 @@
 /* cli/train_ui.c — progress, metrics, recipe and resume for training commands (see train_ui.h). */
 #include "train_ui.h"
 
+#include "../train/gemm_auto.h"
+
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <omp.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../train/gemm.h"
+#include "../train/gemm_auto.h"
 
 static volatile sig_atomic_t g_interrupted;
 static void on_sigint(int sig) {
@@ -163,10 +167,24 @@ int cli_check_data(const char *data_path, const char *what, int seq_len, const e
 
 int cli_train_precision(const cli_args *a, int *precision, et_err *e) {
     const char *s = cli_str(a, "precision", "f32");
-    *precision = et_gemm_precision_parse(s);
-    if (*precision < 0)
-        return et_fail(e, ET_EUSAGE, "--precision: '%s' is not f32 or bf16 (bf16 operands in the matmuls, "
-                                     "f32 accumulation and weights)", s);
+    *precision = !strcmp(s, "auto") ? CLI_PRECISION_AUTO : et_gemm_precision_parse(s);
+    if (*precision == -1)
+        return et_fail(e, ET_EUSAGE, "--precision: '%s' is not f32, bf16 (bf16 operands in the matmuls, "
+                                     "f32 accumulation and weights) or auto (the faster on this CPU, measured)", s);
+    return 0;
+}
+
+int cli_resolve_precision(int *precision, const et_hparams *hp, int rows, char *why, size_t cap, et_err *e) {
+    if (cap) why[0] = 0;
+    if (*precision != CLI_PRECISION_AUTO) return 0;
+    int n_ff = hp->n_ff;
+    for (int l = 0; hp->layer_n_ff && l < hp->n_layer; l++) n_ff = hp->layer_n_ff[l] > n_ff ? hp->layer_n_ff[l] : n_ff;
+    et_gemm_auto ga;
+    int rc = et_gemm_auto_choose(hp->n_embd, n_ff > 0 ? n_ff : hp->n_embd, rows, omp_get_max_threads(),
+                                 et_gemm_auto_cache_dir(), &ga, e);
+    if (rc) return rc;
+    *precision = ga.precision;
+    snprintf(why, cap, " (%s)", ga.why);
     return 0;
 }
 

@@ -76,9 +76,19 @@ typedef struct cli_train_defaults {
 int cli_train_opts(const cli_args *a, const cli_train_defaults *d, et_train_opts *o, int *threads, int *log_every,
                    et_err *e);
 
-/* --precision f32|bf16 (default f32): the GEMM precision of training
- * (ET_GEMM_*, train/gemm.h) into *precision.  0 or ET_EUSAGE. */
+/* --precision f32|bf16|auto (default f32): the GEMM precision of training
+ * (ET_GEMM_*, train/gemm.h) into *precision; "auto" gives
+ * CLI_PRECISION_AUTO, resolved by cli_resolve_precision once the model is
+ * known.  0 or ET_EUSAGE. */
+#define CLI_PRECISION_AUTO (-2)
 int cli_train_precision(const cli_args *a, int *precision, et_err *e);
+
+/* Resolve CLI_PRECISION_AUTO in *precision by measurement on this CPU
+ * (train/gemm_auto.h: the run's own products, cached per CPU model in
+ * et_gemm_auto_cache_dir()) for a model of hp with rows = B*T per
+ * micro-batch; why [cap] gets the choice and its figures for the run's first
+ * line ("" when *precision was not auto).  0 or an error code. */
+int cli_resolve_precision(int *precision, const et_hparams *hp, int rows, char *why, size_t cap, et_err *e);
 
 /* The data must fit the model: token ids below n_vocab, the same tokenizer
  * (tokenizer_sha256), the same BOS/EOS (datasets/dataset.h
