@@ -15,6 +15,7 @@ M=${ET_SMOLLM2:-$HOME/.cache/edgetune/SmolLM2-135M-Instruct.Q4_1.gguf}
 [ -f "$M" ] || M=../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
 O=${ET_KD_OUT:-build/kd_smollm2}
 STEPS=${ET_KD_STEPS:-40}
+PREC=${ET_KD_PRECISION:-f32}
 mkdir -p "$O"
 python3 -c "import json,sys; json.dump(json.load(open('../shared/data/alpaca_5000.json'))[:1200], open(sys.argv[1],'w'))" $O/alpaca1200.json
 $ET data --tokenizer $M --input $O/alpaca1200.json -o $O/a12.h5 --valid-fraction 0.1 --seed 1
@@ -24,7 +25,7 @@ T=$O/teacher-Q8_0.gguf
 [ -f $O/t_top64.h5 ] || $ET logits $T --data $O/a12.h5 -o $O/t_top64.h5 --ctx 128 --scoring stream --threads 2
 COMMON="--teacher $T --keep-layers 0,2,4,6,8,10,12,14,16,18,20,22,24,26,28 --steps $STEPS --batch-size 8 --seq-len 127
         --loader stream --lr 1e-3 --warmup 5 --eval-every 20 --eval-batches 0 --ckpt-every 0 --threads 1 --log-every 5
-        --no-eval --seed 1"
+        --no-eval --seed 1 --precision $PREC"
 run() { local n=$1; shift; rm -rf $O/$n; $ET distill $COMMON --out $O/$n --metrics $O/$n.jsonl "$@" 2>&1 | tee $O/$n.log | grep -E "val_loss|trained|context"; }
 # the two runs side by side (the same budget; on a shared machine this also evens out the load)
 [ -f $O/ce_only/model.gguf ] || run ce_only --data $O/a12.h5 --alpha 0 &
