@@ -36,7 +36,11 @@
  *   --pp N --tg N    default 128 and 32; 0 skips that test
  *   --batch N        engine n_batch (default 512, llama-bench's n_ubatch)
  *   --small          6 layers and a 4096-token vocabulary, no tokenizer (a quick look)
- * Output: one line per case, machine-readable after "|".  Beside the wall
+ *   --model LABEL=PATH   measure this GGUF instead (repeatable; no random
+ *                    model is written, --types is ignored), e.g. the real
+ *                    SmolLM2-135M-Instruct: --model Q4_1=SmolLM2.Q4_1.gguf
+ * Output: one line per case, machine-readable after "|" (also every timed
+ * run's tokens/s: pp_runs=a,b,... tg_runs=..., for medians over rounds).  Beside the wall
  * time figures, "cpu" gives tokens per (process CPU time / threads): on a
  * shared machine the wall time includes waiting for a core, the CPU-time
  * figure approximates an idle machine (the engine's threads spin while
@@ -194,12 +198,20 @@ static uint32_t lcg(uint32_t *s) {
 
 typedef struct bench_result {
     double pp, tg;           /* tokens/s, wall time, medians */
+    char pp_runs[512], tg_runs[512];   /* every timed run's tokens/s, comma-separated */
     double pp_cpu, tg_cpu;   /* tokens / (CPU seconds / threads), medians */
     const char *isa;
 } bench_result;
 
 /* pp: tokens/s of one forward of o->pp tokens; tg: of o->tg single-token
  * forwards. */
+/* The n values of v as "a,b,c" (2 decimals) into out[cap]. */
+static void list_runs(const double *v, int n, char *out, size_t cap) {
+    size_t k = 0;
+    out[0] = 0;
+    for (int i = 0; i < n && k + 16 < cap; i++) k += (size_t)snprintf(out + k, cap - k, "%s%.2f", i ? "," : "", v[i]);
+}
+
 static int bench_case(const et_engine *m, int n_threads, const bench_opts *o, bench_result *res, et_err *e) {
     et_state_opts so = et_state_default_opts();
     so.n_ctx = o->pp + o->tg + 1;
@@ -227,6 +239,7 @@ static int bench_case(const et_engine *m, int n_threads, const bench_opts *o, be
         if (rep >= 0) { c[n] = o->pp * n_threads / dc; r[n++] = o->pp / dt; }
         if (rep >= 0 && now() - t_case > o->budget) break;
     }
+    list_runs(r, n, res->pp_runs, sizeof res->pp_runs);
     res->pp = n ? median(r, n) : 0;
     res->pp_cpu = n ? median(c, n) : 0;
 
@@ -244,6 +257,7 @@ static int bench_case(const et_engine *m, int n_threads, const bench_opts *o, be
         if (rep >= 0) { c[n] = o->tg * n_threads / dc; r[n++] = o->tg / dt; }
         if (rep >= 0 && now() - t_case > o->budget) break;
     }
+    list_runs(r, n, res->tg_runs, sizeof res->tg_runs);
     res->tg = n ? median(r, n) : 0;
     res->tg_cpu = n ? median(c, n) : 0;
 done:
@@ -271,14 +285,16 @@ static int split_list(const char *s, char out[][8], int cap) {
 
 static int usage(void) {
     fprintf(stderr, "usage: bench_engine [--dir DIR] [--make-only] [--types F32,F16,Q8_0,Q4_0] [--threads 1,2]\n"
-                    "                    [--reps N] [--budget S] [--pp N] [--tg N] [--batch N] [--small]\n");
+                    "                    [--reps N] [--budget S] [--pp N] [--tg N] [--batch N] [--small]\n"
+                    "                    [--model LABEL=PATH]...\n");
     return 2;
 }
 
 int main(int argc, char **argv) {
     char types[MAX_LIST][8] = {"F32", "F16", "Q8_0", "Q4_0"}, thr[MAX_LIST][8] = {"1", "2"};
     int n_types = 4, n_thr = 2, make_only = 0;
-    const char *dir = NULL;
+    const char *dir = NULL, *model_files[MAX_LIST];
+    int n_models = 0;
     bench_opts o = {.reps = 5, .pp = 128, .tg = 32, .batch = 512, .budget = 4.0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -294,19 +310,30 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--pp")) o.pp = atoi(v);
         else if (!strcmp(a, "--tg")) o.tg = atoi(v);
         else if (!strcmp(a, "--batch")) o.batch = atoi(v);
+        else if (!strcmp(a, "--model")) {
+            const char *eq = strchr(v, '=');
+            if (!eq || eq == v || eq - v >= 8 || !eq[1] || n_models == MAX_LIST) return usage();
+            memcpy(types[n_models], v, (size_t)(eq - v));
+            types[n_models][eq - v] = 0;
+            model_files[n_models++] = eq + 1;
+        }
         else return usage();
     }
     if (o.reps < 1 || o.pp < 0 || o.tg < 0 || o.batch < 1) return usage();
     for (int i = 0; i < n_thr; i++)
         if (atoi(thr[i]) < 1 || atoi(thr[i]) > MAX_LIST) return usage();
 
+    if (n_models) {
+        n_types = n_models;
+        if (make_only) return 0;
+    }
     char tmpl[] = "/tmp/bench_engine.XXXXXX";
-    int own_dir = !dir;
+    int own_dir = !dir && !n_models;
     if (own_dir && !(dir = mkdtemp(tmpl))) { perror("bench_engine: mkdtemp"); return 3; }
-    if (!own_dir && mkdir(dir, 0755) && errno != EEXIST) { perror(dir); return 3; }
+    if (dir && !own_dir && mkdir(dir, 0755) && errno != EEXIST) { perror(dir); return 3; }
 
     et_err e = {0};
-    int rc = make_files(dir, types, n_types, &e);
+    int rc = n_models ? 0 : make_files(dir, types, n_types, &e);
     if (rc) fprintf(stderr, "%s\n", e.msg);
     if (rc || make_only) goto cleanup;
 
@@ -322,24 +349,26 @@ int main(int argc, char **argv) {
     }
     free(bw_buf);
 
-    printf("%s, random weights; pp%d / tg%d tokens/s, median of up to %d runs; n_batch %d\n",
-           small ? "small (6 layers, n_vocab 4096)" : "SmolLM2-135M shape", o.pp, o.tg, o.reps, o.batch);
+    printf("%s; pp%d / tg%d tokens/s, median of up to %d runs; n_batch %d\n",
+           n_models ? "given files" : small ? "small (6 layers, n_vocab 4096), random weights"
+                                            : "SmolLM2-135M shape, random weights", o.pp, o.tg, o.reps, o.batch);
     printf("%-5s %3s %-7s %9s %9s %9s %9s %10s %12s %7s\n", "type", "thr", "isa", "pp t/s", "(cpu)", "tg t/s", "(cpu)",
            "MB/token", "tg bound t/s", "(cpu)");
     for (int i = 0; i < n_types && !rc; i++) {
         char path[4096];
-        model_path(path, sizeof path, dir, types[i]);
+        if (n_models) snprintf(path, sizeof path, "%s", model_files[i]);
+        else model_path(path, sizeof path, dir, types[i]);
         et_engine *m;
         if ((rc = et_engine_load(&m, path, &e))) { fprintf(stderr, "%s\n", e.msg); break; }
         double bytes = (double)et_engine_weight_bytes(m);
         for (int t = 0; t < n_thr && !rc; t++) {
-            bench_result b = {0, 0, 0, 0, "?"};
+            bench_result b = {.isa = "?"};
             if ((rc = bench_case(m, atoi(thr[t]), &o, &b, &e))) { fprintf(stderr, "%s\n", e.msg); break; }
             printf("%-5s %3s %-7s %9.1f %9.1f %9.1f %9.1f %10.1f %12.1f %7.1f   | edgetune %s t=%s pp=%.2f tg=%.2f "
-                   "bound=%.2f pp_cpu=%.2f tg_cpu=%.2f bound_cpu=%.2f\n",
+                   "bound=%.2f pp_cpu=%.2f tg_cpu=%.2f bound_cpu=%.2f pp_runs=%s tg_runs=%s\n",
                    types[i], thr[t], b.isa, b.pp, b.pp_cpu, b.tg, b.tg_cpu, bytes / 1e6, bw[t] / bytes,
                    bw_cpu[t] / bytes, types[i], thr[t], b.pp, b.tg, bw[t] / bytes, b.pp_cpu, b.tg_cpu,
-                   bw_cpu[t] / bytes);
+                   bw_cpu[t] / bytes, b.pp_runs[0] ? b.pp_runs : "-", b.tg_runs[0] ? b.tg_runs : "-");
             fflush(stdout);
         }
         et_engine_free(m);

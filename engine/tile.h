@@ -11,7 +11,10 @@
  * 192 bytes at offset (p * tile_tok + k) * 192:
  *   int8  qs[64]     the Q8_0 quants of the two blocks, in order
  *   int32 corr[16]   per group of 4 quants: -c * (sum of the 4 quants),
- *                    c = 8 for Q4_0 weights, 128 for Q8_0 weights
+ *                    c = 8 for Q4_0 weights, 128 for Q8_0 weights;
+ *                    for Q4_1 weights (Q8_1 activations, unsigned quants,
+ *                    no correction) instead float s[16]: fp32(x.s) of
+ *                    block 2p in lane 0, of 2p+1 in lane 8, 0 elsewhere
  *   float d[16]      fp32(x.d) of block 2p (lanes 0..7), 2p+1 (8..15)
  * The integer group sums are exact with AVX512-VNNI's
  * vpdpbusd (unsigned x signed bytes): Q4_0 nibbles q (0..15) against x give
@@ -33,7 +36,9 @@ typedef struct et_tile {
     const char *name;
     int tile_rows, tile_tok;   /* outputs per call: tile_rows x tile_tok */
     /* Pack one token's n activations (x as et_act_convert writes them for
-     * Q8_0, with the group sums and scales; n a multiple of 64)
+     * the weight's vec_dot_type — Q8_0 with the group sums and scales, or
+     * for Q4_1 Q8_1 with d and s, passed through this pointer type; n a
+     * multiple of 64)
      * as token k < tile_tok of the group at dst (tile_tok *
      * et_tile_act_bytes(n) bytes, 64-byte aligned). */
     void (*pack)(const et_block_q8_0 *x, int n, void *dst, int k);
@@ -46,7 +51,7 @@ typedef struct et_tile {
 /* Bytes per token of packed activations for n inputs (3 n). */
 size_t et_tile_act_bytes(int n);
 
-/* The tile for a weight type (Q8_0 or Q4_0) with the kernel set k, or NULL
+/* The tile for a weight type (Q8_0, Q4_0 or Q4_1) with the kernel set k, or NULL
  * when none applies: not an x86 build, the CPU lacks AVX512-VNNI, k is not
  * an "avx512..." set (ET_ISA picks the path), or n is not a multiple of 64. */
 const et_tile *et_tile_get(const et_kernels *k, uint32_t weight_type, int n);

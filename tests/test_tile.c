@@ -1,6 +1,7 @@
 /* tests/test_tile.c — the multi-token tiles of engine/tile.h against the
  * scalar reference dot products: every output of a tile must be
- * bit-identical (==) to et_dot_q4_0_scalar / et_dot_q8_0_scalar of its row
+ * bit-identical (==) to et_dot_q4_0_scalar / et_dot_q8_0_scalar /
+ * et_dot_q4_1_scalar (Q8_1 activations) of its row
  * and token, for random weights with outliers and all-zero blocks,
  * activations of very different magnitudes, and the extreme quants
  * (-128 weights in hostile Q8_0 rows, +-127 activations).  Skips when this
@@ -51,7 +52,7 @@ static void check_type(uint32_t type, int n, int trial) {
         g->pack((const et_block_q8_0 *)(const void *)(a + (size_t)t * ab), n, p, t);
     }
     g->tile(n, w, rb, p, out, (size_t)R);
-    et_dot_fn ref = type == GGML_TYPE_Q4_0 ? et_dot_q4_0_scalar : et_dot_q8_0_scalar;
+    et_dot_fn ref = type == GGML_TYPE_Q4_0 ? et_dot_q4_0_scalar : type == GGML_TYPE_Q4_1 ? et_dot_q4_1_scalar : et_dot_q8_0_scalar;
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) {
             float want = ref(n, w + (size_t)r * rb, a + (size_t)t * ab), got = out[t * R + r];
@@ -74,10 +75,11 @@ static void test_tiles_match_scalar(void **state) {
         for (int trial = 0; trial < 4; trial++) {
             check_type(GGML_TYPE_Q4_0, sizes[si], trial);
             check_type(GGML_TYPE_Q8_0, sizes[si], trial);
+            check_type(GGML_TYPE_Q4_1, sizes[si], trial);
         }
 }
 
-/* Which types and sizes have a tile: only Q4_0/Q8_0, n a multiple of 64,
+/* Which types and sizes have a tile: only Q4_0/Q8_0/Q4_1, n a multiple of 64,
  * and only on the avx512 kernel set. */
 static void test_tile_selection(void **state) {
     (void)state;
@@ -97,6 +99,8 @@ static void test_tile_selection(void **state) {
     if (kv && et_tile_get(k, GGML_TYPE_Q4_0, 576)) {
         assert_non_null(et_tile_get(kv, GGML_TYPE_Q4_0, 576));
         assert_non_null(et_tile_get(kv, GGML_TYPE_Q8_0, 576));
+        assert_non_null(et_tile_get(kv, GGML_TYPE_Q4_1, 576));
+        assert_null(et_tile_get(kv, GGML_TYPE_Q5_1, 576));
         assert_non_null(et_tile_get(et_kernels_best(), GGML_TYPE_Q4_0, 576));
     }
 }
