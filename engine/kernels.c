@@ -114,6 +114,9 @@ et_dot4_fn et_kernels_dot4(const et_kernels *k, uint32_t t) {
     case GGML_TYPE_Q4_0: return k->dot4_q4_0;
     case GGML_TYPE_Q4_1: return k->dot4_q4_1;
     case GGML_TYPE_Q5_1: return k->dot4_q5_1;
+    case GGML_TYPE_Q4_K: return k->dot4_q4_K;
+    case GGML_TYPE_Q5_K: return k->dot4_q5_K;
+    case GGML_TYPE_Q6_K: return k->dot4_q6_K;
     default: return NULL;
     }
 }

@@ -113,6 +113,7 @@ typedef struct et_kernels {
     et_dot_fn dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q5_0, dot_q4_1, dot_q5_1, dot_q4_K, dot_q6_K;
     et_dot_fn dot_q2_K, dot_q3_K, dot_q5_K, dot_iq4_nl;
     et_dot4_fn dot4_q8_0, dot4_q4_0, dot4_q4_1, dot4_q5_1;   /* NULL: four single dots */
+    et_dot4_fn dot4_q4_K, dot4_q5_K, dot4_q6_K;
     et_gemv_fn gemv_q8_0, gemv_q4_0, gemv_q4_1;   /* NULL: one single dot per row */
 } et_kernels;
 

@@ -490,6 +490,103 @@ static AVX2 void avx2_dot4_q5_1(int n, const void *w, const void *x, size_t xs, 
     dot4_q_1(n / ET_QK, w, 1, x, xs, out);
 }
 
+/* Q4_K / Q5_K / Q6_K against four Q8_K rows: per super-block the weight's
+ * quants are unpacked once into eight 32-byte units (unsigned: Q4_K 0..15,
+ * Q5_K 0..31, Q6_K q + 32 in 0..63) with their 16-bit scales, then each row
+ * takes its exact integer sums as the single-row kernels above do (sumi,
+ * summ / the Q6_K offset correction) and keeps their float order. */
+enum { DK_Q4_K, DK_Q5_K, DK_Q6_K };
+
+static inline AVX2 __attribute__((always_inline)) void dot4_k(int nb, const void *wrow, int kind, const uint8_t *x,
+                                                              size_t xs, float *out) {
+    const et_block_q4_K *w4 = wrow;
+    const et_block_q5_K *w5 = wrow;
+    const et_block_q6_K *w6 = wrow;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    float acc[4] = {0, 0, 0, 0};
+    for (int b = 0; b < nb; b++) {
+        __m256i v[8], s16[8];
+        int mn[8] = {0};
+        float dw, dmw = 0;
+        if (kind == DK_Q6_K) {
+            dw = f16(w6[b].d);
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *ql = w6[b].ql + 64 * h, *qh = w6[b].qh + 32 * h;
+                const int8_t *sc = w6[b].scales + 8 * h;
+                __m256i qa = _mm256_loadu_si256((const __m256i *)ql);
+                __m256i qb = _mm256_loadu_si256((const __m256i *)(ql + 32));
+                __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+                v[4 * h] = _mm256_or_si256(_mm256_and_si256(qa, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+                v[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(qb, m4),
+                                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
+                v[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4),
+                                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+                v[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
+                                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+                for (int k = 0; k < 4; k++)
+                    s16[4 * h + k] = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+            }
+        } else {
+            const uint8_t *scales = kind == DK_Q5_K ? w5[b].scales : w4[b].scales;
+            const uint8_t *qs = kind == DK_Q5_K ? w5[b].qs : w4[b].qs;
+            dw = f16(kind == DK_Q5_K ? w5[b].d : w4[b].d);
+            dmw = f16(kind == DK_Q5_K ? w5[b].dmin : w4[b].dmin);
+            int sc[8];
+            for (int j = 0; j < 8; j++) scale_min_k4(j, scales, &sc[j], &mn[j]);
+            const __m256i hb = kind == DK_Q5_K ? _mm256_loadu_si256((const __m256i *)w5[b].qh) : _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) {   /* 64 elements: sub-blocks 2c (low nibbles), 2c+1 (high) */
+                __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+                __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                if (kind == DK_Q5_K) {
+                    lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c), one), 4));
+                    hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c + 1), one), 4));
+                }
+                v[2 * c] = lo;
+                v[2 * c + 1] = hi;
+                s16[2 * c] = _mm256_set1_epi16((short)sc[2 * c]);
+                s16[2 * c + 1] = _mm256_set1_epi16((short)sc[2 * c + 1]);
+            }
+        }
+        for (int k = 0; k < 4; k++) {
+            const et_block_q8_K *xb = (const et_block_q8_K *)(const void *)(x + (size_t)k * xs) + b;
+            __m256i isum = _mm256_setzero_si256();
+            for (int u = 0; u < 8; u++) {
+                __m256i p16 = _mm256_maddubs_epi16(v[u], _mm256_loadu_si256((const __m256i *)(xb->qs + 32 * u)));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p16, s16[u]));
+            }
+            int32_t sumi = hsum_i32(isum);
+            float d = dw * xb->d;
+            if (kind == DK_Q6_K) {
+                int32_t corr = 0;
+                for (int j = 0; j < 16; j++) corr += w6[b].scales[j] * xb->bsums[j];
+                float t = d * (float)(sumi - 32 * corr);
+                acc[k] = acc[k] + t;
+            } else {
+                int32_t summ = 0;
+                for (int j = 0; j < 8; j++) summ += mn[j] * (xb->bsums[2 * j] + xb->bsums[2 * j + 1]);
+                float dmin = dmw * xb->d;
+                float t = d * (float)sumi;
+                acc[k] = acc[k] + t;
+                float u = dmin * (float)summ;
+                acc[k] = acc[k] - u;
+            }
+        }
+    }
+    for (int k = 0; k < 4; k++) out[k] = acc[k];
+}
+
+static AVX2 void avx2_dot4_q4_K(int n, const void *w, const void *x, size_t xs, float *out) {
+    dot4_k(n / ET_QK_K, w, DK_Q4_K, x, xs, out);
+}
+
+static AVX2 void avx2_dot4_q5_K(int n, const void *w, const void *x, size_t xs, float *out) {
+    dot4_k(n / ET_QK_K, w, DK_Q5_K, x, xs, out);
+}
+
+static AVX2 void avx2_dot4_q6_K(int n, const void *w, const void *x, size_t xs, float *out) {
+    dot4_k(n / ET_QK_K, w, DK_Q6_K, x, xs, out);
+}
+
 const et_kernels et_kernels_avx2 = {
     .name = "avx2",
     .dot_f32 = avx2_dot_f32, .dot_f16 = avx2_dot_f16, .dot_bf16 = avx2_dot_bf16,
@@ -498,6 +595,7 @@ const et_kernels et_kernels_avx2 = {
     .dot_q4_K = avx2_dot_q4_K, .dot_q6_K = avx2_dot_q6_K,
     .dot_q2_K = avx2_dot_q2_K, .dot_q3_K = avx2_dot_q3_K, .dot_q5_K = avx2_dot_q5_K, .dot_iq4_nl = avx2_dot_iq4_nl,
     .dot4_q8_0 = avx2_dot4_q8_0, .dot4_q4_0 = avx2_dot4_q4_0, .dot4_q4_1 = avx2_dot4_q4_1, .dot4_q5_1 = avx2_dot4_q5_1,
+    .dot4_q4_K = avx2_dot4_q4_K, .dot4_q5_K = avx2_dot4_q5_K, .dot4_q6_K = avx2_dot4_q6_K,
 };
 
 /* ------------------------------------------------------------ AVX-512 */
@@ -694,6 +792,7 @@ const et_kernels et_kernels_avx512 = {
     .dot_q2_K = avx2_dot_q2_K, .dot_q3_K = avx2_dot_q3_K, .dot_q5_K = avx2_dot_q5_K, .dot_iq4_nl = avx2_dot_iq4_nl,
     .dot4_q8_0 = avx2_dot4_q8_0, .dot4_q4_0 = avx2_dot4_q4_0,   /* measured faster than two-block zmm versions */
     .dot4_q4_1 = avx2_dot4_q4_1, .dot4_q5_1 = avx2_dot4_q5_1,
+    .dot4_q4_K = avx2_dot4_q4_K, .dot4_q5_K = avx2_dot4_q5_K, .dot4_q6_K = avx2_dot4_q6_K,
 };
 
 const et_kernels et_kernels_avx512vnni = {
@@ -705,6 +804,7 @@ const et_kernels et_kernels_avx512vnni = {
     .dot_q2_K = avx2_dot_q2_K, .dot_q3_K = avx2_dot_q3_K, .dot_q5_K = avx2_dot_q5_K, .dot_iq4_nl = avx2_dot_iq4_nl,
     .dot4_q8_0 = avx2_dot4_q8_0, .dot4_q4_0 = avx2_dot4_q4_0,
     .dot4_q4_1 = avx2_dot4_q4_1, .dot4_q5_1 = avx2_dot4_q5_1,
+    .dot4_q4_K = avx2_dot4_q4_K, .dot4_q5_K = avx2_dot4_q5_K, .dot4_q6_K = avx2_dot4_q6_K,
     .gemv_q8_0 = et_gemv_q8_0_avx512vnni, .gemv_q4_0 = et_gemv_q4_0_avx512vnni, .gemv_q4_1 = et_gemv_q4_1_avx512vnni,
 };
 

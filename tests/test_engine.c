@@ -439,6 +439,19 @@ static void test_simd_k_random_blocks(void **state) {
                 if (memcmp(&want, &got, sizeof want))
                     fail_msg("%s %s random blocks trial %d: %.9g != scalar %.9g", ISAS[k], ggml_type_name(t), trial,
                              got, want);
+                et_dot4_fn d4 = et_kernels_dot4(kk, t);
+                if (d4) {   /* the multi-token kernel: this activation as each of the four rows */
+                    const size_t xs = et_act_bytes(t, n);
+                    uint8_t *x4 = malloc(4 * xs);
+                    float got4[4];
+                    for (int r = 0; r < 4; r++) memcpy(x4 + (size_t)r * xs, xq, xs);
+                    d4(n, wq, x4, xs, got4);
+                    for (int r = 0; r < 4; r++)
+                        if (memcmp(&want, &got4[r], sizeof want))
+                            fail_msg("%s dot4 %s random blocks trial %d row %d: %.9g != scalar %.9g", ISAS[k],
+                                     ggml_type_name(t), trial, r, got4[r], want);
+                    free(x4);
+                }
                 n_checked++;
             }
         }
