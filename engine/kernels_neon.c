@@ -396,6 +396,128 @@ static float neon_dot_q2_K(int n, const void *wv, const void *xv) {
     return acc;
 }
 
+/* ---- four activation rows per weight row (prompt processing): the
+ * weight is unpacked once per block / super-block, each row keeps its
+ * single dot's lanes, integer sums and float order. ---- */
+
+static void neon_dot4_q4_1(int n, const void *wv, const void *xv, size_t xs, float *out) {
+    const et_block_q4_1 *w = wv;
+    float32x4_t a[4][4];
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 4; i++) a[k][i] = vdupq_n_f32(0);
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    for (int b = 0; b < n / ET_QK; b++) {
+        uint8x16_t q = vld1q_u8(w[b].qs);
+        int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(q, m4));
+        int8x16_t hi = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
+        float dw = f16(w[b].d), mw = f16(w[b].m);
+        for (int k = 0; k < 4; k++) {
+            const et_block_q8_1 *xb = (const et_block_q8_1 *)(const void *)((const uint8_t *)xv + (size_t)k * xs) + b;
+            add_block(a[k], b, lo, hi, xb->qs, dw * f16(xb->d));
+            add_min(a[k], b, mw * f16(xb->s));
+        }
+    }
+    for (int k = 0; k < 4; k++) out[k] = fold16(a[k]);
+}
+
+/* The 4 partial sums of 16 products of signed bytes (exact). */
+static inline int32x4_t dot16v(int8x16_t x, int8x16_t y) {
+    int16x8_t p0 = vmull_s8(vget_low_s8(x), vget_low_s8(y));
+    int16x8_t p1 = vmull_high_s8(x, y);
+    return vaddq_s32(vpaddlq_s16(p0), vpaddlq_s16(p1));
+}
+
+enum { DK_Q4_K, DK_Q5_K, DK_Q6_K };
+
+/* Q4_K / Q5_K / Q6_K: the super-block's 256 quants as 16 signed 16-byte
+ * pieces (Q6_K: q - 32) with the scale of each (exact integers, so the
+ * regrouping is free: kernels.h), then per row sumi (and summ). */
+static inline void dot4_k(int nb, const void *wv, int kind, const uint8_t *x, size_t xs, float *out) {
+    const et_block_q4_K *w4 = wv;
+    const et_block_q5_K *w5 = wv;
+    const et_block_q6_K *w6 = wv;
+    const uint8x16_t m4 = vdupq_n_u8(0x0F), m2 = vdupq_n_u8(3), one = vdupq_n_u8(1);
+    const int8x16_t s32 = vdupq_n_s8(32);
+    float acc[4] = {0, 0, 0, 0};
+    for (int b = 0; b < nb; b++) {
+        int8x16_t q[16];
+        int32_t sc16[16];
+        int mn[8] = {0};
+        float dw, dmw = 0;
+        if (kind == DK_Q6_K) {
+            dw = f16(w6[b].d);
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *ql = w6[b].ql + 64 * h, *qh = w6[b].qh + 32 * h;
+                for (int half = 0; half < 2; half++) {
+                    uint8x16_t qa = vld1q_u8(ql + 16 * half), qb = vld1q_u8(ql + 32 + 16 * half);
+                    uint8x16_t hb = vld1q_u8(qh + 16 * half);
+                    uint8x16_t v[4];
+                    v[0] = vorrq_u8(vandq_u8(qa, m4), vshlq_n_u8(vandq_u8(hb, m2), 4));
+                    v[1] = vorrq_u8(vandq_u8(qb, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(hb, 2), m2), 4));
+                    v[2] = vorrq_u8(vshrq_n_u8(qa, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(hb, 4), m2), 4));
+                    v[3] = vorrq_u8(vshrq_n_u8(qb, 4), vshlq_n_u8(vshrq_n_u8(hb, 6), 4));
+                    for (int k = 0; k < 4; k++) {   /* elements 128h + 32k + 16 half: sub-block 8h + 2k + half */
+                        q[8 * h + 2 * k + half] = vsubq_s8(vreinterpretq_s8_u8(v[k]), s32);
+                        sc16[8 * h + 2 * k + half] = w6[b].scales[8 * h + 2 * k + half];
+                    }
+                }
+            }
+        } else {
+            const uint8_t *scales = kind == DK_Q5_K ? w5[b].scales : w4[b].scales;
+            const uint8_t *qs = kind == DK_Q5_K ? w5[b].qs : w4[b].qs;
+            dw = f16(kind == DK_Q5_K ? w5[b].d : w4[b].d);
+            dmw = f16(kind == DK_Q5_K ? w5[b].dmin : w4[b].dmin);
+            uint8x16_t h0 = vdupq_n_u8(0), h1 = vdupq_n_u8(0);
+            if (kind == DK_Q5_K) { h0 = vld1q_u8(w5[b].qh); h1 = vld1q_u8(w5[b].qh + 16); }
+            for (int j = 0; j < 8; j++) {
+                int sc;
+                scale_min_k4(j, scales, &sc, &mn[j]);
+                const uint8_t *qq = qs + 32 * (j / 2);
+                uint8x16_t q0 = vld1q_u8(qq), q1 = vld1q_u8(qq + 16);
+                if (j & 1) { q0 = vshrq_n_u8(q0, 4); q1 = vshrq_n_u8(q1, 4); }
+                else { q0 = vandq_u8(q0, m4); q1 = vandq_u8(q1, m4); }
+                if (kind == DK_Q5_K) {
+                    const int8x16_t sh = vdupq_n_s8((int8_t)-j);
+                    q0 = vorrq_u8(q0, vshlq_n_u8(vandq_u8(vshlq_u8(h0, sh), one), 4));
+                    q1 = vorrq_u8(q1, vshlq_n_u8(vandq_u8(vshlq_u8(h1, sh), one), 4));
+                }
+                q[2 * j] = vreinterpretq_s8_u8(q0);
+                q[2 * j + 1] = vreinterpretq_s8_u8(q1);
+                sc16[2 * j] = sc16[2 * j + 1] = sc;
+            }
+        }
+        for (int k = 0; k < 4; k++) {
+            const et_block_q8_K *xb = (const et_block_q8_K *)(const void *)(x + (size_t)k * xs) + b;
+            int32x4_t si = vdupq_n_s32(0);
+            for (int i = 0; i < 16; i++) si = vmlaq_n_s32(si, dot16v(q[i], vld1q_s8(xb->qs + 16 * i)), sc16[i]);
+            int32_t sumi = vaddvq_s32(si);
+            float d = dw * xb->d;
+            float t = d * (float)sumi;
+            acc[k] = acc[k] + t;
+            if (kind != DK_Q6_K) {
+                int32_t summ = 0;
+                for (int j = 0; j < 8; j++) summ += mn[j] * (xb->bsums[2 * j] + xb->bsums[2 * j + 1]);
+                float dmin = dmw * xb->d;
+                float u = dmin * (float)summ;
+                acc[k] = acc[k] - u;
+            }
+        }
+    }
+    for (int k = 0; k < 4; k++) out[k] = acc[k];
+}
+
+static void neon_dot4_q4_K(int n, const void *w, const void *x, size_t xs, float *out) {
+    dot4_k(n / ET_QK_K, w, DK_Q4_K, x, xs, out);
+}
+
+static void neon_dot4_q5_K(int n, const void *w, const void *x, size_t xs, float *out) {
+    dot4_k(n / ET_QK_K, w, DK_Q5_K, x, xs, out);
+}
+
+static void neon_dot4_q6_K(int n, const void *w, const void *x, size_t xs, float *out) {
+    dot4_k(n / ET_QK_K, w, DK_Q6_K, x, xs, out);
+}
+
 const et_kernels et_kernels_neon = {
     .name = "neon",
     .dot_f32 = neon_dot_f32, .dot_f16 = neon_dot_f16, .dot_bf16 = neon_dot_bf16,
@@ -403,7 +525,8 @@ const et_kernels et_kernels_neon = {
     .dot_q4_1 = neon_dot_q4_1, .dot_q5_1 = neon_dot_q5_1,
     .dot_q4_K = neon_dot_q4_K, .dot_q6_K = neon_dot_q6_K,
     .dot_q2_K = neon_dot_q2_K, .dot_q3_K = neon_dot_q3_K, .dot_q5_K = neon_dot_q5_K, .dot_iq4_nl = neon_dot_iq4_nl,
-    /* dot4_*, gemv_*: NULL (single dots) */
+    .dot4_q4_1 = neon_dot4_q4_1, .dot4_q4_K = neon_dot4_q4_K, .dot4_q5_K = neon_dot4_q5_K, .dot4_q6_K = neon_dot4_q6_K,
+    /* the other dot4_*, gemv_*: NULL (single dots) */
 };
 
 #endif

@@ -73,6 +73,24 @@ static void check_dots(void) {
                               ggml_type_name(t), m, b, a);
                         n_checked++;
                     }
+                    et_dot4_fn d4 = et_kernels_dot4(kk, t);
+                    if (d4) {   /* the four-token kernel: x and three rescaled copies */
+                        size_t xs = et_act_bytes(t, n) + 64;
+                        uint8_t *x4 = malloc(4 * xs);
+                        float *xp = malloc(sizeof(float) * n), got[4];
+                        for (int r = 0; r < 4; r++) {
+                            for (int i = 0; i < n; i++) xp[i] = x[i] * (1.0f + 0.5f * r) * (r == 3 ? 40.0f : 1.0f);
+                            et_act_convert(t, xp, x4 + r * xs, n);
+                        }
+                        d4(n, wq, x4, xs, got);
+                        for (int r = 0; r < 4; r++) {
+                            float want = et_kernels_dot(sc, t)(n, wq, x4 + r * xs);
+                            CHECK(!memcmp(&want, &got[r], sizeof want), "%s dot4 %s n=%d row %d: %.9g != scalar %.9g",
+                                  ISAS[k], ggml_type_name(t), n, r, got[r], want);
+                        }
+                        n_checked++;
+                        free(x4); free(xp);
+                    }
                 }
                 free(w); free(x); free(wq); free(xq);
             }
@@ -109,6 +127,18 @@ static void check_k_random_blocks(void) {
                 float a = et_kernels_dot(sc, t)(n, wq, xq), b = et_kernels_dot(kk, t)(n, wq, xq);
                 CHECK(!memcmp(&a, &b, sizeof a), "%s %s random blocks trial %d: %.9g != scalar %.9g", ISAS[k],
                       ggml_type_name(t), trial, b, a);
+                et_dot4_fn d4 = et_kernels_dot4(kk, t);
+                if (d4) {   /* the four-token kernel, this activation as each row */
+                    size_t xs = et_act_bytes(t, n);
+                    uint8_t *x4 = malloc(4 * xs);
+                    float got[4];
+                    for (int r = 0; r < 4; r++) memcpy(x4 + r * xs, xq, xs);
+                    d4(n, wq, x4, xs, got);
+                    for (int r = 0; r < 4; r++)
+                        CHECK(!memcmp(&a, &got[r], sizeof a), "%s dot4 %s random blocks trial %d row %d: %.9g != %.9g",
+                              ISAS[k], ggml_type_name(t), trial, r, got[r], a);
+                    free(x4);
+                }
                 n_checked++;
             }
             free(wq);
