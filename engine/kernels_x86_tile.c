@@ -31,8 +31,12 @@ size_t et_tile_act_bytes(int n) { return (size_t)n * 3; }
 #endif
 
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#ifndef TR
 #define TR 2   /* rows per tile */
+#endif
+#ifndef TT
 #define TT 8   /* tokens per tile */
+#endif
 
 /* Token k of a group of TT: per block pair p, 192 bytes at (p * TT + k) * 192:
  * quants, -c * group sums, scales repeated per lane (tile.h), from the
