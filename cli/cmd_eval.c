@@ -217,6 +217,10 @@ int cmd_logits(int argc, char **argv) {
     if (!rc && lora) rc = et_runner_add_lora(&ro, lora, &e);
     et_engine *m = NULL;
     et_adapter *ad[ET_RUNNER_MAX_LORA] = {0};
+    /* the teacher file records the model's and the data's sha256, a second read:
+       FIFOs are refused before anything is read from them (common/et.h) */
+    if (!rc) rc = et_need_regular(model, "logits records the sha256 of its inputs, a second read", &e);
+    if (!rc && data) rc = et_need_regular(data, "logits records the sha256 of its inputs, a second read", &e);
     if (!rc) rc = et_engine_load(&m, model, &e);
     for (int i = 0; !rc && i < ro.n_lora; i++) {
         rc = et_adapter_load(&ad[i], ro.lora[i], m, &e);

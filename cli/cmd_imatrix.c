@@ -29,16 +29,6 @@ static const char USAGE[] =
     "  --threads N  --kv-type F16|F32 (default F16, as llama.cpp)  --isa NAME\n"
     "  Then: edgetune quantize IN.gguf OUT.gguf --type Q4_K_M --imatrix OUT";
 
-static int is_hdf5(const char *path) {
-    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    unsigned char b[8] = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    size_t n = fread(b, 1, 8, f);
-    fclose(f);
-    return n == 8 && !memcmp(b, sig, 8);
-}
-
 /* All tokens of the documents [d0, d1) of a tokens.h5, back to back. */
 static int read_dataset(et_runner *r, const char *path, const char *split, int32_t **out, size_t *n_out, et_err *e) {
     et_ds *ds;
@@ -125,7 +115,7 @@ int cmd_imatrix(int argc, char **argv) {
         rc = et_fail(&e, ET_EINPUT, "%s: the model has no tokenizer", model);
         goto done;
     }
-    if (is_hdf5(data)) {
+    if (et_sniff_hdf5(data)) {
         rc = read_dataset(&r, data, cli_str(&a, "split", "all"), &tok, &n_tok, &e);
     } else {
         et_map m;

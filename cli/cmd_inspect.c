@@ -392,11 +392,10 @@ int cmd_inspect(int argc, char **argv) {
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         rc = inspect_safetensors(path, (uint64_t)kv_max);
     } else {
-        FILE *f = fopen(path, "rb");
-        size_t got = f ? fread(magic, 1, sizeof magic, f) : 0;
-        if (f) fclose(f);
-        if (!f) {
-            et_fail(&e, ET_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+        size_t got = 0;
+        if (et_need_regular(path, "inspect reads a file's header to know its format", &e) == 0)
+            got = et_sniff(path, magic, sizeof magic);   /* never opens a FIFO */
+        if (e.code) {
             rc = cli_report(&e);
         } else if (got >= 4 && memcmp(magic, "GGUF", 4) == 0) {
             rc = inspect_gguf(path, (uint64_t)kv_max);

@@ -25,16 +25,6 @@ static const char USAGE[] =
     "  --split all|train|valid   documents of a tokens.h5 (default all)\n"
     "  --isa NAME          scalar, avx2, avx512, neon;  --tokenizer FILE (llama2.c models)";
 
-static int is_hdf5(const char *path) {
-    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    unsigned char b[8] = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    size_t n = fread(b, 1, 8, f);
-    fclose(f);
-    return n == 8 && !memcmp(b, sig, 8);
-}
-
 static int ppl_dataset(et_runner *r, const char *path, const char *split, et_ppl *acc, et_err *e) {
     et_ds *ds;
     int rc = et_ds_open(&ds, path, e);
@@ -102,10 +92,11 @@ int cmd_perplexity(int argc, char **argv) {
     }
     rc = cli_open_runner(&r, &o, model, cli_str(&a, "tokenizer", NULL), &mm, &have_mm, &e);
     if (!rc) {
-        if (is_hdf5(file)) {
+        if (et_sniff_hdf5(file)) {
             rc = ppl_dataset(&r, file, cli_str(&a, "split", "all"), &acc, &e);
         } else if (et_is_h5_name(file)) {
-            rc = et_fail(&e, ET_EINPUT, "%s: not an HDF5 file (no HDF5 signature), though named like a tokens.h5", file);
+            rc = et_need_regular(file, "a tokens.h5 is read by seeking", &e);
+            if (!rc) rc = et_fail(&e, ET_EINPUT, "%s: not an HDF5 file (no HDF5 signature), though named like a tokens.h5", file);
         } else {
             et_map m;
             rc = et_map_open(&m, file, &e);

@@ -38,14 +38,8 @@ int cli_open_runner(et_runner *r, et_runner_opts *o, const char *model, const ch
         o->model = model;
         return et_runner_open(r, o, NULL, e);
     }
-    FILE *f = fopen(model, "rb");
     char magic[4] = {0};
-    if (f) {
-        size_t got = fread(magic, 1, 4, f);
-        (void)got;
-        fclose(f);
-    }
-    if (f && !memcmp(magic, "GGUF", 4)) {
+    if (et_sniff(model, magic, 4) == 4 && !memcmp(magic, "GGUF", 4)) {
         o->model = model;
         return et_runner_open(r, o, NULL, e);
     }

@@ -296,13 +296,8 @@ static int save_recipe(const train_cfg *c, const et_model *m, char **json, et_er
 /* distill: the student against the teacher on the validation split, as eval JSONs
  * (KL, same top-1, both perplexities; the teacher's perplexity alone). */
 static int distill_eval(const train_cfg *c, et_err *e) {
-    FILE *f = fopen(c->teacher, "rb");
     char magic[4] = {0};
-    if (f) {
-        if (fread(magic, 1, 4, f) != 4) magic[0] = 0;
-        fclose(f);
-    }
-    if (memcmp(magic, "GGUF", 4)) {
+    if (et_sniff(c->teacher, magic, 4) != 4 || memcmp(magic, "GGUF", 4)) {
         fprintf(stderr, "edgetune distill: no eval JSONs (the teacher %s is not a GGUF the engine runs)\n", c->teacher);
         return 0;
     }

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,9 +41,35 @@ int et_is_regular_path(const char *path) {
     return stat(path, &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode));
 }
 
-int et_map_open(et_map *m, const char *path, et_err *e) {
-    memset(m, 0, sizeof *m);
-    int fd = open(path, O_RDONLY);
+int et_fifo_wait_s(void) {
+    const char *s = getenv("ET_FIFO_WAIT_S");
+    if (s && *s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (!*end && v >= 0 && v <= 86400) return (int)v;
+    }
+    return 10;
+}
+
+int et_need_regular(const char *path, const char *why, et_err *e) {
+    struct stat st;
+    if (stat(path, &st) != 0) return et_fail(e, ET_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) return et_fail(e, ET_EINPUT, "%s: is a directory, expected a file", path);
+    if (!S_ISREG(st.st_mode))
+        return et_fail(e, ET_EINPUT, "%s: not a regular file (a FIFO or a device): %s; copy it to a file first", path,
+                       why);
+    return 0;
+}
+
+/* Open path for reading under et.h's rule: 0 with *fd open in blocking mode,
+ * *regular = 1 for a regular file; for a FIFO, *first holds a byte already
+ * read while waiting (*nfirst = 0 or 1). */
+static int open_read(const char *path, int *fd_out, int *regular, uint8_t *first, int *nfirst, et_err *e) {
+    *fd_out = -1;
+    *regular = 0;
+    *nfirst = 0;
+    /* O_NONBLOCK: opening a FIFO for reading returns at once instead of waiting for a writer */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return et_fail(e, ET_EINPUT, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
@@ -54,7 +81,80 @@ int et_map_open(et_map *m, const char *path, et_err *e) {
         close(fd);
         return et_fail(e, ET_EINPUT, "%s: is a directory, expected a file", path);
     }
-    if (S_ISREG(st.st_mode)) {
+    if (S_ISFIFO(st.st_mode)) {
+        /* Linux reports neither POLLIN nor POLLHUP to a reader that opened before
+         * any writer, so this waits for the first data or a writer that closes */
+        int wait_s = et_fifo_wait_s();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        double until = et_now_s() + wait_s;
+        int r;
+        for (;;) {
+            double left = (until - et_now_s()) * 1000.0;
+            r = poll(&p, 1, left > 0 ? (int)left : 0);
+            if (r >= 0 || errno != EINTR) break;
+        }
+        if (r == 0) {
+            /* nothing arrived: an attached but silent writer is waited for
+             * (read says EAGAIN); no writer at all reads as end of file */
+            ssize_t got;
+            do got = read(fd, first, 1); while (got < 0 && errno == EINTR);
+            if (got == 1) *nfirst = 1;
+            else if (!(got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+                close(fd);
+                return et_fail(e, ET_EINPUT,
+                               "%s: a FIFO with no writer: nothing arrived in %d s (start the writer first, or give "
+                               "a regular file; ET_FIFO_WAIT_S sets the wait)", path, wait_s);
+            }
+        }
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        int err = errno;
+        close(fd);
+        return et_fail(e, ET_EINPUT, "%s: cannot clear O_NONBLOCK: %s", path, strerror(err));
+    }
+    *fd_out = fd;
+    *regular = S_ISREG(st.st_mode) != 0;
+    return 0;
+}
+
+size_t et_sniff(const char *path, void *buf, size_t n) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);   /* a FIFO swapped in after stat: no wait */
+    if (fd < 0) return 0;
+    size_t got = 0;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        while (got < n) {
+            ssize_t r = read(fd, (uint8_t *)buf + got, n - got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            got += (size_t)r;
+        }
+    }
+    close(fd);
+    return got;
+}
+
+int et_sniff_hdf5(const char *path) {
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char b[8];
+    return et_sniff(path, b, 8) == 8 && !memcmp(b, sig, 8);
+}
+
+int et_map_open(et_map *m, const char *path, et_err *e) {
+    memset(m, 0, sizeof *m);
+    int fd, regular, nfirst;
+    uint8_t first;
+    int rc = open_read(path, &fd, &regular, &first, &nfirst, e);
+    if (rc) return rc;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int err = errno;
+        close(fd);
+        return et_fail(e, ET_EINPUT, "%s: cannot stat: %s", path, strerror(err));
+    }
+    if (regular) {
         m->size = (size_t)st.st_size;
         if (m->size > 0) {
             void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -73,6 +173,7 @@ int et_map_open(et_map *m, const char *path, et_err *e) {
     size_t cap = 1 << 16, n = 0;
     uint8_t *buf = malloc(cap);
     if (!buf) { close(fd); return et_fail(e, ET_ERUN, "%s: out of memory", path); }
+    if (nfirst) buf[n++] = first;
     for (;;) {
         if (n == cap) {
             uint8_t *nb = realloc(buf, cap * 2);

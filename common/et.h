@@ -51,7 +51,41 @@ int et_is_h5_name(const char *path);
  * device (which cannot be sniffed and then mapped), or when stat fails. */
 int et_is_regular_path(const char *path);
 
-/* Map `path` read-only. Returns 0 or ET_EINPUT (cannot open/stat/map). */
+/* The rule for inputs that are not regular files (FIFOs, character devices),
+ * shared by every reader (docs/guide.md, "Inputs from pipes"):
+ *  - readers that take their input whole (et_map_open: GGUF models in
+ *    run/perplexity/eval/edgerun, text, JSON, tokenizers) read a FIFO into
+ *    memory.  The FIFO is opened with O_NONBLOCK (an open never waits for a
+ *    writer), then waited on for at most et_fifo_wait_s() seconds; if no
+ *    writer has come by then the read fails with a message saying so
+ *    (ET_EINPUT), else O_NONBLOCK is cleared and the data read to its end;
+ *  - readers that seek (HDF5: tokens.h5, teacher logits, checkpoints) and
+ *    those that sniff a file's first bytes before choosing a parser (the
+ *    export loaders: convert, train, lora, merge...) refuse a non-regular
+ *    file by its stat() alone, never opening it (et_need_regular);
+ *  - a file is opened at most once: a second open of a FIFO would wait for a
+ *    writer that has already gone. */
+
+/* Seconds a reader waits for a FIFO's writer: $ET_FIFO_WAIT_S if set to a
+ * number in [0, 86400], else 10. */
+int et_fifo_wait_s(void);
+
+/* 0 when path is a regular file; else ET_EINPUT naming path and why a
+ * regular file is needed (`why`, e.g. "HDF5 files are read by seeking"), or
+ * the open error (no such file...).  Uses stat() only: a FIFO is never opened. */
+int et_need_regular(const char *path, const char *why, et_err *e);
+
+/* Copy up to n first bytes of the regular file path into buf; returns how
+ * many were read (0 when path is missing, unreadable or not a regular file:
+ * sniffing a FIFO would eat its first bytes, so it is never opened). */
+size_t et_sniff(const char *path, void *buf, size_t n);
+/* 1 when path is a regular file starting with the HDF5 signature
+ * (\x89HDF\r\n\x1a\n, HDF5 File Format Specification §II.A). */
+int et_sniff_hdf5(const char *path);
+
+/* Map `path` read-only (a regular file), or read a FIFO/device into memory
+ * (the rule above).  Returns 0, ET_EINPUT (cannot open/stat/map/read, a FIFO
+ * with no writer) or ET_ERUN (out of memory). */
 int et_map_open(et_map *m, const char *path, et_err *e);
 /* Unmap (or free) and zero m; safe on a zeroed or already closed map. */
 void et_map_close(et_map *m);

@@ -606,6 +606,9 @@ static int open_labels(et_ds *ds, et_err *e) {
 
 static int open_inner(et_ds *ds, et_err *e) {
     et_ds_h5 *h = ds->h5;
+    /* HDF5 seeks: a FIFO is refused by stat() alone (opening it would wait for a writer) */
+    int rc0 = et_need_regular(ds->path, "a tokens.h5 is read by seeking", e);
+    if (rc0) return rc0;
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl >= 0) H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
     h->file = H5Fopen(ds->path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT);

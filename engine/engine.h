@@ -117,7 +117,8 @@ int et_engine_from_model(et_engine **out, const et_model *m, et_err *e);
  * presence, shape and type against the metadata, the vocabulary against the
  * embedding rows), plus the special token ids (tokenizer.ggml.bos/eos/
  * unknown/padding_token_id) inside the vocabulary (-1 = none).  Other archs are not
- * judged (0).  0 or ET_EINPUT naming the file and the key or tensor. */
+ * judged (0).  A FIFO or device is refused unopened (its callers read the file
+ * again; common/et.h).  0 or ET_EINPUT naming the file and the key or tensor. */
 int et_engine_check_file(const char *path, et_err *e);
 /* Free the engine (and its mapping); NULL is fine. */
 void et_engine_free(et_engine *m);

@@ -41,9 +41,13 @@ static int thp_usable(void) {
 void *et_engine_huge_copy(const char *path, size_t *size, size_t *alloc) {
     const char *env = getenv("ET_ENGINE_MMAP");
     if ((env && strcmp(env, "0")) || !thp_usable()) return NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return NULL;
+    /* stat before open: opening a FIFO here and closing it unread released its
+     * writer, whose next write then failed (SIGPIPE) while the loader's own open
+     * waited for a writer that had gone (common/et.h: a file is opened once) */
     struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return NULL;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return NULL;
     long avail = sysconf(_SC_AVPHYS_PAGES), pg = sysconf(_SC_PAGESIZE);
     if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size < (off_t)HUGE_PAGE || avail <= 0 || pg <= 0 ||
         (uint64_t)st.st_size > (uint64_t)avail / 4 * (uint64_t)pg || (uint64_t)st.st_size > SIZE_MAX / 2) {

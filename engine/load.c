@@ -361,8 +361,11 @@ int et_engine_load_mem(et_engine **out, const void *data, size_t size, const cha
 }
 
 int et_engine_check_file(const char *path, et_err *e) {
+    /* its callers (quantize, merge) read the file again: a FIFO is refused unopened */
+    int rc = et_need_regular(path, "the model is validated, then read again", e);
+    if (rc) return rc;
     gguf_file g;
-    int rc = gguf_open(&g, path, e);   /* mapped in place: no copy of the weights */
+    rc = gguf_open(&g, path, e);   /* mapped in place: no copy of the weights */
     if (rc) return rc;
     char arch[32] = "";
     if (gguf_find_key(&g, "general.architecture") >= 0) gguf_get_str(&g, "general.architecture", arch, sizeof arch, NULL);

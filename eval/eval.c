@@ -184,6 +184,14 @@ int et_eval_run(const et_eval_opts *o, cJSON **out, et_err *e) {
     if (o->n_stop < 0 || o->n_stop > ET_EVAL_MAX_STOP) return et_fail(e, ET_EUSAGE, "eval: too many stop strings");
     int is_kl = !strcmp(o->task, "kl"), is_ppl = !strcmp(o->task, "perplexity");
     if (!is_kl && !o->data) return et_fail(e, ET_EUSAGE, "eval: --data FILE is needed for task %s", o->task);
+    /* the result records each input's sha256, a second read: FIFOs are refused
+     * before anything is read from them (common/et.h) */
+    const char *why = "eval records the sha256 of its inputs, a second read";
+    int rc0 = et_need_regular(o->model, why, e);
+    for (int i = 0; !rc0 && i < o->n_lora; i++) rc0 = et_need_regular(o->lora[i], why, e);
+    if (!rc0 && o->data) rc0 = et_need_regular(o->data, why, e);
+    if (!rc0 && o->ref_model) rc0 = et_need_regular(o->ref_model, why, e);
+    if (rc0) return rc0;
     double t_start = et_now_s();
     et_engine *m = NULL;
     et_adapter *ad[ET_EVAL_MAX_LORA] = {0};

@@ -97,6 +97,8 @@ int et_eval_read_json(const char *path, cJSON **out, et_err *e) {
 }
 
 int et_file_sha256(const char *path, char hex[65], uint64_t *bytes, et_err *e) {
+    int rc0 = et_need_regular(path, "its sha256 is read from the file", e);   /* never waits on a FIFO */
+    if (rc0) return rc0;
     FILE *f = fopen(path, "rb");
     if (!f) return et_fail(e, ET_EINPUT, "%s: cannot open", path);
     et_sha256 s;

@@ -15,15 +15,7 @@
 
 /* ------------------------------------------------------------ the input tokens */
 
-int et_is_hdf5(const char *path) {
-    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    unsigned char b[8] = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    size_t n = fread(b, 1, 8, f);
-    fclose(f);
-    return n == 8 && !memcmp(b, sig, 8);
-}
+int et_is_hdf5(const char *path) { return et_sniff_hdf5(path); }
 
 void et_docs_tok_free(et_doc_tokens *d) {
     if (!d) return;
@@ -67,6 +59,7 @@ int et_doc_tokens_read(const et_engine *m, const char *path, const char *split, 
         out->valid_doc = d0 == 0 && d1 == ds->n_docs && v1 > v0 && v0 > 0 ? v0 : out->n_docs;
         et_ds_close(ds);
     } else {
+        if (et_is_h5_name(path) && (rc = et_need_regular(path, "a tokens.h5 is read by seeking", e))) return rc;
         if (et_is_h5_name(path))   /* common/et.h: never read a .h5 as text */
             return et_fail(e, ET_EINPUT, "%s: not an HDF5 file (no HDF5 signature), though named like a tokens.h5", path);
         if (!m->tok) return et_fail(e, ET_EINPUT, "%s: the model has no tokenizer to read text with", m->path);

@@ -217,12 +217,8 @@ int et_model_is_uniform(const et_model *m) {
 
 /* 1 if the file starts with "GGUF". */
 static int is_gguf(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    char magic[4] = {0};
-    size_t got = fread(magic, 1, 4, f);
-    fclose(f);
-    return got == 4 && memcmp(magic, "GGUF", 4) == 0;
+    char magic[4];
+    return et_sniff(path, magic, 4) == 4 && memcmp(magic, "GGUF", 4) == 0;   /* never opens a FIFO */
 }
 
 int et_model_set_tokenizer(et_model *m, const char *path, et_err *e) {

@@ -2,7 +2,9 @@
  * computation, SHA-256 against FIPS 180-4 vectors, atomic files. */
 #include "testutil.h"
 
+#include <fcntl.h>
 #include <math.h>
+#include <sys/stat.h>
 
 /* Independent fp16 -> fp32 -> fp16: exhaustively, every finite half maps
  * back to itself, and midpoints between consecutive halves round to even. */
@@ -73,12 +75,84 @@ static void test_afile(void **state) {
     assert_non_null(strstr(e.msg, "/nonexistent/x.gguf"));
 }
 
+/* A writer child for the FIFO tests: waits `delay_ms` before opening,
+ * then holds the FIFO open `silent_ms` before writing `text`. */
+static pid_t fifo_writer(const char *fifo, int delay_ms, int silent_ms, const char *text) {
+    pid_t w = fork();
+    assert_true(w >= 0);
+    if (w == 0) {
+        usleep((useconds_t)delay_ms * 1000);
+        int fd = open(fifo, O_WRONLY);
+        if (fd < 0) _exit(3);
+        usleep((useconds_t)silent_ms * 1000);
+        size_t n = strlen(text);
+        if (write(fd, text, n) != (ssize_t)n) _exit(4);
+        _exit(0);
+    }
+    return w;
+}
+
+/* Issue 11: the rule for FIFOs (common/et.h).  et_map_open waited forever
+ * for a FIFO with no writer; now it fails after ET_FIFO_WAIT_S seconds with a
+ * message saying so, and still reads a writer that comes late (within the
+ * wait) or one that is attached but silent for longer than the wait.  HDF5
+ * and sniffing readers never open a FIFO (et_need_regular, et_sniff). */
+static void test_fifo_rule(void **state) {
+    (void)state;
+    char fifo[512];
+    snprintf(fifo, sizeof fifo, "%s", test_tmp("rule.fifo"));
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    setenv("ET_FIFO_WAIT_S", "1", 1);
+    assert_int_equal(et_fifo_wait_s(), 1);
+    et_map m;
+    et_err e = {0};
+    /* no writer: a clear error after the wait (the test would hang before) */
+    alarm(20);
+    double t0 = et_now_s();
+    assert_int_equal(et_map_open(&m, fifo, &e), ET_EINPUT);
+    double dt = et_now_s() - t0;
+    assert_true(dt >= 0.9 && dt < 10);
+    assert_non_null(strstr(e.msg, "a FIFO with no writer"));
+    assert_non_null(strstr(e.msg, fifo));
+    /* a writer that comes within the wait */
+    pid_t w = fifo_writer(fifo, 300, 0, "late but in time");
+    assert_int_equal(et_map_open(&m, fifo, &e), 0);
+    assert_int_equal(m.size, strlen("late but in time"));
+    assert_memory_equal(m.data, "late but in time", m.size);
+    et_map_close(&m);
+    int st;
+    assert_int_equal(waitpid(w, &st, 0), w);
+    /* a writer attached at once but silent for longer than the wait */
+    w = fifo_writer(fifo, 0, 1600, "slow producer");
+    usleep(100 * 1000);
+    assert_int_equal(et_map_open(&m, fifo, &e), 0);
+    assert_int_equal(m.size, strlen("slow producer"));
+    assert_memory_equal(m.data, "slow producer", m.size);
+    et_map_close(&m);
+    assert_int_equal(waitpid(w, &st, 0), w);
+    /* readers that seek or sniff: refused / not sniffed by stat() alone, at once */
+    t0 = et_now_s();
+    assert_int_equal(et_need_regular(fifo, "HDF5 files are read by seeking", &e), ET_EINPUT);
+    assert_non_null(strstr(e.msg, "not a regular file"));
+    char b[8];
+    assert_int_equal(et_sniff(fifo, b, sizeof b), 0);
+    assert_int_equal(et_sniff_hdf5(fifo), 0);
+    assert_true(et_now_s() - t0 < 0.5);
+    assert_int_equal(et_need_regular(test_tmp("missing.file"), "x", &e), ET_EINPUT);
+    alarm(0);
+    unsetenv("ET_FIFO_WAIT_S");
+    assert_int_equal(et_fifo_wait_s(), 10);
+    unlink(fifo);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fp16_roundtrip_and_ties),
         cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_sha256),
         cmocka_unit_test(test_afile),
+        cmocka_unit_test(test_fifo_rule),
     };
     return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }

@@ -3,7 +3,14 @@
  * for small files and when ET_ENGINE_MMAP=1 (then the engine maps the file). */
 #include "testutil.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "../engine/internal.h"
 
@@ -77,10 +84,67 @@ static void test_refused(void **state) {
     assert_null(et_engine_huge_copy("/proc/self/status", &size, &alloc)); /* not a 2 MiB regular file */
 }
 
+/* Issue 11: `edgetune run` on a FIFO hung in a second open() of the FIFO
+ * (seen under the sanitizer build): the copy opened the FIFO, saw it was not a
+ * regular file and closed it unread, which released the writer's open; the
+ * writer's next write then had no reader (SIGPIPE) and the loader's own open
+ * waited for a writer that had gone.  The copy must decide from stat() alone:
+ * after it, the writer is still waiting and the loader reads every byte. */
+static void test_fifo_not_opened(void **state) {
+    (void)state;
+    unsetenv("ET_ENGINE_MMAP");
+    char fifo[512];
+    snprintf(fifo, sizeof fifo, "%s/copy.fifo", test_tmpdir());
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    enum { N = 1 << 18 };   /* more than a pipe buffer */
+    pid_t w = fork();
+    assert_true(w >= 0);
+    if (w == 0) {   /* the writer: blocks in open until a reader comes */
+        static uint8_t buf[N];
+        for (size_t i = 0; i < N; i++) buf[i] = (uint8_t)(i * 7 + 1);
+        int fd = open(fifo, O_WRONLY);
+        if (fd < 0) _exit(3);
+        for (size_t o = 0; o < N;) {
+            ssize_t r = write(fd, buf + o, N - o);
+            if (r <= 0) _exit(4);
+            o += (size_t)r;
+        }
+        _exit(0);
+    }
+    usleep(100 * 1000);   /* the writer is in open() */
+    size_t size = 0, alloc = 0;
+    assert_null(et_engine_huge_copy(fifo, &size, &alloc));
+    usleep(200 * 1000);   /* a released writer would have written (and died of SIGPIPE) by now */
+    int st = 0;
+    assert_int_equal(waitpid(w, &st, WNOHANG), 0);   /* still waiting for a reader */
+    int fd = open(fifo, O_RDONLY | O_NONBLOCK);
+    assert_true(fd >= 0);
+    size_t got = 0, bad = 0;
+    uint8_t b[4096];
+    double t0 = (double)time(NULL);
+    while ((double)time(NULL) - t0 < 20) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 1000) <= 0) continue;
+        ssize_t r = read(fd, b, sizeof b);
+        if (r == 0) break;
+        if (r < 0) continue;
+        for (ssize_t i = 0; i < r; i++) bad += b[i] != (uint8_t)((got + (size_t)i) * 7 + 1);
+        got += (size_t)r;
+    }
+    close(fd);
+    assert_int_equal(waitpid(w, &st, 0), w);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(got, N);
+    assert_int_equal(bad, 0);
+    unlink(fifo);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_copy_matches_file),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_fifo_not_opened),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -223,6 +223,7 @@ static hid_t open_ckpt(const char *path, et_err *e) {
         et_fail(e, ET_EINPUT, "%s: no such checkpoint (or not readable)", path);
         return -1;
     }
+    if (et_need_regular(path, "a checkpoint is read by seeking", e)) return -1;   /* never opens a FIFO */
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
         et_fail(e, ET_EINPUT, "%s: not a readable HDF5 checkpoint (truncated or corrupt)", path);
