@@ -7,6 +7,76 @@
  * operation order; do not "simplify" it. */
 #include "quant_impl.h"
 
+#if defined(ET_QUANT_LANES)
+/* The trial loop of make_qkx2_quants, four trials at a time as the lanes of
+ * a vector (n <= 32): per lane the rounding at iscale = (rmin + rdelta*is +
+ * nmax) / (max - min), the weighted sums, the least-squares scale and min
+ * and the error, each in ggml's float operations and order; the trials are
+ * then compared in ggml's order.  ggml's trial is uses the min of the best
+ * trial before it, so when a trial wins with a different min the lanes
+ * after it are recomputed from the next trial on: the result is
+ * bit-identical to the scalar loop. */
+static float qkx2_lanes(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+                        float rmin, float rdelta, int nstep, int use_mad, float min, float max, float sum_w,
+                        float sum_x, float scale, float best_error) {
+    et_v4f lf[32];
+    int start = 0;
+    while (start <= nstep) {
+        et_v4f iv, sl = {0, 0, 0, 0}, sl2 = {0, 0, 0, 0}, sxl = {0, 0, 0, 0}, err = {0, 0, 0, 0};
+        for (int k = 0; k < 4; ++k) iv[k] = (rmin + rdelta * et_imin(start + k, nstep) + nmax) / (max - min);
+        for (int i = 0; i < n; ++i) {
+            const float w = weights[i], xm = x[i] - min;
+            const et_v4f l = __builtin_convertvector(et_clamp4(et_nearest_int4(iv * xm), 0, nmax), et_v4f);
+            lf[i] = l;
+            const et_v4f wl = w * l;
+            sl += wl;
+            sl2 += wl * l;
+            sxl += wl * x[i];
+        }
+        float tscale[4], tmin[4];
+        int ok[4];
+        et_v4f vs, vm;
+        for (int k = 0; k < 4; ++k) {
+            const float sum_l = sl[k], sum_l2 = sl2[k], sum_xl = sxl[k];
+            float D = sum_w * sum_l2 - sum_l * sum_l;
+            float this_scale = 0, this_min = 0;
+            ok[k] = D > 0;
+            if (ok[k]) {
+                this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+                this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+                if (this_min > 0) {
+                    this_min = 0;
+                    this_scale = sum_xl / sum_l2;
+                }
+            }
+            vs[k] = tscale[k] = this_scale, vm[k] = tmin[k] = this_min;
+        }
+        for (int i = 0; i < n; ++i) {
+            et_v4f diff = vs * lf[i] + vm - x[i];
+            diff = use_mad ? et_fabs4(diff) : diff * diff;
+            err += weights[i] * diff;
+        }
+        int next = start + 4;
+        for (int k = 0; k < 4 && start + k <= nstep; ++k) {
+            if (ok[k] && err[k] < best_error) {
+                for (int i = 0; i < n; ++i) L[i] = (uint8_t)lf[i][k];
+                best_error = err[k];
+                scale = tscale[k];
+                const int same = tmin[k] == min; /* the later lanes used this min: still valid */
+                min = tmin[k];
+                if (!same) {
+                    next = start + k + 1;
+                    break;
+                }
+            }
+        }
+        start = next;
+    }
+    *the_min = -min;
+    return scale;
+}
+#endif
+
 /* make_qkx2_quants (quant_impl.h): shared with Q5_K and Q2_K. */
 float et_make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L,
                               float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
@@ -43,6 +113,12 @@ float et_make_qkx2_quants(int n, int nmax, const float *x, const float *weights,
         *the_min = -min;
         return scale;
     }
+#if defined(ET_QUANT_LANES)
+    if (n <= 32 && nstep < 24) return qkx2_lanes(n, nmax, x, weights, L, the_min, rmin, rdelta, nstep, use_mad,
+                                                 min, max, sum_w, sum_x, scale, best_error);
+#else
+    (void)Laux;
+#endif
     for (int is = 0; is <= nstep; ++is) {
         iscale = (rmin + rdelta * is + nmax) / (max - min);
         float sum_l = 0, sum_l2 = 0, sum_xl = 0;

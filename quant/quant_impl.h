@@ -43,6 +43,30 @@ static inline int32_t et_trunc_i32(float v) {
  * edgetune supports (two's complement). */
 static inline int8_t et_low_i8(int32_t v) { return (int8_t)(uint8_t)((uint32_t)v & 0xffu); }
 
+/* Lanes (GCC/clang vector extensions, 4 floats: SSE2 on x86-64, NEON on
+ * arm64): the scale searches run their independent trial scales side by
+ * side, one trial per lane, each lane doing exactly the scalar code's float
+ * operations in the same order, so results stay bit-identical.  Without
+ * vector extensions the scalar loops are used. */
+#if defined(__GNUC__)
+#define ET_QUANT_LANES 1
+typedef float et_v4f __attribute__((vector_size(16)));
+typedef int32_t et_v4i __attribute__((vector_size(16)));
+/* et_nearest_int per lane (the same bit trick). */
+static inline et_v4i et_nearest_int4(et_v4f f) {
+    const et_v4f v = f + 12582912.f;
+    return ((et_v4i)v & 0x007fffff) - 0x00400000;
+}
+/* et_imax(lo, et_imin(hi, l)) per lane. */
+static inline et_v4i et_clamp4(et_v4i l, int lo, int hi) {
+    et_v4i m = l > hi;
+    l = (l & ~m) | (hi & m);
+    m = l < lo;
+    return (l & ~m) | (lo & m);
+}
+static inline et_v4f et_fabs4(et_v4f v) { return (et_v4f)((et_v4i)v & 0x7fffffff); }
+#endif
+
 /* Fit x[0..n) ~ scale * L + min with L in 0..nmax, min <= 0, minimising
  * the weighted squared (use_mad: absolute) error; tries nstep+1 trial
  * inverse scales (rmin + rdelta*is + nmax) / (max - min).  Returns the

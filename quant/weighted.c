@@ -50,9 +50,38 @@ float et_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float 
     }
     float scale = suml2 ? sumlx / suml2 : 0.0f;
     float best = scale * sumlx;
+#if defined(ET_QUANT_LANES)
+    /* the 18 trials is = -9..-1, 1..9 as lanes t = 0..17 (20 lanes, the
+     * last two repeat is = 9 and are not read) */
+    float tlx[20], tl2[20];
+    {
+        et_v4f iv[5], slx[5], sl2[5];
+        for (int g = 0; g < 5; ++g) {
+            for (int k = 0; k < 4; ++k) {
+                const int t = et_imin(4 * g + k, 17), is = t < 9 ? t - 9 : t - 8;
+                iv[g][k] = -(nmax + 0.1f * is) / max;
+            }
+            slx[g] = sl2[g] = (et_v4f){0, 0, 0, 0};
+        }
+        for (int i = 0; i < n; ++i) {
+            const float w = qw ? qw[i] : x[i] * x[i];
+            const float wx = w * x[i];
+            for (int g = 0; g < 5; ++g) {
+                const et_v4f lf = __builtin_convertvector(et_clamp4(et_nearest_int4(iv[g] * x[i]), -nmax, nmax - 1), et_v4f);
+                slx[g] += wx * lf;
+                sl2[g] += w * lf * lf;
+            }
+        }
+        for (int t = 0; t < 20; ++t) tlx[t] = slx[t / 4][t % 4], tl2[t] = sl2[t / 4][t % 4];
+    }
+#endif
     for (int is = -9; is <= 9; ++is) {
         if (is == 0) continue;
         iscale = -(nmax + 0.1f * is) / max;
+#if defined(ET_QUANT_LANES)
+        sumlx = tlx[is < 0 ? is + 9 : is + 8];
+        suml2 = tl2[is < 0 ? is + 9 : is + 8];
+#else
         sumlx = suml2 = 0;
         for (int i = 0; i < n; ++i) {
             int l = et_nearest_int(iscale * x[i]);
@@ -61,6 +90,7 @@ float et_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float 
             sumlx += w * x[i] * l;
             suml2 += w * l * l;
         }
+#endif
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
             for (int i = 0; i < n; ++i) {
                 int l = et_nearest_int(iscale * x[i]);
