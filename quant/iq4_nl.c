@@ -68,10 +68,90 @@ static inline int best_index(const int8_t *val, float x) {
  * brackets of the first and last lane are compared (one or two, not 14).
  * Blocks with a non-finite weight take the scalar path.  Out: tqx, tq2
  * [16], lane itry + 7. */
-static void try_scales(const float *xb, const float *weight, float max, float *tqx, float *tq2) {
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
+#define IQ4_V16 1
+/* try_scales' vector path with the 16 lanes in one AVX-512 register (the
+ * same operations; GCC/clang compile no FMA here: quant_impl.h). */
+__attribute__((target("arch=x86-64-v4"))) static void try_v16(const float *xb, const float *weight, float max,
+                                                                float *tqx, float *tq2) {
+    typedef float v16f __attribute__((vector_size(64)));
+    typedef int32_t v16i __attribute__((vector_size(64)));
+    v16f idv, sqx = {0}, sq2 = {0};
+    for (int l = 0; l < 16; ++l) idv[l] = (et_imin(l, 14) - 7 + et_kvalues_iq4nl[0]) / max;
+    for (int j = 0; j < ET_QK4_NL; ++j) {
+        const float xj = xb[j], wj = weight[j];
+        const float a0 = idv[0] * xj, a1 = idv[14] * xj;
+        const int b0 = bracket_of(a0 < a1 ? a0 : a1), b1 = bracket_of(a0 < a1 ? a1 : a0);
+        const v16f al = idv * xj;
+        v16i lo = {0}, hi = {0};
+        for (int k = b0 + 1; k <= b1; ++k) {
+            const v16i m = al >= (float)et_kvalues_iq4nl[k];
+            lo += m & (et_kvalues_iq4nl[k] - et_kvalues_iq4nl[k - 1]);
+            hi += m & (et_kvalues_iq4nl[k + 1] - et_kvalues_iq4nl[k]);
+        }
+        const v16f flo = __builtin_convertvector(lo + et_kvalues_iq4nl[b0], v16f);
+        const v16f fhi = __builtin_convertvector(hi + et_kvalues_iq4nl[b0 + 1], v16f);
+        const v16i pick_lo = al - flo < fhi - al;
+        const v16f q = (v16f)(((v16i)flo & pick_lo) | ((v16i)fhi & ~pick_lo));
+        const v16f wq = wj * q;
+        sqx += wq * xj;
+        sq2 += wq * q;
+    }
+    for (int l = 0; l < 16; ++l) tqx[l] = sqx[l], tq2[l] = sq2[l];
+}
+
+/* L[j] = best_index(id * xb[j]) for the 32 elements of a block (finite
+ * id * xb[j]): c = #{k in 1..14 : al >= kvalues[k]}, then ggml's
+ * al - kvalues[c] < kvalues[c+1] - al ? c : c + 1. */
+__attribute__((target("arch=x86-64-v4"))) static void nearest_v16(const float *xb, float id, uint8_t *L) {
+    typedef float v16f __attribute__((vector_size(64)));
+    typedef int32_t v16i __attribute__((vector_size(64)));
+    for (int h = 0; h < ET_QK4_NL; h += 16) {
+        v16f al;
+        for (int l = 0; l < 16; ++l) al[l] = id * xb[h + l];
+        v16i c = {0}, lo = {0}, hi = {0};
+        for (int k = 1; k < 15; ++k) {
+            const v16i m = al >= (float)et_kvalues_iq4nl[k];
+            c -= m;
+            lo += m & (et_kvalues_iq4nl[k] - et_kvalues_iq4nl[k - 1]);
+            hi += m & (et_kvalues_iq4nl[k + 1] - et_kvalues_iq4nl[k]);
+        }
+        const v16f flo = __builtin_convertvector(lo + et_kvalues_iq4nl[0], v16f);
+        const v16f fhi = __builtin_convertvector(hi + et_kvalues_iq4nl[1], v16f);
+        const v16i idx = c + 1 + (al - flo < fhi - al); /* the compare is -1 where lo wins */
+        for (int l = 0; l < 16; ++l) L[h + l] = (uint8_t)idx[l];
+    }
+}
+
+static int have_v16(void) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+}
+#endif
+
+/* L[j] = best_index(id * xb[j]), j < 32; v16: the AVX-512 path may be used
+ * (finite: every xb[j] is finite, so id * xb[j] is not NaN for finite id). */
+static void nearest_block(const float *xb, float id, uint8_t *L, int v16, int finite) {
+#if defined(IQ4_V16)
+    if (v16 && finite && id - id == 0.0f) {
+        nearest_v16(xb, id, L);
+        return;
+    }
+#endif
+    (void)v16, (void)finite;
+    for (int j = 0; j < ET_QK4_NL; ++j) L[j] = (uint8_t)best_index(et_kvalues_iq4nl, id * xb[j]);
+}
+
+static void try_scales(const float *xb, const float *weight, float max, float *tqx, float *tq2, int v16,
+                       int finite) {
     const int ntry = 7;
-    int finite = 1;
-    for (int j = 0; j < ET_QK4_NL; ++j) finite &= xb[j] - xb[j] == 0.0f;
+    (void)v16;
+#if defined(IQ4_V16)
+    if (finite && v16) {
+        try_v16(xb, weight, max, tqx, tq2);
+        return;
+    }
+#endif
 #if defined(__GNUC__)
     if (finite) {
         typedef float v4f __attribute__((vector_size(16)));
@@ -136,8 +216,15 @@ void et_quantize_row_iq4_nl_w(const float *x, void *vy, int64_t k, const float *
     const int ntry = 7;
     uint8_t L[ET_QK4_NL];
     float weight[ET_QK4_NL];
+#if defined(IQ4_V16)
+    const int v16 = have_v16();
+#else
+    const int v16 = 0;
+#endif
     for (int64_t i = 0; i < nb; i++, x += ET_QK4_NL) {
         const float *xb = x;
+        int finite = 1;
+        for (int j = 0; j < ET_QK4_NL; ++j) finite &= xb[j] - xb[j] == 0.0f;
         memset(y[i].qs, 0, sizeof y[i].qs);
         float scale;
         if (qw) {
@@ -163,11 +250,9 @@ void et_quantize_row_iq4_nl_w(const float *x, void *vy, int64_t k, const float *
             float d = -max / values[0];
             float id = 1 / d;
             float sumqx = 0, sumq2 = 0;
+            nearest_block(xb, id, L, v16, finite);
             for (int j = 0; j < ET_QK4_NL; ++j) {
-                float al = id * xb[j];
-                int l = best_index(values, al);
-                L[j] = (uint8_t)l;
-                float q = values[l];
+                float q = values[L[j]];
                 float w = weight[j];
                 sumqx += w * q * xb[j];
                 sumq2 += w * q * q;
@@ -175,7 +260,7 @@ void et_quantize_row_iq4_nl_w(const float *x, void *vy, int64_t k, const float *
             d = sumqx / sumq2;
             float best = d * sumqx;
             float tqx[16], tq2[16]; /* the 2*ntry+1 trial scales' sums, itry = -ntry + lane */
-            try_scales(xb, weight, max, tqx, tq2);
+            try_scales(xb, weight, max, tqx, tq2, v16, finite);
             for (int itry = -ntry; itry <= ntry; ++itry) {
                 sumqx = tqx[itry + ntry];
                 sumq2 = tq2[itry + ntry];
@@ -190,7 +275,7 @@ void et_quantize_row_iq4_nl_w(const float *x, void *vy, int64_t k, const float *
          * the indices are recomputed against the float scale */
         y[i].d = et_fp32_to_fp16(scale);
         float id = scale != 0.0f ? 1 / scale : 0;
-        for (int j = 0; j < ET_QK4_NL; ++j) L[j] = (uint8_t)best_index(values, id * x[j]);
+        nearest_block(x, id, L, v16, finite);
         for (int j = 0; j < 16; ++j) y[i].qs[j] = (uint8_t)(L[j] | (L[16 + j] << 4));
     }
 }
