@@ -10,7 +10,6 @@
  * The float expressions keep ggml's operation order on purpose. */
 #include "quant_impl.h"
 
-#define GROUP_MAX_EPS 1e-15f /* ggml-quants.c: below this a group is all zero */
 
 /* ggml-common.h kvalues_iq4nl */
 const int8_t et_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
@@ -236,15 +235,9 @@ void et_quantize_row_iq4_nl_w(const float *x, void *vy, int64_t k, const float *
         } else {
             for (int j = 0; j < ET_QK4_NL; ++j) weight[j] = xb[j] * xb[j];
         }
-        float amax = 0, max = 0;
-        for (int j = 0; j < ET_QK4_NL; ++j) {
-            float ax = fabsf(xb[j]);
-            if (ax > amax) {
-                amax = ax;
-                max = xb[j];
-            }
-        }
-        if (amax < GROUP_MAX_EPS) {
+        float amax;
+        const float max = et_signed_absmax(ET_QK4_NL, xb, &amax);
+        if (amax < ET_GROUP_MAX_EPS) {
             scale = 0;
         } else {
             float d = -max / values[0];

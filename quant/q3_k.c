@@ -9,23 +9,15 @@
  * operation order on purpose. */
 #include "quant_impl.h"
 
-#define GROUP_MAX_EPS 1e-15f /* ggml-quants.c: below this a group is all zero */
 
 /* Symmetric fit x ~ scale * l, l in -nmax..nmax-1, then up to 5 passes
  * moving single l's where that raises (sum w x l)^2 / sum w l^2 with
  * w = x^2.  Stores L = l + nmax and returns the scale.  ggml-quants.c
  * make_q3_quants with do_rmse = true. */
 static float make_q3_quants_rmse(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0;
-    float amax = 0;
-    for (int i = 0; i < n; ++i) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < GROUP_MAX_EPS) {
+    float amax;
+    const float max = et_signed_absmax(n, x, &amax);
+    if (amax < ET_GROUP_MAX_EPS) {
         for (int i = 0; i < n; ++i) L[i] = 0;
         return 0.f;
     }

@@ -77,10 +77,13 @@ static float qkx2_lanes(int n, int nmax, const float *x, const float *weights, u
 }
 #endif
 
-/* make_qkx2_quants (quant_impl.h): shared with Q5_K and Q2_K. */
-float et_make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L,
-                              float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
-                              int use_mad) {
+/* make_qkx2_quants and make_qkx3_quants (quant_impl.h): one fitter, as
+ * the two ggml functions differ only in the all-equal test (qkx2: max ==
+ * min; qkx3: max <= min, which differs for NaN only) and qkx3 never uses
+ * the absolute error.  Q4_K, Q5_K, Q2_K; with an imatrix Q4_1, Q5_1, Q4_K,
+ * Q5_K (quant/weighted.c). */
+static float make_qkx(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+                      uint8_t *Laux, float rmin, float rdelta, int nstep, int use_mad, int degenerate_le) {
     float min = x[0];
     float max = x[0];
     float sum_w = weights[0];
@@ -93,7 +96,7 @@ float et_make_qkx2_quants(int n, int nmax, const float *x, const float *weights,
         sum_x += w * x[i];
     }
     if (min > 0) min = 0;
-    if (max == min) {
+    if (degenerate_le ? max <= min : max == min) {
         for (int i = 0; i < n; ++i) L[i] = 0;
         *the_min = -min;
         return 0.f;
@@ -114,7 +117,7 @@ float et_make_qkx2_quants(int n, int nmax, const float *x, const float *weights,
         return scale;
     }
 #if defined(ET_QUANT_LANES)
-    if (n <= 32 && nstep < 24) return qkx2_lanes(n, nmax, x, weights, L, the_min, rmin, rdelta, nstep, use_mad,
+    if (n <= 32) return qkx2_lanes(n, nmax, x, weights, L, the_min, rmin, rdelta, nstep, use_mad,
                                                  min, max, sum_w, sum_x, scale, best_error);
 #else
     (void)Laux;
@@ -158,81 +161,118 @@ float et_make_qkx2_quants(int n, int nmax, const float *x, const float *weights,
     return scale;
 }
 
-/* Scale and min (6 bits each) of sub-block j from the 12 packed bytes:
- * j < 4: low 6 bits of q[j] and q[j+4]; j >= 4: a nibble of q[j+4] plus
- * the top 2 bits of q[j-4] (scale) and q[j] (min).  ggml get_scale_min_k4. */
-static void get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
-    if (j < 4) {
-        *d = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
+float et_make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+                          uint8_t *Laux, float rmin, float rdelta, int nstep, int use_mad) {
+    return make_qkx(n, nmax, x, weights, L, the_min, Laux, rmin, rdelta, nstep, use_mad, 0);
+}
+
+float et_make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+                          uint8_t *Laux, float rmin, float rdelta, int nstep) {
+    return make_qkx(n, nmax, x, weights, L, the_min, Laux, rmin, rdelta, nstep, 0, 1);
+}
+
+/* ---- the Q4_K/Q5_K super-block pieces (quant_impl.h), shared by the
+ * reference quantizers (q4_k.c, q5_k.c) and the imatrix ones (weighted.c) */
+
+void et_k4_pack_scales(const uint8_t *Ls, const uint8_t *Lm, uint8_t *s, int clamp63) {
+    memset(s, 0, 12); /* ggml sets bytes 0..7 at j < 4 before the |= of j >= 4: the same */
+    for (int j = 0; j < 8; ++j) {
+        uint8_t ls = Ls[j], lm = Lm[j];
+        if (clamp63) {
+            ls = ls < 63 ? ls : 63;
+            lm = lm < 63 ? lm : 63;
+        }
+        if (j < 4) {
+            s[j] = ls;
+            s[j + 4] = lm;
+        } else {
+            s[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+            s[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            s[j - 0] |= (uint8_t)((lm >> 4) << 6);
+        }
     }
 }
 
+void et_k4_requant(const float *x, const uint8_t *sc12, uint16_t d16, uint16_t dmin16, int nmax, uint8_t *L) {
+    uint8_t sc, m;
+    for (int j = 0; j < ET_QK_K / 32; ++j) {
+        et_get_scale_min_k4(j, sc12, &sc, &m);
+        const float d = et_fp16_to_fp32(d16) * sc;
+        if (!(d != 0.0f)) continue;  /* ggml: if (!d) continue; */
+        const float dm = et_fp16_to_fp32(dmin16) * m;
+        for (int ii = 0; ii < 32; ++ii) {
+            int l = et_nearest_int((x[32 * j + ii] + dm) / d);
+            L[32 * j + ii] = (uint8_t)et_imax(0, et_imin(nmax, l));
+        }
+    }
+}
+
+void et_k4_ref_block(const float *x, int nmax, float rmin, int nstep, uint16_t *d, uint16_t *dmin, uint8_t *sc12,
+                     uint8_t *L) {
+    uint8_t Laux[32], Ls[8], Lm[8];
+    float weights[32], mins[ET_QK_K / 32], scales[ET_QK_K / 32];
+    float max_scale = 0;  /* scales are positive once the min is taken out */
+    float max_min = 0;
+    for (int j = 0; j < ET_QK_K / 32; ++j) {
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+        float av_x = sqrtf(sum_x2 / 32);
+        for (int l = 0; l < 32; ++l) weights[l] = av_x + fabsf(x[32 * j + l]);
+        scales[j] = et_make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f,
+                                        nstep, 0);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+    float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    for (int j = 0; j < ET_QK_K / 32; ++j) { /* ggml: uint8_t ls = nearest_int(...): the low byte */
+        Ls[j] = (uint8_t)et_nearest_int(inv_scale * scales[j]);
+        Lm[j] = (uint8_t)et_nearest_int(inv_min * mins[j]);
+    }
+    et_k4_pack_scales(Ls, Lm, sc12, 1);
+    *d = et_fp32_to_fp16(max_scale / 63.f);
+    *dmin = et_fp32_to_fp16(max_min / 63.f);
+    et_k4_requant(x, sc12, *d, *dmin, nmax, L);
+}
+
+void et_k4_pack_q4(const uint8_t *L, uint8_t *q) {
+    for (int j = 0; j < ET_QK_K; j += 64) {
+        for (int l = 0; l < 32; ++l) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+        q += 32;
+    }
+}
+
+void et_k4_pack_q5(const uint8_t *L, uint8_t *qh, uint8_t *ql) {
+    memset(qh, 0, ET_QK_K / 8);
+    uint8_t m1 = 1, m2 = 2;
+    for (int n = 0; n < ET_QK_K; n += 64) {
+        for (int j = 0; j < 32; ++j) {
+            int l1 = L[n + j];
+            if (l1 > 15) {
+                l1 -= 16;
+                qh[j] |= m1;
+            }
+            int l2 = L[n + j + 32];
+            if (l2 > 15) {
+                l2 -= 16;
+                qh[j] |= m2;
+            }
+            ql[j] = (uint8_t)(l1 | (l2 << 4));
+        }
+        m1 = (uint8_t)(m1 << 2);
+        m2 = (uint8_t)(m2 << 2);
+        ql += 32;
+    }
+}
+
+/* Q4_K without an imatrix: make_qkx2_quants with nmax 15, rmin -1, rdelta
+ * 0.1, 20 steps, weights av_x + |x| (quantize_row_q4_K_ref). */
 void et_quantize_row_q4_K(const float *x, void *vy, int64_t k) {
     et_block_q4_K *y = vy;
-    const int64_t nb = k / ET_QK_K;
     uint8_t L[ET_QK_K];
-    uint8_t Laux[32];
-    float weights[32];
-    float mins[ET_QK_K / 32];
-    float scales[ET_QK_K / 32];
-
-    for (int64_t i = 0; i < nb; i++) {
-        float max_scale = 0;  /* scales are positive once the min is taken out */
-        float max_min = 0;
-        for (int j = 0; j < ET_QK_K / 32; ++j) {
-            float sum_x2 = 0;
-            for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-            float av_x = sqrtf(sum_x2 / 32);
-            for (int l = 0; l < 32; ++l) weights[l] = av_x + fabsf(x[32 * j + l]);
-            scales[j] = et_make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
-                                         -1.f, 0.1f, 20, 0);
-            float scale = scales[j];
-            if (scale > max_scale) max_scale = scale;
-            float min = mins[j];
-            if (min > max_min) max_min = min;
-        }
-
-        float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
-        float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-        for (int j = 0; j < ET_QK_K / 32; ++j) {
-            uint8_t ls = (uint8_t)et_nearest_int(inv_scale * scales[j]);
-            uint8_t lm = (uint8_t)et_nearest_int(inv_min * mins[j]);
-            ls = ls < 63 ? ls : 63;
-            lm = lm < 63 ? lm : 63;
-            if (j < 4) {
-                y[i].scales[j] = ls;
-                y[i].scales[j + 4] = lm;
-            } else {
-                y[i].scales[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
-                y[i].scales[j - 4] |= (uint8_t)((ls >> 4) << 6);
-                y[i].scales[j - 0] |= (uint8_t)((lm >> 4) << 6);
-            }
-        }
-        y[i].d = et_fp32_to_fp16(max_scale / 63.f);
-        y[i].dmin = et_fp32_to_fp16(max_min / 63.f);
-
-        uint8_t sc, m;
-        for (int j = 0; j < ET_QK_K / 32; ++j) {
-            get_scale_min_k4(j, y[i].scales, &sc, &m);
-            const float d = et_fp16_to_fp32(y[i].d) * sc;
-            if (!(d != 0.0f)) continue;  /* ggml: if (!d) continue; */
-            const float dm = et_fp16_to_fp32(y[i].dmin) * m;
-            for (int ii = 0; ii < 32; ++ii) {
-                int l = et_nearest_int((x[32 * j + ii] + dm) / d);
-                L[32 * j + ii] = (uint8_t)et_imax(0, et_imin(15, l));
-            }
-        }
-
-        uint8_t *q = y[i].qs;
-        for (int j = 0; j < ET_QK_K; j += 64) {
-            for (int l = 0; l < 32; ++l) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
-            q += 32;
-        }
-        x += ET_QK_K;
+    for (int64_t i = 0; i < k / ET_QK_K; i++, x += ET_QK_K) {
+        et_k4_ref_block(x, 15, -1.f, 20, &y[i].d, &y[i].dmin, y[i].scales, L);
+        et_k4_pack_q4(L, y[i].qs);
     }
 }
 
@@ -246,9 +286,9 @@ void et_dequantize_row_q4_K(const void *vx, float *y, int64_t k) {
         int is = 0;
         uint8_t sc, m;
         for (int j = 0; j < ET_QK_K; j += 64) {
-            get_scale_min_k4(is + 0, x[i].scales, &sc, &m);
+            et_get_scale_min_k4(is + 0, x[i].scales, &sc, &m);
             const float d1 = d * sc, m1 = min * m;
-            get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
+            et_get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
             const float d2 = d * sc, m2 = min * m;
             for (int l = 0; l < 32; ++l) *y++ = d1 * (q[l] & 0xF) - m1;
             for (int l = 0; l < 32; ++l) *y++ = d2 * (q[l] >> 4) - m2;

@@ -7,7 +7,6 @@
  * expressions keep ggml's operation order on purpose. */
 #include "quant_impl.h"
 
-#define GROUP_MAX_EPS 1e-15f /* ggml-quants.c: below this a group is all zero */
 
 void et_quantize_row_q6_K(const float *x, void *vy, int64_t k) { et_quantize_row_q6_K_w(x, vy, k, NULL); }
 
@@ -32,7 +31,7 @@ void et_quantize_row_q6_K_w(const float *x, void *vy, int64_t k, const float *qw
             }
         }
 
-        if (max_abs_scale < GROUP_MAX_EPS) {
+        if (max_abs_scale < ET_GROUP_MAX_EPS) {
             memset(&y[i], 0, sizeof y[i]);
             y[i].d = et_fp32_to_fp16(0.f);
             x += ET_QK_K;

@@ -76,6 +76,44 @@ float et_make_qkx2_quants(int n, int nmax, const float *x, const float *weights,
                           float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
                           int use_mad);
 
+/* ggml-quants.c make_qkx3_quants (the imatrix paths): et_make_qkx2_quants
+ * with use_mad 0, except that an all-equal test max <= min (not ==). */
+float et_make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+                          uint8_t *Laux, float rmin, float rdelta, int nstep);
+
+/* Q4_K/Q5_K super-block pieces (quant/q4_k.c), bit-exact with ggml:
+ * et_k4_pack_scales: 8 six-bit scales Ls and mins Lm into the 12 bytes s
+ *   (clamp63: each first limited to 63, as the reference quantizers do);
+ * et_k4_requant: L[256] = clamp(nearest((x + dmin*m_j) / (d*sc_j)), 0, nmax)
+ *   against the stored scales (sub-blocks whose d*sc_j is 0 keep L);
+ * et_k4_ref_block: the whole no-imatrix super-block of quantize_row_q4_K_ref
+ *   / q5_K_ref: per 32 make_qkx2_quants(nmax, rmin, 0.1, nstep) with weights
+ *   av_x + |x|, scales and mins to 6 bits, d, dmin, then et_k4_requant;
+ * et_k4_pack_q4 / _q5: L[256] into Q4_K's qs[128] / Q5_K's qh[32], qs[128]. */
+void et_k4_pack_scales(const uint8_t *Ls, const uint8_t *Lm, uint8_t *s, int clamp63);
+void et_k4_requant(const float *x, const uint8_t *sc12, uint16_t d16, uint16_t dmin16, int nmax, uint8_t *L);
+void et_k4_ref_block(const float *x, int nmax, float rmin, int nstep, uint16_t *d, uint16_t *dmin, uint8_t *sc12,
+                     uint8_t *L);
+void et_k4_pack_q4(const uint8_t *L, uint8_t *qs);
+void et_k4_pack_q5(const uint8_t *L, uint8_t *qh, uint8_t *ql);
+
+/* The signed value of largest magnitude of x[0..n) (the first on a tie),
+ * *amax its magnitude; NaN never wins.  The preamble of ggml's symmetric
+ * fitters (make_qx_quants, make_q3_quants, quantize_row_iq4_nl_impl). */
+static inline float et_signed_absmax(int n, const float *x, float *amax) {
+    float max = 0, am = 0;
+    for (int i = 0; i < n; ++i) {
+        float ax = fabsf(x[i]);
+        if (ax > am) {
+            am = ax;
+            max = x[i];
+        }
+    }
+    *amax = am;
+    return max;
+}
+#define ET_GROUP_MAX_EPS 1e-15f /* ggml-quants.c GROUP_MAX_EPS: below this a group is all zero */
+
 /* Symmetric fit x ~ scale * (L - nmax), L in 0..2*nmax-1, minimising
  * Σ w (x - scale*l)^2 with w = qw[i], or x[i]^2 when qw is NULL, over 18
  * trial inverse scales around -nmax/max.  Returns the scale.

@@ -17,23 +17,15 @@
  * (no FMA; quant_impl.h); do not "simplify" them. */
 #include "quant_impl.h"
 
-#define GROUP_MAX_EPS 1e-15f /* ggml-quants.c: below this a group is all zero */
 
 static inline uint8_t low_u8(int v) { return (uint8_t)((unsigned)v & 0xffu); }
 
 /* ---------------------------------------------------------- the fitters */
 
 float et_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float *qw) {
-    float max = 0;
-    float amax = 0;
-    for (int i = 0; i < n; ++i) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < GROUP_MAX_EPS) {
+    float amax;
+    const float max = et_signed_absmax(n, x, &amax);
+    if (amax < ET_GROUP_MAX_EPS) {
         for (int i = 0; i < n; ++i) L[i] = 0;
         return 0.f;
     }
@@ -103,83 +95,6 @@ float et_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float 
     return scale;
 }
 
-/* Fit x ~ scale * L + min (L in 0..nmax, min <= 0) minimising the weighted
- * squared error: the plain rounding at nmax/(max - min), then nstep + 1
- * trial inverse scales (rmin + rdelta*is + nmax)/(max - min), each refitted
- * by weighted least squares.  Returns the scale, *the_min = -min.
- * ggml-quants.c make_qkx3_quants (use_mad false; weights never NULL here). */
-static float make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
-                              uint8_t *Laux, float rmin, float rdelta, int nstep) {
-    float min = x[0];
-    float max = x[0];
-    float sum_w = weights[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; ++i) {
-        if (x[i] < min) min = x[i];
-        if (x[i] > max) max = x[i];
-        float w = weights[i];
-        sum_w += w;
-        sum_x += w * x[i];
-    }
-    if (min > 0) min = 0;
-    if (max <= min) {
-        memset(L, 0, (size_t)n);
-        *the_min = -min;
-        return 0.f;
-    }
-    float iscale = nmax / (max - min);
-    float scale = 1 / iscale;
-    float best_mad = 0;
-    for (int i = 0; i < n; ++i) {
-        int l = et_nearest_int(iscale * (x[i] - min));
-        L[i] = (uint8_t)et_imax(0, et_imin(nmax, l));
-        float diff = scale * L[i] + min - x[i];
-        diff = diff * diff;
-        float w = weights[i];
-        best_mad += w * diff;
-    }
-    if (nstep < 1) {
-        *the_min = -min;
-        return scale;
-    }
-    for (int is = 0; is <= nstep; ++is) {
-        iscale = (rmin + rdelta * is + nmax) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; ++i) {
-            int l = et_nearest_int(iscale * (x[i] - min));
-            l = et_imax(0, et_imin(nmax, l));
-            Laux[i] = (uint8_t)l;
-            float w = weights[i];
-            sum_l += w * l;
-            sum_l2 += w * l * l;
-            sum_xl += w * l * x[i];
-        }
-        float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float mad = 0;
-            for (int i = 0; i < n; ++i) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
-                diff = diff * diff;
-                float w = weights[i];
-                mad += w * diff;
-            }
-            if (mad < best_mad) {
-                for (int i = 0; i < n; ++i) L[i] = Laux[i];
-                best_mad = mad;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
-    *the_min = -min;
-    return scale;
-}
 
 /* Fit non-negative x ~ scale * L, L in 0..nmax, weighted by qw: 9 trial
  * inverse scales (0.1*is + nmax)/max, then up to 5 passes moving single L's
@@ -282,6 +197,19 @@ static void row_q4_0(const float *x, void *vy, int64_t n, const float *qw) {
     }
 }
 
+/* Q5_0/Q5_1 quants: low nibbles in qs (weights j and j + 16 share a byte),
+ * bit 4 of weight j in bit j of the little-endian qh. */
+static void pack_q5(const uint8_t *L, uint8_t *qs, uint8_t *qh4) {
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; ++j) {
+        const uint8_t xi0 = L[j], xi1 = L[j + 16];
+        qs[j] = (uint8_t)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
+        qh |= ((xi0 & 0x10u) >> 4) << (j + 0);
+        qh |= ((xi1 & 0x10u) >> 4) << (j + 16);
+    }
+    memcpy(qh4, &qh, sizeof qh);  /* little-endian targets only, as ggml */
+}
+
 static void row_q5_0(const float *x, void *vy, int64_t n, const float *qw) {
     et_block_q5_0 *y = vy;
     float weight[32];
@@ -292,20 +220,15 @@ static void row_q5_0(const float *x, void *vy, int64_t n, const float *qw) {
         block_weights(xb, qw + 32 * ib, sigma2, weight);
         float d = et_make_qx_quants(32, 16, xb, L, weight);
         y[ib].d = et_fp32_to_fp16(d);
-        uint32_t qh = 0;
-        for (int j = 0; j < 16; ++j) {
-            const uint8_t xi0 = (uint8_t)L[j], xi1 = (uint8_t)L[j + 16];
-            y[ib].qs[j] = (uint8_t)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
-            qh |= ((xi0 & 0x10u) >> 4) << (j + 0);
-            qh |= ((xi1 & 0x10u) >> 4) << (j + 16);
-        }
-        memcpy(y[ib].qh, &qh, sizeof qh);  /* little-endian targets only, as ggml */
+        uint8_t U[32];
+        for (int j = 0; j < 32; ++j) U[j] = (uint8_t)L[j];
+        pack_q5(U, y[ib].qs, y[ib].qh);
     }
 }
 
-/* quantize_row_q4_1_impl / q5_1_impl: make_qkx3_quants, nmax 15 or 31. */
-static void row_q4_1(const float *x, void *vy, int64_t n, const float *qw) {
-    et_block_q4_1 *y = vy;
+/* quantize_row_q4_1_impl / q5_1_impl: make_qkx3_quants, nmax 15 (Q4_1) or
+ * 31 (Q5_1). */
+static void row_x_1(const float *x, void *vy, int64_t n, const float *qw, int q5) {
     float weight[32];
     uint8_t L[32], Laux[32];
     const float sigma2 = row_sigma2(x, n);
@@ -313,35 +236,22 @@ static void row_q4_1(const float *x, void *vy, int64_t n, const float *qw) {
         const float *xb = x + 32 * ib;
         block_weights(xb, qw + 32 * ib, sigma2, weight);
         float min;
-        float d = make_qkx3_quants(32, 15, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
-        y[ib].d = et_fp32_to_fp16(d);
-        y[ib].m = et_fp32_to_fp16(-min);
-        for (int j = 0; j < 16; ++j) y[ib].qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
-    }
-}
-
-static void row_q5_1(const float *x, void *vy, int64_t n, const float *qw) {
-    et_block_q5_1 *y = vy;
-    float weight[32];
-    uint8_t L[32], Laux[32];
-    const float sigma2 = row_sigma2(x, n);
-    for (int64_t ib = 0; ib < n / 32; ++ib) {
-        const float *xb = x + 32 * ib;
-        block_weights(xb, qw + 32 * ib, sigma2, weight);
-        float min;
-        float d = make_qkx3_quants(32, 31, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
-        y[ib].d = et_fp32_to_fp16(d);
-        y[ib].m = et_fp32_to_fp16(-min);
-        uint32_t qh = 0;
-        for (int j = 0; j < 16; ++j) {
-            const uint8_t xi0 = L[j], xi1 = L[j + 16];
-            y[ib].qs[j] = (uint8_t)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
-            qh |= ((xi0 & 0x10u) >> 4) << (j + 0);
-            qh |= ((xi1 & 0x10u) >> 4) << (j + 16);
+        float d = et_make_qkx3_quants(32, q5 ? 31 : 15, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+        if (q5) {
+            et_block_q5_1 *y = (et_block_q5_1 *)vy + ib;
+            y->d = et_fp32_to_fp16(d);
+            y->m = et_fp32_to_fp16(-min);
+            pack_q5(L, y->qs, y->qh);
+        } else {
+            et_block_q4_1 *y = (et_block_q4_1 *)vy + ib;
+            y->d = et_fp32_to_fp16(d);
+            y->m = et_fp32_to_fp16(-min);
+            for (int j = 0; j < 16; ++j) y->qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
         }
-        memcpy(y[ib].qh, &qh, sizeof qh);
     }
 }
+static void row_q4_1(const float *x, void *vy, int64_t n, const float *qw) { row_x_1(x, vy, n, qw, 0); }
+static void row_q5_1(const float *x, void *vy, int64_t n, const float *qw) { row_x_1(x, vy, n, qw, 1); }
 
 /* ---------------------------------------------------------- K-quants */
 
@@ -366,7 +276,7 @@ static void row_q2_K(const float *x, void *vy, int64_t n, const float *quant_wei
             const float *qw = quant_weights + ET_QK_K * i + 16 * j;
             for (int l = 0; l < 16; ++l) weight[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
             for (int l = 0; l < 16; ++l) sw[j] += weight[l];
-            scales[j] = make_qkx3_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+            scales[j] = et_make_qkx3_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
         }
         float dm = make_qp_quants(16, 15, scales, Ls, sw);
         float mm = make_qp_quants(16, 15, mins, Lm, sw);
@@ -445,24 +355,6 @@ static void row_q3_K(const float *x, void *vy, int64_t n, const float *quant_wei
     }
 }
 
-/* The 8 sub-block scales/mins (6 bits each) of Q4_K/Q5_K into 12 bytes. */
-static void pack_scales_k4(const uint8_t *Ls, const uint8_t *Lm, uint8_t *s, int clamp63) {
-    for (int j = 0; j < 8; ++j) {
-        uint8_t ls = Ls[j], lm = Lm[j];
-        if (clamp63) {
-            ls = ls < 63 ? ls : 63;
-            lm = lm < 63 ? lm : 63;
-        }
-        if (j < 4) {
-            s[j] = ls;
-            s[j + 4] = lm;
-        } else {
-            s[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
-            s[j - 4] |= (uint8_t)((ls >> 4) << 6);
-            s[j - 0] |= (uint8_t)((lm >> 4) << 6);
-        }
-    }
-}
 
 /* Shared head of quantize_row_q4_K_impl / q5_K_impl: per 32-weight
  * sub-block, make_qkx3_quants with nmax, then the scales and mins by
@@ -481,25 +373,14 @@ static void k4_scales(const float *x, const float *qwb, int nmax, uint16_t *d, u
         float sumw = 0;
         for (int l = 0; l < 32; ++l) sumw += weights[l];
         sw[j] = sumw;
-        scales[j] = make_qkx3_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+        scales[j] = et_make_qkx3_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
     }
     float d_block = make_qp_quants(8, 63, scales, Ls, sw);
     float m_block = make_qp_quants(8, 63, mins, Lm, sw);
-    memset(sc12, 0, 12);  /* ggml leaves the |= targets as set by j < 4 first; zeroing first is the same */
-    pack_scales_k4(Ls, Lm, sc12, clamp63);
+    et_k4_pack_scales(Ls, Lm, sc12, clamp63);
     *d = et_fp32_to_fp16(d_block);
     *dmin = et_fp32_to_fp16(m_block);
-    for (int j = 0; j < 8; ++j) {
-        uint8_t sc, m;
-        et_get_scale_min_k4(j, sc12, &sc, &m);
-        const float dd = et_fp16_to_fp32(*d) * sc;
-        if (!(dd != 0.0f)) continue;
-        const float dm = et_fp16_to_fp32(*dmin) * m;
-        for (int ii = 0; ii < 32; ++ii) {
-            int l = et_nearest_int((x[32 * j + ii] + dm) / dd);
-            L[32 * j + ii] = (uint8_t)et_imax(0, et_imin(nmax, l));
-        }
-    }
+    et_k4_requant(x, sc12, *d, *dmin, nmax, L);
 }
 
 static void row_q4_K(const float *x, void *vy, int64_t n, const float *quant_weights) {
@@ -507,11 +388,7 @@ static void row_q4_K(const float *x, void *vy, int64_t n, const float *quant_wei
     uint8_t L[ET_QK_K];
     for (int64_t i = 0; i < n / ET_QK_K; i++) {
         k4_scales(x, quant_weights + ET_QK_K * i, 15, &y[i].d, &y[i].dmin, y[i].scales, L, 0);
-        uint8_t *q = y[i].qs;
-        for (int j = 0; j < ET_QK_K; j += 64) {
-            for (int l = 0; l < 32; ++l) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
-            q += 32;
-        }
+        et_k4_pack_q4(L, y[i].qs);
         x += ET_QK_K;
     }
 }
@@ -521,27 +398,7 @@ static void row_q5_K(const float *x, void *vy, int64_t n, const float *quant_wei
     uint8_t L[ET_QK_K];
     for (int64_t i = 0; i < n / ET_QK_K; i++) {
         k4_scales(x, quant_weights + ET_QK_K * i, 31, &y[i].d, &y[i].dmin, y[i].scales, L, 1);
-        uint8_t *qh = y[i].qh, *ql = y[i].qs;
-        memset(qh, 0, ET_QK_K / 8);
-        uint8_t m1 = 1, m2 = 2;
-        for (int nn = 0; nn < ET_QK_K; nn += 64) {
-            for (int j = 0; j < 32; ++j) {
-                int l1 = L[nn + j];
-                if (l1 > 15) {
-                    l1 -= 16;
-                    qh[j] |= m1;
-                }
-                int l2 = L[nn + j + 32];
-                if (l2 > 15) {
-                    l2 -= 16;
-                    qh[j] |= m2;
-                }
-                ql[j] = (uint8_t)(l1 | (l2 << 4));
-            }
-            m1 = (uint8_t)(m1 << 2);
-            m2 = (uint8_t)(m2 << 2);
-            ql += 32;
-        }
+        et_k4_pack_q5(L, y[i].qh, y[i].qs);
         x += ET_QK_K;
     }
 }
