@@ -6,9 +6,14 @@
 # (ts_test.txt) for perplexity and KL to the F32 model.
 # For each type: PTQ of the F32 model; "ft+PTQ" = the same fine-tune as QAT
 # without fake quantization, then PTQ (the control); QAT = train --qat TYPE.
-# imatrix PTQ is added when `edgetune imatrix` exists (issue 15 section 1).
+# imatrix PTQ is added when `edgetune imatrix` exists (issue 15 section 1):
+# iPTQ = the F32 model with an imatrix of the training text, ft+iPTQ = the
+# fine-tuned F32 model with its own imatrix of the same text.
+# QAT+KD = `edgetune distill --qat TYPE` with the F32 model as both teacher
+# and student (online teacher, alpha 1: the loss is KL(teacher || student)
+# only), the same schedule.
 set -euo pipefail
-W=$(cd "$(dirname "$0")/.." && pwd)/edgetune
+W=${EDGETUNE:-$(cd "$(dirname "$0")/.." && pwd)/edgetune}
 S=$(cd "$(dirname "$0")/../../shared" && pwd)
 M=$S/models/stories260K/stories260K.gguf
 D=$1; shift
@@ -41,6 +46,7 @@ IMX=0
 if "$W" help imatrix > /dev/null 2>&1; then
   IMX=1
   [ -f imatrix.dat ] || "$W" imatrix "$M" --data ts_train.h5 -o imatrix.dat > imatrix.log 2>&1 || IMX=0
+  [ -f imatrix-ft.dat ] || "$W" imatrix ft/model.gguf --data ts_train.h5 -o imatrix-ft.dat > imatrix-ft.log 2>&1 || IMX=0
 fi
 for t in $TYPES; do
   "$W" quantize "$M" "ptq-$t.gguf" --type "$t" --quiet
@@ -50,8 +56,15 @@ for t in $TYPES; do
   fi
   "$W" quantize ft/model.gguf "ftptq-$t.gguf" --type "$t" --quiet
   ev "ft+PTQ-$t" "ftptq-$t.gguf"; evft "ft+PTQ-$t" "ftptq-$t.gguf"
+  if [ $IMX = 1 ]; then
+    "$W" quantize ft/model.gguf "ftimx-$t.gguf" --type "$t" --imatrix imatrix-ft.dat --quiet
+    ev "ft+iPTQ-$t" "ftimx-$t.gguf"; evft "ft+iPTQ-$t" "ftimx-$t.gguf"
+  fi
   [ -f "qat-$t/model-$t.gguf" ] || "$W" train --model "$M" --out "qat-$t" --qat "$t" "${TR[@]}" > "qat-$t.log" 2>&1
   ev "QAT-$t" "qat-$t/model-$t.gguf"; evft "QAT-$t" "qat-$t/model-$t.gguf"
+  [ -f "kd-$t/model-$t.gguf" ] || "$W" distill --teacher "$M" --student "$M" --alpha 1 --out "kd-$t" --qat "$t" \
+    "${TR[@]}" > "kd-$t.log" 2>&1
+  ev "QAT+KD-$t" "kd-$t/model-$t.gguf"
 done
 # one table: name, bytes, held-out ppl, KL to F32, KL to the fine-tuned F32
 python3 - <<'PY'
