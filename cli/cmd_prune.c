@@ -2,8 +2,10 @@
  * structured pruning (prune/): importance on calibration tokens
  * (prune/importance.h), targets -> plan (prune/select.h), plan -> model
  * (prune/plan.h), written as GGUF (llama when uniform, deci otherwise);
- * optionally recovered with a LoRA adapter trained on the pruned model and
- * merged (`edgetune lora` + `edgetune merge`, the same code).
+ * optionally recovered: distillation from the original (Minitron's recipe;
+ * `edgetune distill --prune-plan`, the same code), cross-entropy only (the
+ * same command with alpha 0), or a LoRA adapter trained on the pruned model
+ * and merged (`edgetune lora` + `edgetune merge`, the same code).
  * Exit codes: 0, 1 usage, 2 bad input, 3 failure during the run. */
 #include <cblas.h>
 #include <omp.h>
@@ -44,10 +46,14 @@ static const char *USAGE =
     "  --plan P.json          with targets: write the plan (keep-lists, base sha256, scores) there;\n"
     "                         alone: read P.json and apply it (it must be for MODEL)\n"
     "  --type F32|F16 (output, default F32) --threads N\n"
-    "  recovery: --recover lora --recover-data T.h5 [--recover-steps 200 --recover-out DIR\n"
-    "            --recover-rank 16 --recover-lr 1e-3 --recover-batch 8 --recover-seq-len 256]\n"
-    "            trains a LoRA adapter (alpha = rank) on every linear of the pruned model and merges it into OUT.gguf\n"
-    "            (DIR, default OUT.gguf.lora/, keeps the adapter; the unrecovered model is OUT.gguf.pruned.gguf)\n"
+    "  recovery: --recover distill|ce|lora --recover-data T.h5 [--recover-steps 200 --recover-out DIR\n"
+    "            --recover-lr 1e-3 --recover-batch 8 --recover-seq-len 256 --recover-precision f32|bf16]\n"
+    "            distill: every weight of the pruned model trained against the original as teacher (Minitron,\n"
+    "              arXiv:2407.14679: forward KL on the logits; --recover-alpha 1 --recover-temperature 1), as\n"
+    "              `edgetune distill --teacher MODEL --prune-plan P.json`; ce: the same with alpha 0 (no teacher)\n"
+    "            lora: a LoRA adapter (--recover-rank 16, alpha = rank) on every linear, merged into OUT.gguf\n"
+    "            (DIR, default OUT.gguf.distill|ce|lora/, keeps the run; the unrecovered model is OUT.gguf.pruned.gguf;\n"
+    "            distill/ce without --plan write the plan to OUT.gguf.plan.json)\n"
     "  Details: docs/pruning.md";
 
 static const char *const BOOLS[] = {"uniform", "head_groups", "help", NULL};
@@ -55,7 +61,8 @@ static const char *const KNOWN[] = {"output", "calib", "calib_rows", "seq_len", 
                                     "scores", "heads", "ffn", "layers", "embd", "heads_per_layer", "ffn_per_layer",
                                     "target_params", "uniform", "head_groups", "ffn_multiple", "plan", "type",
                                     "threads", "recover", "recover_data", "recover_steps", "recover_out",
-                                    "recover_rank", "recover_lr", "recover_batch", "recover_seq_len", "help", NULL};
+                                    "recover_rank", "recover_lr", "recover_batch", "recover_seq_len", "recover_precision",
+                                    "recover_alpha", "recover_temperature", "help", NULL};
 
 static void progress(void *ctx, const char *stage, int done, int total) {
     (void)ctx;
@@ -161,6 +168,63 @@ static int recover_lora(const cli_args *a, const char *pruned, const char *out, 
     return 0;
 }
 
+/* copy src to dst (temporary file + rename): 0, ET_EINPUT (src) or ET_ERUN */
+static int copy_file(const char *src, const char *dst, et_err *e) {
+    FILE *in = fopen(src, "rb");
+    if (!in) return et_fail(e, ET_EINPUT, "%s: cannot open", src);
+    et_afile o;
+    int rc = et_afile_open(&o, dst, e);
+    char buf[1 << 16];
+    size_t k;
+    while (!rc && (k = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, k, o.f) != k) rc = et_fail(e, ET_ERUN, "%s: write error", dst);
+    if (!rc && ferror(in)) rc = et_fail(e, ET_EINPUT, "%s: read error", src);
+    fclose(in);
+    if (!rc) return et_afile_commit(&o, e);
+    et_afile_abort(&o);
+    return rc;
+}
+
+/* Every weight of the pruned model trained by `edgetune distill --teacher MODEL
+ * --prune-plan PLAN` (cli/cmd_train.c: the student is MODEL pruned by PLAN,
+ * the same as `pruned`), the original as teacher (alpha 1, Minitron) or none
+ * (ce: alpha 0); its DIR/model.gguf is copied to out (temporary + rename). */
+static int recover_distill(const cli_args *a, const char *model, const char *plan, const char *out, int ce,
+                           et_err *e) {
+    const char *data = cli_str(a, "recover_data", NULL);
+    if (!data) return et_fail(e, ET_EUSAGE, "--recover %s needs --recover-data T.h5", ce ? "ce" : "distill");
+    char dir[4096], res[4200];
+    snprintf(dir, sizeof dir, "%s", cli_str(a, "recover_out", ""));
+    if (!dir[0]) snprintf(dir, sizeof dir, "%s.%s", out, ce ? "ce" : "distill");
+    const char *steps = cli_str(a, "recover_steps", "200");
+    char *dv[48];
+    int n = 0;
+    dv[n++] = "distill";
+    dv[n++] = "--teacher", dv[n++] = (char *)model;
+    dv[n++] = "--prune-plan", dv[n++] = (char *)plan;
+    dv[n++] = "--data", dv[n++] = (char *)data;
+    dv[n++] = "--out", dv[n++] = dir;
+    dv[n++] = "--alpha", dv[n++] = ce ? "0" : (char *)cli_str(a, "recover_alpha", "1");
+    dv[n++] = "--temperature", dv[n++] = (char *)cli_str(a, "recover_temperature", "1");
+    dv[n++] = "--steps", dv[n++] = (char *)steps;
+    dv[n++] = "--eval-every", dv[n++] = (char *)steps;
+    dv[n++] = "--lr", dv[n++] = (char *)cli_str(a, "recover_lr", "1e-3");
+    dv[n++] = "--batch-size", dv[n++] = (char *)cli_str(a, "recover_batch", "8");
+    dv[n++] = "--seq-len", dv[n++] = (char *)cli_str(a, "recover_seq_len", "256");
+    dv[n++] = "--precision", dv[n++] = (char *)cli_str(a, "recover_precision", "f32");
+    dv[n++] = "--ckpt-every", dv[n++] = "0";
+    dv[n++] = "--no-eval";
+    if (cli_str(a, "threads", NULL)) dv[n++] = "--threads", dv[n++] = (char *)cli_str(a, "threads", NULL);
+    dv[n] = NULL;
+    fprintf(stderr, "prune: recovery: edgetune");
+    for (int i = 0; i < n; i++) fprintf(stderr, " %s", dv[i]);
+    fputc('\n', stderr);
+    int rc = cmd_distill(n, dv);
+    if (rc) return et_fail(e, rc, "recovery: edgetune distill failed (exit %d)", rc);
+    snprintf(res, sizeof res, "%s/model.gguf", dir);
+    return copy_file(res, out, e);
+}
+
 int cmd_prune(int argc, char **argv) {
     et_omp_passive_reexec();
     cli_args a;
@@ -177,7 +241,7 @@ int cmd_prune(int argc, char **argv) {
     memset(&sc, 0, sizeof sc);
     int32_t *rows = NULL;
     double *lh = NULL, *lf = NULL;
-    char *pruned_path = NULL;
+    char *pruned_path = NULL, *plan_tmp = NULL;
     const char *out = cli_str(&a, "output", NULL), *calib = cli_str(&a, "calib", NULL);
     const char *scores_path = cli_str(&a, "scores", NULL), *plan_path = cli_str(&a, "plan", NULL);
     const char *type_s = cli_str(&a, "type", "F32"), *recover = cli_str(&a, "recover", NULL);
@@ -187,9 +251,8 @@ int cmd_prune(int argc, char **argv) {
     if (a.npos != 1 || !out) rc = et_fail(&e, ET_EUSAGE, "prune: needs one MODEL and -o OUT.gguf\n%s", USAGE);
     if (!rc && strcmp(type_s, "F16") == 0) type = GGML_TYPE_F16;
     else if (!rc && strcmp(type_s, "F32") != 0) rc = et_fail(&e, ET_EUSAGE, "--type must be F32 or F16");
-    if (!rc && recover && strcmp(recover, "lora"))
-        rc = et_fail(&e, ET_EUSAGE, "--recover: '%s' is not supported (lora; distillation: edgetune distill "
-                                    "--prune-plan, docs/pruning.md)", recover);
+    if (!rc && recover && strcmp(recover, "lora") && strcmp(recover, "distill") && strcmp(recover, "ce"))
+        rc = et_fail(&e, ET_EUSAGE, "--recover: '%s' is not distill, ce or lora", recover);
     if (!rc) rc = cli_int_range(&a, "threads", 0, 0, 1024, &threads, &e);
     if (!rc) rc = cli_int_range(&a, "calib_rows", 64, 1, 1 << 20, &calib_rows, &e);
     if (!rc) rc = cli_int_range(&a, "seq_len", 256, 2, 1 << 20, &T, &e);
@@ -264,6 +327,15 @@ int cmd_prune(int argc, char **argv) {
         t.layer_heads = lh;
         t.layer_ffn = lf;
         if ((rc = et_prune_select(&m, &sc, &t, sha, &plan, &e))) goto done;
+        if (!plan_path && recover && strcmp(recover, "lora")) { /* distill reads the plan from a file */
+            size_t n = strlen(out) + 16;
+            if (!(plan_tmp = malloc(n))) {
+                rc = et_fail(&e, ET_ERUN, "out of memory");
+                goto done;
+            }
+            snprintf(plan_tmp, n, "%s.plan.json", out);
+            plan_path = plan_tmp;
+        }
         if (plan_path && (rc = et_prune_plan_write(&plan, plan_path, &e))) goto done;
     } else if (plan_path) {
         if ((rc = et_prune_plan_read(&plan, plan_path, &e))) goto done;
@@ -295,10 +367,12 @@ int cmd_prune(int argc, char **argv) {
     if (recover) {
         et_model_free(&out_m);
         et_model_free(&m);
-        rc = recover_lora(&a, pruned_path, out, &e);
+        rc = !strcmp(recover, "lora") ? recover_lora(&a, pruned_path, out, &e)
+                                      : recover_distill(&a, a.pos[0], plan_path, out, !strcmp(recover, "ce"), &e);
     }
 done:
     free(pruned_path);
+    free(plan_tmp);
     free(rows);
     free(lh);
     free(lf);

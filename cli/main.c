@@ -96,7 +96,7 @@ const cli_cmd cli_commands[] = {
      "  Details: docs/lora_training.md", cmd_lora},
     {"prune", "structured pruning: heads, FFN channels, layers (importance, plan, llama/deci GGUF)",
      "edgetune prune MODEL -o OUT.gguf (--calib D.h5 | --scores S.json) [--heads R --ffn R --layers N ...] | --plan P.json\n"
-     "  (edgetune prune --help for every flag; docs/pruning.md)", cmd_prune},
+     "  [--recover distill|ce|lora --recover-data T.h5]   (edgetune prune --help for every flag; docs/pruning.md)", cmd_prune},
     {"merge", "fold LoRA adapters into a base model", "edgetune merge BASE.gguf ADAPTER.gguf[:SCALE]... -o OUT.gguf", cmd_merge},
     {"quantize", "quantize a GGUF model as llama-quantize does (F16, BF16, Q8_0, Q4_0, Q4_1, Q5_1, Q4_K_M, Q6_K)",
      "edgetune quantize IN.gguf OUT.gguf --type F16|BF16|Q8_0|Q4_0|Q4_1|Q5_1|Q4_K_M|Q6_K [--allow-requantize] [--quiet]", cmd_quantize},

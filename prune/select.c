@@ -50,7 +50,7 @@ static int round_keep(int keep, int n, int mult) {
 static int head_units(const et_prune_scores *s, const et_prune_layer *L, int l, int groups, double *cost, int *per) {
     const int nkv = L->n_head_kv, g = L->n_head / nkv;
     const double *hs = s->head[l];
-    if (groups) {
+    if (groups || g == 1) { /* without GQA a group is one query head: the two modes agree */
         ranked r[1024];
         if (nkv > 1024) return 0;
         for (int k = 0; k < nkv; k++) {
@@ -85,7 +85,7 @@ static int apply_head_units(const et_prune_scores *s, et_prune_layer *L, int l, 
     const int nkv = L->n_head_kv, g = L->n_head / nkv;
     const double *hs = s->head[l];
     int nh = 0, nk = 0;
-    if (groups) {
+    if (groups || g == 1) {
         double *gs = malloc((size_t)nkv * sizeof *gs);
         if (!gs) return ET_ERUN;
         for (int k = 0; k < nkv; k++) {

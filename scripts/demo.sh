@@ -11,7 +11,9 @@
 #   6. the engine on held-out prompts (edgetune eval --task generate): loss and greedy
 #      exact-match accuracy before and after, and a table.
 #   7. accuracy vs size: every artifact (base, + LoRA, merged F32/Q8_0/Q4_0, and a
-#      1-layer student distilled from the merged model: edgetune distill)
+#      1-layer student distilled from the merged model: edgetune distill, and
+#      the merged model with half its heads and FFN channels pruned and
+#      recovered by distillation from it: edgetune prune --recover distill)
 #      through `edgetune eval`, `edgetune report` (report.md/.json/.svg) and
 #      `edgetune gate` against scripts/demo_gate/baseline.json.
 # When ../shared (or $ET_SHARED) is present, also the LoRA fine-tune of the
@@ -37,6 +39,7 @@ LORA_STEPS=${ET_DEMO_LORA_STEPS:-300}
 LORA_OPTS=(--rank 16 --alpha 32 --targets all-linear --dropout 0 --lr 3e-3)
 SH_STEPS=${ET_DEMO_SHARED_STEPS:-150}
 KD_STEPS=${ET_DEMO_KD_STEPS:-200}
+PRUNE_STEPS=${ET_DEMO_PRUNE_STEPS:-200}
 
 T0=$(date +%s.%N)
 elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }'; }
@@ -54,7 +57,7 @@ if ! "$ET" help lora 2>/dev/null | grep -q -- '--rank'; then
   echo "demo: this build has no 'edgetune lora' yet: the LoRA steps are skipped" >&2
 fi
 # start clean, removing only what this script writes
-rm -rf "$OUT/task" "$OUT/base" "$OUT/lora" "$OUT/student" "$OUT/eval" "$OUT/stories260K" "$OUT/merged.gguf" "$OUT/evals" "$OUT/report"
+rm -rf "$OUT/task" "$OUT/base" "$OUT/lora" "$OUT/student" "$OUT/pruned" "$OUT"/pruned.* "$OUT/eval" "$OUT/stories260K" "$OUT/merged.gguf" "$OUT/evals" "$OUT/report"
 mkdir -p "$OUT/eval" "$OUT/evals"
 D=$OUT/task
 
@@ -133,6 +136,15 @@ if [ $HAVE_LORA = 1 ]; then
       --log-every 50 --seed "$SEED" --threads "$THREADS" --no-eval
     evaluate student-1L "$OUT/student/model.gguf"
   fi
+  if "$ET" help prune 2>/dev/null | grep -q -- 'distill|ce|lora'; then
+    N_STEPS=$((N_STEPS + 1))
+    step "a pruned student: half the merged model's heads and FFN channels, recovered by distillation from it"
+    run "$ET" prune "$OUT/merged.gguf" --calib "$D/task.h5" --calib-rows 32 --seq-len 64 --heads 0.5 --ffn 0.5 \
+      --uniform --plan "$OUT/pruned.plan.json" -o "$OUT/pruned.gguf" --recover distill --recover-data "$D/task.h5" \
+      --recover-out "$OUT/pruned" --recover-steps "$PRUNE_STEPS" --recover-batch 16 --recover-seq-len 64 \
+      --recover-lr 2e-3 --threads "$THREADS"
+    evaluate pruned-50% "$OUT/pruned.gguf"
+  fi
   run "$ET" report "$OUT"/evals/*.json -o "$OUT/report" --title "make demo: smart-home commands -> JSON"
   GATE_RC=0
   "$ET" gate --baseline scripts/demo_gate/baseline.json --current "$OUT/report/report.json" \
@@ -157,6 +169,7 @@ row() { # label name size
     row "base + LoRA (run time)" base+lora "adapter.gguf $(kb "$ADAPTER"), PEFT $(kb "$PEFT")"
     row "merged GGUF" merged-F32 "merged.gguf $(kb "$OUT/merged.gguf")"
     [ -f "$OUT/evals/student-1L.json" ] && row "distilled 1-layer student" student-1L "model.gguf $(kb "$OUT/student/model.gguf")"
+    [ -f "$OUT/evals/pruned-50%.json" ] && row "pruned 50% + distilled" pruned-50% "pruned.gguf $(kb "$OUT/pruned.gguf")"
   else
     echo "  (no 'edgetune lora' in this build: no adapter rows)"
   fi

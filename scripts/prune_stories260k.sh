@@ -12,8 +12,10 @@
 # perplexity is on the held-out split (edgetune eval --task perplexity,
 # context 256).  For each ratio R: --heads R --ffn R --uniform --head-groups
 # (whole kv groups), activation importance (Minitron); recovery is
-# continued training of all weights (edgetune train --model PRUNED) and a
-# LoRA adapter on every linear, merged (edgetune prune --recover lora); the
+# continued training of all weights (edgetune train --model PRUNED), a
+# LoRA adapter on every linear, merged (edgetune prune --recover lora),
+# distillation from the original (--recover distill) and the same training
+# with cross-entropy only (--recover ce); the
 # scratch model has the pruned model's widths (untied output, as stories260K's GGUF) and gets the same steps x
 # batch x seq-len tokens.  Each eval is an eval JSON in $OUT/eval/.
 set -euo pipefail
@@ -52,6 +54,14 @@ for R in $RATIOS; do
         --recover-steps "$STEPS" --recover-batch "$BATCH" --recover-seq-len "$SEQ" --recover-rank 16 --recover-lr 2e-3 \
         --threads "$THREADS" >"$P.lora.log" 2>&1
     ev "$P.lora.gguf" "pruned-$R+lora"
+    # recovery 3 and 4: distillation from the original (Minitron: forward KL on the logits, alpha 1)
+    # and the same command with alpha 0 (cross-entropy only), edgetune prune --recover distill|ce
+    for REC in distill ce; do
+        $ET prune "$M" --plan "$P.plan.json" -o "$P.$REC.gguf" --recover "$REC" --recover-data "$OUT/ts.h5" \
+            --recover-steps "$STEPS" --recover-batch "$BATCH" --recover-seq-len "$SEQ" --recover-lr 1e-3 \
+            --threads "$THREADS" >"$P.$REC.log" 2>&1
+        ev "$P.$REC.gguf" "pruned-$R+$REC"
+    done
     # the same widths from scratch, the same tokens
     read -r NH NKV NFF <<<"$(python3 -c "
 import json,sys
