@@ -133,6 +133,14 @@ static void print_plan(const et_prune_plan *pl) {
     if (pl->keep_embd) fprintf(stderr, "n_embd %d -> %d\n", pl->n_embd, pl->n_keep_embd);
 }
 
+/* Print the command line of a recovery step and run it (the same code as that command). */
+static int run_step(int (*cmd)(int, char **), int n, char **v) {
+    fprintf(stderr, "prune: recovery: edgetune");
+    for (int i = 0; i < n; i++) fprintf(stderr, " %s", v[i]);
+    fputc('\n', stderr);
+    return cmd(n, v);
+}
+
 /* LoRA on the pruned model (all linears), merged into out. */
 static int recover_lora(const cli_args *a, const char *pruned, const char *out, et_err *e) {
     const char *data = cli_str(a, "recover_data", NULL);
@@ -156,14 +164,11 @@ static int recover_lora(const cli_args *a, const char *pruned, const char *out, 
     lv[n++] = "--dropout", lv[n++] = "0";
     if (cli_str(a, "threads", NULL)) lv[n++] = "--threads", lv[n++] = (char *)cli_str(a, "threads", NULL);
     lv[n] = NULL;
-    fprintf(stderr, "prune: recovery: edgetune");
-    for (int i = 0; i < n; i++) fprintf(stderr, " %s", lv[i]);
-    fputc('\n', stderr);
-    int rc = cmd_lora(n, lv);
+    int rc = run_step(cmd_lora, n, lv);
     if (rc) return et_fail(e, rc, "recovery: edgetune lora failed (exit %d)", rc);
     snprintf(adapter, sizeof adapter, "%s/adapter.gguf", dir);
     char *mv[6] = {"merge", (char *)pruned, adapter, "-o", (char *)out, NULL};
-    rc = cmd_merge(5, mv);
+    rc = run_step(cmd_merge, 5, mv);
     if (rc) return et_fail(e, rc, "recovery: edgetune merge failed (exit %d)", rc);
     return 0;
 }
@@ -216,10 +221,7 @@ static int recover_distill(const cli_args *a, const char *model, const char *pla
     dv[n++] = "--no-eval";
     if (cli_str(a, "threads", NULL)) dv[n++] = "--threads", dv[n++] = (char *)cli_str(a, "threads", NULL);
     dv[n] = NULL;
-    fprintf(stderr, "prune: recovery: edgetune");
-    for (int i = 0; i < n; i++) fprintf(stderr, " %s", dv[i]);
-    fputc('\n', stderr);
-    int rc = cmd_distill(n, dv);
+    int rc = run_step(cmd_distill, n, dv);
     if (rc) return et_fail(e, rc, "recovery: edgetune distill failed (exit %d)", rc);
     snprintf(res, sizeof res, "%s/model.gguf", dir);
     return copy_file(res, out, e);

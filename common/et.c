@@ -233,6 +233,18 @@ int et_afile_open(et_afile *a, const char *path, et_err *e) {
     return 0;
 }
 
+int et_write_text(const char *path, const char *text, et_err *e) {
+    et_afile af;
+    int rc = et_afile_open(&af, path, e);
+    if (rc) return rc;
+    size_t n = strlen(text);
+    if (fwrite(text, 1, n, af.f) != n) {
+        et_afile_abort(&af);
+        return et_fail(e, ET_ERUN, "%s: write failed", path);
+    }
+    return et_afile_commit(&af, e);
+}
+
 int et_commit_tmp(const char *tmp, const char *path, et_err *e) {
     int fd = open(tmp, O_RDONLY);
     if (fd < 0 || fsync(fd) != 0) {

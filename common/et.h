@@ -104,6 +104,8 @@ int et_afile_open(et_afile *a, const char *path, et_err *e);
 int et_afile_commit(et_afile *a, et_err *e);
 /* Remove the temporary file; `path` is left untouched. Safe to call twice. */
 void et_afile_abort(et_afile *a);
+/* Write text (NUL-terminated) to path atomically (tmp + fsync + rename).  0 or ET_ERUN. */
+int et_write_text(const char *path, const char *text, et_err *e);
 /* fsync+rename an already-written temporary file `tmp` onto `path`
  * (for writers such as HDF5 that open files by name). 0 or ET_ERUN. */
 int et_commit_tmp(const char *tmp, const char *path, et_err *e);

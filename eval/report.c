@@ -66,18 +66,6 @@ void et_sbuf_free(et_sbuf *b) {
     memset(b, 0, sizeof *b);
 }
 
-int et_write_text(const char *path, const char *text, et_err *e) {
-    et_afile af;
-    int rc = et_afile_open(&af, path, e);
-    if (rc) return rc;
-    size_t n = strlen(text);
-    if (fwrite(text, 1, n, af.f) != n) {
-        et_afile_abort(&af);
-        return et_fail(e, ET_ERUN, "%s: write failed", path);
-    }
-    return et_afile_commit(&af, e);
-}
-
 /* ================================================================ results */
 
 int et_result_check(const cJSON *j, const char *where, et_err *e) { return et_eval_check(j, where, e); }

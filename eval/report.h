@@ -49,8 +49,7 @@ void et_sbuf_printf(et_sbuf *b, const char *fmt, ...) __attribute__((format(prin
 void et_sbuf_xml(et_sbuf *b, const char *s);
 /* Free the text and zero b (safe on a zeroed buffer). */
 void et_sbuf_free(et_sbuf *b);
-/* Write text to path atomically (tmp + fsync + rename).  0 or ET_ERUN. */
-int et_write_text(const char *path, const char *text, et_err *e);
+/* et_write_text (write text to a file atomically): common/et.h */
 /* mkdir -p: create dir and its missing parents.  0 or ET_ERUN. */
 int et_mkdir_p(const char *dir, et_err *e);
 

@@ -117,16 +117,7 @@ static int write_config(const lora_adapter *ad, const char *path, const char *ba
     char *text = ok ? cJSON_Print(c) : NULL;
     cJSON_Delete(c);
     if (!text) return et_fail(e, ET_ERUN, "%s: out of memory", path);
-    et_afile f;
-    int rc = et_afile_open(&f, path, e);
-    if (!rc) {
-        if (fprintf(f.f, "%s\n", text) < 0) {
-            et_afile_abort(&f);
-            rc = et_fail(e, ET_ERUN, "%s: write error", path);
-        } else {
-            rc = et_afile_commit(&f, e);
-        }
-    }
+    int rc = et_write_text(path, text, e);
     cJSON_free(text);
     return rc;
 }

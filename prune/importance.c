@@ -102,6 +102,14 @@ static void split_rows(const int32_t *rows, int b0, int B, int T, int32_t *in, i
     }
 }
 
+/* Bind m (gradients into g, or NULL) and open a tape: 0, or the error with nothing left open. */
+static int bind_with_tape(et_llama *L, et_tape *t, et_model *m, et_model *g, et_err *e) {
+    int rc = et_llama_bind(L, m, g, e);
+    if (rc) return rc;
+    if ((rc = et_tape_init(t, 0, e))) et_llama_unbind(L);
+    return rc;
+}
+
 /* Activation scores: the layers run one at a time (et_llama_layer, the
  * training forward's loop body), each on a recording tape so that its
  * named intermediates can be fetched, and the tape rewound between layers
@@ -111,13 +119,9 @@ static int score_activation(et_model *m, const int32_t *rows, int n_rows, int T,
     const et_hparams *hp = &m->hp;
     const int C = hp->n_embd, D = hp->head_dim;
     et_llama L;
-    int rc = et_llama_bind(&L, m, NULL, e);
-    if (rc) return rc;
     et_tape t;
-    if ((rc = et_tape_init(&t, 0, e))) {
-        et_llama_unbind(&L);
-        return rc;
-    }
+    int rc = bind_with_tape(&L, &t, m, NULL, e);
+    if (rc) return rc;
     const size_t nx = (size_t)Bmax * T * C;
     float *xb = malloc(nx * sizeof *xb), *xin = malloc(nx * sizeof *xin);
     int32_t *in = malloc((size_t)Bmax * T * sizeof *in), *tg = malloc((size_t)Bmax * T * sizeof *tg);
@@ -176,13 +180,8 @@ static int score_taylor(et_model *m, const int32_t *rows, int n_rows, int T, int
     int rc = et_model_grads_alloc(&g, m, e);
     if (rc) return rc;
     et_llama L;
-    if ((rc = et_llama_bind(&L, m, &g, e))) {
-        et_model_grads_free(&g);
-        return rc;
-    }
     et_tape t;
-    if ((rc = et_tape_init(&t, 0, e))) {
-        et_llama_unbind(&L);
+    if ((rc = bind_with_tape(&L, &t, m, &g, e))) {
         et_model_grads_free(&g);
         return rc;
     }
@@ -270,13 +269,9 @@ static int score_depth_loss(et_model *m, const int32_t *rows, int n_rows, int T,
     s->layer_loss = calloc((size_t)m->hp.n_layer, sizeof(double));
     if (!s->layer_loss) return et_fail(e, ET_ERUN, "prune scores: out of memory");
     et_llama L;
-    int rc = et_llama_bind(&L, m, NULL, e);
-    if (rc) return rc;
     et_tape t;
-    if ((rc = et_tape_init(&t, 0, e))) {
-        et_llama_unbind(&L);
-        return rc;
-    }
+    int rc = bind_with_tape(&L, &t, m, NULL, e);
+    if (rc) return rc;
     int32_t *in = malloc((size_t)Bmax * T * sizeof *in), *tg = malloc((size_t)Bmax * T * sizeof *tg);
     if (!in || !tg) rc = et_fail(e, ET_ERUN, "prune scores: out of memory");
     if (!rc) rc = loss_of(&t, &L, rows, n, T, Bmax, in, tg, &s->base_loss, e);
@@ -379,16 +374,7 @@ int et_prune_scores_write(const et_prune_scores *s, const char *path, et_err *e)
     char *text = o ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (!text) return et_fail(e, ET_ERUN, "%s: out of memory", path);
-    et_afile f;
-    int rc = et_afile_open(&f, path, e);
-    if (!rc) {
-        if (fprintf(f.f, "%s\n", text) < 0) {
-            et_afile_abort(&f);
-            rc = et_fail(e, ET_ERUN, "%s: write error", path);
-        } else {
-            rc = et_afile_commit(&f, e);
-        }
-    }
+    int rc = et_write_text(path, text, e);
     cJSON_free(text);
     return rc;
 }

@@ -208,16 +208,7 @@ int et_prune_plan_write(const et_prune_plan *p, const char *path, et_err *e) {
     char *text = ok ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (!text) return et_fail(e, ET_ERUN, "%s: out of memory", path);
-    et_afile f;
-    rc = et_afile_open(&f, path, e);
-    if (!rc) {
-        if (fprintf(f.f, "%s\n", text) < 0) {
-            et_afile_abort(&f);
-            rc = et_fail(e, ET_ERUN, "%s: write error", path);
-        } else {
-            rc = et_afile_commit(&f, e);
-        }
-    }
+    rc = et_write_text(path, text, e);
     cJSON_free(text);
     return rc;
 }

@@ -215,46 +215,50 @@ static void check_plan(et_model *m, const et_prune_plan *p, const char *tag) {
     et_model_free(&pr);
 }
 
+/* a fresh plan of m that keeps everything */
+static void full_plan(et_prune_plan *p, const et_model *m) {
+    et_err e = {0};
+    assert_int_equal(et_prune_plan_full(p, m, NULL, &e), 0);
+}
+
+/* check_plan under the tag "NAME WHAT", then the plan freed unless keep */
+static void check_case(et_model *m, et_prune_plan *p, const char *name, const char *what, int keep) {
+    char tag[96];
+    snprintf(tag, sizeof tag, "%s %s", name, what);
+    check_plan(m, p, tag);
+    if (!keep) et_prune_plan_free(p);
+}
+
 /* heads, channels, layers, mix, on model m (n_head 8) */
 static void run_cases(et_model *m, const char *name) {
-    et_err e = {0};
-    char tag[96];
     const int nkv = m->hp.n_head_kv, g = m->hp.n_head / nkv;
     /* 1. query heads within every group: keep g/2 (the last ones in layer 0) */
     et_prune_plan p;
-    assert_int_equal(et_prune_plan_full(&p, m, NULL, &e), 0);
+    full_plan(&p, m);
     int kv[16];
     for (int i = 0; i < nkv; i++) kv[i] = i;
     for (int l = 0; l < p.n_layer; l++) keep_heads(&p.layers[l], kv, nkv, g / 2, l == 0 ? g / 2 : l);
-    snprintf(tag, sizeof tag, "%s heads within groups", name);
-    check_plan(m, &p, tag);
-    et_prune_plan_free(&p);
+    check_case(m, &p, name, "heads within groups", 0);
     /* 2. whole kv groups: drop group 0, in layer 1 group nkv-1 instead */
-    assert_int_equal(et_prune_plan_full(&p, m, NULL, &e), 0);
+    full_plan(&p, m);
     for (int l = 0; l < p.n_layer; l++) {
         int k = 0, v[16];
         for (int i = 0; i < nkv; i++)
             if (i != (l == 1 ? nkv - 1 : 0)) v[k++] = i;
         keep_heads(&p.layers[l], v, k, g, 0);
     }
-    snprintf(tag, sizeof tag, "%s whole kv groups", name);
-    check_plan(m, &p, tag);
-    et_prune_plan_free(&p);
+    check_case(m, &p, name, "whole kv groups", 0);
     /* 3. FFN channels, different per layer */
-    assert_int_equal(et_prune_plan_full(&p, m, NULL, &e), 0);
+    full_plan(&p, m);
     for (int l = 0; l < p.n_layer; l++) keep_ff_every(&p.layers[l], 2 + l, l);
-    snprintf(tag, sizeof tag, "%s ffn channels", name);
-    check_plan(m, &p, tag);
-    et_prune_plan_free(&p);
+    check_case(m, &p, name, "ffn channels", 0);
     /* 4. layers: remove layer 1 (and the last) */
-    assert_int_equal(et_prune_plan_full(&p, m, NULL, &e), 0);
+    full_plan(&p, m);
     p.layers[1].removed = 1;
     p.layers[p.n_layer - 1].removed = 1;
-    snprintf(tag, sizeof tag, "%s layers", name);
-    check_plan(m, &p, tag);
-    et_prune_plan_free(&p);
+    check_case(m, &p, name, "layers", 0);
     /* 5. a mix */
-    assert_int_equal(et_prune_plan_full(&p, m, NULL, &e), 0);
+    full_plan(&p, m);
     p.layers[0].removed = 1;
     for (int l = 1; l < p.n_layer; l++) {
         int v[16], k = 0;
@@ -263,8 +267,7 @@ static void run_cases(et_model *m, const char *name) {
         keep_heads(&p.layers[l], v, k, l % 2 ? g : 1, l);
         keep_ff_every(&p.layers[l], 3, l);
     }
-    snprintf(tag, sizeof tag, "%s mix", name);
-    check_plan(m, &p, tag);
+    check_case(m, &p, name, "mix", 1);
     /* 6. the mix and a quarter of the embedding channels (every 4th, shifted) */
     const int C = m->hp.n_embd;
     int *ce = malloc((size_t)C * sizeof *ce), nce = 0;
@@ -272,18 +275,14 @@ static void run_cases(et_model *m, const char *name) {
         if ((c + 1) % 4) ce[nce++] = c;
     set_list(&p.keep_embd, &p.n_keep_embd, ce, nce);
     free(ce);
-    snprintf(tag, sizeof tag, "%s mix + embedding channels", name);
-    check_plan(m, &p, tag);
-    et_prune_plan_free(&p);
+    check_case(m, &p, name, "mix + embedding channels", 0);
     /* 7. embedding channels alone */
-    assert_int_equal(et_prune_plan_full(&p, m, NULL, &e), 0);
+    full_plan(&p, m);
     int ce2[1024], n2 = 0;
     for (int c = 0; c < C && c < 1024; c++)
         if (c % 3) ce2[n2++] = c;
     set_list(&p.keep_embd, &p.n_keep_embd, ce2, n2);
-    snprintf(tag, sizeof tag, "%s embedding channels", name);
-    check_plan(m, &p, tag);
-    et_prune_plan_free(&p);
+    check_case(m, &p, name, "embedding channels", 0);
 }
 
 static void test_stories260k(void **state) {
