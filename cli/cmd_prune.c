@@ -47,7 +47,8 @@ static const char *USAGE =
     "                         alone: read P.json and apply it (it must be for MODEL)\n"
     "  --type F32|F16 (output, default F32) --threads N\n"
     "  recovery: --recover distill|ce|lora --recover-data T.h5 [--recover-steps 200 --recover-out DIR\n"
-    "            --recover-lr 1e-3 --recover-batch 8 --recover-seq-len 256 --recover-precision f32|bf16]\n"
+    "            --recover-lr 1e-3 --recover-batch 8 --recover-seq-len 256 --recover-precision f32|bf16\n"
+    "            --recover-eval-batches N (validation loss at steps 0 and last on N batches; 0 = all)]\n"
     "            distill: every weight of the pruned model trained against the original as teacher (Minitron,\n"
     "              arXiv:2407.14679: forward KL on the logits; --recover-alpha 1 --recover-temperature 1), as\n"
     "              `edgetune distill --teacher MODEL --prune-plan P.json`; ce: the same with alpha 0 (no teacher)\n"
@@ -62,7 +63,7 @@ static const char *const KNOWN[] = {"output", "calib", "calib_rows", "seq_len", 
                                     "target_params", "uniform", "head_groups", "ffn_multiple", "plan", "type",
                                     "threads", "recover", "recover_data", "recover_steps", "recover_out",
                                     "recover_rank", "recover_lr", "recover_batch", "recover_seq_len", "recover_precision",
-                                    "recover_alpha", "recover_temperature", "help", NULL};
+                                    "recover_alpha", "recover_temperature", "recover_eval_batches", "help", NULL};
 
 static void progress(void *ctx, const char *stage, int done, int total) {
     (void)ctx;
@@ -217,6 +218,7 @@ static int recover_distill(const cli_args *a, const char *model, const char *pla
     dv[n++] = "--batch-size", dv[n++] = (char *)cli_str(a, "recover_batch", "8");
     dv[n++] = "--seq-len", dv[n++] = (char *)cli_str(a, "recover_seq_len", "256");
     dv[n++] = "--precision", dv[n++] = (char *)cli_str(a, "recover_precision", "f32");
+    dv[n++] = "--eval-batches", dv[n++] = (char *)cli_str(a, "recover_eval_batches", "0");
     dv[n++] = "--ckpt-every", dv[n++] = "0";
     dv[n++] = "--no-eval";
     if (cli_str(a, "threads", NULL)) dv[n++] = "--threads", dv[n++] = (char *)cli_str(a, "threads", NULL);
