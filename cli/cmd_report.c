@@ -9,7 +9,7 @@
 #include "cli.h"
 
 static const char USAGE[] =
-    "usage: edgetune report EVAL.json... [--sweep sweep.json] -o DIR [--metric NAME] [--title T]\n"
+    "usage: edgetune report EVAL.json... [--sweep sweep.json] -o DIR [--metric NAME] [--title T] [--series]\n"
     "  EVAL.json      eval results (edgetune eval --json), or report.json files of an earlier report\n"
     "  -o DIR         writes DIR/report.json, DIR/report.md and DIR/report.svg (each atomically)\n"
     "  --sweep FILE   first evaluate every artifact x task of FILE:\n"
@@ -18,6 +18,8 @@ static const char USAGE[] =
     "                 each result is also written to DIR/evals/<artifact>__<task>.json\n"
     "  --metric NAME  rank and plot by metrics.NAME instead of each task's primary metric\n"
     "  --title T      title of report.md and report.svg\n"
+    "  --series       report.svg: also join the results whose names share the first word (\"PTQ Q4_0\",\n"
+    "                 \"PTQ Q3_K_M\" / \"QAT Q4_0\", ...) into one dashed line each, e.g. PTQ and QAT side by side\n"
     "  One table and one plot panel per task (task name + data); rows on the Pareto frontier (no other\n"
     "  artifact both no larger and no worse) are marked.  Reference: docs/report_gate.md\n"
     "  exit: 0 written, 1 usage, 2 bad input (not an eval result, NaN, the same name and task twice,\n"
@@ -75,6 +77,7 @@ static int report_run(const cli_args *a, et_err *e) {
     et_result_list l = {0};
     et_report r;
     et_report_init(&r);
+    r.series = cli_on(a, "series");
     int rc = 0;
     for (int i = 0; !rc && i < a->npos; i++) rc = et_result_list_add_file(&l, a->pos[i], e);
     if (!rc && dir) rc = cli_lock_outdir(dir, e);   /* one run per output directory */
@@ -89,8 +92,8 @@ static int report_run(const cli_args *a, et_err *e) {
 }
 
 int cmd_report(int argc, char **argv) {
-    static const char *const bools[] = {"help", NULL};
-    static const char *const known[] = {"output", "sweep", "metric", "title", "help", NULL};
+    static const char *const bools[] = {"help", "series", NULL};
+    static const char *const known[] = {"output", "sweep", "metric", "title", "help", "series", NULL};
     cli_args a;
     int rc = cli_start(&a, argc, argv, bools, known, USAGE);
     if (rc >= 0) return rc;

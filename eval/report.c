@@ -759,6 +759,50 @@ static void svg_points(et_sbuf *b, const et_report *r, const et_report_group *g,
     free(taken);
 }
 
+/* The first word of a row's name: its series (--series). */
+static size_t series_len(const char *name) {
+    size_t n = strcspn(name, " ");
+    return n ? n : strlen(name);
+}
+
+/* --series: one dashed line per series of two or more rows (bytes
+ * ascending, as the group is), eight colours in turn, and a legend under
+ * the panel's subtitle. */
+static void svg_series(et_sbuf *b, const et_report *r, const et_report_group *g, const frame *f, double top) {
+    static const char *const colour[] = {"#d62728", "#2ca02c", "#9467bd", "#ff7f0e",
+                                         "#8c564b", "#e377c2", "#17becf", "#bcbd22"};
+    int n_series = 0;
+    double lx = SVG_PL;
+    for (int k = 0; k < g->n; k++) {
+        const char *nk = r->rows[g->rows[k]].name;
+        size_t lk = series_len(nk);
+        int seen = 0, count = 0;
+        for (int j = 0; j < g->n && !seen; j++) {
+            const char *nj = r->rows[g->rows[j]].name;
+            if (series_len(nj) == lk && !strncmp(nj, nk, lk)) {
+                if (j < k) seen = 1;
+                count++;
+            }
+        }
+        if (seen || count < 2) continue;
+        const char *c = colour[n_series++ % 8];
+        int first = 1;
+        for (int j = 0; j < g->n; j++) {
+            const et_report_row *w = &r->rows[g->rows[j]];
+            if (series_len(w->name) != lk || strncmp(w->name, nk, lk)) continue;
+            et_sbuf_printf(b, first ? "<path d=\"M%.1f %.1f" : " L%.1f %.1f", fx(f, w->bytes), fy(f, w->value));
+            first = 0;
+        }
+        et_sbuf_printf(b, "\" fill=\"none\" stroke=\"%s\" stroke-width=\"1.6\" stroke-dasharray=\"6 3\"/>\n", c);
+        char key[64];
+        snprintf(key, sizeof key, "%.*s", (int)(lk < 60 ? lk : 60), nk);
+        et_sbuf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\" "
+                          "stroke-dasharray=\"6 3\"/>\n", lx, top + 60, lx + 22, top + 60, c);
+        svg_text(b, lx + 26, top + 64, "start", "font-size=\"11\"", key);
+        lx += 34 + 6.4 * utf8_chars(key);
+    }
+}
+
 static void svg_panel(et_sbuf *b, const et_report *r, const et_report_group *g, double top) {
     frame f = {SVG_PL, SVG_PR, top + SVG_PT, top + SVG_PB, 0, 0, 0, 0};
     svg_ranges(r, g, &f);
@@ -784,6 +828,7 @@ static void svg_panel(et_sbuf *b, const et_report *r, const et_report_group *g, 
                    (f.y0 + f.y1) / 2);
     et_sbuf_xml(b, head);
     et_sbuf_printf(b, "</text>\n");
+    if (r->series) svg_series(b, r, g, &f, top);
     svg_frontier(b, r, g, &f);
     svg_points(b, r, g, &f, (box){f.x0 + 2, f.y0 - 12, SVG_W - 4 - f.x0, f.y1 - f.y0 + 10});
 }

@@ -121,6 +121,8 @@ typedef struct et_report {
     et_report_row *rows;
     int n_groups;
     et_report_group *groups;
+    int series;  /* report.svg: also join the rows whose names share the first word (e.g. "PTQ Q4_0",
+                    "PTQ Q3_K_M" / "QAT Q4_0", ...) into one line each, smallest first (edgetune report --series) */
 } et_report;
 
 /* An empty report (no rows, no groups). */

@@ -204,6 +204,37 @@ static void test_report_groups_and_frontier(void **state) {
     et_report_free(&r);
 }
 
+/* --series: one dashed line per first word of the names (two or more rows) */
+static int count_of(const char *s, const char *needle) {
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, needle)); p++) n++;
+    return n;
+}
+
+static void test_report_series(void **state) {
+    (void)state;
+    et_report r;
+    build(&r, NULL);
+    static const char *const names[] = {"PTQ f16", "PTQ q8_0", "QAT q4_k_m", "QAT pruned"};
+    int k = 0;
+    for (int i = 0; i < r.n; i++)
+        if (!strcmp(r.rows[i].task, "perplexity")) r.rows[i].name = names[k++ % 4];
+    assert_int_equal(k, 4);
+    char *plain = et_report_svg(&r, "t");
+    assert_non_null(plain);
+    assert_int_equal(count_of(plain, "stroke-dasharray"), 0);
+    r.series = 1;
+    char *svg = et_report_svg(&r, "t");
+    assert_non_null(svg);
+    assert_true(xml_ok(svg));
+    /* two lines (PTQ, QAT) + their two legend strokes; the classify rows' names are all different: none */
+    assert_int_equal(count_of(svg, "stroke-dasharray"), 4);
+    assert_non_null(strstr(svg, ">PTQ</text>"));
+    assert_non_null(strstr(svg, ">QAT</text>"));
+    free(plain), free(svg);
+    et_report_free(&r);
+}
+
 static void test_report_metric_option(void **state) {
     (void)state;
     et_report r;
@@ -497,6 +528,7 @@ int main(void) {
         cmocka_unit_test(test_pareto_known),
         cmocka_unit_test(test_report_groups_and_frontier),
         cmocka_unit_test(test_report_metric_option),
+        cmocka_unit_test(test_report_series),
         cmocka_unit_test(test_report_files),
         cmocka_unit_test(test_report_refusals),
         cmocka_unit_test(test_sizes),
