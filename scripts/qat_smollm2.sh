@@ -1,27 +1,52 @@
 #!/usr/bin/env bash
-# scripts/qat_smollm2.sh — QAT of SmolLM2-135M-Instruct on WikiText-2 (docs/qat.md).
-# Usage: scripts/qat_smollm2.sh WORKDIR RUN...   (RUN: plain | Q4_0 | Q4_K_M | Q3_K_M | Q2_K)
-# WORKDIR holds smol-f32.gguf (edgetune quantize of the Q4_1 file to F32,
-# --allow-requantize) and wt_train.h5 (the first 60% of the lines of
-# wiki.test.raw: `edgetune data --separator line --pack --seq-len 256
-# --valid-fraction 0.03`); the last 40% (wt_test.txt) is held out for eval.
-# Each run: THREADS threads (default 2), batch 4 x 128 tokens, STEPS steps
-# (default 40), lr LR (default 5e-5) cosine to LR/10, warmup 5; "plain" is the
-# same fine-tune without
-# QAT (the control: fine-tune, then PTQ).  Ctrl-C / SIGINT stops a run after a
-# checkpoint with its model written.
+# scripts/qat_smollm2.sh — QAT of SmolLM2-135M-Instruct against imatrix PTQ (docs/qat.md, issue 15 §4).
+# Usage: scripts/qat_smollm2.sh WORKDIR RUN...
+#   RUN: d_TYPE = QAT + distillation (`edgetune distill --qat TYPE`, the F32 model as teacher and as
+#        student, online teacher, alpha 1: the loss is KL(teacher || student) only);
+#        c_TYPE = QAT from the F32 model with the ordinary loss (`edgetune train --qat TYPE`).
+# WORKDIR gets smol-f32.gguf (SMOL_F32, or the Q4_1 file dequantized), wiki-test-head.txt (the first
+# 40,000 bytes of wiki.test.raw: the evaluation text of scripts/ptq_baseline.sh) and wt_train.h5
+# (wiki.test.raw from the first article that starts after byte 40,000, i.e. byte 42,485, to the end:
+# disjoint from the evaluation text; ../shared has no WikiText-2 train split), packed in rows of 129
+# tokens, 2% of the lines for validation.
+# Each run: batch 4 x 128, STEPS steps (default 50), AdamW lr 5e-5 cosine to 5e-6, 5 warmup, bf16
+# GEMMs, TH threads (default 2); then `edgetune eval --task kl` of its model-TYPE.gguf on the
+# evaluation text (--scoring llama --ctx 512 --kv-type F16, top-64 reference: as ptq_baseline.sh,
+# so the PTQ rows of docs/eval_reports/ptq/ compare directly), JSON in WORKDIR/json.
 set -euo pipefail
-W=${EDGETUNE:-$(dirname "$0")/../edgetune}
+W=${EDGETUNE:-$(cd "$(dirname "$0")/.." && pwd)/edgetune}
+S=$(cd "$(dirname "$0")/../../shared" && pwd)
 D=$1; shift
-STEPS=${STEPS:-40}
-LR=${LR:-5e-5}
-TH=${THREADS:-2}
-cd "$D"
+STEPS=${STEPS:-50}
+TH=${TH:-2}
+mkdir -p "$D/json"; cd "$D"
+[ -f smol-f32.gguf ] || "$W" quantize "${SMOL:-$HOME/.cache/edgetune/SmolLM2-135M-Instruct.Q4_1.gguf}" smol-f32.gguf \
+    --type F32 --allow-requantize --quiet
+if [ ! -f wt_train.h5 ]; then
+  head -c 40000 "$S/data/wikitext2/wiki.test.raw" > wiki-test-head.txt
+  python3 - "$S/data/wikitext2/wiki.test.raw" <<'PY'
+import re, sys
+raw = open(sys.argv[1], 'rb').read()
+p = [m.start() for m in re.finditer(rb'\n = [^=\r\n]+ = \r?\n', raw) if m.start() > 40000][0]
+open('wt_train.txt', 'wb').write(raw[p + 1:])
+PY
+  "$W" data --tokenizer smol-f32.gguf --input wt_train.txt -o wt_train.h5 --separator line --pack --seq-len 128 \
+      --valid-fraction 0.02 > /dev/null
+fi
+COMMON=(--data wt_train.h5 --steps "$STEPS" --batch-size 4 --seq-len 128 --lr 5e-5 --min-lr 5e-6 --warmup 5
+        --weight-decay 0 --threads "$TH" --precision bf16 --log-every 5 --ckpt-every 25 --eval-batches 2)
 for run in "$@"; do
-  qat=()
-  [ "$run" != plain ] && qat=(--qat "$run")
-  "$W" train --model smol-f32.gguf --data wt_train.h5 --out "smol_$run" "${qat[@]}" --steps "$STEPS" \
-    --batch-size 4 --seq-len 128 --lr "$LR" --min-lr "$(python3 -c "print($LR/10)")" --warmup 5 --weight-decay 0 \
-    --threads "$TH" --eval-every 20 --eval-batches 4 --ckpt-every 10 --log-every 5 --metrics "smol_$run.jsonl" \
-    > "smol_$run.log" 2>&1 || echo "run $run: exit $?" >> "smol_$run.log"
+  kind=${run%%_*}; t=${run#*_}
+  if [ ! -f "$run/model-$t.gguf" ]; then
+    if [ "$kind" = d ]; then
+      "$W" distill --teacher smol-f32.gguf --student smol-f32.gguf --alpha 1 --no-eval --out "$run" --qat "$t" \
+          "${COMMON[@]}" --metrics "$run.jsonl" > "$run.log" 2>&1
+    else
+      "$W" train --model smol-f32.gguf --out "$run" --qat "$t" "${COMMON[@]}" --eval-every 1000 \
+          --metrics "$run.jsonl" > "$run.log" 2>&1
+    fi
+  fi
+  [ -f "json/qat-$run-kl.json" ] || "$W" eval "$run/model-$t.gguf" --task kl --ref-model smol-f32.gguf \
+      --ref smol-ref.h5 --ref-top-k 64 --data wiki-test-head.txt --threads 2 --scoring llama --ctx 512 \
+      --kv-type F16 --name "$( [ "$kind" = d ] && echo QAT+KD || echo QAT ) $t" --json "json/qat-$run-kl.json" > /dev/null
 done

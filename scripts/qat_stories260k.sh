@@ -11,7 +11,8 @@
 # fine-tuned F32 model with its own imatrix of the same text.
 # QAT+KD = `edgetune distill --qat TYPE` with the F32 model as both teacher
 # and student (online teacher, alpha 1: the loss is KL(teacher || student)
-# only), the same schedule.
+# only), the same schedule.  Env: STEPS (300), THREADS (1), IMX_FT_CHUNKS
+# (the fine-tuned model's imatrix over the first N chunks of 512 only).
 set -euo pipefail
 W=${EDGETUNE:-$(cd "$(dirname "$0")/.." && pwd)/edgetune}
 S=$(cd "$(dirname "$0")/../../shared" && pwd)
@@ -45,8 +46,9 @@ ev ft-F32 ft/model.gguf
 IMX=0
 if "$W" help imatrix > /dev/null 2>&1; then
   IMX=1
-  [ -f imatrix.dat ] || "$W" imatrix "$M" --data ts_train.h5 -o imatrix.dat > imatrix.log 2>&1 || IMX=0
-  [ -f imatrix-ft.dat ] || "$W" imatrix ft/model.gguf --data ts_train.h5 -o imatrix-ft.dat > imatrix-ft.log 2>&1 || IMX=0
+  [ -f imatrix.dat ] || "$W" imatrix "$M" --data ts_train.h5 -o imatrix.dat --threads "$TH" > imatrix.log 2>&1 || IMX=0
+  [ -f imatrix-ft.dat ] || "$W" imatrix ft/model.gguf --data ts_train.h5 -o imatrix-ft.dat ${IMX_FT_CHUNKS:+--chunks $IMX_FT_CHUNKS} \
+    --threads "$TH" > imatrix-ft.log 2>&1 || IMX=0
 fi
 for t in $TYPES; do
   "$W" quantize "$M" "ptq-$t.gguf" --type "$t" --quiet
