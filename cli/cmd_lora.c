@@ -58,18 +58,19 @@ static const char *type_name(uint32_t t) {
     case GGML_TYPE_BF16: return "BF16";
     case GGML_TYPE_Q8_0: return "Q8_0";
     case GGML_TYPE_Q4_0: return "Q4_0";
+    case GGML_TYPE_Q4_1: return "Q4_1";
     default: return "?";
     }
 }
 
 static int parse_type(const char *s, const char *flag, int allow_quant, uint32_t *t, et_err *e) {
-    const uint32_t all[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0};
-    for (int i = 0; i < (allow_quant ? 5 : 2); i++)
+    const uint32_t all[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1};
+    for (int i = 0; i < (allow_quant ? 6 : 2); i++)
         if (!strcmp(s, type_name(all[i]))) {
             *t = all[i];
             return 0;
         }
-    return et_fail(e, ET_EUSAGE, "--%s: '%s' is not %s", flag, s, allow_quant ? "F32, F16, BF16, Q8_0 or Q4_0" : "F32 or F16");
+    return et_fail(e, ET_EUSAGE, "--%s: '%s' is not %s", flag, s, allow_quant ? "F32, F16, BF16, Q8_0, Q4_0 or Q4_1" : "F32 or F16");
 }
 
 static int read_cfg(const cli_args *a, lora_cfg *c, et_err *e) {

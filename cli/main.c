@@ -78,7 +78,7 @@ const cli_cmd cli_commands[] = {
      "        (instruction data: prompt tokens masked from the loss unless made with --no-mask-prompt)\n"
      "  --targets q,v (q,k,v,o,gate,up,down or all-linear) --layers all (e.g. 0-3,7)\n"
      "  --rank 8 --alpha 16 --dropout 0.05 --rslora (scale alpha/sqrt(rank)) --seed 1\n"
-     "  --base-type auto|F32|F16|BF16|Q8_0|Q4_0 (frozen base held in this type, QLoRA-style; auto: BF16\n"
+     "  --base-type auto|F32|F16|BF16|Q8_0|Q4_0|Q4_1 (frozen base held in this type, QLoRA-style; auto: BF16\n"
      "         with bf16 precision, else F32) --recompute (recompute each layer's activations in\n"
      "         backward: far less memory, one more forward) --recompute-layers N (the first N layers)\n"
      "  --precision auto|f32|bf16 (auto: bf16 where AVX512_BF16 runs it natively: base GEMMs on bf16\n"

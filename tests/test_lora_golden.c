@@ -6,7 +6,7 @@
  *   /lora/loss                         relative error < 1e-5
  *   /lora/grads/<base>.lora_{a,b}      ||g - g_ref|| / ||g_ref|| < 1e-4 each
  * with inputs /tokens[:, :64] and targets /tokens[:, 1:].
- * Then the frozen base held as Q8_0 / Q4_0 / F16 (QLoRA-style): loss and
+ * Then the frozen base held as Q8_0 / Q4_0 / Q4_1 / BF16 (QLoRA-style): loss and
  * LoRA gradients equal those of an F32 base holding the same dequantized
  * weights (so only float rounding differs), and the F32 model may be freed
  * once the quantized base is built. */
@@ -282,7 +282,7 @@ static void test_quantized_base(void **state) {
     SHARED_OR_SKIP(model_path, MODEL_BIN);
     hid_t f = H5Fopen(golden, H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(f >= 0);
-    const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_BF16};
+    const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_BF16};
     /* under the sanitizers (slow) only Q8_0 */
     const size_t n_types = getenv("ET_SANITIZED") ? 1 : sizeof types / sizeof types[0];
     for (size_t ti = 0; ti < n_types; ti++) {
@@ -315,7 +315,7 @@ static void test_quantized_base(void **state) {
         const double rel = sqrt(num / den);
         printf("  base %-5s: %7.1f KB held (F32 model %.1f KB); loss %.6f (F32 base %.6f), vs F32 base of the "
                "dequantized weights: loss diff %.1e, LoRA grads rel err %.1e\n",
-               types[ti] == GGML_TYPE_Q8_0 ? "Q8_0" : types[ti] == GGML_TYPE_Q4_0 ? "Q4_0" :
+               types[ti] == GGML_TYPE_Q8_0 ? "Q8_0" : types[ti] == GGML_TYPE_Q4_0 ? "Q4_0" : types[ti] == GGML_TYPE_Q4_1 ? "Q4_1" :
                types[ti] == GGML_TYPE_F16 ? "F16" : "BF16",
                et_lora_llama_base_bytes(&llq) / 1024.0, model_bytes / 1024.0, lq, f32_loss, fabs(lq - lf), rel);
         assert_true(fabs(lq - lf) < 1e-5 * fabs(lf));
