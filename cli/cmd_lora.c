@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "../datasets/loader.h"
+#include "../export/gguf.h"
 #include "../export/model.h"
 #include "../export/safetensors.h"
 #include "../lora/lora_train.h"
@@ -175,6 +176,16 @@ static int save_recipe(const lora_cfg *c, char **json, et_err *e) {
     return cli_recipe_save(&r, c->recipe, json, e);
 }
 
+/* 1 if the file starts with the GGUF magic */
+static int is_gguf_file(const char *path) {
+    char magic[4] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    const size_t n = fread(magic, 1, 4, f);
+    fclose(f);
+    return n == 4 && !memcmp(magic, "GGUF", 4);
+}
+
 static uint64_t file_size(const char *path) {
     struct stat st;
     return stat(path, &st) ? 0 : (uint64_t)st.st_size;
@@ -194,6 +205,8 @@ int cmd_lora(int argc, char **argv) {
     et_qat q = {0};
     char *recipe = NULL;
     FILE *metrics = NULL;
+    gguf_file g;
+    int g_open = 0;
     cli_progress p;
     int rc = cli_parse_with_resume(&a, argc, argv, BOOLS, &e);
     if (!rc) rc = cli_check_known(&a, KNOWN, &e);
@@ -209,7 +222,21 @@ int cmd_lora(int argc, char **argv) {
         goto done;
     }
     if (c.o.resume && (rc = et_ckpt_check_optimizer(c.ckpt, &c.o.adamw, &e))) goto done;   /* before the recipe */
-    if ((rc = et_ds_open(&ds, c.data, &e)) || (rc = et_model_load(&m, c.model, c.tokenizer, &e))) goto done;
+    /* a quantized base from a GGUF is built tensor by tensor from the file
+       (no F32 copy of the linear weights ever exists: QLoRA-style memory) */
+    struct stat mst;
+    const int lazy = c.base_type != GGML_TYPE_F32 && !c.qat.on && !stat(c.model, &mst) && S_ISREG(mst.st_mode) &&
+                     is_gguf_file(c.model);
+    if ((rc = et_ds_open(&ds, c.data, &e))) goto done;
+    if (lazy) {
+        if ((rc = gguf_open(&g, c.model, &e))) goto done;
+        g_open = 1;
+        if ((rc = et_model_from_gguf_no_linears(&m, &g, &e)) ||
+            (c.tokenizer && (rc = et_model_set_tokenizer(&m, c.tokenizer, &e))))
+            goto done;
+    } else if ((rc = et_model_load(&m, c.model, c.tokenizer, &e))) {
+        goto done;
+    }
     if (!c.o.seq_len) c.o.seq_len = m.hp.n_ctx > 0 && m.hp.n_ctx < 256 ? m.hp.n_ctx : 256;
     char prec_why[1600];
     const int was_auto = c.precision == CLI_PRECISION_AUTO;
@@ -226,7 +253,10 @@ int cmd_lora(int argc, char **argv) {
     else if (m.name[0]) snprintf(base_name, sizeof base_name, "%s", m.name);
     else snprintf(base_name, sizeof base_name, "%s", strrchr(c.model, '/') ? strrchr(c.model, '/') + 1 : c.model);
     const et_hparams hp = m.hp;
-    if ((rc = lora_train_init(&lt, &m, c.base_type, &ad, &tm, &e))) goto done;
+    if ((rc = lazy ? lora_train_init_fill(&lt, &m, c.base_type, et_model_gguf_fill, &g, &ad, &tm, &e)
+                   : lora_train_init(&lt, &m, c.base_type, &ad, &tm, &e)))
+        goto done;
+    if (g_open) gguf_close(&g), g_open = 0;
     lt.recompute = c.recompute;
     lt.ll.recompute_layers = c.recompute_layers;
     lt.tape.gemm_precision = c.precision;
@@ -299,6 +329,7 @@ int cmd_lora(int argc, char **argv) {
            (unsigned long long)bytes, bytes / 1024.0, ad.n_params, ad.rank, (double)ad.alpha, c.targets);
     printf("wrote %s, %s/ (PEFT), %s, %s\n", c.gguf, c.peft, c.ckpt, c.recipe);
 done:
+    if (g_open) gguf_close(&g);
     if (metrics) fclose(metrics);
     et_loader_close(train);
     et_loader_close(valid);

@@ -142,6 +142,19 @@ int et_model_load_gguf(et_model *m, const char *path, et_err *e);
  * size that does not match the shape is refused naming the tensor and
  * type.  g may be closed afterwards. */
 int et_model_from_gguf(et_model *m, const gguf_file *g, et_err *e);
+/* The same, except that the floats of the layers' linear weights (the 2-D
+ * "blk.*" tensors: attn_q/k/v/output, ffn_gate/up/down) are not read: they
+ * stay untouched zero pages of the block (calloc'd, so not resident), for a
+ * frozen base built one tensor at a time straight from the file
+ * (et_lora_llama_init_fill with et_model_gguf_fill below): then no F32 copy
+ * of the linears ever exists (QLoRA-style memory).  Same checks and errors;
+ * g must stay open while the fill runs. */
+int et_model_from_gguf_no_linears(et_model *m, const gguf_file *g, et_err *e);
+/* A fill callback of et_lora_llama_init_fill: ctx is a const gguf_file *;
+ * dst [n_out, n_in] = tensor `name` dequantized (et_dequantize_row,
+ * bit-exact with ggml).  0, or ET_EINPUT when the tensor is missing, of
+ * another shape or of a type that cannot be dequantized. */
+int et_model_gguf_fill(void *ctx, const char *name, float *dst, int64_t n_out, int64_t n_in, et_err *e);
 /* llama2.c .bin (karpathy/llama2.c run.c read_checkpoint: 7 int32 header,
  * negative vocab_size = untied classifier, then F32 weights); the
  * tokenizer as in et_model_load. */

@@ -254,7 +254,11 @@ static int check_tensors(const gguf_file *g, const et_model *m, const et_named *
     return 0;
 }
 
-int et_model_from_gguf(et_model *m, const gguf_file *g, et_err *e) {
+/* A linear weight of a layer: a 2-D "blk.*" tensor (attn_q/k/v/output,
+ * ffn_gate/up/down; the norms and biases are 1-D). */
+static int is_block_linear(const et_named *t) { return t->n_dims == 2 && !strncmp(t->name, "blk.", 4); }
+
+static int from_gguf(et_model *m, const gguf_file *g, int skip_linears, et_err *e) {
     memset(m, 0, sizeof *m);
     et_hparams hp = {0};
     int *arrs[3] = {0};
@@ -288,7 +292,7 @@ int et_model_from_gguf(et_model *m, const gguf_file *g, et_err *e) {
         et_model_tensors(m, want, n);
         for (int i = 0; i < n; i++) {
             const gguf_tensor *t = gguf_find_tensor(g, want[i].name);
-            copy_tensor(&want[i], t);
+            if (!skip_linears || !is_block_linear(&want[i])) copy_tensor(&want[i], t);
             m->src_type[i] = t->type;
         }
     }
@@ -300,6 +304,22 @@ int et_model_from_gguf(et_model *m, const gguf_file *g, et_err *e) {
     }
     if (rc) et_model_free(m);
     return rc;
+}
+
+int et_model_from_gguf(et_model *m, const gguf_file *g, et_err *e) { return from_gguf(m, g, 0, e); }
+
+int et_model_from_gguf_no_linears(et_model *m, const gguf_file *g, et_err *e) { return from_gguf(m, g, 1, e); }
+
+int et_model_gguf_fill(void *ctx, const char *name, float *dst, int64_t n_out, int64_t n_in, et_err *e) {
+    const gguf_file *g = ctx;
+    const gguf_tensor *t = gguf_find_tensor(g, name);
+    if (!t) return et_fail(e, ET_EINPUT, "%s: missing tensor '%s'", g->path, name);
+    if (t->n_dims != 2 || t->ne[0] != n_in || t->ne[1] != n_out)
+        return et_fail(e, ET_EINPUT, "%s: tensor '%s' is not [%lld, %lld]", g->path, name, (long long)n_out,
+                       (long long)n_in);
+    if (et_dequantize_row(t->type, t->data, dst, n_out * n_in))
+        return et_fail(e, ET_EINPUT, "%s: tensor '%s': type %u cannot be dequantized", g->path, name, t->type);
+    return 0;
 }
 
 int et_model_load_gguf(et_model *m, const char *path, et_err *e) {

@@ -49,13 +49,16 @@ static int forward(void *ctx, const int32_t *tokens, const uint8_t *mask, int B,
     return run_loss(ctx, tokens, mask, B, T, 0.0, 0, loss_sum, e);
 }
 
-int lora_train_init(lora_train *lt, et_model *m, uint32_t base_type, lora_adapter *ad, et_train_model *tm,
-                    et_err *e) {
+static int init(lora_train *lt, et_model *m, uint32_t base_type,
+                int (*fill)(void *, const char *, float *, int64_t, int64_t, et_err *), void *fill_ctx,
+                lora_adapter *ad, et_train_model *tm, et_err *e) {
     memset(lt, 0, sizeof *lt);
     lt->ad = ad;
     int rc = lora_adapter_check_model(ad, "adapter", m, e);
     if (rc) return rc;
-    if ((rc = et_lora_llama_init(&lt->ll, m, base_type, e))) return rc;
+    if ((rc = fill ? et_lora_llama_init_fill(&lt->ll, m, base_type, fill, fill_ctx, e)
+                   : et_lora_llama_init(&lt->ll, m, base_type, e)))
+        return rc;
     lt->ll.dropout = ad->dropout;
     lt->grads = calloc(ad->n_params ? ad->n_params : 1, sizeof(float));
     lt->t = calloc((size_t)(2 * ad->n_tensors + 1), sizeof *lt->t);
@@ -83,6 +86,18 @@ int lora_train_init(lora_train *lt, et_model *m, uint32_t base_type, lora_adapte
     *tm = (et_train_model){.ctx = lt, .params = ad->params, .grads = lt->grads, .n = ad->n_params, .t = lt->t,
                            .n_t = lt->n_t, .fwd_bwd = fwd_bwd, .forward = forward};
     return 0;
+}
+
+int lora_train_init(lora_train *lt, et_model *m, uint32_t base_type, lora_adapter *ad, et_train_model *tm,
+                    et_err *e) {
+    return init(lt, m, base_type, NULL, NULL, ad, tm, e);
+}
+
+int lora_train_init_fill(lora_train *lt, et_model *m, uint32_t base_type,
+                         int (*fill)(void *ctx, const char *name, float *dst, int64_t n_out, int64_t n_in, et_err *e),
+                         void *fill_ctx, lora_adapter *ad, et_train_model *tm, et_err *e) {
+    if (!fill) return et_fail(e, ET_EINPUT, "lora: no fill function");
+    return init(lt, m, base_type, fill, fill_ctx, ad, tm, e);
 }
 
 void lora_train_free(lora_train *lt) {

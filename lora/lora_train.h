@@ -47,6 +47,14 @@ typedef struct lora_train {
  * ET_ERUN. */
 int lora_train_init(lora_train *lt, et_model *m, uint32_t base_type, lora_adapter *ad, et_train_model *tm,
                     et_err *e);
+/* The same with the base's linear weights from fill, one tensor at a time
+ * (et_lora_llama_init_fill: base_type not F32; m's linear floats are never
+ * read), e.g. et_model_gguf_fill over the GGUF m was read from with
+ * et_model_from_gguf_no_linears (export/model.h): no F32 copy of the
+ * linears ever exists. */
+int lora_train_init_fill(lora_train *lt, et_model *m, uint32_t base_type,
+                         int (*fill)(void *ctx, const char *name, float *dst, int64_t n_out, int64_t n_in, et_err *e),
+                         void *fill_ctx, lora_adapter *ad, et_train_model *tm, et_err *e);
 void lora_train_free(lora_train *lt);
 
 /* The dropout seed of a micro-batch: splitmix64 over (seed, tokens[0..n)). */
