@@ -5,7 +5,7 @@
  * base held in various types (train/lora_llama.h).
  *
  *   build/bench/bench_lora [steps] [--torch] [CONFIG ...]
- *   CONFIG = TYPE[+rc[N]][+bf16], TYPE one of F32 F16 BF16 Q8_0 Q4_0
+ *   CONFIG = TYPE[+rc[N]][+bf16], TYPE one of F32 F16 BF16 Q8_0 Q4_0 Q4_1
  *
  * "+rc" turns on per-layer activation recomputation (train/recompute.h) for
  * every layer, "+rcN" for the first N layers only: a recomputed layer keeps
@@ -166,6 +166,7 @@ static uint32_t parse_type(const char *s) {
     if (!strcmp(s, "BF16")) return GGML_TYPE_BF16;
     if (!strcmp(s, "Q8_0")) return GGML_TYPE_Q8_0;
     if (!strcmp(s, "Q4_0")) return GGML_TYPE_Q4_0;
+    if (!strcmp(s, "Q4_1")) return GGML_TYPE_Q4_1;
     return UINT32_MAX;
 }
 
@@ -234,7 +235,7 @@ int main(int argc, char **argv) {
     }
     const int B = 4, T = 256;
     if (steps < 1 || steps > 64) {
-        fprintf(stderr, "usage: %s [steps 1..64] [--torch] [TYPE[+rc[N]][+bf16] ...], TYPE F32|F16|BF16|Q8_0|Q4_0\n",
+        fprintf(stderr, "usage: %s [steps 1..64] [--torch] [TYPE[+rc[N]][+bf16] ...], TYPE F32|F16|BF16|Q8_0|Q4_0|Q4_1\n",
                 argv[0]);
         return 1;
     }
@@ -260,7 +261,7 @@ int main(int argc, char **argv) {
     for (int c = 0; c < n_cfg; c++) {
         config cf;
         if (parse_config(cfg[c], &cf)) {
-            fprintf(stderr, "bench_lora: bad configuration %s (TYPE[+rc[N]][+bf16], TYPE F32|F16|BF16|Q8_0|Q4_0)\n",
+            fprintf(stderr, "bench_lora: bad configuration %s (TYPE[+rc[N]][+bf16], TYPE F32|F16|BF16|Q8_0|Q4_0|Q4_1)\n",
                     cfg[c]);
             return 1;
         }

@@ -1,7 +1,7 @@
 /* lora/lora_train.h — LoRA fine-tuning as an et_train_model for the
  * training loop (train/trainer.h): the adapter's one block (lora/adapter.h)
  * is what AdamW updates and checkpoints save; the base is frozen and held as
- * F32, F16, BF16, Q8_0 or Q4_0 (train/lora_llama.h).
+ * F32, F16, BF16, Q8_0, Q4_0 or Q4_1 (train/lora_llama.h).
  *
  *   lora_adapter ad;  lora_adapter_create(&ad, &m, &cfg, &e);   // A random, B = 0
  *   lora_train lt;    et_train_model tm;

@@ -10,8 +10,9 @@
  *    (dequantized) model holds the file's own blocks byte for byte in every
  *    one of its 210 linears (ggml's reference Q4_1 quantizer is idempotent on
  *    its output: the block's minimum is m exactly and its maximum m + 15 d),
- *    so training sees exactly the weights the file carries; skips when the
- *    file is absent (scripts/get_models.sh, `make models`, fetches it). */
+ *    so training sees exactly the weights the file carries — built from the
+ *    imported model and, as `edgetune lora` does, tensor by tensor from the
+ *    file (no F32 copy of the linears); skips when the file is absent (scripts/get_models.sh, `make models`, fetches it). */
 #include "testutil.h"
 
 #include <math.h>
@@ -189,35 +190,47 @@ static void test_smollm2_q4_1_base_is_the_file(void **state) {
         skip();
     }
     et_err e = {0};
-    et_model m;
-    if (et_model_load(&m, path, NULL, &e)) fail_msg("%s", e.msg);
-    et_lora_llama ll;
-    if (et_lora_llama_init(&ll, &m, GGML_TYPE_Q4_1, &e)) fail_msg("%s", e.msg);
-    et_model_free(&m);
     gguf_file g;
     if (gguf_open(&g, path, &e)) fail_msg("%s", e.msg);
-    int same = 0, q4_1 = 0;
-    for (int l = 0; l < ll.L.n_layer; l++)
-        for (int i = 0; i < ET_N_LIN; i++) {
-            const et_lora_slot *s = et_lora_llama_slot(&ll, l, i);
-            static const char *const nm[ET_N_LIN] = {"attn_q", "attn_k", "attn_v", "attn_output",
-                                                     "ffn_gate", "ffn_up", "ffn_down"};
-            char name[64];
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, nm[i]);
-            const gguf_tensor *t = gguf_find_tensor(&g, name);
-            assert_non_null(t);
-            if (t->type != GGML_TYPE_Q4_1) continue;
-            q4_1++;
-            assert_int_equal(s->w.type, GGML_TYPE_Q4_1);
-            assert_int_equal(et_frozen_w_bytes(&s->w), t->nbytes);
-            if (!memcmp(s->w.data, t->data, t->nbytes)) same++;
-            else fail_msg("%s: the Q4_1 base's blocks differ from the file's", name);
+    for (int way = 0; way < 2; way++) {
+        /* way 0: from the imported F32 model (et_model_load); way 1: as `edgetune lora` builds it, tensor
+           by tensor from the file (et_model_from_gguf_no_linears + et_model_gguf_fill) */
+        et_model m;
+        et_lora_llama ll;
+        if (way == 0) {
+            if (et_model_load(&m, path, NULL, &e) || et_lora_llama_init(&ll, &m, GGML_TYPE_Q4_1, &e)) fail_msg("%s", e.msg);
+        } else {
+            if (et_model_from_gguf_no_linears(&m, &g, &e)) fail_msg("%s", e.msg);
+            et_named q0;
+            assert_int_equal(et_model_find(&m, "blk.0.attn_q.weight", &q0), 0);
+            for (size_t i = 0; i < q0.n; i++) assert_true(q0.data[i] == 0.0f); /* never read */
+            if (et_lora_llama_init_fill(&ll, &m, GGML_TYPE_Q4_1, et_model_gguf_fill, &g, &e)) fail_msg("%s", e.msg);
         }
-    printf("  SmolLM2-135M Q4_1 base: %d of %d Q4_1 linears byte-identical to the file; %.1f MiB held\n", same, q4_1,
-           et_lora_llama_base_bytes(&ll) / 1048576.0);
-    assert_int_equal(q4_1, 210);
+        et_model_free(&m);
+        int same = 0, q4_1 = 0;
+        for (int l = 0; l < ll.L.n_layer; l++)
+            for (int i = 0; i < ET_N_LIN; i++) {
+                const et_lora_slot *s = et_lora_llama_slot(&ll, l, i);
+                static const char *const nm[ET_N_LIN] = {"attn_q", "attn_k", "attn_v", "attn_output",
+                                                         "ffn_gate", "ffn_up", "ffn_down"};
+                char name[64];
+                snprintf(name, sizeof name, "blk.%d.%s.weight", l, nm[i]);
+                const gguf_tensor *t = gguf_find_tensor(&g, name);
+                assert_non_null(t);
+                if (t->type != GGML_TYPE_Q4_1) continue;
+                q4_1++;
+                assert_int_equal(s->w.type, GGML_TYPE_Q4_1);
+                assert_int_equal(et_frozen_w_bytes(&s->w), t->nbytes);
+                if (!memcmp(s->w.data, t->data, t->nbytes)) same++;
+                else fail_msg("%s: the Q4_1 base's blocks differ from the file's", name);
+            }
+        printf("  SmolLM2-135M Q4_1 base (%s): %d of %d Q4_1 linears byte-identical to the file; %.1f MiB held\n",
+               way ? "tensor by tensor from the file" : "from the imported F32 model", same, q4_1,
+               et_lora_llama_base_bytes(&ll) / 1048576.0);
+        assert_int_equal(q4_1, 210);
+        et_lora_llama_free(&ll);
+    }
     gguf_close(&g);
-    et_lora_llama_free(&ll);
 }
 
 int main(void) {

@@ -64,7 +64,8 @@ mkdir -p "$WORK"
 # the same weights for the peer: transformers' own GGUF import, saved once as float32 safetensors
 [ -f "$WORK/hf/model.safetensors" ] || "$PY" bench/peer/peer.py prepare "$MODEL" "$WORK/hf" 2>/dev/null
 
-cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
+cpu="$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //') (family $(grep -m1 'cpu family' /proc/cpuinfo | sed 's/.*: //'),\
+ model $(grep -m1 '^model[[:space:]]' /proc/cpuinfo | sed 's/.*: //'); AMD family 25 model 17 = Zen 4)"
 flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx512f|avx512_bf16|avx512_vnni|amx_bf16|amx_tile)$' | tr '\n' ' ')
 echo "bench/peer: $(date -u '+%Y-%m-%d %H:%M UTC'), edgetune $(git rev-parse --short HEAD 2>/dev/null || echo ?)," \
      "CPU: $cpu, $(nproc) cores visible, flags: ${flags:-none of avx512f/bf16/vnni/amx}"
