@@ -59,7 +59,9 @@ static int read_opts(const cli_args *a, et_ingest_opts *o, long *n_vocab, et_err
     o->max_len = max_len;
     o->pack = !strcmp(cli_str(a, "pack", "0"), "1");
     o->seq_len = seq_len;
-    if (o->pack && seq_len < 1) return et_fail(e, ET_EUSAGE, "--pack needs --seq-len T (T >= 1)");
+    if (o->pack && seq_len < 1)   /* no automatic value (common/et.h's rule for 0): it must be the training's */
+        return et_fail(e, ET_EUSAGE, "--pack needs --seq-len T (T >= 1, the --seq-len of the training; 0 has no "
+                       "automatic value here)");
     if (!o->pack && cli_str(a, "seq_len", NULL)) return et_fail(e, ET_EUSAGE, "--seq-len is only used with --pack");
     o->mask_prompt = strcmp(cli_str(a, "no_mask_prompt", "0"), "1") != 0;
     o->labels = cli_str(a, "labels", NULL);

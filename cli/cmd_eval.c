@@ -36,11 +36,11 @@ static const char EVAL_USAGE[] =
     "  --chat-template NAME  generate: chat/Alpaca records through this template (default: the model's\n"
     "                      tokenizer.chat_template, as `edgetune data` renders them; none: plain layout)\n"
     "  --split all|train|valid  documents of a tokens.h5;  --scoring all|llama (perplexity)\n"
-    "  --ctx N             context in tokens (default: the model's, at most 4096)\n"
+    "  --ctx N             context in tokens (default or 0: the model's, at most 4096)\n"
     "  --max N             first N records only;  --skip-long: skip records longer than the context\n"
     "                      (default: cut the prompt from the left and count it)\n"
     "  --kv-type F32|F16   KV cache (default F32; llama.cpp uses F16)\n"
-    "  --threads N  --isa NAME  --config recipe.json (keys = flag names)\n"
+    "  --threads N (default 1; 0 = auto)  --isa NAME  --config recipe.json (keys = flag names)\n"
     "  Exit codes: 0, 1 usage, 2 bad input (the file and line named), 3 failure during the run.";
 
 static int parse_lora(const char *spec, et_eval_opts *o, et_err *e) {
@@ -140,7 +140,7 @@ int cmd_eval(int argc, char **argv) {
     int n_stops = 0;
     if (!rc && (!o.model || !o.task || a.npos > 1)) rc = et_fail(&e, ET_EUSAGE, "eval needs MODEL and --task TASK\n%s", EVAL_USAGE);
     if (!rc && (rc = cli_int_range(&a, "ctx", 0, 0, 1 << 20, &v, &e)) == 0) o.n_ctx = (int)v;
-    if (!rc && (rc = cli_int_range(&a, "threads", 1, 1, 256, &v, &e)) == 0) o.n_threads = (int)v;
+    if (!rc && (rc = cli_int_range(&a, "threads", 1, 0, 256, &v, &e)) == 0) o.n_threads = v ? (int)v : et_auto_threads();
     if (!rc && (rc = cli_int_range(&a, "n_predict", 128, 1, 1 << 20, &v, &e)) == 0) o.n_predict = (int)v;
     if (!rc && (rc = cli_int_range(&a, "max", 0, 0, 1L << 40, &v, &e)) == 0) o.max_records = v;
     if (!rc && (rc = cli_int_range(&a, "ref_top_k", 64, 1, 1 << 20, &v, &e)) == 0) o.ref_top_k = (int)v;
@@ -175,12 +175,12 @@ static const char LOGITS_USAGE[] =
     "  --sample K          instead of top-k: K draws per position from the teacher at --temperature, stored as\n"
     "                      distinct ids with counts (Random Sampling KD, arXiv:2503.16870); --seed S (default 1)\n"
     "  --temperature T     log_softmax(logits / T) (default 1; KL references need 1)\n"
-    "  --ctx N             window length (default: the model's, at most 4096)\n"
+    "  --ctx N             window length (default or 0: the model's, at most 4096)\n"
     "  --scoring all|llama|stream  windows (all: from each document's start; llama: as llama-perplexity,\n"
     "                      second half of each chunk; stream: each split's documents as one stream in windows\n"
     "                      of --ctx at stride ctx-1 = the rows `edgetune distill --loader stream --seq-len ctx-1`\n"
     "                      reads, so a stored teacher sees exactly the student's context)\n"
-    "  --split all|train|valid  --lora A.gguf[:S],...  --threads N  --isa NAME  --kv-type F32|F16\n"
+    "  --split all|train|valid  --lora A.gguf[:S],...  --threads N (0 = auto)  --isa NAME  --kv-type F32|F16\n"
     "  Format: docs/formats.md (Teacher logits).";
 
 int cmd_logits(int argc, char **argv) {
@@ -201,7 +201,7 @@ int cmd_logits(int argc, char **argv) {
     if (!model || !data || !out || a.npos > 1) rc = et_fail(&e, ET_EUSAGE, "logits needs MODEL, --data and -o\n%s", LOGITS_USAGE);
     if (!rc && (rc = cli_int_range(&a, "top_k", 64, 1, 1 << 20, &v, &e)) == 0) lo.top_k = (int)v;
     if (!rc && (rc = cli_int_range(&a, "ctx", 0, 0, 1 << 20, &v, &e)) == 0) lo.n_ctx = (int)v;
-    if (!rc && (rc = cli_int_range(&a, "threads", 1, 1, 256, &v, &e)) == 0) lo.n_threads = (int)v;
+    if (!rc && (rc = cli_int_range(&a, "threads", 1, 0, 256, &v, &e)) == 0) lo.n_threads = v ? (int)v : et_auto_threads();
     if (!rc && (rc = cli_int_range(&a, "sample", 0, 0, 65535, &v, &e)) == 0) lo.sample = (int)v;
     if (!rc && (rc = cli_int_range(&a, "seed", 1, 0, LONG_MAX, &v, &e)) == 0) lo.seed = (uint64_t)v;
     if (!rc && lo.sample && (cli_str(&a, "top_k", NULL) || cli_on(&a, "full")))

@@ -18,7 +18,7 @@ static const char USAGE[] =
     "usage: edgetune imatrix MODEL --data FILE -o OUT [options]\n"
     "  FILE: text (tokenized with the model's tokenizer, BOS as the vocabulary says) or a\n"
     "        tokens.h5 data set (its documents' tokens back to back)\n"
-    "  --ctx N              tokens per chunk (default 512, as llama-imatrix -c)\n"
+    "  --ctx N              tokens per chunk (default 512, as llama-imatrix -c; 0: the model's context, at most 4096)\n"
     "  --chunks N           chunks to run (default: all that fit; at least 2*ctx tokens are needed)\n"
     "  --ubatch N           tokens per forward call (default 512 = llama.cpp's n_ubatch; one call is\n"
     "                       one 'ncall' in the .dat, and calls under 16 tokens are not collected)\n"
@@ -26,7 +26,7 @@ static const char USAGE[] =
     "  --process-output     also collect output.weight (llama-imatrix --process-output)\n"
     "  --lora FILE[:SCALE],...  adapters applied while collecting (their lora_a/lora_b get entries too)\n"
     "  --split all|train|valid  documents of a tokens.h5 (default all)\n"
-    "  --threads N  --kv-type F16|F32 (default F16, as llama.cpp)  --isa NAME\n"
+    "  --threads N (default 1; 0 = auto)  --kv-type F16|F32 (default F16, as llama.cpp)  --isa NAME\n"
     "  Then: edgetune quantize IN.gguf OUT.gguf --type Q4_K_M --imatrix OUT";
 
 /* All tokens of the documents [d0, d1) of a tokens.h5, back to back. */
@@ -88,7 +88,8 @@ int cmd_imatrix(int argc, char **argv) {
     int fmt = !strcmp(fmt_s, "dat") ? ET_IMATRIX_DAT : !strcmp(fmt_s, "gguf") ? ET_IMATRIX_GGUF : -1;
     long ctx, chunks, ubatch;
     if (fmt < 0) rc = et_fail(&e, ET_EUSAGE, "--output-format must be dat or gguf, not '%s'", fmt_s);
-    if (!rc) rc = cli_int_range(&a, "ctx", 512, 16, 1 << 20, &ctx, &e);
+    if (!rc) rc = cli_int_range(&a, "ctx", 512, 0, 1 << 20, &ctx, &e);
+    if (!rc && ctx > 0 && ctx < 16) rc = et_fail(&e, ET_EUSAGE, "--ctx must be 0 (the model's context) or in [16, %d]", 1 << 20);
     if (!rc) rc = cli_int_range(&a, "chunks", -1, -1, 1 << 30, &chunks, &e);
     if (!rc) rc = cli_int_range(&a, "ubatch", 512, 1, 1 << 20, &ubatch, &e);
     et_runner_opts o;
@@ -99,8 +100,9 @@ int cmd_imatrix(int argc, char **argv) {
         cli_free(&a);
         return cli_report(&e);
     }
-    o.n_ctx = (int)ctx;
-    o.n_batch = (int)(ubatch < ctx ? ubatch : ctx);  /* llama-imatrix: n_batch = min(n_batch, n_ctx), split in ubatches */
+    o.n_ctx = (int)ctx;   /* 0: the model's, at most 4096 (common/et.h) */
+    o.n_batch = (int)(ctx && ctx < ubatch ? ctx : ubatch);  /* llama-imatrix: n_batch = min(n_batch, n_ctx), split in ubatches;
+                                                               the engine clamps it to the context too */
 
     et_runner r;
     et_model mm;
@@ -111,6 +113,7 @@ int cmd_imatrix(int argc, char **argv) {
     et_imatrix_init(&im);
     rc = cli_open_runner(&r, &o, model, cli_str(&a, "tokenizer", NULL), &mm, &have_mm, &e);
     if (rc) goto done_noclose;
+    ctx = et_state_n_ctx(r.s);
     if (!r.m->tok) {
         rc = et_fail(&e, ET_EINPUT, "%s: the model has no tokenizer", model);
         goto done;

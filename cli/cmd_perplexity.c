@@ -18,8 +18,8 @@
 static const char USAGE[] =
     "usage: edgetune perplexity MODEL FILE [options]\n"
     "  FILE: a text file, or a tokens.h5 data set (every document scored on its own)\n"
-    "  --ctx N             window length in tokens (default: the model's, at most 4096)\n"
-    "  --threads N         (default 1)\n"
+    "  --ctx N             window length in tokens (default or 0: the model's, at most 4096)\n"
+    "  --threads N         (default 1; 0 = auto: OMP_NUM_THREADS, else every online CPU)\n"
     "  --lora FILE[:SCALE][,FILE[:SCALE]...]  GGUF LoRA adapters applied at run time\n"
     "  --kv-type F16|F32   KV cache type (default F32 here: an evaluation)\n"
     "  --split all|train|valid   documents of a tokens.h5 (default all)\n"

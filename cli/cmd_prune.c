@@ -29,7 +29,7 @@ static const char *USAGE =
     "usage: edgetune prune MODEL -o OUT.gguf [options]\n"
     "  importance (scores), on calibration tokens from `edgetune data`:\n"
     "    --calib D.h5          calibration data (same tokenizer as MODEL); its first rows are used\n"
-    "    --calib-rows 64 --seq-len 256 (rows of seq-len+1 tokens) --batch 8 (rows per forward)\n"
+    "    --calib-rows 64 --seq-len 256 (rows of seq-len+1 tokens; 0: min(n_ctx, 256)) --batch 8 (rows per forward)\n"
     "    --method activation|taylor   activation: Minitron (arXiv:2407.14679) head output norms and\n"
     "                          mean |silu(gate)*up|; taylor: LLM-Pruner (arXiv:2305.11627) |sum w*dL/dw|\n"
     "    --depth bi|loss       layer score: Block Influence (ShortGPT, arXiv:2403.03853; free) or the\n"
@@ -45,7 +45,7 @@ static const char *USAGE =
     "    --ffn-multiple M      kept FFN/embd channels a multiple of M (default 32 when n_ff is)\n"
     "  --plan P.json          with targets: write the plan (keep-lists, base sha256, scores) there;\n"
     "                         alone: read P.json and apply it (it must be for MODEL)\n"
-    "  --type F32|F16 (output, default F32) --threads N\n"
+    "  --type F32|F16 (output, default F32) --threads N (0 = auto)\n"
     "  recovery: --recover distill|ce|lora --recover-data T.h5 [--recover-steps 200 --recover-out DIR\n"
     "            --recover-lr 1e-3 --recover-batch 8 --recover-seq-len 256 --recover-precision f32|bf16\n"
     "            --recover-eval-batches N (validation loss at steps 0 and last on N batches; 0 = all)]\n"
@@ -259,7 +259,8 @@ int cmd_prune(int argc, char **argv) {
         rc = et_fail(&e, ET_EUSAGE, "--recover: '%s' is not distill, ce or lora", recover);
     if (!rc) rc = cli_int_range(&a, "threads", 0, 0, 1024, &threads, &e);
     if (!rc) rc = cli_int_range(&a, "calib_rows", 64, 1, 1 << 20, &calib_rows, &e);
-    if (!rc) rc = cli_int_range(&a, "seq_len", 256, 2, 1 << 20, &T, &e);
+    if (!rc) rc = cli_int_range(&a, "seq_len", 256, 0, 1 << 20, &T, &e);
+    if (!rc && T == 1) rc = et_fail(&e, ET_EUSAGE, "--seq-len must be 0 (auto: the model's context, at most 256) or >= 2");
     if (!rc) rc = cli_int_range(&a, "batch", 8, 1, 4096, &batch, &e);
     if (!rc) rc = cli_int_range(&a, "depth_rows", 8, 1, 1 << 20, &depth_rows, &e);
     if (!rc) rc = cli_int_range(&a, "layers", 0, 0, 65535, &layers, &e);
@@ -289,6 +290,7 @@ int cmd_prune(int argc, char **argv) {
     }
     /* 1. the model and its sha256 */
     if ((rc = et_model_load(&m, a.pos[0], NULL, &e))) goto done;
+    if (!T) T = m.hp.n_ctx > 0 && m.hp.n_ctx < 256 ? m.hp.n_ctx : 256;   /* 0 = auto, as train's --seq-len 0 */
     char sha[65] = "";
     struct stat st;
     if (stat(a.pos[0], &st) == 0 && S_ISREG(st.st_mode) && (rc = et_prune_file_sha256(a.pos[0], sha, &e))) goto done;

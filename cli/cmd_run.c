@@ -16,7 +16,7 @@ static const char USAGE[] =
     "  --temp T            temperature (default 0.8; 0 = greedy)\n"
     "  --top-k K           (default 40; 0 = off)   --top-p P (default 0.95; 1 = off)\n"
     "  --min-p P           (default 0.05; 0 = off) --seed S (default 0)\n"
-    "  --threads N         (default 1)             --ctx N (default or 0: the model's, at most 4096)\n"
+    "  --threads N         (default 1; 0 = auto)   --ctx N (default or 0: the model's, at most 4096)\n"
     "  --lora FILE[:SCALE][,FILE[:SCALE]...]  GGUF LoRA adapters applied at run time\n"
     "  --kv-type F16|F32   KV cache type (default F16)\n"
     "  --isa NAME          scalar, avx2, avx512, neon (default: the best available)\n"
@@ -79,8 +79,8 @@ int cli_runner_opts(const cli_args *a, et_runner_opts *o, et_err *e) {
         o->sp.seed = (uint64_t)s;
     }
     if ((rc = cli_int(a, "threads", o->n_threads, &v, e))) return rc;
-    if (v < 1 || v > 256) return et_fail(e, ET_EUSAGE, "--threads must be in [1, 256]");
-    o->n_threads = (int)v;
+    if (v < 0 || v > 256) return et_fail(e, ET_EUSAGE, "--threads must be 0 (auto) or in [1, 256]");
+    o->n_threads = v ? (int)v : et_auto_threads();   /* common/et.h: 0 = auto in every command */
     if ((rc = cli_int(a, "ctx", o->n_ctx, &v, e))) return rc;
     if (v < 0 || v == 1 || v > (1 << 22))   /* 0 = the model's, as edgerun -c 0 */
         return et_fail(e, ET_EUSAGE, "--ctx must be 0 (the model's context) or in [2, %d]", 1 << 22);

@@ -24,7 +24,7 @@ static const char USAGE[] =
     "  --top-p P           nucleus sampling (default 0.95; 1 = off)\n"
     "  --min-p P           drop tokens below P x the most likely (default 0.05; 0 = off)\n"
     "  --seed S            sampler seed (default 0)\n"
-    "  -t, --threads N     threads (default 1)\n"
+    "  -t, --threads N     threads (default 1; 0 = auto: OMP_NUM_THREADS, else every online CPU)\n"
     "  -c, --ctx N         context length (default or 0: the model's, at most 4096)\n"
     "  --lora FILE[:SCALE] apply a GGUF LoRA adapter (repeatable; scale 1 by default)\n"
     "  --kv-type F16|F32   KV cache type (default F16; F32 for --perplexity)\n"
@@ -122,8 +122,8 @@ int main(int argc, char **argv) {
             if (errno || end == v || *end) return usage_error("bad value for", a);
             o.sp.seed = (uint64_t)s;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (parse_int(v, 1, 256, &n)) return usage_error("bad value for", a);
-            o.n_threads = (int)n;
+            if (parse_int(v, 0, 256, &n)) return usage_error("bad value for", a);
+            o.n_threads = n ? (int)n : et_auto_threads();   /* common/et.h: 0 = auto in every command */
         } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) {
             /* 0 = the model's context, as `edgetune run --ctx 0` (issue 11) */
             if (parse_int(v, 0, 1 << 22, &n) || n == 1) return usage_error("bad value for", a);

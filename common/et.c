@@ -24,6 +24,18 @@ int et_fail(et_err *e, int code, const char *fmt, ...) {
     return code;
 }
 
+int et_auto_threads(void) {
+    const char *s = getenv("OMP_NUM_THREADS");
+    long n = 0;
+    if (s && *s) {
+        char *end;
+        n = strtol(s, &end, 10);   /* "4" or the first of a list "4,2" */
+        if (end == s || (*end && *end != ',')) n = 0;
+    }
+    if (n < 1) n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 256 ? 256 : (int)n;
+}
+
 const char *et_shared_dir(void) {
     const char *s = getenv("ET_SHARED");
     return (s && *s) ? s : "../shared";

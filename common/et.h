@@ -140,6 +140,19 @@ uint64_t et_splitmix64(uint64_t *x);
  * next 64 random bits.  A state of all zeros stays all zeros. */
 uint64_t et_xoshiro256ss(uint64_t s[4]);
 
+/* The one rule for size flags given as 0 (issue 11), in every command:
+ * 0 means "automatic", the same choice as leaving the flag out where its
+ * default is automatic, and is refused where a flag has no automatic value
+ * (`data --pack --seq-len`, which must equal the training's):
+ *   --threads 0   et_auto_threads() (training commands: OpenMP's and
+ *                 OpenBLAS's own default, the same count);
+ *   --ctx 0       the model's context, at most 4096 (run, perplexity, eval,
+ *                 logits, imatrix, edgerun -c 0);
+ *   --seq-len 0   the model's context, at most 256 (train, lora, distill, prune).
+ * et_auto_threads: $OMP_NUM_THREADS if it is a number >= 1, else the online
+ * CPUs (sysconf), within [1, 256]. */
+int et_auto_threads(void);
+
 /* Path of the shared data folder: $ET_SHARED if set, else "../shared". */
 const char *et_shared_dir(void);
 

@@ -163,6 +163,54 @@ static void test_ctx_zero_alike(void **state) {
     free(log);
 }
 
+/* Smaller item: `--seq-len 0` and `--threads 0` silently meant "default" in
+ * some commands and were refused in others.  One rule now (common/et.h):
+ * 0 = auto in every command (--threads 0: OMP_NUM_THREADS, else the online
+ * CPUs; --ctx 0: the model's context; --seq-len 0: min(n_ctx, 256)); a flag
+ * with no automatic value (data --pack --seq-len) refuses 0 saying so.
+ * run/perplexity/eval/logits/edgerun refused --threads 0 and imatrix --ctx 0
+ * before. */
+static void test_zero_is_auto(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
+    SHARED_OR_SKIP(text, "data/tinystories_sample.txt");
+    if (!test_have_edgetune()) return;
+    char cmd[4096], t[600], tok[600];
+    snprintf(t, sizeof t, "%s", test_tmp("z.txt"));
+    snprintf(tok, sizeof tok, "%s", test_tmp("z_tok.h5"));
+    snprintf(cmd, sizeof cmd, "head -c 12000 %s > %s && ./edgetune data --tokenizer %s --input %s --separator "
+             "'<|endoftext|>' --valid-fraction 0.1 -o %s", text, t, model, t, tok);
+    assert_int_equal(test_run(cmd), 0);
+    struct { const char *fmt, *want; } ok[] = {
+        {"OMP_NUM_THREADS=2 ./edgetune run %s --prompt Once --n 2 --temp 0 --threads 0 --stats", "2 threads"},
+        {"OMP_NUM_THREADS=2 ./edgerun -m %s -p Once -n 2 --temp 0 -t 0 --stats", "2 threads"},
+        {"./edgetune perplexity %s %s --threads 0 --ctx 0", "windows of 2048 tokens"},
+        {"./edgetune eval %s --task perplexity --data %s --threads 0 --ctx 0", "perplexity"},
+        {"./edgetune logits %s --data %s -o /dev/null --threads 0 --ctx 0 --top-k 4", ""},
+        {"OMP_NUM_THREADS=2 ./edgetune imatrix %s --data %s -o /dev/null --ctx 0 --chunks 1 --threads 0",
+         "chunks of 2048 available, ubatch 512, 2 threads"},
+        {"./edgetune lora --model %s --data %s --steps 1 --batch-size 1 --seq-len 0 --threads 0 --eval-every 0 "
+         "--warmup 0 --out ", "x 256 x 1"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        if (strstr(ok[i].fmt, "edgerun") && access("./edgerun", X_OK)) continue;
+        const char *data = strstr(ok[i].fmt, "imatrix") || strstr(ok[i].fmt, "perplexity %s") ? t : tok;
+        snprintf(cmd, sizeof cmd, ok[i].fmt, model, data);
+        if (strstr(cmd, "--out ")) snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), "%s", test_tmp("z_lora"));
+        int rc = test_run(cmd);
+        char *log = test_slurp(test_tmp("cmd.log"));
+        if (rc || !strstr(log, ok[i].want)) fprintf(stderr, "%s\n%s\n", cmd, log);
+        assert_int_equal(rc, 0);
+        assert_non_null(strstr(log, ok[i].want));
+        free(log);
+    }
+    snprintf(cmd, sizeof cmd, "./edgetune data --tokenizer %s --input %s --pack --seq-len 0 -o %s.packed.h5", model, t, tok);
+    assert_int_equal(test_run(cmd), 1);
+    char *log = test_slurp(test_tmp("cmd.log"));
+    assert_non_null(strstr(log, "0 has no automatic value here"));
+    free(log);
+}
+
 /* Smaller items: perplexity on invalid UTF-8 did not name the file
  * ("text: invalid UTF-8 ..."); `train --resume` on a LoRA run said
  * "unknown flag --targets". */
@@ -309,6 +357,7 @@ int main(void) {
         cmocka_unit_test(test_fifo_and_fake_h5),
         cmocka_unit_test(test_messages_name_things),
         cmocka_unit_test(test_ctx_zero_alike),
+        cmocka_unit_test(test_zero_is_auto),
         cmocka_unit_test(test_adapter_scale_not_finite),
         cmocka_unit_test(test_outdir_locked),
         cmocka_unit_test(test_rejected_run_leaves_no_outdir),
