@@ -322,6 +322,9 @@ int cmd_lora(int argc, char **argv) {
     const uint64_t bytes = file_size(c.gguf);
     printf("trained %lld steps, %lld target tokens: train loss %.4f\n", (long long)res.step, (long long)res.tokens,
            res.last_loss);
+    if (res.skipped)
+        printf("skipped %lld batches without a target token (no update; the steps were drawn again)\n",
+               (long long)res.skipped);
     if (valid)
         printf("validation loss: before %.4f (step %lld), after %.4f (ppl %.3f -> %.3f)\n", p.first_val_loss,
                (long long)p.first_val_step, p.last_val_loss, exp(p.first_val_loss), exp(p.last_val_loss));

@@ -437,6 +437,9 @@ static int train_or_distill(int argc, char **argv, int distill) {
     else
         printf("trained %lld steps, %lld tokens: train loss %.4f, val loss %.4f (ppl %.3f)\n", (long long)res.step,
                (long long)res.tokens, res.last_loss, res.val_loss, exp(res.val_loss));
+    if (res.skipped)
+        printf("skipped %lld batches without a target token (no update; the steps were drawn again)\n",
+               (long long)res.skipped);
     printf("wrote %s, %s, %s\n", c.gguf, c.ckpt, c.recipe);
     if (c.qat.on) printf("wrote %s: the QAT model in %s, the weights the training forward used\n", c.qgguf, c.qat.name);
     if (have_kd) {

@@ -81,6 +81,14 @@ int cli_progress_event(void *user, const et_train_event *ev) {
                 (long long)ev->steps, ev->val_loss, ev->val_ppl, (long long)ev->val_tokens);
         if (p->first_val_step < 0) p->first_val_loss = ev->val_loss, p->first_val_step = ev->step;
         p->last_val_loss = ev->val_loss;
+    } else if (ev->kind == ET_EV_SKIP) {
+        if (!p->skipped) {   /* warned once; the count is in the summary (and the metrics) */
+            cli_progress_end(p);
+            fprintf(stderr, "edgetune: warning: step %lld: no micro-batch has a target token (all masked): no update, "
+                    "the step is drawn again from the next batches (counted as skipped; docs/training.md)\n",
+                    (long long)ev->step);
+        }
+        p->skipped = ev->skipped;
     } else if (ev->kind == ET_EV_CKPT && !p->tty) {
         fprintf(stderr, "%s%sstep %lld/%lld checkpoint %s\n", what, sp, (long long)ev->step, (long long)ev->steps,
                 ev->path);

@@ -28,6 +28,7 @@ typedef struct cli_progress {
     double first_val_loss;  /* first evaluation seen (NaN if none) */
     int64_t first_val_step;
     double last_val_loss;   /* last evaluation seen (NaN if none) */
+    int64_t skipped;        /* steps skipped for having no target token (ET_EV_SKIP) */
 } cli_progress;
 
 /* A progress state for stderr; metrics may be NULL. */

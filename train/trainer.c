@@ -40,8 +40,8 @@ static int json_num(char *buf, size_t cap, const char *key, double v) {
 }
 
 int et_train_event_json(const et_train_event *ev, char *buf, size_t cap) {
-    static const char *kinds[] = {"?", "step", "eval", "checkpoint"};
-    const char *kind = ev->kind >= 1 && ev->kind <= 3 ? kinds[ev->kind] : kinds[0];
+    static const char *kinds[] = {"?", "step", "eval", "checkpoint", "skip"};
+    const char *kind = ev->kind >= 1 && ev->kind <= 4 ? kinds[ev->kind] : kinds[0];
     size_t n = 0;
     int k = snprintf(buf, cap, "{\"event\":\"%s\",\"step\":%lld,\"steps\":%lld,\"tokens\":%lld", kind,
                      (long long)ev->step, (long long)ev->steps, (long long)ev->tokens);
@@ -64,6 +64,8 @@ int et_train_event_json(const et_train_event *ev, char *buf, size_t cap) {
         ADD(snprintf(REST, ",\"val_tokens\":%lld", (long long)ev->val_tokens));
     } else if (ev->kind == ET_EV_CKPT) {
         ADD(snprintf(REST, ",\"path\":\"%s\"", ev->path ? ev->path : ""));
+    } else if (ev->kind == ET_EV_SKIP) {
+        ADD(snprintf(REST, ",\"skipped\":%lld", (long long)ev->skipped));
     }
     ADD(json_num(REST, "elapsed_s", ev->elapsed_s));
     ADD(snprintf(REST, "}"));
@@ -224,7 +226,7 @@ int et_train_run(const et_train_model *tm, et_loader *train, et_loader *valid, c
                  et_train_result *res, et_err *e) {
     et_train_result dummy;
     if (!res) res = &dummy;
-    *res = (et_train_result){0, NAN, NAN, 0};
+    *res = (et_train_result){0, NAN, NAN, 0, 0};
     int rc = check_opts(tm, opts, train, e);
     if (rc) return rc;
     run r = {.tm = tm, .o = opts, .train = train, .valid = valid, .last_ckpt = -1, .t0 = et_now_s(), .res = res};
@@ -256,7 +258,9 @@ int et_train_run(const et_train_model *tm, et_loader *train, et_loader *valid, c
     res->step = r.opt.step;
     int done_eval = 0, done_ckpt = 0;
     double t_steps = 0.0;
-    int64_t n_timed = 0;
+    int64_t n_timed = 0, skip_run = 0;
+    /* micro-batch groups in one pass over the training rows: that many without a target = no target at all */
+    const int64_t pass = et_loader_n_samples(train) / ((int64_t)B * A) + 2;
     while (r.opt.step < opts->steps && !r.stop) {
         const int64_t s = r.opt.step + 1;
         double t_start = et_now_s();
@@ -269,10 +273,24 @@ int et_train_run(const et_train_model *tm, et_loader *train, et_loader *valid, c
             if (!rc) n_tok += count_targets(msk + (size_t)a * per, B, T);
         }
         if (rc) break;
+        if (n_tok == 0) {
+            /* no target in any micro-batch: no update (AdamW on zero gradients would still decay
+               the weights and move them by momentum); the step is drawn again */
+            res->skipped++;
+            et_train_event ev = {.kind = ET_EV_SKIP, .step = s, .skipped = res->skipped};
+            emit(&r, &ev);
+            if (++skip_run > pass) {
+                rc = et_fail(e, ET_EINPUT, "step %lld: no micro-batch of a whole pass over the training data has a "
+                             "target token (every target is masked)", (long long)s);
+                break;
+            }
+            continue;
+        }
+        skip_run = 0;
         /* 2. gradients of the mean token loss over the whole step */
         zero_floats(tm->grads, tm->n);
         double loss_sum = 0.0;
-        for (int a = 0; a < A && !rc && n_tok > 0; a++) {
+        for (int a = 0; a < A && !rc; a++) {
             double ls = 0.0;
             if (tm->row_pos) memcpy(tm->row_pos, pos + (size_t)a * B, sizeof *pos * (size_t)B);
             rc = tm->fwd_bwd(tm->ctx, tok + (size_t)a * per, msk + (size_t)a * per, B, T, (double)n_tok, &ls, e);

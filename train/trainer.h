@@ -19,6 +19,12 @@
  *   2. zero the gradient block; for each micro-batch call fwd_bwd with
  *      norm = n_tok, so the gradients add up to those of the mean token loss
  *      over the whole step (gradient accumulation, exact for uneven masks);
+ *      If n_tok is 0 (every target of every micro-batch masked: short
+ *      instruction records whose answer was cut off), nothing is updated:
+ *      parameters, AdamW moments and its step count, the schedule and the
+ *      RNG stay as they were; a SKIP event is emitted and the step is tried
+ *      again on the next micro-batches (so `steps` counts updates).  A whole
+ *      pass over the training rows without a target is ET_EINPUT;
  *   3. loss = sum of token losses / n_tok; if it or the gradient norm is NaN
  *      or Inf: stop with ET_ERUN naming the step; parameters, moments and the
  *      last checkpoint are left as they were before this step;
@@ -106,7 +112,7 @@ typedef struct et_train_opts {
  * eval_batches 0, ckpt_every 0, seed 1. */
 et_train_opts et_train_defaults(void);
 
-enum { ET_EV_STEP = 1, ET_EV_EVAL = 2, ET_EV_CKPT = 3 };
+enum { ET_EV_STEP = 1, ET_EV_EVAL = 2, ET_EV_CKPT = 3, ET_EV_SKIP = 4 };
 
 struct et_train_event {
     int kind;               /* ET_EV_* */
@@ -123,6 +129,8 @@ struct et_train_event {
     double val_ppl;         /* EVAL: exp(val_loss) */
     int64_t val_tokens;     /* EVAL: validation targets counted */
     const char *path;       /* CKPT: file written */
+    int64_t skipped;        /* SKIP: micro-batch groups without a target token skipped so far in this
+                               process (step = the update they were drawn for; nothing was updated) */
     int n_aux;              /* STEP: extra figures of the model (et_train_model.aux_name), */
     const char *const *aux_name;
     double aux[ET_TRAIN_MAX_AUX]; /* as means per target token */
@@ -137,6 +145,7 @@ typedef struct et_train_result {
     double last_loss;       /* training loss of the last step (NaN if none) */
     double val_loss;        /* last evaluation (NaN if none) */
     int64_t tokens;         /* training targets consumed */
+    int64_t skipped;        /* steps skipped for having no target token (this process) */
 } et_train_result;
 
 /* Train tm with batches from train (loop, shuffled as its options say) and
