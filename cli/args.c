@@ -34,7 +34,19 @@ static int add_flag(cli_args *a, const char *name, const char *value, int overri
     return 0;
 }
 
-static int load_recipe(cli_args *a, const char *path, et_err *e) {
+/* 1 when `key` is an entry of the comma-separated list */
+static int in_list(const char *list, const char *key) {
+    size_t n = strlen(key);
+    for (const char *p = list; p && *p;) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        if (len == n && !strncmp(p, key, n)) return 1;
+        p = c ? c + 1 : NULL;
+    }
+    return 0;
+}
+
+static int load_recipe(cli_args *a, const char *path, int keep_derived, et_err *e) {
     et_map m;
     int rc = et_map_open(&m, path, e);
     if (rc) return rc;
@@ -44,7 +56,13 @@ static int load_recipe(cli_args *a, const char *path, et_err *e) {
         cJSON_Delete(root);
         return et_fail(e, ET_EINPUT, "%s: recipe is not a JSON object", path);
     }
+    const cJSON *dl = cJSON_GetObjectItemCaseSensitive(root, "derived");
+    const char *derived = cJSON_IsString(dl) ? dl->valuestring : "";
     for (cJSON *it = root->child; it; it = it->next) {
+        if (!strcmp(it->string, "derived")) continue;   /* bookkeeping, not a flag */
+        int is_derived = in_list(derived, it->string);
+        if (is_derived && !keep_derived) continue;      /* derived again for this run */
+        if (is_derived && cli_str(a, it->string, NULL)) continue;   /* the command line sets it */
         char buf[64];
         const char *v = NULL;
         char *printed = NULL;
@@ -63,9 +81,31 @@ static int load_recipe(cli_args *a, const char *path, et_err *e) {
             return et_fail(e, ET_ERUN, "%s: out of memory", path);
         }
         free(printed);
+        if (is_derived) {   /* remember it: the resumed run's recipe lists it as derived again */
+            size_t old = a->derived ? strlen(a->derived) : 0, add = strlen(it->string) + 2;
+            char *d = realloc(a->derived, old + add + 1);
+            if (!d) {
+                cJSON_Delete(root);
+                return et_fail(e, ET_ERUN, "%s: out of memory", path);
+            }
+            if (!old) d[0] = 0;
+            snprintf(d + strlen(d), add + 1, "%s%s,", old ? "" : ",", it->string);
+            a->derived = d;
+        }
     }
     cJSON_Delete(root);
     return 0;
+}
+
+int cli_given(const cli_args *a, const char *name) {
+    const char *v = cli_str(a, name, NULL);
+    if (!v || !strcmp(v, "0") || !strcmp(v, "auto")) return 0;
+    if (a->derived) {
+        char key[160];
+        snprintf(key, sizeof key, ",%s,", name);
+        if (strstr(a->derived, key)) return 0;
+    }
+    return 1;
 }
 
 int cli_parse(cli_args *a, int argc, char **argv, const char *const *bool_flags, et_err *e) {
@@ -73,6 +113,7 @@ int cli_parse(cli_args *a, int argc, char **argv, const char *const *bool_flags,
     a->pos = calloc((size_t)argc + 1, sizeof(char *));
     if (!a->pos) return et_fail(e, ET_ERUN, "out of memory");
     const char *config = NULL;
+    int keep_derived = 0;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         if (s[0] == '-' && s[1] == '-' && s[2]) {
@@ -91,6 +132,7 @@ int cli_parse(cli_args *a, int argc, char **argv, const char *const *bool_flags,
             else if (i + 1 < argc) value = argv[++i];
             else return et_fail(e, ET_EUSAGE, "flag --%s needs a value", name);
             if (!strcmp(name, "config")) { config = value; continue; }
+            if (!strcmp(name, "resume_config")) { config = value, keep_derived = 1; continue; }
             if (add_flag(a, name, value, 1)) return et_fail(e, ET_ERUN, "out of memory");
         } else if (!strcmp(s, "-o") && i + 1 < argc) {
             if (add_flag(a, "output", argv[++i], 1)) return et_fail(e, ET_ERUN, "out of memory");
@@ -98,7 +140,7 @@ int cli_parse(cli_args *a, int argc, char **argv, const char *const *bool_flags,
             a->pos[a->npos++] = argv[i];
         }
     }
-    if (config) return load_recipe(a, config, e);
+    if (config) return load_recipe(a, config, keep_derived, e);
     return 0;
 }
 
@@ -107,6 +149,7 @@ void cli_free(cli_args *a) {
     free(a->names);
     free(a->values);
     free(a->pos);
+    free(a->derived);
     memset(a, 0, sizeof *a);
 }
 

@@ -21,12 +21,25 @@ typedef struct cli_args {
     char **names, **values;
     int npos;              /* positional arguments */
     char **pos;
+    char *derived;         /* ",k1,k2," the flags that took a derived value from a resumed run's
+                              recipe (see cli_parse), or NULL */
 } cli_args;
 
 /* Parse argv[1..argc-1]. `bool_flags` is a NULL-terminated list of flags
- * that take no value. Returns 0, or ET_EUSAGE / ET_EINPUT with e filled. */
+ * that take no value. --config FILE fills in the flags the command line
+ * omits from a recipe JSON, except the keys its "derived" entry lists
+ * (values the run computed, e.g. warmup from steps: they are derived again
+ * for this run); --resume-config FILE (what --resume uses) takes those too,
+ * as the same run continues, and remembers them in a->derived so the
+ * resumed run's recipe still lists them as derived.
+ * Returns 0, or ET_EUSAGE / ET_EINPUT with e filled. */
 int cli_parse(cli_args *a, int argc, char **argv, const char *const *bool_flags, et_err *e);
 void cli_free(cli_args *a);
+/* 1 when the flag was set by the user (command line, or a recipe key that
+ * was not derived) to something other than 0 or "auto"; 0 when it is absent,
+ * 0/auto (both mean "derive it", common/et.h) or a derived value of a resumed
+ * run's recipe. */
+int cli_given(const cli_args *a, const char *name);
 /* Value of --name, or def when absent. */
 const char *cli_str(const cli_args *a, const char *name, const char *def);
 /* Numeric values; ET_EUSAGE with a message if present but malformed. */

@@ -142,7 +142,7 @@ static int read_cfg(const cli_args *a, lora_cfg *c, et_err *e) {
     return 0;
 }
 
-static int save_recipe(const lora_cfg *c, char **json, et_err *e) {
+static int save_recipe(const lora_cfg *c, const cli_args *a, char **json, et_err *e) {
     cli_recipe r = {0};
     const et_train_opts *o = &c->o;
     cli_recipe_add(&r, "model", "%s", c->model);
@@ -172,7 +172,10 @@ static int save_recipe(const lora_cfg *c, char **json, et_err *e) {
     cli_recipe_add(&r, "seed", "%llu", (unsigned long long)o->seed);
     if (c->threads) cli_recipe_add(&r, "threads", "%d", c->threads);
     if (c->metrics) cli_recipe_add(&r, "metrics", "%s", c->metrics);
+    cli_recipe_add(&r, "log_every", "%d", c->log_every);   /* kept by --resume (was lost) */
     cli_qat_recipe(&c->qat, &r);
+    static const char *const derived[] = {"min_lr", "warmup", "seq_len", "precision", "base_type", "dropout", NULL};
+    cli_recipe_derived(&r, a, derived);
     return cli_recipe_save(&r, c->recipe, json, e);
 }
 
@@ -273,7 +276,7 @@ int cmd_lora(int argc, char **argv) {
         fprintf(stderr, "edgetune: no validation loss: %s\n", ve.msg);
     }
     /* inputs validated: lock (and create) --out before writing into it */
-    if ((rc = cli_lock_outdir(c.out, &e)) || (rc = save_recipe(&c, &recipe, &e))) goto done;
+    if ((rc = cli_lock_outdir(c.out, &e)) || (rc = save_recipe(&c, &a, &recipe, &e))) goto done;
     c.o.config = recipe;
     if (c.metrics && !(metrics = fopen(c.metrics, c.o.resume ? "a" : "w"))) {
         rc = et_fail(&e, ET_ERUN, "%s: cannot open the metrics file", c.metrics);
@@ -326,8 +329,8 @@ int cmd_lora(int argc, char **argv) {
         printf("skipped %lld batches without a target token (no update; the steps were drawn again)\n",
                (long long)res.skipped);
     if (valid)
-        printf("validation loss: before %.4f (step %lld), after %.4f (ppl %.3f -> %.3f)\n", p.first_val_loss,
-               (long long)p.first_val_step, p.last_val_loss, exp(p.first_val_loss), exp(p.last_val_loss));
+        printf("validation loss: before %.4f (step %lld), after %.4f (ppl %.3f -> %.3f)\n", res.first_val_loss,
+               (long long)res.first_val_step, p.last_val_loss, exp(res.first_val_loss), exp(p.last_val_loss));
     printf("adapter: %s, %llu bytes (%.1f KB), %zu parameters, rank %d, alpha %g, targets %s\n", c.gguf,
            (unsigned long long)bytes, bytes / 1024.0, ad.n_params, ad.rank, (double)ad.alpha, c.targets);
     printf("wrote %s, %s/ (PEFT), %s, %s\n", c.gguf, c.peft, c.ckpt, c.recipe);

@@ -244,7 +244,7 @@ static int make_model(train_cfg *c, et_model *m, const et_ds *ds, et_err *e) {
     return 0;
 }
 
-static int save_recipe(const train_cfg *c, const et_model *m, char **json, et_err *e) {
+static int save_recipe(const train_cfg *c, const cli_args *a, const et_model *m, char **json, et_err *e) {
     cli_recipe r = {0};
     const et_train_opts *o = &c->o;
     if (c->model) cli_recipe_add(&r, c->distill ? "student" : "model", "%s", c->model);
@@ -289,7 +289,10 @@ static int save_recipe(const train_cfg *c, const et_model *m, char **json, et_er
     cli_recipe_add(&r, "precision", "%s", et_gemm_precision_name(c->precision));
     if (c->loader_mode) cli_recipe_add(&r, "loader", "%s", c->loader_mode == ET_LOAD_ROWS ? "rows" : "stream");
     if (c->metrics) cli_recipe_add(&r, "metrics", "%s", c->metrics);
+    cli_recipe_add(&r, "log_every", "%d", c->log_every);   /* kept by --resume (was lost) */
     cli_qat_recipe(&c->qat, &r);
+    static const char *const derived[] = {"min_lr", "warmup", "seq_len", "precision", NULL};
+    cli_recipe_derived(&r, a, derived);
     return cli_recipe_save(&r, c->recipe, json, e);
 }
 
@@ -399,7 +402,7 @@ static int train_or_distill(int argc, char **argv, int distill) {
         fprintf(stderr, "edgetune: no evaluation: %s\n", ve.msg);
     }
     /* inputs validated: lock (and create) --out before writing into it */
-    if ((rc = cli_lock_outdir(c.out, &e)) || (rc = save_recipe(&c, &m, &recipe, &e))) goto done;
+    if ((rc = cli_lock_outdir(c.out, &e)) || (rc = save_recipe(&c, &a, &m, &recipe, &e))) goto done;
     c.o.config = recipe;
     if (c.metrics && !(p.metrics = fopen(c.metrics, c.o.resume ? "a" : "w"))) {
         rc = et_fail(&e, ET_ERUN, "%s: cannot open the metrics file", c.metrics);

@@ -118,6 +118,15 @@ void cli_recipe_float(cli_recipe *r, const char *k, float v) {
     cli_recipe_add(r, k, "%s", buf);
 }
 
+void cli_recipe_derived(cli_recipe *r, const cli_args *a, const char *const *keys) {
+    char list[512] = "";
+    size_t n = 0;
+    for (int i = 0; keys[i]; i++)
+        if (!cli_given(a, keys[i]) && n + strlen(keys[i]) + 2 < sizeof list)
+            n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", n ? "," : "", keys[i]);
+    if (n) cli_recipe_add(r, "derived", "%s", list);
+}
+
 int cli_recipe_save(cli_recipe *r, const char *path, char **json, et_err *e) {
     cli_args args = {.n = r->n, .names = r->names, .values = r->values};
     int rc = cli_save_recipe(&args, path, e);
@@ -146,7 +155,7 @@ int cli_parse_with_resume(cli_args *a, int argc, char **argv, const char *const 
     char **v = malloc(sizeof(char *) * (size_t)(argc + 3));
     if (!v) return et_fail(e, ET_ERUN, "out of memory");
     for (int i = 0; i < argc; i++) v[i] = argv[i];
-    v[argc] = "--config", v[argc + 1] = path, v[argc + 2] = NULL;
+    v[argc] = "--resume-config", v[argc + 1] = path, v[argc + 2] = NULL;   /* derived values kept: the same run */
     cli_free(a);
     rc = cli_parse(a, argc + 2, v, bools, e);
     free(v);

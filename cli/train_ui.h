@@ -50,6 +50,11 @@ typedef struct cli_recipe {
 void cli_recipe_add(cli_recipe *r, const char *k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The shortest decimal (6 to 9 digits) that reads back as the same float. */
 void cli_recipe_float(cli_recipe *r, const char *k, float v);
+/* The recipe's "derived" entry: those of keys (NULL-terminated) that the
+ * user did not set (cli_given), so their recorded values are computed ones
+ * (warmup from steps, min_lr from lr, seq_len from the model...): a later
+ * --config derives them again, --resume keeps them (cli_parse). */
+void cli_recipe_derived(cli_recipe *r, const cli_args *a, const char *const *keys);
 /* Write it to path (atomic) and return its text in *json (malloc'd, for
  * checkpoints); frees r's strings.  0 or an error code. */
 int cli_recipe_save(cli_recipe *r, const char *path, char **json, et_err *e);

@@ -211,6 +211,94 @@ static void test_zero_is_auto(void **state) {
     free(log);
 }
 
+/* New user's first hour: (a) reusing a run's recipe.json with --config kept
+ * the values derived for the old run (warmup 3 of a 30-step run applied to a
+ * 2-step run, min_lr = lr/10 of the old lr); the recipe now lists them under
+ * "derived" and --config derives them again, while user-set values are kept.
+ * (b) after --resume, --log-every was lost (a line per step) and "validation
+ * loss: before" was the last evaluation before the interruption, not step 0's;
+ * a resume keeps the derived values of its run (warmup stays 1 when the run
+ * is extended from 10 to 20 steps). */
+static double before_loss(const char *log, long *step) {
+    const char *p = strstr(log, "validation loss: before ");
+    assert_non_null(p);
+    double v = 0;
+    assert_int_equal(sscanf(p, "validation loss: before %lf (step %ld)", &v, step), 2);
+    return v;
+}
+
+static void test_recipe_derived_and_resume(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
+    SHARED_OR_SKIP(text, "data/tinystories_sample.txt");
+    if (!test_have_edgetune()) return;
+    char cmd[4096], tok[600], a[600], b[600], c[600], d[600], rec[700];
+    snprintf(tok, sizeof tok, "%s", test_tmp("r_tok.h5"));
+    snprintf(a, sizeof a, "%s", test_tmp("r_a"));
+    snprintf(b, sizeof b, "%s", test_tmp("r_b"));
+    snprintf(c, sizeof c, "%s", test_tmp("r_c"));
+    snprintf(d, sizeof d, "%s", test_tmp("r_d"));
+    snprintf(cmd, sizeof cmd, "head -c 20000 %s > %s.txt && ./edgetune data --tokenizer %s --input %s.txt --separator "
+             "'<|endoftext|>' --valid-fraction 0.1 -o %s", text, tok, model, tok, tok);
+    assert_int_equal(test_run(cmd), 0);
+    const char *common = "--batch-size 1 --seq-len 16 --eval-batches 2 --rank 2";
+    snprintf(cmd, sizeof cmd, "./edgetune lora --model %s --data %s --out %s --steps 30 --lr 1e-3 --eval-every 0 %s",
+             model, tok, a, common);
+    assert_int_equal(test_run(cmd), 0);
+    snprintf(rec, sizeof rec, "%s/recipe.json", a);
+    char *r = test_slurp(rec);
+    assert_non_null(strstr(r, "\"warmup\":\t3"));
+    assert_non_null(strstr(r, "\"min_lr\":\t0.0001"));
+    assert_non_null(strstr(r, "\"derived\":\t\"min_lr,warmup,"));
+    free(r);
+    /* (a) reuse for 2 steps: warmup derived again (2/10 = 0), no warmup warning; the user's lr kept */
+    snprintf(cmd, sizeof cmd, "./edgetune lora --config %s --out %s --steps 2", rec, b);
+    assert_int_equal(test_run(cmd), 0);
+    char *log = test_slurp(test_tmp("cmd.log"));
+    assert_null(strstr(log, "is not below --steps"));
+    free(log);
+    snprintf(rec, sizeof rec, "%s/recipe.json", b);
+    r = test_slurp(rec);
+    assert_non_null(strstr(r, "\"warmup\":\t0"));
+    assert_non_null(strstr(r, "\"lr\":\t0.001"));
+    free(r);
+    /* a new lr: min_lr derived again from it */
+    snprintf(rec, sizeof rec, "%s/recipe.json", a);
+    snprintf(cmd, sizeof cmd, "./edgetune lora --config %s --out %s --steps 2 --lr 2e-3", rec, c);
+    assert_int_equal(test_run(cmd), 0);
+    snprintf(rec, sizeof rec, "%s/recipe.json", c);
+    r = test_slurp(rec);
+    assert_non_null(strstr(r, "\"min_lr\":\t0.0002"));
+    free(r);
+    /* (b) resume: --log-every and the step-0 "before" loss survive, derived warmup kept */
+    snprintf(cmd, sizeof cmd, "./edgetune lora --model %s --data %s --out %s --steps 10 --eval-every 5 --log-every 5 %s",
+             model, tok, d, common);
+    assert_int_equal(test_run(cmd), 0);
+    log = test_slurp(test_tmp("cmd.log"));
+    long s0 = -1;
+    double v0 = before_loss(log, &s0);
+    assert_int_equal(s0, 0);
+    free(log);
+    snprintf(cmd, sizeof cmd, "./edgetune lora --resume --out %s --steps 20", d);
+    assert_int_equal(test_run(cmd), 0);
+    log = test_slurp(test_tmp("cmd.log"));
+    long s1 = -1;
+    double v1 = before_loss(log, &s1);
+    if (s1 != 0) fprintf(stderr, "%s\n", log);
+    assert_int_equal(s1, 0);
+    assert_true(v1 == v0);
+    assert_non_null(strstr(log, "step 15/20 loss"));
+    assert_null(strstr(log, "step 11/20 loss"));   /* --log-every 5 kept */
+    free(log);
+    snprintf(rec, sizeof rec, "%s/recipe.json", d);
+    r = test_slurp(rec);
+    assert_non_null(strstr(r, "\"warmup\":\t1,"));   /* 10/10, not 20/10: the same run */
+    assert_non_null(strstr(r, "\"log_every\":\t5"));
+    assert_non_null(strstr(r, "warmup"));
+    assert_non_null(strstr(strstr(r, "\"derived\""), "warmup"));
+    free(r);
+}
+
 /* Smaller items: perplexity on invalid UTF-8 did not name the file
  * ("text: invalid UTF-8 ..."); `train --resume` on a LoRA run said
  * "unknown flag --targets". */
@@ -358,6 +446,7 @@ int main(void) {
         cmocka_unit_test(test_messages_name_things),
         cmocka_unit_test(test_ctx_zero_alike),
         cmocka_unit_test(test_zero_is_auto),
+        cmocka_unit_test(test_recipe_derived_and_resume),
         cmocka_unit_test(test_adapter_scale_not_finite),
         cmocka_unit_test(test_outdir_locked),
         cmocka_unit_test(test_rejected_run_leaves_no_outdir),

@@ -138,6 +138,9 @@ int et_ckpt_save(const char *path, const et_param_block *b, const et_adamw *o, c
               write_attr(f, "rng", H5T_STD_U64LE, H5T_NATIVE_UINT64, st->rng, 4) ||
               write_attr_str(f, "config", st->config ? st->config : "");
     for (int i = 0; i < 4 && !bad; i++) bad = write_attr(f, hp_names[i], H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &hp[i], 0);
+    if (!bad && st->has_val_start)
+        bad = write_attr(f, "val_loss_start", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &st->val_start, 0) ||
+              write_attr(f, "val_loss_start_step", H5T_STD_I64LE, H5T_NATIVE_INT64, &st->val_start_step, 0);
     if (!bad && st->cursor_len) {
         hsize_t c = st->cursor_len;
         bad = write_ds(f, "data_cursor", H5T_STD_U8LE, H5T_NATIVE_UINT8, st->cursor, 1, &c, 0);
@@ -254,6 +257,12 @@ static int peek_open(hid_t f, const char *path, et_ckpt *st, et_err *e) {
         return et_fail(e, ET_EINPUT, "%s: attribute step, tokens or rng missing or malformed", path);
     st->config = read_attr_str(f, "config");
     if (!st->config) return et_fail(e, ET_EINPUT, "%s: attribute config missing or not a string", path);
+    if (H5Aexists(f, "val_loss_start") > 0 &&   /* optional: older files lack it */
+        (read_attr(f, "val_loss_start", H5T_FLOAT, H5T_NATIVE_DOUBLE, &st->val_start, 1) ||
+         read_attr(f, "val_loss_start_step", H5T_INTEGER, H5T_NATIVE_INT64, &st->val_start_step, 1) ||
+         st->val_start_step < 0 || st->val_start_step > st->step))
+        return et_fail(e, ET_EINPUT, "%s: attribute val_loss_start or val_loss_start_step malformed", path);
+    st->has_val_start = H5Aexists(f, "val_loss_start") > 0;
     if (H5Lexists(f, "data_cursor", H5P_DEFAULT) > 0) {
         hsize_t c;
         if (ds_dims(f, "data_cursor", 1, &c) || c > ((hsize_t)1 << 24))

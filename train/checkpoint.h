@@ -20,7 +20,8 @@
  *   /data_cursor   uint8 [c]     the batch loader's position (opaque bytes; absent when c = 0)
  *   attributes of /: format "edgetune-checkpoint", version 1, step, tokens,
  *     rng uint64[4], adamw_beta1/beta2/eps/weight_decay, config (the recipe
- *     JSON, a string), n_params.
+ *     JSON, a string), n_params; optional val_loss_start (float64) and
+ *     val_loss_start_step (int64): the run's first validation loss.
  * The three float datasets are chunked with the Fletcher-32 filter and the
  * file uses the HDF5 1.10 format, whose metadata is checksummed too, so a
  * corrupted or truncated file is refused on load rather than read silently.
@@ -51,6 +52,12 @@ typedef struct et_ckpt {
     uint8_t *cursor;        /* data loader state, opaque bytes (malloc'd by load) */
     size_t cursor_len;
     char *config;           /* the run's recipe JSON, NUL-terminated (malloc'd by load); may be NULL */
+    /* The validation loss at the start of the run (nats per token; step 0), so
+     * a resumed run reports its "before" figure: written when has_val_start,
+     * read back as has_val_start = 0 from files that lack it. */
+    int has_val_start;
+    double val_start;
+    int64_t val_start_step;
 } et_ckpt;
 
 /* Write the block, the optimizer moments and st to path atomically.

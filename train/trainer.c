@@ -147,6 +147,8 @@ static int save(run *r, et_err *e) {
     et_ckpt st = {.step = r->opt.step, .tokens = r->tokens, .cursor = cur, .cursor_len = sizeof cur,
                   .config = (char *)(r->o->config ? r->o->config : "")};
     memcpy(st.rng, r->rng.s, sizeof st.rng);
+    if (r->res->first_val_step >= 0)   /* the run's "before" figure survives a resume */
+        st.has_val_start = 1, st.val_start = r->res->first_val_loss, st.val_start_step = r->res->first_val_step;
     et_param_block b = {r->tm->params, r->tm->n, r->tm->t, r->tm->n_t};
     int rc = et_ckpt_save(r->o->ckpt_path, &b, &r->opt, &st, e);
     if (rc) return rc;
@@ -170,6 +172,7 @@ static int resume(run *r, et_err *e) {
         return et_fail(e, ET_EINPUT, "%s: the saved data position does not fit: %s", r->o->ckpt_path, why.msg);
     }
     memcpy(r->rng.s, st.rng, sizeof st.rng);
+    if (st.has_val_start) r->res->first_val_loss = st.val_start, r->res->first_val_step = st.val_start_step;
     r->tokens = st.tokens;
     r->last_ckpt = st.step;
     if (st.step > r->o->steps) rc = et_fail(e, ET_EUSAGE, "%s: checkpoint is at step %lld, beyond --steps %lld",
@@ -187,6 +190,7 @@ static int evaluate(run *r, et_err *e) {
     et_train_event ev = {.kind = ET_EV_EVAL, .step = r->opt.step, .val_loss = loss, .val_ppl = exp(loss),
                          .val_tokens = n};
     r->res->val_loss = loss;
+    if (r->res->first_val_step < 0) r->res->first_val_loss = loss, r->res->first_val_step = r->opt.step;
     emit(r, &ev);
     return 0;
 }
@@ -226,7 +230,7 @@ int et_train_run(const et_train_model *tm, et_loader *train, et_loader *valid, c
                  et_train_result *res, et_err *e) {
     et_train_result dummy;
     if (!res) res = &dummy;
-    *res = (et_train_result){0, NAN, NAN, 0, 0};
+    *res = (et_train_result){0, NAN, NAN, 0, 0, NAN, -1};
     int rc = check_opts(tm, opts, train, e);
     if (rc) return rc;
     run r = {.tm = tm, .o = opts, .train = train, .valid = valid, .last_ckpt = -1, .t0 = et_now_s(), .res = res};

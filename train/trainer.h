@@ -146,6 +146,9 @@ typedef struct et_train_result {
     double val_loss;        /* last evaluation (NaN if none) */
     int64_t tokens;         /* training targets consumed */
     int64_t skipped;        /* steps skipped for having no target token (this process) */
+    double first_val_loss;  /* the run's first evaluation (step 0), also after a resume (kept in the
+                               checkpoint); NaN if none */
+    int64_t first_val_step; /* its step; -1 if none */
 } et_train_result;
 
 /* Train tm with batches from train (loop, shuffled as its options say) and
