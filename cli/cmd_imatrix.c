@@ -32,16 +32,9 @@ static const char USAGE[] =
 /* All tokens of the documents [d0, d1) of a tokens.h5, back to back. */
 static int read_dataset(et_runner *r, const char *path, const char *split, int32_t **out, size_t *n_out, et_err *e) {
     et_ds *ds;
-    int rc = et_ds_open(&ds, path, e);
+    int64_t d0, d1;   /* datasets/dataset.h: the one tokenizer check, the split */
+    int rc = et_ds_open_split(&ds, path, split, r->m->tok, r->m->hp.n_vocab, &d0, &d1, e);
     if (rc) return rc;
-    if ((rc = et_check_tokenizer(r->m, path, ds->tokenizer_sha256, ds->n_vocab, e))) goto out;
-    int64_t d0 = 0, d1 = ds->n_docs;
-    if (!strcmp(split, "train")) et_ds_split_docs(ds, ET_SPLIT_TRAIN, &d0, &d1);
-    else if (!strcmp(split, "valid")) et_ds_split_docs(ds, ET_SPLIT_VALID, &d0, &d1);
-    else if (strcmp(split, "all")) {
-        rc = et_fail(e, ET_EUSAGE, "--split must be all, train or valid");
-        goto out;
-    }
     int64_t start = ds->doc_offsets[d0], n = ds->doc_offsets[d1] - start;
     *out = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
     if (!*out) {

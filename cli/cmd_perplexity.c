@@ -27,19 +27,9 @@ static const char USAGE[] =
 
 static int ppl_dataset(et_runner *r, const char *path, const char *split, et_ppl *acc, et_err *e) {
     et_ds *ds;
-    int rc = et_ds_open(&ds, path, e);
+    int64_t d0, d1;   /* datasets/dataset.h: the one tokenizer check every command pairing a model with a tokens.h5 uses */
+    int rc = et_ds_open_split(&ds, path, split, r->m->tok, r->m->hp.n_vocab, &d0, &d1, e);
     if (rc) return rc;
-    /* the one compatibility check every command pairing a model with a tokens.h5 uses */
-    if ((rc = et_ds_check_tokenizer(path, ds->tokenizer_sha256, ds->n_vocab, ds->bos_id, ds->eos_id, r->m->tok,
-                                    r->m->hp.n_vocab, "model", e)))
-        goto out;
-    int64_t d0 = 0, d1 = ds->n_docs;
-    if (!strcmp(split, "train")) et_ds_split_docs(ds, ET_SPLIT_TRAIN, &d0, &d1);
-    else if (!strcmp(split, "valid")) et_ds_split_docs(ds, ET_SPLIT_VALID, &d0, &d1);
-    else if (strcmp(split, "all")) {
-        rc = et_fail(e, ET_EUSAGE, "--split must be all, train or valid");
-        goto out;
-    }
     for (int64_t d = d0; d < d1 && !rc; d++) {
         int64_t start = ds->doc_offsets[d], n = ds->doc_offsets[d + 1] - start;
         if (n < 2) continue;
@@ -52,7 +42,6 @@ static int ppl_dataset(et_runner *r, const char *path, const char *split, et_ppl
                                       (long long)(d1 - d0), acc->ppl);
     }
     if (isatty(2)) fprintf(stderr, "\n");
-out:
     et_ds_close(ds);
     return rc;
 }

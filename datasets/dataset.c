@@ -326,6 +326,25 @@ int et_ds_check_tokenizer(const char *path, const char *sha, int64_t n_vocab, in
     return 0;
 }
 
+int et_ds_open_split(et_ds **ds, const char *path, const char *split, const struct et_tokenizer *tok,
+                     int model_n_vocab, int64_t *d0, int64_t *d1, et_err *e) {
+    *ds = NULL;
+    if (strcmp(split, "all") && strcmp(split, "train") && strcmp(split, "valid"))
+        return et_fail(e, ET_EUSAGE, "--split must be all, train or valid");
+    int rc = et_ds_open(ds, path, e);
+    if (rc) return rc;
+    rc = et_ds_check_tokenizer(path, (*ds)->tokenizer_sha256, (*ds)->n_vocab, (*ds)->bos_id, (*ds)->eos_id, tok,
+                               model_n_vocab, "model", e);
+    if (rc) {
+        et_ds_close(*ds);
+        *ds = NULL;
+        return rc;
+    }
+    *d0 = 0, *d1 = (*ds)->n_docs;
+    if (strcmp(split, "all")) et_ds_split_docs(*ds, !strcmp(split, "train") ? ET_SPLIT_TRAIN : ET_SPLIT_VALID, d0, d1);
+    return 0;
+}
+
 /* ====================================================================== */
 /*                                 reader                                 */
 /* ====================================================================== */

@@ -147,4 +147,11 @@ struct et_tokenizer;
 int et_ds_check_tokenizer(const char *path, const char *sha, int64_t n_vocab, int64_t bos, int64_t eos,
                           const struct et_tokenizer *tok, int model_n_vocab, const char *what, et_err *e);
 
+/* A tokens.h5 to run a model over (perplexity, imatrix): et_ds_open, the
+ * check above against the model ("model"), and the documents [*d0, *d1) of
+ * split "all", "train" or "valid".  0 with *ds open, or the error code with
+ * *ds NULL (ET_EUSAGE for another split name). */
+int et_ds_open_split(et_ds **ds, const char *path, const char *split, const struct et_tokenizer *tok,
+                     int model_n_vocab, int64_t *d0, int64_t *d1, et_err *e);
+
 #endif

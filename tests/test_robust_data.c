@@ -5,7 +5,7 @@
  *     a tokens.h5 made with another tokenizer of the same n_vocab (a 512-piece
  *     vocabulary learnt by `edgetune vocab`), or one without a tokenizer
  *     sha256 whose BOS id is not the model's, is refused (exit 2) by
- *     perplexity, eval, logits, lora and train with the same message.
+ *     perplexity, eval, logits, lora, train and imatrix with the same message.
  *  5. Nothing to score (an empty text, a tokens.h5 whose documents have one
  *     token) is an input error (exit 2) for perplexity, edgerun --perplexity
  *     and eval, not "perplexity 0.000000 over 0 tokens". */
@@ -24,6 +24,9 @@ static void run_all(const char *data_tmp, int want_rc, const char *want) {
         "./edgetune logits %s --data %s -o %s.logits.h5",
         "./edgetune lora --model %s --data %s --out %s.lora --steps 1 --batch-size 1 --seq-len 8",
         "./edgetune train --model %s --data %s --out %s.train --steps 1 --batch-size 1 --seq-len 8",
+        /* imatrix checked n_vocab and sha256 only (its own copy of perplexity's tokens.h5 block; now
+           et_ds_open_split, shared): a BOS-7 file was accepted */
+        "./edgetune imatrix %s --data %s -o %s.imatrix --ctx 16",
     };
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
         char cmd[4096];
