@@ -14,7 +14,8 @@
  * through GGUF (llama or deci) and back bit for bit, applying a plan twice
  * gives the same bytes, plan JSON round-trips, and bad plans are refused
  * with the first differing layer named.  Last, a deci model of unequal
- * widths trains: a trainer step's gradients against finite differences. */
+ * widths trains: a trainer step's gradients against finite differences; LoRA
+ * and QAT run on a deci file of the CLI (2 steps each). */
 #include <math.h>
 
 #include "testutil.h"
@@ -532,6 +533,16 @@ static void test_cli(void **state) {
     et_model_free(&pm);
     snprintf(cmd, sizeof cmd, "./edgetune inspect %s | grep -c 'per-layer widths'", test_tmp("a.gguf"));
     assert_int_equal(test_run(cmd), 0);
+    /* LoRA and QAT train the per-layer-width (deci) model */
+    snprintf(cmd, sizeof cmd,
+             "./edgetune lora --model %s --data %s --out %s --targets all-linear --steps 2 --batch-size 1 "
+             "--seq-len 16 --threads 1 && ./edgetune train --model %s --data %s --out %s --qat Q4_0 --steps 2 "
+             "--batch-size 1 --seq-len 16 --threads 1",
+             test_tmp("a.gguf"), test_tmp("calib.h5"), test_tmp("lora"), test_tmp("a.gguf"), test_tmp("calib.h5"),
+             test_tmp("qat"));
+    assert_int_equal(test_run(cmd), 0);
+    assert_int_equal(access(test_tmp("lora/adapter.gguf"), R_OK), 0);
+    assert_int_equal(access(test_tmp("qat/model-Q4_0.gguf"), R_OK), 0);
     /* recovery through edgetune distill --prune-plan: 0 steps give the pruned model itself,
      * 2 steps of cross-entropy (--recover ce) change it */
     snprintf(cmd, sizeof cmd,
