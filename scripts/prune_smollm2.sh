@@ -4,7 +4,7 @@
 # (docs/pruning.md).
 #
 #   scripts/prune_smollm2.sh          # from the project root, after make
-#   OUT=DIR THREADS=2 WIKI_BYTES=40000 REC_STEPS=30 KD_STEPS=150 scripts/prune_smollm2.sh
+#   OUT=DIR THREADS=2 WIKI_BYTES=40000 REC_STEPS=30 KD_STEPS=40 scripts/prune_smollm2.sh
 #
 # Data kept apart: calibration (64 x 256 tokens) and recovery read the
 # training split of Stanford Alpaca (../shared/data/alpaca_5000.json as
@@ -24,7 +24,7 @@ OUT=${OUT:-build/prune_smol}
 THREADS=${THREADS:-2}
 WIKI_BYTES=${WIKI_BYTES:-40000}
 REC_STEPS=${REC_STEPS:-30}
-KD_STEPS=${KD_STEPS:-150}
+KD_STEPS=${KD_STEPS:-40}
 Q41=${SMOLLM2:-$HOME/.cache/edgetune/SmolLM2-135M-Instruct.Q4_1.gguf}
 mkdir -p "$OUT/eval"
 M=$OUT/smol_f32.gguf
@@ -88,7 +88,7 @@ done
 #     forward KL to the original's logits, alpha 1), alpaca training split, B 4 x T 128, bf16 GEMMs
 for P in p90 p70; do
     [ -f "$OUT/$P.kd.gguf" ] || $ET prune "$M" --plan "$OUT/$P.plan.json" -o "$OUT/$P.kd.gguf" --recover distill \
-        --recover-data "$OUT/alpaca.h5" --recover-steps "$KD_STEPS" --recover-batch 4 --recover-seq-len 128 \
+        --recover-data "$OUT/alpaca.h5" --recover-steps "$KD_STEPS" --recover-eval-batches 4 --recover-batch 4 --recover-seq-len 128 \
         --recover-lr 1e-3 --recover-precision bf16 --threads "$THREADS" >"$OUT/$P.kd.log" 2>&1
     ev "$OUT/$P.kd.gguf" "$P+distill"
 done
