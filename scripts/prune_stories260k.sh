@@ -74,4 +74,12 @@ print(len(L[0]['heads']), len(L[0]['kv_heads']), len(L[0]['ffn']))" "$P.plan.jso
         ev "$P.scratch$LR/model.gguf" "scratch-$R-lr$LR"
     done
 done
+# embedding channels: 25% of n_embd (64 -> 48), distillation recovery of a third of the budget
+if [ -f "$OUT/p0.25.scores.json" ]; then
+$ET prune "$M" --scores "$OUT/p0.25.scores.json" --embd 0.25 --ffn-multiple 8 --plan "$OUT/e0.25.plan.json" \
+    -o "$OUT/e0.25.distill.gguf" --recover distill --recover-data "$OUT/ts.h5" --recover-steps $((STEPS / 3)) \
+    --recover-batch "$BATCH" --recover-seq-len "$SEQ" --recover-lr 1e-3 --threads "$THREADS" >"$OUT/e0.25.distill.log" 2>&1
+ev "$OUT/e0.25.distill.gguf.pruned.gguf" "embd-0.25"
+ev "$OUT/e0.25.distill.gguf" "embd-0.25+distill"
+fi
 cat "$OUT/summary.txt"
