@@ -799,7 +799,7 @@ static void svg_series(et_sbuf *b, const et_report *r, const et_report_group *g,
         et_sbuf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\" "
                           "stroke-dasharray=\"6 3\"/>\n", lx, top + 60, lx + 22, top + 60, c);
         svg_text(b, lx + 26, top + 64, "start", "font-size=\"11\"", key);
-        lx += 34 + 6.4 * utf8_chars(key);
+        lx += 44 + 7.2 * utf8_chars(key);
     }
 }
 
