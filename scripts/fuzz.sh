@@ -15,7 +15,12 @@ libs=$(pkg-config --libs hdf5-serial openblas libcjson 2>/dev/null || true)
 cflags="-std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fopenmp=libgomp"
 srcs=$(ls common/*.c export/*.c datasets/*.c train/*.c lora/*.c distill/*.c prune/*.c quant/*.c engine/*.c eval/*.c 2>/dev/null || true)
 rm -rf "$out/obj"; mkdir -p "$out/obj"   # rebuilt once per run: a header change reaches every object
-printf '%s\n' $srcs | xargs -P 2 -I{} sh -c 'o="$1/obj/$(echo "$2" | tr / _).o"; clang $3 $4 -c "$2" -o "$o"' _ "$out" {} "$cflags" "$inc" \
+# train/'s x86 GEMM kernels (intrinsics, only linked in through eval's use of train/) did not finish in
+# 15 minutes each under clang's sanitizers on the loaded 2-core machine: they are built without them
+# (no fuzzed parser is in them).
+printf '%s\n' $srcs | xargs -P 2 -I{} sh -c 'o="$1/obj/$(echo "$2" | tr / _).o"; f=$3;
+  case "$2" in train/*_x86.c) f="-std=c11 -D_GNU_SOURCE -g -O1 -fopenmp=libgomp";; esac; clang $f $4 -c "$2" -o "$o"' \
+  _ "$out" {} "$cflags" "$inc" \
   2>"$out/lib.build.log" || { tail -40 "$out/lib.build.log" >&2; exit 1; }
 rm -f "$out/libfuzz.a"
 ar rcs "$out/libfuzz.a" "$out"/obj/*.o

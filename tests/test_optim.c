@@ -187,6 +187,10 @@ static void test_schedules(void **state) {
     assert_float_equal(et_lr_at(&c, 10), 1.0, 1e-7); /* p = 0 */
     assert_float_equal(et_lr_at(&c, 60), 0.55, 1e-6); /* p = 0.5: cos = 0 */
     assert_float_equal(et_lr_at(&c, 35), 0.1 + 0.9 * 0.5 * (1 + cos(M_PI * 0.25)), 1e-6);
+    /* issue 11 (docs/training.md): the last of 110 steps (index 109) runs at p = 99/100 < 1, just above
+       min_lr, as HF's schedulers and llm.c; min_lr itself is the lr of a step after the last */
+    assert_float_equal(et_lr_at(&c, 109), 0.1 + 0.9 * 0.5 * (1 + cos(M_PI * 0.99)), 1e-6);
+    assert_true(et_lr_at(&c, 109) > 0.1f);
     assert_float_equal(et_lr_at(&c, 110), 0.1, 1e-7);
     assert_float_equal(et_lr_at(&c, 500), 0.1, 1e-7); /* clamped */
     et_lr_sched l = {ET_LR_LINEAR, 2.0f, 0.0f, 0, 100};
