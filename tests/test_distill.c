@@ -107,18 +107,27 @@ static int same_file(const char *a, const char *b) {
     return same;
 }
 
+/* `base` (a whole command but its --steps/--out) stopped after 3 steps and resumed to 6 writes
+ * the same bytes as 6 steps straight (with warmup 2 the first 3 steps' learning rates are the
+ * same in a 3- and a 6-step schedule).  dir_a, dir_b: the two runs' --out. */
+static void assert_resume_exact(const char *base, const char *dir_a, const char *dir_b) {
+    char cmd[4096], a[512], b[512];
+    snprintf(cmd, sizeof cmd, "%s --steps 6 --ckpt-every 3 --out %s", base, dir_a);
+    assert_int_equal(test_run(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s --steps 3 --out %s", base, dir_b);
+    assert_int_equal(test_run(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s --steps 6 --resume --out %s", base, dir_b);
+    assert_int_equal(test_run(cmd), 0);
+    snprintf(a, sizeof a, "%s/model.gguf", dir_a);
+    snprintf(b, sizeof b, "%s/model.gguf", dir_b);
+    assert_true(same_file(a, b));
+}
+
 /* Stopping after 3 steps and resuming gives the same bytes as 6 steps straight. */
 static void test_distill_resume(void **state) {
     (void)state;
     NEED();
-    const char *dir_a = test_tmp("ra"), *dir_b = test_tmp("rb");
-    assert_int_equal(test_run(cmdf(DISTILL "--teacher-logits %s --steps 6 --ckpt-every 3 --out %s", S, test_tmp("t16.h5"), dir_a)), 0);
-    assert_int_equal(test_run(cmdf(DISTILL "--teacher-logits %s --steps 3 --out %s", S, test_tmp("t16.h5"), dir_b)), 0);
-    assert_int_equal(test_run(cmdf(DISTILL "--teacher-logits %s --steps 6 --resume --out %s", S, test_tmp("t16.h5"), dir_b)), 0);
-    char a[512], b[512];
-    snprintf(a, sizeof a, "%s/model.gguf", dir_a);
-    snprintf(b, sizeof b, "%s/model.gguf", dir_b);
-    assert_true(same_file(a, b));
+    assert_resume_exact(cmdf(DISTILL "--teacher-logits %s", S, test_tmp("t16.h5")), test_tmp("ra"), test_tmp("rb"));
 }
 
 /* Hidden-state KD between different widths: the learned projection W [n_embd_t, n_embd_s]
@@ -206,18 +215,9 @@ static void test_distill_hidden_projection_grad(void **state) {
 static void test_distill_hidden_projection_cli(void **state) {
     (void)state;
     NEED();
-    const char *a = test_tmp("hp_a"), *b = test_tmp("hp_b");
     char met[512];
-    snprintf(met, sizeof met, "%s.jsonl", a);
-    /* 3 steps then resumed to 6 = 6 straight: with warmup 2 the first 3 steps' learning rates
-     * are the same in a 3- and a 6-step schedule (as test_distill_resume) */
-    assert_int_equal(test_run(cmdf(NARROW "--steps 6 --ckpt-every 3 --out %s", S, test_tmp("ts.h5"), a)), 0);
-    assert_int_equal(test_run(cmdf(NARROW "--steps 3 --out %s", S, test_tmp("ts.h5"), b)), 0);
-    assert_int_equal(test_run(cmdf(NARROW "--steps 6 --resume --out %s", S, test_tmp("ts.h5"), b)), 0);
-    char pa[512], pb[512];
-    snprintf(pa, sizeof pa, "%s/model.gguf", a);
-    snprintf(pb, sizeof pb, "%s/model.gguf", b);
-    assert_true(same_file(pa, pb));
+    snprintf(met, sizeof met, "%s.jsonl", test_tmp("hp_a"));
+    assert_resume_exact(cmdf(NARROW, S, test_tmp("ts.h5")), test_tmp("hp_a"), test_tmp("hp_b"));
     assert_int_equal(test_run(cmdf(NARROW "--steps 20 --metrics %s --out %s", S, test_tmp("ts.h5"), met, test_tmp("hp_c"))), 0);
     char *j = test_slurp(met);
     assert_non_null(j);
