@@ -22,6 +22,7 @@
 #include "../prune/plan.h"
 #include "../prune/select.h"
 #include "../train/threads.h"
+#include "../quant/quantize_model.h"
 #include "cli.h"
 #include "train_ui.h"
 
@@ -40,6 +41,9 @@ static const char *USAGE =
     "                          channels to remove, whole layers to remove\n"
     "    --heads-per-layer R,R,.. --ffn-per-layer R,R,..   one ratio per layer instead\n"
     "    --target-params N     search the head/FFN ratios for at most N parameters\n"
+    "    --target-bytes N      ... for at most N bytes of tensor data once quantized to\n"
+    "                          --target-type T (default: --type), by edgetune quantize's own\n"
+    "                          per-tensor rules (header and tokenizer not counted)\n"
     "    --uniform             the same widths in every layer (arch llama); default: per layer (deci)\n"
     "    --head-groups         remove whole kv groups (default: query heads evenly within groups)\n"
     "    --ffn-multiple M      kept FFN/embd channels a multiple of M (default 32 when n_ff is)\n"
@@ -60,7 +64,7 @@ static const char *USAGE =
 static const char *const BOOLS[] = {"uniform", "head_groups", "help", NULL};
 static const char *const KNOWN[] = {"output", "calib", "calib_rows", "seq_len", "batch", "method", "depth", "depth_rows",
                                     "scores", "heads", "ffn", "layers", "embd", "heads_per_layer", "ffn_per_layer",
-                                    "target_params", "uniform", "head_groups", "ffn_multiple", "plan", "type",
+                                    "target_params", "target_bytes", "target_type", "uniform", "head_groups", "ffn_multiple", "plan", "type",
                                     "threads", "recover", "recover_data", "recover_steps", "recover_out",
                                     "recover_rank", "recover_lr", "recover_batch", "recover_seq_len", "recover_precision",
                                     "recover_alpha", "recover_temperature", "recover_eval_batches", "help", NULL};
@@ -266,6 +270,16 @@ int cmd_prune(int argc, char **argv) {
     if (!rc) rc = cli_int_range(&a, "layers", 0, 0, 65535, &layers, &e);
     if (!rc) rc = cli_int_range(&a, "ffn_multiple", 0, 0, 1 << 20, &ffn_mult, &e);
     if (!rc) rc = cli_int_range(&a, "target_params", 0, 0, (long)1 << 50, &tparams, &e);
+    long tbytes = 0;
+    int tftype = -1;
+    if (!rc) rc = cli_int_range(&a, "target_bytes", 0, 0, (long)1 << 50, &tbytes, &e);
+    if (!rc && tbytes > 0 && tparams > 0) rc = et_fail(&e, ET_EUSAGE, "prune: give --target-params or --target-bytes, not both");
+    if (!rc && tbytes > 0) {
+        const char *tt = cli_str(&a, "target_type", type_s);
+        tftype = et_ftype_from_name(tt);
+        if (tftype < 0) rc = et_fail(&e, ET_EUSAGE, "--target-type '%s': not a type edgetune quantize writes (F32, F16, Q8_0, "
+                                                    "Q4_0, Q4_K_M, ...)", tt);
+    }
     /* ratios: range checked by et_prune_select (exit 2 with the flag named) */
     if (!rc) rc = cli_float(&a, "heads", 0, &heads, &e);
     if (!rc) rc = cli_float(&a, "ffn", 0, &ffn, &e);
@@ -276,10 +290,10 @@ int cmd_prune(int argc, char **argv) {
     if (!rc && strcmp(depth, "bi") && strcmp(depth, "loss"))
         rc = et_fail(&e, ET_EUSAGE, "--depth must be bi or loss, not '%s'", depth);
     const int has_targets = cli_str(&a, "heads", NULL) || cli_str(&a, "ffn", NULL) || layers > 0 ||
-                            cli_str(&a, "embd", NULL) || tparams > 0 || cli_str(&a, "heads_per_layer", NULL) ||
+                            cli_str(&a, "embd", NULL) || tparams > 0 || tbytes > 0 || cli_str(&a, "heads_per_layer", NULL) ||
                             cli_str(&a, "ffn_per_layer", NULL);
     if (!rc && !has_targets && !plan_path && !calib)
-        rc = et_fail(&e, ET_EUSAGE, "prune: give targets (--heads/--ffn/--layers/--embd/--target-params), "
+        rc = et_fail(&e, ET_EUSAGE, "prune: give targets (--heads/--ffn/--layers/--embd/--target-params/--target-bytes), "
                                     "--plan P.json to apply, or --calib to score\n%s", USAGE);
     if (!rc && has_targets && !calib && !scores_path)
         rc = et_fail(&e, ET_EUSAGE, "prune: targets need importance scores: --calib D.h5 (or --scores S.json)");
@@ -324,6 +338,8 @@ int cmd_prune(int argc, char **argv) {
         t.embd = embd;
         t.layers = (int)layers;
         t.target_params = tparams;
+        t.target_bytes = tbytes;
+        t.target_ftype = tftype;
         t.heads_set = cli_str(&a, "heads", NULL) != NULL;
         t.ffn_set = cli_str(&a, "ffn", NULL) != NULL;
         t.uniform = cli_on(&a, "uniform");

@@ -2,6 +2,8 @@
  * (prune/plan.h). */
 #include "plan.h"
 
+#include "../quant/quantize_model.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -353,6 +355,85 @@ size_t et_prune_plan_params(const et_prune_plan *p, const et_model *m) {
         if (L->n_keep_ff) n += C + 3 * (size_t)L->n_keep_ff * C;
     }
     return n;
+}
+
+typedef struct pt_tensor {
+    char name[48];
+    int layer;               /* -1: not a layer tensor */
+    int64_t ne0, ne1;        /* ne1 = 1: 1-D */
+} pt_tensor;
+
+/* llama_model_loader's weights_map order, as quant/quantize_model.c sorts: non-layer tensors first,
+ * then by layer number, then by name. */
+static int cmp_pt(const void *a, const void *b) {
+    const pt_tensor *x = a, *y = b;
+    if (x->layer != y->layer) return x->layer < y->layer ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+int et_prune_plan_bytes(const et_prune_plan *p, const et_model *m, int ftype, uint64_t *bytes, et_err *e) {
+    const et_hparams *hp = &m->hp;
+    const uint32_t base = et_ftype_base_type(ftype);
+    if (base == GGML_TYPE_COUNT || !et_ftype_name(ftype))
+        return et_fail(e, ET_EUSAGE, "prune: --target-type: not a type edgetune quantize writes");
+    const int64_t C = p->n_keep_embd, D = hp->head_dim > 0 ? hp->head_dim : p->head_dim;
+    pt_tensor *t = calloc(3 + 9 * (size_t)(p->n_layer > 0 ? p->n_layer : 1), sizeof *t);
+    if (!t) return et_fail(e, ET_ERUN, "prune: out of memory");
+    int n = 0, kept = 0, uniform = 1, first_head = 0, first_kv = 0, first_ff = 0;
+#define PT(nm, L, a, b) (snprintf(t[n].name, sizeof t[n].name, "%s", nm), t[n].layer = (L), t[n].ne0 = (a), t[n].ne1 = (b), n++)
+    PT("token_embd.weight", -1, C, hp->n_vocab);
+    PT("output_norm.weight", -1, C, 1);
+    if (!hp->tied_output) PT("output.weight", -1, C, hp->n_vocab);
+    for (int l = 0; l < p->n_layer; l++) {
+        const et_prune_layer *L = &p->layers[l];
+        if (L->removed) continue;
+        const int64_t q = (int64_t)L->n_keep_head * D, kv = (int64_t)L->n_keep_kv * D, ff = L->n_keep_ff;
+        if (!kept) first_head = L->n_keep_head, first_kv = L->n_keep_kv, first_ff = L->n_keep_ff;
+        else if (L->n_keep_head != first_head || L->n_keep_kv != first_kv || L->n_keep_ff != first_ff) uniform = 0;
+        char nm[48];
+        static const char *const what[9] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+                                            "ffn_norm", "ffn_gate", "ffn_down", "ffn_up"};
+        const int64_t ne0[9] = {C, C, C, C, q, C, C, ff, C}, ne1[9] = {1, q, kv, kv, C, 1, ff, C, ff};
+        for (int k = 0; k < 9; k++) {
+            if ((k == 1 || k == 2 || k == 3) && hp->qkv_bias) {
+                snprintf(nm, sizeof nm, "blk.%d.%s.bias", kept, what[k]);
+                PT(nm, kept, ne1[k], 1);
+            }
+            snprintf(nm, sizeof nm, "blk.%d.%s.weight", kept, what[k]);
+            PT(nm, kept, ne0[k], ne1[k]);
+        }
+        kept++;
+    }
+#undef PT
+    qsort(t, (size_t)n, sizeof *t, cmp_pt);
+    et_quant_policy qp;
+    memset(&qp, 0, sizeof qp);
+    qp.ftype = ftype;
+    qp.base_type = base;
+    for (int i = 0; i < n; i++) {
+        if (strstr(t[i].name, "attn_v.weight")) qp.n_attention_wv++;
+        else if (!strcmp(t[i].name, "output.weight")) qp.has_output = 1;
+    }
+    qp.n_layer = kept;
+    qp.n_gqa = first_kv ? first_head / first_kv : 0;
+    qp.is_70b = kept == 80 && (!uniform || first_head != first_kv);
+    uint64_t sum = 0;
+    for (int i = 0; i < n; i++) {
+        const int nd = t[i].ne1 > 1 ? 2 : 1;
+        uint32_t type = GGML_TYPE_F32, want;
+        if (et_quant_wants(t[i].name, (uint32_t)nd)) {
+            if (base == GGML_TYPE_F32 || base == GGML_TYPE_F16 || base == GGML_TYPE_BF16) type = base;
+            else type = et_quant_choose(&qp, t[i].name, t[i].ne0, &want, NULL, 0);
+        }
+        if (type == GGML_TYPE_COUNT) {
+            free(t);
+            return et_fail(e, ET_EUSAGE, "prune: --target-type: %s has no type edgetune can write", t[i].name);
+        }
+        sum += (uint64_t)t[i].ne1 * ggml_row_bytes(type, (uint64_t)t[i].ne0);
+    }
+    free(t);
+    *bytes = sum;
+    return 0;
 }
 
 /* ------------------------------------------------------------ apply */

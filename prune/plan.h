@@ -78,6 +78,15 @@ int et_prune_plan_write(const et_prune_plan *p, const char *path, et_err *e);
 /* Parameters (floats) of the model the plan makes from m (embeddings,
  * norms and every kept layer's weights and biases). */
 size_t et_prune_plan_params(const et_prune_plan *p, const et_model *m);
+/* Bytes of tensor data of the model the plan makes from m once quantized by
+ * `edgetune quantize --type <ftype>` (enum et_ftype, quant/quantize_model.h):
+ * the quantizer's own per-tensor choices (et_quant_wants, et_quant_choose:
+ * llama-quantize's rules and shape fallbacks, in its tensor order), the
+ * tensors it leaves alone (1-D norms) as F32, as `edgetune prune` writes
+ * them.  Header and metadata (the tokenizer: ~1.5 MB for a 49K vocabulary)
+ * are not counted.  0, or ET_EUSAGE for an ftype the quantizer does not
+ * produce, ET_ERUN (out of memory). */
+int et_prune_plan_bytes(const et_prune_plan *p, const et_model *m, int ftype, uint64_t *bytes, et_err *e);
 /* Widths of the pruned model's kept layer order: writes the pruned layer
  * count to *n_layer_out (arrays may be NULL). */
 void et_prune_plan_widths(const et_prune_plan *p, int *n_layer_out, int *n_head, int *n_head_kv, int *n_ff);

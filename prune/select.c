@@ -238,6 +238,13 @@ static int ratio_ok(double r, const char *name, et_err *e) {
     return 0;
 }
 
+/* The size the targets ask about: parameters, or bytes of tensor data at t->target_ftype. */
+static int plan_size(const et_prune_plan *q, const et_model *m, const et_prune_targets *t, uint64_t *sz, et_err *e) {
+    if (t->target_bytes > 0) return et_prune_plan_bytes(q, m, t->target_ftype, sz, e);
+    *sz = et_prune_plan_params(q, m);
+    return 0;
+}
+
 int et_prune_select(const et_model *m, const et_prune_scores *s, const et_prune_targets *t, const char *sha,
                     et_prune_plan *p, et_err *e) {
     memset(p, 0, sizeof *p);
@@ -258,7 +265,9 @@ int et_prune_select(const et_model *m, const et_prune_scores *s, const et_prune_
         if (s->n_head[l] != hp->layer_n_head[l] || s->n_ff[l] != hp->layer_n_ff[l])
             return et_fail(e, ET_EINPUT, "prune: scores are for another model (layer %d differs)", l);
     double rh = t->heads, rf = t->ffn;
-    if (t->target_params > 0) {
+    const int by_bytes = t->target_bytes > 0;
+    const uint64_t target = by_bytes ? (uint64_t)t->target_bytes : (uint64_t)t->target_params;
+    if (t->target_params > 0 || by_bytes) {
         double lo = 0, hi = 0.99;
         int first = 1;
         for (int it = 0; it < 40; it++) {
@@ -271,17 +280,19 @@ int et_prune_select(const et_model *m, const et_prune_scores *s, const et_prune_
                 et_prune_plan_free(&q);
                 return rc;
             }
-            size_t np = et_prune_plan_params(&q, m);
+            uint64_t np;
+            rc = plan_size(&q, m, t, &np, e);
             et_prune_plan_free(&q);
+            if (rc) return rc;
             if (first) {
                 first = 0;
-                if (np <= (size_t)t->target_params) {
+                if (np <= target) {
                     hi = 0;
                     break;
                 }
                 continue;
             }
-            if (np <= (size_t)t->target_params) hi = mid;
+            if (np <= target) hi = mid;
             else lo = mid;
         }
         /* check reachable */
@@ -290,9 +301,12 @@ int et_prune_select(const et_model *m, const et_prune_scores *s, const et_prune_
         rf = f;
         if ((rc = et_prune_plan_full(p, m, sha, e))) return rc;
         if ((rc = select_once(m, s, t, rh, rf, p, e))) goto fail;
-        if (et_prune_plan_params(p, m) > (size_t)t->target_params) {
-            rc = et_fail(e, ET_EINPUT, "prune: --target-params %lld cannot be reached (%zu at ratio %.2f); add --layers or --embd",
-                         (long long)t->target_params, et_prune_plan_params(p, m), hi);
+        uint64_t np;
+        if ((rc = plan_size(p, m, t, &np, e))) goto fail;
+        if (np > target) {
+            rc = et_fail(e, ET_EINPUT, "prune: %s %llu cannot be reached (%llu at ratio %.2f); add --layers or --embd",
+                         by_bytes ? "--target-bytes" : "--target-params", (unsigned long long)target,
+                         (unsigned long long)np, hi);
             goto fail;
         }
     } else {

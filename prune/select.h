@@ -23,7 +23,9 @@
  * t.target_params > 0: the head and FFN ratios are searched (bisection, the
  * one given explicitly stays fixed; neither given: both equal) for the
  * smallest that brings the pruned model to at most target_params
- * parameters.  Ratios must lie in [0, 1): ET_EINPUT otherwise.
+ * parameters; t.target_bytes > 0 the same for the bytes of tensor data
+ * once quantized to t.target_ftype (et_prune_plan_bytes: the quantizer's
+ * own per-tensor types).  Ratios must lie in [0, 1): ET_EINPUT otherwise.
  */
 #ifndef ET_PRUNE_SELECT_H
 #define ET_PRUNE_SELECT_H
@@ -39,6 +41,9 @@ typedef struct et_prune_targets {
     int layers;            /* whole layers to remove, [0, n_layer) */
     double embd;           /* share of embedding channels to remove, [0, 1) */
     int64_t target_params; /* > 0: search heads/ffn for this parameter count */
+    int64_t target_bytes;  /* > 0: instead, for at most this many bytes of tensor data once
+                              quantized to target_ftype (et_prune_plan_bytes) */
+    int target_ftype;      /* enum et_ftype of target_bytes */
     int heads_set, ffn_set;/* with target_params: 1 = that ratio was given (kept fixed) */
     int uniform;           /* 1: the same widths in every layer */
     int head_groups;       /* 1: remove whole kv groups; 0: query heads within groups */

@@ -23,6 +23,7 @@
 #include "../prune/importance.h"
 #include "../prune/plan.h"
 #include "../prune/select.h"
+#include "../quant/quantize_model.h"
 #include "../train/init.h"
 #include "../train/llama.h"
 #include "../train/threads.h"
@@ -595,6 +596,72 @@ static void test_cli(void **state) {
     assert_int_equal(access(test_tmp("c.gguf"), F_OK), -1);
 }
 
+/* --target-bytes: et_prune_plan_bytes equals the tensor data `edgetune quantize` writes for the
+ * pruned model, byte for byte, at F16, Q8_0, Q4_0 and the K-mixes (whose per-tensor rules and
+ * shape fallbacks apply: stories260K's rows of 64 do not divide a K block); and a search for a
+ * byte target lands at or under it. */
+static uint64_t tensor_bytes(const char *path) {
+    gguf_file g;
+    et_err e = {0};
+    assert_int_equal(gguf_open(&g, path, &e), 0);
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < g.n_tensors; i++) n += g.tensors[i].nbytes;
+    gguf_close(&g);
+    return n;
+}
+
+static void test_target_bytes(void **state) {
+    (void)state;
+    SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
+    if (!test_have_edgetune()) skip();
+    char cmd[4096];
+    test_spit(test_tmp("tb.txt"), "Once upon a time there was a little girl named Lily. She liked to play in the park.\n\n"
+                                  "One day a big bird came to the tree. The bird was sad because it lost its way home.\n");
+    snprintf(cmd, sizeof cmd, "./edgetune data --tokenizer %s --input %s -o %s", model, test_tmp("tb.txt"), test_tmp("tb.h5"));
+    assert_int_equal(test_run(cmd), 0);
+    snprintf(cmd, sizeof cmd, "./edgetune prune %s --calib %s --calib-rows 2 --seq-len 16 --heads 0.25 --ffn 0.3 --layers 1 "
+             "--plan %s --scores %s -o %s", model, test_tmp("tb.h5"), test_tmp("tb.json"), test_tmp("tbs.json"),
+             test_tmp("tb.gguf"));
+    assert_int_equal(test_run(cmd), 0);
+    et_err e = {0};
+    et_model m;
+    et_prune_plan p;
+    assert_int_equal(et_model_load_gguf(&m, model, &e), 0);
+    assert_int_equal(et_prune_plan_read(&p, test_tmp("tb.json"), &e), 0);
+    static const char *const types[] = {"F16", "Q8_0", "Q4_0", "Q4_K_M", "Q3_K_M", "Q2_K"};
+    uint64_t q4_0 = 0;
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        snprintf(cmd, sizeof cmd, "./edgetune quantize %s %s --type %s --quiet", test_tmp("tb.gguf"), test_tmp("tbq.gguf"),
+                 types[i]);
+        assert_int_equal(test_run(cmd), 0);
+        uint64_t want = tensor_bytes(test_tmp("tbq.gguf")), got = 0;
+        assert_int_equal(et_prune_plan_bytes(&p, &m, et_ftype_from_name(types[i]), &got, &e), 0);
+        printf("  %-6s: planned %llu bytes, quantize wrote %llu\n", types[i], (unsigned long long)got,
+               (unsigned long long)want);
+        assert_int_equal(got, want);
+        if (!strcmp(types[i], "Q4_0")) q4_0 = got;
+    }
+    et_prune_plan_free(&p);
+    et_model_free(&m);
+    /* the search: at most q4_0 bytes at Q4_0, with one layer fewer given (the ratios are searched) */
+    snprintf(cmd, sizeof cmd, "./edgetune prune %s --scores %s --layers 1 --target-bytes %llu --target-type Q4_0 -o %s",
+             model, test_tmp("tbs.json"), (unsigned long long)q4_0, test_tmp("tbt.gguf"));
+    assert_int_equal(test_run(cmd), 0);
+    snprintf(cmd, sizeof cmd, "./edgetune quantize %s %s --type Q4_0 --quiet", test_tmp("tbt.gguf"), test_tmp("tbtq.gguf"));
+    assert_int_equal(test_run(cmd), 0);
+    const uint64_t hit = tensor_bytes(test_tmp("tbtq.gguf"));
+    printf("  --target-bytes %llu at Q4_0: %llu\n", (unsigned long long)q4_0, (unsigned long long)hit);
+    assert_true(hit <= q4_0 && hit > q4_0 * 9 / 10);
+    /* a target below what pruning can reach, and a type quantize does not write: exit 2 / 1 */
+    snprintf(cmd, sizeof cmd, "./edgetune prune %s --scores %s --target-bytes 1000 --target-type Q4_0 -o %s", model,
+             test_tmp("tbs.json"), test_tmp("tbx.gguf"));
+    assert_int_equal(test_run(cmd), 2);
+    assert_int_equal(access(test_tmp("tbx.gguf"), F_OK), -1);
+    snprintf(cmd, sizeof cmd, "./edgetune prune %s --scores %s --target-bytes 100000 --target-type Q9_9 -o %s", model,
+             test_tmp("tbs.json"), test_tmp("tbx.gguf"));
+    assert_int_equal(test_run(cmd), 1);
+}
+
 int main(void) {
     et_omp_passive_reexec();
     const struct CMUnitTest tests[] = {
@@ -604,6 +671,7 @@ int main(void) {
         cmocka_unit_test(test_select_no_gqa),
         cmocka_unit_test(test_train_deci),
         cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_target_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
