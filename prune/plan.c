@@ -426,8 +426,9 @@ int et_prune_plan_bytes(const et_prune_plan *p, const et_model *m, int ftype, ui
             else type = et_quant_choose(&qp, t[i].name, t[i].ne0, &want, NULL, 0);
         }
         if (type == GGML_TYPE_COUNT) {
+            int rc = et_fail(e, ET_EUSAGE, "prune: --target-type: %s has no type edgetune can write", t[i].name);
             free(t);
-            return et_fail(e, ET_EUSAGE, "prune: --target-type: %s has no type edgetune can write", t[i].name);
+            return rc;
         }
         sum += (uint64_t)t[i].ne1 * ggml_row_bytes(type, (uint64_t)t[i].ne0);
     }
