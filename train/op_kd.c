@@ -274,14 +274,9 @@ et_tensor *et_kd_loss(et_tape *t, const char *name, et_tensor *x, et_tensor *w, 
         return et_tape_fail(t, ET_EINPUT, "kd_loss %s: reverse KL is not defined on sampled teacher tokens (use top-k or an online teacher)", nm);
     const int k = dense || o->alpha == 0.0f ? 0 : o->k;
     if (o->alpha == 0.0f && !dense) mode = KD_SPARSE;
-    int chunk = o->chunk_rows;
-    if (!chunk) chunk = (1 << 24) / V > 0 ? (1 << 24) / V : 1;
-    if (chunk > N) chunk = N;
-
-    et_tensor *in[2] = {x, w};
-    int wants = et_tape_wants_grad(t, in, 2);
-    et_tensor *out = et_tensor_2d(t, name, 1, 1, wants);
-    if (out) out->ndim = 1;
+    int chunk;
+    et_tensor *out = et_lmhead_loss_out(t, name, x, w, o->chunk_rows, N, V, &chunk), *in[2] = {x, w};
+    const int wants = out && out->requires_grad;
     kd_saved *s = out ? et_tape_alloc(t, sizeof *s) : NULL;
     if (!s) return NULL;
     memset(s, 0, sizeof *s);

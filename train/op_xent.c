@@ -104,6 +104,16 @@ static void xent_backward(et_tape *t, const et_node *nd) {
         grad_chunks(t, s, x, w, (float)(g / s->norm), NULL, dw);
 }
 
+et_tensor *et_lmhead_loss_out(et_tape *t, const char *name, et_tensor *x, et_tensor *w, int chunk_rows, int N, int V,
+                              int *chunk) {
+    int c = chunk_rows ? chunk_rows : ((1 << 24) / V > 0 ? (1 << 24) / V : 1);
+    *chunk = c > N ? N : c;
+    et_tensor *in[2] = {x, w};
+    et_tensor *out = et_tensor_2d(t, name, 1, 1, et_tape_wants_grad(t, in, 2));
+    if (out) out->ndim = 1;
+    return out;
+}
+
 et_tensor *et_cross_entropy(et_tape *t, const char *name, et_tensor *x, et_tensor *w,
                             const int32_t *targets, const et_xent_opts *opts) {
     if (t->code) return NULL;
@@ -123,14 +133,9 @@ et_tensor *et_cross_entropy(et_tape *t, const char *name, et_tensor *x, et_tenso
         if (targets[i] >= V)
             return et_tape_fail(t, ET_EINPUT, "cross_entropy %s: target %d at row %d outside [0, %d)",
                                 nm, targets[i], i, V);
-    int chunk = opts->chunk_rows;
-    if (!chunk) chunk = (1 << 24) / V > 0 ? (1 << 24) / V : 1;
-    if (chunk > N) chunk = N;
-
-    et_tensor *in[2] = {x, w};
-    int wants = et_tape_wants_grad(t, in, 2);
-    et_tensor *out = et_tensor_2d(t, name, 1, 1, wants);
-    if (out) out->ndim = 1;
+    int chunk;
+    et_tensor *out = et_lmhead_loss_out(t, name, x, w, opts->chunk_rows, N, V, &chunk), *in[2] = {x, w};
+    const int wants = out && out->requires_grad;
     xent_saved *s = out ? et_tape_alloc(t, sizeof *s) : NULL;
     if (!s) return NULL;
     s->N = N; s->C = C; s->V = V; s->chunk = chunk;

@@ -183,6 +183,13 @@ et_tensor *et_hidden_loss(et_tape *t, const char *name, et_tensor *x, const floa
  * zeros, -0 included), else dx += g dx1 (op_xent.c, op_kd.c). */
 void et_fused_dx(float *dx, const float *dx1, float g, size_t n, int fresh);
 
+/* The fused LM-head loss ops' scalar output [1] (it wants a gradient when x
+ * [N, C] or w [V, C] does) and their row chunk: *chunk = chunk_rows, or
+ * the rows that hold 2^24 logits when 0, at most N (op_xent.c, op_kd.c).
+ * NULL on a tape error. */
+et_tensor *et_lmhead_loss_out(et_tape *t, const char *name, et_tensor *x, et_tensor *w, int chunk_rows, int N, int V,
+                              int *chunk);
+
 /* logsumexp_v (s z_v) of one row z [V], s > 0, exponentials summed in double
  * (shared by the cross-entropy and distillation ops). */
 float et_row_lse(const float *z, int V, float s);
