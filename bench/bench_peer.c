@@ -4,7 +4,7 @@
  * over fixed token rows, one configuration per process.
  *
  *   build/bench/bench_peer lora MODEL.gguf TOKENS.i32 B T STEPS [--base TYPE] [--bf16] [--rc]
- *   build/bench/bench_peer full MODEL.gguf TOKENS.i32 B T STEPS [--bf16] [--rc]
+ *   build/bench/bench_peer full MODEL.gguf TOKENS.i32 B T STEPS [--bf16] [--rc] [--rc-layers N] [--optim adamw8bit] [--mem]
  *   build/bench/bench_peer            (no arguments: runs bench/peer/run.sh,
  *                                      which skips when the peer venv is absent)
  *
@@ -19,7 +19,11 @@
  * adapter (lr 1e-4).  full: every parameter trained (train/train_llama.h),
  * gradient clipping at 1, AdamW (lr 1e-5, weight decay 0.1 on 2-D tensors).
  * --bf16: GEMMs in bf16 mixed precision (train/gemm.h); --rc: per-layer
- * activation recomputation (train/recompute.h).
+ * activation recomputation (train/recompute.h); --rc-layers N (full, N >= 2):
+ * recompute only the first N layers; --optim adamw8bit: block-wise
+ * 8-bit AdamW moments (train/optim.h, arXiv:2110.02861); --mem: where the
+ * memory goes, on stderr (resident set after each phase, the tape arenas'
+ * peaks, the optimizer state; full mode).
  * One untimed warm-up step (arena growth), then STEPS timed steps, each on
  * the same rows.  Prints one JSON line: {"side":"edgetune", "mode",
  * "config", "first_loss" (loss of the warm-up step, before any update),
@@ -58,6 +62,27 @@ static double cpu_s(void) {
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
            1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
+/* VmRSS and VmHWM of this process in MB */
+static void rss_mb(double *rss, double *hwm) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb;
+    *rss = *hwm = -1.0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) *rss = kb / 1024.0;
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) *hwm = kb / 1024.0;
+    }
+    if (f) fclose(f);
+}
+
+static int g_mem; /* --mem */
+static void mem_phase(const char *phase) {
+    if (!g_mem) return;
+    double rss, hwm;
+    rss_mb(&rss, &hwm);
+    fprintf(stderr, "bench_peer mem: %-44s RSS %7.1f MB  peak %7.1f MB\n", phase, rss, hwm);
 }
 
 static uint32_t parse_type(const char *s) {
@@ -114,8 +139,10 @@ static int run_steps(et_train_model *tm, et_adamw *opt, float lr, float clip, co
         double sum = 0.0, norm = 0.0;
         memset(tm->grads, 0, tm->n * sizeof(float));
         if (tm->fwd_bwd(tm->ctx, tok, msk, B, T, (double)B * T, &sum, &e)) return fail("step", &e);
+        if (!s) mem_phase("warm-up step: after forward + backward");
         const float g = clip > 0 ? et_grad_scale_clip(tm->grads, tm->n, 1.0f, clip, &norm) : 1.0f;
         et_adamw_step(opt, tm->params, tm->grads, lr, g);
+        if (!s) mem_phase("warm-up step: after the AdamW update");
         if (s) times[s - 1] = now() - t0, cpu[s - 1] = cpu_s() - c0;
         else first = sum / ((double)B * T);
     }
@@ -166,23 +193,34 @@ static int run_lora(const char *model, const char *tokens, int B, int T, int ste
 }
 
 static int run_full(const char *model, const char *tokens, int B, int T, int steps, int precision, int rc_on,
-                    const char *config) {
+                    int optim, const char *config) {
     et_err e = {0};
     et_model m;
     et_train_llama tl;
     et_train_model tm;
     const double t0 = now();
+    mem_phase("start");
     if (et_model_load(&m, model, NULL, &e)) return fail(model, &e);
+    mem_phase("model loaded (f32 weights)");
     int32_t *tok = read_tokens(tokens, B, T, m.hp.n_vocab);
     if (!tok) return 3;
     if (et_train_llama_init(&tl, &m, 0, &tm, &e)) return fail("model", &e);
-    tl.recompute = rc_on;
+    mem_phase("trainer bound (gradient block)");
+    tl.recompute = rc_on > 0;
+    tl.recompute_layers = rc_on > 1 ? rc_on : 0;
     tl.tape.gemm_precision = precision;
     et_adamw opt;
-    if (et_adamw_init(&opt, tm.n, &(et_adamw_hp){0.9f, 0.999f, 1e-8f, 0.1f}, &e) ||
+    if (et_adamw_init_state(&opt, tm.n, &(et_adamw_hp){0.9f, 0.999f, 1e-8f, 0.1f}, optim, &e) ||
         et_adamw_mask_tensors(&opt, tm.params, tm.t, tm.n_t, ET_WD_DEFAULT, &e))
         return fail("adamw", &e);
+    mem_phase("AdamW state allocated (untouched)");
     const int r = run_steps(&tm, &opt, 1e-5f, 1.0f, tok, B, T, steps, "full", config, now() - t0);
+    if (g_mem)
+        fprintf(stderr, "bench_peer mem: params %.1f MB, grads %.1f MB, AdamW state %.1f MB (%s), tape arena peak "
+                "%.1f MB, recompute arena peak %.1f MB, tape scratch %.1f MB\n", tm.n * 4 / 1048576.0,
+                tm.n * 4 / 1048576.0, et_adamw_state_bytes(&opt) / 1048576.0, et_adamw_state_name(opt.state),
+                tl.tape.arena.peak / 1048576.0, tl.inner.arena.peak / 1048576.0, tl.tape.scratch_cap / 1048576.0);
+    mem_phase("end");
     et_adamw_free(&opt);
     et_train_llama_free(&tl);
     et_model_free(&m);
@@ -198,20 +236,25 @@ int main(int argc, char **argv) {
     }
     et_omp_passive_reexec(); /* idle OpenMP workers sleep (train/threads.h) */
     if (argc < 7 || (strcmp(argv[1], "lora") && strcmp(argv[1], "full"))) {
-        fprintf(stderr, "usage: %s lora|full MODEL.gguf TOKENS.i32 B T STEPS [--base TYPE] [--bf16] [--rc]\n",
+        fprintf(stderr, "usage: %s lora|full MODEL.gguf TOKENS.i32 B T STEPS [--base TYPE] [--bf16] [--rc] [--optim adamw|adamw8bit] [--mem]\n",
                 argv[0]);
         return 1;
     }
     const int B = atoi(argv[4]), T = atoi(argv[5]), steps = atoi(argv[6]);
     uint32_t type = GGML_TYPE_BF16;
-    int precision = ET_GEMM_F32, rc_on = 0;
+    int precision = ET_GEMM_F32, rc_on = 0, optim = ET_ADAMW_F32;
     for (int i = 7; i < argc; i++) {
         if (!strcmp(argv[i], "--bf16")) precision = ET_GEMM_BF16;
         else if (!strcmp(argv[i], "--rc")) rc_on = 1;
+        else if (!strcmp(argv[i], "--mem")) g_mem = 1;
+        else if (!strcmp(argv[i], "--rc-layers") && i + 1 < argc && atoi(argv[i + 1]) > 0)
+            rc_on = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--optim") && i + 1 < argc && et_adamw_state_parse(argv[i + 1]) >= 0)
+            optim = et_adamw_state_parse(argv[++i]);
         else if (!strcmp(argv[i], "--base") && i + 1 < argc && parse_type(argv[i + 1]) != UINT32_MAX)
             type = parse_type(argv[++i]);
         else {
-            fprintf(stderr, "bench_peer: bad option %s (--base F32|F16|BF16|Q8_0|Q4_0|Q4_1, --bf16, --rc)\n", argv[i]);
+            fprintf(stderr, "bench_peer: bad option %s (--base F32|F16|BF16|Q8_0|Q4_0|Q4_1, --bf16, --rc, --rc-layers N, --optim adamw|adamw8bit, --mem)\n", argv[i]);
             return 1;
         }
     }
@@ -232,6 +275,9 @@ int main(int argc, char **argv) {
                  rc_on ? ", recompute" : "");
         return run_lora(argv[2], argv[3], B, T, steps, type, precision, rc_on, config);
     }
-    snprintf(config, sizeof config, "%s GEMMs%s", precision == ET_GEMM_BF16 ? "bf16" : "f32", rc_on ? ", recompute" : "");
-    return run_full(argv[2], argv[3], B, T, steps, precision, rc_on, config);
+    char rc_s[64] = "";
+    if (rc_on) snprintf(rc_s, sizeof rc_s, rc_on > 1 ? ", recompute %d layers" : ", recompute", rc_on);
+    snprintf(config, sizeof config, "%s GEMMs%s%s", precision == ET_GEMM_BF16 ? "bf16" : "f32", rc_s,
+             optim == ET_ADAMW_8BIT ? ", adamw8bit" : "");
+    return run_full(argv[2], argv[3], B, T, steps, precision, rc_on, optim, config);
 }

@@ -34,7 +34,7 @@
 static const char *const KNOWN[] = {
     "model", "tokenizer", "data", "out", "targets", "layers", "rank", "alpha", "dropout", "rslora", "seed",
     "base_type", "recompute", "steps", "batch_size", "seq_len", "grad_accum", "lr", "min_lr", "warmup", "schedule",
-    "weight_decay", "beta1", "beta2", "eps", "grad_clip", "eval_every", "eval_batches", "ckpt_every", "threads",
+    "weight_decay", "beta1", "beta2", "eps", "optim", "grad_clip", "eval_every", "eval_batches", "ckpt_every", "threads",
     "metrics", "log_every", "resume", "adapter_type", "base_name", "precision", "recompute_layers",
     "qat", "qat_start", "qat_type_map", NULL};
 static const char *const BOOLS[] = {"resume", "rslora", "recompute", NULL};
@@ -166,6 +166,7 @@ static int save_recipe(const lora_cfg *c, const cli_args *a, char **json, et_err
     cli_recipe_float(&r, "weight_decay", o->adamw.weight_decay);
     cli_recipe_float(&r, "beta1", o->adamw.beta1), cli_recipe_float(&r, "beta2", o->adamw.beta2);
     cli_recipe_float(&r, "eps", o->adamw.eps), cli_recipe_float(&r, "grad_clip", o->grad_clip);
+    cli_recipe_add(&r, "optim", "%s", et_adamw_state_name(o->optim_state));
     cli_recipe_add(&r, "eval_every", "%lld", (long long)o->eval_every);
     cli_recipe_add(&r, "eval_batches", "%lld", (long long)o->eval_batches);
     cli_recipe_add(&r, "ckpt_every", "%lld", (long long)o->ckpt_every);
@@ -224,7 +225,7 @@ int cmd_lora(int argc, char **argv) {
         rc = et_fail(&e, ET_EUSAGE, "%s: no checkpoint to resume from", c.ckpt);
         goto done;
     }
-    if (c.o.resume && (rc = et_ckpt_check_optimizer(c.ckpt, &c.o.adamw, &e))) goto done;   /* before the recipe */
+    if (c.o.resume && (rc = et_ckpt_check_optimizer_state(c.ckpt, &c.o.adamw, c.o.optim_state, &e))) goto done;   /* before the recipe */
     /* a quantized base from a GGUF is built tensor by tensor from the file
        (no F32 copy of the linear weights ever exists: QLoRA-style memory) */
     struct stat mst;

@@ -36,7 +36,7 @@
 static const char *const KNOWN[] = {
     "model", "tokenizer", "data", "out", "n_embd", "n_layer", "n_head", "n_head_kv", "n_ff", "n_vocab", "n_ctx",
     "head_dim", "rope_theta", "rms_eps", "untied", "init_std", "steps", "batch_size", "seq_len", "grad_accum", "lr",
-    "min_lr", "warmup", "schedule", "weight_decay", "decay", "beta1", "beta2", "eps", "grad_clip", "eval_every",
+    "min_lr", "warmup", "schedule", "weight_decay", "decay", "beta1", "beta2", "eps", "optim", "grad_clip", "eval_every",
     "eval_batches", "ckpt_every", "seed", "threads", "metrics", "type", "resume", "log_every", "recompute", "precision", "loader",
     "qat", "qat_start", "qat_type_map", NULL};
 static const char *const BOOLS[] = {"resume", "untied", "recompute", "no_eval", NULL};
@@ -281,6 +281,7 @@ static int save_recipe(const train_cfg *c, const cli_args *a, const et_model *m,
     cli_recipe_add(&r, "decay", "%s", o->wd_policy == ET_WD_ALL ? "all" : o->wd_policy == ET_WD_NONE ? "none" : "default");
     cli_recipe_float(&r, "beta1", o->adamw.beta1), cli_recipe_float(&r, "beta2", o->adamw.beta2);
     cli_recipe_float(&r, "eps", o->adamw.eps), cli_recipe_float(&r, "grad_clip", o->grad_clip);
+    cli_recipe_add(&r, "optim", "%s", et_adamw_state_name(o->optim_state));
     cli_recipe_add(&r, "eval_every", "%lld", (long long)o->eval_every), cli_recipe_add(&r, "eval_batches", "%lld", (long long)o->eval_batches);
     cli_recipe_add(&r, "ckpt_every", "%lld", (long long)o->ckpt_every), cli_recipe_add(&r, "seed", "%llu", (unsigned long long)o->seed);
     cli_recipe_add(&r, "type", "%s", c->gguf_type == GGML_TYPE_F16 ? "F16" : "F32");
@@ -364,7 +365,7 @@ static int train_or_distill(int argc, char **argv, int distill) {
         rc = et_fail(&e, ET_EUSAGE, "%s: no checkpoint to resume from", c.ckpt);
         goto done;
     }
-    if (c.o.resume && (rc = et_ckpt_check_optimizer(c.ckpt, &c.o.adamw, &e))) goto done;   /* before the recipe */
+    if (c.o.resume && (rc = et_ckpt_check_optimizer_state(c.ckpt, &c.o.adamw, c.o.optim_state, &e))) goto done;   /* before the recipe */
     if ((rc = et_ds_open(&ds, c.data, &e)) || (rc = make_model(&c, &m, ds, &e))) goto done;
     if (!c.o.seq_len) c.o.seq_len = m.hp.n_ctx > 0 && m.hp.n_ctx < 256 ? m.hp.n_ctx : 256;
     p.tokens_per_step *= c.o.seq_len;

@@ -229,6 +229,10 @@ int cli_train_opts(const cli_args *a, const cli_train_defaults *d, et_train_opts
         (rc = cli_int_range(a, "threads", 0, 0, 1024, &th, e)) ||
         (rc = cli_int_range(a, "log_every", 1, 1, 1L << 40, &le, e)))
         return rc;
+    const int optim = et_adamw_state_parse(cli_str(a, "optim", "adamw"));
+    if (optim < 0)
+        return et_fail(e, ET_EUSAGE, "--optim: '%s' is not adamw (float32 moments) or adamw8bit (block-wise 8-bit "
+                       "moments, a quarter of the memory)", cli_str(a, "optim", ""));
     int kind = et_lr_kind_parse(cli_str(a, "schedule", "cosine"));
     if (kind < 0)
         return et_fail(e, ET_EUSAGE, "--schedule: '%s' is not constant, cosine or linear", cli_str(a, "schedule", ""));
@@ -236,6 +240,7 @@ int cli_train_opts(const cli_args *a, const cli_train_defaults *d, et_train_opts
     o->steps = steps, o->batch_size = (int)B, o->seq_len = (int)T, o->grad_accum = (int)A;
     o->sched = (et_lr_sched){kind, (float)lr, (float)min_lr, warmup, steps};
     o->adamw = (et_adamw_hp){(float)b1, (float)b2, (float)eps, (float)wd};
+    o->optim_state = optim;
     o->grad_clip = (float)clip, o->eval_every = eval_every, o->eval_batches = eval_batches;
     o->ckpt_every = ckpt_every, o->seed = (uint64_t)seed, o->resume = cli_on(a, "resume");
     *threads = (int)th, *log_every = (int)le;

@@ -75,7 +75,7 @@ typedef struct cli_train_defaults {
 
 /* Read the flags every training command shares into *o (starting from
  * et_train_defaults()): steps, batch_size, seq_len, grad_accum, schedule, lr,
- * min_lr, warmup, weight_decay, beta1, beta2, eps, grad_clip, eval_every,
+ * min_lr, warmup, weight_decay, beta1, beta2, eps, optim (--optim adamw|adamw8bit), grad_clip, eval_every,
  * eval_batches, ckpt_every, seed, resume; plus *threads and *log_every.
  * o->wd_policy and o->ckpt_path are left to the caller.  0 or ET_EUSAGE
  * naming the flag. */

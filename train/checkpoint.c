@@ -127,9 +127,17 @@ int et_ckpt_save(const char *path, const et_param_block *b, const et_adamw *o, c
     int64_t n_params = (int64_t)b->n;
     const float hp[4] = {o->hp.beta1, o->hp.beta2, o->hp.eps, o->hp.weight_decay};
     const char *hp_names[4] = {"adamw_beta1", "adamw_beta2", "adamw_eps", "adamw_weight_decay"};
+    hsize_t nb = o->n_blk ? o->n_blk : 1;
     int bad = write_ds(f, "params", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, b->data, 1, &n, 1) ||
-              write_ds(f, "adamw_m", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, o->m, 1, &n, 1) ||
-              write_ds(f, "adamw_v", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, o->v, 1, &n, 1) || write_table(f, b) ||
+              write_attr_str(f, "adamw_state", et_adamw_state_name(o->state)) ||
+              (o->state == ET_ADAMW_8BIT
+                   ? write_ds(f, "adamw_m8", H5T_STD_U8LE, H5T_NATIVE_UINT8, o->m8, 1, &n, 1) ||
+                         write_ds(f, "adamw_v8", H5T_STD_U8LE, H5T_NATIVE_UINT8, o->v8, 1, &n, 1) ||
+                         write_ds(f, "adamw_m_absmax", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, o->m_absmax, 1, &nb, 1) ||
+                         write_ds(f, "adamw_v_absmax", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, o->v_absmax, 1, &nb, 1)
+                   : write_ds(f, "adamw_m", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, o->m, 1, &n, 1) ||
+                         write_ds(f, "adamw_v", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, o->v, 1, &n, 1)) ||
+              write_table(f, b) ||
               write_attr_str(f, "format", CKPT_FORMAT) ||
               write_attr(f, "version", H5T_STD_I32LE, H5T_NATIVE_INT32, &version, 0) ||
               write_attr(f, "n_params", H5T_STD_I64LE, H5T_NATIVE_INT64, &n_params, 0) ||
@@ -359,6 +367,33 @@ int et_ckpt_check_optimizer(const char *path, const et_adamw_hp *hp, et_err *e) 
     return rc;
 }
 
+/* The stored moment format (attribute adamw_state; absent: "adamw", files
+ * from before 8-bit moments) must be `state`. */
+static int check_state(hid_t f, const char *path, int state, et_err *e) {
+    char *s = read_attr_str(f, "adamw_state");
+    const int got = s ? et_adamw_state_parse(s) : ET_ADAMW_F32;
+    int rc = 0;
+    if (got < 0)
+        rc = et_fail(e, ET_EINPUT, "%s: attribute adamw_state '%s' is not adamw or adamw8bit", path, s);
+    else if (got != state)
+        rc = et_fail(e, ET_EUSAGE, "%s: the run's optimizer was --optim %s, this resume has --optim %s: resume with "
+                     "the same --optim (the moments are stored in its format), or start a new run", path,
+                     et_adamw_state_name(got), et_adamw_state_name(state));
+    free(s);
+    return rc;
+}
+
+int et_ckpt_check_optimizer_state(const char *path, const et_adamw_hp *hp, int state, et_err *e) {
+    quiet q;
+    quiet_on(&q);
+    hid_t f = open_ckpt(path, e);
+    int rc = f < 0 ? ET_EINPUT : check_optimizer(f, path, hp, e);
+    if (!rc) rc = check_state(f, path, state, e);
+    if (f >= 0) H5Fclose(f);
+    quiet_off(&q);
+    return rc;
+}
+
 int et_ckpt_load(const char *path, et_param_block *b, et_adamw *o, et_ckpt *st, et_err *e) {
     memset(st, 0, sizeof *st);
     int rc = check_block(path, b, o, e);
@@ -372,19 +407,31 @@ int et_ckpt_load(const char *path, et_param_block *b, et_adamw *o, et_ckpt *st, 
     }
     rc = peek_open(f, path, st, e);
     int64_t n_params = -1;
-    hsize_t dims[3][1];
-    const char *ds[3] = {"params", "adamw_m", "adamw_v"};
+    hsize_t dims[1];
+    const int q8 = o->state == ET_ADAMW_8BIT;
+    /* the datasets, their lengths and memory types: the block, then the moments in o's format */
+    const char *ds[5] = {"params", "adamw_m", "adamw_v", NULL, NULL};
+    const char *ds8[5] = {"params", "adamw_m8", "adamw_v8", "adamw_m_absmax", "adamw_v_absmax"};
+    const size_t nb = o->n_blk ? o->n_blk : 1;
+    const hsize_t len[5] = {b->n, b->n, b->n, nb, nb};
+    const hid_t mt[5] = {H5T_NATIVE_FLOAT, q8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT,
+                         q8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, H5T_NATIVE_FLOAT, H5T_NATIVE_FLOAT};
+    void *dst[5] = {b->data, q8 ? (void *)o->m8 : (void *)o->m, q8 ? (void *)o->v8 : (void *)o->v, o->m_absmax,
+                    o->v_absmax};
+    const char *const *name = q8 ? ds8 : ds;
+    const int n_ds = q8 ? 5 : 3;
     if (!rc && (read_attr(f, "n_params", H5T_INTEGER, H5T_NATIVE_INT64, &n_params, 1) || n_params != (int64_t)b->n))
         rc = et_fail(e, ET_EINPUT, "%s: checkpoint has %lld parameters, the model %zu", path, (long long)n_params, b->n);
-    for (int i = 0; i < 3 && !rc; i++)
-        if (ds_dims(f, ds[i], 1, dims[i]) || dims[i][0] != (hsize_t)b->n)
-            rc = et_fail(e, ET_EINPUT, "%s: dataset /%s missing or not of length %zu", path, ds[i], b->n);
-    if (!rc) rc = check_table(f, path, b, e);
     if (!rc) rc = check_optimizer(f, path, &o->hp, e);
-    float *dst[3] = {b->data, o->m, o->v};
-    for (int i = 0; i < 3 && !rc; i++)
-        if (read_ds(f, ds[i], H5T_NATIVE_FLOAT, dst[i]))
-            rc = et_fail(e, ET_EINPUT, "%s: dataset /%s is corrupt (checksum or read error)", path, ds[i]);
+    if (!rc) rc = check_state(f, path, o->state, e);
+    for (int i = 0; i < n_ds && !rc; i++)
+        if (ds_dims(f, name[i], 1, dims) || dims[0] != len[i])
+            rc = et_fail(e, ET_EINPUT, "%s: dataset /%s missing or not of length %llu", path, name[i],
+                         (unsigned long long)len[i]);
+    if (!rc) rc = check_table(f, path, b, e);
+    for (int i = 0; i < n_ds && !rc; i++)
+        if (read_ds(f, name[i], mt[i], dst[i]))
+            rc = et_fail(e, ET_EINPUT, "%s: dataset /%s is corrupt (checksum or read error)", path, name[i]);
     H5Fclose(f);
     quiet_off(&q);
     if (rc) {

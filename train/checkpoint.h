@@ -14,6 +14,10 @@
  *   /params        float32 [n]   the flat parameter block
  *   /adamw_m       float32 [n]   AdamW first moment
  *   /adamw_v       float32 [n]   AdamW second moment
+ *   (8-bit moments, --optim adamw8bit, train/optim.h, instead of the two:
+ *   /adamw_m8, /adamw_v8  uint8 [n]  codes;  /adamw_m_absmax,
+ *   /adamw_v_absmax  float32 [n_blk]  block scales; attribute adamw_state
+ *   "adamw" or "adamw8bit", absent in older files = "adamw")
  *   /tensors/name  string(64) [k]  GGUF tensor names, in block order
  *   /tensors/offset int64 [k]      first float of each tensor in the block
  *   /tensors/ne    int64 [k, 2]    ne[0] = row length, ne[1] = rows (1 for 1-D)
@@ -22,7 +26,7 @@
  *     rng uint64[4], adamw_beta1/beta2/eps/weight_decay, config (the recipe
  *     JSON, a string), n_params; optional val_loss_start (float64) and
  *     val_loss_start_step (int64): the run's first validation loss.
- * The three float datasets are chunked with the Fletcher-32 filter and the
+ * The block and moment datasets are chunked with the Fletcher-32 filter and the
  * file uses the HDF5 1.10 format, whose metadata is checksummed too, so a
  * corrupted or truncated file is refused on load rather than read silently.
  */
@@ -84,6 +88,11 @@ int et_ckpt_peek(const char *path, et_ckpt *st, et_err *e);
  * before they write anything for the resumed run.  Checkpoints without the
  * attributes pass.  0, ET_EUSAGE naming the value and its flag, ET_EINPUT. */
 int et_ckpt_check_optimizer(const char *path, const et_adamw_hp *hp, et_err *e);
+
+/* et_ckpt_check_optimizer, and the stored moment format (attribute
+ * adamw_state) must be `state` (ET_ADAMW_F32 / ET_ADAMW_8BIT, train/optim.h):
+ * ET_EUSAGE naming --optim otherwise.  et_ckpt_load checks both against o. */
+int et_ckpt_check_optimizer_state(const char *path, const et_adamw_hp *hp, int state, et_err *e);
 
 /* Free st's cursor and config and zero it; safe to call twice. */
 void et_ckpt_free(et_ckpt *st);

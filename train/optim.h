@@ -24,6 +24,26 @@
  *   p   <- p - (lr / (1-beta1^t)) * m / (sqrt(v) / sqrt(1-beta2^t) + eps)
  * The loop is element-wise (OpenMP), so results do not depend on the thread
  * count.  Element-wise updates are float; the bias corrections are double.
+ *
+ * 8-bit moments (et_adamw_init_state(..., ET_ADAMW_8BIT, ...); `--optim
+ * adamw8bit`): block-wise quantized optimizer state after Dettmers, Lewis,
+ * Shleifer & Zettlemoyer, "8-bit Optimizers via Block-wise Quantization"
+ * (arXiv:2110.02861): every segment is cut into blocks of ET_ADAMW8_BLOCK
+ * elements (the last one shorter), each block stores its moments as 8-bit
+ * codes and one float absmax per moment.  A step dequantizes a block's m and
+ * v, applies the same update as above in float (the new m, v unrounded),
+ * then re-quantizes them with the block's new absmax.  The code is not the
+ * paper's dynamic-tree map but a floating-point one of the same kind (a
+ * dynamic exponent, computed by bit arithmetic instead of a table search):
+ *   m: sign bit, 4-bit exponent e, 3-bit mantissa f: |m|/absmax =
+ *      2^(e-15) * (1 + f/8) for e >= 1, 0 for e = 0 (smallest 2^-14);
+ *   v: 5-bit exponent e, 3-bit mantissa f: v/absmax = 2^(e-31) * (1 + f/8)
+ *      for e >= 1, 0 for e = 0 (smallest 2^-30 -- its square root 2^-15
+ *      matches m's range);
+ * rounded to the nearest code (ties away from zero), except that a v > 0
+ * never becomes 0 (it takes the smallest code: a zero second moment under a
+ * nonzero first one is the instability the paper's dynamic range avoids).
+ * Memory: 2 bytes + 8 / ET_ADAMW8_BLOCK bytes per parameter instead of 8.
  */
 #ifndef ET_OPTIM_H
 #define ET_OPTIM_H
@@ -41,6 +61,13 @@ typedef struct et_adamw_hp {
     float weight_decay; /* decoupled decay coefficient (multiplied by lr), e.g. 0.1 */
 } et_adamw_hp;
 
+/* How the moments are stored (et_adamw_init_state). */
+enum {
+    ET_ADAMW_F32 = 0,   /* float32 m, v (et_adamw_init) */
+    ET_ADAMW_8BIT = 1   /* block-wise 8-bit m, v (arXiv:2110.02861; codes above) */
+};
+#define ET_ADAMW8_BLOCK 256 /* elements per quantization block */
+
 /* A contiguous run of the parameter block that the optimizer updates.
  * Elements outside every segment are never touched (frozen). */
 typedef struct et_adamw_seg {
@@ -52,18 +79,54 @@ typedef struct et_adamw_seg {
 typedef struct et_adamw {
     et_adamw_hp hp;
     size_t n;           /* floats in the parameter block */
-    float *m;           /* [n] first moment, zero at start */
-    float *v;           /* [n] second moment, zero at start */
+    float *m;           /* [n] first moment, zero at start (NULL when 8-bit) */
+    float *v;           /* [n] second moment, zero at start (NULL when 8-bit) */
     int64_t step;       /* updates done so far; the next update uses t = step+1 */
     int n_seg;
     et_adamw_seg *seg;  /* [n_seg], sorted by offset, non-overlapping */
+    /* ET_ADAMW_8BIT only (all NULL / 0 for ET_ADAMW_F32): */
+    int state;          /* ET_ADAMW_F32 or ET_ADAMW_8BIT */
+    uint8_t *m8;        /* [n] codes of m, by element (elements outside segments unused, 0) */
+    uint8_t *v8;        /* [n] codes of v */
+    size_t n_blk;       /* blocks over all segments: sum of ceil(seg.n / ET_ADAMW8_BLOCK) */
+    float *m_absmax;    /* [n_blk] per block, segment by segment, in offset order */
+    float *v_absmax;    /* [n_blk] */
+    size_t *seg_blk;    /* [n_seg + 1] first block of each segment (seg_blk[n_seg] = n_blk) */
 } et_adamw;
 
 /* Allocate zero moments for a block of n floats; one segment [0, n) with
  * decay.  0, ET_EINPUT (bad hyper-parameters: beta outside [0,1), eps <= 0,
  * wd < 0) or ET_ERUN (out of memory). */
 int et_adamw_init(et_adamw *o, size_t n, const et_adamw_hp *hp, et_err *e);
+/* The same with the moments stored as `state` (ET_ADAMW_F32 or
+ * ET_ADAMW_8BIT): 8-bit allocates 2n bytes of codes and one pair of absmax
+ * floats per block of the segments.  ET_EINPUT also for an unknown state. */
+int et_adamw_init_state(et_adamw *o, size_t n, const et_adamw_hp *hp, int state, et_err *e);
 void et_adamw_free(et_adamw *o);
+
+/* "adamw" -> ET_ADAMW_F32, "adamw8bit" -> ET_ADAMW_8BIT; -1 otherwise. */
+int et_adamw_state_parse(const char *name);
+/* The inverse ("adamw", "adamw8bit"; "?" for an unknown state). */
+const char *et_adamw_state_name(int state);
+
+/* Bytes the moments take: 8n (f32) or 2n + 8 n_blk (8-bit). */
+size_t et_adamw_state_bytes(const et_adamw *o);
+
+/* One block of 8-bit AdamW state, as et_adamw_step stores it: x[0..n)
+ * (n >= 1 floats, finite; v >= 0 when is_v) -> *absmax = max |x[i]| and
+ * q[i] = the code nearest |x[i]| * (1 / absmax) (both roundings in float;
+ * above 1 gives the code of 1) with x[i]'s sign bit, under the
+ * code of the moment (is_v 0: m's signed E4M3-style code, 1: v's unsigned
+ * E5M3-style code; see the top of this file), ties away from zero, a
+ * positive v never coded 0.  absmax 0 gives all codes 0. */
+void et_adamw8_quantize(const float *x, size_t n, int is_v, uint8_t *q, float *absmax);
+/* The value of code q in [-1, 1] (multiply by the block's absmax to
+ * dequantize: x ~ et_adamw8_value(q, is_v) * absmax, as the step does). */
+float et_adamw8_value(uint8_t q, int is_v);
+
+/* The 8-bit state layout must be rebuilt when the segments change:
+ * et_adamw_set_segments resets an 8-bit optimizer's moments to zero (call
+ * it before the first step, as the trainer does). */
 
 /* Replace the segments.  They must lie inside [0, n) and be sorted and
  * non-overlapping; else ET_EINPUT and the old segments are kept. */

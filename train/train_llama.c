@@ -23,7 +23,10 @@ static et_tensor *forward_loss(et_train_llama *tl, et_tape *t, int B, int T, con
         h = et_llama_hidden(t, L, tl->inputs, B, T, NULL);
     } else {
         et_tensor *x = et_embedding(t, "inp_embd", &L->tok_embd, tl->inputs, B * T);
-        for (int l = 0; l < L->n_layer; l++) x = et_llama_layer_recompute(t, &tl->inner, L, l, x, T, NULL);
+        const int n_rc = tl->recompute_layers > 0 && tl->recompute_layers < L->n_layer ? tl->recompute_layers
+                                                                                      : L->n_layer;
+        for (int l = 0; l < L->n_layer; l++)
+            x = l < n_rc ? et_llama_layer_recompute(t, &tl->inner, L, l, x, T, NULL) : et_llama_layer(t, L, l, x, T, NULL);
         h = et_rmsnorm(t, "result_norm", x, &L->output_norm, L->rms_eps);
     }
     if (tl->loss_fn) return h ? tl->loss_fn(tl->loss_ctx, t, tl, h, B, T, xo->norm) : NULL;

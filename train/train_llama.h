@@ -23,6 +23,9 @@ struct et_train_llama {
     int n_t;
     int chunk_rows;         /* rows per LM-head chunk (0: the op's default) */
     int recompute;          /* 0 after init; set to 1 for activation recomputation (below) */
+    int recompute_layers;   /* with recompute: how many layers, the first ones, are recomputed
+                               (0 after init, or >= n_layer: all); the others keep their
+                               activations (as et_lora_llama.recompute_layers) */
     et_tape inner;          /* the recomputation's scratch tape */
     int cap;                /* B*T the buffers below hold */
     int32_t *inputs;        /* [B*T] */

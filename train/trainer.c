@@ -241,7 +241,7 @@ int et_train_run(const et_train_model *tm, et_loader *train, et_loader *valid, c
     int32_t *tok = NULL;
     uint8_t *msk = NULL;
     int64_t *pos = NULL;
-    rc = et_adamw_init(&r.opt, tm->n, &opts->adamw, e);
+    rc = et_adamw_init_state(&r.opt, tm->n, &opts->adamw, opts->optim_state, e);
     if (!rc) rc = et_adamw_mask_tensors(&r.opt, tm->params, tm->t, tm->n_t, opts->wd_policy, e);
     if (rc) goto done;
     et_xoshiro_seed(&r.rng, opts->seed);

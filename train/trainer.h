@@ -90,6 +90,8 @@ typedef struct et_train_opts {
     int seq_len;            /* T: positions per row (must match the loaders) */
     int grad_accum;         /* micro-batches per step (>= 1) */
     et_adamw_hp adamw;
+    int optim_state;        /* how AdamW stores its moments: ET_ADAMW_F32 (0, default) or ET_ADAMW_8BIT
+                               (train/optim.h; `--optim adamw8bit`); checkpoints record it */
     int wd_policy;          /* ET_WD_* (optim.h) */
     et_lr_sched sched;      /* its total is set to steps by et_train_run */
     float grad_clip;        /* max global gradient norm; 0 = no clipping */
