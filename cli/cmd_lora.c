@@ -36,7 +36,7 @@ static const char *const KNOWN[] = {
     "base_type", "recompute", "steps", "batch_size", "seq_len", "grad_accum", "lr", "min_lr", "warmup", "schedule",
     "weight_decay", "beta1", "beta2", "eps", "optim", "grad_clip", "eval_every", "eval_batches", "ckpt_every", "threads",
     "metrics", "log_every", "resume", "adapter_type", "base_name", "precision", "recompute_layers",
-    "qat", "qat_start", "qat_type_map", NULL};
+    "qat", "qat_start", "qat_type_map", "qat_imatrix", NULL};
 static const char *const BOOLS[] = {"resume", "rslora", "recompute", NULL};
 
 typedef struct lora_cfg {

@@ -54,7 +54,8 @@ const cli_cmd cli_commands[] = {
      "  --precision f32|bf16 (bf16: matmul operands rounded to bfloat16, f32 accumulation and weights;\n"
      "         about 2x faster GEMMs on CPUs with AVX512_BF16)\n"
      "  --qat TYPE (quantization-aware training on `quantize --type TYPE`'s grids: Q4_0, Q4_K_M, Q3_K_M,\n"
-     "         Q2_K ...; DIR also gets model-TYPE.gguf) --qat-start STEP --qat-type-map FILE (docs/qat.md)\n"
+     "         Q2_K ...; DIR also gets model-TYPE.gguf) --qat-start STEP --qat-type-map FILE\n"
+     "         --qat-imatrix F (train on `quantize --imatrix F`'s grid: QAT from imatrix PTQ) (docs/qat.md)\n"
      "  DIR gets checkpoint.h5, recipe.json (every setting; reuse with --config) and model.gguf.\n"
      "  Details: docs/training.md", cmd_train},
     {"distill", "train a student from a teacher's logits (stored or online)",
@@ -91,7 +92,7 @@ const cli_cmd cli_commands[] = {
      "  --eval-every 50 --eval-batches 0 (= whole validation split) --ckpt-every 100 --threads N (0 = auto)\n"
      "  --metrics FILE (JSON lines) --log-every 1 --resume (continue DIR's run bit for bit)\n"
      "  --adapter-type F32|F16 --base-name NAME (PEFT base_model_name_or_path)\n"
-     "  --qat TYPE --qat-start STEP --qat-type-map FILE: LoRA-QAT on the merged weight W + s*B*A (F32 base,\n"
+     "  --qat TYPE --qat-start STEP --qat-type-map FILE --qat-imatrix F: LoRA-QAT on the merged weight W + s*B*A (F32 base,\n"
      "         f32 precision, dropout 0); DIR also gets merged.gguf and merged-TYPE.gguf (docs/qat.md)\n"
      "  DIR gets adapter.gguf (llama.cpp --lora), peft/ (adapter_model.safetensors, adapter_config.json),\n"
      "  checkpoint.h5 and recipe.json; prints the validation loss before/after and the adapter size.\n"

@@ -63,11 +63,13 @@ int cli_qat_opts(const cli_args *a, cli_qat *c, et_err *e) {
     memset(c, 0, sizeof *c);
     const char *type = cli_str(a, "qat", NULL);
     c->type_map = cli_str(a, "qat_type_map", NULL);
+    c->imatrix_path = cli_str(a, "qat_imatrix", NULL);
+    et_imatrix_init(&c->im);
     int rc = cli_int_range(a, "qat_start", 0, 0, 1L << 40, &c->start, e);
     if (rc) return rc;
     if (!type) {
-        if (c->type_map || cli_str(a, "qat_start", NULL))
-            return et_fail(e, ET_EUSAGE, "--qat-start and --qat-type-map need --qat TYPE");
+        if (c->type_map || c->imatrix_path || cli_str(a, "qat_start", NULL))
+            return et_fail(e, ET_EUSAGE, "--qat-start, --qat-type-map and --qat-imatrix need --qat TYPE");
         return 0;
     }
     c->ftype = et_ftype_from_name(type);
@@ -76,6 +78,7 @@ int cli_qat_opts(const cli_args *a, cli_qat *c, et_err *e) {
         return et_fail(e, ET_EINPUT, "--qat: '%s' is not a quantization type (expected one of " QAT_TYPES ")", type);
     snprintf(c->name, sizeof c->name, "%s", et_ftype_name(c->ftype));
     c->on = 1;
+    if (c->imatrix_path && (rc = et_imatrix_load(&c->im, c->imatrix_path, e))) return rc;
     return c->type_map ? read_map(c, e) : 0;
 }
 
@@ -84,6 +87,7 @@ void cli_qat_recipe(const cli_qat *c, cli_recipe *r) {
     cli_recipe_add(r, "qat", "%s", c->name);
     cli_recipe_add(r, "qat_start", "%ld", c->start);
     if (c->type_map) cli_recipe_add(r, "qat_type_map", "%s", c->type_map);
+    if (c->imatrix_path) cli_recipe_add(r, "qat_imatrix", "%s", c->imatrix_path);
 }
 
 static void notice(void *ctx, const char *name, const char *why) {
@@ -100,7 +104,8 @@ int cli_qat_event(void *user, const et_train_event *ev) {
 int cli_qat_attach(const cli_qat *c, et_qat *q, et_llama *L, et_lora_llama *ll, const char *resume_ckpt, et_err *e) {
     et_qat_opts o = {.ftype = c->ftype, .start_step = c->start, .n_over = c->n_over,
                      .over_names = (const char *const *)c->over_names, .over_types = c->over_types,
-                     .notice = notice};
+                     .notice = notice, .imatrix = c->imatrix_path ? &c->im : NULL,
+                     .imatrix_name = c->imatrix_path};
     int rc = ll ? et_lora_llama_qat(ll, q, &o, e) : et_qat_attach(q, L, &o, e);
     if (rc) return rc;
     int64_t step = 0;
@@ -121,15 +126,22 @@ int cli_qat_attach(const cli_qat *c, et_qat *q, et_llama *L, et_lora_llama *ll, 
         if (n && len < sizeof buf)
             len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%d %s", len ? ", " : "", n, ggml_type_name(t));
     }
-    fprintf(stderr, "edgetune: qat %s: %d tensors fake-quantized%s (%s%s)%s, straight-through gradients; from step %ld\n",
+    int n_im = 0;
+    for (int k = 0; k < q->n_w; k++) n_im += q->w[k].imw != NULL;
+    char imb[600] = "";
+    if (c->imatrix_path)
+        snprintf(imb, sizeof imb, "; %d on the imatrix grid of %s", n_im, c->imatrix_path);
+    fprintf(stderr, "edgetune: qat %s: %d tensors fake-quantized%s (%s%s)%s%s, straight-through gradients; from step %ld\n",
             c->name, q->n_w, ll ? " (adapted ones as merged with their LoRA branch)" : "", buf, c->n_over ? "; type map applied" : "",
-            q->n_fallback ? " with row-length fallbacks as above" : "", c->start);
+            q->n_fallback ? " with row-length fallbacks as above" : "", imb, c->start);
     return 0;
 }
 
 int cli_qat_export(const cli_qat *c, const et_qat *q, const char *f32_path, const char *out_path, et_err *e) {
     if (!c->n_over) {
         et_quant_params p = {.ftype = c->ftype};
+        if (c->imatrix_path)
+            return et_quantize_model_imatrix(f32_path, out_path, &p, &c->im, c->imatrix_path, NULL, e);
         return et_quantize_model(f32_path, out_path, &p, NULL, e);
     }
     /* a type map: each tensor in the type it was trained in, file order kept */
@@ -168,7 +180,8 @@ int cli_qat_export(const cli_qat *c, const et_qat *q, const char *f32_path, cons
             break;
         }
         memcpy(src, t->data, (size_t)nel * sizeof(float));
-        et_quantize_row(qw->type, src, bufs[i], nel);
+        if (qw->imw) et_quantize_rows_imatrix(qw->type, src, bufs[i], nel / t->ne[0], t->ne[0], qw->imw);
+        else et_quantize_row(qw->type, src, bufs[i], nel);
         free(src);
         rc = gguf_add_tensor(w, name, qw->type, n_dims, t->ne, bufs[i], e);
     }
@@ -184,5 +197,6 @@ void cli_qat_free(cli_qat *c) {
     for (int k = 0; k < c->n_over; k++) free(c->over_names[k]);
     free(c->over_names);
     free(c->over_types);
+    et_imatrix_free(&c->im);
     memset(c, 0, sizeof *c);
 }

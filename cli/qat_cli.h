@@ -10,6 +10,9 @@
  *   --qat-type-map FILE  per-tensor types over TYPE's: lines "TENSOR TYPE"
  *                        (GGUF tensor name, ggml type name: Q4_0, Q4_K, Q6_K,
  *                        F16, F32 ...), '#' starts a comment
+ *   --qat-imatrix FILE   train on `quantize --type TYPE --imatrix FILE`'s grid
+ *                        (llama.cpp .dat or GGUF imatrix; the export then uses
+ *                        it too, so QAT starts from imatrix PTQ)
  * Errors: an unknown type name (in --qat or the map) is ET_EINPUT (exit 2)
  * naming the valid ones; a map line that names no tensor is ET_EINPUT
  * naming the file and line.
@@ -18,6 +21,7 @@
 #define ET_CLI_QAT_H
 
 #include "../train/lora_llama.h"
+#include "../quant/imatrix.h"
 #include "../train/qat.h"
 #include "cli.h"
 #include "train_ui.h"
@@ -31,12 +35,15 @@ typedef struct cli_qat {
     int n_over;             /* the map's entries */
     char **over_names;
     uint32_t *over_types;
+    const char *imatrix_path; /* --qat-imatrix path or NULL */
+    et_imatrix im;          /* loaded when imatrix_path is set */
 } cli_qat;
 
-/* Read --qat, --qat-start, --qat-type-map (the map file is parsed now).
+/* Read --qat, --qat-start, --qat-type-map, --qat-imatrix (the map and
+ * the imatrix are read now).
  * 0, ET_EUSAGE (a flag without --qat, bad --qat-start) or ET_EINPUT. */
 int cli_qat_opts(const cli_args *a, cli_qat *c, et_err *e);
-/* Add the three flags to a recipe (nothing when --qat is off). */
+/* Add the QAT flags to a recipe (nothing when --qat is off). */
 void cli_qat_recipe(const cli_qat *c, cli_recipe *r);
 /* et_qat_attach on L (or, when ll is set, et_lora_llama_qat on ll: L is then
  * ignored) with c's options, fallbacks reported on stderr, a one-line
@@ -52,8 +59,9 @@ typedef struct cli_qat_events {
 int cli_qat_event(void *user, const et_train_event *ev);
 /* The quantized GGUF of the trained model: f32_path (the F32 export) ->
  * out_path.  Without a type map this is et_quantize_model with c's ftype,
- * i.e. `edgetune quantize --type TYPE f32_path`; with one, each tensor in
- * the type q trained it in.  Atomic.  0 or an error code. */
+ * i.e. `edgetune quantize --type TYPE f32_path` (with --qat-imatrix F:
+ * `... --imatrix F`, F as typed, so the two files are byte-identical); with
+ * one, each tensor in the type q trained it in.  Atomic.  0 or an error code. */
 int cli_qat_export(const cli_qat *c, const et_qat *q, const char *f32_path, const char *out_path, et_err *e);
 void cli_qat_free(cli_qat *c);
 

@@ -19,11 +19,13 @@
  *  - resume with --qat is bit-exact. */
 #include <math.h>
 #include <stdarg.h>
+#include <unistd.h>
 
 #include "testutil.h"
 #include "../engine/engine.h"
 #include "../export/gguf.h"
 #include "../lora/lora_train.h"
+#include "../quant/imatrix.h"
 #include "../quant/quant.h"
 #include "../quant/quantize_model.h"
 #include "../train/init.h"
@@ -216,7 +218,7 @@ static void engine_logits(et_engine *en, const int32_t *tok, int n, float *logit
 /* wide: a new 256-wide model (from scratch, the stories260K tokenizer), so the
  * K-quants' blocks of 256 divide its rows; else stories260K itself (rows of
  * 64 and 172: the fallback chain). */
-static void check_export(const char *type, int wide) {
+static void check_export_im(const char *type, int wide, const char *imatrix) {
     if (!test_have_edgetune()) skip();
     SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
     char margs[1024];
@@ -225,14 +227,17 @@ static void check_export(const char *type, int wide) {
     else snprintf(margs, sizeof margs, "--model %s", model);
     const char *data = data_h5();
     char dir[512], cmd[4096], qpath[600], f32[600], mine[600];
-    snprintf(dir, sizeof dir, "%s-%d", test_tmp(type), wide);
+    char imflag[600] = "";
+    if (imatrix) snprintf(imflag, sizeof imflag, " --imatrix %s", imatrix);
+    snprintf(dir, sizeof dir, "%s-%d%s", test_tmp(type), wide, imatrix ? "-im" : "");
     snprintf(cmd, sizeof cmd, "./edgetune train %s --data %s --out %s --qat %s --steps 2 --batch-size 4 "
-             "--seq-len 64 --lr 1e-3 --warmup 0 --threads 2 --eval-batches 1", margs, data, dir, type);
+             "--seq-len 64 --lr 1e-3 --warmup 0 --threads 2 --eval-batches 1%s%s", margs, data, dir, type,
+             imatrix ? " --qat-imatrix " : "", imatrix ? imatrix : "");
     if (test_run(cmd)) fail_msg("%s failed", cmd);
     snprintf(f32, sizeof f32, "%s/model.gguf", dir);
     snprintf(mine, sizeof mine, "%s/model-%s.gguf", dir, type);
     snprintf(qpath, sizeof qpath, "%s/quantized.gguf", dir);
-    snprintf(cmd, sizeof cmd, "./edgetune quantize %s %s --type %s --quiet", f32, qpath, type);
+    snprintf(cmd, sizeof cmd, "./edgetune quantize %s %s --type %s --quiet%s", f32, qpath, type, imflag);
     if (test_run(cmd)) fail_msg("%s failed", cmd);
     /* train's own export is the same file */
     char *a = NULL, *b = NULL;
@@ -258,9 +263,35 @@ static void check_export(const char *type, int wide) {
     if (et_llama_bind(&L, &m, NULL, &e)) fail_msg("%s", e.msg);
     et_qat q;
     et_qat_opts o = {.ftype = et_ftype_from_name(type)};
+    et_imatrix im;
+    et_imatrix_init(&im);
+    if (imatrix) {
+        if (et_imatrix_load(&im, imatrix, &e)) fail_msg("%s", e.msg);
+        o.imatrix = &im, o.imatrix_name = imatrix;
+    }
     if (et_qat_attach(&q, &L, &o, &e)) fail_msg("%s", e.msg);
     et_qat_set_step(&q, 0);
     et_qat_sync(&q);
+    if (imatrix) {
+        /* the weighted grid differs from the plain one (else this test would
+         * not tell the two apart) */
+        int weighted = 0, differs = 0;
+        for (int k = 0; k < q.n_w; k++) {
+            const et_qat_w *w = &q.w[k];
+            /* ggml's F16, BF16 and Q8_0 quantizers ignore the weights */
+            if (!w->imw || w->type == GGML_TYPE_F16 || w->type == GGML_TYPE_BF16 || w->type == GGML_TYPE_Q8_0) continue;
+            weighted++;
+            const size_t n = (size_t)(w->rows * w->cols);
+            float *plain = malloc(n * sizeof *plain);
+            void *scr = malloc((size_t)et_quant_row_bytes(w->type, w->cols) * (size_t)w->rows);
+            assert_int_equal(et_fake_quant_rows(w->type, w->master, plain, w->rows, w->cols, scr), 0);
+            differs += memcmp(plain, w->wq, n * sizeof *plain) != 0;
+            free(plain), free(scr);
+        }
+        fprintf(stderr, "qat %s --qat-imatrix: %d of %d tensors on a weighted grid, %d differ from the plain grid\n", type,
+                weighted, q.n_w, differs);
+        assert_true(weighted > 0 && differs == weighted);
+    }
 
     /* every quantized tensor of the file: QAT's type, and w_q bit for bit */
     gguf_file g;
@@ -323,9 +354,21 @@ static void check_export(const char *type, int wide) {
     et_engine_free(eq), et_engine_free(ef);
     et_model_free(&mq);
     et_qat_free(&q);
+    et_imatrix_free(&im);
     et_llama_unbind(&L);
     et_model_free(&m);
 }
+
+static void check_export(const char *type, int wide) { check_export_im(type, wide, NULL); }
+
+/* --qat-imatrix: training sees `quantize --imatrix F`'s grid, and train's
+ * model-TYPE.gguf is `edgetune quantize --imatrix F` of its F32 weights
+ * (stories260K with llama-imatrix's own file: Q4_0; Q3_K_M, whose 64-wide
+ * rows fall back to the weighted IQ4_NL; Q4_K_M -> weighted Q5_0). */
+#define STORIES_IMATRIX "tests/data/imatrix/stories260K.imatrix.dat"
+static void test_export_imatrix_q4_0(void **state) { (void)state; check_export_im("Q4_0", 0, STORIES_IMATRIX); }
+static void test_export_imatrix_q3_k_m(void **state) { (void)state; check_export_im("Q3_K_M", 0, STORIES_IMATRIX); }
+static void test_export_imatrix_q4_k_m(void **state) { (void)state; check_export_im("Q4_K_M", 0, STORIES_IMATRIX); }
 
 static void test_export_q4_0(void **state) { (void)state; check_export("Q4_0", 0); }
 static void test_export_q4_k_m_fallbacks(void **state) { (void)state; check_export("Q4_K_M", 0); }
@@ -336,15 +379,15 @@ static void test_export_q2_k(void **state) { (void)state; check_export("Q2_K", 1
 /* LoRA-QAT: `edgetune lora --qat TYPE`, then its merged-TYPE.gguf (= merge
  * into the F32 base, then quantize): the engine on that file's weights gives
  * the training forward's logits (base + adapter with fake quantization). */
-static void test_lora_export(void **state) {
-    (void)state;
+static void check_lora_export(const char *imatrix) {
     if (!test_have_edgetune()) skip();
     SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
     const char *data = data_h5();
     char cmd[4096], path[600];
-    const char *dir = test_tmp("lora");
+    const char *dir = test_tmp(imatrix ? "lora-im" : "lora");
     snprintf(cmd, sizeof cmd, "./edgetune lora --model %s --data %s --out %s --qat Q4_0 --steps 4 --batch-size 4 "
-             "--seq-len 64 --lr 1e-2 --warmup 0 --targets q,v,down --threads 2 --eval-batches 1", model, data, dir);
+             "--seq-len 64 --lr 1e-2 --warmup 0 --targets q,v,down --threads 2 --eval-batches 1%s%s", model, data, dir,
+             imatrix ? " --qat-imatrix " : "", imatrix ? imatrix : "");
     if (test_run(cmd)) fail_msg("%s failed", cmd);
     et_err e = {0};
     et_model m, mq;
@@ -357,6 +400,12 @@ static void test_lora_export(void **state) {
     if (lora_train_init(&lt, &m, GGML_TYPE_F32, &ad, &tm, &e)) fail_msg("%s", e.msg);
     et_qat q;
     et_qat_opts o = {.ftype = ET_FTYPE_MOSTLY_Q4_0};
+    et_imatrix im;
+    et_imatrix_init(&im);
+    if (imatrix) {
+        if (et_imatrix_load(&im, imatrix, &e)) fail_msg("%s", e.msg);
+        o.imatrix = &im, o.imatrix_name = imatrix;
+    }
     if (et_lora_llama_qat(&lt.ll, &q, &o, &e)) fail_msg("%s", e.msg);
     et_qat_set_step(&q, 0);
     int adapted = 0;
@@ -393,18 +442,22 @@ static void test_lora_export(void **state) {
         d = fmax(d, fabs((double)lf[i] - lt_[i]));
         d0 = fmax(d0, fabs((double)l0[i] - lt_[i]));
     }
-    fprintf(stderr, "lora qat Q4_0: engine on merged-Q4_0's weights - training forward: max %.3g (%.2g relative); "
-            "without the adapter: %.3g\n", d, d / scale, d0);
+    fprintf(stderr, "lora qat Q4_0%s: engine on merged-Q4_0's weights - training forward: max %.3g (%.2g relative); "
+            "without the adapter: %.3g\n", imatrix ? " --qat-imatrix" : "", d, d / scale, d0);
     assert_true(d <= 2e-5 * fmax(1.0, scale));
     assert_true(d0 > 100 * d);
     free(lt_), free(lf), free(l0);
     et_engine_free(ef), et_engine_free(e0);
     et_model_free(&mq), et_model_free(&mb);
     et_qat_free(&q);
+    et_imatrix_free(&im);
     lora_train_free(&lt);
     lora_adapter_free(&ad);
     et_model_free(&m);
 }
+
+static void test_lora_export(void **state) { (void)state; check_lora_export(NULL); }
+static void test_lora_export_imatrix(void **state) { (void)state; check_lora_export(STORIES_IMATRIX); }
 
 /* ---- the command line ---- */
 
@@ -457,6 +510,23 @@ static void test_bad_input(void **state) {
     assert_int_equal(gguf_find_tensor(&g, "blk.1.ffn_up.weight")->type, GGML_TYPE_Q5_0);
     assert_int_equal(gguf_find_tensor(&g, "blk.1.attn_q.weight")->type, GGML_TYPE_Q4_0);
     gguf_close(&g);
+    /* --qat-imatrix: for another model (a 32-column entry for a 64-column tensor), malformed, without --qat */
+    et_imatrix im;
+    et_imatrix_init(&im);
+    float x[2 * 32];
+    for (int i = 0; i < 64; i++) x[i] = 0.5f + (float)i;
+    assert_int_equal(et_imatrix_accumulate(&im, "blk.0.attn_q.weight", x, 2, 32, &e), 0);
+    assert_int_equal(et_imatrix_save(&im, test_tmp("other.imatrix.dat"), ET_IMATRIX_DAT, &e), 0);
+    et_imatrix_free(&im);
+    snprintf(base, sizeof base, train, model, data, test_tmp("bad4"));
+    expect_run(2, "'blk.0.attn_q.weight' has 32 columns", "%s --qat-imatrix %s", base, test_tmp("other.imatrix.dat"));
+    snprintf(path, sizeof path, "%s/model.gguf", test_tmp("bad4"));
+    assert_int_equal(access(path, F_OK), -1); /* refused before training: nothing written */
+    test_spit(test_tmp("trunc.imatrix.dat"), "\x05\x00\x00\x00\x13\x00");
+    snprintf(base, sizeof base, train, model, data, test_tmp("bad5"));
+    expect_run(2, "trunc.imatrix.dat", "%s --qat-imatrix %s", base, test_tmp("trunc.imatrix.dat"));
+    expect_run(1, "need --qat TYPE", "./edgetune train --model %s --data %s --out %s --steps 1 --qat-imatrix %s", model,
+               data, test_tmp("bad6"), STORIES_IMATRIX);
 }
 
 /* --resume with QAT continues bit for bit, across the --qat-start switch */
@@ -485,6 +555,10 @@ int main(void) {
         cmocka_unit_test(test_export_q3_k_m),
         cmocka_unit_test(test_export_q2_k),
         cmocka_unit_test(test_lora_export),
+        cmocka_unit_test(test_lora_export_imatrix),
+        cmocka_unit_test(test_export_imatrix_q4_0),
+        cmocka_unit_test(test_export_imatrix_q3_k_m),
+        cmocka_unit_test(test_export_imatrix_q4_k_m),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_resume),
     };

@@ -20,6 +20,11 @@
 #include "qat.h"
 
 int et_fake_quant_rows(uint32_t type, const float *w, float *wq, int64_t rows, int64_t cols, void *scratch) {
+    return et_fake_quant_rows_imatrix(type, w, wq, rows, cols, NULL, scratch);
+}
+
+int et_fake_quant_rows_imatrix(uint32_t type, const float *w, float *wq, int64_t rows, int64_t cols,
+                               const float *imw, void *scratch) {
     const uint64_t rb = et_quant_row_bytes(type, cols);
     if (!et_quant_supported(type) || rows < 0 || !rb) return ET_EINPUT;
     if (type == GGML_TYPE_F32) {
@@ -29,7 +34,8 @@ int et_fake_quant_rows(uint32_t type, const float *w, float *wq, int64_t rows, i
     uint8_t *q = scratch;
     #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
-        et_quantize_row(type, w + (size_t)r * (size_t)cols, q + (size_t)r * rb, cols);
+        if (imw) et_quantize_rows_imatrix(type, w + (size_t)r * (size_t)cols, q + (size_t)r * rb, 1, cols, imw);
+        else et_quantize_row(type, w + (size_t)r * (size_t)cols, q + (size_t)r * rb, cols);
         et_dequantize_row(type, q + (size_t)r * rb, wq + (size_t)r * (size_t)cols, cols);
     }
     return 0;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../quant/imatrix.h"
 #include "../quant/quant.h"
 #include "../quant/quantize_model.h"
 
@@ -32,7 +33,7 @@ static int cmp_ord(const void *a, const void *b) {
     return strcmp(x->name, y->name);
 }
 
-int et_qat_types(const et_llama *L, int ftype, uint32_t *types, uint32_t *want,
+int et_qat_types(const et_llama *L, int ftype, int has_imatrix, uint32_t *types, uint32_t *want,
                  void (*msg)(void *ctx, const char *name, const char *why), void *ctx, et_err *e) {
     if (et_ftype_base_type(ftype) == GGML_TYPE_COUNT)
         return et_fail(e, ET_EUSAGE, "qat: unknown quantization type %d", ftype);
@@ -46,6 +47,7 @@ int et_qat_types(const et_llama *L, int ftype, uint32_t *types, uint32_t *want,
     memset(&qp, 0, sizeof qp);
     qp.ftype = ftype;
     qp.base_type = et_ftype_base_type(ftype);
+    qp.has_imatrix = has_imatrix != 0;
     for (int i = 0; i < n; i++) {
         const char *nm = L->tensors[i]->name;
         o[i] = (ord){i, layer_of(nm), nm};
@@ -85,6 +87,36 @@ int et_qat_types(const et_llama *L, int ftype, uint32_t *types, uint32_t *want,
 
 /* ---- attach ---- */
 
+/* The imatrix against the bound model, as et_quantize_model_imatrix checks
+ * it (quantize_model.c check_imatrix): every entry names a tensor with its
+ * column count, and every blk.* weight quantized with weights (not Q8_0,
+ * F16, BF16) has an entry. */
+static int check_imatrix(const et_llama *L, const et_qat_opts *o, const uint32_t *types, et_err *e) {
+    const int n = L->n_tensors;
+    const char **names = calloc((size_t)n + 1, sizeof *names);
+    int64_t *ne0 = calloc((size_t)n + 1, sizeof *ne0), *ne2 = calloc((size_t)n + 1, sizeof *ne2);
+    int *want = calloc((size_t)n + 1, sizeof *want);
+    int rc;
+    if (!names || !ne0 || !ne2 || !want) {
+        rc = et_fail(e, ET_ERUN, "qat: out of memory");
+    } else {
+        for (int i = 0; i < n; i++) {
+            const et_tensor *t = L->tensors[i];
+            names[i] = t->name;
+            ne0[i] = t->shape[t->ndim - 1];
+            ne2[i] = 1;
+            want[i] = types[i] != GGML_TYPE_F32 && types[i] != GGML_TYPE_F16 && types[i] != GGML_TYPE_BF16 &&
+                      types[i] != GGML_TYPE_Q8_0;
+        }
+        rc = et_imatrix_check(o->imatrix, o->imatrix_name ? o->imatrix_name : "imatrix", n, names, ne0, ne2, want, e);
+    }
+    free(names);
+    free(ne0);
+    free(ne2);
+    free(want);
+    return rc;
+}
+
 static et_linear *linear_of(et_llama *L, const et_tensor *t) {
     for (int l = 0; l < L->n_layer; l++) {
         et_llama_block *b = &L->blocks[l];
@@ -105,7 +137,7 @@ int et_qat_attach(et_qat *q, et_llama *L, const et_qat_opts *o, et_err *e) {
         free(want);
         return et_fail(e, ET_ERUN, "qat: out of memory");
     }
-    int rc = et_qat_types(L, o->ftype, types, want, o->notice, o->notice_ctx, e);
+    int rc = et_qat_types(L, o->ftype, o->imatrix != NULL, types, want, o->notice, o->notice_ctx, e);
     for (int k = 0; k < o->n_over && !rc; k++) {
         int i = 0;
         while (i < n && strcmp(L->tensors[i]->name, o->over_names[k])) i++;
@@ -131,6 +163,7 @@ int et_qat_attach(et_qat *q, et_llama *L, const et_qat_opts *o, et_err *e) {
             o->notice(o->notice_ctx, t->name, why);
         }
     }
+    if (!rc && o->imatrix) rc = check_imatrix(L, o, types, e);
     int n_w = 0;
     for (int i = 0; i < n && !rc; i++) n_w += types[i] != GGML_TYPE_F32;
     q->L = L;
@@ -155,6 +188,14 @@ int et_qat_attach(et_qat *q, et_llama *L, const et_qat_opts *o, et_err *e) {
         }
         q->n_w++;
         q->n_fallback += types[i] != want[i];
+        const et_imatrix_entry *ix = o->imatrix ? et_imatrix_find(o->imatrix, t->name) : NULL;
+        if (ix && ix->n == w->cols) {
+            if (!(w->imw = malloc(sizeof(float) * (size_t)w->cols))) {
+                rc = et_fail(e, ET_ERUN, "qat: out of memory");
+                break;
+            }
+            et_imatrix_weights(o->imatrix, ix, w->imw);
+        }
         et_fake_quant_view(&w->view, t, w->wq);
         const size_t bytes = (size_t)et_quant_row_bytes(w->type, w->cols) * (size_t)w->rows;
         if (bytes > scratch) scratch = bytes;
@@ -185,7 +226,7 @@ void et_qat_free(et_qat *q) {
         if (w->data_ptr) *w->data_ptr = w->master;
         if (w->frozen_ptr) *w->frozen_ptr = w->master;
     }
-    for (int k = 0; k < q->n_w; k++) free(q->w[k].wq);
+    for (int k = 0; k < q->n_w; k++) free(q->w[k].wq), free(q->w[k].imw);
     free(q->w);
     free(q->scratch);
     memset(q, 0, sizeof *q);
@@ -223,7 +264,8 @@ static void refresh_lora(et_qat_w *w) {
             for (int64_t i = 0; i < K; i++) row[i] += c * a[i];
         }
         for (int64_t i = 0; i < K; i++) row[i] = src[i] + s * row[i];
-        et_quantize_row(w->type, row, qb + (size_t)o * rb, K);
+        if (w->imw) et_quantize_rows_imatrix(w->type, row, qb + (size_t)o * rb, 1, K, w->imw);
+        else et_quantize_row(w->type, row, qb + (size_t)o * rb, K);
         et_dequantize_row(w->type, qb + (size_t)o * rb, row, K);
         for (int64_t r = 0; r < R; r++) {
             const float c = s * w->lora_b[o * R + r];
@@ -236,7 +278,7 @@ static void refresh_lora(et_qat_w *w) {
 
 static void refresh(et_qat_w *w) {
     if (w->lora_a) refresh_lora(w);
-    else et_fake_quant_rows(w->type, w->master, w->wq, w->rows, w->cols, w->owner->scratch);
+    else et_fake_quant_rows_imatrix(w->type, w->master, w->wq, w->rows, w->cols, w->imw, w->owner->scratch);
     w->gen = w->owner->gen;
     w->owner->n_refresh++;
 }

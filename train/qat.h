@@ -71,6 +71,14 @@ typedef struct et_qat_opts {
     void *notice_ctx;
     int no_hooks;           /* 1: no linear hooks; every weight's data pointer is
                                switched instead (et_lora_llama_qat wires the rest) */
+    /* Optional importance matrix (quant/imatrix.h; --qat-imatrix F): the
+     * forward then sees `edgetune quantize --type FTYPE --imatrix F`'s grid
+     * (ggml's weighted quantize_row_*_impl searches, et_quantize_rows_imatrix,
+     * and the imatrix type rule: Q4_0's first n_layer/8 ffn_down -> Q4_1), so
+     * QAT starts from imatrix PTQ.  The imatrix must match the model
+     * (et_imatrix_check; imatrix_name names it in errors). */
+    const struct et_imatrix *imatrix;
+    const char *imatrix_name;
 } et_qat_opts;
 
 /* One fake-quantized weight. */
@@ -81,6 +89,8 @@ typedef struct et_qat_w {
     float *wq;              /* [n] the cache: dequantize(quantize(master)) */
     et_tensor view;         /* the cache as a tensor with the master's gradient */
     uint32_t type;          /* the tensor type it is quantized to */
+    float *imw;             /* [cols] the imatrix's per-column weights
+                               (et_imatrix_weights), or NULL: unweighted */
     uint32_t want;          /* the policy's type before the row-length fallback */
     int64_t rows, cols;     /* [rows, cols], cols = row length ne[0] */
     uint64_t gen;           /* q->gen when wq was made (0: never) */
@@ -119,11 +129,13 @@ typedef struct et_qat {
  * L's tensors in the file's order.  For each bound tensor i of L
  * (L->tensors[i]): types[i] = the type it is written in (GGML_TYPE_F32 for
  * tensors the quantizer leaves alone: norms, biases), want[i] (may be NULL)
- * = the rule's type before the row-length fallback; msg (may be NULL) is
+ * = the rule's type before the row-length fallback; has_imatrix: 1 for the
+ * types `quantize --imatrix` gives (llama-quantize's has_imatrix rule);
+ * msg (may be NULL) is
  * called for every fallback with the quantizer's reason.
  * 0, ET_EUSAGE (unknown ftype) or ET_EINPUT (a type edgetune cannot
  * produce; L not bound to a model). */
-int et_qat_types(const et_llama *L, int ftype, uint32_t *types, uint32_t *want,
+int et_qat_types(const et_llama *L, int ftype, int has_imatrix, uint32_t *types, uint32_t *want,
                  void (*msg)(void *ctx, const char *name, const char *why), void *ctx, et_err *e);
 
 /* Attach QAT to a bound model: choose the types (et_qat_types, then the
@@ -164,6 +176,13 @@ et_qat_w *et_qat_find(et_qat *q, const char *name);
  * et_quant_row_bytes(type, cols) * rows bytes.  wq may equal w.  OpenMP over
  * rows.  0 or ET_EINPUT (unsupported type, cols not a multiple). */
 int et_fake_quant_rows(uint32_t type, const float *w, float *wq, int64_t rows, int64_t cols, void *scratch);
+/* The same on `edgetune quantize --imatrix`'s grid: each row quantized by
+ * et_quantize_rows_imatrix with the per-column weights imw [cols] (ggml's
+ * quantize_row_*_impl with quant_weights; imw NULL: et_fake_quant_rows).
+ * Types whose ggml quantizer ignores the weights (Q8_0, F16, BF16) are the
+ * same as unweighted.  0 or ET_EINPUT. */
+int et_fake_quant_rows_imatrix(uint32_t type, const float *w, float *wq, int64_t rows, int64_t cols,
+                               const float *imw, void *scratch);
 
 /* Fake quantization as a tape op: the tensor w_q [rows, cols] of wq's
  * cache, whose gradient is w's.  Backward (the straight-through estimator,
