@@ -3,18 +3,21 @@
  * run, interleaved (plain, QAT, plain, QAT, ...) so both see the same
  * machine load, medians.
  *
- *   build/bench/bench_qat [stories260K|smollm2] [TYPE] [B] [T] [steps]
+ *   build/bench/bench_qat [stories260K|smollm2] [TYPE] [B] [T] [steps] [imatrix]
  *
  * A step here = forward + backward + AdamW (et_adamw_step) over every
  * parameter; the QAT step also requantizes every fake-quantized weight once
  * (et_qat_step after the update, the cache remade on the next forward), as
  * `edgetune train --qat` does.  Default: stories260K at batch 4 x 256,
  * Q4_K_M; random weights (std 0.02), tied embeddings.  Reported: both
- * medians, their ratio, and the requantization's own median time. */
+ * medians, their ratio, and the requantization's own median time.  With
+ * "imatrix": the QAT step on the imatrix grid (--qat-imatrix: ggml's
+ * weighted searches), from a synthetic imatrix (random column weights). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../quant/imatrix.h"
 #include "../quant/quantize_model.h"
 #include "../train/llama.h"
 #include "../train/optim.h"
@@ -88,6 +91,22 @@ int main(int argc, char **argv) {
     et_adamw_hp ahp = {0.9f, 0.95f, 1e-8f, 0.0f};
     et_qat q;
     et_qat_opts qo = {.ftype = ftype};
+    et_imatrix im;
+    et_imatrix_init(&im);
+    const int use_im = argc > 6 && !strcmp(argv[6], "imatrix");
+    for (int i = 0; use_im && i < L.n_tensors; i++) {
+        const et_tensor *w = L.tensors[i];
+        if (w->ndim != 2 || strncmp(w->name, "blk.", 4)) continue;
+        const int64_t n = w->shape[1];
+        float *x = malloc(sizeof(float) * (size_t)n);
+        for (int64_t j = 0; j < n; j++) x[j] = 1.1f + frand();
+        if (et_imatrix_accumulate(&im, w->name, x, 1, n, &e)) {
+            fprintf(stderr, "bench: %s\n", e.msg);
+            return 3;
+        }
+        free(x);
+    }
+    if (use_im) qo.imatrix = &im, qo.imatrix_name = "synthetic";
     et_tape t;
     if (et_adamw_init(&opt, m.n_params, &ahp, &e) || et_qat_attach(&q, &L, &qo, &e) || et_tape_init(&t, 0, &e)) {
         fprintf(stderr, "bench: %s\n", e.msg);
@@ -97,23 +116,20 @@ int main(int argc, char **argv) {
            *tf = malloc(sizeof(double) * steps), fq = 0;
     for (int s = 0; s < steps + 1; s++) { /* step 0 grows the arenas: not timed */
         q.active = 0;
-        et_qat_sync(&q); /* the model's own weights, and no hooks: a plain step */
-        for (int k = 0; k < q.n_w; k++)
-            if (q.w[k].lin) q.w[k].lin->fn = NULL;
+        et_qat_sync(&q); /* the model's own weights: a plain step */
         double a = step(&t, &L, &m, &g, &opt, NULL, tok, B, T, &fq);
-        for (int k = 0; k < q.n_w; k++)
-            if (q.w[k].lin) q.w[k].lin->fn = et_qat_linear;
         et_qat_set_step(&q, 0);
         double b = step(&t, &L, &m, &g, &opt, &q, tok, B, T, &fq);
         if (s) tp[s - 1] = a, tq[s - 1] = b, tf[s - 1] = fq;
     }
     const double mp = median(tp, steps), mq = median(tq, steps), mf = median(tf, steps);
-    printf("QAT step %s, %s (%d tensors fake-quantized), batch %d x %d, %zu params (%d steps each, interleaved, medians)\n",
-           shape, type, q.n_w, B, T, m.n_params, steps);
+    printf("QAT step %s, %s%s (%d tensors fake-quantized), batch %d x %d, %zu params (%d steps each, interleaved, medians)\n",
+           shape, type, use_im ? " on the imatrix grid" : "", q.n_w, B, T, m.n_params, steps);
     printf("  plain step  %9.2f ms\n  QAT step    %9.2f ms   (requantization %.2f ms)   QAT/plain %.3f\n", mp * 1e3,
            mq * 1e3, mf * 1e3, mq / mp);
     et_tape_free(&t);
     et_qat_free(&q);
+    et_imatrix_free(&im);
     et_adamw_free(&opt);
     et_llama_unbind(&L);
     et_model_grads_free(&g);

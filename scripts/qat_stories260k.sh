@@ -11,7 +11,7 @@
 # fine-tuned F32 model with its own imatrix of the same text.
 # QAT+KD = `edgetune distill --qat TYPE` with the F32 model as both teacher
 # and student (online teacher, alpha 1: the loss is KL(teacher || student)
-# only), the same schedule.  Env: STEPS (300), THREADS (1), IMX_FT_CHUNKS
+# only), the same schedule; QAT+KD-im the same on the imatrix grid (--qat-imatrix imatrix.dat).  Env: STEPS (300), THREADS (1), IMX_FT_CHUNKS
 # (the fine-tuned model's imatrix over the first N chunks of 512 only).
 set -euo pipefail
 W=${EDGETUNE:-$(cd "$(dirname "$0")/.." && pwd)/edgetune}
@@ -67,6 +67,11 @@ for t in $TYPES; do
   [ -f "kd-$t/model-$t.gguf" ] || "$W" distill --teacher "$M" --student "$M" --alpha 1 --out "kd-$t" --qat "$t" \
     "${TR[@]}" > "kd-$t.log" 2>&1
   ev "QAT+KD-$t" "kd-$t/model-$t.gguf"
+  if [ $IMX = 1 ]; then   # QAT+KD on the imatrix grid (--qat-imatrix): starts from iPTQ
+    [ -f "kdim-$t/model-$t.gguf" ] || "$W" distill --teacher "$M" --student "$M" --alpha 1 --out "kdim-$t" --qat "$t" \
+      --qat-imatrix imatrix.dat "${TR[@]}" > "kdim-$t.log" 2>&1
+    ev "QAT+KD-im-$t" "kdim-$t/model-$t.gguf"
+  fi
 done
 # one table: name, bytes, held-out ppl, KL to F32, KL to the fine-tuned F32
 python3 - <<'PY'

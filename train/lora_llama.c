@@ -230,7 +230,7 @@ int et_lora_llama_qat(et_lora_llama *ll, et_qat *q, const et_qat_opts *o_in, et_
         return et_fail(e, ET_EUSAGE, "lora qat: dropout %g must be 0 (a dropped branch has no merged weight)",
                        (double)ll->dropout);
     et_qat_opts o = *o_in;
-    o.no_hooks = 1;
+    o.hooks = 0;
     int rc = et_qat_attach(q, &ll->L, &o, e);
     if (rc) return rc;
     for (int k = 0; k < q->n_w; k++) {

@@ -201,7 +201,7 @@ int et_qat_attach(et_qat *q, et_llama *L, const et_qat_opts *o, et_err *e) {
         if (bytes > scratch) scratch = bytes;
         et_linear *lin = linear_of(L, t);
         w->lin = lin;
-        if (!lin || o->no_hooks) {
+        if (!lin || !o->hooks) {
             w->data_ptr = &t->data;
         } else if (lin->fn) {
             rc = et_fail(e, ET_EUSAGE, "qat: %s already has a linear hook (LoRA: use et_lora_llama_qat)", t->name);

@@ -17,16 +17,17 @@
  *       et_qat_step(&q, s);            // the weights changed: requantize before the next forward
  *   et_qat_free(&q);                   // L back as it was
  *
- * How it plugs in (no second forward, train/llama.h):
- *  - every linear (attn_q/k/v/output, ffn_gate/up/down) through the linear
- *    hook et_linear.fn: y = x w_q^T (+ b) with et_matmul on a view of the
- *    cached w_q whose gradient buffer is w's own, so the matmul's backward
- *    adds dL/dw_q into w's gradient (the STE, with no extra node or copy);
- *    a hook that was already set (LoRA: train/lora_llama.h) is not replaced
- *    — for LoRA-QAT use et_lora_llama_qat (train/lora_llama.h);
- *  - token_embd.weight and output.weight, which llama.c reads directly
- *    (embedding lookup, LM head): their tensors' data pointers point at the
- *    cached w_q while QAT is on, the gradient pointers stay the master's.
+ * How it plugs in (no second forward, train/llama.h): every fake-quantized
+ * tensor's data pointer points at its cached w_q while QAT is on (set by
+ * et_qat_sync, which et_train_llama calls before every forward), while its
+ * gradient pointer stays the master's, so every op that reads it (the
+ * linears' matmuls, fused with the residual add where llama.c fuses them,
+ * the embedding lookup, the LM head) adds dL/dw_q into w's gradient: the
+ * STE, with no extra node or copy.  With et_qat_opts.hooks the linears go
+ * through the linear hook et_linear.fn instead (et_qat_linear: et_matmul on
+ * a view of the cache with w's gradient; it syncs a stale cache itself); a
+ * hook that was already set (LoRA: train/lora_llama.h) is not replaced — for
+ * LoRA-QAT use et_lora_llama_qat (train/lora_llama.h).
  * So anything that reads the model through L sees w_q, and anything that
  * reads the parameter block (optimizer, checkpoint, et_model_save_gguf)
  * sees the master weights.  Exporting the master weights as F32 and running
@@ -69,8 +70,11 @@ typedef struct et_qat_opts {
      * type, with the reason (as `edgetune quantize` prints it). */
     void (*notice)(void *ctx, const char *name, const char *why);
     void *notice_ctx;
-    int no_hooks;           /* 1: no linear hooks; every weight's data pointer is
-                               switched instead (et_lora_llama_qat wires the rest) */
+    int hooks;              /* 0 (default): every weight's data pointer is switched
+                               to its cache by et_qat_sync, so the forward runs its
+                               own fused ops (the GEMM with the residual add);
+                               1: the linears get the hook et_qat_linear instead,
+                               which brings a stale cache up to date lazily */
     /* Optional importance matrix (quant/imatrix.h; --qat-imatrix F): the
      * forward then sees `edgetune quantize --type FTYPE --imatrix F`'s grid
      * (ggml's weighted quantize_row_*_impl searches, et_quantize_rows_imatrix,
@@ -95,10 +99,10 @@ typedef struct et_qat_w {
     int64_t rows, cols;     /* [rows, cols], cols = row length ne[0] */
     uint64_t gen;           /* q->gen when wq was made (0: never) */
     int constant;           /* the tensor is frozen (no gradient, no LoRA): made once */
-    et_linear *lin;         /* its linear (hooked with et_qat_linear unless
-                               no_hooks), or NULL for token_embd/output */
-    float **data_ptr;       /* token_embd/output: the tensor's data pointer, set to
-                               wq while QAT is on (else the master) */
+    et_linear *lin;         /* its linear (hooked with et_qat_linear when
+                               hooks), or NULL for token_embd/output */
+    float **data_ptr;       /* the tensor's data pointer (all but hooked linears),
+                               set to wq while QAT is on (else the master) */
     const void **frozen_ptr;/* LoRA-QAT: the slot's frozen weight pointer, the same way */
     /* LoRA-QAT (et_lora_llama_qat): the branch merged before quantizing;
      * lora_a NULL otherwise.  Then wq = fq(W + s B A) - s B A, so the LoRA
