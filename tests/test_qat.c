@@ -84,7 +84,7 @@ static void fill_batch(int32_t tok[N_ACCUM][B][T + 1], uint8_t mask[N_ACCUM][B][
             }
 }
 
-static void check_ste(int recompute, int ftype) {
+static void check_ste(int recompute, int ftype, int hooks) {
     et_hparams hp;
     memset(&hp, 0, sizeof hp);
     snprintf(hp.arch, sizeof hp.arch, "llama");
@@ -112,7 +112,7 @@ static void check_ste(int recompute, int ftype) {
         plain += ls;
     }
     et_qat q;
-    et_qat_opts o = {.ftype = ftype};
+    et_qat_opts o = {.ftype = ftype, .hooks = hooks};
     if (et_qat_attach(&q, &tl.L, &o, &e)) fail_msg("%s", e.msg);
     et_qat_set_step(&q, 0);
     tl.qat = &q;
@@ -153,8 +153,8 @@ static void check_ste(int recompute, int ftype) {
                                 ggml_type_name(w->type), rel);
         worst = fmax(worst, rel);
     }
-    fprintf(stderr, "qat %s recompute %d: %d tensors, STE gradient vs finite differences: worst relative error %.3g\n",
-            et_ftype_name(ftype), recompute, q.n_w, worst);
+    fprintf(stderr, "qat %s recompute %d hooks %d: %d tensors, STE gradient vs finite differences: worst relative error %.3g\n",
+            et_ftype_name(ftype), recompute, hooks, q.n_w, worst);
     /* float forwards, h = 1e-2: the sparse embedding rows reach ~1.7e-2;
        a gradient routed wrongly (not added, or missing the STE) is off by O(1) */
     assert_true(worst < 3e-2);
@@ -180,8 +180,10 @@ static void check_ste(int recompute, int ftype) {
     et_model_free(&m);
 }
 
-static void test_ste_q4_0(void **state) { (void)state; check_ste(0, ET_FTYPE_MOSTLY_Q4_0); }
-static void test_ste_q4_k_m_recompute(void **state) { (void)state; check_ste(1, ET_FTYPE_MOSTLY_Q4_K_M); }
+static void test_ste_q4_0(void **state) { (void)state; check_ste(0, ET_FTYPE_MOSTLY_Q4_0, 0); }
+static void test_ste_q4_k_m_recompute(void **state) { (void)state; check_ste(1, ET_FTYPE_MOSTLY_Q4_K_M, 0); }
+/* the same through the linear hook (et_qat_opts.hooks) */
+static void test_ste_q4_0_hooks(void **state) { (void)state; check_ste(1, ET_FTYPE_MOSTLY_Q4_0, 1); }
 
 /* ---- the export ---- */
 
@@ -549,6 +551,7 @@ int main(void) {
         cmocka_unit_test(test_rows_each_type),
         cmocka_unit_test(test_ste_q4_0),
         cmocka_unit_test(test_ste_q4_k_m_recompute),
+        cmocka_unit_test(test_ste_q4_0_hooks),
         cmocka_unit_test(test_export_q4_0),
         cmocka_unit_test(test_export_q4_k_m_fallbacks),
         cmocka_unit_test(test_export_q4_k_m),
