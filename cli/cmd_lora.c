@@ -36,8 +36,8 @@ static const char *const KNOWN[] = {
     "base_type", "recompute", "steps", "batch_size", "seq_len", "grad_accum", "lr", "min_lr", "warmup", "schedule",
     "weight_decay", "beta1", "beta2", "eps", "optim", "grad_clip", "eval_every", "eval_batches", "ckpt_every", "threads",
     "metrics", "log_every", "resume", "adapter_type", "base_name", "precision", "recompute_layers",
-    "qat", "qat_start", "qat_type_map", "qat_imatrix", NULL};
-static const char *const BOOLS[] = {"resume", "rslora", "recompute", NULL};
+    "qat", "qat_start", "qat_type_map", "qat_imatrix", "qat_act", NULL};
+static const char *const BOOLS[] = {"resume", "rslora", "recompute", "qat_act", NULL};
 
 typedef struct lora_cfg {
     const char *model, *tokenizer, *data, *out, *metrics, *layers, *base_name;

@@ -38,8 +38,8 @@ static const char *const KNOWN[] = {
     "head_dim", "rope_theta", "rms_eps", "untied", "init_std", "steps", "batch_size", "seq_len", "grad_accum", "lr",
     "min_lr", "warmup", "schedule", "weight_decay", "decay", "beta1", "beta2", "eps", "optim", "grad_clip", "eval_every",
     "eval_batches", "ckpt_every", "seed", "threads", "metrics", "type", "resume", "log_every", "recompute", "precision", "loader",
-    "qat", "qat_start", "qat_type_map", "qat_imatrix", NULL};
-static const char *const BOOLS[] = {"resume", "untied", "recompute", "no_eval", NULL};
+    "qat", "qat_start", "qat_type_map", "qat_imatrix", "qat_act", NULL};
+static const char *const BOOLS[] = {"resume", "untied", "recompute", "no_eval", "qat_act", NULL};
 /* distill adds these to KNOWN */
 static const char *const KNOWN_KD[] = {"teacher", "teacher_logits", "student", "keep_layers", "kd", "temperature", "alpha",
                                        "no_eval", "prune_plan", "hidden_map", "hidden_loss", "hidden_weight", NULL};

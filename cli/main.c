@@ -55,7 +55,8 @@ const cli_cmd cli_commands[] = {
      "         about 2x faster GEMMs on CPUs with AVX512_BF16)\n"
      "  --qat TYPE (quantization-aware training on `quantize --type TYPE`'s grids: Q4_0, Q4_K_M, Q3_K_M,\n"
      "         Q2_K ...; DIR also gets model-TYPE.gguf) --qat-start STEP --qat-type-map FILE\n"
-     "         --qat-imatrix F (train on `quantize --imatrix F`'s grid: QAT from imatrix PTQ) (docs/qat.md)\n"
+     "         --qat-imatrix F (train on `quantize --imatrix F`'s grid: QAT from imatrix PTQ)\n"
+     "         --qat-act (also round matmul inputs as the engine does: Q8_0/Q8_K activations) (docs/qat.md)\n"
      "  DIR gets checkpoint.h5, recipe.json (every setting; reuse with --config) and model.gguf.\n"
      "  Details: docs/training.md", cmd_train},
     {"distill", "train a student from a teacher's logits (stored or online)",

@@ -64,12 +64,13 @@ int cli_qat_opts(const cli_args *a, cli_qat *c, et_err *e) {
     const char *type = cli_str(a, "qat", NULL);
     c->type_map = cli_str(a, "qat_type_map", NULL);
     c->imatrix_path = cli_str(a, "qat_imatrix", NULL);
+    c->act = cli_on(a, "qat_act");
     et_imatrix_init(&c->im);
     int rc = cli_int_range(a, "qat_start", 0, 0, 1L << 40, &c->start, e);
     if (rc) return rc;
     if (!type) {
-        if (c->type_map || c->imatrix_path || cli_str(a, "qat_start", NULL))
-            return et_fail(e, ET_EUSAGE, "--qat-start, --qat-type-map and --qat-imatrix need --qat TYPE");
+        if (c->type_map || c->imatrix_path || c->act || cli_str(a, "qat_start", NULL))
+            return et_fail(e, ET_EUSAGE, "--qat-start, --qat-type-map, --qat-imatrix and --qat-act need --qat TYPE");
         return 0;
     }
     c->ftype = et_ftype_from_name(type);
@@ -88,6 +89,7 @@ void cli_qat_recipe(const cli_qat *c, cli_recipe *r) {
     cli_recipe_add(r, "qat_start", "%ld", c->start);
     if (c->type_map) cli_recipe_add(r, "qat_type_map", "%s", c->type_map);
     if (c->imatrix_path) cli_recipe_add(r, "qat_imatrix", "%s", c->imatrix_path);
+    if (c->act) cli_recipe_add(r, "qat_act", "1");
 }
 
 static void notice(void *ctx, const char *name, const char *why) {
@@ -105,7 +107,10 @@ int cli_qat_attach(const cli_qat *c, et_qat *q, et_llama *L, et_lora_llama *ll, 
     et_qat_opts o = {.ftype = c->ftype, .start_step = c->start, .n_over = c->n_over,
                      .over_names = (const char *const *)c->over_names, .over_types = c->over_types,
                      .notice = notice, .imatrix = c->imatrix_path ? &c->im : NULL,
-                     .imatrix_name = c->imatrix_path};
+                     .imatrix_name = c->imatrix_path, .act = c->act};
+    if (ll && c->act)
+        return et_fail(e, ET_EUSAGE, "--qat-act is for `train` and `distill`: LoRA-QAT does not round the adapter's "
+                       "activations (leave it out)");
     int rc = ll ? et_lora_llama_qat(ll, q, &o, e) : et_qat_attach(q, L, &o, e);
     if (rc) return rc;
     int64_t step = 0;
@@ -131,9 +136,10 @@ int cli_qat_attach(const cli_qat *c, et_qat *q, et_llama *L, et_lora_llama *ll, 
     char imb[600] = "";
     if (c->imatrix_path)
         snprintf(imb, sizeof imb, "; %d on the imatrix grid of %s", n_im, c->imatrix_path);
-    fprintf(stderr, "edgetune: qat %s: %d tensors fake-quantized%s (%s%s)%s%s, straight-through gradients; from step %ld\n",
+    fprintf(stderr, "edgetune: qat %s: %d tensors fake-quantized%s (%s%s)%s%s%s, straight-through gradients; from step %ld\n",
             c->name, q->n_w, ll ? " (adapted ones as merged with their LoRA branch)" : "", buf, c->n_over ? "; type map applied" : "",
-            q->n_fallback ? " with row-length fallbacks as above" : "", imb, c->start);
+            q->n_fallback ? " with row-length fallbacks as above" : "", imb,
+            c->act ? "; matmul inputs rounded as the engine does (Q8_0/Q8_K)" : "", c->start);
     return 0;
 }
 

@@ -13,6 +13,9 @@
  *   --qat-imatrix FILE   train on `quantize --type TYPE --imatrix FILE`'s grid
  *                        (llama.cpp .dat or GGUF imatrix; the export then uses
  *                        it too, so QAT starts from imatrix PTQ)
+ *   --qat-act            also round each quantized matmul's input as the
+ *                        engine does (Q8_0/Q8_K activations; train and
+ *                        distill only)
  * Errors: an unknown type name (in --qat or the map) is ET_EINPUT (exit 2)
  * naming the valid ones; a map line that names no tensor is ET_EINPUT
  * naming the file and line.
@@ -36,6 +39,7 @@ typedef struct cli_qat {
     char **over_names;
     uint32_t *over_types;
     const char *imatrix_path; /* --qat-imatrix path or NULL */
+    int act;                /* --qat-act */
     et_imatrix im;          /* loaded when imatrix_path is set */
 } cli_qat;
 

@@ -23,6 +23,7 @@
 
 #include "testutil.h"
 #include "../engine/engine.h"
+#include "../engine/kernels.h"
 #include "../export/gguf.h"
 #include "../lora/lora_train.h"
 #include "../quant/imatrix.h"
@@ -65,6 +66,57 @@ static void test_rows_each_type(void **state) {
     assert_int_equal(et_fake_quant_rows(GGML_TYPE_Q4_0, w, wq, 2, 100, scratch), ET_EINPUT);
     assert_int_equal(et_fake_quant_rows(GGML_TYPE_Q4_K, w, wq, 2, 128, scratch), ET_EINPUT);
     free(w), free(wq), free(ref), free(in), free(scratch), free(blk);
+}
+
+/* --qat-act's rounding against the engine's own arithmetic: for a weight
+ * row of each type, the engine's dot kernel (its activation quantizer and
+ * integer sums) equals the double-precision dot of the dequantized weights
+ * with et_fake_quant_act_rows' activations, to float rounding; the plain
+ * F32 activations do not (the test would not see a missing rounding). */
+static void test_act_rounding(void **state) {
+    (void)state;
+    enum { K = 512 };
+    const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_IQ4_NL, GGML_TYPE_Q4_K,
+                              GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q3_K, GGML_TYPE_Q2_K, GGML_TYPE_F16};
+    float *w = malloc(sizeof(float) * K), *wd = malloc(sizeof(float) * K), *x = malloc(sizeof(float) * K),
+          *xq = malloc(sizeof(float) * K);
+    uint8_t *blk = malloc(K * 4), *act = malloc(K * 4 + 4096);
+    const et_kernels *kr = et_kernels_get("scalar");
+    assert_non_null(kr);
+    et_kernels_init();
+    uint32_t s = 777;
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        double worst = 0, plain_err = 0;
+        for (int trial = 0; trial < 20; trial++) {
+            for (int i = 0; i < K; i++) {
+                s = s * 1664525u + 1013904223u;
+                w[i] = ((float)(s >> 8) / 16777216.0f - 0.5f) * 0.2f;
+                s = s * 1664525u + 1013904223u;
+                x[i] = ((float)(s >> 8) / 16777216.0f - 0.5f) * (i % 61 == 0 ? 8.0f : 1.0f);
+            }
+            assert_int_equal(et_quantize_row(types[k], w, blk, K), 0);
+            assert_int_equal(et_dequantize_row(types[k], blk, wd, K), 0);
+            assert_int_equal(et_fake_quant_act_rows(types[k], x, xq, 1, K), 0);
+            et_act_convert(types[k], x, act, K);
+            const float eng = et_kernels_dot(kr, types[k])(K, blk, act);
+            double ref = 0, pl = 0, mag = 0;
+            for (int i = 0; i < K; i++) {
+                ref += (double)wd[i] * xq[i];
+                pl += (double)wd[i] * x[i];
+                mag += fabs((double)wd[i] * x[i]);
+            }
+            worst = fmax(worst, fabs(eng - ref) / mag);
+            plain_err = fmax(plain_err, fabs(eng - pl) / mag);
+        }
+        fprintf(stderr, "act %s: engine dot vs dequantized weights x rounded activations: %.2g of sum|w x| "
+                "(unrounded activations: %.2g)\n", ggml_type_name(types[k]), worst, plain_err);
+        assert_true(worst < 2e-6);
+        assert_true(plain_err > 10 * worst);
+    }
+    assert_int_equal(et_fake_quant_act_rows(GGML_TYPE_Q4_K, x, xq, 1, 100), ET_EINPUT);
+    assert_int_equal(et_fake_quant_act_rows(GGML_TYPE_F32, x, xq, 1, K), 0);
+    assert_memory_equal(x, xq, sizeof(float) * K);
+    free(w), free(wd), free(x), free(xq), free(blk), free(act);
 }
 
 /* ---- STE gradient against finite differences ---- */
@@ -220,7 +272,7 @@ static void engine_logits(et_engine *en, const int32_t *tok, int n, float *logit
 /* wide: a new 256-wide model (from scratch, the stories260K tokenizer), so the
  * K-quants' blocks of 256 divide its rows; else stories260K itself (rows of
  * 64 and 172: the fallback chain). */
-static void check_export_im(const char *type, int wide, const char *imatrix) {
+static void check_export_act(const char *type, int wide, const char *imatrix, int act) {
     if (!test_have_edgetune()) skip();
     SHARED_OR_SKIP(model, "models/stories260K/stories260K.gguf");
     char margs[1024];
@@ -231,10 +283,10 @@ static void check_export_im(const char *type, int wide, const char *imatrix) {
     char dir[512], cmd[4096], qpath[600], f32[600], mine[600];
     char imflag[600] = "";
     if (imatrix) snprintf(imflag, sizeof imflag, " --imatrix %s", imatrix);
-    snprintf(dir, sizeof dir, "%s-%d%s", test_tmp(type), wide, imatrix ? "-im" : "");
+    snprintf(dir, sizeof dir, "%s-%d%s%s", test_tmp(type), wide, imatrix ? "-im" : "", act ? "-act" : "");
     snprintf(cmd, sizeof cmd, "./edgetune train %s --data %s --out %s --qat %s --steps 2 --batch-size 4 "
-             "--seq-len 64 --lr 1e-3 --warmup 0 --threads 2 --eval-batches 1%s%s", margs, data, dir, type,
-             imatrix ? " --qat-imatrix " : "", imatrix ? imatrix : "");
+             "--seq-len 64 --lr 1e-3 --warmup 0 --threads 2 --eval-batches 1%s%s%s", margs, data, dir, type,
+             imatrix ? " --qat-imatrix " : "", imatrix ? imatrix : "", act ? " --qat-act" : "");
     if (test_run(cmd)) fail_msg("%s failed", cmd);
     snprintf(f32, sizeof f32, "%s/model.gguf", dir);
     snprintf(mine, sizeof mine, "%s/model-%s.gguf", dir, type);
@@ -264,7 +316,7 @@ static void check_export_im(const char *type, int wide, const char *imatrix) {
     et_llama L;
     if (et_llama_bind(&L, &m, NULL, &e)) fail_msg("%s", e.msg);
     et_qat q;
-    et_qat_opts o = {.ftype = et_ftype_from_name(type)};
+    et_qat_opts o = {.ftype = et_ftype_from_name(type), .act = act};
     et_imatrix im;
     et_imatrix_init(&im);
     if (imatrix) {
@@ -274,7 +326,7 @@ static void check_export_im(const char *type, int wide, const char *imatrix) {
     if (et_qat_attach(&q, &L, &o, &e)) fail_msg("%s", e.msg);
     et_qat_set_step(&q, 0);
     et_qat_sync(&q);
-    if (imatrix) {
+    if (imatrix && !act) {
         /* the weighted grid differs from the plain one (else this test would
          * not tell the two apart) */
         int weighted = 0, differs = 0;
@@ -344,14 +396,46 @@ static void check_export_im(const char *type, int wide, const char *imatrix) {
         sq += ((double)lq[i] - lt[i]) * ((double)lq[i] - lt[i]);
     }
     for (int t = 0; t < NT; t++) agree += et_argmax(lq + (size_t)t * V, V) == et_argmax(lt + (size_t)t * V, V);
-    fprintf(stderr, "qat %s: %d tensors == file bit for bit; max|logit| %.3g; engine on the file's weights (F32 "
+    /* per token: max |engine on the quantized file - training forward| */
+    double tok_d[NT];
+    for (int t = 0; t < NT; t++) {
+        tok_d[t] = 0;
+        for (int v = 0; v < V; v++) tok_d[t] = fmax(tok_d[t], fabs((double)lq[(size_t)t * V + v] - lt[(size_t)t * V + v]));
+    }
+    for (int i = 1; i < NT; i++) /* insertion sort: the median */
+        for (int j = i; j > 0 && tok_d[j] < tok_d[j - 1]; j--) {
+            const double x = tok_d[j];
+            tok_d[j] = tok_d[j - 1], tok_d[j - 1] = x;
+        }
+    int close = 0;
+    for (int t = 0; t < NT; t++) close += tok_d[t] <= 1e-4 * fmax(1.0, scale);
+    fprintf(stderr, "qat %s%s: %d tensors == file bit for bit; max|logit| %.3g; engine on the file's weights (F32 "
             "activations) - training forward: max %.3g (%.2g relative); engine on the quantized file (Q8 "
-            "activations): max %.3g, rms/rms %.3g, argmax %d/%d\n",
-            type, q.n_w, scale, d_f, d_f / scale, d_q, sqrt(sq / ss), agree, NT);
-    /* the same weights: only float summation order differs */
-    assert_true(d_f <= 2e-5 * fmax(1.0, scale));
-    /* the engine's activation rounding (ggml's Q8_0/Q8_K vec_dot) is the rest */
-    assert_true(sqrt(sq / ss) < 0.08);
+            "activations): max %.3g (%.2g relative), rms/rms %.3g, argmax %d/%d, per-token max median %.3g, %d/%d tokens "
+            "within 1e-4 of max|logit|\n",
+            type, act ? " --qat-act" : "", q.n_w, scale, d_f, d_f / scale, d_q, d_q / scale, sqrt(sq / ss), agree, NT,
+            tok_d[NT / 2], close, NT);
+    if (!act) {
+        /* the same weights: only float summation order differs */
+        assert_true(d_f <= 2e-5 * fmax(1.0, scale));
+        /* the engine's activation rounding (ggml's Q8_0/Q8_K vec_dot) is the rest */
+        assert_true(sqrt(sq / ss) < 0.08);
+        assert_true(close < NT / 4); /* without --qat-act the logits do differ */
+    } else {
+        /* the training forward rounds the activations as the engine does, so
+           it is closer to the engine on the quantized file than the forward
+           with F32 activations (ef, the same weights).  Not equal: float-order
+           noise of ~1e-6 moves a few values across an fp16 or Q8 rounding
+           boundary, each flip is worth one quantization step, and causal
+           attention carries it to every later token (every matmul input
+           was compared: no other difference) */
+        double sf = 0;
+        for (size_t i = 0; i < all; i++) sf += ((double)lq[i] - lf[i]) * ((double)lq[i] - lf[i]);
+        fprintf(stderr, "qat %s --qat-act: rms(engine on the file - training forward) / rms(engine on the file - the "
+                "same forward with F32 activations) = %.3g\n", type, sqrt(sq / sf));
+        assert_true(sqrt(sq / sf) < 0.8);
+        assert_int_equal(agree, NT);
+    }
     free(lt), free(lq), free(lf);
     et_engine_free(eq), et_engine_free(ef);
     et_model_free(&mq);
@@ -361,7 +445,13 @@ static void check_export_im(const char *type, int wide, const char *imatrix) {
     et_model_free(&m);
 }
 
-static void check_export(const char *type, int wide) { check_export_im(type, wide, NULL); }
+static void check_export(const char *type, int wide) { check_export_act(type, wide, NULL, 0); }
+static void check_export_im(const char *type, int wide, const char *imatrix) { check_export_act(type, wide, imatrix, 0); }
+/* --qat-act: the training forward against the engine on the quantized file
+ * (Q8_0 / Q8_K / F16 activations), stories260K (Q4_0 + F16 ffn_down + Q8_0
+ * output) and the 256-wide model (Q4_K_M: Q4_K, Q6_K, Q8_K activations) */
+static void test_export_act_q4_0(void **state) { (void)state; check_export_act("Q4_0", 0, NULL, 1); }
+static void test_export_act_q4_k_m(void **state) { (void)state; check_export_act("Q4_K_M", 1, NULL, 1); }
 
 /* --qat-imatrix: training sees `quantize --imatrix F`'s grid, and train's
  * model-TYPE.gguf is `edgetune quantize --imatrix F` of its F32 weights
@@ -529,6 +619,8 @@ static void test_bad_input(void **state) {
     expect_run(2, "trunc.imatrix.dat", "%s --qat-imatrix %s", base, test_tmp("trunc.imatrix.dat"));
     expect_run(1, "need --qat TYPE", "./edgetune train --model %s --data %s --out %s --steps 1 --qat-imatrix %s", model,
                data, test_tmp("bad6"), STORIES_IMATRIX);
+    expect_run(1, "--qat-act is for", "./edgetune lora --model %s --data %s --out %s --steps 1 --qat Q4_0 --qat-act",
+               model, data, test_tmp("bad7"));
 }
 
 /* --resume with QAT continues bit for bit, across the --qat-start switch */
@@ -549,10 +641,13 @@ static void test_resume(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows_each_type),
+        cmocka_unit_test(test_act_rounding),
         cmocka_unit_test(test_ste_q4_0),
         cmocka_unit_test(test_ste_q4_k_m_recompute),
         cmocka_unit_test(test_ste_q4_0_hooks),
         cmocka_unit_test(test_export_q4_0),
+        cmocka_unit_test(test_export_act_q4_0),
+        cmocka_unit_test(test_export_act_q4_k_m),
         cmocka_unit_test(test_export_q4_k_m_fallbacks),
         cmocka_unit_test(test_export_q4_k_m),
         cmocka_unit_test(test_export_q3_k_m),

@@ -212,7 +212,11 @@ et_tensor *et_llama_hidden(et_tape *t, et_llama *L, const int32_t *tokens, int B
         return et_tape_fail(t, ET_EINPUT, "llama forward: batch %d x %d tokens", B, T);
     et_tensor *x = et_embedding(t, "inp_embd", &L->tok_embd, tokens, B * T);
     for (int l = 0; l < L->n_layer; l++) x = et_llama_layer(t, L, l, x, T, pos);
-    return et_rmsnorm(t, "result_norm", x, &L->output_norm, L->rms_eps);
+    return et_llama_head_input(t, L, et_rmsnorm(t, "result_norm", x, &L->output_norm, L->rms_eps));
+}
+
+et_tensor *et_llama_head_input(et_tape *t, const et_llama *L, et_tensor *h) {
+    return L->head_in && h ? L->head_in(t, h, L->head_in_ctx) : h;
 }
 
 et_tensor *et_llama_forward(et_tape *t, et_llama *L, const int32_t *tokens, const int32_t *targets,

@@ -69,6 +69,11 @@ typedef struct et_llama {
     et_tensor output_norm;                     /* [n_embd] */
     et_tensor output_own;                      /* [n_vocab, n_embd] when not tied */
     et_tensor *output;                         /* &output_own, or &tok_embd when tied */
+    /* Optional: the LM head's input as the device rounds it (QAT with
+     * --qat-act, train/qat.h): h [B*T, n_embd] -> a tensor of the same
+     * shape; NULL: h itself.  Applied by et_llama_head_input. */
+    et_tensor *(*head_in)(et_tape *t, et_tensor *h, void *ctx);
+    void *head_in_ctx;
     et_llama_block *blocks;                    /* [n_layer] */
     int n_tensors;                             /* every parameter tensor, GGUF order */
     et_tensor **tensors;                       /* (tied output listed once) */
@@ -103,6 +108,9 @@ et_tensor *et_llama_find(const et_llama *L, const char *name);
 /* Final hidden states result_norm [B*T, n_embd] for tokens [B*T] (B rows of
  * T tokens, row-major); pos [B*T] positions or NULL (0..T-1 in each row).
  * NULL on error (tape status). */
+/* h [B*T, n_embd] (the final norm's output) through L->head_in when set,
+ * else h: every forward applies it before the LM head. */
+et_tensor *et_llama_head_input(et_tape *t, const et_llama *L, et_tensor *h);
 et_tensor *et_llama_hidden(et_tape *t, et_llama *L, const int32_t *tokens, int B, int T,
                            const int32_t *pos);
 

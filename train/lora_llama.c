@@ -305,6 +305,6 @@ et_tensor *et_lora_llama_forward(et_tape *t, et_lora_llama *ll, const int32_t *t
     for (int l = 0; l < L->n_layer; l++)
         x = l < n_rc ? et_layer_recompute(t, &ll->inner, layer_fused, ll, l, x, T, NULL)
                      : layer_fused(t, ll, l, x, T, NULL);
-    et_tensor *h = et_rmsnorm(t, "result_norm", x, &L->output_norm, L->rms_eps);
+    et_tensor *h = et_llama_head_input(t, L, et_rmsnorm(t, "result_norm", x, &L->output_norm, L->rms_eps));
     return et_lm_head_xent(t, "loss", h, L->output, targets, &xo);
 }

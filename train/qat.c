@@ -87,6 +87,12 @@ int et_qat_types(const et_llama *L, int ftype, int has_imatrix, uint32_t *types,
 
 /* ---- attach ---- */
 
+/* et_llama.head_in with --qat-act: h as the engine rounds it for the LM head. */
+static et_tensor *qat_head_in(et_tape *t, et_tensor *h, void *ctx) {
+    const et_qat_w *w = ctx;
+    return w->owner->active && w->owner->act ? et_fake_quant_act(t, "result_norm.act", h, w->type) : h;
+}
+
 /* The imatrix against the bound model, as et_quantize_model_imatrix checks
  * it (quantize_model.c check_imatrix): every entry names a tensor with its
  * column count, and every blk.* weight quantized with weights (not Q8_0,
@@ -201,7 +207,7 @@ int et_qat_attach(et_qat *q, et_llama *L, const et_qat_opts *o, et_err *e) {
         if (bytes > scratch) scratch = bytes;
         et_linear *lin = linear_of(L, t);
         w->lin = lin;
-        if (!lin || !o->hooks) {
+        if (!lin || !(o->hooks || o->act)) {
             w->data_ptr = &t->data;
         } else if (lin->fn) {
             rc = et_fail(e, ET_EUSAGE, "qat: %s already has a linear hook (LoRA: use et_lora_llama_qat)", t->name);
@@ -212,6 +218,12 @@ int et_qat_attach(et_qat *q, et_llama *L, const et_qat_opts *o, et_err *e) {
         }
     }
     if (!rc && !(q->scratch = malloc(scratch))) rc = et_fail(e, ET_ERUN, "qat: out of memory");
+    q->act = o->act;
+    if (!rc && o->act) {
+        /* the LM head's input, rounded for the output weight's type */
+        for (int k = 0; k < q->n_w; k++)
+            if (q->w[k].t == L->output) L->head_in = qat_head_in, L->head_in_ctx = &q->w[k];
+    }
     q->scratch_bytes = scratch;
     free(types);
     free(want);
@@ -220,6 +232,7 @@ int et_qat_attach(et_qat *q, et_llama *L, const et_qat_opts *o, et_err *e) {
 }
 
 void et_qat_free(et_qat *q) {
+    if (q->L && q->L->head_in == qat_head_in) q->L->head_in = NULL, q->L->head_in_ctx = NULL;
     for (int k = 0; k < q->n_w; k++) {
         et_qat_w *w = &q->w[k];
         if (w->lin && w->lin->fn == et_qat_linear) w->lin->fn = NULL, w->lin->ctx = NULL;

@@ -75,6 +75,10 @@ typedef struct et_qat_opts {
                                own fused ops (the GEMM with the residual add);
                                1: the linears get the hook et_qat_linear instead,
                                which brings a stale cache up to date lazily */
+    int act;                /* 1 (--qat-act): also round each fake-quantized
+                               linear's input, and the LM head's, as the engine
+                               does for that weight type (et_fake_quant_act);
+                               forces the linear hooks */
     /* Optional importance matrix (quant/imatrix.h; --qat-imatrix F): the
      * forward then sees `edgetune quantize --type FTYPE --imatrix F`'s grid
      * (ggml's weighted quantize_row_*_impl searches, et_quantize_rows_imatrix,
@@ -121,6 +125,7 @@ typedef struct et_qat {
     int n_w;
     int64_t start_step;
     int active;             /* 1: the forward sees w_q */
+    int act;                /* et_qat_opts.act */
     uint64_t gen;           /* bumped by et_qat_step: caches older than this are stale */
     uint64_t n_refresh;     /* tensors requantized so far (for tests and benches) */
     int n_fallback;         /* tensors whose row length forced a fallback type */
@@ -199,5 +204,24 @@ et_tensor *et_fake_quant_view(et_tensor *view, const et_tensor *w, float *wq);
  * y[M, out] = x[M, in] w_q^T (+ b) with the cache brought up to date;
  * the master weights while QAT is off. */
 et_tensor *et_qat_linear(et_tape *t, const char *name, et_tensor *x, et_linear *lin);
+
+/* ---- activation rounding (--qat-act) ---- */
+
+/* The activations of a matmul with a weight of `weight_type` as the engine
+ * rounds them before its dot products (engine/kernels.h, ggml-cpu's
+ * vec_dot_type): xq[rows, cols] = dequantize(quantize(x)) row by row in
+ * Q8_0 blocks of 32 (Q8_0, Q4_0, Q5_0, IQ4_NL weights; also Q4_1/Q5_1,
+ * whose Q8_1 activations have Q8_0's qs and d), Q8_K super-blocks of 256
+ * (K-quants; d in fp32), fp16 (F16) or bf16 (BF16); F32: a copy.  The min
+ * term of Q4_1/Q5_1 uses the block's fp16 sum s in the engine, which this
+ * does not model (fp16 rounding of one addend per block).  xq may equal x.
+ * OpenMP over rows.  0 or ET_EINPUT (unsupported type, cols not a multiple
+ * of the activation block). */
+int et_fake_quant_act_rows(uint32_t weight_type, const float *x, float *xq, int64_t rows, int64_t cols);
+/* The same as a tape op: y = fq_act(x) [same shape as x, rows = all but the
+ * last dimension]; backward the straight-through estimator, dx += dy
+ * (arXiv:1308.3432).  F32 weights: x itself, no node.  NULL + tape error on
+ * a bad shape. */
+et_tensor *et_fake_quant_act(et_tape *t, const char *name, et_tensor *x, uint32_t weight_type);
 
 #endif

@@ -27,7 +27,7 @@ static et_tensor *forward_loss(et_train_llama *tl, et_tape *t, int B, int T, con
                                                                                       : L->n_layer;
         for (int l = 0; l < L->n_layer; l++)
             x = l < n_rc ? et_llama_layer_recompute(t, &tl->inner, L, l, x, T, NULL) : et_llama_layer(t, L, l, x, T, NULL);
-        h = et_rmsnorm(t, "result_norm", x, &L->output_norm, L->rms_eps);
+        h = et_llama_head_input(t, L, et_rmsnorm(t, "result_norm", x, &L->output_norm, L->rms_eps));
     }
     if (tl->loss_fn) return h ? tl->loss_fn(tl->loss_ctx, t, tl, h, B, T, xo->norm) : NULL;
     return et_cross_entropy(t, "loss", h, L->output, tl->targets, xo);
