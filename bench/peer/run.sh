@@ -8,7 +8,9 @@
 #     base in f32 GEMMs (the fidelity reference), a BF16 base in bf16 GEMMs (`edgetune lora`'s
 #     default on AVX512_BF16 CPUs) and the file's own Q4_1 base (QLoRA-style) with recomputation,
 #     vs PyTorch+PEFT in float32 and in bf16 autocast;
-#   full fine-tuning: edgetune f32, bf16, bf16 + recompute vs PyTorch float32 and bf16 autocast.
+#   full fine-tuning: edgetune f32, bf16, bf16 + recompute, bf16 + 8-bit AdamW moments (--optim
+#     adamw8bit, train/optim.h), bf16 + recompute + 8-bit moments vs PyTorch float32 and bf16 autocast
+#     (PEER_MODES=full runs only these).
 # Rounds interleave every configuration (one process each: its own peak RSS); the summary
 # (bench/peer/peer.py summary) gives medians over rounds with ranges, the ratios against
 # PyTorch's fastest configuration, the targets and the first-step loss fidelity check.
@@ -95,6 +97,8 @@ while [ $r -le "$ROUNDS" ]; do
       run build/bench/bench_peer full "$MODEL" "$WORK/tokens.i32" $B $T "$STEPS" --bf16
       run "$PY" bench/peer/peer.py step full "$WORK/hf" "$WORK/tokens.i32" $B $T "$STEPS" --autocast bf16
       run build/bench/bench_peer full "$MODEL" "$WORK/tokens.i32" $B $T "$STEPS" --bf16 --rc
+      run build/bench/bench_peer full "$MODEL" "$WORK/tokens.i32" $B $T "$STEPS" --bf16 --optim adamw8bit
+      run build/bench/bench_peer full "$MODEL" "$WORK/tokens.i32" $B $T "$STEPS" --bf16 --rc --optim adamw8bit
     fi
   done
   r=$((r + 1))
