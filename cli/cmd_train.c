@@ -37,7 +37,7 @@ static const char *const KNOWN[] = {
     "model", "tokenizer", "data", "out", "n_embd", "n_layer", "n_head", "n_head_kv", "n_ff", "n_vocab", "n_ctx",
     "head_dim", "rope_theta", "rms_eps", "untied", "init_std", "steps", "batch_size", "seq_len", "grad_accum", "lr",
     "min_lr", "warmup", "schedule", "weight_decay", "decay", "beta1", "beta2", "eps", "optim", "grad_clip", "eval_every",
-    "eval_batches", "ckpt_every", "seed", "threads", "metrics", "type", "resume", "log_every", "recompute", "precision", "loader",
+    "eval_batches", "ckpt_every", "seed", "threads", "metrics", "type", "resume", "log_every", "recompute", "recompute_layers", "precision", "loader",
     "qat", "qat_start", "qat_type_map", "qat_imatrix", "qat_act", NULL};
 static const char *const BOOLS[] = {"resume", "untied", "recompute", "no_eval", "qat_act", NULL};
 /* distill adds these to KNOWN */
@@ -51,7 +51,7 @@ typedef struct train_cfg {
     float init_std;
     et_train_opts o;
     uint32_t gguf_type;
-    int threads, log_every, recompute;
+    int threads, log_every, recompute, recompute_layers;
     int precision;          /* ET_GEMM_* of the matmuls (--precision) */
     int loader_mode;        /* ET_LOAD_* (--loader auto|stream|rows) */
     cli_qat qat;            /* --qat TYPE, --qat-start, --qat-type-map */
@@ -180,6 +180,10 @@ static int read_cfg(const cli_args *a, train_cfg *c, int distill, et_err *e) {
     if (strcmp(type, "F32") && strcmp(type, "F16")) return et_fail(e, ET_EUSAGE, "--type: '%s' is not F32 or F16", type);
     c->gguf_type = !strcmp(type, "F16") ? GGML_TYPE_F16 : GGML_TYPE_F32;
     c->recompute = cli_on(a, "recompute");
+    long rc_layers;
+    if ((rc = cli_int_range(a, "recompute_layers", 0, 0, 1 << 20, &rc_layers, e))) return rc;
+    c->recompute_layers = (int)rc_layers;
+    if (c->recompute_layers) c->recompute = 1;   /* --recompute-layers N implies --recompute */
     if ((rc = cli_qat_opts(a, &c->qat, e))) return rc;
     if (c->qat.on && c->gguf_type != GGML_TYPE_F32)
         return et_fail(e, ET_EUSAGE, "--qat needs --type F32: the quantized export is made from the F32 master weights");
@@ -287,6 +291,7 @@ static int save_recipe(const train_cfg *c, const cli_args *a, const et_model *m,
     cli_recipe_add(&r, "type", "%s", c->gguf_type == GGML_TYPE_F16 ? "F16" : "F32");
     if (c->threads) cli_recipe_add(&r, "threads", "%d", c->threads);
     if (c->recompute) cli_recipe_add(&r, "recompute", "1");
+    if (c->recompute_layers) cli_recipe_add(&r, "recompute_layers", "%d", c->recompute_layers);
     cli_recipe_add(&r, "precision", "%s", et_gemm_precision_name(c->precision));
     if (c->loader_mode) cli_recipe_add(&r, "loader", "%s", c->loader_mode == ET_LOAD_ROWS ? "rows" : "stream");
     if (c->metrics) cli_recipe_add(&r, "metrics", "%s", c->metrics);
@@ -376,6 +381,7 @@ static int train_or_distill(int argc, char **argv, int distill) {
         (rc = et_train_llama_init(&tl, &m, 0, &tm, &e)))
         goto done;
     tl.recompute = c.recompute;
+    tl.recompute_layers = c.recompute_layers;
     tl.tape.gemm_precision = c.precision;
     if (c.distill) { /* first: a hidden-state projection moves the student's block (distill.h) */
         const int online = !c.teacher_logits && (c.kd.alpha > 0.0f || c.kd.hidden_map); /* alpha 0: no teacher run */

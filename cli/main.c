@@ -49,6 +49,7 @@ const cli_cmd cli_commands[] = {
      "  --eval-every 100 --eval-batches 0 (= whole validation split) --ckpt-every 100 --threads N (0 = auto)\n"
      "  --metrics FILE (JSON lines) --log-every 1 --type F32|F16 --resume (continue DIR's run bit for bit)\n"
      "  --recompute (activation recomputation per layer: far less memory, one more forward)\n"
+     "  --recompute-layers N (recompute only the first N layers; the others keep their activations)\n"
      "  --loader auto|stream|rows (stream: the split's documents concatenated and cut into windows;\n"
      "         rows: one sample per document from its start; auto: rows for files packed to seq-len+1)\n"
      "  --precision f32|bf16 (bf16: matmul operands rounded to bfloat16, f32 accumulation and weights;\n"

@@ -162,6 +162,34 @@ static void test_resume_and_config(void **state) {
     assert_int_equal(run(cmd), 0);
 }
 
+/* --optim adamw8bit: recorded in the recipe, kept by --resume (the moments
+ * are in the checkpoint in 8-bit form), refused when a resume asks for the
+ * other optimizer; an unknown --optim is a usage error. */
+static void test_optim_8bit(void **state) {
+    (void)state;
+    if (!have_edgetune()) skip();
+    char cmd[2048];
+    const char *out = tmp("run8"), *m8 = tmp("run8.jsonl");
+    snprintf(cmd, sizeof cmd,
+             "./edgetune train " ARCH " --data %s --out %s --steps 6 --batch-size 4 --seq-len 16 --lr 0.01 "
+             "--warmup 2 --ckpt-every 3 --eval-every 3 --metrics %s --optim adamw8bit",
+             data(), out, m8);
+    assert_int_equal(run(cmd), 0);
+    char rpath[600];
+    snprintf(rpath, sizeof rpath, "%s/recipe.json", out);
+    char *rtext = test_slurp(rpath);
+    assert_non_null(rtext);
+    assert_non_null(strstr(rtext, "\"optim\":\t\"adamw8bit\""));
+    free(rtext);
+    snprintf(cmd, sizeof cmd, "./edgetune train --resume --out %s --steps 9 --optim adamw", out);
+    assert_int_equal(run(cmd), ET_EUSAGE);
+    snprintf(cmd, sizeof cmd, "./edgetune train --resume --out %s --steps 9", out);
+    assert_int_equal(run(cmd), 0);
+    assert_int_equal(metric_lines(m8, "step"), 9);
+    snprintf(cmd, sizeof cmd, "./edgetune train " ARCH " --data %s --out %s --optim adam4bit", data(), tmp("r8b"));
+    assert_int_equal(run(cmd), ET_EUSAGE);
+}
+
 static void test_exit_codes(void **state) {
     (void)state;
     if (!have_edgetune()) skip();
@@ -227,6 +255,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_model_outputs),
         cmocka_unit_test(test_resume_and_config),
+        cmocka_unit_test(test_optim_8bit),
         cmocka_unit_test(test_exit_codes),
         cmocka_unit_test(test_stories260K_continued),
     };

@@ -9,7 +9,8 @@
 #     default on AVX512_BF16 CPUs) and the file's own Q4_1 base (QLoRA-style) with recomputation,
 #     vs PyTorch+PEFT in float32 and in bf16 autocast;
 #   full fine-tuning: edgetune f32, bf16, bf16 + recompute, bf16 + 8-bit AdamW moments (--optim
-#     adamw8bit, train/optim.h), bf16 + recompute + 8-bit moments vs PyTorch float32 and bf16 autocast
+#     adamw8bit, train/optim.h), with recomputation of the first 12 layers (--recompute-layers 12) and
+#     of all, vs PyTorch float32 and bf16 autocast
 #     (PEER_MODES=full runs only these).
 # Rounds interleave every configuration (one process each: its own peak RSS); the summary
 # (bench/peer/peer.py summary) gives medians over rounds with ranges, the ratios against
@@ -98,6 +99,7 @@ while [ $r -le "$ROUNDS" ]; do
       run "$PY" bench/peer/peer.py step full "$WORK/hf" "$WORK/tokens.i32" $B $T "$STEPS" --autocast bf16
       run build/bench/bench_peer full "$MODEL" "$WORK/tokens.i32" $B $T "$STEPS" --bf16 --rc
       run build/bench/bench_peer full "$MODEL" "$WORK/tokens.i32" $B $T "$STEPS" --bf16 --optim adamw8bit
+      run build/bench/bench_peer full "$MODEL" "$WORK/tokens.i32" $B $T "$STEPS" --bf16 --rc-layers 12 --optim adamw8bit
       run build/bench/bench_peer full "$MODEL" "$WORK/tokens.i32" $B $T "$STEPS" --bf16 --rc --optim adamw8bit
     fi
   done
