@@ -17,7 +17,8 @@
 # PyTorch's fastest configuration, the targets and the first-step loss fidelity check.
 #
 #   flock /work/bench.lock bench/peer/run.sh          (after `make`; the lock is the caller's)
-#   bench/peer/run.sh --setup                         (create the venv from requirements.txt first)
+#   bench/peer/run.sh --setup                         (create the venv from requirements.txt, check
+#                                                      its imports and exit: no timed run outside the lock)
 # Environment: PEER_VENV (default /work/peer-venv; never inside the repository), ROUNDS (3),
 #   STEPS (timed steps per process, 3), PEER_WORK (default /tmp/edgetune-peer: tokens, the
 #   transformers copy of the model, results.jsonl), PEER_MODES ("lora full").
@@ -43,6 +44,10 @@ fi
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import torch, transformers, peft, gguf, h5py' 2>/dev/null; then
   echo "bench/peer: skipped: no peer venv with torch, transformers, peft, gguf, h5py at $VENV" \
        "(create it with: bench/peer/run.sh --setup, or PEER_VENV=DIR)"
+  exit 0
+fi
+if [ "${1:-}" = "--setup" ]; then
+  echo "bench/peer: venv ready at $VENV; measure with: flock /work/bench.lock bench/peer/run.sh"
   exit 0
 fi
 MODEL=
