@@ -68,6 +68,8 @@ typedef struct et_wmat {
     char name[GGUF_MAX_NAME];   /* GGUF tensor name, for messages */
     et_lora_use *lora;          /* [n_lora] adapters attached (owned by the engine) */
     int n_lora;
+    const void *packed;         /* the first n_out / 16 groups of 16 rows repacked at load
+                                 * (engine/repack.h; in the engine's packed memory), or NULL */
 } et_wmat;
 
 typedef struct et_engine_layer {
@@ -97,6 +99,8 @@ typedef struct et_engine {
     int from_gguf;
     void *huge;                    /* internal: huge-page copy of the file (engine/hugecopy.c) or NULL */
     size_t huge_alloc;             /* bytes mapped at huge */
+    void *packed_mem;              /* internal: the repacked weights (et_wmat.packed point into it) or NULL */
+    size_t packed_bytes;           /* bytes at packed_mem */
 } et_engine;
 
 /* Load and validate a GGUF model.  Every tensor's presence, shape and type

@@ -86,6 +86,21 @@ void *et_engine_huge_copy(const char *path, size_t *size, size_t *alloc) {
 void et_engine_huge_free(void *p, size_t alloc) {
     if (p) munmap(p, alloc);
 }
+
+void *et_engine_huge_alloc(size_t n, size_t *alloc) {
+    if (!n || n > SIZE_MAX / 2) return NULL;
+    size_t body = (n + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    uint8_t *raw = mmap(NULL, body + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return NULL;
+    uint8_t *p = (uint8_t *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    size_t head = (size_t)(p - raw);
+    if (head) munmap(raw, head);
+    if (HUGE_PAGE - head) munmap(p + body, HUGE_PAGE - head);
+    const char *env = getenv("ET_ENGINE_MMAP");
+    if (!(env && strcmp(env, "0")) && thp_usable()) madvise(p, body, MADV_HUGEPAGE);   /* advice only */
+    *alloc = body;
+    return p;
+}
 #else
 void *et_engine_huge_copy(const char *path, size_t *size, size_t *alloc) {
     (void)path, (void)size, (void)alloc;
@@ -93,4 +108,9 @@ void *et_engine_huge_copy(const char *path, size_t *size, size_t *alloc) {
 }
 
 void et_engine_huge_free(void *p, size_t alloc) { (void)p, (void)alloc; }
+
+void *et_engine_huge_alloc(size_t n, size_t *alloc) {
+    (void)n, (void)alloc;
+    return NULL;
+}
 #endif

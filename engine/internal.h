@@ -57,5 +57,10 @@ int et_wmat_matmul_multi(et_state *s, int n, const et_wmat *const *w, const floa
  * anything but "0", or on any I/O error. */
 void *et_engine_huge_copy(const char *path, size_t *size, size_t *alloc);
 void et_engine_huge_free(void *p, size_t alloc);
+/* n bytes of zeroed anonymous memory, 2 MiB-aligned and advised MADV_HUGEPAGE
+ * (unless THP is "never" or ET_ENGINE_MMAP is set to anything but "0");
+ * *alloc = bytes mapped, for et_engine_huge_free.  NULL when not x86-64
+ * Linux or out of memory. */
+void *et_engine_huge_alloc(size_t n, size_t *alloc);
 
 #endif

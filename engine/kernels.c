@@ -121,15 +121,6 @@ et_dot4_fn et_kernels_dot4(const et_kernels *k, uint32_t t) {
     }
 }
 
-et_gemv_fn et_kernels_gemv(const et_kernels *k, uint32_t t) {
-    switch (t) {
-    case GGML_TYPE_Q8_0: return k->gemv_q8_0;
-    case GGML_TYPE_Q4_0: return k->gemv_q4_0;
-    case GGML_TYPE_Q4_1: return k->gemv_q4_1;
-    default: return NULL;
-    }
-}
-
 uint32_t et_vec_dot_type(uint32_t t) {
     switch (t) {
     case GGML_TYPE_F32: case GGML_TYPE_F16: case GGML_TYPE_BF16: return t;
@@ -145,7 +136,7 @@ size_t et_act_bytes(uint32_t weight_type, int n) {
     switch (et_vec_dot_type(weight_type)) {
     case GGML_TYPE_F32: return (size_t)n * 4;
     case GGML_TYPE_F16: case GGML_TYPE_BF16: return (size_t)n * 2;
-    case GGML_TYPE_Q8_0: return et_act_q8_0_extra_offset(n) + (size_t)(n / ET_QK) * (32 + 4);
+    case GGML_TYPE_Q8_0: return et_act_q8_0_extra_offset(n) + (size_t)(n / ET_QK) * (4 + 4);
     case GGML_TYPE_Q8_1: return et_act_q8_1_extra_offset(n) + (size_t)(n / ET_QK) * (4 + 4);
     case GGML_TYPE_Q8_K: return (size_t)(n / ET_QK_K) * sizeof(et_block_q8_K);
     default: return 0;
@@ -156,13 +147,12 @@ size_t et_act_bytes(uint32_t weight_type, int n) {
 static void act_q8_0(const float *x, void *dst, int n) {
     const et_block_q8_0 *q = dst;
     et_quantize_q8_0_row(x, dst, n);   /* = et_quantize_q8_0, vectorized (f16row.h) */
-    int32_t *gsum = (int32_t *)((uint8_t *)dst + et_act_q8_0_extra_offset(n));
-    float *d = (float *)(gsum + (size_t)(n / ET_QK) * 8);
+    int32_t *bsum = (int32_t *)((uint8_t *)dst + et_act_q8_0_extra_offset(n));
+    float *d = (float *)(bsum + n / ET_QK);
     for (int b = 0; b < n / ET_QK; b++) {
-        for (int g = 0; g < 8; g++) {
-            const int8_t *v = q[b].qs + 4 * g;
-            gsum[8 * b + g] = v[0] + v[1] + v[2] + v[3];
-        }
+        int32_t s = 0;
+        for (int j = 0; j < ET_QK; j++) s += q[b].qs[j];
+        bsum[b] = s;
         d[b] = et_fp16_to_fp32(q[b].d);
     }
 }

@@ -27,19 +27,25 @@
  *  - F32/F16/BF16: 32 partial sums, element i goes to lane i % 32 over the
  *    whole multiples of 32; lanes are folded pairwise (lane l += lane l+w for
  *    w = 16, 8, 4, 2, 1); the remaining n % 32 products are then added in order.
- *  - Q8_0/Q4_0/Q5_0/IQ4_NL (blocks of 32): per block b and group g of 4 consecutive
- *    elements (g = 0..7) the exact integer sum s(b,g) of the products is
- *    converted to float and multiplied by d(b) = fp16(x.d) * fp16(y.d);
- *    that is added to lane (b % 2)*8 + g of 16 partial sums, which are folded
- *    pairwise (w = 8, 4, 2, 1).
+ *  - Q8_0/Q4_0/Q5_0/IQ4_NL (blocks of 32): one float accumulator acc,
+ *    starting at +0; per block b, in block order, the exact integer sum
+ *    sumi(b) of the block's 32 products (q the weight's integer value: Q8_0
+ *    -128..127, Q4_0 -8..7, Q5_0 -16..15, IQ4_NL kvalues_iq4nl) is
+ *    converted to float and multiplied by d(b) = fp16(w.d) * fp16(x.d):
+ *    acc = acc + (float)sumi(b) * d(b), the product rounded, then the sum
+ *    (no FMA, also not in the scalar code: -ffp-contract=off / the pragma).
  *  - Q4_1/Q5_1 (blocks of 32, w = d_w q + m_w with q unsigned, against Q8_1):
- *    the d_w q part exactly as Q4_0 above (16 lanes; s(b,g) the exact sum
- *    of q times the activation's qs, d(b) = fp16(x.d) * fp16(y.d)); then
- *    block b's min term fp16(x.m) * fp16(y.s) is added to lane (b % 2)*8
- *    (the lane of its group 0), after that group's product; the 16 lanes
- *    are folded as above.  (ggml keeps the min terms in a separate sum,
- *    added after the fold; one more addend per lane instead keeps every
- *    path's arithmetic vectorized, see kernels_x86_gemv.c.)
+ *    the d_w q part exactly as above (sumi(b) the exact sum of q times the
+ *    activation's qs, d(b) = fp16(w.d) * fp16(x.d)), then, still per block,
+ *    acc = acc + fp16(w.m) * fp16(x.s) (the product rounded, then the sum).
+ *    ggml keeps the min terms in a separate sum; one running sum keeps
+ *    every path's arithmetic one chain per (row, token).
+ *  So a row's result depends only on that row and that token, never on how
+ *  many rows or tokens a kernel does at once: the multi-row x multi-token
+ *  kernels (engine/repack.h: rows repacked at load, 16 rows in the 16 lanes
+ *  of a vector, one VNNI vpdpbusd for 16 rows x 4 elements) give the bits of
+ *  this single dot.  The integer part may be regrouped at will (it is
+ *  exact: |sumi| <= 32 * 128 * 127 < 2^24, so (float)sumi is exact too).
  *  - Q2_K/Q3_K/Q4_K/Q5_K/Q6_K (super-blocks of 256): per super-block the
  *    exact integer sums sumi = sum_j scale_j * dot_j over the sub-blocks j
  *    (dot_j = sum of q * y, q the weight's integer value: Q2_K 0..3, Q3_K
@@ -101,20 +107,12 @@ typedef float (*et_dot_fn)(int n, const void *w, const void *x);
  * (x + k * x_stride bytes, k < 4): out[k], each bit-identical to the
  * single dot.  Lets a batch reuse the unpacked weights (prompt processing). */
 typedef void (*et_dot4_fn)(int n, const void *w, const void *x, size_t x_stride, float *out);
-/* One activation row against n_rows weight rows (w + r * w_stride bytes):
- * out[r], each bit-identical to the single dot.  x is a Q8_0 or Q8_1
- * activation with its extras (the layouts below), as et_act_convert writes
- * it.  The generation path (one token): the activation work is shared by
- * the rows. */
-typedef void (*et_gemv_fn)(int n, const void *w, size_t w_stride, int n_rows, const void *x, float *out);
-
 typedef struct et_kernels {
     const char *name;          /* "scalar", "avx2", "avx512", "avx512vnni", "neon" */
     et_dot_fn dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q5_0, dot_q4_1, dot_q5_1, dot_q4_K, dot_q6_K;
     et_dot_fn dot_q2_K, dot_q3_K, dot_q5_K, dot_iq4_nl;
     et_dot4_fn dot4_q8_0, dot4_q4_0, dot4_q4_1, dot4_q5_1;   /* NULL: four single dots */
     et_dot4_fn dot4_q4_K, dot4_q5_K, dot4_q6_K;
-    et_gemv_fn gemv_q8_0, gemv_q4_0, gemv_q4_1;   /* NULL: one single dot per row */
 } et_kernels;
 
 /* Q8_0 activations (the vec_dot_type of Q8_0, Q4_0, Q5_0 and IQ4_NL weights) of n =
@@ -122,19 +120,19 @@ typedef struct et_kernels {
  *   bytes [0, 34 nb): nb et_block_q8_0 (ggml's block_q8_0) — every dot_*
  *                     and dot4_* kernel reads only these, so a bare
  *                     et_quantize_q8_0 output is still a valid dot operand;
- *   from E = 34 nb rounded up to 64 (et_act_q8_0_gsum):
- *     int32 gsum[nb][8]: gsum[b][g] = sum of qs[4g .. 4g+3] of block b,
- *                     the integer correction of the unsigned-times-signed
- *                     (vpdpbusd) trick: sum (w+c) x = sum w x + c gsum;
- *   from E + 32 nb (et_act_q8_0_d):
+ *   from E = 34 nb rounded up to 64 (et_act_q8_0_bsum):
+ *     int32 bsum[nb]: sum of the 32 qs of block b, the integer correction
+ *                     of the unsigned-times-signed (vpdpbusd) trick:
+ *                     sum (w+c) x = sum w x + c bsum;
+ *   from E + 4 nb (et_act_q8_0_d):
  *     float d[nb]:    fp32 of each block's fp16 d (exact, et_fp16_to_fp32).
- * The extras serve the multi-row kernels (gemv_*), which need them. */
+ * The extras serve the repacked multi-row kernels (engine/repack.h). */
 static inline size_t et_act_q8_0_extra_offset(int n) { return ((size_t)(n / 32) * 34 + 63) & ~(size_t)63; }
-static inline const int32_t *et_act_q8_0_gsum(const void *x, int n) {
+static inline const int32_t *et_act_q8_0_bsum(const void *x, int n) {
     return (const int32_t *)((const uint8_t *)x + et_act_q8_0_extra_offset(n));
 }
 static inline const float *et_act_q8_0_d(const void *x, int n) {
-    return (const float *)((const uint8_t *)x + et_act_q8_0_extra_offset(n) + (size_t)(n / 32) * 32);
+    return (const float *)((const uint8_t *)x + et_act_q8_0_extra_offset(n) + (size_t)(n / 32) * 4);
 }
 
 /* Q8_1 activations (the vec_dot_type of Q4_1 and Q5_1) of n = 32 nb
@@ -142,7 +140,8 @@ static inline const float *et_act_q8_0_d(const void *x, int n) {
  *   bytes [0, 36 nb): nb et_block_q8_1 — what every dot_* kernel reads;
  *   from E = 36 nb rounded up to 64 (et_act_q8_1_d):
  *     float d[nb]:  fp32 of each block's fp16 d;
- *     float s[nb]:  fp32 of each block's fp16 s (et_act_q8_1_s), for gemv_*. */
+ *     float s[nb]:  fp32 of each block's fp16 s (et_act_q8_1_s), for the
+ *                   repacked kernels (engine/repack.h). */
 static inline size_t et_act_q8_1_extra_offset(int n) { return ((size_t)(n / 32) * 36 + 63) & ~(size_t)63; }
 static inline const float *et_act_q8_1_d(const void *x, int n) {
     return (const float *)((const uint8_t *)x + et_act_q8_1_extra_offset(n));
@@ -160,8 +159,6 @@ const et_kernels *et_kernels_best(void);
 et_dot_fn et_kernels_dot(const et_kernels *k, uint32_t weight_type);
 /* The four-row kernel for a weight type, or NULL when the path has none. */
 et_dot4_fn et_kernels_dot4(const et_kernels *k, uint32_t weight_type);
-/* The multi-row single-token kernel for a weight type, or NULL. */
-et_gemv_fn et_kernels_gemv(const et_kernels *k, uint32_t weight_type);
 /* The activation type a weight type is multiplied with (F32, F16, BF16,
  * Q8_0, Q8_1 or Q8_K), or (uint32_t)-1 for an unsupported weight type. */
 uint32_t et_vec_dot_type(uint32_t weight_type);
@@ -205,11 +202,7 @@ extern const et_kernels et_kernels_scalar;
 #if defined(__x86_64__) || defined(__i386__)
 extern const et_kernels et_kernels_avx2;
 extern const et_kernels et_kernels_avx512;
-extern const et_kernels et_kernels_avx512vnni;   /* avx512 + the VNNI gemv kernels */
-/* engine/kernels_x86_gemv.c (AVX-512 F/BW/VL + VNNI). */
-void et_gemv_q8_0_avx512vnni(int n, const void *w, size_t w_stride, int n_rows, const void *x, float *out);
-void et_gemv_q4_0_avx512vnni(int n, const void *w, size_t w_stride, int n_rows, const void *x, float *out);
-void et_gemv_q4_1_avx512vnni(int n, const void *w, size_t w_stride, int n_rows, const void *x, float *out);
+extern const et_kernels et_kernels_avx512vnni;   /* avx512 + the repacked VNNI kernels (repack.h) */
 #endif
 #if defined(__aarch64__)
 extern const et_kernels et_kernels_neon;

@@ -93,66 +93,57 @@ static inline int32x4_t groups4(int8x16_t x, int8x16_t y) {
     return vpaddq_s32(lo, hi);
 }
 
-/* One 32-element block (x0 = elements 0..15, x1 = 16..31) against Q8_0:
- * lanes (b%2)*8 + g, held as a[2*(b%2)] (groups 0..3) and a[2*(b%2)+1] (4..7). */
-static inline void add_block(float32x4_t *a, int b, int8x16_t w0, int8x16_t w1, const int8_t *y, float d) {
-    int32x4_t g0 = groups4(w0, vld1q_s8(y)), g1 = groups4(w1, vld1q_s8(y + 16));
-    float32x4_t dd = vdupq_n_f32(d);
-    float32x4_t *p = a + 2 * (b & 1);
-    p[0] = vaddq_f32(p[0], vmulq_f32(vcvtq_f32_s32(g0), dd));
-    p[1] = vaddq_f32(p[1], vmulq_f32(vcvtq_f32_s32(g1), dd));
-}
-
-/* Fold the 16 lanes as the scalar fold(acc, 16). */
-static inline float fold16(float32x4_t *a) {
-    a[0] = vaddq_f32(a[0], a[2]);   /* w = 8: even blocks + odd blocks */
-    a[1] = vaddq_f32(a[1], a[3]);
-    a[0] = vaddq_f32(a[0], a[1]);   /* w = 4 */
-    return fold4(a[0]);
+/* One 32-element block (w0 = elements 0..15, w1 = 16..31) against y:
+ * acc + (float)sumi * d, sumi the exact sum of the 32 products (kernels.h:
+ * the product rounded, then the sum). */
+static inline float add_block(float acc, int8x16_t w0, int8x16_t w1, const int8_t *y, float d) {
+    int32x4_t g = vaddq_s32(groups4(w0, vld1q_s8(y)), groups4(w1, vld1q_s8(y + 16)));
+    float p = (float)vaddvq_s32(g) * d;
+    return acc + p;
 }
 
 static float neon_dot_q8_0(int n, const void *wv, const void *xv) {
     const et_block_q8_0 *w = wv, *x = xv;
-    float32x4_t a[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    float a = 0;
     for (int b = 0; b < n / ET_QK; b++)
-        add_block(a, b, vld1q_s8(w[b].qs), vld1q_s8(w[b].qs + 16), x[b].qs, f16(w[b].d) * f16(x[b].d));
-    return fold16(a);
+        a = add_block(a, vld1q_s8(w[b].qs), vld1q_s8(w[b].qs + 16), x[b].qs, f16(w[b].d) * f16(x[b].d));
+    return a;
 }
 
 static float neon_dot_q4_0(int n, const void *wv, const void *xv) {
     const et_block_q4_0 *w = wv;
     const et_block_q8_0 *x = xv;
-    float32x4_t a[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    float a = 0;
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     const int8x16_t s8 = vdupq_n_s8(8);
     for (int b = 0; b < n / ET_QK; b++) {
         uint8x16_t q = vld1q_u8(w[b].qs);
         int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, m4)), s8);
         int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), s8);
-        add_block(a, b, lo, hi, x[b].qs, f16(w[b].d) * f16(x[b].d));
+        a = add_block(a, lo, hi, x[b].qs, f16(w[b].d) * f16(x[b].d));
     }
-    return fold16(a);
+    return a;
 }
 
 static float neon_dot_iq4_nl(int n, const void *wv, const void *xv) {
     const et_block_iq4_nl *w = wv;
     const et_block_q8_0 *x = xv;
-    float32x4_t a[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    float a = 0;
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     const int8x16_t table = vld1q_s8(et_kvalues_iq4nl);
     for (int b = 0; b < n / ET_QK; b++) {
         uint8x16_t q = vld1q_u8(w[b].qs);
         int8x16_t lo = vqtbl1q_s8(table, vandq_u8(q, m4));
         int8x16_t hi = vqtbl1q_s8(table, vshrq_n_u8(q, 4));
-        add_block(a, b, lo, hi, x[b].qs, f16(w[b].d) * f16(x[b].d));
+        a = add_block(a, lo, hi, x[b].qs, f16(w[b].d) * f16(x[b].d));
     }
-    return fold16(a);
+    return a;
 }
 
 static float neon_dot_q5_0(int n, const void *wv, const void *xv) {
     const et_block_q5_0 *w = wv;
     const et_block_q8_0 *x = xv;
-    float32x4_t a[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    float a = 0;
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     const int8x16_t s16 = vdupq_n_s8(16);
     /* bit j of a byte pattern: byte k tests bit k % 8 */
@@ -169,38 +160,34 @@ static float neon_dot_q5_0(int n, const void *wv, const void *xv) {
         uint8x16_t q = vld1q_u8(w[b].qs);
         int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vandq_u8(q, m4), h0)), s16);
         int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(q, 4), h1)), s16);
-        add_block(a, b, lo, hi, x[b].qs, f16(w[b].d) * f16(x[b].d));
+        a = add_block(a, lo, hi, x[b].qs, f16(w[b].d) * f16(x[b].d));
     }
-    return fold16(a);
+    return a;
 }
 
 /* Q4_1/Q5_1 against Q8_1: the unsigned quants (0..31) are valid signed
- * bytes, so add_block's groups are the exact sums; then block b's min term
- * into lane (b%2)*8 (lane 0 of a[2*(b%2)]), + 0 to the others (never -0). */
-static inline void add_min(float32x4_t *a, int b, float ms) {
-    float32x4_t *p = a + 2 * (b & 1);
-    p[0] = vaddq_f32(p[0], vsetq_lane_f32(ms, vdupq_n_f32(0), 0));
-}
+ * bytes, so add_block's sum is exact; then block b's min term. */
+static inline float add_min(float acc, float ms) { return acc + ms; }
 
 static float neon_dot_q4_1(int n, const void *wv, const void *xv) {
     const et_block_q4_1 *w = wv;
     const et_block_q8_1 *x = xv;
-    float32x4_t a[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    float a = 0;
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     for (int b = 0; b < n / ET_QK; b++) {
         uint8x16_t q = vld1q_u8(w[b].qs);
         int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(q, m4));
         int8x16_t hi = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
-        add_block(a, b, lo, hi, x[b].qs, f16(w[b].d) * f16(x[b].d));
-        add_min(a, b, f16(w[b].m) * f16(x[b].s));
+        a = add_block(a, lo, hi, x[b].qs, f16(w[b].d) * f16(x[b].d));
+        a = add_min(a, f16(w[b].m) * f16(x[b].s));
     }
-    return fold16(a);
+    return a;
 }
 
 static float neon_dot_q5_1(int n, const void *wv, const void *xv) {
     const et_block_q5_1 *w = wv;
     const et_block_q8_1 *x = xv;
-    float32x4_t a[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    float a = 0;
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     static const uint8_t bitsel[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
     const uint8x16_t sel = vld1q_u8(bitsel);
@@ -214,10 +201,10 @@ static float neon_dot_q5_1(int n, const void *wv, const void *xv) {
         uint8x16_t q = vld1q_u8(w[b].qs);
         int8x16_t lo = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(q, m4), h0));
         int8x16_t hi = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(q, 4), h1));
-        add_block(a, b, lo, hi, x[b].qs, f16(w[b].d) * f16(x[b].d));
-        add_min(a, b, f16(w[b].m) * f16(x[b].s));
+        a = add_block(a, lo, hi, x[b].qs, f16(w[b].d) * f16(x[b].d));
+        a = add_min(a, f16(w[b].m) * f16(x[b].s));
     }
-    return fold16(a);
+    return a;
 }
 
 /* Exact sum of 16 products of signed bytes (values of a K-quant sub-block). */
@@ -402,9 +389,7 @@ static float neon_dot_q2_K(int n, const void *wv, const void *xv) {
 
 static void neon_dot4_q4_1(int n, const void *wv, const void *xv, size_t xs, float *out) {
     const et_block_q4_1 *w = wv;
-    float32x4_t a[4][4];
-    for (int k = 0; k < 4; k++)
-        for (int i = 0; i < 4; i++) a[k][i] = vdupq_n_f32(0);
+    float a[4] = {0, 0, 0, 0};
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     for (int b = 0; b < n / ET_QK; b++) {
         uint8x16_t q = vld1q_u8(w[b].qs);
@@ -413,11 +398,11 @@ static void neon_dot4_q4_1(int n, const void *wv, const void *xv, size_t xs, flo
         float dw = f16(w[b].d), mw = f16(w[b].m);
         for (int k = 0; k < 4; k++) {
             const et_block_q8_1 *xb = (const et_block_q8_1 *)(const void *)((const uint8_t *)xv + (size_t)k * xs) + b;
-            add_block(a[k], b, lo, hi, xb->qs, dw * f16(xb->d));
-            add_min(a[k], b, mw * f16(xb->s));
+            a[k] = add_block(a[k], lo, hi, xb->qs, dw * f16(xb->d));
+            a[k] = add_min(a[k], mw * f16(xb->s));
         }
     }
-    for (int k = 0; k < 4; k++) out[k] = fold16(a[k]);
+    for (int k = 0; k < 4; k++) out[k] = a[k];
 }
 
 /* The 4 partial sums of 16 products of signed bytes (exact). */
@@ -526,7 +511,7 @@ const et_kernels et_kernels_neon = {
     .dot_q4_K = neon_dot_q4_K, .dot_q6_K = neon_dot_q6_K,
     .dot_q2_K = neon_dot_q2_K, .dot_q3_K = neon_dot_q3_K, .dot_q5_K = neon_dot_q5_K, .dot_iq4_nl = neon_dot_iq4_nl,
     .dot4_q4_1 = neon_dot4_q4_1, .dot4_q4_K = neon_dot4_q4_K, .dot4_q5_K = neon_dot4_q5_K, .dot4_q6_K = neon_dot4_q6_K,
-    /* the other dot4_*, gemv_*: NULL (single dots) */
+    /* the other dot4_*: NULL (single dots) */
 };
 
 #endif

@@ -80,58 +80,47 @@ float et_dot_bf16_scalar(int n, const void *wv, const void *xv) {
     return s;
 }
 
-/* ---- 32-element blocks against Q8_0: 16 lanes (block parity x group of 4) ---- */
+/* ---- 32-element blocks: one accumulator, acc += (float)sumi(b) * d(b) per block ---- */
 
-/* Add one block's 8 group sums q[g], scaled by d, into lanes (b%2)*8 + g. */
-static inline void add_groups(float *acc, int b, const int32_t *q, float d) {
-    float *a = acc + (b & 1) * 8;
-    for (int g = 0; g < 8; g++) {
-        float p = (float)q[g] * d;
-        a[g] = a[g] + p;
-    }
+/* acc + (float)sumi * d: the product rounded, then the sum (kernels.h). */
+static inline float add_block(float acc, int32_t sumi, float d) {
+    float p = (float)sumi * d;
+    return acc + p;
 }
 
-/* The 8 exact group sums (4 elements each) of one block's signed quants v times y. */
-static inline void groups_s(const int8_t *v, const int8_t *y, int32_t *q) {
-    for (int g = 0; g < 8; g++) {
-        int32_t s = 0;
-        for (int k = 0; k < 4; k++) s += v[4 * g + k] * y[4 * g + k];
-        q[g] = s;
-    }
+/* The exact sum of one block's 32 signed quants v times y. */
+static inline int32_t block_s(const int8_t *v, const int8_t *y) {
+    int32_t s = 0;
+    for (int j = 0; j < ET_QK; j++) s += v[j] * y[j];
+    return s;
 }
 
 float et_dot_q8_0_scalar(int n, const void *wv, const void *xv) {
     const et_block_q8_0 *w = wv, *x = xv;
-    float acc[16] = {0};
-    for (int b = 0; b < n / ET_QK; b++) {
-        int32_t q[8];
-        groups_s(w[b].qs, x[b].qs, q);
-        add_groups(acc, b, q, f16(w[b].d) * f16(x[b].d));
-    }
-    return fold(acc, 16);
+    float acc = 0;
+    for (int b = 0; b < n / ET_QK; b++) acc = add_block(acc, block_s(w[b].qs, x[b].qs), f16(w[b].d) * f16(x[b].d));
+    return acc;
 }
 
 float et_dot_q4_0_scalar(int n, const void *wv, const void *xv) {
     const et_block_q4_0 *w = wv;
     const et_block_q8_0 *x = xv;
-    float acc[16] = {0};
+    float acc = 0;
     for (int b = 0; b < n / ET_QK; b++) {
         int8_t v[32];   /* element j: low nibble of qs[j] (j < 16), high nibble of qs[j-16] */
         for (int j = 0; j < 16; j++) {
             v[j] = (int8_t)((w[b].qs[j] & 0x0F) - 8);
             v[j + 16] = (int8_t)((w[b].qs[j] >> 4) - 8);
         }
-        int32_t q[8];
-        groups_s(v, x[b].qs, q);
-        add_groups(acc, b, q, f16(w[b].d) * f16(x[b].d));
+        acc = add_block(acc, block_s(v, x[b].qs), f16(w[b].d) * f16(x[b].d));
     }
-    return fold(acc, 16);
+    return acc;
 }
 
 float et_dot_q5_0_scalar(int n, const void *wv, const void *xv) {
     const et_block_q5_0 *w = wv;
     const et_block_q8_0 *x = xv;
-    float acc[16] = {0};
+    float acc = 0;
     for (int b = 0; b < n / ET_QK; b++) {
         uint32_t qh;
         memcpy(&qh, w[b].qh, 4);
@@ -140,69 +129,57 @@ float et_dot_q5_0_scalar(int n, const void *wv, const void *xv) {
             v[j] = (int8_t)(((w[b].qs[j] & 0x0F) | (((qh >> j) & 1) << 4)) - 16);
             v[j + 16] = (int8_t)(((w[b].qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
         }
-        int32_t q[8];
-        groups_s(v, x[b].qs, q);
-        add_groups(acc, b, q, f16(w[b].d) * f16(x[b].d));
+        acc = add_block(acc, block_s(v, x[b].qs), f16(w[b].d) * f16(x[b].d));
     }
-    return fold(acc, 16);
+    return acc;
 }
 
 float et_dot_iq4_nl_scalar(int n, const void *wv, const void *xv) {
     const et_block_iq4_nl *w = wv;
     const et_block_q8_0 *x = xv;
-    float acc[16] = {0};
+    float acc = 0;
     for (int b = 0; b < n / ET_QK; b++) {
         int8_t v[32];   /* element j: table value of the low nibble of qs[j] (j < 16), high nibble of qs[j-16] */
         for (int j = 0; j < 16; j++) {
             v[j] = et_kvalues_iq4nl[w[b].qs[j] & 0x0F];
             v[j + 16] = et_kvalues_iq4nl[w[b].qs[j] >> 4];
         }
-        int32_t q[8];
-        groups_s(v, x[b].qs, q);
-        add_groups(acc, b, q, f16(w[b].d) * f16(x[b].d));
+        acc = add_block(acc, block_s(v, x[b].qs), f16(w[b].d) * f16(x[b].d));
     }
-    return fold(acc, 16);
+    return acc;
 }
 
-/* ---- Q4_1/Q5_1 against Q8_1: the 16 lanes of d_w q, each block's min term in its group 0 lane ---- */
+/* ---- Q4_1/Q5_1 against Q8_1: per block the d_w q term, then the min term m_w * s_y ---- */
 
-/* Block b's min term m_w * s_y, added to lane (b%2)*8 after the groups. */
-static inline void add_min(float *acc, int b, float ms) {
-    float *a = acc + (b & 1) * 8;
-    a[0] = a[0] + ms;
-}
+static inline float add_min(float acc, float ms) { return acc + ms; }
 
-/* The 8 exact group sums of one block's unsigned quants v times y. */
-static inline void groups_u(const uint8_t *v, const int8_t *y, int32_t *q) {
-    for (int g = 0; g < 8; g++) {
-        int32_t s = 0;
-        for (int k = 0; k < 4; k++) s += v[4 * g + k] * y[4 * g + k];
-        q[g] = s;
-    }
+/* The exact sum of one block's 32 unsigned quants v times y. */
+static inline int32_t block_u(const uint8_t *v, const int8_t *y) {
+    int32_t s = 0;
+    for (int j = 0; j < ET_QK; j++) s += v[j] * y[j];
+    return s;
 }
 
 float et_dot_q4_1_scalar(int n, const void *wv, const void *xv) {
     const et_block_q4_1 *w = wv;
     const et_block_q8_1 *x = xv;
-    float acc[16] = {0};
+    float acc = 0;
     for (int b = 0; b < n / ET_QK; b++) {
         uint8_t v[32];   /* element j: low nibble of qs[j] (j < 16), high nibble of qs[j-16] */
         for (int j = 0; j < 16; j++) {
             v[j] = w[b].qs[j] & 0x0F;
             v[j + 16] = w[b].qs[j] >> 4;
         }
-        int32_t q[8];
-        groups_u(v, x[b].qs, q);
-        add_groups(acc, b, q, f16(w[b].d) * f16(x[b].d));
-        add_min(acc, b, f16(w[b].m) * f16(x[b].s));
+        acc = add_block(acc, block_u(v, x[b].qs), f16(w[b].d) * f16(x[b].d));
+        acc = add_min(acc, f16(w[b].m) * f16(x[b].s));
     }
-    return fold(acc, 16);
+    return acc;
 }
 
 float et_dot_q5_1_scalar(int n, const void *wv, const void *xv) {
     const et_block_q5_1 *w = wv;
     const et_block_q8_1 *x = xv;
-    float acc[16] = {0};
+    float acc = 0;
     for (int b = 0; b < n / ET_QK; b++) {
         uint32_t qh;
         memcpy(&qh, w[b].qh, 4);
@@ -211,12 +188,10 @@ float et_dot_q5_1_scalar(int n, const void *wv, const void *xv) {
             v[j] = (uint8_t)((w[b].qs[j] & 0x0F) | (((qh >> j) & 1) << 4));
             v[j + 16] = (uint8_t)((w[b].qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
         }
-        int32_t q[8];
-        groups_u(v, x[b].qs, q);
-        add_groups(acc, b, q, f16(w[b].d) * f16(x[b].d));
-        add_min(acc, b, f16(w[b].m) * f16(x[b].s));
+        acc = add_block(acc, block_u(v, x[b].qs), f16(w[b].d) * f16(x[b].d));
+        acc = add_min(acc, f16(w[b].m) * f16(x[b].s));
     }
-    return fold(acc, 16);
+    return acc;
 }
 
 /* ---- K-quants against Q8_K: exact integers per super-block ---- */
@@ -378,5 +353,5 @@ const et_kernels et_kernels_scalar = {
     .dot_q4_K = et_dot_q4_K_scalar, .dot_q6_K = et_dot_q6_K_scalar,
     .dot_q2_K = et_dot_q2_K_scalar, .dot_q3_K = et_dot_q3_K_scalar, .dot_q5_K = et_dot_q5_K_scalar,
     .dot_iq4_nl = et_dot_iq4_nl_scalar,
-    /* dot4_*, gemv_*: NULL (single dots) */
+    /* dot4_*: NULL (single dots) */
 };

@@ -56,17 +56,18 @@ static inline AVX2 __m256i dot_groups4(__m256i x, __m256i y) {
     return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
 }
 
-/* One 32-element block against Q8_0: acc (lanes of block parity b&1) += groups * d. */
-static inline AVX2 void add_block(__m256 *acc, int b, __m256i groups, float d) {
-    __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(groups), _mm256_set1_ps(d));
-    acc[b & 1] = _mm256_add_ps(acc[b & 1], p);
-}
-
 static inline AVX2 int32_t hsum_i32(__m256i v) {
     __m128i x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
     x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
     return _mm_cvtsi128_si32(x);
+}
+
+/* One 32-element block: acc + (float)sumi * d, sumi the exact sum of the
+ * block's 8 group sums (kernels.h: product rounded, then the sum). */
+static inline AVX2 float add_block(float acc, __m256i groups, float d) {
+    float p = (float)hsum_i32(groups) * d;
+    return acc + p;
 }
 
 /* 32 bytes: 0xFF where bit j of the 32-bit x is set (ggml bytes_from_bits_32). */
@@ -142,25 +143,25 @@ static AVX2 float avx2_dot_bf16(int n, const void *wv, const void *xv) {
 
 static AVX2 float avx2_dot_q8_0(int n, const void *wv, const void *xv) {
     const et_block_q8_0 *w = wv, *x = xv;
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    float acc = 0;
     for (int b = 0; b < n / ET_QK; b++) {
         __m256i qw = _mm256_loadu_si256((const __m256i *)w[b].qs);
         __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        add_block(acc, b, dot_groups4(qw, qx), f16(w[b].d) * f16(x[b].d));
+        acc = add_block(acc, dot_groups4(qw, qx), f16(w[b].d) * f16(x[b].d));
     }
-    return fold8(_mm256_add_ps(acc[0], acc[1]));
+    return acc;
 }
 
 static AVX2 float avx2_dot_q4_0(int n, const void *wv, const void *xv) {
     const et_block_q4_0 *w = wv;
     const et_block_q8_0 *x = xv;
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    float acc = 0;
     for (int b = 0; b < n / ET_QK; b++) {
         __m256i qw = _mm256_sub_epi8(nibbles32(w[b].qs), _mm256_set1_epi8(8));
         __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        add_block(acc, b, dot_groups4(qw, qx), f16(w[b].d) * f16(x[b].d));
+        acc = add_block(acc, dot_groups4(qw, qx), f16(w[b].d) * f16(x[b].d));
     }
-    return fold8(_mm256_add_ps(acc[0], acc[1]));
+    return acc;
 }
 
 /* IQ4_NL: the nibbles as Q4_0's, mapped through the table by pshufb. */
@@ -169,28 +170,28 @@ static AVX2 float avx2_dot_iq4_nl(int n, const void *wv, const void *xv) {
     const et_block_q8_0 *x = xv;
     const __m128i t = _mm_loadu_si128((const __m128i *)et_kvalues_iq4nl);
     const __m256i table = _mm256_set_m128i(t, t);
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    float acc = 0;
     for (int b = 0; b < n / ET_QK; b++) {
         __m256i qw = _mm256_shuffle_epi8(table, nibbles32(w[b].qs));
         __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        add_block(acc, b, dot_groups4(qw, qx), f16(w[b].d) * f16(x[b].d));
+        acc = add_block(acc, dot_groups4(qw, qx), f16(w[b].d) * f16(x[b].d));
     }
-    return fold8(_mm256_add_ps(acc[0], acc[1]));
+    return acc;
 }
 
 static AVX2 float avx2_dot_q5_0(int n, const void *wv, const void *xv) {
     const et_block_q5_0 *w = wv;
     const et_block_q8_0 *x = xv;
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    float acc = 0;
     for (int b = 0; b < n / ET_QK; b++) {
         uint32_t qh;
         memcpy(&qh, w[b].qh, 4);
         __m256i hi = _mm256_and_si256(bytes_from_bits(qh), _mm256_set1_epi8(0x10));
         __m256i qw = _mm256_sub_epi8(_mm256_or_si256(nibbles32(w[b].qs), hi), _mm256_set1_epi8(16));
         __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        add_block(acc, b, dot_groups4(qw, qx), f16(w[b].d) * f16(x[b].d));
+        acc = add_block(acc, dot_groups4(qw, qx), f16(w[b].d) * f16(x[b].d));
     }
-    return fold8(_mm256_add_ps(acc[0], acc[1]));
+    return acc;
 }
 
 /* Sums of 4 consecutive products of 32 unsigned (w, 0..31) by signed (x)
@@ -206,34 +207,31 @@ static inline AVX2 __m256i q5_bytes(const uint8_t *qs, const uint8_t *qhb) {
     return _mm256_or_si256(nibbles32(qs), _mm256_and_si256(bytes_from_bits(qh), _mm256_set1_epi8(0x10)));
 }
 
-/* Block b's min term into lane 0 of its parity's accumulator; the other
- * lanes get + (+0), which leaves them as the scalar's (never -0). */
-static inline AVX2 void add_min(__m256 *acc, int b, float ms) {
-    acc[b & 1] = _mm256_add_ps(acc[b & 1], _mm256_setr_ps(ms, 0, 0, 0, 0, 0, 0, 0));
-}
+/* Block b's min term, after its d_w q term. */
+static inline AVX2 float add_min(float acc, float ms) { return acc + ms; }
 
 static AVX2 float avx2_dot_q4_1(int n, const void *wv, const void *xv) {
     const et_block_q4_1 *w = wv;
     const et_block_q8_1 *x = xv;
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    float acc = 0;
     for (int b = 0; b < n / ET_QK; b++) {
         __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        add_block(acc, b, dot_groups4_u(nibbles32(w[b].qs), qx), f16(w[b].d) * f16(x[b].d));
-        add_min(acc, b, f16(w[b].m) * f16(x[b].s));
+        acc = add_block(acc, dot_groups4_u(nibbles32(w[b].qs), qx), f16(w[b].d) * f16(x[b].d));
+        acc = add_min(acc, f16(w[b].m) * f16(x[b].s));
     }
-    return fold8(_mm256_add_ps(acc[0], acc[1]));
+    return acc;
 }
 
 static AVX2 float avx2_dot_q5_1(int n, const void *wv, const void *xv) {
     const et_block_q5_1 *w = wv;
     const et_block_q8_1 *x = xv;
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    float acc = 0;
     for (int b = 0; b < n / ET_QK; b++) {
         __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        add_block(acc, b, dot_groups4_u(q5_bytes(w[b].qs, w[b].qh), qx), f16(w[b].d) * f16(x[b].d));
-        add_min(acc, b, f16(w[b].m) * f16(x[b].s));
+        acc = add_block(acc, dot_groups4_u(q5_bytes(w[b].qs, w[b].qh), qx), f16(w[b].d) * f16(x[b].d));
+        acc = add_min(acc, f16(w[b].m) * f16(x[b].s));
     }
-    return fold8(_mm256_add_ps(acc[0], acc[1]));
+    return acc;
 }
 
 static void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
@@ -430,8 +428,7 @@ static AVX2 float avx2_dot_q2_K(int n, const void *wv, const void *xv) {
 static inline AVX2 void dot4_blocks(int nb, const void *wrow, int q4, const uint8_t *x, size_t xs, float *out) {
     const et_block_q8_0 *w8 = wrow;
     const et_block_q4_0 *w4 = wrow;
-    __m256 acc[4][2];
-    for (int k = 0; k < 4; k++) acc[k][0] = acc[k][1] = _mm256_setzero_ps();
+    float acc[4] = {0, 0, 0, 0};
     for (int b = 0; b < nb; b++) {
         __m256i qw;
         float dw;
@@ -447,10 +444,10 @@ static inline AVX2 void dot4_blocks(int nb, const void *wrow, int q4, const uint
             const et_block_q8_0 *xb = (const et_block_q8_0 *)(x + (size_t)k * xs) + b;
             __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xb->qs), qw);
             __m256i g = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
-            add_block(acc[k], b, g, dw * f16(xb->d));
+            acc[k] = add_block(acc[k], g, dw * f16(xb->d));
         }
     }
-    for (int k = 0; k < 4; k++) out[k] = fold8(_mm256_add_ps(acc[k][0], acc[k][1]));
+    for (int k = 0; k < 4; k++) out[k] = acc[k];
 }
 
 static AVX2 void avx2_dot4_q8_0(int n, const void *w, const void *x, size_t xs, float *out) {
@@ -467,19 +464,18 @@ static AVX2 void avx2_dot4_q4_0(int n, const void *w, const void *x, size_t xs, 
 static inline AVX2 void dot4_q_1(int nb, const void *wrow, int q5, const uint8_t *x, size_t xs, float *out) {
     const et_block_q4_1 *w4 = wrow;
     const et_block_q5_1 *w5 = wrow;
-    __m256 acc[4][2];
-    for (int k = 0; k < 4; k++) acc[k][0] = acc[k][1] = _mm256_setzero_ps();
+    float acc[4] = {0, 0, 0, 0};
     for (int b = 0; b < nb; b++) {
         __m256i qw = q5 ? q5_bytes(w5[b].qs, w5[b].qh) : nibbles32(w4[b].qs);
         float dw = f16(q5 ? w5[b].d : w4[b].d), mw = f16(q5 ? w5[b].m : w4[b].m);
         for (int k = 0; k < 4; k++) {
             const et_block_q8_1 *xb = (const et_block_q8_1 *)(x + (size_t)k * xs) + b;
             __m256i g = dot_groups4_u(qw, _mm256_loadu_si256((const __m256i *)xb->qs));
-            add_block(acc[k], b, g, dw * f16(xb->d));
-            add_min(acc[k], b, mw * f16(xb->s));
+            acc[k] = add_block(acc[k], g, dw * f16(xb->d));
+            acc[k] = add_min(acc[k], mw * f16(xb->s));
         }
     }
-    for (int k = 0; k < 4; k++) out[k] = fold8(_mm256_add_ps(acc[k][0], acc[k][1]));
+    for (int k = 0; k < 4; k++) out[k] = acc[k];
 }
 
 static AVX2 void avx2_dot4_q4_1(int n, const void *w, const void *x, size_t xs, float *out) {
@@ -668,126 +664,16 @@ static AVX512 float avx512_dot_bf16(int n, const void *wv, const void *xv) {
     return s;
 }
 
-/* Two blocks per zmm: lanes 0..7 are groups of block b (even), 8..15 of
- * block b+1 (odd), exactly the 16 lanes of the scalar reference. */
-static inline AVX512 __m512i dot_groups4_512(__m512i x, __m512i y) {
-    __mmask64 neg = _mm512_movepi8_mask(x);
-    __m512i ax = _mm512_abs_epi8(x);
-    __m512i sy = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
-    __m512i p16 = _mm512_maddubs_epi16(ax, sy);
-    return _mm512_madd_epi16(p16, _mm512_set1_epi16(1));
-}
-
-static inline AVX512 __m512i pair256(__m256i lo, __m256i hi) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-}
-
-/* acc += groups * (d0 for lanes 0..7, d1 for lanes 8..15) */
-static inline AVX512 __m512 add_pair(__m512 acc, __m512i groups, float d0, float d1) {
-    __m512 d = _mm512_mask_mov_ps(_mm512_set1_ps(d0), (__mmask16)0xFF00, _mm512_set1_ps(d1));
-    return _mm512_add_ps(acc, _mm512_mul_ps(_mm512_cvtepi32_ps(groups), d));
-}
-
-static inline AVX512 float fold16_512(__m512 a) {
-    __m256 lo = _mm512_castps512_ps256(a), hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
-    return fold8(_mm256_add_ps(lo, hi));
-}
-
-static AVX512 float avx512_dot_q8_0(int n, const void *wv, const void *xv) {
-    const et_block_q8_0 *w = wv, *x = xv;
-    int nb = n / ET_QK, b = 0;
-    __m512 acc = _mm512_setzero_ps();
-    for (; b + 2 <= nb; b += 2) {
-        __m512i qw = pair256(_mm256_loadu_si256((const __m256i *)w[b].qs), _mm256_loadu_si256((const __m256i *)w[b + 1].qs));
-        __m512i qx = pair256(_mm256_loadu_si256((const __m256i *)x[b].qs), _mm256_loadu_si256((const __m256i *)x[b + 1].qs));
-        acc = add_pair(acc, dot_groups4_512(qw, qx), f16(w[b].d) * f16(x[b].d), f16(w[b + 1].d) * f16(x[b + 1].d));
-    }
-    if (b < nb) {   /* a last odd-numbered block: its groups go to the even lanes; the odd
-                     * lanes get + (+0), which leaves them as the scalar's (they are never -0) */
-        __m512i qw = pair256(_mm256_loadu_si256((const __m256i *)w[b].qs), _mm256_setzero_si256());
-        __m512i qx = pair256(_mm256_loadu_si256((const __m256i *)x[b].qs), _mm256_setzero_si256());
-        acc = add_pair(acc, dot_groups4_512(qw, qx), f16(w[b].d) * f16(x[b].d), 0.0f);
-    }
-    return fold16_512(acc);
-}
-
-static inline AVX512 __m256i q4_0_bytes(const et_block_q4_0 *w) {
-    return _mm256_sub_epi8(nibbles32(w->qs), _mm256_set1_epi8(8));
-}
-
-static AVX512 float avx512_dot_q4_0(int n, const void *wv, const void *xv) {
-    const et_block_q4_0 *w = wv;
-    const et_block_q8_0 *x = xv;
-    int nb = n / ET_QK, b = 0;
-    __m512 acc = _mm512_setzero_ps();
-    for (; b + 2 <= nb; b += 2) {
-        __m512i qw = pair256(q4_0_bytes(&w[b]), q4_0_bytes(&w[b + 1]));
-        __m512i qx = pair256(_mm256_loadu_si256((const __m256i *)x[b].qs), _mm256_loadu_si256((const __m256i *)x[b + 1].qs));
-        acc = add_pair(acc, dot_groups4_512(qw, qx), f16(w[b].d) * f16(x[b].d), f16(w[b + 1].d) * f16(x[b + 1].d));
-    }
-    if (b < nb) {
-        __m512i qw = pair256(q4_0_bytes(&w[b]), _mm256_setzero_si256());
-        __m512i qx = pair256(_mm256_loadu_si256((const __m256i *)x[b].qs), _mm256_setzero_si256());
-        acc = add_pair(acc, dot_groups4_512(qw, qx), f16(w[b].d) * f16(x[b].d), 0.0f);
-    }
-    return fold16_512(acc);
-}
-
-/* Q4_1/Q5_1: two blocks per zmm as Q4_0 (unsigned quants, no sign trick);
- * the min terms of blocks b and b+1 into lanes 0 and 8 after the groups. */
-static inline AVX512 __m512i dot_groups4_u512(__m512i w, __m512i x) {
-    return _mm512_madd_epi16(_mm512_maddubs_epi16(w, x), _mm512_set1_epi16(1));
-}
-
-static inline AVX512 __m512i q8_1_pair(const et_block_q8_1 *x, int b, int two) {
-    return pair256(_mm256_loadu_si256((const __m256i *)x[b].qs),
-                   two ? _mm256_loadu_si256((const __m256i *)x[b + 1].qs) : _mm256_setzero_si256());
-}
-
-/* acc += (m0 in lane 0, m1 in lane 8, +0 elsewhere). */
-static inline AVX512 __m512 add_min_pair(__m512 acc, float m0, float m1) {
-    __m512 v = _mm512_maskz_mov_ps((__mmask16)0x0001, _mm512_set1_ps(m0));
-    v = _mm512_mask_mov_ps(v, (__mmask16)0x0100, _mm512_set1_ps(m1));
-    return _mm512_add_ps(acc, v);
-}
-
-static AVX512 float avx512_dot_q4_1(int n, const void *wv, const void *xv) {
-    const et_block_q4_1 *w = wv;
-    const et_block_q8_1 *x = xv;
-    int nb = n / ET_QK;
-    __m512 acc = _mm512_setzero_ps();
-    for (int b = 0; b < nb; b += 2) {
-        int two = b + 1 < nb;   /* a last odd-numbered block pairs with zeros, as avx512_dot_q4_0 */
-        __m512i qw = pair256(nibbles32(w[b].qs), two ? nibbles32(w[b + 1].qs) : _mm256_setzero_si256());
-        float d1 = two ? f16(w[b + 1].d) * f16(x[b + 1].d) : 0.0f;
-        float m1 = two ? f16(w[b + 1].m) * f16(x[b + 1].s) : 0.0f;
-        acc = add_pair(acc, dot_groups4_u512(qw, q8_1_pair(x, b, two)), f16(w[b].d) * f16(x[b].d), d1);
-        acc = add_min_pair(acc, f16(w[b].m) * f16(x[b].s), m1);
-    }
-    return fold16_512(acc);
-}
-
-static AVX512 float avx512_dot_q5_1(int n, const void *wv, const void *xv) {
-    const et_block_q5_1 *w = wv;
-    const et_block_q8_1 *x = xv;
-    int nb = n / ET_QK;
-    __m512 acc = _mm512_setzero_ps();
-    for (int b = 0; b < nb; b += 2) {
-        int two = b + 1 < nb;
-        __m512i qw = pair256(q5_bytes(w[b].qs, w[b].qh), two ? q5_bytes(w[b + 1].qs, w[b + 1].qh) : _mm256_setzero_si256());
-        float d1 = two ? f16(w[b + 1].d) * f16(x[b + 1].d) : 0.0f;
-        float m1 = two ? f16(w[b + 1].m) * f16(x[b + 1].s) : 0.0f;
-        acc = add_pair(acc, dot_groups4_u512(qw, q8_1_pair(x, b, two)), f16(w[b].d) * f16(x[b].d), d1);
-        acc = add_min_pair(acc, f16(w[b].m) * f16(x[b].s), m1);
-    }
-    return fold16_512(acc);
-}
+/* The 32-element block types use the AVX2 kernels above: with one float
+ * accumulator per (row, token) a single dot is a chain of scalar adds, and
+ * a zmm per block pair adds only a shuffle; the AVX512-VNNI set runs them
+ * through the repacked 16-row kernels (kernels_x86_repack.c). */
 
 const et_kernels et_kernels_avx512 = {
     .name = "avx512",
     .dot_f32 = avx512_dot_f32, .dot_f16 = avx512_dot_f16, .dot_bf16 = avx512_dot_bf16,
-    .dot_q8_0 = avx512_dot_q8_0, .dot_q4_0 = avx512_dot_q4_0, .dot_q5_0 = avx2_dot_q5_0,
-    .dot_q4_1 = avx512_dot_q4_1, .dot_q5_1 = avx512_dot_q5_1,
+    .dot_q8_0 = avx2_dot_q8_0, .dot_q4_0 = avx2_dot_q4_0, .dot_q5_0 = avx2_dot_q5_0,
+    .dot_q4_1 = avx2_dot_q4_1, .dot_q5_1 = avx2_dot_q5_1,
     .dot_q4_K = avx2_dot_q4_K, .dot_q6_K = avx2_dot_q6_K,
     .dot_q2_K = avx2_dot_q2_K, .dot_q3_K = avx2_dot_q3_K, .dot_q5_K = avx2_dot_q5_K, .dot_iq4_nl = avx2_dot_iq4_nl,
     .dot4_q8_0 = avx2_dot4_q8_0, .dot4_q4_0 = avx2_dot4_q4_0,   /* measured faster than two-block zmm versions */
@@ -798,14 +684,13 @@ const et_kernels et_kernels_avx512 = {
 const et_kernels et_kernels_avx512vnni = {
     .name = "avx512vnni",
     .dot_f32 = avx512_dot_f32, .dot_f16 = avx512_dot_f16, .dot_bf16 = avx512_dot_bf16,
-    .dot_q8_0 = avx512_dot_q8_0, .dot_q4_0 = avx512_dot_q4_0, .dot_q5_0 = avx2_dot_q5_0,
-    .dot_q4_1 = avx512_dot_q4_1, .dot_q5_1 = avx512_dot_q5_1,
+    .dot_q8_0 = avx2_dot_q8_0, .dot_q4_0 = avx2_dot_q4_0, .dot_q5_0 = avx2_dot_q5_0,
+    .dot_q4_1 = avx2_dot_q4_1, .dot_q5_1 = avx2_dot_q5_1,
     .dot_q4_K = avx2_dot_q4_K, .dot_q6_K = avx2_dot_q6_K,
     .dot_q2_K = avx2_dot_q2_K, .dot_q3_K = avx2_dot_q3_K, .dot_q5_K = avx2_dot_q5_K, .dot_iq4_nl = avx2_dot_iq4_nl,
     .dot4_q8_0 = avx2_dot4_q8_0, .dot4_q4_0 = avx2_dot4_q4_0,
     .dot4_q4_1 = avx2_dot4_q4_1, .dot4_q5_1 = avx2_dot4_q5_1,
     .dot4_q4_K = avx2_dot4_q4_K, .dot4_q5_K = avx2_dot4_q5_K, .dot4_q6_K = avx2_dot4_q6_K,
-    .gemv_q8_0 = et_gemv_q8_0_avx512vnni, .gemv_q4_0 = et_gemv_q4_0_avx512vnni, .gemv_q4_1 = et_gemv_q4_1_avx512vnni,
 };
 
 #endif

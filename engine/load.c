@@ -12,10 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "engine.h"
 #include "internal.h"
 #include "kernels.h"
+#include "repack.h"
 
 #define MAX_LAYERS 4096
 #define MAX_DIM (1 << 20)
@@ -323,6 +325,44 @@ static int load_gguf(et_engine *m, loader *L, et_err *e) {
     return 0;
 }
 
+/* Repack the 32-element block matrices into 16-row groups (engine/repack.h)
+ * when this CPU runs the repacked kernels and $ET_REPACK is not "0": one
+ * allocation for all of them (about the size of those tensors' data; Q5_0
+ * and Q5_1 grow to 34 and 36 bytes per 32 elements), the original rows kept
+ * (token lookups, the rows of a last partial group, other kernel sets).
+ * Out of memory leaves the rows unpacked (the dot kernels give the same bits). */
+static void engine_repack(et_engine *m) {
+    const char *env = getenv("ET_REPACK");
+    if ((env && !strcmp(env, "0")) || !et_repack_cpu()) return;
+    int n = et_engine_mats(m, NULL, 0);
+    et_wmat **all = malloc(sizeof *all * (size_t)(n > 0 ? n : 1));
+    if (!all) return;
+    et_engine_mats(m, all, n);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += et_repack_group_bytes(all[i]->type, all[i]->n_in) * (size_t)(all[i]->n_out / ET_RP_ROWS);
+    size_t alloc = 0;
+    uint8_t *mem = total ? et_engine_huge_alloc(total, &alloc) : NULL;   /* huge pages: generation streams it */
+    if (mem) {
+        size_t off = 0;
+        for (int i = 0; i < n; i++) {
+            et_wmat *w = all[i];
+            size_t gb = et_repack_group_bytes(w->type, w->n_in);
+            int ng = w->n_out / ET_RP_ROWS;
+            if (!gb || !ng) continue;
+            for (int g = 0; g < ng; g++)
+                et_repack_group(w->type, w->n_in, (const uint8_t *)w->data + (size_t)g * ET_RP_ROWS * w->row_bytes,
+                                w->row_bytes, mem + off + (size_t)g * gb);
+            w->packed = mem + off;
+            off += gb * (size_t)ng;
+        }
+        mprotect(mem, alloc, PROT_READ);   /* read-only, as the weights it copies */
+        m->packed_mem = mem;
+        m->packed_bytes = alloc;
+        if (m->hp.tied_output) m->output.packed = m->tok_embd.packed;
+    }
+    free(all);
+}
+
 /* Open (from a file, or a caller's buffer when data != NULL) and load. */
 static int engine_open(et_engine **out, const char *path, const void *data, size_t size, et_err *e) {
     *out = NULL;
@@ -350,6 +390,7 @@ static int engine_open(et_engine **out, const char *path, const void *data, size
         et_engine_free(m);
         return rc;
     }
+    engine_repack(m);
     *out = m;
     return 0;
 }
@@ -501,6 +542,7 @@ void et_engine_free(et_engine *m) {
         gguf_close(&m->gguf);
     }
     et_engine_huge_free(m->huge, m->huge_alloc);
+    et_engine_huge_free(m->packed_mem, m->packed_bytes);
     free(m->path);
     free(m);
 }

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tile.h"
 #include "internal.h"
+#include "repack.h"
 
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
@@ -19,12 +19,10 @@ typedef struct mm_mat {
     const et_wmat *w;
     et_dot_fn dot;
     et_dot4_fn dot4;         /* NULL: single dots only */
-    et_gemv_fn gemv;         /* NULL: one dot per row for a single token */
-    const et_tile *tile;     /* NULL: no multi-token tile */
+    const et_repack *rp;     /* NULL: the rows are not repacked (or not for this kernel set) */
+    size_t grp_bytes;        /* rp: bytes per group of 16 rows at w->packed */
     const uint8_t *act;      /* [n_tok] rows of act_stride bytes */
     size_t act_stride;
-    const uint8_t *pact;     /* tile: groups of tile_tok tokens, pact_stride bytes per token */
-    size_t pact_stride;
     float *y;                /* [n_tok][w->n_out] */
 } mm_mat;
 
@@ -47,49 +45,13 @@ static inline void store(const mm_job *j, float *y, float v) {
     }
 }
 
-/* Rows [r0, r1) of one matrix for every token. */
-static void mm_rows(const mm_job *j, const mm_mat *mm, int r0, int r1) {
+/* Rows [r0, r1) of one matrix for every token, by single (or four-token) dots. */
+static void mm_rows_dot(const mm_job *j, const mm_mat *mm, int r0, int r1) {
     const et_wmat *w = mm->w;
     const uint8_t *wd = w->data;
-    if (mm->gemv && j->n_tok == 1 && !j->accumulate) {   /* generation: all the rows in one call, into y */
-        mm->gemv(w->n_in, wd + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, mm->act, mm->y + r0);
-        return;
-    }
-    if (mm->gemv && j->n_tok == 1) {   /* generation, accumulating into y: 64 rows per call */
-        for (int rb = r0; rb < r1; rb += 64) {
-            int re = rb + 64 < r1 ? rb + 64 : r1;
-            float v[64];
-            mm->gemv(w->n_in, wd + (size_t)rb * w->row_bytes, w->row_bytes, re - rb, mm->act, v);
-            for (int r = rb; r < re; r++) store(j, mm->y + r, v[r - rb]);
-        }
-        return;
-    }
     for (int rb = r0; rb < r1; rb += ROW_TILE) {
         int re = rb + ROW_TILE < r1 ? rb + ROW_TILE : r1;
         int t = 0;
-        if (mm->tile) {
-            const et_tile *g = mm->tile;
-            for (; t + g->tile_tok <= j->n_tok; t += g->tile_tok) {
-                const uint8_t *pa = mm->pact + (size_t)t * mm->pact_stride;
-                int r = rb;
-                for (; r + g->tile_rows <= re; r += g->tile_rows) {
-                    const uint8_t *wr = wd + (size_t)r * w->row_bytes;
-                    if (!j->accumulate) {
-                        g->tile(w->n_in, wr, w->row_bytes, pa, mm->y + (size_t)t * w->n_out + r, (size_t)w->n_out);
-                        continue;
-                    }
-                    float v[64];
-                    g->tile(w->n_in, wr, w->row_bytes, pa, v, (size_t)g->tile_rows);
-                    for (int k = 0; k < g->tile_tok; k++)
-                        for (int i = 0; i < g->tile_rows; i++)
-                            store(j, mm->y + (size_t)(t + k) * w->n_out + r + i, v[k * g->tile_rows + i]);
-                }
-                for (; r < re; r++)
-                    for (int k = 0; k < g->tile_tok; k++)
-                        store(j, mm->y + (size_t)(t + k) * w->n_out + r,
-                              mm->dot(w->n_in, wd + (size_t)r * w->row_bytes, mm->act + (size_t)(t + k) * mm->act_stride));
-            }
-        }
         if (mm->dot4)
             for (; t + 4 <= j->n_tok; t += 4) {
                 const uint8_t *xa = mm->act + (size_t)t * mm->act_stride;
@@ -102,15 +64,42 @@ static void mm_rows(const mm_job *j, const mm_mat *mm, int r0, int r1) {
         for (; t < j->n_tok; t++) {
             const void *xa = mm->act + (size_t)t * mm->act_stride;
             float *yt = mm->y + (size_t)t * w->n_out;
-            if (mm->gemv) {
-                float v[ROW_TILE];
-                mm->gemv(w->n_in, wd + (size_t)rb * w->row_bytes, w->row_bytes, re - rb, xa, v);
-                for (int r = rb; r < re; r++) store(j, yt + r, v[r - rb]);
-                continue;
-            }
             for (int r = rb; r < re; r++) store(j, yt + r, mm->dot(w->n_in, wd + (size_t)r * w->row_bytes, xa));
         }
     }
+}
+
+/* Rows [r0, r1) of one matrix for every token: the whole 16-row groups
+ * inside by the repacked kernels (engine/repack.h), the rest by dots. */
+static void mm_rows(const mm_job *j, const mm_mat *mm, int r0, int r1) {
+    const et_wmat *w = mm->w;
+    if (!mm->rp) {
+        mm_rows_dot(j, mm, r0, r1);
+        return;
+    }
+    int g0 = (r0 + ET_RP_ROWS - 1) / ET_RP_ROWS, g1 = r1 / ET_RP_ROWS;
+    if (g0 >= g1) {
+        mm_rows_dot(j, mm, r0, r1);
+        return;
+    }
+    mm_rows_dot(j, mm, r0, g0 * ET_RP_ROWS);
+    const uint8_t *pk = w->packed;
+    for (int g = g0; g < g1; g++) {
+        const uint8_t *grp = pk + (size_t)g * mm->grp_bytes;
+        int r = g * ET_RP_ROWS;
+        if (!j->accumulate) {
+            mm->rp->gemm(w->n_in, grp, mm->act, mm->act_stride, j->n_tok, mm->y + r, (size_t)w->n_out);
+            continue;
+        }
+        for (int t = 0; t < j->n_tok; t += 8) {
+            int nt = j->n_tok - t < 8 ? j->n_tok - t : 8;
+            float v[8 * ET_RP_ROWS];
+            mm->rp->gemm(w->n_in, grp, mm->act + (size_t)t * mm->act_stride, mm->act_stride, nt, v, ET_RP_ROWS);
+            for (int k = 0; k < nt; k++)
+                for (int i = 0; i < ET_RP_ROWS; i++) store(j, mm->y + (size_t)(t + k) * w->n_out + r + i, v[k * ET_RP_ROWS + i]);
+        }
+    }
+    mm_rows_dot(j, mm, g1 * ET_RP_ROWS, r1);
 }
 
 static void mm_work(void *arg, int ith, int chunk) {
@@ -137,16 +126,15 @@ static int ensure(void **buf, size_t *cap, size_t need, et_err *e) {
 
 /* Activation conversion for the matrices of one job, split over tokens:
  * each distinct input form is made once (conversion to vec_dot_type, and
- * the tile packing of it). */
+ * nothing more: the repacked kernels read et_act_convert's layout). */
 typedef struct conv_job {
     int n, n_tok, n_chunks;
     struct {
         uint32_t type;          /* weight type */
         int n_in;
-        const et_tile *tile;    /* NULL: no packing */
         int convert;            /* 0: act is made by an earlier entry */
-        uint8_t *act, *pact;    /* NULL pact: no packing, or made by an earlier entry */
-        size_t act_stride, pact_stride;
+        uint8_t *act;
+        size_t act_stride;
     } c[MAX_MATS];
     const float *x;
 } conv_job;
@@ -157,10 +145,6 @@ static void conv_tokens(const conv_job *cj, int t0, int t1) {
             int n_in = cj->c[i].n_in;
             uint8_t *a = cj->c[i].act + (size_t)t * cj->c[i].act_stride;
             if (cj->c[i].convert) et_act_convert(cj->c[i].type, cj->x + (size_t)t * n_in, a, n_in);
-            const et_tile *g = cj->c[i].tile;
-            int tt = g ? g->tile_tok : 1, t0 = t / tt * tt;
-            if (cj->c[i].pact && t0 + tt <= cj->n_tok)   /* whole groups only */
-                g->pack((const et_block_q8_0 *)(const void *)a, n_in, cj->c[i].pact + (size_t)t0 * cj->c[i].pact_stride, t - t0);
         }
 }
 
@@ -171,7 +155,7 @@ static void conv_work(void *arg, int ith, int chunk) {
 }
 
 /* One job over n matrices with the same n_in; each converted input is
- * made once per vec_dot_type (and once per tile packing). */
+ * made once per vec_dot_type. */
 static int matmul_plain(et_state *s, int n, const et_wmat *const *w, const float *x, int n_tok, float *const *y,
                         int accumulate, float alpha, et_err *e) {
     mm_job j;
@@ -182,36 +166,25 @@ static int matmul_plain(et_state *s, int n, const et_wmat *const *w, const float
     j.n_tok = n_tok;
     j.accumulate = accumulate;
     j.alpha = alpha;
-    size_t off[MAX_MATS], poff[MAX_MATS], total = 0;
-    int act_src[MAX_MATS], pact_src[MAX_MATS];
+    size_t off[MAX_MATS], total = 0;
+    int act_src[MAX_MATS];
     for (int i = 0; i < n; i++) {
         mm_mat *mm = &j.mats[i];
         mm->w = w[i];
         mm->y = y[i];
         mm->dot = et_kernels_dot(s->k, w[i]->type);
         mm->dot4 = et_kernels_dot4(s->k, w[i]->type);
-        mm->gemv = et_kernels_gemv(s->k, w[i]->type);
+        if (w[i]->packed && (mm->rp = et_repack_get(s->k, w[i]->type, w[i]->n_in)))
+            mm->grp_bytes = et_repack_group_bytes(w[i]->type, w[i]->n_in);
         if (!mm->dot) return et_fail(e, ET_EINPUT, "engine: tensor '%s' has an unsupported type %u", w[i]->name, w[i]->type);
         mm->act_stride = (et_act_bytes(w[i]->type, w[i]->n_in) + 63) & ~(size_t)63;
-        act_src[i] = pact_src[i] = -1;
+        act_src[i] = -1;
         for (int k = 0; k < i && act_src[i] < 0; k++)
             if (et_vec_dot_type(w[k]->type) == et_vec_dot_type(w[i]->type) && w[k]->n_in == w[i]->n_in) act_src[i] = k;
         if (act_src[i] >= 0) off[i] = off[act_src[i]];
         else {
             off[i] = total;
             total += mm->act_stride * (size_t)n_tok;
-        }
-        const et_tile *g = et_tile_get(s->k, w[i]->type, w[i]->n_in);
-        if (g && n_tok >= g->tile_tok) {
-            mm->tile = g;
-            mm->pact_stride = et_tile_act_bytes(w[i]->n_in);
-            for (int k = 0; k < i && pact_src[i] < 0; k++)
-                if (j.mats[k].tile == g && w[k]->n_in == w[i]->n_in) pact_src[i] = k;
-            if (pact_src[i] >= 0) poff[i] = poff[pact_src[i]];
-            else {
-                poff[i] = total;
-                total += mm->pact_stride * (size_t)n_tok;
-            }
         }
         j.rows += w[i]->n_out;
     }
@@ -223,15 +196,11 @@ static int matmul_plain(et_state *s, int n, const et_wmat *const *w, const float
     for (int i = 0; i < n; i++) {
         mm_mat *mm = &j.mats[i];
         mm->act = base + off[i];
-        if (mm->tile) mm->pact = base + poff[i];
         cj.c[i].type = w[i]->type;
         cj.c[i].n_in = w[i]->n_in;
-        cj.c[i].tile = mm->tile;
         cj.c[i].act_stride = mm->act_stride;
-        cj.c[i].pact_stride = mm->pact_stride;
         cj.c[i].convert = act_src[i] < 0;
         cj.c[i].act = base + off[i];
-        cj.c[i].pact = mm->tile && pact_src[i] < 0 ? base + poff[i] : NULL;
     }
     int nth = et_pool_size(s->pool);
     if (nth == 1 || n_tok < 2 * nth) conv_tokens(&cj, 0, n_tok);

@@ -434,7 +434,11 @@ static void check_export_act(const char *type, int wide, const char *imatrix, in
         fprintf(stderr, "qat %s --qat-act: rms(engine on the file - training forward) / rms(engine on the file - the "
                 "same forward with F32 activations) = %.3g\n", type, sqrt(sq / sf));
         assert_true(sqrt(sq / sf) < 0.8);
-        assert_int_equal(agree, NT);
+        /* at most one near-tie apart: since the engine's per-block order
+           (engine/kernels.h, 2026-12-07) Q4_0 --qat-act token 34 is one,
+           engine 333 12.0802 vs 295 12.0614, training forward 295 12.0690
+           vs 333 12.0594 (48/48 with the 16-lane order before) */
+        assert_true(agree >= NT - 1);
     }
     free(lt), free(lq), free(lf);
     et_engine_free(eq), et_engine_free(ef);

@@ -173,11 +173,13 @@ static void test_requantize_matches_llamacpp(void **state) {
  * logits differ from llama.cpp's by ~0.1-0.3 at |logit| ~30 — as much as
  * llama.cpp's own move between an F16 and an F32 KV cache (31.61 -> 31.39
  * for the first token of PROMPT2 on a Q8_0 requantization); with the same
- * file requantized to F32 they agree within 0.004.  PROMPT1: all 32 tokens
- * agree.  PROMPT2: the first 44 agree; at token 44 llama.cpp's top two are
+ * file requantized to F32 they agree within 0.004.  PROMPT1: the first 14
+ * agree (all 32 with the 16-lane order used before 2026-12-07, see the
+ * call below).  PROMPT2: the first 44 agree; at token 44 llama.cpp's top two are
  * 253 (22.5228) and 260 (22.4272), edgetune's 260 (22.8099) and 253
  * (22.7044).  (Token 19 is closer still: 2389 21.3828 vs 2631 21.3809 in
- * llama.cpp; edgetune agrees there, 21.1916 vs 21.0108.) */
+ * llama.cpp; edgetune agrees there, 21.1916 vs 21.0108.)  The edgetune
+ * logits quoted for PROMPT2 are from the 16-lane order. */
 static const char PROMPT1[] = "The capital of France is";
 static const int32_t PROMPT1_IDS[] = {504, 3575, 282, 4649, 314};
 static const int32_t LLAMA1_IDS[32] = {7042, 30,  198, 198,  504, 1797, 1918, 553, 253,  2155, 282,
@@ -273,7 +275,11 @@ static void test_greedy_matches_llamacpp(void **state) {
     assert_int_equal(et_argmax(lg + (size_t)(np - 1) * nv, nv), LLAMA2_IDS[0]);
     free(lg);
     et_state_free(s);
-    greedy_check(m, NULL, PROMPT1_IDS, 5, LLAMA1_IDS, 32);
+    /* PROMPT1: 14 tokens agree, then a near-tie inside the year "18xx"
+     * (since the per-block accumulation of kernels.h: edgetune 34 29.7545
+     * vs 33 29.7333; with the earlier 16-lane order 33 29.9217 vs 34 29.8773,
+     * which agreed with llama.cpp for all 32 tokens) */
+    greedy_check(m, NULL, PROMPT1_IDS, 5, LLAMA1_IDS, 14);
     greedy_check(m, NULL, PROMPT2_IDS, np, LLAMA2_IDS, sanitized() ? 8 : 44);
     /* teacher forcing: PROMPT2 + llama.cpp's 64 tokens in one batch; the
      * argmax at each position against llama.cpp's next token (62/64 when

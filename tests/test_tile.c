@@ -1,18 +1,21 @@
-/* tests/test_tile.c — the multi-token tiles of engine/tile.h against the
- * scalar reference dot products: every output of a tile must be
- * bit-identical (==) to et_dot_q4_0_scalar / et_dot_q8_0_scalar /
- * et_dot_q4_1_scalar (Q8_1 activations) of its row
- * and token, for random weights with outliers and all-zero blocks,
- * activations of very different magnitudes, and the extreme quants
- * (-128 weights in hostile Q8_0 rows, +-127 activations).  Skips when this
- * CPU or build has no tile (no AVX512-VNNI). */
+/* tests/test_tile.c — the repacked multi-row x multi-token kernels of
+ * engine/repack.h against the scalar reference dot products: every output
+ * (16 rows x n_tok tokens, n_tok 1..17 so that every token step 8/4/2/1 is
+ * used) must be bit-identical (==) to et_dot_*_scalar of its original row
+ * and token, for Q8_0, Q4_0, Q5_0, IQ4_NL, Q4_1 and Q5_1, random weights
+ * with outliers and all-zero blocks, activations of very different
+ * magnitudes, and the extreme quants (-128 weights in hostile Q8_0 rows,
+ * +-127 activations).  The kernels skip when this CPU or build has none (no
+ * AVX512-VNNI); the repacking's size rules are checked everywhere.  (The
+ * file keeps its name from the 2-row x 8-token tiles the repacked kernels
+ * replaced.) */
 #include "testutil.h"
 
 #include <math.h>
 
 #include "../engine/f16row.h"
-#include "../engine/tile.h"
 #include "../engine/kernels.h"
+#include "../engine/repack.h"
 #include "../export/gguf.h"
 #include "../quant/quant.h"
 
@@ -22,87 +25,107 @@ static float frand(void) {   /* uniform in [-1, 1) */
     return (float)((rng >> 40) & 0xffffff) / 8388608.0f - 1.0f;
 }
 
+static et_dot_fn scalar_dot(uint32_t type) {
+    return et_kernels_dot(et_kernels_get("scalar"), type);
+}
+
+enum { R = ET_RP_ROWS, TMAX = 17 };
+
 static void check_type(uint32_t type, int n, int trial) {
-    const et_kernels *k = et_kernels_get("avx512");
-    const et_tile *g = et_tile_get(k, type, n);
+    const et_kernels *k = et_kernels_get("avx512vnni");
+    const et_repack *g = et_repack_get(k, type, n);
     if (!g) return;
-    int R = g->tile_rows, T = g->tile_tok;
-    size_t rb = et_quant_row_bytes(type, n), ab = et_act_bytes(type, n), ps = et_tile_act_bytes(n);
-    uint8_t *w = malloc(rb * (size_t)R);
-    uint8_t *a = malloc(ab * (size_t)T);
-    uint8_t *p = aligned_alloc(64, ps * (size_t)T);
-    float *f = malloc(sizeof(float) * (size_t)n), out[64];
+    size_t rb = et_quant_row_bytes(type, n), ab = (et_act_bytes(type, n) + 63) & ~(size_t)63;
+    size_t gb = et_repack_group_bytes(type, n);
+    uint8_t *w = malloc(rb * R);
+    uint8_t *a = malloc(ab * TMAX);
+    uint8_t *p = aligned_alloc(64, gb);
+    float *f = malloc(sizeof(float) * (size_t)n), *out = malloc(sizeof(float) * (R + 3) * TMAX);
     assert_non_null(w);
     assert_non_null(a);
     assert_non_null(p);
+    assert_non_null(out);
     for (int r = 0; r < R; r++) {
         for (int i = 0; i < n; i++) f[i] = frand() * (trial == 3 && i % 97 == r ? 40.0f : 1.0f);
-        if (trial == 1) for (int i = 0; i < 64; i++) f[i] = 0;   /* all-zero blocks */
+        if (trial == 1) for (int i = 0; i < 64 && i < n; i++) f[i] = 0;   /* all-zero blocks */
+        if (trial == 2 && r % 4 == 1) for (int i = 0; i < n; i++) f[i] = fabsf(f[i]) + 0.5f;   /* all-positive rows */
         assert_int_equal(et_quantize_row(type, f, w + (size_t)r * rb, n), 0);
         if (type == GGML_TYPE_Q8_0 && trial == 2) {   /* hostile rows: -128 quants (never made by quantizers) */
             et_block_q8_0 *blk = (et_block_q8_0 *)(void *)(w + (size_t)r * rb);
             for (int b = 0; b < n / 32; b++) blk[b].qs[(b + r) % 32] = -128;
         }
     }
-    for (int t = 0; t < T; t++) {
+    for (int t = 0; t < TMAX; t++) {
         float scale = t % 3 == 0 ? 3.0f : t % 3 == 1 ? 1e-3f : 50.0f;
         for (int i = 0; i < n; i++) f[i] = frand() * scale;
         if (t == 5) for (int i = 0; i < n; i += 2) f[i] = i % 4 ? scale : -scale;   /* +-127 quants */
         et_act_convert(type, f, a + (size_t)t * ab, n);
-        g->pack((const et_block_q8_0 *)(const void *)(a + (size_t)t * ab), n, p, t);
     }
-    g->tile(n, w, rb, p, out, (size_t)R);
-    et_dot_fn ref = type == GGML_TYPE_Q4_0 ? et_dot_q4_0_scalar : type == GGML_TYPE_Q4_1 ? et_dot_q4_1_scalar : et_dot_q8_0_scalar;
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) {
-            float want = ref(n, w + (size_t)r * rb, a + (size_t)t * ab), got = out[t * R + r];
-            if (memcmp(&want, &got, sizeof want))
-                fail_msg("%s tile %s n=%d trial %d row %d token %d: %.9g != scalar %.9g", g->name,
-                         ggml_type_name(type), n, trial, r, t, got, want);
-        }
+    et_repack_group(type, n, w, rb, p);
+    et_dot_fn ref = scalar_dot(type);
+    static const int ntoks[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17};
+    for (size_t ti = 0; ti < sizeof ntoks / sizeof ntoks[0]; ti++) {
+        int nt = ntoks[ti];
+        for (int i = 0; i < (R + 3) * TMAX; i++) out[i] = NAN;
+        g->gemm(n, p, a, ab, nt, out, R + 3);   /* ldo wider than 16: only 16 per token written */
+        for (int t = 0; t < nt; t++)
+            for (int r = 0; r < R + 3; r++) {
+                float got = out[t * (R + 3) + r];
+                if (r >= R) {
+                    if (!isnan(got) && t + 1 < nt) fail_msg("%s n=%d: ldo gap written (token %d col %d)", ggml_type_name(type), n, t, r);
+                    continue;
+                }
+                float want = ref(n, w + (size_t)r * rb, a + (size_t)t * ab);
+                if (memcmp(&want, &got, sizeof want))
+                    fail_msg("repacked %s n=%d trial %d n_tok %d row %d token %d: %.9g != scalar %.9g",
+                             ggml_type_name(type), n, trial, nt, r, t, got, want);
+            }
+    }
     free(w);
     free(a);
     free(p);
     free(f);
+    free(out);
 }
 
-static void test_tiles_match_scalar(void **state) {
+static const uint32_t RP_TYPES[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0,
+                                    GGML_TYPE_IQ4_NL, GGML_TYPE_Q4_1, GGML_TYPE_Q5_1};
+
+static void test_repacked_match_scalar(void **state) {
     (void)state;
-    const et_kernels *k = et_kernels_get("avx512");
-    if (!et_tile_get(k, GGML_TYPE_Q4_0, 64)) skip();   /* prints nothing: cmocka reports SKIPPED */
-    static const int sizes[] = {64, 576, 1536, 4096 + 64};
+    if (!et_repack_get(et_kernels_get("avx512vnni"), GGML_TYPE_Q4_0, 64)) skip();   /* cmocka reports SKIPPED */
+    static const int sizes[] = {32, 96, 576, 1536, 4096 + 32};
     for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
-        for (int trial = 0; trial < 4; trial++) {
-            check_type(GGML_TYPE_Q4_0, sizes[si], trial);
-            check_type(GGML_TYPE_Q8_0, sizes[si], trial);
-            check_type(GGML_TYPE_Q4_1, sizes[si], trial);
-        }
+        for (int trial = 0; trial < 4; trial++)
+            for (size_t ti = 0; ti < sizeof RP_TYPES / sizeof RP_TYPES[0]; ti++) check_type(RP_TYPES[ti], sizes[si], trial);
 }
 
-/* Which types and sizes have a tile: only Q4_0/Q8_0/Q4_1, n a multiple of 64,
- * and only on the avx512 kernel set. */
-static void test_tile_selection(void **state) {
+/* Which types and sizes are repacked, and the group sizes (repack.h). */
+static void test_repack_selection(void **state) {
     (void)state;
+    assert_int_equal(et_repack_group_bytes(GGML_TYPE_Q4_0, 576), 18 * 320);
+    assert_int_equal(et_repack_group_bytes(GGML_TYPE_IQ4_NL, 64), 2 * 320);
+    assert_int_equal(et_repack_group_bytes(GGML_TYPE_Q4_1, 32), 320);
+    assert_int_equal(et_repack_group_bytes(GGML_TYPE_Q8_0, 576), 18 * 576);
+    assert_int_equal(et_repack_group_bytes(GGML_TYPE_Q5_0, 32), 576);
+    assert_int_equal(et_repack_group_bytes(GGML_TYPE_Q5_1, 32), 576);
+    assert_int_equal(et_repack_group_bytes(GGML_TYPE_Q4_0, 48), 0);
+    assert_int_equal(et_repack_group_bytes(GGML_TYPE_F16, 576), 0);
+    assert_int_equal(et_repack_group_bytes(GGML_TYPE_Q4_K, 512), 0);
     const et_kernels *sc = et_kernels_get("scalar");
-    assert_null(et_tile_get(sc, GGML_TYPE_Q4_0, 576));
-    assert_null(et_tile_get(NULL, GGML_TYPE_Q4_0, 576));
-    const et_kernels *k = et_kernels_get("avx512");
-    if (!k) return;
-    assert_null(et_tile_get(k, GGML_TYPE_Q4_0, 32));
-    assert_null(et_tile_get(k, GGML_TYPE_Q4_0, 96));   /* an odd number of blocks */
-    assert_null(et_tile_get(k, GGML_TYPE_F16, 576));
-    assert_null(et_tile_get(k, GGML_TYPE_Q4_K, 512));
-    assert_int_equal(et_tile_act_bytes(576), 3 * 576);
-    /* every AVX-512 set gets the tiles when the CPU has VNNI (the fastest
-     * set, the one et_kernels_best picks, included) */
-    const et_kernels *kv = et_kernels_get("avx512vnni");
-    if (kv && et_tile_get(k, GGML_TYPE_Q4_0, 576)) {
-        assert_non_null(et_tile_get(kv, GGML_TYPE_Q4_0, 576));
-        assert_non_null(et_tile_get(kv, GGML_TYPE_Q8_0, 576));
-        assert_non_null(et_tile_get(kv, GGML_TYPE_Q4_1, 576));
-        assert_null(et_tile_get(kv, GGML_TYPE_Q5_1, 576));
-        assert_non_null(et_tile_get(et_kernels_best(), GGML_TYPE_Q4_0, 576));
+    assert_null(et_repack_get(sc, GGML_TYPE_Q4_0, 576));
+    assert_null(et_repack_get(NULL, GGML_TYPE_Q4_0, 576));
+    const et_kernels *k = et_kernels_get("avx512vnni");
+    if (!k) {
+        assert_false(et_repack_cpu());
+        return;
     }
+    assert_true(et_repack_cpu());
+    for (size_t ti = 0; ti < sizeof RP_TYPES / sizeof RP_TYPES[0]; ti++) assert_non_null(et_repack_get(k, RP_TYPES[ti], 576));
+    assert_null(et_repack_get(k, GGML_TYPE_Q4_K, 512));
+    assert_null(et_repack_get(k, GGML_TYPE_F16, 576));
+    assert_non_null(et_repack_get(et_kernels_get("avx512"), GGML_TYPE_Q4_0, 576));
+    assert_non_null(et_repack_get(et_kernels_best(), GGML_TYPE_Q4_0, 576));
 }
 
 /* The row conversions (f16row.h) against the scalar functions, bit for
@@ -173,8 +196,8 @@ static void test_attention_dots_match_scalar(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tiles_match_scalar),
-        cmocka_unit_test(test_tile_selection),
+        cmocka_unit_test(test_repacked_match_scalar),
+        cmocka_unit_test(test_repack_selection),
         cmocka_unit_test(test_rows_match_scalar),
         cmocka_unit_test(test_attention_dots_match_scalar),
     };
