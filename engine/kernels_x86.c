@@ -70,6 +70,19 @@ static inline AVX2 float add_block(float acc, __m256i groups, float d) {
     return acc + p;
 }
 
+/* Four fp16 values as four floats (F16C, exact; built in registers: four
+ * scalar stores read back as one vector would stall store forwarding). */
+static inline AVX2 __m128 f16x4(uint16_t a, uint16_t b, uint16_t c, uint16_t d) {
+    return _mm_cvtph_ps(_mm_setr_epi16((short)a, (short)b, (short)c, (short)d, 0, 0, 0, 0));
+}
+
+/* The exact sums of four vectors of 8 int32 lanes each (four blocks, or one
+ * block against four tokens): [sum g0, sum g1, sum g2, sum g3]. */
+static inline AVX2 __m128i hsum4_i32(__m256i g0, __m256i g1, __m256i g2, __m256i g3) {
+    __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(g0, g1), _mm256_hadd_epi32(g2, g3));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
 /* 32 bytes: 0xFF where bit j of the 32-bit x is set (ggml bytes_from_bits_32). */
 static inline AVX2 __m256i bytes_from_bits(uint32_t x) {
     const __m256i shuf = _mm256_setr_epi64x(0x0000000000000000LL, 0x0101010101010101LL, 0x0202020202020202LL,
@@ -141,58 +154,70 @@ static AVX2 float avx2_dot_bf16(int n, const void *wv, const void *xv) {
     return s;
 }
 
-static AVX2 float avx2_dot_q8_0(int n, const void *wv, const void *xv) {
-    const et_block_q8_0 *w = wv, *x = xv;
-    float acc = 0;
-    for (int b = 0; b < n / ET_QK; b++) {
-        __m256i qw = _mm256_loadu_si256((const __m256i *)w[b].qs);
-        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        acc = add_block(acc, dot_groups4(qw, qx), f16(w[b].d) * f16(x[b].d));
+/* The 32-element block types against Q8_0, four blocks at a time: their
+ * integer sums reduced together (hsum4_i32), the four products (float)sumi
+ * * d in one vector, then added to the one accumulator in block order (the
+ * single dot of kernels.h, the same roundings); the last nb % 4 blocks one
+ * by one.  kind: 0 Q8_0, 1 Q4_0, 2 IQ4_NL, 3 Q5_0 (a constant after
+ * inlining). */
+enum { SK_Q8_0, SK_Q4_0, SK_IQ4_NL, SK_Q5_0 };
+
+/* Block b's 32 weights as signed bytes. */
+static inline AVX2 __attribute__((always_inline)) __m256i signed_bytes(int kind, const void *w, int b, __m256i table) {
+    switch (kind) {
+    case SK_Q8_0: return _mm256_loadu_si256((const __m256i *)((const et_block_q8_0 *)w)[b].qs);
+    case SK_Q4_0: return _mm256_sub_epi8(nibbles32(((const et_block_q4_0 *)w)[b].qs), _mm256_set1_epi8(8));
+    case SK_IQ4_NL: return _mm256_shuffle_epi8(table, nibbles32(((const et_block_iq4_nl *)w)[b].qs));
+    default: {
+        const et_block_q5_0 *q = (const et_block_q5_0 *)w + b;
+        uint32_t qh;
+        memcpy(&qh, q->qh, 4);
+        __m256i hi = _mm256_and_si256(bytes_from_bits(qh), _mm256_set1_epi8(0x10));
+        return _mm256_sub_epi8(_mm256_or_si256(nibbles32(q->qs), hi), _mm256_set1_epi8(16));
     }
-    return acc;
+    }
 }
 
-static AVX2 float avx2_dot_q4_0(int n, const void *wv, const void *xv) {
-    const et_block_q4_0 *w = wv;
-    const et_block_q8_0 *x = xv;
-    float acc = 0;
-    for (int b = 0; b < n / ET_QK; b++) {
-        __m256i qw = _mm256_sub_epi8(nibbles32(w[b].qs), _mm256_set1_epi8(8));
-        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        acc = add_block(acc, dot_groups4(qw, qx), f16(w[b].d) * f16(x[b].d));
-    }
-    return acc;
+/* Block b's fp16 d (every block type starts with it), and its fp32. */
+static inline AVX2 __attribute__((always_inline)) uint16_t block_dh(int kind, const void *w, int b) {
+    size_t bs = kind == SK_Q8_0 ? sizeof(et_block_q8_0) : kind == SK_Q5_0 ? sizeof(et_block_q5_0)
+              : kind == SK_Q4_0 ? sizeof(et_block_q4_0) : sizeof(et_block_iq4_nl);
+    uint16_t h;
+    memcpy(&h, (const uint8_t *)w + (size_t)b * bs, 2);
+    return h;
+}
+static inline AVX2 __attribute__((always_inline)) float block_d(int kind, const void *w, int b) {
+    return f16(block_dh(kind, w, b));
 }
 
-/* IQ4_NL: the nibbles as Q4_0's, mapped through the table by pshufb. */
-static AVX2 float avx2_dot_iq4_nl(int n, const void *wv, const void *xv) {
-    const et_block_iq4_nl *w = wv;
-    const et_block_q8_0 *x = xv;
+static inline AVX2 __attribute__((always_inline)) float dot_signed(int kind, int n, const void *w, const et_block_q8_0 *x) {
     const __m128i t = _mm_loadu_si128((const __m128i *)et_kvalues_iq4nl);
     const __m256i table = _mm256_set_m128i(t, t);
+    const int nb = n / ET_QK;
     float acc = 0;
-    for (int b = 0; b < n / ET_QK; b++) {
-        __m256i qw = _mm256_shuffle_epi8(table, nibbles32(w[b].qs));
-        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        acc = add_block(acc, dot_groups4(qw, qx), f16(w[b].d) * f16(x[b].d));
+    int b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        __m256i g[4];
+        float p[4];
+        for (int i = 0; i < 4; i++)
+            g[i] = dot_groups4(signed_bytes(kind, w, b + i, table), _mm256_loadu_si256((const __m256i *)x[b + i].qs));
+        /* d(b) = fp16(w.d) * fp16(x.d) lane by lane, as the scalar product */
+        __m128 d = _mm_mul_ps(f16x4(block_dh(kind, w, b), block_dh(kind, w, b + 1), block_dh(kind, w, b + 2), block_dh(kind, w, b + 3)),
+                              f16x4(x[b].d, x[b + 1].d, x[b + 2].d, x[b + 3].d));
+        _mm_storeu_ps(p, _mm_mul_ps(_mm_cvtepi32_ps(hsum4_i32(g[0], g[1], g[2], g[3])), d));
+        for (int i = 0; i < 4; i++) acc = acc + p[i];
     }
+    for (; b < nb; b++)
+        acc = add_block(acc, dot_groups4(signed_bytes(kind, w, b, table), _mm256_loadu_si256((const __m256i *)x[b].qs)),
+                        block_d(kind, w, b) * f16(x[b].d));
     return acc;
 }
 
-static AVX2 float avx2_dot_q5_0(int n, const void *wv, const void *xv) {
-    const et_block_q5_0 *w = wv;
-    const et_block_q8_0 *x = xv;
-    float acc = 0;
-    for (int b = 0; b < n / ET_QK; b++) {
-        uint32_t qh;
-        memcpy(&qh, w[b].qh, 4);
-        __m256i hi = _mm256_and_si256(bytes_from_bits(qh), _mm256_set1_epi8(0x10));
-        __m256i qw = _mm256_sub_epi8(_mm256_or_si256(nibbles32(w[b].qs), hi), _mm256_set1_epi8(16));
-        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        acc = add_block(acc, dot_groups4(qw, qx), f16(w[b].d) * f16(x[b].d));
-    }
-    return acc;
-}
+static AVX2 float avx2_dot_q8_0(int n, const void *w, const void *x) { return dot_signed(SK_Q8_0, n, w, x); }
+static AVX2 float avx2_dot_q4_0(int n, const void *w, const void *x) { return dot_signed(SK_Q4_0, n, w, x); }
+/* IQ4_NL: the nibbles as Q4_0's, mapped through the table by pshufb. */
+static AVX2 float avx2_dot_iq4_nl(int n, const void *w, const void *x) { return dot_signed(SK_IQ4_NL, n, w, x); }
+static AVX2 float avx2_dot_q5_0(int n, const void *w, const void *x) { return dot_signed(SK_Q5_0, n, w, x); }
 
 /* Sums of 4 consecutive products of 32 unsigned (w, 0..31) by signed (x)
  * bytes: 8 int32 lanes.  |2 * 31 * 127| fits maddubs' int16 exactly. */
@@ -210,29 +235,44 @@ static inline AVX2 __m256i q5_bytes(const uint8_t *qs, const uint8_t *qhb) {
 /* Block b's min term, after its d_w q term. */
 static inline AVX2 float add_min(float acc, float ms) { return acc + ms; }
 
-static AVX2 float avx2_dot_q4_1(int n, const void *wv, const void *xv) {
-    const et_block_q4_1 *w = wv;
-    const et_block_q8_1 *x = xv;
+/* Q4_1 (q5 = 0) / Q5_1 (q5 = 1) against Q8_1, four blocks at a time as
+ * dot_signed: per block in order acc + (float)sumi * d, then + m * s. */
+static inline AVX2 __attribute__((always_inline)) float dot_q_1(int q5, int n, const void *wv, const et_block_q8_1 *x) {
+    const et_block_q4_1 *w4 = wv;
+    const et_block_q5_1 *w5 = wv;
+    const int nb = n / ET_QK;
     float acc = 0;
-    for (int b = 0; b < n / ET_QK; b++) {
-        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        acc = add_block(acc, dot_groups4_u(nibbles32(w[b].qs), qx), f16(w[b].d) * f16(x[b].d));
-        acc = add_min(acc, f16(w[b].m) * f16(x[b].s));
+    int b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        __m256i g[4];
+        uint16_t dh[4], mh[4];   /* the weight blocks' fp16 d and m */
+        float ms[4], p[4];
+        for (int i = 0; i < 4; i++) {
+            const int j = b + i;
+            __m256i qw = q5 ? q5_bytes(w5[j].qs, w5[j].qh) : nibbles32(w4[j].qs);
+            g[i] = dot_groups4_u(qw, _mm256_loadu_si256((const __m256i *)x[j].qs));
+            dh[i] = q5 ? w5[j].d : w4[j].d;
+            mh[i] = q5 ? w5[j].m : w4[j].m;
+        }
+        __m128 d = _mm_mul_ps(f16x4(dh[0], dh[1], dh[2], dh[3]), f16x4(x[b].d, x[b + 1].d, x[b + 2].d, x[b + 3].d));
+        _mm_storeu_ps(ms, _mm_mul_ps(f16x4(mh[0], mh[1], mh[2], mh[3]), f16x4(x[b].s, x[b + 1].s, x[b + 2].s, x[b + 3].s)));
+        _mm_storeu_ps(p, _mm_mul_ps(_mm_cvtepi32_ps(hsum4_i32(g[0], g[1], g[2], g[3])), d));
+        for (int i = 0; i < 4; i++) {
+            acc = acc + p[i];
+            acc = add_min(acc, ms[i]);
+        }
+    }
+    for (; b < nb; b++) {
+        __m256i qw = q5 ? q5_bytes(w5[b].qs, w5[b].qh) : nibbles32(w4[b].qs);
+        acc = add_block(acc, dot_groups4_u(qw, _mm256_loadu_si256((const __m256i *)x[b].qs)),
+                        f16(q5 ? w5[b].d : w4[b].d) * f16(x[b].d));
+        acc = add_min(acc, f16(q5 ? w5[b].m : w4[b].m) * f16(x[b].s));
     }
     return acc;
 }
 
-static AVX2 float avx2_dot_q5_1(int n, const void *wv, const void *xv) {
-    const et_block_q5_1 *w = wv;
-    const et_block_q8_1 *x = xv;
-    float acc = 0;
-    for (int b = 0; b < n / ET_QK; b++) {
-        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        acc = add_block(acc, dot_groups4_u(q5_bytes(w[b].qs, w[b].qh), qx), f16(w[b].d) * f16(x[b].d));
-        acc = add_min(acc, f16(w[b].m) * f16(x[b].s));
-    }
-    return acc;
-}
+static AVX2 float avx2_dot_q4_1(int n, const void *w, const void *x) { return dot_q_1(0, n, w, x); }
+static AVX2 float avx2_dot_q5_1(int n, const void *w, const void *x) { return dot_q_1(1, n, w, x); }
 
 static void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
     if (j < 4) {
@@ -423,12 +463,13 @@ static AVX2 float avx2_dot_q2_K(int n, const void *wv, const void *xv) {
 }
 
 /* Four activation rows against one weight row: the weight bytes of a block
- * are loaded (and for Q4_0 unpacked) once; each output keeps the single
- * dot's lanes and order. */
+ * are loaded (and for Q4_0 unpacked) once; the four tokens' block sums are
+ * reduced together (hsum4_i32) and lane k of one float vector is token k's
+ * accumulator, with the single dot's roundings in its order. */
 static inline AVX2 void dot4_blocks(int nb, const void *wrow, int q4, const uint8_t *x, size_t xs, float *out) {
     const et_block_q8_0 *w8 = wrow;
     const et_block_q4_0 *w4 = wrow;
-    float acc[4] = {0, 0, 0, 0};
+    __m128 acc = _mm_setzero_ps();   /* lane k: token k's accumulator, as the single dot's acc */
     for (int b = 0; b < nb; b++) {
         __m256i qw;
         float dw;
@@ -439,15 +480,18 @@ static inline AVX2 void dot4_blocks(int nb, const void *wrow, int q4, const uint
             qw = _mm256_loadu_si256((const __m256i *)w8[b].qs);
             dw = f16(w8[b].d);
         }
-        __m256i ax = _mm256_sign_epi8(qw, qw);
+        __m256i ax = _mm256_sign_epi8(qw, qw), g[4];
+        const et_block_q8_0 *xb[4];
         for (int k = 0; k < 4; k++) {
-            const et_block_q8_0 *xb = (const et_block_q8_0 *)(x + (size_t)k * xs) + b;
-            __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xb->qs), qw);
-            __m256i g = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
-            acc[k] = add_block(acc[k], g, dw * f16(xb->d));
+            xb[k] = (const et_block_q8_0 *)(x + (size_t)k * xs) + b;
+            __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xb[k]->qs), qw);
+            g[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
         }
+        /* per lane: (float)sumi * (dw * dx), then the sum — the single dot's roundings */
+        __m128 d = _mm_mul_ps(_mm_set1_ps(dw), f16x4(xb[0]->d, xb[1]->d, xb[2]->d, xb[3]->d));
+        acc = _mm_add_ps(acc, _mm_mul_ps(_mm_cvtepi32_ps(hsum4_i32(g[0], g[1], g[2], g[3])), d));
     }
-    for (int k = 0; k < 4; k++) out[k] = acc[k];
+    _mm_storeu_ps(out, acc);
 }
 
 static AVX2 void avx2_dot4_q8_0(int n, const void *w, const void *x, size_t xs, float *out) {
@@ -459,23 +503,25 @@ static AVX2 void avx2_dot4_q4_0(int n, const void *w, const void *x, size_t xs, 
 }
 
 /* Q4_1 (q5 = 0) / Q5_1 (q5 = 1) against four Q8_1 rows: the weight's
- * quants, d and m unpacked once per block; each row keeps avx2_dot_q4_1's
- * lanes and order. */
+ * quants, d and m unpacked once per block; lane k is token k's accumulator,
+ * with avx2_dot_q4_1's roundings in its order. */
 static inline AVX2 void dot4_q_1(int nb, const void *wrow, int q5, const uint8_t *x, size_t xs, float *out) {
     const et_block_q4_1 *w4 = wrow;
     const et_block_q5_1 *w5 = wrow;
-    float acc[4] = {0, 0, 0, 0};
+    __m128 acc = _mm_setzero_ps();   /* lane k: token k's accumulator */
     for (int b = 0; b < nb; b++) {
-        __m256i qw = q5 ? q5_bytes(w5[b].qs, w5[b].qh) : nibbles32(w4[b].qs);
+        __m256i qw = q5 ? q5_bytes(w5[b].qs, w5[b].qh) : nibbles32(w4[b].qs), g[4];
         float dw = f16(q5 ? w5[b].d : w4[b].d), mw = f16(q5 ? w5[b].m : w4[b].m);
+        const et_block_q8_1 *xb[4];
         for (int k = 0; k < 4; k++) {
-            const et_block_q8_1 *xb = (const et_block_q8_1 *)(x + (size_t)k * xs) + b;
-            __m256i g = dot_groups4_u(qw, _mm256_loadu_si256((const __m256i *)xb->qs));
-            acc[k] = add_block(acc[k], g, dw * f16(xb->d));
-            acc[k] = add_min(acc[k], mw * f16(xb->s));
+            xb[k] = (const et_block_q8_1 *)(x + (size_t)k * xs) + b;
+            g[k] = dot_groups4_u(qw, _mm256_loadu_si256((const __m256i *)xb[k]->qs));
         }
+        __m128 d = _mm_mul_ps(_mm_set1_ps(dw), f16x4(xb[0]->d, xb[1]->d, xb[2]->d, xb[3]->d));
+        acc = _mm_add_ps(acc, _mm_mul_ps(_mm_cvtepi32_ps(hsum4_i32(g[0], g[1], g[2], g[3])), d));
+        acc = _mm_add_ps(acc, _mm_mul_ps(_mm_set1_ps(mw), f16x4(xb[0]->s, xb[1]->s, xb[2]->s, xb[3]->s)));   /* the min term, after */
     }
-    for (int k = 0; k < 4; k++) out[k] = acc[k];
+    _mm_storeu_ps(out, acc);
 }
 
 static AVX2 void avx2_dot4_q4_1(int n, const void *w, const void *x, size_t xs, float *out) {
