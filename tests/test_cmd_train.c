@@ -177,10 +177,7 @@ static void test_optim_8bit(void **state) {
     assert_int_equal(run(cmd), 0);
     char rpath[600];
     snprintf(rpath, sizeof rpath, "%s/recipe.json", out);
-    char *rtext = test_slurp(rpath);
-    assert_non_null(rtext);
-    assert_non_null(strstr(rtext, "\"optim\":\t\"adamw8bit\""));
-    free(rtext);
+    assert_true(test_file_contains(rpath, "\"optim\":\t\"adamw8bit\""));
     snprintf(cmd, sizeof cmd, "./edgetune train --resume --out %s --steps 9 --optim adamw", out);
     assert_int_equal(run(cmd), ET_EUSAGE);
     snprintf(cmd, sizeof cmd, "./edgetune train --resume --out %s --steps 9", out);

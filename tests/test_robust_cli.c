@@ -334,10 +334,7 @@ static void test_messages_name_things(void **state) {
     /* new user's first hour: PEFT's base_model_name_or_path is the base's general.name, not null */
     char pcfg[700];
     snprintf(pcfg, sizeof pcfg, "%s/peft/adapter_config.json", out);
-    char *pc = test_slurp(pcfg);
-    assert_non_null(pc);
-    assert_non_null(strstr(pc, "\"base_model_name_or_path\":\t\"llama\""));
-    free(pc);
+    assert_true(test_file_contains(pcfg, "\"base_model_name_or_path\":\t\"llama\""));
     /* training-loop audit: a warmup as long as the run is no longer silent */
     char *warn = test_slurp(test_tmp("cmd.log"));
     assert_non_null(strstr(warn, "--warmup 2 is not below --steps 1: the peak learning rate"));

@@ -66,6 +66,14 @@ static inline char *test_slurp(const char *path) {
     return b;
 }
 
+/* 1 when the file at path can be read and contains needle, else 0. */
+static inline int test_file_contains(const char *path, const char *needle) {
+    char *b = test_slurp(path);
+    int found = b && strstr(b, needle) != NULL;
+    free(b);
+    return found;
+}
+
 /* Write text to path (the test fails when it cannot). */
 static inline void test_spit(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");
