@@ -70,7 +70,20 @@ typedef struct et_wmat {
     int n_lora;
     const void *packed;         /* the first n_out / 16 groups of 16 rows repacked at load
                                  * (engine/repack.h; in the engine's packed memory), or NULL */
+    int n_dropped;              /* rows [0, n_dropped) exist only in `packed`: their bytes at
+                                 * `data` were given back to the OS at load (engine/load.c
+                                 * engine_repack); read rows with et_wmat_row */
 } et_wmat;
+
+/* The most bytes a row may have for its original bytes to be dropped at
+ * load (a reader's stack buffer holds one row). */
+#define ET_WMAT_ROW_MAX 9216
+
+/* Row r (0 <= r < n_out) of w in the file's layout: a pointer into
+ * w->data, or, for a row whose bytes were dropped at load (r < n_dropped),
+ * buf (at least w->row_bytes, at most ET_WMAT_ROW_MAX) filled from the
+ * repacked group (et_repack_unpack_row: the same bytes).  Never fails. */
+const void *et_wmat_row(const et_wmat *w, int r, void *buf);
 
 typedef struct et_engine_layer {
     int n_head, n_head_kv, n_ff;   /* this layer's widths (0: sublayer absent, deci) */

@@ -379,7 +379,8 @@ static int forward_chunk(et_state *s, const int32_t *tok, int n, float *logits, 
     int d = hp->n_embd, pos0 = s->n_past, rc;
     for (int t = 0; t < n; t++) {
         const et_wmat *te = &m->tok_embd;
-        et_dequantize_row(te->type, (const uint8_t *)te->data + (size_t)tok[t] * te->row_bytes, s->x + (size_t)t * d, d);
+        _Alignas(64) uint8_t buf[ET_WMAT_ROW_MAX];   /* a row dropped at load (engine_repack), rebuilt */
+        et_dequantize_row(te->type, et_wmat_row(te, tok[t], buf), s->x + (size_t)t * d, d);
     }
     for (int t = 0; t < n; t++)
         rope_table(s->rope + (size_t)t * (m->n_rot + 1), pos0 + t, m->n_rot, hp->rope_theta, m->rope_freq_scale,

@@ -74,6 +74,36 @@ void et_repack_group(uint32_t type, int n_in, const void *rows, size_t row_bytes
     }
 }
 
+void et_repack_unpack_row(uint32_t type, int n_in, const void *grp, int r, void *row) {
+    const int nb = n_in / ET_QK, nib = rp_nibbles(type), ch = nib ? 256 : 512;
+    const size_t bs = et_quant_row_bytes(type, ET_QK), st = rp_stride(type);
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *q = (const uint8_t *)grp + (size_t)b * st;
+        uint8_t *blk = (uint8_t *)row + (size_t)b * bs;
+        memcpy(blk, q + ch + 2 * r, 2);
+        if (rp_min(type)) memcpy(blk + 2, q + ch + 32 + 2 * r, 2);
+        if (nib) {
+            uint8_t *qs = blk + (rp_min(type) ? 4 : 2);
+            for (int k = 0; k < 4; k++)
+                for (int j = 0; j < 4; j++) qs[4 * k + j] = q[64 * k + 4 * r + j];
+            continue;
+        }
+        uint8_t u[32];   /* element j's unsigned byte (value + c) */
+        for (int k = 0; k < 8; k++)
+            for (int j = 0; j < 4; j++) u[4 * k + j] = q[64 * k + 4 * r + j];
+        if (type == GGML_TYPE_Q8_0) {
+            for (int j = 0; j < 32; j++) blk[2 + j] = (uint8_t)(u[j] ^ 0x80);
+            continue;
+        }
+        /* Q5_0 / Q5_1: the low nibbles as Q4_0 (element j < 16 low, j + 16 high), bit 4 into qh */
+        uint8_t *qhb = blk + (type == GGML_TYPE_Q5_1 ? 4 : 2), *qs = qhb + 4;
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; j++) qs[j] = (uint8_t)((u[j] & 0x0F) | ((u[j + 16] & 0x0F) << 4));
+        for (int j = 0; j < 32; j++) qh |= (uint32_t)((u[j] >> 4) & 1) << j;
+        for (int i = 0; i < 4; i++) qhb[i] = (uint8_t)(qh >> (8 * i));
+    }
+}
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #include <immintrin.h>

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "engine.h"
 #include "internal.h"
@@ -325,15 +326,36 @@ static int load_gguf(et_engine *m, loader *L, et_err *e) {
     return 0;
 }
 
+/* The whole pages inside [p, p + n) back to the OS (madvise MADV_DONTNEED,
+ * Linux): memory of the engine's own copy or mapping of the file, never
+ * read again.  Nothing elsewhere or when refused. */
+static void give_back(const void *p, size_t n) {
+#if defined(__linux__) && defined(MADV_DONTNEED)
+    const long ps = sysconf(_SC_PAGESIZE);
+    if (ps <= 0) return;
+    const uintptr_t a = ((uintptr_t)p + (uintptr_t)ps - 1) & ~((uintptr_t)ps - 1);
+    const uintptr_t b = ((uintptr_t)p + n) & ~((uintptr_t)ps - 1);
+    if (b > a) (void)madvise((void *)a, (size_t)(b - a), MADV_DONTNEED);
+#else
+    (void)p, (void)n;
+#endif
+}
+
 /* Repack the 32-element block matrices into 16-row groups (engine/repack.h)
  * when this CPU runs the repacked kernels and $ET_REPACK is not "0": one
  * allocation for all of them (about the size of those tensors' data; Q5_0
- * and Q5_1 grow to 34 and 36 bytes per 32 elements), the original rows kept
- * (token lookups, the rows of a last partial group, other kernel sets).
- * Out of memory leaves the rows unpacked (the dot kernels give the same bits). */
-static void engine_repack(et_engine *m) {
+ * and Q5_1 grow to 34 and 36 bytes per 32 elements).  When the engine owns
+ * the file's bytes (its huge-page copy or its own mapping: own != 0, not a
+ * caller's buffer) and $ET_REPACK is not "keep", the original bytes of the
+ * repacked rows are given back to the OS (et_wmat.n_dropped): the weights
+ * are resident once, not twice; the few readers of single rows (token
+ * lookups, a last partial group, the other kernel sets) rebuild them from the
+ * groups (et_wmat_row).  Out of memory leaves the rows unpacked (the dot
+ * kernels give the same bits). */
+static void engine_repack(et_engine *m, int own) {
     const char *env = getenv("ET_REPACK");
     if ((env && !strcmp(env, "0")) || !et_repack_cpu()) return;
+    const int drop = own && !(env && !strcmp(env, "keep"));
     int n = et_engine_mats(m, NULL, 0);
     et_wmat **all = malloc(sizeof *all * (size_t)(n > 0 ? n : 1));
     if (!all) return;
@@ -354,11 +376,15 @@ static void engine_repack(et_engine *m) {
                                 w->row_bytes, mem + off + (size_t)g * gb);
             w->packed = mem + off;
             off += gb * (size_t)ng;
+            if (drop && w->row_bytes <= ET_WMAT_ROW_MAX) {   /* at once: the peak holds one matrix twice, not all */
+                w->n_dropped = ng * ET_RP_ROWS;
+                give_back(w->data, (size_t)w->n_dropped * w->row_bytes);
+            }
         }
         mprotect(mem, alloc, PROT_READ);   /* read-only, as the weights it copies */
         m->packed_mem = mem;
         m->packed_bytes = alloc;
-        if (m->hp.tied_output) m->output.packed = m->tok_embd.packed;
+        if (m->hp.tied_output) m->output.packed = m->tok_embd.packed, m->output.n_dropped = m->tok_embd.n_dropped;
     }
     free(all);
 }
@@ -370,6 +396,7 @@ static int engine_open(et_engine **out, const char *path, const void *data, size
     et_engine *m = calloc(1, sizeof *m);
     if (!m) return et_fail(e, ET_ERUN, "%s: out of memory", path);
     m->path = dupstr(path);
+    const int own = data == NULL;   /* the bytes are the engine's (its copy or mapping), not the caller's */
     if (!data && (m->huge = et_engine_huge_copy(path, &size, &m->huge_alloc))) data = m->huge;
     int rc = data ? gguf_open_mem(&m->gguf, data, size, path, e) : gguf_open(&m->gguf, path, e);
     if (rc || !m->path) {
@@ -390,7 +417,7 @@ static int engine_open(et_engine **out, const char *path, const void *data, size
         et_engine_free(m);
         return rc;
     }
-    engine_repack(m);
+    engine_repack(m, own);
     *out = m;
     return 0;
 }

@@ -66,6 +66,13 @@ size_t et_repack_group_bytes(uint32_t type, int n_in);
  * blocks) into one group at dst (et_repack_group_bytes long).  Plain C,
  * any target. */
 void et_repack_group(uint32_t type, int n_in, const void *rows, size_t row_bytes, void *dst);
+/* The inverse of et_repack_group for one row: row r (0..15) of the group
+ * grp (n_in elements of `type`) written to row (et_quant_row_bytes(type,
+ * n_in) bytes) in the type's own block layout, byte-identical to the row the
+ * group was made from (the layout keeps every bit of it: the fp16 d and m,
+ * the nibbles as they were, the bytes' values from which Q5's qh is rebuilt).
+ * Plain C, any target. */
+void et_repack_unpack_row(uint32_t type, int n_in, const void *grp, int r, void *row);
 /* 1 when this CPU runs the repacked kernels (x86-64 with AVX512-VNNI). */
 int et_repack_cpu(void);
 /* The repacked kernels for the weight type under the kernel set k, or NULL

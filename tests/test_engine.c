@@ -21,6 +21,7 @@
 #include "../engine/engine.h"
 #include "../engine/internal.h"
 #include "../engine/kernels.h"
+#include "../engine/repack.h"
 #include "../export/model.h"
 #include "../quant/quant.h"
 #include "../quant/quantize_model.h"
@@ -329,6 +330,64 @@ static void test_bitwise_consistency(void **state) {
         et_engine_free(m);
     }
     if (!done) skip();
+}
+
+/* The original rows of the repacked matrices are given back to the OS at
+ * load (engine/load.c engine_repack, et_wmat.n_dropped): every row read
+ * through et_wmat_row is the file's bytes (against an engine that never
+ * repacked, ET_REPACK=0), and the logits on the scalar path (which reads
+ * the rebuilt rows) and on the best one (the repacked kernels) equal the
+ * never-repacked engine's, bit for bit. */
+static void test_dropped_rows(void **state) {
+    (void)state;
+    if (!et_repack_cpu()) skip();   /* nothing is repacked on this CPU */
+    static const char *specs[] = {"stories:Q8_0", "stories:Q4_0", "stories:Q3_K_M", "stories:Q5_K_M", "Q4_1", "Q5_1", "Q8_0"};
+    int32_t tok[24];
+    int seen[64] = {0};   /* the types whose rows were dropped somewhere */
+    for (int i = 0; i < 24; i++) tok[i] = (int32_t)((i * 53 + 1) % 512);
+    tok[0] = 1;
+    int done = 0;
+    for (size_t fi = 0; fi < sizeof specs / sizeof specs[0]; fi++) {
+        const char *mp = quantized_rand(specs[fi]);
+        if (!mp) continue;
+        done++;
+        assert_int_equal(setenv("ET_REPACK", "0", 1), 0);
+        et_engine *m0 = load_or_fail(mp);
+        unsetenv("ET_REPACK");
+        et_engine *m1 = load_or_fail(mp);
+        et_wmat *w0[256], *w1[256];
+        int n = et_engine_mats(m0, w0, 256);
+        assert_int_equal(et_engine_mats(m1, w1, 256), n);
+        assert_true(n <= 256);
+        int dropped = 0;
+        uint8_t buf[ET_WMAT_ROW_MAX];
+        for (int i = 0; i < n; i++) {
+            assert_int_equal(w0[i]->n_dropped, 0);
+            dropped += w1[i]->n_dropped > 0;
+            if (w1[i]->n_dropped) seen[w1[i]->type < 64 ? w1[i]->type : 63] = 1;
+            for (int r = 0; r < w1[i]->n_out; r++)
+                if (memcmp(et_wmat_row(w1[i], r, buf), (const uint8_t *)w0[i]->data + (size_t)r * w0[i]->row_bytes,
+                           w0[i]->row_bytes))
+                    fail_msg("%s: %s row %d rebuilt differs from the file", specs[fi], w1[i]->name, r);
+        }
+        if (!dropped) fail_msg("%s: no matrix had its rows given back", specs[fi]);
+        if (m1->hp.tied_output) assert_int_equal(m1->output.n_dropped, m1->tok_embd.n_dropped);
+        const size_t nlg = (size_t)24 * (size_t)m0->hp.n_vocab;
+        et_state *s0 = state_or_fail(m0, 32, 1, "scalar", GGML_TYPE_F16);
+        et_state *s1 = state_or_fail(m1, 32, 2, "scalar", GGML_TYPE_F16);
+        et_state *sb = state_or_fail(m1, 32, 2, NULL, GGML_TYPE_F16);
+        float *ref = all_logits(s0, tok, 24, 24), *l1 = all_logits(s1, tok, 24, 5), *lb = all_logits(sb, tok, 24, 24);
+        if (memcmp(ref, l1, nlg * sizeof(float))) fail_msg("%s: scalar logits from rebuilt rows differ", specs[fi]);
+        if (memcmp(ref, lb, nlg * sizeof(float))) fail_msg("%s: %s logits differ", specs[fi], et_state_isa(sb));
+        free(ref), free(l1), free(lb);
+        et_state_free(s0), et_state_free(s1), et_state_free(sb);
+        et_engine_free(m0), et_engine_free(m1);
+    }
+    if (!done) skip();
+    static const uint32_t every[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_IQ4_NL, GGML_TYPE_Q4_1,
+                                     GGML_TYPE_Q5_1};
+    for (size_t i = 0; i < sizeof every / sizeof every[0]; i++)
+        if (!seen[every[i]]) fail_msg("no %s matrix was dropped and rebuilt", ggml_type_name(every[i]));
 }
 
 /* ------------------------------------------------------------ SIMD kernels vs scalar */
@@ -1257,6 +1316,7 @@ int main(void) {
         cmocka_unit_test(test_greedy_stories260K),
         cmocka_unit_test(test_llamacpp_logits),
         cmocka_unit_test(test_bitwise_consistency),
+        cmocka_unit_test(test_dropped_rows),
         cmocka_unit_test(test_simd_dots_match_scalar),
         cmocka_unit_test(test_simd_k_random_blocks),
         cmocka_unit_test(test_scalar_dots_vs_double),

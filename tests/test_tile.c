@@ -100,6 +100,35 @@ static void test_repacked_match_scalar(void **state) {
             for (size_t ti = 0; ti < sizeof RP_TYPES / sizeof RP_TYPES[0]; ti++) check_type(RP_TYPES[ti], sizes[si], trial);
 }
 
+/* et_repack_unpack_row gives back every row's bytes exactly, for rows of
+ * random bytes (any d, m, nibble and fifth-bit pattern a hostile file may
+ * hold: the layout must keep them all), on any CPU (plain C). */
+static void test_repack_unpack_roundtrip(void **state) {
+    (void)state;
+    static const int sizes[] = {32, 576, 1536 + 32};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+        for (size_t ti = 0; ti < sizeof RP_TYPES / sizeof RP_TYPES[0]; ti++) {
+            const uint32_t type = RP_TYPES[ti];
+            const int n = sizes[si];
+            const size_t rb = et_quant_row_bytes(type, n), gb = et_repack_group_bytes(type, n);
+            uint8_t *w = malloc(rb * R), *p = aligned_alloc(64, gb), *back = malloc(rb);
+            assert_non_null(w);
+            assert_non_null(p);
+            assert_non_null(back);
+            for (size_t i = 0; i < rb * R; i++) w[i] = (uint8_t)(frand() * 128.0f + 128.0f);
+            et_repack_group(type, n, w, rb, p);
+            for (int r = 0; r < R; r++) {
+                memset(back, 0xA5, rb);
+                et_repack_unpack_row(type, n, p, r, back);
+                if (memcmp(back, w + (size_t)r * rb, rb))
+                    fail_msg("%s n=%d: row %d unpacked differs from the original", ggml_type_name(type), n, r);
+            }
+            free(w);
+            free(p);
+            free(back);
+        }
+}
+
 /* Which types and sizes are repacked, and the group sizes (repack.h). */
 static void test_repack_selection(void **state) {
     (void)state;
@@ -198,6 +227,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_repacked_match_scalar),
         cmocka_unit_test(test_repack_selection),
+        cmocka_unit_test(test_repack_unpack_roundtrip),
         cmocka_unit_test(test_rows_match_scalar),
         cmocka_unit_test(test_attention_dots_match_scalar),
     };
