@@ -232,6 +232,134 @@ GEMM(gemm_iq4_nl, RK_IQ4_NL)
 GEMM(gemm_q4_1, RK_Q4_1)
 GEMM(gemm_q5_1, RK_Q5_1)
 
+/* ---- AVX2: the same groups, the same sums, 8 rows per ymm ----
+ * The integer sum of each (row, block, token) is exact whatever computes it;
+ * here vpmaddubsw (unsigned x signed bytes, pairs summed to int16) then
+ * vpmaddwd by ones (int16 pairs to int32) replace vpdpbusd, with no int16
+ * overflow: unsigned weights (Q4_0, Q4_1 nibbles <= 15; Q5_0, Q5_1 values
+ * <= 31) meet activations |x| <= 127 (et_act_convert's Q8 blocks), so a pair
+ * is at most 2 * 31 * 127 = 7874 and up to four groups (Q5) or eight (Q4:
+ * 8 * 3810) are summed in int16 before vpmaddwd; Q8_0 and IQ4_NL use their
+ * signed values (Q8_0 byte XOR 0x80, IQ4_NL's table) with the sign trick
+ * (|w| unsigned times x with w's sign, as ggml's mul_sum_i8_pairs): a pair
+ * is at most 2 * 128 * 127 = 32512, so each group goes to int32 at once and
+ * no offset c is subtracted.  The float work per block is the AVX-512
+ * kernel's lane for lane (d = dw * x.d; acc + (float)sumi * d; + mw * x.s):
+ * the same bits. */
+#define AVX2T __attribute__((target("avx2,fma,f16c")))
+
+static inline AVX2T __attribute__((always_inline)) void gemm2_t(int n, const uint8_t *grp, const uint8_t *act,
+                                                                size_t as, float *out, size_t ldo, const int kind,
+                                                                const int T) {
+    const int nib = kind == RK_Q4_0 || kind == RK_IQ4_NL || kind == RK_Q4_1;
+    const int mins = kind == RK_Q4_1 || kind == RK_Q5_1;
+    const int sgn = kind == RK_Q8_0 || kind == RK_IQ4_NL;            /* signed weights, sign trick */
+    const int lc = kind == RK_Q4_0 ? 3 : kind == RK_Q5_0 ? 4 : 0;    /* log2 of c (unsigned forms) */
+    const int g16 = kind == RK_Q5_0 || kind == RK_Q5_1 ? 4 : 8;      /* groups summed in int16 */
+    const int nb = n / ET_QK, ch = nib ? 256 : 512;
+    const size_t st = ((size_t)ch + 32 + (mins ? 32 : 0) + 63) & ~(size_t)63;   /* rp_stride */
+    const size_t xbs = mins ? sizeof(et_block_q8_1) : sizeof(et_block_q8_0);
+    const uint8_t *pq = act + (mins ? 4 : 2);
+    const uint8_t *pe = act + (mins ? et_act_q8_1_extra_offset(n) : et_act_q8_0_extra_offset(n));
+    const size_t od = mins ? 0 : (size_t)nb * 4, os = (size_t)nb * 4;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), x80 = _mm256_set1_epi8((char)0x80);
+    __m256i tbl = _mm256_setzero_si256();
+    if (kind == RK_IQ4_NL) tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)et_kvalues_iq4nl));
+    __m256 acc[4][2];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++, pq += xbs, pe += 4) {
+        const uint8_t *q = grp + (size_t)b * st;
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {   /* rows 8h .. 8h+7: bytes 32h .. 32h+31 of every chunk */
+            __m256i w[8];
+            if (nib) {
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    __m256i v = _mm256_load_si256((const __m256i *)(const void *)(q + 64 * k + 32 * h));
+                    w[k] = _mm256_and_si256(v, m4);
+                    w[k + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                    if (kind == RK_IQ4_NL) {
+                        w[k] = _mm256_shuffle_epi8(tbl, w[k]);
+                        w[k + 4] = _mm256_shuffle_epi8(tbl, w[k + 4]);
+                    }
+                }
+            } else {
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                    w[k] = _mm256_load_si256((const __m256i *)(const void *)(q + 64 * k + 32 * h));
+                    if (kind == RK_Q8_0) w[k] = _mm256_xor_si256(w[k], x80);
+                }
+            }
+            __m256i aw[8];   /* sign trick: |w| as unsigned bytes */
+            if (sgn) {
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) aw[k] = _mm256_sign_epi8(w[k], w[k]);
+            }
+            const __m256 dw = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(const void *)(q + ch + 16 * h)));
+            __m256 mw = _mm256_setzero_ps();
+            if (mins) mw = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(const void *)(q + ch + 32 + 16 * h)));
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                const uint8_t *x = pq + (size_t)t * as, *e = pe + (size_t)t * as;
+                __m256i s = _mm256_setzero_si256();
+                if (sgn) {
+#pragma GCC unroll 8
+                    for (int g = 0; g < 8; g++) {
+                        const __m256i xb = _mm256_set1_epi32(ld_i32(x + 4 * g));
+                        s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(aw[g], _mm256_sign_epi8(xb, w[g])), ones));
+                    }
+                } else {
+#pragma GCC unroll 2
+                    for (int g0 = 0; g0 < 8; g0 += g16) {
+                        __m256i p = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                        for (int g = g0; g < g0 + g16; g++)
+                            p = _mm256_add_epi16(p, _mm256_maddubs_epi16(w[g], _mm256_set1_epi32(ld_i32(x + 4 * g))));
+                        s = _mm256_add_epi32(s, _mm256_madd_epi16(p, ones));
+                    }
+                    if (lc) s = _mm256_sub_epi32(s, _mm256_slli_epi32(_mm256_set1_epi32(ld_i32(e)), lc));   /* - c bsum */
+                }
+                const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(e + od)));   /* fp16(w.d) * fp16(x.d) */
+                acc[t][h] = _mm256_add_ps(acc[t][h], _mm256_mul_ps(_mm256_cvtepi32_ps(s), d));
+                if (mins) acc[t][h] = _mm256_add_ps(acc[t][h], _mm256_mul_ps(mw, _mm256_set1_ps(ld_f32(e + os))));
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        _mm256_storeu_ps(out + (size_t)t * ldo, acc[t][0]);
+        _mm256_storeu_ps(out + (size_t)t * ldo + 8, acc[t][1]);
+    }
+}
+
+/* Tokens in steps of 4, then 2, 1. */
+#define GEMM2(name, kind)                                                                                           \
+    static AVX2T void name(int n, const void *grp, const void *act, size_t as, int n_tok, float *out, size_t ldo) { \
+        const uint8_t *a = act;                                                                                     \
+        int t = 0;                                                                                                  \
+        for (; t + 4 <= n_tok; t += 4) gemm2_t(n, grp, a + (size_t)t * as, as, out + (size_t)t * ldo, ldo, kind, 4); \
+        if (t + 2 <= n_tok) {                                                                                       \
+            gemm2_t(n, grp, a + (size_t)t * as, as, out + (size_t)t * ldo, ldo, kind, 2);                           \
+            t += 2;                                                                                                 \
+        }                                                                                                           \
+        if (t < n_tok) gemm2_t(n, grp, a + (size_t)t * as, as, out + (size_t)t * ldo, ldo, kind, 1);                \
+    }
+
+GEMM2(gemm2_q8_0, RK_Q8_0)
+GEMM2(gemm2_q4_0, RK_Q4_0)
+GEMM2(gemm2_q5_0, RK_Q5_0)
+GEMM2(gemm2_iq4_nl, RK_IQ4_NL)
+GEMM2(gemm2_q4_1, RK_Q4_1)
+GEMM2(gemm2_q5_1, RK_Q5_1)
+
+static const et_repack rp2_q8_0 = {GGML_TYPE_Q8_0, gemm2_q8_0};
+static const et_repack rp2_q4_0 = {GGML_TYPE_Q4_0, gemm2_q4_0};
+static const et_repack rp2_q5_0 = {GGML_TYPE_Q5_0, gemm2_q5_0};
+static const et_repack rp2_iq4_nl = {GGML_TYPE_IQ4_NL, gemm2_iq4_nl};
+static const et_repack rp2_q4_1 = {GGML_TYPE_Q4_1, gemm2_q4_1};
+static const et_repack rp2_q5_1 = {GGML_TYPE_Q5_1, gemm2_q5_1};
+
 static const et_repack rp_q8_0 = {GGML_TYPE_Q8_0, gemm_q8_0};
 static const et_repack rp_q4_0 = {GGML_TYPE_Q4_0, gemm_q4_0};
 static const et_repack rp_q5_0 = {GGML_TYPE_Q5_0, gemm_q5_0};
@@ -239,28 +367,45 @@ static const et_repack rp_iq4_nl = {GGML_TYPE_IQ4_NL, gemm_iq4_nl};
 static const et_repack rp_q4_1 = {GGML_TYPE_Q4_1, gemm_q4_1};
 static const et_repack rp_q5_1 = {GGML_TYPE_Q5_1, gemm_q5_1};
 
-static int vnni;
+static int vnni, avx2;
 
-static void check_vnni(void) { vnni = et_kernels_get("avx512vnni") != NULL; }
+static void check_cpu(void) {
+    vnni = et_kernels_get("avx512vnni") != NULL;
+    avx2 = et_kernels_get("avx2") != NULL;
+}
 
 /* CPUID once (it traps to the hypervisor in a VM). */
 int et_repack_cpu(void) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, check_vnni);
-    return vnni;
+    pthread_once(&once, check_cpu);
+    return vnni || avx2;
 }
 
 const et_repack *et_repack_get(const et_kernels *k, uint32_t type, int n_in) {
-    if (!k || strncmp(k->name, "avx512", 6) || !et_repack_group_bytes(type, n_in) || !et_repack_cpu()) return NULL;
-    switch (type) {
-    case GGML_TYPE_Q8_0: return &rp_q8_0;
-    case GGML_TYPE_Q4_0: return &rp_q4_0;
-    case GGML_TYPE_Q5_0: return &rp_q5_0;
-    case GGML_TYPE_IQ4_NL: return &rp_iq4_nl;
-    case GGML_TYPE_Q4_1: return &rp_q4_1;
-    case GGML_TYPE_Q5_1: return &rp_q5_1;
-    default: return NULL;
+    if (!k || !et_repack_group_bytes(type, n_in) || !et_repack_cpu()) return NULL;
+    if (!strncmp(k->name, "avx512", 6) && vnni) {
+        switch (type) {
+        case GGML_TYPE_Q8_0: return &rp_q8_0;
+        case GGML_TYPE_Q4_0: return &rp_q4_0;
+        case GGML_TYPE_Q5_0: return &rp_q5_0;
+        case GGML_TYPE_IQ4_NL: return &rp_iq4_nl;
+        case GGML_TYPE_Q4_1: return &rp_q4_1;
+        case GGML_TYPE_Q5_1: return &rp_q5_1;
+        default: return NULL;
+        }
     }
+    if (!strncmp(k->name, "avx", 3) && avx2) {   /* "avx2", or "avx512" on a CPU without VNNI */
+        switch (type) {
+        case GGML_TYPE_Q8_0: return &rp2_q8_0;
+        case GGML_TYPE_Q4_0: return &rp2_q4_0;
+        case GGML_TYPE_Q5_0: return &rp2_q5_0;
+        case GGML_TYPE_IQ4_NL: return &rp2_iq4_nl;
+        case GGML_TYPE_Q4_1: return &rp2_q4_1;
+        case GGML_TYPE_Q5_1: return &rp2_q5_1;
+        default: return NULL;
+        }
+    }
+    return NULL;
 }
 
 #else

@@ -73,10 +73,15 @@ void et_repack_group(uint32_t type, int n_in, const void *rows, size_t row_bytes
  * the nibbles as they were, the bytes' values from which Q5's qh is rebuilt).
  * Plain C, any target. */
 void et_repack_unpack_row(uint32_t type, int n_in, const void *grp, int r, void *row);
-/* 1 when this CPU runs the repacked kernels (x86-64 with AVX512-VNNI). */
+/* 1 when this CPU runs the repacked kernels (x86-64 with AVX512-VNNI or
+ * AVX2: the engine repacks at load). */
 int et_repack_cpu(void);
 /* The repacked kernels for the weight type under the kernel set k, or NULL
- * (an "avx512..." set on a CPU with AVX512-VNNI; et_repack_group_bytes != 0). */
+ * (et_repack_group_bytes != 0 and: an "avx512..." set on a CPU with
+ * AVX512-VNNI: the vpdpbusd kernels, 16 rows per zmm, 1..8 tokens at a
+ * time; the "avx2" set, or "avx512" without VNNI: the AVX2 kernels, 8 rows
+ * per ymm, 1..4 tokens at a time, vpmaddubsw + vpmaddwd (kernels_x86_repack.c
+ * says why no int16 sum overflows); the same bits either way). */
 const et_repack *et_repack_get(const et_kernels *k, uint32_t type, int n_in);
 
 #endif

@@ -31,8 +31,8 @@ static et_dot_fn scalar_dot(uint32_t type) {
 
 enum { R = ET_RP_ROWS, TMAX = 17 };
 
-static void check_type(uint32_t type, int n, int trial) {
-    const et_kernels *k = et_kernels_get("avx512vnni");
+static void check_type(const char *isa, uint32_t type, int n, int trial) {
+    const et_kernels *k = et_kernels_get(isa);
     const et_repack *g = et_repack_get(k, type, n);
     if (!g) return;
     size_t rb = et_quant_row_bytes(type, n), ab = (et_act_bytes(type, n) + 63) & ~(size_t)63;
@@ -77,8 +77,8 @@ static void check_type(uint32_t type, int n, int trial) {
                 }
                 float want = ref(n, w + (size_t)r * rb, a + (size_t)t * ab);
                 if (memcmp(&want, &got, sizeof want))
-                    fail_msg("repacked %s n=%d trial %d n_tok %d row %d token %d: %.9g != scalar %.9g",
-                             ggml_type_name(type), n, trial, nt, r, t, got, want);
+                    fail_msg("repacked %s (%s) n=%d trial %d n_tok %d row %d token %d: %.9g != scalar %.9g",
+                             ggml_type_name(type), isa, n, trial, nt, r, t, got, want);
             }
     }
     free(w);
@@ -93,11 +93,18 @@ static const uint32_t RP_TYPES[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5
 
 static void test_repacked_match_scalar(void **state) {
     (void)state;
-    if (!et_repack_get(et_kernels_get("avx512vnni"), GGML_TYPE_Q4_0, 64)) skip();   /* cmocka reports SKIPPED */
-    static const int sizes[] = {32, 96, 576, 1536, 4096 + 32};
-    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
-        for (int trial = 0; trial < 4; trial++)
-            for (size_t ti = 0; ti < sizeof RP_TYPES / sizeof RP_TYPES[0]; ti++) check_type(RP_TYPES[ti], sizes[si], trial);
+    static const char *const isas[] = {"avx512vnni", "avx2"};   /* the vpdpbusd kernels, the AVX2 ones */
+    int done = 0;
+    for (size_t ii = 0; ii < 2; ii++) {
+        if (!et_repack_get(et_kernels_get(isas[ii]), GGML_TYPE_Q4_0, 64)) continue;
+        done++;
+        static const int sizes[] = {32, 96, 576, 1536, 4096 + 32};
+        for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+            for (int trial = 0; trial < 4; trial++)
+                for (size_t ti = 0; ti < sizeof RP_TYPES / sizeof RP_TYPES[0]; ti++)
+                    check_type(isas[ii], RP_TYPES[ti], sizes[si], trial);
+    }
+    if (!done) skip();   /* cmocka reports SKIPPED */
 }
 
 /* et_repack_unpack_row gives back every row's bytes exactly, for rows of
@@ -144,12 +151,17 @@ static void test_repack_selection(void **state) {
     const et_kernels *sc = et_kernels_get("scalar");
     assert_null(et_repack_get(sc, GGML_TYPE_Q4_0, 576));
     assert_null(et_repack_get(NULL, GGML_TYPE_Q4_0, 576));
-    const et_kernels *k = et_kernels_get("avx512vnni");
-    if (!k) {
-        assert_false(et_repack_cpu());
-        return;
+    const et_kernels *k = et_kernels_get("avx512vnni"), *k2 = et_kernels_get("avx2");
+    assert_int_equal(et_repack_cpu(), k || k2);   /* x86-64 with AVX512-VNNI or AVX2 */
+    if (k2) {
+        for (size_t ti = 0; ti < sizeof RP_TYPES / sizeof RP_TYPES[0]; ti++)
+            assert_non_null(et_repack_get(k2, RP_TYPES[ti], 576));
+        assert_null(et_repack_get(k2, GGML_TYPE_Q4_K, 512));
+        if (!k) assert_ptr_equal(et_repack_get(et_kernels_best(), GGML_TYPE_Q4_0, 576), et_repack_get(k2, GGML_TYPE_Q4_0, 576));
     }
-    assert_true(et_repack_cpu());
+    if (!k) return;
+    assert_true(k2 != NULL);
+    assert_ptr_not_equal(et_repack_get(k, GGML_TYPE_Q4_0, 576), et_repack_get(k2, GGML_TYPE_Q4_0, 576));
     for (size_t ti = 0; ti < sizeof RP_TYPES / sizeof RP_TYPES[0]; ti++) assert_non_null(et_repack_get(k, RP_TYPES[ti], 576));
     assert_null(et_repack_get(k, GGML_TYPE_Q4_K, 512));
     assert_null(et_repack_get(k, GGML_TYPE_F16, 576));
