@@ -389,8 +389,9 @@ static void engine_repack(et_engine *m, int own) {
     free(all);
 }
 
-/* Open (from a file, or a caller's buffer when data != NULL) and load. */
-static int engine_open(et_engine **out, const char *path, const void *data, size_t size, et_err *e) {
+/* Open (from a file, or a caller's buffer when data != NULL) and load;
+ * repack 0: validation only (et_engine_check_file), no repacked copy. */
+static int engine_open(et_engine **out, const char *path, const void *data, size_t size, int repack, et_err *e) {
     *out = NULL;
     et_kernels_init();
     et_engine *m = calloc(1, sizeof *m);
@@ -417,15 +418,15 @@ static int engine_open(et_engine **out, const char *path, const void *data, size
         et_engine_free(m);
         return rc;
     }
-    engine_repack(m, own);
+    if (repack) engine_repack(m, own);
     *out = m;
     return 0;
 }
 
-int et_engine_load(et_engine **out, const char *path, et_err *e) { return engine_open(out, path, NULL, 0, e); }
+int et_engine_load(et_engine **out, const char *path, et_err *e) { return engine_open(out, path, NULL, 0, 1, e); }
 
 int et_engine_load_mem(et_engine **out, const void *data, size_t size, const char *name, et_err *e) {
-    return engine_open(out, name, data, size, e);
+    return engine_open(out, name, data, size, 1, e);
 }
 
 int et_engine_check_file(const char *path, et_err *e) {
@@ -442,7 +443,7 @@ int et_engine_check_file(const char *path, et_err *e) {
         return 0;
     }
     et_engine *m = NULL;
-    rc = et_engine_load_mem(&m, g.map.data, g.map.size, path, e);
+    rc = engine_open(&m, path, g.map.data, g.map.size, 0, e);   /* checked, never run: no repacking */
     static const char *const ids[] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
                                       "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id"};
     for (size_t i = 0; !rc && m->tok && i < sizeof ids / sizeof *ids; i++) {
