@@ -208,29 +208,30 @@ static inline VNNI __attribute__((always_inline)) void gemm_t(int n, const uint8
     for (int t = 0; t < T; t++) _mm512_storeu_ps(out + (size_t)t * ldo, acc[t]);
 }
 
-/* Tokens in steps of 8, then 4, 2, 1. */
-#define GEMM(name, kind)                                                                                           \
-    static VNNI void name(int n, const void *grp, const void *act, size_t as, int n_tok, float *out, size_t ldo) { \
+/* name(n, grp, act, as, n_tok, out, ldo): all n_tok tokens through body (gemm_t or gemm2_t) in
+ * steps of TMAX (8: VNNI, 4: AVX2) tokens, then 4 (when TMAX > 4), 2 and 1. */
+#define GEMM_STEPS(name, attr, body, kind, TMAX)                                                                  \
+    static attr void name(int n, const void *grp, const void *act, size_t as, int n_tok, float *out, size_t ldo) { \
         const uint8_t *a = act;                                                                                    \
         int t = 0;                                                                                                 \
-        for (; t + 8 <= n_tok; t += 8) gemm_t(n, grp, a + (size_t)t * as, as, out + (size_t)t * ldo, ldo, kind, 8); \
-        if (t + 4 <= n_tok) {                                                                                      \
-            gemm_t(n, grp, a + (size_t)t * as, as, out + (size_t)t * ldo, ldo, kind, 4);                           \
+        for (; t + TMAX <= n_tok; t += TMAX) body(n, grp, a + (size_t)t * as, as, out + (size_t)t * ldo, ldo, kind, TMAX); \
+        if (TMAX > 4 && t + 4 <= n_tok) {                                                                          \
+            body(n, grp, a + (size_t)t * as, as, out + (size_t)t * ldo, ldo, kind, 4);                             \
             t += 4;                                                                                                \
         }                                                                                                          \
         if (t + 2 <= n_tok) {                                                                                      \
-            gemm_t(n, grp, a + (size_t)t * as, as, out + (size_t)t * ldo, ldo, kind, 2);                           \
+            body(n, grp, a + (size_t)t * as, as, out + (size_t)t * ldo, ldo, kind, 2);                             \
             t += 2;                                                                                                \
         }                                                                                                          \
-        if (t < n_tok) gemm_t(n, grp, a + (size_t)t * as, as, out + (size_t)t * ldo, ldo, kind, 1);                \
+        if (t < n_tok) body(n, grp, a + (size_t)t * as, as, out + (size_t)t * ldo, ldo, kind, 1);                  \
     }
 
-GEMM(gemm_q8_0, RK_Q8_0)
-GEMM(gemm_q4_0, RK_Q4_0)
-GEMM(gemm_q5_0, RK_Q5_0)
-GEMM(gemm_iq4_nl, RK_IQ4_NL)
-GEMM(gemm_q4_1, RK_Q4_1)
-GEMM(gemm_q5_1, RK_Q5_1)
+GEMM_STEPS(gemm_q8_0, VNNI, gemm_t, RK_Q8_0, 8)
+GEMM_STEPS(gemm_q4_0, VNNI, gemm_t, RK_Q4_0, 8)
+GEMM_STEPS(gemm_q5_0, VNNI, gemm_t, RK_Q5_0, 8)
+GEMM_STEPS(gemm_iq4_nl, VNNI, gemm_t, RK_IQ4_NL, 8)
+GEMM_STEPS(gemm_q4_1, VNNI, gemm_t, RK_Q4_1, 8)
+GEMM_STEPS(gemm_q5_1, VNNI, gemm_t, RK_Q5_1, 8)
 
 /* ---- AVX2: the same groups, the same sums, 8 rows per ymm ----
  * The integer sum of each (row, block, token) is exact whatever computes it;
@@ -333,39 +334,20 @@ static inline AVX2T __attribute__((always_inline)) void gemm2_t(int n, const uin
     }
 }
 
-/* Tokens in steps of 4, then 2, 1. */
-#define GEMM2(name, kind)                                                                                           \
-    static AVX2T void name(int n, const void *grp, const void *act, size_t as, int n_tok, float *out, size_t ldo) { \
-        const uint8_t *a = act;                                                                                     \
-        int t = 0;                                                                                                  \
-        for (; t + 4 <= n_tok; t += 4) gemm2_t(n, grp, a + (size_t)t * as, as, out + (size_t)t * ldo, ldo, kind, 4); \
-        if (t + 2 <= n_tok) {                                                                                       \
-            gemm2_t(n, grp, a + (size_t)t * as, as, out + (size_t)t * ldo, ldo, kind, 2);                           \
-            t += 2;                                                                                                 \
-        }                                                                                                           \
-        if (t < n_tok) gemm2_t(n, grp, a + (size_t)t * as, as, out + (size_t)t * ldo, ldo, kind, 1);                \
-    }
+GEMM_STEPS(gemm2_q8_0, AVX2T, gemm2_t, RK_Q8_0, 4)
+GEMM_STEPS(gemm2_q4_0, AVX2T, gemm2_t, RK_Q4_0, 4)
+GEMM_STEPS(gemm2_q5_0, AVX2T, gemm2_t, RK_Q5_0, 4)
+GEMM_STEPS(gemm2_iq4_nl, AVX2T, gemm2_t, RK_IQ4_NL, 4)
+GEMM_STEPS(gemm2_q4_1, AVX2T, gemm2_t, RK_Q4_1, 4)
+GEMM_STEPS(gemm2_q5_1, AVX2T, gemm2_t, RK_Q5_1, 4)
 
-GEMM2(gemm2_q8_0, RK_Q8_0)
-GEMM2(gemm2_q4_0, RK_Q4_0)
-GEMM2(gemm2_q5_0, RK_Q5_0)
-GEMM2(gemm2_iq4_nl, RK_IQ4_NL)
-GEMM2(gemm2_q4_1, RK_Q4_1)
-GEMM2(gemm2_q5_1, RK_Q5_1)
-
-static const et_repack rp2_q8_0 = {GGML_TYPE_Q8_0, gemm2_q8_0};
-static const et_repack rp2_q4_0 = {GGML_TYPE_Q4_0, gemm2_q4_0};
-static const et_repack rp2_q5_0 = {GGML_TYPE_Q5_0, gemm2_q5_0};
-static const et_repack rp2_iq4_nl = {GGML_TYPE_IQ4_NL, gemm2_iq4_nl};
-static const et_repack rp2_q4_1 = {GGML_TYPE_Q4_1, gemm2_q4_1};
-static const et_repack rp2_q5_1 = {GGML_TYPE_Q5_1, gemm2_q5_1};
-
-static const et_repack rp_q8_0 = {GGML_TYPE_Q8_0, gemm_q8_0};
-static const et_repack rp_q4_0 = {GGML_TYPE_Q4_0, gemm_q4_0};
-static const et_repack rp_q5_0 = {GGML_TYPE_Q5_0, gemm_q5_0};
-static const et_repack rp_iq4_nl = {GGML_TYPE_IQ4_NL, gemm_iq4_nl};
-static const et_repack rp_q4_1 = {GGML_TYPE_Q4_1, gemm_q4_1};
-static const et_repack rp_q5_1 = {GGML_TYPE_Q5_1, gemm_q5_1};
+/* [kernel set: 0 VNNI, 1 AVX2][RK_ kind] */
+static const et_repack RP[2][6] = {
+    {{GGML_TYPE_Q8_0, gemm_q8_0}, {GGML_TYPE_Q4_0, gemm_q4_0}, {GGML_TYPE_Q5_0, gemm_q5_0},
+     {GGML_TYPE_IQ4_NL, gemm_iq4_nl}, {GGML_TYPE_Q4_1, gemm_q4_1}, {GGML_TYPE_Q5_1, gemm_q5_1}},
+    {{GGML_TYPE_Q8_0, gemm2_q8_0}, {GGML_TYPE_Q4_0, gemm2_q4_0}, {GGML_TYPE_Q5_0, gemm2_q5_0},
+     {GGML_TYPE_IQ4_NL, gemm2_iq4_nl}, {GGML_TYPE_Q4_1, gemm2_q4_1}, {GGML_TYPE_Q5_1, gemm2_q5_1}},
+};
 
 static int vnni, avx2;
 
@@ -383,28 +365,12 @@ int et_repack_cpu(void) {
 
 const et_repack *et_repack_get(const et_kernels *k, uint32_t type, int n_in) {
     if (!k || !et_repack_group_bytes(type, n_in) || !et_repack_cpu()) return NULL;
-    if (!strncmp(k->name, "avx512", 6) && vnni) {
-        switch (type) {
-        case GGML_TYPE_Q8_0: return &rp_q8_0;
-        case GGML_TYPE_Q4_0: return &rp_q4_0;
-        case GGML_TYPE_Q5_0: return &rp_q5_0;
-        case GGML_TYPE_IQ4_NL: return &rp_iq4_nl;
-        case GGML_TYPE_Q4_1: return &rp_q4_1;
-        case GGML_TYPE_Q5_1: return &rp_q5_1;
-        default: return NULL;
-        }
-    }
-    if (!strncmp(k->name, "avx", 3) && avx2) {   /* "avx2", or "avx512" on a CPU without VNNI */
-        switch (type) {
-        case GGML_TYPE_Q8_0: return &rp2_q8_0;
-        case GGML_TYPE_Q4_0: return &rp2_q4_0;
-        case GGML_TYPE_Q5_0: return &rp2_q5_0;
-        case GGML_TYPE_IQ4_NL: return &rp2_iq4_nl;
-        case GGML_TYPE_Q4_1: return &rp2_q4_1;
-        case GGML_TYPE_Q5_1: return &rp2_q5_1;
-        default: return NULL;
-        }
-    }
+    int set = !strncmp(k->name, "avx512", 6) && vnni ? 0
+            : !strncmp(k->name, "avx", 3) && avx2    ? 1   /* "avx2", or "avx512" on a CPU without VNNI */
+                                                     : -1;
+    if (set < 0) return NULL;
+    for (int i = 0; i < 6; i++)
+        if (RP[set][i].type == type) return &RP[set][i];
     return NULL;
 }
 

@@ -46,7 +46,8 @@ static inline void store(const mm_job *j, float *y, float v) {
 }
 
 /* Rows [r0, r1) of one matrix for every token, by single (or four-token) dots. */
-const void *et_wmat_row(const et_wmat *w, int r, void *buf) {
+/* et_wmat_row, inlined into the dot loop: the file's row, or the rebuilt one. */
+static inline const void *wmat_row(const et_wmat *w, int r, void *buf) {
     if (r >= w->n_dropped) return (const uint8_t *)w->data + (size_t)r * w->row_bytes;
     const size_t gb = et_repack_group_bytes(w->type, w->n_in);
     et_repack_unpack_row(w->type, w->n_in, (const uint8_t *)w->packed + (size_t)(r / ET_RP_ROWS) * gb, r % ET_RP_ROWS,
@@ -54,9 +55,10 @@ const void *et_wmat_row(const et_wmat *w, int r, void *buf) {
     return buf;
 }
 
+const void *et_wmat_row(const et_wmat *w, int r, void *buf) { return wmat_row(w, r, buf); }
+
 static void mm_rows_dot(const mm_job *j, const mm_mat *mm, int r0, int r1) {
     const et_wmat *w = mm->w;
-    const uint8_t *wd = w->data;
     _Alignas(64) uint8_t buf[ET_WMAT_ROW_MAX];   /* a dropped row, rebuilt (not the repacked kernels' path) */
     for (int rb = r0; rb < r1; rb += ROW_TILE) {
         int re = rb + ROW_TILE < r1 ? rb + ROW_TILE : r1;
@@ -66,18 +68,14 @@ static void mm_rows_dot(const mm_job *j, const mm_mat *mm, int r0, int r1) {
                 const uint8_t *xa = mm->act + (size_t)t * mm->act_stride;
                 for (int r = rb; r < re; r++) {
                     float v[4];
-                    const void *row = r < w->n_dropped ? et_wmat_row(w, r, buf) : wd + (size_t)r * w->row_bytes;
-                    mm->dot4(w->n_in, row, xa, mm->act_stride, v);
+                    mm->dot4(w->n_in, wmat_row(w, r, buf), xa, mm->act_stride, v);
                     for (int k = 0; k < 4; k++) store(j, mm->y + (size_t)(t + k) * w->n_out + r, v[k]);
                 }
             }
         for (; t < j->n_tok; t++) {
             const void *xa = mm->act + (size_t)t * mm->act_stride;
             float *yt = mm->y + (size_t)t * w->n_out;
-            for (int r = rb; r < re; r++) {
-                const void *row = r < w->n_dropped ? et_wmat_row(w, r, buf) : wd + (size_t)r * w->row_bytes;
-                store(j, yt + r, mm->dot(w->n_in, row, xa));
-            }
+            for (int r = rb; r < re; r++) store(j, yt + r, mm->dot(w->n_in, wmat_row(w, r, buf), xa));
         }
     }
 }
