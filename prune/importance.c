@@ -107,6 +107,7 @@ static int bind_with_tape(et_llama *L, et_tape *t, et_model *m, et_model *g, et_
     int rc = et_llama_bind(L, m, g, e);
     if (rc) return rc;
     if ((rc = et_tape_init(t, 0, e))) et_llama_unbind(L);
+    else t->no_remat = 1; /* the scores read the normed rows and swiglu's output after the layer ran */
     return rc;
 }
 

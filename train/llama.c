@@ -184,10 +184,13 @@ et_tensor *et_llama_layer(et_tape *t, et_llama *L, int l, et_tensor *x, int T, c
     const int D = L->head_dim;
     et_llama_block *b = &L->blocks[l];
     if (b->n_head > 0) {
-        et_tensor *h = et_rmsnorm(t, nm(n, "attn_norm", l), x, &b->attn_norm, L->rms_eps);
+        /* the normed rows and swiglu's product are read again only by the
+           projections' backward: recomputed there (et_tape_drop) */
+        et_tensor *h = et_rmsnorm_remat(t, nm(n, "attn_norm", l), x, &b->attn_norm, L->rms_eps);
         et_tensor *q = linear(t, nm(n, "Qcur", l), h, &b->q);
         et_tensor *k = linear(t, nm(n, "Kcur", l), h, &b->k);
         et_tensor *v = linear(t, nm(n, "Vcur", l), h, &b->v);
+        et_tape_drop(t, h);
         /* in place: the projections' backward never reads their outputs */
         char nk[48];
         et_rope_qk_inplace(t, nm(n, "Qrope", l), nm(nk, "Krope", l), q, k, T, b->n_head, b->n_head_kv, D, pos,
@@ -196,11 +199,13 @@ et_tensor *et_llama_layer(et_tape *t, et_llama *L, int l, et_tensor *x, int T, c
         x = linear_add(t, nm(n, "ffn_inp", l), a, &b->o, x);
     }
     if (b->n_ff > 0) {
-        et_tensor *h = et_rmsnorm(t, nm(n, "ffn_norm", l), x, &b->ffn_norm, L->rms_eps);
+        et_tensor *h = et_rmsnorm_remat(t, nm(n, "ffn_norm", l), x, &b->ffn_norm, L->rms_eps);
         et_tensor *g = linear(t, nm(n, "ffn_gate", l), h, &b->gate);
         et_tensor *u = linear(t, nm(n, "ffn_up", l), h, &b->up);
-        et_tensor *s = et_swiglu(t, nm(n, "ffn_swiglu", l), g, u);
+        et_tape_drop(t, h);
+        et_tensor *s = et_swiglu_remat(t, nm(n, "ffn_swiglu", l), g, u);
         x = linear_add(t, nm(n, "l_out", l), s, &b->down, x);
+        et_tape_drop(t, s);
     }
     return x;
 }

@@ -85,15 +85,29 @@ static void swiglu_backward(et_tape *t, const et_node *nd) {
     }
 }
 
-et_tensor *et_swiglu(et_tape *t, const char *name, et_tensor *g, et_tensor *u) {
+/* The forward's output again (the same blocks as the forward: the same
+ * bits whatever the split, being element-wise). */
+static void swiglu_remat(const et_node *nd, float *out) {
+    const long n = (long)nd->in[0]->n;
+    const float *gd = nd->in[0]->data, *ud = nd->in[1]->data;
+    #pragma omp parallel if ((size_t)n > ET_OMP_MIN_WORK)
+    {
+        long b0, b1;
+        share(n, omp_get_num_threads(), omp_get_thread_num(), &b0, &b1);
+        if (b1 > b0) swiglu_forward_block(out + b0, gd + b0, ud + b0, b1 - b0);
+    }
+}
+
+static et_tensor *swiglu(et_tape *t, const char *name, et_tensor *g, et_tensor *u, int remat) {
     if (t->code) return NULL;
     if (!g || !u) return et_tape_fail(t, ET_EINPUT, "swiglu %s: NULL input", name ? name : "");
     if (g->n != u->n || g->ndim < 1)
         return et_tape_fail(t, ET_EINPUT, "swiglu %s: gate %s has %zu elements, up %s has %zu",
                             name ? name : "", g->name, g->n, u->name, u->n);
     et_tensor *in[2] = {g, u};
-    int wants = et_tape_wants_grad(t, in, 2);
-    et_tensor *out = et_tensor_new(t, name, g->ndim, g->shape, wants);
+    int wants = et_tape_wants_grad(t, in, 2), pooled = 0;
+    et_tensor *out = remat ? et_tape_remat_out(t, name, g->ndim, g->shape, wants, &pooled)
+                           : et_tensor_new(t, name, g->ndim, g->shape, wants);
     if (!out) return NULL;
     const long n = (long)g->n;
     const float *gd = g->data, *ud = u->data;
@@ -104,9 +118,20 @@ et_tensor *et_swiglu(et_tape *t, const char *name, et_tensor *g, et_tensor *u) {
         share(n, omp_get_num_threads(), omp_get_thread_num(), &b0, &b1);
         if (b1 > b0) swiglu_forward_block(od + b0, gd + b0, ud + b0, b1 - b0);
     }
-    if (wants && !et_tape_push(t, "swiglu", swiglu_backward, out, in, 2, NULL)) return NULL;
+    et_node *nd = wants ? et_tape_push(t, "swiglu", swiglu_backward, out, in, 2, NULL) : NULL;
+    if (wants && !nd) return NULL;
+    if (pooled) nd->remat = swiglu_remat;
     return out;
 }
+
+et_tensor *et_swiglu(et_tape *t, const char *name, et_tensor *g, et_tensor *u) {
+    return swiglu(t, name, g, u, 0);
+}
+
+et_tensor *et_swiglu_remat(et_tape *t, const char *name, et_tensor *g, et_tensor *u) {
+    return swiglu(t, name, g, u, 1);
+}
+
 
 /* ---- add: out = a + b;  da += dout, db += dout ---- */
 static void add_backward(et_tape *t, const et_node *nd) {

@@ -124,7 +124,28 @@ static void rmsnorm_backward(et_tape *t, const et_node *nd) {
     }
 }
 
-et_tensor *et_rmsnorm(et_tape *t, const char *name, et_tensor *x, et_tensor *w, float eps) {
+/* Rows [i0, i1) of the forward's output again, from the saved rstd: the
+ * same expression as forward_rows with the same r, so the same bits. */
+ET_SIMD_CLONES
+static void remat_rows(const float *x, const float *w, const float *rstd, float *y, long i0, long i1, long C) {
+    for (long i = i0; i < i1; i++) {
+        const float *xi = x + i * C;
+        const float r = rstd[i];
+        float *yi = y + i * C;
+        #pragma omp simd
+        for (long j = 0; j < C; j++) yi[j] = xi[j] * r * w[j];
+    }
+}
+
+static void rmsnorm_remat(const et_node *nd, float *y) {
+    const et_tensor *x = nd->in[0], *w = nd->in[1];
+    const rmsnorm_saved *s = nd->saved;
+    const long M = (long)et_rows(x), C = (long)et_cols(x);
+    #pragma omp parallel for schedule(static) if ((size_t)M * C > ET_OMP_MIN_WORK)
+    for (long i = 0; i < M; i++) remat_rows(x->data, w->data, s->rstd, y, i, i + 1, C);
+}
+
+static et_tensor *rmsnorm(et_tape *t, const char *name, et_tensor *x, et_tensor *w, float eps, int remat) {
     if (t->code) return NULL;
     if (!x || !w) return et_tape_fail(t, ET_EINPUT, "rmsnorm %s: NULL input", name ? name : "");
     if (x->ndim < 1 || w->n != et_cols(x))
@@ -132,8 +153,9 @@ et_tensor *et_rmsnorm(et_tape *t, const char *name, et_tensor *x, et_tensor *w, 
                             name ? name : "", w->name, w->n, et_cols(x));
     const long M = (long)et_rows(x), C = (long)et_cols(x);
     et_tensor *in[2] = {x, w};
-    int wants = et_tape_wants_grad(t, in, 2);
-    et_tensor *y = et_tensor_new(t, name, x->ndim, x->shape, wants);
+    int wants = et_tape_wants_grad(t, in, 2), pooled = 0;
+    et_tensor *y = remat ? et_tape_remat_out(t, name, x->ndim, x->shape, wants, &pooled)
+                         : et_tensor_new(t, name, x->ndim, x->shape, wants);
     rmsnorm_saved *s = y ? et_tape_alloc(t, sizeof *s) : NULL;
     float *rstd = s ? et_tape_alloc(t, (size_t)M * sizeof(float)) : NULL;
     if (!rstd) return NULL;
@@ -150,6 +172,16 @@ et_tensor *et_rmsnorm(et_tape *t, const char *name, et_tensor *x, et_tensor *w, 
     }
     s->rstd = rstd;
     s->eps = eps;
-    if (wants && !et_tape_push(t, "rmsnorm", rmsnorm_backward, y, in, 2, s)) return NULL;
+    et_node *nd = wants ? et_tape_push(t, "rmsnorm", rmsnorm_backward, y, in, 2, s) : NULL;
+    if (wants && !nd) return NULL;
+    if (pooled) nd->remat = rmsnorm_remat;
     return y;
+}
+
+et_tensor *et_rmsnorm(et_tape *t, const char *name, et_tensor *x, et_tensor *w, float eps) {
+    return rmsnorm(t, name, x, w, eps, 0);
+}
+
+et_tensor *et_rmsnorm_remat(et_tape *t, const char *name, et_tensor *x, et_tensor *w, float eps) {
+    return rmsnorm(t, name, x, w, eps, 1);
 }

@@ -36,6 +36,10 @@ et_tensor *et_matmul_add(et_tape *t, const char *name, et_tensor *x, et_tensor *
 /* RMSNorm (Zhang & Sennrich 2019, as in Llama):
  * y[M, C] = x * w / sqrt(mean_c(x^2) + eps); w [C].  Saves 1/rms per row. */
 et_tensor *et_rmsnorm(et_tape *t, const char *name, et_tensor *x, et_tensor *w, float eps);
+/* The same with the output rematerialised (train/tape.h, et_tape_drop): its
+ * values live in a pool buffer until et_tape_drop(t, y) and are recomputed
+ * in backward from x and the saved 1/rms (the same bits). */
+et_tensor *et_rmsnorm_remat(et_tape *t, const char *name, et_tensor *x, et_tensor *w, float eps);
 
 /* Rotary position embedding (Su et al. 2021) on interleaved pairs
  * (x[2i], x[2i+1]) of each head, as llama.cpp's "llama" arch and llama2.c:
@@ -86,6 +90,9 @@ void et_attention_force_portable(int on);
 /* SwiGLU (Shazeer 2020): out[M, F] = silu(gate) * up, silu(g) = g * sigmoid(g).
  * gate, up [M, F]. */
 et_tensor *et_swiglu(et_tape *t, const char *name, et_tensor *gate, et_tensor *up);
+/* The same with the output rematerialised (train/tape.h, et_tape_drop):
+ * recomputed in backward from gate and up (the same bits). */
+et_tensor *et_swiglu_remat(et_tape *t, const char *name, et_tensor *gate, et_tensor *up);
 
 /* Residual add: out = a + b, same number of elements (out takes a's shape). */
 et_tensor *et_add(et_tape *t, const char *name, et_tensor *a, et_tensor *b);
@@ -101,7 +108,7 @@ typedef struct et_xent_opts {
                              rows in the loss (a mean).  Set it to the token
                              count of the whole accumulated batch for
                              gradient accumulation. */
-    int chunk_rows;       /* rows per chunk; 0 = about 16M logits per chunk */
+    int chunk_rows;       /* at most this many rows per chunk (chunks of equal size); 0 = at most 16M logits per chunk */
     float *logits_out;    /* [N, V] caller-owned: when set, forward writes every
                              logit here (tests, evaluation) */
     float *row_loss_out;  /* [N] caller-owned: when set, the row's -log p(target)
@@ -149,7 +156,7 @@ typedef struct et_kd_opts {
     /* or an online teacher: logits [N, V] = teacher_x [N, Ct] @ teacher_w [V, Ct]^T, computed
        chunk by chunk (full-vocabulary KL); both must stay alive until backward */
     const et_tensor *teacher_x, *teacher_w;
-    int chunk_rows;           /* rows per chunk; 0 = about 16M logits per chunk */
+    int chunk_rows;           /* at most this many rows per chunk (chunks of equal size); 0 = at most 16M logits per chunk */
     float *row_ce_out;        /* [N] caller-owned, or NULL: each row's CE (nats, T = 1; 0 without target) */
     float *row_kd_out;        /* [N] caller-owned, or NULL: each row's KL (nats, at T, without T^2) */
     int grad_in_forward;      /* as et_xent_opts: each chunk of logits computed once per step */
@@ -184,8 +191,9 @@ et_tensor *et_hidden_loss(et_tape *t, const char *name, et_tensor *x, const floa
 void et_fused_dx(float *dx, const float *dx1, float g, size_t n, int fresh);
 
 /* The fused LM-head loss ops' scalar output [1] (it wants a gradient when x
- * [N, C] or w [V, C] does) and their row chunk: *chunk = chunk_rows, or
- * the rows that hold 2^24 logits when 0, at most N (op_xent.c, op_kd.c).
+ * [N, C] or w [V, C] does) and their row chunk: with c = chunk_rows, or
+ * the rows that hold 2^24 logits when 0, the N rows go in ceil(N / c)
+ * chunks of equal size, *chunk = ceil(N / that) <= c (op_xent.c, op_kd.c).
  * NULL on a tape error. */
 et_tensor *et_lmhead_loss_out(et_tape *t, const char *name, et_tensor *x, et_tensor *w, int chunk_rows, int N, int V,
                               int *chunk);

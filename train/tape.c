@@ -213,6 +213,94 @@ int et_grad_take(et_tape *t, et_tensor *x, et_tensor *out) {
     return 1;
 }
 
+/* ---- rematerialised outputs' pool (see tape.h) ---- */
+/* A free pool buffer of at least n floats for owner: the smallest free one
+ * that fits, else a free one (or a new entry) grown to fit. */
+static float *pool_take(et_tape *t, const et_tensor *owner, size_t n) {
+    const size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
+    int pick = -1;
+    for (int i = 0; i < t->n_pool; i++)
+        if (!t->pool[i].owner && t->pool[i].cap >= bytes && (pick < 0 || t->pool[i].cap < t->pool[pick].cap))
+            pick = i;
+    if (pick < 0) {
+        for (int i = 0; i < t->n_pool && pick < 0; i++)
+            if (!t->pool[i].owner) pick = i;
+        if (pick < 0) {
+            if (t->n_pool == ET_REMAT_POOL)
+                return et_tape_fail(t, ET_ERUN, "tape: more than %d rematerialised tensors alive at once (%s)",
+                                    ET_REMAT_POOL, owner->name);
+            pick = t->n_pool++;
+            t->pool[pick].p = NULL;
+            t->pool[pick].cap = 0;
+        }
+        free(t->pool[pick].p);
+        t->pool[pick].cap = 0;
+        void *p = NULL;
+        if (n > (SIZE_MAX - 64) / sizeof(float) || posix_memalign(&p, 64, bytes)) {
+            t->pool[pick].p = NULL;
+            return et_tape_fail(t, ET_ERUN, "tape: out of memory for rematerialised %s (%zu bytes)", owner->name,
+                                bytes);
+        }
+        t->pool[pick].p = p;
+        t->pool[pick].cap = bytes;
+        t->arena.n_mallocs++;
+    }
+    t->pool[pick].owner = owner;
+    return t->pool[pick].p;
+}
+
+/* The pool entry holding p for owner, or -1. */
+static int pool_find(const et_tape *t, const float *p, const et_tensor *owner) {
+    for (int i = 0; i < t->n_pool; i++)
+        if (p && t->pool[i].p == p && t->pool[i].owner == owner) return i;
+    return -1;
+}
+
+et_tensor *et_tape_remat_out(et_tape *t, const char *name, int ndim, const int64_t *shape, int wants_grad,
+                             int *pooled) {
+    *pooled = 0;
+    if (!t->record || !wants_grad || t->no_remat || t->keep_grads)
+        return et_tensor_new(t, name, ndim, shape, wants_grad);
+    et_tensor *x = et_tape_alloc(t, sizeof *x);
+    if (!x) return NULL;
+    /* the shape checks of et_tensor_new, on a header without data */
+    et_tensor_wrap(x, name, NULL, NULL, ndim, shape);
+    if (ndim < 1 || ndim > ET_MAX_DIMS || x->n == 0)
+        return et_tape_fail(t, ET_EINPUT, "tensor %s: invalid shape (ndim %d)", name ? name : "", ndim);
+    float *d = pool_take(t, x, x->n);
+    if (!d) return NULL;
+    x->data = d;
+    x->requires_grad = wants_grad;
+    *pooled = 1;
+    return x;
+}
+
+void et_tape_drop(et_tape *t, et_tensor *y) {
+    if (t->code || !y) return;
+    const int i = pool_find(t, y->data, y);
+    if (i < 0) return; /* kept in the arena */
+    const et_node *p = t->last;
+    while (p && !(p->out == y && p->remat)) p = p->prev;
+    if (!p) {
+        et_tape_fail(t, ET_EINPUT, "tape: drop of %s, which no rematerialising op produced", y->name);
+        return;
+    }
+    et_node *m = et_tape_push(t, "remat", NULL, y, NULL, 0, NULL);
+    if (!m) return;
+    m->restore = p;
+    t->pool[i].owner = NULL;
+    y->data = NULL;
+}
+
+/* Backward at a drop marker: y's values back in a pool buffer. */
+static void restore(et_tape *t, const et_node *m) {
+    const et_node *p = m->restore;
+    float *d = pool_take(t, p->out, p->out->n);
+    if (!d) return;
+    p->remat(p, d);
+    p->out->data = d;
+}
+
 /* ---- tape ---- */
 int et_tape_init(et_tape *t, size_t arena_bytes, et_err *e) {
     memset(t, 0, sizeof *t);
@@ -226,6 +314,7 @@ void et_tape_reset(et_tape *t) {
     t->n_nodes = 0;
     t->n_bins = 0;
     t->rope_tables = NULL; /* they lived in the arena */
+    for (int i = 0; i < t->n_pool; i++) t->pool[i].owner = NULL; /* their tensors lived in the arena */
     t->code = 0;
     memset(&t->err, 0, sizeof t->err);
 }
@@ -233,6 +322,7 @@ void et_tape_reset(et_tape *t) {
 void et_tape_free(et_tape *t) {
     et_arena_free(&t->arena);
     free(t->scratch);
+    for (int i = 0; i < t->n_pool; i++) free(t->pool[i].p);
     memset(t, 0, sizeof *t);
 }
 
@@ -274,14 +364,28 @@ et_tensor *et_tape_find(const et_tape *t, const char *name) {
 /* Newest node first.  A node whose output received no gradient is skipped;
  * after a node's backward, its output's gradient is complete and no longer
  * needed (every consumer of the output comes later in the tape and has run
- * already), so its buffer goes back to the bins. */
+ * already), so its buffer goes back to the bins — and a rematerialised
+ * output's values, which no node still to run reads, go back to the pool.
+ * A drop marker (et_tape_drop) restores its tensor's values. */
 static int walk(et_tape *t) {
     for (const et_node *n = t->last; n && !t->code; n = n->prev) {
-        if (!n->out->grad) continue;
-        n->backward(t, n);
-        if (!t->keep_grads && n->out->grad) { /* NULL: taken over (et_grad_take) */
-            bin_put(t, n->out->grad, grad_bytes(n->out));
-            n->out->grad = NULL;
+        if (n->restore) {
+            restore(t, n);
+            continue;
+        }
+        if (n->out->grad) {
+            n->backward(t, n);
+            if (!t->keep_grads && n->out->grad) { /* NULL: taken over (et_grad_take) */
+                bin_put(t, n->out->grad, grad_bytes(n->out));
+                n->out->grad = NULL;
+            }
+        }
+        if (n->remat) {
+            const int i = pool_find(t, n->out->data, n->out);
+            if (i >= 0) {
+                t->pool[i].owner = NULL;
+                n->out->data = NULL;
+            }
         }
     }
     return t->code;

@@ -92,6 +92,11 @@ typedef struct et_node et_node;
  * input with requires_grad (get the buffer with et_grad()). */
 typedef void (*et_backward_fn)(et_tape *t, const et_node *n);
 
+/* Recompute a node's output values into out [n->out->n] from the node's
+ * inputs and saved data, bit for bit as its forward computed them (for
+ * rematerialised outputs, see et_tape_drop). */
+typedef void (*et_remat_fn)(const et_node *n, float *out);
+
 #define ET_NODE_MAX_IN 6
 struct et_node {
     const char *op;                 /* "matmul", "rmsnorm", ... (static string) */
@@ -100,7 +105,13 @@ struct et_node {
     et_tensor *out;
     void *saved;                    /* op-specific, in the arena */
     et_node *prev;                  /* previous node (backward order) */
+    et_remat_fn remat;              /* set by ops whose output data is
+                                       rematerialised (et_tape_remat_out) */
+    const et_node *restore;         /* an et_tape_drop marker: the producer
+                                       node whose output it brings back */
 };
+
+#define ET_REMAT_POOL 8
 
 #define ET_GRAD_BINS 32
 struct et_tape {
@@ -124,6 +135,11 @@ struct et_tape {
     int n_bins;
     void *scratch;          /* et_tape_scratch's buffer (internal) */
     size_t scratch_cap;
+    int no_remat;           /* 1: et_tape_remat_out keeps outputs in the
+                               arena like any activation (tests, A/B
+                               measurements); kept by et_tape_reset */
+    struct { float *p; size_t cap; const et_tensor *owner; } pool[ET_REMAT_POOL];
+    int n_pool;             /* rematerialised outputs' buffers (internal) */
     void *rope_tables;      /* rope cos/sin tables made since the last reset,
                                shared by the layers (train/op_rope.c; internal) */
 };
@@ -184,6 +200,41 @@ int et_tape_wants_grad(const et_tape *t, et_tensor *const *in, int n);
  * (to fill `saved`) or NULL + tape error on OOM. */
 et_node *et_tape_push(et_tape *t, const char *op, et_backward_fn backward,
                       et_tensor *out, et_tensor *const *in, int n_in, void *saved);
+/* ---- rematerialised activations (selective recomputation) ----
+ * Some activations are read by backward only as GEMM operands and are cheap
+ * to recompute from tensors that are kept anyway: an RMSNorm's normed rows
+ * (from its input and the saved 1/rms), SwiGLU's product (from gate and
+ * up).  Keeping them costs (2 n_embd + n_ff) floats per token and layer
+ * (SmolLM2-135M at 1024 tokens: 330 MB of a 1 GB tape).  Instead such an
+ * op (et_rmsnorm_remat, et_swiglu_remat in ops.h) writes its output into a
+ * small pool buffer and sets its node's remat function; after the output's
+ * last consumer the caller calls et_tape_drop(t, y), which gives the buffer
+ * back and records a marker node.  Backward meets the marker before any
+ * consumer's backward (it was pushed after them), takes a pool buffer,
+ * recomputes the values into it (the same bits: the op's own forward
+ * arithmetic on the same inputs) and points y->data at it; the buffer
+ * returns to the pool after the producer's own backward, the last node to
+ * read y.  Only a few pool buffers are alive at any time (one per tensor
+ * between production and drop, one per tensor between marker and
+ * producer).  Selective activation recomputation: Korthikanti et al. 2022,
+ * arXiv:2205.05198 (they recompute attention; here only element-wise and
+ * normalisation outputs, whose recomputation costs under 1% of a step). */
+
+/* For an op's output: a fresh tensor [shape] whose data is a pool buffer
+ * when the tape records, wants_grad is set and no_remat is 0 (*pooled = 1:
+ * the op must then set its node's remat function), else et_tensor_new's
+ * (*pooled = 0).  NULL + tape error on OOM or when every pool buffer is
+ * busy (ET_ERUN). */
+et_tensor *et_tape_remat_out(et_tape *t, const char *name, int ndim, const int64_t *shape, int wants_grad,
+                             int *pooled);
+
+/* After the last op that reads y in the forward pass: when y's data is a
+ * pool buffer (et_tape_remat_out), give it back (y->data becomes NULL until
+ * backward restores it) and record the marker that restores it; otherwise
+ * nothing.  y must not be read again in the forward pass.  Tape error
+ * (ET_EINPUT) when y's producer is not among the tape's nodes. */
+void et_tape_drop(et_tape *t, et_tensor *y);
+
 /* Record an error (first one wins); returns NULL so ops can
  * `return et_tape_fail(t, ET_EINPUT, "rmsnorm: ...")`. */
 void *et_tape_fail(et_tape *t, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
