@@ -78,6 +78,7 @@ static void rss_mb(double *rss, double *hwm) {
 }
 
 static int g_mem; /* --mem */
+static int g_chunk; /* --chunk N: LM head rows per chunk (full mode; 0: the default) */
 static void mem_phase(const char *phase) {
     if (!g_mem) return;
     double rss, hwm;
@@ -204,7 +205,7 @@ static int run_full(const char *model, const char *tokens, int B, int T, int ste
     mem_phase("model loaded (f32 weights)");
     int32_t *tok = read_tokens(tokens, B, T, m.hp.n_vocab);
     if (!tok) return 3;
-    if (et_train_llama_init(&tl, &m, 0, &tm, &e)) return fail("model", &e);
+    if (et_train_llama_init(&tl, &m, g_chunk, &tm, &e)) return fail("model", &e);
     mem_phase("trainer bound (gradient block)");
     tl.recompute = rc_on > 0;
     tl.recompute_layers = rc_on > 1 ? rc_on : 0;
@@ -247,6 +248,8 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--bf16")) precision = ET_GEMM_BF16;
         else if (!strcmp(argv[i], "--rc")) rc_on = 1;
         else if (!strcmp(argv[i], "--mem")) g_mem = 1;
+        else if (!strcmp(argv[i], "--chunk") && i + 1 < argc && atoi(argv[i + 1]) > 0)
+            g_chunk = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rc-layers") && i + 1 < argc && atoi(argv[i + 1]) > 0)
             rc_on = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--optim") && i + 1 < argc && et_adamw_state_parse(argv[i + 1]) >= 0)

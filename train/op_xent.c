@@ -107,6 +107,13 @@ static void xent_backward(et_tape *t, const et_node *nd) {
 et_tensor *et_lmhead_loss_out(et_tape *t, const char *name, et_tensor *x, et_tensor *w, int chunk_rows, int N, int V,
                               int *chunk) {
     int c = chunk_rows ? chunk_rows : ((1 << 24) / V > 0 ? (1 << 24) / V : 1);
+    /* as many chunks as that needs, of equal size (1024 rows at most 341:
+       4 x 256, not 3 x 341 + 1, whose last GEMMs would pack the whole
+       weight twice and rewrite all of dw for one row) */
+    if (c < N) {
+        const int nc = (N + c - 1) / c;
+        c = (N + nc - 1) / nc;
+    }
     *chunk = c > N ? N : c;
     et_tensor *in[2] = {x, w};
     et_tensor *out = et_tensor_2d(t, name, 1, 1, et_tape_wants_grad(t, in, 2));
