@@ -144,34 +144,32 @@ static void attn_rows_backward(const float *const *qi, const float *const *doi, 
             s2[jj] = x2 * (b2[j] - e2) * scale, s3[jj] = x3 * (b3[j] - e3) * scale;
         }
     }
-    /* dq_r[d] += sum_j ds_r[j] kt[d][j]: RB dot products per load of kt */
+    /* one pass over d, keys inside, for the three sums that read ds:
+         dq_r[d] += sum_j ds_r[j] kt[d][j]          (RB dot products per load of kt)
+         dkt[d][j] += sum_r ds_r[j] q_r[d],  dvt[d][j] += sum_r p_r[j] dout_r[d]
+       each ds/p load serving both; the dq sums run down PAD lanes in key
+       order, then as a tree (et_lanes_sum16) */
     for (int d = 0; d < D; d++) {
         const float *k = kt + (size_t)d * Tp;
-        /* PAD lanes summed vertically, then as a tree (et_lanes_sum16) */
+        float *dk = dkt + (size_t)d * Tp, *dv = dvt + (size_t)d * Tp;
+        const float qa = q0[d], qb = q1[d], qc = q2[d], qd = q3[d];
+        const float oa = o0[d], ob = o1[d], oc = o2[d], od = o3[d];
         float a0[PAD] = {0}, a1[PAD] = {0}, a2[PAD] = {0}, a3[PAD] = {0};
         for (int j0 = 0; j0 < np; j0 += PAD) {
             #pragma omp simd
             for (int j = 0; j < PAD; j++) {
-                const float kj = k[j0 + j];
-                a0[j] += s0[j0 + j] * kj, a1[j] += s1[j0 + j] * kj;
-                a2[j] += s2[j0 + j] * kj, a3[j] += s3[j0 + j] * kj;
+                const int jj = j0 + j;
+                const float kj = k[jj], x0 = s0[jj], x1 = s1[jj], x2 = s2[jj], x3 = s3[jj];
+                a0[j] += x0 * kj, a1[j] += x1 * kj;
+                a2[j] += x2 * kj, a3[j] += x3 * kj;
+                dk[jj] += x0 * qa + x1 * qb + x2 * qc + x3 * qd;
+                dv[jj] += p0[jj] * oa + p1[jj] * ob + p2[jj] * oc + p3[jj] * od;
             }
         }
         if (dqi[0]) dqi[0][d] += et_lanes_sum16(a0);
         if (dqi[1]) dqi[1][d] += et_lanes_sum16(a1);
         if (dqi[2]) dqi[2][d] += et_lanes_sum16(a2);
         if (dqi[3]) dqi[3][d] += et_lanes_sum16(a3);
-    }
-    /* dkt[d][j] += sum_r ds_r[j] q_r[d], dvt[d][j] += sum_r p_r[j] dout_r[d] */
-    for (int d = 0; d < D; d++) {
-        float *dk = dkt + (size_t)d * Tp, *dv = dvt + (size_t)d * Tp;
-        const float qa = q0[d], qb = q1[d], qc = q2[d], qd = q3[d];
-        const float oa = o0[d], ob = o1[d], oc = o2[d], od = o3[d];
-        #pragma omp simd
-        for (int j = 0; j < np; j++) {
-            dk[j] += s0[j] * qa + s1[j] * qb + s2[j] * qc + s3[j] * qd;
-            dv[j] += p0[j] * oa + p1[j] * ob + p2[j] * oc + p3[j] * od;
-        }
     }
 }
 
