@@ -877,6 +877,66 @@ static void test_arena_steady_state(void **state) {
     free(x), free(w), free(gw[0]), free(gw[1]), free(seed);
 }
 
+/* The rematerialisation pool (train/tape.h): a dropped output has no data
+ * until backward, a drop of an arena tensor does nothing, too many
+ * outputs alive at once is a clear error, and an eval tape never pools. */
+static void test_remat_pool(void **state) {
+    (void)state;
+    enum { M = 4, C = 8 };
+    float x[M * C], w[C], gx[M * C], gw[C], wm[C * C], gwm[C * C];
+    for (int i = 0; i < M * C; i++) x[i] = (float)urand();
+    for (int i = 0; i < C; i++) w[i] = 1.0f + 0.1f * (float)urand();
+    for (int i = 0; i < C * C; i++) wm[i] = (float)urand();
+    et_tensor X, W, WM;
+    et_tensor_wrap(&X, "x", x, gx, 2, (int64_t[]){M, C});
+    et_tensor_wrap(&W, "w", w, gw, 1, (int64_t[]){C});
+    et_tensor_wrap(&WM, "wm", wm, gwm, 2, (int64_t[]){C, C});
+    et_tape t;
+    et_tape_init(&t, 0, NULL);
+    et_tensor *h[ET_REMAT_POOL];
+    for (int i = 0; i < ET_REMAT_POOL; i++) assert_non_null(h[i] = et_rmsnorm_remat(&t, "h", &X, &W, 1e-5f));
+    assert_null(et_rmsnorm_remat(&t, "h9", &X, &W, 1e-5f));
+    et_err e = {0};
+    assert_int_equal(et_tape_status(&t, &e), ET_ERUN);
+    assert_non_null(strstr(e.msg, "rematerialised tensors alive"));
+    et_tape_reset(&t); /* frees every pool buffer for reuse */
+    et_tensor *y = et_rmsnorm_remat(&t, "h", &X, &W, 1e-5f);
+    et_tensor *z = et_matmul(&t, "z", y, &WM, NULL);
+    assert_non_null(z);
+    et_tensor *keep = et_rmsnorm(&t, "k", &X, &W, 1e-5f);
+    const int nodes = t.n_nodes;
+    et_tape_drop(&t, keep); /* in the arena: nothing happens */
+    assert_int_equal(t.n_nodes, nodes);
+    assert_non_null(keep->data);
+    et_tape_drop(&t, y);
+    assert_null(y->data);
+    assert_int_equal(t.n_nodes, nodes + 1);
+    float seed[M * C];
+    for (int i = 0; i < M * C; i++) seed[i] = (float)urand();
+    memset(gwm, 0, sizeof gwm);
+    assert_int_equal(et_tape_backward_seed(&t, z, seed), 0);
+    assert_null(y->data); /* back in the pool after its producer's backward */
+    float g1[C * C];
+    memcpy(g1, gwm, sizeof g1);
+    et_tape_reset(&t);
+    t.no_remat = 1; /* the same product with the normed rows kept */
+    y = et_rmsnorm_remat(&t, "h", &X, &W, 1e-5f);
+    z = et_matmul(&t, "z", y, &WM, NULL);
+    et_tape_drop(&t, y);
+    assert_non_null(y->data);
+    memset(gwm, 0, sizeof gwm);
+    assert_int_equal(et_tape_backward_seed(&t, z, seed), 0);
+    assert_memory_equal(g1, gwm, sizeof g1);
+    et_tape_reset(&t);
+    t.no_remat = 0;
+    t.record = 0; /* eval: nothing to recompute for */
+    y = et_rmsnorm_remat(&t, "h", &X, &W, 1e-5f);
+    et_tape_drop(&t, y);
+    assert_non_null(y->data);
+    assert_int_equal(t.n_nodes, 0);
+    et_tape_free(&t);
+}
+
 /* Non-BLAS ops give bit-identical results with 1 and 2 threads. */
 static void test_thread_count_independent(void **state) {
     (void)state;
@@ -972,6 +1032,7 @@ int main(void) {
         cmocka_unit_test(test_vexpf),
         cmocka_unit_test(test_errors_are_sticky),
         cmocka_unit_test(test_arena_steady_state),
+        cmocka_unit_test(test_remat_pool),
         cmocka_unit_test(test_thread_count_independent),
         cmocka_unit_test(test_thread_count_independent_large),
     };

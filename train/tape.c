@@ -137,16 +137,28 @@ void *et_tape_scratch(et_tape *t, size_t bytes) {
     return t->scratch;
 }
 
-et_tensor *et_tensor_new(et_tape *t, const char *name, int ndim, const int64_t *shape, int requires_grad) {
-    if (ndim < 1 || ndim > ET_MAX_DIMS)
-        return et_tape_fail(t, ET_EINPUT, "tensor %s: %d dimensions (1..%d allowed)", name ? name : "", ndim, ET_MAX_DIMS);
+/* Elements of a valid shape (ndim 1..ET_MAX_DIMS, sizes >= 1, no overflow
+ * of a float buffer's bytes), or 0 + tape error. */
+static size_t shape_elems(et_tape *t, const char *name, int ndim, const int64_t *shape) {
+    if (ndim < 1 || ndim > ET_MAX_DIMS) {
+        et_tape_fail(t, ET_EINPUT, "tensor %s: %d dimensions (1..%d allowed)", name ? name : "", ndim, ET_MAX_DIMS);
+        return 0;
+    }
     size_t n = 1;
     for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 1 || (uint64_t)shape[i] > SIZE_MAX / sizeof(float) / n)
-            return et_tape_fail(t, ET_EINPUT, "tensor %s: bad size %lld in dimension %d",
-                                name ? name : "", (long long)shape[i], i);
+        if (shape[i] < 1 || (uint64_t)shape[i] > SIZE_MAX / sizeof(float) / n) {
+            et_tape_fail(t, ET_EINPUT, "tensor %s: bad size %lld in dimension %d", name ? name : "",
+                         (long long)shape[i], i);
+            return 0;
+        }
         n *= (size_t)shape[i];
     }
+    return n;
+}
+
+et_tensor *et_tensor_new(et_tape *t, const char *name, int ndim, const int64_t *shape, int requires_grad) {
+    const size_t n = shape_elems(t, name, ndim, shape);
+    if (!n) return NULL;
     et_tensor *x = et_tape_alloc(t, sizeof *x);
     float *d = x ? et_tape_alloc(t, n * sizeof(float)) : NULL;
     if (!d) return NULL;
@@ -217,6 +229,8 @@ int et_grad_take(et_tape *t, et_tensor *x, et_tensor *out) {
 /* A free pool buffer of at least n floats for owner: the smallest free one
  * that fits, else a free one (or a new entry) grown to fit. */
 static float *pool_take(et_tape *t, const et_tensor *owner, size_t n) {
+    if (n > (SIZE_MAX - 64) / sizeof(float))
+        return et_tape_fail(t, ET_ERUN, "tape: rematerialised %s too large", owner->name);
     const size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
     int pick = -1;
     for (int i = 0; i < t->n_pool; i++)
@@ -236,7 +250,7 @@ static float *pool_take(et_tape *t, const et_tensor *owner, size_t n) {
         free(t->pool[pick].p);
         t->pool[pick].cap = 0;
         void *p = NULL;
-        if (n > (SIZE_MAX - 64) / sizeof(float) || posix_memalign(&p, 64, bytes)) {
+        if (posix_memalign(&p, 64, bytes)) {
             t->pool[pick].p = NULL;
             return et_tape_fail(t, ET_ERUN, "tape: out of memory for rematerialised %s (%zu bytes)", owner->name,
                                 bytes);
@@ -261,13 +275,11 @@ et_tensor *et_tape_remat_out(et_tape *t, const char *name, int ndim, const int64
     *pooled = 0;
     if (!t->record || !wants_grad || t->no_remat || t->keep_grads)
         return et_tensor_new(t, name, ndim, shape, wants_grad);
-    et_tensor *x = et_tape_alloc(t, sizeof *x);
+    const size_t n = shape_elems(t, name, ndim, shape);
+    et_tensor *x = n ? et_tape_alloc(t, sizeof *x) : NULL;
     if (!x) return NULL;
-    /* the shape checks of et_tensor_new, on a header without data */
     et_tensor_wrap(x, name, NULL, NULL, ndim, shape);
-    if (ndim < 1 || ndim > ET_MAX_DIMS || x->n == 0)
-        return et_tape_fail(t, ET_EINPUT, "tensor %s: invalid shape (ndim %d)", name ? name : "", ndim);
-    float *d = pool_take(t, x, x->n);
+    float *d = pool_take(t, x, n);
     if (!d) return NULL;
     x->data = d;
     x->requires_grad = wants_grad;
