@@ -4,7 +4,7 @@
  * over fixed token rows, one configuration per process.
  *
  *   build/bench/bench_peer lora MODEL.gguf TOKENS.i32 B T STEPS [--base TYPE] [--bf16] [--rc]
- *   build/bench/bench_peer full MODEL.gguf TOKENS.i32 B T STEPS [--bf16] [--rc] [--rc-layers N] [--optim adamw8bit] [--mem]
+ *   build/bench/bench_peer full MODEL.gguf TOKENS.i32 B T STEPS [--bf16] [--rc] [--rc-layers N] [--optim adamw8bit] [--mem] [--chunk N]
  *   build/bench/bench_peer            (no arguments: runs bench/peer/run.sh,
  *                                      which skips when the peer venv is absent)
  *
@@ -237,7 +237,7 @@ int main(int argc, char **argv) {
     }
     et_omp_passive_reexec(); /* idle OpenMP workers sleep (train/threads.h) */
     if (argc < 7 || (strcmp(argv[1], "lora") && strcmp(argv[1], "full"))) {
-        fprintf(stderr, "usage: %s lora|full MODEL.gguf TOKENS.i32 B T STEPS [--base TYPE] [--bf16] [--rc] [--optim adamw|adamw8bit] [--mem]\n",
+        fprintf(stderr, "usage: %s lora|full MODEL.gguf TOKENS.i32 B T STEPS [--base TYPE] [--bf16] [--rc] [--optim adamw|adamw8bit] [--mem] [--chunk N]\n",
                 argv[0]);
         return 1;
     }
@@ -257,7 +257,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--base") && i + 1 < argc && parse_type(argv[i + 1]) != UINT32_MAX)
             type = parse_type(argv[++i]);
         else {
-            fprintf(stderr, "bench_peer: bad option %s (--base F32|F16|BF16|Q8_0|Q4_0|Q4_1, --bf16, --rc, --rc-layers N, --optim adamw|adamw8bit, --mem)\n", argv[i]);
+            fprintf(stderr, "bench_peer: bad option %s (--base F32|F16|BF16|Q8_0|Q4_0|Q4_1, --bf16, --rc, --rc-layers N, --optim adamw|adamw8bit, --mem, --chunk N)\n", argv[i]);
             return 1;
         }
     }
