@@ -23,7 +23,9 @@
  * recompute only the first N layers; --optim adamw8bit: block-wise
  * 8-bit AdamW moments (train/optim.h, arXiv:2110.02861); --mem: where the
  * memory goes, on stderr (resident set after each phase, the tape arenas'
- * peaks, the optimizer state; full mode).
+ * peaks, the optimizer state; full mode); --chunk N (full): at most N rows
+ * per LM-head loss chunk (train/ops.h et_xent_opts.chunk_rows; default the
+ * rows of 2^24 logits), to compare chunk sizes.
  * One untimed warm-up step (arena growth), then STEPS timed steps, each on
  * the same rows.  Prints one JSON line: {"side":"edgetune", "mode",
  * "config", "first_loss" (loss of the warm-up step, before any update),
