@@ -3,7 +3,7 @@
  * training steps on a REAL model (a GGUF, e.g. SmolLM2-135M-Instruct Q4_1)
  * over fixed token rows, one configuration per process.
  *
- *   build/bench/bench_peer lora MODEL.gguf TOKENS.i32 B T STEPS [--base TYPE] [--bf16] [--rc]
+ *   build/bench/bench_peer lora MODEL.gguf TOKENS.i32 B T STEPS [--base TYPE] [--bf16] [--rc] [--rc-layers N]
  *   build/bench/bench_peer full MODEL.gguf TOKENS.i32 B T STEPS [--bf16] [--rc] [--rc-layers N] [--optim adamw8bit] [--mem] [--chunk N]
  *   build/bench/bench_peer            (no arguments: runs bench/peer/run.sh,
  *                                      which skips when the peer venv is absent)
@@ -19,7 +19,7 @@
  * adapter (lr 1e-4).  full: every parameter trained (train/train_llama.h),
  * gradient clipping at 1, AdamW (lr 1e-5, weight decay 0.1 on 2-D tensors).
  * --bf16: GEMMs in bf16 mixed precision (train/gemm.h); --rc: per-layer
- * activation recomputation (train/recompute.h); --rc-layers N (full, N >= 2):
+ * activation recomputation (train/recompute.h); --rc-layers N (N >= 2):
  * recompute only the first N layers; --optim adamw8bit: block-wise
  * 8-bit AdamW moments (train/optim.h, arXiv:2110.02861); --mem: where the
  * memory goes, on stderr (resident set after each phase, the tape arenas'
@@ -179,7 +179,8 @@ static int run_lora(const char *model, const char *tokens, int B, int T, int ste
         gguf_close(&g);
         et_model_free(&m);
     }
-    lt.recompute = rc_on;
+    lt.recompute = rc_on > 0;
+    lt.ll.recompute_layers = rc_on > 1 ? rc_on : 0; /* --rc-layers N: the first N layers */
     lt.tape.gemm_precision = precision;
     et_adamw opt;
     if (et_adamw_init(&opt, tm.n, &(et_adamw_hp){0.9f, 0.999f, 1e-8f, 0.0f}, &e)) return fail("adamw", &e);
@@ -276,8 +277,9 @@ int main(int argc, char **argv) {
         const char *tn = "BF16";
         for (int i = 7; i + 1 < argc; i++)
             if (!strcmp(argv[i], "--base")) tn = argv[i + 1];
-        snprintf(config, sizeof config, "%s base, %s GEMMs%s", tn, precision == ET_GEMM_BF16 ? "bf16" : "f32",
-                 rc_on ? ", recompute" : "");
+        char rc_l[64] = "";
+        if (rc_on) snprintf(rc_l, sizeof rc_l, rc_on > 1 ? ", recompute %d layers" : ", recompute", rc_on);
+        snprintf(config, sizeof config, "%s base, %s GEMMs%s", tn, precision == ET_GEMM_BF16 ? "bf16" : "f32", rc_l);
         return run_lora(argv[2], argv[3], B, T, steps, type, precision, rc_on, config);
     }
     char rc_s[64] = "";
