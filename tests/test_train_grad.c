@@ -23,21 +23,27 @@
 
 enum { B = 2, T = 12, N_ACCUM = 2, VOCAB = 29 };
 
+/* The tiny llama of these tests: head_dim 8, grouped-query attention, tied
+ * embeddings, n_layer layers. */
+static void tiny_hparams(et_hparams *hp, int n_layer) {
+    memset(hp, 0, sizeof *hp);
+    snprintf(hp->arch, sizeof hp->arch, "llama");
+    hp->n_vocab = VOCAB;
+    hp->n_embd = 32;
+    hp->n_layer = n_layer;
+    hp->n_ctx = 64;
+    hp->n_head = 4;
+    hp->n_head_kv = 2;
+    hp->n_ff = 40;
+    hp->head_dim = 8;
+    hp->rms_eps = 1e-5f;
+    hp->rope_theta = 10000.0f;
+    hp->tied_output = 1;
+}
+
 static void check_step(int recompute) {
     et_hparams hp;
-    memset(&hp, 0, sizeof hp);
-    snprintf(hp.arch, sizeof hp.arch, "llama");
-    hp.n_vocab = VOCAB;
-    hp.n_embd = 32;
-    hp.n_layer = 2;
-    hp.n_ctx = 64;
-    hp.n_head = 4;
-    hp.n_head_kv = 2;
-    hp.n_ff = 40;
-    hp.head_dim = 8;
-    hp.rms_eps = 1e-5f;
-    hp.rope_theta = 10000.0f;
-    hp.tied_output = 1;
+    tiny_hparams(&hp, 2);
     et_model m;
     et_train_llama tl;
     et_train_model tm;
@@ -122,19 +128,7 @@ static void test_step_recompute(void **state) {
 static void test_remat_same_bits(void **state) {
     (void)state;
     et_hparams hp;
-    memset(&hp, 0, sizeof hp);
-    snprintf(hp.arch, sizeof hp.arch, "llama");
-    hp.n_vocab = VOCAB;
-    hp.n_embd = 32;
-    hp.n_layer = 3;
-    hp.n_ctx = 64;
-    hp.n_head = 4;
-    hp.n_head_kv = 2;
-    hp.n_ff = 40;
-    hp.head_dim = 8;
-    hp.rms_eps = 1e-5f;
-    hp.rope_theta = 10000.0f;
-    hp.tied_output = 1;
+    tiny_hparams(&hp, 3);
     int32_t tok[B][T + 1];
     uint8_t mask[B][T + 1];
     memset(mask, 1, sizeof mask);

@@ -85,17 +85,20 @@ static void swiglu_backward(et_tape *t, const et_node *nd) {
     }
 }
 
-/* The forward's output again (the same blocks as the forward: the same
- * bits whatever the split, being element-wise). */
-static void swiglu_remat(const et_node *nd, float *out) {
-    const long n = (long)nd->in[0]->n;
-    const float *gd = nd->in[0]->data, *ud = nd->in[1]->data;
+/* out = silu(g) * u over n elements, one contiguous share per thread. */
+static void swiglu_fill(float *out, const float *g, const float *u, long n) {
     #pragma omp parallel if ((size_t)n > ET_OMP_MIN_WORK)
     {
         long b0, b1;
         share(n, omp_get_num_threads(), omp_get_thread_num(), &b0, &b1);
-        if (b1 > b0) swiglu_forward_block(out + b0, gd + b0, ud + b0, b1 - b0);
+        if (b1 > b0) swiglu_forward_block(out + b0, g + b0, u + b0, b1 - b0);
     }
+}
+
+/* The forward's output again from gate and up (et_remat_fn; element-wise,
+ * so the same bits). */
+static void swiglu_remat(const et_node *nd, float *out) {
+    swiglu_fill(out, nd->in[0]->data, nd->in[1]->data, (long)nd->in[0]->n);
 }
 
 static et_tensor *swiglu(et_tape *t, const char *name, et_tensor *g, et_tensor *u, int remat) {
@@ -109,15 +112,7 @@ static et_tensor *swiglu(et_tape *t, const char *name, et_tensor *g, et_tensor *
     et_tensor *out = remat ? et_tape_remat_out(t, name, g->ndim, g->shape, wants, &pooled)
                            : et_tensor_new(t, name, g->ndim, g->shape, wants);
     if (!out) return NULL;
-    const long n = (long)g->n;
-    const float *gd = g->data, *ud = u->data;
-    float *od = out->data;
-    #pragma omp parallel if ((size_t)n > ET_OMP_MIN_WORK)
-    {
-        long b0, b1;
-        share(n, omp_get_num_threads(), omp_get_thread_num(), &b0, &b1);
-        if (b1 > b0) swiglu_forward_block(od + b0, gd + b0, ud + b0, b1 - b0);
-    }
+    swiglu_fill(out->data, g->data, u->data, (long)g->n);
     et_node *nd = wants ? et_tape_push(t, "swiglu", swiglu_backward, out, in, 2, NULL) : NULL;
     if (wants && !nd) return NULL;
     if (pooled) nd->remat = swiglu_remat;

@@ -57,6 +57,14 @@ static void dw_block(const float *dy, const float *x, const float *rstd, long M,
     for (int u = 0; u < nc; u++) dw[j0 + u] += (float)acc[u];
 }
 
+/* y[j] = x[j] r w[j]: the forward's output row given its 1/rms (inlined into
+ * each clone of the forward and of the rematerialisation: the same bits). */
+static inline __attribute__((always_inline)) void scale_row(const float *x, float r, const float *w, float *y,
+                                                            long C) {
+    #pragma omp simd
+    for (long j = 0; j < C; j++) y[j] = x[j] * r * w[j];
+}
+
 /* Rows [i0, i1) of the forward: rstd[i] and y[i, :] = x[i, :] * rstd[i] * w. */
 ET_SIMD_CLONES
 static void forward_rows(const float *x, const float *w, float *y, float *rstd, long i0, long i1, long C, float eps) {
@@ -65,9 +73,7 @@ static void forward_rows(const float *x, const float *w, float *y, float *rstd, 
         const double ss = row_sumsq(xi, C);
         const float r = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
         rstd[i] = r;
-        float *yi = y + i * C;
-        #pragma omp simd
-        for (long j = 0; j < C; j++) yi[j] = xi[j] * r * w[j];
+        scale_row(xi, r, w, y + i * C, C);
     }
 }
 
@@ -124,25 +130,23 @@ static void rmsnorm_backward(et_tape *t, const et_node *nd) {
     }
 }
 
-/* Rows [i0, i1) of the forward's output again, from the saved rstd: the
- * same expression as forward_rows with the same r, so the same bits. */
+/* Rows [i0, i1) of the forward's output again, from the saved rstd. */
 ET_SIMD_CLONES
 static void remat_rows(const float *x, const float *w, const float *rstd, float *y, long i0, long i1, long C) {
-    for (long i = i0; i < i1; i++) {
-        const float *xi = x + i * C;
-        const float r = rstd[i];
-        float *yi = y + i * C;
-        #pragma omp simd
-        for (long j = 0; j < C; j++) yi[j] = xi[j] * r * w[j];
-    }
+    for (long i = i0; i < i1; i++) scale_row(x + i * C, rstd[i], w, y + i * C, C);
 }
 
+/* The output from x, w and the saved rstd, in the forward's contiguous
+ * shares of rows (et_remat_fn). */
 static void rmsnorm_remat(const et_node *nd, float *y) {
     const et_tensor *x = nd->in[0], *w = nd->in[1];
     const rmsnorm_saved *s = nd->saved;
     const long M = (long)et_rows(x), C = (long)et_cols(x);
-    #pragma omp parallel for schedule(static) if ((size_t)M * C > ET_OMP_MIN_WORK)
-    for (long i = 0; i < M; i++) remat_rows(x->data, w->data, s->rstd, y, i, i + 1, C);
+    #pragma omp parallel if ((size_t)M * C > ET_OMP_MIN_WORK)
+    {
+        const long nt = omp_get_num_threads(), id = omp_get_thread_num();
+        remat_rows(x->data, w->data, s->rstd, y, M * id / nt, M * (id + 1) / nt, C);
+    }
 }
 
 static et_tensor *rmsnorm(et_tape *t, const char *name, et_tensor *x, et_tensor *w, float eps, int remat) {
